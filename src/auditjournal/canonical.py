@@ -1,0 +1,275 @@
+"""Canonical JSON (RFC 8785 / JCS) and the stable hash of a value.
+
+The fast path lets msgspec do the encoding: with ``order="sorted"`` its output
+is already canonical for strings, integers, booleans, null, arrays and objects
+whose keys sort the same by code point as by UTF-16 code unit. A single walk
+over the value (in Python, but only over containers and leaves) does what
+msgspec would not:
+
+* rejects what RFC 8785 (and an auditor) cannot accept: NaN/Infinity, integers
+  beyond +-(2**53 - 1), sets, non-str keys, cycles, unknown types;
+* turns floats into ECMAScript ``Number.prototype.toString`` text, spliced in
+  as :class:`msgspec.Raw`;
+* maps datetime -> UTC ISO-8601 (naive taken as UTC), date -> ISO date,
+  Decimal -> its string, bytes -> ``{"__bytes__": "<base64>"}``.
+
+Containers are copied only when something inside them had to change, so the
+common payload (dicts of str/int/bool) is encoded straight from the caller's
+object. Objects with a key outside the Basic Multilingual Plane take a slower
+path that sorts keys by UTF-16 code units, as RFC 8785 requires.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import decimal
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from .errors import CanonicalizationError
+
+__all__ = ["MAX_DEPTH", "MAX_SAFE_INTEGER", "canonical_json", "format_float", "stable_hash"]
+
+MAX_SAFE_INTEGER = 2**53 - 1
+MAX_DEPTH = 512
+"""Deepest nesting accepted; deeper values (or cycles) are rejected."""
+
+_SORTED = msgspec.json.Encoder(order="sorted")
+_AS_GIVEN = msgspec.json.Encoder()
+_UTC = _dt.UTC
+_INF = float("inf")
+
+
+def canonical_json(obj: Any) -> bytes:
+    """Return the RFC 8785 canonical JSON bytes of ``obj``.
+
+    Raises :class:`CanonicalizationError` naming the offending path for values
+    that have no faithful JSON form.
+    """
+    wide_keys: list[str] = []
+    try:
+        value = _normalize(obj, 0, wide_keys)
+    except _PathError as exc:
+        raise CanonicalizationError(f"{exc.message} at {exc.path()}") from None
+    try:
+        if wide_keys and any(max(k) > "\uffff" for k in wide_keys):
+            return _AS_GIVEN.encode(_utf16_sorted(value))
+        return _SORTED.encode(value)
+    except UnicodeEncodeError as exc:
+        raise CanonicalizationError(
+            f"string is not valid Unicode (lone surrogate) at {_surrogate_path(obj)}: {exc}"
+        ) from None
+    except (TypeError, RecursionError) as exc:  # pragma: no cover - guarded by _normalize
+        raise CanonicalizationError(str(exc)) from None
+
+
+def stable_hash(obj: Any) -> str:
+    """SHA-256 of the canonical JSON of ``obj``, as 64 lowercase hex characters."""
+    return hashlib.sha256(canonical_json(obj)).hexdigest()
+
+
+def format_float(value: float) -> str:
+    """Format a finite float exactly as ECMAScript's ``Number.prototype.toString``."""
+    if value != value or value in (_INF, -_INF):
+        raise CanonicalizationError(f"{value!r} is not allowed in canonical JSON")
+    if value == 0:
+        return "0"  # also -0.0
+    text = repr(value)  # shortest round-trip digits, the same digits ECMAScript picks
+    sign = ""
+    if text[0] == "-":
+        sign, text = "-", text[1:]
+    mantissa, _, exp_text = text.partition("e")
+    int_part, _, frac_part = mantissa.partition(".")
+    all_digits = int_part + frac_part
+    digits = all_digits.lstrip("0")
+    # n: position of the decimal point counted from the first significant digit
+    n = len(int_part) + (int(exp_text) if exp_text else 0) - (len(all_digits) - len(digits))
+    digits = digits.rstrip("0")
+    k = len(digits)
+    if k <= n <= 21:
+        body = digits + "0" * (n - k)
+    elif 0 < n <= 21:
+        body = digits[:n] + "." + digits[n:]
+    elif -6 < n <= 0:
+        body = "0." + "0" * (-n) + digits
+    else:
+        exp = n - 1
+        exp_str = ("e+" if exp >= 0 else "e-") + str(abs(exp))
+        body = (digits if k == 1 else digits[0] + "." + digits[1:]) + exp_str
+    return sign + body
+
+
+# -- internals ----------------------------------------------------------------------
+
+
+class _PathError(Exception):
+    """Carries a rejection up the recursion, collecting the path on the way."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.parts: list[str] = []
+
+    def path(self) -> str:
+        parts = self.parts[::-1]
+        if len(parts) > 12:  # a cycle or very deep value: keep the message one short line
+            parts = [*parts[:6], f"...({len(parts) - 10} more)...", *parts[-4:]]
+        return "$" + "".join(parts)
+
+
+def _normalize(o: Any, depth: int, wide_keys: list[str]) -> Any:
+    t = type(o)
+    if t is str or t is bool or o is None:
+        return o
+    if t is int:
+        if -MAX_SAFE_INTEGER <= o <= MAX_SAFE_INTEGER:
+            return o
+        raise _PathError(f"integer {o} is beyond +-(2**53 - 1)")
+    if t is dict:
+        if depth >= MAX_DEPTH:
+            raise _PathError(_too_deep(o))
+        copy: dict[str, Any] | None = None
+        for key, item in o.items():
+            if type(key) is not str:
+                raise _PathError(f"object key {key!r} is a {type(key).__name__}, not a str")
+            if not key.isascii():
+                wide_keys.append(key)
+            try:
+                new = _normalize(item, depth + 1, wide_keys)
+            except _PathError as exc:
+                exc.parts.append(f"[{key!r}]")
+                raise
+            if new is not item:
+                if copy is None:
+                    copy = dict(o)
+                copy[key] = new
+        return o if copy is None else copy
+    if t is list or t is tuple:
+        if depth >= MAX_DEPTH:
+            raise _PathError(_too_deep(o))
+        items: list[Any] | None = None
+        for index, item in enumerate(o):
+            try:
+                new = _normalize(item, depth + 1, wide_keys)
+            except _PathError as exc:
+                exc.parts.append(f"[{index}]")
+                raise
+            if new is not item:
+                if items is None:
+                    items = list(o)
+                items[index] = new
+        return o if items is None else items
+    if t is float:
+        try:
+            return msgspec.Raw(format_float(o).encode())
+        except CanonicalizationError as exc:
+            raise _PathError(str(exc)) from None
+    convert = _CONVERTERS.get(t)
+    if convert is not None:
+        return convert(o)
+    raise _PathError(_unsupported(o))
+
+
+def _from_datetime(value: _dt.datetime) -> str:
+    naive = value.utcoffset() is None  # Python's definition of naive, not just tzinfo is None
+    value = value.replace(tzinfo=_UTC) if naive else value.astimezone(_UTC)
+    return value.replace(tzinfo=None).isoformat() + "Z"
+
+
+def _from_decimal(value: decimal.Decimal) -> str:
+    if not value.is_finite():
+        raise _PathError(f"Decimal {value} is not allowed in canonical JSON")
+    return str(value)
+
+
+def _from_bytes(value: bytes | bytearray | memoryview) -> dict[str, str]:
+    return {"__bytes__": base64.b64encode(value).decode("ascii")}
+
+
+_CONVERTERS: dict[type, Callable[[Any], Any]] = {
+    _dt.datetime: _from_datetime,
+    _dt.date: lambda d: d.isoformat(),
+    decimal.Decimal: _from_decimal,
+    bytes: _from_bytes,
+    bytearray: _from_bytes,
+    memoryview: _from_bytes,
+}
+
+
+def _unsupported(o: Any) -> str:
+    if isinstance(o, set | frozenset):
+        return "sets have no order and are not allowed; pass a sorted list"
+    return f"values of type {type(o).__qualname__} have no canonical JSON form"
+
+
+def _too_deep(o: Any) -> str:
+    if _has_cycle(o):
+        return "value contains a reference cycle"
+    return f"value is nested deeper than {MAX_DEPTH} levels"
+
+
+def _has_cycle(root: Any) -> bool:
+    on_path: set[int] = set()
+
+    def visit(o: Any) -> bool:
+        if type(o) not in (dict, list, tuple):
+            return False
+        if id(o) in on_path:
+            return True
+        on_path.add(id(o))
+        children = o.values() if type(o) is dict else o
+        found = any(visit(child) for child in children)
+        on_path.discard(id(o))
+        return found
+
+    try:
+        return visit(root)
+    except RecursionError:
+        return False
+
+
+def _utf16_key(key: str) -> bytes:
+    return key.encode("utf-16-be", "surrogatepass")
+
+
+def _utf16_sorted(o: Any) -> Any:
+    """Rebuild every object with its keys in UTF-16 code unit order (RFC 8785 3.2.3)."""
+    t = type(o)
+    if t is dict:
+        return {k: _utf16_sorted(o[k]) for k in sorted(o, key=_utf16_key)}
+    if t is list or t is tuple:
+        return [_utf16_sorted(item) for item in o]
+    return o
+
+
+def _surrogate_path(root: Any) -> str:
+    """Path of the first string or key holding a lone surrogate (error path only)."""
+
+    def bad(s: str) -> bool:
+        try:
+            s.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+
+    def find(o: Any, parts: list[str]) -> list[str] | None:
+        t = type(o)
+        if t is str:
+            return parts if bad(o) else None
+        pairs = o.items() if t is dict else enumerate(o) if t in (list, tuple) else ()
+        for key, item in pairs:
+            here = [*parts, f"[{key!r}]"]
+            if type(key) is str and bad(key):
+                return here
+            found = find(item, here)
+            if found is not None:
+                return found
+        return None
+
+    err = _PathError("")
+    err.parts = (find(root, []) or [])[::-1]
+    return err.path()

@@ -1,0 +1,103 @@
+"""The one error hierarchy of auditjournal.
+
+Every error the library raises on purpose derives from :class:`AuditJournalError`.
+Subclasses are named after the rule that was broken; the CLI turns any of them
+into one clear line and an exit code in one place (``auditjournal.cli``).
+"""
+
+from __future__ import annotations
+
+
+class AuditJournalError(Exception):
+    """Root of every error auditjournal raises on purpose."""
+
+
+# -- input that cannot be recorded ------------------------------------------------
+
+
+class CanonicalizationError(AuditJournalError, ValueError):
+    """A value cannot be turned into canonical JSON (NaN, set, cycle, huge int, ...)."""
+
+
+class InvalidIdError(AuditJournalError, ValueError):
+    """An id is malformed or could escape the store's root directory."""
+
+
+class InvalidRefError(AuditJournalError, ValueError):
+    """A payload ref is not 64 lowercase hex characters."""
+
+
+class InvalidEventError(AuditJournalError, ValueError):
+    """An event or recorder call carries a bad value (unknown enum, bad type, ...)."""
+
+
+class PayloadTooLargeError(AuditJournalError, ValueError):
+    """A payload exceeds the store's configured maximum size."""
+
+
+# -- lifecycle rules --------------------------------------------------------------
+
+
+class LifecycleError(AuditJournalError):
+    """A recorder call breaks the order in which a run's events may happen."""
+
+
+class UnknownIdError(LifecycleError, KeyError):
+    """A call refers to a node, edge, row, token or state this run never recorded."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class DuplicateIdError(LifecycleError):
+    """A caller-given id is already used by this run."""
+
+
+class StateAlreadyCompletedError(LifecycleError):
+    """A node state was completed twice."""
+
+
+class RunAlreadyCompletedError(LifecycleError):
+    """An event was recorded after the run's ``run_completed`` event."""
+
+
+class RunExistsError(AuditJournalError):
+    """A run with this id already has a journal."""
+
+
+class RunNotFoundError(AuditJournalError):
+    """No journal exists for this run id."""
+
+
+# -- storage ----------------------------------------------------------------------
+
+
+class StorageError(AuditJournalError):
+    """The journal or payload store could not read or write its files."""
+
+
+class JournalClosedError(StorageError):
+    """The journal was closed, or failed, and accepts no more appends."""
+
+
+class JournalLockedError(StorageError):
+    """Another process is already writing this run's journal."""
+
+
+class DiskFullError(StorageError):
+    """The disk is full (ENOSPC); nothing acknowledged before it was lost."""
+
+
+class CorruptJournalError(StorageError):
+    """A journal entry is damaged or out of chain somewhere other than a torn tail."""
+
+
+class PayloadNotFoundError(StorageError, KeyError):
+    """No payload with this ref is in the store."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class PayloadIntegrityError(StorageError):
+    """Stored payload bytes do not hash to their ref, or a pack file is damaged."""

@@ -1,0 +1,291 @@
+"""The journal's events: frozen msgspec Structs in one tagged union.
+
+Every event carries ``run_id``, ``ts`` (UTC) and ``seq``: its gapless position in
+the run's journal, assigned when it is appended. Large data never sits in an
+event: the event carries the payload's sha256 ``*_hash`` and ``*_ref`` (the same
+digest: payloads are stored content-addressed by the SHA-256 of their
+canonical JSON, so the ref *is* the hash; both names are kept from the
+Landscape model).
+
+Schema evolution rules (msgspec's): a new field gets a default; a field's type
+is never changed and a tag is never renamed. ``schemas/`` holds the JSON
+Schema generated from :data:`Event` (``tools/gen_schemas.py``), checked by a
+test.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any, Final, Literal, get_args
+
+import msgspec
+
+__all__ = [
+    "CALL_STATUSES",
+    "CALL_TYPES",
+    "DETERMINISM",
+    "EDGE_MODES",
+    "EVENT_TYPES",
+    "NODE_STATE_STATUSES",
+    "NODE_TYPES",
+    "RUN_STATUSES",
+    "TOKEN_OUTCOMES",
+    "ArtifactRecorded",
+    "BaseEvent",
+    "CallRecorded",
+    "EdgeRegistered",
+    "Event",
+    "ExportFailed",
+    "ExportSealed",
+    "NodeRegistered",
+    "NodeStateCompleted",
+    "NodeStateStarted",
+    "RowCreated",
+    "RoutingEventRecorded",
+    "RunCompleted",
+    "RunStarted",
+    "TokenCreated",
+    "TokenOutcomeRecorded",
+    "decode_event",
+    "encode_event",
+]
+
+CANONICAL_VERSION: Final = "rfc8785-sha256-v1"
+
+NodeType = Literal["source", "transform", "gate", "aggregation", "coalesce", "sink"]
+Determinism = Literal[
+    "deterministic", "seeded", "io_read", "io_write", "external_call", "non_deterministic"
+]
+EdgeMode = Literal["move", "copy", "divert"]
+NodeStateStatus = Literal["completed", "failed", "pending"]
+CallType = Literal["llm", "http", "http_redirect", "sql", "filesystem", "other"]
+CallStatus = Literal["success", "error"]
+TokenOutcome = Literal[
+    "completed",
+    "routed",
+    "forked",
+    "failed",
+    "quarantined",
+    "consumed_in_batch",
+    "coalesced",
+    "expanded",
+    "buffered",
+]
+RunStatus = Literal["completed", "failed", "interrupted"]
+
+NODE_TYPES: Final = frozenset(get_args(NodeType))
+DETERMINISM: Final = frozenset(get_args(Determinism))
+EDGE_MODES: Final = frozenset(get_args(EdgeMode))
+NODE_STATE_STATUSES: Final = frozenset(get_args(NodeStateStatus))
+CALL_TYPES: Final = frozenset(get_args(CallType))
+CALL_STATUSES: Final = frozenset(get_args(CallStatus))
+TOKEN_OUTCOMES: Final = frozenset(get_args(TokenOutcome))
+RUN_STATUSES: Final = frozenset(get_args(RunStatus))
+
+JsonObject = dict[str, Any]
+
+
+class BaseEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """Fields every event carries. ``seq`` is 0 until the journal assigns it."""
+
+    run_id: str
+    seq: int = 0
+    ts: _dt.datetime
+
+
+class RunStarted(BaseEvent, frozen=True, kw_only=True, tag="run_started"):
+    """A run began: its resolved configuration and how payloads are canonicalized."""
+
+    config: JsonObject
+    config_hash: str
+    settings: JsonObject = {}
+    canonical_version: str = CANONICAL_VERSION
+
+
+class NodeRegistered(BaseEvent, frozen=True, kw_only=True, tag="node_registered"):
+    """A plugin instance (source, transform, gate, ...) joined the run's graph."""
+
+    node_id: str
+    plugin_name: str
+    plugin_version: str
+    node_type: NodeType
+    determinism: Determinism = "deterministic"
+    config: JsonObject = {}
+    config_hash: str = ""
+    input_schema: JsonObject | None = None
+    output_schema: JsonObject | None = None
+
+
+class EdgeRegistered(BaseEvent, frozen=True, kw_only=True, tag="edge_registered"):
+    """A connection between two nodes, with its label and routing mode."""
+
+    edge_id: str
+    from_node_id: str
+    to_node_id: str
+    label: str
+    mode: EdgeMode
+
+
+class RowCreated(BaseEvent, frozen=True, kw_only=True, tag="row_created"):
+    """A source produced a row; its data is in the payload store."""
+
+    row_id: str
+    source_node_id: str
+    row_index: int
+    source_data_hash: str
+    source_data_ref: str
+
+
+class TokenCreated(BaseEvent, frozen=True, kw_only=True, tag="token_created"):
+    """A row instance on a path through the graph (fork/coalesce/expand make more)."""
+
+    token_id: str
+    row_id: str
+    parent_token_ids: tuple[str, ...] = ()
+    branch_name: str | None = None
+    fork_group_id: str | None = None
+    join_group_id: str | None = None
+    expand_group_id: str | None = None
+
+
+class NodeStateStarted(BaseEvent, frozen=True, kw_only=True, tag="node_state_started"):
+    """A node began processing a token; its input is in the payload store."""
+
+    state_id: str
+    token_id: str
+    node_id: str
+    step_index: int
+    attempt: int = 0
+    input_hash: str
+    input_data_ref: str
+
+
+class NodeStateCompleted(BaseEvent, frozen=True, kw_only=True, tag="node_state_completed"):
+    """A node finished (or failed, or parked) processing a token."""
+
+    state_id: str
+    status: NodeStateStatus
+    output_hash: str | None = None
+    output_data_ref: str | None = None
+    duration_ms: float | None = None
+    error: JsonObject | None = None
+    success_reason: JsonObject | None = None
+
+
+class RoutingEventRecorded(BaseEvent, frozen=True, kw_only=True, tag="routing_event_recorded"):
+    """A gate sent a token along an edge, and why."""
+
+    routing_event_id: str
+    state_id: str
+    edge_id: str
+    mode: EdgeMode
+    routing_group_id: str
+    ordinal: int = 0
+    reason_hash: str | None = None
+    reason_ref: str | None = None
+
+
+class CallRecorded(BaseEvent, frozen=True, kw_only=True, tag="call_recorded"):
+    """An external call (LLM, HTTP, SQL, ...) made while processing, with request/response."""
+
+    call_id: str
+    state_id: str | None = None
+    operation_id: str | None = None
+    call_index: int
+    call_type: CallType
+    status: CallStatus
+    latency_ms: float | None = None
+    request_hash: str
+    request_ref: str
+    response_hash: str | None = None
+    response_ref: str | None = None
+    error: JsonObject | None = None
+
+
+class ArtifactRecorded(BaseEvent, frozen=True, kw_only=True, tag="artifact_recorded"):
+    """A sink wrote something: where, its content hash and size, and what went in."""
+
+    artifact_id: str
+    state_id: str
+    sink_node_id: str
+    artifact_type: str
+    path_or_uri: str
+    content_hash: str
+    size_bytes: int
+    sink_input_hash: str | None = None
+    sink_input_ref: str | None = None
+
+
+class TokenOutcomeRecorded(BaseEvent, frozen=True, kw_only=True, tag="token_outcome_recorded"):
+    """The terminal state of a token (completed, routed, failed, quarantined, ...)."""
+
+    outcome_id: str
+    token_id: str
+    outcome: TokenOutcome
+    sink_name: str | None = None
+    error_hash: str | None = None
+    context: JsonObject | None = None
+
+
+class RunCompleted(BaseEvent, frozen=True, kw_only=True, tag="run_completed"):
+    """The run ended; after this only export events may be appended."""
+
+    status: RunStatus
+    error: JsonObject | None = None
+
+
+class ExportSealed(BaseEvent, frozen=True, kw_only=True, tag="export_sealed"):
+    """The export was sealed: its manifest's sha256 makes the export part of the trail."""
+
+    manifest_sha256: str
+    chunk_count: int
+    record_count: int
+    export_path: str = ""
+    merkle_root: str = ""
+
+
+class ExportFailed(BaseEvent, frozen=True, kw_only=True, tag="export_failed"):
+    """Sealing the export failed; the run itself stays recorded."""
+
+    error: str
+    export_path: str = ""
+
+
+Event = (
+    RunStarted
+    | NodeRegistered
+    | EdgeRegistered
+    | RowCreated
+    | TokenCreated
+    | NodeStateStarted
+    | NodeStateCompleted
+    | RoutingEventRecorded
+    | CallRecorded
+    | ArtifactRecorded
+    | TokenOutcomeRecorded
+    | RunCompleted
+    | ExportSealed
+    | ExportFailed
+)
+"""The tagged union of every event type; ``type`` is the tag."""
+
+EVENT_TYPES: Final[dict[str, type[BaseEvent]]] = {
+    cls.__struct_config__.tag: cls  # type: ignore[misc]
+    for cls in get_args(Event)
+}
+
+EXPORT_EVENT_TYPES: Final = frozenset({ExportSealed, ExportFailed})
+"""The only events a journal accepts after ``run_completed``."""
+
+_ENCODER: Final = msgspec.json.Encoder()
+_DECODER: Final = msgspec.json.Decoder(Event)
+
+
+def encode_event(event: BaseEvent) -> bytes:
+    """The event's JSON bytes as the journal stores them (field order is stable)."""
+    return _ENCODER.encode(event)
+
+
+def decode_event(data: bytes | bytearray | memoryview) -> Event:
+    """Decode and validate one event (unknown extra fields, like ``chain``, are ignored)."""
+    return _DECODER.decode(data)

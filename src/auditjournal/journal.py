@@ -1,0 +1,508 @@
+"""The run's append-only, hash-chained journal (file backend).
+
+Layout: ``runs/<run_id>/journal/<first seq, 20 digits>.jsonl`` segments, rolled
+by size, plus ``.lock`` (held by the one writer). Each line is one event's
+JSON object with one extra member, ``chain``, appended last::
+
+    {"type":"row_created","run_id":"r1","seq":7,...,"chain":"<64 hex>"}
+
+``chain`` is ``sha256(previous chain || event bytes)`` where the event bytes
+are the line without ``,"chain":"..."`` (i.e. the event's own JSON object) and
+the chain before seq 1 is ``sha256("auditjournal/v1 genesis " || run_id)``. So a
+removed, reordered, edited or foreign entry breaks the chain, and lines stay
+plain JSON for ``tail -f``, ``grep`` and ``jq``.
+
+Durability (see docs/durability.md for what survives what):
+
+* ``always`` -- ``append`` returns after the entry (and the payloads it
+  refers to) are written and fsynced; concurrent appenders share fsyncs.
+* ``batch`` -- entries are buffered in memory; a flusher thread writes and
+  fsyncs payloads, then entries, every ``flush_interval`` (10 ms by default).
+* ``none`` -- the flusher writes every ``flush_interval`` but never fsyncs.
+
+Thread-safety: ``Journal.append`` may be called from several threads; the
+caller assigns ``seq`` under :meth:`Journal.lock` (see ``recorder``).
+``JournalReader`` is for one thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Final
+
+from .errors import CorruptJournalError, JournalClosedError, StorageError
+from .events import BaseEvent, Event, decode_event, encode_event
+from .storage import AppendFile, Durability, Flusher, fsync_dir, lock_file, storage_error
+
+__all__ = [
+    "DEFAULT_FLUSH_INTERVAL",
+    "DEFAULT_SEGMENT_BYTES",
+    "Journal",
+    "JournalPosition",
+    "JournalReader",
+    "Recovery",
+    "genesis_chain",
+    "segment_name",
+]
+
+DEFAULT_SEGMENT_BYTES: Final = 64 << 20
+DEFAULT_FLUSH_INTERVAL: Final = 0.010
+_MAX_BUFFER: Final = 8 << 20
+_READ_CHUNK: Final = 1 << 20
+_CHAIN_PREFIX: Final = b',"chain":"'
+_LINE_END: Final = b'"}\n'
+_SUFFIX_LEN: Final = len(_CHAIN_PREFIX) + 64 + len(_LINE_END)
+
+
+def genesis_chain(run_id: str) -> bytes:
+    """The chain value before the first entry; it ties a journal to its run."""
+    return hashlib.sha256(b"auditjournal/v1 genesis " + run_id.encode()).digest()
+
+
+def segment_name(first_seq: int) -> str:
+    return f"{first_seq:020d}.jsonl"
+
+
+def _segments(directory: Path) -> list[tuple[int, Path]]:
+    found = []
+    for path in directory.glob("*.jsonl"):
+        if path.stem.isdigit():
+            found.append((int(path.stem), path))
+    return sorted(found)
+
+
+def seal(event_bytes: bytes, prev_chain: bytes) -> tuple[bytes, bytes]:
+    """The journal line for ``event_bytes`` and its chain value."""
+    chain = hashlib.sha256(prev_chain + event_bytes).digest()
+    return b"".join((event_bytes[:-1], _CHAIN_PREFIX, chain.hex().encode(), _LINE_END)), chain
+
+
+def check_line(line: bytes | memoryview, prev_chain: bytes) -> bytes:
+    """Verify one line (with its ``\\n``) against the previous chain; return its chain.
+
+    Raises ValueError with the reason; callers add file and offset.
+    """
+    if (
+        len(line) <= _SUFFIX_LEN + 1
+        or line[-_SUFFIX_LEN : -_SUFFIX_LEN + len(_CHAIN_PREFIX)] != _CHAIN_PREFIX
+        or line[-3:] != _LINE_END
+    ):
+        raise ValueError("entry is not a chained journal line")
+    hasher = hashlib.sha256(prev_chain)
+    hasher.update(line[:-_SUFFIX_LEN])
+    hasher.update(b"}")
+    chain = hasher.digest()
+    if chain.hex().encode() != bytes(line[-67:-3]):
+        raise ValueError("chain hash does not match (entry edited, removed or reordered)")
+    return chain
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What opening a journal for appending repaired after a crash."""
+
+    segment: str
+    bytes_dropped: int
+    last_seq: int
+
+
+@dataclass(frozen=True)
+class JournalPosition:
+    """Where a reader is: the next seq to read, the segment and offset it starts at,
+    and the chain value of the entry before it. Projectors checkpoint this."""
+
+    next_seq: int
+    segment_first_seq: int
+    offset: int
+    chain: bytes
+
+
+class Journal:
+    """The writer of one run's journal. Exactly one per run at a time (``.lock``)."""
+
+    def __init__(
+        self,
+        directory: Path,
+        run_id: str,
+        *,
+        durability: Durability = "batch",
+        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        before_flush: Callable[[bool], None] | None = None,
+        create: bool = True,
+    ) -> None:
+        self.directory = directory
+        self.run_id = run_id
+        self.durability: Durability = durability
+        self.segment_bytes = segment_bytes
+        self._before_flush = before_flush
+        directory.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = lock_file(directory / ".lock", f"journal of run {run_id!r}")
+        self.lock = threading.Lock()
+        """Held while assigning a seq and appending; callers validate under it."""
+        self._io_lock = threading.Lock()
+        self._retired: list[AppendFile] = []
+        self._new_dirs = False
+        try:
+            self.recovery, self._file, self.next_seq, self._chain = self._open_tail(create)
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
+        self.durable_seq = self.next_seq - 1
+        self._closed = False
+        self._flusher: Flusher | None = None
+        if durability != "always":
+            self._flusher = Flusher(self, Journal._background_flush, flush_interval)
+
+    # -- appending ----------------------------------------------------------------------
+
+    @property
+    def last_seq(self) -> int:
+        return self.next_seq - 1
+
+    @property
+    def head_chain(self) -> str:
+        return self._chain.hex()
+
+    def append(self, event: BaseEvent) -> None:
+        """Append ``event`` (its ``seq`` must be :attr:`next_seq`); caller holds :attr:`lock`.
+
+        Under ``always`` the caller must then call :meth:`commit` with the seq,
+        *after* releasing the lock, so other threads can share the fsync.
+        """
+        if self._closed:
+            raise JournalClosedError(f"journal of run {self.run_id!r} is closed")
+        if event.seq != self.next_seq:
+            raise ValueError(f"event seq {event.seq} is not the next seq {self.next_seq}")
+        flusher = self._flusher
+        if flusher is not None and flusher.error is not None:
+            self._raise_flush_error(flusher.error)
+        line, self._chain = seal(encode_event(event), self._chain)
+        file = self._file
+        if file.size >= self.segment_bytes:
+            file = self._roll()
+        file.append(line)
+        self.next_seq += 1
+
+    @property
+    def needs_flush(self) -> bool:
+        """True when the caller should flush (always mode, or the buffer grew too big)."""
+        return self.durability == "always" or self._file.pending > _MAX_BUFFER
+
+    def commit(self, seq: int) -> None:
+        """Make entries up to ``seq`` durable per the policy (``always``: written + fsynced)."""
+        if self.durable_seq >= seq:
+            return
+        self.flush(fsync=self.durability == "always")
+
+    def flush(self, *, fsync: bool) -> None:
+        """Write buffered entries (after the payloads they refer to), optionally fsync."""
+        with self._io_lock:
+            with self.lock:
+                files = [*self._retired, self._file]
+                self._retired = []
+                last = self.next_seq - 1
+                work = [(f, f.take()) for f in files if f.pending]
+                new_dirs, self._new_dirs = self._new_dirs, False
+            if not work and not fsync:
+                return
+            if self._before_flush is not None:
+                self._before_flush(fsync)
+            for file, data in work:
+                file.write_out(data)
+                if fsync:
+                    file.sync()
+            for file in files[:-1]:
+                file.sync()
+                file.close()
+            if fsync:
+                if new_dirs:
+                    fsync_dir(self.directory)
+                self.durable_seq = max(self.durable_seq, last)
+
+    def _background_flush(self) -> None:
+        self.flush(fsync=self.durability == "batch")
+
+    def close(self) -> None:
+        """Write and fsync everything, stop the flusher, release the writer lock."""
+        if self._closed:
+            return
+        if self._flusher is not None:
+            self._flusher.stop()
+        try:
+            self.flush(fsync=self.durability != "none")
+        finally:
+            self._closed = True
+            self._file.close()
+            for file in self._retired:
+                file.close()
+            os.close(self._lock_fd)
+
+    def _raise_flush_error(self, error: BaseException) -> None:
+        """A background write failed: retry now, and refuse the append if it still fails."""
+        try:
+            self.lock.release()
+            try:
+                self.flush(fsync=self.durability == "batch")
+            finally:
+                self.lock.acquire()
+        except StorageError as exc:
+            raise exc from error
+        if self._flusher is not None:
+            self._flusher.error = None
+
+    def _roll(self) -> AppendFile:
+        self._retired.append(self._file)
+        path = self.directory / segment_name(self.next_seq)
+        try:
+            self._file = AppendFile(path, 0)
+        except OSError as exc:
+            self._file = self._retired.pop()
+            raise storage_error(exc, f"cannot create {path}") from exc
+        self._new_dirs = True
+        return self._file
+
+    # -- recovery -----------------------------------------------------------------------
+
+    def _open_tail(self, create: bool) -> tuple[Recovery | None, AppendFile, int, bytes]:
+        segments = _segments(self.directory)
+        if not segments:
+            if not create:
+                raise CorruptJournalError(f"{self.directory} holds no journal segment")
+            path = self.directory / segment_name(1)
+            file = AppendFile(path, 0)
+            fsync_dir(self.directory)
+            return None, file, 1, genesis_chain(self.run_id)
+        first_seq, path = segments[-1]
+        prev_chain = genesis_chain(self.run_id)
+        if len(segments) > 1:
+            prev_seq, prev_chain = _last_entry(segments[-2][1], self.run_id)
+            if prev_seq != first_seq - 1:
+                raise CorruptJournalError(
+                    f"{path.name}: segment starts at seq {first_seq} "
+                    f"but the previous segment ends at seq {prev_seq}"
+                )
+        data = path.read_bytes()
+        good, next_seq, chain = _scan(path, data, first_seq, prev_chain, self.run_id, final=True)
+        dropped = len(data) - good
+        recovery = None
+        if dropped:
+            try:
+                os.truncate(path, good)
+            except OSError as exc:
+                raise storage_error(exc, f"cannot truncate torn tail of {path}") from exc
+            recovery = Recovery(path.name, dropped, next_seq - 1)
+        return recovery, AppendFile(path, good), next_seq, chain
+
+
+def _scan(
+    path: Path, data: bytes, seq: int, chain: bytes, run_id: str, *, final: bool
+) -> tuple[int, int, bytes]:
+    """Verify every complete line of ``data``; return (good bytes, next seq, chain).
+
+    With ``final`` a torn tail (bytes after the last newline, ignoring NULs
+    left by a crash) is tolerated; any damaged complete line is an error.
+    """
+    view = memoryview(data)
+    offset = 0
+    end = len(data)
+    while offset < end:
+        newline = data.find(b"\n", offset)
+        if newline < 0:
+            if final:
+                break
+            raise CorruptJournalError(f"{path}: incomplete entry at offset {offset}")
+        line = view[offset : newline + 1]
+        try:
+            chain = _check_entry(line, chain, seq, run_id)
+        except ValueError as exc:
+            if final and not data[offset:].replace(b"\0", b"").rstrip(b"\0").count(b"\n"):
+                break
+            raise CorruptJournalError(f"{path}: bad entry at offset {offset}: {exc}") from None
+        seq += 1
+        offset = newline + 1
+    return offset, seq, chain
+
+
+def _check_entry(line: memoryview, prev_chain: bytes, seq: int, run_id: str) -> bytes:
+    chain = check_line(line, prev_chain)
+    event = _decode(line)
+    if event.seq != seq:
+        raise ValueError(f"seq {event.seq} where {seq} was expected")
+    if event.run_id != run_id:
+        raise ValueError(f"entry belongs to run {event.run_id!r}, not {run_id!r}")
+    return chain
+
+
+def _decode(line: bytes | memoryview) -> Event:
+    try:
+        return decode_event(line)
+    except Exception as exc:
+        raise ValueError(f"undecodable event: {exc}") from None
+
+
+def _last_entry(path: Path, run_id: str) -> tuple[int, bytes]:
+    """Seq and chain of a closed segment's last line (full checks are the reader's job)."""
+    with open(path, "rb") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, size - (1 << 20)))
+        tail = fh.read()
+    lines = tail.rstrip(b"\n").rsplit(b"\n", 1)
+    last = lines[-1] + b"\n"
+    if not tail.endswith(b"\n"):
+        raise CorruptJournalError(f"{path}: closed segment ends with an incomplete entry")
+    try:
+        event = _decode(last)
+    except ValueError as exc:
+        raise CorruptJournalError(f"{path}: bad last entry: {exc}") from None
+    if len(last) < _SUFFIX_LEN or event.run_id != run_id:
+        raise CorruptJournalError(f"{path}: last entry is not a chained entry of run {run_id!r}")
+    return event.seq, bytes.fromhex(last[-67:-3].decode())
+
+
+class JournalReader:
+    """Reads a run's journal in seq order, verifying the chain, and follows it as it grows.
+
+    ``poll()`` returns what was appended since the last call; an entry that is
+    still being written (no newline yet) is left for the next poll.
+    """
+
+    def __init__(
+        self, directory: Path, run_id: str, position: JournalPosition | None = None
+    ) -> None:
+        self.directory = directory
+        self.run_id = run_id
+        if position is None:
+            position = JournalPosition(1, 1, 0, genesis_chain(run_id))
+        self._seq = position.next_seq
+        self._segment = position.segment_first_seq
+        self._offset = position.offset
+        self._chain = position.chain
+        self._fh: BinaryIO | None = None
+        self._buf = b""
+
+    @property
+    def position(self) -> JournalPosition:
+        return JournalPosition(self._seq, self._segment, self._offset, self._chain)
+
+    @classmethod
+    def at_seq(cls, directory: Path, run_id: str, seq: int) -> JournalReader:
+        """A reader whose next entry is ``seq`` (verifies the chain from the segment start)."""
+        start = 1
+        for first, _ in _segments(directory):
+            if first <= seq:
+                start = first
+        if start == 1:
+            reader = cls(directory, run_id)
+        else:
+            prev_seq, chain = _last_entry(directory / segment_name(start - 1), run_id)
+            reader = cls(directory, run_id, JournalPosition(start, start, 0, chain))
+        while reader._seq < seq:
+            if not reader.poll(limit=seq - reader._seq):
+                break
+        return reader
+
+    def poll(self, limit: int | None = None) -> list[Event]:
+        """Entries appended since the last poll (at most ``limit``), in seq order."""
+        events: list[Event] = []
+        while True:
+            if self._fh is None and not self._open_segment():
+                return events
+            self._consume(events, limit)
+            if limit is not None and len(events) >= limit:
+                return events
+            assert self._fh is not None
+            chunk = self._fh.read(_READ_CHUNK)
+            if chunk:
+                self._buf = self._buf + chunk if self._buf else chunk
+                continue
+            if self._seq == self._segment or not self._next_segment_path().exists():
+                return events  # at the live end (a partial line is still being written)
+            if self._buf:
+                raise CorruptJournalError(
+                    f"{self._segment_path()}: closed segment ends with an incomplete entry"
+                )
+            self.close()
+            self._segment, self._offset = self._seq, 0
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        self._buf = b""
+
+    def _segment_path(self) -> Path:
+        return self.directory / segment_name(self._segment)
+
+    def _next_segment_path(self) -> Path:
+        return self.directory / segment_name(self._seq)
+
+    def _open_segment(self) -> bool:
+        try:
+            self._fh = open(self._segment_path(), "rb")  # noqa: SIM115 - kept across polls
+        except FileNotFoundError:
+            if self._segment == 1 and self._offset == 0:
+                return False  # the journal has not been created yet
+            raise CorruptJournalError(f"{self._segment_path()}: segment is missing") from None
+        self._fh.seek(self._offset)
+        self._buf = b""
+        return True
+
+    def _consume(self, out: list[Event], limit: int | None) -> None:
+        data = self._buf
+        view = memoryview(data)
+        offset = 0
+        try:
+            while limit is None or len(out) < limit:
+                newline = data.find(b"\n", offset)
+                if newline < 0:
+                    break
+                line = view[offset : newline + 1]
+                try:
+                    self._chain = check_line(line, self._chain)
+                    event = _decode(line)
+                    if event.seq != self._seq or event.run_id != self.run_id:
+                        raise ValueError(f"seq {event.seq} of run {event.run_id!r} out of place")
+                except ValueError as exc:
+                    raise CorruptJournalError(
+                        f"{self._segment_path()}: bad entry at offset {self._offset + offset}: {exc}"
+                    ) from None
+                out.append(event)
+                self._seq += 1
+                offset = newline + 1
+        finally:
+            view.release()
+        if offset:
+            self._offset += offset
+            self._buf = data[offset:]
+
+    def __iter__(self) -> Iterator[Event]:
+        """Everything complete now, then stop (use :meth:`follow` to wait for more)."""
+        while True:
+            batch = self.poll(limit=4096)
+            if not batch:
+                return
+            yield from batch
+
+    def follow(
+        self, *, until: Callable[[Event], bool] | None = None, poll_interval: float = 0.005,
+        timeout: float | None = None,
+    ) -> Iterator[Event]:
+        """Yield entries as they are appended; stop after one for which ``until`` is true."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            batch = self.poll(limit=4096)
+            for event in batch:
+                yield event
+                if until is not None and until(event):
+                    return
+            if not batch:
+                if deadline is not None and time.monotonic() > deadline:
+                    return
+                time.sleep(poll_interval)

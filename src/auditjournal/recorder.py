@@ -1,0 +1,758 @@
+"""The write side's front door: :class:`AuditStore` and :class:`RunRecorder`.
+
+A pipeline calls a :class:`RunRecorder`; each call validates the run's
+lifecycle, stores big data in the payload store, and appends one immutable
+event to the run's journal. A rejected call raises a typed error and appends
+nothing, so nothing recorded before it is lost.
+
+Thread-safety: one ``RunRecorder`` may be shared by several threads. Payloads
+are canonicalized and stored outside the run's lock; validation, seq
+assignment and the append happen under it, so events are totally ordered
+and validated against everything before them.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import math
+import secrets
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import msgspec
+
+from .canonical import canonical_json
+from .errors import (
+    InvalidEventError,
+    LifecycleError,
+    RunAlreadyCompletedError,
+    RunExistsError,
+    RunNotFoundError,
+    StateAlreadyCompletedError,
+)
+from .events import (
+    CALL_STATUSES,
+    CALL_TYPES,
+    DETERMINISM,
+    EDGE_MODES,
+    EXPORT_EVENT_TYPES,
+    NODE_STATE_STATUSES,
+    NODE_TYPES,
+    RUN_STATUSES,
+    TOKEN_OUTCOMES,
+    ArtifactRecorded,
+    BaseEvent,
+    CallRecorded,
+    EdgeRegistered,
+    Event,
+    NodeRegistered,
+    NodeStateCompleted,
+    NodeStateStarted,
+    RoutingEventRecorded,
+    RowCreated,
+    RunCompleted,
+    RunStarted,
+    TokenCreated,
+    TokenOutcomeRecorded,
+)
+from .journal import DEFAULT_FLUSH_INTERVAL, DEFAULT_SEGMENT_BYTES, Journal, JournalReader
+from .payloads import DEFAULT_MAX_PAYLOAD_BYTES, PayloadStore
+from .runstate import RunState
+from .storage import DURABILITY_MODES, Durability, validate_id
+
+__all__ = ["AuditStore", "RunRecorder"]
+
+_UTC = _dt.UTC
+_now = _dt.datetime.now
+
+
+def _choice(value: object, allowed: frozenset[str], what: str) -> None:
+    if value not in allowed:
+        raise InvalidEventError(f"invalid {what} {value!r}; expected one of {sorted(allowed)}")
+
+
+def _number(value: float | None, what: str) -> float | None:
+    if value is None:
+        return None
+    if type(value) not in (int, float) or not math.isfinite(value):
+        raise InvalidEventError(f"{what} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _count(value: int, what: str) -> int:
+    if type(value) is not int or value < 0:
+        raise InvalidEventError(f"{what} must be a non-negative int, got {value!r}")
+    return value
+
+
+def _jsonable(value: Any) -> Any:
+    """A small JSON value as it will be audited: canonicalized, then decoded again."""
+    return msgspec.json.decode(canonical_json(value))
+
+
+class AuditStore:
+    """A root directory holding payloads, run journals and exports.
+
+    Open with :meth:`open`; use as a context manager or call :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        durability: Durability = "batch",
+        database_url: str | None = None,
+        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    ) -> None:
+        if durability not in DURABILITY_MODES:
+            raise InvalidEventError(
+                f"invalid durability {durability!r}; expected one of {list(DURABILITY_MODES)}"
+            )
+        if not flush_interval > 0:
+            raise InvalidEventError(f"flush_interval must be > 0 seconds, got {flush_interval!r}")
+        self.root = root
+        self.durability: Durability = durability
+        self.database_url = database_url or f"sqlite:///{root / 'landscape.db'}"
+        self.flush_interval = flush_interval
+        self.segment_bytes = segment_bytes
+        (root / "runs").mkdir(parents=True, exist_ok=True)
+        self.payloads = PayloadStore(root / "payloads", max_payload_bytes=max_payload_bytes)
+        self._recorders: list[RunRecorder] = []
+
+    @classmethod
+    def open(
+        cls,
+        root: str | Path = "./audit",
+        *,
+        durability: Durability = "batch",
+        database_url: str | None = None,
+        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    ) -> AuditStore:
+        """Open (creating if needed) the store at ``root``."""
+        return cls(
+            Path(root),
+            durability=durability,
+            database_url=database_url,
+            flush_interval=flush_interval,
+            segment_bytes=segment_bytes,
+            max_payload_bytes=max_payload_bytes,
+        )
+
+    # -- runs --------------------------------------------------------------------------
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.root / "runs" / validate_id(run_id, "run id")
+
+    def journal_dir(self, run_id: str) -> Path:
+        return self.run_dir(run_id) / "journal"
+
+    def export_dir(self, run_id: str) -> Path:
+        """Where the live export of ``run_id`` is written."""
+        return self.run_dir(run_id) / "export"
+
+    def run_ids(self) -> list[str]:
+        """Every run with a journal, oldest directory name first."""
+        runs = self.root / "runs"
+        return sorted(p.name for p in runs.iterdir() if (p / "journal").is_dir())
+
+    def start_run(
+        self,
+        *,
+        config: dict[str, Any] | None = None,
+        run_id: str | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> RunRecorder:
+        """Create a run's journal, append ``run_started`` and return its recorder."""
+        if run_id is None:
+            stamp = _now(_UTC).strftime("%Y%m%dT%H%M%SZ")
+            run_id = f"run-{stamp}-{secrets.token_hex(4)}"
+        directory = self.journal_dir(run_id)
+        if directory.exists() and any(directory.glob("*.jsonl")):
+            raise RunExistsError(f"run {run_id!r} already has a journal in {directory}")
+        config = _jsonable(config or {})
+        resolved = {"durability": self.durability, **_jsonable(settings or {})}
+        recorder = RunRecorder(self, run_id, self._open_journal(run_id, create=True), RunState())
+        recorder._emit_run_started(config, resolved)
+        return recorder
+
+    def resume_run(self, run_id: str) -> RunRecorder:
+        """Reopen an unfinished run after a crash: repair a torn tail, rebuild its state.
+
+        The repair (bytes dropped, if any) is in ``recorder.recovery``.
+        """
+        journal = self._open_journal(run_id, create=False)
+        state = RunState()
+        try:
+            for event in JournalReader(journal.directory, run_id):
+                state.apply(event)
+            state.skip_generated_ids(journal.last_seq)
+            if state.completed:
+                raise RunAlreadyCompletedError(f"run {run_id!r} has already completed")
+        except BaseException:
+            journal.close()
+            raise
+        return RunRecorder(self, run_id, journal, state)
+
+    def read_journal(self, run_id: str) -> Iterator[Event]:
+        """Every complete event of the run, in seq order, chain-verified while read."""
+        return iter(self.journal_reader(run_id))
+
+    def journal_reader(self, run_id: str) -> JournalReader:
+        directory = self.journal_dir(run_id)
+        if not directory.is_dir():
+            raise RunNotFoundError(f"no run {run_id!r} in {self.root}")
+        return JournalReader(directory, run_id)
+
+    def _open_journal(self, run_id: str, *, create: bool) -> Journal:
+        directory = self.journal_dir(run_id)
+        if not create and not directory.is_dir():
+            raise RunNotFoundError(f"no run {run_id!r} in {self.root}")
+        return Journal(
+            directory,
+            run_id,
+            durability=self.durability,
+            flush_interval=self.flush_interval,
+            segment_bytes=self.segment_bytes,
+            before_flush=lambda fsync: self.payloads.flush(fsync=fsync),
+            create=create,
+        )
+
+    # -- lifetime ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close every recorder still open (their runs stay unfinished), then the payloads."""
+        for recorder in list(self._recorders):
+            recorder.close()
+        self.payloads.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class RunRecorder:
+    """Records one run. Every method appends exactly one event or raises and appends nothing."""
+
+    def __init__(self, store: AuditStore, run_id: str, journal: Journal, state: RunState) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.recovery = journal.recovery
+        self._journal = journal
+        self._lock = journal.lock
+        self._payloads = store.payloads
+        self._state = state
+        self._always = journal.durability == "always"
+        self._closed = False
+        store._recorders.append(self)
+
+    # -- graph -------------------------------------------------------------------------
+
+    def register_node(
+        self,
+        *,
+        plugin_name: str,
+        node_type: str,
+        plugin_version: str = "0",
+        config: dict[str, Any] | None = None,
+        determinism: str = "deterministic",
+        input_schema: dict[str, Any] | None = None,
+        output_schema: dict[str, Any] | None = None,
+        node_id: str | None = None,
+    ) -> str:
+        """Register a plugin instance; returns its node id."""
+        _choice(node_type, NODE_TYPES, "node_type")
+        _choice(determinism, DETERMINISM, "determinism")
+        config_bytes = canonical_json(config or {})
+        in_schema = None if input_schema is None else _jsonable(input_schema)
+        out_schema = None if output_schema is None else _jsonable(output_schema)
+        with self._lock:
+            state = self._open_state()
+            node_id = state.new_id("node", node_id, state.nodes)
+            self._emit(
+                NodeRegistered(
+                    run_id=self.run_id,
+                    seq=self._journal.next_seq,
+                    ts=_now(_UTC),
+                    node_id=node_id,
+                    plugin_name=str(plugin_name),
+                    plugin_version=str(plugin_version),
+                    node_type=node_type,  # type: ignore[arg-type]
+                    determinism=determinism,  # type: ignore[arg-type]
+                    config=msgspec.json.decode(config_bytes),
+                    config_hash=self._hash(config_bytes),
+                    input_schema=in_schema,
+                    output_schema=out_schema,
+                )
+            )
+        self._commit()
+        return node_id
+
+    def register_edge(
+        self,
+        *,
+        from_node_id: str,
+        to_node_id: str,
+        label: str,
+        mode: str = "move",
+        edge_id: str | None = None,
+    ) -> str:
+        """Connect two registered nodes; returns the edge id."""
+        _choice(mode, EDGE_MODES, "edge mode")
+        with self._lock:
+            state = self._open_state()
+            state.need(state.nodes, from_node_id, "node")
+            state.need(state.nodes, to_node_id, "node")
+            edge_id = state.new_id("edge", edge_id, state.edges)
+            self._emit(
+                EdgeRegistered(
+                    run_id=self.run_id,
+                    seq=self._journal.next_seq,
+                    ts=_now(_UTC),
+                    edge_id=edge_id,
+                    from_node_id=from_node_id,
+                    to_node_id=to_node_id,
+                    label=str(label),
+                    mode=mode,  # type: ignore[arg-type]
+                )
+            )
+        self._commit()
+        return edge_id
+
+    # -- rows and tokens ---------------------------------------------------------------
+
+    def create_row(
+        self, *, source_node_id: str, row_index: int, data: Any, row_id: str | None = None
+    ) -> str:
+        """Record a source row; its data goes to the payload store. Returns the row id."""
+        _count(row_index, "row_index")
+        ref = self._payloads.put(data)
+        with self._lock:
+            state = self._open_state()
+            state.need(state.nodes, source_node_id, "node")
+            row_id = state.new_id("row", row_id, state.rows)
+            self._emit(
+                RowCreated(
+                    run_id=self.run_id,
+                    seq=self._journal.next_seq,
+                    ts=_now(_UTC),
+                    row_id=row_id,
+                    source_node_id=source_node_id,
+                    row_index=row_index,
+                    source_data_hash=ref,
+                    source_data_ref=ref,
+                )
+            )
+        self._commit()
+        return row_id
+
+    def create_token(
+        self,
+        *,
+        row_id: str,
+        parent_token_ids: list[str] | tuple[str, ...] = (),
+        branch_name: str | None = None,
+        fork_group_id: str | None = None,
+        join_group_id: str | None = None,
+        expand_group_id: str | None = None,
+        token_id: str | None = None,
+    ) -> str:
+        """Create a token (a row instance on a path); returns its id."""
+        parents = tuple(parent_token_ids)
+        with self._lock:
+            state = self._open_state()
+            state.need(state.rows, row_id, "row")
+            for parent in parents:
+                state.need(state.tokens, parent, "token")
+            token_id = state.new_id("tok", token_id, state.tokens)
+            self._emit(
+                TokenCreated(
+                    run_id=self.run_id,
+                    seq=self._journal.next_seq,
+                    ts=_now(_UTC),
+                    token_id=token_id,
+                    row_id=row_id,
+                    parent_token_ids=parents,
+                    branch_name=branch_name,
+                    fork_group_id=fork_group_id,
+                    join_group_id=join_group_id,
+                    expand_group_id=expand_group_id,
+                )
+            )
+        self._commit()
+        return token_id
+
+    # -- node states -------------------------------------------------------------------
+
+    def begin_node_state(
+        self,
+        *,
+        token_id: str,
+        node_id: str,
+        step_index: int,
+        input_data: Any,
+        attempt: int = 0,
+        state_id: str | None = None,
+    ) -> str:
+        """A node starts processing a token; returns the state id."""
+        _count(step_index, "step_index")
+        _count(attempt, "attempt")
+        ref = self._payloads.put(input_data)
+        with self._lock:
+            state = self._open_state()
+            state.need(state.tokens, token_id, "token")
+            state.need(state.nodes, node_id, "node")
+            state_id = state.new_id("st", state_id, state.states)
+            self._emit(
+                NodeStateStarted(
+                    run_id=self.run_id,
+                    seq=self._journal.next_seq,
+                    ts=_now(_UTC),
+                    state_id=state_id,
+                    token_id=token_id,
+                    node_id=node_id,
+                    step_index=step_index,
+                    attempt=attempt,
+                    input_hash=ref,
+                    input_data_ref=ref,
+                )
+            )
+        self._commit()
+        return state_id
+
+    def complete_node_state(
+        self,
+        state_id: str,
+        *,
+        status: str,
+        output_data: Any = None,
+        duration_ms: float | None = None,
+        error: dict[str, Any] | None = None,
+        success_reason: dict[str, Any] | None = None,
+    ) -> None:
+        """Finish a node state (completed / failed / pending); a state completes once."""
+        _choice(status, NODE_STATE_STATUSES, "node state status")
+        duration = _number(duration_ms, "duration_ms")
+        ref = None if output_data is None else self._payloads.put(output_data)
+        error_value = None if error is None else _jsonable(error)
+        reason_value = None if success_reason is None else _jsonable(success_reason)
+        with self._lock:
+            state = self._open_state()
+            if state_id in state.closed_states:
+                raise StateAlreadyCompletedError(f"node state {state_id!r} is already completed")
+            state.need(state.open_states, state_id, "node state")
+            self._emit(
+                NodeStateCompleted(
+                    run_id=self.run_id,
+                    seq=self._journal.next_seq,
+                    ts=_now(_UTC),
+                    state_id=state_id,
+                    status=status,  # type: ignore[arg-type]
+                    output_hash=ref,
+                    output_data_ref=ref,
+                    duration_ms=duration,
+                    error=error_value,
+                    success_reason=reason_value,
+                )
+            )
+        self._commit()
+
+    def record_routing_event(
+        self,
+        *,
+        state_id: str,
+        edge_id: str,
+        mode: str = "move",
+        reason: Any = None,
+        routing_group_id: str | None = None,
+        ordinal: int = 0,
+        routing_event_id: str | None = None,
+    ) -> str:
+        """A gate's decision for a state: which edge, and why. Returns its id."""
+        _choice(mode, EDGE_MODES, "routing mode")
+        _count(ordinal, "ordinal")
+        ref = None if reason is None else self._payloads.put(reason)
+        with self._lock:
+            state = self._open_state()
+            state.need(state.states, state_id, "node state")
+            state.need(state.edges, edge_id, "edge")
+            routing_event_id = state.new_id("rte", routing_event_id, state.routing_events)
+            self._emit(
+                RoutingEventRecorded(
+                    run_id=self.run_id,
+                    seq=self._journal.next_seq,
+                    ts=_now(_UTC),
+                    routing_event_id=routing_event_id,
+                    state_id=state_id,
+                    edge_id=edge_id,
+                    mode=mode,  # type: ignore[arg-type]
+                    routing_group_id=routing_group_id or routing_event_id,
+                    ordinal=ordinal,
+                    reason_hash=ref,
+                    reason_ref=ref,
+                )
+            )
+        self._commit()
+        return routing_event_id
+
+    def record_call(
+        self,
+        *,
+        call_type: str,
+        status: str,
+        request: Any,
+        response: Any = None,
+        latency_ms: float | None = None,
+        error: dict[str, Any] | None = None,
+        state_id: str | None = None,
+        operation_id: str | None = None,
+        call_index: int | None = None,
+        call_id: str | None = None,
+    ) -> str:
+        """An external call made while processing a state (or an operation). Returns its id."""
+        _choice(call_type, CALL_TYPES, "call_type")
+        _choice(status, CALL_STATUSES, "call status")
+        if (state_id is None) == (operation_id is None):
+            raise InvalidEventError("record_call needs exactly one of state_id or operation_id")
+        latency = _number(latency_ms, "latency_ms")
+        if call_index is not None:
+            _count(call_index, "call_index")
+        request_ref = self._payloads.put(request)
+        response_ref = None if response is None else self._payloads.put(response)
+        error_value = None if error is None else _jsonable(error)
+        with self._lock:
+            state = self._open_state()
+            if state_id is not None:
+                state.need(state.states, state_id, "node state")
+            index = state.next_call_index(state_id or operation_id or "", call_index)
+            call_id = state.new_id("call", call_id, state.calls)
+            self._emit(
+                CallRecorded(
+                    run_id=self.run_id,
+                    seq=self._journal.next_seq,
+                    ts=_now(_UTC),
+                    call_id=call_id,
+                    state_id=state_id,
+                    operation_id=operation_id,
+                    call_index=index,
+                    call_type=call_type,  # type: ignore[arg-type]
+                    status=status,  # type: ignore[arg-type]
+                    latency_ms=latency,
+                    request_hash=request_ref,
+                    request_ref=request_ref,
+                    response_hash=response_ref,
+                    response_ref=response_ref,
+                    error=error_value,
+                )
+            )
+        self._commit()
+        return call_id
+
+    # -- sinks and outcomes ------------------------------------------------------------
+
+    def record_artifact(
+        self,
+        *,
+        state_id: str,
+        sink_node_id: str,
+        artifact_type: str,
+        path_or_uri: str,
+        content_hash: str,
+        size_bytes: int,
+        sink_input: Any = None,
+        artifact_id: str | None = None,
+    ) -> str:
+        """What a sink wrote; ``sink_input`` (the rows it got) goes to the payload store."""
+        _count(size_bytes, "size_bytes")
+        ref = None if sink_input is None else self._payloads.put(sink_input)
+        with self._lock:
+            state = self._open_state()
+            state.need(state.states, state_id, "node state")
+            state.need(state.nodes, sink_node_id, "node")
+            artifact_id = state.new_id("art", artifact_id, state.artifacts)
+            self._emit(
+                ArtifactRecorded(
+                    run_id=self.run_id,
+                    seq=self._journal.next_seq,
+                    ts=_now(_UTC),
+                    artifact_id=artifact_id,
+                    state_id=state_id,
+                    sink_node_id=sink_node_id,
+                    artifact_type=str(artifact_type),
+                    path_or_uri=str(path_or_uri),
+                    content_hash=str(content_hash),
+                    size_bytes=size_bytes,
+                    sink_input_hash=ref,
+                    sink_input_ref=ref,
+                )
+            )
+        self._commit()
+        return artifact_id
+
+    def record_token_outcome(
+        self,
+        *,
+        token_id: str,
+        outcome: str,
+        sink_name: str | None = None,
+        error: Any = None,
+        context: dict[str, Any] | None = None,
+        outcome_id: str | None = None,
+    ) -> str:
+        """The terminal state of a token; a token gets one terminal outcome."""
+        _choice(outcome, TOKEN_OUTCOMES, "token outcome")
+        error_ref = None if error is None else self._payloads.put(error)
+        context_value = None if context is None else _jsonable(context)
+        with self._lock:
+            state = self._open_state()
+            state.need(state.tokens, token_id, "token")
+            if outcome != "buffered" and token_id in state.finished_tokens:
+                raise LifecycleError(f"token {token_id!r} already has a terminal outcome")
+            outcome_id = state.new_id("out", outcome_id, state.outcomes)
+            self._emit(
+                TokenOutcomeRecorded(
+                    run_id=self.run_id,
+                    seq=self._journal.next_seq,
+                    ts=_now(_UTC),
+                    outcome_id=outcome_id,
+                    token_id=token_id,
+                    outcome=outcome,  # type: ignore[arg-type]
+                    sink_name=sink_name,
+                    error_hash=error_ref,
+                    context=context_value,
+                )
+            )
+        self._commit()
+        return outcome_id
+
+    # -- ending ------------------------------------------------------------------------
+
+    def complete(self, status: str = "completed", *, error: dict[str, Any] | None = None) -> None:
+        """Append ``run_completed``; afterwards only export events are accepted."""
+        _choice(status, RUN_STATUSES, "run status")
+        error_value = None if error is None else _jsonable(error)
+        with self._lock:
+            self._open_state()
+            self._emit(
+                RunCompleted(
+                    run_id=self.run_id,
+                    seq=self._journal.next_seq,
+                    ts=_now(_UTC),
+                    status=status,  # type: ignore[arg-type]
+                    error=error_value,
+                )
+            )
+        self._journal.flush(fsync=self._journal.durability != "none")
+
+    @property
+    def completed(self) -> bool:
+        return self._state.completed
+
+    @property
+    def last_seq(self) -> int:
+        return self._journal.last_seq
+
+    def append_export_event(self, event: BaseEvent) -> BaseEvent:
+        """Append an export event (only these are accepted after ``run_completed``)."""
+        if type(event) not in EXPORT_EVENT_TYPES:
+            raise InvalidEventError(f"{type(event).__name__} is not an export event")
+        with self._lock:
+            if self._closed:
+                raise RunAlreadyCompletedError(f"recorder of run {self.run_id!r} is closed")
+            event = msgspec.structs.replace(
+                event, run_id=self.run_id, seq=self._journal.next_seq, ts=_now(_UTC)
+            )
+            self._emit(event)
+        self._journal.flush(fsync=self._journal.durability != "none")
+        return event
+
+    def close(self) -> None:
+        """Write and fsync what is buffered and release the journal (the run stays as it is)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._journal.close()
+        if self in self.store._recorders:
+            self.store._recorders.remove(self)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if not self._state.completed and not self._closed:
+                if exc is None:
+                    self.complete("completed")
+                else:
+                    status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+                    self.complete(
+                        status, error={"type": type(exc).__name__, "message": str(exc)[:2000]}
+                    )
+        finally:
+            self.close()
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _emit_run_started(self, config: dict[str, Any], settings: dict[str, Any]) -> None:
+        with self._lock:
+            self._emit(
+                RunStarted(
+                    run_id=self.run_id,
+                    seq=self._journal.next_seq,
+                    ts=_now(_UTC),
+                    config=config,
+                    config_hash=self._hash(canonical_json(config)),
+                    settings=settings,
+                )
+            )
+        self._commit()
+
+    def _open_state(self) -> RunState:
+        """The run's state, if it still accepts events (caller holds the lock)."""
+        if self._state.completed:
+            raise RunAlreadyCompletedError(
+                f"run {self.run_id!r} has completed; only export events may follow"
+            )
+        if self._closed:
+            raise RunAlreadyCompletedError(f"recorder of run {self.run_id!r} is closed")
+        return self._state
+
+    def _emit(self, event: BaseEvent) -> None:
+        """Append and apply (caller holds the lock and has validated)."""
+        self._journal.append(event)
+        self._state.apply(event)  # type: ignore[arg-type]
+
+    def _commit(self) -> None:
+        journal = self._journal
+        if self._always:
+            journal.commit(journal.last_seq)
+        elif journal.needs_flush:
+            journal.flush(fsync=False)
+
+    @staticmethod
+    def _hash(data: bytes) -> str:
+        return hashlib.sha256(data).hexdigest()
+
+    def __repr__(self) -> str:
+        return f"RunRecorder(run_id={self.run_id!r}, last_seq={self._journal.last_seq})"
+
+    @property
+    def known_ids(self) -> dict[str, int]:
+        """How many ids of each kind the run has (for diagnostics)."""
+        return self._state.counts()
+

@@ -1,0 +1,203 @@
+"""Low-level file plumbing shared by the journal and the payload store.
+
+* :class:`AppendFile` buffers appends in memory and writes them with one
+  syscall per flush, so the hot path (``append``/``put``) makes no syscall;
+* :class:`Flusher` is the group-commit thread of ``batch``/``none`` durability;
+* :func:`validate_id` / :func:`validate_ref` keep every path inside the root.
+
+Thread-safety: ``AppendFile`` is not thread-safe by itself; its owner (a
+journal or the payload store) serializes access with its own lock.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import re
+import threading
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+from typing import Final, Literal
+
+from .errors import DiskFullError, InvalidIdError, InvalidRefError, JournalLockedError, StorageError
+
+__all__ = [
+    "DURABILITY_MODES",
+    "AppendFile",
+    "Durability",
+    "Flusher",
+    "atomic_write",
+    "fsync_dir",
+    "lock_file",
+    "validate_id",
+    "validate_ref",
+]
+
+Durability = Literal["always", "batch", "none"]
+DURABILITY_MODES: Final = ("always", "batch", "none")
+
+_ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
+_REF_RE: Final = re.compile(r"[0-9a-f]{64}")
+_WRITE_CHUNK: Final = 1 << 20
+
+
+def validate_id(value: object, what: str = "id") -> str:
+    """Accept 1-128 chars of ``[A-Za-z0-9._:@-]`` not starting with a symbol and not ``..``.
+
+    That excludes ``/``, ``\\``, NUL, whitespace and a leading ``.`` so an id
+    used as a path component can never escape its directory.
+    """
+    if type(value) is not str or _ID_RE.fullmatch(value) is None or ".." in value:
+        raise InvalidIdError(
+            f"invalid {what} {value!r}: use 1-128 characters from A-Z a-z 0-9 . _ : @ -, "
+            "starting with a letter or digit, without '..'"
+        )
+    return value
+
+
+def validate_ref(ref: object) -> str:
+    """Accept only a 64-character lowercase hex SHA-256 digest."""
+    if type(ref) is not str or len(ref) != 64 or _REF_RE.fullmatch(ref) is None:
+        raise InvalidRefError(f"invalid payload ref {ref!r}: expected 64 lowercase hex characters")
+    return ref
+
+
+def storage_error(exc: OSError, action: str) -> StorageError:
+    """Map an OSError to the library's hierarchy (ENOSPC gets its own type)."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return DiskFullError(f"{action}: {os.strerror(exc.errno)}")
+    return StorageError(f"{action}: {exc}")
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a directory entry (a new or renamed file) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see either the old or the new file."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise storage_error(exc, f"cannot write {path}") from exc
+    fsync_dir(path.parent)
+
+
+def lock_file(path: Path, what: str) -> int:
+    """Take an exclusive, non-blocking ``flock`` on ``path``; the fd holds it until closed."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise JournalLockedError(f"{what} is in use by another process ({path})") from None
+    return fd
+
+
+class AppendFile:
+    """An append-only file with an in-memory tail buffer.
+
+    ``size`` counts every byte appended (buffered or not); ``written`` counts
+    the bytes handed to the OS. A failed write is undone with ``ftruncate``
+    and the buffer is kept, so a later flush can retry and nothing appended
+    is dropped.
+    """
+
+    __slots__ = ("_buf", "fd", "path", "size", "written")
+
+    def __init__(self, path: Path, size: int) -> None:
+        self.path = path
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self.size = size
+        self.written = size
+        self._buf = bytearray()
+
+    def append(self, data: bytes | bytearray | memoryview) -> int:
+        """Buffer ``data``; return the offset it starts at."""
+        offset = self.size
+        self._buf += data
+        self.size += len(data)
+        return offset
+
+    @property
+    def pending(self) -> int:
+        return len(self._buf)
+
+    def take(self) -> bytes:
+        """Remove and return the buffered bytes (for a caller that writes them later)."""
+        data = bytes(self._buf)
+        self._buf.clear()
+        return data
+
+    def write_out(self, data: bytes | None = None) -> None:
+        """Write the buffer (or ``data`` taken earlier) to the OS, in order."""
+        if data is None:
+            data = self.take()
+        view = memoryview(data)
+        done = 0
+        try:
+            while done < len(view):
+                done += os.write(self.fd, view[done : done + _WRITE_CHUNK])
+        except OSError as exc:
+            os.ftruncate(self.fd, self.written)
+            self._buf[0:0] = data  # keep it for the retry, ahead of newer bytes
+            raise storage_error(exc, f"cannot write {self.path}") from exc
+        self.written += done
+
+    def sync(self) -> None:
+        try:
+            os.fsync(self.fd)
+        except OSError as exc:
+            raise storage_error(exc, f"cannot fsync {self.path}") from exc
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class Flusher:
+    """A daemon thread that calls ``flush`` every ``interval`` seconds (group commit).
+
+    It holds only a weak reference to its owner so a forgotten store can be
+    collected; errors are kept in ``error`` and re-raised by the owner on its
+    next call.
+    """
+
+    def __init__(self, owner: object, flush: Callable[[object], None], interval: float) -> None:
+        self._owner = weakref.ref(owner)
+        self._flush = flush
+        self._interval = interval
+        self._stop = threading.Event()
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="auditjournal-flusher", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            owner = self._owner()
+            if owner is None:
+                return
+            try:
+                self._flush(owner)
+                self.error = None
+            except Exception as exc:  # kept and reported by the owner
+                self.error = exc
+            del owner
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
