@@ -13,6 +13,7 @@ from .errors import (
     CorruptJournalError,
     DiskFullError,
     DuplicateIdError,
+    ExportError,
     InvalidEventError,
     InvalidIdError,
     InvalidRefError,
@@ -30,9 +31,12 @@ from .errors import (
     UnknownIdError,
 )
 from .events import Event
+from .export import ExportPaths, ExportProjector, LiveExport, SealResult, replay_export
 from .journal import Journal, JournalPosition, JournalReader, Recovery
 from .payloads import PayloadStore
-from .recorder import AuditStore, RunRecorder
+from .recorder import RunRecorder
+from .settings import ExportSettings
+from .store import AuditStore
 
 __version__ = "0.1.0"
 
@@ -44,6 +48,10 @@ __all__ = [
     "DiskFullError",
     "DuplicateIdError",
     "Event",
+    "ExportError",
+    "ExportPaths",
+    "ExportProjector",
+    "ExportSettings",
     "InvalidEventError",
     "InvalidIdError",
     "InvalidRefError",
@@ -53,6 +61,7 @@ __all__ = [
     "JournalPosition",
     "JournalReader",
     "LifecycleError",
+    "LiveExport",
     "PayloadIntegrityError",
     "PayloadNotFoundError",
     "PayloadStore",
@@ -62,10 +71,12 @@ __all__ = [
     "RunExistsError",
     "RunNotFoundError",
     "RunRecorder",
+    "SealResult",
     "StateAlreadyCompletedError",
     "StorageError",
     "UnknownIdError",
     "__version__",
     "canonical_json",
+    "replay_export",
     "stable_hash",
 ]

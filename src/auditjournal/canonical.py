@@ -32,7 +32,14 @@ import msgspec
 
 from .errors import CanonicalizationError
 
-__all__ = ["MAX_DEPTH", "MAX_SAFE_INTEGER", "canonical_json", "format_float", "stable_hash"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_SAFE_INTEGER",
+    "canonical_json",
+    "canonical_record",
+    "format_float",
+    "stable_hash",
+]
 
 MAX_SAFE_INTEGER = 2**53 - 1
 MAX_DEPTH = 512
@@ -50,9 +57,22 @@ def canonical_json(obj: Any) -> bytes:
     Raises :class:`CanonicalizationError` naming the offending path for values
     that have no faithful JSON form.
     """
+    return _canonical(obj, _CONVERTERS)
+
+
+def canonical_record(obj: Any) -> bytes:
+    """Like :func:`canonical_json`, but :class:`msgspec.Raw` values are spliced in as they are.
+
+    For export records whose payloads are already canonical bytes (never for
+    caller data: raw bytes are not checked).
+    """
+    return _canonical(obj, _RECORD_CONVERTERS)
+
+
+def _canonical(obj: Any, converters: dict[type, Callable[[Any], Any]]) -> bytes:
     wide_keys: list[str] = []
     try:
-        value = _normalize(obj, 0, wide_keys)
+        value = _normalize(obj, 0, wide_keys, converters)
     except _PathError as exc:
         raise CanonicalizationError(f"{exc.message} at {exc.path()}") from None
     try:
@@ -121,7 +141,9 @@ class _PathError(Exception):
         return "$" + "".join(parts)
 
 
-def _normalize(o: Any, depth: int, wide_keys: list[str]) -> Any:
+def _normalize(
+    o: Any, depth: int, wide_keys: list[str], converters: dict[type, Callable[[Any], Any]]
+) -> Any:
     t = type(o)
     if t is str or t is bool or o is None:
         return o
@@ -139,7 +161,7 @@ def _normalize(o: Any, depth: int, wide_keys: list[str]) -> Any:
             if not key.isascii():
                 wide_keys.append(key)
             try:
-                new = _normalize(item, depth + 1, wide_keys)
+                new = _normalize(item, depth + 1, wide_keys, converters)
             except _PathError as exc:
                 exc.parts.append(f"[{key!r}]")
                 raise
@@ -154,7 +176,7 @@ def _normalize(o: Any, depth: int, wide_keys: list[str]) -> Any:
         items: list[Any] | None = None
         for index, item in enumerate(o):
             try:
-                new = _normalize(item, depth + 1, wide_keys)
+                new = _normalize(item, depth + 1, wide_keys, converters)
             except _PathError as exc:
                 exc.parts.append(f"[{index}]")
                 raise
@@ -168,7 +190,7 @@ def _normalize(o: Any, depth: int, wide_keys: list[str]) -> Any:
             return msgspec.Raw(format_float(o).encode())
         except CanonicalizationError as exc:
             raise _PathError(str(exc)) from None
-    convert = _CONVERTERS.get(t)
+    convert = converters.get(t)
     if convert is not None:
         return convert(o)
     raise _PathError(_unsupported(o))
@@ -198,6 +220,8 @@ _CONVERTERS: dict[type, Callable[[Any], Any]] = {
     bytearray: _from_bytes,
     memoryview: _from_bytes,
 }
+
+_RECORD_CONVERTERS: dict[type, Callable[[Any], Any]] = {**_CONVERTERS, msgspec.Raw: lambda raw: raw}
 
 
 def _unsupported(o: Any) -> str:

@@ -99,5 +99,9 @@ class PayloadNotFoundError(StorageError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class ExportError(AuditJournalError):
+    """The export could not be written or sealed (the run itself stays recorded)."""
+
+
 class PayloadIntegrityError(StorageError):
     """Stored payload bytes do not hash to their ref, or a pack file is damaged."""

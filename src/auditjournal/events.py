@@ -1,7 +1,9 @@
 """The journal's events: frozen msgspec Structs in one tagged union.
 
 Every event carries ``run_id``, ``ts`` (UTC) and ``seq``: its gapless position in
-the run's journal, assigned when it is appended. Large data never sits in an
+the run's journal, assigned when it is appended. Events that concern one row carry its
+``row_id`` (the recorder knows it), so each export record about a row is
+complete on its own. Large data never sits in an
 event: the event carries the payload's sha256 ``*_hash`` and ``*_ref`` (the same
 digest: payloads are stored content-addressed by the SHA-256 of their
 canonical JSON, so the ref *is* the hash; both names are kept from the
@@ -40,8 +42,8 @@ __all__ = [
     "NodeRegistered",
     "NodeStateCompleted",
     "NodeStateStarted",
-    "RowCreated",
     "RoutingEventRecorded",
+    "RowCreated",
     "RunCompleted",
     "RunStarted",
     "TokenCreated",
@@ -153,6 +155,7 @@ class NodeStateStarted(BaseEvent, frozen=True, kw_only=True, tag="node_state_sta
 
     state_id: str
     token_id: str
+    row_id: str
     node_id: str
     step_index: int
     attempt: int = 0
@@ -177,6 +180,7 @@ class RoutingEventRecorded(BaseEvent, frozen=True, kw_only=True, tag="routing_ev
 
     routing_event_id: str
     state_id: str
+    row_id: str
     edge_id: str
     mode: EdgeMode
     routing_group_id: str
@@ -190,6 +194,7 @@ class CallRecorded(BaseEvent, frozen=True, kw_only=True, tag="call_recorded"):
 
     call_id: str
     state_id: str | None = None
+    row_id: str | None = None
     operation_id: str | None = None
     call_index: int
     call_type: CallType
@@ -221,6 +226,7 @@ class TokenOutcomeRecorded(BaseEvent, frozen=True, kw_only=True, tag="token_outc
 
     outcome_id: str
     token_id: str
+    row_id: str
     outcome: TokenOutcome
     sink_name: str | None = None
     error_hash: str | None = None
@@ -270,15 +276,14 @@ Event = (
 """The tagged union of every event type; ``type`` is the tag."""
 
 EVENT_TYPES: Final[dict[str, type[BaseEvent]]] = {
-    cls.__struct_config__.tag: cls  # type: ignore[misc]
-    for cls in get_args(Event)
+    str(cls.__struct_config__.tag): cls for cls in get_args(Event)
 }
 
 EXPORT_EVENT_TYPES: Final = frozenset({ExportSealed, ExportFailed})
 """The only events a journal accepts after ``run_completed``."""
 
 _ENCODER: Final = msgspec.json.Encoder()
-_DECODER: Final = msgspec.json.Decoder(Event)
+_DECODER: Final[msgspec.json.Decoder[Event]] = msgspec.json.Decoder(Event)
 
 
 def encode_event(event: BaseEvent) -> bytes:

@@ -156,7 +156,7 @@ class Journal:
             raise
         self.durable_seq = self.next_seq - 1
         self._closed = False
-        self._flusher: Flusher | None = None
+        self._flusher: Flusher[Journal] | None = None
         if durability != "always":
             self._flusher = Flusher(self, Journal._background_flush, flush_interval)
 
@@ -183,11 +183,12 @@ class Journal:
         flusher = self._flusher
         if flusher is not None and flusher.error is not None:
             self._raise_flush_error(flusher.error)
-        line, self._chain = seal(encode_event(event), self._chain)
+        line, chain = seal(encode_event(event), self._chain)
         file = self._file
         if file.size >= self.segment_bytes:
             file = self._roll()
         file.append(line)
+        self._chain = chain  # only once appended: a failed roll must not advance the chain
         self.next_seq += 1
 
     @property
@@ -395,26 +396,37 @@ class JournalReader:
     def at_seq(cls, directory: Path, run_id: str, seq: int) -> JournalReader:
         """A reader whose next entry is ``seq`` (verifies the chain from the segment start)."""
         start = 1
-        for first, _ in _segments(directory):
-            if first <= seq:
-                start = first
-        if start == 1:
+        previous: Path | None = None  # the segment before ``start``: its last entry's chain
+        current: Path | None = None
+        for first, path in _segments(directory):
+            if first > seq:
+                break
+            start, previous, current = first, current, path
+        if start == 1 or previous is None:
             reader = cls(directory, run_id)
         else:
-            prev_seq, chain = _last_entry(directory / segment_name(start - 1), run_id)
+            prev_seq, chain = _last_entry(previous, run_id)
+            if prev_seq != start - 1:
+                raise CorruptJournalError(
+                    f"{directory / segment_name(start)}: segment starts at seq {start} "
+                    f"but the previous segment ends at seq {prev_seq}"
+                )
             reader = cls(directory, run_id, JournalPosition(start, start, 0, chain))
         while reader._seq < seq:
             if not reader.poll(limit=seq - reader._seq):
                 break
         return reader
 
-    def poll(self, limit: int | None = None) -> list[Event]:
-        """Entries appended since the last poll (at most ``limit``), in seq order."""
+    def poll(self, limit: int | None = None, chains: list[bytes] | None = None) -> list[Event]:
+        """Entries appended since the last poll (at most ``limit``), in seq order.
+
+        With ``chains`` given, each returned entry's chain value is appended to it.
+        """
         events: list[Event] = []
         while True:
             if self._fh is None and not self._open_segment():
                 return events
-            self._consume(events, limit)
+            self._consume(events, limit, chains)
             if limit is not None and len(events) >= limit:
                 return events
             assert self._fh is not None
@@ -454,7 +466,7 @@ class JournalReader:
         self._buf = b""
         return True
 
-    def _consume(self, out: list[Event], limit: int | None) -> None:
+    def _consume(self, out: list[Event], limit: int | None, chains: list[bytes] | None) -> None:
         data = self._buf
         view = memoryview(data)
         offset = 0
@@ -470,10 +482,11 @@ class JournalReader:
                     if event.seq != self._seq or event.run_id != self.run_id:
                         raise ValueError(f"seq {event.seq} of run {event.run_id!r} out of place")
                 except ValueError as exc:
-                    raise CorruptJournalError(
-                        f"{self._segment_path()}: bad entry at offset {self._offset + offset}: {exc}"
-                    ) from None
+                    where = f"{self._segment_path()}: bad entry at offset {self._offset + offset}"
+                    raise CorruptJournalError(f"{where}: {exc}") from None
                 out.append(event)
+                if chains is not None:
+                    chains.append(self._chain)
                 self._seq += 1
                 offset = newline + 1
         finally:
@@ -491,7 +504,10 @@ class JournalReader:
             yield from batch
 
     def follow(
-        self, *, until: Callable[[Event], bool] | None = None, poll_interval: float = 0.005,
+        self,
+        *,
+        until: Callable[[Event], bool] | None = None,
+        poll_interval: float = 0.005,
         timeout: float | None = None,
     ) -> Iterator[Event]:
         """Yield entries as they are appended; stop after one for which ``until`` is true."""

@@ -115,8 +115,9 @@ class PayloadStore:
         with self._lock:
             if digest not in self._index:
                 writer = self._writer
-                if writer is None or writer.dat.size + size > self.pack_bytes:
-                    writer = self._roll()
+                needed = _HEADER.size + size
+                if writer is None or writer.dat.size + needed > self.pack_bytes:
+                    writer = self._roll(needed)
                 start = writer.dat.append(_HEADER.pack(MAGIC, digest, size)) + _HEADER.size
                 writer.dat.append(data)
                 writer.idx.append(digest + _LENGTHS.pack(start, size))
@@ -206,7 +207,11 @@ class PayloadStore:
             if loc is None:
                 raise PayloadNotFoundError(f"no payload with ref {ref} in {self.directory}")
         for writer in (self._writer, *self._retired):
-            if writer is not None and loc[0] == writer.number and loc[1] + loc[2] > writer.dat.written:
+            if (
+                writer is not None
+                and loc[0] == writer.number
+                and loc[1] + loc[2] > writer.dat.written
+            ):
                 self.flush(fsync=False)
         return loc
 
@@ -258,14 +263,14 @@ class PayloadStore:
             done += _ENTRY.size
         self._idx_read[number] = done
 
-    def _roll(self) -> _Writer:
-        """Lock a pack with room (or create one) for appending (caller holds the lock)."""
+    def _roll(self, needed: int) -> _Writer:
+        """Lock a pack with room for ``needed`` bytes (or create one) (caller holds the lock)."""
         if self._writer is not None:
             self._retired.append(self._writer)  # written, synced and closed by the next flush
             self._writer = None
         numbers = self._pack_numbers()
         for number in reversed(numbers):
-            writer = self._try_claim(number)
+            writer = self._try_claim(number, needed)
             if writer is not None:
                 return writer
         number = (numbers[-1] if numbers else 0) + 1
@@ -276,15 +281,16 @@ class PayloadStore:
                 number += 1
                 continue
             os.close(fd)
-            writer = self._try_claim(number)
+            writer = self._try_claim(number, 0)
             if writer is not None:
                 return writer
             number += 1
 
-    def _try_claim(self, number: int) -> _Writer | None:
+    def _try_claim(self, number: int, needed: int) -> _Writer | None:
         path = self._dat_path(number)
         try:
-            if path.stat().st_size >= self.pack_bytes:
+            size = path.stat().st_size
+            if size >= self.pack_bytes or (size and size + needed > self.pack_bytes):
                 return None
         except FileNotFoundError:
             return None

@@ -13,25 +13,21 @@ and validated against everything before them.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import math
-import secrets
-import threading
-from collections.abc import Iterator
-from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import msgspec
 
 from .canonical import canonical_json
 from .errors import (
+    ExportError,
     InvalidEventError,
     LifecycleError,
     RunAlreadyCompletedError,
-    RunExistsError,
-    RunNotFoundError,
     StateAlreadyCompletedError,
 )
 from .events import (
@@ -48,7 +44,8 @@ from .events import (
     BaseEvent,
     CallRecorded,
     EdgeRegistered,
-    Event,
+    ExportFailed,
+    ExportSealed,
     NodeRegistered,
     NodeStateCompleted,
     NodeStateStarted,
@@ -59,12 +56,14 @@ from .events import (
     TokenCreated,
     TokenOutcomeRecorded,
 )
-from .journal import DEFAULT_FLUSH_INTERVAL, DEFAULT_SEGMENT_BYTES, Journal, JournalReader
-from .payloads import DEFAULT_MAX_PAYLOAD_BYTES, PayloadStore
+from .journal import Journal
 from .runstate import RunState
-from .storage import DURABILITY_MODES, Durability, validate_id
 
-__all__ = ["AuditStore", "RunRecorder"]
+if TYPE_CHECKING:
+    from .export import LiveExport, SealResult
+    from .store import AuditStore
+
+__all__ = ["RunRecorder", "jsonable"]
 
 _UTC = _dt.UTC
 _now = _dt.datetime.now
@@ -89,155 +88,9 @@ def _count(value: int, what: str) -> int:
     return value
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """A small JSON value as it will be audited: canonicalized, then decoded again."""
     return msgspec.json.decode(canonical_json(value))
-
-
-class AuditStore:
-    """A root directory holding payloads, run journals and exports.
-
-    Open with :meth:`open`; use as a context manager or call :meth:`close`.
-    """
-
-    def __init__(
-        self,
-        root: Path,
-        *,
-        durability: Durability = "batch",
-        database_url: str | None = None,
-        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
-        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
-        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
-    ) -> None:
-        if durability not in DURABILITY_MODES:
-            raise InvalidEventError(
-                f"invalid durability {durability!r}; expected one of {list(DURABILITY_MODES)}"
-            )
-        if not flush_interval > 0:
-            raise InvalidEventError(f"flush_interval must be > 0 seconds, got {flush_interval!r}")
-        self.root = root
-        self.durability: Durability = durability
-        self.database_url = database_url or f"sqlite:///{root / 'landscape.db'}"
-        self.flush_interval = flush_interval
-        self.segment_bytes = segment_bytes
-        (root / "runs").mkdir(parents=True, exist_ok=True)
-        self.payloads = PayloadStore(root / "payloads", max_payload_bytes=max_payload_bytes)
-        self._recorders: list[RunRecorder] = []
-
-    @classmethod
-    def open(
-        cls,
-        root: str | Path = "./audit",
-        *,
-        durability: Durability = "batch",
-        database_url: str | None = None,
-        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
-        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
-        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
-    ) -> AuditStore:
-        """Open (creating if needed) the store at ``root``."""
-        return cls(
-            Path(root),
-            durability=durability,
-            database_url=database_url,
-            flush_interval=flush_interval,
-            segment_bytes=segment_bytes,
-            max_payload_bytes=max_payload_bytes,
-        )
-
-    # -- runs --------------------------------------------------------------------------
-
-    def run_dir(self, run_id: str) -> Path:
-        return self.root / "runs" / validate_id(run_id, "run id")
-
-    def journal_dir(self, run_id: str) -> Path:
-        return self.run_dir(run_id) / "journal"
-
-    def export_dir(self, run_id: str) -> Path:
-        """Where the live export of ``run_id`` is written."""
-        return self.run_dir(run_id) / "export"
-
-    def run_ids(self) -> list[str]:
-        """Every run with a journal, oldest directory name first."""
-        runs = self.root / "runs"
-        return sorted(p.name for p in runs.iterdir() if (p / "journal").is_dir())
-
-    def start_run(
-        self,
-        *,
-        config: dict[str, Any] | None = None,
-        run_id: str | None = None,
-        settings: dict[str, Any] | None = None,
-    ) -> RunRecorder:
-        """Create a run's journal, append ``run_started`` and return its recorder."""
-        if run_id is None:
-            stamp = _now(_UTC).strftime("%Y%m%dT%H%M%SZ")
-            run_id = f"run-{stamp}-{secrets.token_hex(4)}"
-        directory = self.journal_dir(run_id)
-        if directory.exists() and any(directory.glob("*.jsonl")):
-            raise RunExistsError(f"run {run_id!r} already has a journal in {directory}")
-        config = _jsonable(config or {})
-        resolved = {"durability": self.durability, **_jsonable(settings or {})}
-        recorder = RunRecorder(self, run_id, self._open_journal(run_id, create=True), RunState())
-        recorder._emit_run_started(config, resolved)
-        return recorder
-
-    def resume_run(self, run_id: str) -> RunRecorder:
-        """Reopen an unfinished run after a crash: repair a torn tail, rebuild its state.
-
-        The repair (bytes dropped, if any) is in ``recorder.recovery``.
-        """
-        journal = self._open_journal(run_id, create=False)
-        state = RunState()
-        try:
-            for event in JournalReader(journal.directory, run_id):
-                state.apply(event)
-            state.skip_generated_ids(journal.last_seq)
-            if state.completed:
-                raise RunAlreadyCompletedError(f"run {run_id!r} has already completed")
-        except BaseException:
-            journal.close()
-            raise
-        return RunRecorder(self, run_id, journal, state)
-
-    def read_journal(self, run_id: str) -> Iterator[Event]:
-        """Every complete event of the run, in seq order, chain-verified while read."""
-        return iter(self.journal_reader(run_id))
-
-    def journal_reader(self, run_id: str) -> JournalReader:
-        directory = self.journal_dir(run_id)
-        if not directory.is_dir():
-            raise RunNotFoundError(f"no run {run_id!r} in {self.root}")
-        return JournalReader(directory, run_id)
-
-    def _open_journal(self, run_id: str, *, create: bool) -> Journal:
-        directory = self.journal_dir(run_id)
-        if not create and not directory.is_dir():
-            raise RunNotFoundError(f"no run {run_id!r} in {self.root}")
-        return Journal(
-            directory,
-            run_id,
-            durability=self.durability,
-            flush_interval=self.flush_interval,
-            segment_bytes=self.segment_bytes,
-            before_flush=lambda fsync: self.payloads.flush(fsync=fsync),
-            create=create,
-        )
-
-    # -- lifetime ----------------------------------------------------------------------
-
-    def close(self) -> None:
-        """Close every recorder still open (their runs stay unfinished), then the payloads."""
-        for recorder in list(self._recorders):
-            recorder.close()
-        self.payloads.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class RunRecorder:
@@ -245,6 +98,9 @@ class RunRecorder:
 
     def __init__(self, store: AuditStore, run_id: str, journal: Journal, state: RunState) -> None:
         self.store = store
+        self.export_result: SealResult | None = None
+        """Set when the live export was sealed."""
+        self._live_export: LiveExport | None = None
         self.run_id = run_id
         self.recovery = journal.recovery
         self._journal = journal
@@ -253,7 +109,6 @@ class RunRecorder:
         self._state = state
         self._always = journal.durability == "always"
         self._closed = False
-        store._recorders.append(self)
 
     # -- graph -------------------------------------------------------------------------
 
@@ -273,8 +128,8 @@ class RunRecorder:
         _choice(node_type, NODE_TYPES, "node_type")
         _choice(determinism, DETERMINISM, "determinism")
         config_bytes = canonical_json(config or {})
-        in_schema = None if input_schema is None else _jsonable(input_schema)
-        out_schema = None if output_schema is None else _jsonable(output_schema)
+        in_schema = None if input_schema is None else jsonable(input_schema)
+        out_schema = None if output_schema is None else jsonable(output_schema)
         with self._lock:
             state = self._open_state()
             node_id = state.new_id("node", node_id, state.nodes)
@@ -419,6 +274,7 @@ class RunRecorder:
                     ts=_now(_UTC),
                     state_id=state_id,
                     token_id=token_id,
+                    row_id=state.tokens[token_id],
                     node_id=node_id,
                     step_index=step_index,
                     attempt=attempt,
@@ -443,8 +299,8 @@ class RunRecorder:
         _choice(status, NODE_STATE_STATUSES, "node state status")
         duration = _number(duration_ms, "duration_ms")
         ref = None if output_data is None else self._payloads.put(output_data)
-        error_value = None if error is None else _jsonable(error)
-        reason_value = None if success_reason is None else _jsonable(success_reason)
+        error_value = None if error is None else jsonable(error)
+        reason_value = None if success_reason is None else jsonable(success_reason)
         with self._lock:
             state = self._open_state()
             if state_id in state.closed_states:
@@ -493,6 +349,7 @@ class RunRecorder:
                     ts=_now(_UTC),
                     routing_event_id=routing_event_id,
                     state_id=state_id,
+                    row_id=state.states.row_of(state_id),
                     edge_id=edge_id,
                     mode=mode,  # type: ignore[arg-type]
                     routing_group_id=routing_group_id or routing_event_id,
@@ -528,7 +385,7 @@ class RunRecorder:
             _count(call_index, "call_index")
         request_ref = self._payloads.put(request)
         response_ref = None if response is None else self._payloads.put(response)
-        error_value = None if error is None else _jsonable(error)
+        error_value = None if error is None else jsonable(error)
         with self._lock:
             state = self._open_state()
             if state_id is not None:
@@ -542,6 +399,7 @@ class RunRecorder:
                     ts=_now(_UTC),
                     call_id=call_id,
                     state_id=state_id,
+                    row_id=None if state_id is None else state.states.row_of(state_id),
                     operation_id=operation_id,
                     call_index=index,
                     call_type=call_type,  # type: ignore[arg-type]
@@ -611,7 +469,7 @@ class RunRecorder:
         """The terminal state of a token; a token gets one terminal outcome."""
         _choice(outcome, TOKEN_OUTCOMES, "token outcome")
         error_ref = None if error is None else self._payloads.put(error)
-        context_value = None if context is None else _jsonable(context)
+        context_value = None if context is None else jsonable(context)
         with self._lock:
             state = self._open_state()
             state.need(state.tokens, token_id, "token")
@@ -625,6 +483,7 @@ class RunRecorder:
                     ts=_now(_UTC),
                     outcome_id=outcome_id,
                     token_id=token_id,
+                    row_id=state.tokens[token_id],
                     outcome=outcome,  # type: ignore[arg-type]
                     sink_name=sink_name,
                     error_hash=error_ref,
@@ -637,9 +496,13 @@ class RunRecorder:
     # -- ending ------------------------------------------------------------------------
 
     def complete(self, status: str = "completed", *, error: dict[str, Any] | None = None) -> None:
-        """Append ``run_completed``; afterwards only export events are accepted."""
+        """Append ``run_completed``; afterwards only export events are accepted.
+
+        With a live export, waits until it is sealed and appends ``export_sealed``
+        (or ``export_failed``, then raises :class:`ExportError`).
+        """
         _choice(status, RUN_STATUSES, "run status")
-        error_value = None if error is None else _jsonable(error)
+        error_value = None if error is None else jsonable(error)
         with self._lock:
             self._open_state()
             self._emit(
@@ -652,6 +515,30 @@ class RunRecorder:
                 )
             )
         self._journal.flush(fsync=self._journal.durability != "none")
+        if self._live_export is not None:
+            self._finish_export(self._live_export)
+
+    def _finish_export(self, live: LiveExport) -> None:
+        self._live_export = None
+        try:
+            result = live.wait()
+        except ExportError as exc:
+            self.append_export_event(
+                ExportFailed(run_id=self.run_id, ts=_now(_UTC), error=str(exc)[:2000])
+            )
+            raise
+        self.append_export_event(
+            ExportSealed(
+                run_id=self.run_id,
+                ts=_now(_UTC),
+                manifest_sha256=result.manifest_sha256,
+                chunk_count=result.chunk_count,
+                record_count=result.record_count,
+                export_path=result.manifest_path,
+                merkle_root=result.merkle_root,
+            )
+        )
+        self.export_result = result
 
     @property
     def completed(self) -> bool:
@@ -681,6 +568,9 @@ class RunRecorder:
             if self._closed:
                 return
             self._closed = True
+        if self._live_export is not None:
+            self._live_export.stop()  # unfinished run: the export stays resumable
+            self._live_export = None
         self._journal.close()
         if self in self.store._recorders:
             self.store._recorders.remove(self)
@@ -700,9 +590,11 @@ class RunRecorder:
                     self.complete("completed")
                 else:
                     status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-                    self.complete(
-                        status, error={"type": type(exc).__name__, "message": str(exc)[:2000]}
-                    )
+                    # an export failure is recorded as export_failed; the body's error is the news
+                    with contextlib.suppress(ExportError):
+                        self.complete(
+                            status, error={"type": type(exc).__name__, "message": str(exc)[:2000]}
+                        )
         finally:
             self.close()
 
@@ -735,7 +627,7 @@ class RunRecorder:
     def _emit(self, event: BaseEvent) -> None:
         """Append and apply (caller holds the lock and has validated)."""
         self._journal.append(event)
-        self._state.apply(event)  # type: ignore[arg-type]
+        self._state.apply(event)
 
     def _commit(self) -> None:
         journal = self._journal
@@ -755,4 +647,3 @@ class RunRecorder:
     def known_ids(self) -> dict[str, int]:
         """How many ids of each kind the run has (for diagnostics)."""
         return self._state.counts()
-

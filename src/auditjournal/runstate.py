@@ -39,7 +39,7 @@ __all__ = ["RunState"]
 class _StateIds(Collection[str]):
     """Open and closed node states seen as one collection of known state ids."""
 
-    def __init__(self, opened: dict[str, str], closed: set[str]) -> None:
+    def __init__(self, opened: dict[str, str], closed: dict[str, str]) -> None:
         self._open = opened
         self._closed = closed
 
@@ -53,6 +53,10 @@ class _StateIds(Collection[str]):
         yield from self._open
         yield from self._closed
 
+    def row_of(self, state_id: str) -> str:
+        row = self._open.get(state_id)
+        return self._closed[state_id] if row is None else row
+
 
 class RunState:
     """Ids in use and the run's phase. Not thread-safe: the recorder's lock guards it."""
@@ -61,9 +65,9 @@ class RunState:
         self.nodes: dict[str, str] = {}  # node id -> node type
         self.edges: set[str] = set()
         self.rows: set[str] = set()
-        self.tokens: set[str] = set()
-        self.open_states: dict[str, str] = {}  # state id -> token id
-        self.closed_states: set[str] = set()
+        self.tokens: dict[str, str] = {}  # token id -> row id
+        self.open_states: dict[str, str] = {}  # state id -> row id
+        self.closed_states: dict[str, str] = {}  # state id -> row id
         self.states = _StateIds(self.open_states, self.closed_states)
         self.routing_events: set[str] = set()
         self.calls: set[str] = set()
@@ -141,16 +145,15 @@ def _row(s: RunState, e: RowCreated) -> None:
 
 
 def _token(s: RunState, e: TokenCreated) -> None:
-    s.tokens.add(e.token_id)
+    s.tokens[e.token_id] = e.row_id
 
 
 def _state_started(s: RunState, e: NodeStateStarted) -> None:
-    s.open_states[e.state_id] = e.token_id
+    s.open_states[e.state_id] = e.row_id
 
 
 def _state_completed(s: RunState, e: NodeStateCompleted) -> None:
-    s.open_states.pop(e.state_id, None)
-    s.closed_states.add(e.state_id)
+    s.closed_states[e.state_id] = s.open_states.pop(e.state_id, "")
     s.call_indexes.pop(e.state_id, None)
 
 

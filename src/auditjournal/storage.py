@@ -19,7 +19,7 @@ import threading
 import weakref
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final, Generic, Literal, TypeVar
 
 from .errors import DiskFullError, InvalidIdError, InvalidRefError, JournalLockedError, StorageError
 
@@ -41,6 +41,7 @@ DURABILITY_MODES: Final = ("always", "batch", "none")
 _ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
 _REF_RE: Final = re.compile(r"[0-9a-f]{64}")
 _WRITE_CHUNK: Final = 1 << 20
+T = TypeVar("T")
 
 
 def validate_id(value: object, what: str = "id") -> str:
@@ -80,19 +81,24 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see either the old or the new file."""
+def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` so that readers see either the old or the new file.
+
+    ``durable`` also fsyncs the file and its directory (survives power loss).
+    """
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
     try:
         with open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise storage_error(exc, f"cannot write {path}") from exc
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
 def lock_file(path: Path, what: str) -> int:
@@ -168,7 +174,7 @@ class AppendFile:
             self.fd = -1
 
 
-class Flusher:
+class Flusher(Generic[T]):
     """A daemon thread that calls ``flush`` every ``interval`` seconds (group commit).
 
     It holds only a weak reference to its owner so a forgotten store can be
@@ -176,7 +182,7 @@ class Flusher:
     next call.
     """
 
-    def __init__(self, owner: object, flush: Callable[[object], None], interval: float) -> None:
+    def __init__(self, owner: T, flush: Callable[[T], None], interval: float) -> None:
         self._owner = weakref.ref(owner)
         self._flush = flush
         self._interval = interval

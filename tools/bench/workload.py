@@ -558,7 +558,7 @@ def setup(run: Recorder) -> Ids:
         node_type="transform",
         plugin_version="0.9.1",
         config={"model": "gpt-4o-mini", "temperature": 0.0, "max_tokens": 256},
-        determinism="nondeterministic",
+        determinism="external_call",
         input_schema=_ANY_OBJECT,
         output_schema=_ANY_OBJECT,
     )

@@ -1,0 +1,248 @@
+"""Chunk files of the export: JSON arrays with exactly one record per line.
+
+A chunk looks like this, and every line is final the moment its newline is
+written (the separating comma leads the *next* record, so nothing is held
+back)::
+
+    [
+    {"record_type":"node",...}
+    ,{"record_type":"edge",...}
+    ]
+
+A chunk being written has no ``]`` yet. A new chunk starts before a record
+would push the current one past ``chunk_size_bytes`` (counting the closing
+``]\\n``); a record larger than the limit on its own gets a chunk of its own.
+
+The writer keeps each chunk's running SHA-256 and the RFC 6962 Merkle
+frontier over all records, so sealing needs no second pass over the files.
+Bytes are buffered and handed to the OS by :meth:`ChunkWriter.flush` (the
+projector calls it after every batch of events, which is what bounds the
+live-export lag).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import StorageError
+from .merkle import MerkleBuilder, leaf_hash
+from .storage import storage_error
+
+__all__ = ["ChunkInfo", "ChunkWriter", "chunk_name"]
+
+_OPEN = b"[\n"
+_CLOSE = b"]\n"
+
+
+def chunk_name(prefix_name: str, index: int, single_file: bool) -> str:
+    """``audit_trail.000.json`` ... (3 digits minimum), or ``audit_trail.json`` unchunked."""
+    return f"{prefix_name}.json" if single_file else f"{prefix_name}.{index:03d}.json"
+
+
+@dataclass
+class ChunkInfo:
+    """One chunk as the manifest lists it."""
+
+    file: str
+    sha256: str
+    bytes: int
+    record_count: int
+    first_seq: int
+    last_seq: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "sha256": self.sha256,
+            "bytes": self.bytes,
+            "record_count": self.record_count,
+            "first_seq": self.first_seq,
+            "last_seq": self.last_seq,
+        }
+
+
+class ChunkWriter:
+    """Appends encoded records to the chunk files under ``prefix``. One thread only."""
+
+    def __init__(self, prefix: Path, chunk_size_bytes: int | None) -> None:
+        self.prefix = prefix
+        self.directory = prefix.parent
+        self.limit = chunk_size_bytes
+        self.closed_chunks: list[ChunkInfo] = []
+        self.merkle = MerkleBuilder()
+        self.index = 0  # of the current chunk
+        self.current: ChunkInfo | None = None
+        self._hash = hashlib.sha256()
+        self._buf = bytearray()
+        self._fd = -1
+
+    @property
+    def total_records(self) -> int:
+        return self.merkle.count
+
+    def path(self, index: int) -> Path:
+        return self.directory / chunk_name(self.prefix.name, index, self.limit is None)
+
+    def add(self, seq: int, record: bytes) -> None:
+        """Write one record (canonical JSON, no newline) at the end of the export."""
+        current = self.current
+        limit = self.limit
+        if (
+            current is not None
+            and limit is not None
+            and (current.bytes + len(record) + 2 + len(_CLOSE) > limit)
+        ):
+            self._close_current()
+            current = None
+        if current is None:
+            current = self._start()
+            line = record + b"\n"
+        else:
+            line = b"," + record + b"\n"
+        self._buf += line
+        self._hash.update(line)
+        current.bytes += len(line)
+        if not current.record_count:
+            current.first_seq = seq
+        current.record_count += 1
+        current.last_seq = seq
+        self.merkle.add(leaf_hash(record))
+
+    def flush(self) -> None:
+        """Hand buffered lines to the OS so live readers see them."""
+        if self._buf:
+            data = bytes(self._buf)
+            self._buf.clear()
+            self._write(data)
+
+    def finish(self) -> list[ChunkInfo]:
+        """Close the last chunk with ``]``, fsync every chunk; return all chunk infos."""
+        if self.current is not None:
+            self._close_current()
+        for info in self.closed_chunks:
+            self._fsync_path(self.directory / info.file)
+        return self.closed_chunks
+
+    def close(self) -> None:
+        """Release the file handle (nothing is flushed)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """State to resume from, valid once :meth:`flush` has run."""
+        return {
+            "index": self.index,
+            "closed": [c.as_dict() for c in self.closed_chunks],
+            "current": None if self.current is None else self.current.as_dict(),
+            "current_sha256": self._hash.copy().hexdigest(),
+            "merkle": self.merkle.state(),
+            "records": self.merkle.count,
+        }
+
+    def restore(self, snap: dict[str, Any]) -> bool:
+        """Resume from a snapshot: truncate the current chunk to its checkpointed size and
+        remove later files. False if the files on disk do not match it (rebuild instead)."""
+        closed = [ChunkInfo(**c) for c in snap["closed"]]
+        for info in closed:
+            path = self.directory / info.file
+            if not path.exists() or path.stat().st_size != info.bytes:
+                return False
+        current = None if snap["current"] is None else ChunkInfo(**snap["current"])
+        hasher = hashlib.sha256()
+        if current is not None:
+            path = self.directory / current.file
+            try:
+                with open(path, "rb") as fh:
+                    prefix = fh.read(current.bytes)
+            except FileNotFoundError:
+                return False
+            if len(prefix) != current.bytes:
+                return False
+            hasher.update(prefix)
+            if hasher.hexdigest() != snap["current_sha256"]:
+                return False
+            os.truncate(path, current.bytes)
+        self.index = snap["index"]
+        self.closed_chunks = closed
+        self.current = current
+        self._hash = hasher
+        self.merkle = MerkleBuilder.from_state(snap["merkle"], snap["records"])
+        self._remove_after(self.index if current is not None else self.index - 1)
+        if current is not None:
+            self._open_fd(self.directory / current.file)
+        return True
+
+    def remove_all(self) -> None:
+        """Delete every chunk file of this prefix (before a rebuild)."""
+        self.close()
+        self._remove_after(-1)
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _remove_after(self, index: int) -> None:
+        """Delete chunk files numbered above ``index`` (-1: all, including the unchunked one)."""
+        name = self.prefix.name
+        for path in self.directory.glob(f"{name}*.json"):
+            number = path.name[len(name) + 1 : -len(".json")]
+            unchunked = path.name == f"{name}.json"
+            if (unchunked and index < 0) or (number.isdigit() and int(number) > index):
+                path.unlink()
+
+    def _start(self) -> ChunkInfo:
+        if self.closed_chunks or self.current is not None:
+            self.index += 1
+        path = self.path(self.index)
+        self._open_fd(path, truncate=True)
+        self._hash = hashlib.sha256(_OPEN)
+        self._buf += _OPEN
+        self.current = ChunkInfo(path.name, "", len(_OPEN), 0, 0, 0)
+        return self.current
+
+    def _close_current(self) -> None:
+        current = self.current
+        assert current is not None
+        if current.record_count == 0:
+            return
+        self._buf += _CLOSE
+        self._hash.update(_CLOSE)
+        current.bytes += len(_CLOSE)
+        current.sha256 = self._hash.hexdigest()
+        self.flush()
+        self.close()
+        self.closed_chunks.append(current)
+        self.current = None
+
+    def _open_fd(self, path: Path, truncate: bool = False) -> None:
+        self.close()
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if truncate else 0)
+        try:
+            self._fd = os.open(path, flags, 0o644)
+        except OSError as exc:
+            raise storage_error(exc, f"cannot open {path}") from exc
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        done = 0
+        try:
+            while done < len(view):
+                done += os.write(self._fd, view[done:])
+        except OSError as exc:
+            raise storage_error(exc, f"cannot write export chunk in {self.directory}") from exc
+
+    @staticmethod
+    def _fsync_path(path: Path) -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise StorageError(f"cannot fsync {path}: {exc}") from exc

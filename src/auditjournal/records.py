@@ -1,0 +1,321 @@
+"""From journal events to export records: flat JSON objects, one entity each.
+
+Every record has ``record_type``, ``run_id`` and ``seq`` (the journal seq of the
+event that completed the entity), its ids, hashes and refs; rows, node
+states, calls, routing events and artifacts also carry the ``row_id`` they
+concern, so a subset of records (say, everything about one row) is complete
+on its own. With payloads included the payload's canonical bytes are spliced
+in (``row.source_data``, ``node_state.input_data``/``output_data``,
+``routing_event.reason``, ``call.request``/``response``, ``artifact.sink_input``).
+
+A node state becomes a record when it completes; until then only its
+``node_state_started`` fields are held (memory is bounded by the number of
+*open* states, not by the run's size). When the run ends, still-open states
+are exported with status ``open`` and the ``run`` record comes last.
+
+Records are encoded as RFC 8785 canonical JSON, so anyone can re-derive a
+record's exact bytes from its parsed value.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Callable
+from typing import Any, Final
+
+import msgspec
+
+from .canonical import canonical_record
+from .events import (
+    ArtifactRecorded,
+    BaseEvent,
+    CallRecorded,
+    EdgeRegistered,
+    NodeRegistered,
+    NodeStateCompleted,
+    NodeStateStarted,
+    RoutingEventRecorded,
+    RowCreated,
+    RunCompleted,
+    RunStarted,
+    TokenCreated,
+    TokenOutcomeRecorded,
+)
+
+__all__ = ["RECORD_TYPES", "RecordMaker", "iso"]
+
+RECORD_TYPES: Final = (
+    "run",
+    "node",
+    "edge",
+    "row",
+    "token",
+    "token_outcome",
+    "node_state",
+    "routing_event",
+    "call",
+    "artifact",
+)
+
+PayloadGetter = Callable[[str], bytes]
+Record = tuple[int, bytes]  # (seq, canonical JSON bytes)
+
+
+def iso(ts: _dt.datetime) -> str:
+    """UTC timestamp as ISO-8601 with ``Z`` (the same text canonical JSON gives datetimes)."""
+    if ts.utcoffset():
+        ts = ts.astimezone(_dt.UTC)
+    return ts.replace(tzinfo=None).isoformat() + "Z"
+
+
+class RecordMaker:
+    """Turns events, in seq order, into encoded records.
+
+    ``get_payload`` (ref -> canonical bytes, integrity-checked) is used when
+    payloads are inlined; ``None`` exports refs only.
+    """
+
+    def __init__(self, run_id: str, get_payload: PayloadGetter | None) -> None:
+        self.run_id = run_id
+        self._get = get_payload
+        self.open_states: dict[str, dict[str, Any]] = {}
+        self.run: dict[str, Any] = {}
+        self.completed: RunCompleted | None = None
+        self._handlers: dict[type[BaseEvent], Callable[[Any], list[Record]]] = {
+            RunStarted: self._run_started,
+            NodeRegistered: self._node,
+            EdgeRegistered: self._edge,
+            RowCreated: self._row,
+            TokenCreated: self._token,
+            NodeStateStarted: self._state_started,
+            NodeStateCompleted: self._state_completed,
+            RoutingEventRecorded: self._routing,
+            CallRecorded: self._call,
+            ArtifactRecorded: self._artifact,
+            TokenOutcomeRecorded: self._outcome,
+            RunCompleted: self._run_completed,
+        }
+
+    def records(self, event: BaseEvent) -> list[Record]:
+        """The records ``event`` completes (often one, none for a started state)."""
+        handler = self._handlers.get(type(event))
+        return [] if handler is None else handler(event)
+
+    # -- state for checkpoints ----------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"open_states": self.open_states, "run": self.run}
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        self.open_states = dict(snapshot["open_states"])
+        self.run = dict(snapshot["run"])
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _payload(self, record: dict[str, Any], name: str, ref: str | None) -> None:
+        if self._get is not None:
+            record[name] = None if ref is None else msgspec.Raw(self._get(ref))
+
+    def _base(self, kind: str, event: BaseEvent) -> dict[str, Any]:
+        return {"record_type": kind, "run_id": self.run_id, "seq": event.seq}
+
+    @staticmethod
+    def _done(record: dict[str, Any]) -> list[Record]:
+        return [(record["seq"], canonical_record(record))]
+
+    # -- one handler per event type -----------------------------------------------------
+
+    def _run_started(self, e: RunStarted) -> list[Record]:
+        self.run = {
+            "started_seq": e.seq,
+            "started_at": iso(e.ts),
+            "config": e.config,
+            "config_hash": e.config_hash,
+            "settings": e.settings,
+            "canonical_version": e.canonical_version,
+        }
+        return []
+
+    def _node(self, e: NodeRegistered) -> list[Record]:
+        r = self._base("node", e)
+        r.update(
+            node_id=e.node_id,
+            plugin_name=e.plugin_name,
+            plugin_version=e.plugin_version,
+            node_type=e.node_type,
+            determinism=e.determinism,
+            config=e.config,
+            config_hash=e.config_hash,
+            input_schema=e.input_schema,
+            output_schema=e.output_schema,
+            registered_at=iso(e.ts),
+        )
+        return self._done(r)
+
+    def _edge(self, e: EdgeRegistered) -> list[Record]:
+        r = self._base("edge", e)
+        r.update(
+            edge_id=e.edge_id,
+            from_node_id=e.from_node_id,
+            to_node_id=e.to_node_id,
+            label=e.label,
+            mode=e.mode,
+            created_at=iso(e.ts),
+        )
+        return self._done(r)
+
+    def _row(self, e: RowCreated) -> list[Record]:
+        r = self._base("row", e)
+        r.update(
+            row_id=e.row_id,
+            source_node_id=e.source_node_id,
+            row_index=e.row_index,
+            source_data_hash=e.source_data_hash,
+            source_data_ref=e.source_data_ref,
+            created_at=iso(e.ts),
+        )
+        self._payload(r, "source_data", e.source_data_ref)
+        return self._done(r)
+
+    def _token(self, e: TokenCreated) -> list[Record]:
+        r = self._base("token", e)
+        r.update(
+            token_id=e.token_id,
+            row_id=e.row_id,
+            parent_token_ids=list(e.parent_token_ids),
+            branch_name=e.branch_name,
+            fork_group_id=e.fork_group_id,
+            join_group_id=e.join_group_id,
+            expand_group_id=e.expand_group_id,
+            created_at=iso(e.ts),
+        )
+        return self._done(r)
+
+    def _state_started(self, e: NodeStateStarted) -> list[Record]:
+        self.open_states[e.state_id] = {
+            "state_id": e.state_id,
+            "token_id": e.token_id,
+            "row_id": e.row_id,
+            "node_id": e.node_id,
+            "step_index": e.step_index,
+            "attempt": e.attempt,
+            "input_hash": e.input_hash,
+            "input_data_ref": e.input_data_ref,
+            "started_seq": e.seq,
+            "started_at": iso(e.ts),
+        }
+        return []
+
+    def _state_record(self, started: dict[str, Any], seq: int) -> dict[str, Any]:
+        r = {"record_type": "node_state", "run_id": self.run_id, "seq": seq, **started}
+        self._payload(r, "input_data", started["input_data_ref"])
+        return r
+
+    def _state_completed(self, e: NodeStateCompleted) -> list[Record]:
+        started = self.open_states.pop(e.state_id)
+        r = self._state_record(started, e.seq)
+        r.update(
+            status=e.status,
+            output_hash=e.output_hash,
+            output_data_ref=e.output_data_ref,
+            duration_ms=e.duration_ms,
+            error=e.error,
+            success_reason=e.success_reason,
+            completed_at=iso(e.ts),
+        )
+        self._payload(r, "output_data", e.output_data_ref)
+        return self._done(r)
+
+    def _routing(self, e: RoutingEventRecorded) -> list[Record]:
+        r = self._base("routing_event", e)
+        r.update(
+            routing_event_id=e.routing_event_id,
+            state_id=e.state_id,
+            row_id=e.row_id,
+            edge_id=e.edge_id,
+            mode=e.mode,
+            routing_group_id=e.routing_group_id,
+            ordinal=e.ordinal,
+            reason_hash=e.reason_hash,
+            reason_ref=e.reason_ref,
+            created_at=iso(e.ts),
+        )
+        self._payload(r, "reason", e.reason_ref)
+        return self._done(r)
+
+    def _call(self, e: CallRecorded) -> list[Record]:
+        r = self._base("call", e)
+        r.update(
+            call_id=e.call_id,
+            state_id=e.state_id,
+            row_id=e.row_id,
+            operation_id=e.operation_id,
+            call_index=e.call_index,
+            call_type=e.call_type,
+            status=e.status,
+            latency_ms=e.latency_ms,
+            request_hash=e.request_hash,
+            request_ref=e.request_ref,
+            response_hash=e.response_hash,
+            response_ref=e.response_ref,
+            error=e.error,
+            created_at=iso(e.ts),
+        )
+        self._payload(r, "request", e.request_ref)
+        self._payload(r, "response", e.response_ref)
+        return self._done(r)
+
+    def _artifact(self, e: ArtifactRecorded) -> list[Record]:
+        r = self._base("artifact", e)
+        r.update(
+            artifact_id=e.artifact_id,
+            state_id=e.state_id,
+            sink_node_id=e.sink_node_id,
+            artifact_type=e.artifact_type,
+            path_or_uri=e.path_or_uri,
+            content_hash=e.content_hash,
+            size_bytes=e.size_bytes,
+            sink_input_hash=e.sink_input_hash,
+            sink_input_ref=e.sink_input_ref,
+            created_at=iso(e.ts),
+        )
+        self._payload(r, "sink_input", e.sink_input_ref)
+        return self._done(r)
+
+    def _outcome(self, e: TokenOutcomeRecorded) -> list[Record]:
+        r = self._base("token_outcome", e)
+        r.update(
+            outcome_id=e.outcome_id,
+            token_id=e.token_id,
+            row_id=e.row_id,
+            outcome=e.outcome,
+            sink_name=e.sink_name,
+            error_hash=e.error_hash,
+            context=e.context,
+            recorded_at=iso(e.ts),
+        )
+        return self._done(r)
+
+    def _run_completed(self, e: RunCompleted) -> list[Record]:
+        """Still-open states (a failed or interrupted run) as ``open``, then the run."""
+        self.completed = e
+        out: list[Record] = []
+        for started in self.open_states.values():
+            r = self._state_record(started, e.seq)
+            r.update(
+                status="open",
+                output_hash=None,
+                output_data_ref=None,
+                duration_ms=None,
+                error=None,
+                success_reason=None,
+                completed_at=None,
+            )
+            if self._get is not None:
+                r["output_data"] = None
+            out += self._done(r)
+        self.open_states.clear()
+        r = self._base("run", e)
+        r.update(self.run)
+        r.update(status=e.status, error=e.error, completed_at=iso(e.ts))
+        return [*out, *self._done(r)]

@@ -1,0 +1,216 @@
+"""The store: one root directory with payloads, run journals and exports.
+
+Layout (SPEC section 3)::
+
+    <root>/payloads/                 content-addressed payload packs, shared by runs
+    <root>/landscape.db              SQLite audit tables (SQL projector)
+    <root>/runs/<run_id>/journal/    the run's append-only journal
+    <root>/runs/<run_id>/export/     audit_trail.NNN.json chunks + manifest
+
+Run ids are validated so nothing can escape ``<root>``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Self
+
+from .errors import InvalidEventError, RunAlreadyCompletedError, RunExistsError, RunNotFoundError
+from .events import Event
+from .export import ExportProjector, LiveExport
+from .journal import DEFAULT_FLUSH_INTERVAL, DEFAULT_SEGMENT_BYTES, Journal, JournalReader
+from .payloads import DEFAULT_MAX_PAYLOAD_BYTES, PayloadStore
+from .recorder import RunRecorder, jsonable
+from .runstate import RunState
+from .settings import ExportSettings
+from .storage import DURABILITY_MODES, Durability, validate_id
+
+__all__ = ["AuditStore"]
+
+_UTC = _dt.UTC
+_DEFAULT_EXPORT = ExportSettings()
+
+
+class AuditStore:
+    """A root directory holding payloads, run journals and exports.
+
+    Open with :meth:`open`; use as a context manager or call :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        durability: Durability = "batch",
+        database_url: str | None = None,
+        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    ) -> None:
+        if durability not in DURABILITY_MODES:
+            raise InvalidEventError(
+                f"invalid durability {durability!r}; expected one of {list(DURABILITY_MODES)}"
+            )
+        if not flush_interval > 0:
+            raise InvalidEventError(f"flush_interval must be > 0 seconds, got {flush_interval!r}")
+        self.root = root
+        self.durability: Durability = durability
+        self.database_url = database_url or f"sqlite:///{root / 'landscape.db'}"
+        self.flush_interval = flush_interval
+        self.segment_bytes = segment_bytes
+        (root / "runs").mkdir(parents=True, exist_ok=True)
+        self.payloads = PayloadStore(root / "payloads", max_payload_bytes=max_payload_bytes)
+        self._recorders: list[RunRecorder] = []
+
+    @classmethod
+    def open(
+        cls,
+        root: str | Path = "./audit",
+        *,
+        durability: Durability = "batch",
+        database_url: str | None = None,
+        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    ) -> AuditStore:
+        """Open (creating if needed) the store at ``root``."""
+        return cls(
+            Path(root),
+            durability=durability,
+            database_url=database_url,
+            flush_interval=flush_interval,
+            segment_bytes=segment_bytes,
+            max_payload_bytes=max_payload_bytes,
+        )
+
+    # -- runs --------------------------------------------------------------------------
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.root / "runs" / validate_id(run_id, "run id")
+
+    def journal_dir(self, run_id: str) -> Path:
+        return self.run_dir(run_id) / "journal"
+
+    def export_dir(self, run_id: str) -> Path:
+        """Where the live export of ``run_id`` is written."""
+        return self.run_dir(run_id) / "export"
+
+    def run_ids(self) -> list[str]:
+        """Every run with a journal, oldest directory name first."""
+        runs = self.root / "runs"
+        return sorted(p.name for p in runs.iterdir() if (p / "journal").is_dir())
+
+    def export_prefix(self, run_id: str, settings: ExportSettings) -> Path:
+        """The path prefix of a run's export files (``.../export/audit_trail`` by default)."""
+        if settings.path_prefix is not None:
+            return Path(settings.path_prefix)
+        return self.export_dir(run_id) / "audit_trail"
+
+    def start_run(
+        self,
+        *,
+        config: dict[str, Any] | None = None,
+        export: ExportSettings | None = _DEFAULT_EXPORT,
+        run_id: str | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> RunRecorder:
+        """Create a run's journal, append ``run_started`` and return its recorder.
+
+        With ``export`` (the default) a projector thread writes the live export
+        while the run is recorded; completing the run waits for it to be sealed.
+        ``export=None`` records only the journal (project or replay it later).
+        """
+        if run_id is None:
+            stamp = _dt.datetime.now(_UTC).strftime("%Y%m%dT%H%M%SZ")
+            run_id = f"run-{stamp}-{secrets.token_hex(4)}"
+        directory = self.journal_dir(run_id)
+        if directory.exists() and any(directory.glob("*.jsonl")):
+            raise RunExistsError(f"run {run_id!r} already has a journal in {directory}")
+        config = jsonable(config or {})
+        resolved = {"durability": self.durability, **jsonable(settings or {})}
+        if export is not None:
+            resolved["export"] = export.describe()
+        journal = self._open_journal(run_id, create=True)
+        recorder = RunRecorder(self, run_id, journal, RunState())
+        self._recorders.append(recorder)
+        try:
+            recorder._emit_run_started(config, resolved)
+            if export is not None:
+                recorder._live_export = LiveExport(self.export_projector(run_id, export))
+        except BaseException:
+            recorder.close()
+            raise
+        return recorder
+
+    def export_projector(
+        self, run_id: str, export: ExportSettings, *, prefix: Path | None = None
+    ) -> ExportProjector:
+        """A projector for the run's export (resuming from its checkpoint if there is one)."""
+        return ExportProjector(
+            journal_dir=self.journal_dir(run_id),
+            run_id=run_id,
+            payloads=self.payloads,
+            settings=export,
+            prefix=prefix or self.export_prefix(run_id, export),
+        )
+
+    def resume_run(self, run_id: str) -> RunRecorder:
+        """Reopen an unfinished run after a crash: repair a torn tail, rebuild its state.
+
+        The repair (bytes dropped, if any) is in ``recorder.recovery``.
+        """
+        journal = self._open_journal(run_id, create=False)
+        state = RunState()
+        try:
+            for event in JournalReader(journal.directory, run_id):
+                state.apply(event)
+            state.skip_generated_ids(journal.last_seq)
+            if state.completed:
+                raise RunAlreadyCompletedError(f"run {run_id!r} has already completed")
+        except BaseException:
+            journal.close()
+            raise
+        recorder = RunRecorder(self, run_id, journal, state)
+        self._recorders.append(recorder)
+        return recorder
+
+    def read_journal(self, run_id: str) -> Iterator[Event]:
+        """Every complete event of the run, in seq order, chain-verified while read."""
+        return iter(self.journal_reader(run_id))
+
+    def journal_reader(self, run_id: str) -> JournalReader:
+        directory = self.journal_dir(run_id)
+        if not directory.is_dir():
+            raise RunNotFoundError(f"no run {run_id!r} in {self.root}")
+        return JournalReader(directory, run_id)
+
+    def _open_journal(self, run_id: str, *, create: bool) -> Journal:
+        directory = self.journal_dir(run_id)
+        if not create and not directory.is_dir():
+            raise RunNotFoundError(f"no run {run_id!r} in {self.root}")
+        return Journal(
+            directory,
+            run_id,
+            durability=self.durability,
+            flush_interval=self.flush_interval,
+            segment_bytes=self.segment_bytes,
+            before_flush=lambda fsync: self.payloads.flush(fsync=fsync),
+            create=create,
+        )
+
+    # -- lifetime ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close every recorder still open (their runs stay unfinished), then the payloads."""
+        for recorder in list(self._recorders):
+            recorder.close()
+        self.payloads.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

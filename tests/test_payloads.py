@@ -1,0 +1,441 @@
+"""Tests for the content-addressed payload store (SPEC §2 "Canonical JSON and hashes", §3, §9)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from auditjournal.canonical import canonical_json
+from auditjournal.errors import (
+    InvalidRefError,
+    PayloadIntegrityError,
+    PayloadNotFoundError,
+    PayloadTooLargeError,
+    StorageError,
+)
+from auditjournal.payloads import PackRecovery, PayloadStore
+
+HEADER = 4 + 32 + 8  # b"AJP1" | sha256 digest | u64 length
+ENTRY = 32 + 8 + 8  # digest | data offset | length
+
+
+def ref_of(value: Any) -> str:
+    return hashlib.sha256(canonical_json(value)).hexdigest()
+
+
+def pack_files(directory: Path) -> list[Path]:
+    return sorted(directory.glob("pack-*.dat"))
+
+
+def total_pack_bytes(directory: Path) -> int:
+    return sum(p.stat().st_size for p in pack_files(directory))
+
+
+def flip_byte(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def parse_pack(path: Path) -> list[tuple[bytes, int, int]]:
+    """Independent reader of the pack format: (digest, data offset, length) per record."""
+    data = path.read_bytes()
+    records = []
+    cursor = 0
+    while cursor < len(data):
+        magic, digest, size = struct.unpack_from("<4s32sQ", data, cursor)
+        assert magic == b"AJP1"
+        records.append((digest, cursor + HEADER, size))
+        cursor += HEADER + size
+    assert cursor == len(data)
+    return records
+
+
+@pytest.fixture
+def directory(tmp_path: Path) -> Path:
+    return tmp_path / "payloads"
+
+
+@pytest.fixture
+def store(directory: Path) -> Iterator[PayloadStore]:
+    s = PayloadStore(directory)
+    yield s
+    s.close()
+
+
+# -- round trip and dedup ---------------------------------------------------------------
+
+
+def test_put_get_round_trip(store: PayloadStore) -> None:
+    value = {"name": "Ada", "n": 3, "nested": {"list": [1, 2.5, None, True]}, "é": "ü"}
+    ref = store.put(value)
+    assert ref == ref_of(value)
+    assert len(ref) == 64
+    assert store.get(ref) == canonical_json(value)
+    assert store.get(ref) == b'{"n":3,"name":"Ada","nested":{"list":[1,2.5,null,true]},"\xc3\xa9":"\xc3\xbc"}'
+    assert store.get_json(ref) == value
+    assert ref in store
+    assert list(store.refs()) == [ref]
+
+
+def test_put_canonical_stores_the_given_bytes(store: PayloadStore) -> None:
+    data = b'{"a":1}'
+    ref = store.put_canonical(data)
+    assert ref == hashlib.sha256(data).hexdigest()
+    assert store.get(ref) == data
+
+
+def test_same_content_same_ref_stored_once(store: PayloadStore, directory: Path) -> None:
+    first = store.put({"b": 2, "a": 1})
+    store.flush(fsync=False)
+    size = total_pack_bytes(directory)
+    assert size == HEADER + len(b'{"a":1,"b":2}')
+    second = store.put({"a": 1, "b": 2})  # same content, other key order
+    store.flush(fsync=False)
+    assert second == first
+    assert total_pack_bytes(directory) == size
+    assert list(store.refs()) == [first]
+
+
+def test_dedup_survives_reopen(directory: Path) -> None:
+    with_store = PayloadStore(directory)
+    ref = with_store.put([1, 2, 3])
+    with_store.close()
+    size = total_pack_bytes(directory)
+    again = PayloadStore(directory)
+    try:
+        assert again.put([1, 2, 3]) == ref
+        again.flush(fsync=True)
+        assert total_pack_bytes(directory) == size
+    finally:
+        again.close()
+
+
+def test_distinct_content_distinct_refs(store: PayloadStore) -> None:
+    refs = {store.put({"i": i}) for i in range(100)}
+    assert len(refs) == 100
+    for i in range(100):
+        assert store.get_json(ref_of({"i": i})) == {"i": i}
+
+
+# -- integrity ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("reopen", [False, True], ids=["open-store", "reopened"])
+def test_flipped_byte_in_pack_fails_get(directory: Path, reopen: bool) -> None:
+    store = PayloadStore(directory)
+    good = store.put({"keep": "me"})
+    victim = store.put({"victim": "x" * 50})
+    store.flush(fsync=True)
+    pack = pack_files(directory)[0]
+    records = {digest.hex(): (offset, size) for digest, offset, size in parse_pack(pack)}
+    offset, size = records[victim]
+    flip_byte(pack, offset + size // 2)
+    if reopen:
+        store.close()
+        store = PayloadStore(directory)
+    try:
+        with pytest.raises(PayloadIntegrityError, match=victim):
+            store.get(victim)
+        assert store.get(good) == canonical_json({"keep": "me"})
+    finally:
+        store.close()
+
+
+def test_truncated_pack_fails_get(directory: Path) -> None:
+    store = PayloadStore(directory)
+    ref = store.put({"v": "y" * 100})
+    store.close()
+    pack = pack_files(directory)[0]
+    os.truncate(pack, pack.stat().st_size - 10)
+    reader = PayloadStore(directory)
+    try:
+        # The index entry now points past the end of the pack: not indexed, so not found.
+        with pytest.raises((PayloadIntegrityError, PayloadNotFoundError)):
+            reader.get(ref)
+    finally:
+        reader.close()
+
+
+def test_missing_ref_raises_not_found(store: PayloadStore) -> None:
+    store.put({"present": True})
+    missing = hashlib.sha256(b"never stored").hexdigest()
+    with pytest.raises(PayloadNotFoundError, match=missing) as info:
+        store.get(missing)
+    assert isinstance(info.value, KeyError)
+    assert isinstance(info.value, StorageError)
+    assert missing not in store
+
+
+BAD_REFS: list[object] = [
+    "../x",
+    "../" + "a" * 61,
+    "/etc/passwd",
+    "A" * 64,
+    "ABCDEF" + "0" * 58,
+    "a" * 63,
+    "a" * 65,
+    "g" * 64,
+    " " + "a" * 63,
+    "a" * 63 + "\n",
+    "a" * 64 + "\n",
+    "",
+    123,
+    None,
+    b"a" * 64,
+    ["a" * 64],
+]
+
+
+@pytest.mark.parametrize("bad", BAD_REFS, ids=repr)
+def test_malformed_ref_rejected_before_disk_access(
+    store: PayloadStore, monkeypatch: pytest.MonkeyPatch, bad: object
+) -> None:
+    def no_disk(*args: object, **kwargs: object) -> None:
+        raise AssertionError("disk accessed for a malformed ref")
+
+    for name in ("refresh", "_locate", "_read", "_load_index", "_pack_numbers"):
+        monkeypatch.setattr(store, name, no_disk)
+    monkeypatch.setattr(os, "open", no_disk)
+    monkeypatch.setattr(os, "pread", no_disk)
+    with pytest.raises(InvalidRefError):
+        store.get(bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidRefError):
+        store.get_json(bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidRefError):
+        bad in store  # noqa: B015
+
+
+def test_payload_over_limit_rejected_and_nothing_written(directory: Path) -> None:
+    store = PayloadStore(directory, max_payload_bytes=100)
+    try:
+        at_limit = "x" * 98  # canonical JSON: 98 characters plus two quotes = 100 bytes
+        assert len(canonical_json(at_limit)) == 100
+        ref = store.put(at_limit)
+        store.flush(fsync=False)
+        size = total_pack_bytes(directory)
+        with pytest.raises(PayloadTooLargeError, match="101"):
+            store.put("x" * 99)
+        with pytest.raises(PayloadTooLargeError):
+            store.put_canonical(b"[" + b"1," * 200 + b"1]")
+        store.flush(fsync=False)
+        assert total_pack_bytes(directory) == size
+        assert list(store.refs()) == [ref]
+    finally:
+        store.close()
+
+
+# -- packs ----------------------------------------------------------------------------
+
+
+def test_pack_rollover_with_small_pack_bytes(directory: Path) -> None:
+    pack_bytes = 1000
+    store = PayloadStore(directory, pack_bytes=pack_bytes)
+    values = [{"i": i, "pad": "p" * (i % 7 * 20)} for i in range(80)]
+    refs = []
+    for i, value in enumerate(values):
+        refs.append(store.put(value))
+        if i % 5 == 0:
+            store.flush(fsync=False)
+    store.close()
+
+    packs = pack_files(directory)
+    assert len(packs) >= 5
+    assert [p.name for p in packs] == [f"pack-{n:06d}.dat" for n in range(1, len(packs) + 1)]
+    seen: dict[str, str] = {}
+    for pack in packs:
+        records = parse_pack(pack)
+        assert records, f"{pack.name} is empty"
+        assert pack.stat().st_size <= pack_bytes, f"{pack.name} passed pack_bytes"
+        idx = pack.with_suffix(".idx").read_bytes()
+        assert idx == b"".join(d + struct.pack("<QQ", o, s) for d, o, s in records)
+        for digest, _, _ in records:
+            assert digest.hex() not in seen, "a payload was stored twice"
+            seen[digest.hex()] = pack.name
+    assert set(seen) == set(refs)
+
+    reopened = PayloadStore(directory, pack_bytes=pack_bytes)
+    try:
+        for ref, value in zip(refs, values, strict=True):
+            assert reopened.get(ref) == canonical_json(value)
+        assert set(reopened.refs()) == set(refs)
+    finally:
+        reopened.close()
+
+
+def test_payload_larger_than_pack_bytes_gets_its_own_pack(directory: Path) -> None:
+    store = PayloadStore(directory, pack_bytes=200)
+    small = store.put("s")
+    big = store.put("b" * 500)
+    store.close()
+    reopened = PayloadStore(directory, pack_bytes=200)
+    try:
+        assert reopened.get(big) == canonical_json("b" * 500)
+        assert reopened.get(small) == b'"s"'
+        assert len(pack_files(directory)) == 2
+    finally:
+        reopened.close()
+
+
+def test_reopen_sees_everything(directory: Path) -> None:
+    store = PayloadStore(directory)
+    refs = [store.put({"k": k}) for k in range(50)]
+    store.close()
+    reopened = PayloadStore(directory)
+    try:
+        assert set(reopened.refs()) == set(refs)
+        for k, ref in enumerate(refs):
+            assert reopened.get_json(ref) == {"k": k}
+        assert reopened.recoveries == []
+    finally:
+        reopened.close()
+
+
+def test_get_of_own_unflushed_payload(store: PayloadStore, directory: Path) -> None:
+    ref = store.put({"buffered": True})
+    assert store.get(ref) == b'{"buffered":true}'  # flushes its own buffer to read it
+
+
+def test_two_writers_use_different_packs_and_see_each_other(directory: Path) -> None:
+    a = PayloadStore(directory)
+    b = PayloadStore(directory)
+    try:
+        ref_a = a.put({"from": "a"})
+        ref_b = b.put({"from": "b"})
+        a.flush(fsync=False)
+        b.flush(fsync=False)
+        packs = pack_files(directory)
+        assert len(packs) == 2
+        owners = {d.hex(): p.name for p in packs for d, _, _ in parse_pack(p)}
+        assert owners[ref_a] != owners[ref_b]
+
+        assert b.get(ref_a) == b'{"from":"a"}'  # a miss re-reads the other writer's index
+        assert a.get(ref_b) == b'{"from":"b"}'
+        assert ref_a in b and ref_b in a
+
+        later = a.put({"from": "a", "n": 2})
+        a.flush(fsync=False)
+        b.refresh()
+        assert later in set(b.refs())
+        assert b.get_json(later) == {"from": "a", "n": 2}
+    finally:
+        a.close()
+        b.close()
+
+
+def test_second_writer_does_not_see_unflushed_payloads(directory: Path) -> None:
+    a = PayloadStore(directory)
+    b = PayloadStore(directory)
+    try:
+        ref = a.put({"pending": 1})
+        with pytest.raises(PayloadNotFoundError):
+            b.get(ref)
+        a.flush(fsync=False)
+        assert b.get(ref) == b'{"pending":1}'
+    finally:
+        a.close()
+        b.close()
+
+
+# -- crash repair -----------------------------------------------------------------------
+
+
+def _partial_record() -> bytes:
+    digest = hashlib.sha256(b"x" * 100).digest()
+    return b"AJP1" + digest + struct.pack("<Q", 100) + b"x" * 10
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [b"\x00garbage\xff" * 5, _partial_record(), b"AJP1", b"\x00" * 4096],
+    ids=["garbage", "partial-record", "partial-header", "zeros"],
+)
+def test_crash_repair_drops_torn_tail_and_reindexes(directory: Path, garbage: bytes) -> None:
+    store = PayloadStore(directory)
+    values = [{"n": n, "text": "t" * (n * 10)} for n in range(4)]
+    refs = [store.put(v) for v in values]
+    store.close()
+    pack = pack_files(directory)[0]
+    idx = pack.with_suffix(".idx")
+    good_size = pack.stat().st_size
+    with open(pack, "ab") as fh:
+        fh.write(garbage)
+    os.truncate(idx, ENTRY + ENTRY // 2)  # one whole entry and half of the next
+
+    reopened = PayloadStore(directory)
+    try:
+        new = reopened.put({"after": "crash"})
+        assert reopened.recoveries == [PackRecovery(pack.name, len(garbage), 3)]
+        for ref, value in zip(refs, values, strict=True):
+            assert reopened.get(ref) == canonical_json(value)
+        assert reopened.get_json(new) == {"after": "crash"}
+    finally:
+        reopened.close()
+
+    records = parse_pack(pack)  # asserts the pack parses to its end: garbage gone
+    assert [d.hex() for d, _, _ in records] == [*refs, new]
+    assert pack.stat().st_size == good_size + HEADER + len(b'{"after":"crash"}')
+    assert idx.read_bytes() == b"".join(d + struct.pack("<QQ", o, s) for d, o, s in records)
+
+    clean = PayloadStore(directory)
+    try:
+        assert set(clean.refs()) == {*refs, new}
+        clean.put({"one": "more"})
+        assert clean.recoveries == []
+    finally:
+        clean.close()
+
+
+def test_clean_reopen_reports_no_recovery(directory: Path) -> None:
+    store = PayloadStore(directory)
+    store.put({"a": 1})
+    store.close()
+    again = PayloadStore(directory)
+    try:
+        again.put({"b": 2})
+        assert again.recoveries == []
+    finally:
+        again.close()
+
+
+def test_iter_records_reports_corrupted_record(directory: Path) -> None:
+    store = PayloadStore(directory)
+    refs = [store.put({"r": r, "pad": "q" * 30}) for r in range(3)]
+    store.flush(fsync=True)
+    pack = pack_files(directory)[0]
+    records = parse_pack(pack)
+    _, offset, size = records[1]
+    flip_byte(pack, offset + 5)
+    try:
+        scanned = list(store.iter_records())
+    finally:
+        store.close()
+    assert [(name, off, length) for name, off, length, _, _ in scanned] == [
+        (pack.name, o, s) for _, o, s in records
+    ]
+    assert [digest.hex() for _, _, _, digest, _ in scanned] == refs
+    assert [intact for *_, intact in scanned] == [True, False, True]
+
+
+def test_iter_records_reports_torn_tail(directory: Path) -> None:
+    store = PayloadStore(directory)
+    ref = store.put({"whole": True})
+    store.close()
+    pack = pack_files(directory)[0]
+    with open(pack, "ab") as fh:
+        fh.write(_partial_record())
+    reader = PayloadStore(directory)
+    try:
+        scanned = list(reader.iter_records())
+    finally:
+        reader.close()
+    assert len(scanned) == 2
+    assert scanned[0][3].hex() == ref and scanned[0][4] is True
+    assert scanned[1][1] == pack.stat().st_size - len(_partial_record())
+    assert scanned[1][4] is False
