@@ -103,5 +103,9 @@ class ExportError(AuditJournalError):
     """The export could not be written or sealed (the run itself stays recorded)."""
 
 
+class ExportNotFoundError(AuditJournalError):
+    """No sealed export (manifest) where one was expected."""
+
+
 class PayloadIntegrityError(StorageError):
     """Stored payload bytes do not hash to their ref, or a pack file is damaged."""

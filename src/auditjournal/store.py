@@ -18,8 +18,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Self
 
-from .errors import InvalidEventError, RunAlreadyCompletedError, RunExistsError, RunNotFoundError
-from .events import Event
+import msgspec
+
+from .errors import (
+    InvalidEventError,
+    LifecycleError,
+    RunAlreadyCompletedError,
+    RunExistsError,
+    RunNotFoundError,
+)
+from .events import EXPORT_EVENT_TYPES, Event, ExportFailed, ExportSealed
 from .export import ExportProjector, LiveExport
 from .journal import DEFAULT_FLUSH_INTERVAL, DEFAULT_SEGMENT_BYTES, Journal, JournalReader
 from .payloads import DEFAULT_MAX_PAYLOAD_BYTES, PayloadStore
@@ -176,6 +184,35 @@ class AuditStore:
         recorder = RunRecorder(self, run_id, journal, state)
         self._recorders.append(recorder)
         return recorder
+
+    def append_export_event(self, run_id: str, event: ExportSealed | ExportFailed) -> bool:
+        """Record an export event in a completed run's journal from outside the recorder.
+
+        Raises :class:`JournalLockedError` while the recorder still holds the
+        journal. Returns False when the same seal is already recorded.
+        """
+        if type(event) not in EXPORT_EVENT_TYPES:
+            raise InvalidEventError(f"{type(event).__name__} is not an export event")
+        journal = self._open_journal(run_id, create=False)
+        try:
+            state = RunState()
+            for old in JournalReader(journal.directory, run_id):
+                state.apply(old)
+                if old == msgspec.structs.replace(event, seq=old.seq, ts=old.ts):
+                    return False
+            if not state.completed:
+                raise LifecycleError(f"run {run_id!r} has not completed; nothing to seal")
+            with journal.lock:
+                journal.append(msgspec.structs.replace(event, run_id=run_id, seq=journal.next_seq))
+            journal.flush(fsync=self.durability != "none")
+            return True
+        finally:
+            journal.close()
+
+    @staticmethod
+    def now() -> _dt.datetime:
+        """The timestamp events get (UTC)."""
+        return _dt.datetime.now(_UTC)
 
     def read_journal(self, run_id: str) -> Iterator[Event]:
         """Every complete event of the run, in seq order, chain-verified while read."""

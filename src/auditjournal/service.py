@@ -1,0 +1,163 @@
+"""Projectors as a separate process: follow every run in a root as journals grow.
+
+``auditjournal project ROOT [--follow]`` drives one :class:`ExportProjector`
+per unsealed run. watchdog only wakes the loop ("something under runs/
+changed"); each projector keeps its own journal position and reads to the
+end. When a run's export is sealed the service appends ``export_sealed`` to
+that run's journal, once the recorder has released it.
+
+A run whose export another process is writing (its export lock is held,
+e.g. by an in-process live export) is skipped and retried later.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import JournalLockedError
+from .events import ExportSealed, RunStarted
+from .export import ExportProjector, SealResult
+from .settings import ExportSettings
+from .store import AuditStore
+
+__all__ = ["ProjectionService", "recorded_export_settings"]
+
+
+def recorded_export_settings(store: AuditStore, run_id: str) -> ExportSettings:
+    """The export settings the run was started with (defaults if it had no live export)."""
+    reader = store.journal_reader(run_id)
+    try:
+        first = reader.poll(limit=1)
+    finally:
+        reader.close()
+    described: dict[str, Any] = {}
+    if first and isinstance(first[0], RunStarted):
+        described = dict(first[0].settings.get("export") or {})
+    known = {"include_payloads", "chunk_size_bytes", "sign"}
+    return ExportSettings(**{k: v for k, v in described.items() if k in known and k != "sign"})
+
+
+@dataclass
+class _Job:
+    run_id: str
+    projector: ExportProjector | None = None
+    done: bool = False
+
+
+@dataclass
+class ProjectionService:
+    """Projects the exports of all (or some) runs of a store."""
+
+    store: AuditStore
+    run_ids: list[str] | None = None
+    settings: ExportSettings | None = None
+    on_sealed: Callable[[str, SealResult], None] | None = None
+    _jobs: dict[str, _Job] = field(default_factory=dict)
+
+    def run(
+        self, *, follow: bool, stop: threading.Event | None = None, idle_wait: float = 0.5
+    ) -> int:
+        """Project until every run is sealed and recorded (``follow``: until ``stop``).
+        Returns how many exports were sealed."""
+        wake = threading.Event()
+        observer = self._watch(wake) if follow else None
+        sealed = 0
+        try:
+            while stop is None or not stop.is_set():
+                progressed, newly = self._round()
+                sealed += newly
+                if progressed:
+                    continue
+                if not follow and all(job.done for job in self._jobs.values()):
+                    break
+                if not follow and not self._pending_possible():
+                    break
+                wake.wait(idle_wait)
+                wake.clear()
+        finally:
+            if observer is not None:
+                observer.stop()
+                observer.join()
+            for job in self._jobs.values():
+                if job.projector is not None:
+                    job.projector.close()
+        return sealed
+
+    def _pending_possible(self) -> bool:
+        """Without --follow: wait only for runs that are sealed but not yet recorded."""
+        return any(
+            job.projector is not None and job.projector.sealed and not job.done
+            for job in self._jobs.values()
+        )
+
+    def _round(self) -> tuple[bool, int]:
+        progressed = False
+        sealed = 0
+        wanted = self.run_ids if self.run_ids is not None else self.store.run_ids()
+        for run_id in wanted:
+            job = self._jobs.setdefault(run_id, _Job(run_id))
+            if job.done:
+                continue
+            if job.projector is None:
+                job.projector = self._projector(run_id)
+                if job.projector is None:
+                    continue
+            if job.projector.step():
+                progressed = True
+            if job.projector.sealed and self._record_seal(job):
+                sealed += 1
+                progressed = True
+        return progressed, sealed
+
+    def _projector(self, run_id: str) -> ExportProjector | None:
+        settings = self.settings or recorded_export_settings(self.store, run_id)
+        try:
+            return self.store.export_projector(run_id, settings)
+        except JournalLockedError:
+            return None  # another process is writing this export
+
+    def _record_seal(self, job: _Job) -> bool:
+        projector = job.projector
+        assert projector is not None and projector.result is not None
+        result = projector.result
+        try:
+            self.store.append_export_event(
+                job.run_id,
+                ExportSealed(
+                    run_id=job.run_id,
+                    ts=self.store.now(),
+                    manifest_sha256=result.manifest_sha256,
+                    chunk_count=result.chunk_count,
+                    record_count=result.record_count,
+                    export_path=result.manifest_path,
+                    merkle_root=result.merkle_root,
+                ),
+            )
+        except JournalLockedError:
+            return False  # the recorder still holds the journal; try again next round
+        projector.close()
+        job.projector = None
+        job.done = True
+        if self.on_sealed is not None:
+            self.on_sealed(job.run_id, result)
+        return True
+
+    def _watch(self, wake: threading.Event) -> Any:
+        try:
+            from watchdog.events import FileSystemEvent, FileSystemEventHandler
+            from watchdog.observers import Observer
+        except ImportError:  # pragma: no cover - watchdog is a dependency; polling still works
+            return None
+
+        class _Wake(FileSystemEventHandler):
+            def on_any_event(self, event: FileSystemEvent) -> None:
+                wake.set()
+
+        observer = Observer()
+        observer.schedule(_Wake(), str(self.store.root / "runs"), recursive=True)
+        observer.daemon = True
+        observer.start()
+        return observer

@@ -1,0 +1,360 @@
+"""Verify a sealed export without trusting anything but its bytes.
+
+Checks, one result per file: the manifest is well-formed; the
+``sha256sum`` listing agrees with it; each chunk exists and has the listed
+bytes, sha256, record count and seq range, is a JSON array with one record
+per line and the separators of SPEC section 4, and every line is a record of
+a known type of this run; seqs never go backwards across chunks; no chunk
+file is unlisted; the RFC 6962 Merkle root over all record lines matches.
+With a journal it also checks the journal's hash chain and that a fresh
+projection of the journal gives the same export.
+
+Streaming: chunks are read in blocks, so memory stays flat whatever their size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+
+from .errors import AuditJournalError, ExportNotFoundError
+from .export import MANIFEST_FORMAT, replay_export
+from .merkle import MerkleBuilder
+from .payloads import PayloadStore
+from .records import RECORD_TYPES
+from .settings import ExportSettings
+
+__all__ = ["FileCheck", "VerifyReport", "find_manifest", "verify_export"]
+
+_BLOCK: Final = 4 << 20
+_HEX64: Final = re.compile(r"[0-9a-f]{64}")
+_KNOWN_TYPES: Final = frozenset(RECORD_TYPES)
+
+
+class ChunkEntry(msgspec.Struct, forbid_unknown_fields=True):
+    file: str
+    sha256: str
+    bytes: int
+    record_count: int
+    first_seq: int
+    last_seq: int
+
+
+class JournalHead(msgspec.Struct, forbid_unknown_fields=True):
+    seq: int
+    chain: str
+
+
+class Signature(msgspec.Struct, forbid_unknown_fields=True):
+    algorithm: str
+    key_id: str
+    value: str
+
+
+class Manifest(msgspec.Struct, forbid_unknown_fields=True):
+    """The sealed manifest, as ``verify`` requires it to be."""
+
+    format: str
+    run_id: str
+    run_status: str
+    chunk_count: int
+    chunk_size_bytes: int | None
+    total_record_count: int
+    include_payloads: bool
+    chunks: list[ChunkEntry]
+    journal_head: JournalHead
+    merkle_tree: str
+    merkle_root: str
+    sealed_at: str
+    signature: Signature | None = None
+
+
+class _RecordHead(msgspec.Struct):
+    record_type: str
+    run_id: str
+    seq: int
+
+
+_HEAD_DECODER: Final = msgspec.json.Decoder(_RecordHead)
+
+
+@dataclass
+class FileCheck:
+    """The verdict on one file."""
+
+    file: str
+    ok: bool
+    reason: str = ""
+
+    def line(self) -> str:
+        return f"{self.file}: {'valid' if self.ok else 'INVALID: ' + self.reason}"
+
+
+@dataclass
+class VerifyReport:
+    """Everything ``verify`` found; ``ok`` only if every check passed."""
+
+    manifest_path: Path
+    checks: list[FileCheck] = field(default_factory=list)
+    record_count: int = 0
+    chunk_count: int = 0
+    signature: str = "absent"
+    run_id: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    def summary(self) -> str:
+        chunks_ok = sum(
+            1
+            for c in self.checks
+            if c.ok and c.file.endswith(".json") and not c.file.endswith(".manifest.json")
+        )
+        return (
+            f"{chunks_ok}/{self.chunk_count} chunks valid, manifest signature {self.signature}, "
+            f"{self.record_count:,} records: {'VALID' if self.ok else 'INVALID'}"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "manifest": str(self.manifest_path),
+            "run_id": self.run_id,
+            "chunk_count": self.chunk_count,
+            "record_count": self.record_count,
+            "signature": self.signature,
+            "files": [{"file": c.file, "valid": c.ok, "reason": c.reason} for c in self.checks],
+            "summary": self.summary(),
+        }
+
+
+def find_manifest(export: Path) -> Path:
+    """The manifest of an export given as its directory or its manifest file."""
+    if export.is_file():
+        return export
+    if export.is_dir():
+        found = sorted(export.glob("*.manifest.json"))
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            raise ExportNotFoundError(f"{export} holds no *.manifest.json (is the export sealed?)")
+        raise ExportNotFoundError(f"{export} holds several manifests; name one")
+    raise ExportNotFoundError(f"{export} does not exist")
+
+
+def verify_export(
+    export: Path,
+    *,
+    journal: tuple[Path, PayloadStore] | None = None,
+    signature_check: Callable[[Manifest, bytes], str] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> VerifyReport:
+    """Verify the export at ``export`` (directory or manifest).
+
+    ``journal`` = (the run's journal directory, the payload store) adds the
+    chain check and the comparison with a fresh projection. ``signature_check``
+    gets the manifest and its bytes and returns ``valid``/``absent``/... or
+    raises with the reason. ``progress`` is called with bytes read.
+    """
+    manifest_path = find_manifest(export)
+    report = VerifyReport(manifest_path)
+    directory = manifest_path.parent
+    prefix_name = manifest_path.name[: -len(".manifest.json")]
+    raw = manifest_path.read_bytes()
+    try:
+        manifest = msgspec.json.decode(raw, type=Manifest)
+        _check_manifest_fields(manifest)
+    except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as exc:
+        report.checks.append(FileCheck(manifest_path.name, False, f"malformed manifest: {exc}"))
+        return report
+    report.run_id = manifest.run_id
+    report.chunk_count = manifest.chunk_count
+    manifest_check = FileCheck(manifest_path.name, True)
+    report.checks.append(manifest_check)
+    if signature_check is not None:
+        try:
+            report.signature = signature_check(manifest, raw)
+        except AuditJournalError as exc:
+            report.signature = "INVALID"
+            manifest_check.ok, manifest_check.reason = False, f"signature: {exc}"
+    elif manifest.signature is not None:
+        report.signature = "present, not checked (no key given)"
+
+    report.checks.append(_check_listing(directory / f"{prefix_name}.sha256", manifest))
+    merkle = MerkleBuilder()
+    last_seq = 0
+    for entry in manifest.chunks:
+        check, last_seq = _check_chunk(directory, entry, manifest, merkle, last_seq, progress)
+        report.checks.append(check)
+    listed = {c.file for c in manifest.chunks}
+    for path in sorted(directory.glob(f"{prefix_name}*.json")):
+        if path.name != manifest_path.name and path.name not in listed:
+            report.checks.append(FileCheck(path.name, False, "chunk file not listed in manifest"))
+    report.record_count = merkle.count
+    problems = []
+    if merkle.count != manifest.total_record_count:
+        problems.append(
+            f"total_record_count {manifest.total_record_count} but chunks hold {merkle.count}"
+        )
+    if merkle.root().hex() != manifest.merkle_root:
+        problems.append("Merkle root does not match the records")
+    if problems and manifest_check.ok:
+        manifest_check.ok, manifest_check.reason = False, "; ".join(problems)
+    if journal is not None:
+        report.checks.append(_check_against_journal(journal, manifest, raw, prefix_name))
+    return report
+
+
+def _check_manifest_fields(m: Manifest) -> None:
+    if m.format != MANIFEST_FORMAT:
+        raise ValueError(f"unknown format {m.format!r}")
+    if m.chunk_count != len(m.chunks):
+        raise ValueError(f"chunk_count {m.chunk_count} but {len(m.chunks)} chunks listed")
+    if m.merkle_tree != "rfc6962-sha256" or not _HEX64.fullmatch(m.merkle_root):
+        raise ValueError("merkle_tree/merkle_root malformed")
+    names = [c.file for c in m.chunks]
+    if len(set(names)) != len(names) or any("/" in n or n.startswith(".") for n in names):
+        raise ValueError("chunk file names are duplicated or not plain file names")
+    for c in m.chunks:
+        if not _HEX64.fullmatch(c.sha256):
+            raise ValueError(f"chunk {c.file}: sha256 malformed")
+
+
+def _check_listing(path: Path, manifest: Manifest) -> FileCheck:
+    expected = "".join(f"{c.sha256}  {c.file}\n" for c in manifest.chunks).encode()
+    try:
+        actual = path.read_bytes()
+    except FileNotFoundError:
+        return FileCheck(path.name, False, "missing")
+    if actual != expected:
+        return FileCheck(path.name, False, "does not list exactly the manifest's chunks and hashes")
+    return FileCheck(path.name, True)
+
+
+def _check_chunk(
+    directory: Path,
+    entry: ChunkEntry,
+    manifest: Manifest,
+    merkle: MerkleBuilder,
+    last_seq: int,
+    progress: Callable[[int], None] | None,
+) -> tuple[FileCheck, int]:
+    path = directory / entry.file
+    if not path.is_file():
+        return FileCheck(entry.file, False, "missing"), last_seq
+    hasher = hashlib.sha256()
+    size = 0
+    count = 0
+    first = last = None
+    problem = ""
+    state = "open"  # open -> records -> closed
+    carry = b""
+    sha = hashlib.sha256
+    with open(path, "rb") as fh:
+        while True:
+            block = fh.read(_BLOCK)
+            if not block:
+                break
+            hasher.update(block)
+            size += len(block)
+            if progress is not None:
+                progress(len(block))
+            if problem:
+                continue
+            data = carry + block if carry else block
+            end = data.rfind(b"\n") + 1
+            carry = data[end:]
+            for line in data[:end].split(b"\n")[:-1]:
+                if state == "open":
+                    if line != b"[":
+                        problem = "first line is not '['"
+                        break
+                    state = "first"
+                    continue
+                if state == "closed":
+                    problem = "content after the closing ']'"
+                    break
+                if line == b"]":
+                    state = "closed"
+                    continue
+                if state == "first":
+                    record = line
+                    state = "records"
+                elif line[:1] == b",":
+                    record = line[1:]
+                else:
+                    problem = f"record line {count + 1} lacks its leading ','"
+                    break
+                try:
+                    head = _HEAD_DECODER.decode(record)
+                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                    problem = f"line {count + 2} is not a record: {exc}"
+                    break
+                if head.record_type not in _KNOWN_TYPES or head.run_id != manifest.run_id:
+                    problem = f"line {count + 2}: unknown record type or another run's record"
+                    break
+                if head.seq < last_seq:
+                    problem = f"line {count + 2}: seq {head.seq} goes backwards"
+                    break
+                last_seq = head.seq
+                if first is None:
+                    first = head.seq
+                last = head.seq
+                count += 1
+                h = sha(b"\x00")
+                h.update(record)
+                merkle.add(h.digest())
+    if not problem:
+        if carry:
+            problem = "file does not end with a newline"
+        elif state != "closed":
+            problem = "no closing ']' (chunk not sealed or truncated)"
+        elif size != entry.bytes:
+            problem = f"{size} bytes, manifest says {entry.bytes}"
+        elif hasher.hexdigest() != entry.sha256:
+            problem = "sha256 does not match the manifest"
+        elif count != entry.record_count:
+            problem = f"{count} records, manifest says {entry.record_count}"
+        elif (first, last) != (entry.first_seq, entry.last_seq):
+            problem = (
+                f"seq range {first}..{last}, manifest says {entry.first_seq}..{entry.last_seq}"
+            )
+    return FileCheck(entry.file, not problem, problem), last_seq
+
+
+def _check_against_journal(
+    journal: tuple[Path, PayloadStore], manifest: Manifest, raw: bytes, prefix_name: str
+) -> FileCheck:
+    journal_dir, payloads = journal
+    name = f"journal of run {manifest.run_id}"
+    settings = ExportSettings(
+        include_payloads=manifest.include_payloads, chunk_size_bytes=manifest.chunk_size_bytes
+    )
+    try:
+        with tempfile.TemporaryDirectory(prefix="auditjournal-verify-") as tmp:
+            result = replay_export(
+                journal_dir=journal_dir,
+                run_id=manifest.run_id,
+                payloads=payloads,
+                settings=settings,
+                prefix=Path(tmp) / prefix_name,
+            )
+            if result is None:
+                return FileCheck(name, False, "the journal has no run_completed event")
+            fresh = msgspec.json.decode((Path(tmp) / f"{prefix_name}.manifest.json").read_bytes())
+    except AuditJournalError as exc:
+        return FileCheck(name, False, str(exc))
+    ours = msgspec.json.decode(raw)
+    ours.pop("signature", None)
+    if fresh != ours:
+        differing = sorted(k for k in set(fresh) | set(ours) if fresh.get(k) != ours.get(k))
+        return FileCheck(name, False, f"fresh projection differs in {', '.join(differing)}")
+    return FileCheck(name, True)
