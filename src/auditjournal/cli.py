@@ -1,0 +1,303 @@
+"""The ``auditjournal`` command line: a thin layer over the library.
+
+Each command parses options, calls one library function and formats the
+result. Expected failures (every :class:`AuditJournalError`) become one
+clear line on stderr and an exit code, in one place (:func:`main`):
+0 success, 1 verification/validation failure, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__
+from .errors import (
+    AuditJournalError,
+    ExportNotFoundError,
+    InvalidIdError,
+    RunNotFoundError,
+)
+from .export import replay_export
+from .service import ProjectionService, recorded_export_settings
+from .settings import ExportSettings
+from .store import AuditStore
+from .tail import ExportTail, TailFilter
+from .verify import verify_export
+
+__all__ = ["cli", "main"]
+
+_USAGE_ERRORS = (InvalidIdError, RunNotFoundError, ExportNotFoundError)
+_ROOT = click.argument("root", type=click.Path(file_okay=False, path_type=Path))
+
+
+def _chunk_size(value: str | None) -> int | str | None:
+    if value is None:
+        return "default"
+    if value.lower() == "none":
+        return None
+    try:
+        return int(value.replace("_", ""))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a number of bytes or 'none'") from None
+
+
+def _existing_store(root: Path) -> AuditStore:
+    if not (root / "runs").is_dir():
+        raise click.UsageError(f"{root} is not an auditjournal root (no runs/ directory)")
+    return AuditStore.open(root)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="auditjournal")
+def cli() -> None:
+    """An append-only, verifiable audit trail for data pipelines.
+
+    Data lives under ROOT (default ./audit): payloads/, runs/<run_id>/journal/
+    and runs/<run_id>/export/.
+    """
+
+
+@cli.command()
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("audit"),
+    show_default=True,
+    help="Store root to record into.",
+)
+@click.option(
+    "--rows",
+    type=click.IntRange(min=0),
+    default=120,
+    show_default=True,
+    help="Rows to push through the sample pipeline.",
+)
+@click.option(
+    "--chunk-size",
+    "chunk_size",
+    default=None,
+    help="Export chunk size in bytes, or 'none' for one file (default 10 MB).",
+)
+def demo(root: Path, rows: int, chunk_size: str | None) -> None:
+    """Record a sample pipeline run with the live export, seal and verify it."""
+    from .demo import run_demo
+
+    size = _chunk_size(chunk_size)
+    export = ExportSettings() if size == "default" else ExportSettings(chunk_size_bytes=size)  # type: ignore[arg-type]
+    click.echo(f"recording {rows} rows of the customer-sentiment demo into {root} ...", err=True)
+    with click.progressbar(length=rows, label="rows", file=sys.stderr) as bar:
+        result = run_demo(root, rows=rows, export=export, progress=bar.update)
+    report = result.report
+    click.echo(f"run            {result.run_id}")
+    click.echo(
+        f"outcomes       {', '.join(f'{k}={v}' for k, v in sorted(result.outcomes.items()))}"
+    )
+    click.echo(f"journal        {result.journal_dir}")
+    click.echo(f"export chunks  {result.export_dir}")
+    click.echo(f"manifest       {result.manifest}")
+    click.echo(f"sink outputs   {', '.join(str(p) for p in result.outputs)}")
+    click.echo(f"verify         {report.summary()}")
+    click.echo("")
+    click.echo("next:")
+    click.echo(f"  auditjournal tail {root} {result.run_id} --type node_state")
+    click.echo(f"  auditjournal verify {result.export_dir} --journal {root} {result.run_id}")
+    click.echo(f"  auditjournal replay {root} {result.run_id} --out replayed-export")
+    if not report.ok:
+        for check in report.checks:
+            if not check.ok:
+                click.echo(check.line(), err=True)
+        sys.exit(1)
+
+
+@cli.command()
+@_ROOT
+@click.argument("run_id")
+@click.option("--type", "types", multiple=True, help="Only records of this type (repeatable).")
+@click.option("--row", "row_id", help="Only records about this row id.")
+@click.option("--node", "node_id", help="Only records about this node id.")
+@click.option("--from-end", is_flag=True, help="Skip records already written; show new ones.")
+@click.option("--json", "as_json", is_flag=True, help="Print each record as a JSON line.")
+@click.option(
+    "--timeout",
+    type=float,
+    default=None,
+    help="Give up after this many seconds without the export being sealed.",
+)
+def tail(
+    root: Path,
+    run_id: str,
+    types: tuple[str, ...],
+    row_id: str | None,
+    node_id: str | None,
+    from_end: bool,
+    as_json: bool,
+    timeout: float | None,
+) -> None:
+    """Follow a run's export as it is written, across chunk rollovers, until it is sealed."""
+    store = _existing_store(root)
+    settings = recorded_export_settings(store, run_id)
+    prefix = store.export_prefix(run_id, settings)
+    store.close()
+    follower = ExportTail(
+        prefix, record_filter=TailFilter(frozenset(types), row_id, node_id), from_end=from_end
+    )
+    for record in follower.follow(timeout=timeout):
+        if as_json:
+            click.echo(json.dumps(record, sort_keys=True, separators=(",", ":")))
+        else:
+            click.echo(_describe(record))
+    state = "sealed" if follower.sealed else "not sealed (timed out)"
+    click.echo(f"{follower.shown:,} of {follower.seen:,} records shown; export {state}", err=True)
+    if not follower.sealed:
+        sys.exit(1)
+
+
+def _describe(record: dict[str, Any]) -> str:
+    kind = record.get("record_type", "?")
+    ids = " ".join(
+        f"{k}={record[k]}"
+        for k in (
+            "row_id",
+            "token_id",
+            "node_id",
+            "state_id",
+            "edge_id",
+            "call_id",
+            "status",
+            "outcome",
+            "sink_name",
+            "mode",
+        )
+        if record.get(k) is not None
+    )
+    return f"{record.get('seq', 0):>8}  {kind:<14} {ids}"
+
+
+@cli.command()
+@_ROOT
+@click.argument("run_id")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for the new export (created).",
+)
+@click.option("--no-payloads", is_flag=True, help="Export refs only, without inlined payloads.")
+@click.option(
+    "--chunk-size",
+    "chunk_size",
+    default=None,
+    help="Chunk size in bytes, or 'none' for one file (default: as the live export).",
+)
+def replay(
+    root: Path, run_id: str, out_dir: Path, no_payloads: bool, chunk_size: str | None
+) -> None:
+    """Rebuild a run's export from its journal (byte-identical for the same settings)."""
+    store = _existing_store(root)
+    try:
+        recorded = recorded_export_settings(store, run_id)
+        size = _chunk_size(chunk_size)
+        settings = ExportSettings(
+            include_payloads=recorded.include_payloads and not no_payloads,
+            chunk_size_bytes=recorded.chunk_size_bytes if size == "default" else size,  # type: ignore[arg-type]
+        )
+        out_dir.mkdir(parents=True, exist_ok=True)
+        result = replay_export(
+            journal_dir=store.journal_dir(run_id),
+            run_id=run_id,
+            payloads=store.payloads,
+            settings=settings,
+            prefix=out_dir / "audit_trail",
+        )
+    finally:
+        store.close()
+    if result is None:
+        click.echo(
+            f"run {run_id} has not completed: export in {out_dir} written but not sealed", err=True
+        )
+        sys.exit(1)
+    click.echo(f"replayed {result.record_count:,} records into {result.chunk_count} chunk(s)")
+    click.echo(f"manifest {result.manifest_path} (sha256 {result.manifest_sha256})")
+
+
+@cli.command()
+@_ROOT
+@click.option("--follow", is_flag=True, help="Keep running and project new runs as they appear.")
+@click.option("--run", "run_ids", multiple=True, help="Only this run (repeatable).")
+def project(root: Path, follow: bool, run_ids: tuple[str, ...]) -> None:
+    """Run the export projector as a separate process over every run in ROOT."""
+    store = _existing_store(root)
+
+    def sealed(run_id: str, result: Any) -> None:
+        click.echo(
+            f"sealed {run_id}: {result.record_count:,} records, "
+            f"{result.chunk_count} chunk(s), manifest sha256 {result.manifest_sha256}"
+        )
+
+    service = ProjectionService(store, run_ids=list(run_ids) or None, on_sealed=sealed)
+    try:
+        count = service.run(follow=follow)
+    except KeyboardInterrupt:
+        count = 0
+    finally:
+        store.close()
+    click.echo(f"{count} export(s) sealed", err=True)
+
+
+@cli.command()
+@click.argument("export", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--journal",
+    nargs=2,
+    type=(click.Path(file_okay=False, path_type=Path), str),
+    default=None,
+    metavar="ROOT RUN_ID",
+    help="Also check the journal's chain and that re-projecting it gives this export.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def verify(export: Path, journal: tuple[Path, str] | None, as_json: bool) -> None:
+    """Verify a sealed export (EXPORT = its directory or its manifest)."""
+    store = None
+    journal_arg = None
+    if journal is not None:
+        store = _existing_store(journal[0])
+        journal_arg = (store.journal_dir(journal[1]), store.payloads)
+    try:
+        report = verify_export(export, journal=journal_arg)
+    finally:
+        if store is not None:
+            store.close()
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        for check in report.checks:
+            click.echo(check.line())
+        click.echo(report.summary())
+    if not report.ok:
+        sys.exit(1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI, turning expected failures into one line and an exit code."""
+    try:
+        cli.main(args=argv, prog_name="auditjournal", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except _USAGE_ERRORS as exc:
+        click.echo(f"auditjournal: error: {exc}", err=True)
+        sys.exit(2)
+    except AuditJournalError as exc:
+        click.echo(f"auditjournal: error: {exc}", err=True)
+        sys.exit(1)
+    except BrokenPipeError:
+        sys.exit(0)
