@@ -8,8 +8,11 @@ clear line on stderr and an exit code, in one place (:func:`main`):
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +24,19 @@ from .errors import (
     ExportNotFoundError,
     InvalidIdError,
     RunNotFoundError,
+    SigningKeyError,
 )
 from .export import replay_export
 from .service import ProjectionService, recorded_export_settings
 from .settings import ExportSettings
+from .signing import generate_keypair
 from .store import AuditStore
 from .tail import ExportTail, TailFilter
 from .verify import verify_export
 
 __all__ = ["cli", "main"]
 
-_USAGE_ERRORS = (InvalidIdError, RunNotFoundError, ExportNotFoundError)
+_USAGE_ERRORS = (InvalidIdError, RunNotFoundError, ExportNotFoundError, SigningKeyError)
 _ROOT = click.argument("root", type=click.Path(file_okay=False, path_type=Path))
 
 
@@ -195,17 +200,37 @@ def _describe(record: dict[str, Any]) -> str:
     default=None,
     help="Chunk size in bytes, or 'none' for one file (default: as the live export).",
 )
+@click.option("--no-sign", is_flag=True, help="Do not sign the manifest even if the live one was.")
+@click.option(
+    "--signing-key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Ed25519 private key (PEM) to sign with (default: as the live export).",
+)
 def replay(
-    root: Path, run_id: str, out_dir: Path, no_payloads: bool, chunk_size: str | None
+    root: Path,
+    run_id: str,
+    out_dir: Path,
+    no_payloads: bool,
+    chunk_size: str | None,
+    no_sign: bool,
+    signing_key_file: Path | None,
 ) -> None:
-    """Rebuild a run's export from its journal (byte-identical for the same settings)."""
+    """Rebuild a run's export from its journal (byte-identical for the same settings).
+
+    Settings default to those the run's live export used; a signed export is
+    re-signed with the same key ($AUDITJOURNAL_SIGNING_KEY for HMAC).
+    """
     store = _existing_store(root)
     try:
         recorded = recorded_export_settings(store, run_id)
         size = _chunk_size(chunk_size)
+        key_file = str(signing_key_file) if signing_key_file else recorded.signing_key_file
         settings = ExportSettings(
             include_payloads=recorded.include_payloads and not no_payloads,
             chunk_size_bytes=recorded.chunk_size_bytes if size == "default" else size,  # type: ignore[arg-type]
+            sign=None if no_sign else ("ed25519" if signing_key_file else recorded.sign),
+            signing_key_file=None if no_sign else key_file,
         )
         out_dir.mkdir(parents=True, exist_ok=True)
         result = replay_export(
@@ -260,16 +285,51 @@ def project(root: Path, follow: bool, run_ids: tuple[str, ...]) -> None:
     metavar="ROOT RUN_ID",
     help="Also check the journal's chain and that re-projecting it gives this export.",
 )
+@click.option(
+    "--public-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Ed25519 public key (PEM) the manifest signature must verify with.",
+)
+@click.option(
+    "--hmac-key-env",
+    default=None,
+    metavar="NAME",
+    help="Environment variable holding the HMAC key the signature must verify with.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def verify(export: Path, journal: tuple[Path, str] | None, as_json: bool) -> None:
-    """Verify a sealed export (EXPORT = its directory or its manifest)."""
+def verify(
+    export: Path,
+    journal: tuple[Path, str] | None,
+    public_key: Path | None,
+    hmac_key_env: str | None,
+    as_json: bool,
+) -> None:
+    """Verify a sealed export (EXPORT = its directory or its manifest).
+
+    One line per file (valid / INVALID: reason) and a summary; exit 1 if
+    anything is invalid.
+    """
+    hmac_key = None
+    if hmac_key_env is not None:
+        secret = os.environ.get(hmac_key_env)
+        if not secret:
+            raise click.UsageError(f"environment variable {hmac_key_env} is not set or empty")
+        hmac_key = secret.encode()
     store = None
     journal_arg = None
     if journal is not None:
         store = _existing_store(journal[0])
         journal_arg = (store.journal_dir(journal[1]), store.payloads)
     try:
-        report = verify_export(export, journal=journal_arg)
+        with _byte_progress(export, "verifying") as progress:
+            report = verify_export(
+                export,
+                journal=journal_arg,
+                public_key=public_key,
+                hmac_key=hmac_key,
+                progress=progress,
+            )
     finally:
         if store is not None:
             store.close()
@@ -281,6 +341,33 @@ def verify(export: Path, journal: tuple[Path, str] | None, as_json: bool) -> Non
         click.echo(report.summary())
     if not report.ok:
         sys.exit(1)
+
+
+@cli.command()
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for signing_key.pem (private, 0600) and signing_key.pub.pem.",
+)
+def keygen(out_dir: Path) -> None:
+    """Write a new Ed25519 key pair for signing export manifests."""
+    private, public = generate_keypair(out_dir)
+    click.echo(f"private key {private} (keep it secret; ExportSettings(signing_key_file=...))")
+    click.echo(f"public key  {public} (give it to auditors: verify --public-key)")
+
+
+@contextlib.contextmanager
+def _byte_progress(export: Path, label: str) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar over the export's bytes when stderr is a terminal."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    directory = export if export.is_dir() else export.parent
+    total = sum(p.stat().st_size for p in directory.glob("*.json"))
+    with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
+        yield bar.update
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -107,5 +107,13 @@ class ExportNotFoundError(AuditJournalError):
     """No sealed export (manifest) where one was expected."""
 
 
+class SigningKeyError(AuditJournalError):
+    """A signing or verification key is missing, unreadable or of the wrong kind."""
+
+
+class SignatureError(AuditJournalError):
+    """A manifest signature is absent, malformed or does not verify."""
+
+
 class PayloadIntegrityError(StorageError):
     """Stored payload bytes do not hash to their ref, or a pack file is damaged."""

@@ -39,6 +39,7 @@ from .journal import JournalPosition, JournalReader
 from .payloads import PayloadStore
 from .records import RecordMaker, iso
 from .settings import ExportSettings
+from .signing import load_signer, sign_manifest
 from .storage import atomic_write, lock_file
 
 __all__ = [
@@ -119,6 +120,7 @@ class ExportProjector:
         get = payloads.get if settings.include_payloads else None
         self._maker = RecordMaker(run_id, get)
         self._writer = ChunkWriter(prefix, settings.chunk_size_bytes)
+        self._signer = load_signer(settings.sign, settings.signing_key_file)
         self.paths.directory.mkdir(parents=True, exist_ok=True)
         self._lock_fd = lock_file(self.paths.lock, f"export {prefix}")
         self.result: SealResult | None = None
@@ -205,6 +207,8 @@ class ExportProjector:
             "merkle_root": self._writer.merkle.root().hex(),
             "sealed_at": iso(completed.ts),
         }
+        if self._signer is not None:
+            manifest = sign_manifest(manifest, self._signer)
         listing = "".join(f"{c.sha256}  {c.file}\n" for c in chunks).encode()
         atomic_write(self.paths.sha256sums, listing)
         data = encode_manifest(manifest)

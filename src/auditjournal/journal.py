@@ -435,7 +435,16 @@ class JournalReader:
                 self._buf = self._buf + chunk if self._buf else chunk
                 continue
             if self._seq == self._segment or not self._next_segment_path().exists():
-                return events  # at the live end (a partial line is still being written)
+                if not self._later_segment_has_data():
+                    return events  # at the live end (a partial line is still being written)
+                chunk = self._fh.read(_READ_CHUNK)  # a writer fills a segment before the next
+                if chunk:
+                    self._buf = self._buf + chunk if self._buf else chunk
+                    continue
+                raise CorruptJournalError(
+                    f"{self._segment_path()}: entries from seq {self._seq} are missing "
+                    "(a later segment holds entries)"
+                )
             if self._buf:
                 raise CorruptJournalError(
                     f"{self._segment_path()}: closed segment ends with an incomplete entry"
@@ -455,11 +464,22 @@ class JournalReader:
     def _next_segment_path(self) -> Path:
         return self.directory / segment_name(self._seq)
 
+    def _later_segment_has_data(self) -> bool:
+        """True if a segment after the next expected entry holds bytes: entries are missing."""
+        for first, path in _segments(self.directory):
+            if first > self._seq:
+                try:
+                    if path.stat().st_size:
+                        return True
+                except FileNotFoundError:
+                    continue
+        return False
+
     def _open_segment(self) -> bool:
         try:
             self._fh = open(self._segment_path(), "rb")  # noqa: SIM115 - kept across polls
         except FileNotFoundError:
-            if self._segment == 1 and self._offset == 0:
+            if self._segment == 1 and self._offset == 0 and not _segments(self.directory):
                 return False  # the journal has not been created yet
             raise CorruptJournalError(f"{self._segment_path()}: segment is missing") from None
         self._fh.seek(self._offset)

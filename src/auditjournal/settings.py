@@ -57,4 +57,5 @@ class ExportSettings(msgspec.Struct, frozen=True, kw_only=True):
             "include_payloads": self.include_payloads,
             "chunk_size_bytes": self.chunk_size_bytes,
             "sign": self.sign,
+            "signing_key_file": self.signing_key_file,
         }

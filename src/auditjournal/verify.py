@@ -24,12 +24,13 @@ from typing import Any, Final
 
 import msgspec
 
-from .errors import AuditJournalError, ExportNotFoundError
+from .errors import AuditJournalError, ExportNotFoundError, SignatureError
 from .export import MANIFEST_FORMAT, replay_export
 from .merkle import MerkleBuilder
 from .payloads import PayloadStore
 from .records import RECORD_TYPES
 from .settings import ExportSettings
+from .signing import check_signature
 
 __all__ = ["FileCheck", "VerifyReport", "find_manifest", "verify_export"]
 
@@ -154,15 +155,17 @@ def verify_export(
     export: Path,
     *,
     journal: tuple[Path, PayloadStore] | None = None,
-    signature_check: Callable[[Manifest, bytes], str] | None = None,
+    public_key: Path | None = None,
+    hmac_key: bytes | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> VerifyReport:
     """Verify the export at ``export`` (directory or manifest).
 
     ``journal`` = (the run's journal directory, the payload store) adds the
-    chain check and the comparison with a fresh projection. ``signature_check``
-    gets the manifest and its bytes and returns ``valid``/``absent``/... or
-    raises with the reason. ``progress`` is called with bytes read.
+    chain check and the comparison with a fresh projection. With
+    ``public_key`` (Ed25519 PEM) or ``hmac_key`` the signature must verify;
+    without either it is reported as absent / not checked. ``progress`` is
+    called with the bytes read.
     """
     manifest_path = find_manifest(export)
     report = VerifyReport(manifest_path)
@@ -179,14 +182,13 @@ def verify_export(
     report.chunk_count = manifest.chunk_count
     manifest_check = FileCheck(manifest_path.name, True)
     report.checks.append(manifest_check)
-    if signature_check is not None:
-        try:
-            report.signature = signature_check(manifest, raw)
-        except AuditJournalError as exc:
-            report.signature = "INVALID"
-            manifest_check.ok, manifest_check.reason = False, f"signature: {exc}"
-    elif manifest.signature is not None:
-        report.signature = "present, not checked (no key given)"
+    try:
+        report.signature = check_signature(
+            msgspec.json.decode(raw), public_key_file=public_key, hmac_key=hmac_key
+        )
+    except SignatureError as exc:
+        report.signature = "INVALID"
+        manifest_check.ok, manifest_check.reason = False, f"signature: {exc}"
 
     report.checks.append(_check_listing(directory / f"{prefix_name}.sha256", manifest))
     merkle = MerkleBuilder()

@@ -31,6 +31,7 @@ import cProfile
 import datetime as _dt
 import gc
 import hashlib
+import inspect
 import io
 import json
 import os
@@ -58,7 +59,9 @@ import workload  # noqa: E402
 import auditjournal  # noqa: E402
 from auditjournal import AuditStore  # noqa: E402
 
-MODES: tuple[str, ...] = ("batch", "always", "none")
+DURABILITIES: tuple[str, ...] = ("batch", "always", "none")
+EXPORT_SUFFIX = "+export"
+DEFAULT_MODES: tuple[str, ...] = ("batch", "always", "none", "batch+export")
 DEFAULT_ROWS = 20_000
 DEFAULT_REPEATS = 3
 DEFAULT_BASELINE_ROWS = 300
@@ -249,11 +252,13 @@ def record_ours(
 ) -> Sample:
     """One timed recording through our recorder in a fresh store under ``workdir``."""
     rows = len(plans)
-    root = Path(tempfile.mkdtemp(prefix=f"ours-{mode}-", dir=workdir))
+    durability, export = split_mode(mode)
+    root = Path(tempfile.mkdtemp(prefix=f"ours-{durability}-", dir=workdir))
     kwargs: dict[str, Any] = {}
     if flush_interval is not None:
         kwargs["flush_interval"] = flush_interval
-    store = AuditStore.open(root / "store", durability=mode, **kwargs)  # type: ignore[arg-type]
+    store = AuditStore.open(root / "store", durability=durability, **kwargs)  # type: ignore[arg-type]
+    run_kwargs = start_run_kwargs(export=export)
     closed = False
     try:
         config = workload.run_config(rows, seed)
@@ -262,7 +267,7 @@ def record_ours(
         t0 = time.perf_counter()
         if profiler is not None:
             profiler.enable()
-        run = store.start_run(config=config)
+        run = store.start_run(config=config, **run_kwargs)
         driven = workload.drive(run, plans)
         run.complete()
         store.close()
@@ -286,6 +291,40 @@ def record_ours(
         if not closed:
             store.close()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def split_mode(mode: str) -> tuple[str, bool]:
+    """``"batch+export"`` -> ``("batch", True)``; ``"none"`` -> ``("none", False)``."""
+    if mode.endswith(EXPORT_SUFFIX):
+        return mode[: -len(EXPORT_SUFFIX)], True
+    return mode, False
+
+
+def start_run_kwargs(*, export: bool) -> dict[str, Any]:
+    """``start_run`` arguments beside ``config``: the live export off, or the library default.
+
+    Without ``+export`` we pass ``export=None`` so the figure is the recorder alone (journal
+    and payloads), which is what SPEC §7 compares with the baseline's recording; with it, the
+    library's default ``ExportSettings()`` (a projector thread writes the live export and
+    ``complete()`` waits until it is sealed). SQL tables, should ``start_run`` grow the
+    ``sql=`` switch of SPEC §6, are kept off in both.
+    """
+    params = inspect.signature(AuditStore.start_run).parameters
+    kwargs: dict[str, Any] = {}
+    if "export" in params and not export:
+        kwargs["export"] = None
+    if "sql" in params:
+        kwargs["sql"] = False
+    return kwargs
+
+
+def describe_start_run(mode: str) -> str:
+    _, export = split_mode(mode)
+    args = ["config=..."]
+    args += [f"{k}={v!r}" for k, v in start_run_kwargs(export=export).items()]
+    if export:
+        args.append("export=<default ExportSettings()>")
+    return f"start_run({', '.join(args)})"
 
 
 def record_baseline(plans: list[workload.RowPlan], *, workdir: Path, seed: int) -> Sample:
@@ -410,6 +449,17 @@ def _version(module: str) -> str | None:
     return str(getattr(mod, "__version__", None) or getattr(mod, "sqlite_version", None))
 
 
+def _loadavg() -> list[float] | None:
+    try:
+        return list(os.getloadavg())
+    except (AttributeError, OSError):
+        return None
+
+
+def _fmt_load(load: list[float] | None) -> str:
+    return "?" if load is None else "/".join(f"{x:.2f}" for x in load)
+
+
 def machine_info(workdir: Path) -> dict[str, Any]:
     affinity: int | None = None
     if hasattr(os, "sched_getaffinity"):
@@ -434,6 +484,7 @@ def machine_info(workdir: Path) -> dict[str, Any]:
         },
         "git_commit": _git("rev-parse", "HEAD"),
         "git_src_dirty": None if status is None else bool(status),
+        "loadavg_start": _loadavg(),
     }
 
 
@@ -495,9 +546,12 @@ def _log(msg: str, stream: TextIO) -> None:
 
 def _parse_modes(text: str) -> list[str]:
     modes = [m.strip() for m in text.split(",") if m.strip()]
-    bad = [m for m in modes if m not in MODES]
+    bad = [m for m in modes if split_mode(m)[0] not in DURABILITIES]
     if bad or not modes:
-        raise argparse.ArgumentTypeError(f"modes must be a comma list of {', '.join(MODES)}")
+        raise argparse.ArgumentTypeError(
+            f"modes must be a comma list of {', '.join(DURABILITIES)}, "
+            f"each optionally with {EXPORT_SUFFIX}"
+        )
     return list(dict.fromkeys(modes))
 
 
@@ -524,8 +578,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--modes",
         type=_parse_modes,
-        default=list(MODES),
-        help="durability modes to measure (comma list of batch,always,none)",
+        default=list(DEFAULT_MODES),
+        help=(
+            "what to measure: comma list of durability modes (batch, always, none), each "
+            f"optionally with {EXPORT_SUFFIX} for the live export on "
+            f"(default {','.join(DEFAULT_MODES)})"
+        ),
     )
     p.add_argument(
         "--always-rows",
@@ -631,7 +689,7 @@ def run_bench(args: argparse.Namespace) -> int:
         if args.always_rows is not None
         else min(args.rows, DEFAULT_ALWAYS_ROWS_CAP)
     )
-    rows_of = {m: (always_rows if m == "always" else args.rows) for m in modes}
+    rows_of = {m: (always_rows if split_mode(m)[0] == "always" else args.rows) for m in modes}
     flush_interval = args.flush_interval
     workdir = _make_workdir(args.workdir)
     machine = machine_info(workdir)
@@ -653,7 +711,7 @@ def run_bench(args: argparse.Namespace) -> int:
             _log(f"warm-up ({args.warmup_rows} rows per recorder, untimed) ...", progress)
             warm = workload.prepare(args.warmup_rows, args.seed + 1)
             for m in modes:
-                if m != "always":
+                if split_mode(m)[0] != "always":
                     record_ours(
                         warm, mode=m, workdir=workdir, seed=args.seed, flush_interval=flush_interval
                     )
@@ -714,10 +772,23 @@ def run_bench(args: argparse.Namespace) -> int:
                 fmt_int,
             )
         )
-    if "always" in modes and always_rows != args.rows:
+    uses_always = any(split_mode(m)[0] == "always" for m in modes)
+    if uses_always and always_rows != args.rows:
         notes.append(
             f"'always' fsyncs every event, so it records {always_rows:,} rows instead of "
             f"{args.rows:,} (--always-rows)."
+        )
+    plain = [m for m in modes if not split_mode(m)[1]]
+    exported = [m for m in modes if split_mode(m)[1]]
+    if plain:
+        notes.append(
+            f"{', '.join(plain)}: {describe_start_run(plain[0])} -- the recorder alone "
+            "(journal + payloads), as SPEC §7 compares it with the baseline's recording."
+        )
+    if exported:
+        notes.append(
+            f"{', '.join(exported)}: {describe_start_run(exported[0])} -- live export on; "
+            "complete() waits until the export is sealed. No target of its own."
         )
     if args.baseline_rows:
         figures.append(
@@ -757,9 +828,12 @@ def run_bench(args: argparse.Namespace) -> int:
         f"auditjournal bench — reference workload (SPEC §8), rows={args.rows:,}, "
         f"repeats={args.repeats}, seed={args.seed}"
     )
+    machine["loadavg_end"] = _loadavg()
     machine_line = (
         f"machine: {machine['cpu_count']} CPUs ({machine['cpu_model']}), Python "
-        f"{machine['python']}, {machine['platform']}; workdir fs {machine['workdir_fs']}"
+        f"{machine['python']}, {machine['platform']}; workdir fs {machine['workdir_fs']}; "
+        f"load average {_fmt_load(machine['loadavg_start'])} at start, "
+        f"{_fmt_load(machine['loadavg_end'])} at end"
     )
     print(title, file=out_human)
     print(machine_line, file=out_human)
@@ -789,7 +863,8 @@ def run_bench(args: argparse.Namespace) -> int:
                 "repeats": args.repeats,
                 "modes": modes,
                 "rows_per_mode": rows_of,
-                "always_rows": always_rows if "always" in modes else None,
+                "always_rows": always_rows if uses_always else None,
+                "start_run": {m: describe_start_run(m) for m in modes},
                 "baseline_rows": args.baseline_rows,
                 "sha_mib": args.sha_mib,
                 "sha_buffer_bytes": SHA_BUFFER,
