@@ -1305,12 +1305,19 @@ def test_resume_from_checkpoint_is_byte_identical(
     try:
         step_to(projector, at)
         projector._write_checkpoint()
-        # more is written to the files (and maybe the export sealed) but not checkpointed
+        checkpoint = projector.paths.checkpoint
+        saved = checkpoint.read_bytes()
+        # more is written to the files (with cut=1.0 the export is even sealed), then the
+        # process "dies" before any later checkpoint: put the saved one back
         for _ in range(then_more):
             projector.step(limit=7)
+        sealed_meanwhile = projector.sealed
     finally:
         projector.close()
-    assert len(chunk_paths(prefix.parent)) >= (2 if cut >= 0.45 else 1)
+    checkpoint.write_bytes(saved)
+    assert sealed_meanwhile == (cut == 1.0 and then_more > 0)
+    if cut >= 0.45:
+        assert len(chunk_paths(prefix.parent)) >= 2
     resumed = store.export_projector(rid, RESUME_SETTINGS, prefix=prefix)
     try:
         assert resumed.position.next_seq == at, "the projector must resume at its checkpoint"
@@ -1383,3 +1390,24 @@ def test_resume_with_other_settings_rebuilds(
     finally:
         resumed.close()
     assert_same_files(prefix.parent, clean.parent)
+
+
+def test_chunk_writer_restore_keeps_closed_chunks(tmp_path: Path) -> None:
+    """Regression: restoring a snapshot with no current chunk deleted the last closed one."""
+    from auditjournal.chunks import ChunkWriter
+
+    prefix = tmp_path / "w" / PREFIX
+    prefix.parent.mkdir()
+    writer = ChunkWriter(prefix, 200)
+    for seq in range(1, 9):
+        writer.add(seq, rfc8785.dumps({"seq": seq, "pad": "p" * 60}))
+    writer.flush()
+    writer.finish()
+    writer.close()
+    snap = writer.snapshot()
+    before = export_files(prefix.parent)
+    assert len(before) >= 3 and snap["current"] is None
+    again = ChunkWriter(prefix, 200)
+    assert again.restore(snap)
+    again.close()
+    assert export_files(prefix.parent) == before

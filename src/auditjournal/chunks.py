@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from .errors import StorageError
 from .merkle import MerkleBuilder, leaf_hash
 from .storage import storage_error
 
-__all__ = ["ChunkInfo", "ChunkWriter", "chunk_name"]
+__all__ = ["ChunkInfo", "ChunkWriter", "chunk_name", "iter_chunk_records"]
 
 _OPEN = b"[\n"
 _CLOSE = b"]\n"
@@ -174,7 +175,8 @@ class ChunkWriter:
         self.current = current
         self._hash = hasher
         self.merkle = MerkleBuilder.from_state(snap["merkle"], snap["records"])
-        self._remove_after(self.index if current is not None else self.index - 1)
+        # keep the closed chunks and the current one (index is the last of them, if any)
+        self._remove_after(self.index if current is not None or closed else -1)
         if current is not None:
             self._open_fd(self.directory / current.file)
         return True
@@ -246,3 +248,21 @@ class ChunkWriter:
                 os.close(fd)
         except OSError as exc:
             raise StorageError(f"cannot fsync {path}: {exc}") from exc
+
+
+def iter_chunk_records(path: Path, block: int = 4 << 20) -> Iterator[bytes]:
+    """The record lines of one chunk file (without separators), streamed in blocks.
+
+    Only for reading exports that ``verify`` has checked; it does not police
+    the layout.
+    """
+    carry = b""
+    with open(path, "rb") as fh:
+        while data := fh.read(block):
+            data = carry + data if carry else data
+            end = data.rfind(b"\n") + 1
+            carry = data[end:]
+            for line in data[:end].split(b"\n")[:-1]:
+                if line in (b"[", b"]"):
+                    continue
+                yield line[1:] if line[:1] == b"," else line

@@ -35,6 +35,8 @@ __all__ = [
     "ArtifactRecorded",
     "BaseEvent",
     "CallRecorded",
+    "CsvExported",
+    "CsvFile",
     "EdgeRegistered",
     "Event",
     "ExportFailed",
@@ -257,6 +259,23 @@ class ExportFailed(BaseEvent, frozen=True, kw_only=True, tag="export_failed"):
     export_path: str = ""
 
 
+class CsvFile(msgspec.Struct, frozen=True, kw_only=True):
+    """One file of a CSV export."""
+
+    file: str
+    sha256: str
+    bytes: int
+    rows: int
+
+
+class CsvExported(BaseEvent, frozen=True, kw_only=True, tag="csv_exported"):
+    """A CSV export of the run was written: its files and their sha256 (like export_sealed)."""
+
+    out_dir: str
+    files: tuple[CsvFile, ...]
+    listing_sha256: str
+
+
 Event = (
     RunStarted
     | NodeRegistered
@@ -272,6 +291,7 @@ Event = (
     | RunCompleted
     | ExportSealed
     | ExportFailed
+    | CsvExported
 )
 """The tagged union of every event type; ``type`` is the tag."""
 
@@ -279,7 +299,7 @@ EVENT_TYPES: Final[dict[str, type[BaseEvent]]] = {
     str(cls.__struct_config__.tag): cls for cls in get_args(Event)
 }
 
-EXPORT_EVENT_TYPES: Final = frozenset({ExportSealed, ExportFailed})
+EXPORT_EVENT_TYPES: Final = frozenset({ExportSealed, ExportFailed, CsvExported})
 """The only events a journal accepts after ``run_completed``."""
 
 _ENCODER: Final = msgspec.json.Encoder()

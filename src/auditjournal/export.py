@@ -251,7 +251,8 @@ class ExportProjector:
             if state["sealed"] is not None and self.paths.manifest.exists():
                 self.result = SealResult(**state["sealed"])
                 return JournalReader(self._journal_dir, self.run_id)
-            if self._writer.restore(state["writer"]):
+            # a sealed checkpoint without its manifest is past run_completed: rebuild
+            if state["sealed"] is None and self._writer.restore(state["writer"]):
                 self._maker.restore(state["records"])
                 p = state["position"]
                 position = JournalPosition(

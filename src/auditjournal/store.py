@@ -27,7 +27,7 @@ from .errors import (
     RunExistsError,
     RunNotFoundError,
 )
-from .events import EXPORT_EVENT_TYPES, Event, ExportFailed, ExportSealed
+from .events import EXPORT_EVENT_TYPES, CsvExported, Event, ExportFailed, ExportSealed
 from .export import ExportProjector, LiveExport
 from .journal import DEFAULT_FLUSH_INTERVAL, DEFAULT_SEGMENT_BYTES, Journal, JournalReader
 from .payloads import DEFAULT_MAX_PAYLOAD_BYTES, PayloadStore
@@ -185,7 +185,9 @@ class AuditStore:
         self._recorders.append(recorder)
         return recorder
 
-    def append_export_event(self, run_id: str, event: ExportSealed | ExportFailed) -> bool:
+    def append_export_event(
+        self, run_id: str, event: ExportSealed | ExportFailed | CsvExported
+    ) -> bool:
         """Record an export event in a completed run's journal from outside the recorder.
 
         Raises :class:`JournalLockedError` while the recorder still holds the

@@ -6,11 +6,13 @@ Run ``python tools/bench/bench.py`` (defaults: ``--rows 20000 --repeats 3``); se
 * **SHA-256 single core** — ``hashlib.sha256`` over 1 MiB buffers, MB/s (10^6 bytes/s): the
   machine-speed reference the verify figure of SPEC §7 is relative to.
 * **recording <mode>** — the reference workload through ``auditjournal``'s recorder with
-  ``durability=<mode>``: a fresh store per sample; the plans are built before timing; the
-  clock runs from ``store.start_run`` until ``run.complete()`` *and* ``store.close()`` have
-  returned (so in ``batch`` mode everything buffered is written and fsynced). Events/s counts
-  every event appended in that window (``run_started`` + setup + 15/row + artifacts +
-  ``run_completed``); payloads/s counts the 9 ~1 KiB payloads per row of SPEC §8.
+  ``durability=<mode>`` and ``start_run(..., export=None)`` (the recorder alone): a fresh
+  store per sample; the plans are built before timing; the clock runs from
+  ``store.start_run`` until ``run.complete()`` *and* ``store.close()`` have returned (so in
+  ``batch`` mode everything buffered is written and fsynced). Events/s counts every event
+  appended in that window (``run_started`` + setup + 15/row + artifacts + ``run_completed``);
+  payloads/s counts the 9 ~1 KiB payloads per row of SPEC §8. ``<mode>+export`` is the same
+  with the library's default live export on (``complete()`` waits for the sealed export).
 * **baseline** — the same workload through the Landscape-style recorder of ``baseline.py``
   (same clock: ``start_run`` .. ``complete`` + engine disposed), on fewer rows.
 * **ratio batch/baseline** — median(ours, batch) / median(baseline), events/s.
@@ -627,6 +629,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="profile one batch recording of --rows rows with cProfile instead",
     )
+    p.add_argument(
+        "--profile-mode",
+        type=_parse_modes,
+        default=["batch"],
+        help="mode profiled by --profile (default batch; e.g. batch+export)",
+    )
     p.add_argument("--profile-top", type=_positive, default=25, help="functions shown by --profile")
     p.add_argument("--profile-out", type=Path, default=None, help="also dump pstats data here")
     return p
@@ -639,6 +647,7 @@ def _make_workdir(parent: Path | None) -> Path:
 
 
 def run_profile(args: argparse.Namespace) -> int:
+    mode: str = args.profile_mode[0]
     workdir = _make_workdir(args.workdir)
     try:
         print(f"preparing {args.rows:,} rows (untimed) ...", file=sys.stderr, flush=True)
@@ -647,7 +656,7 @@ def run_profile(args: argparse.Namespace) -> int:
             warm = workload.prepare(min(args.warmup_rows, args.rows), args.seed + 1)
             record_ours(
                 warm,
-                mode="batch",
+                mode=mode,
                 workdir=workdir,
                 seed=args.seed,
                 flush_interval=args.flush_interval,
@@ -655,7 +664,7 @@ def run_profile(args: argparse.Namespace) -> int:
         profiler = cProfile.Profile()
         sample = record_ours(
             plans,
-            mode="batch",
+            mode=mode,
             workdir=workdir,
             seed=args.seed,
             flush_interval=args.flush_interval,
@@ -664,7 +673,8 @@ def run_profile(args: argparse.Namespace) -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print(
-        f"profiled batch recording: {sample.rows:,} rows, {sample.events:,} events in "
+        f"profiled {mode} recording ({describe_start_run(mode)}): "
+        f"{sample.rows:,} rows, {sample.events:,} events in "
         f"{sample.seconds:.3f} s = {sample.events_per_s:,.0f} events/s under cProfile "
         f"(main thread only; profiling overhead included)"
     )
