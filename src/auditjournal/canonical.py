@@ -141,16 +141,25 @@ class _PathError(Exception):
         return "$" + "".join(parts)
 
 
+def _msgspec_float_ok(value: float) -> bool:
+    """True where msgspec already writes a float exactly as ECMAScript does.
+
+    In [1e-4, 1e16) Python's (and msgspec's) shortest repr has no exponent and,
+    for non-integral values, equals ``Number.prototype.toString`` (checked
+    against rfc8785 by the property tests); such floats need no conversion.
+    """
+    return 1e-4 <= abs(value) < 1e16 and not value.is_integer()
+
+
 def _normalize(
     o: Any, depth: int, wide_keys: list[str], converters: dict[type, Callable[[Any], Any]]
 ) -> Any:
+    """``o`` itself if it is already canonical-ready, else a converted copy.
+
+    Scalars inside containers are checked inline (no call per leaf): this is
+    the recorder's hot path.
+    """
     t = type(o)
-    if t is str or t is bool or o is None:
-        return o
-    if t is int:
-        if -MAX_SAFE_INTEGER <= o <= MAX_SAFE_INTEGER:
-            return o
-        raise _PathError(f"integer {o} is beyond +-(2**53 - 1)")
     if t is dict:
         if depth >= MAX_DEPTH:
             raise _PathError(_too_deep(o))
@@ -160,6 +169,13 @@ def _normalize(
                 raise _PathError(f"object key {key!r} is a {type(key).__name__}, not a str")
             if not key.isascii():
                 wide_keys.append(key)
+            ti = type(item)
+            if ti is str or ti is bool or item is None:
+                continue
+            if ti is int and -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
+                continue
+            if ti is float and 1e-4 <= abs(item) < 1e16 and not item.is_integer():
+                continue  # msgspec already writes it as ECMAScript does (_msgspec_float_ok)
             try:
                 new = _normalize(item, depth + 1, wide_keys, converters)
             except _PathError as exc:
@@ -175,6 +191,13 @@ def _normalize(
             raise _PathError(_too_deep(o))
         items: list[Any] | None = None
         for index, item in enumerate(o):
+            ti = type(item)
+            if ti is str or ti is bool or item is None:
+                continue
+            if ti is int and -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
+                continue
+            if ti is float and 1e-4 <= abs(item) < 1e16 and not item.is_integer():
+                continue  # msgspec already writes it as ECMAScript does (_msgspec_float_ok)
             try:
                 new = _normalize(item, depth + 1, wide_keys, converters)
             except _PathError as exc:
@@ -185,7 +208,26 @@ def _normalize(
                     items = list(o)
                 items[index] = new
         return o if items is None else items
+    if t is str or t is bool or o is None:
+        return o
+    if t is int:
+        if -MAX_SAFE_INTEGER <= o <= MAX_SAFE_INTEGER:
+            return o
+        raise _PathError(f"integer {o} is beyond +-(2**53 - 1)")
     if t is float:
+        if _msgspec_float_ok(o):
+            return o
+        if o.is_integer() and -MAX_SAFE_INTEGER <= o <= MAX_SAFE_INTEGER:
+            return int(o)  # ECMAScript prints integral numbers without ".0"; so do ints
+        text = repr(o)
+        # Without an exponent, Python's shortest repr is ECMAScript's text, except that
+        # integral values end in ".0" ("-0.0" -> "0"); everything else takes the full path.
+        if "e" not in text and "n" not in text:
+            if text.endswith(".0"):
+                text = text[:-2]
+                if text == "-0":
+                    text = "0"
+            return msgspec.Raw(text.encode())
         try:
             return msgspec.Raw(format_float(o).encode())
         except CanonicalizationError as exc:
