@@ -757,7 +757,7 @@ def test_chunk_names_grow_beyond_three_digits(store: AuditStore, tmp_path: Path)
 
 
 @settings(
-    max_examples=40,
+    max_examples=80,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
@@ -786,12 +786,17 @@ def test_rollover_respects_the_limit(
                     )
                     run.complete_node_state(sid, status="completed", output_data={"o": i})
             rid = run.run_id
-            settings_ = ExportSettings(include_payloads=include_payloads, chunk_size_bytes=chunk_size)
+            settings_ = ExportSettings(
+                include_payloads=include_payloads, chunk_size_bytes=chunk_size
+            )
             chunked = root / "chunked" / PREFIX
             whole = root / "whole" / PREFIX
             result = replay(s, rid, settings_, chunked)
             replay(
-                s, rid, ExportSettings(include_payloads=include_payloads, chunk_size_bytes=None), whole
+                s,
+                rid,
+                ExportSettings(include_payloads=include_payloads, chunk_size_bytes=None),
+                whole,
             )
             assert result is not None
             paths = chunk_paths(chunked.parent)
@@ -815,6 +820,28 @@ def test_rollover_respects_the_limit(
             assert len(all_records) == 3 + 3 * len(sizes) + 1
             seqs = [json.loads(r)["seq"] for r in all_records]
             assert seqs == sorted(seqs)
+
+
+def test_rollover_boundary_is_exact(store: AuditStore, tmp_path: Path) -> None:
+    """A chunk of exactly ``chunk_size_bytes`` (counting ``]``) is allowed; one byte less
+    and its last record moves to the next chunk."""
+    with store.start_run(export=None) as run:
+        small_run(run, rows=3)
+    rid = run.run_id
+    whole = tmp_path / "whole" / PREFIX
+    replay(store, rid, ExportSettings(chunk_size_bytes=None), whole)
+    records = read_sealed_chunk(whole.parent / "audit_trail.json")
+    for k in range(1, 6):
+        exact = len(b"[\n") + sum(len(r) + 1 for r in records[:k]) + (k - 1) + len(b"]\n")
+        for limit, expect in ((exact, k), (exact - 1, k - 1)):
+            if expect == 0:
+                continue
+            out = tmp_path / f"b{k}-{limit}" / PREFIX
+            replay(store, rid, ExportSettings(chunk_size_bytes=limit), out)
+            first = out.parent / "audit_trail.000.json"
+            assert len(read_sealed_chunk(first)) == expect, (k, limit)
+            if expect == k:
+                assert first.stat().st_size == limit
 
 
 # -- live, unsealed chunk ------------------------------------------------------------------
@@ -1044,18 +1071,17 @@ def test_export_sealed_event_follows_run_completed(store: AuditStore) -> None:
 
 def test_failed_run_is_sealed_with_open_states(store: AuditStore) -> None:
     settings_ = ExportSettings(chunk_size_bytes=2000)
-    with pytest.raises(RuntimeError, match="boom"):  # noqa: PT012
-        with store.start_run(export=settings_) as run:
-            src = run.register_node(plugin_name="src", node_type="source")
-            xf = run.register_node(plugin_name="xf", node_type="transform")
-            run.register_edge(from_node_id=src, to_node_id=xf, label="continue")
-            row = run.create_row(source_node_id=src, row_index=0, data={"a": 1})
-            tok = run.create_token(row_id=row)
-            first = run.begin_node_state(token_id=tok, node_id=xf, step_index=1, input_data=[1])
-            done = run.begin_node_state(token_id=tok, node_id=xf, step_index=2, input_data=[2])
-            run.complete_node_state(done, status="completed", output_data=[3])
-            second = run.begin_node_state(token_id=tok, node_id=xf, step_index=3, input_data=[4])
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), store.start_run(export=settings_) as run:
+        src = run.register_node(plugin_name="src", node_type="source")
+        xf = run.register_node(plugin_name="xf", node_type="transform")
+        run.register_edge(from_node_id=src, to_node_id=xf, label="continue")
+        row = run.create_row(source_node_id=src, row_index=0, data={"a": 1})
+        tok = run.create_token(row_id=row)
+        first = run.begin_node_state(token_id=tok, node_id=xf, step_index=1, input_data=[1])
+        done = run.begin_node_state(token_id=tok, node_id=xf, step_index=2, input_data=[2])
+        run.complete_node_state(done, status="completed", output_data=[3])
+        second = run.begin_node_state(token_id=tok, node_id=xf, step_index=3, input_data=[4])
+        raise RuntimeError("boom")
     rid = run.run_id
     events = list(store.read_journal(rid))
     completed = next(e for e in events if isinstance(e, RunCompleted))
@@ -1086,13 +1112,10 @@ def test_failed_run_is_sealed_with_open_states(store: AuditStore) -> None:
 
 
 def test_interrupted_run_status(store: AuditStore) -> None:
-    with pytest.raises(KeyboardInterrupt):  # noqa: PT012
-        with store.start_run(export=ExportSettings()) as run:
-            run.register_node(plugin_name="src", node_type="source")
-            raise KeyboardInterrupt
-    manifest = json.loads(
-        (store.export_dir(run.run_id) / "audit_trail.manifest.json").read_bytes()
-    )
+    with pytest.raises(KeyboardInterrupt), store.start_run(export=ExportSettings()) as run:
+        run.register_node(plugin_name="src", node_type="source")
+        raise KeyboardInterrupt
+    manifest = json.loads((store.export_dir(run.run_id) / "audit_trail.manifest.json").read_bytes())
     assert manifest["run_status"] == "interrupted"
 
 
@@ -1215,9 +1238,7 @@ def test_replay_is_byte_identical(
     assert_same_files(out.parent, live)
 
 
-def test_replay_with_other_settings_differs_but_is_valid(
-    store: AuditStore, tmp_path: Path
-) -> None:
+def test_replay_with_other_settings_differs_but_is_valid(store: AuditStore, tmp_path: Path) -> None:
     settings_ = ExportSettings(chunk_size_bytes=1500)
     with store.start_run(config=CONFIG, export=settings_) as run:
         record_everything(run)
@@ -1246,6 +1267,26 @@ def test_replay_with_other_settings_differs_but_is_valid(
                         for r in live_records]  # fmt: skip
             assert records == stripped
             assert manifest["merkle_root"] != live_manifest["merkle_root"]
+
+
+def test_replay_over_another_export_leaves_no_stale_files(
+    store: AuditStore, tmp_path: Path
+) -> None:
+    with store.start_run(export=None) as run:
+        small_run(run, rows=8)
+    out = tmp_path / "reused" / PREFIX
+    replay(store, run.run_id, ExportSettings(chunk_size_bytes=600), out)
+    assert len(chunk_paths(out.parent)) > 5
+    replay(store, run.run_id, ExportSettings(chunk_size_bytes=None), out)
+    assert sorted(export_files(out.parent)) == [
+        "audit_trail.json",
+        "audit_trail.manifest.json",
+        "audit_trail.sha256",
+    ]
+    replay(store, run.run_id, ExportSettings(chunk_size_bytes=2000), out)
+    fresh = tmp_path / "fresh" / PREFIX
+    replay(store, run.run_id, ExportSettings(chunk_size_bytes=2000), fresh)
+    assert_same_files(out.parent, fresh.parent)
 
 
 def test_replay_of_an_unfinished_run_is_unsealed(store: AuditStore, tmp_path: Path) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import struct
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ import pytest
 
 from auditjournal.canonical import canonical_json
 from auditjournal.errors import (
+    DiskFullError,
     InvalidRefError,
     PayloadIntegrityError,
     PayloadNotFoundError,
@@ -20,6 +23,7 @@ from auditjournal.errors import (
     StorageError,
 )
 from auditjournal.payloads import PackRecovery, PayloadStore
+from auditjournal.storage import AppendFile
 
 HEADER = 4 + 32 + 8  # b"AJP1" | sha256 digest | u64 length
 ENTRY = 32 + 8 + 8  # digest | data offset | length
@@ -78,7 +82,10 @@ def test_put_get_round_trip(store: PayloadStore) -> None:
     assert ref == ref_of(value)
     assert len(ref) == 64
     assert store.get(ref) == canonical_json(value)
-    assert store.get(ref) == b'{"n":3,"name":"Ada","nested":{"list":[1,2.5,null,true]},"\xc3\xa9":"\xc3\xbc"}'
+    assert (
+        store.get(ref)
+        == b'{"n":3,"name":"Ada","nested":{"list":[1,2.5,null,true]},"\xc3\xa9":"\xc3\xbc"}'
+    )
     assert store.get_json(ref) == value
     assert ref in store
     assert list(store.refs()) == [ref]
@@ -151,13 +158,17 @@ def test_flipped_byte_in_pack_fails_get(directory: Path, reopen: bool) -> None:
 def test_truncated_pack_fails_get(directory: Path) -> None:
     store = PayloadStore(directory)
     ref = store.put({"v": "y" * 100})
-    store.close()
+    store.flush(fsync=True)
     pack = pack_files(directory)[0]
     os.truncate(pack, pack.stat().st_size - 10)
-    reader = PayloadStore(directory)
+    try:  # the open store still indexes it: the read comes up short
+        with pytest.raises(PayloadIntegrityError, match="truncated"):
+            store.get(ref)
+    finally:
+        store.close()
+    reader = PayloadStore(directory)  # a reopened store does not index data past the end
     try:
-        # The index entry now points past the end of the pack: not indexed, so not found.
-        with pytest.raises((PayloadIntegrityError, PayloadNotFoundError)):
+        with pytest.raises(PayloadNotFoundError):
             reader.get(ref)
     finally:
         reader.close()
@@ -410,7 +421,7 @@ def test_iter_records_reports_corrupted_record(directory: Path) -> None:
     store.flush(fsync=True)
     pack = pack_files(directory)[0]
     records = parse_pack(pack)
-    _, offset, size = records[1]
+    _, offset, _ = records[1]
     flip_byte(pack, offset + 5)
     try:
         scanned = list(store.iter_records())
@@ -439,3 +450,123 @@ def test_iter_records_reports_torn_tail(directory: Path) -> None:
     assert scanned[0][3].hex() == ref and scanned[0][4] is True
     assert scanned[1][1] == pack.stat().st_size - len(_partial_record())
     assert scanned[1][4] is False
+
+
+# -- write failures (ENOSPC) and concurrent rollover ------------------------------------------
+
+
+def fail_writes(monkeypatch: pytest.MonkeyPatch, needle: str, times: int = 1) -> list[str]:
+    """Make the next ``times`` os.write calls on files whose path contains ``needle`` fail."""
+    real = os.write
+    failed: list[str] = []
+
+    def write(fd: int, data: bytes) -> int:
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        if len(failed) < times and needle in path:
+            failed.append(path)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+    return failed
+
+
+@pytest.mark.parametrize("needle", ["pack-000001.dat", "pack-000001.idx", "pack-000002.dat"])
+def test_failed_write_is_retried_in_order(
+    directory: Path, monkeypatch: pytest.MonkeyPatch, needle: str
+) -> None:
+    store = PayloadStore(directory, pack_bytes=400)
+    values = [{"n": n, "pad": "z" * 100} for n in range(6)]  # about three packs, all buffered
+    refs = [store.put(v) for v in values]
+    failed = fail_writes(monkeypatch, needle)
+    with pytest.raises(DiskFullError):
+        store.flush(fsync=True)
+    assert failed
+    monkeypatch.undo()
+    store.close()  # retries the flush: every byte taken by the failed one is written now
+
+    seen = []
+    for pack in pack_files(directory):
+        records = parse_pack(pack)
+        idx = pack.with_suffix(".idx").read_bytes()
+        assert idx == b"".join(d + struct.pack("<QQ", o, s) for d, o, s in records)
+        seen.extend(d.hex() for d, _, _ in records)
+    assert sorted(seen) == sorted(refs)
+    reopened = PayloadStore(directory)
+    try:
+        for ref, value in zip(refs, values, strict=True):
+            assert reopened.get(ref) == canonical_json(value)
+        assert reopened.recoveries == []
+    finally:
+        reopened.close()
+
+
+def test_pack_retired_during_a_flush_keeps_its_new_bytes(
+    directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = PayloadStore(directory, pack_bytes=600)
+    refs = [store.put("a" * 100)]
+    real = AppendFile.write_out
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_write_out(self: AppendFile, data: bytes | None = None) -> None:
+        if not entered.is_set():
+            entered.set()
+            release.wait(10)
+        real(self, data)
+
+    monkeypatch.setattr(AppendFile, "write_out", slow_write_out)
+    flusher = threading.Thread(target=store.flush, kwargs={"fsync": False})
+    flusher.start()
+    assert entered.wait(10)
+    # While that flush writes pack 1, more payloads land in pack 1 and then roll it.
+    refs += [store.put(str(n) * 100) for n in range(2, 10)]
+    release.set()
+    flusher.join()
+    monkeypatch.undo()
+    store.close()
+    assert len(pack_files(directory)) >= 2
+    reopened = PayloadStore(directory)
+    try:
+        assert set(reopened.refs()) == set(refs)
+        for ref in refs:
+            reopened.get(ref)
+    finally:
+        reopened.close()
+
+
+def test_interrupted_repair_never_hides_indexed_payloads(
+    directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = PayloadStore(directory)
+    refs = [store.put({"k": k}) for k in range(4)]
+    store.close()
+    pack = pack_files(directory)[0]
+    os.truncate(pack.with_suffix(".idx"), 2 * ENTRY)  # the last two were never indexed
+
+    class Killed(BaseException):
+        """Stands in for SIGKILL in the middle of the repair."""
+
+    def killed(self: AppendFile, data: bytes | None = None) -> None:
+        raise Killed
+
+    monkeypatch.setattr(AppendFile, "write_out", killed)
+    writer = PayloadStore(directory)
+    with pytest.raises(Killed):
+        writer.put({"new": 1})  # claims the pack and starts repairing its index
+    monkeypatch.undo()
+
+    reader = PayloadStore(directory)
+    try:
+        assert reader.get_json(refs[0]) == {"k": 0}
+        assert reader.get_json(refs[1]) == {"k": 1}
+    finally:
+        reader.close()
+    repaired = PayloadStore(directory)
+    try:
+        repaired.put({"new": 1})
+        assert repaired.recoveries == [PackRecovery(pack.name, 0, 2)]
+        for k, ref in enumerate(refs):
+            assert repaired.get_json(ref) == {"k": k}
+    finally:
+        repaired.close()

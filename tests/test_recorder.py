@@ -17,6 +17,7 @@ import pytest
 from auditjournal import (
     AuditStore,
     CanonicalizationError,
+    DiskFullError,
     DuplicateIdError,
     InvalidEventError,
     InvalidIdError,
@@ -128,7 +129,10 @@ def test_full_api_round_trip(store: AuditStore) -> None:
         operation_id="op-1", call_type="sql", status="success", request={"q": "select 1"}
     )
     run.complete_node_state(
-        st, status="completed", output_data={"clean": True}, duration_ms=3.1,
+        st,
+        status="completed",
+        output_data={"clean": True},
+        duration_ms=3.1,
         success_reason={"why": "ok"},
     )
     gst = run.begin_node_state(
@@ -213,7 +217,11 @@ def test_full_api_round_trip(store: AuditStore) -> None:
     edge = events[5]
     assert isinstance(edge, EdgeRegistered)
     assert (edge.edge_id, edge.from_node_id, edge.to_node_id, edge.label, edge.mode) == (
-        e, src, t1, "continue", "move",
+        e,
+        src,
+        t1,
+        "continue",
+        "move",
     )
     assert events[6].mode == "copy"  # type: ignore[attr-defined]
 
@@ -228,30 +236,49 @@ def test_full_api_round_trip(store: AuditStore) -> None:
     assert isinstance(tok_ev, TokenCreated) and isinstance(child_ev, TokenCreated)
     assert (tok_ev.token_id, tok_ev.row_id, tok_ev.parent_token_ids) == (tok, row, ())
     assert (child_ev.parent_token_ids, child_ev.branch_name, child_ev.fork_group_id) == (
-        (tok,), "left", "fg1",
+        (tok,),
+        "left",
+        "fg1",
     )
 
     st_ev = events[11]
     assert isinstance(st_ev, NodeStateStarted)
     assert (st_ev.state_id, st_ev.token_id, st_ev.node_id, st_ev.step_index, st_ev.attempt) == (
-        st, tok, t1, 1, 0,
+        st,
+        tok,
+        t1,
+        1,
+        0,
     )
     assert get(st_ev.input_data_ref) == canonical_json(ROW) and st_ev.input_hash == sha(ROW)
 
     c1, c2, c3 = events[12:15]
     assert isinstance(c1, CallRecorded)
     assert (c1.call_id, c1.state_id, c1.call_index, c1.call_type, c1.status, c1.latency_ms) == (
-        call, st, 0, "llm", "success", 12.5,
+        call,
+        st,
+        0,
+        "llm",
+        "success",
+        12.5,
     )
     assert get(c1.request_ref) == b'{"prompt":"hi"}' and c1.request_hash == c1.request_ref
     assert get(c1.response_ref) == b'{"text":"hello"}'  # type: ignore[arg-type]
-    assert (c2.call_index, c2.status, c2.response_ref, c2.error) == (1, "error", None, {"code": 500})  # type: ignore[attr-defined]
+    assert (c2.call_index, c2.status, c2.response_ref, c2.error) == (
+        1,
+        "error",
+        None,
+        {"code": 500},
+    )  # type: ignore[attr-defined]
     assert (c3.operation_id, c3.state_id, c3.call_index) == ("op-1", None, 0)  # type: ignore[attr-defined]
 
     done = events[15]
     assert isinstance(done, NodeStateCompleted)
     assert (done.state_id, done.status, done.duration_ms, done.success_reason) == (
-        st, "completed", 3.1, {"why": "ok"},
+        st,
+        "completed",
+        3.1,
+        {"why": "ok"},
     )
     assert get(done.output_data_ref) == b'{"clean":true}'  # type: ignore[arg-type]
     assert done.output_hash == done.output_data_ref
@@ -260,20 +287,28 @@ def test_full_api_round_trip(store: AuditStore) -> None:
     assert (gate_start.state_id, gate_start.attempt, gate_start.step_index) == ("gs-1", 1, 2)  # type: ignore[attr-defined]
     assert isinstance(routing, RoutingEventRecorded)
     assert (routing.routing_event_id, routing.state_id, routing.edge_id, routing.mode) == (
-        rte, "gs-1", "edge-ok", "move",
+        rte,
+        "gs-1",
+        "edge-ok",
+        "move",
     )
     assert routing.routing_group_id == rte and routing.ordinal == 0
     assert get(routing.reason_ref) == b'{"rule":"x>1"}'  # type: ignore[arg-type]
     assert routing.reason_hash == routing.reason_ref
     assert (gate_done.status, gate_done.error, gate_done.output_data_ref) == (  # type: ignore[attr-defined]
-        "failed", {"message": "bad"}, None,
+        "failed",
+        {"message": "bad"},
+        None,
     )
     assert events[20].status == "pending"  # type: ignore[attr-defined]
 
     art_ev = events[21]
     assert isinstance(art_ev, ArtifactRecorded)
     assert (art_ev.artifact_id, art_ev.state_id, art_ev.sink_node_id, art_ev.path_or_uri) == (
-        art, sst, sink, "out.csv",
+        art,
+        sst,
+        sink,
+        "out.csv",
     )
     assert (art_ev.artifact_type, art_ev.content_hash, art_ev.size_bytes) == ("file", "c" * 64, 123)
     assert get(art_ev.sink_input_ref) == canonical_json([ROW])  # type: ignore[arg-type]
@@ -344,8 +379,12 @@ def _setup(run: RunRecorder) -> Ids:
     tok = run.create_token(row_id=row, token_id="tok0")
     done_tok = run.create_token(row_id=row, token_id="tok-done")
     run.record_token_outcome(token_id=done_tok, outcome="completed")
-    open_state = run.begin_node_state(token_id=tok, node_id=t1, step_index=1, input_data={}, state_id="st-open")
-    closed = run.begin_node_state(token_id=tok, node_id=t1, step_index=2, input_data={}, state_id="st-done")
+    open_state = run.begin_node_state(
+        token_id=tok, node_id=t1, step_index=1, input_data={}, state_id="st-open"
+    )
+    closed = run.begin_node_state(
+        token_id=tok, node_id=t1, step_index=2, input_data={}, state_id="st-done"
+    )
     run.complete_node_state(closed, status="completed", output_data={"o": 1})
     return Ids(src, t1, sink, edge, row, tok, done_tok, open_state, closed)
 
@@ -355,67 +394,332 @@ Call = Callable[[RunRecorder, Ids], object]
 
 REJECTED: list[tuple[str, type[Exception], Call]] = [
     # unknown ids
-    ("edge-from-unknown", UnknownIdError, lambda r, i: r.register_edge(from_node_id="nope", to_node_id=i.t1, label="x")),
-    ("edge-to-unknown", UnknownIdError, lambda r, i: r.register_edge(from_node_id=i.src, to_node_id="nope", label="x")),
-    ("row-unknown-node", UnknownIdError, lambda r, i: r.create_row(source_node_id="nope", row_index=1, data={})),
+    (
+        "edge-from-unknown",
+        UnknownIdError,
+        lambda r, i: r.register_edge(from_node_id="nope", to_node_id=i.t1, label="x"),
+    ),
+    (
+        "edge-to-unknown",
+        UnknownIdError,
+        lambda r, i: r.register_edge(from_node_id=i.src, to_node_id="nope", label="x"),
+    ),
+    (
+        "row-unknown-node",
+        UnknownIdError,
+        lambda r, i: r.create_row(source_node_id="nope", row_index=1, data={}),
+    ),
     ("token-unknown-row", UnknownIdError, lambda r, i: r.create_token(row_id="nope")),
-    ("token-unknown-parent", UnknownIdError, lambda r, i: r.create_token(row_id=i.row, parent_token_ids=["nope"])),
-    ("state-unknown-token", UnknownIdError, lambda r, i: r.begin_node_state(token_id="nope", node_id=i.t1, step_index=1, input_data={})),
-    ("state-unknown-node", UnknownIdError, lambda r, i: r.begin_node_state(token_id=i.tok, node_id="nope", step_index=1, input_data={})),
-    ("complete-unknown-state", UnknownIdError, lambda r, i: r.complete_node_state("nope", status="completed")),
-    ("routing-unknown-state", UnknownIdError, lambda r, i: r.record_routing_event(state_id="nope", edge_id=i.edge)),
-    ("routing-unknown-edge", UnknownIdError, lambda r, i: r.record_routing_event(state_id=i.open_state, edge_id="nope")),
-    ("call-unknown-state", UnknownIdError, lambda r, i: r.record_call(state_id="nope", call_type="llm", status="success", request={})),
-    ("artifact-unknown-state", UnknownIdError, lambda r, i: r.record_artifact(state_id="nope", sink_node_id=i.sink, artifact_type="file", path_or_uri="p", content_hash="h", size_bytes=1)),
-    ("artifact-unknown-sink", UnknownIdError, lambda r, i: r.record_artifact(state_id=i.closed_state, sink_node_id="nope", artifact_type="file", path_or_uri="p", content_hash="h", size_bytes=1)),
-    ("outcome-unknown-token", UnknownIdError, lambda r, i: r.record_token_outcome(token_id="nope", outcome="completed")),
+    (
+        "token-unknown-parent",
+        UnknownIdError,
+        lambda r, i: r.create_token(row_id=i.row, parent_token_ids=["nope"]),
+    ),
+    (
+        "state-unknown-token",
+        UnknownIdError,
+        lambda r, i: r.begin_node_state(token_id="nope", node_id=i.t1, step_index=1, input_data={}),
+    ),
+    (
+        "state-unknown-node",
+        UnknownIdError,
+        lambda r, i: r.begin_node_state(
+            token_id=i.tok, node_id="nope", step_index=1, input_data={}
+        ),
+    ),
+    (
+        "complete-unknown-state",
+        UnknownIdError,
+        lambda r, i: r.complete_node_state("nope", status="completed"),
+    ),
+    (
+        "routing-unknown-state",
+        UnknownIdError,
+        lambda r, i: r.record_routing_event(state_id="nope", edge_id=i.edge),
+    ),
+    (
+        "routing-unknown-edge",
+        UnknownIdError,
+        lambda r, i: r.record_routing_event(state_id=i.open_state, edge_id="nope"),
+    ),
+    (
+        "call-unknown-state",
+        UnknownIdError,
+        lambda r, i: r.record_call(state_id="nope", call_type="llm", status="success", request={}),
+    ),
+    (
+        "artifact-unknown-state",
+        UnknownIdError,
+        lambda r, i: r.record_artifact(
+            state_id="nope",
+            sink_node_id=i.sink,
+            artifact_type="file",
+            path_or_uri="p",
+            content_hash="h",
+            size_bytes=1,
+        ),
+    ),
+    (
+        "artifact-unknown-sink",
+        UnknownIdError,
+        lambda r, i: r.record_artifact(
+            state_id=i.closed_state,
+            sink_node_id="nope",
+            artifact_type="file",
+            path_or_uri="p",
+            content_hash="h",
+            size_bytes=1,
+        ),
+    ),
+    (
+        "outcome-unknown-token",
+        UnknownIdError,
+        lambda r, i: r.record_token_outcome(token_id="nope", outcome="completed"),
+    ),
     # lifecycle
-    ("state-completed-twice", StateAlreadyCompletedError, lambda r, i: r.complete_node_state(i.closed_state, status="completed")),
-    ("second-terminal-outcome", LifecycleError, lambda r, i: r.record_token_outcome(token_id=i.done_tok, outcome="failed")),
+    (
+        "state-completed-twice",
+        StateAlreadyCompletedError,
+        lambda r, i: r.complete_node_state(i.closed_state, status="completed"),
+    ),
+    (
+        "second-terminal-outcome",
+        LifecycleError,
+        lambda r, i: r.record_token_outcome(token_id=i.done_tok, outcome="failed"),
+    ),
     # bad enum and number values
-    ("bad-node-type", InvalidEventError, lambda r, i: r.register_node(plugin_name="p", node_type="teleporter")),
-    ("bad-determinism", InvalidEventError, lambda r, i: r.register_node(plugin_name="p", node_type="source", determinism="maybe")),
-    ("bad-edge-mode", InvalidEventError, lambda r, i: r.register_edge(from_node_id=i.src, to_node_id=i.t1, label="x", mode="teleport")),
-    ("bad-state-status", InvalidEventError, lambda r, i: r.complete_node_state(i.open_state, status="done")),
-    ("bad-call-type", InvalidEventError, lambda r, i: r.record_call(state_id=i.open_state, call_type="pigeon", status="success", request={})),
-    ("bad-call-status", InvalidEventError, lambda r, i: r.record_call(state_id=i.open_state, call_type="llm", status="meh", request={})),
-    ("call-needs-one-owner", InvalidEventError, lambda r, i: r.record_call(state_id=i.open_state, operation_id="op", call_type="llm", status="success", request={})),
-    ("call-needs-an-owner", InvalidEventError, lambda r, i: r.record_call(call_type="llm", status="success", request={})),
-    ("bad-routing-mode", InvalidEventError, lambda r, i: r.record_routing_event(state_id=i.open_state, edge_id=i.edge, mode="sideways")),
-    ("bad-outcome", InvalidEventError, lambda r, i: r.record_token_outcome(token_id=i.tok, outcome="vanished")),
+    (
+        "bad-node-type",
+        InvalidEventError,
+        lambda r, i: r.register_node(plugin_name="p", node_type="teleporter"),
+    ),
+    (
+        "bad-determinism",
+        InvalidEventError,
+        lambda r, i: r.register_node(plugin_name="p", node_type="source", determinism="maybe"),
+    ),
+    (
+        "bad-edge-mode",
+        InvalidEventError,
+        lambda r, i: r.register_edge(
+            from_node_id=i.src, to_node_id=i.t1, label="x", mode="teleport"
+        ),
+    ),
+    (
+        "bad-state-status",
+        InvalidEventError,
+        lambda r, i: r.complete_node_state(i.open_state, status="done"),
+    ),
+    (
+        "bad-call-type",
+        InvalidEventError,
+        lambda r, i: r.record_call(
+            state_id=i.open_state, call_type="pigeon", status="success", request={}
+        ),
+    ),
+    (
+        "bad-call-status",
+        InvalidEventError,
+        lambda r, i: r.record_call(
+            state_id=i.open_state, call_type="llm", status="meh", request={}
+        ),
+    ),
+    (
+        "call-needs-one-owner",
+        InvalidEventError,
+        lambda r, i: r.record_call(
+            state_id=i.open_state, operation_id="op", call_type="llm", status="success", request={}
+        ),
+    ),
+    (
+        "call-needs-an-owner",
+        InvalidEventError,
+        lambda r, i: r.record_call(call_type="llm", status="success", request={}),
+    ),
+    (
+        "bad-routing-mode",
+        InvalidEventError,
+        lambda r, i: r.record_routing_event(state_id=i.open_state, edge_id=i.edge, mode="sideways"),
+    ),
+    (
+        "bad-outcome",
+        InvalidEventError,
+        lambda r, i: r.record_token_outcome(token_id=i.tok, outcome="vanished"),
+    ),
     ("bad-run-status", InvalidEventError, lambda r, i: r.complete(status="great")),
-    ("negative-row-index", InvalidEventError, lambda r, i: r.create_row(source_node_id=i.src, row_index=-1, data={})),
-    ("str-step-index", InvalidEventError, lambda r, i: r.begin_node_state(token_id=i.tok, node_id=i.t1, step_index="1", input_data={})),  # type: ignore[arg-type]
-    ("nan-duration", InvalidEventError, lambda r, i: r.complete_node_state(i.open_state, status="completed", duration_ms=NAN)),
-    ("inf-latency", InvalidEventError, lambda r, i: r.record_call(state_id=i.open_state, call_type="llm", status="success", request={}, latency_ms=float("inf"))),
-    ("negative-size", InvalidEventError, lambda r, i: r.record_artifact(state_id=i.closed_state, sink_node_id=i.sink, artifact_type="file", path_or_uri="p", content_hash="h", size_bytes=-1)),
+    (
+        "negative-row-index",
+        InvalidEventError,
+        lambda r, i: r.create_row(source_node_id=i.src, row_index=-1, data={}),
+    ),
+    (
+        "str-step-index",
+        InvalidEventError,
+        lambda r, i: r.begin_node_state(
+            token_id=i.tok, node_id=i.t1, step_index="1", input_data={}
+        ),
+    ),  # type: ignore[arg-type]
+    (
+        "nan-duration",
+        InvalidEventError,
+        lambda r, i: r.complete_node_state(i.open_state, status="completed", duration_ms=NAN),
+    ),
+    (
+        "inf-latency",
+        InvalidEventError,
+        lambda r, i: r.record_call(
+            state_id=i.open_state,
+            call_type="llm",
+            status="success",
+            request={},
+            latency_ms=float("inf"),
+        ),
+    ),
+    (
+        "negative-size",
+        InvalidEventError,
+        lambda r, i: r.record_artifact(
+            state_id=i.closed_state,
+            sink_node_id=i.sink,
+            artifact_type="file",
+            path_or_uri="p",
+            content_hash="h",
+            size_bytes=-1,
+        ),
+    ),
     # data that has no canonical JSON
-    ("nan-row-data", CanonicalizationError, lambda r, i: r.create_row(source_node_id=i.src, row_index=1, data={"x": NAN})),
-    ("inf-input", CanonicalizationError, lambda r, i: r.begin_node_state(token_id=i.tok, node_id=i.t1, step_index=1, input_data=[float("-inf")])),
-    ("set-request", CanonicalizationError, lambda r, i: r.record_call(state_id=i.open_state, call_type="llm", status="success", request={"s": {1, 2}})),
-    ("nan-output", CanonicalizationError, lambda r, i: r.complete_node_state(i.open_state, status="completed", output_data={"y": NAN})),
-    ("nan-config", CanonicalizationError, lambda r, i: r.register_node(plugin_name="p", node_type="source", config={"k": NAN})),
-    ("huge-int-reason", CanonicalizationError, lambda r, i: r.record_routing_event(state_id=i.open_state, edge_id=i.edge, reason={"n": 2**60})),
-    ("object-sink-input", CanonicalizationError, lambda r, i: r.record_artifact(state_id=i.closed_state, sink_node_id=i.sink, artifact_type="file", path_or_uri="p", content_hash="h", size_bytes=1, sink_input=[object()])),
+    (
+        "nan-row-data",
+        CanonicalizationError,
+        lambda r, i: r.create_row(source_node_id=i.src, row_index=1, data={"x": NAN}),
+    ),
+    (
+        "inf-input",
+        CanonicalizationError,
+        lambda r, i: r.begin_node_state(
+            token_id=i.tok, node_id=i.t1, step_index=1, input_data=[float("-inf")]
+        ),
+    ),
+    (
+        "set-request",
+        CanonicalizationError,
+        lambda r, i: r.record_call(
+            state_id=i.open_state, call_type="llm", status="success", request={"s": {1, 2}}
+        ),
+    ),
+    (
+        "nan-output",
+        CanonicalizationError,
+        lambda r, i: r.complete_node_state(
+            i.open_state, status="completed", output_data={"y": NAN}
+        ),
+    ),
+    (
+        "nan-config",
+        CanonicalizationError,
+        lambda r, i: r.register_node(plugin_name="p", node_type="source", config={"k": NAN}),
+    ),
+    (
+        "huge-int-reason",
+        CanonicalizationError,
+        lambda r, i: r.record_routing_event(
+            state_id=i.open_state, edge_id=i.edge, reason={"n": 2**60}
+        ),
+    ),
+    (
+        "object-sink-input",
+        CanonicalizationError,
+        lambda r, i: r.record_artifact(
+            state_id=i.closed_state,
+            sink_node_id=i.sink,
+            artifact_type="file",
+            path_or_uri="p",
+            content_hash="h",
+            size_bytes=1,
+            sink_input=[object()],
+        ),
+    ),
     # payload size
-    ("huge-payload", PayloadTooLargeError, lambda r, i: r.create_row(source_node_id=i.src, row_index=1, data="x" * 60_000)),
+    (
+        "huge-payload",
+        PayloadTooLargeError,
+        lambda r, i: r.create_row(source_node_id=i.src, row_index=1, data="x" * 60_000),
+    ),
     # invalid caller ids
-    ("row-id-traversal", InvalidIdError, lambda r, i: r.create_row(source_node_id=i.src, row_index=1, data={}, row_id="../x")),
-    ("row-id-empty", InvalidIdError, lambda r, i: r.create_row(source_node_id=i.src, row_index=1, data={}, row_id="")),
-    ("node-id-absolute", InvalidIdError, lambda r, i: r.register_node(plugin_name="p", node_type="source", node_id="/etc")),
+    (
+        "row-id-traversal",
+        InvalidIdError,
+        lambda r, i: r.create_row(source_node_id=i.src, row_index=1, data={}, row_id="../x"),
+    ),
+    (
+        "row-id-empty",
+        InvalidIdError,
+        lambda r, i: r.create_row(source_node_id=i.src, row_index=1, data={}, row_id=""),
+    ),
+    (
+        "node-id-absolute",
+        InvalidIdError,
+        lambda r, i: r.register_node(plugin_name="p", node_type="source", node_id="/etc"),
+    ),
     ("token-id-slash", InvalidIdError, lambda r, i: r.create_token(row_id=i.row, token_id="a/b")),
-    ("state-id-dot", InvalidIdError, lambda r, i: r.begin_node_state(token_id=i.tok, node_id=i.t1, step_index=1, input_data={}, state_id=".hidden")),
-    ("edge-id-space", InvalidIdError, lambda r, i: r.register_edge(from_node_id=i.src, to_node_id=i.t1, label="x", edge_id="a b")),
-    ("call-id-nul", InvalidIdError, lambda r, i: r.record_call(state_id=i.open_state, call_type="llm", status="success", request={}, call_id="a\x00b")),
-    ("outcome-id-not-str", InvalidIdError, lambda r, i: r.record_token_outcome(token_id=i.tok, outcome="completed", outcome_id=5)),  # type: ignore[arg-type]
+    (
+        "state-id-dot",
+        InvalidIdError,
+        lambda r, i: r.begin_node_state(
+            token_id=i.tok, node_id=i.t1, step_index=1, input_data={}, state_id=".hidden"
+        ),
+    ),
+    (
+        "edge-id-space",
+        InvalidIdError,
+        lambda r, i: r.register_edge(from_node_id=i.src, to_node_id=i.t1, label="x", edge_id="a b"),
+    ),
+    (
+        "call-id-nul",
+        InvalidIdError,
+        lambda r, i: r.record_call(
+            state_id=i.open_state, call_type="llm", status="success", request={}, call_id="a\x00b"
+        ),
+    ),
+    (
+        "outcome-id-not-str",
+        InvalidIdError,
+        lambda r, i: r.record_token_outcome(token_id=i.tok, outcome="completed", outcome_id=5),
+    ),  # type: ignore[arg-type]
     # duplicate caller ids
-    ("dup-node", DuplicateIdError, lambda r, i: r.register_node(plugin_name="p", node_type="source", node_id=i.src)),
-    ("dup-edge", DuplicateIdError, lambda r, i: r.register_edge(from_node_id=i.src, to_node_id=i.t1, label="x", edge_id=i.edge)),
-    ("dup-row", DuplicateIdError, lambda r, i: r.create_row(source_node_id=i.src, row_index=1, data={}, row_id=i.row)),
+    (
+        "dup-node",
+        DuplicateIdError,
+        lambda r, i: r.register_node(plugin_name="p", node_type="source", node_id=i.src),
+    ),
+    (
+        "dup-edge",
+        DuplicateIdError,
+        lambda r, i: r.register_edge(
+            from_node_id=i.src, to_node_id=i.t1, label="x", edge_id=i.edge
+        ),
+    ),
+    (
+        "dup-row",
+        DuplicateIdError,
+        lambda r, i: r.create_row(source_node_id=i.src, row_index=1, data={}, row_id=i.row),
+    ),
     ("dup-token", DuplicateIdError, lambda r, i: r.create_token(row_id=i.row, token_id=i.tok)),
-    ("dup-open-state", DuplicateIdError, lambda r, i: r.begin_node_state(token_id=i.tok, node_id=i.t1, step_index=1, input_data={}, state_id=i.open_state)),
-    ("dup-closed-state", DuplicateIdError, lambda r, i: r.begin_node_state(token_id=i.tok, node_id=i.t1, step_index=1, input_data={}, state_id=i.closed_state)),
-]  # fmt: skip
+    (
+        "dup-open-state",
+        DuplicateIdError,
+        lambda r, i: r.begin_node_state(
+            token_id=i.tok, node_id=i.t1, step_index=1, input_data={}, state_id=i.open_state
+        ),
+    ),
+    (
+        "dup-closed-state",
+        DuplicateIdError,
+        lambda r, i: r.begin_node_state(
+            token_id=i.tok, node_id=i.t1, step_index=1, input_data={}, state_id=i.closed_state
+        ),
+    ),
+]
 
 
 @pytest.mark.parametrize(("exc", "call"), [c[1:] for c in REJECTED], ids=[c[0] for c in REJECTED])
@@ -458,12 +762,21 @@ def test_nothing_after_run_completed(store: AuditStore) -> None:
         lambda r, i: r.begin_node_state(token_id=i.tok, node_id=i.t1, step_index=1, input_data={}),
         lambda r, i: r.complete_node_state(i.open_state, status="completed"),
         lambda r, i: r.record_routing_event(state_id=i.open_state, edge_id=i.edge),
-        lambda r, i: r.record_call(state_id=i.open_state, call_type="llm", status="success", request={}),
-        lambda r, i: r.record_artifact(state_id=i.closed_state, sink_node_id=i.sink, artifact_type="f", path_or_uri="p", content_hash="h", size_bytes=1),
+        lambda r, i: r.record_call(
+            state_id=i.open_state, call_type="llm", status="success", request={}
+        ),
+        lambda r, i: r.record_artifact(
+            state_id=i.closed_state,
+            sink_node_id=i.sink,
+            artifact_type="f",
+            path_or_uri="p",
+            content_hash="h",
+            size_bytes=1,
+        ),
         lambda r, i: r.record_token_outcome(token_id=i.tok, outcome="completed"),
         lambda r, i: r.complete(),
         lambda r, i: r.complete(status="failed"),
-    ]  # fmt: skip
+    ]
     for attempt in attempts:
         with pytest.raises(RunAlreadyCompletedError):
             attempt(run, ids)
@@ -527,10 +840,12 @@ def test_with_block_completes_the_run(store: AuditStore) -> None:
 
 
 def test_with_block_records_a_failure_and_reraises(store: AuditStore) -> None:
-    with pytest.raises(ValueError, match="boom") as info:
-        with store.start_run(run_id="run-fail", export=None) as run:
-            run.register_node(plugin_name="p", node_type="source")
-            raise ValueError("boom")
+    with (
+        pytest.raises(ValueError, match="boom") as info,
+        store.start_run(run_id="run-fail", export=None) as run,
+    ):
+        run.register_node(plugin_name="p", node_type="source")
+        raise ValueError("boom")
     assert str(info.value) == "boom"
     events = events_of(store, "run-fail")
     assert [type(e) for e in events] == [RunStarted, NodeRegistered, RunCompleted]
@@ -541,9 +856,8 @@ def test_with_block_records_a_failure_and_reraises(store: AuditStore) -> None:
 
 
 def test_with_block_records_an_interrupt(store: AuditStore) -> None:
-    with pytest.raises(KeyboardInterrupt):
-        with store.start_run(run_id="run-int", export=None):
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), store.start_run(run_id="run-int", export=None):
+        raise KeyboardInterrupt
     end = events_of(store, "run-int")[-1]
     assert isinstance(end, RunCompleted)
     assert end.status == "interrupted"
@@ -574,9 +888,10 @@ def test_with_block_and_live_export_seal(store: AuditStore) -> None:
 # -- several threads --------------------------------------------------------------------------
 
 
-def test_several_threads_record_into_one_run(tmp_path: Path) -> None:
-    threads_n, rows_n = 4, 500
-    store = AuditStore.open(tmp_path / "audit", durability="batch")
+@pytest.mark.parametrize(("durability", "rows_n"), [("batch", 500), ("always", 60)])
+def test_several_threads_record_into_one_run(tmp_path: Path, durability: str, rows_n: int) -> None:
+    threads_n = 4
+    store = AuditStore.open(tmp_path / "audit", durability=durability)  # type: ignore[arg-type]
     run = store.start_run(run_id="run-mt", export=None)
     src = run.register_node(plugin_name="p", node_type="source")
     t1 = run.register_node(plugin_name="t", node_type="transform")
@@ -685,29 +1000,60 @@ def test_resume_after_unclean_stop(tmp_path: Path) -> None:
         assert rec.known_ids["rows"] == 4 and rec.known_ids["open_states"] == 1
 
         checks: list[tuple[type[Exception], Call]] = [
-            (DuplicateIdError, lambda r, i: r.create_row(source_node_id=src, row_index=9, data={}, row_id="given")),
-            (DuplicateIdError, lambda r, i: r.create_row(source_node_id=src, row_index=9, data={}, row_id=rows[0])),
-            (DuplicateIdError, lambda r, i: r.register_node(plugin_name="p", node_type="sink", node_id=t1)),
+            (
+                DuplicateIdError,
+                lambda r, i: r.create_row(source_node_id=src, row_index=9, data={}, row_id="given"),
+            ),
+            (
+                DuplicateIdError,
+                lambda r, i: r.create_row(source_node_id=src, row_index=9, data={}, row_id=rows[0]),
+            ),
+            (
+                DuplicateIdError,
+                lambda r, i: r.register_node(plugin_name="p", node_type="sink", node_id=t1),
+            ),
             (DuplicateIdError, lambda r, i: r.create_token(row_id=rows[0], token_id=toks[2])),
-            (DuplicateIdError, lambda r, i: r.begin_node_state(token_id=toks[0], node_id=t1, step_index=2, input_data={}, state_id=closed_st)),
+            (
+                DuplicateIdError,
+                lambda r, i: r.begin_node_state(
+                    token_id=toks[0], node_id=t1, step_index=2, input_data={}, state_id=closed_st
+                ),
+            ),
             (UnknownIdError, lambda r, i: r.create_token(row_id="ghost")),
-            (UnknownIdError, lambda r, i: r.create_row(source_node_id="ghost", row_index=0, data={})),
-            (UnknownIdError, lambda r, i: r.record_routing_event(state_id=open_st, edge_id="ghost")),
-            (StateAlreadyCompletedError, lambda r, i: r.complete_node_state(closed_st, status="completed")),
-            (LifecycleError, lambda r, i: r.record_token_outcome(token_id=toks[1], outcome="failed")),
-        ]  # fmt: skip
+            (
+                UnknownIdError,
+                lambda r, i: r.create_row(source_node_id="ghost", row_index=0, data={}),
+            ),
+            (
+                UnknownIdError,
+                lambda r, i: r.record_routing_event(state_id=open_st, edge_id="ghost"),
+            ),
+            (
+                StateAlreadyCompletedError,
+                lambda r, i: r.complete_node_state(closed_st, status="completed"),
+            ),
+            (
+                LifecycleError,
+                lambda r, i: r.record_token_outcome(token_id=toks[1], outcome="failed"),
+            ),
+        ]
         for exc, attempt in checks:
             with pytest.raises(exc):
                 attempt(rec, None)  # type: ignore[arg-type]
         assert rec.last_seq == last
 
         # Known ids still work, and new generated ids never collide with old ones.
-        call2 = rec.record_call(state_id=open_st, call_type="llm", status="success", request={"q": 2})
+        call2 = rec.record_call(
+            state_id=open_st, call_type="llm", status="success", request={"q": 2}
+        )
         rec.complete_node_state(open_st, status="completed")
-        new_rows = [rec.create_row(source_node_id=src, row_index=10 + n, data={"m": n}) for n in range(5)]
+        new_rows = [
+            rec.create_row(source_node_id=src, row_index=10 + n, data={"m": n}) for n in range(5)
+        ]
         new_toks = [rec.create_token(row_id=r) for r in new_rows]
         new_states = [
-            rec.begin_node_state(token_id=t, node_id=t1, step_index=1, input_data={}) for t in new_toks
+            rec.begin_node_state(token_id=t, node_id=t1, step_index=1, input_data={})
+            for t in new_toks
         ]
         new_node = rec.register_node(plugin_name="p2", node_type="sink")
         new_edge = rec.register_edge(from_node_id=t1, to_node_id=new_node, label="x")
@@ -753,3 +1099,41 @@ def test_event_bytes_in_journal_match_decoded_events(store: AuditStore) -> None:
         decoded = msgspec.json.decode(line)
         assert decoded.pop("chain")
         assert decoded == msgspec.json.decode(msgspec.json.encode(event))
+
+
+# -- a full disk ---------------------------------------------------------------------------------
+
+
+def test_disk_full_while_committing_loses_nothing(
+    store: AuditStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import os
+
+    run = store.start_run(run_id="run-enospc", export=None)
+    src = run.register_node(plugin_name="p", node_type="source", node_id="src")
+    real = os.write
+    failed: list[str] = []
+
+    def write(fd: int, data: bytes) -> int:
+        if not failed and "pack-" in os.readlink(f"/proc/self/fd/{fd}"):
+            failed.append("pack")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+    with pytest.raises(DiskFullError):
+        run.create_row(source_node_id=src, row_index=0, data={"first": 1}, row_id="r1")
+    assert failed
+    monkeypatch.undo()
+    run.create_row(source_node_id=src, row_index=1, data={"second": 2}, row_id="r2")
+    run.complete()
+    run.close()
+    events = events_of(store, "run-enospc")
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    rows = [e for e in events if isinstance(e, RowCreated)]
+    # The failed commit could not be undone (the event was already chained), so it is
+    # written by the next flush instead of leaving a hole in the chain.
+    assert [r.row_id for r in rows] == ["r1", "r2"]
+    assert store.payloads.get_json(rows[0].source_data_ref) == {"first": 1}
+    assert store.payloads.get_json(rows[1].source_data_ref) == {"second": 2}

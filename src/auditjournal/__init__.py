@@ -11,6 +11,7 @@ from .errors import (
     AuditJournalError,
     CanonicalizationError,
     CorruptJournalError,
+    DatabaseError,
     DiskFullError,
     DuplicateIdError,
     ExportError,
@@ -23,9 +24,11 @@ from .errors import (
     PayloadIntegrityError,
     PayloadNotFoundError,
     PayloadTooLargeError,
+    RowNotFoundError,
     RunAlreadyCompletedError,
     RunExistsError,
     RunNotFoundError,
+    SchemaVersionError,
     StateAlreadyCompletedError,
     StorageError,
     UnknownIdError,
@@ -33,9 +36,12 @@ from .errors import (
 from .events import Event
 from .export import ExportPaths, ExportProjector, LiveExport, SealResult, replay_export
 from .journal import Journal, JournalPosition, JournalReader, Recovery
+from .lineage import explain_row, list_runs, show_run
 from .payloads import PayloadStore
 from .recorder import RunRecorder
 from .settings import ExportSettings
+from .sqlproj import LiveSql, SqlProjector, replay_sql
+from .sqlschema import SqlDatabase
 from .store import AuditStore
 
 __version__ = "0.1.0"
@@ -45,6 +51,7 @@ __all__ = [
     "AuditStore",
     "CanonicalizationError",
     "CorruptJournalError",
+    "DatabaseError",
     "DiskFullError",
     "DuplicateIdError",
     "Event",
@@ -62,21 +69,30 @@ __all__ = [
     "JournalReader",
     "LifecycleError",
     "LiveExport",
+    "LiveSql",
     "PayloadIntegrityError",
     "PayloadNotFoundError",
     "PayloadStore",
     "PayloadTooLargeError",
     "Recovery",
+    "RowNotFoundError",
     "RunAlreadyCompletedError",
     "RunExistsError",
     "RunNotFoundError",
     "RunRecorder",
+    "SchemaVersionError",
     "SealResult",
+    "SqlDatabase",
+    "SqlProjector",
     "StateAlreadyCompletedError",
     "StorageError",
     "UnknownIdError",
     "__version__",
     "canonical_json",
+    "explain_row",
+    "list_runs",
     "replay_export",
+    "replay_sql",
+    "show_run",
     "stable_hash",
 ]

@@ -23,21 +23,31 @@ from .errors import (
     AuditJournalError,
     ExportNotFoundError,
     InvalidIdError,
+    RowNotFoundError,
     RunNotFoundError,
     SigningKeyError,
 )
 from .export import replay_export
 from .extract import Selection, extract_bundle, verify_bundle, write_bundle
+from .lineage import explain_row, list_runs, render_explain, render_runs, render_show, show_run
 from .service import ProjectionService, recorded_export_settings
 from .settings import ExportSettings
 from .signing import generate_keypair
+from .sqlproj import replay_sql
+from .sqlschema import SqlDatabase
 from .store import AuditStore
 from .tail import ExportTail, TailFilter
 from .verify import verify_export
 
 __all__ = ["cli", "main"]
 
-_USAGE_ERRORS = (InvalidIdError, RunNotFoundError, ExportNotFoundError, SigningKeyError)
+_USAGE_ERRORS = (
+    InvalidIdError,
+    RunNotFoundError,
+    RowNotFoundError,
+    ExportNotFoundError,
+    SigningKeyError,
+)
 _ROOT = click.argument("root", type=click.Path(file_okay=False, path_type=Path))
 
 
@@ -190,9 +200,17 @@ def _describe(record: dict[str, Any]) -> str:
 @click.option(
     "--out",
     "out_dir",
-    required=True,
+    default=None,
     type=click.Path(file_okay=False, path_type=Path),
     help="Directory for the new export (created).",
+)
+@click.option(
+    "--db",
+    "db_url",
+    default=None,
+    metavar="URL",
+    help="Rebuild the run's SQL tables in this database (SQLAlchemy URL, or 'default' for "
+    "ROOT/landscape.db); the run's old rows there are deleted first.",
 )
 @click.option("--no-payloads", is_flag=True, help="Export refs only, without inlined payloads.")
 @click.option(
@@ -211,18 +229,31 @@ def _describe(record: dict[str, Any]) -> str:
 def replay(
     root: Path,
     run_id: str,
-    out_dir: Path,
+    out_dir: Path | None,
+    db_url: str | None,
     no_payloads: bool,
     chunk_size: str | None,
     no_sign: bool,
     signing_key_file: Path | None,
 ) -> None:
-    """Rebuild a run's export from its journal (byte-identical for the same settings).
+    """Rebuild a run's export (--out) and/or SQL tables (--db) from its journal.
 
-    Settings default to those the run's live export used; a signed export is
-    re-signed with the same key ($AUDITJOURNAL_SIGNING_KEY for HMAC).
+    The export is byte-identical for the same settings. Settings default to
+    those the run's live export used; a signed export is re-signed with the
+    same key ($AUDITJOURNAL_SIGNING_KEY for HMAC).
     """
+    if out_dir is None and db_url is None:
+        raise click.UsageError("give --out DIR (an export), --db URL (SQL tables), or both")
     store = _existing_store(root)
+    if db_url is not None:
+        try:
+            _replay_tables(store, run_id, db_url)
+        except BaseException:
+            store.close()
+            raise
+    if out_dir is None:
+        store.close()
+        return
     try:
         recorded = recorded_export_settings(store, run_id)
         size = _chunk_size(chunk_size)
@@ -252,13 +283,35 @@ def replay(
     click.echo(f"manifest {result.manifest_path} (sha256 {result.manifest_sha256})")
 
 
+def _replay_tables(store: AuditStore, run_id: str, db_url: str) -> None:
+    url = store.database_url if db_url == "default" else db_url
+    database = SqlDatabase(url)
+    try:
+        last = replay_sql(database=database, journal_dir=store.journal_dir(run_id), run_id=run_id)
+    finally:
+        database.close()
+    click.echo(f"rebuilt the SQL tables of run {run_id} in {database.url}: {last:,} events")
+
+
 @cli.command()
 @_ROOT
 @click.option("--follow", is_flag=True, help="Keep running and project new runs as they appear.")
 @click.option("--run", "run_ids", multiple=True, help="Only this run (repeatable).")
-def project(root: Path, follow: bool, run_ids: tuple[str, ...]) -> None:
-    """Run the export projector as a separate process over every run in ROOT."""
-    store = _existing_store(root)
+@click.option(
+    "--sql/--no-sql", default=True, show_default=True, help="Also keep the SQL tables current."
+)
+@click.option(
+    "--db",
+    "db_url",
+    default=None,
+    metavar="URL",
+    help="SQL tables' database (default ROOT/landscape.db).",
+)
+def project(
+    root: Path, follow: bool, run_ids: tuple[str, ...], sql: bool, db_url: str | None
+) -> None:
+    """Run the projectors (export, SQL tables) as a separate process over every run in ROOT."""
+    store = _sql_store(root, db_url)
 
     def sealed(run_id: str, result: Any) -> None:
         click.echo(
@@ -266,7 +319,7 @@ def project(root: Path, follow: bool, run_ids: tuple[str, ...]) -> None:
             f"{result.chunk_count} chunk(s), manifest sha256 {result.manifest_sha256}"
         )
 
-    service = ProjectionService(store, run_ids=list(run_ids) or None, on_sealed=sealed)
+    service = ProjectionService(store, run_ids=list(run_ids) or None, on_sealed=sealed, sql=sql)
     try:
         count = service.run(follow=follow)
     except KeyboardInterrupt:
@@ -274,6 +327,79 @@ def project(root: Path, follow: bool, run_ids: tuple[str, ...]) -> None:
     finally:
         store.close()
     click.echo(f"{count} export(s) sealed", err=True)
+
+
+def _sql_store(root: Path, db_url: str | None) -> AuditStore:
+    if not (root / "runs").is_dir():
+        raise click.UsageError(f"{root} is not an auditjournal root (no runs/ directory)")
+    return AuditStore.open(root, database_url=db_url)
+
+
+_DB = click.option(
+    "--db",
+    "db_url",
+    default=None,
+    metavar="URL",
+    help="Database of the SQL tables (SQLAlchemy URL; default ROOT/landscape.db).",
+)
+_NO_REFRESH = click.option(
+    "--no-refresh",
+    is_flag=True,
+    help="Query the tables as they are (default: first project what the journals add).",
+)
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+
+
+@cli.command()
+@_ROOT
+@_DB
+@_NO_REFRESH
+@_JSON
+def runs(root: Path, db_url: str | None, no_refresh: bool, as_json: bool) -> None:
+    """List the runs in ROOT: status, start, duration, rows, events, export state."""
+    with _sql_store(root, db_url) as store:
+        result = list_runs(store, refresh=not no_refresh)
+    click.echo(json.dumps(result, indent=2) if as_json else render_runs(result))
+
+
+@cli.command()
+@_ROOT
+@click.argument("run_id")
+@_DB
+@_NO_REFRESH
+@_JSON
+def show(root: Path, run_id: str, db_url: str | None, no_refresh: bool, as_json: bool) -> None:
+    """Show a run: nodes, edges, counts by state / outcome / call, export state."""
+    with _sql_store(root, db_url) as store:
+        result = show_run(store, run_id, refresh=not no_refresh)
+    click.echo(json.dumps(result, indent=2) if as_json else render_show(result))
+
+
+@cli.command()
+@_ROOT
+@click.argument("run_id")
+@click.option("--row", "row_id", required=True, help="The row to explain.")
+@_DB
+@_NO_REFRESH
+@click.option("--full", is_flag=True, help="Show payloads in full (default: cut at 120 chars).")
+@_JSON
+def explain(
+    root: Path,
+    run_id: str,
+    row_id: str,
+    db_url: str | None,
+    no_refresh: bool,
+    full: bool,
+    as_json: bool,
+) -> None:
+    """The full lineage of one row: source data, every state's input/output, routing
+    reasons, calls with request/response, artifacts and outcome (--json: export records)."""
+    with _sql_store(root, db_url) as store:
+        result = explain_row(store, run_id, row_id, refresh=not no_refresh)
+    if as_json:
+        click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+    else:
+        click.echo(render_explain(result, width=None if full else 120))
 
 
 @cli.command()

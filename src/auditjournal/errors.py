@@ -61,6 +61,10 @@ class RunAlreadyCompletedError(LifecycleError):
     """An event was recorded after the run's ``run_completed`` event."""
 
 
+class RunNotCompletedError(LifecycleError):
+    """An operation that needs a completed run (a CSV export, ...) met an unfinished one."""
+
+
 class RunExistsError(AuditJournalError):
     """A run with this id already has a journal."""
 
@@ -115,5 +119,25 @@ class SignatureError(AuditJournalError):
     """A manifest signature is absent, malformed or does not verify."""
 
 
+class UnsupportedSchemaError(AuditJournalError, ValueError):
+    """A JSON Schema construct has no faithful typed form (the message names its JSON path)."""
+
+
+class ReconstructionError(AuditJournalError, ValueError):
+    """Typed values cannot be rebuilt from an export (no schema, no payloads, or a mismatch)."""
+
+
 class PayloadIntegrityError(StorageError):
     """Stored payload bytes do not hash to their ref, or a pack file is damaged."""
+
+
+class DatabaseError(AuditJournalError):
+    """The SQL database of the audit tables could not be reached or refused a statement."""
+
+
+class SchemaVersionError(DatabaseError):
+    """The database holds audit tables of another schema version (or foreign tables)."""
+
+
+class RowNotFoundError(AuditJournalError):
+    """No row with this id in the run's audit tables."""

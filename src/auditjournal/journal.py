@@ -38,7 +38,15 @@ from typing import BinaryIO, Final
 
 from .errors import CorruptJournalError, JournalClosedError, StorageError
 from .events import BaseEvent, Event, decode_event, encode_event
-from .storage import AppendFile, Durability, Flusher, fsync_dir, lock_file, storage_error
+from .storage import (
+    AppendFile,
+    Durability,
+    Flusher,
+    fsync_dir,
+    lock_file,
+    storage_error,
+    write_in_order,
+)
 
 __all__ = [
     "DEFAULT_FLUSH_INTERVAL",
@@ -213,19 +221,38 @@ class Journal:
                 new_dirs, self._new_dirs = self._new_dirs, False
             if not work and not fsync:
                 return
-            if self._before_flush is not None:
-                self._before_flush(fsync)
-            for file, data in work:
-                file.write_out(data)
-                if fsync:
+            try:
+                if self._before_flush is not None:
+                    self._before_flush(fsync)
+            except BaseException:
+                self._put_back(work, files[:-1], new_dirs)
+                raise
+            try:
+                write_in_order(work)
+                for file, _ in work:
+                    if fsync:
+                        file.sync()
+                for file in files[:-1]:
                     file.sync()
-            for file in files[:-1]:
-                file.sync()
-                file.close()
+                    file.close()
+            except BaseException:
+                self._put_back([], files[:-1], new_dirs)
+                raise
             if fsync:
                 if new_dirs:
                     fsync_dir(self.directory)
                 self.durable_seq = max(self.durable_seq, last)
+
+    def _put_back(
+        self, unwritten: list[tuple[AppendFile, bytes]], retired: list[AppendFile], new_dirs: bool
+    ) -> None:
+        """A flush failed: give back what it took, so the next flush writes it, in order
+        (dropping it would leave a gap in the chain on disk)."""
+        with self.lock:
+            for file, data in unwritten:
+                file.give_back(data)
+            self._retired[0:0] = [f for f in retired if f.fd >= 0]
+            self._new_dirs = self._new_dirs or new_dirs
 
     def _background_flush(self) -> None:
         self.flush(fsync=self.durability == "batch")
@@ -280,6 +307,7 @@ class Journal:
             file = AppendFile(path, 0)
             fsync_dir(self.directory)
             return None, file, 1, genesis_chain(self.run_id)
+        removed = self._drop_empty_tail_segments(segments)
         first_seq, path = segments[-1]
         prev_chain = genesis_chain(self.run_id)
         if len(segments) > 1:
@@ -299,7 +327,26 @@ class Journal:
             except OSError as exc:
                 raise storage_error(exc, f"cannot truncate torn tail of {path}") from exc
             recovery = Recovery(path.name, dropped, next_seq - 1)
+        elif removed:
+            recovery = Recovery(removed[-1], 0, next_seq - 1)
         return recovery, AppendFile(path, good), next_seq, chain
+
+    def _drop_empty_tail_segments(self, segments: list[tuple[int, Path]]) -> list[str]:
+        """Remove empty segments at the end (never the first): a roll creates the next segment
+        before the entries ahead of it are written, so a crash in between leaves it empty and
+        named after entries that never reached the disk. It holds nothing; the next roll
+        makes it again. Returns the names removed."""
+        removed = []
+        while len(segments) > 1 and segments[-1][1].stat().st_size == 0:
+            path = segments.pop()[1]
+            try:
+                path.unlink()
+            except OSError as exc:
+                raise storage_error(exc, f"cannot remove empty segment {path}") from exc
+            removed.append(path.name)
+        if removed:
+            fsync_dir(self.directory)
+        return removed
 
 
 def _scan(

@@ -39,7 +39,7 @@ import msgspec
 
 from .canonical import canonical_json
 from .errors import PayloadIntegrityError, PayloadNotFoundError, PayloadTooLargeError
-from .storage import AppendFile, storage_error, validate_ref
+from .storage import AppendFile, storage_error, validate_ref, write_in_order
 
 __all__ = ["DEFAULT_MAX_PAYLOAD_BYTES", "PackRecovery", "PayloadStore"]
 
@@ -128,20 +128,25 @@ class PayloadStore:
         """Hand buffered payloads to the OS (and fsync them when asked): pack, then index."""
         with self._io_lock:
             with self._lock:
-                writers = [*self._retired, self._writer] if self._writer else list(self._retired)
+                retired = list(self._retired)
+                writers = [*retired, self._writer] if self._writer else retired
                 self._retired.clear()
                 work = [(w, w.dat.take(), w.idx.take()) for w in writers if w.dat.pending or fsync]
-            for writer, dat, idx in work:
-                writer.dat.write_out(dat)
-                writer.idx.write_out(idx)
-                if fsync:
-                    writer.dat.sync()
-                    writer.idx.sync()
-            for writer in writers:
-                if writer is not self._writer:  # retired: make it durable once, then let go
+            try:
+                write_in_order([s for w, d, i in work for s in ((w.dat, d), (w.idx, i))])
+                for writer, _, _ in work:
+                    if fsync:
+                        writer.dat.sync()
+                        writer.idx.sync()
+                # Only packs retired before the take: one retired since may hold new bytes.
+                for writer in retired:  # make it durable once, then let go
                     writer.dat.sync()
                     writer.idx.sync()
                     writer.close()
+            except BaseException:
+                with self._lock:  # the next flush retries, in order
+                    self._retired[0:0] = [w for w in retired if w.dat.fd >= 0]
+                raise
 
     def close(self) -> None:
         """Write and fsync what is buffered, release the pack lock and read handles."""
@@ -344,8 +349,11 @@ class PayloadStore:
         try:
             if dropped:
                 os.ftruncate(dat.fd, good_dat)
-            os.ftruncate(idx.fd, 0)
-            idx.append(b"".join(d + _LENGTHS.pack(o, s) for d, o, s in entries))
+            # Keep the index's good entries and append the re-indexed ones: rewriting it from
+            # empty would hide every payload of the pack from readers if we crash meanwhile.
+            kept = len(entries) - reindexed
+            os.ftruncate(idx.fd, kept * _ENTRY.size)
+            idx.append(b"".join(d + _LENGTHS.pack(o, s) for d, o, s in entries[kept:]))
             idx.write_out()
             dat.size = dat.written = good_dat
             os.fsync(idx.fd)

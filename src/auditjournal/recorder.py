@@ -24,6 +24,7 @@ import msgspec
 
 from .canonical import canonical_json
 from .errors import (
+    DatabaseError,
     ExportError,
     InvalidEventError,
     LifecycleError,
@@ -61,6 +62,7 @@ from .runstate import RunState
 
 if TYPE_CHECKING:
     from .export import LiveExport, SealResult
+    from .sqlproj import LiveSql
     from .store import AuditStore
 
 __all__ = ["RunRecorder", "jsonable"]
@@ -101,6 +103,7 @@ class RunRecorder:
         self.export_result: SealResult | None = None
         """Set when the live export was sealed."""
         self._live_export: LiveExport | None = None
+        self._live_sql: LiveSql | None = None
         self.run_id = run_id
         self.recovery = journal.recovery
         self._journal = journal
@@ -499,7 +502,9 @@ class RunRecorder:
         """Append ``run_completed``; afterwards only export events are accepted.
 
         With a live export, waits until it is sealed and appends ``export_sealed``
-        (or ``export_failed``, then raises :class:`ExportError`).
+        (or ``export_failed``, then raises :class:`ExportError`). With live SQL
+        tables, then waits until they hold every event (:class:`DatabaseError`
+        if their projection failed; the journal is complete either way).
         """
         _choice(status, RUN_STATUSES, "run status")
         error_value = None if error is None else jsonable(error)
@@ -515,8 +520,17 @@ class RunRecorder:
                 )
             )
         self._journal.flush(fsync=self._journal.durability != "none")
-        if self._live_export is not None:
-            self._finish_export(self._live_export)
+        live_sql, self._live_sql = self._live_sql, None
+        try:
+            if self._live_export is not None:
+                self._finish_export(self._live_export)
+        except BaseException:
+            if live_sql is not None:
+                with contextlib.suppress(DatabaseError):
+                    live_sql.finish(self._journal.last_seq)
+            raise
+        if live_sql is not None:
+            live_sql.finish(self._journal.last_seq)
 
     def _finish_export(self, live: LiveExport) -> None:
         self._live_export = None
@@ -555,6 +569,10 @@ class RunRecorder:
         with self._lock:
             if self._closed:
                 raise RunAlreadyCompletedError(f"recorder of run {self.run_id!r} is closed")
+            if not self._state.completed:
+                raise LifecycleError(
+                    f"run {self.run_id!r} has not completed; export events come after run_completed"
+                )
             event = msgspec.structs.replace(
                 event, run_id=self.run_id, seq=self._journal.next_seq, ts=_now(_UTC)
             )
@@ -571,6 +589,9 @@ class RunRecorder:
         if self._live_export is not None:
             self._live_export.stop()  # unfinished run: the export stays resumable
             self._live_export = None
+        if self._live_sql is not None:
+            self._live_sql.stop()  # the tables stay at their checkpoint, resumable
+            self._live_sql = None
         self._journal.close()
         if self in self.store._recorders:
             self.store._recorders.remove(self)
@@ -591,7 +612,7 @@ class RunRecorder:
                 else:
                     status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
                     # an export failure is recorded as export_failed; the body's error is the news
-                    with contextlib.suppress(ExportError):
+                    with contextlib.suppress(ExportError, DatabaseError):
                         self.complete(
                             status, error={"type": type(exc).__name__, "message": str(exc)[:2000]}
                         )

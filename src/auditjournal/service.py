@@ -8,6 +8,10 @@ that run's journal, once the recorder has released it.
 
 A run whose export another process is writing (its export lock is held,
 e.g. by an in-process live export) is skipped and retried later.
+
+With ``sql`` (the default) each run also gets a :class:`SqlProjector` that
+keeps the SQL audit tables current, through ``export_sealed``; its
+checkpoint makes it safe beside an in-process projector of the same run.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from .errors import JournalLockedError
 from .events import ExportSealed, RunStarted
 from .export import ExportProjector, SealResult
 from .settings import ExportSettings
+from .sqlproj import SqlProjector
+from .sqlschema import SqlDatabase
 from .store import AuditStore
 
 __all__ = ["ProjectionService", "recorded_export_settings"]
@@ -45,6 +51,8 @@ class _Job:
     run_id: str
     projector: ExportProjector | None = None
     done: bool = False
+    sql: SqlProjector | None = None
+    sql_done: bool = False
 
 
 @dataclass
@@ -55,6 +63,9 @@ class ProjectionService:
     run_ids: list[str] | None = None
     settings: ExportSettings | None = None
     on_sealed: Callable[[str, SealResult], None] | None = None
+    sql: bool = True
+    database: SqlDatabase | None = None
+    """Where the SQL tables go (default: the store's database)."""
     _jobs: dict[str, _Job] = field(default_factory=dict)
 
     def run(
@@ -71,7 +82,7 @@ class ProjectionService:
                 sealed += newly
                 if progressed:
                     continue
-                if not follow and all(job.done for job in self._jobs.values()):
+                if not follow and all(job.done and job.sql_done for job in self._jobs.values()):
                     break
                 if not follow and not self._pending_possible():
                     break
@@ -84,6 +95,8 @@ class ProjectionService:
             for job in self._jobs.values():
                 if job.projector is not None:
                     job.projector.close()
+                if job.sql is not None:
+                    job.sql.close()
         return sealed
 
     def _pending_possible(self) -> bool:
@@ -98,7 +111,9 @@ class ProjectionService:
         sealed = 0
         wanted = self.run_ids if self.run_ids is not None else self.store.run_ids()
         for run_id in wanted:
-            job = self._jobs.setdefault(run_id, _Job(run_id))
+            job = self._jobs.setdefault(run_id, _Job(run_id, sql_done=not self.sql))
+            if self._step_sql(job):
+                progressed = True
             if job.done:
                 continue
             if job.projector is None:
@@ -111,6 +126,20 @@ class ProjectionService:
                 sealed += 1
                 progressed = True
         return progressed, sealed
+
+    def _step_sql(self, job: _Job) -> bool:
+        """Move the run's tables on; done once they hold the run and its seal."""
+        if job.sql_done:
+            return False
+        if job.sql is None:
+            database = self.database or self.store.sql_database()
+            job.sql = self.store.sql_projector(job.run_id, database)
+        moved = job.sql.step()
+        if not moved and job.done and job.sql.run_completed:
+            job.sql.close()
+            job.sql = None
+            job.sql_done = True
+        return moved > 0
 
     def _projector(self, run_id: str) -> ExportProjector | None:
         settings = self.settings or recorded_export_settings(self.store, run_id)

@@ -33,6 +33,7 @@ __all__ = [
     "lock_file",
     "validate_id",
     "validate_ref",
+    "write_in_order",
 ]
 
 Durability = Literal["always", "batch", "none"]
@@ -147,6 +148,10 @@ class AppendFile:
         self._buf.clear()
         return data
 
+    def give_back(self, data: bytes) -> None:
+        """Return bytes taken earlier but not written, ahead of anything appended since."""
+        self._buf[0:0] = data
+
     def write_out(self, data: bytes | None = None) -> None:
         """Write the buffer (or ``data`` taken earlier) to the OS, in order."""
         if data is None:
@@ -158,7 +163,7 @@ class AppendFile:
                 done += os.write(self.fd, view[done : done + _WRITE_CHUNK])
         except OSError as exc:
             os.ftruncate(self.fd, self.written)
-            self._buf[0:0] = data  # keep it for the retry, ahead of newer bytes
+            self.give_back(data)  # keep it for the retry, ahead of newer bytes
             raise storage_error(exc, f"cannot write {self.path}") from exc
         self.written += done
 
@@ -172,6 +177,18 @@ class AppendFile:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+def write_in_order(steps: list[tuple[AppendFile, bytes]]) -> None:
+    """Write bytes taken from several files, in order. If one write fails, its bytes and
+    those of every later step are given back, so a retry writes them all, in order."""
+    for index, (file, data) in enumerate(steps):
+        try:
+            file.write_out(data)  # gives back its own bytes if it fails
+        except BaseException:
+            for later, rest in steps[index + 1 :]:
+                later.give_back(rest)
+            raise
 
 
 class Flusher(Generic[T]):

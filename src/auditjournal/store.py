@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import secrets
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Self
@@ -34,6 +35,8 @@ from .payloads import DEFAULT_MAX_PAYLOAD_BYTES, PayloadStore
 from .recorder import RunRecorder, jsonable
 from .runstate import RunState
 from .settings import ExportSettings
+from .sqlproj import LiveSql, SqlProjector
+from .sqlschema import SqlDatabase
 from .storage import DURABILITY_MODES, Durability, validate_id
 
 __all__ = ["AuditStore"]
@@ -72,6 +75,8 @@ class AuditStore:
         (root / "runs").mkdir(parents=True, exist_ok=True)
         self.payloads = PayloadStore(root / "payloads", max_payload_bytes=max_payload_bytes)
         self._recorders: list[RunRecorder] = []
+        self._sql: SqlDatabase | None = None
+        self._sql_lock = threading.Lock()
 
     @classmethod
     def open(
@@ -124,12 +129,15 @@ class AuditStore:
         export: ExportSettings | None = _DEFAULT_EXPORT,
         run_id: str | None = None,
         settings: dict[str, Any] | None = None,
+        sql: bool = True,
     ) -> RunRecorder:
         """Create a run's journal, append ``run_started`` and return its recorder.
 
         With ``export`` (the default) a projector thread writes the live export
         while the run is recorded; completing the run waits for it to be sealed.
         ``export=None`` records only the journal (project or replay it later).
+        With ``sql`` (the default) another thread keeps the SQL audit tables at
+        :attr:`database_url` current, and completing the run waits for them too.
         """
         if run_id is None:
             stamp = _dt.datetime.now(_UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -137,6 +145,8 @@ class AuditStore:
         directory = self.journal_dir(run_id)
         if directory.exists() and any(directory.glob("*.jsonl")):
             raise RunExistsError(f"run {run_id!r} already has a journal in {directory}")
+        if sql:
+            self._check_new_sql_run(run_id)  # a bad database fails before the run exists
         config = jsonable(config or {})
         resolved = {"durability": self.durability, **jsonable(settings or {})}
         if export is not None:
@@ -146,8 +156,12 @@ class AuditStore:
         self._recorders.append(recorder)
         try:
             recorder._emit_run_started(config, resolved)
+            # the run exists on disk from here on, whatever the durability mode
+            journal.flush(fsync=self.durability != "none")
             if export is not None:
                 recorder._live_export = LiveExport(self.export_projector(run_id, export))
+            if sql:
+                recorder._live_sql = LiveSql(self.sql_projector(run_id))
         except BaseException:
             recorder.close()
             raise
@@ -164,6 +178,31 @@ class AuditStore:
             settings=export,
             prefix=prefix or self.export_prefix(run_id, export),
         )
+
+    # -- SQL tables -------------------------------------------------------------------
+
+    def sql_database(self) -> SqlDatabase:
+        """The audit tables at :attr:`database_url` (connected, schema checked, on first use)."""
+        with self._sql_lock:
+            if self._sql is None:
+                self._sql = SqlDatabase(self.database_url)
+            return self._sql
+
+    def sql_projector(self, run_id: str, database: SqlDatabase | None = None) -> SqlProjector:
+        """A projector of the run's journal into the tables (resuming from their checkpoint)."""
+        return SqlProjector(
+            database=database or self.sql_database(),
+            journal_dir=self.journal_dir(run_id),
+            run_id=run_id,
+        )
+
+    def _check_new_sql_run(self, run_id: str) -> None:
+        database = self.sql_database()
+        if database.checkpoint(run_id) is not None:
+            raise RunExistsError(
+                f"run {run_id!r} already has audit tables in {database.url} "
+                "(choose another run id, or start the run with sql=False)"
+            )
 
     def resume_run(self, run_id: str) -> RunRecorder:
         """Reopen an unfinished run after a crash: repair a torn tail, rebuild its state.
@@ -247,6 +286,10 @@ class AuditStore:
         for recorder in list(self._recorders):
             recorder.close()
         self.payloads.close()
+        with self._sql_lock:
+            if self._sql is not None:
+                self._sql.close()
+                self._sql = None
 
     def __enter__(self) -> Self:
         return self

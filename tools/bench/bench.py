@@ -458,6 +458,22 @@ def _loadavg() -> list[float] | None:
         return None
 
 
+def _pressure() -> dict[str, float]:
+    """Linux PSI ``some avg60`` for cpu and io (% of time something waited), if available."""
+    out: dict[str, float] = {}
+    for what in ("cpu", "io"):
+        try:
+            with open(f"/proc/pressure/{what}", encoding="utf-8") as fh:
+                first = fh.readline().split()
+        except OSError:
+            continue
+        for part in first[1:]:
+            key, _, value = part.partition("=")
+            if key == "avg60":
+                out[what] = float(value)
+    return out
+
+
 def _fmt_load(load: list[float] | None) -> str:
     return "?" if load is None else "/".join(f"{x:.2f}" for x in load)
 
@@ -487,6 +503,7 @@ def machine_info(workdir: Path) -> dict[str, Any]:
         "git_commit": _git("rev-parse", "HEAD"),
         "git_src_dirty": None if status is None else bool(status),
         "loadavg_start": _loadavg(),
+        "pressure_start": _pressure(),
     }
 
 
@@ -544,6 +561,22 @@ def _log(msg: str, stream: TextIO) -> None:
 
 
 # --------------------------------------------------------------------------- main runs
+
+
+def _busy_warning(machine: dict[str, Any]) -> str | None:
+    """A note if other work competed for the CPU or the disk while we measured."""
+    loads = [x for x in (machine.get("loadavg_start"), machine.get("loadavg_end")) if x]
+    pressures = [p for p in (machine.get("pressure_start"), machine.get("pressure_end")) if p]
+    cpu = max((p.get("cpu", 0.0) for p in pressures), default=0.0)
+    io_ = max((p.get("io", 0.0) for p in pressures), default=0.0)
+    load = max((x[0] for x in loads), default=0.0)
+    cpus = machine.get("cpu_affinity") or machine.get("cpu_count") or 1
+    if load > 0.5 * cpus or cpu > 10.0 or io_ > 10.0:
+        return (
+            f"WARNING: the machine was busy (1-min load up to {load:.2f} on {cpus} CPUs, "
+            f"PSI avg60 cpu {cpu:.0f}% io {io_:.0f}%): figures are pessimistic; rerun when idle."
+        )
+    return None
 
 
 def _parse_modes(text: str) -> list[str]:
@@ -839,6 +872,10 @@ def run_bench(args: argparse.Namespace) -> int:
         f"repeats={args.repeats}, seed={args.seed}"
     )
     machine["loadavg_end"] = _loadavg()
+    machine["pressure_end"] = _pressure()
+    busy = _busy_warning(machine)
+    if busy:
+        notes.insert(0, busy)
     machine_line = (
         f"machine: {machine['cpu_count']} CPUs ({machine['cpu_model']}), Python "
         f"{machine['python']}, {machine['platform']}; workdir fs {machine['workdir_fs']}; "

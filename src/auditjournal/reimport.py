@@ -1,0 +1,135 @@
+"""Typed reimport: an export's payloads decoded back into the types their nodes registered.
+
+``load_rows(export, node_id)`` finds the node's registered ``output_schema``
+(and ``input_schema``) in a sealed export and decodes that node's payloads
+with the msgspec types :func:`auditjournal.typed.schema_types` builds, so
+Decimal, datetime and bytes come back as such.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+
+from .chunks import iter_chunk_records
+from .errors import ReconstructionError, UnknownIdError
+from .typed import camel_name, decode_typed, schema_types
+from .verify import find_manifest
+
+__all__ = ["TypedRow", "load_rows"]
+
+
+@dataclass(frozen=True)
+class TypedRow:
+    """One payload of a node, as the type of the schema the node registered.
+
+    ``record_type`` is ``row`` (a source's rows: ``state_id`` and ``status`` are None) or
+    ``node_state``. ``output`` is ``source_data``/``output_data`` typed (None when the state
+    has no output); ``input`` is ``input_data`` typed when the node registered an
+    ``input_schema``, else None.
+    """
+
+    record_type: str
+    seq: int
+    row_id: str
+    state_id: str | None
+    status: str | None
+    output: Any
+    input: Any = None
+
+
+class _ManifestChunk(msgspec.Struct):
+    file: str
+
+
+class _Manifest(msgspec.Struct):
+    include_payloads: bool
+    chunks: list[_ManifestChunk]
+
+
+class _Head(msgspec.Struct):
+    record_type: str
+    node_id: str | None = None
+    source_node_id: str | None = None
+
+
+_HEAD: Final = msgspec.json.Decoder(_Head)
+_RECORD: Final = msgspec.json.Decoder(dict[str, Any])
+
+
+def load_rows(export: Path | str, node_id: str) -> Iterator[TypedRow]:
+    """The typed payloads of ``node_id`` in a sealed export (its directory or manifest).
+
+    In export order. Schema problems (and a missing node or schema) are raised by this
+    call; a payload that does not fit raises :class:`ReconstructionError` naming its record
+    while iterating. It reads the export as it is: ``verify`` it to know it is intact.
+    """
+    manifest_path = find_manifest(Path(export))
+    try:
+        manifest = msgspec.json.decode(manifest_path.read_bytes(), type=_Manifest)
+    except msgspec.DecodeError as exc:
+        raise ReconstructionError(f"{manifest_path} is not an export manifest: {exc}") from None
+    if not manifest.include_payloads:
+        raise ReconstructionError(
+            f"{manifest_path}: the export has no payloads (include_payloads=False); "
+            "replay the run with payloads to reconstruct values"
+        )
+    chunks = [manifest_path.parent / c.file for c in manifest.chunks]
+    node = _node_record(chunks, node_id)
+    if node.get("output_schema") is None:
+        raise ReconstructionError(f"node {node_id!r} registered no output_schema")
+    name = camel_name(str(node.get("plugin_name"))) or "Node"
+    output_type = schema_types(node["output_schema"], name=f"{name}Output")
+    source = node.get("node_type") == "source"
+    input_schema = None if source else node.get("input_schema")
+    input_type = None if input_schema is None else schema_types(input_schema, name=f"{name}Input")
+    return _typed_rows(chunks, node_id, source, output_type, input_type)
+
+
+def _records(chunks: list[Path]) -> Iterator[bytes]:
+    for path in chunks:
+        if not path.is_file():
+            raise ReconstructionError(f"{path}, listed in the manifest, is missing")
+        yield from iter_chunk_records(path)
+
+
+def _node_record(chunks: list[Path], node_id: str) -> dict[str, Any]:
+    for line in _records(chunks):
+        head = _HEAD.decode(line)
+        if head.record_type == "node" and head.node_id == node_id:
+            return _RECORD.decode(line)
+    raise UnknownIdError(f"the export has no node {node_id!r}")
+
+
+def _typed_rows(
+    chunks: list[Path], node_id: str, source: bool, output_type: Any, input_type: Any
+) -> Iterator[TypedRow]:
+    kind, out_field = ("row", "source_data") if source else ("node_state", "output_data")
+    for line in _records(chunks):
+        head = _HEAD.decode(line)
+        if head.record_type != kind or (head.source_node_id if source else head.node_id) != node_id:
+            continue
+        r = _RECORD.decode(line)
+        where = f"{kind} seq {r['seq']} (row {r['row_id']})"
+        yield TypedRow(
+            record_type=kind,
+            seq=r["seq"],
+            row_id=r["row_id"],
+            state_id=r.get("state_id"),
+            status=r.get("status"),
+            output=_typed_field(r, out_field, output_type, where),
+            input=None if input_type is None else _typed_field(r, "input_data", input_type, where),
+        )
+
+
+def _typed_field(record: dict[str, Any], field: str, type_: Any, where: str) -> Any:
+    if record.get(f"{field}_ref") is None:  # no payload: a failed or open state
+        return None
+    try:
+        return decode_typed(record[field], type_)
+    except ReconstructionError as exc:
+        raise ReconstructionError(f"{where}: {field} does not fit the schema: {exc}") from None
