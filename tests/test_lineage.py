@@ -311,3 +311,16 @@ def test_cli_project_keeps_tables_current(tmp_path: Path, sql: bool) -> None:
             assert run["export_status"] == "sealed"
         else:
             assert checkpoint is None
+
+
+def test_export_state_notices_a_changed_or_missing_manifest(tmp_path: Path) -> None:
+    with AuditStore.open(tmp_path / "root") as store:
+        record_rich_run(store, "r1", export=ExportSettings(), sql=True, rows=2)
+        manifest = store.export_dir("r1") / "audit_trail.manifest.json"
+        manifest.write_bytes(manifest.read_bytes() + b" ")
+        (found,) = list_runs(store)
+        assert found["export"]["state"] == "sealed, manifest differs from the journal"
+        assert found["export"]["manifest_matches_journal"] is False
+        manifest.unlink()
+        (found,) = list_runs(store)
+        assert found["export"]["state"] == "sealed, manifest missing"

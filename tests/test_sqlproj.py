@@ -587,3 +587,13 @@ def test_live_projection_failure_surfaces_at_complete_and_is_repairable(tmp_path
     replay_sql(database=database, journal_dir=store.journal_dir("r1"), run_id="r1")
     assert dump_tables(database, "r1") == got
     store.close()
+
+
+def test_every_event_field_has_a_column() -> None:
+    """A new event field must get a column (and a schema version), not vanish silently."""
+    from auditjournal.events import TokenCreated
+    from auditjournal.sqlproj import _DROPPED
+
+    assert {kind: fields for kind, fields in _DROPPED.items() if fields} == {
+        TokenCreated: ("parent_token_ids",)  # its own table, token_parents
+    }

@@ -17,13 +17,17 @@ The writer keeps each chunk's running SHA-256 and the RFC 6962 Merkle
 frontier over all records, so sealing needs no second pass over the files.
 Bytes are buffered and handed to the OS by :meth:`ChunkWriter.flush` (the
 projector calls it after every batch of events, which is what bounds the
-live-export lag).
+live-export lag). The ``write`` and the chunk's SHA-256 of each flushed block
+run on a small I/O thread: both release the GIL, so on a second core they
+overlap with building the next records.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,8 +70,64 @@ class ChunkInfo:
         }
 
 
+class _IoThread:
+    """Writes flushed blocks in order and hashes them, off the projecting thread."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[tuple[int, bytes, Any] | None] = queue.SimpleQueue()
+        self._idle = threading.Condition()
+        self._pending = 0
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="auditjournal-chunk-io", daemon=True)
+        self._thread.start()
+
+    def submit(self, fd: int, data: bytes, hasher: Any) -> None:
+        self._raise()
+        with self._idle:
+            self._pending += 1
+        self._queue.put((fd, data, hasher))
+
+    def drain(self) -> None:
+        """Wait until every submitted block is written and hashed."""
+        with self._idle:
+            while self._pending:
+                self._idle.wait()
+        self._raise()
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            fd, data, hasher = item
+            try:
+                if self.error is None:  # after a failure, later blocks must not land
+                    hasher.update(data)
+                    _write_all(fd, data)
+            except OSError as exc:
+                self.error = storage_error(exc, "cannot write export chunk")
+            finally:
+                with self._idle:
+                    self._pending -= 1
+                    self._idle.notify_all()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    done = 0
+    while done < len(view):
+        done += os.write(fd, view[done:])
+
+
 class ChunkWriter:
-    """Appends encoded records to the chunk files under ``prefix``. One thread only."""
+    """Appends encoded records to the chunk files under ``prefix``. One thread drives it."""
 
     def __init__(self, prefix: Path, chunk_size_bytes: int | None) -> None:
         self.prefix = prefix
@@ -77,9 +137,10 @@ class ChunkWriter:
         self.merkle = MerkleBuilder()
         self.index = 0  # of the current chunk
         self.current: ChunkInfo | None = None
-        self._hash = hashlib.sha256()
+        self._hash = hashlib.sha256()  # of the current chunk, fed by the I/O thread
         self._buf = bytearray()
         self._fd = -1
+        self._io = _IoThread()
 
     @property
     def total_records(self) -> int:
@@ -99,14 +160,16 @@ class ChunkWriter:
         ):
             self._close_current()
             current = None
+        buf = self._buf
         if current is None:
             current = self._start()
-            line = record + b"\n"
+            buf += record
+            current.bytes += len(record) + 1
         else:
-            line = b"," + record + b"\n"
-        self._buf += line
-        self._hash.update(line)
-        current.bytes += len(line)
+            buf += b","
+            buf += record
+            current.bytes += len(record) + 2
+        buf += b"\n"
         if not current.record_count:
             current.first_seq = seq
         current.record_count += 1
@@ -114,11 +177,16 @@ class ChunkWriter:
         self.merkle.add(leaf_hash(record))
 
     def flush(self) -> None:
-        """Hand buffered lines to the OS so live readers see them."""
+        """Hand buffered lines to the I/O thread, which writes them to the OS."""
         if self._buf:
             data = bytes(self._buf)
             self._buf.clear()
-            self._write(data)
+            self._io.submit(self._fd, data, self._hash)
+
+    def sync(self) -> None:
+        """Flush and wait until the OS has every byte (live readers see them)."""
+        self.flush()
+        self._io.drain()
 
     def finish(self) -> list[ChunkInfo]:
         """Close the last chunk with ``]``, fsync every chunk; return all chunk infos."""
@@ -129,7 +197,14 @@ class ChunkWriter:
         return self.closed_chunks
 
     def close(self) -> None:
-        """Release the file handle (nothing is flushed)."""
+        """Release the file handle and the I/O thread (what was flushed is written first)."""
+        try:
+            self._io.drain()
+        finally:
+            self._close_fd()
+            self._io.stop()
+
+    def _close_fd(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
@@ -137,7 +212,8 @@ class ChunkWriter:
     # -- checkpoints ----------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        """State to resume from, valid once :meth:`flush` has run."""
+        """State to resume from (waits until flushed bytes are written)."""
+        self.sync()
         return {
             "index": self.index,
             "closed": [c.as_dict() for c in self.closed_chunks],
@@ -183,7 +259,8 @@ class ChunkWriter:
 
     def remove_all(self) -> None:
         """Delete every chunk file of this prefix (before a rebuild)."""
-        self.close()
+        self._io.drain()
+        self._close_fd()
         self._remove_after(-1)
 
     # -- internals ------------------------------------------------------------------------
@@ -202,7 +279,7 @@ class ChunkWriter:
             self.index += 1
         path = self.path(self.index)
         self._open_fd(path, truncate=True)
-        self._hash = hashlib.sha256(_OPEN)
+        self._hash = hashlib.sha256()
         self._buf += _OPEN
         self.current = ChunkInfo(path.name, "", len(_OPEN), 0, 0, 0)
         return self.current
@@ -213,30 +290,21 @@ class ChunkWriter:
         if current.record_count == 0:
             return
         self._buf += _CLOSE
-        self._hash.update(_CLOSE)
         current.bytes += len(_CLOSE)
+        self.sync()
         current.sha256 = self._hash.hexdigest()
-        self.flush()
-        self.close()
+        self._close_fd()
         self.closed_chunks.append(current)
         self.current = None
 
     def _open_fd(self, path: Path, truncate: bool = False) -> None:
-        self.close()
+        self._io.drain()
+        self._close_fd()
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if truncate else 0)
         try:
             self._fd = os.open(path, flags, 0o644)
         except OSError as exc:
             raise storage_error(exc, f"cannot open {path}") from exc
-
-    def _write(self, data: bytes) -> None:
-        view = memoryview(data)
-        done = 0
-        try:
-            while done < len(view):
-                done += os.write(self._fd, view[done:])
-        except OSError as exc:
-            raise storage_error(exc, f"cannot write export chunk in {self.directory}") from exc
 
     @staticmethod
     def _fsync_path(path: Path) -> None:

@@ -163,11 +163,11 @@ def show_run(
 
 def export_state(store: AuditStore, run_id: str, run: Row[Any] | None) -> dict[str, Any]:
     """The export as the journal recorded it (``export_sealed``) and as the files are."""
+    default = ExportPaths(store.export_prefix(run_id, ExportSettings())).manifest
     recorded_path = None if run is None else run.export_path
-    if recorded_path:
-        manifest = Path(recorded_path)
-    else:
-        manifest = ExportPaths(store.export_prefix(run_id, ExportSettings())).manifest
+    # the recorded path may be relative to where the recorder ran: try it, then the default
+    candidates = [*([Path(recorded_path)] if recorded_path else []), default]
+    manifest = next((c for c in candidates if c.is_file()), candidates[0])
     status = None if run is None else run.export_status
     present = manifest.is_file()
     state: dict[str, Any] = {"state": "none", "manifest": str(manifest) if present else None}
@@ -176,7 +176,10 @@ def export_state(store: AuditStore, run_id: str, run: Row[Any] | None) -> dict[s
         state["manifest_sha256"] = run.manifest_sha256  # type: ignore[union-attr]
         if present:
             actual = hashlib.sha256(manifest.read_bytes()).hexdigest()
-            state["manifest_matches_journal"] = actual == run.manifest_sha256  # type: ignore[union-attr]
+            matches = actual == run.manifest_sha256  # type: ignore[union-attr]
+            state["manifest_matches_journal"] = matches
+            if not matches:
+                state["state"] = "sealed, manifest differs from the journal"
     elif status == "failed":
         state["state"] = "failed"
         state["error"] = run.export_error  # type: ignore[union-attr]
@@ -440,8 +443,6 @@ def render_show(result: dict[str, Any]) -> str:
     out.append(
         f"export     {export['state']}" + (f"  {export['manifest']}" if export["manifest"] else "")
     )
-    if export.get("manifest_matches_journal") is False:
-        out.append("           manifest sha256 differs from the one recorded in the journal")
     return "\n".join(out)
 
 

@@ -14,7 +14,10 @@ A node state becomes a record when it completes; until then only its
 are exported with status ``open`` and the ``run`` record comes last.
 
 Records are encoded as RFC 8785 canonical JSON, so anyone can re-derive a
-record's exact bytes from its parsed value.
+record's exact bytes from its parsed value. The hot path lets msgspec write
+the record directly (sorted ASCII keys, strings, ints, UTC datetimes -- which
+msgspec writes exactly as :func:`iso` does); only fields that may hold floats
+or nested JSON go through :func:`canonical_json` first and are spliced in.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any, Final
 
 import msgspec
 
-from .canonical import canonical_record
+from .canonical import canonical_json
 from .events import (
     ArtifactRecorded,
     BaseEvent,
@@ -59,6 +62,14 @@ RECORD_TYPES: Final = (
 
 PayloadGetter = Callable[[str], bytes]
 Record = tuple[int, bytes]  # (seq, canonical JSON bytes)
+
+
+_ENCODER: Final = msgspec.json.Encoder(order="sorted")
+
+
+def _json(value: Any) -> Any:
+    """A field that may hold floats or nested JSON, as its canonical bytes (None stays None)."""
+    return None if value is None else msgspec.Raw(canonical_json(value))
 
 
 def iso(ts: _dt.datetime) -> str:
@@ -121,7 +132,7 @@ class RecordMaker:
 
     @staticmethod
     def _done(record: dict[str, Any]) -> list[Record]:
-        return [(record["seq"], canonical_record(record))]
+        return [(record["seq"], _ENCODER.encode(record))]
 
     # -- one handler per event type -----------------------------------------------------
 
@@ -144,11 +155,11 @@ class RecordMaker:
             plugin_version=e.plugin_version,
             node_type=e.node_type,
             determinism=e.determinism,
-            config=e.config,
+            config=_json(e.config),
             config_hash=e.config_hash,
-            input_schema=e.input_schema,
-            output_schema=e.output_schema,
-            registered_at=iso(e.ts),
+            input_schema=_json(e.input_schema),
+            output_schema=_json(e.output_schema),
+            registered_at=e.ts,
         )
         return self._done(r)
 
@@ -160,7 +171,7 @@ class RecordMaker:
             to_node_id=e.to_node_id,
             label=e.label,
             mode=e.mode,
-            created_at=iso(e.ts),
+            created_at=e.ts,
         )
         return self._done(r)
 
@@ -172,7 +183,7 @@ class RecordMaker:
             row_index=e.row_index,
             source_data_hash=e.source_data_hash,
             source_data_ref=e.source_data_ref,
-            created_at=iso(e.ts),
+            created_at=e.ts,
         )
         self._payload(r, "source_data", e.source_data_ref)
         return self._done(r)
@@ -187,7 +198,7 @@ class RecordMaker:
             fork_group_id=e.fork_group_id,
             join_group_id=e.join_group_id,
             expand_group_id=e.expand_group_id,
-            created_at=iso(e.ts),
+            created_at=e.ts,
         )
         return self._done(r)
 
@@ -218,10 +229,10 @@ class RecordMaker:
             status=e.status,
             output_hash=e.output_hash,
             output_data_ref=e.output_data_ref,
-            duration_ms=e.duration_ms,
-            error=e.error,
-            success_reason=e.success_reason,
-            completed_at=iso(e.ts),
+            duration_ms=_json(e.duration_ms),
+            error=_json(e.error),
+            success_reason=_json(e.success_reason),
+            completed_at=e.ts,
         )
         self._payload(r, "output_data", e.output_data_ref)
         return self._done(r)
@@ -238,7 +249,7 @@ class RecordMaker:
             ordinal=e.ordinal,
             reason_hash=e.reason_hash,
             reason_ref=e.reason_ref,
-            created_at=iso(e.ts),
+            created_at=e.ts,
         )
         self._payload(r, "reason", e.reason_ref)
         return self._done(r)
@@ -253,13 +264,13 @@ class RecordMaker:
             call_index=e.call_index,
             call_type=e.call_type,
             status=e.status,
-            latency_ms=e.latency_ms,
+            latency_ms=_json(e.latency_ms),
             request_hash=e.request_hash,
             request_ref=e.request_ref,
             response_hash=e.response_hash,
             response_ref=e.response_ref,
-            error=e.error,
-            created_at=iso(e.ts),
+            error=_json(e.error),
+            created_at=e.ts,
         )
         self._payload(r, "request", e.request_ref)
         self._payload(r, "response", e.response_ref)
@@ -277,7 +288,7 @@ class RecordMaker:
             size_bytes=e.size_bytes,
             sink_input_hash=e.sink_input_hash,
             sink_input_ref=e.sink_input_ref,
-            created_at=iso(e.ts),
+            created_at=e.ts,
         )
         self._payload(r, "sink_input", e.sink_input_ref)
         return self._done(r)
@@ -291,8 +302,8 @@ class RecordMaker:
             outcome=e.outcome,
             sink_name=e.sink_name,
             error_hash=e.error_hash,
-            context=e.context,
-            recorded_at=iso(e.ts),
+            context=_json(e.context),
+            recorded_at=e.ts,
         )
         return self._done(r)
 
@@ -317,5 +328,11 @@ class RecordMaker:
         self.open_states.clear()
         r = self._base("run", e)
         r.update(self.run)
-        r.update(status=e.status, error=e.error, completed_at=iso(e.ts))
+        r.update(
+            config=_json(r.get("config")),
+            settings=_json(r.get("settings")),
+            status=e.status,
+            error=_json(e.error),
+            completed_at=e.ts,
+        )
         return [*out, *self._done(r)]

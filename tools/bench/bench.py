@@ -6,13 +6,14 @@ Run ``python tools/bench/bench.py`` (defaults: ``--rows 20000 --repeats 3``); se
 * **SHA-256 single core** — ``hashlib.sha256`` over 1 MiB buffers, MB/s (10^6 bytes/s): the
   machine-speed reference the verify figure of SPEC §7 is relative to.
 * **recording <mode>** — the reference workload through ``auditjournal``'s recorder with
-  ``durability=<mode>`` and ``start_run(..., export=None)`` (the recorder alone): a fresh
-  store per sample; the plans are built before timing; the clock runs from
+  ``durability=<mode>`` and ``start_run(..., export=None, sql=False)`` (the recorder
+  alone): a fresh store per sample; the plans are built before timing; the clock runs from
   ``store.start_run`` until ``run.complete()`` *and* ``store.close()`` have returned (so in
   ``batch`` mode everything buffered is written and fsynced). Events/s counts every event
   appended in that window (``run_started`` + setup + 15/row + artifacts + ``run_completed``);
   payloads/s counts the 9 ~1 KiB payloads per row of SPEC §8. ``<mode>+export`` is the same
-  with the library's default live export on (``complete()`` waits for the sealed export).
+  with the library's default live export on (``complete()`` waits for the sealed export),
+  ``+sql`` with the SQL audit tables kept current.
 * **baseline** — the same workload through the Landscape-style recorder of ``baseline.py``
   (same clock: ``start_run`` .. ``complete`` + engine disposed), on fewer rows.
 * **ratio batch/baseline** — median(ours, batch) / median(baseline), events/s.
@@ -62,7 +63,8 @@ import auditjournal  # noqa: E402
 from auditjournal import AuditStore  # noqa: E402
 
 DURABILITIES: tuple[str, ...] = ("batch", "always", "none")
-EXPORT_SUFFIX = "+export"
+FEATURES: tuple[str, ...] = ("export", "sql")
+"""Optional ``+feature`` suffixes of a mode: the live export, the SQL audit tables."""
 DEFAULT_MODES: tuple[str, ...] = ("batch", "always", "none", "batch+export")
 DEFAULT_ROWS = 20_000
 DEFAULT_REPEATS = 3
@@ -254,13 +256,14 @@ def record_ours(
 ) -> Sample:
     """One timed recording through our recorder in a fresh store under ``workdir``."""
     rows = len(plans)
-    durability, export = split_mode(mode)
+    spec = split_mode(mode)
+    durability = spec.durability
     root = Path(tempfile.mkdtemp(prefix=f"ours-{durability}-", dir=workdir))
     kwargs: dict[str, Any] = {}
     if flush_interval is not None:
         kwargs["flush_interval"] = flush_interval
     store = AuditStore.open(root / "store", durability=durability, **kwargs)  # type: ignore[arg-type]
-    run_kwargs = start_run_kwargs(export=export)
+    run_kwargs = start_run_kwargs(spec)
     closed = False
     try:
         config = workload.run_config(rows, seed)
@@ -295,37 +298,68 @@ def record_ours(
         shutil.rmtree(root, ignore_errors=True)
 
 
-def split_mode(mode: str) -> tuple[str, bool]:
-    """``"batch+export"`` -> ``("batch", True)``; ``"none"`` -> ``("none", False)``."""
-    if mode.endswith(EXPORT_SUFFIX):
-        return mode[: -len(EXPORT_SUFFIX)], True
-    return mode, False
+@dataclass(frozen=True)
+class ModeSpec:
+    """A ``--modes`` entry: ``DURABILITY[+export][+sql]``, e.g. ``batch+export+sql``."""
+
+    durability: str
+    export: bool = False
+    sql: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> ModeSpec:
+        durability, *features = text.strip().split("+")
+        if durability not in DURABILITIES or any(f not in FEATURES for f in features):
+            raise ValueError(text)
+        return cls(durability, export="export" in features, sql="sql" in features)
+
+    @property
+    def name(self) -> str:
+        return "+".join([self.durability, *(f for f in FEATURES if getattr(self, f))])
 
 
-def start_run_kwargs(*, export: bool) -> dict[str, Any]:
-    """``start_run`` arguments beside ``config``: the live export off, or the library default.
+def split_mode(mode: str) -> ModeSpec:
+    return ModeSpec.parse(mode)
 
-    Without ``+export`` we pass ``export=None`` so the figure is the recorder alone (journal
-    and payloads), which is what SPEC §7 compares with the baseline's recording; with it, the
-    library's default ``ExportSettings()`` (a projector thread writes the live export and
-    ``complete()`` waits until it is sealed). SQL tables, should ``start_run`` grow the
-    ``sql=`` switch of SPEC §6, are kept off in both.
+
+def start_run_kwargs(spec: ModeSpec) -> dict[str, Any]:
+    """``start_run`` arguments beside ``config`` for a mode.
+
+    A feature that is off is switched off explicitly (``export=None``, ``sql=False``); one
+    that is on is left to the library's default (``ExportSettings()``: a projector thread
+    writes the live export and ``complete()`` waits until it is sealed; ``sql=True``: a
+    thread keeps the SQL audit tables current). Plain ``batch`` is therefore the recorder
+    alone (journal + payloads), which is what SPEC §7 compares with the baseline's
+    recording. Parameters ``start_run`` does not have are not passed.
     """
     params = inspect.signature(AuditStore.start_run).parameters
     kwargs: dict[str, Any] = {}
-    if "export" in params and not export:
+    if "export" in params and not spec.export:
         kwargs["export"] = None
-    if "sql" in params:
+    if "sql" in params and not spec.sql:
         kwargs["sql"] = False
     return kwargs
 
 
+def _what(spec: ModeSpec) -> str:
+    if not (spec.export or spec.sql):
+        return (
+            "the recorder alone (journal + payloads), as SPEC §7 compares it with the "
+            "baseline's recording"
+        )
+    parts = []
+    if spec.export:
+        parts.append("live export on (complete() waits until it is sealed)")
+    if spec.sql:
+        parts.append("SQL tables kept current")
+    return " and ".join(parts) + "; no target of its own"
+
+
 def describe_start_run(mode: str) -> str:
-    _, export = split_mode(mode)
+    spec = split_mode(mode)
     args = ["config=..."]
-    args += [f"{k}={v!r}" for k, v in start_run_kwargs(export=export).items()]
-    if export:
-        args.append("export=<default ExportSettings()>")
+    args += [f"{k}={v!r}" for k, v in start_run_kwargs(spec).items()]
+    args += [f"{f}=<default>" for f in FEATURES if getattr(spec, f)]
     return f"start_run({', '.join(args)})"
 
 
@@ -581,13 +615,16 @@ def _busy_warning(machine: dict[str, Any]) -> str | None:
 
 def _parse_modes(text: str) -> list[str]:
     modes = [m.strip() for m in text.split(",") if m.strip()]
-    bad = [m for m in modes if split_mode(m)[0] not in DURABILITIES]
-    if bad or not modes:
+    try:
+        names = [ModeSpec.parse(m).name for m in modes]
+    except ValueError as exc:
         raise argparse.ArgumentTypeError(
-            f"modes must be a comma list of {', '.join(DURABILITIES)}, "
-            f"each optionally with {EXPORT_SUFFIX}"
-        )
-    return list(dict.fromkeys(modes))
+            f"bad mode {exc}: modes are a comma list of {'/'.join(DURABILITIES)}, "
+            "each optionally followed by +export and/or +sql"
+        ) from None
+    if not names:
+        raise argparse.ArgumentTypeError("no modes given")
+    return list(dict.fromkeys(names))
 
 
 def _positive(text: str) -> int:
@@ -616,7 +653,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=list(DEFAULT_MODES),
         help=(
             "what to measure: comma list of durability modes (batch, always, none), each "
-            f"optionally with {EXPORT_SUFFIX} for the live export on "
+            "optionally with +export (live export on) and/or +sql (SQL tables on) "
             f"(default {','.join(DEFAULT_MODES)})"
         ),
     )
@@ -670,6 +707,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--profile-top", type=_positive, default=25, help="functions shown by --profile")
     p.add_argument("--profile-out", type=Path, default=None, help="also dump pstats data here")
+    p.add_argument(
+        "--sql",
+        action="store_true",
+        help="measure SQL projection throughput (SQLite, PostgreSQL) instead (see sqlbench.py)",
+    )
+    p.add_argument(
+        "--sql-url",
+        default=None,
+        help="PostgreSQL URL for --sql (default $AUDITJOURNAL_BENCH_DATABASE_URL, "
+        "then $AUDITJOURNAL_TEST_DATABASE_URL; unset: SQLite only)",
+    )
     return p
 
 
@@ -732,7 +780,9 @@ def run_bench(args: argparse.Namespace) -> int:
         if args.always_rows is not None
         else min(args.rows, DEFAULT_ALWAYS_ROWS_CAP)
     )
-    rows_of = {m: (always_rows if split_mode(m)[0] == "always" else args.rows) for m in modes}
+    rows_of = {
+        m: (always_rows if split_mode(m).durability == "always" else args.rows) for m in modes
+    }
     flush_interval = args.flush_interval
     workdir = _make_workdir(args.workdir)
     machine = machine_info(workdir)
@@ -754,7 +804,7 @@ def run_bench(args: argparse.Namespace) -> int:
             _log(f"warm-up ({args.warmup_rows} rows per recorder, untimed) ...", progress)
             warm = workload.prepare(args.warmup_rows, args.seed + 1)
             for m in modes:
-                if split_mode(m)[0] != "always":
+                if split_mode(m).durability != "always":
                     record_ours(
                         warm, mode=m, workdir=workdir, seed=args.seed, flush_interval=flush_interval
                     )
@@ -815,24 +865,16 @@ def run_bench(args: argparse.Namespace) -> int:
                 fmt_int,
             )
         )
-    uses_always = any(split_mode(m)[0] == "always" for m in modes)
+    uses_always = any(split_mode(m).durability == "always" for m in modes)
     if uses_always and always_rows != args.rows:
         notes.append(
             f"'always' fsyncs every event, so it records {always_rows:,} rows instead of "
             f"{args.rows:,} (--always-rows)."
         )
-    plain = [m for m in modes if not split_mode(m)[1]]
-    exported = [m for m in modes if split_mode(m)[1]]
-    if plain:
-        notes.append(
-            f"{', '.join(plain)}: {describe_start_run(plain[0])} -- the recorder alone "
-            "(journal + payloads), as SPEC §7 compares it with the baseline's recording."
-        )
-    if exported:
-        notes.append(
-            f"{', '.join(exported)}: {describe_start_run(exported[0])} -- live export on; "
-            "complete() waits until the export is sealed. No target of its own."
-        )
+    explained: dict[str, list[str]] = {}
+    for m in modes:
+        explained.setdefault(f"{describe_start_run(m)} -- {_what(split_mode(m))}.", []).append(m)
+    notes += [f"{', '.join(ms)}: {text}" for text, ms in explained.items()]
     if args.baseline_rows:
         figures.append(
             Figure(
@@ -951,8 +993,19 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_sql(args: argparse.Namespace) -> int:
+    """``--sql``: SQL projection events/s beside the baseline's per-call inserts."""
+    import sqlbench
+
+    if args.sql_url is None:
+        args.sql_url = sqlbench.default_pg_url()
+    return sqlbench.run_sql_bench(args, make_workdir=_make_workdir)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.sql:
+        return run_sql(args)
     if args.profile:
         return run_profile(args)
     return run_bench(args)
