@@ -7,6 +7,8 @@ projectors -> export chunks / SQL tables -> verify / tail / extract.
 from __future__ import annotations
 
 from .canonical import canonical_json, stable_hash
+from .csvexport import CsvResult, export_csv
+from .demo import run_demo
 from .errors import (
     AuditJournalError,
     CanonicalizationError,
@@ -15,6 +17,7 @@ from .errors import (
     DiskFullError,
     DuplicateIdError,
     ExportError,
+    ExportNotFoundError,
     InvalidEventError,
     InvalidIdError,
     InvalidRefError,
@@ -24,25 +27,38 @@ from .errors import (
     PayloadIntegrityError,
     PayloadNotFoundError,
     PayloadTooLargeError,
+    ReconstructionError,
     RowNotFoundError,
     RunAlreadyCompletedError,
     RunExistsError,
+    RunNotCompletedError,
     RunNotFoundError,
     SchemaVersionError,
+    SignatureError,
+    SigningKeyError,
     StateAlreadyCompletedError,
     StorageError,
     UnknownIdError,
+    UnsupportedSchemaError,
 )
 from .events import Event
 from .export import ExportPaths, ExportProjector, LiveExport, SealResult, replay_export
+from .extract import Selection, extract_bundle, verify_bundle
 from .journal import Journal, JournalPosition, JournalReader, Recovery
 from .lineage import explain_row, list_runs, show_run
+from .merkle import MerkleBuilder
 from .payloads import PayloadStore
 from .recorder import RunRecorder
+from .reimport import TypedRow, load_rows
+from .service import ProjectionService
 from .settings import ExportSettings
+from .signing import check_signature, generate_keypair
 from .sqlproj import LiveSql, SqlProjector, replay_sql
 from .sqlschema import SqlDatabase
 from .store import AuditStore
+from .tail import ExportTail, TailFilter
+from .typed import decode_typed, schema_types
+from .verify import VerifyReport, verify_export
 
 __version__ = "0.1.0"
 
@@ -51,14 +67,17 @@ __all__ = [
     "AuditStore",
     "CanonicalizationError",
     "CorruptJournalError",
+    "CsvResult",
     "DatabaseError",
     "DiskFullError",
     "DuplicateIdError",
     "Event",
     "ExportError",
+    "ExportNotFoundError",
     "ExportPaths",
     "ExportProjector",
     "ExportSettings",
+    "ExportTail",
     "InvalidEventError",
     "InvalidIdError",
     "InvalidRefError",
@@ -70,29 +89,50 @@ __all__ = [
     "LifecycleError",
     "LiveExport",
     "LiveSql",
+    "MerkleBuilder",
     "PayloadIntegrityError",
     "PayloadNotFoundError",
     "PayloadStore",
     "PayloadTooLargeError",
+    "ProjectionService",
+    "ReconstructionError",
     "Recovery",
     "RowNotFoundError",
     "RunAlreadyCompletedError",
     "RunExistsError",
+    "RunNotCompletedError",
     "RunNotFoundError",
     "RunRecorder",
     "SchemaVersionError",
     "SealResult",
+    "Selection",
+    "SignatureError",
+    "SigningKeyError",
     "SqlDatabase",
     "SqlProjector",
     "StateAlreadyCompletedError",
     "StorageError",
+    "TailFilter",
+    "TypedRow",
     "UnknownIdError",
+    "UnsupportedSchemaError",
+    "VerifyReport",
     "__version__",
     "canonical_json",
+    "check_signature",
+    "decode_typed",
     "explain_row",
+    "export_csv",
+    "extract_bundle",
+    "generate_keypair",
     "list_runs",
+    "load_rows",
     "replay_export",
     "replay_sql",
+    "run_demo",
+    "schema_types",
     "show_run",
     "stable_hash",
+    "verify_bundle",
+    "verify_export",
 ]
