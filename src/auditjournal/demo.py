@@ -58,6 +58,7 @@ class DemoResult:
     manifest: Path
     outputs: list[Path]
     report: VerifyReport
+    first_row_id: str
 
 
 def sample_rows(count: int) -> Iterator[dict[str, str]]:
@@ -86,6 +87,7 @@ class _Pipeline:
         self.rng = random.Random(7)
         self.out_dir = out_dir
         self.outcomes: dict[str, int] = {}
+        self.first_row_id: str | None = None
         node = run.register_node
         self.source = node(
             plugin_name="csv_source",
@@ -135,6 +137,7 @@ class _Pipeline:
     def process(self, index: int, raw: dict[str, str]) -> None:
         run = self.run
         row_id = run.create_row(source_node_id=self.source, row_index=index, data=raw)
+        self.first_row_id = self.first_row_id or row_id
         token = run.create_token(row_id=row_id)
         st = run.begin_node_state(
             token_id=token, node_id=self.validate, step_index=1, input_data=raw
@@ -292,4 +295,5 @@ def run_demo(
             manifest=manifest,
             outputs=outputs,
             report=report,
+            first_row_id=pipeline.first_row_id or "",
         )

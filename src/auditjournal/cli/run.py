@@ -64,12 +64,17 @@ def demo(root: Path, rows: int, chunk_size: str | None) -> None:
     click.echo(f"export chunks  {result.export_dir}")
     click.echo(f"manifest       {result.manifest}")
     click.echo(f"sink outputs   {', '.join(str(p) for p in result.outputs)}")
+    click.echo(f"SQL tables     {root / 'landscape.db'}")
     click.echo(f"verify         {report.summary()}")
     click.echo("")
     click.echo("next:")
     click.echo(f"  auditjournal tail {root} {result.run_id} --type node_state")
     click.echo(f"  auditjournal verify {result.export_dir} --journal {root} {result.run_id}")
     click.echo(f"  auditjournal replay {root} {result.run_id} --out replayed-export")
+    click.echo(f"  auditjournal explain {root} {result.run_id} --row {result.first_row_id}")
+    click.echo(
+        f"  auditjournal extract {result.export_dir} --row {result.first_row_id} --out row.json"
+    )
     if not report.ok:
         for check in report.checks:
             if not check.ok:
