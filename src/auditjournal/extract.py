@@ -56,14 +56,27 @@ class Selection:
         return out
 
 
+_Pick = tuple[int, str, dict[str, Any]]  # (leaf index, chunk file, record)
+
+
 class _Matcher:
-    """Decides record by record; states picked earlier pull in their calls and routing."""
+    """Decides record by record; selected states pull in their calls, routing and artifacts.
+
+    A state's record is written when the state completes, so the calls (and
+    possibly routing events and artifacts) made while it was open come *before*
+    it: those wait in ``pending`` until their state's record shows whether it
+    is selected.
+    """
 
     def __init__(self, selection: Selection) -> None:
         self.s = selection
-        self.states: set[str] = set()
+        self.states: set[str] = set()  # selected states
+        self.seen: set[str] = set()  # states whose record has been read
+        self.pending: dict[str, list[_Pick]] = {}
 
-    def __call__(self, r: dict[str, Any]) -> bool:
+    def __call__(self, pick: _Pick) -> list[_Pick]:
+        """The picks this record decides: itself if selected, plus released pending ones."""
+        r = pick[2]
         s = self.s
         hit = r.get("seq") in s.seqs
         if s.row_id is not None and r.get("row_id") == s.row_id:
@@ -73,11 +86,20 @@ class _Matcher:
         if s.node_id is not None and s.node_id in (r.get("node_id"), r.get("sink_node_id")):
             hit = True
         state = r.get("state_id")
-        if r.get("record_type") == "node_state" and hit and state is not None:
+        if state is None:
+            return [pick] if hit else []
+        if r.get("record_type") == "node_state":
+            self.seen.add(state)
+            waiting = self.pending.pop(state, [])
+            if not hit:
+                return []
             self.states.add(state)
-        elif state is not None and state in self.states:
-            hit = True  # calls, routing events and artifacts of a selected state
-        return hit
+            return [*waiting, pick]
+        if hit or state in self.states:
+            return [pick]  # calls, routing events and artifacts of a selected state
+        if state not in self.seen:
+            self.pending.setdefault(state, []).append(pick)
+        return []
 
 
 def extract_bundle(export: Path, selection: Selection) -> dict[str, Any]:
@@ -87,7 +109,7 @@ def extract_bundle(export: Path, selection: Selection) -> dict[str, Any]:
     manifest_path = find_manifest(export)
     manifest = msgspec.json.decode(manifest_path.read_bytes())
     leaves: list[bytes] = []
-    picked: list[tuple[int, str, dict[str, Any]]] = []
+    picked: list[_Pick] = []
     match = _Matcher(selection)
     for chunk in manifest["chunks"]:
         path = manifest_path.parent / chunk["file"]
@@ -95,11 +117,11 @@ def extract_bundle(export: Path, selection: Selection) -> dict[str, Any]:
             raise ExportNotFoundError(f"chunk {path} is missing; run verify first")
         for line in iter_chunk_records(path):
             record = msgspec.json.decode(line)
-            if match(record):
-                picked.append((len(leaves), chunk["file"], record))
+            picked += match((len(leaves), chunk["file"], record))
             leaves.append(leaf_hash(line))
     if len(leaves) != manifest["total_record_count"]:
         raise AuditJournalError("the chunks do not hold the manifest's records; run verify first")
+    picked.sort(key=lambda pick: pick[0])
     return {
         "format": BUNDLE_FORMAT,
         "manifest": manifest,

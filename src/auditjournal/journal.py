@@ -31,6 +31,7 @@ import hashlib
 import os
 import threading
 import time
+from binascii import hexlify as _hexlify
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,7 @@ _READ_CHUNK: Final = 1 << 20
 _CHAIN_PREFIX: Final = b',"chain":"'
 _LINE_END: Final = b'"}\n'
 _SUFFIX_LEN: Final = len(_CHAIN_PREFIX) + 64 + len(_LINE_END)
+_sha256 = hashlib.sha256
 
 
 def genesis_chain(run_id: str) -> bytes:
@@ -87,8 +89,8 @@ def _segments(directory: Path) -> list[tuple[int, Path]]:
 
 def seal(event_bytes: bytes, prev_chain: bytes) -> tuple[bytes, bytes]:
     """The journal line for ``event_bytes`` and its chain value."""
-    chain = hashlib.sha256(prev_chain + event_bytes).digest()
-    return b"".join((event_bytes[:-1], _CHAIN_PREFIX, chain.hex().encode(), _LINE_END)), chain
+    chain = _sha256(prev_chain + event_bytes).digest()
+    return b"".join((event_bytes[:-1], _CHAIN_PREFIX, _hexlify(chain), _LINE_END)), chain
 
 
 def check_line(line: bytes | memoryview, prev_chain: bytes) -> bytes:

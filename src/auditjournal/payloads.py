@@ -47,6 +47,10 @@ MAGIC: Final = b"AJP1"
 _HEADER: Final = struct.Struct("<4s32sQ")
 _ENTRY: Final = struct.Struct("<32sQQ")
 _LENGTHS: Final = struct.Struct("<QQ")
+_HEADER_SIZE: Final = _HEADER.size
+_pack_header = _HEADER.pack
+_pack_lengths = _LENGTHS.pack
+_sha256 = hashlib.sha256
 DEFAULT_PACK_BYTES: Final = 256 << 20
 DEFAULT_MAX_PAYLOAD_BYTES: Final = 64 << 20
 
@@ -111,17 +115,19 @@ class PayloadStore:
             raise PayloadTooLargeError(
                 f"payload of {size:,} bytes exceeds the limit of {self.max_payload_bytes:,} bytes"
             )
-        digest = hashlib.sha256(data).digest()
+        digest = _sha256(data).digest()
+        index = self._index
+        if digest in index:  # dedup without the lock: entries are only ever added
+            return digest.hex()
         with self._lock:
-            if digest not in self._index:
+            if digest not in index:
                 writer = self._writer
-                needed = _HEADER.size + size
+                needed = _HEADER_SIZE + size
                 if writer is None or writer.dat.size + needed > self.pack_bytes:
                     writer = self._roll(needed)
-                start = writer.dat.append(_HEADER.pack(MAGIC, digest, size)) + _HEADER.size
-                writer.dat.append(data)
-                writer.idx.append(digest + _LENGTHS.pack(start, size))
-                self._index[digest] = (writer.number, start, size)
+                start = writer.dat.append_record(_pack_header(MAGIC, digest, size), data)
+                writer.idx.append(digest + _pack_lengths(start, size))
+                index[digest] = (writer.number, start, size)
         return digest.hex()
 
     def flush(self, *, fsync: bool) -> None:
@@ -176,6 +182,23 @@ class PayloadStore:
                 f"payload {ref} in pack-{number:06d}.dat at offset {offset} does not match its hash"
             )
         return data
+
+    def check_stored(self, ref: str) -> None:
+        """Raise unless the pack record of ``ref`` is intact: its header (magic, digest,
+        length) as well as its data. For ``verify``; ``get`` only checks the data."""
+        digest = bytes.fromhex(validate_ref(ref))
+        number, offset, size = self._locate(digest, ref)
+        start = offset - _HEADER.size
+        raw = self._read(number, start, _HEADER.size + size) if start >= 0 else b""
+        if (
+            len(raw) != _HEADER.size + size
+            or _HEADER.unpack_from(raw) != (MAGIC, digest, size)
+            or hashlib.sha256(memoryview(raw)[_HEADER.size :]).digest() != digest
+        ):
+            raise PayloadIntegrityError(
+                f"pack-{number:06d}.dat: the record of payload {ref} at offset {max(start, 0)} "
+                "is damaged (header or data)"
+            )
 
     def get_json(self, ref: str) -> Any:
         """The payload decoded from JSON."""

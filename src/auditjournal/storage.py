@@ -138,6 +138,15 @@ class AppendFile:
         self.size += len(data)
         return offset
 
+    def append_record(self, header: bytes, data: bytes) -> int:
+        """Buffer ``header`` then ``data``; return the offset ``data`` starts at."""
+        buf = self._buf
+        buf += header
+        buf += data
+        start = self.size + len(header)
+        self.size = start + len(data)
+        return start
+
     @property
     def pending(self) -> int:
         return len(self._buf)

@@ -5,9 +5,13 @@ Checks, one result per file: the manifest is well-formed; the
 bytes, sha256, record count and seq range, is a JSON array with one record
 per line and the separators of SPEC section 4, and every line is a record of
 a known type of this run; seqs never go backwards across chunks; no chunk
-file is unlisted; the RFC 6962 Merkle root over all record lines matches.
-With a journal it also checks the journal's hash chain and that a fresh
-projection of the journal gives the same export.
+file is unlisted; the RFC 6962 Merkle root over all record lines matches;
+the manifest is byte for byte what the exporter writes for its content.
+With a journal it also checks the journal's hash chain up to its last byte,
+the pack records (header and data) of every payload the journal names, that
+the journal's ``export_sealed`` entry (required for the run's live export)
+has this manifest's sha256, and that a fresh projection of the journal gives
+the same export.
 
 Streaming: chunks are read in blocks, so memory stays flat whatever their size.
 """
@@ -15,6 +19,7 @@ Streaming: chunks are read in blocks, so memory stays flat whatever their size.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import tempfile
 from collections.abc import Callable
@@ -25,7 +30,9 @@ from typing import Any, Final
 import msgspec
 
 from .errors import AuditJournalError, ExportNotFoundError, SignatureError
-from .export import MANIFEST_FORMAT, replay_export
+from .events import ExportFailed, ExportSealed, RunStarted
+from .export import MANIFEST_FORMAT, encode_manifest, replay_export
+from .journal import JournalReader, segment_name
 from .merkle import MerkleBuilder
 from .payloads import PayloadStore
 from .records import RECORD_TYPES
@@ -37,6 +44,15 @@ __all__ = ["FileCheck", "VerifyReport", "find_manifest", "verify_export"]
 _BLOCK: Final = 4 << 20
 _HEX64: Final = re.compile(r"[0-9a-f]{64}")
 _KNOWN_TYPES: Final = frozenset(RECORD_TYPES)
+_REF_FIELDS: Final = (
+    "source_data_ref",
+    "input_data_ref",
+    "output_data_ref",
+    "reason_ref",
+    "request_ref",
+    "response_ref",
+    "sink_input_ref",
+)
 
 
 class ChunkEntry(msgspec.Struct, forbid_unknown_fields=True):
@@ -202,6 +218,10 @@ def verify_export(
             report.checks.append(FileCheck(path.name, False, "chunk file not listed in manifest"))
     report.record_count = merkle.count
     problems = []
+    if raw != encode_manifest(msgspec.json.decode(raw)):
+        # the signature covers the canonical JSON only: whitespace or member order
+        # edits would pass it unnoticed
+        problems.append("not byte for byte the layout the exporter writes (edited?)")
     if merkle.count != manifest.total_record_count:
         problems.append(
             f"total_record_count {manifest.total_record_count} but chunks hold {merkle.count}"
@@ -211,7 +231,9 @@ def verify_export(
     if problems and manifest_check.ok:
         manifest_check.ok, manifest_check.reason = False, "; ".join(problems)
     if journal is not None:
-        report.checks.append(_check_against_journal(journal, manifest, raw, prefix_name))
+        report.checks.extend(
+            _check_against_journal(journal, manifest, raw, prefix_name, manifest_path)
+        )
     return report
 
 
@@ -333,10 +355,23 @@ def _check_chunk(
 
 
 def _check_against_journal(
-    journal: tuple[Path, PayloadStore], manifest: Manifest, raw: bytes, prefix_name: str
-) -> FileCheck:
+    journal: tuple[Path, PayloadStore],
+    manifest: Manifest,
+    raw: bytes,
+    prefix_name: str,
+    manifest_path: Path,
+) -> list[FileCheck]:
     journal_dir, payloads = journal
     name = f"journal of run {manifest.run_id}"
+    payload_check = FileCheck(f"payloads of run {manifest.run_id}", True)
+    try:
+        problem = _scan_journal(journal_dir, manifest.run_id, payloads, raw, manifest_path)
+    except AuditJournalError as exc:
+        return [FileCheck(name, False, str(exc))]
+    if problem[1]:
+        payload_check.ok, payload_check.reason = False, problem[1]
+    if problem[0]:
+        return [FileCheck(name, False, problem[0]), payload_check]
     settings = ExportSettings(
         include_payloads=manifest.include_payloads, chunk_size_bytes=manifest.chunk_size_bytes
     )
@@ -350,13 +385,85 @@ def _check_against_journal(
                 prefix=Path(tmp) / prefix_name,
             )
             if result is None:
-                return FileCheck(name, False, "the journal has no run_completed event")
+                return [
+                    FileCheck(name, False, "the journal has no run_completed event"),
+                    payload_check,
+                ]
             fresh = msgspec.json.decode((Path(tmp) / f"{prefix_name}.manifest.json").read_bytes())
     except AuditJournalError as exc:
-        return FileCheck(name, False, str(exc))
+        return [FileCheck(name, False, str(exc)), payload_check]
     ours = msgspec.json.decode(raw)
     ours.pop("signature", None)
     if fresh != ours:
         differing = sorted(k for k in set(fresh) | set(ours) if fresh.get(k) != ours.get(k))
-        return FileCheck(name, False, f"fresh projection differs in {', '.join(differing)}")
-    return FileCheck(name, True)
+        return [
+            FileCheck(name, False, f"fresh projection differs in {', '.join(differing)}"),
+            payload_check,
+        ]
+    return [FileCheck(name, True), payload_check]
+
+
+def _scan_journal(
+    journal_dir: Path, run_id: str, payloads: PayloadStore, raw: bytes, manifest_path: Path
+) -> tuple[str, str]:
+    """(journal problem, payload problem) after reading the whole journal.
+
+    Projecting stops at ``run_completed``; this reads on to the last byte, so an
+    edited or cut entry after it, or a torn last line, is found too. Every payload
+    the journal names must have an intact pack record.
+    """
+    reader = JournalReader(journal_dir, run_id)
+    live_export = False  # run_started asked for a live export
+    failed = False
+    sealed: list[ExportSealed] = []
+    payload_problem = ""
+    try:
+        for event in reader:
+            if type(event) is RunStarted:
+                live_export = isinstance(event.settings.get("export"), dict)
+            elif type(event) is ExportSealed:
+                sealed.append(event)
+            elif type(event) is ExportFailed:
+                failed = True
+            for field_name in _REF_FIELDS:
+                ref = getattr(event, field_name, None)
+                if ref is not None and not payload_problem:
+                    try:
+                        payloads.check_stored(ref)
+                    except AuditJournalError as exc:
+                        payload_problem = str(exc)
+        position = reader.position
+    finally:
+        reader.close()
+    last = journal_dir / segment_name(position.segment_first_seq)
+    if last.exists() and last.stat().st_size != position.offset:
+        return (
+            f"{last}: ends with an incomplete entry at offset {position.offset} "
+            "(truncated or edited)",
+            payload_problem,
+        )
+    digest = hashlib.sha256(raw).hexdigest()
+    default = journal_dir.parent / "export" / manifest_path.name
+    is_live = _same_file(default, manifest_path) or any(
+        _same_file(Path(e.export_path), manifest_path) for e in sealed if e.export_path
+    )
+    if is_live and (live_export or sealed):
+        if not sealed and not failed:
+            return (
+                f"{last}: no export_sealed entry for this run's live export "
+                "(last entry removed?)",
+                payload_problem,
+            )
+        if sealed and all(e.manifest_sha256 != digest for e in sealed):
+            return (
+                f"{last}: the export_sealed entry has another manifest sha256 than this one",
+                payload_problem,
+            )
+    return "", payload_problem
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False

@@ -121,6 +121,11 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
+    except click.UsageError as exc:
+        # one line (SPEC section 5), not click's usage block
+        command = exc.ctx.command_path if exc.ctx is not None else "auditjournal"
+        click.echo(f"{command}: error: {exc.format_message()} (see --help)", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

@@ -1,0 +1,514 @@
+"""``verify`` (SPEC §5) and the tamper matrix of SPEC §9.
+
+A signed run is recorded once; each test tampers with a copy of its store
+(chunks, manifest, ``audit_trail.sha256``, journal segment, payload pack and
+index) and expects ``verify_export(...).ok`` to be False and the CLI to exit 1
+with an ``INVALID`` line naming the damaged file. Expected values (record
+counts, chunk files) are computed here by parsing the files with ``json``.
+Random positions are covered by tests/property/test_tamper_properties.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import rfc8785
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from auditjournal import ExportSettings, PayloadStore
+from auditjournal.cli import main
+from auditjournal.demo import run_demo
+from auditjournal.merkle import MerkleBuilder, leaf_hash
+from auditjournal.signing import generate_keypair
+from auditjournal.verify import VerifyReport, verify_export
+
+MANIFEST = "audit_trail.manifest.json"
+LISTING = "audit_trail.sha256"
+CHUNK_RE = re.compile(r"^audit_trail\.\d{3,}\.json$")
+
+
+@dataclass(frozen=True)
+class Recorded:
+    root: Path
+    run_id: str  # the main run: ~110 rows, so more than 1,000 records
+    other_run_id: str  # a second run in the same store
+    public_key: Path
+    private_key: Path
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
+    base = tmp_path_factory.mktemp("verify")
+    private, public = generate_keypair(base / "keys")
+    settings = ExportSettings(
+        chunk_size_bytes=40_000, sign="ed25519", signing_key_file=str(private)
+    )
+    root = base / "audit"
+    main_run = run_demo(root, rows=110, export=settings)
+    other = run_demo(root, rows=6, export=settings)
+    assert main_run.report.ok and other.report.ok
+    return Recorded(root, main_run.run_id, other.run_id, public, private)
+
+
+@dataclass(frozen=True)
+class Store:
+    """A private copy of the recorded store for one test."""
+
+    root: Path
+    run_id: str
+    other_run_id: str
+    public_key: Path
+
+    def export(self, run_id: str | None = None) -> Path:
+        return self.root / "runs" / (run_id or self.run_id) / "export"
+
+    def journal(self, run_id: str | None = None) -> Path:
+        return self.root / "runs" / (run_id or self.run_id) / "journal"
+
+    def chunks(self, run_id: str | None = None) -> list[Path]:
+        return sorted(p for p in self.export(run_id).iterdir() if CHUNK_RE.match(p.name))
+
+    def segment(self) -> Path:
+        (segment,) = sorted(self.journal().glob("*.jsonl"))
+        return segment
+
+    def verify(
+        self, *, journal: bool = True, key: bool = True, run_id: str | None = None
+    ) -> VerifyReport:
+        payloads = PayloadStore(self.root / "payloads")
+        try:
+            return verify_export(
+                self.export(run_id),
+                journal=(self.journal(run_id), payloads) if journal else None,
+                public_key=self.public_key if key else None,
+            )
+        finally:
+            payloads.close()
+
+    def cli_args(self, run_id: str | None = None) -> list[str]:
+        return [
+            "verify",
+            str(self.export(run_id)),
+            "--journal",
+            str(self.root),
+            run_id or self.run_id,
+            "--public-key",
+            str(self.public_key),
+        ]
+
+
+@pytest.fixture
+def store(recorded: Recorded, tmp_path: Path) -> Store:
+    root = tmp_path / "audit"
+    shutil.copytree(recorded.root, root, ignore=shutil.ignore_patterns("landscape.db*"))
+    return Store(root, recorded.run_id, recorded.other_run_id, recorded.public_key)
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def parse_chunk(path: Path) -> list[dict[str, Any]]:
+    """Our own reading of a chunk: a JSON array, one record per line."""
+    records = json.loads(path.read_text())
+    assert len(records) == path.read_text().count("\n") - 2
+    return records
+
+
+def invalid_lines(report: VerifyReport) -> list[str]:
+    return [c.line() for c in report.checks if not c.ok]
+
+
+# -- the untampered export ---------------------------------------------------------------------
+
+
+def test_untampered_export_is_valid_line_by_line(
+    store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    chunks = store.chunks()
+    assert len(chunks) >= 3
+    records = [r for path in chunks for r in parse_chunk(path)]
+    assert len(records) > 1000  # the summary groups thousands
+    manifest = json.loads((store.export() / MANIFEST).read_text())
+    assert [c["file"] for c in manifest["chunks"]] == [p.name for p in chunks]
+
+    report = store.verify()
+    assert report.ok, invalid_lines(report)
+    assert report.record_count == len(records)
+    assert report.chunk_count == len(chunks)
+    assert report.signature == "valid"
+    expected_files = [
+        MANIFEST,
+        LISTING,
+        *[p.name for p in chunks],
+        f"journal of run {store.run_id}",
+        f"payloads of run {store.run_id}",
+    ]
+    assert [c.file for c in report.checks] == expected_files
+    summary = (
+        f"{len(chunks)}/{len(chunks)} chunks valid, manifest signature valid, "
+        f"{len(records):,} records: VALID"
+    )
+    assert "," in f"{len(records):,}"
+    assert report.summary() == summary
+
+    code, out, err = run_cli(store.cli_args(), capsys)
+    assert code == 0, err
+    assert out.splitlines() == [f"{name}: valid" for name in expected_files] + [summary]
+
+    code, out, _ = run_cli([*store.cli_args(), "--json"], capsys)
+    assert code == 0
+    data = json.loads(out)
+    assert data["ok"] is True
+    assert data["run_id"] == store.run_id
+    assert data["record_count"] == len(records)
+    assert data["chunk_count"] == len(chunks)
+    assert data["signature"] == "valid"
+    assert data["summary"] == summary
+    assert data["files"] == [{"file": f, "valid": True, "reason": ""} for f in expected_files]
+
+
+def test_manifest_path_works_like_its_directory(store: Store) -> None:
+    by_dir = verify_export(store.export())
+    by_file = verify_export(store.export() / MANIFEST)
+    assert by_dir.ok and by_file.ok
+    assert [c.line() for c in by_dir.checks] == [c.line() for c in by_file.checks]
+    assert by_dir.signature == "present, not checked (no key given)"
+
+
+def test_standard_tools_agree_with_the_listing(store: Store) -> None:
+    """``sha256sum -c`` works with no tool of ours (SPEC §4)."""
+    for line in (store.export() / LISTING).read_text().splitlines():
+        digest, name = line.split("  ")
+        assert hashlib.sha256((store.export() / name).read_bytes()).hexdigest() == digest
+
+
+# -- the tamper matrix -------------------------------------------------------------------------
+
+
+def flip(data: bytes, where: float) -> bytes:
+    pos = min(int(len(data) * where), len(data) - 1)
+    out = bytearray(data)
+    out[pos] ^= 0x04 if out[pos] != 0x20 else 0x29  # spaces become tabs: still valid JSON
+    return bytes(out)
+
+
+def lines_of(data: bytes) -> list[bytes]:
+    return data.split(b"\n")[:-1]
+
+
+def delete_line(data: bytes) -> bytes:
+    lines = lines_of(data)
+    del lines[len(lines) // 2]
+    return b"".join(line + b"\n" for line in lines)
+
+
+def delete_last_line(data: bytes) -> bytes:
+    return b"".join(line + b"\n" for line in lines_of(data)[:-1])
+
+
+def swap_lines(data: bytes) -> bytes:
+    lines = lines_of(data)
+    i = len(lines) // 2
+    j = next(j for j in range(i + 1, len(lines)) if lines[j] != lines[i])
+    lines[i], lines[j] = lines[j], lines[i]
+    return b"".join(line + b"\n" for line in lines)
+
+
+def truncate(data: bytes) -> bytes:
+    return data[: len(data) * 2 // 3]
+
+
+def truncate_last_byte(data: bytes) -> bytes:
+    return data[:-1]
+
+
+def append_line(data: bytes) -> bytes:
+    return data + b'{"record_type":"row","run_id":"x","seq":1}\n'
+
+
+def cut_bytes(data: bytes) -> bytes:
+    middle = len(data) // 2
+    return data[:middle] + data[middle + 8 :]
+
+
+def swap_blocks(data: bytes) -> bytes:
+    a, b = len(data) // 4, len(data) // 2
+    return data[:a] + data[b : b + 16] + data[a + 16 : b] + data[a : a + 16] + data[b + 16 :]
+
+
+TEXT_OPS: dict[str, Callable[[bytes], bytes]] = {
+    "flip start": lambda d: flip(d, 0.0),
+    "flip middle": lambda d: flip(d, 0.5),
+    "flip end": lambda d: flip(d, 1.0),
+    "delete line": delete_line,
+    "delete last line": delete_last_line,
+    "swap lines": swap_lines,
+    "truncate": truncate,
+    "truncate last byte": truncate_last_byte,
+    "append line": append_line,
+}
+BINARY_OPS: dict[str, Callable[[bytes], bytes]] = {
+    "flip start": lambda d: flip(d, 0.0),
+    "flip quarter": lambda d: flip(d, 0.25),
+    "flip middle": lambda d: flip(d, 0.5),
+    "flip end": lambda d: flip(d, 1.0),
+    "cut bytes": cut_bytes,
+    "swap blocks": swap_blocks,
+    "truncate": truncate,
+    "truncate last byte": truncate_last_byte,
+}
+
+
+def target_path(store: Store, target: str) -> Path:
+    return {
+        "chunk": lambda: store.chunks()[1],
+        "last chunk": lambda: store.chunks()[-1],
+        "manifest": lambda: store.export() / MANIFEST,
+        "listing": lambda: store.export() / LISTING,
+        "journal": store.segment,
+        "pack": lambda: store.root / "payloads" / "pack-000001.dat",
+        "index": lambda: store.root / "payloads" / "pack-000001.idx",
+    }[target]()
+
+
+def expected_mention(store: Store, target: str, path: Path) -> str:
+    """What an INVALID line must name for this target."""
+    if target in ("pack", "index"):
+        # a payload that cannot be found (index) or whose pack record is damaged
+        return "payload"
+    return path.name
+
+
+MATRIX = [
+    (target, op)
+    for target in ("chunk", "last chunk", "manifest", "listing", "journal")
+    for op in TEXT_OPS
+] + [(target, op) for target in ("pack", "index") for op in BINARY_OPS]
+
+
+@pytest.mark.parametrize(("target", "op"), MATRIX, ids=[f"{t}-{o}" for t, o in MATRIX])
+def test_tampering_is_reported_naming_the_file(
+    store: Store, target: str, op: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = target_path(store, target)
+    original = path.read_bytes()
+    tampered = (TEXT_OPS | BINARY_OPS)[op](original)
+    assert tampered != original
+    path.write_bytes(tampered)
+
+    run_id = store.run_id
+    if target in ("pack", "index"):
+        # the payload store is shared: the damage belongs to whichever run refers to the
+        # damaged payload (the end of the pack holds the second run's new payloads)
+        reports = {rid: store.verify(run_id=rid) for rid in (store.run_id, store.other_run_id)}
+        failing = [rid for rid, r in reports.items() if not r.ok]
+        assert failing, f"{target}/{op} not detected"
+        run_id = failing[0]
+    report = store.verify(run_id=run_id)
+    assert not report.ok, f"{target}/{op} not detected"
+    mention = expected_mention(store, target, path)
+    assert any(mention in line for line in invalid_lines(report)), invalid_lines(report)
+    assert report.summary().endswith(": INVALID")
+
+    code, out, err = run_cli(store.cli_args(run_id), capsys)
+    assert code == 1, (out, err)
+    assert "Traceback" not in out + err
+    assert any("INVALID" in line and mention in line for line in out.splitlines()), out
+    assert out.splitlines()[-1].endswith(": INVALID")
+
+    path.write_bytes(original)
+    assert store.verify(run_id=run_id).ok
+
+
+@pytest.mark.parametrize("target", ["chunk", "manifest", "listing"])
+def test_export_tampering_is_found_without_journal_or_key(store: Store, target: str) -> None:
+    """The export checks on their own (what an auditor without our store runs)."""
+    path = target_path(store, target)
+    original = path.read_bytes()
+    for op in ("flip middle", "delete line", "swap lines", "truncate", "append line"):
+        path.write_bytes(TEXT_OPS[op](original))
+        report = store.verify(journal=False, key=False)
+        assert not report.ok, f"{target}/{op}"
+        assert any(path.name in line for line in invalid_lines(report))
+    path.write_bytes(original)
+    assert store.verify(journal=False, key=False).ok
+
+
+def test_chunk_from_another_run_is_invalid(
+    store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    victim = store.chunks()[1]
+    foreign = store.chunks(store.other_run_id)[0]
+    shutil.copyfile(foreign, victim)
+    report = store.verify(journal=False, key=False)
+    assert not report.ok
+    (line,) = [c for c in report.checks if c.file == victim.name]
+    assert not line.ok and "another run" in line.reason
+    code, out, _ = run_cli(store.cli_args(), capsys)
+    assert code == 1
+    assert f"{victim.name}: INVALID" in out
+
+
+def test_whole_chunk_swap_with_listing_and_manifest_updated_is_caught_by_merkle_root(
+    store: Store,
+) -> None:
+    """A forger who also fixes the chunk's hash, size and counts, but not the root."""
+    victim = store.chunks()[1]
+    foreign = store.chunks(store.other_run_id)[0]
+    data = foreign.read_bytes().replace(
+        store.other_run_id.encode(), store.run_id.encode()
+    )  # same length: run ids share their format
+    victim.write_bytes(data)
+    records = parse_chunk(victim)
+    manifest_path = store.export() / MANIFEST
+    manifest = json.loads(manifest_path.read_text())
+    entry = next(c for c in manifest["chunks"] if c["file"] == victim.name)
+    entry.update(
+        sha256=hashlib.sha256(data).hexdigest(),
+        bytes=len(data),
+        record_count=len(records),
+        first_seq=records[0]["seq"],
+        last_seq=records[-1]["seq"],
+    )
+    manifest["total_record_count"] = sum(c["record_count"] for c in manifest["chunks"])
+    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    (store.export() / LISTING).write_text(
+        "".join(f"{c['sha256']}  {c['file']}\n" for c in manifest["chunks"])
+    )
+    report = store.verify(journal=False, key=False)
+    assert not report.ok
+    reasons = " ".join(invalid_lines(report))
+    assert "Merkle root" in reasons or "seq" in reasons
+
+
+def recompute_everything(store: Store, edit: Callable[[dict[str, Any]], None]) -> None:
+    """A forger rewrites one record and every hash above it; drops the signature."""
+    export = store.export()
+    manifest = json.loads((export / MANIFEST).read_text())
+    manifest.pop("signature")
+    builder = MerkleBuilder()
+    for entry in manifest["chunks"]:
+        path = export / entry["file"]
+        lines = path.read_bytes().split(b"\n")[:-1]
+        out = [lines[0]]
+        for i, line in enumerate(lines[1:-1]):
+            prefix = b"," if i else b""
+            body = line[len(prefix) :]
+            if entry is manifest["chunks"][1] and i == 2:
+                record = json.loads(body)
+                edit(record)
+                body = json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
+            out.append(prefix + body)
+            builder.add(leaf_hash(body))
+        data = b"".join(line + b"\n" for line in [*out, lines[-1]])
+        path.write_bytes(data)
+        entry.update(sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
+    manifest["merkle_root"] = builder.root().hex()
+    (export / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    (export / LISTING).write_text(
+        "".join(f"{c['sha256']}  {c['file']}\n" for c in manifest["chunks"])
+    )
+
+
+def test_consistent_forgery_needs_the_signature_or_the_journal_to_be_caught(
+    store: Store,
+) -> None:
+    def edit(record: dict[str, Any]) -> None:
+        record["seq"] = record["seq"]  # keep the seq order
+        record["record_type"] = record["record_type"]
+        record["forged"] = True
+
+    recompute_everything(store, edit)
+    # Without a key or a journal an unsigned manifest is only as good as the channel it
+    # came through: every hash in it is consistent again.
+    assert store.verify(journal=False, key=False).ok
+    with_key = store.verify(journal=False, key=True)
+    assert not with_key.ok and with_key.signature == "INVALID"
+    with_journal = store.verify(journal=True, key=False)
+    assert not with_journal.ok
+    (line,) = [c for c in with_journal.checks if c.file.startswith("journal of run")]
+    assert not line.ok
+    assert "export_sealed" in line.reason or "merkle_root" in line.reason
+
+
+def test_resigned_with_another_key_is_invalid_in_the_cli(
+    store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = store.export() / MANIFEST
+    manifest = json.loads(path.read_text())
+    other = Ed25519PrivateKey.generate()
+    body = {k: v for k, v in manifest.items() if k != "signature"}
+    raw = other.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
+    manifest["signature"] = {
+        "algorithm": "ed25519",
+        "key_id": hashlib.sha256(raw).hexdigest(),
+        "value": other.sign(rfc8785.dumps(body)).hex(),
+    }
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    report = store.verify()
+    assert not report.ok and report.signature == "INVALID"
+    code, out, _ = run_cli(store.cli_args(), capsys)
+    assert code == 1
+    assert re.search(r"^audit_trail\.manifest\.json: INVALID: signature: ", out, re.M)
+    assert "manifest signature INVALID" in out.splitlines()[-1]
+
+
+def test_missing_and_unlisted_files(store: Store, capsys: pytest.CaptureFixture[str]) -> None:
+    chunk = store.chunks()[2]
+    data = chunk.read_bytes()
+    chunk.unlink()
+    report = store.verify(journal=False, key=False)
+    assert f"{chunk.name}: INVALID: missing" in invalid_lines(report)
+    chunk.write_bytes(data)
+
+    extra = store.export() / "audit_trail.999.json"
+    extra.write_bytes(store.chunks()[0].read_bytes())
+    report = store.verify(journal=False, key=False)
+    assert invalid_lines(report) == [
+        "audit_trail.999.json: INVALID: chunk file not listed in manifest"
+    ]
+    extra.unlink()
+
+    (store.export() / LISTING).unlink()
+    report = store.verify(journal=False, key=False)
+    assert invalid_lines(report) == [f"{LISTING}: INVALID: missing"]
+
+    (store.export() / MANIFEST).unlink()
+    code, _, err = run_cli(["verify", str(store.export())], capsys)
+    assert code == 2
+    assert err.strip() == (
+        f"auditjournal: error: {store.export()} holds no *.manifest.json (is the export sealed?)"
+    )
+
+
+def test_journal_of_another_run_or_no_journal_is_invalid(store: Store) -> None:
+    payloads = PayloadStore(store.root / "payloads")
+    try:
+        foreign = verify_export(
+            store.export(), journal=(store.journal(store.other_run_id), payloads)
+        )
+        missing = verify_export(store.export(), journal=(store.root / "nope", payloads))
+    finally:
+        payloads.close()
+    for report in (foreign, missing):
+        assert not report.ok
+        (line,) = [c for c in report.checks if c.file.startswith("journal of run")]
+        assert not line.ok
