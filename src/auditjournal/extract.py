@@ -10,7 +10,9 @@ the result must be the manifest's root, and the manifest's signature must
 verify. That is how one row's full story can be handed to a third party.
 
 Memory: extraction keeps one 32-byte leaf hash per record of the export
-(64 MB for two million records) to build the proofs.
+(64 MB for two million records) to build the proofs, plus the calls, routing
+events and artifacts of states whose record has not been read yet (a state's
+record is written when it completes, after what it recorded while open).
 """
 
 from __future__ import annotations
@@ -107,19 +109,31 @@ def extract_bundle(export: Path, selection: Selection) -> dict[str, Any]:
     if selection.empty():
         raise AuditJournalError("nothing selected: give a row, token, node or seq")
     manifest_path = find_manifest(export)
-    manifest = msgspec.json.decode(manifest_path.read_bytes())
+    try:
+        manifest = msgspec.json.decode(manifest_path.read_bytes())
+        files = [str(chunk["file"]) for chunk in manifest["chunks"]]
+        total = manifest["total_record_count"]
+    except (ValueError, KeyError, TypeError, msgspec.DecodeError) as exc:
+        raise AuditJournalError(f"{manifest_path} is not an export manifest ({exc})") from None
     leaves: list[bytes] = []
     picked: list[_Pick] = []
     match = _Matcher(selection)
-    for chunk in manifest["chunks"]:
-        path = manifest_path.parent / chunk["file"]
+    for file in files:
+        path = manifest_path.parent / file
         if not path.exists():
             raise ExportNotFoundError(f"chunk {path} is missing; run verify first")
         for line in iter_chunk_records(path):
-            record = msgspec.json.decode(line)
-            picked += match((len(leaves), chunk["file"], record))
+            try:
+                record = msgspec.json.decode(line)
+            except (ValueError, msgspec.DecodeError):  # UnicodeDecodeError is a ValueError
+                raise AuditJournalError(
+                    f"{path}: record {len(leaves) + 1} of the export is not JSON; run verify first"
+                ) from None
+            if not isinstance(record, dict):
+                raise AuditJournalError(f"{path}: a line is not a record; run verify first")
+            picked += match((len(leaves), file, record))
             leaves.append(leaf_hash(line))
-    if len(leaves) != manifest["total_record_count"]:
+    if len(leaves) != total:
         raise AuditJournalError("the chunks do not hold the manifest's records; run verify first")
     picked.sort(key=lambda pick: pick[0])
     return {
@@ -166,8 +180,12 @@ def verify_bundle(
 ) -> BundleReport:
     """Check every record's inclusion proof against the (signed) manifest's Merkle root."""
     report = BundleReport()
-    manifest = bundle.get("manifest")
-    if bundle.get("format") != BUNDLE_FORMAT or not isinstance(manifest, dict):
+    manifest = bundle.get("manifest") if isinstance(bundle, dict) else None
+    if (
+        not isinstance(manifest, dict)
+        or bundle.get("format") != BUNDLE_FORMAT
+        or not isinstance(bundle.get("records"), list)
+    ):
         report.lines.append(("bundle", False, "not an auditjournal bundle"))
         return report
     manifest_ok, reason = True, ""
@@ -177,21 +195,23 @@ def verify_bundle(
         report.signature = "INVALID"
         manifest_ok, reason = False, f"signature: {exc}"
     size = bundle.get("tree_size")
-    if size != manifest.get("total_record_count"):
+    if type(size) is not int or size != manifest.get("total_record_count"):
         manifest_ok, reason = False, "tree_size differs from the manifest's total_record_count"
     report.lines.append(("manifest", manifest_ok, reason))
     try:
         root = bytes.fromhex(str(manifest.get("merkle_root")))
     except ValueError:
         root = b""
-    for item in bundle.get("records") or []:
-        report.lines.append(_check_record(item, manifest, int(size or 0), root))
+    for item in bundle["records"]:
+        report.lines.append(_check_record(item, manifest, size if type(size) is int else 0, root))
     return report
 
 
 def _check_record(
-    item: dict[str, Any], manifest: dict[str, Any], size: int, root: bytes
+    item: Any, manifest: dict[str, Any], size: int, root: bytes
 ) -> tuple[str, bool, str]:
+    if not isinstance(item, dict):
+        return "record", False, "not a bundle item"
     record = item.get("record")
     name = f"record #{item.get('index')}"
     if not isinstance(record, dict):
@@ -206,7 +226,7 @@ def _check_record(
         if type(index) is not int:
             return name, False, "index missing"
         computed = root_from_inclusion_proof(leaf, index, size, proof)
-    except (ValueError, AuditJournalError) as exc:
+    except (ValueError, TypeError, AuditJournalError) as exc:
         return name, False, f"proof malformed: {exc}"
     if computed != root:
         return name, False, "inclusion proof does not lead to the manifest's Merkle root"

@@ -200,6 +200,31 @@ class PayloadStore:
                 "is damaged (header or data)"
             )
 
+    def check_indexes(self) -> str:
+        """'' if every pack index is well-formed, else the first problem. For ``verify``.
+
+        A pack is a contiguous run of records, so its index must be too: entries in
+        order, each data offset right after the previous record's data and header,
+        every record inside the pack. (Digests are checked against the pack record
+        headers by :meth:`check_stored`.)
+        """
+        self.flush(fsync=False)
+        for number in self._pack_numbers():
+            try:
+                raw = self._idx_path(number).read_bytes()
+                dat_size = self._dat_path(number).stat().st_size
+            except FileNotFoundError:
+                return f"pack-{number:06d}: its .dat or .idx file is missing"
+            name = f"pack-{number:06d}.idx"
+            if len(raw) % _ENTRY.size:
+                return f"{name}: {len(raw)} bytes is not a whole number of entries"
+            expected = _HEADER_SIZE
+            for i, (_digest, offset, size) in enumerate(_ENTRY.iter_unpack(raw)):
+                if offset != expected or offset + size > dat_size:
+                    return f"{name}: entry {i} points at offset {offset}, expected {expected}"
+                expected = offset + size + _HEADER_SIZE
+        return ""
+
     def get_json(self, ref: str) -> Any:
         """The payload decoded from JSON."""
         return msgspec.json.decode(self.get(ref))

@@ -17,6 +17,7 @@ import contextlib
 import datetime as _dt
 import hashlib
 import math
+import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -68,6 +69,9 @@ if TYPE_CHECKING:
 __all__ = ["RunRecorder", "jsonable"]
 
 _UTC = _dt.UTC
+_THROTTLE_EVERY = 64  # events between checks of the in-process projectors' backlog
+_MAX_BEHIND = 200  # events a live projector may trail the journal by (~10 ms of work)
+_THROTTLE_WAIT = 0.25  # seconds a recorder yields at most per check
 _now = _dt.datetime.now
 
 
@@ -112,6 +116,7 @@ class RunRecorder:
         self._state = state
         self._always = journal.durability == "always"
         self._closed = False
+        self._until_throttle = _THROTTLE_EVERY
 
     # -- graph -------------------------------------------------------------------------
 
@@ -656,6 +661,29 @@ class RunRecorder:
             journal.commit(journal.last_seq)
         elif journal.needs_flush:
             journal.flush(fsync=False)
+        self._until_throttle -= 1
+        if not self._until_throttle:
+            self._until_throttle = _THROTTLE_EVERY
+            self._throttle()
+
+    def _throttle(self) -> None:
+        """Backpressure: keep in-process projectors within ``_MAX_BEHIND`` events.
+
+        They share the GIL with the recording threads; without this a fast
+        recorder would leave them ever further behind (live-export lag and
+        memory growing through the run). When one falls behind, the recorder
+        makes the backlog visible (writes the journal, no fsync) and yields
+        until it is halfway caught up, or ``_THROTTLE_WAIT`` passes.
+        """
+        last = self._journal.last_seq
+        for live in (self._live_export, self._live_sql):
+            if live is None or not live.alive() or last - live.done_seq() <= _MAX_BEHIND:
+                continue
+            self._journal.flush(fsync=False)
+            deadline = time.monotonic() + _THROTTLE_WAIT
+            target = last - _MAX_BEHIND // 2
+            while live.done_seq() < target and live.alive() and time.monotonic() < deadline:
+                time.sleep(0.0005)
 
     @staticmethod
     def _hash(data: bytes) -> str:

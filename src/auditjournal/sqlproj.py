@@ -467,6 +467,13 @@ class LiveSql:
             ) from self._error
         return self.projector.applied_seq
 
+    def done_seq(self) -> int:
+        """The last journal seq the tables hold."""
+        return self.projector.applied_seq
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def stop(self) -> None:
         """Stop following (the tables stay at their checkpoint, resumable)."""
         self._stop.set()

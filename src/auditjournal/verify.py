@@ -319,7 +319,7 @@ def _check_chunk(
                     break
                 try:
                     head = _HEAD_DECODER.decode(record)
-                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
                     problem = f"line {count + 2} is not a record: {exc}"
                     break
                 if head.record_type not in _KNOWN_TYPES or head.run_id != manifest.run_id:
@@ -385,8 +385,10 @@ def _check_against_journal(
                 prefix=Path(tmp) / prefix_name,
             )
             if result is None:
+                segments = sorted(journal_dir.glob("*.jsonl"))
+                where = segments[-1] if segments else journal_dir
                 return [
-                    FileCheck(name, False, "the journal has no run_completed event"),
+                    FileCheck(name, False, f"{where}: the journal has no run_completed event"),
                     payload_check,
                 ]
             fresh = msgspec.json.decode((Path(tmp) / f"{prefix_name}.manifest.json").read_bytes())
@@ -435,6 +437,8 @@ def _scan_journal(
         position = reader.position
     finally:
         reader.close()
+    if not payload_problem:
+        payload_problem = payloads.check_indexes()
     last = journal_dir / segment_name(position.segment_first_seq)
     if last.exists() and last.stat().st_size != position.offset:
         return (
@@ -450,8 +454,7 @@ def _scan_journal(
     if is_live and (live_export or sealed):
         if not sealed and not failed:
             return (
-                f"{last}: no export_sealed entry for this run's live export "
-                "(last entry removed?)",
+                f"{last}: no export_sealed entry for this run's live export (last entry removed?)",
                 payload_problem,
             )
         if sealed and all(e.manifest_sha256 != digest for e in sealed):
