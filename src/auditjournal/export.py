@@ -26,6 +26,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -112,13 +113,17 @@ class ExportProjector:
         settings: ExportSettings,
         prefix: Path,
         checkpoint: bool = True,
+        live: bool = False,
     ) -> None:
         self.run_id = run_id
         self.settings = settings
         self.paths = ExportPaths(prefix)
         self._journal_dir = journal_dir
         self._use_checkpoint = checkpoint
-        get = payloads.get if settings.include_payloads else None
+        # a live projector trails its recorder closely: take payloads from its memory
+        get: Callable[[str], bytes] | None = payloads.get_recent if live else payloads.get
+        if not settings.include_payloads:
+            get = None
         self._maker = RecordMaker(run_id, get)
         self._writer = ChunkWriter(prefix, settings.chunk_size_bytes)
         self._signer = load_signer(settings.sign, settings.signing_key_file)

@@ -99,6 +99,9 @@ class PayloadStore:
         self._read_fds: dict[int, int] = {}
         self._writer: _Writer | None = None  # the pack being appended to
         self._retired: list[_Writer] = []  # full packs with bytes still to flush
+        self._recent: dict[bytes, bytes] | None = None  # see keep_recent()
+        self._recent_bytes = 0
+        self._recent_cap = 0
         self._closed = False
         self.refresh()
 
@@ -128,7 +131,39 @@ class PayloadStore:
                 start = writer.dat.append_record(_pack_header(MAGIC, digest, size), data)
                 writer.idx.append(digest + _pack_lengths(start, size))
                 index[digest] = (writer.number, start, size)
+                if self._recent is not None:
+                    self._remember(digest, data)
         return digest.hex()
+
+    def keep_recent(self, cap_bytes: int = 8 << 20) -> None:
+        """Keep the payloads this process wrote last (up to ``cap_bytes``) in memory.
+
+        For in-process projectors that trail the recorder by a few hundred
+        events: :meth:`get_recent` then serves them without a syscall (which,
+        under the GIL, would hand the interpreter to the recording thread).
+        """
+        with self._lock:
+            if self._recent is None:
+                self._recent = {}
+            self._recent_cap = max(self._recent_cap, cap_bytes)
+
+    def _remember(self, digest: bytes, data: bytes) -> None:
+        recent = self._recent
+        assert recent is not None
+        recent[digest] = data
+        self._recent_bytes += len(data)
+        while self._recent_bytes > self._recent_cap and recent:
+            self._recent_bytes -= len(recent.pop(next(iter(recent))))
+
+    def get_recent(self, ref: str) -> bytes:
+        """Like :meth:`get`, but served from memory when this process wrote the payload
+        recently (those bytes were hashed when they were put; nothing was read)."""
+        recent = self._recent
+        if recent is not None:
+            data = recent.get(bytes.fromhex(ref))
+            if data is not None:
+                return data
+        return self.get(ref)
 
     def flush(self, *, fsync: bool) -> None:
         """Hand buffered payloads to the OS (and fsync them when asked): pack, then index."""

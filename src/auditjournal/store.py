@@ -159,7 +159,7 @@ class AuditStore:
             # the run exists on disk from here on, whatever the durability mode
             journal.flush(fsync=self.durability != "none")
             if export is not None:
-                recorder._live_export = LiveExport(self.export_projector(run_id, export))
+                recorder._live_export = LiveExport(self.export_projector(run_id, export, live=True))
             if sql:
                 recorder._live_sql = LiveSql(self.sql_projector(run_id))
         except BaseException:
@@ -168,15 +168,21 @@ class AuditStore:
         return recorder
 
     def export_projector(
-        self, run_id: str, export: ExportSettings, *, prefix: Path | None = None
+        self, run_id: str, export: ExportSettings, *, prefix: Path | None = None, live: bool = False
     ) -> ExportProjector:
-        """A projector for the run's export (resuming from its checkpoint if there is one)."""
+        """A projector for the run's export (resuming from its checkpoint if there is one).
+
+        ``live``: it follows a recorder of this process (payloads from memory).
+        """
+        if live:
+            self.payloads.keep_recent()
         return ExportProjector(
             journal_dir=self.journal_dir(run_id),
             run_id=run_id,
             payloads=self.payloads,
             settings=export,
             prefix=prefix or self.export_prefix(run_id, export),
+            live=live,
         )
 
     # -- SQL tables -------------------------------------------------------------------
