@@ -39,6 +39,7 @@ import msgspec
 
 from .canonical import canonical_json
 from .errors import PayloadIntegrityError, PayloadNotFoundError, PayloadTooLargeError
+from .packindex import CompactIndex
 from .storage import AppendFile, storage_error, validate_ref, write_in_order
 
 __all__ = ["DEFAULT_MAX_PAYLOAD_BYTES", "PackRecovery", "PayloadStore"]
@@ -93,8 +94,12 @@ class PayloadStore:
         self.max_payload_bytes = max_payload_bytes
         self.recoveries: list[PackRecovery] = []
         self._lock = threading.Lock()
+        self._fd_lock = threading.Lock()
         self._io_lock = threading.Lock()  # keeps flushes (take + write) in order
+        # payloads this store wrote, and the few the compact table cannot hold
         self._index: dict[bytes, tuple[int, int, int]] = {}
+        # payloads loaded from the packs' .idx files: 16 bytes each (packindex.py)
+        self._table = CompactIndex()
         self._idx_read: dict[int, int] = {}  # pack number -> bytes of its .idx loaded
         self._read_fds: dict[int, int] = {}
         self._writer: _Writer | None = None  # the pack being appended to
@@ -123,7 +128,7 @@ class PayloadStore:
         if digest in index:  # dedup without the lock: entries are only ever added
             return digest.hex()
         with self._lock:
-            if digest not in index:
+            if digest not in index and (not self._table.count or self._loaded(digest) is None):
                 writer = self._writer
                 needed = _HEADER_SIZE + size
                 if writer is None or writer.dat.size + needed > self.pack_bytes:
@@ -210,6 +215,10 @@ class PayloadStore:
     def get(self, ref: str) -> bytes:
         """The payload's canonical JSON bytes, re-hashed against ``ref`` before returning."""
         digest = bytes.fromhex(validate_ref(ref))
+        if digest not in self._index:
+            data = self._get_loaded(digest, ref)
+            if data is not None:
+                return data
         number, offset, size = self._locate(digest, ref)
         data = self._read(number, offset, size)
         if hashlib.sha256(data).digest() != digest:
@@ -240,8 +249,8 @@ class PayloadStore:
 
         A pack is a contiguous run of records, so its index must be too: entries in
         order, each data offset right after the previous record's data and header,
-        every record inside the pack. (Digests are checked against the pack record
-        headers by :meth:`check_stored`.)
+        every record inside the pack, and each entry equal to the record header it
+        points at (one small ``pread`` per payload).
         """
         self.flush(fsync=False)
         for number in self._pack_numbers():
@@ -254,9 +263,12 @@ class PayloadStore:
             if len(raw) % _ENTRY.size:
                 return f"{name}: {len(raw)} bytes is not a whole number of entries"
             expected = _HEADER_SIZE
-            for i, (_digest, offset, size) in enumerate(_ENTRY.iter_unpack(raw)):
+            for i, (digest, offset, size) in enumerate(_ENTRY.iter_unpack(raw)):
                 if offset != expected or offset + size > dat_size:
                     return f"{name}: entry {i} points at offset {offset}, expected {expected}"
+                head = self._read_some(number, offset - _HEADER_SIZE, _HEADER_SIZE)
+                if head != _pack_header(MAGIC, digest, size):
+                    return f"{name}: entry {i} does not match the record header in its pack"
                 expected = offset + size + _HEADER_SIZE
         return ""
 
@@ -266,16 +278,27 @@ class PayloadStore:
 
     def __contains__(self, ref: object) -> bool:
         digest = bytes.fromhex(validate_ref(ref))
-        if digest in self._index:
+        if digest in self._index or self._loaded(digest) is not None:
             return True
         self.refresh()
-        return digest in self._index
+        return digest in self._index or self._loaded(digest) is not None
 
     def refs(self) -> Iterator[str]:
-        """Every ref currently indexed (a snapshot)."""
-        with self._lock:
-            keys = list(self._index)
-        return (k.hex() for k in keys)
+        """Every ref in the store (from the packs' indexes, plus this store's unflushed ones)."""
+        self.flush(fsync=False)
+        seen: set[bytes] = set()
+        for number in self._pack_numbers():
+            try:
+                raw = self._idx_path(number).read_bytes()
+            except FileNotFoundError:
+                continue
+            for digest, _offset, _size in _ENTRY.iter_unpack(raw[: len(raw) - len(raw) % 48]):
+                if digest not in seen:
+                    seen.add(digest)
+                    yield digest.hex()
+        for digest in list(self._index):
+            if digest not in seen:
+                yield digest.hex()
 
     def refresh(self) -> None:
         """Load index entries other writers have flushed since we last looked."""
@@ -287,11 +310,37 @@ class PayloadStore:
 
     # -- internals --------------------------------------------------------------------
 
+    def _loaded(self, digest: bytes) -> tuple[int, int, int] | None:
+        """A location from the compact table, confirmed by the record header's digest."""
+        for number, offset, size in self._table.candidates(digest):
+            if offset >= _HEADER_SIZE:
+                head = self._read_some(number, offset - _HEADER_SIZE, _HEADER_SIZE)
+                if head[4:36] == digest:
+                    return number, offset, size
+        return None
+
+    def _get_loaded(self, digest: bytes, ref: str) -> bytes | None:
+        """``get`` for a payload of the compact table: header and data in one ``pread``."""
+        for number, offset, size in self._table.candidates(digest):
+            if offset < _HEADER_SIZE:
+                continue
+            raw = self._read_some(number, offset - _HEADER_SIZE, _HEADER_SIZE + size)
+            if raw[4:36] != digest:
+                continue  # another payload with the same 8-byte prefix
+            data = raw[_HEADER_SIZE:]
+            if len(data) != size or _sha256(data).digest() != digest:
+                raise PayloadIntegrityError(
+                    f"payload {ref} in pack-{number:06d}.dat at offset {offset} "
+                    "does not match its hash"
+                )
+            return data
+        return None
+
     def _locate(self, digest: bytes, ref: str) -> tuple[int, int, int]:
-        loc = self._index.get(digest)
+        loc = self._index.get(digest) or self._loaded(digest)
         if loc is None:
             self.refresh()
-            loc = self._index.get(digest)
+            loc = self._index.get(digest) or self._loaded(digest)
             if loc is None:
                 raise PayloadNotFoundError(f"no payload with ref {ref} in {self.directory}")
         for writer in (self._writer, *self._retired):
@@ -303,14 +352,22 @@ class PayloadStore:
                 self.flush(fsync=False)
         return loc
 
-    def _read(self, number: int, offset: int, size: int) -> bytes:
+    def _read_some(self, number: int, offset: int, size: int) -> bytes:
+        """Up to ``size`` bytes (fewer at the end of the pack)."""
+        return os.pread(self._read_fd(number), size, offset)
+
+    def _read_fd(self, number: int) -> int:
         fd = self._read_fds.get(number)
         if fd is None:
-            with self._lock:
+            with self._fd_lock:  # not self._lock: put_canonical reads while holding it
                 fd = self._read_fds.get(number)
                 if fd is None:
                     fd = os.open(self._dat_path(number), os.O_RDONLY)
                     self._read_fds[number] = fd
+        return fd
+
+    def _read(self, number: int, offset: int, size: int) -> bytes:
+        fd = self._read_fd(number)
         data = os.pread(fd, size, offset)
         if len(data) != size:
             raise PayloadIntegrityError(
@@ -344,10 +401,12 @@ class PayloadStore:
             return
         usable = len(raw) - len(raw) % _ENTRY.size
         index = self._index
+        add = self._table.add
         for digest, offset, size in _ENTRY.iter_unpack(memoryview(raw)[:usable]):
             if offset + size > dat_size:
                 break  # its data is not flushed yet: look again later
-            index.setdefault(digest, (number, offset, size))
+            if not add(digest, number, offset, size):
+                index.setdefault(digest, (number, offset, size))
             done += _ENTRY.size
         self._idx_read[number] = done
 
@@ -446,7 +505,8 @@ class PayloadStore:
         if dropped or reindexed or len(raw) != idx.size:
             self.recoveries.append(PackRecovery(dat.path.name, dropped, reindexed))
         for digest, offset, size in entries:
-            self._index.setdefault(digest, (number, offset, size))
+            if not self._table.add(digest, number, offset, size):
+                self._index.setdefault(digest, (number, offset, size))
         self._idx_read[number] = idx.size
 
     def iter_records(self) -> Iterator[tuple[str, int, int, bytes, bool]]:

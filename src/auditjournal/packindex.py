@@ -1,0 +1,106 @@
+"""A compact, in-memory index of payloads: 16 bytes per payload, not ~240.
+
+Opening a store loads every pack's ``.idx``; as a dict of digest -> tuple that
+costs about 240 bytes per payload (300 MB for a store behind a 2 GB export),
+which would make a replay's memory grow with the store. This table keeps two
+flat ``array('Q')`` columns instead, open addressing with linear probing:
+
+* key: the first 8 bytes of the SHA-256 digest (0 marks an empty slot);
+* value: pack number (10 bits) | data offset in the pack (28 bits) | length
+  (26 bits), so one ``pread`` of header + data fetches a payload.
+
+Only the digest prefix is kept, so a hit is a *candidate*: callers confirm it
+against the record header in the pack (which holds the full digest) before
+trusting it; :meth:`CompactIndex.candidates` yields every slot with that
+prefix. Entries that do not fit the bit fields (a pack past number 1023, an
+offset past 256 MiB, a payload of 64 MiB or more) are refused by :meth:`add`;
+the store keeps those few in an ordinary dict.
+
+Not thread-safe: the payload store's lock guards writes.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Iterator
+from typing import Final
+
+__all__ = ["CompactIndex"]
+
+_PACK_BITS: Final = 10
+_OFFSET_BITS: Final = 28
+_SIZE_BITS: Final = 26
+_MAX_LOAD: Final = 0.7
+_INITIAL: Final = 1 << 10
+
+
+class CompactIndex:
+    """Digest-prefix -> (pack, data offset, length), 16 bytes a slot."""
+
+    __slots__ = ("_keys", "_mask", "_values", "count")
+
+    def __init__(self) -> None:
+        self._keys = array("Q", bytes(8 * _INITIAL))
+        self._values = array("Q", bytes(8 * _INITIAL))
+        self._mask = _INITIAL - 1
+        self.count = 0
+
+    @staticmethod
+    def fits(number: int, offset: int, size: int) -> bool:
+        return (
+            0 <= number < 1 << _PACK_BITS
+            and 0 <= offset < 1 << _OFFSET_BITS
+            and 0 <= size < 1 << _SIZE_BITS
+        )
+
+    def add(self, digest: bytes, number: int, offset: int, size: int) -> bool:
+        """Insert; False (nothing stored) if the location does not fit the bit fields."""
+        if not self.fits(number, offset, size):
+            return False
+        if (self.count + 1) > _MAX_LOAD * (self._mask + 1):
+            self._grow()
+        self._insert(
+            int.from_bytes(digest[:8], "little") or 1,
+            (number << (_OFFSET_BITS + _SIZE_BITS)) | (offset << _SIZE_BITS) | size,
+        )
+        self.count += 1
+        return True
+
+    def candidates(self, digest: bytes) -> Iterator[tuple[int, int, int]]:
+        """Every stored location whose digest starts like ``digest`` (usually one)."""
+        key = int.from_bytes(digest[:8], "little") or 1
+        keys, values, mask = self._keys, self._values, self._mask
+        slot = key & mask
+        while True:
+            found = keys[slot]
+            if not found:
+                return
+            if found == key:
+                value = values[slot]
+                yield (
+                    value >> (_OFFSET_BITS + _SIZE_BITS),
+                    (value >> _SIZE_BITS) & ((1 << _OFFSET_BITS) - 1),
+                    value & ((1 << _SIZE_BITS) - 1),
+                )
+            slot = (slot + 1) & mask
+
+    def memory_bytes(self) -> int:
+        return self._keys.itemsize * len(self._keys) * 2
+
+    def _insert(self, key: int, value: int) -> None:
+        keys, mask = self._keys, self._mask
+        slot = key & mask
+        while keys[slot]:
+            slot = (slot + 1) & mask
+        keys[slot] = key
+        self._values[slot] = value
+
+    def _grow(self) -> None:
+        old_keys, old_values = self._keys, self._values
+        size = (self._mask + 1) * 2
+        self._keys = array("Q", bytes(8 * size))
+        self._values = array("Q", bytes(8 * size))
+        self._mask = size - 1
+        for key, value in zip(old_keys, old_values, strict=True):
+            if key:
+                self._insert(key, value)
