@@ -55,6 +55,18 @@ class MerkleBuilder:
         stack.append((size, node))
         self.count += 1
 
+    def extend(self, leaves: bytes) -> None:
+        """Add many leaf hashes given back to back (32 bytes each)."""
+        stack = self._stack
+        for start in range(0, len(leaves), 32):
+            size = 1
+            node = leaves[start : start + 32]
+            while stack and stack[-1][0] == size:
+                node = _sha256(b"\x01" + stack.pop()[1] + node).digest()
+                size *= 2
+            stack.append((size, node))
+        self.count += len(leaves) // 32
+
     def root(self) -> bytes:
         if not self._stack:
             return _sha256(b"").digest()

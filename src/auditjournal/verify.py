@@ -19,11 +19,13 @@ Streaming: chunks are read in blocks, so memory stays flat whatever their size.
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 import re
 import tempfile
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -43,6 +45,7 @@ from .signing import check_signature
 __all__ = ["FileCheck", "VerifyReport", "find_manifest", "verify_export"]
 
 _BLOCK: Final = 4 << 20
+_PARALLEL_BYTES: Final = 64 << 20  # smaller exports are verified in this process
 _HEX64: Final = re.compile(r"[0-9a-f]{64}")
 _KNOWN_TYPES: Final = frozenset(RECORD_TYPES)
 _REF_FIELDS: Final = (
@@ -210,12 +213,12 @@ def verify_export(
     report.checks.append(_check_listing(directory / f"{prefix_name}.sha256", manifest))
     merkle = MerkleBuilder()
     last_seq = 0
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="auditjournal-verify") as hashing:
-        for entry in manifest.chunks:
-            check, last_seq = _check_chunk(
-                directory, entry, manifest, merkle, last_seq, progress, hashing
-            )
-            report.checks.append(check)
+    for entry, (problem, leaves, first, last, _size) in _scan_chunks(directory, manifest, progress):
+        if not problem and first is not None and first < last_seq:
+            problem = f"first seq {first} goes backwards (the chunk before ends at {last_seq})"
+        merkle.extend(leaves)
+        last_seq = last if last is not None else last_seq
+        report.checks.append(FileCheck(entry.file, not problem, problem))
     listed = {c.file for c in manifest.chunks}
     for path in sorted(directory.glob(f"{prefix_name}*.json")):
         if path.name != manifest_path.name and path.name not in listed:
@@ -267,38 +270,38 @@ def _check_listing(path: Path, manifest: Manifest) -> FileCheck:
     return FileCheck(path.name, True)
 
 
-def _check_chunk(
-    directory: Path,
-    entry: ChunkEntry,
-    manifest: Manifest,
-    merkle: MerkleBuilder,
-    last_seq: int,
-    progress: Callable[[int], None] | None,
-    hashing: ThreadPoolExecutor,
-) -> tuple[FileCheck, int]:
-    """Check one chunk; its file SHA-256 runs on ``hashing`` (one worker, so blocks are
-    hashed in order; hashlib releases the GIL) while this thread checks the lines."""
-    path = directory / entry.file
-    if not path.is_file():
-        return FileCheck(entry.file, False, "missing"), last_seq
+_Entry = tuple[str, int, str, int, int, int]  # file, bytes, sha256, record_count, first, last
+_Scan = tuple[str, bytes, int | None, int | None, int]  # problem, leaves, first, last, size
+
+
+def _scan_chunk(path: str, entry: _Entry, run_id: str) -> _Scan:
+    """Check one chunk on its own; return (problem, leaf hashes, first seq, last seq, size).
+
+    A plain function of plain values, so a worker process can run it. The file's
+    SHA-256 runs on a helper thread (hashlib releases the GIL on big blocks) while
+    this thread checks the lines and hashes the Merkle leaves.
+    """
+    _file, expected_bytes, expected_sha, expected_count, expected_first, expected_last = entry
+    if not os.path.isfile(path):
+        return "missing", b"", None, None, 0
     hasher = hashlib.sha256()
+    leaves = bytearray()
     size = 0
     count = 0
     first = last = None
+    previous = 0
     problem = ""
     state = "open"  # open -> records -> closed
     carry = b""
     sha = hashlib.sha256
     hashed: Future[None] | None = None
-    with open(path, "rb") as fh:
+    with ThreadPoolExecutor(max_workers=1) as hashing, open(path, "rb") as fh:
         while True:
             block = fh.read(_BLOCK)
             if not block:
                 break
             hashed = hashing.submit(hasher.update, block)
             size += len(block)
-            if progress is not None:
-                progress(len(block))
             if problem:
                 continue
             data = carry + block if carry else block
@@ -330,38 +333,73 @@ def _check_chunk(
                 except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
                     problem = f"line {count + 2} is not a record: {exc}"
                     break
-                if head.record_type not in _KNOWN_TYPES or head.run_id != manifest.run_id:
+                if head.record_type not in _KNOWN_TYPES or head.run_id != run_id:
                     problem = f"line {count + 2}: unknown record type or another run's record"
                     break
-                if head.seq < last_seq:
+                if head.seq < previous:
                     problem = f"line {count + 2}: seq {head.seq} goes backwards"
                     break
-                last_seq = head.seq
+                previous = last = head.seq
                 if first is None:
                     first = head.seq
-                last = head.seq
                 count += 1
                 h = sha(b"\x00")
                 h.update(record)
-                merkle.add(h.digest())
-    if hashed is not None:
-        hashed.result()
+                leaves += h.digest()
+        if hashed is not None:
+            hashed.result()
     if not problem:
         if carry:
             problem = "file does not end with a newline"
         elif state != "closed":
             problem = "no closing ']' (chunk not sealed or truncated)"
-        elif size != entry.bytes:
-            problem = f"{size} bytes, manifest says {entry.bytes}"
-        elif hasher.hexdigest() != entry.sha256:
+        elif size != expected_bytes:
+            problem = f"{size} bytes, manifest says {expected_bytes}"
+        elif hasher.hexdigest() != expected_sha:
             problem = "sha256 does not match the manifest"
-        elif count != entry.record_count:
-            problem = f"{count} records, manifest says {entry.record_count}"
-        elif (first, last) != (entry.first_seq, entry.last_seq):
-            problem = (
-                f"seq range {first}..{last}, manifest says {entry.first_seq}..{entry.last_seq}"
-            )
-    return FileCheck(entry.file, not problem, problem), last_seq
+        elif count != expected_count:
+            problem = f"{count} records, manifest says {expected_count}"
+        elif (first, last) != (expected_first, expected_last):
+            listed = f"{expected_first}..{expected_last}"
+            problem = f"seq range {first}..{last}, manifest says {listed}"
+    return problem, bytes(leaves), first, last, size
+
+
+def _scan_chunks(
+    directory: Path, manifest: Manifest, progress: Callable[[int], None] | None
+) -> Iterator[tuple[ChunkEntry, _Scan]]:
+    """Every chunk's scan, in order; on a second core (worker processes) for big exports."""
+    jobs = [
+        (
+            str(directory / c.file),
+            (c.file, c.bytes, c.sha256, c.record_count, c.first_seq, c.last_seq),
+            manifest.run_id,
+        )
+        for c in manifest.chunks
+    ]
+    total = sum(c.bytes for c in manifest.chunks)
+    workers = min(os.cpu_count() or 1, 2)
+    if workers < 2 or total < _PARALLEL_BYTES or len(jobs) < 2:
+        for chunk, job in zip(manifest.chunks, jobs, strict=True):
+            result = _scan_chunk(*job)
+            if progress is not None:
+                progress(result[4])
+            yield chunk, result
+        return
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        pending: deque[Future[_Scan]] = deque()
+        queued = iter(jobs)
+        for chunk in manifest.chunks:
+            while len(pending) < 2 * workers:
+                upcoming = next(queued, None)
+                if upcoming is None:
+                    break
+                pending.append(pool.submit(_scan_chunk, *upcoming))
+            result = pending.popleft().result()
+            if progress is not None:
+                progress(result[4])
+            yield chunk, result
 
 
 def _check_against_journal(
