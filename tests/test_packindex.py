@@ -45,8 +45,8 @@ def test_locations_that_do_not_fit_are_refused() -> None:
 
 def test_same_prefix_yields_every_candidate() -> None:
     table = CompactIndex()
-    a = b"\x07" * 8 + b"a" * 24
-    b = b"\x07" * 8 + b"b" * 24
+    a = b"\x07" * 4 + b"a" * 28
+    b = b"\x07" * 4 + b"b" * 28
     table.add(a, 1, 100, 5)
     table.add(b, 2, 200, 6)
     assert sorted(table.candidates(a)) == [(1, 100, 5), (2, 200, 6)]
@@ -56,7 +56,7 @@ def test_sixteen_bytes_a_slot_and_growth() -> None:
     table = CompactIndex()
     for i in range(10_000):
         table.add(digest(i), 1, i, 1)
-    assert table.memory_bytes() <= 16 * 2 * 16_384  # load factor <= 0.7 after doubling
+    assert table.memory_bytes() == 12 * 16_384  # load factor <= 0.7 after doubling
     assert all(list(table.candidates(digest(i))) == [(1, i, 1)] for i in range(0, 10_000, 97))
 
 
@@ -75,3 +75,14 @@ def test_reopened_store_reads_and_dedups_through_the_table(tmp_path: Path) -> No
     again.close()
     assert sum(p.stat().st_size for p in tmp_path.glob("pack-*.dat")) == size
     assert sorted(PayloadStore(tmp_path).refs()) == sorted(refs)
+
+
+def test_reserve_sizes_the_table_once() -> None:
+    table = CompactIndex()
+    table.reserve(100_000)
+    size = table.memory_bytes()
+    assert size == 12 * 262_144  # the smallest power of two holding 100,000 at load <= 0.7
+    for i in range(100_000):
+        table.add(digest(i), 2, i, 3)
+    assert table.memory_bytes() == size  # no resize (no peak of old + new columns)
+    assert list(table.candidates(digest(99_999))) == [(2, 99_999, 3)]

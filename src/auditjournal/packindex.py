@@ -1,11 +1,12 @@
-"""A compact, in-memory index of payloads: 16 bytes per payload, not ~240.
+"""A compact, in-memory index of payloads: 12 bytes a slot, not ~240 a payload.
 
 Opening a store loads every pack's ``.idx``; as a dict of digest -> tuple that
 costs about 240 bytes per payload (300 MB for a store behind a 2 GB export),
 which would make a replay's memory grow with the store. This table keeps two
-flat ``array('Q')`` columns instead, open addressing with linear probing:
+flat ``array`` columns instead, open addressing with linear probing, sized
+once for the entries to load (no resize peak):
 
-* key: the first 8 bytes of the SHA-256 digest (0 marks an empty slot);
+* key: the first 4 bytes of the SHA-256 digest (0 marks an empty slot);
 * value: pack number (10 bits) | data offset in the pack (28 bits) | length
   (26 bits), so one ``pread`` of header + data fetches a payload.
 
@@ -35,15 +36,20 @@ _INITIAL: Final = 1 << 10
 
 
 class CompactIndex:
-    """Digest-prefix -> (pack, data offset, length), 16 bytes a slot."""
+    """Digest-prefix -> (pack, data offset, length), 12 bytes a slot."""
 
     __slots__ = ("_keys", "_mask", "_values", "count")
 
     def __init__(self) -> None:
-        self._keys = array("Q", bytes(8 * _INITIAL))
+        self._keys = array("I", bytes(4 * _INITIAL))
         self._values = array("Q", bytes(8 * _INITIAL))
         self._mask = _INITIAL - 1
         self.count = 0
+
+    def reserve(self, entries: int) -> None:
+        """Make room for ``entries`` in all, at once (before a bulk load)."""
+        if entries > _MAX_LOAD * (self._mask + 1):
+            self._grow(entries)
 
     @staticmethod
     def fits(number: int, offset: int, size: int) -> bool:
@@ -60,7 +66,7 @@ class CompactIndex:
         if (self.count + 1) > _MAX_LOAD * (self._mask + 1):
             self._grow()
         self._insert(
-            int.from_bytes(digest[:8], "little") or 1,
+            int.from_bytes(digest[:4], "little") or 1,
             (number << (_OFFSET_BITS + _SIZE_BITS)) | (offset << _SIZE_BITS) | size,
         )
         self.count += 1
@@ -68,7 +74,7 @@ class CompactIndex:
 
     def candidates(self, digest: bytes) -> Iterator[tuple[int, int, int]]:
         """Every stored location whose digest starts like ``digest`` (usually one)."""
-        key = int.from_bytes(digest[:8], "little") or 1
+        key = int.from_bytes(digest[:4], "little") or 1
         keys, values, mask = self._keys, self._values, self._mask
         slot = key & mask
         while True:
@@ -85,7 +91,7 @@ class CompactIndex:
             slot = (slot + 1) & mask
 
     def memory_bytes(self) -> int:
-        return self._keys.itemsize * len(self._keys) * 2
+        return (self._keys.itemsize + self._values.itemsize) * len(self._keys)
 
     def _insert(self, key: int, value: int) -> None:
         keys, mask = self._keys, self._mask
@@ -95,10 +101,12 @@ class CompactIndex:
         keys[slot] = key
         self._values[slot] = value
 
-    def _grow(self) -> None:
+    def _grow(self, entries: int = 0) -> None:
         old_keys, old_values = self._keys, self._values
         size = (self._mask + 1) * 2
-        self._keys = array("Q", bytes(8 * size))
+        while entries > _MAX_LOAD * size:
+            size *= 2
+        self._keys = array("I", bytes(4 * size))
         self._values = array("Q", bytes(8 * size))
         self._mask = size - 1
         for key, value in zip(old_keys, old_values, strict=True):

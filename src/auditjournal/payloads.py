@@ -25,6 +25,7 @@ Thread-safety: all public methods may be called from several threads.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -304,7 +305,9 @@ class PayloadStore:
         """Load index entries other writers have flushed since we last looked."""
         with self._lock:
             own = {w.number for w in (self._writer, *self._retired) if w is not None}
-            for number in self._pack_numbers():
+            numbers = self._pack_numbers()
+            self._table.reserve(self._table.count + self._unloaded_entries(numbers, own))
+            for number in numbers:
                 if number not in own:  # our own packs: the in-memory index is ahead of the file
                     self._load_index(number)
 
@@ -388,6 +391,16 @@ class PayloadStore:
 
     def _idx_path(self, number: int) -> Path:
         return self.directory / f"pack-{number:06d}.idx"
+
+    def _unloaded_entries(self, numbers: list[int], own: set[int]) -> int:
+        """How many index entries the next refresh may load (to size the table once)."""
+        total = 0
+        for number in numbers:
+            if number not in own:
+                with contextlib.suppress(FileNotFoundError):
+                    total += self._idx_path(number).stat().st_size // _ENTRY.size
+                total -= self._idx_read.get(number, 0) // _ENTRY.size
+        return max(total, 0)
 
     def _load_index(self, number: int) -> None:
         """Read new, complete entries of a pack's index (caller holds the lock)."""
