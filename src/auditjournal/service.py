@@ -122,9 +122,10 @@ class ProjectionService:
                     continue
             if job.projector.step():
                 progressed = True
-            if job.projector.sealed and self._record_seal(job):
-                sealed += 1
-                progressed = True
+            if job.projector.sealed:
+                outcome = self._record_seal(job)
+                progressed = progressed or outcome is not None
+                sealed += outcome is True
         return progressed, sealed
 
     def _step_sql(self, job: _Job) -> bool:
@@ -148,12 +149,14 @@ class ProjectionService:
         except JournalLockedError:
             return None  # another process is writing this export
 
-    def _record_seal(self, job: _Job) -> bool:
+    def _record_seal(self, job: _Job) -> bool | None:
+        """True: sealed now and recorded; False: the journal already had this seal;
+        None: the recorder still holds the journal (try again next round)."""
         projector = job.projector
         assert projector is not None and projector.result is not None
         result = projector.result
         try:
-            self.store.append_export_event(
+            recorded = self.store.append_export_event(
                 job.run_id,
                 ExportSealed(
                     run_id=job.run_id,
@@ -166,13 +169,13 @@ class ProjectionService:
                 ),
             )
         except JournalLockedError:
-            return False  # the recorder still holds the journal; try again next round
+            return None
         projector.close()
         job.projector = None
         job.done = True
-        if self.on_sealed is not None:
+        if recorded and self.on_sealed is not None:
             self.on_sealed(job.run_id, result)
-        return True
+        return recorded
 
     def _watch(self, wake: threading.Event) -> Any:
         try:
