@@ -72,6 +72,24 @@ class CompactIndex:
         self.count += 1
         return True
 
+    def first(self, digest: bytes) -> tuple[int, int, int] | None:
+        """The first candidate (the only one, nearly always), without a generator."""
+        key = int.from_bytes(digest[:4], "little") or 1
+        keys, mask = self._keys, self._mask
+        slot = key & mask
+        while True:
+            found = keys[slot]
+            if not found:
+                return None
+            if found == key:
+                value = self._values[slot]
+                return (
+                    value >> (_OFFSET_BITS + _SIZE_BITS),
+                    (value >> _SIZE_BITS) & ((1 << _OFFSET_BITS) - 1),
+                    value & ((1 << _SIZE_BITS) - 1),
+                )
+            slot = (slot + 1) & mask
+
     def candidates(self, digest: bytes) -> Iterator[tuple[int, int, int]]:
         """Every stored location whose digest starts like ``digest`` (usually one)."""
         key = int.from_bytes(digest[:4], "little") or 1

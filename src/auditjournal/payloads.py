@@ -41,7 +41,7 @@ import msgspec
 from .canonical import canonical_json
 from .errors import PayloadIntegrityError, PayloadNotFoundError, PayloadTooLargeError
 from .packindex import CompactIndex
-from .storage import AppendFile, storage_error, validate_ref, write_in_order
+from .storage import AppendFile, ref_digest, storage_error, write_in_order
 
 __all__ = ["DEFAULT_MAX_PAYLOAD_BYTES", "PackRecovery", "PayloadStore"]
 
@@ -217,7 +217,7 @@ class PayloadStore:
 
     def get(self, ref: str) -> bytes:
         """The payload's canonical JSON bytes, re-hashed against ``ref`` before returning."""
-        digest = bytes.fromhex(validate_ref(ref))
+        digest = ref_digest(ref)
         if digest not in self._index:
             data = self._get_loaded(digest, ref)
             if data is not None:
@@ -233,7 +233,7 @@ class PayloadStore:
     def check_stored(self, ref: str) -> None:
         """Raise unless the pack record of ``ref`` is intact: its header (magic, digest,
         length) as well as its data. For ``verify``; ``get`` only checks the data."""
-        digest = bytes.fromhex(validate_ref(ref))
+        digest = ref_digest(ref)
         number, offset, size = self._locate(digest, ref)
         start = offset - _HEADER.size
         raw = self._read(number, start, _HEADER.size + size) if start >= 0 else b""
@@ -280,7 +280,7 @@ class PayloadStore:
         return msgspec.json.decode(self.get(ref))
 
     def __contains__(self, ref: object) -> bool:
-        digest = bytes.fromhex(validate_ref(ref))
+        digest = ref_digest(ref)
         if digest in self._index or self._loaded(digest) is not None:
             return True
         self.refresh()
@@ -326,20 +326,33 @@ class PayloadStore:
 
     def _get_loaded(self, digest: bytes, ref: str) -> bytes | None:
         """``get`` for a payload of the compact table: header and data in one ``pread``."""
-        for number, offset, size in self._table.candidates(digest):
-            if offset < _HEADER_SIZE:
-                continue
-            raw = self._read_ahead(number, offset - _HEADER_SIZE, _HEADER_SIZE + size)
-            if raw[4:36] != digest:
-                continue  # another payload with the same 8-byte prefix
-            data = raw[_HEADER_SIZE:]
-            if len(data) != size or _sha256(data).digest() != digest:
-                raise PayloadIntegrityError(
-                    f"payload {ref} in pack-{number:06d}.dat at offset {offset} "
-                    "does not match its hash"
-                )
-            return data
-        return None
+        first = self._table.first(digest)
+        if first is None:
+            return None
+        data = self._fetch_candidate(first, digest, ref)
+        if data is None:  # another payload with the same digest prefix: try the others
+            for location in self._table.candidates(digest):
+                if location != first:
+                    data = self._fetch_candidate(location, digest, ref)
+                    if data is not None:
+                        break
+        return data
+
+    def _fetch_candidate(
+        self, location: tuple[int, int, int], digest: bytes, ref: str
+    ) -> bytes | None:
+        number, offset, size = location
+        if offset < _HEADER_SIZE:
+            return None
+        raw = self._read_ahead(number, offset - _HEADER_SIZE, _HEADER_SIZE + size)
+        if raw[4:36] != digest:
+            return None
+        data = raw[_HEADER_SIZE:]
+        if len(data) != size or _sha256(data).digest() != digest:
+            raise PayloadIntegrityError(
+                f"payload {ref} in pack-{number:06d}.dat at offset {offset} does not match its hash"
+            )
+        return data
 
     def _locate(self, digest: bytes, ref: str) -> tuple[int, int, int]:
         loc = self._index.get(digest) or self._loaded(digest)

@@ -213,7 +213,7 @@ class RecordMaker:
             "input_hash": e.input_hash,
             "input_data_ref": e.input_data_ref,
             "started_seq": e.seq,
-            "started_at": iso(e.ts),
+            "started_at": e.ts,  # msgspec writes it as iso() does (also after a checkpoint)
         }
         return []
 

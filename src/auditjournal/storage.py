@@ -31,6 +31,7 @@ __all__ = [
     "atomic_write",
     "fsync_dir",
     "lock_file",
+    "ref_digest",
     "validate_id",
     "validate_ref",
     "write_in_order",
@@ -40,7 +41,6 @@ Durability = Literal["always", "batch", "none"]
 DURABILITY_MODES: Final = ("always", "batch", "none")
 
 _ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
-_REF_RE: Final = re.compile(r"[0-9a-f]{64}")
 _WRITE_CHUNK: Final = 1 << 20
 T = TypeVar("T")
 
@@ -61,9 +61,21 @@ def validate_id(value: object, what: str = "id") -> str:
 
 def validate_ref(ref: object) -> str:
     """Accept only a 64-character lowercase hex SHA-256 digest."""
-    if type(ref) is not str or len(ref) != 64 or _REF_RE.fullmatch(ref) is None:
-        raise InvalidRefError(f"invalid payload ref {ref!r}: expected 64 lowercase hex characters")
-    return ref
+    ref_digest(ref)
+    return ref  # type: ignore[return-value]
+
+
+def ref_digest(ref: object) -> bytes:
+    """The 32-byte digest of a valid ref (64 lowercase hex characters), else InvalidRefError."""
+    if type(ref) is str and len(ref) == 64:
+        try:
+            digest = bytes.fromhex(ref)
+        except ValueError:
+            pass
+        else:
+            if digest.hex() == ref:  # rejects upper case and anything fromhex tolerates
+                return digest
+    raise InvalidRefError(f"invalid payload ref {ref!r}: expected 64 lowercase hex characters")
 
 
 def storage_error(exc: OSError, action: str) -> StorageError:
