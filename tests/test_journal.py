@@ -32,6 +32,7 @@ from auditjournal.events import (
     decode_event,
 )
 from auditjournal.journal import Journal, JournalReader
+from faults import fail_writes
 
 RUN = "run-1"
 T0 = dt.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=dt.UTC)
@@ -651,22 +652,6 @@ def test_append_during_failed_roll_raises_disk_full_and_keeps_chain(
     journal.close()
     assert read_all(jdir) == [row(s) for s in range(1, 6)]
     assert [p.name for p in segments(jdir)] == [f"{1:020d}.jsonl", f"{4:020d}.jsonl"]
-
-
-def fail_writes(monkeypatch: pytest.MonkeyPatch, needle: str, times: int = 1) -> list[str]:
-    """Make the next ``times`` os.write calls on files whose path contains ``needle`` fail."""
-    real = os.write
-    failed: list[str] = []
-
-    def write(fd: int, data: bytes) -> int:
-        path = os.readlink(f"/proc/self/fd/{fd}")
-        if len(failed) < times and needle in path:
-            failed.append(path)
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real(fd, data)
-
-    monkeypatch.setattr(os, "write", write)
-    return failed
 
 
 @pytest.mark.parametrize("failing_segment", [1, 4, 7])

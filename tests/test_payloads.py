@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import struct
@@ -24,6 +23,7 @@ from auditjournal.errors import (
 )
 from auditjournal.payloads import PackRecovery, PayloadStore
 from auditjournal.storage import AppendFile
+from faults import fail_writes
 
 HEADER = 4 + 32 + 8  # b"AJP1" | sha256 digest | u64 length
 ENTRY = 32 + 8 + 8  # digest | data offset | length
@@ -453,22 +453,6 @@ def test_iter_records_reports_torn_tail(directory: Path) -> None:
 
 
 # -- write failures (ENOSPC) and concurrent rollover ------------------------------------------
-
-
-def fail_writes(monkeypatch: pytest.MonkeyPatch, needle: str, times: int = 1) -> list[str]:
-    """Make the next ``times`` os.write calls on files whose path contains ``needle`` fail."""
-    real = os.write
-    failed: list[str] = []
-
-    def write(fd: int, data: bytes) -> int:
-        path = os.readlink(f"/proc/self/fd/{fd}")
-        if len(failed) < times and needle in path:
-            failed.append(path)
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real(fd, data)
-
-    monkeypatch.setattr(os, "write", write)
-    return failed
 
 
 @pytest.mark.parametrize("needle", ["pack-000001.dat", "pack-000001.idx", "pack-000002.dat"])
