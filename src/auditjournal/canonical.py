@@ -36,7 +36,6 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_SAFE_INTEGER",
     "canonical_json",
-    "canonical_record",
     "format_float",
     "stable_hash",
 ]
@@ -57,22 +56,9 @@ def canonical_json(obj: Any) -> bytes:
     Raises :class:`CanonicalizationError` naming the offending path for values
     that have no faithful JSON form.
     """
-    return _canonical(obj, _CONVERTERS)
-
-
-def canonical_record(obj: Any) -> bytes:
-    """Like :func:`canonical_json`, but :class:`msgspec.Raw` values are spliced in as they are.
-
-    For export records whose payloads are already canonical bytes (never for
-    caller data: raw bytes are not checked).
-    """
-    return _canonical(obj, _RECORD_CONVERTERS)
-
-
-def _canonical(obj: Any, converters: dict[type, Callable[[Any], Any]]) -> bytes:
     wide_keys: list[str] = []
     try:
-        value = _normalize(obj, 0, wide_keys, converters)
+        value = _normalize(obj, 0, wide_keys)
     except _PathError as exc:
         raise CanonicalizationError(f"{exc.message} at {exc.path()}") from None
     try:
@@ -151,9 +137,7 @@ def _msgspec_float_ok(value: float) -> bool:
     return 1e-4 <= abs(value) < 1e16 and not value.is_integer()
 
 
-def _normalize(
-    o: Any, depth: int, wide_keys: list[str], converters: dict[type, Callable[[Any], Any]]
-) -> Any:
+def _normalize(o: Any, depth: int, wide_keys: list[str]) -> Any:
     """``o`` itself if it is already canonical-ready, else a converted copy.
 
     Scalars inside containers are checked inline (no call per leaf): this is
@@ -177,7 +161,7 @@ def _normalize(
             if ti is float and 1e-4 <= abs(item) < 1e16 and not item.is_integer():
                 continue  # msgspec already writes it as ECMAScript does (_msgspec_float_ok)
             try:
-                new = _normalize(item, depth + 1, wide_keys, converters)
+                new = _normalize(item, depth + 1, wide_keys)
             except _PathError as exc:
                 exc.parts.append(f"[{key!r}]")
                 raise
@@ -199,7 +183,7 @@ def _normalize(
             if ti is float and 1e-4 <= abs(item) < 1e16 and not item.is_integer():
                 continue  # msgspec already writes it as ECMAScript does (_msgspec_float_ok)
             try:
-                new = _normalize(item, depth + 1, wide_keys, converters)
+                new = _normalize(item, depth + 1, wide_keys)
             except _PathError as exc:
                 exc.parts.append(f"[{index}]")
                 raise
@@ -232,7 +216,7 @@ def _normalize(
             return msgspec.Raw(format_float(o).encode())
         except CanonicalizationError as exc:
             raise _PathError(str(exc)) from None
-    convert = converters.get(t)
+    convert = _CONVERTERS.get(t)
     if convert is not None:
         return convert(o)
     raise _PathError(_unsupported(o))
@@ -262,8 +246,6 @@ _CONVERTERS: dict[type, Callable[[Any], Any]] = {
     bytearray: _from_bytes,
     memoryview: _from_bytes,
 }
-
-_RECORD_CONVERTERS: dict[type, Callable[[Any], Any]] = {**_CONVERTERS, msgspec.Raw: lambda raw: raw}
 
 
 def _unsupported(o: Any) -> str:

@@ -401,8 +401,8 @@ class PayloadStore:
         return fd
 
     def _read(self, number: int, offset: int, size: int) -> bytes:
-        fd = self._read_fd(number)
-        data = os.pread(fd, size, offset)
+        """Exactly ``size`` bytes, or PayloadIntegrityError (the pack is cut short)."""
+        data = self._read_some(number, offset, size)
         if len(data) != size:
             raise PayloadIntegrityError(
                 f"pack-{number:06d}.dat is truncated: payload at offset {offset} is incomplete"
