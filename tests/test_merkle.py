@@ -22,6 +22,7 @@ from auditjournal.merkle import (
     leaf_hash,
     merkle_root,
     node_hash,
+    range_subtrees,
     root_from_inclusion_proof,
 )
 
@@ -289,3 +290,36 @@ def test_proofs_verify_and_every_alteration_fails(
         with pytest.raises(ValueError):
             root_from_inclusion_proof(hashed[m], m, wrong, proof)
     assert fails(hashed[m], m, n * 2, proof, root)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(min_value=0, max_value=300),
+    st.lists(st.integers(min_value=0, max_value=300), max_size=8),
+)
+def test_ranges_hashed_apart_fold_into_the_same_root(n: int, cuts: list[int]) -> None:
+    """verify hashes each chunk's leaves on its own (range_subtrees) and folds the
+    subtrees (add_subtree): for any split of any tree, the root is the RFC's."""
+    hashed = hashed_leaves(n)
+    bounds = sorted({0, n, *(c for c in cuts if c <= n)})
+    builder = MerkleBuilder()
+    for lo, hi in zip(bounds, bounds[1:], strict=False):
+        subtrees = range_subtrees(hashed[lo:hi], lo)
+        assert sum(size for size, _ in subtrees) == hi - lo
+        for size, node in subtrees:
+            assert lo % size == 0  # aligned: a subtree of the RFC's tree
+            assert node == ref_mth(hashed[lo : lo + size])
+            builder.add_subtree(size, node)
+            lo += size
+    assert builder.count == n
+    assert builder.root() == (ref_mth(hashed) if n else bytes.fromhex(EMPTY_ROOT))
+
+
+def test_a_subtree_out_of_alignment_is_refused() -> None:
+    builder = MerkleBuilder()
+    builder.add(leaf_hash(b"a"))
+    for size in (2, 3, 0):
+        with pytest.raises(ValueError, match="cannot start"):
+            builder.add_subtree(size, leaf_hash(b"b"))
+    builder.add_subtree(1, leaf_hash(b"b"))
+    assert builder.root() == merkle_root([leaf_hash(b"a"), leaf_hash(b"b")])

@@ -12,7 +12,7 @@ without holding the records.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 __all__ = [
     "MerkleBuilder",
@@ -20,6 +20,7 @@ __all__ = [
     "leaf_hash",
     "merkle_root",
     "node_hash",
+    "range_subtrees",
     "root_from_inclusion_proof",
 ]
 
@@ -67,6 +68,21 @@ class MerkleBuilder:
             stack.append((size, node))
         self.count += len(leaves) // 32
 
+    def add_subtree(self, size: int, node: bytes) -> None:
+        """Add the root of a complete subtree of ``size`` leaves (a power of two) that
+        starts at leaf ``count``; ``count`` must be a multiple of ``size``.
+
+        Used to combine :func:`range_subtrees` computed elsewhere (say, per chunk).
+        """
+        if size < 1 or size & (size - 1) or self.count & (size - 1):
+            raise ValueError(f"a subtree of {size} leaves cannot start at leaf {self.count}")
+        stack = self._stack
+        self.count += size
+        while stack and stack[-1][0] == size:
+            node = _sha256(b"\x01" + stack.pop()[1] + node).digest()
+            size *= 2
+        stack.append((size, node))
+
     def root(self) -> bytes:
         if not self._stack:
             return _sha256(b"").digest()
@@ -83,6 +99,29 @@ class MerkleBuilder:
     @classmethod
     def from_state(cls, state: Sequence[Sequence[object]], count: int) -> MerkleBuilder:
         return cls([(int(str(size)), bytes.fromhex(str(node))) for size, node in state], count)
+
+
+def range_subtrees(leaves: Iterable[bytes], start: int) -> list[tuple[int, bytes]]:
+    """The leaves ``start``, ``start + 1``, ... of a bigger tree as the complete,
+    aligned subtrees they fill, in order: ``(size, root)`` pairs that
+    :meth:`MerkleBuilder.add_subtree` folds in once ``count == start``.
+
+    A subtree of ``size`` leaves is aligned when it starts at a multiple of
+    ``size``: those are exactly the subtrees RFC 6962's tree is made of, so
+    ranges hashed separately (in parallel) combine into the same root.
+    """
+    stack: list[tuple[int, bytes]] = []
+    position = start
+    for leaf in leaves:
+        begin, size, node = position, 1, leaf
+        # merge with the subtree before while the pair is aligned and inside the range
+        while begin & size and stack and stack[-1][0] == size:
+            node = _sha256(b"\x01" + stack.pop()[1] + node).digest()
+            begin -= size
+            size *= 2
+        stack.append((size, node))
+        position += 1
+    return stack
 
 
 def merkle_root(leaves: Sequence[bytes]) -> bytes:
