@@ -10,6 +10,7 @@ written here, independent of the package's iterative code.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Sequence
 
 import pytest
@@ -303,7 +304,7 @@ def test_ranges_hashed_apart_fold_into_the_same_root(n: int, cuts: list[int]) ->
     hashed = hashed_leaves(n)
     bounds = sorted({0, n, *(c for c in cuts if c <= n)})
     builder = MerkleBuilder()
-    for lo, hi in zip(bounds, bounds[1:], strict=False):
+    for lo, hi in itertools.pairwise(bounds):
         subtrees = range_subtrees(hashed[lo:hi], lo)
         assert sum(size for size, _ in subtrees) == hi - lo
         for size, node in subtrees:

@@ -42,7 +42,7 @@ from .errors import (
     UnsupportedSchemaError,
 )
 from .events import Event
-from .export import ExportPaths, ExportProjector, LiveExport, SealResult, replay_export
+from .export import ExportPaths, ExportProjector, LiveExport, SealResult
 from .extract import Selection, extract_bundle, verify_bundle
 from .journal import Journal, JournalPosition, JournalReader, Recovery
 from .lineage import explain_row, list_runs, show_run
@@ -50,6 +50,7 @@ from .merkle import MerkleBuilder
 from .payloads import PayloadStore
 from .recorder import RunRecorder
 from .reimport import TypedRow, load_rows
+from .replay import replay_export
 from .service import ProjectionService
 from .settings import ExportSettings
 from .signing import check_signature, generate_keypair

@@ -28,7 +28,7 @@ import hashlib
 import os
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,6 +151,20 @@ class ChunkWriter:
 
     def add(self, seq: int, record: bytes) -> None:
         """Write one record (canonical JSON, no newline) at the end of the export."""
+        self._place(seq, record)
+        self.merkle.add(leaf_hash(record))
+
+    def add_many(self, seqs: Sequence[int], records: Sequence[bytes], leaves: bytes) -> None:
+        """:meth:`add` for records whose Merkle leaf hashes were computed elsewhere
+        (``leaves``: 32 bytes per record, in order)."""
+        if len(leaves) != 32 * len(records) or len(seqs) != len(records):
+            raise ValueError("one seq and one 32-byte leaf hash per record expected")
+        place = self._place
+        for seq, record in zip(seqs, records, strict=True):
+            place(seq, record)
+        self.merkle.extend(leaves)
+
+    def _place(self, seq: int, record: bytes) -> None:
         current = self.current
         limit = self.limit
         if (
@@ -174,7 +188,6 @@ class ChunkWriter:
             current.first_seq = seq
         current.record_count += 1
         current.last_seq = seq
-        self.merkle.add(leaf_hash(record))
 
     def flush(self) -> None:
         """Hand buffered lines to the I/O thread, which writes them to the OS."""

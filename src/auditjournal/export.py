@@ -26,7 +26,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -34,8 +34,8 @@ from typing import Any, Final
 import msgspec
 
 from .chunks import ChunkWriter
-from .errors import ExportError, RunNotFoundError
-from .events import RunCompleted
+from .errors import ExportError
+from .events import Event, RunCompleted
 from .journal import JournalPosition, JournalReader
 from .payloads import PayloadStore
 from .records import RecordMaker, iso
@@ -49,7 +49,6 @@ __all__ = [
     "ExportProjector",
     "LiveExport",
     "SealResult",
-    "replay_export",
 ]
 
 MANIFEST_FORMAT: Final = "auditjournal-export/1"
@@ -169,6 +168,30 @@ class ExportProjector:
             self._write_checkpoint()
             self._last_checkpoint = now
         return len(events)
+
+    # -- driving from events read elsewhere (the parallel replay, replay.py) --------------
+
+    @property
+    def maker(self) -> RecordMaker:
+        return self._maker
+
+    def add_encoded(self, seqs: Sequence[int], records: Sequence[bytes], leaves: bytes) -> None:
+        """Records built elsewhere from the events in order, with their Merkle leaf hashes."""
+        self._writer.add_many(seqs, records, leaves)
+        self._writer.flush()
+
+    def flush(self) -> None:
+        """Hand what is buffered to the OS (the chunks are readable up to here)."""
+        self._writer.flush()
+
+    def project(self, event: Event, chain: bytes) -> None:
+        """One event read elsewhere (``chain``: its journal chain value); seals on
+        ``run_completed``."""
+        for seq, record in self._maker.records(event):
+            self._writer.add(seq, record)
+        if type(event) is RunCompleted:
+            self._seal(event, chain)
+        self._writer.flush()
 
     def run(
         self,
@@ -337,35 +360,3 @@ class LiveExport:
 def encode_manifest(manifest: dict[str, Any]) -> bytes:
     """The manifest file's bytes: sorted keys, two-space indent, UTF-8, final newline."""
     return (json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
-
-
-def replay_export(
-    *,
-    journal_dir: Path,
-    run_id: str,
-    payloads: PayloadStore,
-    settings: ExportSettings,
-    prefix: Path,
-) -> SealResult | None:
-    """Build a fresh export of a journal at ``prefix``; ``None`` if the run never completed
-    (the chunks then hold everything recorded, unsealed)."""
-    if not journal_dir.is_dir():
-        raise RunNotFoundError(f"no journal for run {run_id!r} at {journal_dir}")
-    paths = ExportPaths(prefix)
-    for stale in (paths.manifest, paths.sha256sums, paths.checkpoint):
-        stale.unlink(missing_ok=True)
-    projector = ExportProjector(
-        journal_dir=journal_dir,
-        run_id=run_id,
-        payloads=payloads,
-        settings=settings,
-        prefix=prefix,
-        checkpoint=False,
-    )
-    try:
-        result = projector.run(follow=False)
-        if result is None:
-            projector._writer.flush()
-        return result
-    finally:
-        projector.close()

@@ -57,6 +57,8 @@ __all__ = [
     "JournalReader",
     "Recovery",
     "genesis_chain",
+    "journal_segments",
+    "last_entry",
     "segment_name",
 ]
 
@@ -79,7 +81,8 @@ def segment_name(first_seq: int) -> str:
     return f"{first_seq:020d}.jsonl"
 
 
-def _segments(directory: Path) -> list[tuple[int, Path]]:
+def journal_segments(directory: Path) -> list[tuple[int, Path]]:
+    """The segment files of a journal directory as (first seq, path), in order."""
     found = []
     for path in directory.glob("*.jsonl"):
         if path.stem.isdigit():
@@ -301,7 +304,7 @@ class Journal:
     # -- recovery -----------------------------------------------------------------------
 
     def _open_tail(self, create: bool) -> tuple[Recovery | None, AppendFile, int, bytes]:
-        segments = _segments(self.directory)
+        segments = journal_segments(self.directory)
         if not segments:
             if not create:
                 raise CorruptJournalError(f"{self.directory} holds no journal segment")
@@ -309,11 +312,11 @@ class Journal:
             file = AppendFile(path, 0)
             fsync_dir(self.directory)
             return None, file, 1, genesis_chain(self.run_id)
-        removed = self._drop_empty_tail_segments(segments)
+        removed = self._drop_empty_tailjournal_segments(segments)
         first_seq, path = segments[-1]
         prev_chain = genesis_chain(self.run_id)
         if len(segments) > 1:
-            prev_seq, prev_chain = _last_entry(segments[-2][1], self.run_id)
+            prev_seq, prev_chain = last_entry(segments[-2][1], self.run_id)
             if prev_seq != first_seq - 1:
                 raise CorruptJournalError(
                     f"{path.name}: segment starts at seq {first_seq} "
@@ -333,7 +336,7 @@ class Journal:
             recovery = Recovery(removed[-1], 0, next_seq - 1)
         return recovery, AppendFile(path, good), next_seq, chain
 
-    def _drop_empty_tail_segments(self, segments: list[tuple[int, Path]]) -> list[str]:
+    def _drop_empty_tailjournal_segments(self, segments: list[tuple[int, Path]]) -> list[str]:
         """Remove empty segments at the end (never the first): a roll creates the next segment
         before the entries ahead of it are written, so a crash in between leaves it empty and
         named after entries that never reached the disk. It holds nothing; the next roll
@@ -397,7 +400,7 @@ def _decode(line: bytes | memoryview) -> Event:
         raise ValueError(f"undecodable event: {exc}") from None
 
 
-def _last_entry(path: Path, run_id: str) -> tuple[int, bytes]:
+def last_entry(path: Path, run_id: str) -> tuple[int, bytes]:
     """Seq and chain of a closed segment's last line (full checks are the reader's job)."""
     with open(path, "rb") as fh:
         size = fh.seek(0, os.SEEK_END)
@@ -447,14 +450,14 @@ class JournalReader:
         start = 1
         previous: Path | None = None  # the segment before ``start``: its last entry's chain
         current: Path | None = None
-        for first, path in _segments(directory):
+        for first, path in journal_segments(directory):
             if first > seq:
                 break
             start, previous, current = first, current, path
         if start == 1 or previous is None:
             reader = cls(directory, run_id)
         else:
-            prev_seq, chain = _last_entry(previous, run_id)
+            prev_seq, chain = last_entry(previous, run_id)
             if prev_seq != start - 1:
                 raise CorruptJournalError(
                     f"{directory / segment_name(start)}: segment starts at seq {start} "
@@ -515,7 +518,7 @@ class JournalReader:
 
     def _later_segment_has_data(self) -> bool:
         """True if a segment after the next expected entry holds bytes: entries are missing."""
-        for first, path in _segments(self.directory):
+        for first, path in journal_segments(self.directory):
             if first > self._seq:
                 try:
                     if path.stat().st_size:
@@ -528,7 +531,7 @@ class JournalReader:
         try:
             self._fh = open(self._segment_path(), "rb")  # noqa: SIM115 - kept across polls
         except FileNotFoundError:
-            if self._segment == 1 and self._offset == 0 and not _segments(self.directory):
+            if self._segment == 1 and self._offset == 0 and not journal_segments(self.directory):
                 return False  # the journal has not been created yet
             raise CorruptJournalError(f"{self._segment_path()}: segment is missing") from None
         self._fh.seek(self._offset)

@@ -197,6 +197,21 @@ class PayloadStore:
                     self._retired[0:0] = [w for w in retired if w.dat.fd >= 0]
                 raise
 
+    def forked_reader(self) -> None:
+        """Make this copy of the store, in a process just forked from its owner, a reader.
+
+        The owner flushed before forking. Locks another thread of the owner held at
+        the fork would never be released here, so they are replaced; the pack
+        writers are dropped (a reader must never write, and the owner keeps them).
+        """
+        self._lock = threading.Lock()
+        self._fd_lock = threading.Lock()
+        self._io_lock = threading.Lock()
+        self._writer = None
+        self._retired = []
+        self._window = None
+        self._closed = True  # close() must not touch the owner's packs
+
     def close(self) -> None:
         """Write and fsync what is buffered, release the pack lock and read handles."""
         if self._closed:

@@ -35,11 +35,12 @@ import msgspec
 
 from .errors import AuditJournalError, ExportNotFoundError, SignatureError
 from .events import ExportFailed, ExportSealed, RunStarted
-from .export import MANIFEST_FORMAT, encode_manifest, replay_export
+from .export import MANIFEST_FORMAT, encode_manifest
 from .journal import JournalReader, segment_name
 from .merkle import MerkleBuilder
 from .payloads import PayloadStore
 from .records import RECORD_TYPES
+from .replay import replay_export
 from .settings import ExportSettings
 from .signing import check_signature
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from ..export import replay_export
+from ..replay import replay_export
 from ..service import ProjectionService, recorded_export_settings
 from ..settings import ExportSettings
 from ..sqlproj import replay_sql
