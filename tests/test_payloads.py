@@ -155,6 +155,27 @@ def test_flipped_byte_in_pack_fails_get(directory: Path, reopen: bool) -> None:
         store.close()
 
 
+def test_flipped_byte_is_found_in_the_read_ahead_window(directory: Path) -> None:
+    """A reopened store serves payloads from a window read ahead of the first ``get``:
+    a damaged payload inside that window is still re-hashed and refused."""
+    store = PayloadStore(directory)
+    refs = [store.put({"i": i, "pad": "p" * 200}) for i in range(20)]
+    store.close()
+    pack = pack_files(directory)[0]
+    records = {digest.hex(): (offset, size) for digest, offset, size in parse_pack(pack)}
+    offset, size = records[refs[10]]
+    flip_byte(pack, offset + size // 2)
+    store = PayloadStore(directory)
+    try:
+        for i in range(10):  # the first read fills the window with all 20 records
+            assert store.get(refs[i]) == canonical_json({"i": i, "pad": "p" * 200})
+        with pytest.raises(PayloadIntegrityError, match=refs[10]):
+            store.get(refs[10])
+        assert store.get(refs[11]) == canonical_json({"i": 11, "pad": "p" * 200})
+    finally:
+        store.close()
+
+
 def test_truncated_pack_fails_get(directory: Path) -> None:
     store = PayloadStore(directory)
     ref = store.put({"v": "y" * 100})

@@ -69,6 +69,7 @@ _READ_CHUNK: Final = 1 << 20
 _CHAIN_PREFIX: Final = b',"chain":"'
 _LINE_END: Final = b'"}\n'
 _SUFFIX_LEN: Final = len(_CHAIN_PREFIX) + 64 + len(_LINE_END)
+_PREFIX_END: Final = -_SUFFIX_LEN + len(_CHAIN_PREFIX)
 _sha256 = hashlib.sha256
 
 
@@ -102,16 +103,16 @@ def check_line(line: bytes | memoryview, prev_chain: bytes) -> bytes:
     Raises ValueError with the reason; callers add file and offset.
     """
     if (
-        len(line) <= _SUFFIX_LEN + 1
-        or line[-_SUFFIX_LEN : -_SUFFIX_LEN + len(_CHAIN_PREFIX)] != _CHAIN_PREFIX
+        line[-_SUFFIX_LEN:_PREFIX_END] != _CHAIN_PREFIX
         or line[-3:] != _LINE_END
+        or len(line) <= _SUFFIX_LEN + 1
     ):
         raise ValueError("entry is not a chained journal line")
-    hasher = hashlib.sha256(prev_chain)
+    hasher = _sha256(prev_chain)
     hasher.update(line[:-_SUFFIX_LEN])
     hasher.update(b"}")
     chain = hasher.digest()
-    if chain.hex().encode() != bytes(line[-67:-3]):
+    if line[-67:-3] != _hexlify(chain):
         raise ValueError("chain hash does not match (entry edited, removed or reordered)")
     return chain
 
@@ -541,27 +542,32 @@ class JournalReader:
     def _consume(self, out: list[Event], limit: int | None, chains: list[bytes] | None) -> None:
         data = self._buf
         view = memoryview(data)
+        find = data.find
         offset = 0
+        chain, seq, run_id = self._chain, self._seq, self.run_id
+        room = -1 if limit is None else limit - len(out)  # entries still wanted (-1: all)
         try:
-            while limit is None or len(out) < limit:
-                newline = data.find(b"\n", offset)
-                if newline < 0:
-                    break
+            while room and (newline := find(b"\n", offset)) >= 0:
                 line = view[offset : newline + 1]
                 try:
-                    self._chain = check_line(line, self._chain)
-                    event = _decode(line)
-                    if event.seq != self._seq or event.run_id != self.run_id:
+                    chain = check_line(line, chain)
+                    try:
+                        event = decode_event(line)
+                    except Exception as exc:
+                        raise ValueError(f"undecodable event: {exc}") from None
+                    if event.seq != seq or event.run_id != run_id:
                         raise ValueError(f"seq {event.seq} of run {event.run_id!r} out of place")
                 except ValueError as exc:
                     where = f"{self._segment_path()}: bad entry at offset {self._offset + offset}"
                     raise CorruptJournalError(f"{where}: {exc}") from None
                 out.append(event)
                 if chains is not None:
-                    chains.append(self._chain)
-                self._seq += 1
+                    chains.append(chain)
+                seq += 1
                 offset = newline + 1
+                room -= 1
         finally:
+            self._chain, self._seq = chain, seq
             view.release()
         if offset:
             self._offset += offset

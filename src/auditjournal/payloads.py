@@ -234,6 +234,17 @@ class PayloadStore:
         """The payload's canonical JSON bytes, re-hashed against ``ref`` before returning."""
         digest = ref_digest(ref)
         if digest not in self._index:
+            # fast path: a loaded payload inside the read-ahead window (a replay's
+            # usual case); anything unusual takes the full path below
+            window, location = self._window, self._table.first(digest)
+            if window is not None and location is not None and window[0] == location[0]:
+                buf = window[2]
+                at = location[1] - window[1]  # data; its header (magic, digest, size) before
+                end = at + location[2]
+                if at >= _HEADER_SIZE and end <= len(buf) and buf[at - 40 : at - 8] == digest:
+                    data = buf[at:end]
+                    if _sha256(data).digest() == digest:
+                        return data
             data = self._get_loaded(digest, ref)
             if data is not None:
                 return data

@@ -27,8 +27,9 @@ from collections.abc import Callable
 from typing import Any, Final
 
 import msgspec
+from msgspec import Raw
 
-from .canonical import canonical_json
+from .canonical import MAX_SAFE_INTEGER, canonical_json
 from .events import (
     ArtifactRecorded,
     BaseEvent,
@@ -68,8 +69,16 @@ _ENCODER: Final = msgspec.json.Encoder(order="sorted")
 
 
 def _json(value: Any) -> Any:
-    """A field that may hold floats or nested JSON, as its canonical bytes (None stays None)."""
-    return None if value is None else msgspec.Raw(canonical_json(value))
+    """A field that may hold floats or nested JSON, ready for the record encoder: scalars
+    msgspec already writes canonically as they are, anything else as canonical bytes."""
+    t = type(value)
+    if value is None or t is str or t is bool:
+        return value
+    if t is float and 1e-4 <= abs(value) < 1e16 and not value.is_integer():
+        return value  # written as ECMAScript does (canonical._msgspec_float_ok)
+    if t is int and -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+        return value
+    return Raw(canonical_json(value))
 
 
 def iso(ts: _dt.datetime) -> str:
@@ -125,7 +134,7 @@ class RecordMaker:
 
     def _payload(self, record: dict[str, Any], name: str, ref: str | None) -> None:
         if self._get is not None:
-            record[name] = None if ref is None else msgspec.Raw(self._get(ref))
+            record[name] = None if ref is None else Raw(self._get(ref))
 
     def _base(self, kind: str, event: BaseEvent) -> dict[str, Any]:
         return {"record_type": kind, "run_id": self.run_id, "seq": event.seq}
@@ -148,58 +157,66 @@ class RecordMaker:
         return []
 
     def _node(self, e: NodeRegistered) -> list[Record]:
-        r = self._base("node", e)
-        r.update(
-            node_id=e.node_id,
-            plugin_name=e.plugin_name,
-            plugin_version=e.plugin_version,
-            node_type=e.node_type,
-            determinism=e.determinism,
-            config=_json(e.config),
-            config_hash=e.config_hash,
-            input_schema=_json(e.input_schema),
-            output_schema=_json(e.output_schema),
-            registered_at=e.ts,
-        )
+        r = {
+            "record_type": "node",
+            "run_id": self.run_id,
+            "seq": e.seq,
+            "node_id": e.node_id,
+            "plugin_name": e.plugin_name,
+            "plugin_version": e.plugin_version,
+            "node_type": e.node_type,
+            "determinism": e.determinism,
+            "config": _json(e.config),
+            "config_hash": e.config_hash,
+            "input_schema": _json(e.input_schema),
+            "output_schema": _json(e.output_schema),
+            "registered_at": e.ts,
+        }
         return self._done(r)
 
     def _edge(self, e: EdgeRegistered) -> list[Record]:
-        r = self._base("edge", e)
-        r.update(
-            edge_id=e.edge_id,
-            from_node_id=e.from_node_id,
-            to_node_id=e.to_node_id,
-            label=e.label,
-            mode=e.mode,
-            created_at=e.ts,
-        )
+        r = {
+            "record_type": "edge",
+            "run_id": self.run_id,
+            "seq": e.seq,
+            "edge_id": e.edge_id,
+            "from_node_id": e.from_node_id,
+            "to_node_id": e.to_node_id,
+            "label": e.label,
+            "mode": e.mode,
+            "created_at": e.ts,
+        }
         return self._done(r)
 
     def _row(self, e: RowCreated) -> list[Record]:
-        r = self._base("row", e)
-        r.update(
-            row_id=e.row_id,
-            source_node_id=e.source_node_id,
-            row_index=e.row_index,
-            source_data_hash=e.source_data_hash,
-            source_data_ref=e.source_data_ref,
-            created_at=e.ts,
-        )
+        r = {
+            "record_type": "row",
+            "run_id": self.run_id,
+            "seq": e.seq,
+            "row_id": e.row_id,
+            "source_node_id": e.source_node_id,
+            "row_index": e.row_index,
+            "source_data_hash": e.source_data_hash,
+            "source_data_ref": e.source_data_ref,
+            "created_at": e.ts,
+        }
         self._payload(r, "source_data", e.source_data_ref)
         return self._done(r)
 
     def _token(self, e: TokenCreated) -> list[Record]:
-        r = self._base("token", e)
-        r.update(
-            token_id=e.token_id,
-            row_id=e.row_id,
-            parent_token_ids=list(e.parent_token_ids),
-            branch_name=e.branch_name,
-            fork_group_id=e.fork_group_id,
-            join_group_id=e.join_group_id,
-            expand_group_id=e.expand_group_id,
-            created_at=e.ts,
-        )
+        r = {
+            "record_type": "token",
+            "run_id": self.run_id,
+            "seq": e.seq,
+            "token_id": e.token_id,
+            "row_id": e.row_id,
+            "parent_token_ids": list(e.parent_token_ids),
+            "branch_name": e.branch_name,
+            "fork_group_id": e.fork_group_id,
+            "join_group_id": e.join_group_id,
+            "expand_group_id": e.expand_group_id,
+            "created_at": e.ts,
+        }
         return self._done(r)
 
     def _state_started(self, e: NodeStateStarted) -> list[Record]:
@@ -223,88 +240,102 @@ class RecordMaker:
         return r
 
     def _state_completed(self, e: NodeStateCompleted) -> list[Record]:
-        started = self.open_states.pop(e.state_id)
-        r = self._state_record(started, e.seq)
-        r.update(
-            status=e.status,
-            output_hash=e.output_hash,
-            output_data_ref=e.output_data_ref,
-            duration_ms=_json(e.duration_ms),
-            error=_json(e.error),
-            success_reason=_json(e.success_reason),
-            completed_at=e.ts,
-        )
-        self._payload(r, "output_data", e.output_data_ref)
-        return self._done(r)
+        r = {
+            "record_type": "node_state",
+            "run_id": self.run_id,
+            "seq": e.seq,
+            **self.open_states.pop(e.state_id),
+            "status": e.status,
+            "output_hash": e.output_hash,
+            "output_data_ref": e.output_data_ref,
+            "duration_ms": _json(e.duration_ms),
+            "error": _json(e.error),
+            "success_reason": _json(e.success_reason),
+            "completed_at": e.ts,
+        }
+        get = self._get
+        if get is not None:
+            r["input_data"] = Raw(get(r["input_data_ref"]))
+            ref = e.output_data_ref
+            r["output_data"] = None if ref is None else Raw(get(ref))
+        return [(e.seq, _ENCODER.encode(r))]
 
     def _routing(self, e: RoutingEventRecorded) -> list[Record]:
-        r = self._base("routing_event", e)
-        r.update(
-            routing_event_id=e.routing_event_id,
-            state_id=e.state_id,
-            row_id=e.row_id,
-            edge_id=e.edge_id,
-            mode=e.mode,
-            routing_group_id=e.routing_group_id,
-            ordinal=e.ordinal,
-            reason_hash=e.reason_hash,
-            reason_ref=e.reason_ref,
-            created_at=e.ts,
-        )
+        r = {
+            "record_type": "routing_event",
+            "run_id": self.run_id,
+            "seq": e.seq,
+            "routing_event_id": e.routing_event_id,
+            "state_id": e.state_id,
+            "row_id": e.row_id,
+            "edge_id": e.edge_id,
+            "mode": e.mode,
+            "routing_group_id": e.routing_group_id,
+            "ordinal": e.ordinal,
+            "reason_hash": e.reason_hash,
+            "reason_ref": e.reason_ref,
+            "created_at": e.ts,
+        }
         self._payload(r, "reason", e.reason_ref)
         return self._done(r)
 
     def _call(self, e: CallRecorded) -> list[Record]:
-        r = self._base("call", e)
-        r.update(
-            call_id=e.call_id,
-            state_id=e.state_id,
-            row_id=e.row_id,
-            operation_id=e.operation_id,
-            call_index=e.call_index,
-            call_type=e.call_type,
-            status=e.status,
-            latency_ms=_json(e.latency_ms),
-            request_hash=e.request_hash,
-            request_ref=e.request_ref,
-            response_hash=e.response_hash,
-            response_ref=e.response_ref,
-            error=_json(e.error),
-            created_at=e.ts,
-        )
+        r = {
+            "record_type": "call",
+            "run_id": self.run_id,
+            "seq": e.seq,
+            "call_id": e.call_id,
+            "state_id": e.state_id,
+            "row_id": e.row_id,
+            "operation_id": e.operation_id,
+            "call_index": e.call_index,
+            "call_type": e.call_type,
+            "status": e.status,
+            "latency_ms": _json(e.latency_ms),
+            "request_hash": e.request_hash,
+            "request_ref": e.request_ref,
+            "response_hash": e.response_hash,
+            "response_ref": e.response_ref,
+            "error": _json(e.error),
+            "created_at": e.ts,
+        }
         self._payload(r, "request", e.request_ref)
         self._payload(r, "response", e.response_ref)
         return self._done(r)
 
     def _artifact(self, e: ArtifactRecorded) -> list[Record]:
-        r = self._base("artifact", e)
-        r.update(
-            artifact_id=e.artifact_id,
-            state_id=e.state_id,
-            sink_node_id=e.sink_node_id,
-            artifact_type=e.artifact_type,
-            path_or_uri=e.path_or_uri,
-            content_hash=e.content_hash,
-            size_bytes=e.size_bytes,
-            sink_input_hash=e.sink_input_hash,
-            sink_input_ref=e.sink_input_ref,
-            created_at=e.ts,
-        )
+        r = {
+            "record_type": "artifact",
+            "run_id": self.run_id,
+            "seq": e.seq,
+            "artifact_id": e.artifact_id,
+            "state_id": e.state_id,
+            "sink_node_id": e.sink_node_id,
+            "artifact_type": e.artifact_type,
+            "path_or_uri": e.path_or_uri,
+            "content_hash": e.content_hash,
+            "size_bytes": e.size_bytes,
+            "sink_input_hash": e.sink_input_hash,
+            "sink_input_ref": e.sink_input_ref,
+            "created_at": e.ts,
+        }
         self._payload(r, "sink_input", e.sink_input_ref)
         return self._done(r)
 
     def _outcome(self, e: TokenOutcomeRecorded) -> list[Record]:
-        r = self._base("token_outcome", e)
-        r.update(
-            outcome_id=e.outcome_id,
-            token_id=e.token_id,
-            row_id=e.row_id,
-            outcome=e.outcome,
-            sink_name=e.sink_name,
-            error_hash=e.error_hash,
-            context=_json(e.context),
-            recorded_at=e.ts,
-        )
+        r = {
+            "record_type": "token_outcome",
+            "run_id": self.run_id,
+            "seq": e.seq,
+            "outcome_id": e.outcome_id,
+            "token_id": e.token_id,
+            "row_id": e.row_id,
+            "outcome": e.outcome,
+            "sink_name": e.sink_name,
+            "error_hash": e.error_hash,
+            "context": _json(e.context),
+            "recorded_at": e.ts,
+        }
         return self._done(r)
 
     def _run_completed(self, e: RunCompleted) -> list[Record]:
