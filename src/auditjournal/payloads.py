@@ -242,12 +242,12 @@ class PayloadStore:
                 at = location[1] - window[1]  # data; its header (magic, digest, size) before
                 end = at + location[2]
                 if at >= _HEADER_SIZE and end <= len(buf) and buf[at - 40 : at - 8] == digest:
-                    data = buf[at:end]
-                    if _sha256(data).digest() == digest:
-                        return data
-            data = self._get_loaded(digest, ref)
-            if data is not None:
-                return data
+                    hit = buf[at:end]
+                    if _sha256(hit).digest() == digest:
+                        return hit
+            loaded = self._get_loaded(digest, ref)
+            if loaded is not None:
+                return loaded
         number, offset, size = self._locate(digest, ref)
         data = self._read(number, offset, size)
         if hashlib.sha256(data).digest() != digest:
