@@ -91,6 +91,44 @@ def test_project_follows_a_run_while_it_is_recorded(tmp_path: Path) -> None:
         assert len(seals(store, "r2")) == 1
 
 
+def test_following_projects_in_small_steps(tmp_path: Path, monkeypatch: Any) -> None:
+    """Records become readable at the end of a step: a follower that fell behind must
+    not work through 4,096 events before a tail sees any (the live-export lag)."""
+    from auditjournal.export import LIVE_STEP_EVENTS, ExportProjector
+
+    limits: list[int] = []
+    real_step = ExportProjector.step
+
+    def step(self: ExportProjector, limit: int = 4096) -> int:
+        limits.append(limit)
+        return real_step(self, limit)
+
+    monkeypatch.setattr(ExportProjector, "step", step)
+    with AuditStore.open(tmp_path / "audit") as store:
+        with store.start_run(export=None, sql=False, run_id="r3") as run:
+            record(run, 400)  # 800+ events already waiting when the follower starts
+        projector = store.export_projector("r3", SETTINGS)
+        try:
+            assert projector.run(follow=True) is not None
+        finally:
+            projector.close()
+        assert limits and set(limits) == {LIVE_STEP_EVENTS}
+        limits.clear()
+        with store.start_run(export=None, sql=False, run_id="r4") as run:
+            record(run, 400)
+        service = ProjectionService(store, run_ids=["r4"], settings=SETTINGS, sql=False)
+        stop = threading.Event()
+        service.on_sealed = lambda rid, result: stop.set()
+        assert service.run(follow=True, stop=stop, idle_wait=0.01) == 1
+        assert limits and set(limits) == {LIVE_STEP_EVENTS}
+        limits.clear()
+        with store.start_run(export=None, sql=False, run_id="r5") as run:
+            record(run, 400)
+        service = ProjectionService(store, run_ids=["r5"], settings=SETTINGS, sql=False)
+        assert service.run(follow=False) == 1
+        assert limits and set(limits) == {4096}  # without --follow: big steps
+
+
 def test_cli_project_prints_what_it_sealed(tmp_path: Path) -> None:
     root = tmp_path / "audit"
     with (

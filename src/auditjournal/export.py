@@ -44,6 +44,7 @@ from .signing import load_signer, sign_manifest
 from .storage import atomic_write, lock_file
 
 __all__ = [
+    "LIVE_STEP_EVENTS",
     "MANIFEST_FORMAT",
     "ExportPaths",
     "ExportProjector",
@@ -55,7 +56,8 @@ MANIFEST_FORMAT: Final = "auditjournal-export/1"
 _CHECKPOINT_VERSION: Final = 1
 _CHECKPOINT_EVERY: Final = 1.0  # seconds
 _BATCH: Final = 4096
-_LIVE_BATCH: Final = 256  # events per step in a live export: ~3 ms of work, then readable
+LIVE_STEP_EVENTS: Final = 256  # per step when following a live journal: ~3 ms, then readable
+_LIVE_BATCH: Final = LIVE_STEP_EVENTS
 
 
 @dataclass(frozen=True)
@@ -199,13 +201,16 @@ class ExportProjector:
         stop: threading.Event | None = None,
         poll_interval: float = 0.002,
         follow: bool = True,
-        batch: int = _BATCH,
+        batch: int | None = None,
     ) -> SealResult | None:
         """Project until sealed (or, without ``follow``, until the journal's end).
 
         ``batch`` bounds the events per step: records become readable at the end
-        of a step, so a live export uses small steps (low lag), a replay big ones.
+        of a step, so following a live journal uses small steps (low lag; the
+        default with ``follow``), a replay big ones.
         """
+        if batch is None:
+            batch = _LIVE_BATCH if follow else _BATCH
         while self.result is None:
             if self.step(batch):
                 continue

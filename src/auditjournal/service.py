@@ -23,7 +23,7 @@ from typing import Any
 
 from .errors import JournalLockedError
 from .events import ExportSealed, RunStarted
-from .export import ExportProjector, SealResult
+from .export import LIVE_STEP_EVENTS, ExportProjector, SealResult
 from .settings import ExportSettings
 from .sqlproj import SqlProjector
 from .sqlschema import SqlDatabase
@@ -66,6 +66,8 @@ class ProjectionService:
     sql: bool = True
     database: SqlDatabase | None = None
     """Where the SQL tables go (default: the store's database)."""
+    step_events: int = 4096
+    """Events per projector step; records become readable at the end of a step."""
     _jobs: dict[str, _Job] = field(default_factory=dict)
 
     def run(
@@ -75,6 +77,8 @@ class ProjectionService:
         Returns how many exports were sealed."""
         wake = threading.Event()
         observer = self._watch(wake) if follow else None
+        if follow:  # small steps: live tails see records within milliseconds
+            self.step_events = min(self.step_events, LIVE_STEP_EVENTS)
         sealed = 0
         try:
             while stop is None or not stop.is_set():
@@ -120,7 +124,7 @@ class ProjectionService:
                 job.projector = self._projector(run_id)
                 if job.projector is None:
                     continue
-            if job.projector.step():
+            if job.projector.step(self.step_events):
                 progressed = True
             if job.projector.sealed:
                 outcome = self._record_seal(job)
