@@ -154,14 +154,50 @@ class ChunkWriter:
         self._place(seq, record)
         self.merkle.add(leaf_hash(record))
 
-    def add_many(self, seqs: Sequence[int], records: Sequence[bytes], leaves: bytes) -> None:
-        """:meth:`add` for records whose Merkle leaf hashes were computed elsewhere
-        (``leaves``: 32 bytes per record, in order)."""
-        if len(leaves) != 32 * len(records) or len(seqs) != len(records):
+    def add_lines(
+        self, lines: bytes, lengths: Sequence[int], seqs: Sequence[int], leaves: bytes
+    ) -> None:
+        """:meth:`add` for many records at once, given as ``lines``: each record as
+        ``,`` + record + newline, back to back (``lengths``: each record's length),
+        with their Merkle leaf hashes (``leaves``: 32 bytes per record) computed
+        elsewhere. Runs of records that fit the current chunk are copied as one slice."""
+        count = len(lengths)
+        if len(leaves) != 32 * count or len(seqs) != count:
             raise ValueError("one seq and one 32-byte leaf hash per record expected")
-        place = self._place
-        for seq, record in zip(seqs, records, strict=True):
-            place(seq, record)
+        view = memoryview(lines)
+        limit = self.limit
+        room_close = 2 + len(_CLOSE)  # the record's "," and newline, and the closing "]"
+        pos = i = 0
+        while i < count:
+            current = self.current
+            if current is None or not current.record_count:
+                current = current or self._start()
+                size = lengths[i]  # a chunk's first record, without the leading ","
+                self._buf += view[pos + 1 : pos + size + 2]
+                current.bytes += size + 1
+                current.record_count = 1
+                current.first_seq = current.last_seq = seqs[i]
+                pos += size + 2
+                i += 1
+                continue
+            j, end, total = i, pos, current.bytes
+            if limit is None:
+                j, end = count, len(lines)
+                total += end - pos
+            else:
+                while j < count and total + lengths[j] + room_close <= limit:
+                    total += lengths[j] + 2
+                    end += lengths[j] + 2
+                    j += 1
+            if j == i:  # the next record would pass the limit
+                self._close_current()
+                continue
+            self._buf += view[pos:end]
+            current.bytes = total
+            current.record_count += j - i
+            current.last_seq = seqs[j - 1]
+            pos, i = end, j
+        view.release()
         self.merkle.extend(leaves)
 
     def _place(self, seq: int, record: bytes) -> None:

@@ -177,9 +177,11 @@ class ExportProjector:
     def maker(self) -> RecordMaker:
         return self._maker
 
-    def add_encoded(self, seqs: Sequence[int], records: Sequence[bytes], leaves: bytes) -> None:
-        """Records built elsewhere from the events in order, with their Merkle leaf hashes."""
-        self._writer.add_many(seqs, records, leaves)
+    def add_lines(
+        self, lines: bytes, lengths: Sequence[int], seqs: Sequence[int], leaves: bytes
+    ) -> None:
+        """Records built elsewhere from the events in order (see ChunkWriter.add_lines)."""
+        self._writer.add_lines(lines, lengths, seqs, leaves)
         self._writer.flush()
 
     def flush(self) -> None:

@@ -12,7 +12,7 @@ without holding the records.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 __all__ = [
     "MerkleBuilder",
@@ -59,15 +59,9 @@ class MerkleBuilder:
 
     def extend(self, leaves: bytes) -> None:
         """Add many leaf hashes given back to back (32 bytes each)."""
-        stack = self._stack
-        for start in range(0, len(leaves), 32):
-            size = 1
-            node = leaves[start : start + 32]
-            while stack and stack[-1][0] == size:
-                node = _sha256(b"\x01" + stack.pop()[1] + node).digest()
-                size *= 2
-            stack.append((size, node))
-        self.count += len(leaves) // 32
+        hashes = [leaves[i : i + 32] for i in range(0, len(leaves), 32)]
+        for size, node in range_subtrees(hashes, self.count):
+            self.add_subtree(size, node)
 
     def add_subtree(self, size: int, node: bytes) -> None:
         """Add the root of a complete subtree of ``size`` leaves (a power of two) that
@@ -102,27 +96,33 @@ class MerkleBuilder:
         return cls([(int(str(size)), bytes.fromhex(str(node))) for size, node in state], count)
 
 
-def range_subtrees(leaves: Iterable[bytes], start: int) -> list[tuple[int, bytes]]:
+def range_subtrees(leaves: Sequence[bytes], start: int) -> list[tuple[int, bytes]]:
     """The leaves ``start``, ``start + 1``, ... of a bigger tree as the complete,
     aligned subtrees they fill, in order: ``(size, root)`` pairs that
     :meth:`MerkleBuilder.add_subtree` folds in once ``count == start``.
 
     A subtree of ``size`` leaves is aligned when it starts at a multiple of
     ``size``: those are exactly the subtrees RFC 6962's tree is made of, so
-    ranges hashed separately (in parallel) combine into the same root.
+    ranges hashed separately (in parallel) combine into the same root. Works
+    level by level: at each level a first node without its left sibling and a
+    last node without its right sibling are edges of the range; the rest pair up.
     """
-    stack: list[tuple[int, bytes]] = []
-    position = start
-    for leaf in leaves:
-        begin, size, node = position, 1, leaf
-        # merge with the subtree before while the pair is aligned and inside the range
-        while begin & size and stack and stack[-1][0] == size:
-            node = _sha256(b"\x01" + stack.pop()[1] + node).digest()
-            begin -= size
-            size *= 2
-        stack.append((size, node))
-        position += 1
-    return stack
+    rising: list[tuple[int, bytes]] = []  # left edge, small to big
+    falling: list[tuple[int, bytes]] = []  # right edge, small to big (reversed at the end)
+    level = list(leaves)
+    position, size = start, 1  # of level[0], in subtrees of this level's size
+    while level:
+        if position & 1:
+            rising.append((size, level[0]))
+            del level[0]
+            position += 1
+        if len(level) & 1:
+            falling.append((size, level.pop()))
+        pairs = zip(level[::2], level[1::2], strict=True)  # even length by now
+        level = [_sha256(b"\x01" + a + b).digest() for a, b in pairs]
+        position >>= 1
+        size <<= 1
+    return rising + falling[::-1]
 
 
 def merkle_root(leaves: Sequence[bytes]) -> bytes:

@@ -49,12 +49,14 @@ _RANGE_BYTES: Final = 1 << 20  # of journal per worker task (~2.7 MB of export w
 _MAX_WORKERS: Final = 4
 _POLL: Final = 4096
 
-# A range's result: records, their seqs, their leaf hashes back to back, the node
-# state completions left for the caller (record index, event), the states still
-# open at the range's end, run_started's fields (first range only), and
-# run_completed with its chain value if the range reached it.
+# A range's result: its records as lines ("," + record + newline each, back to
+# back), their lengths, seqs and leaf hashes (32 bytes each), the node state
+# completions left for the caller (record index, event), the states still open at
+# the range's end, run_started's fields (first range only), and run_completed
+# with its chain value if the range reached it.
 _Range = tuple[
-    list[bytes],
+    bytes,
+    list[int],
     list[int],
     bytes,
     list[tuple[int, NodeStateCompleted]],
@@ -186,17 +188,22 @@ def _replay_parallel(
 
 def _stitch(projector: ExportProjector, maker: RecordMaker, result: _Range) -> bool:
     """Write one range's records in journal order; True once the export is sealed."""
-    records, seqs, leaves, deferred, still_open, run, completed = result
+    lines, lengths, seqs, leaves, deferred, still_open, run, completed = result
     if run:
         maker.run = run
-    done = 0
+    done = at = 0  # records and bytes of lines written
     for index, event in deferred:  # started in an earlier range: maker.open_states has it
-        projector.add_encoded(seqs[done:index], records[done:index], leaves[32 * done : 32 * index])
+        end = at + sum(lengths[done:index]) + 2 * (index - done)
+        projector.add_lines(
+            lines[at:end], lengths[done:index], seqs[done:index], leaves[32 * done : 32 * index]
+        )
         if event.state_id not in maker.open_states:
             raise _Inconsistent(f"state {event.state_id} completed but never started")
         projector.project(event, b"")
-        done = index
-    projector.add_encoded(seqs[done:], records[done:], leaves[32 * done :])
+        done, at = index, end
+    projector.add_lines(
+        lines[at:] if at else lines, lengths[done:], seqs[done:], leaves[32 * done :]
+    )
     maker.open_states.update(still_open)
     if completed is not None:
         projector.project(*completed)
@@ -223,7 +230,8 @@ def _project_range(
     maker = RecordMaker(run_id, _worker_payloads.get if include_payloads else None)
     open_states = maker.open_states
     make = maker.records
-    records: list[bytes] = []
+    lines = bytearray()
+    lengths: list[int] = []
     seqs: list[int] = []
     leaves = bytearray()
     deferred: list[tuple[int, NodeStateCompleted]] = []
@@ -240,20 +248,32 @@ def _project_range(
             read += len(events)
             for index, event in enumerate(events):
                 if type(event) is NodeStateCompleted and event.state_id not in open_states:
-                    deferred.append((len(records), event))
+                    deferred.append((len(lengths), event))
                     continue
                 if type(event) is RunCompleted:
                     completed = (event, chains[index])
                     break
                 for seq, record in make(event):
-                    records.append(record)
+                    lines += b","
+                    lines += record
+                    lines += b"\n"
+                    lengths.append(len(record))
                     seqs.append(seq)
                     leaves += leaf_hash(record)
     finally:
         reader.close()
     if count is not None and read != count and completed is None:
         raise _Inconsistent(f"range from seq {start.next_seq}: {read} of {count} entries")
-    return records, seqs, bytes(leaves), deferred, dict(open_states), maker.run, completed
+    return (
+        bytes(lines),
+        lengths,
+        seqs,
+        bytes(leaves),
+        deferred,
+        dict(open_states),
+        maker.run,
+        completed,
+    )
 
 
 def _range_starts(journal_dir: Path, run_id: str, range_bytes: int) -> list[JournalPosition]:
