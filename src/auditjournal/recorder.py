@@ -16,8 +16,6 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import hashlib
-import math
-import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -46,8 +44,6 @@ from .events import (
     BaseEvent,
     CallRecorded,
     EdgeRegistered,
-    ExportFailed,
-    ExportSealed,
     NodeRegistered,
     NodeStateCompleted,
     NodeStateStarted,
@@ -59,39 +55,17 @@ from .events import (
     TokenOutcomeRecorded,
 )
 from .journal import Journal
-from .runstate import RunState
+from .live import THROTTLE_EVERY, LiveProjectors
+from .runstate import RunState, check_choice, check_count, check_number
 
 if TYPE_CHECKING:
-    from .export import LiveExport, SealResult
-    from .sqlproj import LiveSql
+    from .export import SealResult
     from .store import AuditStore
 
 __all__ = ["RunRecorder", "jsonable"]
 
 _UTC = _dt.UTC
-_THROTTLE_EVERY = 64  # events between checks of the in-process projectors' backlog
-_MAX_BEHIND = 200  # events a live projector may trail the journal by (~10 ms of work)
-_THROTTLE_WAIT = 0.25  # seconds a recorder yields at most per check
 _now = _dt.datetime.now
-
-
-def _choice(value: object, allowed: frozenset[str], what: str) -> None:
-    if value not in allowed:
-        raise InvalidEventError(f"invalid {what} {value!r}; expected one of {sorted(allowed)}")
-
-
-def _number(value: float | None, what: str) -> float | None:
-    if value is None:
-        return None
-    if type(value) not in (int, float) or not math.isfinite(value):
-        raise InvalidEventError(f"{what} must be a finite number, got {value!r}")
-    return float(value)
-
-
-def _count(value: int, what: str) -> int:
-    if type(value) is not int or value < 0:
-        raise InvalidEventError(f"{what} must be a non-negative int, got {value!r}")
-    return value
 
 
 def jsonable(value: Any) -> Any:
@@ -106,8 +80,8 @@ class RunRecorder:
         self.store = store
         self.export_result: SealResult | None = None
         """Set when the live export was sealed."""
-        self._live_export: LiveExport | None = None
-        self._live_sql: LiveSql | None = None
+        self.live = LiveProjectors()
+        """The run's in-process projectors (live export, live SQL tables), if any."""
         self.run_id = run_id
         self.recovery = journal.recovery
         self._journal = journal
@@ -116,7 +90,7 @@ class RunRecorder:
         self._state = state
         self._always = journal.durability == "always"
         self._closed = False
-        self._until_throttle = _THROTTLE_EVERY
+        self._until_throttle = THROTTLE_EVERY
 
     # -- graph -------------------------------------------------------------------------
 
@@ -133,8 +107,8 @@ class RunRecorder:
         node_id: str | None = None,
     ) -> str:
         """Register a plugin instance; returns its node id."""
-        _choice(node_type, NODE_TYPES, "node_type")
-        _choice(determinism, DETERMINISM, "determinism")
+        check_choice(node_type, NODE_TYPES, "node_type")
+        check_choice(determinism, DETERMINISM, "determinism")
         config_bytes = canonical_json(config or {})
         in_schema = None if input_schema is None else jsonable(input_schema)
         out_schema = None if output_schema is None else jsonable(output_schema)
@@ -170,7 +144,7 @@ class RunRecorder:
         edge_id: str | None = None,
     ) -> str:
         """Connect two registered nodes; returns the edge id."""
-        _choice(mode, EDGE_MODES, "edge mode")
+        check_choice(mode, EDGE_MODES, "edge mode")
         with self._lock:
             state = self._open_state()
             state.need(state.nodes, from_node_id, "node")
@@ -197,7 +171,7 @@ class RunRecorder:
         self, *, source_node_id: str, row_index: int, data: Any, row_id: str | None = None
     ) -> str:
         """Record a source row; its data goes to the payload store. Returns the row id."""
-        _count(row_index, "row_index")
+        check_count(row_index, "row_index")
         ref = self._payloads.put(data)
         with self._lock:
             state = self._open_state()
@@ -267,8 +241,8 @@ class RunRecorder:
         state_id: str | None = None,
     ) -> str:
         """A node starts processing a token; returns the state id."""
-        _count(step_index, "step_index")
-        _count(attempt, "attempt")
+        check_count(step_index, "step_index")
+        check_count(attempt, "attempt")
         ref = self._payloads.put(input_data)
         with self._lock:
             state = self._open_state()
@@ -304,8 +278,8 @@ class RunRecorder:
         success_reason: dict[str, Any] | None = None,
     ) -> None:
         """Finish a node state (completed / failed / pending); a state completes once."""
-        _choice(status, NODE_STATE_STATUSES, "node state status")
-        duration = _number(duration_ms, "duration_ms")
+        check_choice(status, NODE_STATE_STATUSES, "node state status")
+        duration = check_number(duration_ms, "duration_ms")
         ref = None if output_data is None else self._payloads.put(output_data)
         error_value = None if error is None else jsonable(error)
         reason_value = None if success_reason is None else jsonable(success_reason)
@@ -342,8 +316,8 @@ class RunRecorder:
         routing_event_id: str | None = None,
     ) -> str:
         """A gate's decision for a state: which edge, and why. Returns its id."""
-        _choice(mode, EDGE_MODES, "routing mode")
-        _count(ordinal, "ordinal")
+        check_choice(mode, EDGE_MODES, "routing mode")
+        check_count(ordinal, "ordinal")
         ref = None if reason is None else self._payloads.put(reason)
         with self._lock:
             state = self._open_state()
@@ -384,13 +358,13 @@ class RunRecorder:
         call_id: str | None = None,
     ) -> str:
         """An external call made while processing a state (or an operation). Returns its id."""
-        _choice(call_type, CALL_TYPES, "call_type")
-        _choice(status, CALL_STATUSES, "call status")
+        check_choice(call_type, CALL_TYPES, "call_type")
+        check_choice(status, CALL_STATUSES, "call status")
         if (state_id is None) == (operation_id is None):
             raise InvalidEventError("record_call needs exactly one of state_id or operation_id")
-        latency = _number(latency_ms, "latency_ms")
+        latency = check_number(latency_ms, "latency_ms")
         if call_index is not None:
-            _count(call_index, "call_index")
+            check_count(call_index, "call_index")
         request_ref = self._payloads.put(request)
         response_ref = None if response is None else self._payloads.put(response)
         error_value = None if error is None else jsonable(error)
@@ -438,7 +412,7 @@ class RunRecorder:
         artifact_id: str | None = None,
     ) -> str:
         """What a sink wrote; ``sink_input`` (the rows it got) goes to the payload store."""
-        _count(size_bytes, "size_bytes")
+        check_count(size_bytes, "size_bytes")
         ref = None if sink_input is None else self._payloads.put(sink_input)
         with self._lock:
             state = self._open_state()
@@ -475,7 +449,7 @@ class RunRecorder:
         outcome_id: str | None = None,
     ) -> str:
         """The terminal state of a token; a token gets one terminal outcome."""
-        _choice(outcome, TOKEN_OUTCOMES, "token outcome")
+        check_choice(outcome, TOKEN_OUTCOMES, "token outcome")
         error_ref = None if error is None else self._payloads.put(error)
         context_value = None if context is None else jsonable(context)
         with self._lock:
@@ -511,7 +485,7 @@ class RunRecorder:
         tables, then waits until they hold every event (:class:`DatabaseError`
         if their projection failed; the journal is complete either way).
         """
-        _choice(status, RUN_STATUSES, "run status")
+        check_choice(status, RUN_STATUSES, "run status")
         error_value = None if error is None else jsonable(error)
         with self._lock:
             self._open_state()
@@ -525,39 +499,9 @@ class RunRecorder:
                 )
             )
         self._journal.flush(fsync=self._journal.durability != "none")
-        live_sql, self._live_sql = self._live_sql, None
-        try:
-            if self._live_export is not None:
-                self._finish_export(self._live_export)
-        except BaseException:
-            if live_sql is not None:
-                with contextlib.suppress(DatabaseError):
-                    live_sql.finish(self._journal.last_seq)
-            raise
-        if live_sql is not None:
-            live_sql.finish(self._journal.last_seq)
-
-    def _finish_export(self, live: LiveExport) -> None:
-        self._live_export = None
-        try:
-            result = live.wait()
-        except ExportError as exc:
-            self.append_export_event(
-                ExportFailed(run_id=self.run_id, ts=_now(_UTC), error=str(exc)[:2000])
-            )
-            raise
-        self.append_export_event(
-            ExportSealed(
-                run_id=self.run_id,
-                ts=_now(_UTC),
-                manifest_sha256=result.manifest_sha256,
-                chunk_count=result.chunk_count,
-                record_count=result.record_count,
-                export_path=result.manifest_path,
-                merkle_root=result.merkle_root,
-            )
+        self.export_result = self.live.finish(
+            self.run_id, self.append_export_event, lambda: self._journal.last_seq
         )
-        self.export_result = result
 
     @property
     def completed(self) -> bool:
@@ -591,12 +535,7 @@ class RunRecorder:
             if self._closed:
                 return
             self._closed = True
-        if self._live_export is not None:
-            self._live_export.stop()  # unfinished run: the export stays resumable
-            self._live_export = None
-        if self._live_sql is not None:
-            self._live_sql.stop()  # the tables stay at their checkpoint, resumable
-            self._live_sql = None
+        self.live.stop()  # an unfinished run: the projectors stay resumable
         self._journal.close()
         if self in self.store._recorders:
             self.store._recorders.remove(self)
@@ -663,27 +602,8 @@ class RunRecorder:
             journal.flush(fsync=False)
         self._until_throttle -= 1
         if not self._until_throttle:
-            self._until_throttle = _THROTTLE_EVERY
-            self._throttle()
-
-    def _throttle(self) -> None:
-        """Backpressure: keep in-process projectors within ``_MAX_BEHIND`` events.
-
-        They share the GIL with the recording threads; without this a fast
-        recorder would leave them ever further behind (live-export lag and
-        memory growing through the run). When one falls behind, the recorder
-        makes the backlog visible (writes the journal, no fsync) and yields
-        until it is halfway caught up, or ``_THROTTLE_WAIT`` passes.
-        """
-        last = self._journal.last_seq
-        for live in (self._live_export, self._live_sql):
-            if live is None or not live.alive() or last - live.done_seq() <= _MAX_BEHIND:
-                continue
-            self._journal.flush(fsync=False)
-            deadline = time.monotonic() + _THROTTLE_WAIT
-            target = last - _MAX_BEHIND // 2
-            while live.done_seq() < target and live.alive() and time.monotonic() < deadline:
-                time.sleep(0.0005)
+            self._until_throttle = THROTTLE_EVERY
+            self.live.throttle(journal)
 
     @staticmethod
     def _hash(data: bytes) -> str:

@@ -10,10 +10,11 @@ ids of completed node states move from ``open_states`` to ``closed_states``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Collection
 from typing import Any
 
-from .errors import DuplicateIdError, UnknownIdError
+from .errors import DuplicateIdError, InvalidEventError, UnknownIdError
 from .events import (
     ArtifactRecorded,
     BaseEvent,
@@ -33,7 +34,29 @@ from .events import (
 )
 from .storage import validate_id
 
-__all__ = ["RunState"]
+__all__ = ["RunState", "check_choice", "check_count", "check_number"]
+
+
+def check_choice(value: object, allowed: frozenset[str], what: str) -> None:
+    """An argument that must be one of a vocabulary (``InvalidEventError`` if not)."""
+    if value not in allowed:
+        raise InvalidEventError(f"invalid {what} {value!r}; expected one of {sorted(allowed)}")
+
+
+def check_number(value: float | None, what: str) -> float | None:
+    """An optional finite number, as a float."""
+    if value is None:
+        return None
+    if type(value) not in (int, float) or not math.isfinite(value):
+        raise InvalidEventError(f"{what} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def check_count(value: int, what: str) -> int:
+    """A non-negative int (bools are not ints here)."""
+    if type(value) is not int or value < 0:
+        raise InvalidEventError(f"{what} must be a non-negative int, got {value!r}")
+    return value
 
 
 class _StateIds(Collection[str]):

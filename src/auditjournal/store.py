@@ -159,9 +159,9 @@ class AuditStore:
             # the run exists on disk from here on, whatever the durability mode
             journal.flush(fsync=self.durability != "none")
             if export is not None:
-                recorder._live_export = LiveExport(self.export_projector(run_id, export, live=True))
+                recorder.live.export = LiveExport(self.export_projector(run_id, export, live=True))
             if sql:
-                recorder._live_sql = LiveSql(self.sql_projector(run_id))
+                recorder.live.sql = LiveSql(self.sql_projector(run_id))
         except BaseException:
             recorder.close()
             raise
