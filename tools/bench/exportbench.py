@@ -158,6 +158,8 @@ class ReplaySample:
     """RSS of the child after its imports."""
     opened_rss_mb: float
     """RSS after ``AuditStore.open`` (payload index loaded), before the replay."""
+    workers_peak_rss_mb: float = 0.0
+    """Peak RSS of the largest replay worker process (0: replayed in-process)."""
 
     @property
     def mb_s(self) -> float:
@@ -382,6 +384,7 @@ def measure_replay(root: Path, rows: int, events: int, out: Path) -> ReplaySampl
         peak_rss_mb=peak * 1024 / 1e6,
         start_rss_mb=(doc["rss_start_kib"] or 0) * 1024 / 1e6,
         opened_rss_mb=(doc["rss_opened_kib"] or 0) * 1024 / 1e6,
+        workers_peak_rss_mb=doc.get("workers_maxrss_kib", 0) * 1024 / 1e6,
     )
 
 
@@ -757,6 +760,18 @@ class ExportBench:
                 f"~{_median([r.bytes for r in self.replay]) / 1e6:,.0f} MB with "
                 f"~{_median([s.bytes for s in self.small]) / 1e6:,.0f} MB (--rss-big adds the "
                 "2 GB run)."
+            )
+        workers = ", ".join(
+            f"{_size(_median([x.bytes for x in xs]) / 1e6)}: "
+            f"{_median([x.workers_peak_rss_mb for x in xs]):,.0f} MB"
+            for _, xs in sizes
+            if xs and any(x.workers_peak_rss_mb for x in xs)
+        )
+        if workers:
+            rss += (
+                " Big journals are replayed on forked worker processes, whose RSS is not in "
+                f"that figure; the largest worker's peak RSS ({workers}) counts the pages it "
+                "shares with the parent (imports, payload index) too."
             )
         out.append(rss)
         return out

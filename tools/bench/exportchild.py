@@ -188,6 +188,8 @@ def replay(root: Path, run_id: str, prefix: Path) -> dict[str, Any]:
         "rss_opened_kib": rss_opened,
         "vmhwm_kib": _status_kib("VmHWM"),
         "ru_maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        # the largest worker process of a parallel replay (0: replayed in-process)
+        "workers_maxrss_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
     }
 
 
