@@ -39,6 +39,7 @@ from .storage import storage_error
 
 __all__ = ["ChunkInfo", "ChunkWriter", "chunk_name", "iter_chunk_records"]
 
+_MAX_QUEUED = 2  # blocks handed to the I/O thread and not yet written
 _OPEN = b"[\n"
 _CLOSE = b"]\n"
 
@@ -82,8 +83,12 @@ class _IoThread:
         self._thread.start()
 
     def submit(self, fd: int, data: bytes, hasher: Any) -> None:
+        """Queue a block; waits while ``_MAX_QUEUED`` blocks are still unwritten, so a
+        fast producer (the parallel replay) cannot pile up memory."""
         self._raise()
         with self._idle:
+            while self._pending >= _MAX_QUEUED:
+                self._idle.wait()
             self._pending += 1
         self._queue.put((fd, data, hasher))
 

@@ -45,7 +45,7 @@ from .settings import ExportSettings
 __all__ = ["replay_export"]
 
 _PARALLEL_BYTES: Final = 16 << 20  # smaller journals are replayed in this process
-_RANGE_BYTES: Final = 1 << 20  # of journal per worker task (~2.7 MB of export with payloads)
+_RANGE_BYTES: Final = 512 << 10  # of journal per worker task (~1.4 MB of export with payloads)
 _MAX_WORKERS: Final = 4
 _POLL: Final = 4096
 
@@ -162,7 +162,7 @@ def _replay_parallel(
         queued = iter(jobs)
         for job in queued:
             pending.append(pool.submit(_project_range, *job))
-            if len(pending) >= 2 * workers:
+            if len(pending) > workers:  # one queued beyond those being worked on
                 break
         projector = _projector(journal_dir, run_id, payloads, settings, prefix)
         try:
