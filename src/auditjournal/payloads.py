@@ -234,17 +234,6 @@ class PayloadStore:
         """The payload's canonical JSON bytes, re-hashed against ``ref`` before returning."""
         digest = ref_digest(ref)
         if digest not in self._index:
-            # fast path: a loaded payload inside the read-ahead window (a replay's
-            # usual case); anything unusual takes the full path below
-            window, location = self._window, self._table.first(digest)
-            if window is not None and location is not None and window[0] == location[0]:
-                buf = window[2]
-                at = location[1] - window[1]  # data; its header (magic, digest, size) before
-                end = at + location[2]
-                if at >= _HEADER_SIZE and end <= len(buf) and buf[at - 40 : at - 8] == digest:
-                    hit = buf[at:end]
-                    if _sha256(hit).digest() == digest:
-                        return hit
             loaded = self._get_loaded(digest, ref)
             if loaded is not None:
                 return loaded
@@ -370,10 +359,10 @@ class PayloadStore:
         number, offset, size = location
         if offset < _HEADER_SIZE:
             return None
-        raw = self._read_ahead(number, offset - _HEADER_SIZE, _HEADER_SIZE + size)
-        if raw[4:36] != digest:
+        buf, at = self._read_ahead(number, offset - _HEADER_SIZE, _HEADER_SIZE + size)
+        if buf[at + 4 : at + 36] != digest:  # the record header's digest
             return None
-        data = raw[_HEADER_SIZE:]
+        data = buf[at + _HEADER_SIZE : at + _HEADER_SIZE + size]
         if len(data) != size or _sha256(data).digest() != digest:
             raise PayloadIntegrityError(
                 f"payload {ref} in pack-{number:06d}.dat at offset {offset} does not match its hash"
@@ -400,8 +389,10 @@ class PayloadStore:
         """Up to ``size`` bytes (fewer at the end of the pack)."""
         return os.pread(self._read_fd(number), size, offset)
 
-    def _read_ahead(self, number: int, offset: int, size: int) -> bytes:
-        """Like :meth:`_read_some`, from a window of the pack read ahead in one ``pread``.
+    def _read_ahead(self, number: int, offset: int, size: int) -> tuple[bytes, int]:
+        """Like :meth:`_read_some`, from a window of the pack read ahead in one ``pread``:
+        ``(buffer, index)``, the bytes being ``buffer[index : index + size]`` (fewer at the
+        end of the pack), so the caller slices out only what it needs.
 
         Replays ask for a run's payloads in about the order they were written,
         so most requests land in the window: one syscall per ~1 MiB instead of
@@ -411,10 +402,10 @@ class PayloadStore:
         if window is not None and window[0] == number:
             start = offset - window[1]
             if start >= 0 and start + size <= len(window[2]):
-                return window[2][start : start + size]
+                return window[2], start
         data = self._read_some(number, offset, max(size, _READ_AHEAD))
         self._window = (number, offset, data)
-        return data[:size]
+        return data, 0
 
     def _read_fd(self, number: int) -> int:
         fd = self._read_fds.get(number)

@@ -37,7 +37,7 @@ from .errors import AuditJournalError, ExportNotFoundError, SignatureError
 from .events import ExportFailed, ExportSealed, RunStarted
 from .export import MANIFEST_FORMAT, encode_manifest
 from .journal import JournalReader, segment_name
-from .merkle import MerkleBuilder
+from .merkle import MerkleBuilder, range_subtrees
 from .payloads import PayloadStore
 from .records import RECORD_TYPES
 from .replay import replay_export
@@ -307,13 +307,12 @@ def _scan_chunk(
     if not os.path.isfile(path):
         return "missing", [], 0, None, None, 0
     hasher = hashlib.sha256()
-    stack: _Subtrees = []  # aligned subtrees so far (see merkle.range_subtrees)
+    subtrees: _Subtrees = []  # each block's leaves as aligned subtrees (range_subtrees)
     count = previous = 0
     first = last = None
     problem = ""
     state = "open"  # open -> first (record) -> records -> closed
     leaf_prefix = hashlib.sha256(b"\x00")  # copying a primed hash beats a new one
-    node_prefix = hashlib.sha256(b"\x01")
     decode = _HEAD_DECODER.decode
     known = _KNOWN_TYPES
     with open(path, "rb") as fh:
@@ -323,6 +322,8 @@ def _scan_chunk(
                 continue
             view = memoryview(data)
             record = view[:0]  # the views are released before the buffer is reused
+            leaves: list[bytes] = []
+            block_start = leaf_offset + count
             pos = 0
             find = data.find
             while (newline := find(b"\n", pos, end)) >= 0:
@@ -365,20 +366,11 @@ def _scan_chunk(
                     first = seq
                 h = leaf_prefix.copy()
                 h.update(record)
-                node = h.digest()
-                begin = leaf_offset + count
-                width = 1
-                while begin & width and stack and stack[-1][0] == width:
-                    h = node_prefix.copy()
-                    h.update(stack.pop()[1])
-                    h.update(node)
-                    node = h.digest()
-                    begin -= width
-                    width *= 2
-                stack.append((width, node))
+                leaves.append(h.digest())
                 count += 1
             record.release()
             view.release()
+            subtrees += range_subtrees(leaves, block_start)
     size = blocks.size
     if not problem:
         if blocks.leftover:
@@ -394,7 +386,7 @@ def _scan_chunk(
         elif (first, last) != (expected_first, expected_last):
             listed = f"{expected_first}..{expected_last}"
             problem = f"seq range {first}..{last}, manifest says {listed}"
-    return problem, stack, count, first, last, size
+    return problem, subtrees, count, first, last, size
 
 
 class _LineBlocks:
