@@ -339,6 +339,54 @@ def test_generated_run_id(store: AuditStore) -> None:
     assert set(store.run_ids()) == {run.run_id, other.run_id}
 
 
+def test_generated_ids_skip_caller_ids_of_the_same_shape(store: AuditStore) -> None:
+    # Generated ids are "<prefix>-<counter>"; a caller may pick such an id first. The
+    # generator must then step over it instead of handing out a duplicate.
+    run = store.start_run(run_id="run-shapes", export=None)
+    src = run.register_node(plugin_name="p", node_type="source")
+    t1 = run.register_node(plugin_name="t", node_type="transform", node_id="node-3")
+    rows = [run.create_row(source_node_id=src, row_index=0, data={}, row_id="row-4")]
+    rows += [run.create_row(source_node_id=src, row_index=n, data={}) for n in range(1, 8)]
+    assert "row-4" in rows and len(set(rows)) == len(rows)
+    toks = [run.create_token(row_id=r) for r in rows]
+    states = [
+        run.begin_node_state(token_id=t, node_id=t1, step_index=1, input_data={}) for t in toks
+    ]
+    taken = f"st-{run.last_seq + 2}"  # what the generator would hand out next but one
+    states.append(
+        run.begin_node_state(
+            token_id=toks[0], node_id=t1, step_index=2, input_data={}, state_id=taken
+        )
+    )
+    states += [
+        run.begin_node_state(token_id=t, node_id=t1, step_index=3, input_data={}) for t in toks
+    ]
+    assert taken in states and len(set(states)) == len(states)
+    nodes = [t1, *(run.register_node(plugin_name="x", node_type="sink") for _ in range(4))]
+    assert len({*nodes, src}) == len(nodes) + 1
+    run.close()
+
+
+def test_resumed_run_steps_over_caller_ids_of_the_generated_shape(tmp_path: Path) -> None:
+    root = tmp_path / "audit"
+    first = AuditStore.open(root)
+    run = first.start_run(run_id="run-resume-shapes", export=None)
+    src = run.register_node(plugin_name="p", node_type="source")
+    # after a resume the generator counts on from the last seq: pick the id it would make
+    given = f"row-{run.last_seq + 2}"
+    run.create_row(source_node_id=src, row_index=0, data={}, row_id=given)
+    run.close()
+    first.close()
+    store = AuditStore.open(root)
+    try:
+        rec = store.resume_run("run-resume-shapes")
+        fresh = [rec.create_row(source_node_id=src, row_index=n, data={}) for n in range(1, 4)]
+        assert given not in fresh and len(set(fresh)) == 3
+        rec.close()
+    finally:
+        store.close()
+
+
 def test_run_id_rules(store: AuditStore) -> None:
     store.start_run(run_id="dup", export=None).close()
     with pytest.raises(RunExistsError):

@@ -250,7 +250,10 @@ class Journal:
                 self.durable_seq = max(self.durable_seq, last)
 
     def _put_back(
-        self, unwritten: list[tuple[AppendFile, bytes]], retired: list[AppendFile], new_dirs: bool
+        self,
+        unwritten: list[tuple[AppendFile, bytearray]],
+        retired: list[AppendFile],
+        new_dirs: bool,
     ) -> None:
         """A flush failed: give back what it took, so the next flush writes it, in order
         (dropping it would leave a gap in the chain on disk)."""

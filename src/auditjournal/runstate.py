@@ -11,6 +11,7 @@ ids of completed node states move from ``open_states`` to ``closed_states``.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Collection
 from typing import Any
 
@@ -33,6 +34,9 @@ from .events import (
     TokenOutcomeRecorded,
 )
 from .storage import validate_id
+
+_GENERATED_SHAPE = re.compile(r"[a-z]+-[0-9]+")
+"""What a generated id looks like (``row-12``); see :meth:`RunState.new_id`."""
 
 __all__ = ["RunState", "check_choice", "check_count", "check_number"]
 
@@ -102,6 +106,7 @@ class RunState:
         self.completed = False
         self.sealed = False
         self._counter = 0
+        self._check_generated = False  # see new_id()
 
     # -- checks (recorder side) -------------------------------------------------------
 
@@ -111,22 +116,30 @@ class RunState:
             raise UnknownIdError(f"unknown {what} id {value!r} in this run")
 
     def new_id(self, prefix: str, given: str | None, known: Collection[str]) -> str:
-        """Validate a caller-given id (unique, path-safe) or generate a fresh one."""
+        """Validate a caller-given id (unique, path-safe) or generate a fresh one.
+
+        Generated ids are ``prefix-N`` with a counter that only grows, so they
+        cannot collide with each other; they are checked against ``known`` only
+        once a caller-given (or resumed) id could look like one.
+        """
         if given is None:
             while True:
                 self._counter += 1
                 candidate = f"{prefix}-{self._counter}"
-                if candidate not in known:
+                if not self._check_generated or candidate not in known:
                     return candidate
         validate_id(given, f"{prefix} id")
         if given in known:
             raise DuplicateIdError(f"{prefix} id {given!r} is already used in this run")
+        if not self._check_generated and _GENERATED_SHAPE.fullmatch(given):
+            self._check_generated = True
         return given
 
     def skip_generated_ids(self, last_seq: int) -> None:
         """After a resume: each event made at most one id, so counting on from the last
         seq cannot collide with an id generated before."""
         self._counter = max(self._counter, last_seq)
+        self._check_generated = True  # the journal may hold caller-given ids of that shape
 
     def next_call_index(self, owner: str, given: int | None) -> int:
         index = self.call_indexes.get(owner, 0) if given is None else given

@@ -17,7 +17,7 @@ import os
 import re
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final, Generic, Literal, TypeVar
 
@@ -163,17 +163,21 @@ class AppendFile:
     def pending(self) -> int:
         return len(self._buf)
 
-    def take(self) -> bytes:
-        """Remove and return the buffered bytes (for a caller that writes them later)."""
-        data = bytes(self._buf)
-        self._buf.clear()
+    def take(self) -> bytearray:
+        """Remove and return the buffered bytes (for a caller that writes them later).
+
+        The buffer itself changes hands (no copy while the caller holds its lock);
+        appends go to a fresh one.
+        """
+        data = self._buf
+        self._buf = bytearray()
         return data
 
-    def give_back(self, data: bytes) -> None:
+    def give_back(self, data: bytes | bytearray) -> None:
         """Return bytes taken earlier but not written, ahead of anything appended since."""
         self._buf[0:0] = data
 
-    def write_out(self, data: bytes | None = None) -> None:
+    def write_out(self, data: bytes | bytearray | None = None) -> None:
         """Write the buffer (or ``data`` taken earlier) to the OS, in order."""
         if data is None:
             data = self.take()
@@ -200,7 +204,7 @@ class AppendFile:
             self.fd = -1
 
 
-def write_in_order(steps: list[tuple[AppendFile, bytes]]) -> None:
+def write_in_order(steps: Sequence[tuple[AppendFile, bytes | bytearray]]) -> None:
     """Write bytes taken from several files, in order. If one write fails, its bytes and
     those of every later step are given back, so a retry writes them all, in order."""
     for index, (file, data) in enumerate(steps):
