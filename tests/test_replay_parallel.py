@@ -116,7 +116,7 @@ def test_default_replay_of_a_big_journal_uses_workers_and_matches(
     real_stitch = replay_module._stitch
 
     def stitch(projector: object, maker: object, result: tuple[object, ...]) -> bool:
-        deferred.append(len(result[3]))  # type: ignore[arg-type]
+        deferred.append(len(result[4]))  # type: ignore[arg-type]
         return real_stitch(projector, maker, result)  # type: ignore[arg-type]
 
     monkeypatch.setattr(replay_module, "_replay_parallel", spy)
@@ -130,6 +130,37 @@ def test_default_replay_of_a_big_journal_uses_workers_and_matches(
     assert used and result is not None
     assert len(deferred) > 20 and sum(deferred) > 10
     assert files(tmp_path / "out") == files(export_dir)
+
+
+@pytest.mark.parametrize("slot_bytes", [1, 2_500, 1 << 20])
+def test_records_too_big_for_a_shared_slot_travel_through_the_pipe(
+    recorded: tuple[AuditStore, str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    slot_bytes: int,
+) -> None:
+    # Workers leave a range's records in a slot of shared memory when they fit (an int
+    # in the result says how many bytes), else send them as bytes: both give the same export.
+    store, run_id, export_dir = recorded
+    sizes: list[int] = []
+    real_stitch = replay_module._stitch
+
+    def stitch(projector: object, maker: object, result: tuple[object, ...]) -> bool:
+        sizes.append(len(result[0]))  # type: ignore[arg-type]
+        return real_stitch(projector, maker, result)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(replay_module, "_SLOT_BYTES", slot_bytes)
+    monkeypatch.setattr(replay_module, "_stitch", stitch)
+    out = tmp_path / "out"
+    assert parallel(store, run_id, out, 3_000) is not None
+    assert files(out) == files(export_dir)
+    ranges = [size for size in sizes if size]  # the last may hold only run_completed
+    fits = sum(size <= slot_bytes for size in ranges)
+    expected = {1: 0, 1 << 20: len(ranges)}.get(slot_bytes)
+    if expected is None:  # the middle size: some ranges fit and some do not
+        assert 0 < fits < len(ranges)
+    else:
+        assert fits == expected
 
 
 @pytest.mark.parametrize("leave_open", [False, True])

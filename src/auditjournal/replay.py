@@ -9,10 +9,14 @@ loaded payload index) each read their range with a
 :class:`~auditjournal.journal.JournalReader` started at it -- every entry's
 chain hash checks against the chain value stored in the entry before it, so
 ranges verify independently, and together they verify the whole chain -- and
-turn its events into encoded records and their Merkle leaf hashes. This
-process takes the ranges in order and writes their records through the same
-projector (chunk rollover, chunk SHA-256, Merkle tree, seal), so the bytes are
-exactly those of the single-process replay.
+turn its events into encoded records and their Merkle leaf hashes. A worker
+leaves its records in a slot of a shared memory ring (mapped before the fork)
+rather than sending them through the pool's pipe, which would copy them four
+times and make the processes take turns; only records too big for a slot
+travel through the pipe. This process takes the ranges in order and writes
+their records through the same projector (chunk rollover, chunk SHA-256,
+Merkle tree, seal), so the bytes are exactly those of the single-process
+replay.
 
 What a range cannot finish alone is finished here, in journal order: a node
 state completed in a later range than it started in (the worker never saw its
@@ -25,6 +29,7 @@ so errors are exactly those the single-process replay reports.
 from __future__ import annotations
 
 import itertools
+import mmap
 import multiprocessing
 import os
 import sys
@@ -48,14 +53,16 @@ _PARALLEL_BYTES: Final = 16 << 20  # smaller journals are replayed in this proce
 _RANGE_BYTES: Final = 512 << 10  # of journal per worker task (~1.4 MB of export with payloads)
 _MAX_WORKERS: Final = 4
 _POLL: Final = 4096
+_SLOT_BYTES: Final = 4 << 20  # of shared memory per task in flight (~3x a range's records)
 
 # A range's result: its records as lines ("," + record + newline each, back to
-# back), their lengths, seqs and leaf hashes (32 bytes each), the node state
-# completions left for the caller (record index, event), the states still open at
-# the range's end, run_started's fields (first range only), and run_completed
-# with its chain value if the range reached it.
+# back; or, as an int, how many bytes of them are in the task's slot), their
+# lengths, seqs and leaf hashes (32 bytes each), the node state completions left
+# for the caller (record index, event), the states still open at the range's end,
+# run_started's fields (first range only), and run_completed with its chain value
+# if the range reached it.
 _Range = tuple[
-    bytes,
+    bytes | int,
     list[int],
     list[int],
     bytes,
@@ -66,6 +73,7 @@ _Range = tuple[
 ]
 
 _worker_payloads: PayloadStore | None = None  # in a worker: its copy of the store
+_worker_ring: mmap.mmap | None = None  # in a worker: the shared slots
 
 
 def replay_export(
@@ -154,32 +162,40 @@ def _replay_parallel(
         (journal_dir, run_id, start, count, settings.include_payloads)
         for start, count in zip(starts, counts, strict=True)
     ]
+    in_flight = workers + 1  # one queued beyond those being worked on; a slot each
+    ring = mmap.mmap(-1, in_flight * _SLOT_BYTES)  # shared, anonymous: the workers inherit it
     # the pool forks before the projector starts its I/O thread
-    with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_init_worker, initargs=(payloads,)
-    ) as pool:
-        pending: deque[Future[_Range]] = deque()
+    with (
+        ring,
+        ProcessPoolExecutor(
+            workers, mp_context=context, initializer=_init_worker, initargs=(payloads, ring)
+        ) as pool,
+    ):
+        pending: deque[tuple[int, Future[_Range]]] = deque()
         queued = iter(jobs)
-        for job in queued:
-            pending.append(pool.submit(_project_range, *job))
-            if len(pending) > workers:  # one queued beyond those being worked on
-                break
+        for slot, job in zip(range(in_flight), queued, strict=False):  # range first
+            pending.append((slot, pool.submit(_project_range, *job, slot)))
         projector = _projector(journal_dir, run_id, payloads, settings, prefix)
         try:
             maker = projector.maker
             while pending:
-                result = pending.popleft().result()
+                slot, future = pending.popleft()
+                result = future.result()
+                lines = result[0]
+                if type(lines) is int:  # copied out, so the slot is free for the next task
+                    at = slot * _SLOT_BYTES
+                    result = (ring[at : at + lines], *result[1:])
                 upcoming = next(queued, None)
                 if upcoming is not None:
-                    pending.append(pool.submit(_project_range, *upcoming))
+                    pending.append((slot, pool.submit(_project_range, *upcoming, slot)))
                 if _stitch(projector, maker, result):
-                    for future in pending:
+                    for _, future in pending:
                         future.cancel()
                     return projector.result
             projector.flush()
             return None
         except BaseException:
-            for future in pending:
+            for _, future in pending:
                 future.cancel()
             raise
         finally:
@@ -189,6 +205,7 @@ def _replay_parallel(
 def _stitch(projector: ExportProjector, maker: RecordMaker, result: _Range) -> bool:
     """Write one range's records in journal order; True once the export is sealed."""
     lines, lengths, seqs, leaves, deferred, still_open, run, completed = result
+    assert type(lines) is bytes  # the caller took them out of the slot
     if run:
         maker.run = run
     done = at = 0  # records and bytes of lines written
@@ -211,11 +228,13 @@ def _stitch(projector: ExportProjector, maker: RecordMaker, result: _Range) -> b
     return False
 
 
-def _init_worker(payloads: PayloadStore) -> None:
-    """In a worker (forked: ``payloads`` is the owner's store, inherited, not pickled)."""
-    global _worker_payloads
+def _init_worker(payloads: PayloadStore, ring: mmap.mmap) -> None:
+    """In a worker (forked: ``payloads`` is the owner's store and ``ring`` the shared
+    slots, both inherited, not pickled)."""
+    global _worker_payloads, _worker_ring
     payloads.forked_reader()
     _worker_payloads = payloads
+    _worker_ring = ring
 
 
 def _project_range(
@@ -224,9 +243,11 @@ def _project_range(
     start: JournalPosition,
     count: int | None,
     include_payloads: bool,
+    slot: int,
 ) -> _Range:
-    """A worker's part: the records of ``count`` entries from ``start`` (or to the end)."""
-    assert _worker_payloads is not None
+    """A worker's part: the records of ``count`` entries from ``start`` (or to the end),
+    left in the shared ring's ``slot`` when they fit."""
+    assert _worker_payloads is not None and _worker_ring is not None
     maker = RecordMaker(run_id, _worker_payloads.get if include_payloads else None)
     open_states = maker.open_states
     make = maker.records
@@ -264,8 +285,12 @@ def _project_range(
         reader.close()
     if count is not None and read != count and completed is None:
         raise _Inconsistent(f"range from seq {start.next_seq}: {read} of {count} entries")
+    size = len(lines)
+    if size <= _SLOT_BYTES:
+        at = slot * _SLOT_BYTES
+        _worker_ring[at : at + size] = lines
     return (
-        bytes(lines),
+        size if size <= _SLOT_BYTES else bytes(lines),
         lengths,
         seqs,
         bytes(leaves),
