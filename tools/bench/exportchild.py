@@ -1,4 +1,5 @@
-"""Child processes of ``exportbench.py``: a chunk follower, an export projector, a replay.
+"""Child processes of ``exportbench.py``: a chunk follower, an export projector, a replay,
+a verify.
 
 Each runs in a fresh interpreter (``python exportchild.py KIND ARGS...``), so it shares no GIL
 with the recording process and (for ``replay``) its peak RSS is its own. A child that has to be
@@ -17,6 +18,9 @@ prints its result as one JSON line last on stdout. Timestamps are ``time.monoton
 * ``replay ROOT RUN_ID PREFIX`` -- ``replay_export`` of the run into ``PREFIX`` (payloads
   inlined, default chunking), timed around the call; reports peak RSS (``VmHWM``), and
   RSS after the imports and after ``AuditStore.open`` (which loads the payload index).
+* ``verify EXPORT_DIR`` -- ``verify_export`` of a sealed export, timed around the call,
+  as ``auditjournal verify`` runs it: in a small process (verify forks its workers from
+  it, and forking the bench's own process, which holds the workload's plans, costs more).
 """
 
 from __future__ import annotations
@@ -193,6 +197,22 @@ def replay(root: Path, run_id: str, prefix: Path) -> dict[str, Any]:
     }
 
 
+def verify(export_dir: Path) -> dict[str, Any]:
+    from auditjournal import verify_export
+
+    c0 = time.process_time()
+    t0 = time.perf_counter()
+    report = verify_export(export_dir)
+    seconds = time.perf_counter() - t0
+    if not report.ok:
+        return {"error": f"verify failed: {report.summary()}"}
+    return {
+        "seconds": seconds,
+        "cpu_seconds": time.process_time() - c0,
+        "records": report.record_count,
+    }
+
+
 def main(argv: list[str]) -> int:
     kind, *rest = argv
     if kind == "follow":
@@ -201,6 +221,8 @@ def main(argv: list[str]) -> int:
         doc = project(Path(rest[0]), rest[1], float(rest[2]))
     elif kind == "replay":
         doc = replay(Path(rest[0]), rest[1], Path(rest[2]))
+    elif kind == "verify":
+        doc = verify(Path(rest[0]))
     else:
         raise SystemExit(f"unknown child kind {kind!r}")
     _emit(doc)

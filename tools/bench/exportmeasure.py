@@ -1,7 +1,8 @@
 """Samples and single measurements of the export figures (``exportbench.py`` runs them).
 
-Each ``measure_*`` takes one sample in a fresh child process (``exportchild.py``) or, for
-verify, in this process; the round structure, figures and notes live in ``exportbench.py``.
+Each ``measure_*`` takes one sample in a fresh child process (``exportchild.py``), but
+``measure_verify_here`` measures in this process; the round structure, figures and notes
+live in ``exportbench.py``.
 """
 
 from __future__ import annotations
@@ -305,6 +306,14 @@ def measure_replay(root: Path, rows: int, events: int, out: Path) -> ReplaySampl
 
 
 def measure_verify(export_dir: Path, chunk_bytes: int) -> VerifySample:
+    """``verify_export`` of a sealed export in a child process (as ``auditjournal verify``)."""
+    quiesce()
+    doc = _result(_spawn("verify", str(export_dir)))
+    return VerifySample(chunk_bytes=chunk_bytes, seconds=doc["seconds"], records=doc["records"])
+
+
+def measure_verify_here(export_dir: Path, chunk_bytes: int) -> VerifySample:
+    """The same in this (the bench's, big) process: forking verify's workers costs more."""
     quiesce()
     t0 = time.perf_counter()
     report = verify_export(export_dir)
