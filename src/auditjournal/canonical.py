@@ -25,6 +25,7 @@ import base64
 import datetime as _dt
 import decimal
 import hashlib
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -48,6 +49,7 @@ _SORTED = msgspec.json.Encoder(order="sorted")
 _AS_GIVEN = msgspec.json.Encoder()
 _UTC = _dt.UTC
 _INF = float("inf")
+_ASTRAL = re.compile(rb"[\xf0-\xf4]")  # the first byte of a character beyond U+FFFF
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -56,15 +58,18 @@ def canonical_json(obj: Any) -> bytes:
     Raises :class:`CanonicalizationError` naming the offending path for values
     that have no faithful JSON form.
     """
-    wide_keys: list[str] = []
     try:
-        value = _normalize(obj, 0, wide_keys)
+        value = _normalize(obj, 0)
     except _PathError as exc:
         raise CanonicalizationError(f"{exc.message} at {exc.path()}") from None
     try:
-        if wide_keys and any(max(k) > "\uffff" for k in wide_keys):
+        out = _SORTED.encode(value)
+        # msgspec sorts keys by code point; RFC 8785 by UTF-16 code unit. They differ only
+        # for keys beyond U+FFFF, whose UTF-8 starts with a byte 0xF0..0xF4: look for one
+        # in the output (no key-by-key check on the way), then for such a key.
+        if not out.isascii() and _ASTRAL.search(out) is not None and _has_astral_key(value):
             return _AS_GIVEN.encode(_utf16_sorted(value))
-        return _SORTED.encode(value)
+        return out
     except UnicodeEncodeError as exc:
         raise CanonicalizationError(
             f"string is not valid Unicode (lone surrogate) at {_surrogate_path(obj)}: {exc}"
@@ -137,7 +142,7 @@ def _msgspec_float_ok(value: float) -> bool:
     return 1e-4 <= abs(value) < 1e16 and not value.is_integer()
 
 
-def _normalize(o: Any, depth: int, wide_keys: list[str]) -> Any:
+def _normalize(o: Any, depth: int) -> Any:
     """``o`` itself if it is already canonical-ready, else a converted copy.
 
     Scalars inside containers are checked inline (no call per leaf): this is
@@ -151,8 +156,6 @@ def _normalize(o: Any, depth: int, wide_keys: list[str]) -> Any:
         for key, item in o.items():
             if type(key) is not str:
                 raise _PathError(f"object key {key!r} is a {type(key).__name__}, not a str")
-            if not key.isascii():
-                wide_keys.append(key)
             ti = type(item)
             if ti is str or ti is bool or item is None:
                 continue
@@ -161,7 +164,7 @@ def _normalize(o: Any, depth: int, wide_keys: list[str]) -> Any:
             if ti is float and 1e-4 <= abs(item) < 1e16 and not item.is_integer():
                 continue  # msgspec already writes it as ECMAScript does (_msgspec_float_ok)
             try:
-                new = _normalize(item, depth + 1, wide_keys)
+                new = _normalize(item, depth + 1)
             except _PathError as exc:
                 exc.parts.append(f"[{key!r}]")
                 raise
@@ -183,7 +186,7 @@ def _normalize(o: Any, depth: int, wide_keys: list[str]) -> Any:
             if ti is float and 1e-4 <= abs(item) < 1e16 and not item.is_integer():
                 continue  # msgspec already writes it as ECMAScript does (_msgspec_float_ok)
             try:
-                new = _normalize(item, depth + 1, wide_keys)
+                new = _normalize(item, depth + 1)
             except _PathError as exc:
                 exc.parts.append(f"[{index}]")
                 raise
@@ -278,6 +281,16 @@ def _has_cycle(root: Any) -> bool:
         return visit(root)
     except RecursionError:
         return False
+
+
+def _has_astral_key(o: Any) -> bool:
+    """Whether an object in ``o`` has a key with a character beyond U+FFFF."""
+    t = type(o)
+    if t is dict:
+        return any(max(k, default="") > "\uffff" or _has_astral_key(v) for k, v in o.items())
+    if t is list or t is tuple:
+        return any(_has_astral_key(item) for item in o)
+    return False
 
 
 def _utf16_key(key: str) -> bytes:
