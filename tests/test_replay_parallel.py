@@ -87,6 +87,19 @@ def single(store: AuditStore, run_id: str, out: Path) -> object:
     )  # fmt: skip
 
 
+def stitched_sizes(monkeypatch: pytest.MonkeyPatch, part: int) -> list[int]:
+    """The length of one part of each range's result, as the parent stitches them."""
+    sizes: list[int] = []
+    real_stitch = replay_module._stitch
+
+    def stitch(projector: object, maker: object, result: tuple[object, ...]) -> bool:
+        sizes.append(len(result[part]))  # type: ignore[arg-type]
+        return real_stitch(projector, maker, result)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(replay_module, "_stitch", stitch)
+    return sizes
+
+
 @settings(
     max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -112,15 +125,8 @@ def test_default_replay_of_a_big_journal_uses_workers_and_matches(
         used.append(1)
         return real(*args)  # type: ignore[arg-type]
 
-    deferred: list[int] = []  # states completed in a later range than they started in
-    real_stitch = replay_module._stitch
-
-    def stitch(projector: object, maker: object, result: tuple[object, ...]) -> bool:
-        deferred.append(len(result[4]))  # type: ignore[arg-type]
-        return real_stitch(projector, maker, result)  # type: ignore[arg-type]
-
+    deferred = stitched_sizes(monkeypatch, 4)  # states completed in a later range than started
     monkeypatch.setattr(replay_module, "_replay_parallel", spy)
-    monkeypatch.setattr(replay_module, "_stitch", stitch)
     monkeypatch.setattr(replay_module, "_PARALLEL_BYTES", 0)
     monkeypatch.setattr(replay_module.os, "cpu_count", lambda: 2)
     result = replay_export(
@@ -142,15 +148,8 @@ def test_records_too_big_for_a_shared_slot_travel_through_the_pipe(
     # Workers leave a range's records in a slot of shared memory when they fit (an int
     # in the result says how many bytes), else send them as bytes: both give the same export.
     store, run_id, export_dir = recorded
-    sizes: list[int] = []
-    real_stitch = replay_module._stitch
-
-    def stitch(projector: object, maker: object, result: tuple[object, ...]) -> bool:
-        sizes.append(len(result[0]))  # type: ignore[arg-type]
-        return real_stitch(projector, maker, result)  # type: ignore[arg-type]
-
+    sizes = stitched_sizes(monkeypatch, 0)
     monkeypatch.setattr(replay_module, "_SLOT_BYTES", slot_bytes)
-    monkeypatch.setattr(replay_module, "_stitch", stitch)
     out = tmp_path / "out"
     assert parallel(store, run_id, out, 3_000) is not None
     assert files(out) == files(export_dir)
