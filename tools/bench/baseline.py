@@ -34,7 +34,8 @@ only makes the baseline faster, so the ratios of SPEC §7 measured against it ar
 conservative.
 
 Run ``python tools/bench/baseline.py [--rows N]`` for a self-check with the reference
-workload.
+workload. The tables are in ``baseline_schema.py``, the export's queries in
+``baseline_export.py``.
 """
 
 from __future__ import annotations
@@ -48,29 +49,29 @@ import os
 import re
 import tempfile
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import Any
 
-from sqlalchemy import (
-    Column,
-    DateTime,
-    Float,
-    ForeignKey,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    UniqueConstraint,
-    create_engine,
-    event,
-    literal_column,
-    select,
+from baseline_export import iter_records, write
+from baseline_schema import (
+    INSERT_ARTIFACT,
+    INSERT_CALL,
+    INSERT_EDGE,
+    INSERT_NODE,
+    INSERT_OUTCOME,
+    INSERT_ROUTING,
+    INSERT_ROW,
+    INSERT_RUN,
+    INSERT_STATE,
+    INSERT_TOKEN,
+    metadata,
+    node_states,
+    runs,
 )
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
 
 __all__ = [
     "BaselineRun",
@@ -81,191 +82,6 @@ __all__ = [
 ]
 
 CANONICAL_VERSION = "json-sorted-compact/sha256"
-
-# --------------------------------------------------------------------------- schema
-
-metadata = MetaData()
-
-runs = Table(
-    "runs",
-    metadata,
-    Column("run_id", String(64), primary_key=True),
-    Column("started_at", DateTime(timezone=True), nullable=False),
-    Column("completed_at", DateTime(timezone=True)),
-    Column("config_hash", String(64), nullable=False),
-    Column("settings_json", Text, nullable=False),
-    Column("canonical_version", String(64), nullable=False),
-    Column("status", String(32), nullable=False),
-)
-
-nodes = Table(
-    "nodes",
-    metadata,
-    Column("node_id", String(64), primary_key=True),
-    Column("run_id", String(64), ForeignKey("runs.run_id"), nullable=False),
-    Column("plugin_name", String(128), nullable=False),
-    Column("node_type", String(32), nullable=False),
-    Column("plugin_version", String(32), nullable=False),
-    Column("determinism", String(32), nullable=False),
-    Column("config_hash", String(64), nullable=False),
-    Column("config_json", Text, nullable=False),
-    Column("input_schema_json", Text),
-    Column("output_schema_json", Text),
-    Column("sequence_in_pipeline", Integer),
-    Column("registered_at", DateTime(timezone=True), nullable=False),
-)
-
-edges = Table(
-    "edges",
-    metadata,
-    Column("edge_id", String(64), primary_key=True),
-    Column("run_id", String(64), ForeignKey("runs.run_id"), nullable=False),
-    Column("from_node_id", String(64), ForeignKey("nodes.node_id"), nullable=False),
-    Column("to_node_id", String(64), ForeignKey("nodes.node_id"), nullable=False),
-    Column("label", String(64), nullable=False),
-    Column("default_mode", String(16), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    UniqueConstraint("run_id", "from_node_id", "label"),
-)
-
-rows = Table(
-    "rows",
-    metadata,
-    Column("row_id", String(64), primary_key=True),
-    Column("run_id", String(64), ForeignKey("runs.run_id"), nullable=False),
-    Column("source_node_id", String(64), ForeignKey("nodes.node_id"), nullable=False),
-    Column("row_index", Integer, nullable=False),
-    Column("source_data_hash", String(64), nullable=False),
-    Column("source_data_ref", String(256)),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    UniqueConstraint("run_id", "row_index"),
-)
-
-tokens = Table(
-    "tokens",
-    metadata,
-    Column("token_id", String(64), primary_key=True),
-    Column("row_id", String(64), ForeignKey("rows.row_id"), nullable=False),
-    Column("fork_group_id", String(64)),
-    Column("join_group_id", String(64)),
-    Column("expand_group_id", String(64)),
-    Column("branch_name", String(64)),
-    Column("step_in_pipeline", Integer),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-)
-
-node_states = Table(
-    "node_states",
-    metadata,
-    Column("state_id", String(64), primary_key=True),
-    Column("token_id", String(64), ForeignKey("tokens.token_id"), nullable=False),
-    Column("run_id", String(64), ForeignKey("runs.run_id"), nullable=False),
-    Column("node_id", String(64), ForeignKey("nodes.node_id"), nullable=False),
-    Column("step_index", Integer, nullable=False),
-    Column("attempt", Integer, nullable=False),
-    Column("status", String(32), nullable=False),
-    Column("input_hash", String(64), nullable=False),
-    Column("input_data_ref", String(256)),
-    Column("output_hash", String(64)),
-    Column("output_data_ref", String(256)),
-    Column("duration_ms", Float),
-    Column("error_json", Text),
-    Column("started_at", DateTime(timezone=True), nullable=False),
-    Column("completed_at", DateTime(timezone=True)),
-    UniqueConstraint("token_id", "node_id", "attempt"),
-    UniqueConstraint("token_id", "step_index", "attempt"),
-)
-
-calls = Table(
-    "calls",
-    metadata,
-    Column("call_id", String(64), primary_key=True),
-    Column("state_id", String(64), ForeignKey("node_states.state_id"), nullable=False),
-    Column("call_index", Integer, nullable=False),
-    Column("call_type", String(32), nullable=False),
-    Column("status", String(32), nullable=False),
-    Column("request_hash", String(64), nullable=False),
-    Column("request_ref", String(256)),
-    Column("response_hash", String(64)),
-    Column("response_ref", String(256)),
-    Column("error_json", Text),
-    Column("latency_ms", Float),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    UniqueConstraint("state_id", "call_index"),
-)
-
-routing_events = Table(
-    "routing_events",
-    metadata,
-    Column("event_id", String(64), primary_key=True),
-    Column("state_id", String(64), ForeignKey("node_states.state_id"), nullable=False),
-    Column("edge_id", String(64), ForeignKey("edges.edge_id"), nullable=False),
-    Column("routing_group_id", String(64), nullable=False),
-    Column("ordinal", Integer, nullable=False),
-    Column("mode", String(16), nullable=False),
-    Column("reason_hash", String(64)),
-    Column("reason_ref", String(256)),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    UniqueConstraint("routing_group_id", "ordinal"),
-)
-
-artifacts = Table(
-    "artifacts",
-    metadata,
-    Column("artifact_id", String(64), primary_key=True),
-    Column("run_id", String(64), ForeignKey("runs.run_id"), nullable=False),
-    Column("produced_by_state_id", String(64), ForeignKey("node_states.state_id"), nullable=False),
-    Column("sink_node_id", String(64), ForeignKey("nodes.node_id"), nullable=False),
-    Column("artifact_type", String(64), nullable=False),
-    Column("path_or_uri", String(512), nullable=False),
-    Column("content_hash", String(64), nullable=False),
-    Column("size_bytes", Integer, nullable=False),
-    Column("sink_input_hash", String(64)),
-    Column("sink_input_ref", String(256)),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-)
-
-token_outcomes = Table(
-    "token_outcomes",
-    metadata,
-    Column("outcome_id", String(64), primary_key=True),
-    Column("run_id", String(64), ForeignKey("runs.run_id"), nullable=False, index=True),
-    Column("token_id", String(64), ForeignKey("tokens.token_id"), nullable=False, index=True),
-    Column("outcome", String(32), nullable=False),
-    Column("is_terminal", Integer, nullable=False),
-    Column("recorded_at", DateTime(timezone=True), nullable=False),
-    Column("sink_name", String(128)),
-)
-
-Index(
-    "ix_token_outcomes_terminal_unique",
-    token_outcomes.c.token_id,
-    unique=True,
-    sqlite_where=token_outcomes.c.is_terminal == 1,
-)
-Index("ix_nodes_run_id", nodes.c.run_id)
-Index("ix_edges_run_id", edges.c.run_id)
-Index("ix_rows_run_id", rows.c.run_id)
-Index("ix_tokens_row_id", tokens.c.row_id)
-Index("ix_node_states_token", node_states.c.token_id)
-Index("ix_node_states_node", node_states.c.node_id)
-Index("ix_calls_state", calls.c.state_id)
-Index("ix_routing_events_state", routing_events.c.state_id)
-Index("ix_routing_events_group", routing_events.c.routing_group_id)
-Index("ix_artifacts_run", artifacts.c.run_id)
-
-# Prebuilt statements (SQLAlchemy caches their compiled form).
-_INSERT_RUN = runs.insert()
-_INSERT_NODE = nodes.insert()
-_INSERT_EDGE = edges.insert()
-_INSERT_ROW = rows.insert()
-_INSERT_TOKEN = tokens.insert()
-_INSERT_STATE = node_states.insert()
-_INSERT_CALL = calls.insert()
-_INSERT_ROUTING = routing_events.insert()
-_INSERT_ARTIFACT = artifacts.insert()
-_INSERT_OUTCOME = token_outcomes.insert()
-
 
 # --------------------------------------------------------------------------- helpers
 
@@ -362,7 +178,7 @@ class LandscapeBaseline:
         settings = baseline_json(dict(config))
         with self.engine.begin() as conn:
             conn.execute(
-                _INSERT_RUN,
+                INSERT_RUN,
                 {
                     "run_id": run_id,
                     "started_at": _now(),
@@ -379,13 +195,13 @@ class LandscapeBaseline:
         written = 0
         first = True
         with open(out_path, "wb") as out, self.engine.connect() as conn:
-            written += _write(out, b"[\n")
-            for record in _iter_records(conn, self.payloads, run_id):
+            written += write(out, b"[\n")
+            for record in iter_records(conn, self.payloads, run_id):
                 line = json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
-                written += _write(out, line if first else b"," + line)
-                written += _write(out, b"\n")
+                written += write(out, line if first else b"," + line)
+                written += write(out, b"\n")
                 first = False
-            written += _write(out, b"]\n")
+            written += write(out, b"]\n")
         return written
 
     def table_counts(self) -> dict[str, int]:
@@ -451,7 +267,7 @@ class BaselineRun:
         self._node_seq += 1
         with self._engine.begin() as conn:
             conn.execute(
-                _INSERT_NODE,
+                INSERT_NODE,
                 {
                     "node_id": node_id,
                     "run_id": self.run_id,
@@ -473,7 +289,7 @@ class BaselineRun:
         edge_id = _new_id()
         with self._engine.begin() as conn:
             conn.execute(
-                _INSERT_EDGE,
+                INSERT_EDGE,
                 {
                     "edge_id": edge_id,
                     "run_id": self.run_id,
@@ -493,7 +309,7 @@ class BaselineRun:
         ref = self._payloads.store(data)
         with self._engine.begin() as conn:
             conn.execute(
-                _INSERT_ROW,
+                INSERT_ROW,
                 {
                     "row_id": row_id,
                     "run_id": self.run_id,
@@ -510,7 +326,7 @@ class BaselineRun:
         token_id = _new_id()
         with self._engine.begin() as conn:
             conn.execute(
-                _INSERT_TOKEN,
+                INSERT_TOKEN,
                 {
                     "token_id": token_id,
                     "row_id": row_id,
@@ -533,7 +349,7 @@ class BaselineRun:
         ref = self._payloads.store(input_data)
         with self._engine.begin() as conn:
             conn.execute(
-                _INSERT_STATE,
+                INSERT_STATE,
                 {
                     "state_id": state_id,
                     "token_id": token_id,
@@ -597,7 +413,7 @@ class BaselineRun:
         response_ref = None if response is None else self._payloads.store(response)
         with self._engine.begin() as conn:
             conn.execute(
-                _INSERT_CALL,
+                INSERT_CALL,
                 {
                     "call_id": call_id,
                     "state_id": state_id,
@@ -620,7 +436,7 @@ class BaselineRun:
         ref = None if reason is None else self._payloads.store(reason)
         with self._engine.begin() as conn:
             conn.execute(
-                _INSERT_ROUTING,
+                INSERT_ROUTING,
                 {
                     "event_id": event_id,
                     "state_id": state_id,
@@ -650,7 +466,7 @@ class BaselineRun:
         ref = None if sink_input is None else self._payloads.store(sink_input)
         with self._engine.begin() as conn:
             conn.execute(
-                _INSERT_ARTIFACT,
+                INSERT_ARTIFACT,
                 {
                     "artifact_id": artifact_id,
                     "run_id": self.run_id,
@@ -673,7 +489,7 @@ class BaselineRun:
         outcome_id = _new_id()
         with self._engine.begin() as conn:
             conn.execute(
-                _INSERT_OUTCOME,
+                INSERT_OUTCOME,
                 {
                     "outcome_id": outcome_id,
                     "run_id": self.run_id,
@@ -710,91 +526,6 @@ class BaselineRun:
 
 def _json_or_none(value: Mapping[str, Any] | None) -> str | None:
     return None if value is None else baseline_json(dict(value)).decode("utf-8")
-
-
-# --------------------------------------------------------------------------- export
-
-
-def _write(out: BinaryIO, data: bytes) -> int:
-    out.write(data)
-    return len(data)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, _dt.datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=_dt.UTC)
-        return value.isoformat()
-    return value
-
-
-def _records_of(
-    conn: Connection,
-    stmt: Any,
-    record_type: str,
-    run_id: str,
-    payload_cols: Mapping[str, str],
-    payloads: FilePayloadStore,
-) -> Iterator[dict[str, Any]]:
-    result = conn.execute(stmt)
-    for row in result.mappings():
-        record: dict[str, Any] = {k: _plain(v) for k, v in row.items()}
-        record["record_type"] = record_type
-        record["run_id"] = run_id
-        for field, ref_col in payload_cols.items():
-            record[field] = payloads.load(row[ref_col])
-        yield record
-
-
-def _iter_records(
-    conn: Connection, payloads: FilePayloadStore, run_id: str
-) -> Iterator[dict[str, Any]]:
-    def rowid(table: Table) -> Any:
-        return literal_column(f'"{table.name}".rowid')
-
-    def own(table: Table) -> Any:
-        return select(table).where(table.c.run_id == run_id).order_by(rowid(table))
-
-    # (statement, record type, {payload field: ref column})
-    plan: list[tuple[Any, str, dict[str, str]]] = [
-        (own(runs), "run", {}),
-        (own(nodes), "node", {}),
-        (own(edges), "edge", {}),
-        (own(rows), "row", {"source_data": "source_data_ref"}),
-        (
-            select(tokens)
-            .join(rows, tokens.c.row_id == rows.c.row_id)
-            .where(rows.c.run_id == run_id)
-            .order_by(rowid(tokens)),
-            "token",
-            {},
-        ),
-        (
-            own(node_states),
-            "node_state",
-            {"input_data": "input_data_ref", "output_data": "output_data_ref"},
-        ),
-        (
-            select(routing_events)
-            .join(node_states, routing_events.c.state_id == node_states.c.state_id)
-            .where(node_states.c.run_id == run_id)
-            .order_by(rowid(routing_events)),
-            "routing_event",
-            {"reason": "reason_ref"},
-        ),
-        (
-            select(calls)
-            .join(node_states, calls.c.state_id == node_states.c.state_id)
-            .where(node_states.c.run_id == run_id)
-            .order_by(rowid(calls)),
-            "call",
-            {"request": "request_ref", "response": "response_ref"},
-        ),
-        (own(artifacts), "artifact", {"sink_input": "sink_input_ref"}),
-        (own(token_outcomes), "token_outcome", {}),
-    ]
-    for stmt, record_type, payload_cols in plan:
-        yield from _records_of(conn, stmt, record_type, run_id, payload_cols, payloads)
 
 
 # --------------------------------------------------------------------------- self-check
