@@ -4,6 +4,7 @@ same chunk infos, same Merkle root, however the records are batched."""
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from auditjournal.chunks import ChunkWriter
+from auditjournal.errors import StorageError
 from auditjournal.merkle import leaf_hash
 
 
@@ -68,3 +70,67 @@ def test_add_lines_refuses_mismatched_lengths(tmp_path: Path) -> None:
             writer.add_lines(b",{}\n", [2], [1, 2], leaf_hash(b"{}"))
     finally:
         writer.close()
+
+
+def _inode(path: Path) -> int:
+    return path.stat().st_ino
+
+
+def _open_fds() -> int:
+    return len(list(Path("/proc/self/fd").iterdir()))
+
+
+RECORDS = [b'{"n":"' + b"x" * 200 + b'","i":' + str(i).encode() + b"}" for i in range(60)]
+
+
+def test_every_chunk_is_fsynced_by_finish(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Closed chunks are fsynced on a sync thread as they close, the last one (and any
+    # restored from a checkpoint) by finish() itself: all of them before it returns.
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.fstat(fd).st_ino)
+        real_fsync(fd)
+
+    monkeypatch.setattr("auditjournal.chunks.os.fsync", fsync)
+    writer = ChunkWriter(tmp_path / "audit_trail", 1_000)
+    try:
+        for seq, record in enumerate(RECORDS[:30], start=1):
+            writer.add(seq, record)
+        writer.flush()
+        snap = writer.snapshot()
+        assert len(snap["closed"]) > 3
+    finally:
+        writer.close()
+    synced.clear()  # a resumed writer: the chunks closed before are not known to be synced
+    resumed = ChunkWriter(tmp_path / "audit_trail", 1_000)
+    try:
+        assert resumed.restore(snap)
+        for seq, record in enumerate(RECORDS[30:], start=31):
+            resumed.add(seq, record)
+        infos = resumed.finish()
+        assert len(infos) > 8
+        assert {_inode(tmp_path / info.file) for info in infos} <= set(synced)
+    finally:
+        resumed.close()
+
+
+def test_a_failed_background_fsync_fails_finish_and_leaks_no_fd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fsync(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr("auditjournal.chunks.os.fsync", fsync)
+    before = _open_fds()
+    writer = ChunkWriter(tmp_path / "audit_trail", 1_000)
+    try:
+        with pytest.raises(StorageError, match="fsync"):
+            for seq, record in enumerate(RECORDS, start=1):
+                writer.add(seq, record)
+                writer.flush()
+            writer.finish()
+    finally:
+        writer.close()
+    assert _open_fds() == before

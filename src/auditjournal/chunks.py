@@ -19,7 +19,8 @@ Bytes are buffered and handed to the OS by :meth:`ChunkWriter.flush` (the
 projector calls it after every batch of events, which is what bounds the
 live-export lag). The ``write`` and the chunk's SHA-256 of each flushed block
 run on a small I/O thread: both release the GIL, so on a second core they
-overlap with building the next records.
+overlap with building the next records. A closed chunk is fsynced on a second
+thread while the next one fills, so sealing waits only for the last chunk's.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import hashlib
 import os
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from .storage import storage_error
 __all__ = ["ChunkInfo", "ChunkWriter", "chunk_name", "iter_chunk_records"]
 
 _MAX_QUEUED = 2  # blocks handed to the I/O thread and not yet written
+_MAX_UNSYNCED = 8  # closed chunks handed to the sync thread and not yet fsynced
 _OPEN = b"[\n"
 _CLOSE = b"]\n"
 
@@ -71,29 +73,38 @@ class ChunkInfo:
         }
 
 
-class _IoThread:
-    """Writes flushed blocks in order and hashes them, off the projecting thread."""
+class _Worker:
+    """A daemon thread that handles queued items in order, off the projecting thread.
 
-    def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[tuple[int, bytes, Any] | None] = queue.SimpleQueue()
+    ``submit`` waits while ``max_queued`` items are unhandled, so a fast producer
+    (the parallel replay) cannot pile up memory. The first error is kept and
+    raised by the next ``submit`` or ``drain``; ``handle`` is told whether one
+    happened (``ok``), so later items can be skipped or only cleaned up.
+    """
+
+    def __init__(
+        self, name: str, handle: Callable[[Any, bool], None], max_queued: int, what: str
+    ) -> None:
+        self._handle = handle
+        self._max_queued = max_queued
+        self._what = what
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._idle = threading.Condition()
         self._pending = 0
         self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="auditjournal-chunk-io", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def submit(self, fd: int, data: bytes, hasher: Any) -> None:
-        """Queue a block; waits while ``_MAX_QUEUED`` blocks are still unwritten, so a
-        fast producer (the parallel replay) cannot pile up memory."""
+    def submit(self, item: Any) -> None:
         self._raise()
         with self._idle:
-            while self._pending >= _MAX_QUEUED:
+            while self._pending >= self._max_queued:
                 self._idle.wait()
             self._pending += 1
-        self._queue.put((fd, data, hasher))
+        self._queue.put(item)
 
     def drain(self) -> None:
-        """Wait until every submitted block is written and hashed."""
+        """Wait until every submitted item is handled."""
         with self._idle:
             while self._pending:
                 self._idle.wait()
@@ -111,17 +122,32 @@ class _IoThread:
 
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:
-            fd, data, hasher = item
             try:
-                if self.error is None:  # after a failure, later blocks must not land
-                    hasher.update(data)
-                    _write_all(fd, data)
+                self._handle(item, self.error is None)
             except OSError as exc:
-                self.error = storage_error(exc, "cannot write export chunk")
+                self.error = storage_error(exc, self._what)
             finally:
                 with self._idle:
                     self._pending -= 1
                     self._idle.notify_all()
+
+
+def _write_block(item: tuple[int, bytes, Any], ok: bool) -> None:
+    """The I/O thread's part: hash a flushed block into its chunk's SHA-256 and write it
+    (hashlib and ``write`` release the GIL). After a failure, later blocks must not land."""
+    fd, data, hasher = item
+    if ok:
+        hasher.update(data)
+        _write_all(fd, data)
+
+
+def _sync_closed(fd: int, ok: bool) -> None:
+    """The sync thread's part: fsync a closed chunk and close its file descriptor."""
+    try:
+        if ok:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -145,7 +171,11 @@ class ChunkWriter:
         self._hash = hashlib.sha256()  # of the current chunk, fed by the I/O thread
         self._buf = bytearray()
         self._fd = -1
-        self._io = _IoThread()
+        self._io = _Worker(
+            "auditjournal-chunk-io", _write_block, _MAX_QUEUED, "cannot write export chunk"
+        )
+        self._syncer: _Worker | None = None  # started at the first closed chunk
+        self._synced: set[str] = set()  # closed chunks fsynced by the sync thread
 
     @property
     def total_records(self) -> int:
@@ -235,7 +265,7 @@ class ChunkWriter:
         if self._buf:
             data = bytes(self._buf)
             self._buf.clear()
-            self._io.submit(self._fd, data, self._hash)
+            self._io.submit((self._fd, data, self._hash))
 
     def sync(self) -> None:
         """Flush and wait until the OS has every byte (live readers see them)."""
@@ -243,20 +273,29 @@ class ChunkWriter:
         self._io.drain()
 
     def finish(self) -> list[ChunkInfo]:
-        """Close the last chunk with ``]``, fsync every chunk; return all chunk infos."""
+        """Close the last chunk with ``]``, fsync every chunk; return all chunk infos.
+
+        Chunks closed by this writer were fsynced in the background, as they
+        closed; only the others (closed before a resume) are fsynced here."""
         if self.current is not None:
             self._close_current()
+        if self._syncer is not None:
+            self._syncer.drain()
         for info in self.closed_chunks:
-            self._fsync_path(self.directory / info.file)
+            if info.file not in self._synced:
+                self._fsync_path(self.directory / info.file)
         return self.closed_chunks
 
     def close(self) -> None:
-        """Release the file handle and the I/O thread (what was flushed is written first)."""
+        """Release the file handles and the threads (what was flushed is written first;
+        closed chunks waiting for their fsync are closed all the same)."""
         try:
             self._io.drain()
         finally:
             self._close_fd()
             self._io.stop()
+            if self._syncer is not None:
+                self._syncer.stop()
 
     def _close_fd(self) -> None:
         if self._fd >= 0:
@@ -302,6 +341,7 @@ class ChunkWriter:
             os.truncate(path, current.bytes)
         self.index = snap["index"]
         self.closed_chunks = closed
+        self._synced.clear()  # finish() fsyncs the restored chunks
         self.current = current
         self._hash = hasher
         self.merkle = MerkleBuilder.from_state(snap["merkle"], snap["records"])
@@ -315,6 +355,7 @@ class ChunkWriter:
         """Delete every chunk file of this prefix (before a rebuild)."""
         self._io.drain()
         self._close_fd()
+        self._synced.clear()
         self._remove_after(-1)
 
     # -- internals ------------------------------------------------------------------------
@@ -347,7 +388,18 @@ class ChunkWriter:
         current.bytes += len(_CLOSE)
         self.sync()
         current.sha256 = self._hash.hexdigest()
-        self._close_fd()
+        # fsync it on the sync thread while the next chunk fills (it closes the fd)
+        if self._syncer is None:
+            self._syncer = _Worker(
+                "auditjournal-chunk-sync", _sync_closed, _MAX_UNSYNCED, "cannot fsync export chunk"
+            )
+        fd, self._fd = self._fd, -1
+        try:
+            self._syncer.submit(fd)
+        except BaseException:  # an earlier fsync failed: report that, leak nothing
+            os.close(fd)
+            raise
+        self._synced.add(current.file)
         self.closed_chunks.append(current)
         self.current = None
 
