@@ -58,6 +58,7 @@ _CHECKPOINT_EVERY: Final = 1.0  # seconds
 _BATCH: Final = 4096
 LIVE_STEP_EVENTS: Final = 256  # per step when following a live journal: ~3 ms, then readable
 _LIVE_BATCH: Final = LIVE_STEP_EVENTS
+_LIVE_POLL: Final = 0.002  # seconds between looks at the journal of a live run, if not woken
 
 
 @dataclass(frozen=True)
@@ -323,11 +324,19 @@ class ExportProjector:
 
 
 class LiveExport:
-    """Runs a projector on a background thread while the run is recorded (in-process)."""
+    """Runs a projector on a background thread while the run is recorded (in-process).
+
+    It polls the journal every ``_LIVE_POLL`` seconds, and at once when the recorder
+    calls :meth:`wake` (it wrote the journal and waits for the export to catch up);
+    after each step it signals :meth:`wait_progress`. So neither thread idles while
+    the other waits for it.
+    """
 
     def __init__(self, projector: ExportProjector) -> None:
         self.projector = projector
         self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._advanced = threading.Event()
         self._error: BaseException | None = None
         self._thread = threading.Thread(
             target=self._run, name=f"auditjournal-export-{projector.run_id}", daemon=True
@@ -335,15 +344,35 @@ class LiveExport:
         self._thread.start()
 
     def _run(self) -> None:
+        projector = self.projector
         try:
-            self.projector.run(stop=self._stop, batch=_LIVE_BATCH)
+            while projector.result is None:
+                if projector.step(_LIVE_BATCH):
+                    self._advanced.set()
+                    continue
+                if self._stop.is_set():
+                    break
+                self._wake.wait(_LIVE_POLL)
+                self._wake.clear()
         except BaseException as exc:  # reported by wait()
             self._error = exc
         finally:
-            self.projector.close()
+            self._advanced.set()
+            projector.close()
+
+    def wake(self) -> None:
+        """New journal entries were written: look now, not at the next poll."""
+        self._wake.set()
+
+    def wait_progress(self, timeout: float) -> None:
+        """Wait until the export took in more (or stopped), at most ``timeout`` seconds."""
+        self._advanced.wait(timeout)
+        self._advanced.clear()
 
     def wait(self) -> SealResult:
-        """Block until the export is sealed; raise :class:`ExportError` if it failed."""
+        """Block until the export is sealed; raise :class:`ExportError` if it failed.
+        (The caller wrote ``run_completed`` to the journal: the projector looks at once.)"""
+        self._wake.set()
         self._thread.join()
         if self._error is not None:
             raise ExportError(f"export of run {self.projector.run_id!r} failed: {self._error}")
@@ -361,6 +390,7 @@ class LiveExport:
     def stop(self) -> None:
         """Stop following (the export stays unsealed, resumable from its checkpoint)."""
         self._stop.set()
+        self._wake.set()
         self._thread.join()
 
 

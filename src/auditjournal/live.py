@@ -44,17 +44,19 @@ class LiveProjectors:
         Without it a fast recorder would leave them ever further behind (live-export
         lag and memory growing through the run). When one falls behind, the recorder
         makes the backlog visible (writes the journal, no fsync) and yields until it
-        is halfway caught up, or ``_THROTTLE_WAIT`` passes.
+        is halfway caught up, or ``_THROTTLE_WAIT`` passes. The projector is woken
+        at once and signals its progress, so neither side sleeps while the other waits.
         """
         last = journal.last_seq
         for live in (self.export, self.sql):
             if live is None or not live.alive() or last - live.done_seq() <= MAX_BEHIND:
                 continue
             journal.flush(fsync=False)
+            live.wake()
             deadline = time.monotonic() + _THROTTLE_WAIT
             target = last - MAX_BEHIND // 2
             while live.done_seq() < target and live.alive() and time.monotonic() < deadline:
-                time.sleep(0.0005)
+                live.wait_progress(0.005)
 
     def finish(
         self,

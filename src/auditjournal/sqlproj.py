@@ -429,6 +429,7 @@ class LiveSql:
         self._poll_interval = poll_interval
         self._target: int | None = None
         self._wake = threading.Event()
+        self._advanced = threading.Event()
         self._stop = threading.Event()
         self._error: BaseException | None = None
         self._thread = threading.Thread(
@@ -441,6 +442,7 @@ class LiveSql:
         try:
             while True:
                 if projector.step():
+                    self._advanced.set()
                     continue
                 target = self._target
                 if target is not None and projector.applied_seq >= target:
@@ -452,7 +454,17 @@ class LiveSql:
         except BaseException as exc:  # reported by finish()
             self._error = exc
         finally:
+            self._advanced.set()
             projector.close()
+
+    def wake(self) -> None:
+        """New journal entries were written: look now, not at the next poll."""
+        self._wake.set()
+
+    def wait_progress(self, timeout: float) -> None:
+        """Wait until the tables took in more (or stopped), at most ``timeout`` seconds."""
+        self._advanced.wait(timeout)
+        self._advanced.clear()
 
     def finish(self, seq: int) -> int:
         """Block until the tables hold everything up to ``seq``, then stop the thread."""
