@@ -37,6 +37,7 @@ from .chunks import ChunkWriter
 from .errors import ExportError
 from .events import Event, RunCompleted
 from .journal import JournalPosition, JournalReader
+from .live import LiveThread
 from .payloads import PayloadStore
 from .records import RecordMaker, iso
 from .settings import ExportSettings
@@ -323,51 +324,26 @@ class ExportProjector:
         return state
 
 
-class LiveExport:
+class LiveExport(LiveThread):
     """Runs a projector on a background thread while the run is recorded (in-process).
 
-    It polls the journal every ``_LIVE_POLL`` seconds, and at once when the recorder
-    calls :meth:`wake` (it wrote the journal and waits for the export to catch up);
-    after each step it signals :meth:`wait_progress`. So neither thread idles while
-    the other waits for it.
+    It looks at the journal every ``_LIVE_POLL`` seconds, and at once when woken
+    (:class:`~auditjournal.live.LiveThread`).
     """
 
     def __init__(self, projector: ExportProjector) -> None:
+        super().__init__(f"auditjournal-export-{projector.run_id}", _LIVE_POLL)
         self.projector = projector
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._advanced = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(
-            target=self._run, name=f"auditjournal-export-{projector.run_id}", daemon=True
-        )
         self._thread.start()
 
-    def _run(self) -> None:
-        projector = self.projector
-        try:
-            while projector.result is None:
-                if projector.step(_LIVE_BATCH):
-                    self._advanced.set()
-                    continue
-                if self._stop.is_set():
-                    break
-                self._wake.wait(_LIVE_POLL)
-                self._wake.clear()
-        except BaseException as exc:  # reported by wait()
-            self._error = exc
-        finally:
-            self._advanced.set()
-            projector.close()
+    def _step(self) -> bool:
+        return self.projector.step(_LIVE_BATCH) > 0
 
-    def wake(self) -> None:
-        """New journal entries were written: look now, not at the next poll."""
-        self._wake.set()
+    def _done(self) -> bool:
+        return self.projector.result is not None
 
-    def wait_progress(self, timeout: float) -> None:
-        """Wait until the export took in more (or stopped), at most ``timeout`` seconds."""
-        self._advanced.wait(timeout)
-        self._advanced.clear()
+    def _close(self) -> None:
+        self.projector.close()
 
     def wait(self) -> SealResult:
         """Block until the export is sealed; raise :class:`ExportError` if it failed.
@@ -383,15 +359,6 @@ class LiveExport:
     def done_seq(self) -> int:
         """The last journal seq the export has taken in."""
         return self.projector.position.next_seq - 1
-
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def stop(self) -> None:
-        """Stop following (the export stays unsealed, resumable from its checkpoint)."""
-        self._stop.set()
-        self._wake.set()
-        self._thread.join()
 
 
 def encode_manifest(manifest: dict[str, Any]) -> bytes:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
@@ -24,11 +25,73 @@ if TYPE_CHECKING:
     from .journal import Journal
     from .sqlproj import LiveSql
 
-__all__ = ["MAX_BEHIND", "THROTTLE_EVERY", "LiveProjectors"]
+__all__ = ["MAX_BEHIND", "THROTTLE_EVERY", "LiveProjectors", "LiveThread"]
 
 THROTTLE_EVERY: Final = 64  # events between checks of the in-process projectors' backlog
 MAX_BEHIND: Final = 200  # events a live projector may trail the journal by (~10 ms of work)
 _THROTTLE_WAIT: Final = 0.25  # seconds a recorder yields at most per check
+
+
+class LiveThread:
+    """A live projector's background thread (:class:`LiveExport`, :class:`LiveSql`).
+
+    It steps while there is work; then it waits for :meth:`wake` (the recorder
+    wrote the journal and waits for it) or its poll interval. Each step that took
+    something in is signalled to :meth:`wait_progress`, so the recorder and the
+    projector never both sleep. A subclass says what a step is, when it is done,
+    and how to close; it starts the thread at the end of its ``__init__``.
+    """
+
+    def __init__(self, name: str, poll_interval: float) -> None:
+        self._poll_interval = poll_interval
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._advanced = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+
+    def _step(self) -> bool:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _done(self) -> bool:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _close(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _loop(self) -> None:
+        try:
+            while not self._done():
+                if self._step():
+                    self._advanced.set()
+                    continue
+                if self._stop.is_set():
+                    break
+                self._wake.wait(self._poll_interval)
+                self._wake.clear()
+        except BaseException as exc:  # reported by the subclass's wait/finish
+            self._error = exc
+        finally:
+            self._advanced.set()
+            self._close()
+
+    def wake(self) -> None:
+        """New journal entries were written: look now, not at the next poll."""
+        self._wake.set()
+
+    def wait_progress(self, timeout: float) -> None:
+        """Wait until the projector took in more (or stopped), at most ``timeout`` s."""
+        self._advanced.wait(timeout)
+        self._advanced.clear()
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self) -> None:
+        """Stop following (the projection stays at its checkpoint, resumable)."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join()
 
 
 class LiveProjectors:

@@ -51,6 +51,7 @@ from .events import (
     TokenOutcomeRecorded,
 )
 from .journal import JournalPosition, JournalReader
+from .live import LiveThread
 from .sqlschema import (
     TABLES,
     SqlDatabase,
@@ -421,50 +422,24 @@ class SqlProjector:
         return JournalReader(self._journal_dir, self.run_id, checkpoint.position)
 
 
-class LiveSql:
+class LiveSql(LiveThread):
     """Runs a :class:`SqlProjector` on a background thread while the run is recorded."""
 
     def __init__(self, projector: SqlProjector, *, poll_interval: float = 0.005) -> None:
+        super().__init__(f"auditjournal-sql-{projector.run_id}", poll_interval)
         self.projector = projector
-        self._poll_interval = poll_interval
         self._target: int | None = None
-        self._wake = threading.Event()
-        self._advanced = threading.Event()
-        self._stop = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(
-            target=self._run, name=f"auditjournal-sql-{projector.run_id}", daemon=True
-        )
         self._thread.start()
 
-    def _run(self) -> None:
-        projector = self.projector
-        try:
-            while True:
-                if projector.step():
-                    self._advanced.set()
-                    continue
-                target = self._target
-                if target is not None and projector.applied_seq >= target:
-                    return
-                if self._stop.is_set():
-                    return
-                self._wake.wait(self._poll_interval)
-                self._wake.clear()
-        except BaseException as exc:  # reported by finish()
-            self._error = exc
-        finally:
-            self._advanced.set()
-            projector.close()
+    def _step(self) -> bool:
+        return bool(self.projector.step())
 
-    def wake(self) -> None:
-        """New journal entries were written: look now, not at the next poll."""
-        self._wake.set()
+    def _done(self) -> bool:
+        target = self._target
+        return target is not None and self.projector.applied_seq >= target
 
-    def wait_progress(self, timeout: float) -> None:
-        """Wait until the tables took in more (or stopped), at most ``timeout`` seconds."""
-        self._advanced.wait(timeout)
-        self._advanced.clear()
+    def _close(self) -> None:
+        self.projector.close()
 
     def finish(self, seq: int) -> int:
         """Block until the tables hold everything up to ``seq``, then stop the thread."""
@@ -482,15 +457,6 @@ class LiveSql:
     def done_seq(self) -> int:
         """The last journal seq the tables hold."""
         return self.projector.applied_seq
-
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def stop(self) -> None:
-        """Stop following (the tables stay at their checkpoint, resumable)."""
-        self._stop.set()
-        self._wake.set()
-        self._thread.join()
 
 
 def replay_sql(
