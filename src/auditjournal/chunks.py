@@ -175,7 +175,7 @@ class ChunkWriter:
             "auditjournal-chunk-io", _write_block, _MAX_QUEUED, "cannot write export chunk"
         )
         self._syncer: _Worker | None = None  # started at the first closed chunk
-        self._synced: set[str] = set()  # closed chunks fsynced by the sync thread
+        self._synced: set[str] = set()  # closed chunks handed to it (finish() waits for it)
 
     @property
     def total_records(self) -> int:
