@@ -316,7 +316,7 @@ class Journal:
             file = AppendFile(path, 0)
             fsync_dir(self.directory)
             return None, file, 1, genesis_chain(self.run_id)
-        removed = self._drop_empty_tailjournal_segments(segments)
+        removed = self._drop_empty_tail_segments(segments)
         first_seq, path = segments[-1]
         prev_chain = genesis_chain(self.run_id)
         if len(segments) > 1:
@@ -340,7 +340,7 @@ class Journal:
             recovery = Recovery(removed[-1], 0, next_seq - 1)
         return recovery, AppendFile(path, good), next_seq, chain
 
-    def _drop_empty_tailjournal_segments(self, segments: list[tuple[int, Path]]) -> list[str]:
+    def _drop_empty_tail_segments(self, segments: list[tuple[int, Path]]) -> list[str]:
         """Remove empty segments at the end (never the first): a roll creates the next segment
         before the entries ahead of it are written, so a crash in between leaves it empty and
         named after entries that never reached the disk. It holds nothing; the next roll
@@ -554,10 +554,7 @@ class JournalReader:
                 line = view[offset : newline + 1]
                 try:
                     chain = check_line(line, chain)
-                    try:
-                        event = decode_event(line)
-                    except Exception as exc:
-                        raise ValueError(f"undecodable event: {exc}") from None
+                    event = _decode(line)
                     if event.seq != seq or event.run_id != run_id:
                         raise ValueError(f"seq {event.seq} of run {event.run_id!r} out of place")
                 except ValueError as exc:

@@ -310,7 +310,8 @@ class PayloadStore:
                 raw = self._idx_path(number).read_bytes()
             except FileNotFoundError:
                 continue
-            for digest, _offset, _size in _ENTRY.iter_unpack(raw[: len(raw) - len(raw) % 48]):
+            whole = len(raw) - len(raw) % _ENTRY.size  # a torn last entry is not a ref
+            for digest, _offset, _size in _ENTRY.iter_unpack(raw[:whole]):
                 if digest not in seen:
                     seen.add(digest)
                     yield digest.hex()
