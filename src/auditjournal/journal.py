@@ -535,9 +535,16 @@ class JournalReader:
         try:
             self._fh = open(self._segment_path(), "rb")  # noqa: SIM115 - kept across polls
         except FileNotFoundError:
-            if self._segment == 1 and self._offset == 0 and not journal_segments(self.directory):
+            if self._segment != 1 or self._offset != 0:
+                raise CorruptJournalError(f"{self._segment_path()}: segment is missing") from None
+            if not journal_segments(self.directory):
                 return False  # the journal has not been created yet
-            raise CorruptJournalError(f"{self._segment_path()}: segment is missing") from None
+            # a starting writer may have created the first segment between our open and the
+            # listing: look once more before calling it missing
+            try:
+                self._fh = open(self._segment_path(), "rb")  # noqa: SIM115 - kept across polls
+            except FileNotFoundError:
+                raise CorruptJournalError(f"{self._segment_path()}: segment is missing") from None
         self._fh.seek(self._offset)
         self._buf = b""
         return True

@@ -151,18 +151,29 @@ class AuditStore:
         resolved = {"durability": self.durability, **jsonable(settings or {})}
         if export is not None:
             resolved["export"] = export.describe()
-        journal = self._open_journal(run_id, create=True)
+        # the live export takes its lock before the run is visible on disk, so that
+        # `auditjournal project` (which skips exports in use) never takes it over
+        projector = None if export is None else self.export_projector(run_id, export, live=True)
+        try:
+            journal = self._open_journal(run_id, create=True)
+        except BaseException:
+            if projector is not None:
+                projector.close()
+            raise
         recorder = RunRecorder(self, run_id, journal, RunState())
         self._recorders.append(recorder)
         try:
             recorder._emit_run_started(config, resolved)
             # the run exists on disk from here on, whatever the durability mode
             journal.flush(fsync=self.durability != "none")
-            if export is not None:
-                recorder.live.export = LiveExport(self.export_projector(run_id, export, live=True))
+            if projector is not None:
+                recorder.live.export = LiveExport(projector)
+                projector = None
             if sql:
                 recorder.live.sql = LiveSql(self.sql_projector(run_id))
         except BaseException:
+            if projector is not None:
+                projector.close()
             recorder.close()
             raise
         return recorder
