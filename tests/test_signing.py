@@ -17,6 +17,7 @@ import logging
 import re
 import shutil
 import subprocess
+import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +36,7 @@ from auditjournal.demo import DemoResult, run_demo
 from auditjournal.errors import SigningKeyError
 from auditjournal.signing import HMAC_KEY_ENV, generate_keypair, load_signer
 from auditjournal.verify import verify_export
+from faults import small_filesystem
 
 SECRET = "hmac-test-secret-7f3a9c1e-never-print-me"
 OTHER_SECRET = "another-secret-for-forgeries-55d2"
@@ -416,3 +418,59 @@ def test_keys_never_appear_in_cli_output_exports_or_journals(
             content = path.read_bytes()
             for label, needle in needles.items():
                 assert needle not in content, (label, path)
+
+
+# -- keygen on a full disk (issue 10, item 7) -----------------------------------------------
+
+
+def _keygen(out: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "auditjournal", "keygen", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_keygen_on_a_full_disk_leaves_nothing_and_can_run_again(tmp_path: Path) -> None:
+    """On a real full filesystem keygen fails with one line and leaves no key file (no
+    empty one either, and no temporary file); once there is space it simply works."""
+    with small_filesystem(tmp_path / "fs", size="1m") as fs:
+        out = fs.path / "keys"
+        out.mkdir()
+        fs.fill()
+        failed = _keygen(out)
+        assert failed.returncode == 1, failed.stderr
+        assert "No space left on device" in failed.stderr
+        assert "Traceback" not in failed.stderr and len(failed.stderr.splitlines()) == 1
+        assert sorted(p.name for p in out.iterdir()) == []
+        fs.free()
+        done = _keygen(out)
+        assert done.returncode == 0, done.stderr
+        private, public = out / "signing_key.pem", out / "signing_key.pub.pem"
+        assert sorted(p.name for p in out.iterdir()) == [private.name, public.name]
+        assert private.stat().st_mode & 0o777 == 0o600
+        key = serialization.load_pem_private_key(private.read_bytes(), password=None)
+        assert isinstance(key, Ed25519PrivateKey)
+        loaded = serialization.load_pem_public_key(public.read_bytes())
+        assert loaded.public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        ) == key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+
+
+def test_keygen_replaces_an_empty_key_file_but_never_a_real_one(tmp_path: Path) -> None:
+    out = tmp_path / "keys"
+    out.mkdir()
+    (out / "signing_key.pub.pem").write_bytes(b"")  # what a failed older keygen left
+    private, public = generate_keypair(out)
+    assert public.stat().st_size > 0 and private.stat().st_size > 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(SigningKeyError, match="already exists"):
+        generate_keypair(out)
+    (out / "signing_key.pem").unlink()  # a real public key alone is still a key
+    with pytest.raises(SigningKeyError, match="already exists"):
+        generate_keypair(out)
+    assert (out / "signing_key.pub.pem").read_bytes() == before["signing_key.pub.pem"]
+    assert [p.name for p in out.iterdir()] == ["signing_key.pub.pem"]
