@@ -304,7 +304,9 @@ def test_follow_sets_a_broken_run_aside_and_tries_it_again(
             while not list(store.export_dir("r1").glob("audit_trail.*.json")):
                 assert time.monotonic() < deadline
                 time.sleep(0.01)
-            shutil.rmtree(store.export_dir("r1"))
+            # deleted under the running projector (renamed away first: one atomic step)
+            store.export_dir("r1").rename(tmp_path / "deleted")
+            shutil.rmtree(tmp_path / "deleted", ignore_errors=True)
             run1.complete()
             run1.close()
             while "r1" not in service.problems:
