@@ -27,6 +27,7 @@ from .errors import (
     RunAlreadyCompletedError,
     RunExistsError,
     RunNotFoundError,
+    StorageError,
 )
 from .events import EXPORT_EVENT_TYPES, CsvExported, Event, ExportFailed, ExportSealed
 from .export import ExportProjector, LiveExport
@@ -169,12 +170,19 @@ class AuditStore:
             if projector is not None:
                 recorder.live.export = LiveExport(projector)
                 projector = None
+                recorder.live.restart_export = lambda: LiveExport(
+                    self.export_projector(run_id, export, live=True)  # type: ignore[arg-type]
+                )
             if sql:
                 recorder.live.sql = LiveSql(self.sql_projector(run_id))
+                recorder.live.restart_sql = lambda: LiveSql(self.sql_projector(run_id))
         except BaseException:
             if projector is not None:
                 projector.close()
-            recorder.close()
+            try:
+                recorder.close()
+            except StorageError:  # cannot even write run_started: let go of the attempt
+                recorder._abandon()
             raise
         return recorder
 
@@ -299,9 +307,20 @@ class AuditStore:
     # -- lifetime ----------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close every recorder still open (their runs stay unfinished), then the payloads."""
+        """Close every recorder still open (their runs stay unfinished), then the payloads.
+
+        If a recorder's journal cannot be written (a full disk), the others are
+        closed, that error is raised, and the store stays open with what is
+        buffered: close it again once there is room.
+        """
+        failed: StorageError | None = None
         for recorder in list(self._recorders):
-            recorder.close()
+            try:
+                recorder.close()
+            except StorageError as exc:
+                failed = failed or exc
+        if failed is not None:
+            raise failed  # its payloads must be written before its entries: keep them
         self.payloads.close()
         with self._sql_lock:
             if self._sql is not None:
