@@ -11,6 +11,7 @@ journal or the payload store) serializes access with its own lock.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -220,8 +221,8 @@ class Flusher(Generic[T]):
     """A daemon thread that calls ``flush`` every ``interval`` seconds (group commit).
 
     It holds only a weak reference to its owner so a forgotten store can be
-    collected; errors are kept in ``error`` and re-raised by the owner on its
-    next call.
+    collected. A failed flush does not stop it (it tries again next interval);
+    the owner's ``flush`` keeps the error and reports it on its next call.
     """
 
     def __init__(self, owner: T, flush: Callable[[T], None], interval: float) -> None:
@@ -229,7 +230,6 @@ class Flusher(Generic[T]):
         self._flush = flush
         self._interval = interval
         self._stop = threading.Event()
-        self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="auditjournal-flusher", daemon=True)
         self._thread.start()
 
@@ -238,11 +238,8 @@ class Flusher(Generic[T]):
             owner = self._owner()
             if owner is None:
                 return
-            try:
+            with contextlib.suppress(Exception):  # kept and reported by the owner's flush
                 self._flush(owner)
-                self.error = None
-            except Exception as exc:  # kept and reported by the owner
-                self.error = exc
             del owner
 
     def stop(self) -> None:
