@@ -293,29 +293,29 @@ def test_close_on_a_full_disk_keeps_everything_for_a_later_close(fs: SmallFilesy
         assert row_indexes(reopened, "r1") == list(range(30))
 
 
-def test_live_sql_tables_stopped_by_a_full_disk_catch_up_at_complete(
-    fs: SmallFilesystem,
-) -> None:
-    """The SQLite tables live on the disk that runs full: their projector stops; once
-    there is room, complete() starts it again and the tables hold the whole run."""
+def test_live_sql_tables_stopped_by_a_full_disk_catch_up_at_complete(tmp_path: Path) -> None:
+    """The SQLite tables live on a disk that runs full (the journal does not): their
+    projector stops while the run goes on; once there is room, complete() starts it
+    again and the tables hold the whole run."""
     from auditjournal.lineage import show_run
 
-    root = fs.path / "audit"
-    with AuditStore.open(root, durability="batch") as store:
-        run = store.start_run(run_id="r1", export=ExportSettings(chunk_size_bytes=100_000))
-        src = run.register_node(plugin_name="csv", node_type="source")
-        fs.fill(leave=300_000)
-        failed, acknowledged_after = record_until_full(run, src, more=20)
-        assert acknowledged_after == []
-        sql = run.live.sql
-        assert sql is not None
-        fs.free()
-        run.complete()
-        run.close()
-        rows = len(row_indexes(store, "r1"))
-        assert rows == failed[0]
-        assert_sealed_once(store, "r1")
-        shown = show_run(store, "r1", refresh=False)  # as the live tables left them
-        assert shown["counts"]["rows"] == rows
-        assert shown["run"]["status"] == "completed"
-        assert shown["export"]["state"] == "sealed"
+    with small_filesystem(tmp_path / "db", size="1m") as fs:
+        database_url = f"sqlite:///{fs.path / 'landscape.db'}"
+        with AuditStore.open(tmp_path / "audit", database_url=database_url) as store:
+            run = store.start_run(run_id="r1", export=ExportSettings(chunk_size_bytes=100_000))
+            src = run.register_node(plugin_name="csv", node_type="source")
+            fs.fill(leave=0)
+            for index in range(1_000):
+                run.create_row(source_node_id=src, row_index=index, data={"i": index, "pad": PAD})
+            sql = run.live.sql
+            assert sql is not None
+            sql._thread.join(timeout=60)  # it stopped when the database could not grow
+            assert not sql.alive()
+            fs.free()
+            run.complete()
+            run.close()
+            assert_sealed_once(store, "r1")
+            shown = show_run(store, "r1", refresh=False)  # as the live tables left them
+            assert shown["counts"]["rows"] == 1_000
+            assert shown["run"]["status"] == "completed"
+            assert shown["export"]["state"] == "sealed"
