@@ -119,6 +119,10 @@ class SignatureError(AuditJournalError):
     """A manifest signature is absent, malformed or does not verify."""
 
 
+class ConsistencyProofError(AuditJournalError):
+    """A consistency proof does not show that the older tree is a prefix of the newer one."""
+
+
 class UnsupportedSchemaError(AuditJournalError, ValueError):
     """A JSON Schema construct has no faithful typed form (the message names its JSON path)."""
 
