@@ -123,6 +123,22 @@ class ConsistencyProofError(AuditJournalError):
     """A consistency proof does not show that the older tree is a prefix of the newer one."""
 
 
+class MalformedNoteError(AuditJournalError, ValueError):
+    """A signed note breaks the C2SP signed-note format (the message says where)."""
+
+
+class MalformedCheckpointError(MalformedNoteError):
+    """A checkpoint's text is not origin, tree size, root hash and extension lines."""
+
+
+class UnverifiedNoteError(SignatureError):
+    """A signed note carries no signature by any of the trusted keys."""
+
+
+class InvalidNoteSignatureError(SignatureError):
+    """A signed note's signature by a trusted key does not verify."""
+
+
 class UnsupportedSchemaError(AuditJournalError, ValueError):
     """A JSON Schema construct has no faithful typed form (the message names its JSON path)."""
 
