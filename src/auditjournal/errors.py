@@ -139,6 +139,22 @@ class InvalidNoteSignatureError(SignatureError):
     """A signed note's signature by a trusted key does not verify."""
 
 
+class TimestampError(AuditJournalError):
+    """An RFC 3161 trusted timestamp could not be obtained or does not hold."""
+
+
+class TimestampAuthorityError(TimestampError):
+    """The time-stamping authority could not be reached or gave no usable token."""
+
+
+class TimestampVerificationError(TimestampError):
+    """A stored timestamp token does not prove the time of this data."""
+
+
+class MissingExtraError(AuditJournalError):
+    """A feature needs an optional extra that is not installed (the message names it)."""
+
+
 class UnsupportedSchemaError(AuditJournalError, ValueError):
     """A JSON Schema construct has no faithful typed form (the message names its JSON path)."""
 
