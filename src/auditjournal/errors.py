@@ -119,6 +119,42 @@ class SignatureError(AuditJournalError):
     """A manifest signature is absent, malformed or does not verify."""
 
 
+class ConsistencyProofError(AuditJournalError):
+    """A consistency proof does not show that the older tree is a prefix of the newer one."""
+
+
+class MalformedNoteError(AuditJournalError, ValueError):
+    """A signed note breaks the C2SP signed-note format (the message says where)."""
+
+
+class MalformedCheckpointError(MalformedNoteError):
+    """A checkpoint's text is not origin, tree size, root hash and extension lines."""
+
+
+class UnverifiedNoteError(SignatureError):
+    """A signed note carries no signature by any of the trusted keys."""
+
+
+class InvalidNoteSignatureError(SignatureError):
+    """A signed note's signature by a trusted key does not verify."""
+
+
+class TimestampError(AuditJournalError):
+    """An RFC 3161 trusted timestamp could not be obtained or does not hold."""
+
+
+class TimestampAuthorityError(TimestampError):
+    """The time-stamping authority could not be reached or gave no usable token."""
+
+
+class TimestampVerificationError(TimestampError):
+    """A stored timestamp token does not prove the time of this data."""
+
+
+class MissingExtraError(AuditJournalError):
+    """A feature needs an optional extra that is not installed (the message names it)."""
+
+
 class UnsupportedSchemaError(AuditJournalError, ValueError):
     """A JSON Schema construct has no faithful typed form (the message names its JSON path)."""
 
