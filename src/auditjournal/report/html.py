@@ -1,7 +1,8 @@
 """Render the report as one self-contained HTML file: no server, no network.
 
-The page is ``assets/page.html`` with the stylesheet, the script and the data
-inlined. Data goes into ``<script type="application/json">`` blocks, which the
+The page is ``assets/page.html`` with the stylesheet (``report.css``), the
+script (``base.js`` ... ``main.js``, joined into one function scope) and the
+data inlined. Data goes into ``<script type="application/json">`` blocks, which the
 browser never runs; the script reads them with ``JSON.parse`` and puts every
 value into the page as text (``textContent``, never ``innerHTML``). Inside
 those blocks every ``<`` is written as ``\\u003c`` (the same string to a JSON
@@ -31,6 +32,8 @@ from .model import ReportData
 __all__ = ["render_html", "script_json"]
 
 _ENCODER: Final = msgspec.json.Encoder()
+# the page's script, in this order, inside one strict-mode function scope
+_SCRIPTS: Final = ("base.js", "draw.js", "rows.js", "check.js", "main.js")
 _MARKERS: Final = ("@@CSP@@", "@@TITLE@@", "@@STYLE@@", "@@NOSCRIPT@@", "@@DATA@@", "@@SCRIPT@@")
 
 
@@ -65,7 +68,9 @@ def _noscript(data: ReportData) -> str:
 def render_html(data: ReportData, lines: list[bytes] | None) -> bytes:
     """The page's bytes for ``data`` and (when embedded) the record lines."""
     style = _asset("report.css")
-    script = _asset("report.js")
+    script = (
+        '"use strict";\n(function () {\n' + "".join(_asset(name) for name in _SCRIPTS) + "})();\n"
+    )
     blocks = [
         '<script type="application/json" id="aj-data">'
         + script_json(_ENCODER.encode(data))

@@ -1,7 +1,7 @@
 """The report's data: what the Python side measured, embedded in the page as JSON.
 
 One frozen msgspec Struct per part, declared once here; :mod:`.html` encodes a
-:class:`ReportData` into the page and ``assets/report.js`` draws it. The
+:class:`ReportData` into the page and its script (``assets/*.js``) draws it. The
 format is versioned (``REPORT_FORMAT``); new fields get defaults.
 
 Everything here is computed from the sealed export alone (manifest and chunk
