@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from auditjournal import AuditStore, ExportSettings
 
@@ -39,7 +39,14 @@ class ForkRun:
     rows: list[str]
 
 
-def record_fork_run(root: Path, *, rows: int = 3, chunk_size: int = 4000) -> ForkRun:
+def record_fork_run(
+    root: Path,
+    *,
+    rows: int = 3,
+    chunk_size: int = 4000,
+    sign: Literal["hmac-sha256"] | None = None,
+    run_id: str | None = None,
+) -> ForkRun:
     """source -> split (gate, forks) -> left | right -> join (coalesce) -> out (sink).
 
     Per row: the parent token is forked by two copy routing events, each child
@@ -50,8 +57,9 @@ def record_fork_run(root: Path, *, rows: int = 3, chunk_size: int = 4000) -> For
     with AuditStore.open(root) as store:
         with store.start_run(
             config={"pipeline": "fork-join", "secret_hint": "see vault"},
-            export=ExportSettings(chunk_size_bytes=chunk_size),
+            export=ExportSettings(chunk_size_bytes=chunk_size, sign=sign),
             sql=False,
+            run_id=run_id,
         ) as run:
             node = run.register_node
             src = node(plugin_name="reader", node_type="source", config={"path": "/data/in.csv"})
