@@ -9,6 +9,7 @@ the page (``</script>``, ``onerror=``) stay text.
 
 from __future__ import annotations
 
+import base64
 import shutil
 from collections import Counter
 from collections.abc import Iterator
@@ -243,4 +244,42 @@ def test_summary_only_page(browser: Any, demo: Demo, tmp_path: Path) -> None:
     page.set_input_files("#check-files", [str(f) for f in export_files(demo.export)])
     page.wait_for_selector("#check-status[data-check]", timeout=60_000)
     assert page.locator("#check-status").get_attribute("data-check") == "VALID"
+    no_problems(seen)
+
+
+def test_files_dropped_on_the_page_are_checked(browser: Any, demo: Demo) -> None:
+    seen = open_page(browser, demo.report)
+    page = seen.page
+    files = [
+        {"name": f.name, "data": base64.b64encode(f.read_bytes()).decode()}
+        for f in export_files(demo.export)
+    ]
+    transfer = page.evaluate_handle(
+        """(files) => {
+            const t = new DataTransfer();
+            for (const f of files) {
+                const bytes = Uint8Array.from(atob(f.data), (c) => c.charCodeAt(0));
+                t.items.add(new File([bytes], f.name));
+            }
+            return t;
+        }""",
+        files,
+    )
+    page.dispatch_event("#check-drop", "drop", {"dataTransfer": transfer})
+    page.wait_for_selector("#check-status[data-check]", timeout=60_000)
+    assert page.locator("#check-status").get_attribute("data-check") == "VALID"
+    no_problems(seen)
+
+
+def test_an_export_without_payloads(browser: Any, tmp_path: Path) -> None:
+    run = run_demo(tmp_path / "audit", rows=8, export=ExportSettings(include_payloads=False))
+    report = tmp_path / "report.html"
+    write_report(run.export_dir, report)
+    seen = open_page(browser, report)
+    page = seen.page
+    page.wait_for_selector("[data-embedded-check=valid]", timeout=30_000)
+    page.fill("#row-query", run.first_row_id)
+    page.press("#row-query", "Enter")
+    page.wait_for_selector(f'#row-story [data-story="{run.first_row_id}"]')
+    assert "Payloads are not inlined" in str(page.locator("#row-story").text_content())
     no_problems(seen)
