@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from auditjournal.cli import main
-from auditjournal.errors import StorageError
+from auditjournal.errors import OutputPathError, StorageError
 from auditjournal.report import write_report
 from auditjournal.report.html import script_json
 from auditjournal.report.layout import NODE_WIDTH, layers, layout
@@ -240,6 +240,18 @@ def test_a_tampered_export_gets_a_report_that_says_so(fork: ForkRun, tmp_path: P
     assert (tmp_path / "r.html").stat().st_size == result.bytes
 
 
+def test_the_report_never_replaces_a_file_of_the_export(fork: ForkRun, tmp_path: Path) -> None:
+    copy = tmp_path / "export"
+    shutil.copytree(fork.export, copy)
+    before = {p.name: p.read_bytes() for p in copy.iterdir()}
+    for name in ("audit_trail.manifest.json", "audit_trail.000.json", "audit_trail.sha256"):
+        with pytest.raises(OutputPathError, match="file of the export"):
+            write_report(copy, copy / ".." / "export" / name)
+    assert {p.name: p.read_bytes() for p in copy.iterdir()} == before
+    write_report(copy, copy / "report.html")  # beside the files is fine
+    assert write_report(copy, tmp_path / "r.html").ok
+
+
 def test_an_unwritable_target_is_a_storage_error(fork: ForkRun, tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="cannot write"):
         write_report(fork.export, tmp_path / "missing" / "r.html")
@@ -294,6 +306,10 @@ def test_cli_report(fork: ForkRun, tmp_path: Path, capsys: pytest.CaptureFixture
         assert code == 2, (args, err)
         lines = err.strip().splitlines()
         assert len(lines) == 1 and fragment in lines[0] and "Traceback" not in err
+
+    manifest = fork.export / "audit_trail.manifest.json"
+    code, _, err = run_cli(capsys, "report", fork.export, "--out", manifest)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "file of the export" in err
 
     code, _, err = run_cli(capsys, "report", fork.export, "--out", tmp_path / "missing" / "r.html")
     assert code == 1 and len(err.strip().splitlines()) == 1 and "cannot write" in err

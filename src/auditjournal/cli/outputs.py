@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from ..errors import OutputPathError
 from ..report import DEFAULT_EMBED_LIMIT_BYTES, write_report
 from ._base import _byte_progress, _hmac_key, cli
 
@@ -55,14 +56,17 @@ def report(
     with _byte_progress(export, "verifying and reading") as bar:
         # the chunks are read twice (verify, then the records): half a step per byte
         progress = None if bar is None else (lambda n: bar(n // 2))
-        result = write_report(
-            export,
-            out,
-            public_key=public_key,
-            hmac_key=hmac_key,
-            embed_limit_bytes=embed_limit,
-            progress=progress,
-        )
+        try:
+            result = write_report(
+                export,
+                out,
+                public_key=public_key,
+                hmac_key=hmac_key,
+                embed_limit_bytes=embed_limit,
+                progress=progress,
+            )
+        except OutputPathError as exc:
+            raise click.UsageError(str(exc)) from None
     embedded = (
         "records embedded" if result.records_embedded else "summary only (records not embedded)"
     )

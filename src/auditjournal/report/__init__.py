@@ -24,7 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import OutputPathError
 from ..storage import atomic_write
+from ..verify import find_manifest
 from .build import gather
 from .html import render_html
 from .model import DEFAULT_EMBED_LIMIT_BYTES, REPORT_FORMAT, ReportData
@@ -64,12 +66,15 @@ def write_report(
     """Verify the sealed export at ``export`` (its directory or manifest) and write the
     report page to ``out``.
 
-    The page is written whatever the verdict (an INVALID export gets a report that
+    ``out`` may not name a file of the export (:class:`OutputPathError`). The page is
+    written whatever the verdict (an INVALID export gets a report that
     shows why); ``ReportResult.ok`` tells whether it verified. ``public_key`` /
     ``hmac_key`` make the signature check strict, as for ``verify``. ``progress`` is
     called with bytes read (the chunks are read twice: verify, then the records).
     ``now`` fixes the report's time stamp (for reproducible pages).
     """
+    target = Path(out)
+    _refuse_export_files(Path(export), target)
     gathered = gather(
         Path(export),
         public_key=public_key,
@@ -79,7 +84,6 @@ def write_report(
         now=now,
     )
     page = render_html(gathered.data, gathered.lines)
-    target = Path(out)
     atomic_write(target, page, durable=False)
     return ReportResult(
         path=target,
@@ -90,3 +94,12 @@ def write_report(
         record_count=gathered.data.records.count,
         data=gathered.data,
     )
+
+
+def _refuse_export_files(export: Path, out: Path) -> None:
+    """The report must not replace the evidence it reports on (manifest, listing, chunks)."""
+    manifest = find_manifest(export)
+    prefix = manifest.name[: -len(".manifest.json")]
+    target = out.resolve()
+    if target.parent == manifest.parent.resolve() and target.name.startswith(prefix):
+        raise OutputPathError(f"{out} is a file of the export itself; write the report elsewhere")
