@@ -177,3 +177,15 @@ class SchemaVersionError(DatabaseError):
 
 class RowNotFoundError(AuditJournalError):
     """No row with this id in the run's audit tables."""
+
+
+class ExportInvalidError(AuditJournalError):
+    """A sealed export did not verify, so nothing may be built on it (lineage events, ...)."""
+
+
+class OutputPathError(AuditJournalError, ValueError):
+    """An output path would overwrite a file of the export it is made from."""
+
+
+class LineageEmitError(AuditJournalError):
+    """OpenLineage events could not be written to their file or sent to their endpoint."""
