@@ -36,6 +36,7 @@ from typing import Any
 
 from .errors import StorageError
 from .merkle import MerkleBuilder, leaf_hash
+from .safeio import open_regular
 from .storage import storage_error
 
 __all__ = ["ChunkInfo", "ChunkWriter", "chunk_name", "iter_chunk_records"]
@@ -428,10 +429,11 @@ def iter_chunk_records(path: Path, block: int = 4 << 20) -> Iterator[bytes]:
     """The record lines of one chunk file (without separators), streamed in blocks.
 
     Only for reading exports that ``verify`` has checked; it does not police
-    the layout.
+    the layout. The file must be a regular file, not reached through a symbolic
+    link (:func:`~auditjournal.safeio.open_regular`).
     """
     carry = b""
-    with open(path, "rb") as fh:
+    with open(open_regular(path, "chunk"), "rb") as fh:
         while data := fh.read(block):
             data = carry + data if carry else data
             end = data.rfind(b"\n") + 1

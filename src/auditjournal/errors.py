@@ -111,6 +111,21 @@ class ExportNotFoundError(AuditJournalError):
     """No sealed export (manifest) where one was expected."""
 
 
+class UnsafePathError(AuditJournalError):
+    """A path in the store or an export is a symbolic link, a special file (FIFO, device,
+    socket) or a directory where a regular file belongs, or a name that would leave its
+    directory; it is neither followed nor opened."""
+
+
+class MalformedEvidenceError(AuditJournalError, ValueError):
+    """A file read as evidence (manifest, bundle, listing, checkpoint, chunk record) is not
+    what its format allows: not JSON, of the wrong shape, too big or nested too deep."""
+
+
+class DuplicateMemberError(MalformedEvidenceError):
+    """A JSON object in evidence names a member twice (parsers disagree on which one counts)."""
+
+
 class SigningKeyError(AuditJournalError):
     """A signing or verification key is missing, unreadable or of the wrong kind."""
 
