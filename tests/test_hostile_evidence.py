@@ -20,6 +20,8 @@ from auditjournal.errors import (
     UnsafePathError,
 )
 from auditjournal.extract import Selection, extract_bundle, read_bundle, verify_bundle
+from auditjournal.reimport import load_rows
+from auditjournal.tail import ExportTail
 from auditjournal.verify import verify_export
 from hostile import (
     Signed,
@@ -324,3 +326,49 @@ def test_a_bundle_that_is_a_fifo_or_a_directory(
     assert result.code in (1, 2) and "Traceback" not in result.text, result
     with pytest.raises(AuditJournalError):
         read_bundle(tmp_path)
+
+
+# -- the other readers of an export: tail and the typed reimport ------------------------------
+
+
+def test_tail_refuses_a_record_naming_a_member_twice(signed: Signed, tmp_path: Path) -> None:
+    export = signed.copy(tmp_path / "export")
+    chunk = export / "audit_trail.000.json"
+    chunk.write_bytes(chunk.read_bytes().replace(b'{"', b'{"aaa":1,"aaa":2,"', 1))
+    tail = ExportTail(export / "audit_trail")
+    with pytest.raises(AuditJournalError, match="'aaa' twice"):
+        tail.poll()
+
+
+def test_tail_does_not_hang_on_a_fifo_chunk_or_manifest(signed: Signed, tmp_path: Path) -> None:
+    export = signed.copy(tmp_path / "export")
+    fifo = fifo_in_place_of(export / "audit_trail.000.json")
+    with pytest.raises(UnsafePathError, match="FIFO"):
+        within(20, lambda: ExportTail(export / "audit_trail").poll(), fifos=(fifo,))
+    export = signed.copy(tmp_path / "export2")
+    fifo = fifo_in_place_of(export / MANIFEST)
+    with pytest.raises(UnsafePathError, match="FIFO"):
+        within(20, lambda: list(ExportTail(export / "audit_trail")), fifos=(fifo,))
+
+
+def test_typed_reimport_refuses_a_record_naming_a_member_twice(
+    signed: Signed, tmp_path: Path
+) -> None:
+    export = signed.copy(tmp_path / "export")
+    node = next(
+        r
+        for chunk in sorted(export.glob("audit_trail.*[0-9].json"))
+        for r in json.loads(chunk.read_text())
+        if r["record_type"] == "node" and r["node_type"] == "source"
+    )
+    for chunk in sorted(export.glob("audit_trail.*[0-9].json")):
+        lines = chunk.read_bytes().split(b"\n")
+        rows = [i for i, line in enumerate(lines) if b'"record_type":"row"' in line]
+        if rows:
+            lines[rows[0]] = lines[rows[0]].replace(
+                b'"created_at":', b'"aaa":1,"aaa":2,"created_at":'
+            )
+            chunk.write_bytes(b"\n".join(lines))
+            break
+    with pytest.raises(DuplicateMemberError, match="'aaa' twice"):
+        list(load_rows(export, node["node_id"]))

@@ -16,9 +16,10 @@ from typing import Any, Final
 import msgspec
 
 from .chunks import iter_chunk_records
-from .errors import ReconstructionError, UnknownIdError
+from .errors import MalformedEvidenceError, ReconstructionError, UnknownIdError
+from .safeio import decode_strict, plain_name
 from .typed import camel_name, decode_typed, schema_types
-from .verify import find_manifest
+from .verify import find_manifest, load_manifest
 
 __all__ = ["TypedRow", "load_rows"]
 
@@ -42,15 +43,6 @@ class TypedRow:
     input: Any = None
 
 
-class _ManifestChunk(msgspec.Struct):
-    file: str
-
-
-class _Manifest(msgspec.Struct):
-    include_payloads: bool
-    chunks: list[_ManifestChunk]
-
-
 class _Head(msgspec.Struct):
     record_type: str
     node_id: str | None = None
@@ -58,7 +50,6 @@ class _Head(msgspec.Struct):
 
 
 _HEAD: Final = msgspec.json.Decoder(_Head)
-_RECORD: Final = msgspec.json.Decoder(dict[str, Any])
 
 
 def load_rows(export: Path | str, node_id: str) -> Iterator[TypedRow]:
@@ -70,15 +61,17 @@ def load_rows(export: Path | str, node_id: str) -> Iterator[TypedRow]:
     """
     manifest_path = find_manifest(Path(export))
     try:
-        manifest = msgspec.json.decode(manifest_path.read_bytes(), type=_Manifest)
-    except msgspec.DecodeError as exc:
+        _raw, manifest = load_manifest(manifest_path)
+    except FileNotFoundError:
+        raise ReconstructionError(f"{manifest_path} is missing") from None
+    except MalformedEvidenceError as exc:
         raise ReconstructionError(f"{manifest_path} is not an export manifest: {exc}") from None
     if not manifest.include_payloads:
         raise ReconstructionError(
             f"{manifest_path}: the export has no payloads (include_payloads=False); "
             "replay the run with payloads to reconstruct values"
         )
-    chunks = [manifest_path.parent / c.file for c in manifest.chunks]
+    chunks = [manifest_path.parent / plain_name(c.file, "chunk file") for c in manifest.chunks]
     node = _node_record(chunks, node_id)
     if node.get("output_schema") is None:
         raise ReconstructionError(f"node {node_id!r} registered no output_schema")
@@ -92,16 +85,25 @@ def load_rows(export: Path | str, node_id: str) -> Iterator[TypedRow]:
 
 def _records(chunks: list[Path]) -> Iterator[bytes]:
     for path in chunks:
-        if not path.is_file():
-            raise ReconstructionError(f"{path}, listed in the manifest, is missing")
-        yield from iter_chunk_records(path)
+        try:
+            yield from iter_chunk_records(path)
+        except FileNotFoundError:
+            raise ReconstructionError(f"{path}, listed in the manifest, is missing") from None
+
+
+def _record(line: bytes) -> dict[str, Any]:
+    """A record whose values are returned: no member named twice (which one would count?)."""
+    value = decode_strict(line, "record line")
+    if not isinstance(value, dict):
+        raise ReconstructionError(f"a chunk line is not a record: {line[:80]!r}")
+    return value
 
 
 def _node_record(chunks: list[Path], node_id: str) -> dict[str, Any]:
     for line in _records(chunks):
         head = _HEAD.decode(line)
         if head.record_type == "node" and head.node_id == node_id:
-            return _RECORD.decode(line)
+            return _record(line)
     raise UnknownIdError(f"the export has no node {node_id!r}")
 
 
@@ -113,7 +115,7 @@ def _typed_rows(
         head = _HEAD.decode(line)
         if head.record_type != kind or (head.source_node_id if source else head.node_id) != node_id:
             continue
-        r = _RECORD.decode(line)
+        r = _record(line)
         where = f"{kind} seq {r['seq']} (row {r['row_id']})"
         yield TypedRow(
             record_type=kind,
