@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Final
 
-from .errors import CorruptJournalError, JournalClosedError, StorageError
+from .errors import AuditJournalError, CorruptJournalError, JournalClosedError, StorageError
 from .events import BaseEvent, Event, encode_event
 from .journalline import SUFFIX_LEN, decode_line, read_entry, seal
 from .safeio import open_regular
@@ -60,6 +60,7 @@ __all__ = [
     "genesis_chain",
     "journal_segments",
     "last_entry",
+    "position_exists",
     "segment_name",
 ]
 
@@ -373,23 +374,51 @@ def _check_entry(
     return chain
 
 
-def last_entry(path: Path, run_id: str) -> tuple[int, bytes]:
-    """Seq and chain of a closed segment's last line (full checks are the reader's job)."""
+def last_entry(path: Path, run_id: str, end: int | None = None) -> tuple[int, bytes]:
+    """Seq and chain of a closed segment's last line, or of the line ending at byte ``end``
+    (full checks are the reader's job)."""
     with open(open_regular(path, "journal segment"), "rb") as fh:
-        size = fh.seek(0, os.SEEK_END)
-        fh.seek(max(0, size - (1 << 20)))
-        tail = fh.read()
+        size = fh.seek(0, os.SEEK_END) if end is None else end
+        start = max(0, size - (1 << 20))
+        fh.seek(start)
+        tail = fh.read(size - start)
     lines = tail.rstrip(b"\n").rsplit(b"\n", 1)
     last = lines[-1] + b"\n"
-    if not tail.endswith(b"\n"):
+    if len(tail) != size - start or not tail.endswith(b"\n"):
         raise CorruptJournalError(f"{path}: closed segment ends with an incomplete entry")
     try:
         event = decode_line(last)
-    except ValueError as exc:
+        chain = bytes.fromhex(last[-67:-3].decode("ascii"))
+    except ValueError as exc:  # UnicodeDecodeError is one
         raise CorruptJournalError(f"{path}: bad last entry: {exc}") from None
-    if len(last) < SUFFIX_LEN or event.run_id != run_id:
+    if len(last) < SUFFIX_LEN or event.run_id != run_id or len(chain) != 32:
         raise CorruptJournalError(f"{path}: last entry is not a chained entry of run {run_id!r}")
-    return event.seq, bytes.fromhex(last[-67:-3].decode())
+    return event.seq, chain
+
+
+def position_exists(directory: Path, run_id: str, position: JournalPosition) -> bool:
+    """True if a reader of this journal can stand at ``position`` (a checkpoint's): the
+    entry before it has seq ``next_seq - 1`` and stores ``position.chain`` (the genesis
+    chain before seq 1), and ends at ``offset`` of the segment ``segment_first_seq`` or,
+    at offset 0, ends the segment before it."""
+    if position.next_seq == 1:
+        return (position.segment_first_seq, position.offset, position.chain) == (
+            1,
+            0,
+            genesis_chain(run_id),
+        )
+    try:
+        if position.offset:
+            path = directory / segment_name(position.segment_first_seq)
+            seq, chain = last_entry(path, run_id, position.offset)
+        else:
+            earlier = [p for f, p in journal_segments(directory) if f < position.segment_first_seq]
+            if position.segment_first_seq != position.next_seq or not earlier:
+                return False
+            seq, chain = last_entry(earlier[-1], run_id)
+    except (OSError, AuditJournalError):
+        return False
+    return seq == position.next_seq - 1 and chain == position.chain
 
 
 class JournalReader:
