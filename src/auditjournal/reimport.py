@@ -91,6 +91,13 @@ def _records(chunks: list[Path]) -> Iterator[bytes]:
             raise ReconstructionError(f"{path}, listed in the manifest, is missing") from None
 
 
+def _head(line: bytes) -> _Head:
+    try:
+        return _HEAD.decode(line)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+        raise MalformedEvidenceError(f"a chunk line is not a record: {exc}") from None
+
+
 def _record(line: bytes) -> dict[str, Any]:
     """A record whose values are returned: no member named twice (which one would count?)."""
     value = decode_strict(line, "record line")
@@ -101,7 +108,7 @@ def _record(line: bytes) -> dict[str, Any]:
 
 def _node_record(chunks: list[Path], node_id: str) -> dict[str, Any]:
     for line in _records(chunks):
-        head = _HEAD.decode(line)
+        head = _head(line)
         if head.record_type == "node" and head.node_id == node_id:
             return _record(line)
     raise UnknownIdError(f"the export has no node {node_id!r}")
@@ -112,7 +119,7 @@ def _typed_rows(
 ) -> Iterator[TypedRow]:
     kind, out_field = ("row", "source_data") if source else ("node_state", "output_data")
     for line in _records(chunks):
-        head = _HEAD.decode(line)
+        head = _head(line)
         if head.record_type != kind or (head.source_node_id if source else head.node_id) != node_id:
             continue
         r = _record(line)

@@ -54,6 +54,7 @@ __all__ = [
     "MAX_MANIFEST_BYTES",
     "check_canonical",
     "decode_strict",
+    "inside",
     "open_regular",
     "plain_name",
     "read_regular",
@@ -169,6 +170,23 @@ def real_dir(base: Path, *parts: str, create: bool = True) -> Path:
             except OSError as exc:
                 raise StorageError(f"cannot create directory {path}: {exc.strerror}") from None
         mode = os.lstat(path).st_mode
+        if not stat.S_ISDIR(mode):
+            raise UnsafePathError(
+                f"{path} is {_kind(mode)}, not a directory (refused: never followed)"
+            )
+    return path
+
+
+def inside(base: Path, *parts: str) -> Path:
+    """``base / parts...`` where each part that exists is a real directory, not a link
+    (:class:`UnsafePathError`); parts that do not exist yet are fine (nothing is created)."""
+    path = base
+    for part in parts:
+        path = path / part
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            return base.joinpath(*parts)
         if not stat.S_ISDIR(mode):
             raise UnsafePathError(
                 f"{path} is {_kind(mode)}, not a directory (refused: never followed)"
