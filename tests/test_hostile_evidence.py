@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from auditjournal import AuditStore
 from auditjournal.errors import (
     AuditJournalError,
     DuplicateMemberError,
@@ -20,6 +21,7 @@ from auditjournal.errors import (
     UnsafePathError,
 )
 from auditjournal.extract import Selection, extract_bundle, read_bundle, verify_bundle
+from auditjournal.lineage import show_run
 from auditjournal.reimport import load_rows
 from auditjournal.tail import ExportTail
 from auditjournal.verify import verify_export
@@ -372,3 +374,19 @@ def test_typed_reimport_refuses_a_record_naming_a_member_twice(
             break
     with pytest.raises(DuplicateMemberError, match="'aaa' twice"):
         list(load_rows(export, node["node_id"]))
+
+
+def test_show_does_not_hang_on_a_fifo_manifest(tmp_path: Path) -> None:
+    own = signed_export(tmp_path)  # show reads the manifest at the path the run recorded
+    fifo = fifo_in_place_of(own.export / MANIFEST)
+    with AuditStore.open(own.root) as store:
+        shown = within(30, lambda: show_run(store, own.run_id), fifos=(fifo,))
+    assert shown["export"]["state"] == "sealed, manifest missing"  # a FIFO is not a manifest
+    # linked to a copy elsewhere: not followed, and said so
+    fifo.unlink()
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_bytes(b"{}")
+    fifo.symlink_to(elsewhere)
+    with AuditStore.open(own.root) as store:
+        shown = show_run(store, own.run_id)
+    assert shown["export"]["state"].startswith("sealed, manifest unreadable"), shown["export"]

@@ -46,6 +46,7 @@ from .errors import (
     StorageError,
     UnsafePathError,
 )
+from .storage import open_file
 
 __all__ = [
     "MAX_BUNDLE_BYTES",
@@ -67,7 +68,6 @@ MAX_LISTING_BYTES: Final = 256 << 20
 MAX_CHECKPOINT_BYTES: Final = 256 << 20
 MAX_BUNDLE_BYTES: Final = 1 << 30
 
-_NOFOLLOW_READ: Final = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _GENERIC: Final = msgspec.json.Decoder()
 _COMPACT: Final = msgspec.json.Encoder()
 _SORTED: Final = msgspec.json.Encoder(order="sorted")
@@ -93,7 +93,7 @@ def _refused(path: Path | str, what: str, kind: str) -> UnsafePathError:
     return UnsafePathError(f"{path}: {what} is {kind} (refused: only regular files are read)")
 
 
-def open_regular(path: Path | str, what: str, flags: int = os.O_RDONLY, mode: int = 0o644) -> int:
+def open_regular(path: Path | str, what: str, flags: int = os.O_RDONLY) -> int:
     """A file descriptor for the regular file at ``path``, opened with ``flags``.
 
     The last component must not be a symbolic link; a FIFO, device, socket or
@@ -102,7 +102,7 @@ def open_regular(path: Path | str, what: str, flags: int = os.O_RDONLY, mode: in
     any other failure is a :class:`StorageError`.
     """
     try:
-        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+        return open_file(Path(path), flags)
     except FileNotFoundError:
         raise
     except OSError as exc:
@@ -115,15 +115,6 @@ def open_regular(path: Path | str, what: str, flags: int = os.O_RDONLY, mode: in
                 kind = "not a regular file"
             raise _refused(path, what, kind) from None
         raise StorageError(f"cannot open {what} {path}: {exc.strerror}") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise _refused(path, what, _kind(info.st_mode))
-        os.set_blocking(fd, True)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
 
 
 def read_regular(path: Path | str, what: str, limit: int) -> bytes:
