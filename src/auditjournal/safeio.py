@@ -31,7 +31,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import re
 import stat
 from pathlib import Path
 from typing import Any, Final, TypeVar, overload
@@ -70,8 +69,6 @@ MAX_BUNDLE_BYTES: Final = 1 << 30
 
 _GENERIC: Final = msgspec.json.Decoder()
 _COMPACT: Final = msgspec.json.Encoder()
-_SORTED: Final = msgspec.json.Encoder(order="sorted")
-_FOUR_BYTE_UTF8: Final = re.compile(rb"[\xf0-\xf4]")
 T = TypeVar("T")
 
 
@@ -269,10 +266,6 @@ def check_canonical(line: bytes | memoryview, value: Any, what: str) -> None:
     its bytes, and its Merkle leaf, from the value. A repeated member name fails this
     too (the parsed value has it once) and is reported as :class:`DuplicateMemberError`.
     """
-    # msgspec with sorted keys writes most records exactly as RFC 8785 does; it differs
-    # only for some floats and for keys beyond U+FFFF (sorted by UTF-16 code units)
-    if _SORTED.encode(value) == line and _FOUR_BYTE_UTF8.search(line) is None:
-        return
     try:
         if canonical_json(value) == line:
             return
