@@ -317,7 +317,7 @@ def check_checkpoint(fx: Fixture, data: bytes) -> None:
         root = Path(tmp) / "store"
         shutil.copytree(fx.journal_root, root)
         with AuditStore.open(root) as store:
-            store.export_dir(RUN)  # the projector's checkpoint from the fixture, damaged
+            # the checkpoint the fixture's projector wrote halfway, damaged
             checkpoint = store.export_dir(RUN) / ".audit_trail.checkpoint.json"
             checkpoint.write_bytes(data)
             with bounded():
