@@ -164,3 +164,53 @@ def test_a_store_reached_through_a_linked_root_still_works(tmp_path: Path) -> No
         record_a_run(store, export=ExportSettings())
     assert (real / "runs" / RUN / "export" / "audit_trail.manifest.json").is_file()
     assert os.path.samefile(root / "runs", real / "runs")
+
+
+def fifo_or_link_segments(tmp_path: Path) -> list[tuple[str, Path]]:
+    """Roots whose run's second segment is a FIFO, or a dangling link."""
+    roots = []
+    for kind in ("fifo", "dangling"):
+        root = tmp_path / kind
+        with (
+            AuditStore.open(root, segment_bytes=4096) as store,
+            store.start_run(run_id=RUN, export=None, sql=False) as run,
+        ):
+            src = run.register_node(plugin_name="src", node_type="source")
+            for i in range(40):
+                run.create_row(source_node_id=src, row_index=i, data={"i": i, "t": "x" * 50})
+        segments = sorted((root / "runs" / RUN / "journal").glob("*.jsonl"))
+        assert len(segments) > 2
+        segments[1].unlink()
+        if kind == "fifo":
+            os.mkfifo(segments[1])
+        else:
+            segments[1].symlink_to(tmp_path / "nowhere.jsonl")
+        roots.append((kind, root))
+    return roots
+
+
+def test_replay_and_csv_export_refuse_a_fifo_or_linked_segment(tmp_path: Path) -> None:
+    from auditjournal import export_csv, replay_export
+    from hostile import within
+
+    for _kind, root in fifo_or_link_segments(tmp_path):
+        fifo = root / "runs" / RUN / "journal"
+        fifos = tuple(p for p in fifo.glob("*.jsonl") if p.is_fifo())
+        with AuditStore.open(root) as store:
+            for workers in (1, 2):  # one process, and the parallel replay's range cutting
+                with pytest.raises(UnsafePathError):
+                    within(
+                        30,
+                        lambda w=workers, s=store: replay_export(
+                            journal_dir=s.journal_dir(RUN),
+                            run_id=RUN,
+                            payloads=s.payloads,
+                            settings=ExportSettings(),
+                            prefix=tmp_path / "replayed" / "audit_trail",
+                            workers=w,
+                            range_bytes=1024,
+                        ),
+                        fifos=fifos,
+                    )
+            with pytest.raises(UnsafePathError):
+                within(30, lambda s=store: export_csv(s, RUN, tmp_path / "csv"), fifos=fifos)

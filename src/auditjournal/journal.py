@@ -489,7 +489,7 @@ class JournalReader:
             if chunk:
                 self._buf = self._buf + chunk if self._buf else chunk
                 continue
-            if self._seq == self._segment or not self._next_segment_path().exists():
+            if self._seq == self._segment or not os.path.lexists(self._next_segment_path()):
                 if not self._later_segment_has_data():
                     return events  # at the live end (a partial line is still being written)
                 chunk = self._fh.read(_READ_CHUNK)  # a writer fills a segment before the next
