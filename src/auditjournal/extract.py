@@ -209,7 +209,11 @@ class BundleReport:
 def verify_bundle(
     bundle: dict[str, Any], *, public_key: Path | None = None, hmac_key: bytes | None = None
 ) -> BundleReport:
-    """Check every record's inclusion proof against the (signed) manifest's Merkle root."""
+    """Check every record's inclusion proof against the (signed) manifest's Merkle root.
+
+    Give it what :func:`read_bundle` returns: a dict parsed by another reader has
+    already lost any member the file named twice (and the proof, checked on the
+    canonical JSON of the value kept, would pass for a file that says two things)."""
     report = BundleReport()
     manifest = bundle.get("manifest") if isinstance(bundle, dict) else None
     if (
