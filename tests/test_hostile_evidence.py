@@ -6,6 +6,7 @@ on the command line -- never hang, never a traceback.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -20,8 +21,10 @@ from auditjournal.errors import (
     MalformedEvidenceError,
     UnsafePathError,
 )
+from auditjournal.export import encode_manifest
 from auditjournal.extract import Selection, extract_bundle, read_bundle, verify_bundle
 from auditjournal.lineage import show_run
+from auditjournal.merkle import leaf_hash, merkle_root
 from auditjournal.reimport import load_rows
 from auditjournal.tail import ExportTail
 from auditjournal.verify import verify_export
@@ -390,3 +393,41 @@ def test_show_does_not_hang_on_a_fifo_manifest(tmp_path: Path) -> None:
     with AuditStore.open(own.root) as store:
         shown = show_run(store, own.run_id)
     assert shown["export"]["state"].startswith("sealed, manifest unreadable"), shown["export"]
+
+
+def test_a_repeat_in_a_chunk_record_is_caught_by_the_signature_or_the_journal(
+    tmp_path: Path,
+) -> None:
+    """verify's chunk scan hashes record lines without parsing their values
+    (docs/decisions.md): a repeated member changes the bytes the signature binds,
+    and an unsigned export re-forged around it consistently is caught with --journal."""
+    own = signed_export(tmp_path / "signed")
+    chunk = own.export / "audit_trail.001.json"
+    lines = chunk.read_bytes().split(b"\n")
+    lines[1] = lines[1].replace(b'"record_type":', b'"record_type":"run","record_type":', 1)
+    chunk.write_bytes(b"\n".join(lines))
+    report = verify_export(own.export, public_key=own.public_key)
+    assert "bytes, manifest says" in check(report.checks, chunk.name)
+    assert not report.ok and report.signature == "valid"
+
+    # unsigned: re-forge sha256s, sizes, Merkle root, listing and manifest around the repeat
+    manifest = json.loads((own.export / MANIFEST).read_text())
+    del manifest["signature"]
+    leaves = []
+    for entry in manifest["chunks"]:
+        data = (own.export / entry["file"]).read_bytes()
+        entry["sha256"] = hashlib.sha256(data).hexdigest()
+        entry["bytes"] = len(data)
+        for line in data.split(b"\n")[1:-2]:
+            leaves.append(leaf_hash(line[1:] if line.startswith(b",") else line))
+    manifest["merkle_root"] = merkle_root(leaves).hex()
+    (own.export / MANIFEST).write_bytes(encode_manifest(manifest))
+    (own.export / LISTING).write_text(
+        "".join(f"{c['sha256']}  {c['file']}\n" for c in manifest["chunks"])
+    )
+    assert verify_export(own.export).ok  # internal consistency is all an unsigned export shows
+    with AuditStore.open(own.root) as store:
+        report = verify_export(own.export, journal=(store.journal_dir(own.run_id), store.payloads))
+    assert not report.ok
+    with pytest.raises(DuplicateMemberError):
+        extract_bundle(own.export, Selection(seqs=frozenset({2})))
