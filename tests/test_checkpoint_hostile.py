@@ -5,6 +5,7 @@ write outside the export, and the rebuilt export is byte-identical to a clean on
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -13,9 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from auditjournal import AuditStore, ExportSettings, replay_export
+from auditjournal.checkpoint import encode_checkpoint
 
 RUN = "run-1"
 SETTINGS = ExportSettings(chunk_size_bytes=2000)
@@ -72,6 +75,23 @@ def checkpoint_of(root: Path) -> Path:
     return root / "runs" / RUN / "export" / ".audit_trail.checkpoint.json"
 
 
+def read_state(checkpoint: Path) -> dict[str, Any]:
+    state: dict[str, Any] = json.loads(checkpoint.read_text())
+    del state["checksum"]
+    return state
+
+
+def write_state(checkpoint: Path, state: dict[str, Any]) -> None:
+    """As a forger would: with a checksum that holds, so only the values can tell."""
+    checkpoint.write_bytes(encode_checkpoint(state))
+
+
+def seal_text(body: bytes) -> bytes:
+    """A checkpoint's text (a JSON object) with a checksum that holds over these bytes."""
+    digest = hashlib.sha256(body).hexdigest().encode()
+    return body[:-1] + b',"checksum":"' + digest + b'"}'
+
+
 def set_path(state: dict[str, Any], dotted: str, value: Any) -> None:
     *parents, last = dotted.split(".")
     for key in parents:
@@ -111,9 +131,9 @@ def test_a_checkpoint_the_projector_cannot_have_written_rebuilds(
 ) -> None:
     root, clean = half_done
     checkpoint = checkpoint_of(root)
-    state = json.loads(checkpoint.read_text())
+    state = read_state(checkpoint)
     set_path(state, where, value)
-    checkpoint.write_text(json.dumps(state))
+    write_state(checkpoint, state)
     outside = root / "runs" / "outside.json"  # where "../../../outside.json" points
     outside.write_text("untouched")
     with AuditStore.open(root) as store:
@@ -127,9 +147,10 @@ def test_a_checkpoint_naming_a_member_twice_rebuilds(
 ) -> None:
     root, clean = half_done
     checkpoint = checkpoint_of(root)
-    text = checkpoint.read_text()
-    assert text.startswith('{"version":1,')
-    checkpoint.write_text('{"version":1,"version":1,' + text[len('{"version":1,') :])
+    body = msgspec.json.encode(read_state(checkpoint))
+    assert body.startswith(b'{"version":2,')
+    forged = b'{"version":2,"version":2,' + body[len(b'{"version":2,') :]
+    checkpoint.write_bytes(seal_text(forged))  # a checksum that holds over the repeat
     with AuditStore.open(root) as store:
         projector = store.export_projector(RUN, SETTINGS)
         try:
@@ -170,13 +191,13 @@ def test_a_checkpoint_pointing_at_a_copy_outside_the_export_is_not_followed(
     to a file outside the export."""
     root, clean = half_done
     checkpoint = checkpoint_of(root)
-    state = json.loads(checkpoint.read_text())
+    state = read_state(checkpoint)
     current = root / "runs" / RUN / "export" / state["writer"]["current"]["file"]
     outside = root / "runs" / "outside.json"
     outside.write_bytes(current.read_bytes()[: state["writer"]["current"]["bytes"]])
     before = outside.read_bytes()
     state["writer"]["current"]["file"] = "../../outside.json"
-    checkpoint.write_text(json.dumps(state))
+    write_state(checkpoint, state)
     with AuditStore.open(root) as store:
         project(store)
         assert files(store.export_dir(RUN)) == clean
@@ -195,9 +216,9 @@ def test_project_rebuilds_after_a_checkpoint_of_wrong_types(tmp_path: Path) -> N
         finally:
             projector.close()
     checkpoint = checkpoint_of(root)
-    state = json.loads(checkpoint.read_text())
+    state = read_state(checkpoint)
     state["writer"]["closed"] = 5
-    checkpoint.write_text(json.dumps(state))
+    write_state(checkpoint, state)
     done = subprocess.run(
         [sys.executable, "-m", "auditjournal", "project", str(root), "--run", RUN, "--no-sql"],
         capture_output=True,
@@ -213,3 +234,19 @@ def test_project_rebuilds_after_a_checkpoint_of_wrong_types(tmp_path: Path) -> N
         timeout=60,
     )
     assert verified.returncode == 0, verified.stdout
+
+
+def test_a_checkpoint_whose_checksum_fails_rebuilds(
+    half_done: tuple[Path, dict[str, bytes]],
+) -> None:
+    """A flipped hex digit in a Merkle node is a plausible value: only the checksum tells
+    (without it the export was sealed with a wrong Merkle root; found by fuzzing)."""
+    root, clean = half_done
+    checkpoint = checkpoint_of(root)
+    raw = checkpoint.read_bytes()
+    node = json.loads(raw)["writer"]["merkle"][0][1].encode()
+    flipped = node[:-1] + (b"0" if node[-1:] != b"0" else b"1")
+    checkpoint.write_bytes(raw.replace(node, flipped, 1))
+    with AuditStore.open(root) as store:
+        project(store)
+        assert files(store.export_dir(RUN)) == clean

@@ -431,3 +431,21 @@ def test_a_repeat_in_a_chunk_record_is_caught_by_the_signature_or_the_journal(
     assert not report.ok
     with pytest.raises(DuplicateMemberError):
         extract_bundle(own.export, Selection(seqs=frozenset({2})))
+
+
+def test_a_manifest_number_canonical_json_refuses_is_invalid_not_an_error(
+    signed: Signed, bundle_text: str, tmp_path: Path
+) -> None:
+    """Found by fuzzing: the signature is checked on the manifest's canonical JSON, which
+    refuses integers beyond 2**53 - 1; that is an INVALID signature, not an exception."""
+    export = signed.copy(tmp_path / "export")
+    manifest = json.loads((export / MANIFEST).read_text())
+    manifest["total_record_count"] = 2**53
+    (export / MANIFEST).write_bytes(encode_manifest(manifest))
+    report = verify_export(export, public_key=signed.public_key)
+    assert report.signature == "INVALID"
+    assert "2**53" in check(report.checks, MANIFEST)
+    bundle = json.loads(bundle_text)
+    bundle["manifest"]["chunk_count"] = 2**53
+    result = verify_bundle(bundle, public_key=signed.public_key)
+    assert not result.ok and result.signature == "INVALID"

@@ -9,10 +9,17 @@ projector writes (a chunk name that leaves the export directory, a hash that is
 not hex, a negative size, a Merkle frontier that does not add up to its count,
 a journal position the journal does not have) is ignored and the export is
 rebuilt from the start of the journal (docs/durability.md).
+
+The file is the state's compact JSON with a ``checksum`` member appended last:
+the SHA-256 of the bytes before it (with ``}`` closing them), as a journal
+line carries its chain. So any damage to the bytes -- a flipped digit in a
+hash or a Merkle node, which would still be a plausible value -- is found and
+the export rebuilt, instead of sealed with a wrong root.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import re
 from pathlib import Path
@@ -24,9 +31,11 @@ from .errors import AuditJournalError
 from .journal import JournalPosition, position_exists
 from .safeio import MAX_CHECKPOINT_BYTES, decode_strict, plain_name, read_regular
 
-__all__ = ["CHECKPOINT_VERSION", "Checkpoint", "load_checkpoint"]
+__all__ = ["CHECKPOINT_VERSION", "Checkpoint", "encode_checkpoint", "load_checkpoint"]
 
-CHECKPOINT_VERSION: Final = 1
+CHECKPOINT_VERSION: Final = 2
+_CHECKSUM: Final = b',"checksum":"'
+_CHECKSUM_LEN: Final = len(_CHECKSUM) + 64 + len(b'"}')
 _HEX64: Final = re.compile(r"[0-9a-f]{64}")
 
 
@@ -110,6 +119,23 @@ class Checkpoint(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     writer: WriterState
     records: MakerState
     sealed: SealedState | None
+    checksum: str
+
+
+def encode_checkpoint(state: dict[str, Any]) -> bytes:
+    """The checkpoint file's bytes for ``state`` (every :class:`Checkpoint` member but
+    ``checksum``, which is appended)."""
+    body = msgspec.json.encode(state)
+    digest = hashlib.sha256(body).hexdigest().encode()
+    return b"".join((body[:-1], _CHECKSUM, digest, b'"}'))
+
+
+def _checksum_holds(raw: bytes) -> bool:
+    suffix = raw[-_CHECKSUM_LEN:]
+    if len(raw) <= _CHECKSUM_LEN or not suffix.startswith(_CHECKSUM) or raw[-2:] != b'"}':
+        return False
+    body = raw[:-_CHECKSUM_LEN] + b"}"
+    return hashlib.sha256(body).hexdigest().encode() == suffix[len(_CHECKSUM) : -2]
 
 
 def load_checkpoint(
@@ -119,6 +145,8 @@ def load_checkpoint(
     it is absent or unusable and the export must be rebuilt."""
     try:
         raw = read_regular(path, "checkpoint", MAX_CHECKPOINT_BYTES)
+        if not _checksum_holds(raw):
+            return None
         state = decode_strict(raw, f"checkpoint {path}", Checkpoint)
         if state.records.run:
             msgspec.convert(state.records.run, RunFields)
@@ -132,6 +160,7 @@ def load_checkpoint(
     ):
         return None
     plain: dict[str, Any] = msgspec.to_builtins(state)
+    del plain["checksum"]
     return plain
 
 

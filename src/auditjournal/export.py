@@ -31,9 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import msgspec
-
-from .checkpoint import CHECKPOINT_VERSION, load_checkpoint
+from .checkpoint import CHECKPOINT_VERSION, encode_checkpoint, load_checkpoint
 from .chunks import ChunkWriter
 from .errors import ExportError
 from .events import Event, RunCompleted
@@ -285,7 +283,7 @@ class ExportProjector:
             "records": self._maker.snapshot(),
             "sealed": None if self.result is None else self.result.as_dict(),
         }
-        atomic_write(self.paths.checkpoint, msgspec.json.encode(state), durable=False)
+        atomic_write(self.paths.checkpoint, encode_checkpoint(state), durable=False)
 
     def _resume(self) -> JournalReader:
         """A reader positioned after what the files on disk already hold."""

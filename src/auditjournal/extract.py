@@ -28,6 +28,7 @@ from .canonical import canonical_json
 from .chunks import iter_chunk_records
 from .errors import (
     AuditJournalError,
+    CanonicalizationError,
     ExportNotFoundError,
     MalformedEvidenceError,
     SignatureError,
@@ -226,7 +227,7 @@ def verify_bundle(
     manifest_ok, reason = True, ""
     try:
         report.signature = check_signature(manifest, public_key_file=public_key, hmac_key=hmac_key)
-    except SignatureError as exc:
+    except (SignatureError, CanonicalizationError) as exc:  # not signable as it is
         report.signature = "INVALID"
         manifest_ok, reason = False, f"signature: {exc}"
     size = bundle.get("tree_size")

@@ -35,6 +35,7 @@ import msgspec
 
 from .errors import (
     AuditJournalError,
+    CanonicalizationError,
     ExportNotFoundError,
     MalformedEvidenceError,
     SignatureError,
@@ -235,7 +236,7 @@ def verify_export(
         report.signature = check_signature(
             msgspec.json.decode(raw), public_key_file=public_key, hmac_key=hmac_key
         )
-    except SignatureError as exc:
+    except (SignatureError, CanonicalizationError) as exc:  # not signable as it is
         report.signature = "INVALID"
         manifest_check.ok, manifest_check.reason = False, f"signature: {exc}"
 
