@@ -449,3 +449,25 @@ def test_a_manifest_number_canonical_json_refuses_is_invalid_not_an_error(
     bundle["manifest"]["chunk_count"] = 2**53
     result = verify_bundle(bundle, public_key=signed.public_key)
     assert not result.ok and result.signature == "INVALID"
+
+
+def test_typed_reimport_of_a_record_missing_its_ids_is_a_typed_error(
+    signed: Signed, tmp_path: Path
+) -> None:
+    """Found by fuzzing: a row record without ``row_id`` was a KeyError."""
+    export = signed.copy(tmp_path / "export")
+    node = next(
+        r
+        for chunk in sorted(export.glob("audit_trail.*[0-9].json"))
+        for r in json.loads(chunk.read_text())
+        if r["record_type"] == "node" and r["node_type"] == "source"
+    )
+    for chunk in sorted(export.glob("audit_trail.*[0-9].json")):
+        lines = chunk.read_bytes().split(b"\n")
+        rows = [i for i, line in enumerate(lines) if b'"record_type":"row"' in line]
+        if rows:
+            lines[rows[0]] = lines[rows[0]].replace(b'"row_id":', b'"ow_id":')
+            chunk.write_bytes(b"\n".join(lines))
+            break
+    with pytest.raises(AuditJournalError, match="row_id"):
+        list(load_rows(export, node["node_id"]))

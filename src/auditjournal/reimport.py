@@ -52,6 +52,15 @@ class _Head(msgspec.Struct):
 _HEAD: Final = msgspec.json.Decoder(_Head)
 
 
+class _Ids(msgspec.Struct):
+    """What a typed row takes from its record besides the payloads."""
+
+    seq: int
+    row_id: str
+    state_id: str | None = None
+    status: str | None = None
+
+
 def load_rows(export: Path | str, node_id: str) -> Iterator[TypedRow]:
     """The typed payloads of ``node_id`` in a sealed export (its directory or manifest).
 
@@ -123,13 +132,17 @@ def _typed_rows(
         if head.record_type != kind or (head.source_node_id if source else head.node_id) != node_id:
             continue
         r = _record(line)
-        where = f"{kind} seq {r['seq']} (row {r['row_id']})"
+        try:
+            ids = msgspec.convert(r, _Ids)
+        except msgspec.ValidationError as exc:
+            raise MalformedEvidenceError(f"a {kind} record is malformed: {exc}") from None
+        where = f"{kind} seq {ids.seq} (row {ids.row_id})"
         yield TypedRow(
             record_type=kind,
-            seq=r["seq"],
-            row_id=r["row_id"],
-            state_id=r.get("state_id"),
-            status=r.get("status"),
+            seq=ids.seq,
+            row_id=ids.row_id,
+            state_id=ids.state_id,
+            status=ids.status,
             output=_typed_field(r, out_field, output_type, where),
             input=None if input_type is None else _typed_field(r, "input_data", input_type, where),
         )
@@ -138,6 +151,8 @@ def _typed_rows(
 def _typed_field(record: dict[str, Any], field: str, type_: Any, where: str) -> Any:
     if record.get(f"{field}_ref") is None:  # no payload: a failed or open state
         return None
+    if field not in record:
+        raise ReconstructionError(f"{where}: {field}_ref is set but {field} is missing")
     try:
         return decode_typed(record[field], type_)
     except ReconstructionError as exc:
