@@ -16,6 +16,7 @@ from .errors import (
     DatabaseError,
     DiskFullError,
     DuplicateIdError,
+    DuplicateMemberError,
     ExportError,
     ExportNotFoundError,
     InvalidEventError,
@@ -24,6 +25,7 @@ from .errors import (
     JournalClosedError,
     JournalLockedError,
     LifecycleError,
+    MalformedEvidenceError,
     PayloadIntegrityError,
     PayloadNotFoundError,
     PayloadTooLargeError,
@@ -39,11 +41,12 @@ from .errors import (
     StateAlreadyCompletedError,
     StorageError,
     UnknownIdError,
+    UnsafePathError,
     UnsupportedSchemaError,
 )
 from .events import Event
 from .export import ExportPaths, ExportProjector, LiveExport, SealResult
-from .extract import Selection, extract_bundle, verify_bundle
+from .extract import Selection, extract_bundle, read_bundle, verify_bundle
 from .journal import Journal, JournalPosition, JournalReader, Recovery
 from .lineage import explain_row, list_runs, show_run
 from .merkle import MerkleBuilder
@@ -72,6 +75,7 @@ __all__ = [
     "DatabaseError",
     "DiskFullError",
     "DuplicateIdError",
+    "DuplicateMemberError",
     "Event",
     "ExportError",
     "ExportNotFoundError",
@@ -90,6 +94,7 @@ __all__ = [
     "LifecycleError",
     "LiveExport",
     "LiveSql",
+    "MalformedEvidenceError",
     "MerkleBuilder",
     "PayloadIntegrityError",
     "PayloadNotFoundError",
@@ -116,6 +121,7 @@ __all__ = [
     "TailFilter",
     "TypedRow",
     "UnknownIdError",
+    "UnsafePathError",
     "UnsupportedSchemaError",
     "VerifyReport",
     "__version__",
@@ -128,6 +134,7 @@ __all__ = [
     "generate_keypair",
     "list_runs",
     "load_rows",
+    "read_bundle",
     "replay_export",
     "replay_sql",
     "run_demo",

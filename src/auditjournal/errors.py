@@ -92,6 +92,12 @@ class DiskFullError(StorageError):
     """The disk is full (ENOSPC); nothing acknowledged before it was lost."""
 
 
+class UnsafePathError(StorageError):
+    """A path in the store or an export is a symbolic link, a special file (FIFO, device,
+    socket) or a directory where a regular file belongs, or a name that would leave its
+    directory; it is neither followed nor opened."""
+
+
 class CorruptJournalError(StorageError):
     """A journal entry is damaged or out of chain somewhere other than a torn tail."""
 
@@ -109,6 +115,15 @@ class ExportError(AuditJournalError):
 
 class ExportNotFoundError(AuditJournalError):
     """No sealed export (manifest) where one was expected."""
+
+
+class MalformedEvidenceError(AuditJournalError, ValueError):
+    """A file read as evidence (manifest, bundle, listing, checkpoint, chunk record) is not
+    what its format allows: not JSON, of the wrong shape, too big or nested too deep."""
+
+
+class DuplicateMemberError(MalformedEvidenceError):
+    """A JSON object in evidence names a member twice (parsers disagree on which one counts)."""
 
 
 class SigningKeyError(AuditJournalError):

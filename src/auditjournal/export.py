@@ -31,8 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import msgspec
-
+from .checkpoint import CHECKPOINT_VERSION, encode_checkpoint, load_checkpoint
 from .chunks import ChunkWriter
 from .errors import ExportError
 from .events import Event, RunCompleted
@@ -54,7 +53,6 @@ __all__ = [
 ]
 
 MANIFEST_FORMAT: Final = "auditjournal-export/1"
-_CHECKPOINT_VERSION: Final = 1
 _CHECKPOINT_EVERY: Final = 1.0  # seconds
 _BATCH: Final = 4096
 LIVE_STEP_EVENTS: Final = 256  # per step when following a live journal: ~3 ms, then readable
@@ -272,7 +270,7 @@ class ExportProjector:
     def _write_checkpoint(self) -> None:
         pos = self._reader.position
         state = {
-            "version": _CHECKPOINT_VERSION,
+            "version": CHECKPOINT_VERSION,
             "run_id": self.run_id,
             "settings": self.settings.describe(),
             "position": {
@@ -285,7 +283,7 @@ class ExportProjector:
             "records": self._maker.snapshot(),
             "sealed": None if self.result is None else self.result.as_dict(),
         }
-        atomic_write(self.paths.checkpoint, msgspec.json.encode(state), durable=False)
+        atomic_write(self.paths.checkpoint, encode_checkpoint(state), durable=False)
 
     def _resume(self) -> JournalReader:
         """A reader positioned after what the files on disk already hold."""
@@ -311,17 +309,12 @@ class ExportProjector:
     def _load_checkpoint(self) -> dict[str, Any] | None:
         if not self._use_checkpoint:
             return None
-        try:
-            state: dict[str, Any] = msgspec.json.decode(self.paths.checkpoint.read_bytes())
-        except (FileNotFoundError, msgspec.DecodeError):
-            return None
-        if (
-            state.get("version") != _CHECKPOINT_VERSION
-            or state.get("run_id") != self.run_id
-            or state.get("settings") != self.settings.describe()
-        ):
-            return None
-        return state
+        return load_checkpoint(
+            self.paths.checkpoint,
+            run_id=self.run_id,
+            settings=self.settings.describe(),
+            journal_dir=self._journal_dir,
+        )
 
 
 class LiveExport(LiveThread):

@@ -34,6 +34,7 @@ from .journal import DEFAULT_FLUSH_INTERVAL, DEFAULT_SEGMENT_BYTES, Journal, Jou
 from .payloads import DEFAULT_MAX_PAYLOAD_BYTES, PayloadStore
 from .recorder import RunRecorder, jsonable
 from .runstate import RunState
+from .safeio import inside, real_dir
 from .settings import ExportSettings
 from .sqlproj import LiveSql, SqlProjector
 from .sqlschema import SqlDatabase
@@ -72,8 +73,11 @@ class AuditStore:
         self.database_url = database_url or f"sqlite:///{root / 'landscape.db'}"
         self.flush_interval = flush_interval
         self.segment_bytes = segment_bytes
-        (root / "runs").mkdir(parents=True, exist_ok=True)
-        self.payloads = PayloadStore(root / "payloads", max_payload_bytes=max_payload_bytes)
+        # the root is the caller's choice; below it nothing is reached through a link
+        root.mkdir(parents=True, exist_ok=True)
+        real_dir(root, "runs")
+        payloads = real_dir(root, "payloads")
+        self.payloads = PayloadStore(payloads, max_payload_bytes=max_payload_bytes)
         self._recorders: list[RunRecorder] = []
         self._sql: SqlDatabase | None = None
         self._sql_lock = threading.Lock()
@@ -102,14 +106,15 @@ class AuditStore:
     # -- runs --------------------------------------------------------------------------
 
     def run_dir(self, run_id: str) -> Path:
-        return self.root / "runs" / validate_id(run_id, "run id")
+        """``<root>/runs/<run_id>``; :class:`UnsafePathError` if it is a link (never followed)."""
+        return inside(self.root, "runs", validate_id(run_id, "run id"))
 
     def journal_dir(self, run_id: str) -> Path:
-        return self.run_dir(run_id) / "journal"
+        return inside(self.root, "runs", validate_id(run_id, "run id"), "journal")
 
     def export_dir(self, run_id: str) -> Path:
         """Where the live export of ``run_id`` is written."""
-        return self.run_dir(run_id) / "export"
+        return inside(self.root, "runs", validate_id(run_id, "run id"), "export")
 
     def run_ids(self) -> list[str]:
         """Every run with a journal, oldest directory name first."""
@@ -143,6 +148,8 @@ class AuditStore:
             stamp = _dt.datetime.now(_UTC).strftime("%Y%m%dT%H%M%SZ")
             run_id = f"run-{stamp}-{secrets.token_hex(4)}"
         directory = self.journal_dir(run_id)
+        if export is not None:
+            self.export_prefix(run_id, export)  # a link planted as its export: refused now
         if directory.exists() and any(directory.glob("*.jsonl")):
             raise RunExistsError(f"run {run_id!r} already has a journal in {directory}")
         if sql:
@@ -176,6 +183,8 @@ class AuditStore:
         """
         if live:
             self.payloads.keep_recent()
+        if prefix is None and export.path_prefix is None:
+            real_dir(self.root, "runs", run_id, "export")  # created here, never through a link
         return ExportProjector(
             journal_dir=self.journal_dir(run_id),
             run_id=run_id,
@@ -272,9 +281,11 @@ class AuditStore:
         return JournalReader(directory, run_id)
 
     def _open_journal(self, run_id: str, *, create: bool) -> Journal:
-        directory = self.journal_dir(run_id)
-        if not create and not directory.is_dir():
-            raise RunNotFoundError(f"no run {run_id!r} in {self.root}")
+        validate_id(run_id, "run id")
+        try:
+            directory = real_dir(self.root, "runs", run_id, "journal", create=create)
+        except FileNotFoundError:
+            raise RunNotFoundError(f"no run {run_id!r} in {self.root}") from None
         return Journal(
             directory,
             run_id,
