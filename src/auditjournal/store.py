@@ -23,6 +23,7 @@ from typing import Any, Self
 
 import msgspec
 
+from .arguments import canonical_value, json_object, json_object_bytes
 from .errors import (
     InvalidEventError,
     InvalidSettingsError,
@@ -41,7 +42,7 @@ from .journal import (
     JournalReader,
 )
 from .payloads import DEFAULT_MAX_PAYLOAD_BYTES, PayloadStore
-from .recorder import RunRecorder, jsonable
+from .recorder import RunRecorder
 from .runstate import RunState
 from .settings import ExportSettings
 from .sqlproj import LiveSql, SqlProjector
@@ -152,6 +153,13 @@ class AuditStore:
             raise InvalidSettingsError(f"export must be ExportSettings or None, got {export!r}")
         if type(sql) is not bool:
             raise InvalidSettingsError(f"sql must be True or False, got {sql!r}")
+        config_bytes = b"{}" if config is None else json_object_bytes(config, "config")
+        resolved: dict[str, Any] = {"durability": self.durability}
+        if settings is not None:
+            resolved.update(json_object(settings, "settings"))
+        if export is not None:
+            resolved["export"] = export.describe()
+        canonical_value(resolved, "settings")  # the export's key file path, say
         if run_id is None:
             stamp = _dt.datetime.now(_UTC).strftime("%Y%m%dT%H%M%SZ")
             run_id = f"run-{stamp}-{secrets.token_hex(4)}"
@@ -160,15 +168,11 @@ class AuditStore:
             raise RunExistsError(f"run {run_id!r} already has a journal in {directory}")
         if sql:
             self._check_new_sql_run(run_id)  # a bad database fails before the run exists
-        config = jsonable(config or {})
-        resolved = {"durability": self.durability, **jsonable(settings or {})}
-        if export is not None:
-            resolved["export"] = export.describe()
         journal = self._open_journal(run_id, create=True)
         recorder = RunRecorder(self, run_id, journal, RunState())
         self._recorders.append(recorder)
         try:
-            recorder._emit_run_started(config, resolved)
+            recorder._emit_run_started(config_bytes, resolved)
             # the run exists on disk from here on, whatever the durability mode
             journal.flush(fsync=self.durability != "none")
             if export is not None:
