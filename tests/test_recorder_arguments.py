@@ -1049,3 +1049,16 @@ def test_a_datetime_config_value_is_still_accepted(store: AuditStore) -> None:
     started = next(iter(store.read_journal("r-dt")))
     assert isinstance(started, RunStarted)
     assert started.config == {"when": "2024-01-01T12:00:00Z"}
+
+
+def test_a_failure_whose_message_has_a_lone_surrogate_is_still_recorded(
+    store: AuditStore,
+) -> None:
+    with pytest.raises(FileNotFoundError), store.start_run(run_id="r-fail", export=None, sql=False):
+        raise FileNotFoundError("no such file: 'report-\udcff.csv'")
+    completed = read_events(store, "r-fail")[-1]
+    assert isinstance(completed, RunCompleted) and completed.status == "failed"
+    assert completed.error == {
+        "type": "FileNotFoundError",
+        "message": "no such file: 'report-\\udcff.csv'",
+    }

@@ -594,10 +594,13 @@ class RunRecorder:
                     self.complete("completed")
                 else:
                     status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+                    # a lone surrogate (a file name decoded with surrogateescape, say) has no
+                    # UTF-8 form: escaped, so that the failure itself can be recorded
+                    message = str(exc)[:2000].encode("utf-8", "backslashreplace").decode()
                     # an export failure is recorded as export_failed; the body's error is the news
                     with contextlib.suppress(ExportError, DatabaseError):
                         self.complete(
-                            status, error={"type": type(exc).__name__, "message": str(exc)[:2000]}
+                            status, error={"type": type(exc).__name__, "message": message}
                         )
         finally:
             self.close()

@@ -22,7 +22,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from auditjournal import (
@@ -32,6 +32,7 @@ from auditjournal import (
     RunRecorder,
     Selection,
     extract_bundle,
+    replay_export,
     verify_bundle,
 )
 from auditjournal.canonical import MAX_VALUE_DEPTH
@@ -61,6 +62,7 @@ METHODS = (
     "record_token_outcome",
     "complete",
 )
+STEPS = (*METHODS[:-1], *METHODS[2:-1], *METHODS[2:-1])  # complete ends the run: drawn rarely
 
 
 class Colour(enum.StrEnum):
@@ -146,8 +148,24 @@ def choose(pool: list[str]) -> st.SearchStrategy[Any]:
     return st.sampled_from(pool) if pool else st.just("missing")
 
 
-def valid(name: str, known: Known) -> st.SearchStrategy[Any]:
-    """A value that is right for parameter ``name`` (most of the time)."""
+NEW_IDS = {
+    "register_node": "node_id",
+    "register_edge": "edge_id",
+    "create_row": "row_id",
+    "create_token": "token_id",
+    "begin_node_state": "state_id",
+    "record_routing_event": "routing_event_id",
+    "record_call": "call_id",
+    "record_artifact": "artifact_id",
+    "record_token_outcome": "outcome_id",
+}
+"""The parameter that names the entity a method creates (the others refer to known ones)."""
+
+
+def valid(method: str, name: str, known: Known) -> st.SearchStrategy[Any]:
+    """A value that is right for parameter ``name`` of ``method`` (most of the time)."""
+    if NEW_IDS.get(method) == name:
+        return st.builds(known.new_id)
     by_name: dict[str, Callable[[], st.SearchStrategy[Any]]] = {
         "node_type": lambda: st.sampled_from(sorted(NODE_TYPES)),
         "determinism": lambda: st.sampled_from(sorted(DETERMINISM)),
@@ -188,13 +206,12 @@ def valid(name: str, known: Known) -> st.SearchStrategy[Any]:
     if name in by_name:
         return by_name[name]()
     if name == "status":
-        return st.sampled_from(sorted(NODE_STATE_STATUSES | CALL_STATUSES | RUN_STATUSES))
+        statuses = {"record_call": CALL_STATUSES, "complete": RUN_STATUSES}
+        return st.sampled_from(sorted(statuses.get(method, NODE_STATE_STATUSES)))
     if name == "state_id":
         return choose(known.open_states) | choose(known.states)
     if name in ("row_index", "step_index", "attempt", "ordinal", "call_index", "size_bytes"):
         return st.integers(min_value=0, max_value=1000)
-    if name.endswith("_id"):  # a caller-given id for the new entity
-        return st.builds(known.new_id)
     return json_values  # a payload: data, input_data, output_data, reason, request, ...
 
 
@@ -209,7 +226,7 @@ def arguments(draw: st.DrawFn, method: str, known: Known) -> dict[str, Any]:
         roll = draw(st.integers(min_value=0, max_value=9))
         if optional and roll < 3:
             continue  # the default
-        kwargs[name] = draw(garbage if roll == 9 else valid(name, known))
+        kwargs[name] = draw(garbage if roll == 9 else valid(method, name, known))
     return kwargs
 
 
@@ -244,20 +261,46 @@ def remember(known: Known, method: str, kwargs: dict[str, Any], result: Any) -> 
         known.open_states.remove(kwargs["state_id"])
 
 
+def seed_graph(run: RunRecorder) -> Known:
+    """A node of each kind, an edge, a row, a token and an open state to refer to."""
+    known = Known()
+    for node_type in ("source", "transform", "sink"):
+        known.nodes.append(run.register_node(plugin_name=node_type, node_type=node_type))
+    known.edges.append(
+        run.register_edge(from_node_id=known.nodes[0], to_node_id=known.nodes[1], label="go")
+    )
+    known.rows.append(run.create_row(source_node_id=known.nodes[0], row_index=0, data={}))
+    known.tokens.append(run.create_token(row_id=known.rows[0]))
+    state = run.begin_node_state(
+        token_id=known.tokens[0], node_id=known.nodes[1], step_index=1, input_data={}
+    )
+    known.open_states.append(state)
+    known.states.append(state)
+    return known
+
+
 def start(store: AuditStore, data: st.DataObject) -> RunRecorder:
-    """start_run with drawn config and settings: refused without creating a run, or started."""
-    while True:
-        kwargs = {
-            name: data.draw(garbage if data.draw(st.booleans()) else json_objects, label=name)
-            for name in ("config", "settings")
-            if data.draw(st.booleans(), label=f"give {name}")
-        }
+    """start_run with drawn arguments: refused without creating a run, or started."""
+    live = ExportSettings(chunk_size_bytes=4000)
+    for _ in range(3):
+        kwargs: dict[str, Any] = {"run_id": "run-p", "export": live, "sql": False}
+        for name, good in (
+            ("config", json_objects),
+            ("settings", json_objects),
+            ("run_id", st.just("run-p")),
+            ("export", st.just(live)),
+            ("sql", st.just(False)),
+        ):
+            roll = data.draw(st.integers(min_value=0, max_value=4), label=f"how {name}")
+            if roll == 0:
+                kwargs[name] = data.draw(garbage, label=name)
+            elif roll == 1:
+                kwargs[name] = data.draw(good, label=name)
         try:
-            return store.start_run(
-                run_id="run-p", export=ExportSettings(chunk_size_bytes=4000), sql=False, **kwargs
-            )
+            return store.start_run(**kwargs)
         except AuditJournalError:
             assert store.run_ids() == []
+    return store.start_run(run_id="run-p", export=live, sql=False)
 
 
 def check_property(data: st.DataObject, steps: int) -> None:
@@ -266,27 +309,40 @@ def check_property(data: st.DataObject, steps: int) -> None:
         AuditStore.open(Path(tmp) / "audit", durability="none") as store,
     ):
         run = start(store, data)
-        known = Known()
+        run_id = run.run_id
+        known = seed_graph(run)
         for _ in range(data.draw(st.integers(min_value=1, max_value=steps), label="steps")):
-            method = data.draw(st.sampled_from(METHODS), label="method")
+            method = data.draw(st.sampled_from(STEPS), label="method")
             kwargs = data.draw(arguments(method, known), label=method)
             before, last = journal_bytes(store, run), run.last_seq
             try:
                 result = call(run, method, kwargs)
-            except AuditJournalError:
+            except AuditJournalError as exc:
                 assert run.last_seq == last
                 assert journal_bytes(store, run) == before, "a refused call appended"
+                event(f"refused: {type(exc).__name__}")
                 continue
+            event(f"recorded: {method}")
             assert run.last_seq == last + 1 or method == "complete"
             remember(known, method, kwargs, result)
         if not run.completed:
             run.complete()
         run.close()
-        events = list(store.read_journal("run-p"))  # readable, every one
+        events = list(store.read_journal(run_id))  # readable, every one
         assert [e.seq for e in events] == list(range(1, len(events) + 1))
         assert any(isinstance(e, RunCompleted) for e in events)
-        export = store.export_dir("run-p")  # sealed live, and equal to a fresh replay:
-        report = verify_export(export, journal=(store.journal_dir("run-p"), store.payloads))
+        export = store.export_dir(run_id)
+        if run.export_result is None:  # started without a live export: replay one
+            sealed = replay_export(
+                journal_dir=store.journal_dir(run_id),
+                run_id=run_id,
+                payloads=store.payloads,
+                settings=ExportSettings(chunk_size_bytes=4000),
+                prefix=export / "audit_trail",
+            )
+            assert sealed is not None
+        # sealed, and equal to a fresh replay of the journal:
+        report = verify_export(export, journal=(store.journal_dir(run_id), store.payloads))
         assert report.ok, [c.line() for c in report.checks if not c.ok]
         every = frozenset(range(1, len(events) + 1))
         bundle = extract_bundle(export, Selection(seqs=every))
