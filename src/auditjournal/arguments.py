@@ -18,7 +18,8 @@ accepts"):
   nests at most :data:`MAX_VALUE_DEPTH` levels; JSON Schemas (:func:`json_schema`)
   are JSON objects a JSON Schema draft accepts;
 * content hashes (:func:`check_hash`): 64 lowercase hex characters;
-* ids: :func:`storage.validate_id`; payloads: :func:`canonical.canonical_json`.
+* ids: :func:`storage.validate_id` (:func:`optional_id`); payloads:
+  :func:`canonical.canonical_json`.
 
 A subclass of str, int or float (a ``StrEnum`` or ``IntEnum`` member) is taken as
 its plain value, as canonical JSON takes it inside payloads. Each rule is a few
@@ -42,6 +43,7 @@ import msgspec
 
 from .canonical import MAX_SAFE_INTEGER, MAX_VALUE_DEPTH, canonical_json
 from .errors import CanonicalizationError, InvalidEventError
+from .storage import validate_id
 
 __all__ = [
     "canonical_value",
@@ -49,10 +51,12 @@ __all__ = [
     "check_count",
     "check_hash",
     "check_number",
+    "check_sequence",
     "check_text",
     "json_object",
     "json_object_bytes",
     "json_schema",
+    "optional_id",
     "shown",
 ]
 
@@ -142,6 +146,20 @@ def check_text(value: object, what: str) -> str:
                 f"{what} is not valid Unicode (a lone surrogate), got {shown(value)}"
             ) from None
     return value
+
+
+def check_sequence(value: object, what: str) -> tuple[Any, ...]:
+    """A list (or tuple) of ids, as a tuple; its items are checked where they are looked up."""
+    if type(value) is tuple:
+        return value
+    if not isinstance(value, list | tuple):
+        raise InvalidEventError(f"{what} must be a list of ids, got {shown(value)}")
+    return tuple(value)
+
+
+def optional_id(value: object, what: str) -> str | None:
+    """None, or an id (:func:`storage.validate_id`: path-safe, as every id is)."""
+    return None if value is None else validate_id(value, what)
 
 
 def check_hash(value: object, what: str) -> str:

@@ -2,8 +2,10 @@
 
 A pipeline calls a :class:`RunRecorder`; each call validates the run's
 lifecycle, stores big data in the payload store, and appends one immutable
-event to the run's journal. A rejected call raises a typed error and appends
-nothing, so nothing recorded before it is lost.
+event to the run's journal. Every argument is checked first (:mod:`arguments`:
+its declared type, and what the export and every verifier can carry); a
+rejected call raises a typed error naming the argument and appends nothing,
+so nothing recorded before it is lost.
 
 Thread-safety: one ``RunRecorder`` may be shared by several threads. Payloads
 are canonicalized and stored outside the run's lock; validation, seq
@@ -26,11 +28,12 @@ from .arguments import (
     check_count,
     check_hash,
     check_number,
+    check_sequence,
     check_text,
     json_object,
     json_object_bytes,
     json_schema,
-    shown,
+    optional_id,
 )
 from .errors import (
     DatabaseError,
@@ -67,7 +70,6 @@ from .events import (
 from .journal import Journal
 from .live import THROTTLE_EVERY, LiveProjectors
 from .runstate import RunState
-from .storage import validate_id
 
 if TYPE_CHECKING:
     from .export import SealResult
@@ -80,13 +82,7 @@ _now = _dt.datetime.now
 
 
 class RunRecorder:
-    """Records one run. Every method appends exactly one event or raises and appends nothing.
-
-    Every argument is checked before anything is appended (:mod:`arguments`): its
-    type against the event's declared field, its value against what the export
-    and every verifier can carry. A rejected call raises a typed error naming the
-    argument and the value given.
-    """
+    """Records one run. Every method appends exactly one event or raises and appends nothing."""
 
     def __init__(self, store: AuditStore, run_id: str, journal: Journal, state: RunState) -> None:
         self.store = store
@@ -219,20 +215,12 @@ class RunRecorder:
         token_id: str | None = None,
     ) -> str:
         """Create a token (a row instance on a path); returns its id."""
-        if type(parent_token_ids) is not tuple:
-            if not isinstance(parent_token_ids, list | tuple):
-                raise InvalidEventError(
-                    f"parent_token_ids must be a list of token ids, got {shown(parent_token_ids)}"
-                )
-            parent_token_ids = tuple(parent_token_ids)
+        parent_token_ids = check_sequence(parent_token_ids, "parent_token_ids")
         if branch_name is not None:
             branch_name = check_text(branch_name, "branch_name")
-        if fork_group_id is not None:
-            fork_group_id = validate_id(fork_group_id, "fork_group_id")
-        if join_group_id is not None:
-            join_group_id = validate_id(join_group_id, "join_group_id")
-        if expand_group_id is not None:
-            expand_group_id = validate_id(expand_group_id, "expand_group_id")
+        fork_group_id = optional_id(fork_group_id, "fork_group_id")
+        join_group_id = optional_id(join_group_id, "join_group_id")
+        expand_group_id = optional_id(expand_group_id, "expand_group_id")
         with self._lock:
             state = self._open_state()
             state.need(state.rows, row_id, "row")
@@ -348,8 +336,7 @@ class RunRecorder:
         """A gate's decision for a state: which edge, and why. Returns its id."""
         mode = check_choice(mode, EDGE_MODES, "routing mode")
         ordinal = check_count(ordinal, "ordinal")
-        if routing_group_id is not None:
-            routing_group_id = validate_id(routing_group_id, "routing_group_id")
+        routing_group_id = optional_id(routing_group_id, "routing_group_id")
         ref = None if reason is None else self._payloads.put(reason, "reason")
         with self._lock:
             state = self._open_state()
@@ -394,8 +381,7 @@ class RunRecorder:
         status = check_choice(status, CALL_STATUSES, "call status")
         if (state_id is None) == (operation_id is None):
             raise InvalidEventError("record_call needs exactly one of state_id or operation_id")
-        if operation_id is not None:
-            operation_id = validate_id(operation_id, "operation_id")
+        operation_id = optional_id(operation_id, "operation_id")
         latency = check_number(latency_ms, "latency_ms")
         if call_index is not None:
             call_index = check_count(call_index, "call_index")
