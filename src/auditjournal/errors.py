@@ -31,6 +31,10 @@ class InvalidEventError(AuditJournalError, ValueError):
     """An event or recorder call carries a bad value (unknown enum, bad type, ...)."""
 
 
+class InvalidSettingsError(InvalidEventError):
+    """A setting (durability, a size, an export option, ...) has a wrong type or range."""
+
+
 class PayloadTooLargeError(AuditJournalError, ValueError):
     """A payload exceeds the store's configured maximum size."""
 

@@ -53,6 +53,7 @@ from .storage import (
 __all__ = [
     "DEFAULT_FLUSH_INTERVAL",
     "DEFAULT_SEGMENT_BYTES",
+    "MIN_SEGMENT_BYTES",
     "Journal",
     "JournalPosition",
     "JournalReader",
@@ -65,6 +66,8 @@ __all__ = [
 ]
 
 DEFAULT_SEGMENT_BYTES: Final = 64 << 20
+MIN_SEGMENT_BYTES: Final = 4096
+"""The smallest ``segment_bytes`` a store accepts (one page; every roll costs a file)."""
 DEFAULT_FLUSH_INTERVAL: Final = 0.010
 _MAX_BUFFER: Final = 8 << 20
 _READ_CHUNK: Final = 1 << 20

@@ -38,8 +38,9 @@ from typing import Any, Final
 
 import msgspec
 
-from .canonical import canonical_json
+from .canonical import MAX_VALUE_DEPTH, canonical_json
 from .errors import (
+    CanonicalizationError,
     PayloadIntegrityError,
     PayloadNotFoundError,
     PayloadTooLargeError,
@@ -128,9 +129,18 @@ class PayloadStore:
 
     # -- writing ----------------------------------------------------------------------
 
-    def put(self, obj: Any) -> str:
-        """Store the canonical JSON of ``obj``; return its ref."""
-        return self.put_canonical(canonical_json(obj))
+    def put(self, obj: Any, what: str = "payload") -> str:
+        """Store the canonical JSON of ``obj``; return its ref.
+
+        ``obj`` may nest :data:`MAX_VALUE_DEPTH` levels: the export record that
+        inlines it is one level deeper. A :class:`CanonicalizationError` names
+        ``what`` (the recorder's argument) and the path inside it.
+        """
+        try:
+            data = canonical_json(obj, max_depth=MAX_VALUE_DEPTH)
+        except CanonicalizationError as exc:
+            raise CanonicalizationError(f"{what}: {exc}") from None
+        return self.put_canonical(data)
 
     def put_canonical(self, data: bytes) -> str:
         """Store bytes that are already canonical JSON; return their ref (sha256 hex)."""

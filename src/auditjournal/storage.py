@@ -65,6 +65,8 @@ def validate_id(value: object, what: str = "id") -> str:
     That excludes ``/``, ``\\``, NUL, whitespace and a leading ``.`` so an id
     used as a path component can never escape its directory.
     """
+    if type(value) is not str and isinstance(value, str):
+        value = str.__str__(value)  # a StrEnum member, ...: its plain str
     if type(value) is not str or _ID_RE.fullmatch(value) is None or ".." in value:
         raise InvalidIdError(
             f"invalid {what} {value!r}: use 1-128 characters from A-Z a-z 0-9 . _ : @ -, "

@@ -13,6 +13,8 @@ Run ids are validated so nothing can escape ``<root>``.
 from __future__ import annotations
 
 import datetime as _dt
+import math
+import os
 import secrets
 import threading
 from collections.abc import Iterator
@@ -21,8 +23,10 @@ from typing import Any, Self
 
 import msgspec
 
+from .arguments import canonical_value, json_object, json_object_bytes
 from .errors import (
     InvalidEventError,
+    InvalidSettingsError,
     LifecycleError,
     RunAlreadyCompletedError,
     RunExistsError,
@@ -30,9 +34,15 @@ from .errors import (
 )
 from .events import EXPORT_EVENT_TYPES, CsvExported, Event, ExportFailed, ExportSealed
 from .export import ExportProjector, LiveExport
-from .journal import DEFAULT_FLUSH_INTERVAL, DEFAULT_SEGMENT_BYTES, Journal, JournalReader
+from .journal import (
+    DEFAULT_FLUSH_INTERVAL,
+    DEFAULT_SEGMENT_BYTES,
+    MIN_SEGMENT_BYTES,
+    Journal,
+    JournalReader,
+)
 from .payloads import DEFAULT_MAX_PAYLOAD_BYTES, PayloadStore
-from .recorder import RunRecorder, jsonable
+from .recorder import RunRecorder
 from .runstate import RunState
 from .safeio import inside, real_dir
 from .settings import ExportSettings
@@ -62,12 +72,7 @@ class AuditStore:
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> None:
-        if durability not in DURABILITY_MODES:
-            raise InvalidEventError(
-                f"invalid durability {durability!r}; expected one of {list(DURABILITY_MODES)}"
-            )
-        if not flush_interval > 0:
-            raise InvalidEventError(f"flush_interval must be > 0 seconds, got {flush_interval!r}")
+        _check_settings(durability, database_url, flush_interval, segment_bytes, max_payload_bytes)
         self.root = root
         self.durability: Durability = durability
         self.database_url = database_url or f"sqlite:///{root / 'landscape.db'}"
@@ -93,7 +98,12 @@ class AuditStore:
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> AuditStore:
-        """Open (creating if needed) the store at ``root``."""
+        """Open (creating if needed) the store at ``root``.
+
+        Bad settings raise :class:`InvalidSettingsError` before anything is created.
+        """
+        if not isinstance(root, str | os.PathLike):
+            raise InvalidSettingsError(f"root must be a path (str or os.PathLike), got {root!r}")
         return cls(
             Path(root),
             durability=durability,
@@ -144,6 +154,17 @@ class AuditStore:
         With ``sql`` (the default) another thread keeps the SQL audit tables at
         :attr:`database_url` current, and completing the run waits for them too.
         """
+        if export is not None and not isinstance(export, ExportSettings):
+            raise InvalidSettingsError(f"export must be ExportSettings or None, got {export!r}")
+        if type(sql) is not bool:
+            raise InvalidSettingsError(f"sql must be True or False, got {sql!r}")
+        config_bytes = b"{}" if config is None else json_object_bytes(config, "config")
+        resolved: dict[str, Any] = {"durability": self.durability}
+        if settings is not None:
+            resolved.update(json_object(settings, "settings"))
+        if export is not None:
+            resolved["export"] = export.describe()
+        canonical_value(resolved, "settings")  # the export's key file path, say
         if run_id is None:
             stamp = _dt.datetime.now(_UTC).strftime("%Y%m%dT%H%M%SZ")
             run_id = f"run-{stamp}-{secrets.token_hex(4)}"
@@ -154,15 +175,11 @@ class AuditStore:
             raise RunExistsError(f"run {run_id!r} already has a journal in {directory}")
         if sql:
             self._check_new_sql_run(run_id)  # a bad database fails before the run exists
-        config = jsonable(config or {})
-        resolved = {"durability": self.durability, **jsonable(settings or {})}
-        if export is not None:
-            resolved["export"] = export.describe()
         journal = self._open_journal(run_id, create=True)
         recorder = RunRecorder(self, run_id, journal, RunState())
         self._recorders.append(recorder)
         try:
-            recorder._emit_run_started(config, resolved)
+            recorder._emit_run_started(config_bytes, resolved)
             # the run exists on disk from here on, whatever the durability mode
             journal.flush(fsync=self.durability != "none")
             if export is not None:
@@ -313,3 +330,36 @@ class AuditStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _check_settings(
+    durability: object,
+    database_url: object,
+    flush_interval: object,
+    segment_bytes: object,
+    max_payload_bytes: object,
+) -> None:
+    """Refuse a store setting of the wrong type or out of range (InvalidSettingsError)."""
+    if type(durability) is not str or durability not in DURABILITY_MODES:
+        raise InvalidSettingsError(
+            f"invalid durability {durability!r}; expected one of {list(DURABILITY_MODES)}"
+        )
+    if database_url is not None and (type(database_url) is not str or not database_url):
+        raise InvalidSettingsError(f"database_url must be None or a URL, got {database_url!r}")
+    if not (
+        isinstance(flush_interval, int | float)
+        and type(flush_interval) is not bool
+        and 0 < flush_interval < math.inf
+    ):
+        raise InvalidSettingsError(
+            f"flush_interval must be a finite number of seconds > 0, got {flush_interval!r}"
+        )
+    if type(segment_bytes) is not int or segment_bytes < MIN_SEGMENT_BYTES:
+        # a tiny segment means a file (and a directory fsync) every few events
+        raise InvalidSettingsError(
+            f"segment_bytes must be an int >= {MIN_SEGMENT_BYTES}, got {segment_bytes!r}"
+        )
+    if type(max_payload_bytes) is not int or max_payload_bytes < 1:
+        raise InvalidSettingsError(
+            f"max_payload_bytes must be an int >= 1, got {max_payload_bytes!r}"
+        )
