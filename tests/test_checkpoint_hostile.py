@@ -250,3 +250,48 @@ def test_a_checkpoint_whose_checksum_fails_rebuilds(
     with AuditStore.open(root) as store:
         project(store)
         assert files(store.export_dir(RUN)) == clean
+
+
+def test_a_checkpoint_naming_a_payload_the_store_never_held_rebuilds(tmp_path: Path) -> None:
+    """An open state's input ref (checksum and all consistent) that the payload store does
+    not hold cannot come from this store's journal: rebuild instead of failing at the seal."""
+    root = tmp_path / "audit"
+    with AuditStore.open(root) as store:
+        run = store.start_run(run_id=RUN, export=None, sql=False)
+        src = run.register_node(plugin_name="src", node_type="source")
+        t = run.register_node(plugin_name="t", node_type="transform")
+        states = []
+        for i in range(3):
+            row = run.create_row(source_node_id=src, row_index=i, data={"i": i})
+            tok = run.create_token(row_id=row)
+            states.append(
+                run.begin_node_state(token_id=tok, node_id=t, step_index=1, input_data={"in": i})
+            )
+        for st in states:
+            run.complete_node_state(st, status="completed", output_data={"out": 1}, duration_ms=1.0)
+        run.complete()
+    with AuditStore.open(root) as store:
+        prefix = tmp_path / "clean" / "audit_trail"
+        replay_export(
+            journal_dir=store.journal_dir(RUN),
+            run_id=RUN,
+            payloads=store.payloads,
+            settings=SETTINGS,
+            prefix=prefix,
+        )
+        project(store, steps=3)  # 12 events: every state started, none completed
+    clean = files(prefix.parent)
+    checkpoint = checkpoint_of(root)
+    for ref in ("ab" * 32, "zz"):
+        state = read_state(checkpoint)
+        assert state["records"]["open_states"], "the checkpoint holds open states"
+        for open_state in state["records"]["open_states"].values():
+            open_state["input_data_ref"] = ref
+        write_state(checkpoint, state)
+        with AuditStore.open(root) as store:
+            project(store)
+        assert files(root / "runs" / RUN / "export") == clean
+        with AuditStore.open(root) as store:  # back to a half-done export for the next ref
+            for path in (root / "runs" / RUN / "export").iterdir():
+                path.unlink()
+            project(store, steps=3)

@@ -33,7 +33,7 @@ from typing import Any, Final
 
 from .checkpoint import CHECKPOINT_VERSION, encode_checkpoint, load_checkpoint
 from .chunks import ChunkWriter
-from .errors import ExportError
+from .errors import AuditJournalError, ExportError
 from .events import Event, RunCompleted
 from .journal import JournalPosition, JournalReader
 from .live import LiveThread
@@ -121,6 +121,7 @@ class ExportProjector:
         self.paths = ExportPaths(prefix)
         self._journal_dir = journal_dir
         self._use_checkpoint = checkpoint
+        self._payloads = payloads
         # a live projector trails its recorder closely: take payloads from its memory
         get: Callable[[str], bytes] | None = payloads.get_recent if live else payloads.get
         if not settings.include_payloads:
@@ -293,7 +294,11 @@ class ExportProjector:
                 self.result = SealResult(**state["sealed"])
                 return JournalReader(self._journal_dir, self.run_id)
             # a sealed checkpoint without its manifest is past run_completed: rebuild
-            if state["sealed"] is None and self._writer.restore(state["writer"]):
+            if (
+                state["sealed"] is None
+                and self._payloads_known(state["records"])
+                and self._writer.restore(state["writer"])
+            ):
                 self._maker.restore(state["records"])
                 p = state["position"]
                 position = JournalPosition(
@@ -305,6 +310,16 @@ class ExportProjector:
         for path in (self.paths.manifest, self.paths.sha256sums, self.paths.checkpoint):
             path.unlink(missing_ok=True)
         return JournalReader(self._journal_dir, self.run_id)
+
+    def _payloads_known(self, records: dict[str, Any]) -> bool:
+        """Every open state's input is in the store: a checkpoint naming a payload the store
+        never held was not written over this store's journal, so the export is rebuilt."""
+        try:
+            return all(
+                s["input_data_ref"] in self._payloads for s in records["open_states"].values()
+            )
+        except AuditJournalError:  # not a ref at all
+            return False
 
     def _load_checkpoint(self) -> dict[str, Any] | None:
         if not self._use_checkpoint:
