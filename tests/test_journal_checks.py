@@ -1,0 +1,509 @@
+"""One crafted journal per check of journal.py (see tools/mutate.py).
+
+A hand-made entry is *chained correctly* (``seal`` over the right previous
+chain), so the chain check passes and only the check under test can catch
+it: an entry of another run, a seq out of order, segments that do not join,
+an unchained line, an incomplete line where none may be. Each is tried on the
+reader and on the writer's recovery scan (opening the journal to append).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import errno
+import hashlib
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from auditjournal.errors import CorruptJournalError, DiskFullError, JournalClosedError
+from auditjournal.events import BaseEvent, RowCreated, encode_event
+from auditjournal.journal import (
+    Journal,
+    JournalReader,
+    check_line,
+    genesis_chain,
+    last_entry,
+    seal,
+    segment_name,
+)
+from faults import fail_writes
+
+RUN = "run-1"
+T0 = dt.datetime(2024, 5, 6, 7, 8, 9, tzinfo=dt.UTC)
+REF = hashlib.sha256(b"payload").hexdigest()
+
+
+def row(seq: int, run_id: str = RUN) -> RowCreated:
+    return RowCreated(
+        run_id=run_id,
+        seq=seq,
+        ts=T0 + dt.timedelta(milliseconds=seq),
+        row_id=f"row-{seq}",
+        source_node_id="src",
+        row_index=seq - 1,
+        source_data_hash=REF,
+        source_data_ref=REF,
+    )
+
+
+def chained(events: list[BaseEvent], chain: bytes | None = None) -> tuple[bytes, bytes]:
+    """The journal lines for ``events`` chained from ``chain`` (genesis of RUN by default)."""
+    chain = genesis_chain(RUN) if chain is None else chain
+    out = []
+    for event in events:
+        line, chain = seal(encode_event(event), chain)
+        out.append(line)
+    return b"".join(out), chain
+
+
+def write_segment(directory: Path, first_seq: int, data: bytes) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / segment_name(first_seq)
+    path.write_bytes(data)
+    return path
+
+
+def read_all(directory: Path) -> list[BaseEvent]:
+    reader = JournalReader(directory, RUN)
+    try:
+        return list(reader)
+    finally:
+        reader.close()
+
+
+def open_for_append(directory: Path) -> Journal:
+    return Journal(directory, RUN, durability="always")
+
+
+@pytest.fixture
+def jdir(tmp_path: Path) -> Path:
+    return tmp_path / "journal"
+
+
+def test_a_hand_chained_journal_is_read_and_continued(jdir: Path) -> None:
+    """The crafting helper itself is right: its lines are what the writer would write."""
+    data, _ = chained([row(1), row(2), row(3)])
+    write_segment(jdir, 1, data)
+    assert read_all(jdir) == [row(1), row(2), row(3)]
+    journal = open_for_append(jdir)
+    try:
+        assert journal.recovery is None and journal.next_seq == 4
+    finally:
+        journal.close()
+
+
+# -- entries chained correctly but out of place ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("bad", "reader_says", "recovery_says"),
+    [
+        (row(3, "run-2"), "seq 3 of run 'run-2' out of place", "entry belongs to run 'run-2'"),
+        (row(4), "seq 4 of run 'run-1' out of place", "seq 4 where 3 was expected"),
+        (row(2), "seq 2 of run 'run-1' out of place", "seq 2 where 3 was expected"),
+    ],
+    ids=["another run", "seq skips", "seq repeats"],
+)
+@pytest.mark.parametrize("where", ["middle", "last"])
+def test_an_entry_out_of_place_is_refused(
+    jdir: Path, bad: RowCreated, reader_says: str, recovery_says: str, where: str
+) -> None:
+    events: list[BaseEvent] = [row(1), row(2), bad]
+    if where == "middle":
+        events.append(row(bad.seq + 1, bad.run_id))
+    data, _ = chained(events)
+    write_segment(jdir, 1, data)
+    offset = len(chained([row(1), row(2)])[0])
+    with pytest.raises(CorruptJournalError, match=f"bad entry at offset {offset}: {reader_says}"):
+        read_all(jdir)
+    with pytest.raises(CorruptJournalError, match=f"bad entry at offset {offset}: {recovery_says}"):
+        open_for_append(jdir)
+    assert (jdir / segment_name(1)).read_bytes() == data  # nothing "recovered" away
+
+
+def test_the_first_entry_must_have_seq_one(jdir: Path) -> None:
+    data, _ = chained([row(2), row(3)])
+    write_segment(jdir, 1, data)
+    with pytest.raises(CorruptJournalError, match="seq 2 of run 'run-1' out of place"):
+        read_all(jdir)
+    with pytest.raises(CorruptJournalError, match="seq 2 where 1 was expected"):
+        open_for_append(jdir)
+
+
+def test_a_journal_of_another_run_is_refused_by_its_genesis(jdir: Path) -> None:
+    data, _ = chained([row(1, "run-2")], genesis_chain("run-2"))
+    write_segment(jdir, 1, data)
+    with pytest.raises(CorruptJournalError, match="chain hash does not match"):
+        read_all(jdir)
+
+
+# -- lines that are not chained entries -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"type":"row_created"}\n',  # no chain at all
+        b'{"type":"row_created","chain":"' + b"0" * 64 + b'"]\n',  # wrong line end
+        b'{"type":"row_created","chaim":"' + b"0" * 64 + b'"}\n',  # wrong member name
+        b',"chain":"' + b"0" * 64 + b'"}\n',  # the suffix alone
+        b'{,"chain":"' + b"0" * 64 + b'"}\n',  # one byte of event
+    ],
+    ids=["no chain", "line end", "member", "suffix only", "one byte"],
+)
+def test_check_line_refuses_what_is_not_a_chained_line(line: bytes) -> None:
+    with pytest.raises(ValueError, match="entry is not a chained journal line"):
+        check_line(line, genesis_chain(RUN))
+
+
+def test_check_line_returns_the_next_chain() -> None:
+    line, chain = seal(encode_event(row(1)), genesis_chain(RUN))
+    assert check_line(line, genesis_chain(RUN)) == chain
+    assert check_line(memoryview(line), genesis_chain(RUN)) == chain
+    with pytest.raises(ValueError, match="chain hash does not match"):
+        check_line(line, chain)
+
+
+def test_a_chained_line_that_is_not_an_event(jdir: Path) -> None:
+    good, chain = chained([row(1)])
+    line, _ = seal(b'{"type":"no_such_event","run_id":"run-1","seq":2}', chain)
+    write_segment(jdir, 1, good + line)
+    with pytest.raises(CorruptJournalError, match=f"bad entry at offset {len(good)}: undecodable"):
+        read_all(jdir)
+    with pytest.raises(CorruptJournalError, match=f"bad entry at offset {len(good)}: undecodable"):
+        open_for_append(jdir)
+
+
+# -- torn and incomplete lines ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [b'{"type":"row_cre', b"\0" * 40, b'{"type":"row_cre\0\0\0', b'{"type":"row_cre' + b"\0" * 9],
+    ids=["torn", "zeros", "torn then zeros", "torn then more zeros"],
+)
+def test_recovery_drops_a_torn_tail_only(jdir: Path, tail: bytes) -> None:
+    data, _ = chained([row(1), row(2)])
+    write_segment(jdir, 1, data + tail)
+    journal = open_for_append(jdir)
+    try:
+        assert journal.recovery is not None
+        assert (journal.recovery.bytes_dropped, journal.recovery.last_seq) == (len(tail), 2)
+        assert journal.next_seq == 3
+    finally:
+        journal.close()
+    assert (jdir / segment_name(1)).read_bytes() == data
+
+
+def test_a_damaged_line_before_the_torn_tail_is_not_dropped(jdir: Path) -> None:
+    """Only the tail may be torn: a complete line that fails its check, followed by more
+    bytes with a newline, is corruption, never silently cut."""
+    data, _ = chained([row(1), row(2), row(3)])
+    first = len(chained([row(1)])[0])
+    damaged = data[: first + 30] + b"X" + data[first + 31 :]
+    write_segment(jdir, 1, damaged + b'{"type":"row_cre')
+    with pytest.raises(CorruptJournalError, match=f"bad entry at offset {first}"):
+        open_for_append(jdir)
+    assert (jdir / segment_name(1)).read_bytes().startswith(damaged)
+
+
+def test_a_damaged_last_line_with_its_newline_is_not_dropped(jdir: Path) -> None:
+    data, _ = chained([row(1), row(2)])
+    damaged = data[:-10] + b"0" + data[-9:]
+    write_segment(jdir, 1, damaged)
+    with pytest.raises(CorruptJournalError, match="chain hash does not match"):
+        open_for_append(jdir)
+
+
+def test_a_damaged_last_line_without_its_newline_is_a_torn_tail(jdir: Path) -> None:
+    data, _ = chained([row(1), row(2)])
+    one = len(chained([row(1)])[0])
+    write_segment(jdir, 1, data[:-1])
+    journal = open_for_append(jdir)
+    try:
+        assert (
+            journal.recovery is not None and journal.recovery.bytes_dropped == len(data) - 1 - one
+        )
+        assert journal.next_seq == 2
+    finally:
+        journal.close()
+
+
+def test_the_reader_waits_for_an_incomplete_last_line(jdir: Path) -> None:
+    data, _ = chained([row(1), row(2)])
+    path = write_segment(jdir, 1, data[:-5])
+    reader = JournalReader(jdir, RUN)
+    try:
+        assert reader.poll() == [row(1)]
+        assert reader.poll() == []
+        with open(path, "ab") as fh:
+            fh.write(data[-5:])
+        assert reader.poll() == [row(2)]
+        assert reader.position.next_seq == 3 and reader.position.offset == len(data)
+    finally:
+        reader.close()
+
+
+# -- segments that must join ---------------------------------------------------------------------
+
+
+def two_segments(jdir: Path, second_first_seq: int, second: list[BaseEvent]) -> None:
+    data, chain = chained([row(1), row(2), row(3)])
+    write_segment(jdir, 1, data)
+    more, _ = chained(second, chain)
+    write_segment(jdir, second_first_seq, more)
+
+
+def test_joined_segments_are_read_and_continued(jdir: Path) -> None:
+    two_segments(jdir, 4, [row(4), row(5)])
+    assert read_all(jdir) == [row(s) for s in range(1, 6)]
+    reader = JournalReader.at_seq(jdir, RUN, 5)
+    try:
+        assert reader.poll() == [row(5)]
+    finally:
+        reader.close()
+    journal = open_for_append(jdir)
+    try:
+        assert journal.next_seq == 6
+    finally:
+        journal.close()
+
+
+def test_a_segment_named_after_a_gap_is_refused(jdir: Path) -> None:
+    """Segment 1 ends at seq 3, the next is named 5: an entry (and a file) is missing."""
+    two_segments(jdir, 5, [row(5), row(6)])
+    with pytest.raises(CorruptJournalError, match="segment starts at seq 5 but the previous"):
+        open_for_append(jdir)
+    with pytest.raises(CorruptJournalError, match="segment starts at seq 5 but the previous"):
+        JournalReader.at_seq(jdir, RUN, 6)
+    with pytest.raises(CorruptJournalError, match="entries from seq 4 are missing"):
+        read_all(jdir)
+
+
+def test_a_segment_named_before_the_end_of_the_previous_is_refused(jdir: Path) -> None:
+    two_segments(jdir, 3, [row(3), row(4)])
+    with pytest.raises(CorruptJournalError, match="segment starts at seq 3 but the previous"):
+        open_for_append(jdir)
+    with pytest.raises(CorruptJournalError, match="segment starts at seq 3 but the previous"):
+        JournalReader.at_seq(jdir, RUN, 4)
+
+
+def test_a_closed_segment_ending_in_an_incomplete_entry(jdir: Path) -> None:
+    data, chain = chained([row(1), row(2), row(3)])
+    write_segment(jdir, 1, data + b'{"type":"row_cre')
+    more, _ = chained([row(4)], chain)
+    write_segment(jdir, 4, more)
+    with pytest.raises(CorruptJournalError, match="closed segment ends with an incomplete entry"):
+        read_all(jdir)
+    with pytest.raises(CorruptJournalError, match="closed segment ends with an incomplete entry"):
+        open_for_append(jdir)
+
+
+def test_last_entry_checks_the_closed_segment(jdir: Path) -> None:
+    data, chain = chained([row(1), row(2)])
+    path = write_segment(jdir, 1, data)
+    assert last_entry(path, RUN) == (2, chain)
+    with pytest.raises(CorruptJournalError, match="not a chained entry of run 'run-9'"):
+        last_entry(path, "run-9")
+    path.write_bytes(data + b"{}\n")
+    with pytest.raises(CorruptJournalError, match="bad last entry"):
+        last_entry(path, RUN)
+    short = b'{"type":"run_completed"}\n'
+    path.write_bytes(short)
+    with pytest.raises(CorruptJournalError):
+        last_entry(path, RUN)
+
+
+def test_last_entry_reads_only_the_tail_of_a_big_segment(jdir: Path) -> None:
+    events: list[BaseEvent] = [row(s) for s in range(1, 4001)]  # > 1 MiB of lines
+    data, chain = chained(events)
+    assert len(data) > 1 << 20
+    path = write_segment(jdir, 1, data)
+    assert last_entry(path, RUN) == (4000, chain)
+
+
+# -- the writer: flush failures and retries -------------------------------------------------------
+
+
+def test_a_failed_background_flush_is_retried_by_the_next_append(
+    jdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = Journal(jdir, RUN, durability="batch", flush_interval=0.001)
+    try:
+        failed = fail_writes(monkeypatch, "journal", times=1)
+        with journal.lock:
+            journal.append(row(1))
+        deadline = time.monotonic() + 10
+        while not failed and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert failed  # the flusher's write failed; the error waits for the next append
+        deadline = time.monotonic() + 10
+        while journal._flusher is not None and journal._flusher.error is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        with journal.lock:
+            journal.append(row(2))  # retries the flush first: now it works
+        assert journal._flusher is not None and journal._flusher.error is None
+    finally:
+        journal.close()
+    assert read_all(jdir) == [row(1), row(2)]
+
+
+def test_an_append_is_refused_while_the_flush_still_fails(
+    jdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = Journal(jdir, RUN, durability="batch", flush_interval=0.001)
+    failed = fail_writes(monkeypatch, "journal", times=1_000_000)
+    with journal.lock:
+        journal.append(row(1))
+    deadline = time.monotonic() + 10
+    while journal._flusher is not None and journal._flusher.error is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    with journal.lock, pytest.raises(DiskFullError) as caught:
+        journal.append(row(2))
+    assert caught.value.__cause__ is not None  # the background error it retried
+    assert journal.next_seq == 2 and failed
+    monkeypatch.undo()
+    with journal.lock:
+        journal.append(row(2))
+    journal.close()
+    assert read_all(jdir) == [row(1), row(2)]
+
+
+def test_commit_skips_what_is_already_durable(jdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    journal = Journal(jdir, RUN, durability="always")
+    with journal.lock:
+        journal.append(row(1))
+    journal.commit(1)
+    assert journal.durable_seq == 1
+    fail_writes(monkeypatch, "journal", times=1_000_000)
+    journal.commit(1)  # nothing to do: no write is tried
+    monkeypatch.undo()
+    journal.close()
+
+
+def test_append_checks_state_and_seq(jdir: Path) -> None:
+    journal = Journal(jdir, RUN, durability="always")
+    with journal.lock, pytest.raises(ValueError, match="event seq 2 is not the next seq 1"):
+        journal.append(row(2))
+    journal.close()
+    journal.close()  # twice is harmless
+    with pytest.raises(JournalClosedError):
+        journal.append(row(1))
+
+
+def test_needs_flush_when_the_buffer_is_big(jdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import auditjournal.journal as journal_module
+
+    journal = Journal(jdir, RUN, durability="none", flush_interval=3600)
+    try:
+        monkeypatch.setattr(journal_module, "_MAX_BUFFER", 600)
+        with journal.lock:
+            journal.append(row(1))
+        pending = journal._file.pending
+        assert 0 < pending <= 600 and not journal.needs_flush
+        with journal.lock:
+            journal.append(row(2))
+        assert journal.needs_flush
+        monkeypatch.setattr(journal_module, "_MAX_BUFFER", journal._file.pending)
+        assert not journal.needs_flush  # more than the limit, not as much
+    finally:
+        journal.close()
+
+
+def test_a_failed_write_of_a_rolled_segment_is_put_back(
+    jdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = Journal(jdir, RUN, durability="none", flush_interval=3600, segment_bytes=600)
+    for seq in range(1, 5):
+        with journal.lock:
+            journal.append(row(seq))
+    fail_writes(monkeypatch, segment_name(1), times=1)
+    with pytest.raises(DiskFullError):
+        journal.flush(fsync=True)
+    monkeypatch.undo()
+    journal.flush(fsync=True)
+    assert journal.durable_seq == 4
+    journal.close()
+    assert read_all(jdir) == [row(s) for s in range(1, 5)]
+
+
+def test_a_failed_roll_leaves_the_writer_usable(
+    jdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_open = os.open
+
+    def refuse(path: str, *args: object, **kwargs: object) -> int:
+        if str(path).endswith(segment_name(3)):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    journal = Journal(jdir, RUN, durability="always", segment_bytes=600)
+    for seq in (1, 2):
+        with journal.lock:
+            journal.append(row(seq))
+    monkeypatch.setattr(os, "open", refuse)
+    with journal.lock, pytest.raises(DiskFullError):
+        journal.append(row(3))
+    monkeypatch.undo()
+    with journal.lock:
+        journal.append(row(3))
+    journal.commit(3)
+    journal.close()
+    assert read_all(jdir) == [row(s) for s in range(1, 4)]
+
+
+def test_follow_stops_at_until_or_timeout(jdir: Path) -> None:
+    data, _ = chained([row(1), row(2), row(3)])
+    write_segment(jdir, 1, data)
+    reader = JournalReader(jdir, RUN)
+    try:
+        seen = list(reader.follow(until=lambda e: e.seq == 2, poll_interval=0.001))
+        assert [e.seq for e in seen] == [1, 2]
+    finally:
+        reader.close()
+    reader = JournalReader(jdir, RUN)
+    try:
+        started = time.monotonic()
+        everything = list(reader.follow(poll_interval=0.001, timeout=0.05))
+        assert [e.seq for e in everything] == [1, 2, 3] and time.monotonic() - started < 5
+    finally:
+        reader.close()
+
+
+def test_poll_with_chains_reports_each_entry_chain(jdir: Path) -> None:
+    events: list[BaseEvent] = [row(1), row(2)]
+    data, last = chained(events)
+    write_segment(jdir, 1, data)
+    reader = JournalReader(jdir, RUN)
+    chains: list[bytes] = []
+    try:
+        assert reader.poll(limit=1, chains=chains) == [row(1)]
+        assert reader.poll(chains=chains) == [row(2)]
+    finally:
+        reader.close()
+    assert chains == [chained([row(1)])[1], last]
+
+
+def test_concurrent_appends_keep_the_chain(jdir: Path) -> None:
+    journal = Journal(jdir, RUN, durability="always")
+
+    def worker() -> None:
+        for _ in range(25):
+            with journal.lock:
+                seq = journal.next_seq
+                journal.append(row(seq))
+            journal.commit(seq)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    journal.close()
+    assert [e.seq for e in read_all(jdir)] == list(range(1, 101))
