@@ -417,9 +417,10 @@ class _Worker:
 def baseline(target: Target, python: str, work: Path) -> tuple[dict[int, list[str]], float]:
     """Run the selection once with per-test coverage: which tests run each line, and how long."""
     data_file = work / f"coverage-{target.name}"
-    env = {**os.environ, "COVERAGE_FILE": str(data_file)}
-    env.pop("PYTHONPATH", None)
     package = target.path.parent
+    src_root = ROOT / target.path.resolve().relative_to(ROOT).parts[0]
+    # this tree's package, whatever the environment has installed (the workers do the same)
+    env = {**os.environ, "COVERAGE_FILE": str(data_file), "PYTHONPATH": str(src_root)}
     start = time.monotonic()
     code, out = _run(
         _pytest(python, [f"--cov={package}", "--cov-context=test", "--cov-report=", *target.tests]),
