@@ -58,6 +58,16 @@ def test_a_missing_or_malformed_signature_member_is_refused(signature: Any) -> N
         check_signature(manifest, hmac_key=b"k")
 
 
+@pytest.mark.parametrize("drop", ["value", "key_id"])
+@pytest.mark.parametrize("replacement", [None, 5, ["x"]])
+def test_a_signature_member_of_the_wrong_type_is_malformed(drop: str, replacement: Any) -> None:
+    """Everything else right (the key's id, the algorithm), one member not a string."""
+    signed = sign_manifest(MANIFEST, HmacSigner(b"k"))
+    signed["signature"][drop] = replacement
+    with pytest.raises(SignatureError, match="signature member is malformed"):
+        check_signature(signed, hmac_key=b"k")
+
+
 def test_without_a_key_the_signature_is_reported_not_checked() -> None:
     assert check_signature(MANIFEST) == "absent"
     signed = sign_manifest(MANIFEST, HmacSigner(b"k"))
