@@ -507,3 +507,279 @@ def test_concurrent_appends_keep_the_chain(jdir: Path) -> None:
         t.join()
     journal.close()
     assert [e.seq for e in read_all(jdir)] == list(range(1, 101))
+
+
+# -- opening, positions and resources ----------------------------------------------------------
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def flusher_threads() -> int:
+    return sum(t.name == "auditjournal-flusher" and t.is_alive() for t in threading.enumerate())
+
+
+def test_stray_files_in_the_journal_directory_are_ignored(jdir: Path) -> None:
+    data, _ = chained([row(1), row(2)])
+    write_segment(jdir, 1, data)
+    (jdir / "notes.jsonl").write_text("not a segment\n")
+    (jdir / "00000000000000000009.txt").write_text("not a segment\n")
+    assert read_all(jdir) == [row(1), row(2)]
+    journal = open_for_append(jdir)
+    try:
+        assert (journal.next_seq, journal.durable_seq, journal.last_seq) == (3, 2, 2)
+    finally:
+        journal.close()
+
+
+def test_a_missing_journal_is_created_only_when_asked(jdir: Path) -> None:
+    jdir.mkdir()
+    with pytest.raises(CorruptJournalError, match="holds no journal segment"):
+        Journal(jdir, RUN, durability="always", create=False)
+    assert list(jdir.glob("*.jsonl")) == []
+
+
+def test_an_empty_first_segment_is_kept(jdir: Path) -> None:
+    """A crash right after creating the first segment: it stays (never the first is
+    removed), and the journal starts at seq 1."""
+    write_segment(jdir, 1, b"")
+    journal = open_for_append(jdir)
+    try:
+        assert journal.next_seq == 1 and journal.recovery is None
+        with journal.lock:
+            journal.append(row(1))
+        journal.commit(1)
+    finally:
+        journal.close()
+    assert read_all(jdir) == [row(1)]
+
+
+@pytest.mark.parametrize("opener", ["reader", "recovery"])
+def test_a_segment_starting_with_an_empty_line_is_corrupt(jdir: Path, opener: str) -> None:
+    data, _ = chained([row(1), row(2)])
+    write_segment(jdir, 1, b"\n" + data)
+    with pytest.raises(CorruptJournalError, match="bad entry at offset 0"):
+        if opener == "reader":
+            read_all(jdir)
+        else:
+            open_for_append(jdir)
+    assert (jdir / segment_name(1)).read_bytes() == b"\n" + data
+
+
+def test_the_writer_releases_every_file_and_thread(jdir: Path) -> None:
+    fds, threads = open_fds(), flusher_threads()
+    journal = Journal(jdir, RUN, durability="batch", segment_bytes=600)
+    assert flusher_threads() == threads + 1
+    for seq in range(1, 8):  # several rolls
+        with journal.lock:
+            journal.append(row(seq))
+    journal.flush(fsync=True)
+    with journal.lock:
+        journal.append(row(8))
+    journal.close()
+    assert open_fds() == fds and flusher_threads() == threads
+    always = Journal(jdir, RUN, durability="always")
+    assert flusher_threads() == threads  # appends flush themselves: no background thread
+    always.close()
+    reader = JournalReader(jdir, RUN)
+    assert len(list(reader)) == 8
+    reader.close()
+    assert open_fds() == fds
+
+
+def test_durable_seq_follows_the_policy(jdir: Path) -> None:
+    journal = Journal(jdir, RUN, durability="none", flush_interval=3600)
+    try:
+        with journal.lock:
+            journal.append(row(1))
+        journal.flush(fsync=False)
+        assert journal.durable_seq == 0  # written, not fsynced
+        journal.flush(fsync=True)
+        assert journal.durable_seq == 1
+    finally:
+        journal.close()
+    journal = Journal(jdir, RUN, durability="always")
+    try:
+        assert journal.durable_seq == 1 and journal.needs_flush  # always: every append
+    finally:
+        journal.close()
+
+
+def test_commit_and_flush_skip_what_there_is_nothing_to_do_for(jdir: Path) -> None:
+    flushes: list[bool] = []
+    journal = Journal(jdir, RUN, durability="always", before_flush=flushes.append)
+    try:
+        with journal.lock:
+            journal.append(row(1))
+        journal.commit(1)
+        assert flushes == [True]
+        journal.commit(1)  # already durable
+        journal.commit(0)
+        journal.flush(fsync=False)  # nothing buffered, no fsync asked: nothing to do
+        assert flushes == [True]
+        journal.flush(fsync=True)  # an fsync asked for is done
+        assert flushes == [True, True]
+    finally:
+        journal.close()
+
+
+def test_a_failed_payload_flush_after_a_roll_keeps_every_entry(jdir: Path) -> None:
+    failures = [OSError(errno.ENOSPC, "No space left on device")]
+
+    def before_flush(fsync: bool) -> None:
+        if failures:
+            raise failures.pop()
+
+    journal = Journal(
+        jdir,
+        RUN,
+        durability="none",
+        flush_interval=3600,
+        segment_bytes=600,
+        before_flush=before_flush,
+    )
+    for seq in range(1, 8):
+        with journal.lock:
+            journal.append(row(seq))
+    with pytest.raises(OSError):
+        journal.flush(fsync=True)
+    journal.flush(fsync=True)
+    journal.close()
+    assert read_all(jdir) == [row(s) for s in range(1, 8)]
+
+
+def test_a_segment_exactly_at_its_size_rolls(jdir: Path) -> None:
+    line_size = len(chained([row(1)])[0])
+    journal = Journal(jdir, RUN, durability="always", segment_bytes=2 * line_size)
+    for seq in range(1, 4):
+        with journal.lock:
+            journal.append(row(seq))
+        journal.commit(seq)
+    journal.close()
+    assert [p.name for p in sorted(jdir.glob("*.jsonl"))] == [segment_name(1), segment_name(3)]
+
+
+def test_failures_to_repair_are_storage_errors(jdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from auditjournal.errors import StorageError
+
+    data, _ = chained([row(1), row(2)])
+    write_segment(jdir, 1, data + b'{"torn')
+
+    def refuse(*args: object) -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(os, "truncate", refuse)
+    with pytest.raises(StorageError, match="cannot truncate torn tail"):
+        open_for_append(jdir)
+    monkeypatch.undo()
+    (jdir / segment_name(1)).write_bytes(data)
+    write_segment(jdir, 3, b"")  # empty after a roll: removed on opening
+    monkeypatch.setattr(Path, "unlink", lambda self, missing_ok=False: refuse())
+    with pytest.raises(StorageError, match="cannot remove empty segment"):
+        open_for_append(jdir)
+
+
+def test_a_reader_resumes_at_its_position(jdir: Path) -> None:
+    data, _ = chained([row(1), row(2), row(3)])
+    write_segment(jdir, 1, data)
+    first = JournalReader(jdir, RUN)
+    assert first.poll(limit=2) == [row(1), row(2)]
+    position = first.position
+    first.close()
+    resumed = JournalReader(jdir, RUN, position)
+    try:
+        assert resumed.poll() == [row(3)]
+    finally:
+        resumed.close()
+
+
+@pytest.mark.parametrize(
+    "position",
+    [(5, 5, 0), (1, 1, 100)],
+    ids=["later segment", "later offset"],
+)
+def test_a_position_in_a_journal_that_is_gone_is_an_error(
+    jdir: Path, position: tuple[int, int, int]
+) -> None:
+    """Only a reader at the very start may find no journal yet (it is being created)."""
+    from auditjournal.journal import JournalPosition
+
+    jdir.mkdir()
+    reader = JournalReader(jdir, RUN, JournalPosition(*position, genesis_chain(RUN)))
+    with pytest.raises(CorruptJournalError, match="segment is missing"):
+        reader.poll()
+    assert JournalReader(jdir, RUN).poll() == []
+
+
+def test_at_seq_beyond_the_end_stops_there(jdir: Path) -> None:
+    data, _ = chained([row(1), row(2), row(3)])
+    write_segment(jdir, 1, data)
+    reader = JournalReader.at_seq(jdir, RUN, 100)
+    try:
+        assert reader.position.next_seq == 4
+    finally:
+        reader.close()
+
+
+def test_at_seq_without_the_first_segment_is_an_error(jdir: Path) -> None:
+    _, chain = chained([row(1), row(2), row(3)])
+    more, _ = chained([row(4), row(5)], chain)
+    write_segment(jdir, 4, more)
+    with pytest.raises(CorruptJournalError, match="segment is missing"):
+        JournalReader.at_seq(jdir, RUN, 5).poll()
+
+
+def test_an_empty_later_segment_is_not_missing_entries(jdir: Path) -> None:
+    """A writer creates the next segment before it fills it: a reader at the live end
+    waits; only a later segment that holds bytes means entries are missing."""
+    data, _ = chained([row(1), row(2), row(3)])
+    write_segment(jdir, 1, data)
+    write_segment(jdir, 5, b"")
+    reader = JournalReader(jdir, RUN)
+    try:
+        assert [e.seq for e in reader.poll()] == [1, 2, 3]
+        assert reader.poll() == []
+        (jdir / segment_name(5)).write_bytes(b"x")
+        with pytest.raises(CorruptJournalError, match="entries from seq 4 are missing"):
+            reader.poll()
+    finally:
+        reader.close()
+
+
+def test_follow_reads_past_a_full_batch_with_a_zero_timeout(jdir: Path) -> None:
+    events: list[BaseEvent] = [row(s) for s in range(1, 4100)]
+    write_segment(jdir, 1, chained(events)[0])
+    reader = JournalReader(jdir, RUN)
+    try:
+        assert sum(1 for _ in reader.follow(timeout=0)) == len(events)
+    finally:
+        reader.close()
+
+
+@pytest.mark.parametrize("timeout", [None, 30.0])
+def test_follow_waits_for_entries_still_to_come(jdir: Path, timeout: float | None) -> None:
+    journal = Journal(jdir, RUN, durability="always")
+    with journal.lock:
+        journal.append(row(1))
+    journal.commit(1)
+
+    def later() -> None:
+        time.sleep(0.05)
+        with journal.lock:
+            journal.append(row(2))
+        journal.commit(2)
+
+    writer = threading.Thread(target=later)
+    writer.start()
+    reader = JournalReader(jdir, RUN)
+    try:
+        seen = [
+            e.seq
+            for e in reader.follow(until=lambda e: e.seq == 2, poll_interval=0.001, timeout=timeout)
+        ]
+    finally:
+        reader.close()
+        writer.join()
+        journal.close()
+    assert seen == [1, 2]

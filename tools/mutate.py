@@ -92,6 +92,7 @@ class Mutant:
     line: int  # first line of the enclosing statement
     before: str
     after: str = ""
+    lines: list[int] = field(default_factory=list)  # where coverage sees it run
     in_function: bool = True
     status: str = "pending"  # killed, survived, timeout, not covered, skipped, error
     note: str = ""
@@ -257,6 +258,22 @@ def _apply(site: _Site, operator: str, arg: int) -> ast.AST:
     raise ValueError(operator)
 
 
+def _run_lines(site: _Site) -> list[int]:
+    """The lines whose execution runs the mutated code: for a compound statement its
+    header (an ``if``'s condition), else the node's own lines. Python puts a multi-line
+    statement's bytecode on the lines of its parts, not on its first line."""
+    node = site.node
+    if isinstance(node, ast.If | ast.While):
+        node = node.test
+    elif isinstance(node, ast.stmt) and hasattr(node, "body"):
+        return [node.lineno]
+    first = getattr(node, "lineno", None)
+    if first is None:
+        return []
+    last = getattr(node, "end_lineno", None) or first
+    return list(range(first, last + 1))
+
+
 def find_mutants(source: str) -> list[Mutant]:
     tree = ast.parse(source)
     mutants = []
@@ -272,6 +289,7 @@ def find_mutants(source: str) -> list[Mutant]:
                     arg,
                     line,
                     before.split("\n")[0][:100],
+                    lines=_run_lines(site),
                     in_function=site.in_function,
                 )
             )
@@ -481,7 +499,7 @@ def run_target(
             reason = next((why for pat, why in target.skip if pat.search(text)), None)
             if reason is not None:
                 m.status, m.note = "skipped", reason
-            elif m.in_function and m.line not in by_line:
+            elif m.in_function and not any(line in by_line for line in m.lines):
                 m.status, m.note = "survived", "not covered by the selected tests"
             else:
                 todo.append(m)
@@ -493,7 +511,9 @@ def run_target(
             try:
                 mutated, _ = mutate_source(source, m)
                 (copy / relative).write_text(mutated)
-                tests = by_line.get(m.line, []) if m.in_function else []
+                tests = []
+                for line in m.lines if m.in_function else []:
+                    tests += [t for t in by_line.get(line, []) if t not in tests]
                 if not tests or "" in tests:
                     tests = list(target.tests)  # import-time code: every test
                 else:  # the config's order: list the quick, pointed tests first (-x)
