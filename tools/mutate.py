@@ -24,8 +24,10 @@ Operators (AST based, so formatting and comments do not matter):
 * ``bool``: ``True``/``False`` swapped in an assignment or ``return``.
 
 f-strings (messages), docstrings, annotations and ``assert`` statements are
-left alone. Mutants on lines matching a ``skip`` pattern of the config are not
-run and are listed with the reason given there.
+left alone. Mutants on lines matching a ``skip`` pattern of the config (and
+of its ``operators``, if it names any) are not run: they are equivalent (no
+observable change) or beyond what a test can observe (an fsync), and are
+listed with the reason written there.
 
 Each mutant runs only the tests that executed its line in a baseline run with
 per-test coverage (``pytest-cov`` contexts), with ``-x`` and a timeout, in a
@@ -104,7 +106,8 @@ class Target:
     name: str
     path: Path
     tests: list[str]
-    skip: list[tuple[re.Pattern[str], str]] = field(default_factory=list)
+    # (pattern on the statement's first line, operators it applies to (all if empty), why)
+    skip: list[tuple[re.Pattern[str], tuple[str, ...], str]] = field(default_factory=list)
 
 
 # -- finding mutants --------------------------------------------------------------------------
@@ -496,7 +499,14 @@ def run_target(
                 m.status = "not run"
                 continue
             text = source.splitlines()[m.line - 1] if m.line else ""
-            reason = next((why for pat, why in target.skip if pat.search(text)), None)
+            reason = next(
+                (
+                    why
+                    for pattern, operators, why in target.skip
+                    if pattern.search(text) and (not operators or m.operator in operators)
+                ),
+                None,
+            )
             if reason is not None:
                 m.status, m.note = "skipped", reason
             elif m.in_function and not any(line in by_line for line in m.lines):
@@ -564,7 +574,10 @@ def load_targets(config: Path, names: list[str]) -> tuple[list[Target], dict[str
     for name, spec in modules.items():
         if names and name not in names:
             continue
-        skip = [(re.compile(s["pattern"]), s["why"]) for s in spec.get("skip", [])]
+        skip = [
+            (re.compile(s["pattern"]), tuple(s.get("operators", ())), s["why"])
+            for s in spec.get("skip", [])
+        ]
         tests = [t for t in spec["tests"] if (ROOT / t.split("::")[0]).exists()]
         for missing in sorted(set(spec["tests"]) - set(tests)):
             print(f"{name}: {missing} does not exist (left out)", file=sys.stderr)
@@ -577,7 +590,10 @@ def summarize(target: Target, mutants: list[Mutant]) -> tuple[int, int]:
     killed = sum(m.status in ("killed", "timeout") for m in counted)
     skipped = sum(m.status == "skipped" for m in mutants)
     share = 100 * killed / len(counted) if counted else 100.0
-    print(f"{target.name}: {killed}/{len(counted)} killed ({share:.1f} %), {skipped} skipped")
+    print(
+        f"{target.name}: {killed}/{len(counted)} killed ({share:.1f} %), "
+        f"{skipped} skipped as equivalent (config) = {killed}/{len(counted) + skipped} of all"
+    )
     for m in mutants:
         if m.status in ("survived", "error"):
             print(
