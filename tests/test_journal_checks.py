@@ -783,3 +783,197 @@ def test_follow_waits_for_entries_still_to_come(jdir: Path, timeout: float | Non
         writer.join()
         journal.close()
     assert seen == [1, 2]
+
+
+# -- the fsync protocol (what survives a power cut) ---------------------------------------------
+
+
+class Syncs:
+    """Records which files and directories get fsynced (the calls, not their effect:
+    only a power cut shows the effect, and no test here can cut the power)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import auditjournal.journal as journal_module
+        from auditjournal.storage import AppendFile
+
+        self.files: list[str] = []
+        self.dirs: list[str] = []
+        real_sync = AppendFile.sync
+
+        def sync(file: AppendFile) -> None:
+            self.files.append(file.path.name)
+            real_sync(file)
+
+        real_dir = journal_module.fsync_dir
+
+        def sync_dir(path: Path) -> None:
+            self.dirs.append(path.name)
+            real_dir(path)
+
+        monkeypatch.setattr(AppendFile, "sync", sync)
+        monkeypatch.setattr(journal_module, "fsync_dir", sync_dir)
+
+    def clear(self) -> None:
+        self.files.clear()
+        self.dirs.clear()
+
+
+def test_always_fsyncs_each_commit_and_the_directory_after_a_roll(
+    jdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    syncs = Syncs(monkeypatch)
+    journal = Journal(jdir, RUN, durability="always", segment_bytes=600)
+    assert syncs.dirs == ["journal"]  # the first segment's directory entry
+    syncs.clear()
+    with journal.lock:
+        journal.append(row(1))
+    journal.commit(1)
+    assert (syncs.files, syncs.dirs) == ([segment_name(1)], [])
+    syncs.clear()
+    for seq in (2, 3):
+        with journal.lock:
+            journal.append(row(seq))
+        journal.commit(seq)
+    assert syncs.dirs == ["journal"]  # the roll's new segment, once
+    assert segment_name(3) in syncs.files and segment_name(1) in syncs.files
+    journal.close()
+
+
+def test_a_flush_without_fsync_syncs_nothing(jdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    syncs = Syncs(monkeypatch)
+    journal = Journal(jdir, RUN, durability="none", flush_interval=3600)
+    syncs.clear()
+    with journal.lock:
+        journal.append(row(1))
+    journal.flush(fsync=False)
+    assert (syncs.files, syncs.dirs) == ([], [])
+    journal.close()
+    assert (syncs.files, syncs.dirs) == ([], [])  # none: not even at close
+
+
+def test_batch_fsyncs_at_close(jdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    syncs = Syncs(monkeypatch)
+    journal = Journal(jdir, RUN, durability="batch", flush_interval=3600)
+    with journal.lock:
+        journal.append(row(1))
+    syncs.clear()
+    journal.close()
+    assert syncs.files == [segment_name(1)]
+
+
+def test_a_failed_flush_keeps_the_directory_fsync_for_the_retry(
+    jdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failures = [OSError(errno.ENOSPC, "No space left on device")]
+
+    def before_flush(fsync: bool) -> None:
+        if failures:
+            raise failures.pop()
+
+    syncs = Syncs(monkeypatch)
+    journal = Journal(
+        jdir,
+        RUN,
+        durability="none",
+        flush_interval=3600,
+        segment_bytes=600,
+        before_flush=before_flush,
+    )
+    for seq in (1, 2, 3):  # rolls to a new segment
+        with journal.lock:
+            journal.append(row(seq))
+    syncs.clear()
+    with pytest.raises(OSError):
+        journal.flush(fsync=True)
+    journal.flush(fsync=True)
+    assert syncs.dirs == ["journal"]
+    syncs.clear()
+    journal.flush(fsync=True)
+    assert syncs.dirs == []  # done: not again
+    journal.close()
+
+
+def test_a_retried_background_flush_fsyncs_under_batch(
+    jdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = Journal(jdir, RUN, durability="batch", flush_interval=0.001)
+    syncs = Syncs(monkeypatch)
+    try:
+        failed = fail_writes(monkeypatch, "journal", times=1)
+        with journal.lock:
+            journal.append(row(1))
+        deadline = time.monotonic() + 10
+        while journal._flusher is not None and journal._flusher.error is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        assert failed
+        journal._flusher.stop()  # no background flush from here on: only the retry
+        syncs.clear()
+        with journal.lock:
+            journal.append(row(2))  # retries the failed flush first, fsyncing as batch does
+        assert syncs.files == [segment_name(1)]
+        assert journal.durable_seq == 1
+    finally:
+        journal.close()
+
+
+def test_removing_empty_tail_segments_fsyncs_the_directory_once(
+    jdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data, _ = chained([row(1), row(2)])
+    write_segment(jdir, 1, data)
+    syncs = Syncs(monkeypatch)
+    open_for_append(jdir).close()
+    assert syncs.dirs == []  # nothing removed: no directory fsync
+    write_segment(jdir, 3, b"")
+    journal = open_for_append(jdir)
+    journal.close()
+    assert syncs.dirs == ["journal"]
+    assert journal.recovery is not None and journal.recovery.segment == segment_name(3)
+
+
+def test_entries_rolled_while_a_flush_fails_stay_in_order(jdir: Path) -> None:
+    """A flush takes the buffers, then fails; meanwhile appends roll to new segments.
+    The failed flush's files go back before them, and the retry writes it all in order."""
+    journal: Journal | None = None
+    failures = [OSError(errno.ENOSPC, "No space left on device")]
+
+    def before_flush(fsync: bool) -> None:
+        assert journal is not None
+        if failures:
+            for seq in range(journal.next_seq, journal.next_seq + 3):  # rolls meanwhile
+                with journal.lock:
+                    journal.append(row(seq))
+            raise failures.pop()
+
+    journal = Journal(
+        jdir,
+        RUN,
+        durability="none",
+        flush_interval=3600,
+        segment_bytes=600,
+        before_flush=before_flush,
+    )
+    for seq in (1, 2, 3):
+        with journal.lock:
+            journal.append(row(seq))
+    with pytest.raises(OSError):
+        journal.flush(fsync=True)
+    journal.flush(fsync=True)
+    journal.close()
+    assert read_all(jdir) == [row(s) for s in range(1, 7)]
+
+
+def test_a_close_that_cannot_write_still_releases_the_files(
+    jdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fds = open_fds()
+    journal = Journal(jdir, RUN, durability="none", flush_interval=3600, segment_bytes=600)
+    for seq in range(1, 6):
+        with journal.lock:
+            journal.append(row(seq))
+    fail_writes(monkeypatch, "journal", times=10**6)
+    with pytest.raises(DiskFullError):
+        journal.close()
+    monkeypatch.undo()
+    assert open_fds() == fds
