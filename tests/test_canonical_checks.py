@@ -152,3 +152,25 @@ def test_a_lone_surrogate_deep_inside_is_located() -> None:
     keyed = {"a": {"\udfff": 1}}
     with pytest.raises(CanonicalizationError, match=r"at \$\['a'\]\['\\udfff'\]"):
         canonical_json(keyed)
+
+
+@pytest.mark.parametrize("value", [MAX_SAFE_INTEGER, -MAX_SAFE_INTEGER, 0])
+def test_safe_integers_at_the_top_level_are_accepted(value: int) -> None:
+    assert canonical_json(value) == str(value).encode()
+
+
+def test_keys_beyond_the_bmp_inside_a_tuple_sort_by_utf16() -> None:
+    inner = {"\U00010000": 1, "\ue000": 2}
+    assert canonical_json((inner,)) == rfc8785.dumps([inner])
+    assert canonical_json((1, (inner,))) == rfc8785.dumps([1, [inner]])
+
+
+def test_the_shortened_path_keeps_the_first_six_and_the_last_four_steps() -> None:
+    value: Any = float("nan")
+    for i in range(20):
+        value = {f"k{i}": value}
+    with pytest.raises(CanonicalizationError) as caught:
+        canonical_json(value)
+    steps = [f"['k{i}']" for i in range(19, -1, -1)]
+    path = "$" + "".join(steps[:6]) + "...(10 more)..." + "".join(steps[-4:])
+    assert str(caught.value).endswith(f" at {path}")

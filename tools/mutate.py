@@ -101,13 +101,29 @@ class Mutant:
     seconds: float = 0.0
 
 
+@dataclass(frozen=True)
+class Skip:
+    """Mutants not to run: equivalent by design, with the reason (from the config)."""
+
+    line: re.Pattern[str]  # searched in the first line of the mutated statement
+    operators: tuple[str, ...]  # the operators it applies to; all if empty
+    change: re.Pattern[str] | None  # searched in "before -> after", if given
+    why: str
+
+    def applies(self, text: str, mutant: Mutant) -> bool:
+        if self.line.search(text) is None:
+            return False
+        if self.operators and mutant.operator not in self.operators:
+            return False
+        return self.change is None or bool(self.change.search(f"{mutant.before} -> {mutant.after}"))
+
+
 @dataclass
 class Target:
     name: str
     path: Path
     tests: list[str]
-    # (pattern on the statement's first line, operators it applies to (all if empty), why)
-    skip: list[tuple[re.Pattern[str], tuple[str, ...], str]] = field(default_factory=list)
+    skip: list[Skip] = field(default_factory=list)
 
 
 # -- finding mutants --------------------------------------------------------------------------
@@ -499,14 +515,7 @@ def run_target(
                 m.status = "not run"
                 continue
             text = source.splitlines()[m.line - 1] if m.line else ""
-            reason = next(
-                (
-                    why
-                    for pattern, operators, why in target.skip
-                    if pattern.search(text) and (not operators or m.operator in operators)
-                ),
-                None,
-            )
+            reason = next((skip.why for skip in target.skip if skip.applies(text, m)), None)
             if reason is not None:
                 m.status, m.note = "skipped", reason
             elif m.in_function and not any(line in by_line for line in m.lines):
@@ -575,7 +584,12 @@ def load_targets(config: Path, names: list[str]) -> tuple[list[Target], dict[str
         if names and name not in names:
             continue
         skip = [
-            (re.compile(s["pattern"]), tuple(s.get("operators", ())), s["why"])
+            Skip(
+                re.compile(s["pattern"]),
+                tuple(s.get("operators", ())),
+                re.compile(s["change"]) if "change" in s else None,
+                s["why"],
+            )
             for s in spec.get("skip", [])
         ]
         tests = [t for t in spec["tests"] if (ROOT / t.split("::")[0]).exists()]
