@@ -162,12 +162,18 @@ def manifest_reason(report: VerifyReport) -> str:
     return check.reason
 
 
-def chunk_reason(report: VerifyReport, index: int, export: Export) -> str:
+def chunk_reason(
+    report: VerifyReport, index: int, export: Export, counted: int | None = None
+) -> str:
     """The reason the chunk is INVALID; no other chunk may be. (A chunk whose scan stops
-    early holds fewer records than listed, so the manifest's totals fail too.)"""
+    early holds fewer records than listed, so the manifest's totals fail too.) With
+    ``counted``: the scan of that chunk stopped after so many records."""
     name = export.manifest["chunks"][index]["file"]
     bad = {c.file: c.reason for c in failures(report)}
     assert set(bad) - {MANIFEST} == {name}, bad
+    if counted is not None:
+        others = sum(len(r) for i, r in enumerate(export.records) if i != index)
+        assert report.record_count == others + counted
     return bad[name]
 
 
@@ -227,7 +233,9 @@ def test_a_record_line_without_its_leading_comma(export: Export) -> None:
         return data.replace(b"\n," + records[2], b"\n" + records[2]) if i == 1 else data
 
     export.seal(layout=layout)
-    assert chunk_reason(export.verify(), 1, export) == "record line 3 lacks its leading ','"
+    assert chunk_reason(export.verify(), 1, export, counted=2) == (
+        "record line 3 lacks its leading ','"
+    )
 
 
 # -- the manifest's own fields -----------------------------------------------------------------
@@ -370,7 +378,9 @@ def test_seq_going_backwards_within_a_chunk(export: Export) -> None:
     records[1], records[2] = records[2], records[1]  # first and last seq stay the same
     export.seal()
     seq = json.loads(records[2])["seq"]
-    assert chunk_reason(export.verify(), 1, export) == f"line 4: seq {seq} goes backwards"
+    assert chunk_reason(export.verify(), 1, export, counted=2) == (
+        f"line 4: seq {seq} goes backwards"
+    )
 
 
 def test_seq_going_backwards_across_chunks(export: Export) -> None:
@@ -440,7 +450,7 @@ def test_a_record_of_an_unknown_type_or_another_run(
 ) -> None:
     export.records[1][1] = rewrite(export.records[1][1], **changes)
     export.seal()
-    assert chunk_reason(export.verify(), 1, export) == (
+    assert chunk_reason(export.verify(), 1, export, counted=1) == (
         "line 3: unknown record type or another run's record"
     )
 
@@ -454,7 +464,7 @@ def test_a_line_that_is_not_a_record(export: Export, line: bytes) -> None:
     export.records[1].insert(1, line)
     export.seal(leaves=[r for rs in export.records for r in rs])
 
-    reason = chunk_reason(export.verify(), 1, export)
+    reason = chunk_reason(export.verify(), 1, export, counted=1)
     assert reason.startswith("line 3 is not a record: ")
 
 
@@ -521,6 +531,100 @@ def test_a_malformed_manifest_stops_at_one_line(export: Export) -> None:
     check = only_failure(report)
     assert check.file == MANIFEST and check.reason.startswith("malformed manifest: ")
     assert [c.file for c in report.checks] == [MANIFEST]
+    assert (report.chunk_count, report.record_count, report.run_id) == (0, 0, "")
+    assert report.summary() == "0/0 chunks valid, manifest signature absent, 0 records: INVALID"
+
+
+def test_the_summary_counts_valid_chunks_only(export: Export) -> None:
+    export.seal(
+        layout=lambda i, records: chunk_bytes(records)[:-1] if i == 2 else chunk_bytes(records)
+    )
+    report = export.verify()
+    n = len(export.records)
+    assert report.summary().startswith(f"{n - 1}/{n} chunks valid, manifest signature absent, ")
+    assert report.summary().endswith(": INVALID")
+
+
+def test_find_manifest_says_what_is_wrong(export: Export, tmp_path: Path) -> None:
+    from auditjournal.errors import ExportNotFoundError
+    from auditjournal.verify import find_manifest
+
+    with pytest.raises(ExportNotFoundError, match="does not exist"):
+        find_manifest(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ExportNotFoundError, match=r"holds no \*\.manifest\.json"):
+        find_manifest(tmp_path / "empty")
+    shutil.copyfile(export.dir / MANIFEST, export.dir / "other.manifest.json")
+    with pytest.raises(ExportNotFoundError, match="holds several manifests; name one"):
+        find_manifest(export.dir)
+    assert find_manifest(export.dir / MANIFEST) == export.dir / MANIFEST
+
+
+def test_a_chunk_out_of_order_with_a_problem_of_its_own_reports_its_own(export: Export) -> None:
+    chunks = export.manifest["chunks"]
+    chunks[1], chunks[2] = chunks[2], chunks[1]
+    export.records[1], export.records[2] = export.records[2], export.records[1]
+
+    def edit(m: dict[str, Any]) -> None:
+        m["chunks"][2]["bytes"] += 1
+
+    export.seal(edit=edit)
+    size = export.manifest["chunks"][2]["bytes"] - 1
+    assert chunk_reason(export.verify(), 2, export) == f"{size} bytes, manifest says {size + 1}"
+
+
+def test_a_bad_signature_is_the_reason_given_before_other_manifest_problems(
+    export: Export,
+) -> None:
+    from auditjournal.signing import HmacSigner, sign_manifest
+
+    leaves = [r for rs in export.records for r in rs]
+    export.records[1][1] = rewrite(export.records[1][1], forged=True)
+
+    def edit(m: dict[str, Any]) -> None:
+        m.update(sign_manifest(m, HmacSigner(b"another key")))
+
+    export.seal(leaves=leaves, edit=edit)
+    report = verify_export(export.dir, hmac_key=b"the key")
+    check = only_failure(report)
+    assert check.file == MANIFEST and report.signature == "INVALID"
+    assert check.reason == "signature: signed with a different HMAC key (key_id differs)"
+
+
+def test_a_scan_stops_at_the_first_problem_across_read_blocks(
+    export: Export, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import auditjournal.verify as verify_module
+
+    monkeypatch.setattr(verify_module, "_BLOCK", 97)
+    export.records[1][1] = rewrite(export.records[1][1], record_type="bogus")
+    export.records[1][-1] = rewrite(export.records[1][-1], run_id="run-20260101T000000Z-00000000")
+    export.seal()
+    assert chunk_reason(export.verify(), 1, export, counted=1) == (
+        "line 3: unknown record type or another run's record"
+    )
+
+
+@pytest.mark.parametrize(
+    ("layout", "reason", "counted"),
+    [
+        (lambda d: b"\n" + d, "first line is not '['", 0),
+        (lambda d: b"x\n" + d, "first line is not '['", 0),
+        (lambda d: d[:-2] + b"] \n", "record line {n} lacks its leading ','", None),
+        (lambda d: d[:-2] + b"x\n", "record line {n} lacks its leading ','", None),
+        (lambda d: d[:-2] + b"]]\n", "record line {n} lacks its leading ','", None),
+    ],
+    ids=["empty first line", "junk before the array", "bracket space", "one byte", "two brackets"],
+)
+def test_only_a_line_of_exactly_a_bracket_opens_or_closes(
+    export: Export, layout: Callable[[bytes], bytes], reason: str, counted: int | None
+) -> None:
+    export.seal(
+        layout=lambda i, records: layout(chunk_bytes(records)) if i == 1 else chunk_bytes(records)
+    )
+    n = len(export.records[1]) + 1
+    expected_count = n - 1 if counted is None else counted
+    assert chunk_reason(export.verify(), 1, export, counted=expected_count) == reason.format(n=n)
 
 
 # -- with the journal ------------------------------------------------------------------------
