@@ -850,3 +850,75 @@ def test_a_damaged_pack_index_fails_the_payload_check(export: Export) -> None:
     check = only_failure(export.verify(journal=True))
     assert check.file == f"payloads of run {export.run_id}"
     assert "is not a whole number of entries" in check.reason
+
+
+# -- which export the journal's export_sealed entry speaks for ------------------------------------
+
+
+def record_small_run(root: Path, export: ExportSettings | None) -> str:
+    with AuditStore.open(root) as store:
+        with store.start_run(config={}, export=export, sql=False) as run:
+            src = run.register_node(plugin_name="src", node_type="source")
+            for i in range(20):
+                run.create_row(source_node_id=src, row_index=i, data={"i": i, "t": "x" * 50})
+        return run.run_id
+
+
+def replay_to(root: Path, run_id: str, prefix: Path, chunk_size: int) -> None:
+    payloads = PayloadStore(root / "payloads")
+    try:
+        replay_export(
+            journal_dir=root / "runs" / run_id / "journal",
+            run_id=run_id,
+            payloads=payloads,
+            settings=ExportSettings(chunk_size_bytes=chunk_size),
+            prefix=prefix,
+        )
+    finally:
+        payloads.close()
+
+
+def verify_with_journal(root: Path, run_id: str, export: Path) -> VerifyReport:
+    payloads = PayloadStore(root / "payloads")
+    try:
+        return verify_export(export, journal=(root / "runs" / run_id / "journal", payloads))
+    finally:
+        payloads.close()
+
+
+def test_a_live_export_at_its_own_prefix_is_held_to_its_export_sealed_entry(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "audit"
+    prefix = tmp_path / "elsewhere" / "audit_trail"
+    run_id = record_small_run(root, ExportSettings(chunk_size_bytes=2_000, path_prefix=str(prefix)))
+    assert verify_with_journal(root, run_id, prefix.parent).ok
+    manifest = prefix.parent / MANIFEST
+    value = json.loads(manifest.read_bytes())
+    value["signature"] = {"algorithm": "ed25519", "key_id": "0" * 64, "value": "00"}
+    manifest.write_bytes(encode_manifest(value))
+    check = only_failure(verify_with_journal(root, run_id, prefix.parent))
+    assert check.reason.endswith(
+        ": the export_sealed entry has another manifest sha256 than this one"
+    )
+
+
+def test_a_run_without_a_live_export_exported_later_needs_no_export_sealed(tmp_path: Path) -> None:
+    root = tmp_path / "audit"
+    run_id = record_small_run(root, None)
+    export = root / "runs" / run_id / "export"
+    replay_to(root, run_id, export / "audit_trail", 2_000)
+    report = verify_with_journal(root, run_id, export)
+    assert report.ok, [c.line() for c in failures(report)]
+
+
+def test_a_replay_elsewhere_with_other_settings_is_not_the_live_export(tmp_path: Path) -> None:
+    """The live export is gone; a replay elsewhere with other chunk sizes has another
+    manifest than export_sealed names, and rightly so: it is not that export."""
+    root = tmp_path / "audit"
+    run_id = record_small_run(root, ExportSettings(chunk_size_bytes=2_000))
+    shutil.rmtree(root / "runs" / run_id / "export")
+    copy = tmp_path / "copy"
+    replay_to(root, run_id, copy / "audit_trail", 3_000)
+    report = verify_with_journal(root, run_id, copy)
+    assert report.ok, [c.line() for c in failures(report)]
