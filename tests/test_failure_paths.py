@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 from typing import Any
 
@@ -98,3 +100,87 @@ def test_export_settings_at_their_limits_are_accepted(kwargs: dict[str, Any]) ->
     described = settings.describe()
     for key, value in kwargs.items():
         assert described[key] == value
+
+
+# -- pack repair when a store is opened for writing after a crash ------------------------------
+
+
+def _store_with_values(directory: Path, n: int = 3) -> tuple[list[str], Path]:
+    store = PayloadStore(directory)
+    try:
+        refs = [store.put({"n": i, "text": "t" * (10 * i)}) for i in range(n)]
+    finally:
+        store.close()
+    (pack,) = sorted(directory.glob("pack-*.dat"))
+    return refs, pack
+
+
+def test_repair_drops_index_entries_past_the_end_of_the_pack(tmp_path: Path) -> None:
+    """The pack lost its last record (cut) but the index still names it: the entry goes,
+    and that payload is reported missing rather than read from beyond the pack."""
+    from auditjournal.errors import PayloadNotFoundError
+    from auditjournal.payloads import PackRecovery
+
+    refs, pack = _store_with_values(tmp_path)
+    size = pack.stat().st_size
+    os.truncate(pack, size - 5)
+    store = PayloadStore(tmp_path)
+    try:
+        store.put({"after": "the cut"})
+        assert store.recoveries == [PackRecovery(pack.name, size - 5 - _end_of(store, refs[1]), 0)]
+        with pytest.raises(PayloadNotFoundError):
+            store.get(refs[2])
+        assert store.get_json(refs[1]) == {"n": 1, "text": "t" * 10}
+    finally:
+        store.close()
+
+
+def _end_of(store: PayloadStore, ref: str) -> int:
+    """The pack offset where the record of ``ref`` ends."""
+    _, offset, size = store._locate(bytes.fromhex(ref), ref)
+    return offset + size
+
+
+def test_repair_stops_at_an_unindexed_record_whose_data_does_not_match(tmp_path: Path) -> None:
+    import hashlib
+    import struct
+
+    from auditjournal.payloads import PackRecovery
+
+    refs, pack = _store_with_values(tmp_path)
+    size = pack.stat().st_size
+    data = b'{"x":1}'
+    header = b"AJP1" + hashlib.sha256(data).digest() + struct.pack("<Q", len(data))
+    with open(pack, "ab") as fh:
+        fh.write(header + b'{"x":2}')  # written whole, but not what its hash says
+    store = PayloadStore(tmp_path)
+    try:
+        store.put({"after": "repair"})
+        assert store.recoveries == [PackRecovery(pack.name, len(header) + len(data), 0)]
+        assert all(store.get(ref) for ref in refs)
+    finally:
+        store.close()
+    assert pack.stat().st_size > size  # the new record, after the cut
+
+
+def test_a_repair_that_cannot_write_is_a_storage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from auditjournal.errors import StorageError
+
+    _refs, pack = _store_with_values(tmp_path)
+    with open(pack, "ab") as fh:
+        fh.write(b"torn")
+
+    def refuse(*args: object) -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(os, "ftruncate", refuse)
+    store = PayloadStore(tmp_path)
+    try:
+        with pytest.raises(StorageError, match="cannot repair"):
+            store.put({"after": "repair"})
+            store.flush(fsync=True)
+    finally:
+        monkeypatch.undo()
+        store.close()
