@@ -256,3 +256,67 @@ def test_a_failed_chunk_write_is_reported_once(
         monkeypatch.undo()
         writer.close()
     assert (tmp_path / "audit_trail.000.json").read_bytes() == b""
+
+
+def test_blocks_queued_behind_a_failed_write_are_not_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A later block must not land after a lost one (the chunk would have a hole)."""
+    import threading
+    import time
+
+    real = os.write
+    calls: list[int] = []
+    second_queued = threading.Event()
+
+    def full(fd: int, data: bytes) -> int:
+        calls.append(len(data))
+        if len(calls) == 1:
+            second_queued.wait(10)  # fail only once the next block waits behind this one
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, data)
+
+    writer = ChunkWriter(tmp_path / "audit_trail", 10_000)
+    try:
+        monkeypatch.setattr(os, "write", full)
+        writer.add(1, record(0, 100))
+        writer.flush()
+        time.sleep(0.05)
+        writer.add(2, record(1, 100))
+        writer.flush()  # queued behind the first block
+        second_queued.set()
+        with pytest.raises(StorageError, match="cannot write export chunk"):
+            writer.sync()
+        assert calls == [len(record(0, 100)) + 3]
+    finally:
+        monkeypatch.undo()
+        writer.close()
+    assert (tmp_path / "audit_trail.000.json").read_bytes() == b""
+
+
+def test_every_chunk_is_fsynced_once_by_finish(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[str] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.path.basename(os.readlink(f"/proc/self/fd/{fd}")))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    records = [record(i, 120) for i in range(12)]
+    writer = ChunkWriter(tmp_path / "audit_trail", 600)
+    try:
+        for seq, r in enumerate(records, start=1):
+            writer.add(seq, r)
+        infos = writer.finish()
+    finally:
+        writer.close()
+    assert sorted(synced) == sorted(i.file for i in infos)
+    synced.clear()
+    snap, records = checkpointed(tmp_path / "resumed")
+    synced.clear()
+    assert resume(tmp_path / "resumed", snap, records)
+    files = sorted(p.name for p in (tmp_path / "resumed").glob("audit_trail.*.json"))
+    assert sorted(synced) == files  # restored chunks too, each once
