@@ -320,3 +320,69 @@ def test_every_chunk_is_fsynced_once_by_finish(
     assert resume(tmp_path / "resumed", snap, records)
     files = sorted(p.name for p in (tmp_path / "resumed").glob("audit_trail.*.json"))
     assert sorted(synced) == files  # restored chunks too, each once
+
+
+def test_a_write_failure_is_raised_by_the_next_flush(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    def full(fd: int, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    writer = ChunkWriter(tmp_path / "audit_trail", 10_000)
+    try:
+        monkeypatch.setattr(os, "write", full)
+        writer.add(1, record(0, 100))
+        writer.flush()
+        deadline = time.monotonic() + 10
+        while writer._io.error is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        writer.add(2, record(1, 100))
+        with pytest.raises(StorageError, match="cannot write export chunk"):
+            writer.flush()
+    finally:
+        monkeypatch.undo()
+        writer.close()
+
+
+def test_at_most_two_blocks_wait_for_the_io_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fast producer waits instead of piling up memory (the parallel replay)."""
+    import threading
+    import time
+
+    real = os.write
+    release = threading.Event()
+
+    def slow(fd: int, data: bytes) -> int:
+        release.wait(10)
+        return real(fd, data)
+
+    writer = ChunkWriter(tmp_path / "audit_trail", 100_000)
+    flushed: list[int] = []
+
+    def produce() -> None:
+        for i in range(5):
+            writer.add(i + 1, record(i, 100))
+            writer.flush()
+            flushed.append(i)
+
+    try:
+        monkeypatch.setattr(os, "write", slow)
+        producer = threading.Thread(target=produce)
+        producer.start()
+        time.sleep(0.3)
+        # block 0 is being written (held) and block 1 waits behind it: two unhandled
+        # blocks, so the third flush waits
+        assert len(flushed) == 2 and writer._io._pending == 2
+        release.set()
+        producer.join(10)
+        assert len(flushed) == 5
+        writer.finish()
+    finally:
+        release.set()
+        monkeypatch.undo()
+        writer.close()
