@@ -922,3 +922,36 @@ def test_a_replay_elsewhere_with_other_settings_is_not_the_live_export(tmp_path:
     replay_to(root, run_id, copy / "audit_trail", 3_000)
     report = verify_with_journal(root, run_id, copy)
     assert report.ok, [c.line() for c in failures(report)]
+
+
+def test_an_export_sealed_recorded_later_speaks_for_the_export(tmp_path: Path) -> None:
+    """A run recorded without a live export, exported and sealed afterwards (as
+    ``project`` does): its export_sealed entry binds that export all the same."""
+    from auditjournal.events import ExportSealed
+
+    root = tmp_path / "audit"
+    run_id = record_small_run(root, None)
+    export = root / "runs" / run_id / "export"
+    replay_to(root, run_id, export / "audit_trail", 2_000)
+    manifest = export / MANIFEST
+    with AuditStore.open(root) as store:
+        assert store.append_export_event(
+            run_id,
+            ExportSealed(
+                run_id=run_id,
+                ts=store.now(),
+                manifest_sha256=hashlib.sha256(manifest.read_bytes()).hexdigest(),
+                chunk_count=0,
+                record_count=0,
+                export_path=str(manifest),
+                merkle_root="",
+            ),
+        )
+    assert verify_with_journal(root, run_id, export).ok
+    value = json.loads(manifest.read_bytes())
+    value["signature"] = {"algorithm": "ed25519", "key_id": "0" * 64, "value": "00"}
+    manifest.write_bytes(encode_manifest(value))
+    check = only_failure(verify_with_journal(root, run_id, export))
+    assert check.reason.endswith(
+        ": the export_sealed entry has another manifest sha256 than this one"
+    )
