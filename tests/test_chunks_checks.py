@@ -386,3 +386,221 @@ def test_at_most_two_blocks_wait_for_the_io_thread(
         release.set()
         monkeypatch.undo()
         writer.close()
+
+
+# -- files, threads and errors of a writer's life ------------------------------------------------
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def chunk_threads() -> int:
+    import threading
+
+    return sum(
+        t.name.startswith("auditjournal-chunk") and t.is_alive() for t in threading.enumerate()
+    )
+
+
+def test_a_writer_releases_its_files_and_threads(tmp_path: Path) -> None:
+    fds, threads = open_fds(), chunk_threads()
+    writer = ChunkWriter(tmp_path / "audit_trail", 600)
+    for seq in range(1, 13):  # several chunks: the sync thread starts
+        writer.add(seq, record(seq, 120))
+    writer.finish()
+    writer.close()
+    assert (open_fds(), chunk_threads()) == (fds, threads)
+
+
+def test_close_writes_what_was_flushed(tmp_path: Path) -> None:
+    fds = open_fds()
+    writer = ChunkWriter(tmp_path / "audit_trail", 10_000)
+    writer.add(1, record(0, 100))
+    writer.flush()
+    writer.close()  # not finished: the chunk stays open-ended, but holds the record
+    assert (tmp_path / "audit_trail.000.json").read_bytes() == b"[\n" + record(0, 100) + b"\n"
+    assert open_fds() == fds
+
+
+def test_finish_without_records_and_twice(tmp_path: Path) -> None:
+    writer = ChunkWriter(tmp_path / "audit_trail", 600)
+    try:
+        assert writer.finish() == []
+        writer.add(1, record(0, 100))
+        first = [c.as_dict() for c in writer.finish()]
+        assert [c.as_dict() for c in writer.finish()] == first
+    finally:
+        writer.close()
+
+
+def test_remove_all_removes_this_prefix_chunks_only(tmp_path: Path) -> None:
+    names = [
+        "audit_trail.000.json",
+        "audit_trail.001.json",
+        "audit_trail.1000.json",
+        "audit_trail.json",
+        "audit_trail.x.json",
+        "audit_trail.manifest.json",
+        "other.000.json",
+    ]
+    for name in names:
+        (tmp_path / name).write_text("[\n]\n")
+    writer = ChunkWriter(tmp_path / "audit_trail", 600)
+    try:
+        writer.remove_all()
+    finally:
+        writer.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "audit_trail.manifest.json",
+        "audit_trail.x.json",
+        "other.000.json",
+    ]
+
+
+def test_a_restore_removes_later_chunks_only(tmp_path: Path) -> None:
+    snap, records = checkpointed(tmp_path)
+    index = snap["index"]
+    for name in (f"audit_trail.{index + 1:03d}.json", "audit_trail.1000.json"):
+        (tmp_path / name).write_text("[\n]\n")
+    (tmp_path / "audit_trail.json").write_text("[\n]\n")  # unchunked: another export's
+    (tmp_path / "audit_trail.x.json").write_text("[\n]\n")
+    assert resume(tmp_path, snap, records)
+    names = {p.name for p in tmp_path.iterdir()}
+    assert "audit_trail.1000.json" not in names
+    assert {"audit_trail.json", "audit_trail.x.json"} <= names
+
+
+def test_a_snapshot_after_finish_restores_every_chunk(tmp_path: Path) -> None:
+    writer = ChunkWriter(tmp_path / "audit_trail", 600)
+    try:
+        for seq in range(1, 13):
+            writer.add(seq, record(seq, 120))
+        infos = [c.as_dict() for c in writer.finish()]
+        snap = json.loads(json.dumps(writer.snapshot()))
+    finally:
+        writer.close()
+    assert snap["current"] is None and snap["closed"]
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    again = ChunkWriter(tmp_path / "audit_trail", 600)
+    try:
+        assert again.restore(snap)
+        assert [c.as_dict() for c in again.finish()] == infos
+    finally:
+        again.close()
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_a_snapshot_of_a_first_chunk_restores_it(tmp_path: Path) -> None:
+    writer = ChunkWriter(tmp_path / "audit_trail", 100_000)
+    try:
+        writer.add(1, record(0, 100))
+        snap = json.loads(json.dumps(writer.snapshot()))
+    finally:
+        writer.close()
+    assert snap["closed"] == [] and snap["current"]["record_count"] == 1
+    again = ChunkWriter(tmp_path / "audit_trail", 100_000)
+    try:
+        assert again.restore(snap)
+        again.add(2, record(1, 100))
+        (info,) = again.finish()
+    finally:
+        again.close()
+    data = (tmp_path / "audit_trail.000.json").read_bytes()
+    assert data == b"[\n" + record(0, 100) + b"\n," + record(1, 100) + b"\n]\n"
+    assert info.record_count == 2
+
+
+def test_the_same_writer_restoring_fsyncs_the_restored_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fds = open_fds()
+    writer = ChunkWriter(tmp_path / "audit_trail", 600)
+    try:
+        for seq in range(1, 11):
+            writer.add(seq, record(seq, 120))
+        snap = json.loads(json.dumps(writer.snapshot()))
+        for seq in range(11, 13):
+            writer.add(seq, record(seq, 120))
+        assert writer.restore(snap)
+        synced: list[str] = []
+        real = os.fsync
+
+        def fsync(fd: int) -> None:
+            synced.append(os.path.basename(os.readlink(f"/proc/self/fd/{fd}")))
+            real(fd)
+
+        monkeypatch.setattr(os, "fsync", fsync)
+        infos = writer.finish()
+        assert sorted(synced) == sorted(i.file for i in infos)
+    finally:
+        writer.close()
+    assert open_fds() == fds
+
+
+def test_a_failed_chunk_fsync_is_reported_and_leaks_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    fds, threads = open_fds(), chunk_threads()
+
+    def fail(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", fail)
+    writer = ChunkWriter(tmp_path / "audit_trail", 600)
+    try:
+        with pytest.raises(StorageError, match="cannot fsync export chunk"):
+            for seq in range(1, 40):
+                writer.add(seq, record(seq, 120))
+                time.sleep(0.01)  # the sync thread fails before the next chunk closes
+            writer.finish()
+    finally:
+        writer.close()
+    monkeypatch.undo()
+    assert (open_fds(), chunk_threads()) == (fds, threads)
+
+
+def test_files_that_cannot_be_opened_or_fsynced_are_storage_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_open = os.open
+
+    def refuse(path: Any, *args: Any, **kwargs: Any) -> int:
+        if str(path).endswith(".001.json"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(path, *args, **kwargs)
+
+    writer = ChunkWriter(tmp_path / "audit_trail", 600)
+    try:
+        monkeypatch.setattr(os, "open", refuse)
+        with pytest.raises(StorageError, match=r"cannot open .*audit_trail\.001\.json"):
+            for seq in range(1, 13):
+                writer.add(seq, record(seq, 120))
+    finally:
+        monkeypatch.undo()
+        writer.close()
+    again = tmp_path / "again"
+    again.mkdir()
+    writer = ChunkWriter(again / "audit_trail", 600)
+    try:
+        for seq in range(1, 13):
+            writer.add(seq, record(seq, 120))
+        writer.finish()
+        snap = json.loads(json.dumps(writer.snapshot()))
+    finally:
+        writer.close()
+
+    def fail(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", fail)
+    restored = ChunkWriter(again / "audit_trail", 600)
+    try:
+        assert restored.restore(snap)  # closed before this writer: fsynced by finish()
+        with pytest.raises(StorageError, match=r"cannot fsync .*audit_trail\.000\.json"):
+            restored.finish()
+    finally:
+        monkeypatch.undo()
+        restored.close()
