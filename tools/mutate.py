@@ -124,6 +124,9 @@ class Target:
     path: Path
     tests: list[str]
     skip: list[Skip] = field(default_factory=list)
+    # run for every mutant in a function: tests whose code runs in worker processes,
+    # which the per-test coverage of the baseline does not see
+    always: list[str] = field(default_factory=list)
 
 
 # -- finding mutants --------------------------------------------------------------------------
@@ -518,7 +521,9 @@ def run_target(
             reason = next((skip.why for skip in target.skip if skip.applies(text, m)), None)
             if reason is not None:
                 m.status, m.note = "skipped", reason
-            elif m.in_function and not any(line in by_line for line in m.lines):
+            elif (
+                m.in_function and not target.always and not any(line in by_line for line in m.lines)
+            ):
                 m.status, m.note = "survived", "not covered by the selected tests"
             else:
                 todo.append(m)
@@ -533,6 +538,7 @@ def run_target(
                 tests = []
                 for line in m.lines if m.in_function else []:
                     tests += [t for t in by_line.get(line, []) if t not in tests]
+                tests += [t for t in target.always if t not in tests]
                 if not tests or "" in tests:
                     tests = list(target.tests)  # import-time code: every test
                 else:  # the config's order: list the quick, pointed tests first (-x)
@@ -595,7 +601,8 @@ def load_targets(config: Path, names: list[str]) -> tuple[list[Target], dict[str
         tests = [t for t in spec["tests"] if (ROOT / t.split("::")[0]).exists()]
         for missing in sorted(set(spec["tests"]) - set(tests)):
             print(f"{name}: {missing} does not exist (left out)", file=sys.stderr)
-        targets.append(Target(name, ROOT / spec["path"], tests, skip))
+        always = [t for t in spec.get("always", []) if (ROOT / t.split("::")[0]).exists()]
+        targets.append(Target(name, ROOT / spec["path"], tests, skip, always))
     return targets, settings.get("defaults", {})
 
 
