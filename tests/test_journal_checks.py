@@ -24,12 +24,12 @@ from auditjournal.events import BaseEvent, RowCreated, encode_event
 from auditjournal.journal import (
     Journal,
     JournalReader,
-    check_line,
     genesis_chain,
     last_entry,
     seal,
     segment_name,
 )
+from auditjournal.journalline import read_entry
 from faults import fail_writes
 
 RUN = "run-1"
@@ -155,17 +155,17 @@ def test_a_journal_of_another_run_is_refused_by_its_genesis(jdir: Path) -> None:
     ],
     ids=["no chain", "line end", "member", "suffix only", "one byte"],
 )
-def test_check_line_refuses_what_is_not_a_chained_line(line: bytes) -> None:
+def test_read_entry_refuses_what_is_not_a_chained_line(line: bytes) -> None:
     with pytest.raises(ValueError, match="entry is not a chained journal line"):
-        check_line(line, genesis_chain(RUN))
+        read_entry(line, genesis_chain(RUN), bytearray())
 
 
-def test_check_line_returns_the_next_chain() -> None:
+def test_read_entry_returns_the_event_and_the_next_chain() -> None:
     line, chain = seal(encode_event(row(1)), genesis_chain(RUN))
-    assert check_line(line, genesis_chain(RUN)) == chain
-    assert check_line(memoryview(line), genesis_chain(RUN)) == chain
+    assert read_entry(line, genesis_chain(RUN), bytearray()) == (row(1), chain)
+    assert read_entry(memoryview(line), genesis_chain(RUN), bytearray())[1] == chain
     with pytest.raises(ValueError, match="chain hash does not match"):
-        check_line(line, chain)
+        read_entry(line, chain, bytearray())
 
 
 def test_a_chained_line_that_is_not_an_event(jdir: Path) -> None:
@@ -669,7 +669,7 @@ def test_failures_to_repair_are_storage_errors(jdir: Path, monkeypatch: pytest.M
     def refuse(*args: object) -> None:
         raise OSError(errno.EROFS, "Read-only file system")
 
-    monkeypatch.setattr(os, "truncate", refuse)
+    monkeypatch.setattr(os, "ftruncate", refuse)
     with pytest.raises(StorageError, match="cannot truncate torn tail"):
         open_for_append(jdir)
     monkeypatch.undo()
