@@ -17,8 +17,11 @@ from pathlib import Path
 import pytest
 
 
-def fail_writes(monkeypatch: pytest.MonkeyPatch, needle: str, times: int = 1) -> list[str]:
-    """Make the next ``times`` os.write calls on files whose path contains ``needle`` fail."""
+def fail_writes(
+    monkeypatch: pytest.MonkeyPatch, needle: str, times: int = 1, error: int = errno.ENOSPC
+) -> list[str]:
+    """Make the next ``times`` os.write calls on files whose path contains ``needle`` fail
+    (with ``error``: ENOSPC, a full disk, unless told otherwise)."""
     real = os.write
     failed: list[str] = []
 
@@ -26,7 +29,7 @@ def fail_writes(monkeypatch: pytest.MonkeyPatch, needle: str, times: int = 1) ->
         path = os.readlink(f"/proc/self/fd/{fd}")
         if len(failed) < times and needle in path:
             failed.append(path)
-            raise OSError(errno.ENOSPC, "No space left on device")
+            raise OSError(error, os.strerror(error))
         return real(fd, data)
 
     monkeypatch.setattr(os, "write", write)

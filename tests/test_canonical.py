@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import base64
+import collections
 import copy
 import datetime as dt
+import enum
 import hashlib
 import json
+import math
 import re
 import time
 from decimal import Decimal
@@ -17,6 +20,7 @@ import pytest
 from auditjournal.canonical import (
     MAX_DEPTH,
     MAX_SAFE_INTEGER,
+    MAX_VALUE_DEPTH,
     canonical_json,
     format_float,
     stable_hash,
@@ -70,7 +74,8 @@ def reject(value: Any) -> str:
 )
 def test_format_float_matches_ecmascript(value: float, expected: str) -> None:
     assert format_float(value) == expected
-    assert canonical_json(value) == expected.encode("ascii")
+    if not 2**53 <= abs(value) < 1e21:  # those are refused (next test)
+        assert canonical_json(value) == expected.encode("ascii")
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
@@ -83,10 +88,33 @@ def test_floats_inside_containers() -> None:
     assert canonical_json({"b": [1.0, -0.0], "a": 1e21}) == b'{"a":1e+21,"b":[1,0]}'
 
 
-def test_large_float_is_not_subject_to_the_integer_limit() -> None:
-    # 2**60 as a float is a valid JSON number (shortest digits, zero-padded as in
-    # ECMAScript); only Python ints are range-checked.
-    assert canonical_json([float(2**60)]) == b"[1152921504606847000]"
+@pytest.mark.parametrize(
+    "value", [1e18, 1e20, -1e20, float(2**53), float(2**60), math.nextafter(1e21, 0)]
+)
+def test_integral_float_written_as_an_unsafe_integer_is_rejected(value: float) -> None:
+    # ECMAScript writes it as an integer literal (1e20 -> 100000000000000000000), which a
+    # reader parses as an integer beyond 2**53: a record holding it could not be re-derived
+    message = reject({"config": [value]})
+    assert repr(value) in message
+    assert format_float(value) in message
+    assert "2**53" in message
+    assert message.endswith("at $['config'][0]")
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (float(2**53 - 1), b"9007199254740991"),
+        (-float(2**53 - 1), b"-9007199254740991"),
+        (1e21, b"1e+21"),
+        (-1e21, b"-1e+21"),
+        (1.5e300, b"1.5e+300"),
+    ],
+)
+def test_floats_on_either_side_of_the_unsafe_integer_range_are_accepted(
+    value: float, text: bytes
+) -> None:
+    assert canonical_json(value) == text
 
 
 # -- key order and strings -----------------------------------------------------------
@@ -465,3 +493,127 @@ def test_failed_canonicalization_does_not_mutate_input() -> None:
     assert list(value) == list(snapshot)
     assert value["ok"] == snapshot["ok"]
     assert type(value["ok"][0]) is float
+
+
+# -- what the recorder may nest (issue 10, item 2) ----------------------------------------
+
+
+def test_values_the_recorder_takes_stop_one_level_short_of_a_record() -> None:
+    assert MAX_VALUE_DEPTH == MAX_DEPTH - 1  # the export record wraps the value once
+    canonical_json(nest(MAX_VALUE_DEPTH), max_depth=MAX_VALUE_DEPTH)
+    with pytest.raises(CanonicalizationError) as info:
+        canonical_json(nest(MAX_VALUE_DEPTH + 1), max_depth=MAX_VALUE_DEPTH)
+    message = str(info.value)
+    assert f"nested deeper than {MAX_VALUE_DEPTH} levels" in message
+    # ... and the record holding the deepest value is itself within the limit
+    canonical_json({"record_type": "row", "source_data": nest(MAX_VALUE_DEPTH)})
+
+
+# -- subclasses of JSON types (issue 10, item 8) -------------------------------------------
+
+
+class Colour(enum.StrEnum):
+    RED = "red"
+
+
+class Size(enum.IntEnum):
+    BIG = 3
+
+
+class Mode(str, enum.Enum):  # noqa: UP042 - the pre-3.11 spelling of a StrEnum
+    FAST = "fast"
+
+
+class Shouting(str):
+    def __str__(self) -> str:
+        return self.upper()
+
+
+class Backwards(list[Any]):
+    def __iter__(self) -> Any:
+        return reversed(list.copy(self))
+
+
+class Money(float):
+    pass
+
+
+class Count(int):
+    pass
+
+
+class Record(dict[str, Any]):
+    def items(self) -> Any:  # an override must not change what is recorded
+        return [("forged", True)]
+
+
+def test_subclasses_of_json_types_are_recorded_as_their_base_value() -> None:
+    counts = collections.defaultdict(list)
+    counts["b"].append(1)
+    value = {
+        Colour.RED: [Size.BIG, Mode.FAST, Colour.RED],
+        "ordered": collections.OrderedDict([("z", 1), ("a", Money(2.5))]),
+        "default": counts,
+        "counter": collections.Counter("aab"),
+        "shout": Shouting("quiet"),
+        "list": Backwards([1, 2, 3]),
+        "record": Record(x=Count(7), y=Money(3.0)),
+    }
+    plain = {
+        "red": [3, "fast", "red"],
+        "ordered": {"z": 1, "a": 2.5},
+        "default": {"b": [1]},
+        "counter": {"a": 2, "b": 1},
+        "shout": "quiet",
+        "list": [1, 2, 3],
+        "record": {"x": 7, "y": 3},
+    }
+    assert canonical_json(value) == canonical_json(plain)
+    assert stable_hash(value) == stable_hash(plain)
+
+
+def test_subclass_containers_nest_as_deep_as_plain_ones() -> None:
+    value: Any = 1
+    for _ in range(MAX_DEPTH):
+        value = collections.OrderedDict(k=Backwards([value]))  # two levels per turn
+        if nest_depth(value) >= MAX_DEPTH:
+            break
+    assert nest_depth(value) == MAX_DEPTH
+    canonical_json(value)
+
+
+def nest_depth(value: Any) -> int:
+    depth = 0
+    while isinstance(value, dict | list):
+        value = next(iter(dict.values(value))) if isinstance(value, dict) else value[0]
+        depth += 1
+    return depth
+
+
+class Pigeon(enum.Enum):
+    HOMING = 1
+
+
+def test_other_enums_and_named_tuples_are_refused_as_ambiguous() -> None:
+    assert ".value or .name" in reject({"bird": Pigeon.HOMING})
+    point = collections.namedtuple("Point", "x y")(1, 2)
+    assert "pass a list or a dict" in reject([point])
+
+
+class SameText(str):
+    __hash__ = object.__hash__
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+
+def test_two_keys_that_are_the_same_string_are_refused() -> None:
+    message = reject({"a": {SameText("k"): 1, SameText("k"): 2}})
+    assert "same string" in message
+    assert "at $['a']" in message
+
+
+def test_a_cycle_through_a_subclass_is_reported_as_a_cycle() -> None:
+    looped: Any = Record()
+    dict.__setitem__(looped, "me", [looped])
+    assert "reference cycle" in reject(looped)

@@ -1168,7 +1168,7 @@ def test_nothing_but_export_events_after_run_completed(store: AuditStore) -> Non
                 sink_node_id=xf,
                 artifact_type="file",
                 path_or_uri="x",
-                content_hash="h",
+                content_hash="c" * 64,
                 size_bytes=1,
             ),
             lambda: run.record_token_outcome(token_id=tok, outcome="completed"),

@@ -16,14 +16,17 @@ from .errors import (
     DatabaseError,
     DiskFullError,
     DuplicateIdError,
+    DuplicateMemberError,
     ExportError,
     ExportNotFoundError,
     InvalidEventError,
     InvalidIdError,
     InvalidRefError,
+    InvalidSettingsError,
     JournalClosedError,
     JournalLockedError,
     LifecycleError,
+    MalformedEvidenceError,
     PayloadIntegrityError,
     PayloadNotFoundError,
     PayloadTooLargeError,
@@ -39,11 +42,12 @@ from .errors import (
     StateAlreadyCompletedError,
     StorageError,
     UnknownIdError,
+    UnsafePathError,
     UnsupportedSchemaError,
 )
 from .events import Event
 from .export import ExportPaths, ExportProjector, LiveExport, SealResult
-from .extract import Selection, extract_bundle, verify_bundle
+from .extract import Selection, extract_bundle, read_bundle, verify_bundle
 from .journal import Journal, JournalPosition, JournalReader, Recovery
 from .lineage import explain_row, list_runs, show_run
 from .merkle import MerkleBuilder
@@ -72,6 +76,7 @@ __all__ = [
     "DatabaseError",
     "DiskFullError",
     "DuplicateIdError",
+    "DuplicateMemberError",
     "Event",
     "ExportError",
     "ExportNotFoundError",
@@ -82,6 +87,7 @@ __all__ = [
     "InvalidEventError",
     "InvalidIdError",
     "InvalidRefError",
+    "InvalidSettingsError",
     "Journal",
     "JournalClosedError",
     "JournalLockedError",
@@ -90,6 +96,7 @@ __all__ = [
     "LifecycleError",
     "LiveExport",
     "LiveSql",
+    "MalformedEvidenceError",
     "MerkleBuilder",
     "PayloadIntegrityError",
     "PayloadNotFoundError",
@@ -116,6 +123,7 @@ __all__ = [
     "TailFilter",
     "TypedRow",
     "UnknownIdError",
+    "UnsafePathError",
     "UnsupportedSchemaError",
     "VerifyReport",
     "__version__",
@@ -128,6 +136,7 @@ __all__ = [
     "generate_keypair",
     "list_runs",
     "load_rows",
+    "read_bundle",
     "replay_export",
     "replay_sql",
     "run_demo",

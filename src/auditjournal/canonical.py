@@ -7,7 +7,11 @@ over the value (in Python, but only over containers and leaves) does what
 msgspec would not:
 
 * rejects what RFC 8785 (and an auditor) cannot accept: NaN/Infinity, integers
-  beyond +-(2**53 - 1), sets, non-str keys, cycles, unknown types;
+  beyond +-(2**53 - 1) -- also as floats from 2**53 up to 1e21, whose JSON text
+  is such an integer --, sets, non-str keys, cycles, unknown types;
+* takes a subclass of a JSON type (``OrderedDict``, ``defaultdict``, a
+  ``StrEnum`` or ``IntEnum`` member, a str/int/float/list/dict subclass) as
+  that type's plain value;
 * turns floats into ECMAScript ``Number.prototype.toString`` text, spliced in
   as :class:`msgspec.Raw`;
 * maps datetime -> UTC ISO-8601 (naive taken as UTC), date -> ISO date,
@@ -24,6 +28,7 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import decimal
+import enum
 import hashlib
 import re
 from collections.abc import Callable
@@ -36,14 +41,24 @@ from .errors import CanonicalizationError
 __all__ = [
     "MAX_DEPTH",
     "MAX_SAFE_INTEGER",
+    "MAX_VALUE_DEPTH",
+    "RECORD_NESTING",
     "canonical_json",
     "format_float",
     "stable_hash",
 ]
 
 MAX_SAFE_INTEGER = 2**53 - 1
+"""Integers beyond +-MAX_SAFE_INTEGER are rejected (RFC 8785 numbers are IEEE doubles)."""
 MAX_DEPTH = 512
-"""Deepest nesting accepted; deeper values (or cycles) are rejected."""
+"""Deepest nesting of a JSON document auditjournal writes or reads back (a record, a
+manifest); deeper values (or cycles) are rejected."""
+RECORD_NESTING = 1
+"""Levels an export record adds around a value it carries (the record object)."""
+MAX_VALUE_DEPTH = MAX_DEPTH - RECORD_NESTING
+"""Deepest nesting of a value the recorder accepts (a payload, a config, an error): its
+export record, one level deeper, stays within :data:`MAX_DEPTH`."""
+_INTEGER_TEXT_END = 1e21  # from here on ECMAScript writes numbers with an exponent
 
 _SORTED = msgspec.json.Encoder(order="sorted")
 _AS_GIVEN = msgspec.json.Encoder()
@@ -52,16 +67,23 @@ _INF = float("inf")
 _ASTRAL = re.compile(rb"[\xf0-\xf4]")  # the first byte of a character beyond U+FFFF
 
 
-def canonical_json(obj: Any) -> bytes:
+def canonical_json(obj: Any, *, max_depth: int = MAX_DEPTH) -> bytes:
     """Return the RFC 8785 canonical JSON bytes of ``obj``.
 
-    Raises :class:`CanonicalizationError` naming the offending path for values
-    that have no faithful JSON form.
+    ``max_depth`` (at most :data:`MAX_DEPTH`) bounds the nesting; the recorder
+    passes :data:`MAX_VALUE_DEPTH` for the values it records. Raises
+    :class:`CanonicalizationError` naming the offending path for values that
+    have no faithful JSON form.
     """
     try:
-        value = _normalize(obj, 0)
+        # counting from the offset keeps the walk's depth test against one constant
+        value = _normalize(obj, MAX_DEPTH - max_depth)
     except _PathError as exc:
-        raise CanonicalizationError(f"{exc.message} at {exc.path()}") from None
+        message = exc.message or f"value is nested deeper than {max_depth} levels"
+        raise CanonicalizationError(f"{message} at {exc.path()}") from None
+    except RecursionError:  # the caller's own stack was already deep
+        reason = "contains a reference cycle" if _has_cycle(obj) else "is nested too deeply"
+        raise CanonicalizationError(f"value {reason} for this thread's stack") from None
     try:
         out = _SORTED.encode(value)
         # msgspec sorts keys by code point; RFC 8785 by UTF-16 code unit. They differ only
@@ -72,7 +94,7 @@ def canonical_json(obj: Any) -> bytes:
         return out
     except UnicodeEncodeError as exc:
         raise CanonicalizationError(
-            f"string is not valid Unicode (lone surrogate) at {_surrogate_path(obj)}: {exc}"
+            f"string is not valid Unicode (lone surrogate) at {_surrogate_path(value)}: {exc}"
         ) from None
     except (TypeError, RecursionError) as exc:  # pragma: no cover - guarded by _normalize
         raise CanonicalizationError(str(exc)) from None
@@ -149,12 +171,31 @@ def _normalize(o: Any, depth: int) -> Any:
     the recorder's hot path.
     """
     t = type(o)
+    if t is not dict and t is not list and t is not tuple:
+        if t is str or t is bool or o is None:
+            return o
+        if t is int:
+            if -MAX_SAFE_INTEGER <= o <= MAX_SAFE_INTEGER:
+                return o
+            raise _PathError(f"integer {o} is beyond +-(2**53 - 1)")
+        if t is float:
+            return _float(o)
+        convert = _CONVERTERS.get(t)
+        if convert is not None:
+            return convert(o)
+        o = _plain(o)
+        t = type(o)
+        if t is not dict and t is not list:
+            return _normalize(o, depth)  # a scalar: no deeper recursion
+        # a dict or list subclass goes on as its plain copy, in this frame
+    if depth >= MAX_DEPTH:
+        raise _PathError(_too_deep(o))
     if t is dict:
-        if depth >= MAX_DEPTH:
-            raise _PathError(_too_deep(o))
         copy: dict[str, Any] | None = None
         for key, item in o.items():
             if type(key) is not str:
+                if isinstance(key, str):  # a StrEnum member, ...: once more with plain keys
+                    return _normalize(_plain_keys(o), depth)
                 raise _PathError(f"object key {key!r} is a {type(key).__name__}, not a str")
             ti = type(item)
             if ti is str or ti is bool or item is None:
@@ -173,56 +214,80 @@ def _normalize(o: Any, depth: int) -> Any:
                     copy = dict(o)
                 copy[key] = new
         return o if copy is None else copy
-    if t is list or t is tuple:
-        if depth >= MAX_DEPTH:
-            raise _PathError(_too_deep(o))
-        items: list[Any] | None = None
-        for index, item in enumerate(o):
-            ti = type(item)
-            if ti is str or ti is bool or item is None:
-                continue
-            if ti is int and -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
-                continue
-            if ti is float and 1e-4 <= abs(item) < 1e16 and not item.is_integer():
-                continue  # msgspec already writes it as ECMAScript does (_msgspec_float_ok)
-            try:
-                new = _normalize(item, depth + 1)
-            except _PathError as exc:
-                exc.parts.append(f"[{index}]")
-                raise
-            if new is not item:
-                if items is None:
-                    items = list(o)
-                items[index] = new
-        return o if items is None else items
-    if t is str or t is bool or o is None:
-        return o
-    if t is int:
-        if -MAX_SAFE_INTEGER <= o <= MAX_SAFE_INTEGER:
-            return o
-        raise _PathError(f"integer {o} is beyond +-(2**53 - 1)")
-    if t is float:
-        if _msgspec_float_ok(o):
-            return o
-        if o.is_integer() and -MAX_SAFE_INTEGER <= o <= MAX_SAFE_INTEGER:
-            return int(o)  # ECMAScript prints integral numbers without ".0"; so do ints
-        text = repr(o)
-        # Without an exponent, Python's shortest repr is ECMAScript's text, except that
-        # integral values end in ".0" ("-0.0" -> "0"); everything else takes the full path.
-        if "e" not in text and "n" not in text:
-            if text.endswith(".0"):
-                text = text[:-2]
-                if text == "-0":
-                    text = "0"
-            return msgspec.Raw(text.encode())
+    items: list[Any] | None = None
+    for index, item in enumerate(o):
+        ti = type(item)
+        if ti is str or ti is bool or item is None:
+            continue
+        if ti is int and -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
+            continue
+        if ti is float and 1e-4 <= abs(item) < 1e16 and not item.is_integer():
+            continue  # msgspec already writes it as ECMAScript does (_msgspec_float_ok)
         try:
-            return msgspec.Raw(format_float(o).encode())
-        except CanonicalizationError as exc:
-            raise _PathError(str(exc)) from None
-    convert = _CONVERTERS.get(t)
-    if convert is not None:
-        return convert(o)
+            new = _normalize(item, depth + 1)
+        except _PathError as exc:
+            exc.parts.append(f"[{index}]")
+            raise
+        if new is not item:
+            if items is None:
+                items = list(o)
+            items[index] = new
+    return o if items is None else items
+
+
+def _float(o: float) -> Any:
+    """A float as msgspec writes it, as an int, or as ECMAScript's text (msgspec.Raw)."""
+    if _msgspec_float_ok(o):
+        return o
+    if o.is_integer():
+        if -MAX_SAFE_INTEGER <= o <= MAX_SAFE_INTEGER:
+            return int(o)  # ECMAScript prints integral numbers without ".0"; so do ints
+        if -_INTEGER_TEXT_END < o < _INTEGER_TEXT_END:
+            # its text is an integer literal a reader parses as an integer beyond 2**53
+            raise _PathError(
+                f"float {o!r} is written as the integer {format_float(o)}, beyond "
+                "+-(2**53 - 1); record it as a string or a Decimal"
+            )
+    text = repr(o)
+    # Without an exponent, Python's shortest repr is ECMAScript's text, except that
+    # integral values end in ".0" ("-0.0" -> "0"); everything else takes the full path.
+    if "e" not in text and "n" not in text:
+        if text.endswith(".0"):
+            text = text[:-2]
+            if text == "-0":
+                text = "0"
+        return msgspec.Raw(text.encode())
+    try:
+        return msgspec.Raw(format_float(o).encode())
+    except CanonicalizationError as exc:
+        raise _PathError(str(exc)) from None
+
+
+def _plain(o: Any) -> Any:
+    """A subclass of a JSON type as a value of that very type; raises for anything else.
+
+    The base type's own methods read the value, so an override (a ``StrEnum``'s
+    ``__str__``, a list subclass's ``__iter__``) cannot change what is recorded.
+    """
+    if isinstance(o, str):
+        return str.__str__(o)
+    if isinstance(o, int):  # IntEnum, IntFlag, ... (bool cannot be subclassed)
+        return int.__int__(o)
+    if isinstance(o, float):
+        return float.__float__(o)
+    if isinstance(o, dict):
+        return _plain_keys(o)
+    if isinstance(o, list):
+        return list.copy(o)
     raise _PathError(_unsupported(o))
+
+
+def _plain_keys(o: dict[Any, Any]) -> dict[Any, Any]:
+    """A plain dict of ``o``'s items, str-subclass keys (``StrEnum`` members) as plain str."""
+    plain = {(str.__str__(k) if isinstance(k, str) else k): v for k, v in dict.items(o)}
+    if len(plain) != len(o):
+        raise _PathError("two keys of an object are the same string")
+    return plain
 
 
 def _from_datetime(value: _dt.datetime) -> str:
@@ -254,25 +319,30 @@ _CONVERTERS: dict[type, Callable[[Any], Any]] = {
 def _unsupported(o: Any) -> str:
     if isinstance(o, set | frozenset):
         return "sets have no order and are not allowed; pass a sorted list"
+    if isinstance(o, enum.Enum):  # str and int enums were taken as their value before
+        return f"enum member {o!r} is neither a str nor an int; record its .value or .name"
+    if isinstance(o, tuple):  # a namedtuple: as an array it would lose its field names
+        return f"a {type(o).__qualname__} (tuple subclass) is ambiguous; pass a list or a dict"
     return f"values of type {type(o).__qualname__} have no canonical JSON form"
 
 
 def _too_deep(o: Any) -> str:
+    """The message for a value too deep ("" = the caller names the depth it allowed)."""
     if _has_cycle(o):
         return "value contains a reference cycle"
-    return f"value is nested deeper than {MAX_DEPTH} levels"
+    return ""
 
 
 def _has_cycle(root: Any) -> bool:
     on_path: set[int] = set()
 
     def visit(o: Any) -> bool:
-        if type(o) not in (dict, list, tuple):
+        if not isinstance(o, dict | list | tuple):
             return False
         if id(o) in on_path:
             return True
         on_path.add(id(o))
-        children = o.values() if type(o) is dict else o
+        children = dict.values(o) if isinstance(o, dict) else o
         found = any(visit(child) for child in children)
         on_path.discard(id(o))
         return found

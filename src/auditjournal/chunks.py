@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import os
 import queue
+import stat
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -36,7 +37,8 @@ from typing import Any
 
 from .errors import StorageError
 from .merkle import MerkleBuilder, leaf_hash
-from .storage import storage_error
+from .safeio import open_regular
+from .storage import open_file, storage_error
 
 __all__ = ["ChunkInfo", "ChunkWriter", "chunk_name", "iter_chunk_records"]
 
@@ -321,24 +323,27 @@ class ChunkWriter:
         remove later files. False if the files on disk do not match it (rebuild instead)."""
         closed = [ChunkInfo(**c) for c in snap["closed"]]
         for info in closed:
-            path = self.directory / info.file
-            if not path.exists() or path.stat().st_size != info.bytes:
+            try:
+                found = os.lstat(self.directory / info.file)
+            except FileNotFoundError:
                 return False
+            if not stat.S_ISREG(found.st_mode) or found.st_size != info.bytes:
+                return False  # a link or special file is rebuilt over, never followed
         current = None if snap["current"] is None else ChunkInfo(**snap["current"])
         hasher = hashlib.sha256()
         if current is not None:
-            path = self.directory / current.file
             try:
-                with open(path, "rb") as fh:
-                    prefix = fh.read(current.bytes)
-            except FileNotFoundError:
+                fd = open_file(self.directory / current.file, os.O_RDWR)
+            except OSError:  # missing, or a link or special file: rebuild
                 return False
-            if len(prefix) != current.bytes:
-                return False
-            hasher.update(prefix)
-            if hasher.hexdigest() != snap["current_sha256"]:
-                return False
-            os.truncate(path, current.bytes)
+            with open(fd, "r+b") as fh:
+                prefix = fh.read(current.bytes)
+                if len(prefix) != current.bytes:
+                    return False
+                hasher.update(prefix)
+                if hasher.hexdigest() != snap["current_sha256"]:
+                    return False
+                os.ftruncate(fh.fileno(), current.bytes)
         self.index = snap["index"]
         self.closed_chunks = closed
         self._synced.clear()  # finish() fsyncs the restored chunks
@@ -408,14 +413,14 @@ class ChunkWriter:
         self._close_fd()
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if truncate else 0)
         try:
-            self._fd = os.open(path, flags, 0o644)
+            self._fd = open_file(path, flags)
         except OSError as exc:
             raise storage_error(exc, f"cannot open {path}") from exc
 
     @staticmethod
     def _fsync_path(path: Path) -> None:
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fd = open_file(path, os.O_RDONLY)
             try:
                 os.fsync(fd)
             finally:
@@ -428,10 +433,11 @@ def iter_chunk_records(path: Path, block: int = 4 << 20) -> Iterator[bytes]:
     """The record lines of one chunk file (without separators), streamed in blocks.
 
     Only for reading exports that ``verify`` has checked; it does not police
-    the layout.
+    the layout. The file must be a regular file, not reached through a symbolic
+    link (:func:`~auditjournal.safeio.open_regular`).
     """
     carry = b""
-    with open(path, "rb") as fh:
+    with open(open_regular(path, "chunk"), "rb") as fh:
         while data := fh.read(block):
             data = carry + data if carry else data
             end = data.rfind(b"\n") + 1

@@ -406,7 +406,7 @@ def _segment_sizes(journal_dir: Path) -> list[tuple[int, int]]:
     sizes = []
     for path in journal_dir.glob("*.jsonl"):
         if path.stem.isdigit():
-            sizes.append((int(path.stem), path.stat().st_size))
+            sizes.append((int(path.stem), path.lstat().st_size))  # links: not read
     return sorted(sizes)
 
 

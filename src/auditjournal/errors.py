@@ -31,6 +31,10 @@ class InvalidEventError(AuditJournalError, ValueError):
     """An event or recorder call carries a bad value (unknown enum, bad type, ...)."""
 
 
+class InvalidSettingsError(InvalidEventError):
+    """A setting (durability, a size, an export option, ...) has a wrong type or range."""
+
+
 class PayloadTooLargeError(AuditJournalError, ValueError):
     """A payload exceeds the store's configured maximum size."""
 
@@ -97,6 +101,12 @@ class DiskFullError(StorageError):
     """The disk is full (ENOSPC); nothing acknowledged before it was lost."""
 
 
+class UnsafePathError(StorageError):
+    """A path in the store or an export is a symbolic link, a special file (FIFO, device,
+    socket) or a directory where a regular file belongs, or a name that would leave its
+    directory; it is neither followed nor opened."""
+
+
 class CorruptJournalError(StorageError):
     """A journal entry is damaged or out of chain somewhere other than a torn tail."""
 
@@ -116,12 +126,57 @@ class ExportNotFoundError(AuditJournalError):
     """No sealed export (manifest) where one was expected."""
 
 
+class MalformedEvidenceError(AuditJournalError, ValueError):
+    """A file read as evidence (manifest, bundle, listing, checkpoint, chunk record) is not
+    what its format allows: not JSON, of the wrong shape, too big or nested too deep."""
+
+
+class DuplicateMemberError(MalformedEvidenceError):
+    """A JSON object in evidence names a member twice (parsers disagree on which one counts)."""
+
+
 class SigningKeyError(AuditJournalError):
     """A signing or verification key is missing, unreadable or of the wrong kind."""
 
 
 class SignatureError(AuditJournalError):
     """A manifest signature is absent, malformed or does not verify."""
+
+
+class ConsistencyProofError(AuditJournalError):
+    """A consistency proof does not show that the older tree is a prefix of the newer one."""
+
+
+class MalformedNoteError(AuditJournalError, ValueError):
+    """A signed note breaks the C2SP signed-note format (the message says where)."""
+
+
+class MalformedCheckpointError(MalformedNoteError):
+    """A checkpoint's text is not origin, tree size, root hash and extension lines."""
+
+
+class UnverifiedNoteError(SignatureError):
+    """A signed note carries no signature by any of the trusted keys."""
+
+
+class InvalidNoteSignatureError(SignatureError):
+    """A signed note's signature by a trusted key does not verify."""
+
+
+class TimestampError(AuditJournalError):
+    """An RFC 3161 trusted timestamp could not be obtained or does not hold."""
+
+
+class TimestampAuthorityError(TimestampError):
+    """The time-stamping authority could not be reached or gave no usable token."""
+
+
+class TimestampVerificationError(TimestampError):
+    """A stored timestamp token does not prove the time of this data."""
+
+
+class MissingExtraError(AuditJournalError):
+    """A feature needs an optional extra that is not installed (the message names it)."""
 
 
 class UnsupportedSchemaError(AuditJournalError, ValueError):
@@ -146,3 +201,15 @@ class SchemaVersionError(DatabaseError):
 
 class RowNotFoundError(AuditJournalError):
     """No row with this id in the run's audit tables."""
+
+
+class ExportInvalidError(AuditJournalError):
+    """A sealed export did not verify, so nothing may be built on it (lineage events, ...)."""
+
+
+class OutputPathError(AuditJournalError, ValueError):
+    """An output path would overwrite a file of the export it is made from."""
+
+
+class LineageEmitError(AuditJournalError):
+    """OpenLineage events could not be written to their file or sent to their endpoint."""

@@ -52,6 +52,7 @@ __all__ = [
     "TokenOutcomeRecorded",
     "decode_event",
     "encode_event",
+    "encode_event_into",
 ]
 
 CANONICAL_VERSION: Final = "rfc8785-sha256-v1"
@@ -309,6 +310,11 @@ _DECODER: Final[msgspec.json.Decoder[Event]] = msgspec.json.Decoder(Event)
 def encode_event(event: BaseEvent) -> bytes:
     """The event's JSON bytes as the journal stores them (field order is stable)."""
     return _ENCODER.encode(event)
+
+
+encode_event_into: Final = _ENCODER.encode_into
+"""``encode_event_into(event, buffer)``: :func:`encode_event` into a reused ``bytearray``
+(its contents replaced), so a reader re-encoding every event allocates nothing."""
 
 
 def decode_event(data: bytes | bytearray | memoryview) -> Event:

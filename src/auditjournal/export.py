@@ -31,10 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import msgspec
-
+from .checkpoint import CHECKPOINT_VERSION, encode_checkpoint, load_checkpoint
 from .chunks import ChunkWriter
-from .errors import ExportError
+from .errors import AuditJournalError, ExportError
 from .events import Event, RunCompleted
 from .journal import JournalPosition, JournalReader
 from .live import LiveThread
@@ -54,7 +53,6 @@ __all__ = [
 ]
 
 MANIFEST_FORMAT: Final = "auditjournal-export/1"
-_CHECKPOINT_VERSION: Final = 1
 _CHECKPOINT_EVERY: Final = 1.0  # seconds
 _BATCH: Final = 4096
 LIVE_STEP_EVENTS: Final = 256  # per step when following a live journal: ~3 ms, then readable
@@ -123,6 +121,7 @@ class ExportProjector:
         self.paths = ExportPaths(prefix)
         self._journal_dir = journal_dir
         self._use_checkpoint = checkpoint
+        self._payloads = payloads
         # a live projector trails its recorder closely: take payloads from its memory
         get: Callable[[str], bytes] | None = payloads.get_recent if live else payloads.get
         if not settings.include_payloads:
@@ -272,7 +271,7 @@ class ExportProjector:
     def _write_checkpoint(self) -> None:
         pos = self._reader.position
         state = {
-            "version": _CHECKPOINT_VERSION,
+            "version": CHECKPOINT_VERSION,
             "run_id": self.run_id,
             "settings": self.settings.describe(),
             "position": {
@@ -285,7 +284,7 @@ class ExportProjector:
             "records": self._maker.snapshot(),
             "sealed": None if self.result is None else self.result.as_dict(),
         }
-        atomic_write(self.paths.checkpoint, msgspec.json.encode(state), durable=False)
+        atomic_write(self.paths.checkpoint, encode_checkpoint(state), durable=False)
 
     def _resume(self) -> JournalReader:
         """A reader positioned after what the files on disk already hold."""
@@ -295,7 +294,11 @@ class ExportProjector:
                 self.result = SealResult(**state["sealed"])
                 return JournalReader(self._journal_dir, self.run_id)
             # a sealed checkpoint without its manifest is past run_completed: rebuild
-            if state["sealed"] is None and self._writer.restore(state["writer"]):
+            if (
+                state["sealed"] is None
+                and self._payloads_known(state["records"])
+                and self._writer.restore(state["writer"])
+            ):
                 self._maker.restore(state["records"])
                 p = state["position"]
                 position = JournalPosition(
@@ -308,20 +311,25 @@ class ExportProjector:
             path.unlink(missing_ok=True)
         return JournalReader(self._journal_dir, self.run_id)
 
+    def _payloads_known(self, records: dict[str, Any]) -> bool:
+        """Every open state's input is in the store: a checkpoint naming a payload the store
+        never held was not written over this store's journal, so the export is rebuilt."""
+        try:
+            return all(
+                s["input_data_ref"] in self._payloads for s in records["open_states"].values()
+            )
+        except AuditJournalError:  # not a ref at all
+            return False
+
     def _load_checkpoint(self) -> dict[str, Any] | None:
         if not self._use_checkpoint:
             return None
-        try:
-            state: dict[str, Any] = msgspec.json.decode(self.paths.checkpoint.read_bytes())
-        except (FileNotFoundError, msgspec.DecodeError):
-            return None
-        if (
-            state.get("version") != _CHECKPOINT_VERSION
-            or state.get("run_id") != self.run_id
-            or state.get("settings") != self.settings.describe()
-        ):
-            return None
-        return state
+        return load_checkpoint(
+            self.paths.checkpoint,
+            run_id=self.run_id,
+            settings=self.settings.describe(),
+            journal_dir=self._journal_dir,
+        )
 
 
 class LiveExport(LiveThread):

@@ -26,12 +26,26 @@ import msgspec
 
 from .canonical import canonical_json
 from .chunks import iter_chunk_records
-from .errors import AuditJournalError, ExportNotFoundError, SignatureError
+from .errors import (
+    AuditJournalError,
+    CanonicalizationError,
+    ExportNotFoundError,
+    MalformedEvidenceError,
+    SignatureError,
+)
 from .merkle import inclusion_proof, leaf_hash, root_from_inclusion_proof
+from .safeio import MAX_BUNDLE_BYTES, check_canonical, decode_strict, plain_name, read_regular
 from .signing import check_signature
-from .verify import find_manifest
+from .verify import find_manifest, load_manifest
 
-__all__ = ["BUNDLE_FORMAT", "BundleReport", "Selection", "extract_bundle", "verify_bundle"]
+__all__ = [
+    "BUNDLE_FORMAT",
+    "BundleReport",
+    "Selection",
+    "extract_bundle",
+    "read_bundle",
+    "verify_bundle",
+]
 
 BUNDLE_FORMAT: Final = "auditjournal-bundle/1"
 
@@ -110,31 +124,36 @@ def extract_bundle(export: Path, selection: Selection) -> dict[str, Any]:
         raise AuditJournalError("nothing selected: give a row, token, node or seq")
     manifest_path = find_manifest(export)
     try:
-        manifest = msgspec.json.decode(manifest_path.read_bytes())
-        files = [str(chunk["file"]) for chunk in manifest["chunks"]]
-        total = manifest["total_record_count"]
-    except (ValueError, KeyError, TypeError, msgspec.DecodeError) as exc:
-        raise AuditJournalError(f"{manifest_path} is not an export manifest ({exc})") from None
+        raw, parsed = load_manifest(manifest_path)
+    except FileNotFoundError:
+        raise ExportNotFoundError(f"{manifest_path} is missing") from None
+    except MalformedEvidenceError as exc:
+        raise type(exc)(f"{manifest_path} is not an export manifest ({exc})") from None
+    manifest = msgspec.json.decode(raw)  # the signed form, as it is, for the bundle
+    files = [plain_name(chunk.file, f"{manifest_path.name}: chunk file") for chunk in parsed.chunks]
     leaves: list[bytes] = []
     picked: list[_Pick] = []
     match = _Matcher(selection)
     for file in files:
         path = manifest_path.parent / file
-        if not path.exists():
-            raise ExportNotFoundError(f"chunk {path} is missing; run verify first")
-        for line in iter_chunk_records(path):
-            try:
-                record = msgspec.json.decode(line)
-            except (ValueError, msgspec.DecodeError):  # UnicodeDecodeError is a ValueError
-                raise AuditJournalError(
-                    f"{path}: record {len(leaves) + 1} of the export is not JSON; run verify first"
-                ) from None
-            if not isinstance(record, dict):
-                raise AuditJournalError(f"{path}: a line is not a record; run verify first")
-            picked += match((len(leaves), file, record))
-            leaves.append(leaf_hash(line))
-    if len(leaves) != total:
-        raise AuditJournalError("the chunks do not hold the manifest's records; run verify first")
+        try:
+            for line in iter_chunk_records(path):
+                where = f"{path}: record {len(leaves) + 1} of the export"
+                record = decode_strict(line, where)
+                if not isinstance(record, dict):
+                    raise MalformedEvidenceError(f"{where} is not a record")
+                # the bundle's reader re-derives the line from the value: it must be canonical
+                check_canonical(line, record, where)
+                picked += match((len(leaves), file, record))
+                leaves.append(leaf_hash(line))
+        except FileNotFoundError:
+            raise ExportNotFoundError(f"chunk {path} is missing; run verify first") from None
+        except MalformedEvidenceError as exc:
+            raise type(exc)(f"{exc}; run verify first") from None
+    if len(leaves) != parsed.total_record_count:
+        raise MalformedEvidenceError(
+            "the chunks do not hold the manifest's records; run verify first"
+        )
     picked.sort(key=lambda pick: pick[0])
     return {
         "format": BUNDLE_FORMAT,
@@ -155,6 +174,19 @@ def extract_bundle(export: Path, selection: Selection) -> dict[str, Any]:
 
 def write_bundle(bundle: dict[str, Any], out: Path) -> None:
     out.write_text(json.dumps(bundle, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def read_bundle(path: Path) -> dict[str, Any]:
+    """A bundle file, parsed as evidence: a regular file of at most ``MAX_BUNDLE_BYTES``,
+    JSON without a repeated member name anywhere (a record or manifest naming ``status``
+    twice reads one way here and another way elsewhere, while its proof would check the
+    one we kept), not nested beyond what the parser takes. Anything else raises a
+    :class:`MalformedEvidenceError` (or :class:`UnsafePathError`); a missing file is
+    ``FileNotFoundError``. Check the result with :func:`verify_bundle`."""
+    bundle = decode_strict(read_regular(path, "bundle", MAX_BUNDLE_BYTES), f"bundle {path}")
+    if not isinstance(bundle, dict):
+        raise MalformedEvidenceError(f"bundle {path} is not a JSON object")
+    return bundle
 
 
 @dataclass
@@ -178,7 +210,11 @@ class BundleReport:
 def verify_bundle(
     bundle: dict[str, Any], *, public_key: Path | None = None, hmac_key: bytes | None = None
 ) -> BundleReport:
-    """Check every record's inclusion proof against the (signed) manifest's Merkle root."""
+    """Check every record's inclusion proof against the (signed) manifest's Merkle root.
+
+    Give it what :func:`read_bundle` returns: a dict parsed by another reader has
+    already lost any member the file named twice (and the proof, checked on the
+    canonical JSON of the value kept, would pass for a file that says two things)."""
     report = BundleReport()
     manifest = bundle.get("manifest") if isinstance(bundle, dict) else None
     if (
@@ -191,7 +227,7 @@ def verify_bundle(
     manifest_ok, reason = True, ""
     try:
         report.signature = check_signature(manifest, public_key_file=public_key, hmac_key=hmac_key)
-    except SignatureError as exc:
+    except (SignatureError, CanonicalizationError) as exc:  # not signable as it is
         report.signature = "INVALID"
         manifest_ok, reason = False, f"signature: {exc}"
     size = bundle.get("tree_size")

@@ -32,14 +32,15 @@ import hashlib
 import os
 import threading
 import time
-from binascii import hexlify as _hexlify
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Final
 
-from .errors import CorruptJournalError, JournalClosedError, StorageError
-from .events import BaseEvent, Event, decode_event, encode_event
+from .errors import AuditJournalError, CorruptJournalError, JournalClosedError, StorageError
+from .events import BaseEvent, Event, encode_event
+from .journalline import SUFFIX_LEN, decode_line, read_entry, seal
+from .safeio import open_regular
 from .storage import (
     AppendFile,
     Durability,
@@ -53,6 +54,7 @@ from .storage import (
 __all__ = [
     "DEFAULT_FLUSH_INTERVAL",
     "DEFAULT_SEGMENT_BYTES",
+    "MIN_SEGMENT_BYTES",
     "Journal",
     "JournalPosition",
     "JournalReader",
@@ -60,18 +62,16 @@ __all__ = [
     "genesis_chain",
     "journal_segments",
     "last_entry",
+    "position_exists",
     "segment_name",
 ]
 
 DEFAULT_SEGMENT_BYTES: Final = 64 << 20
+MIN_SEGMENT_BYTES: Final = 4096
+"""The smallest ``segment_bytes`` a store accepts (one page; every roll costs a file)."""
 DEFAULT_FLUSH_INTERVAL: Final = 0.010
 _MAX_BUFFER: Final = 8 << 20
 _READ_CHUNK: Final = 1 << 20
-_CHAIN_PREFIX: Final = b',"chain":"'
-_LINE_END: Final = b'"}\n'
-_SUFFIX_LEN: Final = len(_CHAIN_PREFIX) + 64 + len(_LINE_END)
-_PREFIX_END: Final = -_SUFFIX_LEN + len(_CHAIN_PREFIX)
-_sha256 = hashlib.sha256
 
 
 def genesis_chain(run_id: str) -> bytes:
@@ -90,32 +90,6 @@ def journal_segments(directory: Path) -> list[tuple[int, Path]]:
         if path.stem.isdigit():
             found.append((int(path.stem), path))
     return sorted(found)
-
-
-def seal(event_bytes: bytes, prev_chain: bytes) -> tuple[bytes, bytes]:
-    """The journal line for ``event_bytes`` and its chain value."""
-    chain = _sha256(prev_chain + event_bytes).digest()
-    return b"".join((event_bytes[:-1], _CHAIN_PREFIX, _hexlify(chain), _LINE_END)), chain
-
-
-def check_line(line: bytes | memoryview, prev_chain: bytes) -> bytes:
-    """Verify one line (with its ``\\n``) against the previous chain; return its chain.
-
-    Raises ValueError with the reason; callers add file and offset.
-    """
-    if (
-        line[-_SUFFIX_LEN:_PREFIX_END] != _CHAIN_PREFIX
-        or line[-3:] != _LINE_END
-        or len(line) <= _SUFFIX_LEN + 1
-    ):
-        raise ValueError("entry is not a chained journal line")
-    hasher = _sha256(prev_chain)
-    hasher.update(line[:-_SUFFIX_LEN])
-    hasher.update(b"}")
-    chain = hasher.digest()
-    if line[-67:-3] != _hexlify(chain):
-        raise ValueError("chain hash does not match (entry edited, removed or reordered)")
-    return chain
 
 
 @dataclass(frozen=True)
@@ -384,15 +358,19 @@ class Journal:
                     f"{path.name}: segment starts at seq {first_seq} "
                     f"but the previous segment ends at seq {prev_seq}"
                 )
-        data = path.read_bytes()
-        good, next_seq, chain = _scan(path, data, first_seq, prev_chain, self.run_id, final=True)
-        dropped = len(data) - good
+        with open(open_regular(path, "journal segment", os.O_RDWR), "r+b") as fh:
+            data = fh.read()
+            good, next_seq, chain = _scan(
+                path, data, first_seq, prev_chain, self.run_id, final=True
+            )
+            dropped = len(data) - good
+            if dropped:
+                try:
+                    os.ftruncate(fh.fileno(), good)
+                except OSError as exc:
+                    raise storage_error(exc, f"cannot truncate torn tail of {path}") from exc
         recovery = None
         if dropped:
-            try:
-                os.truncate(path, good)
-            except OSError as exc:
-                raise storage_error(exc, f"cannot truncate torn tail of {path}") from exc
             recovery = Recovery(path.name, dropped, next_seq - 1)
         elif removed:
             recovery = Recovery(removed[-1], 0, next_seq - 1)
@@ -404,7 +382,7 @@ class Journal:
         named after entries that never reached the disk. It holds nothing; the next roll
         makes it again. Returns the names removed."""
         removed = []
-        while len(segments) > 1 and segments[-1][1].stat().st_size == 0:
+        while len(segments) > 1 and segments[-1][1].lstat().st_size == 0:
             path = segments.pop()[1]
             try:
                 path.unlink()
@@ -432,6 +410,7 @@ def _scan(
     left by a crash) is tolerated; any damaged complete line is an error.
     """
     view = memoryview(data)
+    scratch = bytearray()
     offset = 0
     end = len(data)
     while offset < end:
@@ -442,7 +421,7 @@ def _scan(
             raise CorruptJournalError(f"{path}: incomplete entry at offset {offset}")
         line = view[offset : newline + 1]
         try:
-            chain = _check_entry(line, chain, seq, run_id)
+            chain = _check_entry(line, chain, seq, run_id, scratch)
         except ValueError as exc:
             if final and not data[offset:].replace(b"\0", b"").rstrip(b"\0").count(b"\n"):
                 break
@@ -452,9 +431,10 @@ def _scan(
     return offset, seq, chain
 
 
-def _check_entry(line: memoryview, prev_chain: bytes, seq: int, run_id: str) -> bytes:
-    chain = check_line(line, prev_chain)
-    event = _decode(line)
+def _check_entry(
+    line: memoryview, prev_chain: bytes, seq: int, run_id: str, scratch: bytearray
+) -> bytes:
+    event, chain = read_entry(line, prev_chain, scratch)
     if event.seq != seq:
         raise ValueError(f"seq {event.seq} where {seq} was expected")
     if event.run_id != run_id:
@@ -462,30 +442,51 @@ def _check_entry(line: memoryview, prev_chain: bytes, seq: int, run_id: str) -> 
     return chain
 
 
-def _decode(line: bytes | memoryview) -> Event:
-    try:
-        return decode_event(line)
-    except Exception as exc:
-        raise ValueError(f"undecodable event: {exc}") from None
-
-
-def last_entry(path: Path, run_id: str) -> tuple[int, bytes]:
-    """Seq and chain of a closed segment's last line (full checks are the reader's job)."""
-    with open(path, "rb") as fh:
-        size = fh.seek(0, os.SEEK_END)
-        fh.seek(max(0, size - (1 << 20)))
-        tail = fh.read()
+def last_entry(path: Path, run_id: str, end: int | None = None) -> tuple[int, bytes]:
+    """Seq and chain of a closed segment's last line, or of the line ending at byte ``end``
+    (full checks are the reader's job)."""
+    with open(open_regular(path, "journal segment"), "rb") as fh:
+        size = fh.seek(0, os.SEEK_END) if end is None else end
+        start = max(0, size - (1 << 20))
+        fh.seek(start)
+        tail = fh.read(size - start)
     lines = tail.rstrip(b"\n").rsplit(b"\n", 1)
     last = lines[-1] + b"\n"
-    if not tail.endswith(b"\n"):
+    if len(tail) != size - start or not tail.endswith(b"\n"):
         raise CorruptJournalError(f"{path}: closed segment ends with an incomplete entry")
     try:
-        event = _decode(last)
-    except ValueError as exc:
+        event = decode_line(last)
+        chain = bytes.fromhex(last[-67:-3].decode("ascii"))
+    except ValueError as exc:  # UnicodeDecodeError is one
         raise CorruptJournalError(f"{path}: bad last entry: {exc}") from None
-    if len(last) < _SUFFIX_LEN or event.run_id != run_id:
+    if len(last) < SUFFIX_LEN or event.run_id != run_id or len(chain) != 32:
         raise CorruptJournalError(f"{path}: last entry is not a chained entry of run {run_id!r}")
-    return event.seq, bytes.fromhex(last[-67:-3].decode())
+    return event.seq, chain
+
+
+def position_exists(directory: Path, run_id: str, position: JournalPosition) -> bool:
+    """True if a reader of this journal can stand at ``position`` (a checkpoint's): the
+    entry before it has seq ``next_seq - 1`` and stores ``position.chain`` (the genesis
+    chain before seq 1), and ends at ``offset`` of the segment ``segment_first_seq`` or,
+    at offset 0, ends the segment before it."""
+    if position.next_seq == 1:
+        return (position.segment_first_seq, position.offset, position.chain) == (
+            1,
+            0,
+            genesis_chain(run_id),
+        )
+    try:
+        if position.offset:
+            path = directory / segment_name(position.segment_first_seq)
+            seq, chain = last_entry(path, run_id, position.offset)
+        else:
+            earlier = [p for f, p in journal_segments(directory) if f < position.segment_first_seq]
+            if position.segment_first_seq != position.next_seq or not earlier:
+                return False
+            seq, chain = last_entry(earlier[-1], run_id)
+    except (OSError, AuditJournalError):
+        return False
+    return seq == position.next_seq - 1 and chain == position.chain
 
 
 class JournalReader:
@@ -508,6 +509,7 @@ class JournalReader:
         self._chain = position.chain
         self._fh: BinaryIO | None = None
         self._buf = b""
+        self._scratch = bytearray()  # for re-encoding each event (journalline.read_entry)
 
     @property
     def position(self) -> JournalPosition:
@@ -555,7 +557,7 @@ class JournalReader:
             if chunk:
                 self._buf = self._buf + chunk if self._buf else chunk
                 continue
-            if self._seq == self._segment or not self._next_segment_path().exists():
+            if self._seq == self._segment or not os.path.lexists(self._next_segment_path()):
                 if not self._later_segment_has_data():
                     return events  # at the live end (a partial line is still being written)
                 chunk = self._fh.read(_READ_CHUNK)  # a writer fills a segment before the next
@@ -590,7 +592,7 @@ class JournalReader:
         for first, path in journal_segments(self.directory):
             if first > self._seq:
                 try:
-                    if path.stat().st_size:
+                    if path.lstat().st_size:
                         return True
                 except FileNotFoundError:
                     continue
@@ -598,7 +600,8 @@ class JournalReader:
 
     def _open_segment(self) -> bool:
         try:
-            self._fh = open(self._segment_path(), "rb")  # noqa: SIM115 - kept across polls
+            fd = open_regular(self._segment_path(), "journal segment")
+            self._fh = open(fd, "rb")  # noqa: SIM115 - kept across polls
         except FileNotFoundError:
             if self._segment != 1 or self._offset != 0:
                 raise CorruptJournalError(f"{self._segment_path()}: segment is missing") from None
@@ -620,13 +623,13 @@ class JournalReader:
         find = data.find
         offset = 0
         chain, seq, run_id = self._chain, self._seq, self.run_id
+        scratch = self._scratch
         room = -1 if limit is None else limit - len(out)  # entries still wanted (-1: all)
         try:
             while room and (newline := find(b"\n", offset)) >= 0:
                 line = view[offset : newline + 1]
                 try:
-                    chain = check_line(line, chain)
-                    event = _decode(line)
+                    event, chain = read_entry(line, chain, scratch)
                     if event.seq != seq or event.run_id != run_id:
                         raise ValueError(f"seq {event.seq} of run {event.run_id!r} out of place")
                 except ValueError as exc:

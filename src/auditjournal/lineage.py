@@ -29,6 +29,7 @@ from .chunks import chunk_name
 from .errors import AuditJournalError, DatabaseError, RowNotFoundError, RunNotFoundError
 from .export import ExportPaths
 from .records import iso
+from .safeio import MAX_MANIFEST_BYTES, read_regular
 from .settings import ExportSettings
 from .sqlschema import (
     SqlDatabase,
@@ -216,7 +217,12 @@ def export_state(store: AuditStore, run_id: str, run: Row[Any] | None) -> dict[s
         state["state"] = "sealed" if present else "sealed, manifest missing"
         state["manifest_sha256"] = run.manifest_sha256  # type: ignore[union-attr]
         if present:
-            actual = hashlib.sha256(manifest.read_bytes()).hexdigest()
+            try:
+                data = read_regular(manifest, "manifest", MAX_MANIFEST_BYTES)
+            except (OSError, AuditJournalError) as exc:
+                state["state"] = f"sealed, manifest unreadable: {exc}"
+                return state
+            actual = hashlib.sha256(data).hexdigest()
             matches = actual == run.manifest_sha256  # type: ignore[union-attr]
             state["manifest_matches_journal"] = matches
             if not matches:

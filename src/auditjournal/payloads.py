@@ -38,10 +38,24 @@ from typing import Any, Final
 
 import msgspec
 
-from .canonical import canonical_json
-from .errors import PayloadIntegrityError, PayloadNotFoundError, PayloadTooLargeError
+from .canonical import MAX_VALUE_DEPTH, canonical_json
+from .errors import (
+    CanonicalizationError,
+    PayloadIntegrityError,
+    PayloadNotFoundError,
+    PayloadTooLargeError,
+    StorageError,
+)
 from .packindex import CompactIndex
-from .storage import AppendFile, ref_digest, storage_error, write_in_order
+from .storage import (
+    AppendFile,
+    file_size,
+    open_file,
+    read_file,
+    ref_digest,
+    storage_error,
+    write_in_order,
+)
 
 __all__ = ["DEFAULT_MAX_PAYLOAD_BYTES", "PackRecovery", "PayloadStore"]
 
@@ -115,9 +129,18 @@ class PayloadStore:
 
     # -- writing ----------------------------------------------------------------------
 
-    def put(self, obj: Any) -> str:
-        """Store the canonical JSON of ``obj``; return its ref."""
-        return self.put_canonical(canonical_json(obj))
+    def put(self, obj: Any, what: str = "payload") -> str:
+        """Store the canonical JSON of ``obj``; return its ref.
+
+        ``obj`` may nest :data:`MAX_VALUE_DEPTH` levels: the export record that
+        inlines it is one level deeper. A :class:`CanonicalizationError` names
+        ``what`` (the recorder's argument) and the path inside it.
+        """
+        try:
+            data = canonical_json(obj, max_depth=MAX_VALUE_DEPTH)
+        except CanonicalizationError as exc:
+            raise CanonicalizationError(f"{what}: {exc}") from None
+        return self.put_canonical(data)
 
     def put_canonical(self, data: bytes) -> str:
         """Store bytes that are already canonical JSON; return their ref (sha256 hex)."""
@@ -273,10 +296,12 @@ class PayloadStore:
         self.flush(fsync=False)
         for number in self._pack_numbers():
             try:
-                raw = self._idx_path(number).read_bytes()
-                dat_size = self._dat_path(number).stat().st_size
+                raw = read_file(self._idx_path(number))
+                dat_size = file_size(self._dat_path(number))
             except FileNotFoundError:
                 return f"pack-{number:06d}: its .dat or .idx file is missing"
+            except StorageError as exc:  # a link or special file, unreadable
+                return str(exc)
             name = f"pack-{number:06d}.idx"
             if len(raw) % _ENTRY.size:
                 return f"{name}: {len(raw)} bytes is not a whole number of entries"
@@ -307,7 +332,7 @@ class PayloadStore:
         seen: set[bytes] = set()
         for number in self._pack_numbers():
             try:
-                raw = self._idx_path(number).read_bytes()
+                raw = read_file(self._idx_path(number))
             except FileNotFoundError:
                 continue
             whole = len(raw) - len(raw) % _ENTRY.size  # a torn last entry is not a ref
@@ -414,7 +439,10 @@ class PayloadStore:
             with self._fd_lock:  # not self._lock: put_canonical reads while holding it
                 fd = self._read_fds.get(number)
                 if fd is None:
-                    fd = os.open(self._dat_path(number), os.O_RDONLY)
+                    try:
+                        fd = open_file(self._dat_path(number), os.O_RDONLY)
+                    except OSError as exc:
+                        raise storage_error(exc, f"cannot open pack-{number:06d}.dat") from None
                     self._read_fds[number] = fd
         return fd
 
@@ -447,7 +475,7 @@ class PayloadStore:
         for number in numbers:
             if number not in own:
                 with contextlib.suppress(FileNotFoundError):
-                    total += self._idx_path(number).stat().st_size // _ENTRY.size
+                    total += file_size(self._idx_path(number)) // _ENTRY.size
                 total -= self._idx_read.get(number, 0) // _ENTRY.size
         return max(total, 0)
 
@@ -455,12 +483,14 @@ class PayloadStore:
         """Read new, complete entries of a pack's index (caller holds the lock)."""
         done = self._idx_read.get(number, 0)
         try:
-            with open(self._idx_path(number), "rb") as fh:
+            with open(open_file(self._idx_path(number), os.O_RDONLY), "rb") as fh:
                 fh.seek(done)
                 raw = fh.read()
-            dat_size = os.stat(self._dat_path(number)).st_size
+            dat_size = file_size(self._dat_path(number))
         except FileNotFoundError:
             return
+        except OSError as exc:
+            raise storage_error(exc, f"cannot read pack-{number:06d}.idx") from None
         usable = len(raw) - len(raw) % _ENTRY.size
         index = self._index
         add = self._table.add
@@ -498,12 +528,15 @@ class PayloadStore:
     def _try_claim(self, number: int, needed: int) -> _Writer | None:
         path = self._dat_path(number)
         try:
-            size = path.stat().st_size
+            size = file_size(path)
             if size >= self.pack_bytes or (size and size + needed > self.pack_bytes):
                 return None
         except FileNotFoundError:
             return None
-        dat = AppendFile(path, 0)
+        try:
+            dat = AppendFile(path, 0)
+        except OSError as exc:
+            raise storage_error(exc, f"cannot open {path}") from None
         try:
             fcntl.flock(dat.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -522,8 +555,7 @@ class PayloadStore:
     def _recover(self, number: int, dat: AppendFile, idx: AppendFile) -> None:
         """Make pack and index agree after a crash; index the pack's unindexed tail."""
         dat_size = os.fstat(dat.fd).st_size
-        with open(self._idx_path(number), "rb") as fh:
-            raw = fh.read()
+        raw = read_file(self._idx_path(number))
         entries = []
         for digest, offset, size in _ENTRY.iter_unpack(
             memoryview(raw)[: len(raw) - len(raw) % _ENTRY.size]
@@ -533,7 +565,7 @@ class PayloadStore:
             entries.append((digest, offset, size))
         position = entries[-1][1] + entries[-1][2] if entries else 0
         reindexed = 0
-        with open(dat.path, "rb") as fh:
+        with open(open_file(dat.path, os.O_RDONLY), "rb") as fh:
             fh.seek(position)
             tail = fh.read()
         view = memoryview(tail)
@@ -578,8 +610,7 @@ class PayloadStore:
         """
         self.flush(fsync=False)
         for number in self._pack_numbers():
-            with open(self._dat_path(number), "rb") as fh:
-                data = fh.read()
+            data = read_file(self._dat_path(number))
             view = memoryview(data)
             cursor = 0
             name = f"pack-{number:06d}.dat"

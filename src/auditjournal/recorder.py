@@ -2,11 +2,13 @@
 
 A pipeline calls a :class:`RunRecorder`; each call validates the run's
 lifecycle, stores big data in the payload store, and appends one immutable
-event to the run's journal. A rejected call raises a typed error and appends
-nothing, so nothing recorded before it is lost. The one exception is a write
-that fails after the event took its seq (``always`` durability, ``complete()``):
-the error's ``recorded_event`` then names the event, recorded but not yet
-durable (docs/durability.md, "Disk full").
+event to the run's journal. Every argument is checked first (:mod:`arguments`:
+its declared type, and what the export and every verifier can carry); a
+rejected call raises a typed error naming the argument and appends nothing,
+so nothing recorded before it is lost. The one exception is a write that fails
+after the event took its seq (``always`` durability, ``complete()``): the
+error's ``recorded_event`` then names the event, recorded but not yet durable
+(docs/durability.md, "Disk full").
 
 Thread-safety: one ``RunRecorder`` may be shared by several threads. Payloads
 are canonicalized and stored outside the run's lock; validation, seq
@@ -25,7 +27,18 @@ from typing import TYPE_CHECKING, Any, Self
 
 import msgspec
 
-from .canonical import canonical_json
+from .arguments import (
+    check_choice,
+    check_count,
+    check_hash,
+    check_number,
+    check_sequence,
+    check_text,
+    json_object,
+    json_object_bytes,
+    json_schema,
+    optional_id,
+)
 from .errors import (
     DatabaseError,
     ExportError,
@@ -61,21 +74,16 @@ from .events import (
 )
 from .journal import Journal
 from .live import THROTTLE_EVERY, LiveProjectors
-from .runstate import RunState, check_choice, check_count, check_number
+from .runstate import RunState
 
 if TYPE_CHECKING:
     from .export import SealResult
     from .store import AuditStore
 
-__all__ = ["RunRecorder", "jsonable"]
+__all__ = ["RunRecorder"]
 
 _UTC = _dt.UTC
 _now = _dt.datetime.now
-
-
-def jsonable(value: Any) -> Any:
-    """A small JSON value as it will be audited: canonicalized, then decoded again."""
-    return msgspec.json.decode(canonical_json(value))
 
 
 class RunRecorder:
@@ -115,11 +123,13 @@ class RunRecorder:
         node_id: str | None = None,
     ) -> str:
         """Register a plugin instance; returns its node id."""
-        check_choice(node_type, NODE_TYPES, "node_type")
-        check_choice(determinism, DETERMINISM, "determinism")
-        config_bytes = canonical_json(config or {})
-        in_schema = None if input_schema is None else jsonable(input_schema)
-        out_schema = None if output_schema is None else jsonable(output_schema)
+        node_type = check_choice(node_type, NODE_TYPES, "node_type")
+        determinism = check_choice(determinism, DETERMINISM, "determinism")
+        plugin_name = check_text(plugin_name, "plugin_name")
+        plugin_version = check_text(plugin_version, "plugin_version")
+        config_bytes = b"{}" if config is None else json_object_bytes(config, "config")
+        in_schema = json_schema(input_schema, "input_schema")
+        out_schema = json_schema(output_schema, "output_schema")
         with self._lock:
             state = self._open_state()
             node_id = state.new_id("node", node_id, state.nodes)
@@ -129,8 +139,8 @@ class RunRecorder:
                     seq=self._journal.next_seq,
                     ts=_now(_UTC),
                     node_id=node_id,
-                    plugin_name=str(plugin_name),
-                    plugin_version=str(plugin_version),
+                    plugin_name=plugin_name,
+                    plugin_version=plugin_version,
                     node_type=node_type,  # type: ignore[arg-type]
                     determinism=determinism,  # type: ignore[arg-type]
                     config=msgspec.json.decode(config_bytes),
@@ -152,7 +162,8 @@ class RunRecorder:
         edge_id: str | None = None,
     ) -> str:
         """Connect two registered nodes; returns the edge id."""
-        check_choice(mode, EDGE_MODES, "edge mode")
+        mode = check_choice(mode, EDGE_MODES, "edge mode")
+        label = check_text(label, "label")
         with self._lock:
             state = self._open_state()
             state.need(state.nodes, from_node_id, "node")
@@ -166,7 +177,7 @@ class RunRecorder:
                     edge_id=edge_id,
                     from_node_id=from_node_id,
                     to_node_id=to_node_id,
-                    label=str(label),
+                    label=label,
                     mode=mode,  # type: ignore[arg-type]
                 )
             )
@@ -179,8 +190,8 @@ class RunRecorder:
         self, *, source_node_id: str, row_index: int, data: Any, row_id: str | None = None
     ) -> str:
         """Record a source row; its data goes to the payload store. Returns the row id."""
-        check_count(row_index, "row_index")
-        ref = self._payloads.put(data)
+        row_index = check_count(row_index, "row_index")
+        ref = self._payloads.put(data, "data")
         with self._lock:
             state = self._open_state()
             state.need(state.nodes, source_node_id, "node")
@@ -212,11 +223,16 @@ class RunRecorder:
         token_id: str | None = None,
     ) -> str:
         """Create a token (a row instance on a path); returns its id."""
-        parents = tuple(parent_token_ids)
+        parent_token_ids = check_sequence(parent_token_ids, "parent_token_ids")
+        if branch_name is not None:
+            branch_name = check_text(branch_name, "branch_name")
+        fork_group_id = optional_id(fork_group_id, "fork_group_id")
+        join_group_id = optional_id(join_group_id, "join_group_id")
+        expand_group_id = optional_id(expand_group_id, "expand_group_id")
         with self._lock:
             state = self._open_state()
             state.need(state.rows, row_id, "row")
-            for parent in parents:
+            for parent in parent_token_ids:
                 state.need(state.tokens, parent, "token")
             token_id = state.new_id("tok", token_id, state.tokens)
             self._emit(
@@ -226,7 +242,7 @@ class RunRecorder:
                     ts=_now(_UTC),
                     token_id=token_id,
                     row_id=row_id,
-                    parent_token_ids=parents,
+                    parent_token_ids=parent_token_ids,
                     branch_name=branch_name,
                     fork_group_id=fork_group_id,
                     join_group_id=join_group_id,
@@ -249,9 +265,9 @@ class RunRecorder:
         state_id: str | None = None,
     ) -> str:
         """A node starts processing a token; returns the state id."""
-        check_count(step_index, "step_index")
-        check_count(attempt, "attempt")
-        ref = self._payloads.put(input_data)
+        step_index = check_count(step_index, "step_index")
+        attempt = check_count(attempt, "attempt")
+        ref = self._payloads.put(input_data, "input_data")
         with self._lock:
             state = self._open_state()
             state.need(state.tokens, token_id, "token")
@@ -286,16 +302,18 @@ class RunRecorder:
         success_reason: dict[str, Any] | None = None,
     ) -> None:
         """Finish a node state (completed / failed / pending); a state completes once."""
-        check_choice(status, NODE_STATE_STATUSES, "node state status")
+        status = check_choice(status, NODE_STATE_STATUSES, "node state status")
         duration = check_number(duration_ms, "duration_ms")
-        ref = None if output_data is None else self._payloads.put(output_data)
-        error_value = None if error is None else jsonable(error)
-        reason_value = None if success_reason is None else jsonable(success_reason)
+        ref = None if output_data is None else self._payloads.put(output_data, "output_data")
+        error_value = None if error is None else json_object(error, "error")
+        reason_value = (
+            None if success_reason is None else json_object(success_reason, "success_reason")
+        )
         with self._lock:
             state = self._open_state()
+            state.need(state.states, state_id, "node state")
             if state_id in state.closed_states:
                 raise StateAlreadyCompletedError(f"node state {state_id!r} is already completed")
-            state.need(state.open_states, state_id, "node state")
             self._emit(
                 NodeStateCompleted(
                     run_id=self.run_id,
@@ -324,9 +342,10 @@ class RunRecorder:
         routing_event_id: str | None = None,
     ) -> str:
         """A gate's decision for a state: which edge, and why. Returns its id."""
-        check_choice(mode, EDGE_MODES, "routing mode")
-        check_count(ordinal, "ordinal")
-        ref = None if reason is None else self._payloads.put(reason)
+        mode = check_choice(mode, EDGE_MODES, "routing mode")
+        ordinal = check_count(ordinal, "ordinal")
+        routing_group_id = optional_id(routing_group_id, "routing_group_id")
+        ref = None if reason is None else self._payloads.put(reason, "reason")
         with self._lock:
             state = self._open_state()
             state.need(state.states, state_id, "node state")
@@ -366,16 +385,17 @@ class RunRecorder:
         call_id: str | None = None,
     ) -> str:
         """An external call made while processing a state (or an operation). Returns its id."""
-        check_choice(call_type, CALL_TYPES, "call_type")
-        check_choice(status, CALL_STATUSES, "call status")
+        call_type = check_choice(call_type, CALL_TYPES, "call_type")
+        status = check_choice(status, CALL_STATUSES, "call status")
         if (state_id is None) == (operation_id is None):
             raise InvalidEventError("record_call needs exactly one of state_id or operation_id")
+        operation_id = optional_id(operation_id, "operation_id")
         latency = check_number(latency_ms, "latency_ms")
         if call_index is not None:
-            check_count(call_index, "call_index")
-        request_ref = self._payloads.put(request)
-        response_ref = None if response is None else self._payloads.put(response)
-        error_value = None if error is None else jsonable(error)
+            call_index = check_count(call_index, "call_index")
+        request_ref = self._payloads.put(request, "request")
+        response_ref = None if response is None else self._payloads.put(response, "response")
+        error_value = None if error is None else json_object(error, "error")
         with self._lock:
             state = self._open_state()
             if state_id is not None:
@@ -420,8 +440,11 @@ class RunRecorder:
         artifact_id: str | None = None,
     ) -> str:
         """What a sink wrote; ``sink_input`` (the rows it got) goes to the payload store."""
-        check_count(size_bytes, "size_bytes")
-        ref = None if sink_input is None else self._payloads.put(sink_input)
+        artifact_type = check_text(artifact_type, "artifact_type")
+        path_or_uri = check_text(path_or_uri, "path_or_uri")
+        content_hash = check_hash(content_hash, "content_hash")
+        size_bytes = check_count(size_bytes, "size_bytes")
+        ref = None if sink_input is None else self._payloads.put(sink_input, "sink_input")
         with self._lock:
             state = self._open_state()
             state.need(state.states, state_id, "node state")
@@ -435,9 +458,9 @@ class RunRecorder:
                     artifact_id=artifact_id,
                     state_id=state_id,
                     sink_node_id=sink_node_id,
-                    artifact_type=str(artifact_type),
-                    path_or_uri=str(path_or_uri),
-                    content_hash=str(content_hash),
+                    artifact_type=artifact_type,
+                    path_or_uri=path_or_uri,
+                    content_hash=content_hash,
                     size_bytes=size_bytes,
                     sink_input_hash=ref,
                     sink_input_ref=ref,
@@ -457,9 +480,11 @@ class RunRecorder:
         outcome_id: str | None = None,
     ) -> str:
         """The terminal state of a token; a token gets one terminal outcome."""
-        check_choice(outcome, TOKEN_OUTCOMES, "token outcome")
-        error_ref = None if error is None else self._payloads.put(error)
-        context_value = None if context is None else jsonable(context)
+        outcome = check_choice(outcome, TOKEN_OUTCOMES, "token outcome")
+        if sink_name is not None:
+            sink_name = check_text(sink_name, "sink_name")
+        error_ref = None if error is None else self._payloads.put(error, "error")
+        context_value = None if context is None else json_object(context, "context")
         with self._lock:
             state = self._open_state()
             state.need(state.tokens, token_id, "token")
@@ -501,8 +526,8 @@ class RunRecorder:
         ``recorded_event`` is the ``run_completed`` event, or ``None`` if the call
         was refused before recording it.
         """
-        check_choice(status, RUN_STATUSES, "run status")
-        error_value = None if error is None else jsonable(error)
+        status = check_choice(status, RUN_STATUSES, "run status")
+        error_value = None if error is None else json_object(error, "error")
         with self._lock:
             if self._completion is not None:
                 self._check_retry(status, error_value)
@@ -628,10 +653,13 @@ class RunRecorder:
                     self.complete("completed")
                 else:
                     status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+                    # a lone surrogate (a file name decoded with surrogateescape, say) has no
+                    # UTF-8 form: escaped, so that the failure itself can be recorded
+                    message = str(exc)[:2000].encode("utf-8", "backslashreplace").decode()
                     # an export failure is recorded as export_failed; the body's error is the news
                     with contextlib.suppress(ExportError, DatabaseError):
                         self.complete(
-                            status, error={"type": type(exc).__name__, "message": str(exc)[:2000]}
+                            status, error={"type": type(exc).__name__, "message": message}
                         )
         except StorageError:
             raise  # the recorder stays open: complete() again once there is room, then close()
@@ -642,15 +670,15 @@ class RunRecorder:
 
     # -- internals ---------------------------------------------------------------------
 
-    def _emit_run_started(self, config: dict[str, Any], settings: dict[str, Any]) -> None:
+    def _emit_run_started(self, config_bytes: bytes, settings: dict[str, Any]) -> None:
         with self._lock:
             self._emit(
                 RunStarted(
                     run_id=self.run_id,
                     seq=self._journal.next_seq,
                     ts=_now(_UTC),
-                    config=config,
-                    config_hash=self._hash(canonical_json(config)),
+                    config=msgspec.json.decode(config_bytes),
+                    config_hash=self._hash(config_bytes),
                     settings=settings,
                 )
             )

@@ -16,9 +16,10 @@ from typing import Any, Final
 import msgspec
 
 from .chunks import iter_chunk_records
-from .errors import ReconstructionError, UnknownIdError
+from .errors import MalformedEvidenceError, ReconstructionError, UnknownIdError
+from .safeio import decode_strict, plain_name
 from .typed import camel_name, decode_typed, schema_types
-from .verify import find_manifest
+from .verify import find_manifest, load_manifest
 
 __all__ = ["TypedRow", "load_rows"]
 
@@ -42,15 +43,6 @@ class TypedRow:
     input: Any = None
 
 
-class _ManifestChunk(msgspec.Struct):
-    file: str
-
-
-class _Manifest(msgspec.Struct):
-    include_payloads: bool
-    chunks: list[_ManifestChunk]
-
-
 class _Head(msgspec.Struct):
     record_type: str
     node_id: str | None = None
@@ -58,7 +50,15 @@ class _Head(msgspec.Struct):
 
 
 _HEAD: Final = msgspec.json.Decoder(_Head)
-_RECORD: Final = msgspec.json.Decoder(dict[str, Any])
+
+
+class _Ids(msgspec.Struct):
+    """What a typed row takes from its record besides the payloads."""
+
+    seq: int
+    row_id: str
+    state_id: str | None = None
+    status: str | None = None
 
 
 def load_rows(export: Path | str, node_id: str) -> Iterator[TypedRow]:
@@ -70,15 +70,17 @@ def load_rows(export: Path | str, node_id: str) -> Iterator[TypedRow]:
     """
     manifest_path = find_manifest(Path(export))
     try:
-        manifest = msgspec.json.decode(manifest_path.read_bytes(), type=_Manifest)
-    except msgspec.DecodeError as exc:
+        _raw, manifest = load_manifest(manifest_path)
+    except FileNotFoundError:
+        raise ReconstructionError(f"{manifest_path} is missing") from None
+    except MalformedEvidenceError as exc:
         raise ReconstructionError(f"{manifest_path} is not an export manifest: {exc}") from None
     if not manifest.include_payloads:
         raise ReconstructionError(
             f"{manifest_path}: the export has no payloads (include_payloads=False); "
             "replay the run with payloads to reconstruct values"
         )
-    chunks = [manifest_path.parent / c.file for c in manifest.chunks]
+    chunks = [manifest_path.parent / plain_name(c.file, "chunk file") for c in manifest.chunks]
     node = _node_record(chunks, node_id)
     if node.get("output_schema") is None:
         raise ReconstructionError(f"node {node_id!r} registered no output_schema")
@@ -92,16 +94,32 @@ def load_rows(export: Path | str, node_id: str) -> Iterator[TypedRow]:
 
 def _records(chunks: list[Path]) -> Iterator[bytes]:
     for path in chunks:
-        if not path.is_file():
-            raise ReconstructionError(f"{path}, listed in the manifest, is missing")
-        yield from iter_chunk_records(path)
+        try:
+            yield from iter_chunk_records(path)
+        except FileNotFoundError:
+            raise ReconstructionError(f"{path}, listed in the manifest, is missing") from None
+
+
+def _head(line: bytes) -> _Head:
+    try:
+        return _HEAD.decode(line)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+        raise MalformedEvidenceError(f"a chunk line is not a record: {exc}") from None
+
+
+def _record(line: bytes) -> dict[str, Any]:
+    """A record whose values are returned: no member named twice (which one would count?)."""
+    value = decode_strict(line, "record line")
+    if not isinstance(value, dict):
+        raise ReconstructionError(f"a chunk line is not a record: {line[:80]!r}")
+    return value
 
 
 def _node_record(chunks: list[Path], node_id: str) -> dict[str, Any]:
     for line in _records(chunks):
-        head = _HEAD.decode(line)
+        head = _head(line)
         if head.record_type == "node" and head.node_id == node_id:
-            return _RECORD.decode(line)
+            return _record(line)
     raise UnknownIdError(f"the export has no node {node_id!r}")
 
 
@@ -110,17 +128,21 @@ def _typed_rows(
 ) -> Iterator[TypedRow]:
     kind, out_field = ("row", "source_data") if source else ("node_state", "output_data")
     for line in _records(chunks):
-        head = _HEAD.decode(line)
+        head = _head(line)
         if head.record_type != kind or (head.source_node_id if source else head.node_id) != node_id:
             continue
-        r = _RECORD.decode(line)
-        where = f"{kind} seq {r['seq']} (row {r['row_id']})"
+        r = _record(line)
+        try:
+            ids = msgspec.convert(r, _Ids)
+        except msgspec.ValidationError as exc:
+            raise MalformedEvidenceError(f"a {kind} record is malformed: {exc}") from None
+        where = f"{kind} seq {ids.seq} (row {ids.row_id})"
         yield TypedRow(
             record_type=kind,
-            seq=r["seq"],
-            row_id=r["row_id"],
-            state_id=r.get("state_id"),
-            status=r.get("status"),
+            seq=ids.seq,
+            row_id=ids.row_id,
+            state_id=ids.state_id,
+            status=ids.status,
             output=_typed_field(r, out_field, output_type, where),
             input=None if input_type is None else _typed_field(r, "input_data", input_type, where),
         )
@@ -129,6 +151,8 @@ def _typed_rows(
 def _typed_field(record: dict[str, Any], field: str, type_: Any, where: str) -> Any:
     if record.get(f"{field}_ref") is None:  # no payload: a failed or open state
         return None
+    if field not in record:
+        raise ReconstructionError(f"{where}: {field}_ref is set but {field} is missing")
     try:
         return decode_typed(record[field], type_)
     except ReconstructionError as exc:

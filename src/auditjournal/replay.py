@@ -45,6 +45,7 @@ from .journal import JournalPosition, JournalReader, genesis_chain, journal_segm
 from .merkle import leaf_hash
 from .payloads import PayloadStore
 from .records import RecordMaker
+from .safeio import open_regular
 from .settings import ExportSettings
 
 __all__ = ["replay_export"]
@@ -99,7 +100,7 @@ def replay_export(
     for stale in (paths.manifest, paths.sha256sums, paths.checkpoint):
         stale.unlink(missing_ok=True)
     if workers is None:
-        total = sum(path.stat().st_size for _, path in journal_segments(journal_dir))
+        total = sum(path.lstat().st_size for _, path in journal_segments(journal_dir))
         workers = min(os.cpu_count() or 1, _MAX_WORKERS) if total >= _PARALLEL_BYTES else 1
     if workers > 1 and sys.platform == "linux":
         try:
@@ -325,8 +326,8 @@ def _range_starts(journal_dir: Path, run_id: str, range_bytes: int) -> list[Jour
 def _cuts(path: Path, first: int, range_bytes: int) -> list[JournalPosition]:
     """Entry boundaries about every ``range_bytes`` in one segment (not its start)."""
     cuts: list[JournalPosition] = []
-    size = path.stat().st_size
-    with open(path, "rb") as fh:
+    with open(open_regular(path, "journal segment"), "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
         cut = max(range_bytes, 4096)
         while cut < size:
             fh.seek(cut - 67)

@@ -10,12 +10,11 @@ ids of completed node states move from ``open_states`` to ``closed_states``.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Collection
 from typing import Any
 
-from .errors import DuplicateIdError, InvalidEventError, UnknownIdError
+from .errors import DuplicateIdError, InvalidIdError, UnknownIdError
 from .events import (
     ArtifactRecorded,
     BaseEvent,
@@ -38,29 +37,7 @@ from .storage import validate_id
 _GENERATED_SHAPE = re.compile(r"[a-z]+-[0-9]+")
 """What a generated id looks like (``row-12``); see :meth:`RunState.new_id`."""
 
-__all__ = ["RunState", "check_choice", "check_count", "check_number"]
-
-
-def check_choice(value: object, allowed: frozenset[str], what: str) -> None:
-    """An argument that must be one of a vocabulary (``InvalidEventError`` if not)."""
-    if value not in allowed:
-        raise InvalidEventError(f"invalid {what} {value!r}; expected one of {sorted(allowed)}")
-
-
-def check_number(value: float | None, what: str) -> float | None:
-    """An optional finite number, as a float."""
-    if value is None:
-        return None
-    if type(value) not in (int, float) or not math.isfinite(value):
-        raise InvalidEventError(f"{what} must be a finite number, got {value!r}")
-    return float(value)
-
-
-def check_count(value: int, what: str) -> int:
-    """A non-negative int (bools are not ints here)."""
-    if type(value) is not int or value < 0:
-        raise InvalidEventError(f"{what} must be a non-negative int, got {value!r}")
-    return value
+__all__ = ["RunState"]
 
 
 class _StateIds(Collection[str]):
@@ -112,8 +89,14 @@ class RunState:
 
     @staticmethod
     def need(known: Collection[str], value: str, what: str) -> None:
-        if value not in known:
-            raise UnknownIdError(f"unknown {what} id {value!r} in this run")
+        try:
+            if value in known:
+                return
+        except TypeError:  # unhashable: a list, a dict, ...
+            pass
+        if not isinstance(value, str):
+            raise InvalidIdError(f"{what} id must be a str, got {value!r}")
+        raise UnknownIdError(f"unknown {what} id {value!r} in this run")
 
     def new_id(self, prefix: str, given: str | None, known: Collection[str]) -> str:
         """Validate a caller-given id (unique, path-safe) or generate a fresh one.
@@ -128,7 +111,7 @@ class RunState:
                 candidate = f"{prefix}-{self._counter}"
                 if not self._check_generated or candidate not in known:
                     return candidate
-        validate_id(given, f"{prefix} id")
+        given = validate_id(given, f"{prefix} id")
         if given in known:
             raise DuplicateIdError(f"{prefix} id {given!r} is already used in this run")
         if not self._check_generated and _GENERATED_SHAPE.fullmatch(given):
@@ -142,9 +125,9 @@ class RunState:
         self._check_generated = True  # the journal may hold caller-given ids of that shape
 
     def next_call_index(self, owner: str, given: int | None) -> int:
-        index = self.call_indexes.get(owner, 0) if given is None else given
-        self.call_indexes[owner] = index + 1
-        return index
+        """The index a call gets (the given one, or one past the owner's last);
+        :meth:`apply` moves the counter on, so a call refused later changes nothing."""
+        return self.call_indexes.get(owner, 0) if given is None else given
 
     def counts(self) -> dict[str, int]:
         return {

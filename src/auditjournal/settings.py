@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from typing import Final, Literal
 
 import msgspec
 
-from .errors import InvalidEventError
+from .errors import InvalidSettingsError
 
 __all__ = ["DEFAULT_CHUNK_SIZE_BYTES", "SIGNING_ALGORITHMS", "ExportSettings"]
 
@@ -25,9 +26,12 @@ class ExportSettings(msgspec.Struct, frozen=True, kw_only=True):
     * ``chunk_size_bytes`` -- roll to a new chunk before a chunk would exceed
       this size; ``None`` writes one file, ``audit_trail.json``;
     * ``path_prefix`` -- where files go; ``None`` means
-      ``<root>/runs/<run_id>/export/audit_trail``;
+      ``<root>/runs/<run_id>/export/audit_trail`` (a ``pathlib.Path`` is kept as its str);
     * ``sign`` / ``signing_key_file`` -- manifest signature (``hmac-sha256`` with
       the key in ``AUDITJOURNAL_SIGNING_KEY``, or ``ed25519`` with a PEM key file).
+
+    A setting of the wrong type or out of range raises :class:`InvalidSettingsError`
+    at construction.
     """
 
     include_payloads: bool = True
@@ -38,18 +42,31 @@ class ExportSettings(msgspec.Struct, frozen=True, kw_only=True):
 
     def __post_init__(self) -> None:
         if type(self.include_payloads) is not bool:
-            raise InvalidEventError("include_payloads must be a bool")
+            raise InvalidSettingsError(
+                f"include_payloads must be a bool, got {self.include_payloads!r}"
+            )
         size = self.chunk_size_bytes
         if size is not None and (type(size) is not int or size < _MIN_CHUNK):
-            raise InvalidEventError(
+            raise InvalidSettingsError(
                 f"chunk_size_bytes must be None or an int >= {_MIN_CHUNK}, got {size!r}"
             )
         if self.sign is not None and self.sign not in SIGNING_ALGORITHMS:
-            raise InvalidEventError(
+            raise InvalidSettingsError(
                 f"sign must be None or one of {list(SIGNING_ALGORITHMS)}, got {self.sign!r}"
             )
+        for name in ("path_prefix", "signing_key_file"):
+            value = getattr(self, name)
+            if value is not None:
+                # a pathlib.Path is welcome; it is kept as its str, the declared type
+                text = os.fspath(value) if isinstance(value, os.PathLike) else value
+                if type(text) is not str or not text or "\x00" in text:
+                    raise InvalidSettingsError(
+                        f"{name} must be None or a non-empty path (str or os.PathLike), "
+                        f"got {value!r}"
+                    )
+                msgspec.structs.force_setattr(self, name, text)
         if self.sign == "ed25519" and not self.signing_key_file:
-            raise InvalidEventError("sign='ed25519' needs signing_key_file (a PEM PKCS#8 key)")
+            raise InvalidSettingsError("sign='ed25519' needs signing_key_file (a PEM PKCS#8 key)")
 
     def describe(self) -> dict[str, object]:
         """The settings as recorded in run_started and the export checkpoint (no key material)."""

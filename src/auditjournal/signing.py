@@ -20,11 +20,17 @@ import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from .canonical import canonical_json
 from .errors import SignatureError, SigningKeyError
 from .storage import fsync_dir, storage_error
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
 __all__ = [
     "HMAC_KEY_ENV",
@@ -33,6 +39,8 @@ __all__ = [
     "ManifestSigner",
     "check_signature",
     "generate_keypair",
+    "load_ed25519_private_key",
+    "load_ed25519_public_key",
     "load_signer",
     "signed_bytes",
 ]
@@ -79,19 +87,7 @@ class Ed25519Signer:
     algorithm = "ed25519"
 
     def __init__(self, key_file: Path) -> None:
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-        try:
-            key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
-        except FileNotFoundError:
-            raise SigningKeyError(f"signing key file {key_file} does not exist") from None
-        except (ValueError, TypeError):
-            raise SigningKeyError(
-                f"{key_file} is not an unencrypted PEM PKCS#8 private key"
-            ) from None
-        if not isinstance(key, Ed25519PrivateKey):
-            raise SigningKeyError(f"{key_file} holds a private key, but not an Ed25519 one")
+        key = load_ed25519_private_key(key_file)
         self._key = key
         self.key_id = _ed25519_key_id(key.public_key())
 
@@ -100,6 +96,28 @@ class Ed25519Signer:
 
     def __repr__(self) -> str:
         return f"Ed25519Signer(key_id={self.key_id[:16]}...)"
+
+
+def load_ed25519_private_key(key_file: Path) -> Ed25519PrivateKey:
+    """The Ed25519 private key in an unencrypted PEM (PKCS#8) file, or SigningKeyError."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    try:
+        key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+    except FileNotFoundError:
+        raise SigningKeyError(f"signing key file {key_file} does not exist") from None
+    except (ValueError, TypeError):
+        raise SigningKeyError(f"{key_file} is not an unencrypted PEM PKCS#8 private key") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise SigningKeyError(f"{key_file} holds a private key, but not an Ed25519 one")
+    return key
+
+
+def load_ed25519_public_key(path: Path) -> Ed25519PublicKey:
+    """The Ed25519 public key in a PEM (SubjectPublicKeyInfo) file, or SigningKeyError."""
+    key: Ed25519PublicKey = _load_public_key(path)
+    return key
 
 
 def _ed25519_key_id(public_key: Any) -> str:

@@ -16,13 +16,21 @@ import errno
 import fcntl
 import os
 import re
+import stat
 import threading
 import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final, Generic, Literal, TypeVar
 
-from .errors import DiskFullError, InvalidIdError, InvalidRefError, JournalLockedError, StorageError
+from .errors import (
+    DiskFullError,
+    InvalidIdError,
+    InvalidRefError,
+    JournalLockedError,
+    StorageError,
+    UnsafePathError,
+)
 
 __all__ = [
     "DURABILITY_MODES",
@@ -30,8 +38,11 @@ __all__ = [
     "Durability",
     "Flusher",
     "atomic_write",
+    "file_size",
     "fsync_dir",
     "lock_file",
+    "open_file",
+    "read_file",
     "ref_digest",
     "validate_id",
     "validate_ref",
@@ -43,6 +54,9 @@ DURABILITY_MODES: Final = ("always", "batch", "none")
 
 _ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
 _WRITE_CHUNK: Final = 1 << 20
+# never through a symbolic link; a FIFO with no reader fails (ENXIO) instead of blocking
+_NO_LINK: Final = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_NOT_FOLLOWED: Final = (errno.ELOOP, errno.ENXIO, errno.EISDIR)
 T = TypeVar("T")
 
 
@@ -52,6 +66,8 @@ def validate_id(value: object, what: str = "id") -> str:
     That excludes ``/``, ``\\``, NUL, whitespace and a leading ``.`` so an id
     used as a path component can never escape its directory.
     """
+    if type(value) is not str and isinstance(value, str):
+        value = str.__str__(value)  # a StrEnum member, ...: its plain str
     if type(value) is not str or _ID_RE.fullmatch(value) is None or ".." in value:
         raise InvalidIdError(
             f"invalid {what} {value!r}: use 1-128 characters from A-Z a-z 0-9 . _ : @ -, "
@@ -83,7 +99,27 @@ def storage_error(exc: OSError, action: str) -> StorageError:
     """Map an OSError to the library's hierarchy (ENOSPC gets its own type)."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         return DiskFullError(f"{action}: {os.strerror(exc.errno)}")
+    if exc.errno in _NOT_FOLLOWED:
+        return UnsafePathError(
+            f"{action}: a symbolic link, FIFO, directory or other special file is in the way "
+            "(refused: files in the store are never reached through one)"
+        )
     return StorageError(f"{action}: {exc}")
+
+
+def open_file(path: Path, flags: int, mode: int = 0o644) -> int:
+    """``os.open`` for a file inside the store: only a regular file, never through a symbolic
+    link. Raises ``OSError`` as ``os.open`` does (a link or special file as ELOOP, ENXIO or
+    EISDIR, which :func:`storage_error` turns into :class:`UnsafePathError`)."""
+    fd = os.open(path, flags | _NO_LINK, mode)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.ENXIO, f"{path} is not a regular file")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def fsync_dir(path: Path) -> None:
@@ -102,7 +138,9 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
     """
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
     try:
-        with open(tmp, "wb") as fh:
+        tmp.unlink(missing_ok=True)  # left by a crash of a process with this pid
+        fd = open_file(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        with open(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             if durable:
@@ -115,9 +153,33 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
         fsync_dir(path.parent)
 
 
+def read_file(path: Path) -> bytes:
+    """The bytes of a regular file in the store (:func:`open_file`). ``FileNotFoundError``
+    if it is missing; any other failure as :func:`storage_error` types it."""
+    try:
+        with open(open_file(path, os.O_RDONLY), "rb") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise storage_error(exc, f"cannot read {path}") from None
+
+
+def file_size(path: Path) -> int:
+    """The size of a regular file in the store, not through a link (``FileNotFoundError`` if
+    missing, :class:`UnsafePathError` for a link or special file)."""
+    found = os.lstat(path)
+    if not stat.S_ISREG(found.st_mode):
+        raise UnsafePathError(f"{path} is not a regular file (refused: never followed)")
+    return found.st_size
+
+
 def lock_file(path: Path, what: str) -> int:
     """Take an exclusive, non-blocking ``flock`` on ``path``; the fd holds it until closed."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = open_file(path, os.O_RDWR | os.O_CREAT)
+    except OSError as exc:
+        raise storage_error(exc, f"cannot open lock file {path}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -139,7 +201,7 @@ class AppendFile:
 
     def __init__(self, path: Path, size: int) -> None:
         self.path = path
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self.fd = open_file(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         self.size = size
         self.written = size
         self._buf = bytearray()

@@ -13,6 +13,8 @@ Run ids are validated so nothing can escape ``<root>``.
 from __future__ import annotations
 
 import datetime as _dt
+import math
+import os
 import secrets
 import threading
 from collections.abc import Iterator
@@ -21,8 +23,10 @@ from typing import Any, Self
 
 import msgspec
 
+from .arguments import canonical_value, json_object, json_object_bytes
 from .errors import (
     InvalidEventError,
+    InvalidSettingsError,
     LifecycleError,
     RunAlreadyCompletedError,
     RunExistsError,
@@ -31,10 +35,17 @@ from .errors import (
 )
 from .events import EXPORT_EVENT_TYPES, CsvExported, Event, ExportFailed, ExportSealed
 from .export import ExportProjector, LiveExport
-from .journal import DEFAULT_FLUSH_INTERVAL, DEFAULT_SEGMENT_BYTES, Journal, JournalReader
+from .journal import (
+    DEFAULT_FLUSH_INTERVAL,
+    DEFAULT_SEGMENT_BYTES,
+    MIN_SEGMENT_BYTES,
+    Journal,
+    JournalReader,
+)
 from .payloads import DEFAULT_MAX_PAYLOAD_BYTES, PayloadStore
-from .recorder import RunRecorder, jsonable
+from .recorder import RunRecorder
 from .runstate import RunState
+from .safeio import inside, real_dir
 from .settings import ExportSettings
 from .sqlproj import LiveSql, SqlProjector
 from .sqlschema import SqlDatabase
@@ -62,19 +73,17 @@ class AuditStore:
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> None:
-        if durability not in DURABILITY_MODES:
-            raise InvalidEventError(
-                f"invalid durability {durability!r}; expected one of {list(DURABILITY_MODES)}"
-            )
-        if not flush_interval > 0:
-            raise InvalidEventError(f"flush_interval must be > 0 seconds, got {flush_interval!r}")
+        _check_settings(durability, database_url, flush_interval, segment_bytes, max_payload_bytes)
         self.root = root
         self.durability: Durability = durability
         self.database_url = database_url or f"sqlite:///{root / 'landscape.db'}"
         self.flush_interval = flush_interval
         self.segment_bytes = segment_bytes
-        (root / "runs").mkdir(parents=True, exist_ok=True)
-        self.payloads = PayloadStore(root / "payloads", max_payload_bytes=max_payload_bytes)
+        # the root is the caller's choice; below it nothing is reached through a link
+        root.mkdir(parents=True, exist_ok=True)
+        real_dir(root, "runs")
+        payloads = real_dir(root, "payloads")
+        self.payloads = PayloadStore(payloads, max_payload_bytes=max_payload_bytes)
         self._recorders: list[RunRecorder] = []
         self._sql: SqlDatabase | None = None
         self._sql_lock = threading.Lock()
@@ -90,7 +99,12 @@ class AuditStore:
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> AuditStore:
-        """Open (creating if needed) the store at ``root``."""
+        """Open (creating if needed) the store at ``root``.
+
+        Bad settings raise :class:`InvalidSettingsError` before anything is created.
+        """
+        if not isinstance(root, str | os.PathLike):
+            raise InvalidSettingsError(f"root must be a path (str or os.PathLike), got {root!r}")
         return cls(
             Path(root),
             durability=durability,
@@ -103,14 +117,15 @@ class AuditStore:
     # -- runs --------------------------------------------------------------------------
 
     def run_dir(self, run_id: str) -> Path:
-        return self.root / "runs" / validate_id(run_id, "run id")
+        """``<root>/runs/<run_id>``; :class:`UnsafePathError` if it is a link (never followed)."""
+        return inside(self.root, "runs", validate_id(run_id, "run id"))
 
     def journal_dir(self, run_id: str) -> Path:
-        return self.run_dir(run_id) / "journal"
+        return inside(self.root, "runs", validate_id(run_id, "run id"), "journal")
 
     def export_dir(self, run_id: str) -> Path:
         """Where the live export of ``run_id`` is written."""
-        return self.run_dir(run_id) / "export"
+        return inside(self.root, "runs", validate_id(run_id, "run id"), "export")
 
     def run_ids(self) -> list[str]:
         """Every run with a journal, oldest directory name first."""
@@ -140,18 +155,27 @@ class AuditStore:
         With ``sql`` (the default) another thread keeps the SQL audit tables at
         :attr:`database_url` current, and completing the run waits for them too.
         """
+        if export is not None and not isinstance(export, ExportSettings):
+            raise InvalidSettingsError(f"export must be ExportSettings or None, got {export!r}")
+        if type(sql) is not bool:
+            raise InvalidSettingsError(f"sql must be True or False, got {sql!r}")
+        config_bytes = b"{}" if config is None else json_object_bytes(config, "config")
+        resolved: dict[str, Any] = {"durability": self.durability}
+        if settings is not None:
+            resolved.update(json_object(settings, "settings"))
+        if export is not None:
+            resolved["export"] = export.describe()
+        canonical_value(resolved, "settings")  # the export's key file path, say
         if run_id is None:
             stamp = _dt.datetime.now(_UTC).strftime("%Y%m%dT%H%M%SZ")
             run_id = f"run-{stamp}-{secrets.token_hex(4)}"
         directory = self.journal_dir(run_id)
+        if export is not None:
+            self.export_prefix(run_id, export)  # a link planted as its export: refused now
         if directory.exists() and any(directory.glob("*.jsonl")):
             raise RunExistsError(f"run {run_id!r} already has a journal in {directory}")
         if sql:
             self._check_new_sql_run(run_id)  # a bad database fails before the run exists
-        config = jsonable(config or {})
-        resolved = {"durability": self.durability, **jsonable(settings or {})}
-        if export is not None:
-            resolved["export"] = export.describe()
         # the live export takes its lock before the run is visible on disk, so that
         # `auditjournal project` (which skips exports in use) never takes it over
         projector = None if export is None else self.export_projector(run_id, export, live=True)
@@ -164,7 +188,7 @@ class AuditStore:
         recorder = RunRecorder(self, run_id, journal, RunState())
         self._recorders.append(recorder)
         try:
-            recorder._emit_run_started(config, resolved)
+            recorder._emit_run_started(config_bytes, resolved)
             # the run exists on disk from here on, whatever the durability mode
             journal.flush(fsync=self.durability != "none")
             if projector is not None:
@@ -195,6 +219,8 @@ class AuditStore:
         """
         if live:
             self.payloads.keep_recent()
+        if prefix is None and export.path_prefix is None:
+            real_dir(self.root, "runs", run_id, "export")  # created here, never through a link
         return ExportProjector(
             journal_dir=self.journal_dir(run_id),
             run_id=run_id,
@@ -291,9 +317,11 @@ class AuditStore:
         return JournalReader(directory, run_id)
 
     def _open_journal(self, run_id: str, *, create: bool) -> Journal:
-        directory = self.journal_dir(run_id)
-        if not create and not directory.is_dir():
-            raise RunNotFoundError(f"no run {run_id!r} in {self.root}")
+        validate_id(run_id, "run id")
+        try:
+            directory = real_dir(self.root, "runs", run_id, "journal", create=create)
+        except FileNotFoundError:
+            raise RunNotFoundError(f"no run {run_id!r} in {self.root}") from None
         return Journal(
             directory,
             run_id,
@@ -332,3 +360,36 @@ class AuditStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _check_settings(
+    durability: object,
+    database_url: object,
+    flush_interval: object,
+    segment_bytes: object,
+    max_payload_bytes: object,
+) -> None:
+    """Refuse a store setting of the wrong type or out of range (InvalidSettingsError)."""
+    if type(durability) is not str or durability not in DURABILITY_MODES:
+        raise InvalidSettingsError(
+            f"invalid durability {durability!r}; expected one of {list(DURABILITY_MODES)}"
+        )
+    if database_url is not None and (type(database_url) is not str or not database_url):
+        raise InvalidSettingsError(f"database_url must be None or a URL, got {database_url!r}")
+    if not (
+        isinstance(flush_interval, int | float)
+        and type(flush_interval) is not bool
+        and 0 < flush_interval < math.inf
+    ):
+        raise InvalidSettingsError(
+            f"flush_interval must be a finite number of seconds > 0, got {flush_interval!r}"
+        )
+    if type(segment_bytes) is not int or segment_bytes < MIN_SEGMENT_BYTES:
+        # a tiny segment means a file (and a directory fsync) every few events
+        raise InvalidSettingsError(
+            f"segment_bytes must be an int >= {MIN_SEGMENT_BYTES}, got {segment_bytes!r}"
+        )
+    if type(max_payload_bytes) is not int or max_payload_bytes < 1:
+        raise InvalidSettingsError(
+            f"max_payload_bytes must be an int >= 1, got {max_payload_bytes!r}"
+        )

@@ -18,10 +18,15 @@ from typing import Any
 import msgspec
 
 from .chunks import chunk_name
-from .errors import CorruptJournalError
+from .errors import CorruptJournalError, MalformedEvidenceError
 from .export import ExportPaths
+from .safeio import MAX_MANIFEST_BYTES, decode_strict, open_regular, read_regular
 
 __all__ = ["ExportTail", "TailFilter"]
+
+
+class _SealedManifest(msgspec.Struct):
+    chunk_count: int
 
 
 @dataclass(frozen=True)
@@ -87,7 +92,7 @@ class ExportTail:
         while True:
             path = self._chunk_path(self.index)
             try:
-                with open(path, "rb") as fh:
+                with open(open_regular(path, "chunk"), "rb") as fh:
                     fh.seek(self.offset)
                     raw = fh.read()
             except FileNotFoundError:
@@ -105,8 +110,8 @@ class ExportTail:
                     continue
                 record = line[1:] if line[:1] == b"," else line
                 try:
-                    value = msgspec.json.decode(record)
-                except msgspec.DecodeError as exc:
+                    value = decode_strict(record, f"{path}: record line")
+                except MalformedEvidenceError as exc:
                     raise CorruptJournalError(f"{path}: unreadable record line: {exc}") from None
                 self.seen += 1
                 if self.filter(value):
@@ -121,13 +126,11 @@ class ExportTail:
             self._closed_current = False
 
     def _check_sealed(self) -> None:
-        manifest = self.paths.manifest
-        if not manifest.exists():
-            return
         try:
-            count = msgspec.json.decode(manifest.read_bytes())["chunk_count"]
-        except (msgspec.DecodeError, KeyError, TypeError):
-            return
+            raw = read_regular(self.paths.manifest, "manifest", MAX_MANIFEST_BYTES)
+        except FileNotFoundError:
+            return  # not sealed yet (the manifest is written atomically: never half of it)
+        count = decode_strict(raw, f"{self.paths.manifest}", _SealedManifest).chunk_count
         self.sealed = self.index >= count
 
     def _skip_to_end(self) -> None:
@@ -135,7 +138,8 @@ class ExportTail:
             self.index += 1
         path = self._chunk_path(self.index)
         if path.exists():
-            data = path.read_bytes()
+            with open(open_regular(path, "chunk"), "rb") as fh:
+                data = fh.read()
             end = data.rfind(b"\n") + 1
             self.offset = end
             self._closed_current = data[:end].endswith(b"\n]\n")

@@ -33,7 +33,13 @@ from typing import Any, Final
 
 import msgspec
 
-from .errors import AuditJournalError, ExportNotFoundError, SignatureError
+from .errors import (
+    AuditJournalError,
+    CanonicalizationError,
+    ExportNotFoundError,
+    MalformedEvidenceError,
+    SignatureError,
+)
 from .events import ExportFailed, ExportSealed, RunStarted
 from .export import MANIFEST_FORMAT, encode_manifest
 from .journal import JournalReader, segment_name
@@ -41,10 +47,18 @@ from .merkle import MerkleBuilder, range_subtrees
 from .payloads import PayloadStore
 from .records import RECORD_TYPES
 from .replay import replay_export
+from .safeio import (
+    MAX_LISTING_BYTES,
+    MAX_MANIFEST_BYTES,
+    decode_strict,
+    open_regular,
+    plain_name,
+    read_regular,
+)
 from .settings import ExportSettings
 from .signing import check_signature
 
-__all__ = ["FileCheck", "VerifyReport", "find_manifest", "verify_export"]
+__all__ = ["FileCheck", "VerifyReport", "find_manifest", "load_manifest", "verify_export"]
 
 _BLOCK: Final = 4 << 20
 _PARALLEL_BYTES: Final = 64 << 20  # smaller exports are verified in this process
@@ -173,6 +187,15 @@ def find_manifest(export: Path) -> Path:
     raise ExportNotFoundError(f"{export} does not exist")
 
 
+def load_manifest(path: Path) -> tuple[bytes, Manifest]:
+    """The manifest file's bytes and their parsed form, read as evidence (a regular file
+    only, bounded, no duplicate members, every field of the right type; a missing file is
+    ``FileNotFoundError``). The chunk entries are not checked here (:func:`verify_export`
+    does)."""
+    raw = read_regular(path, "manifest", MAX_MANIFEST_BYTES)
+    return raw, decode_strict(raw, f"{path.name}", Manifest)
+
+
 def verify_export(
     export: Path,
     *,
@@ -193,12 +216,17 @@ def verify_export(
     report = VerifyReport(manifest_path)
     directory = manifest_path.parent
     prefix_name = manifest_path.name[: -len(".manifest.json")]
-    raw = manifest_path.read_bytes()
     try:
-        manifest = msgspec.json.decode(raw, type=Manifest)
+        raw, manifest = load_manifest(manifest_path)
         _check_manifest_fields(manifest)
-    except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as exc:
+    except FileNotFoundError:
+        report.checks.append(FileCheck(manifest_path.name, False, "missing"))
+        return report
+    except (MalformedEvidenceError, ValueError) as exc:
         report.checks.append(FileCheck(manifest_path.name, False, f"malformed manifest: {exc}"))
+        return report
+    except AuditJournalError as exc:  # not a regular file, unreadable
+        report.checks.append(FileCheck(manifest_path.name, False, str(exc)))
         return report
     report.run_id = manifest.run_id
     report.chunk_count = manifest.chunk_count
@@ -208,7 +236,7 @@ def verify_export(
         report.signature = check_signature(
             msgspec.json.decode(raw), public_key_file=public_key, hmac_key=hmac_key
         )
-    except SignatureError as exc:
+    except (SignatureError, CanonicalizationError) as exc:  # not signable as it is
         report.signature = "INVALID"
         manifest_check.ok, manifest_check.reason = False, f"signature: {exc}"
 
@@ -264,9 +292,9 @@ def _check_manifest_fields(m: Manifest) -> None:
         raise ValueError(f"chunk_count {m.chunk_count} but {len(m.chunks)} chunks listed")
     if m.merkle_tree != "rfc6962-sha256" or not _HEX64.fullmatch(m.merkle_root):
         raise ValueError("merkle_tree/merkle_root malformed")
-    names = [c.file for c in m.chunks]
-    if len(set(names)) != len(names) or any("/" in n or n.startswith(".") for n in names):
-        raise ValueError("chunk file names are duplicated or not plain file names")
+    names = [plain_name(c.file, "chunk file") for c in m.chunks]
+    if len(set(names)) != len(names):
+        raise ValueError("chunk file names are duplicated")
     for c in m.chunks:
         if not _HEX64.fullmatch(c.sha256):
             raise ValueError(f"chunk {c.file}: sha256 malformed")
@@ -275,9 +303,11 @@ def _check_manifest_fields(m: Manifest) -> None:
 def _check_listing(path: Path, manifest: Manifest) -> FileCheck:
     expected = "".join(f"{c.sha256}  {c.file}\n" for c in manifest.chunks).encode()
     try:
-        actual = path.read_bytes()
+        actual = read_regular(path, "listing", MAX_LISTING_BYTES)
     except FileNotFoundError:
         return FileCheck(path.name, False, "missing")
+    except AuditJournalError as exc:
+        return FileCheck(path.name, False, str(exc))
     if actual != expected:
         return FileCheck(path.name, False, "does not list exactly the manifest's chunks and hashes")
     return FileCheck(path.name, True)
@@ -304,8 +334,12 @@ def _scan_chunk(
     already keep every core busy, hash inline. Lines are memoryview slices: no copies.
     """
     _file, expected_bytes, expected_sha, expected_count, expected_first, expected_last = entry
-    if not os.path.isfile(path):
+    try:
+        fd = open_regular(path, "chunk")
+    except FileNotFoundError:
         return "missing", [], 0, None, None, 0
+    except AuditJournalError as exc:
+        return str(exc), [], 0, None, None, 0
     hasher = hashlib.sha256()
     subtrees: _Subtrees = []  # each block's leaves as aligned subtrees (range_subtrees)
     count = previous = 0
@@ -315,7 +349,7 @@ def _scan_chunk(
     leaf_prefix = hashlib.sha256(b"\x00")  # copying a primed hash beats a new one
     decode = _HEAD_DECODER.decode
     known = _KNOWN_TYPES
-    with open(path, "rb") as fh:
+    with open(fd, "rb") as fh:
         blocks = _LineBlocks(fh, hasher, threaded)
         for data, end in blocks:
             if problem:

@@ -46,11 +46,15 @@ aware = st.datetimes(
     min_value=dt.datetime(1, 1, 2), max_value=dt.datetime(9999, 12, 30), timezones=offsets
 )
 decimals = st.decimals(allow_nan=False, allow_infinity=False)
+# floats from 2**53 up to 1e21 are refused: their JSON text is an integer beyond 2**53
+json_floats = st.floats(allow_nan=False, allow_infinity=False).filter(
+    lambda f: not 2**53 <= abs(f) < 1e21
+)
 
 LEAVES: list[Pair] = [
     ({"type": "string"}, texts),
     ({"type": "integer"}, safe_ints),
-    ({"type": "number"}, st.floats(allow_nan=False, allow_infinity=False)),
+    ({"type": "number"}, json_floats),
     ({"type": "boolean"}, st.booleans()),
     ({"type": "null"}, st.none()),
     ({"type": "string", "format": "date-time"}, aware),

@@ -110,7 +110,7 @@ def _byte_progress(export: Path, label: str) -> Iterator[Callable[[int], None] |
         yield None
         return
     directory = export if export.is_dir() else export.parent
-    total = sum(p.stat().st_size for p in directory.glob("*.json"))
+    total = sum(p.lstat().st_size for p in directory.glob("*.json"))  # links are not read
     with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
         yield bar.update
 

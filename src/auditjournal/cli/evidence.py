@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from ..extract import Selection, extract_bundle, verify_bundle, write_bundle
+from ..errors import DuplicateMemberError, MalformedEvidenceError
+from ..extract import Selection, extract_bundle, read_bundle, verify_bundle, write_bundle
 from ..signing import generate_keypair
 from ..verify import verify_export
 from ._base import (
@@ -142,9 +143,11 @@ def verify_bundle_cmd(
 ) -> None:
     """Check a bundle on its own: each record's proof against the signed Merkle root."""
     try:
-        data = json.loads(bundle.read_text())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise click.UsageError(f"{bundle} is not JSON: {exc}") from None
+        data = read_bundle(bundle)
+    except DuplicateMemberError:
+        raise  # a forged bundle: a verification failure (exit 1), not a usage error
+    except MalformedEvidenceError as exc:
+        raise click.UsageError(f"{bundle} is not JSON of a bundle: {exc}") from None
     report = verify_bundle(data, public_key=public_key, hmac_key=_hmac_key(hmac_key_env))
     if as_json:
         lines = [{"item": n, "valid": ok, "reason": r} for n, ok, r in report.lines]
