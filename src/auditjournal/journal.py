@@ -232,9 +232,11 @@ class Journal:
                 raise
             try:
                 write_in_order(work)
-                for file, _ in work:
-                    if fsync:
-                        file.sync()
+                current = files[-1]
+                # not only what this flush wrote: a write without fsync (write_behind) may
+                # have left bytes on the current segment that no fsync has covered yet
+                if fsync and current.written > current.synced:
+                    current.sync()
                 for file in files[:-1]:
                     file.sync()
                     file.close()
@@ -285,13 +287,18 @@ class Journal:
         everything buffered and the error is raised: call :meth:`close` again once
         the cause is gone, or :meth:`abandon` to let go of what is not written.
         """
-        if self._closed:
-            return
-        self.flush(fsync=self.durability != "none")
+        with self.lock:
+            if self._closed:
+                return
+            self._closed = True  # from here on appends are refused: nothing can slip past
+        try:
+            self.flush(fsync=self.durability != "none")
+        except BaseException:
+            with self.lock:
+                self._closed = False
+            raise
         if self._flusher is not None:
             self._flusher.stop()
-        if self._file.pending or self._retired:  # appended while the flusher stopped
-            self.flush(fsync=self.durability != "none")
         self._release()
 
     def abandon(self) -> None:

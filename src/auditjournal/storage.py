@@ -197,13 +197,15 @@ class AppendFile:
     is dropped.
     """
 
-    __slots__ = ("_buf", "fd", "path", "size", "written")
+    __slots__ = ("_buf", "fd", "path", "size", "synced", "written")
 
     def __init__(self, path: Path, size: int) -> None:
         self.path = path
         self.fd = open_file(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         self.size = size
         self.written = size
+        self.synced = size
+        """Bytes known to be on disk: up to here as of the last successful :meth:`sync`."""
         self._buf = bytearray()
 
     def append(self, data: bytes | bytearray | memoryview) -> int:
@@ -256,10 +258,12 @@ class AppendFile:
         self.written += done
 
     def sync(self) -> None:
+        written = self.written
         try:
             os.fsync(self.fd)
         except OSError as exc:
             raise storage_error(exc, f"cannot fsync {self.path}") from exc
+        self.synced = written
 
     def close(self) -> None:
         if self.fd >= 0:
