@@ -258,10 +258,12 @@ def generate_keypair(out_dir: Path) -> tuple[Path, Path]:
             _place(temp, path)
             placed.append(path)
         fsync_dir(out_dir)
-    except OSError as exc:
+    except BaseException as exc:
         for path in placed:  # one key without the other is no key pair
             path.unlink(missing_ok=True)
-        raise storage_error(exc, f"cannot write the key pair in {out_dir}") from exc
+        if isinstance(exc, OSError):
+            raise storage_error(exc, f"cannot write the key pair in {out_dir}") from exc
+        raise  # a key file that appeared meanwhile (SigningKeyError), an interrupt
     finally:
         for temp in temps:
             temp.unlink(missing_ok=True)
