@@ -59,10 +59,7 @@ FLOATS = [
     2.0,  # integral: ECMAScript writes 2, msgspec 2.0
     -0.0,
     123456789.125,
-    9007199254740993.0,  # integral beyond 2**53: written as a number, not refused
-    1e16,
-    1.5e16,
-    1e21,
+    1e21,  # from here ECMAScript writes an exponent: a reader parses a float again
     1.25e21,
     5e-324,
     -1.7976931348623157e308,
@@ -73,6 +70,15 @@ FLOATS = [
 def test_floats_match_rfc8785_at_the_top_level_and_in_every_container(value: float) -> None:
     for wrapped in (value, [value], {"x": value}, (value,), [[value]], {"x": {"y": value}}):
         assert canonical_json(wrapped) == rfc8785.dumps(wrapped), wrapped
+
+
+@pytest.mark.parametrize("value", [9007199254740992.0, 9007199254740993.0, 1e16, 1.5e16, 9.99e20])
+def test_integral_floats_a_reader_would_parse_as_unsafe_integers_are_refused(value: float) -> None:
+    """From 2**53 up to 1e21 ECMAScript writes an integer literal beyond the safe range,
+    which no reader can take back as the float it was (issue 10 item 2)."""
+    for wrapped in (value, [value], {"x": value}, (value,), [[value]], {"x": {"y": value}}):
+        with pytest.raises(CanonicalizationError):
+            canonical_json(wrapped)
 
 
 @pytest.mark.parametrize("value", [MAX_SAFE_INTEGER, -MAX_SAFE_INTEGER])

@@ -76,7 +76,10 @@ def test_a_failed_live_export_is_recorded_and_a_replay_verifies(
         ({"chunk_size_bytes": "1000"}, "chunk_size_bytes must be None or an int >= 64"),
         ({"sign": "rsa"}, "sign must be None or one of"),
         ({"sign": "ed25519"}, "sign='ed25519' needs signing_key_file"),
-        ({"sign": "ed25519", "signing_key_file": ""}, "sign='ed25519' needs signing_key_file"),
+        (
+            {"sign": "ed25519", "signing_key_file": ""},
+            "signing_key_file must be None or a non-empty path",
+        ),
     ],
     ids=lambda v: repr(v) if isinstance(v, dict) else "",
 )

@@ -282,7 +282,7 @@ def test_chunk_names_must_be_plain_visible_file_names(export: Export, new_name: 
     move_chunk(export, 1, new_name)
     export.seal()
     assert manifest_reason(export.verify()) == (
-        "malformed manifest: chunk file names are duplicated or not plain file names"
+        f"chunk file {new_name!r} is not a plain file name (refused)"
     )
 
 
@@ -291,7 +291,7 @@ def test_chunk_names_must_not_repeat(export: Export) -> None:
     export.records.insert(1, list(export.records[0]))
     export.seal()
     assert manifest_reason(export.verify()) == (
-        "malformed manifest: chunk file names are duplicated or not plain file names"
+        "malformed manifest: chunk file names are duplicated"
     )
 
 
@@ -480,7 +480,9 @@ def test_a_chunk_that_is_a_directory_is_missing(export: Export) -> None:
     path = export.dir / export.manifest["chunks"][1]["file"]
     path.unlink()
     path.mkdir()
-    assert chunk_reason(export.verify(), 1, export) == "missing"
+    assert chunk_reason(export.verify(), 1, export) == (
+        f"{path}: chunk is a directory (refused: only regular files are read)"
+    )
 
 
 def test_a_chunk_larger_than_the_read_block(
