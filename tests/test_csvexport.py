@@ -15,7 +15,10 @@ import io
 import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -397,3 +400,96 @@ def test_the_csv_reads_back_with_the_standard_reader(
     text = (out / "node.csv").read_bytes().decode("utf-8")
     rows = list(csv.DictReader(io.StringIO(text, newline="")))
     assert rows[0]["plugin_name"] == 'csv, "quoted"\nsource'
+
+
+# -- a killed exporter's temporary files (issue 10, item 8) ---------------------------------
+
+
+def _temporary_files(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if ".tmp-" in p.name)
+
+
+def test_a_killed_export_leaves_temporary_files_that_the_next_export_removes(
+    tmp_path: Path,
+) -> None:
+    """SIGKILL an `export-csv` child while it writes: its temporary files stay behind
+    (nothing can run in a killed process). The next export into that directory removes
+    them and writes the same files a clean export writes elsewhere."""
+    root = tmp_path / "audit"
+    with (
+        AuditStore.open(root) as store,
+        store.start_run(run_id="big", export=None, sql=False) as run,
+    ):
+        src = run.register_node(plugin_name="csv", node_type="source")
+        for index in range(8_000):
+            row = run.create_row(source_node_id=src, row_index=index, data={"i": index})
+            run.create_token(row_id=row)
+    out = tmp_path / "csv"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "auditjournal", "export-csv", str(root), "big", "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (out.is_dir() and _temporary_files(out)):
+            assert child.poll() is None, "the export ended before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.002)
+        time.sleep(0.05)  # well into writing the rows
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    left = _temporary_files(out)
+    assert left, "the killed export left no temporary files (it finished first?)"
+    assert not (out / CSV_LISTING_NAME).exists()
+    with AuditStore.open(root) as store:
+        result = export_csv(store, "big", out)
+        reference = export_csv(store, "big", tmp_path / "reference")
+    assert _temporary_files(out) == []
+    assert sorted(p.name for p in out.iterdir()) == sorted([*CSV_NAMES, CSV_LISTING_NAME])
+    for name in CSV_NAMES:
+        assert (out / name).read_bytes() == (tmp_path / "reference" / name).read_bytes(), name
+    assert result.total_rows == reference.total_rows == 16_002
+    check = subprocess.run(
+        ["sha256sum", "-c", "--quiet", CSV_LISTING_NAME], cwd=out, capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_only_our_own_temporary_names_are_removed(
+    store: AuditStore, run_id: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "csv"
+    out.mkdir()
+    ours = [".row.csv.tmp-123-7f3a", f".{CSV_LISTING_NAME}.tmp-123-456"]
+    theirs = [".row.csv.tmp-notours", "row.csv.tmp-1-2", ".notes.csv.tmp-1-2", "keep.txt"]
+    for name in ours + theirs:
+        (out / name).write_text("x")
+    (out / ".node.csv.tmp-9-9").symlink_to(tmp_path / "elsewhere")  # not a regular file
+    export_csv(store, run_id, out)
+    names = {p.name for p in out.iterdir()}
+    assert not names & set(ours)
+    assert set(theirs) | {".node.csv.tmp-9-9"} <= names
+
+
+def test_a_second_export_into_a_directory_being_written_is_refused(
+    store: AuditStore, run_id: str, tmp_path: Path
+) -> None:
+    """The directory's flock is what makes the clean-up safe: while one exporter holds it,
+    another neither removes its temporary files nor mixes its files with them."""
+    import fcntl
+
+    out = tmp_path / "csv"
+    out.mkdir()
+    (out / ".row.csv.tmp-1-abc").write_text("being written by the other exporter")
+    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with pytest.raises(JournalLockedError, match="another CSV export is writing"):
+            export_csv(store, run_id, out)
+        assert (out / ".row.csv.tmp-1-abc").exists()
+    finally:
+        os.close(fd)
+    export_csv(store, run_id, out)
+    assert _temporary_files(out) == []

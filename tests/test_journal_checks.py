@@ -19,7 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from auditjournal.errors import CorruptJournalError, DiskFullError, JournalClosedError
+from auditjournal.errors import (
+    CorruptJournalError,
+    DiskFullError,
+    JournalClosedError,
+    StorageError,
+)
 from auditjournal.events import BaseEvent, RowCreated, encode_event
 from auditjournal.journal import (
     Journal,
@@ -82,6 +87,10 @@ def open_for_append(directory: Path) -> Journal:
 @pytest.fixture
 def jdir(tmp_path: Path) -> Path:
     return tmp_path / "journal"
+
+
+def segments(directory: Path) -> list[Path]:
+    return sorted(directory.glob("*.jsonl"))
 
 
 def test_a_hand_chained_journal_is_read_and_continued(jdir: Path) -> None:
@@ -342,12 +351,12 @@ def test_a_failed_background_flush_is_retried_by_the_next_append(
             time.sleep(0.001)
         assert failed  # the flusher's write failed; the error waits for the next append
         deadline = time.monotonic() + 10
-        while journal._flusher is not None and journal._flusher.error is None:
+        while not journal.write_failed:
             assert time.monotonic() < deadline
             time.sleep(0.001)
         with journal.lock:
             journal.append(row(2))  # retries the flush first: now it works
-        assert journal._flusher is not None and journal._flusher.error is None
+        assert not journal.write_failed
     finally:
         journal.close()
     assert read_all(jdir) == [row(1), row(2)]
@@ -361,12 +370,13 @@ def test_an_append_is_refused_while_the_flush_still_fails(
     with journal.lock:
         journal.append(row(1))
     deadline = time.monotonic() + 10
-    while journal._flusher is not None and journal._flusher.error is None:
+    while not journal.write_failed:
         assert time.monotonic() < deadline
         time.sleep(0.001)
-    with journal.lock, pytest.raises(DiskFullError) as caught:
+    with journal.lock, pytest.raises(DiskFullError, match="recorded nothing") as caught:
         journal.append(row(2))
     assert caught.value.__cause__ is not None  # the background error it retried
+    assert caught.value.recorded_event is None
     assert journal.next_seq == 2 and failed
     monkeypatch.undo()
     with journal.lock:
@@ -903,10 +913,10 @@ def test_a_retried_background_flush_fsyncs_under_batch(
         with journal.lock:
             journal.append(row(1))
         deadline = time.monotonic() + 10
-        while journal._flusher is not None and journal._flusher.error is None:
+        while not journal.write_failed:
             assert time.monotonic() < deadline
             time.sleep(0.001)
-        assert failed
+        assert failed and journal._flusher is not None
         journal._flusher.stop()  # no background flush from here on: only the retry
         syncs.clear()
         with journal.lock:
@@ -964,9 +974,12 @@ def test_entries_rolled_while_a_flush_fails_stay_in_order(jdir: Path) -> None:
     assert read_all(jdir) == [row(s) for s in range(1, 7)]
 
 
-def test_a_close_that_cannot_write_still_releases_the_files(
+def test_a_close_that_cannot_write_keeps_everything_until_a_later_close(
     jdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """close() on a full disk raises and stays open with the entries buffered (they were
+    acknowledged); a later close writes them and releases the files. abandon() releases
+    them without writing, as a crash would."""
     fds = open_fds()
     journal = Journal(jdir, RUN, durability="none", flush_interval=3600, segment_bytes=600)
     for seq in range(1, 6):
@@ -975,5 +988,210 @@ def test_a_close_that_cannot_write_still_releases_the_files(
     fail_writes(monkeypatch, "journal", times=10**6)
     with pytest.raises(DiskFullError):
         journal.close()
+    assert open_fds() != fds  # still open: nothing dropped
     monkeypatch.undo()
+    journal.close()
     assert open_fds() == fds
+    assert read_all(jdir) == [row(seq) for seq in range(1, 6)]
+
+    other = jdir.parent / "abandoned"
+    journal = Journal(other, RUN, durability="none", flush_interval=3600)
+    with journal.lock:
+        journal.append(row(1))
+    journal.abandon()
+    journal.abandon()  # twice is harmless
+    assert open_fds() == fds
+    assert read_all(other) == []
+
+
+# -- a failed write is remembered until one succeeds (issue 10, item 7) ---------------------------
+
+
+def test_write_behind_keeps_its_failure_for_the_next_append(
+    jdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """write_behind() writes now (no fsync) and never raises; its failure refuses the next
+    append (before that append takes a seq) until a write succeeds."""
+    journal = Journal(jdir, RUN, durability="batch", flush_interval=3600)
+    with journal.lock:
+        journal.append(row(1))
+    journal.write_behind()
+    assert segments(jdir)[0].stat().st_size > 0 and not journal.write_failed  # written
+    with journal.lock:
+        journal.append(row(2))
+    fail_writes(monkeypatch, "journal", times=10**6)
+    journal.write_behind()  # no exception: row 2 was accepted already
+    assert journal.write_failed
+    with journal.lock, pytest.raises(DiskFullError, match="recorded nothing") as caught:
+        journal.append(row(3))
+    assert caught.value.recorded_event is None and journal.next_seq == 3
+    monkeypatch.undo()
+    with journal.lock:
+        journal.append(row(3))  # the retry writes row 2, then row 3 is taken
+    assert not journal.write_failed
+    journal.close()
+    assert read_all(jdir) == [row(1), row(2), row(3)]
+
+
+def test_a_failed_payload_flush_counts_as_a_failed_write(jdir: Path) -> None:
+    failures = [DiskFullError("cannot write payloads: No space left on device")]
+
+    def before_flush(fsync: bool) -> None:
+        if failures:
+            raise failures.pop()
+
+    journal = Journal(jdir, RUN, durability="batch", flush_interval=3600, before_flush=before_flush)
+    with journal.lock:
+        journal.append(row(1))
+    journal.write_behind()
+    assert journal.write_failed
+    with journal.lock:
+        journal.append(row(2))  # the retry succeeds now
+    journal.close()
+    assert read_all(jdir) == [row(1), row(2)]
+
+
+def test_an_interrupt_during_a_flush_is_not_a_write_failure(jdir: Path) -> None:
+    interrupts = [KeyboardInterrupt()]
+
+    def before_flush(fsync: bool) -> None:
+        if interrupts:
+            raise interrupts.pop()
+
+    journal = Journal(jdir, RUN, durability="batch", flush_interval=3600, before_flush=before_flush)
+    with journal.lock:
+        journal.append(row(1))
+    with pytest.raises(KeyboardInterrupt):
+        journal.flush(fsync=True)
+    assert not journal.write_failed  # the disk is fine: the next append goes straight on
+    journal.close()
+    assert read_all(jdir) == [row(1)]
+
+
+def test_a_roll_written_behind_gets_its_directory_fsync_later(
+    jdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write without fsync must not use up the 'new segment' mark: the next fsyncing
+    flush still fsyncs the directory, so the rolled segment survives a power cut."""
+    journal = Journal(jdir, RUN, durability="batch", flush_interval=3600, segment_bytes=600)
+    syncs = Syncs(monkeypatch)
+    with journal.lock:
+        journal.append(row(1))
+    journal.write_behind()
+    journal.flush(fsync=True)
+    assert syncs.dirs == []  # no new segment: no directory fsync
+    for seq in range(2, 5):
+        with journal.lock:
+            journal.append(row(seq))
+    assert len(segments(jdir)) == 2
+    journal.write_behind()
+    assert syncs.dirs == []
+    journal.flush(fsync=True)
+    assert syncs.dirs == ["journal"]
+    syncs.clear()
+    journal.flush(fsync=True)
+    assert syncs.dirs == []  # once
+    journal.close()
+
+
+def test_a_directory_fsync_that_fails_is_a_storage_error(
+    jdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import auditjournal.journal as journal_module
+
+    journal = Journal(jdir, RUN, durability="always", segment_bytes=600)
+    for seq in (1, 2):
+        with journal.lock:
+            journal.append(row(seq))
+        journal.commit(seq)
+
+    def broken(path: Path) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(journal_module, "fsync_dir", broken)
+    with journal.lock:
+        journal.append(row(3))  # rolls to a new segment
+    with pytest.raises(StorageError, match="cannot fsync"):
+        journal.commit(3)
+    assert journal.write_failed
+    monkeypatch.undo()
+    journal.commit(3)  # the mark was kept: this time the directory is fsynced
+    assert journal.durable_seq == 3 and not journal.write_failed
+    journal.close()
+
+
+def test_close_writes_and_fsyncs_what_was_only_written_behind(
+    jdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = Journal(jdir, RUN, durability="batch", flush_interval=3600)
+    with journal.lock:
+        journal.append(row(1))
+    journal.write_behind()
+    syncs = Syncs(monkeypatch)
+    journal.close()
+    assert syncs.files == [segment_name(1)]
+    with pytest.raises(JournalClosedError):
+        journal.append(row(2))
+
+
+def test_a_flush_with_nothing_new_does_not_fsync(
+    jdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The flusher runs every 10 ms: an idle journal must not cost an fsync each time."""
+    journal = Journal(jdir, RUN, durability="batch", flush_interval=3600)
+    syncs = Syncs(monkeypatch)
+    with journal.lock:
+        journal.append(row(1))
+    journal.flush(fsync=True)
+    assert syncs.files == [segment_name(1)]
+    syncs.clear()
+    journal.flush(fsync=True)
+    assert syncs.files == []
+    journal.close()
+
+
+def test_abandon_lets_go_of_everything_without_writing(jdir: Path) -> None:
+    fds, threads = open_fds(), flusher_threads()
+    journal = Journal(jdir, RUN, durability="batch", flush_interval=3600, segment_bytes=600)
+    for seq in range(1, 5):
+        with journal.lock:
+            journal.append(row(seq))  # two segments, nothing written
+    assert flusher_threads() == threads + 1
+    journal.abandon()
+    assert (open_fds(), flusher_threads()) == (fds, threads)
+    assert read_all(jdir) == []
+    Journal(jdir, RUN, durability="batch").close()  # the lock was released too
+    always = Journal(jdir.parent / "always", RUN, durability="always")  # no flusher thread
+    always.abandon()
+    assert open_fds() == fds
+
+
+def test_an_append_whose_seq_was_taken_while_it_waited_is_refused(jdir: Path) -> None:
+    """The retry of a failed write runs without the journal's lock; if another append
+    gets in meanwhile, the waiting one (built for the old next seq, checked against the
+    old state) must be refused, not appended out of place."""
+    journal: Journal | None = None
+    state = {"fail": True, "sneak": False}
+
+    def before_flush(fsync: bool) -> None:
+        assert journal is not None
+        if state["fail"]:
+            state["fail"] = False
+            raise DiskFullError("No space left on device")
+        if state["sneak"]:  # the retry's flush, lock released: another append gets in
+            state["sneak"] = False
+            journal._write_error = None  # as the flush about to succeed will leave it
+            with journal.lock:
+                journal.append(row(2))
+
+    journal = Journal(jdir, RUN, durability="batch", flush_interval=3600, before_flush=before_flush)
+    with journal.lock:
+        journal.append(row(1))
+    journal.write_behind()
+    assert journal.write_failed
+    state["sneak"] = True
+    with journal.lock, pytest.raises(StorageError, match="written while this call waited"):
+        journal.append(row(2))
+    assert journal.next_seq == 3
+    journal.close()
+    assert read_all(jdir) == [row(1), row(2)]

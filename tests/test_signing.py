@@ -14,9 +14,12 @@ import hmac
 import inspect
 import json
 import logging
+import os
 import re
 import shutil
+import stat
 import subprocess
+import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,9 +35,10 @@ import auditjournal.signing as signing
 from auditjournal import ExportSettings
 from auditjournal.cli import main
 from auditjournal.demo import DemoResult, run_demo
-from auditjournal.errors import SigningKeyError
+from auditjournal.errors import DiskFullError, SigningKeyError, StorageError
 from auditjournal.signing import HMAC_KEY_ENV, generate_keypair, load_signer
 from auditjournal.verify import verify_export
+from faults import small_filesystem
 
 SECRET = "hmac-test-secret-7f3a9c1e-never-print-me"
 OTHER_SECRET = "another-secret-for-forgeries-55d2"
@@ -416,3 +420,144 @@ def test_keys_never_appear_in_cli_output_exports_or_journals(
             content = path.read_bytes()
             for label, needle in needles.items():
                 assert needle not in content, (label, path)
+
+
+# -- keygen on a full disk (issue 10, item 7) -----------------------------------------------
+
+
+def _keygen(out: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "auditjournal", "keygen", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_keygen_on_a_full_disk_leaves_nothing_and_can_run_again(tmp_path: Path) -> None:
+    """On a real full filesystem keygen fails with one line and leaves no key file (no
+    empty one either, and no temporary file); once there is space it simply works."""
+    with small_filesystem(tmp_path / "fs", size="1m") as fs:
+        out = fs.path / "keys"
+        out.mkdir()
+        fs.fill()
+        failed = _keygen(out)
+        assert failed.returncode == 1, failed.stderr
+        assert "No space left on device" in failed.stderr
+        assert "Traceback" not in failed.stderr and len(failed.stderr.splitlines()) == 1
+        assert sorted(p.name for p in out.iterdir()) == []
+        fs.free()
+        done = _keygen(out)
+        assert done.returncode == 0, done.stderr
+        private, public = out / "signing_key.pem", out / "signing_key.pub.pem"
+        assert sorted(p.name for p in out.iterdir()) == [private.name, public.name]
+        assert private.stat().st_mode & 0o777 == 0o600
+        key = serialization.load_pem_private_key(private.read_bytes(), password=None)
+        assert isinstance(key, Ed25519PrivateKey)
+        loaded = serialization.load_pem_public_key(public.read_bytes())
+        assert loaded.public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        ) == key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+
+
+def test_keygen_replaces_an_empty_key_file_but_never_a_real_one(tmp_path: Path) -> None:
+    out = tmp_path / "keys"
+    out.mkdir()
+    (out / "signing_key.pub.pem").write_bytes(b"")  # what a failed older keygen left
+    private, public = generate_keypair(out)
+    assert public.stat().st_size > 0 and private.stat().st_size > 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(SigningKeyError, match="already exists"):
+        generate_keypair(out)
+    (out / "signing_key.pem").unlink()  # a real public key alone is still a key
+    with pytest.raises(SigningKeyError, match="already exists"):
+        generate_keypair(out)
+    assert (out / "signing_key.pub.pem").read_bytes() == before["signing_key.pub.pem"]
+    assert [p.name for p in out.iterdir()] == ["signing_key.pub.pem"]
+
+
+def test_keygen_failures_in_process_leave_no_key_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each way writing the pair can fail leaves neither key file nor a temporary one."""
+    import errno
+
+    out = tmp_path / "keys"
+    out.mkdir()
+
+    def broken_dir_fsync(path: Path) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(signing, "fsync_dir", broken_dir_fsync)  # both keys placed first
+    with pytest.raises(StorageError, match="cannot write the key pair"):
+        generate_keypair(out)
+    assert list(out.iterdir()) == []
+    monkeypatch.undo()
+
+    real_write_temp = signing._write_temp
+
+    def racing_write_temp(path: Path, data: bytes, mode: int) -> Path:
+        temp = real_write_temp(path, data, mode)
+        if path.name == "signing_key.pub.pem":  # another keygen gets there first
+            path.write_bytes(b"their public key\n")
+        return temp
+
+    monkeypatch.setattr(signing, "_write_temp", racing_write_temp)
+    with pytest.raises(SigningKeyError, match="already exists"):
+        generate_keypair(out)
+    assert [p.name for p in out.iterdir()] == ["signing_key.pub.pem"]  # theirs, untouched
+    assert (out / "signing_key.pub.pem").read_bytes() == b"their public key\n"
+    monkeypatch.undo()
+
+    with pytest.raises(StorageError, match="cannot create"):
+        generate_keypair(out / "signing_key.pub.pem" / "sub")  # a file where a dir must be
+
+
+def test_keygen_on_a_full_disk_in_process(tmp_path: Path) -> None:
+    with small_filesystem(tmp_path / "fs", size="1m") as fs:
+        out = fs.path / "keys"
+        out.mkdir()
+        fs.fill()
+        with pytest.raises(DiskFullError):
+            generate_keypair(out)
+        assert list(out.iterdir()) == []
+        fs.free()
+        generate_keypair(out)
+
+
+def test_keygen_fsyncs_both_keys_with_their_bytes_and_the_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_fsync, real_dir = os.fsync, signing.fsync_dir
+    synced_sizes: list[int] = []
+    synced_dirs: list[Path] = []
+
+    def fsync(fd: int) -> None:
+        info = os.fstat(fd)
+        if stat.S_ISREG(info.st_mode):
+            synced_sizes.append(info.st_size)  # what is in the file, not in a buffer
+        real_fsync(fd)
+
+    def fsync_dir(path: Path) -> None:
+        synced_dirs.append(path)
+        real_dir(path)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(signing, "fsync_dir", fsync_dir)
+    private, public = generate_keypair(tmp_path / "keys")
+    monkeypatch.undo()
+    assert sorted(synced_sizes) == sorted([private.stat().st_size, public.stat().st_size])
+    assert synced_dirs == [tmp_path / "keys"]
+    assert private.stat().st_mode & 0o777 == 0o600
+    assert public.stat().st_mode & 0o777 == 0o644
+
+
+def test_keygen_never_replaces_what_is_not_an_empty_regular_file(tmp_path: Path) -> None:
+    out = tmp_path / "keys"
+    out.mkdir()
+    os.mkfifo(out / "signing_key.pub.pem")  # empty, but not a file we left
+    with pytest.raises(SigningKeyError, match="already exists"):
+        generate_keypair(out)
+    assert [p.name for p in out.iterdir()] == ["signing_key.pub.pem"]

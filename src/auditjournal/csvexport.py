@@ -30,7 +30,12 @@ in export (journal seq) order within each file.
 
 Failure modes: a run that has not completed raises
 :class:`RunNotCompletedError` and leaves nothing behind (files are written to
-temporary names and renamed only at the end). A recorder that still holds
+temporary names, ``.<type>.csv.tmp-<pid>-<n>``, and renamed only at the end).
+An exporter holds an exclusive ``flock`` on ``out_dir`` itself while it writes
+(a second export into the same directory meanwhile raises
+:class:`JournalLockedError`), so temporary files found there by the next export
+belong to an exporter that was killed (SIGKILL, power loss) and are removed
+before it starts. A recorder that still holds
 the journal (``run.complete()`` without ``close()``, or another process
 appending) makes it raise :class:`JournalLockedError` -- checked before the files
 are put in place, so nothing is written then either; close the recorder and
@@ -40,8 +45,10 @@ export again. Memory is flat: rows are written as records are projected.
 from __future__ import annotations
 
 import csv
+import fcntl
 import hashlib
 import os
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -272,8 +279,11 @@ def export_csv(
     reader = store.journal_reader(run_id)  # RunNotFoundError before anything is created
     created = _missing_dirs(out)
     temps = _TempFiles(out)
+    dir_lock = -1
     try:
         _make_dir(out)
+        dir_lock = _lock_out_dir(out)
+        _remove_stale_temps(out)
         temps.open()
         maker = _project(reader, run_id, temps, store.journal_dir(run_id), progress)
         if maker.completed is None:
@@ -288,11 +298,16 @@ def export_csv(
             atomic_write(out / CSV_LISTING_NAME, _listing(files), durable=durable)
     except BaseException:
         temps.discard()
+        if dir_lock >= 0:
+            os.close(dir_lock)
+            dir_lock = -1
         for directory in created:
             _remove_if_empty(directory)
         raise
     finally:
         reader.close()
+        if dir_lock >= 0:
+            os.close(dir_lock)
     recorded = store.append_export_event(run_id, event)
     return CsvResult(
         out_dir=out,
@@ -494,6 +509,49 @@ class _TempFiles:
                 sink.close(durable=False)
             sink.path.unlink(missing_ok=True)
         self._sinks.clear()
+
+
+_STALE_TEMP = re.compile(
+    r"\.(?:"
+    + "|".join(re.escape(kind) for kind in RECORD_TYPES)
+    + r")\.csv\.tmp-[0-9]+-[0-9a-f]+|\."
+    + re.escape(CSV_LISTING_NAME)
+    + r"\.tmp-[0-9]+-[0-9]+"
+)
+"""Names of our temporary files (``_TempFiles``, and ``atomic_write`` of the listing)."""
+
+
+def _lock_out_dir(out: Path) -> int:
+    """Hold an exclusive ``flock`` on ``out`` itself (no lock file left among the CSVs)."""
+    try:
+        fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise storage_error(exc, f"cannot open {out}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise JournalLockedError(
+            f"another CSV export is writing into {out}; wait for it or choose another --out"
+        ) from None
+    return fd
+
+
+def _remove_stale_temps(out: Path) -> None:
+    """Remove temporary files a killed exporter left (we hold the directory's lock, so
+    no live exporter has any here). Only our own names, only regular files."""
+    try:
+        names = [entry for entry in os.scandir(out) if _STALE_TEMP.fullmatch(entry.name)]
+    except OSError as exc:
+        raise storage_error(exc, f"cannot list {out}") from exc
+    for entry in names:
+        if entry.is_file(follow_symlinks=False):
+            try:
+                os.unlink(entry.path)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise storage_error(exc, f"cannot remove stale {entry.path}") from exc
 
 
 def _missing_dirs(directory: Path) -> list[Path]:

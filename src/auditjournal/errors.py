@@ -83,6 +83,11 @@ class RunNotFoundError(AuditJournalError):
 class StorageError(AuditJournalError):
     """The journal or payload store could not read or write its files."""
 
+    recorded_event: object | None = None
+    """For a failed recorder call: ``None`` if the call recorded nothing (retry it), else
+    the event it did record, which is not yet durable and is written by the next flush
+    that succeeds (do not record it again). See docs/durability.md, "Disk full"."""
+
 
 class JournalClosedError(StorageError):
     """The journal was closed, or failed, and accepts no more appends."""

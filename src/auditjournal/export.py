@@ -359,7 +359,9 @@ class LiveExport(LiveThread):
         self._wake.set()
         self._thread.join()
         if self._error is not None:
-            raise ExportError(f"export of run {self.projector.run_id!r} failed: {self._error}")
+            raise ExportError(
+                f"export of run {self.projector.run_id!r} failed: {self._error}"
+            ) from self._error
         if self.projector.result is None:
             raise ExportError(f"export of run {self.projector.run_id!r} stopped before sealing")
         return self.projector.result

@@ -27,6 +27,7 @@ caller assigns ``seq`` under :meth:`Journal.lock` (see ``recorder``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
@@ -144,6 +145,8 @@ class Journal:
             raise
         self.durable_seq = self.next_seq - 1
         self._closed = False
+        self._write_error: Exception | None = None
+        """The last flush failed with this (until one succeeds): appends are refused."""
         self._flusher: Flusher[Journal] | None = None
         if durability != "always":
             self._flusher = Flusher(self, Journal._background_flush, flush_interval)
@@ -163,14 +166,17 @@ class Journal:
 
         Under ``always`` the caller must then call :meth:`commit` with the seq,
         *after* releasing the lock, so other threads can share the fsync.
+
+        After a failed write (the disk is full, ...) an append first writes what
+        is buffered and is refused -- before it takes a seq -- if that fails too:
+        no append is accepted while the journal knows it cannot write.
         """
         if self._closed:
             raise JournalClosedError(f"journal of run {self.run_id!r} is closed")
         if event.seq != self.next_seq:
             raise ValueError(f"event seq {event.seq} is not the next seq {self.next_seq}")
-        flusher = self._flusher
-        if flusher is not None and flusher.error is not None:
-            self._raise_flush_error(flusher.error)
+        if self._write_error is not None:
+            self._retry_failed_write(event.seq)
         line, chain = seal(encode_event(event), self._chain)
         file = self._file
         if file.size >= self.segment_bytes:
@@ -184,11 +190,27 @@ class Journal:
         """True when the caller should flush (always mode, or the buffer grew too big)."""
         return self.durability == "always" or self._file.pending > _MAX_BUFFER
 
+    @property
+    def write_failed(self) -> bool:
+        """True while the last write failed (appends are refused until one succeeds)."""
+        return self._write_error is not None
+
     def commit(self, seq: int) -> None:
-        """Make entries up to ``seq`` durable per the policy (``always``: written + fsynced)."""
+        """Make entries up to ``seq`` durable per the policy (``always``: written + fsynced).
+
+        A failure raises, but the entries stay buffered (they are in the journal,
+        not yet durable) and are written by the next flush that succeeds.
+        """
         if self.durable_seq >= seq:
             return
         self.flush(fsync=self.durability == "always")
+
+    def write_behind(self) -> None:
+        """Hand buffered entries to the OS now, without fsync, for a caller whose own
+        append was already accepted: a failure is not raised here but kept, and the next
+        :meth:`append` reports it (and is refused unless the write then succeeds)."""
+        with contextlib.suppress(StorageError):  # kept in _write_error by flush()
+            self.flush(fsync=False)
 
     def flush(self, *, fsync: bool) -> None:
         """Write buffered entries (after the payloads they refer to), optionally fsync."""
@@ -204,24 +226,42 @@ class Journal:
             try:
                 if self._before_flush is not None:
                     self._before_flush(fsync)
-            except BaseException:
+            except BaseException as exc:
                 self._put_back(work, files[:-1], new_dirs)
+                self._failed(exc)
                 raise
             try:
                 write_in_order(work)
-                for file, _ in work:
-                    if fsync:
-                        file.sync()
+                current = files[-1]
+                # not only what this flush wrote: a write without fsync (write_behind) may
+                # have left bytes on the current segment that no fsync has covered yet
+                if fsync and current.written > current.synced:
+                    current.sync()
                 for file in files[:-1]:
                     file.sync()
                     file.close()
-            except BaseException:
+                if fsync and new_dirs:
+                    self._sync_directory()
+            except BaseException as exc:
                 self._put_back([], files[:-1], new_dirs)
+                self._failed(exc)
                 raise
+            self._write_error = None
             if fsync:
-                if new_dirs:
-                    fsync_dir(self.directory)
                 self.durable_seq = max(self.durable_seq, last)
+            elif new_dirs:  # not synced yet: the next fsyncing flush does it
+                with self.lock:
+                    self._new_dirs = True
+
+    def _sync_directory(self) -> None:
+        try:
+            fsync_dir(self.directory)
+        except OSError as exc:
+            raise storage_error(exc, f"cannot fsync {self.directory}") from exc
+
+    def _failed(self, exc: BaseException) -> None:
+        if isinstance(exc, Exception):
+            self._write_error = exc
 
     def _put_back(
         self,
@@ -241,32 +281,57 @@ class Journal:
         self.flush(fsync=self.durability == "batch")
 
     def close(self) -> None:
-        """Write and fsync everything, stop the flusher, release the writer lock."""
+        """Write and fsync everything, stop the flusher, release the writer lock.
+
+        If the write fails (say, the disk is full) the journal stays open with
+        everything buffered and the error is raised: call :meth:`close` again once
+        the cause is gone, or :meth:`abandon` to let go of what is not written.
+        """
+        with self.lock:
+            if self._closed:
+                return
+            self._closed = True  # from here on appends are refused: nothing can slip past
+        try:
+            self.flush(fsync=self.durability != "none")
+        except BaseException:
+            with self.lock:
+                self._closed = False
+            raise
+        if self._flusher is not None:
+            self._flusher.stop()
+        self._release()
+
+    def abandon(self) -> None:
+        """Release the journal without writing what is still buffered (as a crash would:
+        the entries on disk stay a valid journal, the unwritten tail is lost)."""
         if self._closed:
             return
         if self._flusher is not None:
             self._flusher.stop()
+        self._release()
+
+    def _release(self) -> None:
+        self._closed = True
+        self._file.close()
+        for file in self._retired:
+            file.close()
+        os.close(self._lock_fd)
+
+    def _retry_failed_write(self, seq: int) -> None:
+        """The last write failed: write what is buffered now (without our lock, which a
+        flush takes), and refuse the append -- it has no seq yet -- if that fails too."""
+        error = self._write_error
+        self.lock.release()
         try:
             self.flush(fsync=self.durability != "none")
-        finally:
-            self._closed = True
-            self._file.close()
-            for file in self._retired:
-                file.close()
-            os.close(self._lock_fd)
-
-    def _raise_flush_error(self, error: BaseException) -> None:
-        """A background write failed: retry now, and refuse the append if it still fails."""
-        try:
-            self.lock.release()
-            try:
-                self.flush(fsync=self.durability == "batch")
-            finally:
-                self.lock.acquire()
         except StorageError as exc:
-            raise exc from error
-        if self._flusher is not None:
-            self._flusher.error = None
+            raise _refused(exc) from error
+        finally:
+            self.lock.acquire()
+        if self.next_seq != seq:  # another thread appended meanwhile: the caller's checks
+            raise _refused(  # were made against an older state, so it must call again
+                StorageError(f"journal of run {self.run_id!r} was written while this call waited")
+            )
 
     def _roll(self) -> AppendFile:
         self._retired.append(self._file)
@@ -334,6 +399,13 @@ class Journal:
         if removed:
             fsync_dir(self.directory)
         return removed
+
+
+def _refused(exc: StorageError) -> StorageError:
+    """The same error, saying that the append it refuses recorded nothing."""
+    refused = type(exc)(f"{exc} (this call was refused and recorded nothing; retry it)")
+    refused.recorded_event = None
+    return refused
 
 
 def _scan(
@@ -538,9 +610,16 @@ class JournalReader:
             fd = open_regular(self._segment_path(), "journal segment")
             self._fh = open(fd, "rb")  # noqa: SIM115 - kept across polls
         except FileNotFoundError:
-            if self._segment == 1 and self._offset == 0 and not journal_segments(self.directory):
+            if self._segment != 1 or self._offset != 0:
+                raise CorruptJournalError(f"{self._segment_path()}: segment is missing") from None
+            if not journal_segments(self.directory):
                 return False  # the journal has not been created yet
-            raise CorruptJournalError(f"{self._segment_path()}: segment is missing") from None
+            # a starting writer may have created the first segment between our open and the
+            # listing: look once more before calling it missing
+            try:
+                self._fh = open(self._segment_path(), "rb")  # noqa: SIM115 - kept across polls
+            except FileNotFoundError:
+                raise CorruptJournalError(f"{self._segment_path()}: segment is missing") from None
         self._fh.seek(self._offset)
         self._buf = b""
         return True

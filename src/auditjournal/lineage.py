@@ -16,6 +16,7 @@ import contextlib
 import datetime as _dt
 import hashlib
 import json
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -25,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from .chunks import chunk_name
-from .errors import AuditJournalError, RowNotFoundError, RunNotFoundError
+from .errors import AuditJournalError, DatabaseError, RowNotFoundError, RunNotFoundError
 from .export import ExportPaths
 from .records import iso
 from .safeio import MAX_MANIFEST_BYTES, read_regular
@@ -59,6 +60,8 @@ __all__ = [
     "show_run",
 ]
 
+_log = logging.getLogger(__name__)  # under the "auditjournal" logger
+
 _PAYLOADS: Final = {
     "row": (("source_data", "source_data_ref"),),
     "node_state": (("input_data", "input_data_ref"), ("output_data", "output_data_ref")),
@@ -80,18 +83,33 @@ _RUN_RECORD_COLUMNS: Final = (
 
 
 def refresh_tables(
-    store: AuditStore, run_ids: Iterable[str], database: SqlDatabase | None = None
+    store: AuditStore,
+    run_ids: Iterable[str],
+    database: SqlDatabase | None = None,
+    *,
+    problems: dict[str, str] | None = None,
 ) -> None:
-    """Project what the runs' journals hold and the tables do not yet."""
+    """Project what the runs' journals hold and the tables do not yet.
+
+    With ``problems``, a run that cannot be projected (a damaged journal, a
+    file that cannot be read) is logged and noted there (run id -> reason)
+    instead of stopping the others.
+    """
     database = database or store.sql_database()
     for run_id in run_ids:
         if not store.journal_dir(run_id).is_dir():
             continue  # known to the database only (a shared database): nothing to add
-        projector = store.sql_projector(run_id, database)
         try:
-            projector.run()
-        finally:
-            projector.close()
+            projector = store.sql_projector(run_id, database)
+            try:
+                projector.run()
+            finally:
+                projector.close()
+        except (AuditJournalError, OSError) as exc:
+            if problems is None or isinstance(exc, DatabaseError):
+                raise  # the database itself is everyone's problem
+            problems[run_id] = str(exc) or type(exc).__name__
+            _log.warning("run %s cannot be read (listing the others): %s", run_id, exc)
 
 
 # -- runs --------------------------------------------------------------------------------
@@ -100,11 +118,16 @@ def refresh_tables(
 def list_runs(
     store: AuditStore, *, database: SqlDatabase | None = None, refresh: bool = True
 ) -> list[dict[str, Any]]:
-    """Every run in the store: status, start, duration, rows, events, export state."""
+    """Every run in the store: status, start, duration, rows, events, export state.
+
+    A run that cannot be read is still listed, with what went wrong in its
+    ``problem`` (None for a healthy run); the others are listed as usual.
+    """
     database = database or store.sql_database()
     run_ids = store.run_ids()
+    problems: dict[str, str] = {}
     if refresh:
-        refresh_tables(store, run_ids, database)
+        refresh_tables(store, run_ids, database, problems=problems)
     with _reading(database, "list runs") as conn:
         found = {r.run_id: r for r in conn.execute(sa.select(runs).where(_in(runs, run_ids)))}
         row_counts = _count_by_run(conn, rows, run_ids)
@@ -116,16 +139,34 @@ def list_runs(
         out.append(
             {
                 "run_id": run_id,
-                "status": "not projected" if run is None else run.status,
+                "status": _status(run, run_id in problems),
                 "started_at": None if run is None else _iso(run.started_at),
                 "completed_at": None if run is None else _iso(run.completed_at),
                 "duration_s": None if run is None else _duration(run),
                 "rows": row_counts.get(run_id, 0),
                 "events": events.get(run_id, 0),
-                "export": export_state(store, run_id, run),
+                "export": _export_state_or_problem(store, run_id, run, problems),
+                "problem": None,
             }
         )
+        out[-1]["problem"] = problems.get(run_id)
     return out
+
+
+def _status(run: Row[Any] | None, broken: bool) -> str:
+    if run is not None:
+        return str(run.status)
+    return "unreadable" if broken else "not projected"
+
+
+def _export_state_or_problem(
+    store: AuditStore, run_id: str, run: Row[Any] | None, problems: dict[str, str]
+) -> dict[str, Any]:
+    try:
+        return export_state(store, run_id, run)
+    except OSError as exc:  # e.g. a manifest that cannot be read: this run's problem only
+        problems.setdefault(run_id, f"cannot read its export: {exc}")
+        return {"state": "unreadable", "manifest": None}
 
 
 def show_run(
@@ -409,7 +450,11 @@ def render_runs(result: list[dict[str, Any]]) -> str:
         for r in result
     ]
     headers = ("RUN", "STATUS", "STARTED", "DURATION", "ROWS", "EVENTS", "EXPORT")
-    return _table(headers, lines)
+    table = _table(headers, lines)
+    problems = [f"{r['run_id']}: {r['problem']}" for r in result if r.get("problem")]
+    if not problems:
+        return table
+    return "\n".join([table, "", "problems (these runs could not be read):", *problems])
 
 
 def render_show(result: dict[str, Any]) -> str:

@@ -6,18 +6,23 @@ with the recording threads, so the recorder applies backpressure
 (:meth:`LiveProjectors.throttle`), and when the run completes it waits for them
 (:meth:`LiveProjectors.finish`): the export's seal is recorded as
 ``export_sealed`` (or ``export_failed``, then :class:`ExportError` is raised).
+
+A live export stopped by a full disk is not a failed export: at the run's end
+it is started again from its checkpoint; if the disk is still full,
+:class:`DiskFullError` is raised and ``finish`` may be called again later.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import logging
 import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
-from .errors import DatabaseError, ExportError
+from .errors import DatabaseError, DiskFullError, ExportError, JournalLockedError, StorageError
 from .events import BaseEvent, ExportFailed, ExportSealed
 
 if TYPE_CHECKING:
@@ -26,6 +31,8 @@ if TYPE_CHECKING:
     from .sqlproj import LiveSql
 
 __all__ = ["MAX_BEHIND", "THROTTLE_EVERY", "LiveProjectors", "LiveThread"]
+
+_log = logging.getLogger(__name__)  # under the "auditjournal" logger
 
 THROTTLE_EVERY: Final = 64  # events between checks of the in-process projectors' backlog
 MAX_BEHIND: Final = 200  # events a live projector may trail the journal by (~10 ms of work)
@@ -100,6 +107,12 @@ class LiveProjectors:
     def __init__(self) -> None:
         self.export: LiveExport | None = None
         self.sql: LiveSql | None = None
+        self.restart_export: Callable[[], LiveExport] | None = None
+        """A new live export resuming from the checkpoint (after a full disk stopped it)."""
+        self.restart_sql: Callable[[], LiveSql] | None = None
+        """New live SQL tables resuming from their checkpoint (after they stopped)."""
+        self._sealed: SealResult | None = None
+        self._seal_recorded = False
 
     def throttle(self, journal: Journal) -> None:
         """Backpressure: keep the projectors within ``MAX_BEHIND`` events.
@@ -114,7 +127,9 @@ class LiveProjectors:
         for live in (self.export, self.sql):
             if live is None or not live.alive() or last - live.done_seq() <= MAX_BEHIND:
                 continue
-            journal.flush(fsync=False)
+            journal.write_behind()
+            if journal.write_failed:
+                return  # nothing new reaches the disk now; the next call reports it
             live.wake()
             deadline = time.monotonic() + _THROTTLE_WAIT
             target = last - MAX_BEHIND // 2
@@ -129,19 +144,106 @@ class LiveProjectors:
     ) -> SealResult | None:
         """After ``run_completed``: wait for the export's seal and record it, then wait
         until the SQL tables hold every event (:class:`DatabaseError` if their
-        projection failed; the journal is complete either way)."""
-        export, self.export = self.export, None
-        sql, self.sql = self.sql, None
+        projection failed; the journal is complete either way).
+
+        After a :class:`StorageError` (the disk is full: the export could not be
+        written, or ``export_sealed`` not recorded) it may be called again; it goes
+        on where it stopped and records nothing twice.
+        """
         try:
-            result = None if export is None else _seal(export, run_id, append_export_event)
+            result = self._seal(run_id, append_export_event)
+        except StorageError:
+            raise  # to be called again: the SQL tables keep following meanwhile
         except BaseException:
-            if sql is not None:
-                with contextlib.suppress(DatabaseError):
-                    sql.finish(last_seq())
+            with contextlib.suppress(DatabaseError):
+                self._finish_sql(last_seq)
             raise
-        if sql is not None:
-            sql.finish(last_seq())
+        self._finish_sql(last_seq)
         return result
+
+    def _finish_sql(self, last_seq: Callable[[], int]) -> None:
+        """Wait until the tables hold every event. Tables that stopped during the run (say,
+        their database's disk ran full) are started once more from their checkpoint."""
+        sql, self.sql = self.sql, None
+        if sql is None:
+            return
+        try:
+            sql.finish(last_seq())
+        except DatabaseError as exc:
+            if self.restart_sql is None:
+                raise
+            _log.warning("the live SQL tables stopped (%s); starting them again", exc)
+            self.restart_sql().finish(last_seq())
+
+    def _seal(
+        self, run_id: str, append_export_event: Callable[[BaseEvent], BaseEvent]
+    ) -> SealResult | None:
+        """Wait for the export's seal (restarting it once if a full disk stopped it) and
+        record ``export_sealed``; record ``export_failed`` if it failed otherwise."""
+        now = _dt.datetime.now(_dt.UTC)
+        if self._sealed is None:
+            if self.export is None:
+                return None  # no live export (or another process took it over)
+            try:
+                self._sealed = self._wait_export()
+            except ExportError as exc:
+                self.export = None
+                append_export_event(ExportFailed(run_id=run_id, ts=now, error=str(exc)[:2000]))
+                raise
+            if self._sealed is None:
+                return None
+        result = self._sealed
+        if not self._seal_recorded:
+            try:
+                append_export_event(
+                    ExportSealed(
+                        run_id=run_id,
+                        ts=now,
+                        manifest_sha256=result.manifest_sha256,
+                        chunk_count=result.chunk_count,
+                        record_count=result.record_count,
+                        export_path=result.manifest_path,
+                        merkle_root=result.merkle_root,
+                    )
+                )
+            except StorageError as exc:
+                self._seal_recorded = exc.recorded_event is not None  # recorded, not written
+                raise
+            self._seal_recorded = True
+        self.export = None
+        return result
+
+    def _wait_export(self) -> SealResult | None:
+        """The live export's seal. One that a full disk stopped is started again from its
+        checkpoint (the space may be back); :class:`DiskFullError` if it stops again."""
+        export = self.export
+        assert export is not None
+        try:
+            return export.wait()
+        except ExportError as exc:
+            if not isinstance(exc.__cause__, DiskFullError) or self.restart_export is None:
+                raise
+            first = exc
+        run_id = export.projector.run_id
+        try:
+            self.export = export = self.restart_export()
+        except JournalLockedError:
+            self.export = None  # `auditjournal project` took it over when it stopped
+            _log.warning(
+                "run %s: the live export stopped (%s); another process now writes it and "
+                "seals it once this recorder is closed",
+                run_id,
+                first.__cause__,
+            )
+            return None
+        try:
+            return export.wait()
+        except ExportError as exc:
+            if isinstance(exc.__cause__, DiskFullError):
+                raise DiskFullError(
+                    f"the export of run {run_id!r} could not be written: {exc.__cause__}"
+                ) from exc
+            raise
 
     def stop(self) -> None:
         """An unfinished run: both stay at their checkpoints, resumable."""
@@ -151,26 +253,3 @@ class LiveProjectors:
         if self.sql is not None:
             self.sql.stop()
             self.sql = None
-
-
-def _seal(
-    live: LiveExport, run_id: str, append_export_event: Callable[[BaseEvent], BaseEvent]
-) -> SealResult:
-    now = _dt.datetime.now(_dt.UTC)
-    try:
-        result = live.wait()
-    except ExportError as exc:
-        append_export_event(ExportFailed(run_id=run_id, ts=now, error=str(exc)[:2000]))
-        raise
-    append_export_event(
-        ExportSealed(
-            run_id=run_id,
-            ts=now,
-            manifest_sha256=result.manifest_sha256,
-            chunk_count=result.chunk_count,
-            record_count=result.record_count,
-            export_path=result.manifest_path,
-            merkle_root=result.merkle_root,
-        )
-    )
-    return result

@@ -5,7 +5,10 @@ lifecycle, stores big data in the payload store, and appends one immutable
 event to the run's journal. Every argument is checked first (:mod:`arguments`:
 its declared type, and what the export and every verifier can carry); a
 rejected call raises a typed error naming the argument and appends nothing,
-so nothing recorded before it is lost.
+so nothing recorded before it is lost. The one exception is a write that fails
+after the event took its seq (``always`` durability, ``complete()``): the
+error's ``recorded_event`` then names the event, recorded but not yet durable
+(docs/durability.md, "Disk full").
 
 Thread-safety: one ``RunRecorder`` may be shared by several threads. Payloads
 are canonicalized and stored outside the run's lock; validation, seq
@@ -18,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import hashlib
+import threading
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -42,6 +46,7 @@ from .errors import (
     LifecycleError,
     RunAlreadyCompletedError,
     StateAlreadyCompletedError,
+    StorageError,
 )
 from .events import (
     CALL_STATUSES,
@@ -99,6 +104,9 @@ class RunRecorder:
         self._always = journal.durability == "always"
         self._closed = False
         self._until_throttle = THROTTLE_EVERY
+        self._unsynced = threading.local()  # always: this thread's event awaiting its fsync
+        self._completion: RunCompleted | None = None  # run_completed, once appended here
+        self._finished = False  # complete() went through to the end
 
     # -- graph -------------------------------------------------------------------------
 
@@ -509,24 +517,67 @@ class RunRecorder:
         (or ``export_failed``, then raises :class:`ExportError`). With live SQL
         tables, then waits until they hold every event (:class:`DatabaseError`
         if their projection failed; the journal is complete either way).
+
+        A :class:`StorageError` (say :class:`DiskFullError`: the journal or the
+        live export could not be written) leaves the run to be finished: call
+        ``complete()`` again with the same status once there is room. It goes on
+        where it stopped (writes ``run_completed``, seals the export, records
+        ``export_sealed``) and records nothing twice. The error's
+        ``recorded_event`` is the ``run_completed`` event, or ``None`` if the call
+        was refused before recording it.
         """
         status = check_choice(status, RUN_STATUSES, "run status")
         error_value = None if error is None else json_object(error, "error")
         with self._lock:
-            self._open_state()
-            self._emit(
-                RunCompleted(
+            if self._completion is not None:
+                self._check_retry(status, error_value)
+            else:
+                self._open_state()
+                completion = RunCompleted(
                     run_id=self.run_id,
                     seq=self._journal.next_seq,
                     ts=_now(_UTC),
                     status=status,  # type: ignore[arg-type]
                     error=error_value,
                 )
+                self._emit(completion)
+                self._completion = completion
+        self._finish_completion(self._completion)
+
+    def _check_retry(self, status: str, error: Any) -> None:
+        """complete() again after it failed: only to finish the same run_completed."""
+        completion = self._completion
+        assert completion is not None
+        if self._finished or self._closed:
+            raise RunAlreadyCompletedError(
+                f"run {self.run_id!r} has completed; only export events may follow"
             )
-        self._journal.flush(fsync=self._journal.durability != "none")
-        self.export_result = self.live.finish(
-            self.run_id, self.append_export_event, lambda: self._journal.last_seq
-        )
+        if status != completion.status or (error is not None and error != completion.error):
+            raise RunAlreadyCompletedError(
+                f"run {self.run_id!r} already recorded run_completed with status "
+                f"{completion.status!r}; call complete({completion.status!r}) to finish it"
+            )
+
+    def _finish_completion(self, completion: RunCompleted | None) -> None:
+        """Write run_completed, seal the live export and record it, wait for the SQL tables.
+        A StorageError leaves it to a later complete(); any other error ends it."""
+        assert completion is not None
+        try:
+            self._journal.flush(fsync=self._journal.durability != "none")
+            self.export_result = self.live.finish(
+                self.run_id, self.append_export_event, lambda: self._journal.last_seq
+            )
+        except StorageError as exc:
+            error = type(exc)(
+                f"{exc} [run_completed (seq {completion.seq}) is recorded; call "
+                f"complete({completion.status!r}) again once there is room, to finish the run]"
+            )
+            error.recorded_event = completion
+            raise error from exc
+        except BaseException:
+            self._finished = True
+            raise
+        self._finished = True
 
     @property
     def completed(self) -> bool:
@@ -551,17 +602,39 @@ class RunRecorder:
                 event, run_id=self.run_id, seq=self._journal.next_seq, ts=_now(_UTC)
             )
             self._emit(event)
-        self._journal.flush(fsync=self._journal.durability != "none")
+        try:
+            self._journal.flush(fsync=self._journal.durability != "none")
+        except StorageError as exc:
+            raise _not_durable(exc, event) from exc
         return event
 
     def close(self) -> None:
-        """Write and fsync what is buffered and release the journal (the run stays as it is)."""
+        """Write and fsync what is buffered and release the journal (the run stays as it is).
+
+        If the journal cannot be written (a full disk) this raises and the recorder
+        stays open with everything buffered: close (or complete) it again once
+        there is room.
+        """
         with self._lock:
             if self._closed:
                 return
             self._closed = True
+        try:
+            self._journal.close()
+        except BaseException:
+            with self._lock:
+                self._closed = False
+            raise
         self.live.stop()  # an unfinished run: the projectors stay resumable
-        self._journal.close()
+        if self in self.store._recorders:
+            self.store._recorders.remove(self)
+
+    def _abandon(self) -> None:
+        """Let go of everything without writing what is still buffered (a failed start)."""
+        with self._lock:
+            self._closed = True
+        self.live.stop()
+        self._journal.abandon()
         if self in self.store._recorders:
             self.store._recorders.remove(self)
 
@@ -588,8 +661,12 @@ class RunRecorder:
                         self.complete(
                             status, error={"type": type(exc).__name__, "message": message}
                         )
-        finally:
+        except StorageError:
+            raise  # the recorder stays open: complete() again once there is room, then close()
+        except BaseException:
             self.close()
+            raise
+        self.close()
 
     # -- internals ---------------------------------------------------------------------
 
@@ -621,13 +698,21 @@ class RunRecorder:
         """Append and apply (caller holds the lock and has validated)."""
         self._journal.append(event)
         self._state.apply(event)
+        if self._always:
+            self._unsynced.event = event
 
     def _commit(self) -> None:
+        """After an append: under ``always`` make it durable (a failure: recorded, not yet
+        durable); else write a big buffer behind (a failure refuses the next call)."""
         journal = self._journal
         if self._always:
-            journal.commit(journal.last_seq)
+            event = self._unsynced.event
+            try:
+                journal.commit(event.seq)
+            except StorageError as exc:
+                raise _not_durable(exc, event) from exc
         elif journal.needs_flush:
-            journal.flush(fsync=False)
+            journal.write_behind()
         self._until_throttle -= 1
         if not self._until_throttle:
             self._until_throttle = THROTTLE_EVERY
@@ -644,3 +729,13 @@ class RunRecorder:
     def known_ids(self) -> dict[str, int]:
         """How many ids of each kind the run has (for diagnostics)."""
         return self._state.counts()
+
+
+def _not_durable(exc: StorageError, event: BaseEvent) -> StorageError:
+    """``exc`` for a call whose ``event`` is in the journal but could not be written."""
+    error = type(exc)(
+        f"{exc} (seq {event.seq}, {type(event).__name__}, is recorded but not yet durable: "
+        "it is written by the next flush that succeeds; do not record it again)"
+    )
+    error.recorded_event = event
+    return error

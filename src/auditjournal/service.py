@@ -12,16 +12,25 @@ e.g. by an in-process live export) is skipped and retried later.
 With ``sql`` (the default) each run also gets a :class:`SqlProjector` that
 keeps the SQL audit tables current, through ``export_sealed``; its
 checkpoint makes it safe beside an in-process projector of the same run.
+
+One broken run (a damaged journal, an export directory deleted under it, a
+file that cannot be read) does not stop the others: its projectors are closed,
+the problem is logged on the ``auditjournal`` logger and kept in
+:attr:`ProjectionService.problems`, and every other run goes on. Following, the
+run is tried again after :attr:`ProjectionService.retry_interval` seconds (the
+problem may have been passing, e.g. a directory deleted while it was written).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import JournalLockedError
+from .errors import AuditJournalError, JournalLockedError, RunNotFoundError
 from .events import ExportSealed, RunStarted
 from .export import LIVE_STEP_EVENTS, ExportProjector, SealResult
 from .settings import ExportSettings
@@ -30,6 +39,8 @@ from .sqlschema import SqlDatabase
 from .store import AuditStore
 
 __all__ = ["ProjectionService", "recorded_export_settings"]
+
+_log = logging.getLogger(__name__)  # under the "auditjournal" logger
 
 
 def recorded_export_settings(store: AuditStore, run_id: str) -> ExportSettings:
@@ -53,6 +64,22 @@ class _Job:
     done: bool = False
     sql: SqlProjector | None = None
     sql_done: bool = False
+    problem: str | None = None
+    """What went wrong the last time this run was projected (None: nothing)."""
+    retry_at: float = 0.0
+    logged: str | None = None
+    """The last problem logged: a run that keeps failing the same way is logged once."""
+
+    def close(self) -> None:
+        """Release the projectors (their locks and files); each is resumable later."""
+        projector, self.projector = self.projector, None
+        sql, self.sql = self.sql, None
+        for part in (projector, sql):
+            if part is not None:
+                try:
+                    part.close()
+                except Exception as exc:  # closing a broken run's files must not stop others
+                    _log.debug("run %s: closing its projector failed: %s", self.run_id, exc)
 
 
 @dataclass
@@ -68,6 +95,10 @@ class ProjectionService:
     """Where the SQL tables go (default: the store's database)."""
     step_events: int = 4096
     """Events per projector step; records become readable at the end of a step."""
+    retry_interval: float = 10.0
+    """Following: seconds before a run whose projection failed is tried again."""
+    problems: dict[str, str] = field(default_factory=dict)
+    """Runs that could not be projected (run id -> what went wrong), as of now."""
     _jobs: dict[str, _Job] = field(default_factory=dict)
 
     def run(
@@ -75,6 +106,10 @@ class ProjectionService:
     ) -> int:
         """Project until every run is sealed and recorded (``follow``: until ``stop``).
         Returns how many exports were sealed."""
+        if self.run_ids is not None:
+            for run_id in self.run_ids:  # a run named on purpose must exist
+                if not self.store.journal_dir(run_id).is_dir():
+                    raise RunNotFoundError(f"no run {run_id!r} in {self.store.root}")
         wake = threading.Event()
         observer = self._watch(wake) if follow else None
         if follow:  # small steps: live tails see records within milliseconds
@@ -82,11 +117,14 @@ class ProjectionService:
         sealed = 0
         try:
             while stop is None or not stop.is_set():
-                progressed, newly = self._round()
+                progressed, newly = self._round(retry=follow)
                 sealed += newly
                 if progressed:
                     continue
-                if not follow and all(job.done and job.sql_done for job in self._jobs.values()):
+                if not follow and all(
+                    (job.done and job.sql_done) or job.problem is not None
+                    for job in self._jobs.values()
+                ):
                     break
                 if not follow and not self._pending_possible():
                     break
@@ -97,10 +135,7 @@ class ProjectionService:
                 observer.stop()
                 observer.join()
             for job in self._jobs.values():
-                if job.projector is not None:
-                    job.projector.close()
-                if job.sql is not None:
-                    job.sql.close()
+                job.close()
         return sealed
 
     def _pending_possible(self) -> bool:
@@ -110,27 +145,61 @@ class ProjectionService:
             for job in self._jobs.values()
         )
 
-    def _round(self) -> tuple[bool, int]:
+    def _round(self, *, retry: bool) -> tuple[bool, int]:
+        """One step of every run; a run that fails is set aside (``retry``: for a while)."""
         progressed = False
         sealed = 0
         wanted = self.run_ids if self.run_ids is not None else self.store.run_ids()
         for run_id in wanted:
             job = self._jobs.setdefault(run_id, _Job(run_id, sql_done=not self.sql))
-            if self._step_sql(job):
-                progressed = True
-            if job.done:
-                continue
-            if job.projector is None:
-                job.projector = self._projector(run_id)
-                if job.projector is None:
+            if job.problem is not None:
+                if not retry or time.monotonic() < job.retry_at:
                     continue
-            if job.projector.step(self.step_events):
-                progressed = True
-            if job.projector.sealed:
-                outcome = self._record_seal(job)
-                progressed = progressed or outcome is not None
-                sealed += outcome is True
+                _log.debug("run %s: trying again after: %s", run_id, job.problem)
+            try:
+                moved, newly = self._advance(job)
+            except Exception as exc:  # one run's trouble must not stop the others
+                self._set_aside(job, exc)
+                continue
+            if job.problem is not None:
+                job.problem = None
+                self.problems.pop(run_id, None)
+            progressed = progressed or moved
+            sealed += newly
         return progressed, sealed
+
+    def _advance(self, job: _Job) -> tuple[bool, int]:
+        """Step the run's SQL and export projectors; record a seal. (progressed, sealed)"""
+        progressed = self._step_sql(job)
+        if job.done:
+            return progressed, 0
+        if job.projector is None:
+            job.projector = self._projector(job.run_id)
+            if job.projector is None:
+                return progressed, 0
+        if job.projector.step(self.step_events):
+            progressed = True
+        if not job.projector.sealed:
+            return progressed, 0
+        outcome = self._record_seal(job)
+        return progressed or outcome is not None, int(outcome is True)
+
+    def _set_aside(self, job: _Job, exc: Exception) -> None:
+        """Close a failed run's projectors, log and keep the problem, try again later."""
+        problem = str(exc) or type(exc).__name__
+        job.close()  # done / sql_done stay true: what was finished stays finished
+        job.retry_at = time.monotonic() + self.retry_interval
+        if problem != job.logged:
+            job.logged = problem
+            expected = isinstance(exc, AuditJournalError | OSError)
+            _log.warning(
+                "run %s cannot be projected (other runs go on): %s",
+                job.run_id,
+                problem,
+                exc_info=None if expected else exc,
+            )
+        job.problem = problem
+        self.problems[job.run_id] = problem
 
     def _step_sql(self, job: _Job) -> bool:
         """Move the run's tables on; done once they hold the run and its seal."""

@@ -16,12 +16,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import stat
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from .canonical import canonical_json
 from .errors import SignatureError, SigningKeyError
+from .storage import fsync_dir, storage_error
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -207,27 +210,97 @@ def _load_public_key(path: Path) -> Any:
 
 
 def generate_keypair(out_dir: Path) -> tuple[Path, Path]:
-    """Write ``signing_key.pem`` (PKCS#8, mode 0600) and ``signing_key.pub.pem``."""
+    """Write ``signing_key.pem`` (PKCS#8, mode 0600) and ``signing_key.pub.pem``.
+
+    Each is written to a temporary file in ``out_dir`` and fsynced, then linked
+    to its name (which never replaces a file that appeared meanwhile), then the
+    directory is fsynced: a failure (a full disk) leaves neither key file, and
+    no empty one. A non-empty key file already there is never overwritten
+    (:class:`SigningKeyError`); an empty one (what a failed write of an older
+    version left) is replaced.
+    """
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise storage_error(exc, f"cannot create {out_dir}") from exc
     private, public = out_dir / "signing_key.pem", out_dir / "signing_key.pub.pem"
     for path in (private, public):
-        if path.exists():
+        if not _replaceable(path):
             raise SigningKeyError(f"{path} already exists; not overwriting a key")
     key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
+    contents = (
+        (
+            private,
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ),
+            0o600,
+        ),
+        (
+            public,
+            key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            ),
+            0o644,
+        ),
     )
-    fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(pem)
-    public.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
+    temps: list[Path] = []
+    placed: list[Path] = []
+    try:
+        for path, data, mode in contents:
+            temps.append(_write_temp(path, data, mode))
+        for temp, (path, _, _) in zip(temps, contents, strict=True):
+            _place(temp, path)
+            placed.append(path)
+        fsync_dir(out_dir)
+    except BaseException as exc:
+        for path in placed:  # one key without the other is no key pair
+            path.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise storage_error(exc, f"cannot write the key pair in {out_dir}") from exc
+        raise  # a key file that appeared meanwhile (SigningKeyError), an interrupt
+    finally:
+        for temp in temps:
+            temp.unlink(missing_ok=True)
     return private, public
+
+
+def _replaceable(path: Path) -> bool:
+    """True if nothing is at ``path``, or an empty regular file (no key to lose)."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return True
+    return stat.S_ISREG(info.st_mode) and info.st_size == 0
+
+
+def _write_temp(path: Path, data: bytes, mode: int) -> Path:
+    """``data`` in a new temporary file beside ``path`` (created with ``mode``), fsynced."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    temp = Path(name)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return temp
+
+
+def _place(temp: Path, path: Path) -> None:
+    """Give ``temp`` the name ``path``: a link, which fails if a file appeared there
+    meanwhile; that file is replaced only if it is empty."""
+    try:
+        os.link(temp, path)
+    except FileExistsError:
+        if not _replaceable(path):
+            raise SigningKeyError(f"{path} already exists; not overwriting a key") from None
+        os.replace(temp, path)

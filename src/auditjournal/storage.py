@@ -11,6 +11,7 @@ journal or the payload store) serializes access with its own lock.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -196,13 +197,15 @@ class AppendFile:
     is dropped.
     """
 
-    __slots__ = ("_buf", "fd", "path", "size", "written")
+    __slots__ = ("_buf", "fd", "path", "size", "synced", "written")
 
     def __init__(self, path: Path, size: int) -> None:
         self.path = path
         self.fd = open_file(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         self.size = size
         self.written = size
+        self.synced = size
+        """Bytes known to be on disk: up to here as of the last successful :meth:`sync`."""
         self._buf = bytearray()
 
     def append(self, data: bytes | bytearray | memoryview) -> int:
@@ -255,10 +258,12 @@ class AppendFile:
         self.written += done
 
     def sync(self) -> None:
+        written = self.written
         try:
             os.fsync(self.fd)
         except OSError as exc:
             raise storage_error(exc, f"cannot fsync {self.path}") from exc
+        self.synced = written
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -282,8 +287,8 @@ class Flusher(Generic[T]):
     """A daemon thread that calls ``flush`` every ``interval`` seconds (group commit).
 
     It holds only a weak reference to its owner so a forgotten store can be
-    collected; errors are kept in ``error`` and re-raised by the owner on its
-    next call.
+    collected. A failed flush does not stop it (it tries again next interval);
+    the owner's ``flush`` keeps the error and reports it on its next call.
     """
 
     def __init__(self, owner: T, flush: Callable[[T], None], interval: float) -> None:
@@ -291,7 +296,6 @@ class Flusher(Generic[T]):
         self._flush = flush
         self._interval = interval
         self._stop = threading.Event()
-        self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="auditjournal-flusher", daemon=True)
         self._thread.start()
 
@@ -300,11 +304,8 @@ class Flusher(Generic[T]):
             owner = self._owner()
             if owner is None:
                 return
-            try:
+            with contextlib.suppress(Exception):  # kept and reported by the owner's flush
                 self._flush(owner)
-                self.error = None
-            except Exception as exc:  # kept and reported by the owner
-                self.error = exc
             del owner
 
     def stop(self) -> None:

@@ -31,6 +31,7 @@ from .errors import (
     RunAlreadyCompletedError,
     RunExistsError,
     RunNotFoundError,
+    StorageError,
 )
 from .events import EXPORT_EVENT_TYPES, CsvExported, Event, ExportFailed, ExportSealed
 from .export import ExportProjector, LiveExport
@@ -175,19 +176,37 @@ class AuditStore:
             raise RunExistsError(f"run {run_id!r} already has a journal in {directory}")
         if sql:
             self._check_new_sql_run(run_id)  # a bad database fails before the run exists
-        journal = self._open_journal(run_id, create=True)
+        # the live export takes its lock before the run is visible on disk, so that
+        # `auditjournal project` (which skips exports in use) never takes it over
+        projector = None if export is None else self.export_projector(run_id, export, live=True)
+        try:
+            journal = self._open_journal(run_id, create=True)
+        except BaseException:
+            if projector is not None:
+                projector.close()
+            raise
         recorder = RunRecorder(self, run_id, journal, RunState())
         self._recorders.append(recorder)
         try:
             recorder._emit_run_started(config_bytes, resolved)
             # the run exists on disk from here on, whatever the durability mode
             journal.flush(fsync=self.durability != "none")
-            if export is not None:
-                recorder.live.export = LiveExport(self.export_projector(run_id, export, live=True))
+            if projector is not None:
+                recorder.live.export = LiveExport(projector)
+                projector = None
+                recorder.live.restart_export = lambda: LiveExport(
+                    self.export_projector(run_id, export, live=True)  # type: ignore[arg-type]
+                )
             if sql:
                 recorder.live.sql = LiveSql(self.sql_projector(run_id))
+                recorder.live.restart_sql = lambda: LiveSql(self.sql_projector(run_id))
         except BaseException:
-            recorder.close()
+            if projector is not None:
+                projector.close()
+            try:
+                recorder.close()
+            except StorageError:  # cannot even write run_started: let go of the attempt
+                recorder._abandon()
             raise
         return recorder
 
@@ -316,9 +335,20 @@ class AuditStore:
     # -- lifetime ----------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close every recorder still open (their runs stay unfinished), then the payloads."""
+        """Close every recorder still open (their runs stay unfinished), then the payloads.
+
+        If a recorder's journal cannot be written (a full disk), the others are
+        closed, that error is raised, and the store stays open with what is
+        buffered: close it again once there is room.
+        """
+        failed: StorageError | None = None
         for recorder in list(self._recorders):
-            recorder.close()
+            try:
+                recorder.close()
+            except StorageError as exc:
+                failed = failed or exc
+        if failed is not None:
+            raise failed  # its payloads must be written before its entries: keep them
         self.payloads.close()
         with self._sql_lock:
             if self._sql is not None:

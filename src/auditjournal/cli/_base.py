@@ -8,6 +8,7 @@ stderr and an exit code, in one place (:func:`main`): 0 success,
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -112,6 +113,18 @@ def _byte_progress(export: Path, label: str) -> Iterator[Callable[[int], None] |
     total = sum(p.lstat().st_size for p in directory.glob("*.json"))  # links are not read
     with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
         yield bar.update
+
+
+def _log_to_stderr() -> None:
+    """Show the library's warnings (logger ``auditjournal``) as lines on stderr, unless
+    the program already configured logging."""
+    logger = logging.getLogger("auditjournal")
+    if logger.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("auditjournal: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -30,10 +30,15 @@ from ._base import (
 @_NO_REFRESH
 @_JSON
 def runs(root: Path, db_url: str | None, no_refresh: bool, as_json: bool) -> None:
-    """List the runs in ROOT: status, start, duration, rows, events, export state."""
+    """List the runs in ROOT: status, start, duration, rows, events, export state.
+
+    A run that cannot be read is listed with its problem (exit 1); the others as usual.
+    """
     with _sql_store(root, db_url) as store:
         result = list_runs(store, refresh=not no_refresh)
     click.echo(json.dumps(result, indent=2) if as_json else render_runs(result))
+    if any(r["problem"] for r in result):
+        sys.exit(1)
 
 
 @cli.command()

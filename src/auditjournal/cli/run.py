@@ -20,6 +20,7 @@ from ._base import (
     _ROOT,
     _chunk_size,
     _existing_store,
+    _log_to_stderr,
     _sql_store,
     cli,
 )
@@ -271,6 +272,7 @@ def project(
             f"{result.chunk_count} chunk(s), manifest sha256 {result.manifest_sha256}"
         )
 
+    _log_to_stderr()
     service = ProjectionService(store, run_ids=list(run_ids) or None, on_sealed=sealed, sql=sql)
     try:
         count = service.run(follow=follow)
@@ -279,3 +281,7 @@ def project(
     finally:
         store.close()
     click.echo(f"{count} export(s) sealed", err=True)
+    if service.problems:  # each was logged with its reason when it happened
+        broken = ", ".join(sorted(service.problems))
+        click.echo(f"auditjournal: error: not projected: {broken}", err=True)
+        sys.exit(1)
