@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from auditjournal import ExportSettings
 from auditjournal.cli import main
 from auditjournal.demo import run_demo
-from auditjournal.signing import generate_keypair
+from auditjournal.proofs.signing import generate_keypair
 
 T = TypeVar("T")
 

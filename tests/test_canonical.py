@@ -1,4 +1,4 @@
-"""Unit tests for auditjournal.canonical (SPEC §2 "Canonical JSON and hashes")."""
+"""Unit tests for auditjournal.model.canonical (SPEC §2 "Canonical JSON and hashes")."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from auditjournal.canonical import (
+from auditjournal.errors import AuditJournalError, CanonicalizationError
+from auditjournal.model.canonical import (
     MAX_DEPTH,
     MAX_SAFE_INTEGER,
     MAX_VALUE_DEPTH,
@@ -25,7 +26,6 @@ from auditjournal.canonical import (
     format_float,
     stable_hash,
 )
-from auditjournal.errors import AuditJournalError, CanonicalizationError
 
 
 def nest(depth: int, leaf: Any = 1) -> Any:

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import rfc8785
 
-from auditjournal.canonical import MAX_DEPTH, MAX_SAFE_INTEGER, canonical_json, format_float
 from auditjournal.errors import CanonicalizationError
+from auditjournal.model.canonical import MAX_DEPTH, MAX_SAFE_INTEGER, canonical_json, format_float
 
 
 def nested(kind: str, levels: int) -> Any:

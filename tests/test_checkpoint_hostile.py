@@ -18,7 +18,7 @@ import msgspec
 import pytest
 
 from auditjournal import AuditStore, ExportSettings, replay_export
-from auditjournal.checkpoint import encode_checkpoint
+from auditjournal.export.checkpoint import encode_checkpoint
 
 RUN = "run-1"
 SETTINGS = ExportSettings(chunk_size_bytes=2000)

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from auditjournal.chunks import ChunkWriter
 from auditjournal.errors import StorageError
-from auditjournal.merkle import leaf_hash
+from auditjournal.export.chunks import ChunkWriter
+from auditjournal.proofs.merkle import leaf_hash
 
 
 def write(
@@ -93,7 +93,7 @@ def test_every_chunk_is_fsynced_by_finish(tmp_path: Path, monkeypatch: pytest.Mo
         synced.append(os.fstat(fd).st_ino)
         real_fsync(fd)
 
-    monkeypatch.setattr("auditjournal.chunks.os.fsync", fsync)
+    monkeypatch.setattr("auditjournal.export.chunks.os.fsync", fsync)
     writer = ChunkWriter(tmp_path / "audit_trail", 1_000)
     try:
         for seq, record in enumerate(RECORDS[:30], start=1):
@@ -122,7 +122,7 @@ def test_a_failed_background_fsync_fails_finish_and_leaks_no_fd(
     def fsync(fd: int) -> None:
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr("auditjournal.chunks.os.fsync", fsync)
+    monkeypatch.setattr("auditjournal.export.chunks.os.fsync", fsync)
     before = _open_fds()
     writer = ChunkWriter(tmp_path / "audit_trail", 1_000)
     try:

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from auditjournal.chunks import ChunkWriter, chunk_name, iter_chunk_records
 from auditjournal.errors import StorageError
-from auditjournal.merkle import leaf_hash, merkle_root
+from auditjournal.export.chunks import ChunkWriter, chunk_name, iter_chunk_records
+from auditjournal.proofs.merkle import leaf_hash, merkle_root
 
 
 def record(n: int, size: int) -> bytes:

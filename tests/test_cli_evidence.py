@@ -27,8 +27,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from auditjournal import ExportSettings
 from auditjournal.cli import main
 from auditjournal.demo import run_demo
-from auditjournal.extract import Selection, extract_bundle
-from auditjournal.signing import HMAC_KEY_ENV
+from auditjournal.evidence.extract import Selection, extract_bundle
+from auditjournal.proofs.signing import HMAC_KEY_ENV
 
 
 @dataclass(frozen=True)

@@ -27,12 +27,12 @@ import pytest
 import rfc8785
 
 from auditjournal import AuditStore, JournalLockedError, RunNotFoundError
-from auditjournal.csvexport import COLUMNS, CSV_LISTING_NAME, export_csv, journal_size
 from auditjournal.demo import run_demo
 from auditjournal.errors import RunNotCompletedError
-from auditjournal.events import CsvExported
-from auditjournal.recorder import RunRecorder
-from auditjournal.records import RECORD_TYPES
+from auditjournal.model.events import CsvExported
+from auditjournal.model.records import RECORD_TYPES
+from auditjournal.recording.recorder import RunRecorder
+from auditjournal.sql.csvexport import COLUMNS, CSV_LISTING_NAME, export_csv, journal_size
 
 PAYLOAD_FIELDS = {
     "source_data",

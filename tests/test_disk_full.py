@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 
 from auditjournal import AuditStore, DiskFullError, ExportSettings, RunAlreadyCompletedError
-from auditjournal.events import ExportSealed, RowCreated, RunCompleted
-from auditjournal.recorder import RunRecorder
-from auditjournal.verify import verify_export
+from auditjournal.evidence.verify import verify_export
+from auditjournal.model.events import ExportSealed, RowCreated, RunCompleted
+from auditjournal.recording.recorder import RunRecorder
 from faults import SmallFilesystem, fail_writes, small_filesystem
 
 PAD = "x" * 500
@@ -297,7 +297,7 @@ def test_live_sql_tables_stopped_by_a_full_disk_catch_up_at_complete(tmp_path: P
     """The SQLite tables live on a disk that runs full (the journal does not): their
     projector stops while the run goes on; once there is room, complete() starts it
     again and the tables hold the whole run."""
-    from auditjournal.lineage import show_run
+    from auditjournal.sql.lineage import show_run
 
     with small_filesystem(tmp_path / "db", size="1m") as fs:
         database_url = f"sqlite:///{fs.path / 'landscape.db'}"

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import auditjournal
-import auditjournal.export as export_module
+import auditjournal.export.projector as export_module
 from auditjournal import (
     AuditStore,
     ExportSettings,
@@ -33,7 +33,7 @@ from auditjournal import (
     RunAlreadyCompletedError,
     RunRecorder,
 )
-from auditjournal.events import (
+from auditjournal.model.events import (
     ArtifactRecorded,
     CallRecorded,
     EdgeRegistered,
@@ -620,7 +620,7 @@ def test_every_record_type_round_trips(
     records = export_records(store.export_dir(rid))
     parsed = [r for _, r in records]
 
-    assert {r["record_type"] for r in parsed} == set(auditjournal.records.RECORD_TYPES)
+    assert {r["record_type"] for r in parsed} == set(auditjournal.model.records.RECORD_TYPES)
     for r in parsed:
         assert isinstance(r["seq"], int) and r["run_id"] == rid and "record_type" in r
     by_key = {}
@@ -1001,8 +1001,8 @@ def test_mth_reference_values() -> None:
     for n, root in roots.items():
         assert mth(leaves[:n]).hex() == root
     assert mth([]).hex() == hashlib.sha256(b"").hexdigest()
-    assert auditjournal.merkle.merkle_root(
-        [auditjournal.merkle.leaf_hash(x) for x in leaves[:5]]
+    assert auditjournal.proofs.merkle.merkle_root(
+        [auditjournal.proofs.merkle.leaf_hash(x) for x in leaves[:5]]
     ) == mth(leaves[:5])
 
 
@@ -1435,7 +1435,7 @@ def test_resume_with_other_settings_rebuilds(
 
 def test_chunk_writer_restore_keeps_closed_chunks(tmp_path: Path) -> None:
     """Regression: restoring a snapshot with no current chunk deleted the last closed one."""
-    from auditjournal.chunks import ChunkWriter
+    from auditjournal.export.chunks import ChunkWriter
 
     prefix = tmp_path / "w" / PREFIX
     prefix.parent.mkdir()

@@ -26,9 +26,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from auditjournal import AuditStore, ExportSettings
 from auditjournal.errors import AuditJournalError, ExportNotFoundError
-from auditjournal.extract import BUNDLE_FORMAT, Selection, extract_bundle, verify_bundle
-from auditjournal.merkle import inclusion_proof, merkle_root
-from auditjournal.signing import generate_keypair
+from auditjournal.evidence.extract import BUNDLE_FORMAT, Selection, extract_bundle, verify_bundle
+from auditjournal.proofs.merkle import inclusion_proof, merkle_root
+from auditjournal.proofs.signing import generate_keypair
 
 Record = dict[str, Any]
 

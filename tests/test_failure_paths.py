@@ -12,9 +12,9 @@ import pytest
 
 from auditjournal import AuditStore, ExportSettings, PayloadStore
 from auditjournal.errors import AuditJournalError, ExportError, InvalidEventError
-from auditjournal.events import ExportFailed, RunCompleted
-from auditjournal.replay import replay_export
-from auditjournal.verify import verify_export
+from auditjournal.evidence.verify import verify_export
+from auditjournal.export.replay import replay_export
+from auditjournal.model.events import ExportFailed, RunCompleted
 from faults import fail_writes
 
 
@@ -123,7 +123,7 @@ def test_repair_drops_index_entries_past_the_end_of_the_pack(tmp_path: Path) -> 
     """The pack lost its last record (cut) but the index still names it: the entry goes,
     and that payload is reported missing rather than read from beyond the pack."""
     from auditjournal.errors import PayloadNotFoundError
-    from auditjournal.payloads import PackRecovery
+    from auditjournal.payloads.store import PackRecovery
 
     refs, pack = _store_with_values(tmp_path)
     size = pack.stat().st_size
@@ -149,7 +149,7 @@ def test_repair_stops_at_an_unindexed_record_whose_data_does_not_match(tmp_path:
     import hashlib
     import struct
 
-    from auditjournal.payloads import PackRecovery
+    from auditjournal.payloads.store import PackRecovery
 
     refs, pack = _store_with_values(tmp_path)
     size = pack.stat().st_size

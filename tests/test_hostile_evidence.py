@@ -21,13 +21,13 @@ from auditjournal.errors import (
     MalformedEvidenceError,
     UnsafePathError,
 )
-from auditjournal.export import encode_manifest
-from auditjournal.extract import Selection, extract_bundle, read_bundle, verify_bundle
-from auditjournal.lineage import show_run
-from auditjournal.merkle import leaf_hash, merkle_root
-from auditjournal.reimport import load_rows
-from auditjournal.tail import ExportTail
-from auditjournal.verify import verify_export
+from auditjournal.evidence.extract import Selection, extract_bundle, read_bundle, verify_bundle
+from auditjournal.evidence.reimport import load_rows
+from auditjournal.evidence.verify import verify_export
+from auditjournal.export.projector import encode_manifest
+from auditjournal.export.tail import ExportTail
+from auditjournal.proofs.merkle import leaf_hash, merkle_root
+from auditjournal.sql.lineage import show_run
 from hostile import (
     Signed,
     assert_one_line_error,

@@ -20,7 +20,8 @@ from auditjournal.errors import (
     JournalClosedError,
     JournalLockedError,
 )
-from auditjournal.events import (
+from auditjournal.journal.files import Journal, JournalReader
+from auditjournal.model.events import (
     BaseEvent,
     EdgeRegistered,
     NodeRegistered,
@@ -31,7 +32,6 @@ from auditjournal.events import (
     TokenCreated,
     decode_event,
 )
-from auditjournal.journal import Journal, JournalReader
 from faults import fail_writes
 
 RUN = "run-1"
@@ -630,7 +630,7 @@ def test_explicit_flush_writes_buffered_entries(jdir: Path) -> None:
 def test_append_during_failed_roll_raises_disk_full_and_keeps_chain(
     jdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import auditjournal.journal as journal_module
+    import auditjournal.journal.files as journal_module
 
     journal = Journal(jdir, RUN, durability="always", segment_bytes=1000)
     append(journal, row(1))

@@ -25,8 +25,7 @@ from auditjournal.errors import (
     JournalClosedError,
     StorageError,
 )
-from auditjournal.events import BaseEvent, RowCreated, encode_event
-from auditjournal.journal import (
+from auditjournal.journal.files import (
     Journal,
     JournalReader,
     genesis_chain,
@@ -34,7 +33,8 @@ from auditjournal.journal import (
     seal,
     segment_name,
 )
-from auditjournal.journalline import read_entry
+from auditjournal.journal.lines import read_entry
+from auditjournal.model.events import BaseEvent, RowCreated, encode_event
 from faults import fail_writes
 
 RUN = "run-1"
@@ -408,7 +408,7 @@ def test_append_checks_state_and_seq(jdir: Path) -> None:
 
 
 def test_needs_flush_when_the_buffer_is_big(jdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import auditjournal.journal as journal_module
+    import auditjournal.journal.files as journal_module
 
     journal = Journal(jdir, RUN, durability="none", flush_interval=3600)
     try:
@@ -713,7 +713,7 @@ def test_a_position_in_a_journal_that_is_gone_is_an_error(
     jdir: Path, position: tuple[int, int, int]
 ) -> None:
     """Only a reader at the very start may find no journal yet (it is being created)."""
-    from auditjournal.journal import JournalPosition
+    from auditjournal.journal.files import JournalPosition
 
     jdir.mkdir()
     reader = JournalReader(jdir, RUN, JournalPosition(*position, genesis_chain(RUN)))
@@ -803,8 +803,8 @@ class Syncs:
     only a power cut shows the effect, and no test here can cut the power)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        import auditjournal.journal as journal_module
-        from auditjournal.storage import AppendFile
+        import auditjournal.journal.files as journal_module
+        from auditjournal.fs.storage import AppendFile
 
         self.files: list[str] = []
         self.dirs: list[str] = []
@@ -1097,7 +1097,7 @@ def test_a_roll_written_behind_gets_its_directory_fsync_later(
 def test_a_directory_fsync_that_fails_is_a_storage_error(
     jdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import auditjournal.journal as journal_module
+    import auditjournal.journal.files as journal_module
 
     journal = Journal(jdir, RUN, durability="always", segment_bytes=600)
     for seq in (1, 2):

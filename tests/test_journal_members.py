@@ -16,8 +16,8 @@ import pytest
 
 from auditjournal import AuditStore, ExportSettings, verify_export
 from auditjournal.errors import CorruptJournalError
-from auditjournal.journalline import SUFFIX_LEN, seal
-from auditjournal.replay import replay_export
+from auditjournal.export.replay import replay_export
+from auditjournal.journal.lines import SUFFIX_LEN, seal
 
 RUN = "run-1"
 

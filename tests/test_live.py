@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from auditjournal import AuditStore, ExportSettings
-from auditjournal import export as export_module
-from auditjournal import live as live_module
-from auditjournal import sqlproj as sqlproj_module
-from auditjournal.recorder import RunRecorder
+from auditjournal.export import projector as export_module
+from auditjournal.projection import live as live_module
+from auditjournal.recording.recorder import RunRecorder
+from auditjournal.sql import projector as sqlproj_module
 
 HOUR = 3600.0
 PATIENCE = 60.0  # seconds a test waits before it calls a wake-up missing

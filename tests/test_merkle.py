@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from auditjournal.merkle import (
+from auditjournal.proofs.merkle import (
     MerkleBuilder,
     inclusion_proof,
     leaf_hash,

@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from auditjournal.merkle import MerkleBuilder, leaf_hash, merkle_root
+from auditjournal.proofs.merkle import MerkleBuilder, leaf_hash, merkle_root
 
 
 def leaves(n: int) -> list[bytes]:

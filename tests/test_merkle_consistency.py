@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from auditjournal.errors import ConsistencyProofError
-from auditjournal.merkle import (
+from auditjournal.proofs.merkle import (
     EMPTY_ROOT,
     CompactRange,
     MerkleBuilder,

@@ -28,8 +28,8 @@ import pytest
 from auditjournal import AuditStore, ExportSettings
 from auditjournal.cli import main
 from auditjournal.errors import ExportInvalidError, LineageEmitError
-from auditjournal.events import ExportSealed, RunCompleted, RunStarted
-from auditjournal.export import SealResult
+from auditjournal.export.projector import SealResult
+from auditjournal.model.events import ExportSealed, RunCompleted, RunStarted
 from report_runs import ForkRun, read_records, record_fork_run
 
 ol = pytest.importorskip("auditjournal.integrations.openlineage")

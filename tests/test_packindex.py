@@ -8,8 +8,8 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from auditjournal.packindex import CompactIndex
-from auditjournal.payloads import PayloadStore
+from auditjournal.payloads.packindex import CompactIndex
+from auditjournal.payloads.store import PayloadStore
 
 
 def digest(i: int) -> bytes:

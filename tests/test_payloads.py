@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from auditjournal.canonical import canonical_json
 from auditjournal.errors import (
     DiskFullError,
     InvalidRefError,
@@ -21,8 +20,9 @@ from auditjournal.errors import (
     PayloadTooLargeError,
     StorageError,
 )
-from auditjournal.payloads import PackRecovery, PayloadStore
-from auditjournal.storage import AppendFile
+from auditjournal.fs.storage import AppendFile
+from auditjournal.model.canonical import canonical_json
+from auditjournal.payloads.store import PackRecovery, PayloadStore
 from faults import fail_writes
 
 HEADER = 4 + 32 + 8  # b"AJP1" | sha256 digest | u64 length

@@ -31,7 +31,8 @@ from auditjournal import (
     UnknownIdError,
     canonical_json,
 )
-from auditjournal.events import (
+from auditjournal.fs.storage import validate_id
+from auditjournal.model.events import (
     ArtifactRecorded,
     BaseEvent,
     CallRecorded,
@@ -47,7 +48,6 @@ from auditjournal.events import (
     TokenCreated,
     TokenOutcomeRecorded,
 )
-from auditjournal.storage import validate_id
 
 ZERO = dt.timedelta(0)
 

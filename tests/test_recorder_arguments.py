@@ -32,8 +32,9 @@ from auditjournal import (
     extract_bundle,
     verify_bundle,
 )
-from auditjournal.canonical import MAX_SAFE_INTEGER, MAX_VALUE_DEPTH
-from auditjournal.events import (
+from auditjournal.evidence.verify import verify_export
+from auditjournal.model.canonical import MAX_SAFE_INTEGER, MAX_VALUE_DEPTH
+from auditjournal.model.events import (
     ArtifactRecorded,
     BaseEvent,
     CallRecorded,
@@ -48,7 +49,6 @@ from auditjournal.events import (
     TokenCreated,
     TokenOutcomeRecorded,
 )
-from auditjournal.verify import verify_export
 
 HASH = "c" * 64
 

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from auditjournal import AuditStore, CorruptJournalError, ExportSettings, replay_export
-from auditjournal import replay as replay_module
-from auditjournal.recorder import RunRecorder
+from auditjournal.export import replay as replay_module
+from auditjournal.recording.recorder import RunRecorder
 
 SETTINGS = ExportSettings(chunk_size_bytes=6_000)
 

@@ -16,7 +16,7 @@ from auditjournal.errors import (
     StorageError,
     UnsafePathError,
 )
-from auditjournal.safeio import (
+from auditjournal.fs.safeio import (
     check_canonical,
     decode_strict,
     inside,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from auditjournal.events import EVENT_TYPES
-from auditjournal.schemas import generate_schemas
+from auditjournal.model.events import EVENT_TYPES
+from auditjournal.model.schemas import generate_schemas
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 

@@ -17,8 +17,8 @@ from click.testing import CliRunner
 
 from auditjournal import AuditStore, ExportSettings, ProjectionService, replay_export
 from auditjournal.cli import cli
-from auditjournal.events import ExportSealed
-from auditjournal.verify import verify_export
+from auditjournal.evidence.verify import verify_export
+from auditjournal.model.events import ExportSealed
 
 SETTINGS = ExportSettings(chunk_size_bytes=5_000)
 
@@ -102,7 +102,7 @@ def test_project_follows_a_run_while_it_is_recorded(tmp_path: Path) -> None:
 def test_following_projects_in_small_steps(tmp_path: Path, monkeypatch: Any) -> None:
     """Records become readable at the end of a step: a follower that fell behind must
     not work through 4,096 events before a tail sees any (the live-export lag)."""
-    from auditjournal.export import LIVE_STEP_EVENTS, ExportProjector
+    from auditjournal.export.projector import LIVE_STEP_EVENTS, ExportProjector
 
     limits: list[int] = []
     real_step = ExportProjector.step
@@ -159,7 +159,7 @@ def test_a_reader_sees_a_journal_created_while_it_looks(tmp_path: Path) -> None:
     the entries, not call the segment missing. Real threads, tight loops; each attempt
     hits the window often enough that 30 of them all but always do."""
     from auditjournal.errors import CorruptJournalError
-    from auditjournal.journal import Journal, JournalReader
+    from auditjournal.journal.files import Journal, JournalReader
 
     failures: list[Exception] = []
     for attempt in range(30):

@@ -15,7 +15,7 @@ from auditjournal import (
     InvalidEventError,
     InvalidSettingsError,
 )
-from auditjournal.journal import MIN_SEGMENT_BYTES
+from auditjournal.journal.files import MIN_SEGMENT_BYTES
 
 
 @pytest.mark.parametrize(

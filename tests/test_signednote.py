@@ -1,4 +1,4 @@
-"""C2SP signed notes and tlog checkpoints (auditjournal.signednote).
+"""C2SP signed notes and tlog checkpoints (auditjournal.proofs.signednote).
 
 The key id and the signature line are computed here from the C2SP
 definitions with nothing but hashlib, base64 and cryptography's Ed25519, and
@@ -28,7 +28,7 @@ from auditjournal.errors import (
     SigningKeyError,
     UnverifiedNoteError,
 )
-from auditjournal.signednote import (
+from auditjournal.proofs.signednote import (
     MAX_NOTE_BYTES,
     Checkpoint,
     NoteSignature,
@@ -44,7 +44,7 @@ from auditjournal.signednote import (
     sign_checkpoint,
     sign_note,
 )
-from auditjournal.signing import generate_keypair
+from auditjournal.proofs.signing import generate_keypair
 
 # golang.org/x/mod/sumdb/note: package documentation and note_test.go.
 PETER_SKEY = "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz"

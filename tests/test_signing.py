@@ -31,13 +31,13 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-import auditjournal.signing as signing
+import auditjournal.proofs.signing as signing
 from auditjournal import ExportSettings
 from auditjournal.cli import main
 from auditjournal.demo import DemoResult, run_demo
 from auditjournal.errors import DiskFullError, SigningKeyError, StorageError
-from auditjournal.signing import HMAC_KEY_ENV, generate_keypair, load_signer
-from auditjournal.verify import verify_export
+from auditjournal.evidence.verify import verify_export
+from auditjournal.proofs.signing import HMAC_KEY_ENV, generate_keypair, load_signer
 from faults import small_filesystem
 
 SECRET = "hmac-test-secret-7f3a9c1e-never-print-me"

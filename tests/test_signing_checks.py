@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from auditjournal.errors import SignatureError, SigningKeyError
-from auditjournal.signing import (
+from auditjournal.proofs.signing import (
     HMAC_KEY_ENV,
     HmacSigner,
     check_signature,

@@ -32,9 +32,9 @@ from auditjournal import (
     SqlProjector,
     replay_sql,
 )
-from auditjournal.events import NodeStateCompleted, NodeStateStarted, RunCompleted
-from auditjournal.service import ProjectionService
-from auditjournal.sqlproj import table_rows
+from auditjournal.model.events import NodeStateCompleted, NodeStateStarted, RunCompleted
+from auditjournal.projection.service import ProjectionService
+from auditjournal.sql.projector import table_rows
 
 PG_ENV = "AUDITJOURNAL_TEST_DATABASE_URL"
 PG_SKIP = (
@@ -393,7 +393,7 @@ class TestSqlProjectionContract:
         record_rich_run(backend.store, run_id)
         self.project(backend, run_id)
         want = backend.dump(run_id)
-        from auditjournal.sqlschema import calls, node_states
+        from auditjournal.sql.schema import calls, node_states
 
         with backend.database.engine.begin() as conn:
             conn.execute(sa.delete(calls).where(calls.c.run_id == run_id))
@@ -591,8 +591,8 @@ def test_live_projection_failure_surfaces_at_complete_and_is_repairable(tmp_path
 
 def test_every_event_field_has_a_column() -> None:
     """A new event field must get a column (and a schema version), not vanish silently."""
-    from auditjournal.events import TokenCreated
-    from auditjournal.sqlproj import _DROPPED
+    from auditjournal.model.events import TokenCreated
+    from auditjournal.sql.projector import _DROPPED
 
     assert {kind: fields for kind, fields in _DROPPED.items() if fields} == {
         TokenCreated: ("parent_token_ids",)  # its own table, token_parents

@@ -10,9 +10,9 @@ from typing import Any
 from click.testing import CliRunner
 
 from auditjournal import AuditStore, ExportSettings, ExportTail, TailFilter
-from auditjournal.chunks import iter_chunk_records
 from auditjournal.cli import cli
-from auditjournal.export import ExportPaths
+from auditjournal.export.chunks import iter_chunk_records
+from auditjournal.export.projector import ExportPaths
 
 SETTINGS = ExportSettings(chunk_size_bytes=3_000)
 

@@ -1,4 +1,4 @@
-"""RFC 3161 trusted timestamps (auditjournal.timestamping) against a local TSA.
+"""RFC 3161 trusted timestamps (auditjournal.proofs.timestamping) against a local TSA.
 
 The TSA is OpenSSL: a throwaway CA and a TSA certificate (extendedKeyUsage
 critical timeStamping) are made with ``openssl`` in a temporary directory,
@@ -34,7 +34,7 @@ from auditjournal.errors import (
     TimestampError,
     TimestampVerificationError,
 )
-from auditjournal.timestamping import read_timestamp, request_timestamp, verify_timestamp
+from auditjournal.proofs.timestamping import read_timestamp, request_timestamp, verify_timestamp
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI")
 

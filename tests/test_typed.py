@@ -22,8 +22,8 @@ import pytest
 from auditjournal import AuditStore, ExportSettings, UnknownIdError, canonical_json
 from auditjournal.demo import run_demo
 from auditjournal.errors import ReconstructionError, UnsupportedSchemaError
-from auditjournal.reimport import TypedRow, load_rows
-from auditjournal.typed import decode_typed, schema_types
+from auditjournal.evidence.reimport import TypedRow, load_rows
+from auditjournal.model.typed import decode_typed, schema_types
 
 UTC = dt.UTC
 

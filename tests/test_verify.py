@@ -27,9 +27,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from auditjournal import ExportSettings, PayloadStore
 from auditjournal.cli import main
 from auditjournal.demo import run_demo
-from auditjournal.merkle import MerkleBuilder, leaf_hash
-from auditjournal.signing import generate_keypair
-from auditjournal.verify import VerifyReport, verify_export
+from auditjournal.evidence.verify import VerifyReport, verify_export
+from auditjournal.proofs.merkle import MerkleBuilder, leaf_hash
+from auditjournal.proofs.signing import generate_keypair
 
 MANIFEST = "audit_trail.manifest.json"
 LISTING = "audit_trail.sha256"

@@ -23,11 +23,11 @@ import pytest
 
 from auditjournal import AuditStore, ExportSettings, PayloadStore
 from auditjournal.demo import run_demo
-from auditjournal.export import encode_manifest
-from auditjournal.journal import JournalReader
-from auditjournal.merkle import MerkleBuilder, leaf_hash
-from auditjournal.replay import replay_export
-from auditjournal.verify import FileCheck, VerifyReport, verify_export
+from auditjournal.evidence.verify import FileCheck, VerifyReport, verify_export
+from auditjournal.export.projector import encode_manifest
+from auditjournal.export.replay import replay_export
+from auditjournal.journal.files import JournalReader
+from auditjournal.proofs.merkle import MerkleBuilder, leaf_hash
 
 MANIFEST = "audit_trail.manifest.json"
 LISTING = "audit_trail.sha256"
@@ -489,7 +489,7 @@ def test_a_chunk_larger_than_the_read_block(
     export: Export, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Lines split across read blocks, and a line longer than a block, are read whole."""
-    import auditjournal.verify as verify_module
+    import auditjournal.evidence.verify as verify_module
 
     monkeypatch.setattr(verify_module, "_BLOCK", 97)
     export.seal()
@@ -549,7 +549,7 @@ def test_the_summary_counts_valid_chunks_only(export: Export) -> None:
 
 def test_find_manifest_says_what_is_wrong(export: Export, tmp_path: Path) -> None:
     from auditjournal.errors import ExportNotFoundError
-    from auditjournal.verify import find_manifest
+    from auditjournal.evidence.verify import find_manifest
 
     with pytest.raises(ExportNotFoundError, match="does not exist"):
         find_manifest(tmp_path / "nowhere")
@@ -578,7 +578,7 @@ def test_a_chunk_out_of_order_with_a_problem_of_its_own_reports_its_own(export: 
 def test_a_bad_signature_is_the_reason_given_before_other_manifest_problems(
     export: Export,
 ) -> None:
-    from auditjournal.signing import HmacSigner, sign_manifest
+    from auditjournal.proofs.signing import HmacSigner, sign_manifest
 
     leaves = [r for rs in export.records for r in rs]
     export.records[1][1] = rewrite(export.records[1][1], forged=True)
@@ -596,7 +596,7 @@ def test_a_bad_signature_is_the_reason_given_before_other_manifest_problems(
 def test_a_scan_stops_at_the_first_problem_across_read_blocks(
     export: Export, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import auditjournal.verify as verify_module
+    import auditjournal.evidence.verify as verify_module
 
     monkeypatch.setattr(verify_module, "_BLOCK", 97)
     export.records[1][1] = rewrite(export.records[1][1], record_type="bogus")
@@ -929,7 +929,7 @@ def test_a_replay_elsewhere_with_other_settings_is_not_the_live_export(tmp_path:
 def test_an_export_sealed_recorded_later_speaks_for_the_export(tmp_path: Path) -> None:
     """A run recorded without a live export, exported and sealed afterwards (as
     ``project`` does): its export_sealed entry binds that export all the same."""
-    from auditjournal.events import ExportSealed
+    from auditjournal.model.events import ExportSealed
 
     root = tmp_path / "audit"
     run_id = record_small_run(root, None)

@@ -6,8 +6,6 @@ projectors -> export chunks / SQL tables -> verify / tail / extract.
 
 from __future__ import annotations
 
-from .canonical import canonical_json, stable_hash
-from .csvexport import CsvResult, export_csv
 from .demo import run_demo
 from .errors import (
     AuditJournalError,
@@ -45,25 +43,27 @@ from .errors import (
     UnsafePathError,
     UnsupportedSchemaError,
 )
-from .events import Event
-from .export import ExportPaths, ExportProjector, LiveExport, SealResult
-from .extract import Selection, extract_bundle, read_bundle, verify_bundle
-from .journal import Journal, JournalPosition, JournalReader, Recovery
-from .lineage import explain_row, list_runs, show_run
-from .merkle import MerkleBuilder
-from .payloads import PayloadStore
-from .recorder import RunRecorder
-from .reimport import TypedRow, load_rows
-from .replay import replay_export
-from .service import ProjectionService
-from .settings import ExportSettings
-from .signing import check_signature, generate_keypair
-from .sqlproj import LiveSql, SqlProjector, replay_sql
-from .sqlschema import SqlDatabase
-from .store import AuditStore
-from .tail import ExportTail, TailFilter
-from .typed import decode_typed, schema_types
-from .verify import VerifyReport, verify_export
+from .evidence.extract import Selection, extract_bundle, read_bundle, verify_bundle
+from .evidence.reimport import TypedRow, load_rows
+from .evidence.verify import VerifyReport, verify_export
+from .export.projector import ExportPaths, ExportProjector, LiveExport, SealResult
+from .export.replay import replay_export
+from .export.tail import ExportTail, TailFilter
+from .journal.files import Journal, JournalPosition, JournalReader, Recovery
+from .model.canonical import canonical_json, stable_hash
+from .model.events import Event
+from .model.settings import ExportSettings
+from .model.typed import decode_typed, schema_types
+from .payloads.store import PayloadStore
+from .projection.service import ProjectionService
+from .proofs.merkle import MerkleBuilder
+from .proofs.signing import check_signature, generate_keypair
+from .recording.recorder import RunRecorder
+from .recording.store import AuditStore
+from .sql.csvexport import CsvResult, export_csv
+from .sql.lineage import explain_row, list_runs, show_run
+from .sql.projector import LiveSql, SqlProjector, replay_sql
+from .sql.schema import SqlDatabase
 
 __version__ = "0.1.0"
 

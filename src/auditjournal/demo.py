@@ -21,11 +21,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .export import ExportPaths
-from .recorder import RunRecorder
-from .settings import ExportSettings
-from .store import AuditStore
-from .verify import VerifyReport, verify_export
+from .evidence.verify import VerifyReport, verify_export
+from .export.projector import ExportPaths
+from .model.settings import ExportSettings
+from .recording.recorder import RunRecorder
+from .recording.store import AuditStore
 
 __all__ = ["DemoResult", "run_demo"]
 

@@ -44,7 +44,7 @@ CHILD = r"""
 import sys
 from pathlib import Path
 
-import auditjournal.export as export
+import auditjournal.export.projector as export
 
 export._CHECKPOINT_EVERY = 0.0  # checkpoint after every batch
 

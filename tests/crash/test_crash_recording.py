@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 from auditjournal import AuditStore, canonical_json
-from auditjournal.events import (
+from auditjournal.model.events import (
     BaseEvent,
     CallRecorded,
     NodeStateCompleted,
@@ -245,8 +245,8 @@ def test_kill_dash_nine_in_batch_mode_leaves_a_resumable_journal(tmp_path: Path)
 ROLL_THEN_DIE = """
 import datetime as dt, os, signal, sys
 from pathlib import Path
-from auditjournal.events import RowCreated
-from auditjournal.journal import Journal
+from auditjournal.model.events import RowCreated
+from auditjournal.journal.files import Journal
 
 journal = Journal(Path(sys.argv[1]), "run-roll", durability="batch", flush_interval=3600,
                   segment_bytes=1000)
@@ -262,7 +262,7 @@ os.kill(os.getpid(), signal.SIGKILL)  # after the rolls made empty segments for 
 
 
 def test_kill_after_a_rollover_leaves_a_journal_that_reopens(tmp_path: Path) -> None:
-    from auditjournal.journal import Journal, JournalReader
+    from auditjournal.journal.files import Journal, JournalReader
 
     directory = tmp_path / "journal"
     proc = subprocess.run(

@@ -37,7 +37,7 @@ from typing import Any
 import pytest
 
 from auditjournal import AuditStore, SqlDatabase, SqlProjector, replay_sql
-from auditjournal.sqlproj import table_rows
+from auditjournal.sql.projector import table_rows
 
 PG_ENV = "AUDITJOURNAL_TEST_DATABASE_URL"
 ROWS = 200

@@ -11,8 +11,8 @@ import rfc8785
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from auditjournal.canonical import MAX_SAFE_INTEGER, canonical_json, format_float, stable_hash
 from auditjournal.errors import CanonicalizationError
+from auditjournal.model.canonical import MAX_SAFE_INTEGER, canonical_json, format_float, stable_hash
 
 EXAMPLES = settings(max_examples=300, deadline=None)
 

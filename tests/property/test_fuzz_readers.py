@@ -35,13 +35,13 @@ from hypothesis import strategies as st
 from auditjournal import AuditStore, ExportSettings, replay_export
 from auditjournal.demo import run_demo
 from auditjournal.errors import AuditJournalError
-from auditjournal.extract import Selection, extract_bundle, read_bundle, verify_bundle
-from auditjournal.journal import JournalReader, genesis_chain
-from auditjournal.journalline import SUFFIX_LEN, read_entry, seal
-from auditjournal.reimport import load_rows
-from auditjournal.signing import generate_keypair
-from auditjournal.tail import ExportTail
-from auditjournal.verify import verify_export
+from auditjournal.evidence.extract import Selection, extract_bundle, read_bundle, verify_bundle
+from auditjournal.evidence.reimport import load_rows
+from auditjournal.evidence.verify import verify_export
+from auditjournal.export.tail import ExportTail
+from auditjournal.journal.files import JournalReader, genesis_chain
+from auditjournal.journal.lines import SUFFIX_LEN, read_entry, seal
+from auditjournal.proofs.signing import generate_keypair
 
 FAST = 40  # examples per reader in the default suite
 DEEP = 1500  # with -m slow

@@ -35,8 +35,9 @@ from auditjournal import (
     replay_export,
     verify_bundle,
 )
-from auditjournal.canonical import MAX_VALUE_DEPTH
-from auditjournal.events import (
+from auditjournal.evidence.verify import verify_export
+from auditjournal.model.canonical import MAX_VALUE_DEPTH
+from auditjournal.model.events import (
     CALL_STATUSES,
     CALL_TYPES,
     DETERMINISM,
@@ -47,7 +48,6 @@ from auditjournal.events import (
     TOKEN_OUTCOMES,
     RunCompleted,
 )
-from auditjournal.verify import verify_export
 
 METHODS = (
     "register_node",

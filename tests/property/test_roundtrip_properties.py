@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from auditjournal.canonical import MAX_SAFE_INTEGER, canonical_json
-from auditjournal.events import EVENT_TYPES, BaseEvent, decode_event, encode_event
-from auditjournal.payloads import PayloadStore
+from auditjournal.model.canonical import MAX_SAFE_INTEGER, canonical_json
+from auditjournal.model.events import EVENT_TYPES, BaseEvent, decode_event, encode_event
+from auditjournal.payloads.store import PayloadStore
 
 EXAMPLES = settings(max_examples=40, deadline=None)
 

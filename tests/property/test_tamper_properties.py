@@ -30,8 +30,8 @@ from hypothesis import strategies as st
 from auditjournal import ExportSettings, PayloadStore
 from auditjournal.cli import main
 from auditjournal.demo import run_demo
-from auditjournal.signing import generate_keypair
-from auditjournal.verify import VerifyReport, verify_export
+from auditjournal.evidence.verify import VerifyReport, verify_export
+from auditjournal.proofs.signing import generate_keypair
 
 CHUNK_RE = re.compile(r"^audit_trail\.\d{3,}\.json$")
 TEXT_TARGETS = ("chunk", "manifest", "listing", "journal")

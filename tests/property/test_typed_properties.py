@@ -20,9 +20,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from auditjournal.canonical import MAX_SAFE_INTEGER, canonical_json
 from auditjournal.errors import UnsupportedSchemaError
-from auditjournal.typed import decode_typed, schema_types
+from auditjournal.model.canonical import MAX_SAFE_INTEGER, canonical_json
+from auditjournal.model.typed import decode_typed, schema_types
 
 EXAMPLES = settings(max_examples=150, deadline=None)
 

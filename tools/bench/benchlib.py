@@ -379,7 +379,7 @@ def machine_info(workdir: Path) -> dict[str, Any]:
 
 def default_flush_interval() -> float | None:
     try:
-        from auditjournal.journal import DEFAULT_FLUSH_INTERVAL
+        from auditjournal.journal.files import DEFAULT_FLUSH_INTERVAL
     except ImportError:
         return None
     return float(DEFAULT_FLUSH_INTERVAL)

@@ -60,7 +60,7 @@ class _RowHead(msgspec.Struct):
 
 
 def follow(prefix: Path, timeout: float, poll: float) -> dict[str, Any]:
-    from auditjournal.chunks import chunk_name
+    from auditjournal.export.chunks import chunk_name
 
     decode = msgspec.json.Decoder(_RowHead).decode
     directory, name = prefix.parent, prefix.name

@@ -25,7 +25,7 @@ from ..errors import (
     RunNotFoundError,
     SigningKeyError,
 )
-from ..store import AuditStore
+from ..recording.store import AuditStore
 
 __all__ = ["cli", "main"]
 

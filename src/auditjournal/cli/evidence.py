@@ -9,9 +9,9 @@ from pathlib import Path
 import click
 
 from ..errors import DuplicateMemberError, MalformedEvidenceError
-from ..extract import Selection, extract_bundle, read_bundle, verify_bundle, write_bundle
-from ..signing import generate_keypair
-from ..verify import verify_export
+from ..evidence.extract import Selection, extract_bundle, read_bundle, verify_bundle, write_bundle
+from ..evidence.verify import verify_export
+from ..proofs.signing import generate_keypair
 from ._base import (
     _byte_progress,
     _existing_store,

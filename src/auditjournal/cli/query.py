@@ -10,9 +10,9 @@ from pathlib import Path
 
 import click
 
-from ..csvexport import export_csv, journal_size
-from ..lineage import explain_row, list_runs, render_explain, render_runs, render_show, show_run
-from ..store import AuditStore
+from ..recording.store import AuditStore
+from ..sql.csvexport import export_csv, journal_size
+from ..sql.lineage import explain_row, list_runs, render_explain, render_runs, render_show, show_run
 from ._base import (
     _DB,
     _JSON,

@@ -9,13 +9,13 @@ from typing import Any
 
 import click
 
-from ..replay import replay_export
-from ..service import ProjectionService, recorded_export_settings
-from ..settings import ExportSettings
-from ..sqlproj import replay_sql
-from ..sqlschema import SqlDatabase
-from ..store import AuditStore
-from ..tail import ExportTail, TailFilter
+from ..export.replay import replay_export
+from ..export.tail import ExportTail, TailFilter
+from ..model.settings import ExportSettings
+from ..projection.service import ProjectionService, recorded_export_settings
+from ..recording.store import AuditStore
+from ..sql.projector import replay_sql
+from ..sql.schema import SqlDatabase
 from ._base import (
     _ROOT,
     _chunk_size,

@@ -7,7 +7,7 @@ HTTP lineage API). Two ways in, one event shape:
 * live, from the recorder's side: :meth:`RunStart.from_event` on the
   ``run_started`` event gives :func:`start_event`; a :class:`DatasetCollector`
   fed every event (:meth:`DatasetCollector.observe`) plus the ``run_completed``
-  event and the export's :class:`~auditjournal.export.SealResult` give
+  event and the export's :class:`~auditjournal.export.projector.SealResult` give
   :meth:`RunEnd.from_seal` and :func:`end_event`;
 * afterwards, from a sealed export alone: :func:`events_from_export` (what
   ``auditjournal openlineage`` sends). It verifies the export first: an export
@@ -65,11 +65,11 @@ from openlineage.client.transport.transport import Transport
 from openlineage.client.uuid import generate_static_uuid
 
 from .. import __version__
-from ..chunks import iter_chunk_records
 from ..errors import ExportInvalidError, LineageEmitError
-from ..events import ArtifactRecorded, BaseEvent, NodeRegistered, RunCompleted, RunStarted
-from ..export import SealResult
-from ..verify import find_manifest, verify_export
+from ..evidence.verify import find_manifest, verify_export
+from ..export.chunks import iter_chunk_records
+from ..export.projector import SealResult
+from ..model.events import ArtifactRecorded, BaseEvent, NodeRegistered, RunCompleted, RunStarted
 
 __all__ = [
     "FACET_KEY",

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import OutputPathError
-from ..storage import atomic_write
-from ..verify import find_manifest
+from ..evidence.verify import find_manifest
+from ..fs.storage import atomic_write
 from .build import gather
 from .html import render_html
 from .model import DEFAULT_EMBED_LIMIT_BYTES, REPORT_FORMAT, ReportData

@@ -1,6 +1,6 @@
 """Gather a report's data from a sealed export: verify it, read its records once.
 
-The export is verified with :func:`auditjournal.verify.verify_export` (the
+The export is verified with :func:`auditjournal.evidence.verify.verify_export` (the
 same checks as ``auditjournal verify``) and its verdict goes into the page.
 Then the chunks listed in the manifest are read in order, once: every record
 is summarized (:mod:`.summarize`), and when the chunks hold at most
@@ -21,8 +21,8 @@ from typing import Any
 import msgspec
 
 from .. import __version__
-from ..chunks import iter_chunk_records
-from ..verify import VerifyReport, find_manifest, verify_export
+from ..evidence.verify import VerifyReport, find_manifest, verify_export
+from ..export.chunks import iter_chunk_records
 from .layout import NODE_HEIGHT, NODE_WIDTH, layout
 from .model import (
     DEFAULT_EMBED_LIMIT_BYTES,

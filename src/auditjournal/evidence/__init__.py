@@ -1,0 +1,1 @@
+"""Reading sealed evidence: verify, extract bundles, typed reimport."""

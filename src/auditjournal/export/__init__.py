@@ -1,0 +1,1 @@
+"""The export: projector, chunk files, checkpoint, replay and tail."""

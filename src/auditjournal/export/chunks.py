@@ -1,0 +1,448 @@
+"""Chunk files of the export: JSON arrays with exactly one record per line.
+
+A chunk looks like this, and every line is final the moment its newline is
+written (the separating comma leads the *next* record, so nothing is held
+back)::
+
+    [
+    {"record_type":"node",...}
+    ,{"record_type":"edge",...}
+    ]
+
+A chunk being written has no ``]`` yet. A new chunk starts before a record
+would push the current one past ``chunk_size_bytes`` (counting the closing
+``]\\n``); a record larger than the limit on its own gets a chunk of its own.
+
+The writer keeps each chunk's running SHA-256 and the RFC 6962 Merkle
+frontier over all records, so sealing needs no second pass over the files.
+Bytes are buffered and handed to the OS by :meth:`ChunkWriter.flush` (the
+projector calls it after every batch of events, which is what bounds the
+live-export lag). The ``write`` and the chunk's SHA-256 of each flushed block
+run on a small I/O thread: both release the GIL, so on a second core they
+overlap with building the next records. A closed chunk is fsynced on a second
+thread while the next one fills, so sealing waits only for the last chunk's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import stat
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import StorageError
+from ..fs.safeio import open_regular
+from ..fs.storage import open_file, storage_error
+from ..proofs.merkle import MerkleBuilder, leaf_hash
+
+__all__ = ["ChunkInfo", "ChunkWriter", "chunk_name", "iter_chunk_records"]
+
+_MAX_QUEUED = 2  # blocks handed to the I/O thread and not yet written
+_MAX_UNSYNCED = 8  # closed chunks handed to the sync thread and not yet fsynced
+_OPEN = b"[\n"
+_CLOSE = b"]\n"
+
+
+def chunk_name(prefix_name: str, index: int, single_file: bool) -> str:
+    """``audit_trail.000.json`` ... (3 digits minimum), or ``audit_trail.json`` unchunked."""
+    return f"{prefix_name}.json" if single_file else f"{prefix_name}.{index:03d}.json"
+
+
+@dataclass
+class ChunkInfo:
+    """One chunk as the manifest lists it."""
+
+    file: str
+    sha256: str
+    bytes: int
+    record_count: int
+    first_seq: int
+    last_seq: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "sha256": self.sha256,
+            "bytes": self.bytes,
+            "record_count": self.record_count,
+            "first_seq": self.first_seq,
+            "last_seq": self.last_seq,
+        }
+
+
+class _Worker:
+    """A daemon thread that handles queued items in order, off the projecting thread.
+
+    ``submit`` waits while ``max_queued`` items are unhandled, so a fast producer
+    (the parallel replay) cannot pile up memory. The first error is kept and
+    raised by the next ``submit`` or ``drain``; ``handle`` is told whether one
+    happened (``ok``), so later items can be skipped or only cleaned up.
+    """
+
+    def __init__(
+        self, name: str, handle: Callable[[Any, bool], None], max_queued: int, what: str
+    ) -> None:
+        self._handle = handle
+        self._max_queued = max_queued
+        self._what = what
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._idle = threading.Condition()
+        self._pending = 0
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, item: Any) -> None:
+        self._raise()
+        with self._idle:
+            while self._pending >= self._max_queued:
+                self._idle.wait()
+            self._pending += 1
+        self._queue.put(item)
+
+    def drain(self) -> None:
+        """Wait until every submitted item is handled."""
+        with self._idle:
+            while self._pending:
+                self._idle.wait()
+        self._raise()
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            try:
+                self._handle(item, self.error is None)
+            except OSError as exc:
+                self.error = storage_error(exc, self._what)
+            finally:
+                with self._idle:
+                    self._pending -= 1
+                    self._idle.notify_all()
+
+
+def _write_block(item: tuple[int, bytes, Any], ok: bool) -> None:
+    """The I/O thread's part: hash a flushed block into its chunk's SHA-256 and write it
+    (hashlib and ``write`` release the GIL). After a failure, later blocks must not land."""
+    fd, data, hasher = item
+    if ok:
+        hasher.update(data)
+        _write_all(fd, data)
+
+
+def _sync_closed(fd: int, ok: bool) -> None:
+    """The sync thread's part: fsync a closed chunk and close its file descriptor."""
+    try:
+        if ok:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    done = 0
+    while done < len(view):
+        done += os.write(fd, view[done:])
+
+
+class ChunkWriter:
+    """Appends encoded records to the chunk files under ``prefix``. One thread drives it."""
+
+    def __init__(self, prefix: Path, chunk_size_bytes: int | None) -> None:
+        self.prefix = prefix
+        self.directory = prefix.parent
+        self.limit = chunk_size_bytes
+        self.closed_chunks: list[ChunkInfo] = []
+        self.merkle = MerkleBuilder()
+        self.index = 0  # of the current chunk
+        self.current: ChunkInfo | None = None
+        self._hash = hashlib.sha256()  # of the current chunk, fed by the I/O thread
+        self._buf = bytearray()
+        self._fd = -1
+        self._io = _Worker(
+            "auditjournal-chunk-io", _write_block, _MAX_QUEUED, "cannot write export chunk"
+        )
+        self._syncer: _Worker | None = None  # started at the first closed chunk
+        self._synced: set[str] = set()  # closed chunks handed to it (finish() waits for it)
+
+    @property
+    def total_records(self) -> int:
+        return self.merkle.count
+
+    def path(self, index: int) -> Path:
+        return self.directory / chunk_name(self.prefix.name, index, self.limit is None)
+
+    def add(self, seq: int, record: bytes) -> None:
+        """Write one record (canonical JSON, no newline) at the end of the export."""
+        self._place(seq, record)
+        self.merkle.add(leaf_hash(record))
+
+    def add_lines(
+        self, lines: bytes, lengths: Sequence[int], seqs: Sequence[int], leaves: bytes
+    ) -> None:
+        """:meth:`add` for many records at once, given as ``lines``: each record as
+        ``,`` + record + newline, back to back (``lengths``: each record's length),
+        with their Merkle leaf hashes (``leaves``: 32 bytes per record) computed
+        elsewhere. Runs of records that fit the current chunk are copied as one slice."""
+        count = len(lengths)
+        if len(leaves) != 32 * count or len(seqs) != count:
+            raise ValueError("one seq and one 32-byte leaf hash per record expected")
+        view = memoryview(lines)
+        limit = self.limit
+        room_close = 2 + len(_CLOSE)  # the record's "," and newline, and the closing "]"
+        pos = i = 0
+        while i < count:
+            current = self.current
+            if current is None or not current.record_count:
+                current = current or self._start()
+                size = lengths[i]  # a chunk's first record, without the leading ","
+                self._buf += view[pos + 1 : pos + size + 2]
+                current.bytes += size + 1
+                current.record_count = 1
+                current.first_seq = current.last_seq = seqs[i]
+                pos += size + 2
+                i += 1
+                continue
+            j, end, total = i, pos, current.bytes
+            if limit is None:
+                j, end = count, len(lines)
+                total += end - pos
+            else:
+                while j < count and total + lengths[j] + room_close <= limit:
+                    total += lengths[j] + 2
+                    end += lengths[j] + 2
+                    j += 1
+            if j == i:  # the next record would pass the limit
+                self._close_current()
+                continue
+            self._buf += view[pos:end]
+            current.bytes = total
+            current.record_count += j - i
+            current.last_seq = seqs[j - 1]
+            pos, i = end, j
+        view.release()
+        self.merkle.extend(leaves)
+
+    def _place(self, seq: int, record: bytes) -> None:
+        current = self.current
+        limit = self.limit
+        if (
+            current is not None
+            and limit is not None
+            and (current.bytes + len(record) + 2 + len(_CLOSE) > limit)
+        ):
+            self._close_current()
+            current = None
+        buf = self._buf
+        if current is None:
+            current = self._start()
+            buf += record
+            current.bytes += len(record) + 1
+        else:
+            buf += b","
+            buf += record
+            current.bytes += len(record) + 2
+        buf += b"\n"
+        if not current.record_count:
+            current.first_seq = seq
+        current.record_count += 1
+        current.last_seq = seq
+
+    def flush(self) -> None:
+        """Hand buffered lines to the I/O thread, which writes them to the OS."""
+        if self._buf:
+            data = bytes(self._buf)
+            self._buf.clear()
+            self._io.submit((self._fd, data, self._hash))
+
+    def sync(self) -> None:
+        """Flush and wait until the OS has every byte (live readers see them)."""
+        self.flush()
+        self._io.drain()
+
+    def finish(self) -> list[ChunkInfo]:
+        """Close the last chunk with ``]``, fsync every chunk; return all chunk infos.
+
+        Chunks closed by this writer were fsynced in the background, as they
+        closed; only the others (closed before a resume) are fsynced here."""
+        if self.current is not None:
+            self._close_current()
+        if self._syncer is not None:
+            self._syncer.drain()
+        for info in self.closed_chunks:
+            if info.file not in self._synced:
+                self._fsync_path(self.directory / info.file)
+        return self.closed_chunks
+
+    def close(self) -> None:
+        """Release the file handles and the threads (what was flushed is written first;
+        closed chunks waiting for their fsync are closed all the same)."""
+        try:
+            self._io.drain()
+        finally:
+            self._close_fd()
+            self._io.stop()
+            if self._syncer is not None:
+                self._syncer.stop()
+
+    def _close_fd(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """State to resume from (waits until flushed bytes are written)."""
+        self.sync()
+        return {
+            "index": self.index,
+            "closed": [c.as_dict() for c in self.closed_chunks],
+            "current": None if self.current is None else self.current.as_dict(),
+            "current_sha256": self._hash.copy().hexdigest(),
+            "merkle": self.merkle.state(),
+            "records": self.merkle.count,
+        }
+
+    def restore(self, snap: dict[str, Any]) -> bool:
+        """Resume from a snapshot: truncate the current chunk to its checkpointed size and
+        remove later files. False if the files on disk do not match it (rebuild instead)."""
+        closed = [ChunkInfo(**c) for c in snap["closed"]]
+        for info in closed:
+            try:
+                found = os.lstat(self.directory / info.file)
+            except FileNotFoundError:
+                return False
+            if not stat.S_ISREG(found.st_mode) or found.st_size != info.bytes:
+                return False  # a link or special file is rebuilt over, never followed
+        current = None if snap["current"] is None else ChunkInfo(**snap["current"])
+        hasher = hashlib.sha256()
+        if current is not None:
+            try:
+                fd = open_file(self.directory / current.file, os.O_RDWR)
+            except OSError:  # missing, or a link or special file: rebuild
+                return False
+            with open(fd, "r+b") as fh:
+                prefix = fh.read(current.bytes)
+                if len(prefix) != current.bytes:
+                    return False
+                hasher.update(prefix)
+                if hasher.hexdigest() != snap["current_sha256"]:
+                    return False
+                os.ftruncate(fh.fileno(), current.bytes)
+        self.index = snap["index"]
+        self.closed_chunks = closed
+        self._synced.clear()  # finish() fsyncs the restored chunks
+        self.current = current
+        self._hash = hasher
+        self.merkle = MerkleBuilder.from_state(snap["merkle"], snap["records"])
+        # keep the closed chunks and the current one (index is the last of them, if any)
+        self._remove_after(self.index if current is not None or closed else -1)
+        if current is not None:
+            self._open_fd(self.directory / current.file)
+        return True
+
+    def remove_all(self) -> None:
+        """Delete every chunk file of this prefix (before a rebuild)."""
+        self._io.drain()
+        self._close_fd()
+        self._synced.clear()
+        self._remove_after(-1)
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _remove_after(self, index: int) -> None:
+        """Delete chunk files numbered above ``index`` (-1: all, including the unchunked one)."""
+        name = self.prefix.name
+        for path in self.directory.glob(f"{name}*.json"):
+            number = path.name[len(name) + 1 : -len(".json")]
+            unchunked = path.name == f"{name}.json"
+            if (unchunked and index < 0) or (number.isdigit() and int(number) > index):
+                path.unlink()
+
+    def _start(self) -> ChunkInfo:
+        if self.closed_chunks or self.current is not None:
+            self.index += 1
+        path = self.path(self.index)
+        self._open_fd(path, truncate=True)
+        self._hash = hashlib.sha256()
+        self._buf += _OPEN
+        self.current = ChunkInfo(path.name, "", len(_OPEN), 0, 0, 0)
+        return self.current
+
+    def _close_current(self) -> None:
+        current = self.current
+        assert current is not None
+        if current.record_count == 0:
+            return
+        self._buf += _CLOSE
+        current.bytes += len(_CLOSE)
+        self.sync()
+        current.sha256 = self._hash.hexdigest()
+        # fsync it on the sync thread while the next chunk fills (it closes the fd)
+        if self._syncer is None:
+            self._syncer = _Worker(
+                "auditjournal-chunk-sync", _sync_closed, _MAX_UNSYNCED, "cannot fsync export chunk"
+            )
+        fd, self._fd = self._fd, -1
+        try:
+            self._syncer.submit(fd)
+        except BaseException:  # an earlier fsync failed: report that, leak nothing
+            os.close(fd)
+            raise
+        self._synced.add(current.file)
+        self.closed_chunks.append(current)
+        self.current = None
+
+    def _open_fd(self, path: Path, truncate: bool = False) -> None:
+        self._io.drain()
+        self._close_fd()
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if truncate else 0)
+        try:
+            self._fd = open_file(path, flags)
+        except OSError as exc:
+            raise storage_error(exc, f"cannot open {path}") from exc
+
+    @staticmethod
+    def _fsync_path(path: Path) -> None:
+        try:
+            fd = open_file(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise StorageError(f"cannot fsync {path}: {exc}") from exc
+
+
+def iter_chunk_records(path: Path, block: int = 4 << 20) -> Iterator[bytes]:
+    """The record lines of one chunk file (without separators), streamed in blocks.
+
+    Only for reading exports that ``verify`` has checked; it does not police
+    the layout. The file must be a regular file, not reached through a symbolic
+    link (:func:`~auditjournal.fs.safeio.open_regular`).
+    """
+    carry = b""
+    with open(open_regular(path, "chunk"), "rb") as fh:
+        while data := fh.read(block):
+            data = carry + data if carry else data
+            end = data.rfind(b"\n") + 1
+            carry = data[end:]
+            for line in data[:end].split(b"\n")[:-1]:
+                if line in (b"[", b"]"):
+                    continue
+                yield line[1:] if line[:1] == b"," else line

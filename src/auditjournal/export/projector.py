@@ -1,0 +1,376 @@
+"""The export projector: follows a run's journal and writes the auditor's export live.
+
+Events become records (:mod:`records`), records go to chunk files
+(:mod:`chunks`); when ``run_completed`` is projected the export is sealed:
+the last chunk is closed and fsynced, ``audit_trail.sha256`` (``sha256sum``
+format) and then ``audit_trail.manifest.json`` are written atomically. The
+manifest appearing is the signal that the export is complete.
+
+Restartable: after each batch the projector may write a checkpoint
+(``.audit_trail.checkpoint.json``: journal position, chunk state, Merkle
+frontier, open node states). After a crash it truncates the current chunk
+back to the checkpoint and re-projects from there; records are a pure
+function of the events, so the bytes are the same as an uninterrupted run.
+If the files do not match the checkpoint (say, after power loss) it
+rebuilds the export from the start of the journal.
+
+The projector never writes the journal itself: whoever drives it appends
+``export_sealed`` / ``export_failed`` with the :class:`SealResult`
+(the in-process recorder, or ``auditjournal project``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from ..errors import AuditJournalError, ExportError
+from ..fs.storage import atomic_write, lock_file
+from ..journal.files import JournalPosition, JournalReader
+from ..model.events import Event, RunCompleted
+from ..model.records import RecordMaker, iso
+from ..model.settings import ExportSettings
+from ..payloads.store import PayloadStore
+from ..projection.live import LiveThread
+from ..proofs.signing import load_signer, sign_manifest
+from .checkpoint import CHECKPOINT_VERSION, encode_checkpoint, load_checkpoint
+from .chunks import ChunkWriter
+
+__all__ = [
+    "LIVE_STEP_EVENTS",
+    "MANIFEST_FORMAT",
+    "ExportPaths",
+    "ExportProjector",
+    "LiveExport",
+    "SealResult",
+]
+
+MANIFEST_FORMAT: Final = "auditjournal-export/1"
+_CHECKPOINT_EVERY: Final = 1.0  # seconds
+_BATCH: Final = 4096
+LIVE_STEP_EVENTS: Final = 256  # per step when following a live journal: ~3 ms, then readable
+_LIVE_BATCH: Final = LIVE_STEP_EVENTS
+_LIVE_POLL: Final = 0.002  # seconds between looks at the journal of a live run, if not woken
+
+
+@dataclass(frozen=True)
+class ExportPaths:
+    """Where an export's files are, from its path prefix (``.../export/audit_trail``)."""
+
+    prefix: Path
+
+    @property
+    def directory(self) -> Path:
+        return self.prefix.parent
+
+    @property
+    def manifest(self) -> Path:
+        return self.prefix.with_name(self.prefix.name + ".manifest.json")
+
+    @property
+    def sha256sums(self) -> Path:
+        return self.prefix.with_name(self.prefix.name + ".sha256")
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.prefix.with_name(f".{self.prefix.name}.checkpoint.json")
+
+    @property
+    def lock(self) -> Path:
+        return self.prefix.with_name(f".{self.prefix.name}.lock")
+
+
+@dataclass(frozen=True)
+class SealResult:
+    """What sealing produced; the driver records it as ``export_sealed``."""
+
+    manifest_path: str
+    manifest_sha256: str
+    chunk_count: int
+    record_count: int
+    merkle_root: str
+    run_status: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class ExportProjector:
+    """Projects one run's journal into one export. One thread drives it."""
+
+    def __init__(
+        self,
+        *,
+        journal_dir: Path,
+        run_id: str,
+        payloads: PayloadStore,
+        settings: ExportSettings,
+        prefix: Path,
+        checkpoint: bool = True,
+        live: bool = False,
+    ) -> None:
+        self.run_id = run_id
+        self.settings = settings
+        self.paths = ExportPaths(prefix)
+        self._journal_dir = journal_dir
+        self._use_checkpoint = checkpoint
+        self._payloads = payloads
+        # a live projector trails its recorder closely: take payloads from its memory
+        get: Callable[[str], bytes] | None = payloads.get_recent if live else payloads.get
+        if not settings.include_payloads:
+            get = None
+        self._maker = RecordMaker(run_id, get)
+        self._writer = ChunkWriter(prefix, settings.chunk_size_bytes)
+        self._signer = load_signer(settings.sign, settings.signing_key_file)
+        self.paths.directory.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = lock_file(self.paths.lock, f"export {prefix}")
+        self.result: SealResult | None = None
+        self._last_checkpoint = 0.0
+        try:
+            self._reader = self._resume()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- driving ------------------------------------------------------------------------
+
+    @property
+    def sealed(self) -> bool:
+        return self.result is not None
+
+    @property
+    def position(self) -> JournalPosition:
+        return self._reader.position
+
+    def step(self, limit: int = _BATCH) -> int:
+        """Project what the journal has now (up to ``limit`` events); return events read."""
+        if self.result is not None:
+            return 0
+        chains: list[bytes] = []
+        events = self._reader.poll(limit=limit, chains=chains)
+        if not events:
+            return 0
+        writer = self._writer
+        make = self._maker.records
+        for index, event in enumerate(events):
+            for seq, record in make(event):
+                writer.add(seq, record)
+            if type(event) is RunCompleted:
+                self._seal(event, chains[index])
+                return index + 1
+        writer.flush()
+        now = time.monotonic()
+        if self._use_checkpoint and now - self._last_checkpoint >= _CHECKPOINT_EVERY:
+            self._write_checkpoint()
+            self._last_checkpoint = now
+        return len(events)
+
+    # -- driving from events read elsewhere (the parallel replay, replay.py) --------------
+
+    @property
+    def maker(self) -> RecordMaker:
+        return self._maker
+
+    def add_lines(
+        self, lines: bytes, lengths: Sequence[int], seqs: Sequence[int], leaves: bytes
+    ) -> None:
+        """Records built elsewhere from the events in order (see ChunkWriter.add_lines)."""
+        self._writer.add_lines(lines, lengths, seqs, leaves)
+        self._writer.flush()
+
+    def flush(self) -> None:
+        """Hand what is buffered to the OS (the chunks are readable up to here)."""
+        self._writer.flush()
+
+    def project(self, event: Event, chain: bytes) -> None:
+        """One event read elsewhere (``chain``: its journal chain value); seals on
+        ``run_completed``."""
+        for seq, record in self._maker.records(event):
+            self._writer.add(seq, record)
+        if type(event) is RunCompleted:
+            self._seal(event, chain)
+        self._writer.flush()
+
+    def run(
+        self,
+        *,
+        stop: threading.Event | None = None,
+        poll_interval: float = 0.002,
+        follow: bool = True,
+        batch: int | None = None,
+    ) -> SealResult | None:
+        """Project until sealed (or, without ``follow``, until the journal's end).
+
+        ``batch`` bounds the events per step: records become readable at the end
+        of a step, so following a live journal uses small steps (low lag; the
+        default with ``follow``), a replay big ones.
+        """
+        if batch is None:
+            batch = _LIVE_BATCH if follow else _BATCH
+        while self.result is None:
+            if self.step(batch):
+                continue
+            if not follow or (stop is not None and stop.is_set()):
+                break
+            time.sleep(poll_interval)
+        return self.result
+
+    def close(self) -> None:
+        self._writer.close()
+        if getattr(self, "_reader", None) is not None:
+            self._reader.close()
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    # -- sealing ------------------------------------------------------------------------
+
+    def _seal(self, completed: RunCompleted, chain: bytes) -> None:
+        chunks = self._writer.finish()
+        self._writer.close()
+        manifest: dict[str, Any] = {
+            "format": MANIFEST_FORMAT,
+            "run_id": self.run_id,
+            "run_status": completed.status,
+            "chunk_count": len(chunks),
+            "chunk_size_bytes": self.settings.chunk_size_bytes,
+            "total_record_count": self._writer.total_records,
+            "include_payloads": self.settings.include_payloads,
+            "chunks": [c.as_dict() for c in chunks],
+            "journal_head": {"seq": completed.seq, "chain": chain.hex()},
+            "merkle_tree": "rfc6962-sha256",
+            "merkle_root": self._writer.merkle.root().hex(),
+            "sealed_at": iso(completed.ts),
+        }
+        if self._signer is not None:
+            manifest = sign_manifest(manifest, self._signer)
+        listing = "".join(f"{c.sha256}  {c.file}\n" for c in chunks).encode()
+        atomic_write(self.paths.sha256sums, listing)
+        data = encode_manifest(manifest)
+        atomic_write(self.paths.manifest, data)
+        self.result = SealResult(
+            manifest_path=str(self.paths.manifest),
+            manifest_sha256=hashlib.sha256(data).hexdigest(),
+            chunk_count=len(chunks),
+            record_count=self._writer.total_records,
+            merkle_root=manifest["merkle_root"],
+            run_status=completed.status,
+        )
+        if self._use_checkpoint:
+            self._write_checkpoint()
+
+    # -- checkpoints --------------------------------------------------------------------
+
+    def _write_checkpoint(self) -> None:
+        pos = self._reader.position
+        state = {
+            "version": CHECKPOINT_VERSION,
+            "run_id": self.run_id,
+            "settings": self.settings.describe(),
+            "position": {
+                "next_seq": pos.next_seq,
+                "segment_first_seq": pos.segment_first_seq,
+                "offset": pos.offset,
+                "chain": pos.chain.hex(),
+            },
+            "writer": self._writer.snapshot(),
+            "records": self._maker.snapshot(),
+            "sealed": None if self.result is None else self.result.as_dict(),
+        }
+        atomic_write(self.paths.checkpoint, encode_checkpoint(state), durable=False)
+
+    def _resume(self) -> JournalReader:
+        """A reader positioned after what the files on disk already hold."""
+        state = self._load_checkpoint()
+        if state is not None:
+            if state["sealed"] is not None and self.paths.manifest.exists():
+                self.result = SealResult(**state["sealed"])
+                return JournalReader(self._journal_dir, self.run_id)
+            # a sealed checkpoint without its manifest is past run_completed: rebuild
+            if (
+                state["sealed"] is None
+                and self._payloads_known(state["records"])
+                and self._writer.restore(state["writer"])
+            ):
+                self._maker.restore(state["records"])
+                p = state["position"]
+                position = JournalPosition(
+                    p["next_seq"], p["segment_first_seq"], p["offset"], bytes.fromhex(p["chain"])
+                )
+                return JournalReader(self._journal_dir, self.run_id, position)
+        # no usable checkpoint: start the export afresh
+        self._writer.remove_all()
+        for path in (self.paths.manifest, self.paths.sha256sums, self.paths.checkpoint):
+            path.unlink(missing_ok=True)
+        return JournalReader(self._journal_dir, self.run_id)
+
+    def _payloads_known(self, records: dict[str, Any]) -> bool:
+        """Every open state's input is in the store: a checkpoint naming a payload the store
+        never held was not written over this store's journal, so the export is rebuilt."""
+        try:
+            return all(
+                s["input_data_ref"] in self._payloads for s in records["open_states"].values()
+            )
+        except AuditJournalError:  # not a ref at all
+            return False
+
+    def _load_checkpoint(self) -> dict[str, Any] | None:
+        if not self._use_checkpoint:
+            return None
+        return load_checkpoint(
+            self.paths.checkpoint,
+            run_id=self.run_id,
+            settings=self.settings.describe(),
+            journal_dir=self._journal_dir,
+        )
+
+
+class LiveExport(LiveThread):
+    """Runs a projector on a background thread while the run is recorded (in-process).
+
+    It looks at the journal every ``_LIVE_POLL`` seconds, and at once when woken
+    (:class:`~auditjournal.projection.live.LiveThread`).
+    """
+
+    def __init__(self, projector: ExportProjector) -> None:
+        super().__init__(f"auditjournal-export-{projector.run_id}", _LIVE_POLL)
+        self.projector = projector
+        self._thread.start()
+
+    def _step(self) -> bool:
+        return self.projector.step(_LIVE_BATCH) > 0
+
+    def _done(self) -> bool:
+        return self.projector.result is not None
+
+    def _close(self) -> None:
+        self.projector.close()
+
+    def wait(self) -> SealResult:
+        """Block until the export is sealed; raise :class:`ExportError` if it failed.
+        (The caller wrote ``run_completed`` to the journal: the projector looks at once.)"""
+        self._wake.set()
+        self._thread.join()
+        if self._error is not None:
+            raise ExportError(
+                f"export of run {self.projector.run_id!r} failed: {self._error}"
+            ) from self._error
+        if self.projector.result is None:
+            raise ExportError(f"export of run {self.projector.run_id!r} stopped before sealing")
+        return self.projector.result
+
+    def done_seq(self) -> int:
+        """The last journal seq the export has taken in."""
+        return self.projector.position.next_seq - 1
+
+
+def encode_manifest(manifest: dict[str, Any]) -> bytes:
+    """The manifest file's bytes: sorted keys, two-space indent, UTF-8, final newline."""
+    return (json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()

@@ -1,0 +1,1 @@
+"""File plumbing: append files, fsync, and opening files someone else may have written."""

@@ -1,0 +1,105 @@
+"""One journal line: an event's JSON object with its ``chain`` member appended last.
+
+::
+
+    {"type":"row_created","run_id":"r1","seq":7,...,"chain":"<64 hex>"}
+
+``chain`` is ``sha256(previous chain || event bytes)``, the event bytes being
+the line without ``,"chain":"..."`` and the newline: the event's own JSON
+object as :func:`~auditjournal.model.events.encode_event` writes it.
+
+Reading a line (:func:`read_entry`) also refuses a member named twice. msgspec
+keeps the last of two equal names, another reader (``jq``, a first-wins parser)
+may keep the first, so such a line would say different things to different
+readers while its chain still checks. Lines our writer wrote are settled
+cheaply: the chain is computed over the *re-encoding* of the decoded event,
+which is the line's own event bytes exactly when the line is as our encoder
+writes that event (no repeated member, nothing else); only a line that is not
+(an older writer, members we do not know) is parsed again with every object's
+members in view.
+
+Thread-safety: plain functions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from binascii import hexlify
+from typing import Final
+
+from ..fs.safeio import reject_duplicate_members
+from ..model.events import Event, decode_event, encode_event, encode_event_into
+
+__all__ = ["CHAIN_PREFIX", "LINE_END", "SUFFIX_LEN", "decode_line", "read_entry", "seal"]
+
+CHAIN_PREFIX: Final = b',"chain":"'
+LINE_END: Final = b'"}\n'
+SUFFIX_LEN: Final = len(CHAIN_PREFIX) + 64 + len(LINE_END)
+"""Bytes after the event's own members: ``,"chain":"<64 hex>"}`` and the newline."""
+_PREFIX_END: Final = -SUFFIX_LEN + len(CHAIN_PREFIX)
+_HEX_START: Final = -(64 + len(LINE_END))
+_HEX_END: Final = -len(LINE_END)
+_sha256 = hashlib.sha256
+
+
+def seal(event_bytes: bytes, prev_chain: bytes) -> tuple[bytes, bytes]:
+    """The journal line for ``event_bytes`` and its chain value."""
+    chain = _sha256(prev_chain + event_bytes).digest()
+    return b"".join((event_bytes[:-1], CHAIN_PREFIX, hexlify(chain), LINE_END)), chain
+
+
+def _line_chain(line: bytes | memoryview, prev_chain: bytes) -> bytes:
+    """The chain of ``line`` as written, checked against the hash it stores."""
+    hasher = _sha256(prev_chain)
+    hasher.update(line[:-SUFFIX_LEN])
+    hasher.update(b"}")
+    chain = hasher.digest()
+    if line[_HEX_START:_HEX_END] != hexlify(chain):
+        raise ValueError("chain hash does not match (entry edited, removed or reordered)")
+    return chain
+
+
+def read_entry(
+    line: bytes | memoryview, prev_chain: bytes, scratch: bytearray
+) -> tuple[Event, bytes]:
+    """Decode one line (with its newline) and verify it against the previous chain;
+    return the event and its chain value. ``scratch`` is the caller's buffer for the
+    re-encoding (one per thread: its contents are replaced).
+
+    Raises ValueError with the reason (a damaged, edited or foreign line, or one
+    naming a member twice); callers add the file and offset.
+    """
+    if (
+        line[-SUFFIX_LEN:_PREFIX_END] != CHAIN_PREFIX
+        or line[-3:] != LINE_END
+        or len(line) <= SUFFIX_LEN + 1
+    ):
+        raise ValueError("entry is not a chained journal line")
+    try:
+        event = decode_event(line)
+    except Exception as exc:
+        _line_chain(line, prev_chain)  # an edited entry: say that first
+        raise ValueError(f"undecodable event: {exc}") from None
+    encode_event_into(event, scratch)
+    hasher = _sha256(prev_chain)
+    hasher.update(scratch)
+    chain = hasher.digest()
+    if line[_HEX_START:_HEX_END] != hexlify(chain):
+        # not as our encoder writes this event: check the chain over the line as written,
+        # then that it names no member twice
+        chain = _line_chain(line, prev_chain)
+        reject_duplicate_members(line, "entry")
+    return event, chain
+
+
+def decode_line(line: bytes | memoryview) -> Event:
+    """The event of one line, its chain not checked (:func:`read_entry` does), refusing a
+    member named twice (ValueError)."""
+    try:
+        event = decode_event(line)
+    except Exception as exc:
+        raise ValueError(f"undecodable event: {exc}") from None
+    encoded = encode_event(event)
+    if line[: len(encoded) - 1] != encoded[:-1] or len(line) != len(encoded) - 1 + SUFFIX_LEN:
+        reject_duplicate_members(line, "entry")
+    return event

@@ -1,0 +1,1 @@
+"""The formats: events, export records, canonical JSON, settings, typed values, schemas."""

@@ -1,0 +1,1 @@
+"""The content-addressed payload store: pack files and their index."""

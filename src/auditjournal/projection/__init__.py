@@ -1,0 +1,1 @@
+"""Projectors seen from the write side (live threads) and as a service (the project command)."""

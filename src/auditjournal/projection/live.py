@@ -1,0 +1,255 @@
+"""The in-process projectors of a run being recorded, seen from its recorder.
+
+``AuditStore.start_run`` starts a live export (a projector thread, :class:`LiveExport`)
+and live SQL tables (:class:`LiveSql`) beside the recorder. They share the GIL
+with the recording threads, so the recorder applies backpressure
+(:meth:`LiveProjectors.throttle`), and when the run completes it waits for them
+(:meth:`LiveProjectors.finish`): the export's seal is recorded as
+``export_sealed`` (or ``export_failed``, then :class:`ExportError` is raised).
+
+A live export stopped by a full disk is not a failed export: at the run's end
+it is started again from its checkpoint; if the disk is still full,
+:class:`DiskFullError` is raised and ``finish`` may be called again later.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final
+
+from ..errors import DatabaseError, DiskFullError, ExportError, JournalLockedError, StorageError
+from ..model.events import BaseEvent, ExportFailed, ExportSealed
+
+if TYPE_CHECKING:
+    from ..export.projector import LiveExport, SealResult
+    from ..journal.files import Journal
+    from ..sql.projector import LiveSql
+
+__all__ = ["MAX_BEHIND", "THROTTLE_EVERY", "LiveProjectors", "LiveThread"]
+
+_log = logging.getLogger(__name__)  # under the "auditjournal" logger
+
+THROTTLE_EVERY: Final = 64  # events between checks of the in-process projectors' backlog
+MAX_BEHIND: Final = 200  # events a live projector may trail the journal by (~10 ms of work)
+_THROTTLE_WAIT: Final = 0.25  # seconds a recorder yields at most per check
+
+
+class LiveThread:
+    """A live projector's background thread (:class:`LiveExport`, :class:`LiveSql`).
+
+    It steps while there is work; then it waits for :meth:`wake` (the recorder
+    wrote the journal and waits for it) or its poll interval. Each step that took
+    something in is signalled to :meth:`wait_progress`, so the recorder and the
+    projector never both sleep. A subclass says what a step is, when it is done,
+    and how to close; it starts the thread at the end of its ``__init__``.
+    """
+
+    def __init__(self, name: str, poll_interval: float) -> None:
+        self._poll_interval = poll_interval
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._advanced = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+
+    def _step(self) -> bool:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _done(self) -> bool:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _close(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _loop(self) -> None:
+        try:
+            while not self._done():
+                if self._step():
+                    self._advanced.set()
+                    continue
+                if self._stop.is_set():
+                    break
+                self._wake.wait(self._poll_interval)
+                self._wake.clear()
+        except BaseException as exc:  # reported by the subclass's wait/finish
+            self._error = exc
+        finally:
+            self._advanced.set()
+            self._close()
+
+    def wake(self) -> None:
+        """New journal entries were written: look now, not at the next poll."""
+        self._wake.set()
+
+    def wait_progress(self, timeout: float) -> None:
+        """Wait until the projector took in more (or stopped), at most ``timeout`` s."""
+        self._advanced.wait(timeout)
+        self._advanced.clear()
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self) -> None:
+        """Stop following (the projection stays at its checkpoint, resumable)."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join()
+
+
+class LiveProjectors:
+    """A run's live export and live SQL tables, if it has them."""
+
+    def __init__(self) -> None:
+        self.export: LiveExport | None = None
+        self.sql: LiveSql | None = None
+        self.restart_export: Callable[[], LiveExport] | None = None
+        """A new live export resuming from the checkpoint (after a full disk stopped it)."""
+        self.restart_sql: Callable[[], LiveSql] | None = None
+        """New live SQL tables resuming from their checkpoint (after they stopped)."""
+        self._sealed: SealResult | None = None
+        self._seal_recorded = False
+
+    def throttle(self, journal: Journal) -> None:
+        """Backpressure: keep the projectors within ``MAX_BEHIND`` events.
+
+        Without it a fast recorder would leave them ever further behind (live-export
+        lag and memory growing through the run). When one falls behind, the recorder
+        makes the backlog visible (writes the journal, no fsync) and yields until it
+        is halfway caught up, or ``_THROTTLE_WAIT`` passes. The projector is woken
+        at once and signals its progress, so neither side sleeps while the other waits.
+        """
+        last = journal.last_seq
+        for live in (self.export, self.sql):
+            if live is None or not live.alive() or last - live.done_seq() <= MAX_BEHIND:
+                continue
+            journal.write_behind()
+            if journal.write_failed:
+                return  # nothing new reaches the disk now; the next call reports it
+            live.wake()
+            deadline = time.monotonic() + _THROTTLE_WAIT
+            target = last - MAX_BEHIND // 2
+            while live.done_seq() < target and live.alive() and time.monotonic() < deadline:
+                live.wait_progress(0.005)
+
+    def finish(
+        self,
+        run_id: str,
+        append_export_event: Callable[[BaseEvent], BaseEvent],
+        last_seq: Callable[[], int],
+    ) -> SealResult | None:
+        """After ``run_completed``: wait for the export's seal and record it, then wait
+        until the SQL tables hold every event (:class:`DatabaseError` if their
+        projection failed; the journal is complete either way).
+
+        After a :class:`StorageError` (the disk is full: the export could not be
+        written, or ``export_sealed`` not recorded) it may be called again; it goes
+        on where it stopped and records nothing twice.
+        """
+        try:
+            result = self._seal(run_id, append_export_event)
+        except StorageError:
+            raise  # to be called again: the SQL tables keep following meanwhile
+        except BaseException:
+            with contextlib.suppress(DatabaseError):
+                self._finish_sql(last_seq)
+            raise
+        self._finish_sql(last_seq)
+        return result
+
+    def _finish_sql(self, last_seq: Callable[[], int]) -> None:
+        """Wait until the tables hold every event. Tables that stopped during the run (say,
+        their database's disk ran full) are started once more from their checkpoint."""
+        sql, self.sql = self.sql, None
+        if sql is None:
+            return
+        try:
+            sql.finish(last_seq())
+        except DatabaseError as exc:
+            if self.restart_sql is None:
+                raise
+            _log.warning("the live SQL tables stopped (%s); starting them again", exc)
+            self.restart_sql().finish(last_seq())
+
+    def _seal(
+        self, run_id: str, append_export_event: Callable[[BaseEvent], BaseEvent]
+    ) -> SealResult | None:
+        """Wait for the export's seal (restarting it once if a full disk stopped it) and
+        record ``export_sealed``; record ``export_failed`` if it failed otherwise."""
+        now = _dt.datetime.now(_dt.UTC)
+        if self._sealed is None:
+            if self.export is None:
+                return None  # no live export (or another process took it over)
+            try:
+                self._sealed = self._wait_export()
+            except ExportError as exc:
+                self.export = None
+                append_export_event(ExportFailed(run_id=run_id, ts=now, error=str(exc)[:2000]))
+                raise
+            if self._sealed is None:
+                return None
+        result = self._sealed
+        if not self._seal_recorded:
+            try:
+                append_export_event(
+                    ExportSealed(
+                        run_id=run_id,
+                        ts=now,
+                        manifest_sha256=result.manifest_sha256,
+                        chunk_count=result.chunk_count,
+                        record_count=result.record_count,
+                        export_path=result.manifest_path,
+                        merkle_root=result.merkle_root,
+                    )
+                )
+            except StorageError as exc:
+                self._seal_recorded = exc.recorded_event is not None  # recorded, not written
+                raise
+            self._seal_recorded = True
+        self.export = None
+        return result
+
+    def _wait_export(self) -> SealResult | None:
+        """The live export's seal. One that a full disk stopped is started again from its
+        checkpoint (the space may be back); :class:`DiskFullError` if it stops again."""
+        export = self.export
+        assert export is not None
+        try:
+            return export.wait()
+        except ExportError as exc:
+            if not isinstance(exc.__cause__, DiskFullError) or self.restart_export is None:
+                raise
+            first = exc
+        run_id = export.projector.run_id
+        try:
+            self.export = export = self.restart_export()
+        except JournalLockedError:
+            self.export = None  # `auditjournal project` took it over when it stopped
+            _log.warning(
+                "run %s: the live export stopped (%s); another process now writes it and "
+                "seals it once this recorder is closed",
+                run_id,
+                first.__cause__,
+            )
+            return None
+        try:
+            return export.wait()
+        except ExportError as exc:
+            if isinstance(exc.__cause__, DiskFullError):
+                raise DiskFullError(
+                    f"the export of run {run_id!r} could not be written: {exc.__cause__}"
+                ) from exc
+            raise
+
+    def stop(self) -> None:
+        """An unfinished run: both stay at their checkpoints, resumable."""
+        if self.export is not None:
+            self.export.stop()
+            self.export = None
+        if self.sql is not None:
+            self.sql.stop()
+            self.sql = None

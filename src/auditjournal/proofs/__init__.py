@@ -1,0 +1,1 @@
+"""Cryptographic evidence primitives: Merkle trees, signatures, signed notes, timestamps."""

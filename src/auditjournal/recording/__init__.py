@@ -1,0 +1,1 @@
+"""The write side's front door: AuditStore, RunRecorder, argument checks, run state."""

@@ -1,0 +1,395 @@
+"""The store: one root directory with payloads, run journals and exports.
+
+Layout (SPEC section 3)::
+
+    <root>/payloads/                 content-addressed payload packs, shared by runs
+    <root>/landscape.db              SQLite audit tables (SQL projector)
+    <root>/runs/<run_id>/journal/    the run's append-only journal
+    <root>/runs/<run_id>/export/     audit_trail.NNN.json chunks + manifest
+
+Run ids are validated so nothing can escape ``<root>``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import os
+import secrets
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Self
+
+import msgspec
+
+from ..errors import (
+    InvalidEventError,
+    InvalidSettingsError,
+    LifecycleError,
+    RunAlreadyCompletedError,
+    RunExistsError,
+    RunNotFoundError,
+    StorageError,
+)
+from ..export.projector import ExportProjector, LiveExport
+from ..fs.safeio import inside, real_dir
+from ..fs.storage import DURABILITY_MODES, Durability, validate_id
+from ..journal.files import (
+    DEFAULT_FLUSH_INTERVAL,
+    DEFAULT_SEGMENT_BYTES,
+    MIN_SEGMENT_BYTES,
+    Journal,
+    JournalReader,
+)
+from ..model.events import EXPORT_EVENT_TYPES, CsvExported, Event, ExportFailed, ExportSealed
+from ..model.settings import ExportSettings
+from ..payloads.store import DEFAULT_MAX_PAYLOAD_BYTES, PayloadStore
+from ..sql.projector import LiveSql, SqlProjector
+from ..sql.schema import SqlDatabase
+from .arguments import canonical_value, json_object, json_object_bytes
+from .recorder import RunRecorder
+from .runstate import RunState
+
+__all__ = ["AuditStore"]
+
+_UTC = _dt.UTC
+_DEFAULT_EXPORT = ExportSettings()
+
+
+class AuditStore:
+    """A root directory holding payloads, run journals and exports.
+
+    Open with :meth:`open`; use as a context manager or call :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        durability: Durability = "batch",
+        database_url: str | None = None,
+        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    ) -> None:
+        _check_settings(durability, database_url, flush_interval, segment_bytes, max_payload_bytes)
+        self.root = root
+        self.durability: Durability = durability
+        self.database_url = database_url or f"sqlite:///{root / 'landscape.db'}"
+        self.flush_interval = flush_interval
+        self.segment_bytes = segment_bytes
+        # the root is the caller's choice; below it nothing is reached through a link
+        root.mkdir(parents=True, exist_ok=True)
+        real_dir(root, "runs")
+        payloads = real_dir(root, "payloads")
+        self.payloads = PayloadStore(payloads, max_payload_bytes=max_payload_bytes)
+        self._recorders: list[RunRecorder] = []
+        self._sql: SqlDatabase | None = None
+        self._sql_lock = threading.Lock()
+
+    @classmethod
+    def open(
+        cls,
+        root: str | Path = "./audit",
+        *,
+        durability: Durability = "batch",
+        database_url: str | None = None,
+        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    ) -> AuditStore:
+        """Open (creating if needed) the store at ``root``.
+
+        Bad settings raise :class:`InvalidSettingsError` before anything is created.
+        """
+        if not isinstance(root, str | os.PathLike):
+            raise InvalidSettingsError(f"root must be a path (str or os.PathLike), got {root!r}")
+        return cls(
+            Path(root),
+            durability=durability,
+            database_url=database_url,
+            flush_interval=flush_interval,
+            segment_bytes=segment_bytes,
+            max_payload_bytes=max_payload_bytes,
+        )
+
+    # -- runs --------------------------------------------------------------------------
+
+    def run_dir(self, run_id: str) -> Path:
+        """``<root>/runs/<run_id>``; :class:`UnsafePathError` if it is a link (never followed)."""
+        return inside(self.root, "runs", validate_id(run_id, "run id"))
+
+    def journal_dir(self, run_id: str) -> Path:
+        return inside(self.root, "runs", validate_id(run_id, "run id"), "journal")
+
+    def export_dir(self, run_id: str) -> Path:
+        """Where the live export of ``run_id`` is written."""
+        return inside(self.root, "runs", validate_id(run_id, "run id"), "export")
+
+    def run_ids(self) -> list[str]:
+        """Every run with a journal, oldest directory name first."""
+        runs = self.root / "runs"
+        return sorted(p.name for p in runs.iterdir() if (p / "journal").is_dir())
+
+    def export_prefix(self, run_id: str, settings: ExportSettings) -> Path:
+        """The path prefix of a run's export files (``.../export/audit_trail`` by default)."""
+        if settings.path_prefix is not None:
+            return Path(settings.path_prefix)
+        return self.export_dir(run_id) / "audit_trail"
+
+    def start_run(
+        self,
+        *,
+        config: dict[str, Any] | None = None,
+        export: ExportSettings | None = _DEFAULT_EXPORT,
+        run_id: str | None = None,
+        settings: dict[str, Any] | None = None,
+        sql: bool = True,
+    ) -> RunRecorder:
+        """Create a run's journal, append ``run_started`` and return its recorder.
+
+        With ``export`` (the default) a projector thread writes the live export
+        while the run is recorded; completing the run waits for it to be sealed.
+        ``export=None`` records only the journal (project or replay it later).
+        With ``sql`` (the default) another thread keeps the SQL audit tables at
+        :attr:`database_url` current, and completing the run waits for them too.
+        """
+        if export is not None and not isinstance(export, ExportSettings):
+            raise InvalidSettingsError(f"export must be ExportSettings or None, got {export!r}")
+        if type(sql) is not bool:
+            raise InvalidSettingsError(f"sql must be True or False, got {sql!r}")
+        config_bytes = b"{}" if config is None else json_object_bytes(config, "config")
+        resolved: dict[str, Any] = {"durability": self.durability}
+        if settings is not None:
+            resolved.update(json_object(settings, "settings"))
+        if export is not None:
+            resolved["export"] = export.describe()
+        canonical_value(resolved, "settings")  # the export's key file path, say
+        if run_id is None:
+            stamp = _dt.datetime.now(_UTC).strftime("%Y%m%dT%H%M%SZ")
+            run_id = f"run-{stamp}-{secrets.token_hex(4)}"
+        directory = self.journal_dir(run_id)
+        if export is not None:
+            self.export_prefix(run_id, export)  # a link planted as its export: refused now
+        if directory.exists() and any(directory.glob("*.jsonl")):
+            raise RunExistsError(f"run {run_id!r} already has a journal in {directory}")
+        if sql:
+            self._check_new_sql_run(run_id)  # a bad database fails before the run exists
+        # the live export takes its lock before the run is visible on disk, so that
+        # `auditjournal project` (which skips exports in use) never takes it over
+        projector = None if export is None else self.export_projector(run_id, export, live=True)
+        try:
+            journal = self._open_journal(run_id, create=True)
+        except BaseException:
+            if projector is not None:
+                projector.close()
+            raise
+        recorder = RunRecorder(self, run_id, journal, RunState())
+        self._recorders.append(recorder)
+        try:
+            recorder._emit_run_started(config_bytes, resolved)
+            # the run exists on disk from here on, whatever the durability mode
+            journal.flush(fsync=self.durability != "none")
+            if projector is not None:
+                recorder.live.export = LiveExport(projector)
+                projector = None
+                recorder.live.restart_export = lambda: LiveExport(
+                    self.export_projector(run_id, export, live=True)  # type: ignore[arg-type]
+                )
+            if sql:
+                recorder.live.sql = LiveSql(self.sql_projector(run_id))
+                recorder.live.restart_sql = lambda: LiveSql(self.sql_projector(run_id))
+        except BaseException:
+            if projector is not None:
+                projector.close()
+            try:
+                recorder.close()
+            except StorageError:  # cannot even write run_started: let go of the attempt
+                recorder._abandon()
+            raise
+        return recorder
+
+    def export_projector(
+        self, run_id: str, export: ExportSettings, *, prefix: Path | None = None, live: bool = False
+    ) -> ExportProjector:
+        """A projector for the run's export (resuming from its checkpoint if there is one).
+
+        ``live``: it follows a recorder of this process (payloads from memory).
+        """
+        if live:
+            self.payloads.keep_recent()
+        if prefix is None and export.path_prefix is None:
+            real_dir(self.root, "runs", run_id, "export")  # created here, never through a link
+        return ExportProjector(
+            journal_dir=self.journal_dir(run_id),
+            run_id=run_id,
+            payloads=self.payloads,
+            settings=export,
+            prefix=prefix or self.export_prefix(run_id, export),
+            live=live,
+        )
+
+    # -- SQL tables -------------------------------------------------------------------
+
+    def sql_database(self) -> SqlDatabase:
+        """The audit tables at :attr:`database_url` (connected, schema checked, on first use)."""
+        with self._sql_lock:
+            if self._sql is None:
+                self._sql = SqlDatabase(self.database_url)
+            return self._sql
+
+    def sql_projector(self, run_id: str, database: SqlDatabase | None = None) -> SqlProjector:
+        """A projector of the run's journal into the tables (resuming from their checkpoint)."""
+        return SqlProjector(
+            database=database or self.sql_database(),
+            journal_dir=self.journal_dir(run_id),
+            run_id=run_id,
+        )
+
+    def _check_new_sql_run(self, run_id: str) -> None:
+        database = self.sql_database()
+        if database.checkpoint(run_id) is not None:
+            raise RunExistsError(
+                f"run {run_id!r} already has audit tables in {database.url} "
+                "(choose another run id, or start the run with sql=False)"
+            )
+
+    def resume_run(self, run_id: str) -> RunRecorder:
+        """Reopen an unfinished run after a crash: repair a torn tail, rebuild its state.
+
+        The repair (bytes dropped, if any) is in ``recorder.recovery``.
+        """
+        journal = self._open_journal(run_id, create=False)
+        state = RunState()
+        try:
+            for event in JournalReader(journal.directory, run_id):
+                state.apply(event)
+            state.skip_generated_ids(journal.last_seq)
+            if state.completed:
+                raise RunAlreadyCompletedError(f"run {run_id!r} has already completed")
+        except BaseException:
+            journal.close()
+            raise
+        recorder = RunRecorder(self, run_id, journal, state)
+        self._recorders.append(recorder)
+        return recorder
+
+    def append_export_event(
+        self, run_id: str, event: ExportSealed | ExportFailed | CsvExported
+    ) -> bool:
+        """Record an export event in a completed run's journal from outside the recorder.
+
+        Raises :class:`JournalLockedError` while the recorder still holds the
+        journal. Returns False when the same seal is already recorded.
+        """
+        if type(event) not in EXPORT_EVENT_TYPES:
+            raise InvalidEventError(f"{type(event).__name__} is not an export event")
+        journal = self._open_journal(run_id, create=False)
+        try:
+            state = RunState()
+            for old in JournalReader(journal.directory, run_id):
+                state.apply(old)
+                if old == msgspec.structs.replace(event, seq=old.seq, ts=old.ts):
+                    return False
+            if not state.completed:
+                raise LifecycleError(f"run {run_id!r} has not completed; nothing to seal")
+            with journal.lock:
+                journal.append(msgspec.structs.replace(event, run_id=run_id, seq=journal.next_seq))
+            journal.flush(fsync=self.durability != "none")
+            return True
+        finally:
+            journal.close()
+
+    @staticmethod
+    def now() -> _dt.datetime:
+        """The timestamp events get (UTC)."""
+        return _dt.datetime.now(_UTC)
+
+    def read_journal(self, run_id: str) -> Iterator[Event]:
+        """Every complete event of the run, in seq order, chain-verified while read."""
+        return iter(self.journal_reader(run_id))
+
+    def journal_reader(self, run_id: str) -> JournalReader:
+        directory = self.journal_dir(run_id)
+        if not directory.is_dir():
+            raise RunNotFoundError(f"no run {run_id!r} in {self.root}")
+        return JournalReader(directory, run_id)
+
+    def _open_journal(self, run_id: str, *, create: bool) -> Journal:
+        validate_id(run_id, "run id")
+        try:
+            directory = real_dir(self.root, "runs", run_id, "journal", create=create)
+        except FileNotFoundError:
+            raise RunNotFoundError(f"no run {run_id!r} in {self.root}") from None
+        return Journal(
+            directory,
+            run_id,
+            durability=self.durability,
+            flush_interval=self.flush_interval,
+            segment_bytes=self.segment_bytes,
+            before_flush=lambda fsync: self.payloads.flush(fsync=fsync),
+            create=create,
+        )
+
+    # -- lifetime ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close every recorder still open (their runs stay unfinished), then the payloads.
+
+        If a recorder's journal cannot be written (a full disk), the others are
+        closed, that error is raised, and the store stays open with what is
+        buffered: close it again once there is room.
+        """
+        failed: StorageError | None = None
+        for recorder in list(self._recorders):
+            try:
+                recorder.close()
+            except StorageError as exc:
+                failed = failed or exc
+        if failed is not None:
+            raise failed  # its payloads must be written before its entries: keep them
+        self.payloads.close()
+        with self._sql_lock:
+            if self._sql is not None:
+                self._sql.close()
+                self._sql = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _check_settings(
+    durability: object,
+    database_url: object,
+    flush_interval: object,
+    segment_bytes: object,
+    max_payload_bytes: object,
+) -> None:
+    """Refuse a store setting of the wrong type or out of range (InvalidSettingsError)."""
+    if type(durability) is not str or durability not in DURABILITY_MODES:
+        raise InvalidSettingsError(
+            f"invalid durability {durability!r}; expected one of {list(DURABILITY_MODES)}"
+        )
+    if database_url is not None and (type(database_url) is not str or not database_url):
+        raise InvalidSettingsError(f"database_url must be None or a URL, got {database_url!r}")
+    if not (
+        isinstance(flush_interval, int | float)
+        and type(flush_interval) is not bool
+        and 0 < flush_interval < math.inf
+    ):
+        raise InvalidSettingsError(
+            f"flush_interval must be a finite number of seconds > 0, got {flush_interval!r}"
+        )
+    if type(segment_bytes) is not int or segment_bytes < MIN_SEGMENT_BYTES:
+        # a tiny segment means a file (and a directory fsync) every few events
+        raise InvalidSettingsError(
+            f"segment_bytes must be an int >= {MIN_SEGMENT_BYTES}, got {segment_bytes!r}"
+        )
+    if type(max_payload_bytes) is not int or max_payload_bytes < 1:
+        raise InvalidSettingsError(
+            f"max_payload_bytes must be an int >= 1, got {max_payload_bytes!r}"
+        )

@@ -1,0 +1,1 @@
+"""The SQL audit tables: schema, projector, lineage queries, CSV export."""

@@ -1,0 +1,575 @@
+"""The CSV export: one file per record type, refs instead of payloads, its own sha256 listing.
+
+``export_csv(store, run_id, out_dir)`` projects a *completed* run's journal
+through the same :class:`~auditjournal.model.records.RecordMaker` as the JSON
+export (payloads not inlined, so records carry their ``*_hash``/``*_ref``
+only) and writes, in ``out_dir`` exactly as given (created if missing):
+
+* ``<record_type>.csv`` for every type of :data:`~auditjournal.model.records.RECORD_TYPES`
+  (``run.csv``, ``node.csv``, ..., ``artifact.csv``), always all ten, a type
+  without records gets its header line only;
+* ``audit_trail.csv.sha256`` listing the ten files in ``sha256sum`` format (in
+  :data:`RECORD_TYPES` order), so ``cd out_dir && sha256sum -c audit_trail.csv.sha256``
+  works with no tool of ours.
+
+Then the export is itself audited: a ``csv_exported`` event (files with
+sha256/bytes/rows, the listing's sha256, the absolute ``out_dir``) is
+appended to the run's journal. Exporting the same run to the same directory
+again gives byte-identical files and records nothing new (the store
+de-duplicates an identical export event).
+
+File format (RFC 4180): UTF-8 without BOM, ``\\r\\n`` line ends, a header line,
+fields quoted only when needed (comma, quote, CR/LF), ``"`` doubled. Columns are
+exactly the record's fields, in the order :mod:`records` builds them
+(:data:`COLUMNS`). Cells: ``None`` -> empty; strings verbatim (no
+spreadsheet-formula escaping: the audit copy keeps the data as recorded);
+numbers and booleans as their canonical JSON text (``true``, ``12.5``,
+``1e+21``); objects and arrays as their canonical JSON text (RFC 8785). An
+empty string and ``None`` therefore both read as an empty cell. Records appear
+in export (journal seq) order within each file.
+
+Failure modes: a run that has not completed raises
+:class:`RunNotCompletedError` and leaves nothing behind (files are written to
+temporary names, ``.<type>.csv.tmp-<pid>-<n>``, and renamed only at the end).
+An exporter holds an exclusive ``flock`` on ``out_dir`` itself while it writes
+(a second export into the same directory meanwhile raises
+:class:`JournalLockedError`), so temporary files found there by the next export
+belong to an exporter that was killed (SIGKILL, power loss) and are removed
+before it starts. A recorder that still holds
+the journal (``run.complete()`` without ``close()``, or another process
+appending) makes it raise :class:`JournalLockedError` -- checked before the files
+are put in place, so nothing is written then either; close the recorder and
+export again. Memory is flat: rows are written as records are projected.
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import hashlib
+import os
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
+
+from ..errors import ExportError, JournalLockedError, RunNotCompletedError
+from ..fs.storage import atomic_write, fsync_dir, lock_file, storage_error
+from ..journal.files import JournalReader
+from ..model.canonical import canonical_json, format_float
+from ..model.events import CsvExported, CsvFile
+from ..model.records import RECORD_TYPES, RecordMaker
+
+if TYPE_CHECKING:
+    from ..recording.store import AuditStore
+
+__all__ = ["COLUMNS", "CSV_LISTING_NAME", "CsvResult", "export_csv", "journal_size"]
+
+CSV_LISTING_NAME: Final = "audit_trail.csv.sha256"
+
+COLUMNS: Final[dict[str, tuple[str, ...]]] = {
+    "run": (
+        "record_type",
+        "run_id",
+        "seq",
+        "started_seq",
+        "started_at",
+        "config",
+        "config_hash",
+        "settings",
+        "canonical_version",
+        "status",
+        "error",
+        "completed_at",
+    ),
+    "node": (
+        "record_type",
+        "run_id",
+        "seq",
+        "node_id",
+        "plugin_name",
+        "plugin_version",
+        "node_type",
+        "determinism",
+        "config",
+        "config_hash",
+        "input_schema",
+        "output_schema",
+        "registered_at",
+    ),
+    "edge": (
+        "record_type",
+        "run_id",
+        "seq",
+        "edge_id",
+        "from_node_id",
+        "to_node_id",
+        "label",
+        "mode",
+        "created_at",
+    ),
+    "row": (
+        "record_type",
+        "run_id",
+        "seq",
+        "row_id",
+        "source_node_id",
+        "row_index",
+        "source_data_hash",
+        "source_data_ref",
+        "created_at",
+    ),
+    "token": (
+        "record_type",
+        "run_id",
+        "seq",
+        "token_id",
+        "row_id",
+        "parent_token_ids",
+        "branch_name",
+        "fork_group_id",
+        "join_group_id",
+        "expand_group_id",
+        "created_at",
+    ),
+    "token_outcome": (
+        "record_type",
+        "run_id",
+        "seq",
+        "outcome_id",
+        "token_id",
+        "row_id",
+        "outcome",
+        "sink_name",
+        "error_hash",
+        "context",
+        "recorded_at",
+    ),
+    "node_state": (
+        "record_type",
+        "run_id",
+        "seq",
+        "state_id",
+        "token_id",
+        "row_id",
+        "node_id",
+        "step_index",
+        "attempt",
+        "input_hash",
+        "input_data_ref",
+        "started_seq",
+        "started_at",
+        "status",
+        "output_hash",
+        "output_data_ref",
+        "duration_ms",
+        "error",
+        "success_reason",
+        "completed_at",
+    ),
+    "routing_event": (
+        "record_type",
+        "run_id",
+        "seq",
+        "routing_event_id",
+        "state_id",
+        "row_id",
+        "edge_id",
+        "mode",
+        "routing_group_id",
+        "ordinal",
+        "reason_hash",
+        "reason_ref",
+        "created_at",
+    ),
+    "call": (
+        "record_type",
+        "run_id",
+        "seq",
+        "call_id",
+        "state_id",
+        "row_id",
+        "operation_id",
+        "call_index",
+        "call_type",
+        "status",
+        "latency_ms",
+        "request_hash",
+        "request_ref",
+        "response_hash",
+        "response_ref",
+        "error",
+        "created_at",
+    ),
+    "artifact": (
+        "record_type",
+        "run_id",
+        "seq",
+        "artifact_id",
+        "state_id",
+        "sink_node_id",
+        "artifact_type",
+        "path_or_uri",
+        "content_hash",
+        "size_bytes",
+        "sink_input_hash",
+        "sink_input_ref",
+        "created_at",
+    ),
+}
+"""The CSV columns of each record type: the record's fields in the order records.py builds
+them (``record_type``, ``run_id``, ``seq``, the entity's id and fields, its timestamps)."""
+
+Progress = Callable[[int], None]
+_BATCH: Final = 4096
+
+
+@dataclass(frozen=True)
+class CsvResult:
+    """What :func:`export_csv` wrote, and whether it was newly recorded in the journal."""
+
+    out_dir: Path
+    files: tuple[CsvFile, ...]
+    listing_path: Path
+    listing_sha256: str
+    recorded: bool
+    """False when the identical export was already recorded (same directory, same bytes)."""
+
+    @property
+    def total_rows(self) -> int:
+        return sum(f.rows for f in self.files)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "out_dir": str(self.out_dir),
+            "files": [msgspec.structs.asdict(f) for f in self.files],
+            "listing": str(self.listing_path),
+            "listing_sha256": self.listing_sha256,
+            "total_rows": self.total_rows,
+            "recorded": self.recorded,
+        }
+
+
+def journal_size(store: AuditStore, run_id: str) -> int:
+    """Bytes of the run's journal now: the total for :func:`export_csv`'s ``progress``."""
+    return sum(size for _, size in _segment_sizes(store.journal_dir(run_id)))
+
+
+def export_csv(
+    store: AuditStore,
+    run_id: str,
+    out_dir: Path | str,
+    *,
+    progress: Progress | None = None,
+) -> CsvResult:
+    """Write the CSV export of a completed run into ``out_dir`` and record it in the journal.
+
+    ``progress`` is called with the number of journal bytes consumed since its
+    last call (the total is :func:`journal_size`), for a progress bar.
+
+    Raises :class:`RunNotCompletedError` (run not completed),
+    :class:`JournalLockedError` (a recorder still holds the journal),
+    :class:`RunNotFoundError`; in each case nothing is written.
+    """
+    out = Path(out_dir)
+    reader = store.journal_reader(run_id)  # RunNotFoundError before anything is created
+    created = _missing_dirs(out)
+    temps = _TempFiles(out)
+    dir_lock = -1
+    try:
+        _make_dir(out)
+        dir_lock = _lock_out_dir(out)
+        _remove_stale_temps(out)
+        temps.open()
+        maker = _project(reader, run_id, temps, store.journal_dir(run_id), progress)
+        if maker.completed is None:
+            raise RunNotCompletedError(
+                f"run {run_id!r} has not completed; only a completed run can be exported"
+            )
+        durable = store.durability != "none"
+        files = temps.finish(durable)
+        event = _exported_event(store, run_id, out, files)
+        with _journal_unlocked(store, run_id):
+            temps.commit(durable)
+            atomic_write(out / CSV_LISTING_NAME, _listing(files), durable=durable)
+    except BaseException:
+        temps.discard()
+        if dir_lock >= 0:
+            os.close(dir_lock)
+            dir_lock = -1
+        for directory in created:
+            _remove_if_empty(directory)
+        raise
+    finally:
+        reader.close()
+        if dir_lock >= 0:
+            os.close(dir_lock)
+    recorded = store.append_export_event(run_id, event)
+    return CsvResult(
+        out_dir=out,
+        files=files,
+        listing_path=out / CSV_LISTING_NAME,
+        listing_sha256=event.listing_sha256,
+        recorded=recorded,
+    )
+
+
+# -- projection -------------------------------------------------------------------------
+
+
+def _project(
+    reader: JournalReader,
+    run_id: str,
+    temps: _TempFiles,
+    journal_dir: Path,
+    progress: Progress | None,
+) -> RecordMaker:
+    """Every record of the run (refs only) as a CSV row, in journal order."""
+    maker = RecordMaker(run_id, None)
+    meter = _JournalMeter(journal_dir, progress)
+    while batch := reader.poll(limit=_BATCH):
+        for event in batch:
+            for _, record in maker.records(event):
+                temps.add(msgspec.json.decode(record))
+        meter.update(reader)
+    return maker
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if type(value) is str:
+        return value
+    if type(value) is float:
+        return format_float(value)
+    return canonical_json(value).decode()
+
+
+def _listing(files: tuple[CsvFile, ...]) -> bytes:
+    return "".join(f"{f.sha256}  {f.file}\n" for f in files).encode()
+
+
+def _exported_event(
+    store: AuditStore, run_id: str, out: Path, files: tuple[CsvFile, ...]
+) -> CsvExported:
+    return CsvExported(
+        run_id=run_id,
+        ts=store.now(),
+        out_dir=os.path.abspath(out),
+        files=files,
+        listing_sha256=hashlib.sha256(_listing(files)).hexdigest(),
+    )
+
+
+@contextmanager
+def _journal_unlocked(store: AuditStore, run_id: str) -> Iterator[None]:
+    """Fail with :class:`JournalLockedError` *before* files are put in place if a writer
+    (a recorder not yet closed, another process) holds the journal we must append to."""
+    try:
+        fd = lock_file(store.journal_dir(run_id) / ".lock", f"journal of run {run_id!r}")
+    except JournalLockedError as exc:
+        raise JournalLockedError(
+            f"{exc}: a recorder (or another process) still holds it; close it and export again"
+        ) from None
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+class _JournalMeter:
+    """Turns the reader's position into journal bytes consumed, for ``progress``."""
+
+    def __init__(self, journal_dir: Path, progress: Progress | None) -> None:
+        self._progress = progress
+        self._sizes = _segment_sizes(journal_dir) if progress is not None else []
+        self._done = 0
+
+    def update(self, reader: JournalReader) -> None:
+        if self._progress is None:
+            return
+        position = reader.position
+        done = position.offset + sum(
+            size for first, size in self._sizes if first < position.segment_first_seq
+        )
+        if done > self._done:
+            self._progress(done - self._done)
+            self._done = done
+
+
+def _segment_sizes(journal_dir: Path) -> list[tuple[int, int]]:
+    """(first seq, bytes) of each journal segment (``<first seq>.jsonl``)."""
+    sizes = []
+    for path in journal_dir.glob("*.jsonl"):
+        if path.stem.isdigit():
+            sizes.append((int(path.stem), path.lstat().st_size))  # links: not read
+    return sorted(sizes)
+
+
+# -- files ------------------------------------------------------------------------------
+
+
+class _HashingSink:
+    """A text sink for :mod:`csv` that writes UTF-8, hashing and counting the bytes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.hash = hashlib.sha256()
+        self.bytes = 0
+        self.rows = 0
+        self._fh = open(path, "wb")  # noqa: SIM115 - closed by finish() or discard()
+
+    def write(self, text: str) -> int:
+        data = text.encode("utf-8")
+        self.hash.update(data)
+        self.bytes += len(data)
+        self._fh.write(data)
+        return len(text)
+
+    def close(self, durable: bool) -> None:
+        if self._fh.closed:
+            return
+        self._fh.flush()
+        if durable:
+            os.fsync(self._fh.fileno())
+        self._fh.close()
+
+
+class _TempFiles:
+    """One temporary CSV file and writer per record type; renamed into place by commit."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self._sinks: dict[str, _HashingSink] = {}
+        self._writers: dict[str, Any] = {}
+        self._tag = f"{os.getpid()}-{id(self):x}"
+
+    def open(self) -> None:
+        try:
+            for kind in RECORD_TYPES:
+                sink = _HashingSink(self.out / f".{kind}.csv.tmp-{self._tag}")
+                self._sinks[kind] = sink
+                writer = csv.writer(sink, lineterminator="\r\n")
+                writer.writerow(COLUMNS[kind])
+                self._writers[kind] = writer
+        except OSError as exc:
+            raise storage_error(exc, f"cannot write CSV files in {self.out}") from exc
+
+    def add(self, record: dict[str, Any]) -> None:
+        kind = record["record_type"]
+        columns = COLUMNS.get(kind)
+        if columns is None:
+            raise ExportError(f"record type {kind!r} has no CSV file")
+        if len(record) != len(columns) or not record.keys() <= set(columns):
+            extra = sorted(set(record) ^ set(columns))
+            raise ExportError(f"{kind} record fields differ from its CSV columns: {extra}")
+        try:
+            self._writers[kind].writerow([_cell(record[c]) for c in columns])
+        except OSError as exc:
+            raise storage_error(exc, f"cannot write {kind}.csv in {self.out}") from exc
+        self._sinks[kind].rows += 1
+
+    def finish(self, durable: bool) -> tuple[CsvFile, ...]:
+        """Close the files (fsynced if ``durable``); their name, sha256, bytes and rows."""
+        files = []
+        for kind, sink in self._sinks.items():
+            try:
+                sink.close(durable)
+            except OSError as exc:
+                raise storage_error(exc, f"cannot write {kind}.csv in {self.out}") from exc
+            files.append(
+                CsvFile(
+                    file=f"{kind}.csv",
+                    sha256=sink.hash.hexdigest(),
+                    bytes=sink.bytes,
+                    rows=sink.rows,
+                )
+            )
+        return tuple(files)
+
+    def commit(self, durable: bool) -> None:
+        """Rename every temporary file to its final name (replacing an older one)."""
+        try:
+            for kind, sink in self._sinks.items():
+                os.replace(sink.path, self.out / f"{kind}.csv")
+            if durable:
+                fsync_dir(self.out)
+        except OSError as exc:
+            raise storage_error(exc, f"cannot write CSV files in {self.out}") from exc
+        self._sinks.clear()
+
+    def discard(self) -> None:
+        """Close and delete whatever temporary files exist (after a failure)."""
+        for sink in self._sinks.values():
+            with suppress(OSError):
+                sink.close(durable=False)
+            sink.path.unlink(missing_ok=True)
+        self._sinks.clear()
+
+
+_STALE_TEMP = re.compile(
+    r"\.(?:"
+    + "|".join(re.escape(kind) for kind in RECORD_TYPES)
+    + r")\.csv\.tmp-[0-9]+-[0-9a-f]+|\."
+    + re.escape(CSV_LISTING_NAME)
+    + r"\.tmp-[0-9]+-[0-9]+"
+)
+"""Names of our temporary files (``_TempFiles``, and ``atomic_write`` of the listing)."""
+
+
+def _lock_out_dir(out: Path) -> int:
+    """Hold an exclusive ``flock`` on ``out`` itself (no lock file left among the CSVs)."""
+    try:
+        fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise storage_error(exc, f"cannot open {out}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise JournalLockedError(
+            f"another CSV export is writing into {out}; wait for it or choose another --out"
+        ) from None
+    return fd
+
+
+def _remove_stale_temps(out: Path) -> None:
+    """Remove temporary files a killed exporter left (we hold the directory's lock, so
+    no live exporter has any here). Only our own names, only regular files."""
+    try:
+        names = [entry for entry in os.scandir(out) if _STALE_TEMP.fullmatch(entry.name)]
+    except OSError as exc:
+        raise storage_error(exc, f"cannot list {out}") from exc
+    for entry in names:
+        if entry.is_file(follow_symlinks=False):
+            try:
+                os.unlink(entry.path)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise storage_error(exc, f"cannot remove stale {entry.path}") from exc
+
+
+def _missing_dirs(directory: Path) -> list[Path]:
+    """``directory`` and its ancestors that do not exist yet, deepest first."""
+    missing = []
+    while not directory.exists() and directory.parent != directory:
+        missing.append(directory)
+        directory = directory.parent
+    return missing
+
+
+def _make_dir(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise storage_error(exc, f"cannot create {directory}") from exc
+
+
+def _remove_if_empty(directory: Path) -> None:
+    with suppress(OSError):  # not empty (someone else's files) or already gone: leave it
+        directory.rmdir()

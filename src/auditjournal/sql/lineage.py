@@ -1,0 +1,560 @@
+"""Queries over the SQL audit tables: list runs, show a run, explain one row's lineage.
+
+Each query first brings the run's tables up to date from its journal
+(``refresh=True``, the default: a no-op when a live projector keeps them
+current), then reads them with indexed lookups by run and row / token /
+state. Results are plain JSON-ready dicts; :func:`explain_row` returns the
+row's records in exactly the shape the JSON export gives them (same fields,
+payloads inlined from the payload store), so the two can be compared.
+
+The ``render_*`` functions format results for people (the CLI prints them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+
+from ..errors import AuditJournalError, DatabaseError, RowNotFoundError, RunNotFoundError
+from ..export.chunks import chunk_name
+from ..export.projector import ExportPaths
+from ..fs.safeio import MAX_MANIFEST_BYTES, read_regular
+from ..model.records import iso
+from ..model.settings import ExportSettings
+from ..recording.store import AuditStore
+from .schema import (
+    SqlDatabase,
+    artifacts,
+    calls,
+    checkpoints,
+    db_error,
+    edges,
+    node_states,
+    nodes,
+    routing_events,
+    rows,
+    runs,
+    token_outcomes,
+    token_parents,
+    tokens,
+)
+
+__all__ = [
+    "explain_row",
+    "export_state",
+    "list_runs",
+    "refresh_tables",
+    "render_explain",
+    "render_runs",
+    "render_show",
+    "show_run",
+]
+
+_log = logging.getLogger(__name__)  # under the "auditjournal" logger
+
+_PAYLOADS: Final = {
+    "row": (("source_data", "source_data_ref"),),
+    "node_state": (("input_data", "input_data_ref"), ("output_data", "output_data_ref")),
+    "routing_event": (("reason", "reason_ref"),),
+    "call": (("request", "request_ref"), ("response", "response_ref")),
+    "artifact": (("sink_input", "sink_input_ref"),),
+}
+_RUN_RECORD_COLUMNS: Final = (
+    "started_seq",
+    "started_at",
+    "config_json",
+    "config_hash",
+    "settings_json",
+    "canonical_version",
+    "status",
+    "error_json",
+    "completed_at",
+)
+
+
+def refresh_tables(
+    store: AuditStore,
+    run_ids: Iterable[str],
+    database: SqlDatabase | None = None,
+    *,
+    problems: dict[str, str] | None = None,
+) -> None:
+    """Project what the runs' journals hold and the tables do not yet.
+
+    With ``problems``, a run that cannot be projected (a damaged journal, a
+    file that cannot be read) is logged and noted there (run id -> reason)
+    instead of stopping the others.
+    """
+    database = database or store.sql_database()
+    for run_id in run_ids:
+        if not store.journal_dir(run_id).is_dir():
+            continue  # known to the database only (a shared database): nothing to add
+        try:
+            projector = store.sql_projector(run_id, database)
+            try:
+                projector.run()
+            finally:
+                projector.close()
+        except (AuditJournalError, OSError) as exc:
+            if problems is None or isinstance(exc, DatabaseError):
+                raise  # the database itself is everyone's problem
+            problems[run_id] = str(exc) or type(exc).__name__
+            _log.warning("run %s cannot be read (listing the others): %s", run_id, exc)
+
+
+# -- runs --------------------------------------------------------------------------------
+
+
+def list_runs(
+    store: AuditStore, *, database: SqlDatabase | None = None, refresh: bool = True
+) -> list[dict[str, Any]]:
+    """Every run in the store: status, start, duration, rows, events, export state.
+
+    A run that cannot be read is still listed, with what went wrong in its
+    ``problem`` (None for a healthy run); the others are listed as usual.
+    """
+    database = database or store.sql_database()
+    run_ids = store.run_ids()
+    problems: dict[str, str] = {}
+    if refresh:
+        refresh_tables(store, run_ids, database, problems=problems)
+    with _reading(database, "list runs") as conn:
+        found = {r.run_id: r for r in conn.execute(sa.select(runs).where(_in(runs, run_ids)))}
+        row_counts = _count_by_run(conn, rows, run_ids)
+        query = sa.select(checkpoints.c.run_id, checkpoints.c.last_seq)
+        events = {r[0]: r[1] for r in conn.execute(query.where(_in(checkpoints, run_ids)))}
+    out = []
+    for run_id in run_ids:
+        run = found.get(run_id)
+        out.append(
+            {
+                "run_id": run_id,
+                "status": _status(run, run_id in problems),
+                "started_at": None if run is None else _iso(run.started_at),
+                "completed_at": None if run is None else _iso(run.completed_at),
+                "duration_s": None if run is None else _duration(run),
+                "rows": row_counts.get(run_id, 0),
+                "events": events.get(run_id, 0),
+                "export": _export_state_or_problem(store, run_id, run, problems),
+                "problem": None,
+            }
+        )
+        out[-1]["problem"] = problems.get(run_id)
+    return out
+
+
+def _status(run: Row[Any] | None, broken: bool) -> str:
+    if run is not None:
+        return str(run.status)
+    return "unreadable" if broken else "not projected"
+
+
+def _export_state_or_problem(
+    store: AuditStore, run_id: str, run: Row[Any] | None, problems: dict[str, str]
+) -> dict[str, Any]:
+    try:
+        return export_state(store, run_id, run)
+    except OSError as exc:  # e.g. a manifest that cannot be read: this run's problem only
+        problems.setdefault(run_id, f"cannot read its export: {exc}")
+        return {"state": "unreadable", "manifest": None}
+
+
+def show_run(
+    store: AuditStore,
+    run_id: str,
+    *,
+    database: SqlDatabase | None = None,
+    refresh: bool = True,
+) -> dict[str, Any]:
+    """One run: its record, nodes, edges, counts by outcome / state / call, export state."""
+    database = database or store.sql_database()
+    if refresh:
+        refresh_tables(store, [run_id], database)
+    with _reading(database, f"show run {run_id!r}") as conn:
+        run = _one_run(conn, run_id)
+        result: dict[str, Any] = {
+            "run": {**_run_record(run), "duration_s": _duration(run)},
+            "events": conn.execute(
+                sa.select(checkpoints.c.last_seq).where(checkpoints.c.run_id == run_id)
+            ).scalar(),
+            "nodes": [_record("node", r) for r in _select(conn, nodes, run_id)],
+            "edges": [_record("edge", r) for r in _select(conn, edges, run_id)],
+            "counts": {
+                "rows": _count(conn, rows, run_id),
+                "tokens": _count(conn, tokens, run_id),
+                "node_states": _count(conn, node_states, run_id, node_states.c.status),
+                "token_outcomes": _count(conn, token_outcomes, run_id, token_outcomes.c.outcome),
+                "calls": _count(conn, calls, run_id, calls.c.call_type, calls.c.status),
+                "routing_events": _count(conn, routing_events, run_id, routing_events.c.edge_id),
+                "artifacts": _count(conn, artifacts, run_id),
+            },
+        }
+    result["export"] = export_state(store, run_id, run)
+    return result
+
+
+def export_state(store: AuditStore, run_id: str, run: Row[Any] | None) -> dict[str, Any]:
+    """The export as the journal recorded it (``export_sealed``) and as the files are."""
+    default = ExportPaths(store.export_prefix(run_id, ExportSettings())).manifest
+    recorded_path = None if run is None else run.export_path
+    # the recorded path may be relative to where the recorder ran: try it, then the default
+    candidates = [*([Path(recorded_path)] if recorded_path else []), default]
+    manifest = next((c for c in candidates if c.is_file()), candidates[0])
+    status = None if run is None else run.export_status
+    present = manifest.is_file()
+    state: dict[str, Any] = {"state": "none", "manifest": str(manifest) if present else None}
+    if status == "sealed":
+        state["state"] = "sealed" if present else "sealed, manifest missing"
+        state["manifest_sha256"] = run.manifest_sha256  # type: ignore[union-attr]
+        if present:
+            try:
+                data = read_regular(manifest, "manifest", MAX_MANIFEST_BYTES)
+            except (OSError, AuditJournalError) as exc:
+                state["state"] = f"sealed, manifest unreadable: {exc}"
+                return state
+            actual = hashlib.sha256(data).hexdigest()
+            matches = actual == run.manifest_sha256  # type: ignore[union-attr]
+            state["manifest_matches_journal"] = matches
+            if not matches:
+                state["state"] = "sealed, manifest differs from the journal"
+    elif status == "failed":
+        state["state"] = "failed"
+        state["error"] = run.export_error  # type: ignore[union-attr]
+    elif present:
+        state["state"] = "sealed, not yet in the journal"
+    elif _has_chunks(manifest):
+        state["state"] = "live (unsealed)"
+    return state
+
+
+def _has_chunks(manifest: Path) -> bool:
+    prefix = manifest.name.removesuffix(".manifest.json")
+    first = (chunk_name(prefix, 0, False), chunk_name(prefix, 0, True))
+    return any((manifest.parent / name).exists() for name in first)
+
+
+# -- one row ---------------------------------------------------------------------------
+
+
+def explain_row(
+    store: AuditStore,
+    run_id: str,
+    row_id: str,
+    *,
+    database: SqlDatabase | None = None,
+    refresh: bool = True,
+) -> dict[str, Any]:
+    """The full lineage of one row, as export records with payloads inlined: the row and
+    its source data, its tokens, every node state (input/output), routing decisions
+    (reasons), calls (request/response), artifacts written from its states, outcomes."""
+    database = database or store.sql_database()
+    if refresh:
+        refresh_tables(store, [run_id], database)
+    get = store.payloads.get_json
+    with _reading(database, f"explain row {row_id!r} of run {run_id!r}") as conn:
+        _one_run(conn, run_id)
+        row = conn.execute(sa.select(rows).where(_key(rows, run_id, row_id))).first()
+        if row is None:
+            raise RowNotFoundError(f"no row {row_id!r} in run {run_id!r}")
+        parents: dict[str, list[str]] = {}
+        for p in conn.execute(
+            sa.select(token_parents)
+            .where(token_parents.c.run_id == run_id)
+            .where(token_parents.c.token_id.in_(_of_row(tokens.c.token_id, tokens, run_id, row_id)))
+            .order_by(token_parents.c.token_id, token_parents.c.ordinal)
+        ):
+            parents.setdefault(p.token_id, []).append(p.parent_token_id)
+        token_records = []
+        for r in _by_row(conn, tokens, run_id, row_id):
+            token_records.append(
+                {**_record("token", r), "parent_token_ids": parents.get(r.token_id, [])}
+            )
+        states_of_row = _of_row(node_states.c.state_id, node_states, run_id, row_id)
+        artifact_rows = conn.execute(
+            sa.select(artifacts)
+            .where(artifacts.c.run_id == run_id)
+            .where(artifacts.c.state_id.in_(states_of_row))
+            .order_by(artifacts.c.seq)
+        )
+        touched = sa.select(node_states.c.node_id).where(_key(node_states, run_id, row_id))
+        names = sa.select(nodes.c.node_id, nodes.c.plugin_name).where(nodes.c.run_id == run_id)
+        node_names = {r[0]: r[1] for r in conn.execute(names.where(nodes.c.node_id.in_(touched)))}
+        result: dict[str, Any] = {
+            "run_id": run_id,
+            "row_id": row_id,
+            "node_names": node_names,
+            "row": _record("row", row, get),
+            "tokens": sorted(token_records, key=lambda r: r["seq"]),
+            "node_states": [
+                _record("node_state", r, get)
+                for r in _by_row(conn, node_states, run_id, row_id, node_states.c.started_seq)
+            ],
+            "routing_events": [
+                _record("routing_event", r, get)
+                for r in _by_row(conn, routing_events, run_id, row_id)
+            ],
+            "calls": [_record("call", r, get) for r in _by_row(conn, calls, run_id, row_id)],
+            "artifacts": [_record("artifact", r, get) for r in artifact_rows],
+            "token_outcomes": [
+                _record("token_outcome", r) for r in _by_row(conn, token_outcomes, run_id, row_id)
+            ],
+        }
+    terminal = [o["outcome"] for o in result["token_outcomes"] if o["outcome"] != "buffered"]
+    result["outcome"] = ", ".join(dict.fromkeys(terminal)) or None
+    return result
+
+
+# -- SQL helpers -------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _reading(database: SqlDatabase, action: str) -> Iterator[Connection]:
+    """A read connection whose SQL errors become one clear :class:`DatabaseError`."""
+    try:
+        with database.engine.connect() as conn:
+            yield conn
+    except sa.exc.SQLAlchemyError as exc:
+        raise db_error(exc, f"cannot {action}") from None
+
+
+def _in(table: sa.Table, run_ids: Sequence[str]) -> sa.ColumnElement[bool]:
+    return table.c.run_id.in_(run_ids)
+
+
+def _key(table: sa.Table, run_id: str, row_id: str) -> sa.ColumnElement[bool]:
+    return sa.and_(table.c.run_id == run_id, table.c.row_id == row_id)
+
+
+def _of_row(column: sa.Column[Any], table: sa.Table, run_id: str, row_id: str) -> sa.Select[Any]:
+    return sa.select(column).where(_key(table, run_id, row_id))
+
+
+def _by_row(
+    conn: Connection, table: sa.Table, run_id: str, row_id: str, *then: sa.Column[Any]
+) -> list[Row[Any]]:
+    query = sa.select(table).where(_key(table, run_id, row_id)).order_by(table.c.seq, *then)
+    return list(conn.execute(query))
+
+
+def _select(conn: Connection, table: sa.Table, run_id: str) -> list[Row[Any]]:
+    return list(
+        conn.execute(sa.select(table).where(table.c.run_id == run_id).order_by(table.c.seq))
+    )
+
+
+def _one_run(conn: Connection, run_id: str) -> Row[Any]:
+    run = conn.execute(sa.select(runs).where(runs.c.run_id == run_id)).first()
+    if run is None:
+        raise RunNotFoundError(f"no run {run_id!r} in the audit tables")
+    return run
+
+
+def _count(conn: Connection, table: sa.Table, run_id: str, *by: sa.Column[Any]) -> Any:
+    """A count, or counts keyed by ``by`` (several columns joined with ``/``)."""
+    query = sa.select(*by, sa.func.count()).where(table.c.run_id == run_id)
+    if not by:
+        return conn.execute(query).scalar() or 0
+    result = conn.execute(query.group_by(*by).order_by(*by))
+    return {"/".join(str(v) for v in r[:-1]): r[-1] for r in result}
+
+
+def _count_by_run(conn: Connection, table: sa.Table, run_ids: Sequence[str]) -> dict[str, int]:
+    query = sa.select(table.c.run_id, sa.func.count()).where(_in(table, run_ids))
+    return {r[0]: r[1] for r in conn.execute(query.group_by(table.c.run_id))}
+
+
+# -- records -----------------------------------------------------------------------------
+
+
+def _iso(ts: _dt.datetime | None) -> str | None:
+    """As the export writes timestamps (SQLite hands back naive UTC datetimes)."""
+    return None if ts is None else iso(ts)
+
+
+def _record(kind: str, row: Row[Any], get: Any = None) -> dict[str, Any]:
+    """A table row as the export's record of that entity (payloads inlined with ``get``)."""
+    record: dict[str, Any] = {"record_type": kind}
+    for name, value in row._mapping.items():
+        if name.endswith("_json"):
+            record[name[:-5]] = None if value is None else msgspec.json.decode(value)
+        elif isinstance(value, _dt.datetime):
+            record[name] = iso(value)
+        else:
+            record[name] = value
+    if get is not None:
+        for field, ref_column in _PAYLOADS.get(kind, ()):
+            ref = record[ref_column]
+            record[field] = None if ref is None else get(ref)
+    return record
+
+
+def _run_record(run: Row[Any]) -> dict[str, Any]:
+    """The run as the export's ``run`` record (status ``running`` until it completes)."""
+    values = {name: getattr(run, name) for name in _RUN_RECORD_COLUMNS}
+    record = {"record_type": "run", "run_id": run.run_id, "seq": run.seq}
+    for name, value in values.items():
+        if name.endswith("_json"):
+            record[name[:-5]] = None if value is None else msgspec.json.decode(value)
+        else:
+            record[name] = _iso(value) if isinstance(value, _dt.datetime) else value
+    return record
+
+
+def _duration(run: Row[Any]) -> float | None:
+    if run.started_at is None or run.completed_at is None:
+        return None
+    seconds: float = (run.completed_at - run.started_at).total_seconds()
+    return round(seconds, 6)
+
+
+# -- rendering ---------------------------------------------------------------------------
+
+
+def _compact(value: Any, width: int | None) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    if width is not None and len(text) > width:
+        return text[: width - 1] + "…"
+    return text
+
+
+def _table(headers: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(headers)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join(fmt.format(*line).rstrip() for line in [headers, *lines])
+
+
+def render_runs(result: list[dict[str, Any]]) -> str:
+    """The runs as a table: id, status, started, duration, rows, events, export."""
+    if not result:
+        return "no runs"
+    lines = [
+        (
+            r["run_id"],
+            r["status"],
+            r["started_at"] or "-",
+            "-" if r["duration_s"] is None else f"{r['duration_s']:.3f}s",
+            f"{r['rows']:,}",
+            f"{r['events']:,}",
+            r["export"]["state"],
+        )
+        for r in result
+    ]
+    headers = ("RUN", "STATUS", "STARTED", "DURATION", "ROWS", "EVENTS", "EXPORT")
+    table = _table(headers, lines)
+    problems = [f"{r['run_id']}: {r['problem']}" for r in result if r.get("problem")]
+    if not problems:
+        return table
+    return "\n".join([table, "", "problems (these runs could not be read):", *problems])
+
+
+def render_show(result: dict[str, Any]) -> str:
+    """A run's summary for people."""
+    run = result["run"]
+    names = {n["node_id"]: n["plugin_name"] for n in result["nodes"]}
+    out = [
+        f"run        {run['run_id']}",
+        f"status     {run['status']}"
+        + (f"  error {_compact(run['error'], 100)}" if run["error"] else ""),
+        f"started    {run['started_at']}",
+        f"completed  {run['completed_at'] or '-'}"
+        + ("" if run["duration_s"] is None else f"  ({run['duration_s']:.3f}s)"),
+        f"events     {result['events'] or 0:,}",
+        "",
+        "nodes",
+    ]
+    out += [
+        f"  {n['node_id']:<16} {n['node_type']:<11} {n['plugin_name']} {n['plugin_version']}"
+        for n in result["nodes"]
+    ]
+    out.append("edges")
+    out += [
+        f"  {e['edge_id']:<16} {names.get(e['from_node_id'], e['from_node_id'])} -> "
+        f"{names.get(e['to_node_id'], e['to_node_id'])}  [{e['label']}, {e['mode']}]"
+        for e in result["edges"]
+    ]
+    counts = result["counts"]
+    out.append("counts")
+    for key, value in counts.items():
+        if isinstance(value, dict):
+            shown = ", ".join(f"{k}={v:,}" for k, v in value.items()) or "-"
+            out.append(f"  {key:<15} {shown}")
+        else:
+            out.append(f"  {key:<15} {value:,}")
+    export = result["export"]
+    out.append(
+        f"export     {export['state']}" + (f"  {export['manifest']}" if export["manifest"] else "")
+    )
+    return "\n".join(out)
+
+
+def render_explain(result: dict[str, Any], *, width: int | None = 120) -> str:
+    """A row's lineage for people: per token, its node states with their input/output,
+    calls and routing decisions, then the outcome. ``width`` truncates payloads."""
+    row = result["row"]
+    out = [
+        f"row {row['row_id']} (index {row['row_index']}) of run {result['run_id']}, "
+        f"from node {row['source_node_id']}",
+        f"  source data {_compact(row['source_data'], width)}",
+    ]
+    states_of = _group(result["node_states"], "token_id")
+    outcomes_of = _group(result["token_outcomes"], "token_id")
+    for token in result["tokens"]:
+        parents = ", ".join(token["parent_token_ids"])
+        extra = f" from {parents}" if parents else ""
+        extra += f" branch {token['branch_name']}" if token["branch_name"] else ""
+        out.append(f"token {token['token_id']}{extra}")
+        for state in sorted(states_of.get(token["token_id"], []), key=lambda s: s["started_seq"]):
+            out += _render_state(state, result, width)
+        for outcome in outcomes_of.get(token["token_id"], []):
+            sink = f" -> {outcome['sink_name']}" if outcome["sink_name"] else ""
+            out.append(f"  outcome {outcome['outcome']}{sink}")
+    out.append(f"outcome {result['outcome'] or '(none yet)'}")
+    return "\n".join(out)
+
+
+def _render_state(state: dict[str, Any], result: dict[str, Any], width: int | None) -> list[str]:
+    node = result["node_names"].get(state["node_id"], "")
+    duration = "" if state["duration_ms"] is None else f" {state['duration_ms']:g} ms"
+    attempt = f" attempt {state['attempt']}" if state["attempt"] else ""
+    out = [
+        f"  [{state['step_index']}] {state['node_id']} {node} {state['status']}{duration}{attempt}",
+        f"      in  {_compact(state['input_data'], width)}",
+    ]
+    if state["output_data"] is not None:
+        out.append(f"      out {_compact(state['output_data'], width)}")
+    if state["error"] is not None:
+        out.append(f"      error {_compact(state['error'], width)}")
+    mine = state["state_id"]
+    for call in (c for c in result["calls"] if c["state_id"] == mine):
+        latency = "" if call["latency_ms"] is None else f" {call['latency_ms']:g} ms"
+        out += [
+            f"      call #{call['call_index']} {call['call_type']} {call['status']}{latency}",
+            f"        request  {_compact(call['request'], width)}",
+            f"        response {_compact(call['response'], width)}",
+        ]
+    for route in (r for r in result["routing_events"] if r["state_id"] == mine):
+        out.append(
+            f"      routed via {route['edge_id']} ({route['mode']}) "
+            f"reason {_compact(route['reason'], width)}"
+        )
+    for art in (a for a in result["artifacts"] if a["state_id"] == mine):
+        size = f"{art['size_bytes']:,} bytes"
+        out.append(f"      artifact {art['artifact_type']} {art['path_or_uri']} ({size})")
+    return out
+
+
+def _group(records: list[dict[str, Any]], key: str) -> dict[str, list[dict[str, Any]]]:
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        grouped.setdefault(record[key], []).append(record)
+    return grouped

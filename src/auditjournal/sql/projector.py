@@ -1,0 +1,487 @@
+"""The SQL projector: keeps the audit tables (:mod:`sqlschema`) current from a journal.
+
+Exactly-once: events are applied in batches (``executemany`` per table), one
+transaction per batch, and the run's checkpoint row is moved in the *same*
+transaction, first, guarded by the seq it expects (``UPDATE ... WHERE
+last_seq = :old``). A crash rolls back the rows and the checkpoint together;
+a restart positions the :class:`JournalReader` at the stored position. Two
+projectors racing on one run cannot both apply a batch: the loser's guard
+matches no row, it rolls back and re-reads the checkpoint.
+
+A node state is inserted with status ``open`` when it starts (one INSERT if
+it also completes within the batch); when the run ends, states still open
+get the ``run_completed`` seq, as in the export. The projector holds no state
+besides its journal position, so it can stop and resume anywhere.
+
+Thread-safety: a :class:`SqlProjector` is driven by one thread;
+:class:`LiveSql` drives one on a background thread while a run is recorded.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ..errors import DatabaseError, RunNotFoundError
+from ..journal.files import JournalPosition, JournalReader
+from ..model.events import (
+    ArtifactRecorded,
+    BaseEvent,
+    CallRecorded,
+    CsvExported,
+    EdgeRegistered,
+    ExportFailed,
+    ExportSealed,
+    NodeRegistered,
+    NodeStateCompleted,
+    NodeStateStarted,
+    RoutingEventRecorded,
+    RowCreated,
+    RunCompleted,
+    RunStarted,
+    TokenCreated,
+    TokenOutcomeRecorded,
+)
+from ..projection.live import LiveThread
+from .schema import (
+    TABLES,
+    SqlDatabase,
+    artifacts,
+    calls,
+    checkpoints,
+    db_error,
+    edges,
+    node_states,
+    nodes,
+    routing_events,
+    rows,
+    runs,
+    token_outcomes,
+    token_parents,
+    tokens,
+)
+
+__all__ = ["DEFAULT_BATCH", "LiveSql", "SqlProjector", "replay_sql", "table_rows"]
+
+DEFAULT_BATCH: Final = 4096
+_UTC = _dt.UTC
+
+# -- events -> table rows ----------------------------------------------------------------
+
+
+def _json(value: Any) -> str | None:
+    """Small JSON values as canonical (sorted, compact) JSON text."""
+    return None if value is None else msgspec.json.encode(value, order="sorted").decode()
+
+
+def _utc(ts: _dt.datetime) -> _dt.datetime:
+    return ts if ts.utcoffset() == _dt.timedelta(0) else ts.astimezone(_UTC)
+
+
+_B_RUN: Final[sa.BindParameter[str]] = sa.bindparam("b_run_id", type_=sa.String())
+_COMPLETE_STATE = (
+    sa.update(node_states)
+    .where(node_states.c.run_id == _B_RUN, node_states.c.state_id == sa.bindparam("b_state_id"))
+    .values(
+        {
+            c: sa.bindparam(c)
+            for c in (
+                "status",
+                "output_hash",
+                "output_data_ref",
+                "duration_ms",
+                "error_json",
+                "success_reason_json",
+                "completed_at",
+                "seq",
+            )
+        }
+    )
+)
+_CLOSE_OPEN_STATES = (
+    sa.update(node_states)
+    .where(node_states.c.run_id == _B_RUN, node_states.c.status == "open")
+    .values(seq=sa.bindparam("b_seq"))
+)
+_UPDATE_RUN = sa.update(runs).where(runs.c.run_id == _B_RUN)
+
+
+@dataclass(frozen=True)
+class _Insert:
+    """How an event becomes one row of ``table``: its fields are the columns, except
+    ``ts`` (-> ``ts_column``), ``renamed`` fields, JSON fields (-> ``<name>_json``) and
+    fields the table has no column for (dropped: a newer event field waits for a schema
+    version that has it)."""
+
+    table: sa.Table
+    ts_column: str
+    renamed: tuple[tuple[str, str], ...] = ()
+    json_fields: tuple[str, ...] = ()
+    constants: tuple[tuple[str, Any], ...] = ()
+
+    def dropped(self, event_type: type[BaseEvent]) -> tuple[str, ...]:
+        mapped = {"ts", *(old for old, _ in self.renamed), *self.json_fields}
+        columns = set(self.table.c.keys())
+        return tuple(
+            f for f in event_type.__struct_fields__ if f not in mapped and f not in columns
+        )
+
+
+_OPEN_STATE: Final = tuple(
+    (c, None)
+    for c in (
+        "output_hash",
+        "output_data_ref",
+        "duration_ms",
+        "error_json",
+        "success_reason_json",
+        "completed_at",
+        "seq",
+    )
+)
+_INSERTS: Final[dict[type[BaseEvent], _Insert]] = {
+    RunStarted: _Insert(
+        runs,
+        "started_at",
+        renamed=(("seq", "started_seq"),),
+        json_fields=("config", "settings"),
+        constants=(("status", "running"),),
+    ),
+    NodeRegistered: _Insert(
+        nodes, "registered_at", json_fields=("config", "input_schema", "output_schema")
+    ),
+    EdgeRegistered: _Insert(edges, "created_at"),
+    RowCreated: _Insert(rows, "created_at"),
+    TokenCreated: _Insert(tokens, "created_at"),
+    NodeStateStarted: _Insert(
+        node_states,
+        "started_at",
+        renamed=(("seq", "started_seq"),),
+        constants=(("status", "open"), *_OPEN_STATE),
+    ),
+    RoutingEventRecorded: _Insert(routing_events, "created_at"),
+    CallRecorded: _Insert(calls, "created_at", json_fields=("error",)),
+    ArtifactRecorded: _Insert(artifacts, "created_at"),
+    TokenOutcomeRecorded: _Insert(token_outcomes, "recorded_at", json_fields=("context",)),
+}
+_DROPPED: Final = {kind: spec.dropped(kind) for kind, spec in _INSERTS.items()}
+
+
+def _row_values(spec: _Insert, event: BaseEvent) -> dict[str, Any]:
+    values = msgspec.structs.asdict(event)
+    values[spec.ts_column] = _utc(values.pop("ts"))
+    for old, new in spec.renamed:
+        values[new] = values.pop(old)
+    for name in spec.json_fields:
+        values[name + "_json"] = _json(values.pop(name))
+    for name in _DROPPED[type(event)]:
+        del values[name]
+    values.update(spec.constants)
+    return values
+
+
+class _Batch:
+    """The table rows and updates that one batch of events makes, written in one transaction.
+
+    A node state that starts and completes within the batch becomes one INSERT.
+    """
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.inserts: dict[sa.Table, list[dict[str, Any]]] = {t: [] for t in TABLES}
+        self.new_states: dict[str, dict[str, Any]] = {}
+        self.completions: list[dict[str, Any]] = []
+        self.run_updates: list[tuple[Any, dict[str, Any]]] = []
+
+    def add(self, event: BaseEvent) -> None:
+        kind = type(event)
+        spec = _INSERTS.get(kind)
+        if spec is not None:
+            values = _row_values(spec, event)
+            self.inserts[spec.table].append(values)
+            if kind is NodeStateStarted:
+                self.new_states[values["state_id"]] = values
+            elif kind is TokenCreated:
+                self._parents(values["token_id"], event.parent_token_ids)  # type: ignore[attr-defined]
+        elif kind is NodeStateCompleted:
+            self._state_completed(event)  # type: ignore[arg-type]
+        else:
+            update = _RUN_UPDATES.get(kind)
+            if update is not None:
+                self.run_updates += update(event)
+
+    def write(self, conn: Connection) -> None:
+        for table, values in self.inserts.items():
+            if values:
+                conn.execute(table.insert(), values)
+        if self.completions:
+            conn.execute(_COMPLETE_STATE, self.completions)
+        for statement, params in self.run_updates:
+            conn.execute(statement, params)
+
+    def _parents(self, token_id: str, parents: tuple[str, ...]) -> None:
+        self.inserts[token_parents] += (
+            {"run_id": self.run_id, "token_id": token_id, "ordinal": i, "parent_token_id": p}
+            for i, p in enumerate(parents)
+        )
+
+    def _state_completed(self, e: NodeStateCompleted) -> None:
+        values = {
+            "status": e.status,
+            "output_hash": e.output_hash,
+            "output_data_ref": e.output_data_ref,
+            "duration_ms": e.duration_ms,
+            "error_json": _json(e.error),
+            "success_reason_json": _json(e.success_reason),
+            "completed_at": _utc(e.ts),
+            "seq": e.seq,
+        }
+        started = self.new_states.pop(e.state_id, None)
+        if started is not None:
+            started.update(values)  # started in this batch: still one INSERT
+        else:
+            values.update(b_run_id=self.run_id, b_state_id=e.state_id)
+            self.completions.append(values)
+
+
+_Update = tuple[Any, dict[str, Any]]
+
+
+def _run_completed(e: RunCompleted) -> list[_Update]:
+    run = {"b_run_id": e.run_id}
+    values = {
+        "status": e.status,
+        "completed_at": _utc(e.ts),
+        "seq": e.seq,
+        "error_json": _json(e.error),
+    }
+    # states still open when the run ends keep status "open" and get its seq (as in the export)
+    return [(_CLOSE_OPEN_STATES, {**run, "b_seq": e.seq}), (_UPDATE_RUN.values(values), run)]
+
+
+def _sealed(e: ExportSealed) -> list[_Update]:
+    values = {
+        "export_status": "sealed",
+        "export_seq": e.seq,
+        "manifest_sha256": e.manifest_sha256,
+        "export_chunk_count": e.chunk_count,
+        "export_record_count": e.record_count,
+        "export_path": e.export_path,
+        "merkle_root": e.merkle_root,
+        "export_error": None,
+    }
+    return [(_UPDATE_RUN.values(values), {"b_run_id": e.run_id})]
+
+
+def _export_failed(e: ExportFailed) -> list[_Update]:
+    values = {"export_status": "failed", "export_seq": e.seq, "export_error": e.error}
+    return [(_UPDATE_RUN.values(values), {"b_run_id": e.run_id})]
+
+
+def _csv(e: CsvExported) -> list[_Update]:
+    values = {"csv_out_dir": e.out_dir, "csv_listing_sha256": e.listing_sha256}
+    return [(_UPDATE_RUN.values(values), {"b_run_id": e.run_id})]
+
+
+_RUN_UPDATES: Final[dict[type[BaseEvent], Callable[[Any], list[_Update]]]] = {
+    RunCompleted: _run_completed,
+    ExportSealed: _sealed,
+    ExportFailed: _export_failed,
+    CsvExported: _csv,
+}
+
+
+# -- the projector -----------------------------------------------------------------------
+
+
+class _Conflict(Exception):
+    """Another projector moved this run's checkpoint first."""
+
+
+class SqlProjector:
+    """Projects one run's journal into the audit tables, exactly once, restartably."""
+
+    def __init__(
+        self,
+        *,
+        database: SqlDatabase,
+        journal_dir: Path,
+        run_id: str,
+        batch_size: int = DEFAULT_BATCH,
+    ) -> None:
+        self.database = database
+        self.run_id = run_id
+        self.batch_size = batch_size
+        self._journal_dir = journal_dir
+        self.applied_seq = 0
+        """The last seq the tables hold (as far as this projector knows)."""
+        self.run_completed = False
+        """True once ``run_completed`` is in the tables."""
+        self._reader: JournalReader | None = self._resync()
+
+    def step(self, limit: int | None = None) -> int:
+        """Apply what the journal has now (up to ``limit`` events) in one transaction.
+
+        Returns how far the tables moved (0 when there was nothing new).
+        """
+        if self._reader is None:
+            self._reader = self._resync()
+        events = self._reader.poll(limit=limit or self.batch_size)
+        if not events:
+            return 0
+        batch = _Batch(self.run_id)
+        completed = False
+        for event in events:
+            batch.add(event)
+            completed = completed or type(event) is RunCompleted
+        last = events[-1].seq
+        before = self.applied_seq
+        try:
+            with self.database.engine.begin() as conn:
+                self._advance_checkpoint(conn, last, self._reader.position)
+                batch.write(conn)
+        except _Conflict:
+            self._reader.close()
+            self._reader = self._resync()
+            return max(self.applied_seq - before, 0)
+        except sa.exc.SQLAlchemyError as exc:
+            self._reader.close()
+            self._reader = None  # re-read the checkpoint before the next step
+            where = f"seqs {events[0].seq}-{last}"
+            raise db_error(exc, f"cannot project {where} of run {self.run_id!r}") from None
+        self.applied_seq = last
+        self.run_completed = self.run_completed or completed
+        return len(events)
+
+    def run(
+        self,
+        *,
+        follow: bool = False,
+        stop: threading.Event | None = None,
+        poll_interval: float = 0.005,
+    ) -> int:
+        """Project until the journal's end (``follow``: until ``stop`` is set); returns the
+        last applied seq."""
+        while True:
+            if self.step():
+                continue
+            if not follow or (stop is not None and stop.is_set()):
+                return self.applied_seq
+            time.sleep(poll_interval)
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+
+    def _advance_checkpoint(self, conn: Connection, last: int, pos: JournalPosition) -> None:
+        values = {
+            "last_seq": last,
+            "segment_first_seq": pos.segment_first_seq,
+            "segment_offset": pos.offset,
+            "chain": pos.chain.hex(),
+        }
+        if self.applied_seq == 0:
+            try:  # a failed INSERT aborts the whole transaction, which is what we want
+                conn.execute(checkpoints.insert(), {"run_id": self.run_id, **values})
+            except sa.exc.IntegrityError:
+                raise _Conflict from None
+            return
+        moved = conn.execute(
+            sa.update(checkpoints)
+            .where(checkpoints.c.run_id == self.run_id)
+            .where(checkpoints.c.last_seq == self.applied_seq)
+            .values(values)
+        )
+        if moved.rowcount != 1:
+            raise _Conflict
+
+    def _resync(self) -> JournalReader:
+        """A reader positioned after what the tables hold (per the stored checkpoint)."""
+        try:
+            with self.database.engine.connect() as conn:
+                checkpoint = self.database.checkpoint(self.run_id, conn)
+                status = conn.execute(
+                    sa.select(runs.c.status).where(runs.c.run_id == self.run_id)
+                ).scalar()
+        except sa.exc.SQLAlchemyError as exc:
+            raise db_error(exc, f"cannot read the tables of run {self.run_id!r}") from None
+        self.run_completed = status not in (None, "running")
+        if checkpoint is None:
+            self.applied_seq = 0
+            return JournalReader(self._journal_dir, self.run_id)
+        self.applied_seq = checkpoint.last_seq
+        return JournalReader(self._journal_dir, self.run_id, checkpoint.position)
+
+
+class LiveSql(LiveThread):
+    """Runs a :class:`SqlProjector` on a background thread while the run is recorded."""
+
+    def __init__(self, projector: SqlProjector, *, poll_interval: float = 0.005) -> None:
+        super().__init__(f"auditjournal-sql-{projector.run_id}", poll_interval)
+        self.projector = projector
+        self._target: int | None = None
+        self._thread.start()
+
+    def _step(self) -> bool:
+        return bool(self.projector.step())
+
+    def _done(self) -> bool:
+        target = self._target
+        return target is not None and self.projector.applied_seq >= target
+
+    def _close(self) -> None:
+        self.projector.close()
+
+    def finish(self, seq: int) -> int:
+        """Block until the tables hold everything up to ``seq``, then stop the thread."""
+        self._target = seq
+        self._wake.set()
+        self._thread.join()
+        run_id = self.projector.run_id
+        if self._error is not None:
+            raise DatabaseError(
+                f"SQL projection of run {run_id!r} failed (the journal is complete; rebuild "
+                f"the tables with `auditjournal project` or `replay --db`): {self._error}"
+            ) from self._error
+        return self.projector.applied_seq
+
+    def done_seq(self) -> int:
+        """The last journal seq the tables hold."""
+        return self.projector.applied_seq
+
+
+def replay_sql(
+    *, database: SqlDatabase, journal_dir: Path, run_id: str, batch_size: int = DEFAULT_BATCH
+) -> int:
+    """Rebuild one run's tables from its journal (its old rows are deleted first).
+
+    Returns the last seq applied. Readers may see the tables half-built while it runs.
+    """
+    if not journal_dir.is_dir():
+        raise RunNotFoundError(f"no journal for run {run_id!r} at {journal_dir}")
+    database.delete_run(run_id)
+    projector = SqlProjector(
+        database=database, journal_dir=journal_dir, run_id=run_id, batch_size=batch_size
+    )
+    try:
+        return projector.run()
+    finally:
+        projector.close()
+
+
+def table_rows(database: SqlDatabase, run_id: str) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """Every table's rows of one run, in key order (for comparisons and debugging)."""
+    with database.engine.connect() as conn:
+        for table in (*TABLES, checkpoints):
+            query = sa.select(table).where(table.c.run_id == run_id)
+            query = query.order_by(*table.primary_key.columns)
+            yield table.name, [dict(r._mapping) for r in conn.execute(query)]

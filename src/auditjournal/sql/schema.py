@@ -1,0 +1,418 @@
+"""The audit tables (Landscape vocabulary) and the database that holds them.
+
+Tables (every key starts with ``run_id``, because generated ids such as
+``row-4`` repeat across runs): ``runs``, ``nodes``, ``edges``, ``rows``,
+``tokens``, ``token_parents``, ``token_outcomes``, ``node_states``,
+``routing_events``, ``calls``, ``artifacts``; plus ``projection_checkpoints``
+(per run: the last applied seq and the journal position after it) and
+``schema_version``. Column names are the export record's field names
+(:mod:`records`); small JSON values (config, error, ...) are canonical JSON
+text in ``*_json`` columns; payloads stay in the payload store and the tables
+hold their refs. Indexes serve lineage queries: by run and row, token, state
+and node.
+
+No foreign keys: the tables are derived from a journal whose recorder already
+rejected unknown ids, and without them a run's rows can be deleted and
+rebuilt in any order.
+
+The schema is created on first use; a database holding another schema version
+(or tables of the same names without ``schema_version``) is refused with
+:class:`SchemaVersionError`. SQLite (the default, ``<root>/landscape.db``) runs
+in WAL mode with ``synchronous=NORMAL``.
+
+Thread-safety: a :class:`SqlDatabase` may be shared by threads (SQLAlchemy's
+connection pool).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from ..errors import DatabaseError, SchemaVersionError
+from ..journal.files import JournalPosition
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "TABLES",
+    "Checkpoint",
+    "SqlDatabase",
+    "artifacts",
+    "calls",
+    "checkpoints",
+    "db_error",
+    "edges",
+    "metadata",
+    "node_states",
+    "nodes",
+    "routing_events",
+    "rows",
+    "runs",
+    "schema_version",
+    "token_outcomes",
+    "token_parents",
+    "tokens",
+]
+
+SCHEMA_VERSION: Final = 1
+_SCHEMA_NAME: Final = "auditjournal-landscape"
+
+# -- schema ------------------------------------------------------------------------------
+
+metadata = sa.MetaData()
+
+
+def _id(name: str, *, key: bool = False, nullable: bool = False) -> sa.Column[Any]:
+    return sa.Column(name, sa.String(128), primary_key=key, nullable=nullable and not key)
+
+
+def _hash(name: str) -> sa.Column[Any]:
+    return sa.Column(name, sa.String(64))
+
+
+def _text(name: str) -> sa.Column[Any]:
+    return sa.Column(name, sa.Text)
+
+
+def _int(name: str, *, nullable: bool = False) -> sa.Column[Any]:
+    return sa.Column(name, sa.BigInteger, nullable=nullable)
+
+
+def _ts(name: str) -> sa.Column[Any]:
+    return sa.Column(name, sa.DateTime(timezone=True))
+
+
+def _enum(name: str, *, nullable: bool = False) -> sa.Column[Any]:
+    return sa.Column(name, sa.String(32), nullable=nullable)
+
+
+def _table(name: str, key: str, *columns: sa.Column[Any], index: tuple[str, ...] = ()) -> sa.Table:
+    table = sa.Table(name, metadata, _id("run_id", key=True), _id(key, key=True), *columns)
+    for column in index:
+        sa.Index(f"ix_{name}_{column}", table.c.run_id, table.c[column])
+    return table
+
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    _id("run_id", key=True),
+    _enum("status"),  # running, then the run_completed status
+    _text("config_json"),
+    _hash("config_hash"),
+    _text("settings_json"),
+    _enum("canonical_version", nullable=True),
+    _ts("started_at"),
+    _int("started_seq"),
+    _ts("completed_at"),
+    _int("seq", nullable=True),
+    _text("error_json"),
+    _enum("export_status", nullable=True),  # sealed / failed
+    _int("export_seq", nullable=True),
+    _hash("manifest_sha256"),
+    _int("export_chunk_count", nullable=True),
+    _int("export_record_count", nullable=True),
+    _text("export_path"),
+    _hash("merkle_root"),
+    _text("export_error"),
+    _text("csv_out_dir"),
+    _hash("csv_listing_sha256"),
+)
+nodes = _table(
+    "nodes",
+    "node_id",
+    _text("plugin_name"),
+    _text("plugin_version"),
+    _enum("node_type"),
+    _enum("determinism"),
+    _text("config_json"),
+    _hash("config_hash"),
+    _text("input_schema_json"),
+    _text("output_schema_json"),
+    _ts("registered_at"),
+    _int("seq"),
+)
+edges = _table(
+    "edges",
+    "edge_id",
+    _id("from_node_id"),
+    _id("to_node_id"),
+    _text("label"),
+    _enum("mode"),
+    _ts("created_at"),
+    _int("seq"),
+)
+rows = _table(
+    "rows",
+    "row_id",
+    _id("source_node_id"),
+    _int("row_index"),
+    _hash("source_data_hash"),
+    _hash("source_data_ref"),
+    _ts("created_at"),
+    _int("seq"),
+)
+tokens = _table(
+    "tokens",
+    "token_id",
+    _id("row_id"),
+    _text("branch_name"),
+    _text("fork_group_id"),
+    _text("join_group_id"),
+    _text("expand_group_id"),
+    _ts("created_at"),
+    _int("seq"),
+    index=("row_id",),
+)
+token_parents = sa.Table(
+    "token_parents",
+    metadata,
+    _id("run_id", key=True),
+    _id("token_id", key=True),
+    sa.Column("ordinal", sa.Integer, primary_key=True),
+    _id("parent_token_id"),
+    sa.Index("ix_token_parents_parent", "run_id", "parent_token_id"),
+)
+node_states = _table(
+    "node_states",
+    "state_id",
+    _id("token_id"),
+    _id("row_id"),
+    _id("node_id"),
+    _int("step_index"),
+    _int("attempt"),
+    _enum("status"),  # open until completed (completed / failed / pending)
+    _hash("input_hash"),
+    _hash("input_data_ref"),
+    _hash("output_hash"),
+    _hash("output_data_ref"),
+    sa.Column("duration_ms", sa.Float),
+    _text("error_json"),
+    _text("success_reason_json"),
+    _ts("started_at"),
+    _int("started_seq"),
+    _ts("completed_at"),
+    _int("seq", nullable=True),
+    index=("row_id", "token_id", "node_id"),
+)
+routing_events = _table(
+    "routing_events",
+    "routing_event_id",
+    _id("state_id"),
+    _id("row_id"),
+    _id("edge_id"),
+    _enum("mode"),
+    _text("routing_group_id"),
+    _int("ordinal"),
+    _hash("reason_hash"),
+    _hash("reason_ref"),
+    _ts("created_at"),
+    _int("seq"),
+    index=("state_id", "row_id"),
+)
+calls = _table(
+    "calls",
+    "call_id",
+    _id("state_id", nullable=True),
+    _id("row_id", nullable=True),
+    _text("operation_id"),
+    _int("call_index"),
+    _enum("call_type"),
+    _enum("status"),
+    sa.Column("latency_ms", sa.Float),
+    _hash("request_hash"),
+    _hash("request_ref"),
+    _hash("response_hash"),
+    _hash("response_ref"),
+    _text("error_json"),
+    _ts("created_at"),
+    _int("seq"),
+    index=("state_id", "row_id"),
+)
+artifacts = _table(
+    "artifacts",
+    "artifact_id",
+    _id("state_id"),
+    _id("sink_node_id"),
+    _text("artifact_type"),
+    _text("path_or_uri"),
+    _text("content_hash"),
+    _int("size_bytes"),
+    _hash("sink_input_hash"),
+    _hash("sink_input_ref"),
+    _ts("created_at"),
+    _int("seq"),
+    index=("state_id",),
+)
+token_outcomes = _table(
+    "token_outcomes",
+    "outcome_id",
+    _id("token_id"),
+    _id("row_id"),
+    _enum("outcome"),
+    _text("sink_name"),
+    _hash("error_hash"),
+    _text("context_json"),
+    _ts("recorded_at"),
+    _int("seq"),
+    index=("token_id", "row_id"),
+)
+checkpoints = sa.Table(
+    "projection_checkpoints",
+    metadata,
+    _id("run_id", key=True),
+    _int("last_seq"),
+    _int("segment_first_seq"),
+    _int("segment_offset"),
+    _hash("chain"),
+)
+schema_version = sa.Table(
+    "schema_version",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+)
+
+TABLES: Final = (
+    runs,
+    nodes,
+    edges,
+    rows,
+    tokens,
+    token_parents,
+    node_states,
+    routing_events,
+    calls,
+    artifacts,
+    token_outcomes,
+)
+"""The audit tables, parents before children (the order batches are inserted in)."""
+
+# -- the database ------------------------------------------------------------------------
+
+
+def db_error(exc: Exception, action: str) -> DatabaseError:
+    """One clear line: what we were doing and the driver's first line of complaint."""
+    orig = getattr(exc, "orig", None) or exc
+    first = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+    return DatabaseError(f"{action}: {first}")
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    # the tables are derived data: NORMAL keeps them consistent (the checkpoint
+    # rolls back with its rows) and can only lose commits to power loss
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _create_engine(url: str) -> Engine:
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:  # its message would repeat the URL, password and all
+        raise DatabaseError(
+            "cannot parse the database URL (expected dialect+driver://user@host/database)"
+        ) from None
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            return sa.create_engine(parsed)
+        return sa.create_engine(parsed, pool_pre_ping=True)  # survive database restarts
+    except (sa.exc.SQLAlchemyError, ImportError) as exc:
+        shown = parsed.render_as_string(hide_password=True)
+        raise DatabaseError(f"cannot use database {shown}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """What a run's tables hold: everything up to ``last_seq``, and where to read on."""
+
+    last_seq: int
+    position: JournalPosition
+
+
+class SqlDatabase:
+    """An engine on the audit tables, with the schema created (or checked) on first use."""
+
+    def __init__(self, url: str, *, engine: Engine | None = None) -> None:
+        self.engine = engine or _create_engine(url)
+        self.url = self.engine.url.render_as_string(hide_password=True)
+        if self.engine.dialect.name == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.ensure_schema()
+
+    def ensure_schema(self) -> None:
+        """Create the tables if the database has none of them; else check the version."""
+        for attempt in range(2):
+            try:
+                with self.engine.begin() as conn:
+                    if conn.dialect.name == "postgresql":  # serialize concurrent creators
+                        conn.execute(sa.text("SELECT pg_advisory_xact_lock(72657301)"))
+                    self._create_or_check(conn)
+                return
+            except SchemaVersionError:
+                raise
+            except sa.exc.SQLAlchemyError as exc:
+                if attempt:  # a concurrent creator may have won the race: check once more
+                    raise db_error(exc, f"cannot prepare the audit tables in {self.url}") from None
+
+    def _create_or_check(self, conn: Connection) -> None:
+        inspector = sa.inspect(conn)
+        if inspector.has_table(schema_version.name):
+            found = conn.execute(
+                sa.select(schema_version.c.version).where(schema_version.c.name == _SCHEMA_NAME)
+            ).scalar()
+            if found != SCHEMA_VERSION:
+                raise SchemaVersionError(
+                    f"{self.url} holds audit tables of schema version {found}; this auditjournal "
+                    f"uses version {SCHEMA_VERSION} (use another database, or drop the tables "
+                    "and rebuild them with `auditjournal replay --db`)"
+                )
+            return
+        clashing = sorted(t.name for t in metadata.sorted_tables if inspector.has_table(t.name))
+        if clashing:
+            raise SchemaVersionError(
+                f"{self.url} has tables {', '.join(clashing)} but no schema_version: "
+                "not an auditjournal database"
+            )
+        metadata.create_all(conn)
+        conn.execute(schema_version.insert(), {"name": _SCHEMA_NAME, "version": SCHEMA_VERSION})
+
+    def checkpoint(self, run_id: str, conn: Connection | None = None) -> Checkpoint | None:
+        """The run's checkpoint, or None if nothing of it was projected."""
+        query = sa.select(checkpoints).where(checkpoints.c.run_id == run_id)
+        try:
+            if conn is not None:
+                row = conn.execute(query).first()
+            else:
+                with self.engine.connect() as own:
+                    row = own.execute(query).first()
+        except sa.exc.SQLAlchemyError as exc:
+            raise db_error(exc, f"cannot read the checkpoint of run {run_id!r}") from None
+        if row is None:
+            return None
+        position = JournalPosition(
+            row.last_seq + 1, row.segment_first_seq, row.segment_offset, bytes.fromhex(row.chain)
+        )
+        return Checkpoint(row.last_seq, position)
+
+    def delete_run(self, run_id: str) -> None:
+        """Remove everything projected of the run (rows and checkpoint, in one transaction)."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(sa.delete(checkpoints).where(checkpoints.c.run_id == run_id))
+                for table in reversed(TABLES):
+                    conn.execute(sa.delete(table).where(table.c.run_id == run_id))
+        except sa.exc.SQLAlchemyError as exc:
+            raise db_error(exc, f"cannot delete the tables of run {run_id!r}") from None
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def close(self) -> None:
+        self.engine.dispose()
