@@ -14,8 +14,6 @@ Fixtures (their types are in ``shared.py``):
 * ``keys`` -- one Ed25519 key pair for the whole session (read only).
 * ``sealed_demo`` -- records the demo pipeline into a fresh directory with the live
   export, signed with ``keys`` unless ``signed=False``, and checks that it verifies.
-* ``fork`` -- a fork/join run with a retry (``report_runs.record_fork_run``), one per module.
-* ``jdir`` -- where a test's journal directory goes (not created).
 """
 
 from __future__ import annotations
@@ -30,7 +28,6 @@ from hypothesis import settings
 from auditjournal import AuditStore, ExportSettings
 from auditjournal.demo import DemoResult, run_demo
 from auditjournal.proofs.signing import generate_keypair
-from report_runs import ForkRun, record_fork_run
 from shared import Keys, SealedDemo
 
 settings.register_profile("default", derandomize=True)
@@ -82,13 +79,3 @@ def sealed_demo(tmp_path_factory: pytest.TempPathFactory, keys: Keys) -> SealedD
         return result
 
     return record
-
-
-@pytest.fixture(scope="module")
-def fork(tmp_path_factory: pytest.TempPathFactory) -> ForkRun:
-    return record_fork_run(tmp_path_factory.mktemp("fork") / "audit")
-
-
-@pytest.fixture
-def jdir(tmp_path: Path) -> Path:
-    return tmp_path / "journal"

@@ -1,5 +1,6 @@
-"""Shared pieces of the hostile-input tests: a signed sealed export to damage, a deadline
-for calls that used to hang, and the CLI run in-process and in a subprocess."""
+"""Shared pieces of the hostile-input tests: a signed sealed export to damage (made by
+conftest's ``sealed_demo``), a deadline for calls that used to hang, and the CLI run
+in-process and in a subprocess."""
 
 from __future__ import annotations
 
@@ -14,10 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from auditjournal import ExportSettings
 from auditjournal.cli import main
-from auditjournal.demo import run_demo
-from auditjournal.proofs.signing import generate_keypair
+from auditjournal.demo import DemoResult
 
 T = TypeVar("T")
 
@@ -29,18 +28,14 @@ class Signed:
     export: Path
     public_key: Path
 
+    @classmethod
+    def of(cls, run: DemoResult, public_key: Path) -> Signed:
+        return cls(run.root, run.run_id, run.export_dir, public_key)
+
     def copy(self, to: Path) -> Path:
         """A copy of the export to damage."""
         shutil.copytree(self.export, to)
         return to
-
-
-def signed_export(base: Path) -> Signed:
-    private, public = generate_keypair(base / "keys")
-    settings = ExportSettings(chunk_size_bytes=5000, sign="ed25519", signing_key_file=str(private))
-    run = run_demo(base / "audit", rows=6, export=settings)
-    assert run.report.ok
-    return Signed(run.root, run.run_id, run.export_dir, public)
 
 
 def within(seconds: float, call: Callable[[], T], *, fifos: tuple[Path, ...] = ()) -> T:

@@ -22,13 +22,12 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from auditjournal import ExportSettings
 from auditjournal.cli import main
-from auditjournal.demo import run_demo
 from auditjournal.evidence.extract import Selection, extract_bundle
 from auditjournal.proofs.signing import HMAC_KEY_ENV
+from shared import Keys, SealedDemo
 
 
 @dataclass(frozen=True)
@@ -48,20 +47,9 @@ class Result:
 
 
 @pytest.fixture(scope="module")
-def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
-    base = tmp_path_factory.mktemp("cli")
-    keys = base / "keys"
-    code = 0
-    try:
-        main(["keygen", "--out", str(keys)])
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    assert code == 0
-    private, public = keys / "signing_key.pem", keys / "signing_key.pub.pem"
-    settings = ExportSettings(chunk_size_bytes=5000, sign="ed25519", signing_key_file=str(private))
-    run = run_demo(base / "audit", rows=6, export=settings)
-    assert run.report.ok
-    return Recorded(run.root, run.run_id, run.export_dir, private, public)
+def recorded(sealed_demo: SealedDemo, keys: Keys) -> Recorded:
+    run = sealed_demo(6, chunk_size_bytes=5000)
+    return Recorded(run.root, run.run_id, run.export_dir, keys.private, keys.public)
 
 
 Invoke = Callable[..., Result]
@@ -104,7 +92,11 @@ def test_keygen_writes_a_private_and_a_public_key(cli: Invoke, tmp_path: Path) -
     assert result.out.splitlines()[1].startswith(f"public key  {public} ")
     assert stat.S_IMODE(private.stat().st_mode) == 0o600
     assert private.read_text().startswith("-----BEGIN PRIVATE KEY-----")
-    assert isinstance(serialization.load_pem_public_key(public.read_bytes()), Ed25519PublicKey)
+    public_key = serialization.load_pem_public_key(public.read_bytes())
+    assert isinstance(public_key, Ed25519PublicKey)
+    private_key = serialization.load_pem_private_key(private.read_bytes(), password=None)
+    assert isinstance(private_key, Ed25519PrivateKey)
+    public_key.verify(private_key.sign(b"a pair"), b"a pair")  # the two halves belong together
     before = private.read_bytes()
     again = cli("keygen", "--out", out)
     assert_one_line_error(again, 2, "already exists")

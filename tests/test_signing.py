@@ -39,6 +39,7 @@ from auditjournal.errors import DiskFullError, SigningKeyError, StorageError
 from auditjournal.evidence.verify import verify_export
 from auditjournal.proofs.signing import HMAC_KEY_ENV, generate_keypair, load_signer
 from faults import small_filesystem
+from shared import SealedDemo
 
 SECRET = "hmac-test-secret-7f3a9c1e-never-print-me"
 OTHER_SECRET = "another-secret-for-forgeries-55d2"
@@ -94,17 +95,9 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
 
 
 @pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return generate_keypair(tmp_path_factory.mktemp("keys"))
-
-
-@pytest.fixture(scope="module")
-def ed_run(tmp_path_factory: pytest.TempPathFactory, keys: tuple[Path, Path]) -> DemoResult:
-    root = tmp_path_factory.mktemp("ed") / "audit"
-    settings = ExportSettings(chunk_size_bytes=6000, sign="ed25519", signing_key_file=str(keys[0]))
-    result = run_demo(root, rows=10, export=settings)
-    assert result.report.ok
-    return result
+def ed_run(sealed_demo: SealedDemo) -> DemoResult:
+    """Signed with conftest's ``keys``."""
+    return sealed_demo(10, chunk_size_bytes=6000)
 
 
 @pytest.fixture(scope="module")

@@ -24,12 +24,11 @@ import rfc8785
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from auditjournal import ExportSettings, PayloadStore
+from auditjournal import PayloadStore
 from auditjournal.cli import main
-from auditjournal.demo import run_demo
 from auditjournal.evidence.verify import VerifyReport, verify_export
 from auditjournal.proofs.merkle import MerkleBuilder, leaf_hash
-from auditjournal.proofs.signing import generate_keypair
+from shared import Keys, SealedDemo
 
 MANIFEST = "audit_trail.manifest.json"
 LISTING = "audit_trail.sha256"
@@ -47,21 +46,11 @@ class Recorded:
 
 
 @pytest.fixture(scope="module")
-def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
-    base = tmp_path_factory.mktemp("verify")
-    private, public = generate_keypair(base / "keys")
-    settings = ExportSettings(
-        chunk_size_bytes=12_000, sign="ed25519", signing_key_file=str(private)
-    )
-    root = base / "audit"
-    main_run = run_demo(root, rows=25, export=settings)
-    other = run_demo(root, rows=6, export=settings)
-    big_settings = ExportSettings(
-        chunk_size_bytes=40_000, sign="ed25519", signing_key_file=str(private)
-    )
-    big = run_demo(base / "big", rows=110, export=big_settings)
-    assert main_run.report.ok and other.report.ok and big.report.ok
-    return Recorded(root, main_run.run_id, other.run_id, public, big.root, big.run_id)
+def recorded(sealed_demo: SealedDemo, keys: Keys) -> Recorded:
+    main_run = sealed_demo(25, chunk_size_bytes=12_000)
+    other = sealed_demo(6, chunk_size_bytes=12_000, root=main_run.root)
+    big = sealed_demo(110, chunk_size_bytes=40_000)
+    return Recorded(main_run.root, main_run.run_id, other.run_id, keys.public, big.root, big.run_id)
 
 
 @dataclass(frozen=True)
