@@ -14,6 +14,8 @@ Fixtures (their types are in ``shared.py``):
 * ``keys`` -- one Ed25519 key pair for the whole session (read only).
 * ``sealed_demo`` -- records the demo pipeline into a fresh directory with the live
   export, signed with ``keys`` unless ``signed=False``, and checks that it verifies.
+* ``cli`` -- ``cli("verify", path, ...)`` runs the command line in this process and
+  returns ``(code, out, err)`` (``shared.run_cli``).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from hypothesis import settings
 from auditjournal import AuditStore, ExportSettings
 from auditjournal.demo import DemoResult, run_demo
 from auditjournal.proofs.signing import generate_keypair
-from shared import Keys, SealedDemo
+from shared import Cli, CliRun, Keys, SealedDemo, run_cli
 
 settings.register_profile("default", derandomize=True)
 settings.register_profile("explore", derandomize=False)
@@ -79,3 +81,11 @@ def sealed_demo(tmp_path_factory: pytest.TempPathFactory, keys: Keys) -> SealedD
         return result
 
     return record
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
+    def invoke(*args: str | Path) -> CliRun:
+        return run_cli(capsys, *args)
+
+    return invoke

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from auditjournal.cli import main
 from auditjournal.demo import DemoResult
+from shared import run_cli
 
 T = TypeVar("T")
 
@@ -96,14 +96,7 @@ def cli_subprocess(*args: str | Path, timeout: float = 30) -> Run:
 
 def cli_here(capsys: Any, *args: str | Path) -> Run:
     """The CLI entry point in this process (errors become exit codes as in the shell)."""
-    capsys.readouterr()
-    code = 0
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return Run(code, captured.out, captured.err)
+    return Run(*run_cli(capsys, *args))
 
 
 def assert_one_line_error(result: Run, code: int, *fragments: str) -> None:

@@ -11,7 +11,8 @@ from types import ModuleType
 
 import pytest
 
-from auditjournal.cli import cli, main
+from auditjournal.cli import cli
+from shared import run_cli
 
 TOOL = Path(__file__).resolve().parent.parent / "tools" / "gen_cli_docs.py"
 
@@ -51,15 +52,10 @@ def test_a_section_is_what_help_prints_in_an_80_column_terminal(
     gen: ModuleType, name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("COLUMNS", "80")
-    code = 0
-    try:
-        main([name, "--help"])  # the entry point, as the shell runs it
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    assert code == 0
-    printed = capsys.readouterr().out
-    assert printed.startswith(f"Usage: auditjournal {name} ")
-    assert sections(gen.render())[f"auditjournal {name}"] == printed
+    printed = run_cli(capsys, name, "--help")  # the entry point, as the shell runs it
+    assert printed.code == 0, printed.err
+    assert printed.out.startswith(f"Usage: auditjournal {name} ")
+    assert sections(gen.render())[f"auditjournal {name}"] == printed.out
 
 
 @pytest.mark.parametrize("columns", ["40", "200"])

@@ -33,13 +33,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import auditjournal.proofs.signing as signing
 from auditjournal import ExportSettings
-from auditjournal.cli import main
 from auditjournal.demo import DemoResult, run_demo
 from auditjournal.errors import DiskFullError, SigningKeyError, StorageError
 from auditjournal.evidence.verify import verify_export
 from auditjournal.proofs.signing import HMAC_KEY_ENV, generate_keypair, load_signer
 from faults import small_filesystem
-from shared import SealedDemo
+from shared import SealedDemo, run_cli
 
 SECRET = "hmac-test-secret-7f3a9c1e-never-print-me"
 OTHER_SECRET = "another-secret-for-forgeries-55d2"
@@ -79,16 +78,6 @@ def write_public_pem(key: Ed25519PrivateKey, path: Path) -> Path:
 def copy_export(result: DemoResult, to: Path) -> Path:
     shutil.copytree(result.export_dir, to, ignore=shutil.ignore_patterns(".*"))
     return to
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 # -- recorded runs (one per module: recording is the slow part) ------------------------------
@@ -377,7 +366,7 @@ def test_keys_never_appear_in_cli_output_exports_or_journals(
 
     def cli(*args: str | Path) -> int:
         argv = [str(a) for a in args]
-        code, out, err = run_cli(argv, capsys)
+        code, out, err = run_cli(capsys, *argv)
         outputs.append((argv, code, out, err))
         return code
 
