@@ -1,5 +1,6 @@
-"""Shared pieces of the hostile-input tests: a signed sealed export to damage, a deadline
-for calls that used to hang, and the CLI run in-process and in a subprocess."""
+"""Shared pieces of the hostile-input tests: a signed sealed export to damage (made by
+conftest's ``sealed_demo``), a deadline for calls that used to hang, and the CLI run
+in-process and in a subprocess."""
 
 from __future__ import annotations
 
@@ -14,10 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from auditjournal import ExportSettings
-from auditjournal.cli import main
-from auditjournal.demo import run_demo
-from auditjournal.proofs.signing import generate_keypair
+from auditjournal.demo import DemoResult
+from shared import run_cli
 
 T = TypeVar("T")
 
@@ -29,18 +28,14 @@ class Signed:
     export: Path
     public_key: Path
 
+    @classmethod
+    def of(cls, run: DemoResult, public_key: Path) -> Signed:
+        return cls(run.root, run.run_id, run.export_dir, public_key)
+
     def copy(self, to: Path) -> Path:
         """A copy of the export to damage."""
         shutil.copytree(self.export, to)
         return to
-
-
-def signed_export(base: Path) -> Signed:
-    private, public = generate_keypair(base / "keys")
-    settings = ExportSettings(chunk_size_bytes=5000, sign="ed25519", signing_key_file=str(private))
-    run = run_demo(base / "audit", rows=6, export=settings)
-    assert run.report.ok
-    return Signed(run.root, run.run_id, run.export_dir, public)
 
 
 def within(seconds: float, call: Callable[[], T], *, fifos: tuple[Path, ...] = ()) -> T:
@@ -101,14 +96,7 @@ def cli_subprocess(*args: str | Path, timeout: float = 30) -> Run:
 
 def cli_here(capsys: Any, *args: str | Path) -> Run:
     """The CLI entry point in this process (errors become exit codes as in the shell)."""
-    capsys.readouterr()
-    code = 0
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return Run(code, captured.out, captured.err)
+    return Run(*run_cli(capsys, *args))
 
 
 def assert_one_line_error(result: Run, code: int, *fragments: str) -> None:

@@ -16,19 +16,16 @@ import shutil
 import stat
 import subprocess
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from auditjournal import ExportSettings
-from auditjournal.cli import main
-from auditjournal.demo import run_demo
 from auditjournal.evidence.extract import Selection, extract_bundle
 from auditjournal.proofs.signing import HMAC_KEY_ENV
+from shared import Cli, CliRun, Keys, SealedDemo
 
 
 @dataclass(frozen=True)
@@ -40,49 +37,13 @@ class Recorded:
     public_key: Path
 
 
-@dataclass(frozen=True)
-class Result:
-    code: int
-    out: str
-    err: str
-
-
 @pytest.fixture(scope="module")
-def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
-    base = tmp_path_factory.mktemp("cli")
-    keys = base / "keys"
-    code = 0
-    try:
-        main(["keygen", "--out", str(keys)])
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    assert code == 0
-    private, public = keys / "signing_key.pem", keys / "signing_key.pub.pem"
-    settings = ExportSettings(chunk_size_bytes=5000, sign="ed25519", signing_key_file=str(private))
-    run = run_demo(base / "audit", rows=6, export=settings)
-    assert run.report.ok
-    return Recorded(run.root, run.run_id, run.export_dir, private, public)
+def recorded(sealed_demo: SealedDemo, keys: Keys) -> Recorded:
+    run = sealed_demo(6, chunk_size_bytes=5000)
+    return Recorded(run.root, run.run_id, run.export_dir, keys.private, keys.public)
 
 
-Invoke = Callable[..., Result]
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]) -> Invoke:
-    def invoke(*args: str | Path) -> Result:
-        capsys.readouterr()
-        code = 0
-        try:
-            main([str(a) for a in args])
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    return invoke
-
-
-def assert_one_line_error(result: Result, code: int, *fragments: str) -> None:
+def assert_one_line_error(result: CliRun, code: int, *fragments: str) -> None:
     assert result.code == code, result
     assert "Traceback" not in result.out + result.err
     lines = [line for line in result.err.splitlines() if line.strip()]
@@ -95,7 +56,7 @@ def assert_one_line_error(result: Result, code: int, *fragments: str) -> None:
 # -- keygen ---------------------------------------------------------------------------------
 
 
-def test_keygen_writes_a_private_and_a_public_key(cli: Invoke, tmp_path: Path) -> None:
+def test_keygen_writes_a_private_and_a_public_key(cli: Cli, tmp_path: Path) -> None:
     out = tmp_path / "keys"
     result = cli("keygen", "--out", out)
     assert result.code == 0, result
@@ -104,7 +65,11 @@ def test_keygen_writes_a_private_and_a_public_key(cli: Invoke, tmp_path: Path) -
     assert result.out.splitlines()[1].startswith(f"public key  {public} ")
     assert stat.S_IMODE(private.stat().st_mode) == 0o600
     assert private.read_text().startswith("-----BEGIN PRIVATE KEY-----")
-    assert isinstance(serialization.load_pem_public_key(public.read_bytes()), Ed25519PublicKey)
+    public_key = serialization.load_pem_public_key(public.read_bytes())
+    assert isinstance(public_key, Ed25519PublicKey)
+    private_key = serialization.load_pem_private_key(private.read_bytes(), password=None)
+    assert isinstance(private_key, Ed25519PrivateKey)
+    public_key.verify(private_key.sign(b"a pair"), b"a pair")  # the two halves belong together
     before = private.read_bytes()
     again = cli("keygen", "--out", out)
     assert_one_line_error(again, 2, "already exists")
@@ -115,7 +80,7 @@ def test_keygen_writes_a_private_and_a_public_key(cli: Invoke, tmp_path: Path) -
 # -- verify ---------------------------------------------------------------------------------
 
 
-def test_verify_exit_codes(cli: Invoke, recorded: Recorded, tmp_path: Path) -> None:
+def test_verify_exit_codes(cli: Cli, recorded: Recorded, tmp_path: Path) -> None:
     key = ("--public-key", recorded.public_key)
     journal = ("--journal", recorded.root, recorded.run_id)
     ok = cli("verify", recorded.export, *key, *journal)
@@ -159,9 +124,7 @@ def test_verify_exit_codes(cli: Invoke, recorded: Recorded, tmp_path: Path) -> N
     assert_one_line_error(cli("verify"), 2, "EXPORT")
 
 
-def test_verify_json_shape(
-    cli: Invoke, recorded: Recorded, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_verify_json_shape(cli: Cli, recorded: Recorded, monkeypatch: pytest.MonkeyPatch) -> None:
     result = cli("verify", recorded.export, "--public-key", recorded.public_key, "--json")
     assert result.code == 0
     data = json.loads(result.out)
@@ -202,7 +165,7 @@ def test_verify_json_shape(
 # -- extract and verify-bundle ------------------------------------------------------------------
 
 
-def test_extract_and_verify_bundle(cli: Invoke, recorded: Recorded, tmp_path: Path) -> None:
+def test_extract_and_verify_bundle(cli: Cli, recorded: Recorded, tmp_path: Path) -> None:
     bundle_path = tmp_path / "row.json"
     row = next(
         r
@@ -269,13 +232,13 @@ def test_extract_and_verify_bundle(cli: Invoke, recorded: Recorded, tmp_path: Pa
 
 
 @pytest.mark.parametrize("command", ["verify", "keygen", "extract", "verify-bundle"])
-def test_every_evidence_command_has_help(cli: Invoke, command: str) -> None:
+def test_every_evidence_command_has_help(cli: Cli, command: str) -> None:
     result = cli(command, "--help")
     assert result.code == 0
     assert result.out.startswith(f"Usage: auditjournal {command} ")
 
 
-def test_unknown_command_is_a_one_line_usage_error(cli: Invoke) -> None:
+def test_unknown_command_is_a_one_line_usage_error(cli: Cli) -> None:
     assert_one_line_error(cli("frobnicate"), 2, "frobnicate")
 
 

@@ -19,7 +19,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +48,8 @@ CSV_NAMES = [f"{kind}.csv" for kind in RECORD_TYPES]
 # -- helpers ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[AuditStore]:
-    s = AuditStore.open(tmp_path / "audit", durability="always")
-    yield s
-    s.close()
+# how the `store` fixture (conftest.py) opens its AuditStore
+pytestmark = pytest.mark.store_options(durability="always")
 
 
 def record_run(run: RunRecorder) -> None:

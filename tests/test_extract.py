@@ -28,7 +28,7 @@ from auditjournal import AuditStore, ExportSettings
 from auditjournal.errors import AuditJournalError, ExportNotFoundError
 from auditjournal.evidence.extract import BUNDLE_FORMAT, Selection, extract_bundle, verify_bundle
 from auditjournal.proofs.merkle import inclusion_proof, merkle_root
-from auditjournal.proofs.signing import generate_keypair
+from shared import Keys
 
 Record = dict[str, Any]
 
@@ -115,9 +115,9 @@ def parse_export(export: Path) -> list[tuple[str, Record]]:
 
 
 @pytest.fixture(scope="module")
-def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
+def recorded(tmp_path_factory: pytest.TempPathFactory, keys: Keys) -> Recorded:
     base = tmp_path_factory.mktemp("extract")
-    private, public = generate_keypair(base / "keys")
+    private, public = keys
     settings = ExportSettings(chunk_size_bytes=5000, sign="ed25519", signing_key_file=str(private))
     with AuditStore.open(base / "audit") as store:
         record_run(store, "run-x", settings, rows=6)

@@ -33,9 +33,9 @@ from hostile import (
     assert_one_line_error,
     cli_here,
     cli_subprocess,
-    signed_export,
     within,
 )
+from shared import Keys, SealedDemo
 
 MANIFEST = "audit_trail.manifest.json"
 LISTING = "audit_trail.sha256"
@@ -43,8 +43,8 @@ DEEP = "[" * 100_000 + "]" * 100_000
 
 
 @pytest.fixture(scope="module")
-def signed(tmp_path_factory: pytest.TempPathFactory) -> Signed:
-    return signed_export(tmp_path_factory.mktemp("hostile"))
+def signed(sealed_demo: SealedDemo, keys: Keys) -> Signed:
+    return Signed.of(sealed_demo(6, chunk_size_bytes=5000), keys.public)
 
 
 @pytest.fixture(scope="module")
@@ -379,8 +379,11 @@ def test_typed_reimport_refuses_a_record_naming_a_member_twice(
         list(load_rows(export, node["node_id"]))
 
 
-def test_show_does_not_hang_on_a_fifo_manifest(tmp_path: Path) -> None:
-    own = signed_export(tmp_path)  # show reads the manifest at the path the run recorded
+def test_show_does_not_hang_on_a_fifo_manifest(
+    tmp_path: Path, sealed_demo: SealedDemo, keys: Keys
+) -> None:
+    # show reads the manifest at the path the run recorded
+    own = Signed.of(sealed_demo(6, chunk_size_bytes=5000), keys.public)
     fifo = fifo_in_place_of(own.export / MANIFEST)
     with AuditStore.open(own.root) as store:
         shown = within(30, lambda: show_run(store, own.run_id), fifos=(fifo,))
@@ -396,12 +399,12 @@ def test_show_does_not_hang_on_a_fifo_manifest(tmp_path: Path) -> None:
 
 
 def test_a_repeat_in_a_chunk_record_is_caught_by_the_signature_or_the_journal(
-    tmp_path: Path,
+    tmp_path: Path, sealed_demo: SealedDemo, keys: Keys
 ) -> None:
     """verify's chunk scan hashes record lines without parsing their values
     (docs/decisions.md): a repeated member changes the bytes the signature binds,
     and an unsigned export re-forged around it consistently is caught with --journal."""
-    own = signed_export(tmp_path / "signed")
+    own = Signed.of(sealed_demo(6, chunk_size_bytes=5000), keys.public)
     chunk = own.export / "audit_trail.001.json"
     lines = chunk.read_bytes().split(b"\n")
     lines[1] = lines[1].replace(b'"record_type":', b'"record_type":"run","record_type":', 1)

@@ -26,11 +26,11 @@ from typing import Any
 import pytest
 
 from auditjournal import AuditStore, ExportSettings
-from auditjournal.cli import main
 from auditjournal.errors import ExportInvalidError, LineageEmitError
 from auditjournal.export.projector import SealResult
 from auditjournal.model.events import ExportSealed, RunCompleted, RunStarted
 from report_runs import ForkRun, read_records, record_fork_run
+from shared import run_cli
 
 ol = pytest.importorskip("auditjournal.integrations.openlineage")
 event_v2 = pytest.importorskip("openlineage.client.event_v2")
@@ -318,17 +318,6 @@ def receiver() -> Iterator[Receiver]:
         server.shutdown()
         server.server_close()
         thread.join(5)
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = 0
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_http_transport_posts_to_the_lineage_api(

@@ -6,7 +6,7 @@ import datetime as dt
 import hashlib
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,11 +64,8 @@ def events_of(store: AuditStore, run_id: str) -> list[BaseEvent]:
     return list(store.read_journal(run_id))
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[AuditStore]:
-    s = AuditStore.open(tmp_path / "audit", durability="always", max_payload_bytes=50_000)
-    yield s
-    s.close()
+# how the `store` fixture (conftest.py) opens its AuditStore
+pytestmark = pytest.mark.store_options(durability="always", max_payload_bytes=50_000)
 
 
 # -- the whole API, end to end -----------------------------------------------------------------

@@ -53,11 +53,8 @@ from auditjournal.model.events import (
 HASH = "c" * 64
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[AuditStore]:
-    s = AuditStore.open(tmp_path / "audit", durability="none")  # flushed where compared
-    yield s
-    s.close()
+# how the `store` fixture (conftest.py) opens its AuditStore (flushed where compared)
+pytestmark = pytest.mark.store_options(durability="none")
 
 
 @dataclass

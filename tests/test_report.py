@@ -20,13 +20,13 @@ from typing import Any
 
 import pytest
 
-from auditjournal.cli import main
 from auditjournal.errors import OutputPathError, StorageError
 from auditjournal.report import write_report
 from auditjournal.report.html import script_json
 from auditjournal.report.layout import NODE_WIDTH, layers, layout
 from auditjournal.report.summarize import summarize
 from report_runs import XSS, ForkRun, XssRun, read_records, record_fork_run, record_xss_run
+from shared import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -258,17 +258,6 @@ def test_an_unwritable_target_is_a_storage_error(fork: ForkRun, tmp_path: Path) 
 
 
 # -- the command ----------------------------------------------------------------------------
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = 0
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_cli_report(fork: ForkRun, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

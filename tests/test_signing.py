@@ -33,12 +33,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import auditjournal.proofs.signing as signing
 from auditjournal import ExportSettings
-from auditjournal.cli import main
 from auditjournal.demo import DemoResult, run_demo
 from auditjournal.errors import DiskFullError, SigningKeyError, StorageError
 from auditjournal.evidence.verify import verify_export
 from auditjournal.proofs.signing import HMAC_KEY_ENV, generate_keypair, load_signer
 from faults import small_filesystem
+from shared import SealedDemo, run_cli
 
 SECRET = "hmac-test-secret-7f3a9c1e-never-print-me"
 OTHER_SECRET = "another-secret-for-forgeries-55d2"
@@ -80,31 +80,13 @@ def copy_export(result: DemoResult, to: Path) -> Path:
     return to
 
 
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 # -- recorded runs (one per module: recording is the slow part) ------------------------------
 
 
 @pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return generate_keypair(tmp_path_factory.mktemp("keys"))
-
-
-@pytest.fixture(scope="module")
-def ed_run(tmp_path_factory: pytest.TempPathFactory, keys: tuple[Path, Path]) -> DemoResult:
-    root = tmp_path_factory.mktemp("ed") / "audit"
-    settings = ExportSettings(chunk_size_bytes=6000, sign="ed25519", signing_key_file=str(keys[0]))
-    result = run_demo(root, rows=10, export=settings)
-    assert result.report.ok
-    return result
+def ed_run(sealed_demo: SealedDemo) -> DemoResult:
+    """Signed with conftest's ``keys``."""
+    return sealed_demo(10, chunk_size_bytes=6000)
 
 
 @pytest.fixture(scope="module")
@@ -384,7 +366,7 @@ def test_keys_never_appear_in_cli_output_exports_or_journals(
 
     def cli(*args: str | Path) -> int:
         argv = [str(a) for a in args]
-        code, out, err = run_cli(argv, capsys)
+        code, out, err = run_cli(capsys, *argv)
         outputs.append((argv, code, out, err))
         return code
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import typing
 import uuid
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -451,13 +450,6 @@ def source_row(i: int) -> dict[str, Any]:
         "tags": ["a"] * i,
         "meta": {"source": "feed", "score": i / 4},
     }
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[AuditStore]:
-    s = AuditStore.open(tmp_path / "audit")
-    yield s
-    s.close()
 
 
 def record_typed_run(store: AuditStore, export: ExportSettings | None = None) -> dict[str, str]:

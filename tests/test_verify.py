@@ -24,12 +24,10 @@ import rfc8785
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from auditjournal import ExportSettings, PayloadStore
-from auditjournal.cli import main
-from auditjournal.demo import run_demo
+from auditjournal import PayloadStore
 from auditjournal.evidence.verify import VerifyReport, verify_export
 from auditjournal.proofs.merkle import MerkleBuilder, leaf_hash
-from auditjournal.proofs.signing import generate_keypair
+from shared import Keys, SealedDemo, run_cli
 
 MANIFEST = "audit_trail.manifest.json"
 LISTING = "audit_trail.sha256"
@@ -47,21 +45,11 @@ class Recorded:
 
 
 @pytest.fixture(scope="module")
-def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
-    base = tmp_path_factory.mktemp("verify")
-    private, public = generate_keypair(base / "keys")
-    settings = ExportSettings(
-        chunk_size_bytes=12_000, sign="ed25519", signing_key_file=str(private)
-    )
-    root = base / "audit"
-    main_run = run_demo(root, rows=25, export=settings)
-    other = run_demo(root, rows=6, export=settings)
-    big_settings = ExportSettings(
-        chunk_size_bytes=40_000, sign="ed25519", signing_key_file=str(private)
-    )
-    big = run_demo(base / "big", rows=110, export=big_settings)
-    assert main_run.report.ok and other.report.ok and big.report.ok
-    return Recorded(root, main_run.run_id, other.run_id, public, big.root, big.run_id)
+def recorded(sealed_demo: SealedDemo, keys: Keys) -> Recorded:
+    main_run = sealed_demo(25, chunk_size_bytes=12_000)
+    other = sealed_demo(6, chunk_size_bytes=12_000, root=main_run.root)
+    big = sealed_demo(110, chunk_size_bytes=40_000)
+    return Recorded(main_run.root, main_run.run_id, other.run_id, keys.public, big.root, big.run_id)
 
 
 @dataclass(frozen=True)
@@ -124,16 +112,6 @@ def big_store(recorded: Recorded) -> Store:
     return Store(recorded.big_root, recorded.big_run_id, "", recorded.public_key)
 
 
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def parse_chunk(path: Path) -> list[dict[str, Any]]:
     """Our own reading of a chunk: a JSON array, one record per line."""
     records = json.loads(path.read_text())
@@ -179,11 +157,11 @@ def test_untampered_export_is_valid_line_by_line(
     assert "," in f"{len(records):,}"
     assert report.summary() == summary
 
-    code, out, err = run_cli(store.cli_args(), capsys)
+    code, out, err = run_cli(capsys, *store.cli_args())
     assert code == 0, err
     assert out.splitlines() == [f"{name}: valid" for name in expected_files] + [summary]
 
-    code, out, _ = run_cli([*store.cli_args(), "--json"], capsys)
+    code, out, _ = run_cli(capsys, *store.cli_args(), "--json")
     assert code == 0
     data = json.loads(out)
     assert data["ok"] is True
@@ -430,7 +408,7 @@ def test_tampering_is_reported_naming_the_file(
     assert re.search(REASONS[target, op], line), line
     assert report.summary().endswith(": INVALID")
 
-    code, out, err = run_cli(store.cli_args(run_id), capsys)
+    code, out, err = run_cli(capsys, *store.cli_args(run_id))
     assert code == 1, (out, err)
     assert "Traceback" not in out + err
     assert any("INVALID" in line and mention in line for line in out.splitlines()), out
@@ -473,7 +451,7 @@ def test_chunk_from_another_run_is_invalid(
     assert not report.ok
     (line,) = [c for c in report.checks if c.file == victim.name]
     assert not line.ok and "another run" in line.reason
-    code, out, _ = run_cli(store.cli_args(), capsys)
+    code, out, _ = run_cli(capsys, *store.cli_args())
     assert code == 1
     assert f"{victim.name}: INVALID" in out
 
@@ -589,7 +567,7 @@ def test_resigned_with_another_key_is_invalid_in_the_cli(
     path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     report = store.verify()
     assert not report.ok and report.signature == "INVALID"
-    code, out, _ = run_cli(store.cli_args(), capsys)
+    code, out, _ = run_cli(capsys, *store.cli_args())
     assert code == 1
     assert re.search(r"^audit_trail\.manifest\.json: INVALID: signature: ", out, re.M)
     assert "manifest signature INVALID" in out.splitlines()[-1]
@@ -616,7 +594,7 @@ def test_missing_and_unlisted_files(store: Store, capsys: pytest.CaptureFixture[
     assert invalid_lines(report) == [f"{LISTING}: INVALID: missing"]
 
     (store.export() / MANIFEST).unlink()
-    code, _, err = run_cli(["verify", str(store.export())], capsys)
+    code, _, err = run_cli(capsys, "verify", store.export())
     assert code == 2
     assert err.strip() == (
         f"auditjournal: error: {store.export()} holds no *.manifest.json (is the export sealed?)"

@@ -22,12 +22,12 @@ from typing import Any
 import pytest
 
 from auditjournal import AuditStore, ExportSettings, PayloadStore
-from auditjournal.demo import run_demo
 from auditjournal.evidence.verify import FileCheck, VerifyReport, verify_export
 from auditjournal.export.projector import encode_manifest
 from auditjournal.export.replay import replay_export
 from auditjournal.journal.files import JournalReader
 from auditjournal.proofs.merkle import MerkleBuilder, leaf_hash
+from shared import SealedDemo
 
 MANIFEST = "audit_trail.manifest.json"
 LISTING = "audit_trail.sha256"
@@ -42,13 +42,10 @@ class Recorded:
 
 
 @pytest.fixture(scope="module")
-def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
-    base = tmp_path_factory.mktemp("checks")
-    settings = ExportSettings(chunk_size_bytes=6_000)
-    run = run_demo(base / "audit", rows=3, export=settings)
-    other = run_demo(base / "other", rows=2, export=settings)
-    assert run.report.ok and other.report.ok
-    return Recorded(base / "audit", run.run_id, base / "other", other.run_id)
+def recorded(sealed_demo: SealedDemo) -> Recorded:
+    run = sealed_demo(3, chunk_size_bytes=6_000, signed=False)
+    other = sealed_demo(2, chunk_size_bytes=6_000, signed=False)
+    return Recorded(run.root, run.run_id, other.root, other.run_id)
 
 
 def chunk_bytes(records: list[bytes]) -> bytes:

@@ -33,7 +33,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from auditjournal import AuditStore, ExportSettings, replay_export
-from auditjournal.demo import run_demo
 from auditjournal.errors import AuditJournalError
 from auditjournal.evidence.extract import Selection, extract_bundle, read_bundle, verify_bundle
 from auditjournal.evidence.reimport import load_rows
@@ -41,7 +40,7 @@ from auditjournal.evidence.verify import verify_export
 from auditjournal.export.tail import ExportTail
 from auditjournal.journal.files import JournalReader, genesis_chain
 from auditjournal.journal.lines import SUFFIX_LEN, read_entry, seal
-from auditjournal.proofs.signing import generate_keypair
+from shared import Keys, SealedDemo
 
 FAST = 40  # examples per reader in the default suite
 DEEP = 1500  # with -m slow
@@ -198,12 +197,9 @@ def visible_files(directory: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def fx(tmp_path_factory: pytest.TempPathFactory) -> Fixture:
+def fx(tmp_path_factory: pytest.TempPathFactory, sealed_demo: SealedDemo, keys: Keys) -> Fixture:
     base = tmp_path_factory.mktemp("fuzz")
-    private, public = generate_keypair(base / "keys")
-    settings_ = ExportSettings(chunk_size_bytes=4000, sign="ed25519", signing_key_file=str(private))
-    demo = run_demo(base / "audit", rows=4, export=settings_)
-    assert demo.report.ok
+    demo = sealed_demo(4, chunk_size_bytes=4000)
     bundle = extract_bundle(demo.export_dir, Selection(seqs=frozenset({2, 3, 20})))
     # a run whose export is checkpointed halfway, for the checkpoint fuzzing
     root = base / "journal-store"
@@ -236,7 +232,7 @@ def fx(tmp_path_factory: pytest.TempPathFactory) -> Fixture:
             projector.close()
     return Fixture(
         demo.export_dir,
-        public,
+        keys.public,
         json.dumps(bundle, indent=1).encode(),
         checkpoint,
         visible_files(clean.parent),

@@ -27,11 +27,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from auditjournal import ExportSettings, PayloadStore
+from auditjournal import PayloadStore
 from auditjournal.cli import main
-from auditjournal.demo import run_demo
 from auditjournal.evidence.verify import VerifyReport, verify_export
-from auditjournal.proofs.signing import generate_keypair
+from shared import Keys, SealedDemo
 
 CHUNK_RE = re.compile(r"^audit_trail\.\d{3,}\.json$")
 TEXT_TARGETS = ("chunk", "manifest", "listing", "journal")
@@ -89,13 +88,9 @@ class Recorded:
 
 
 @pytest.fixture(scope="module")
-def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
-    base = tmp_path_factory.mktemp("tamper")
-    private, public = generate_keypair(base / "keys")
-    settings_ = ExportSettings(chunk_size_bytes=4000, sign="ed25519", signing_key_file=str(private))
-    run = run_demo(base / "audit", rows=8, export=settings_)
-    other = run_demo(base / "other", rows=5, export=settings_)
-    assert run.report.ok and other.report.ok
+def recorded(sealed_demo: SealedDemo, keys: Keys) -> Recorded:
+    run = sealed_demo(8, chunk_size_bytes=4000)
+    other = sealed_demo(5, chunk_size_bytes=4000)
     foreign = sorted(p for p in other.export_dir.iterdir() if CHUNK_RE.match(p.name))
     lines = [
         line.lstrip(b",")
@@ -103,7 +98,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
         for line in path.read_bytes().split(b"\n")
         if line not in (b"[", b"]", b"")
     ]
-    return Recorded(run.root, run.run_id, public, foreign, lines)
+    return Recorded(run.root, run.run_id, keys.public, foreign, lines)
 
 
 def test_the_untouched_store_is_valid(recorded: Recorded) -> None:
