@@ -46,7 +46,8 @@ from .errors import (
 from .evidence.extract import Selection, extract_bundle, read_bundle, verify_bundle
 from .evidence.reimport import TypedRow, load_rows
 from .evidence.verify import VerifyReport, verify_export
-from .export.projector import ExportPaths, ExportProjector, LiveExport, SealResult
+from .export.manifest import ExportPaths
+from .export.projector import ExportProjector, LiveExport, SealResult
 from .export.replay import replay_export
 from .export.tail import ExportTail, TailFilter
 from .journal.files import Journal, JournalPosition, JournalReader, Recovery

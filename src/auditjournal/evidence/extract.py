@@ -32,11 +32,12 @@ from ..errors import (
     SignatureError,
 )
 from ..export.chunks import iter_chunk_records
+from ..export.manifest import read_manifest
 from ..fs.safeio import MAX_BUNDLE_BYTES, check_canonical, decode_strict, plain_name, read_regular
 from ..model.canonical import canonical_json
 from ..proofs.merkle import inclusion_proof, leaf_hash, root_from_inclusion_proof
 from ..proofs.signing import check_signature
-from .verify import find_manifest, load_manifest
+from .verify import find_manifest
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -124,7 +125,7 @@ def extract_bundle(export: Path, selection: Selection) -> dict[str, Any]:
         raise AuditJournalError("nothing selected: give a row, token, node or seq")
     manifest_path = find_manifest(export)
     try:
-        raw, parsed = load_manifest(manifest_path)
+        raw, parsed = read_manifest(manifest_path)
     except FileNotFoundError:
         raise ExportNotFoundError(f"{manifest_path} is missing") from None
     except MalformedEvidenceError as exc:

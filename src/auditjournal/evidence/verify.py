@@ -40,12 +40,22 @@ from ..errors import (
     MalformedEvidenceError,
     SignatureError,
 )
-from ..export.projector import MANIFEST_FORMAT, encode_manifest
+from ..export.manifest import (
+    MANIFEST_FORMAT,
+    MANIFEST_SUFFIX,
+    MERKLE_TREE,
+    SHA256SUMS_SUFFIX,
+    ChunkEntry,
+    ExportPaths,
+    Manifest,
+    encode_manifest,
+    prefix_name_of,
+    read_manifest,
+    sha256sums_text,
+)
 from ..export.replay import replay_export
 from ..fs.safeio import (
     MAX_LISTING_BYTES,
-    MAX_MANIFEST_BYTES,
-    decode_strict,
     open_regular,
     plain_name,
     read_regular,
@@ -73,44 +83,6 @@ _REF_FIELDS: Final = (
     "response_ref",
     "sink_input_ref",
 )
-
-
-class ChunkEntry(msgspec.Struct, forbid_unknown_fields=True):
-    file: str
-    sha256: str
-    bytes: int
-    record_count: int
-    first_seq: int
-    last_seq: int
-
-
-class JournalHead(msgspec.Struct, forbid_unknown_fields=True):
-    seq: int
-    chain: str
-
-
-class Signature(msgspec.Struct, forbid_unknown_fields=True):
-    algorithm: str
-    key_id: str
-    value: str
-
-
-class Manifest(msgspec.Struct, forbid_unknown_fields=True):
-    """The sealed manifest, as ``verify`` requires it to be."""
-
-    format: str
-    run_id: str
-    run_status: str
-    chunk_count: int
-    chunk_size_bytes: int | None
-    total_record_count: int
-    include_payloads: bool
-    chunks: list[ChunkEntry]
-    journal_head: JournalHead
-    merkle_tree: str
-    merkle_root: str
-    sealed_at: str
-    signature: Signature | None = None
 
 
 class _RecordHead(msgspec.Struct):
@@ -153,7 +125,7 @@ class VerifyReport:
         chunks_ok = sum(
             1
             for c in self.checks
-            if c.ok and c.file.endswith(".json") and not c.file.endswith(".manifest.json")
+            if c.ok and c.file.endswith(".json") and not c.file.endswith(MANIFEST_SUFFIX)
         )
         return (
             f"{chunks_ok}/{self.chunk_count} chunks valid, manifest signature {self.signature}, "
@@ -178,22 +150,19 @@ def find_manifest(export: Path) -> Path:
     if export.is_file():
         return export
     if export.is_dir():
-        found = sorted(export.glob("*.manifest.json"))
+        found = sorted(export.glob(f"*{MANIFEST_SUFFIX}"))
         if len(found) == 1:
             return found[0]
         if not found:
-            raise ExportNotFoundError(f"{export} holds no *.manifest.json (is the export sealed?)")
+            raise ExportNotFoundError(
+                f"{export} holds no *{MANIFEST_SUFFIX} (is the export sealed?)"
+            )
         raise ExportNotFoundError(f"{export} holds several manifests; name one")
     raise ExportNotFoundError(f"{export} does not exist")
 
 
-def load_manifest(path: Path) -> tuple[bytes, Manifest]:
-    """The manifest file's bytes and their parsed form, read as evidence (a regular file
-    only, bounded, no duplicate members, every field of the right type; a missing file is
-    ``FileNotFoundError``). The chunk entries are not checked here (:func:`verify_export`
-    does)."""
-    raw = read_regular(path, "manifest", MAX_MANIFEST_BYTES)
-    return raw, decode_strict(raw, f"{path.name}", Manifest)
+load_manifest = read_manifest
+"""The manifest's bytes and parsed form (:func:`auditjournal.export.manifest.read_manifest`)."""
 
 
 def verify_export(
@@ -215,7 +184,7 @@ def verify_export(
     manifest_path = find_manifest(export)
     report = VerifyReport(manifest_path)
     directory = manifest_path.parent
-    prefix_name = manifest_path.name[: -len(".manifest.json")]
+    prefix_name = prefix_name_of(manifest_path)
     try:
         raw, manifest = load_manifest(manifest_path)
         _check_manifest_fields(manifest)
@@ -240,7 +209,7 @@ def verify_export(
         report.signature = "INVALID"
         manifest_check.ok, manifest_check.reason = False, f"signature: {exc}"
 
-    report.checks.append(_check_listing(directory / f"{prefix_name}.sha256", manifest))
+    report.checks.append(_check_listing(directory / f"{prefix_name}{SHA256SUMS_SUFFIX}", manifest))
     merkle = MerkleBuilder()
     folded = True  # every chunk's subtrees were hashed at the leaf offset they landed at
     last_seq = 0
@@ -290,7 +259,7 @@ def _check_manifest_fields(m: Manifest) -> None:
         raise ValueError(f"unknown format {m.format!r}")
     if m.chunk_count != len(m.chunks):
         raise ValueError(f"chunk_count {m.chunk_count} but {len(m.chunks)} chunks listed")
-    if m.merkle_tree != "rfc6962-sha256" or not _HEX64.fullmatch(m.merkle_root):
+    if m.merkle_tree != MERKLE_TREE or not _HEX64.fullmatch(m.merkle_root):
         raise ValueError("merkle_tree/merkle_root malformed")
     names = [plain_name(c.file, "chunk file") for c in m.chunks]
     if len(set(names)) != len(names):
@@ -301,7 +270,7 @@ def _check_manifest_fields(m: Manifest) -> None:
 
 
 def _check_listing(path: Path, manifest: Manifest) -> FileCheck:
-    expected = "".join(f"{c.sha256}  {c.file}\n" for c in manifest.chunks).encode()
+    expected = sha256sums_text(manifest.chunks)
     try:
         actual = read_regular(path, "listing", MAX_LISTING_BYTES)
     except FileNotFoundError:
@@ -540,7 +509,7 @@ def _check_against_journal(
                     FileCheck(name, False, f"{where}: the journal has no run_completed event"),
                     payload_check,
                 ]
-            fresh = msgspec.json.decode((Path(tmp) / f"{prefix_name}.manifest.json").read_bytes())
+            fresh = msgspec.json.decode(ExportPaths(Path(tmp) / prefix_name).manifest.read_bytes())
     except AuditJournalError as exc:
         return [FileCheck(name, False, str(exc)), payload_check]
     ours = msgspec.json.decode(raw)

@@ -39,6 +39,7 @@ from ..errors import StorageError
 from ..fs.safeio import open_regular
 from ..fs.storage import open_file, storage_error
 from ..proofs.merkle import MerkleBuilder, leaf_hash
+from .manifest import chunk_name
 
 __all__ = ["ChunkInfo", "ChunkWriter", "chunk_name", "iter_chunk_records"]
 
@@ -46,11 +47,6 @@ _MAX_QUEUED = 2  # blocks handed to the I/O thread and not yet written
 _MAX_UNSYNCED = 8  # closed chunks handed to the sync thread and not yet fsynced
 _OPEN = b"[\n"
 _CLOSE = b"]\n"
-
-
-def chunk_name(prefix_name: str, index: int, single_file: bool) -> str:
-    """``audit_trail.000.json`` ... (3 digits minimum), or ``audit_trail.json`` unchunked."""
-    return f"{prefix_name}.json" if single_file else f"{prefix_name}.{index:03d}.json"
 
 
 @dataclass

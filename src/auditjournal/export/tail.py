@@ -15,18 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from ..errors import CorruptJournalError, MalformedEvidenceError
-from ..fs.safeio import MAX_MANIFEST_BYTES, decode_strict, open_regular, read_regular
-from .chunks import chunk_name
-from .projector import ExportPaths
+from ..fs.safeio import decode_strict, open_regular
+from .manifest import ExportPaths, read_manifest
 
 __all__ = ["ExportTail", "TailFilter"]
-
-
-class _SealedManifest(msgspec.Struct):
-    chunk_count: int
 
 
 @dataclass(frozen=True)
@@ -81,10 +74,10 @@ class ExportTail:
             self._skip_to_end()
 
     def _chunk_path(self, index: int) -> Path:
-        single = self.paths.prefix.with_name(self.paths.prefix.name + ".json")
+        single = self.paths.chunk(0, single_file=True)
         if index == 0 and single.exists():
             return single
-        return self.paths.directory / chunk_name(self.paths.prefix.name, index, False)
+        return self.paths.chunk(index)
 
     def poll(self) -> list[dict[str, Any]]:
         """Records that landed since the last poll (filtered), in export order."""
@@ -127,11 +120,10 @@ class ExportTail:
 
     def _check_sealed(self) -> None:
         try:
-            raw = read_regular(self.paths.manifest, "manifest", MAX_MANIFEST_BYTES)
+            _raw, manifest = read_manifest(self.paths.manifest)
         except FileNotFoundError:
             return  # not sealed yet (the manifest is written atomically: never half of it)
-        count = decode_strict(raw, f"{self.paths.manifest}", _SealedManifest).chunk_count
-        self.sealed = self.index >= count
+        self.sealed = self.index >= manifest.chunk_count
 
     def _skip_to_end(self) -> None:
         while self._chunk_path(self.index + 1).exists():

@@ -26,8 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from ..errors import AuditJournalError, DatabaseError, RowNotFoundError, RunNotFoundError
-from ..export.chunks import chunk_name
-from ..export.projector import ExportPaths
+from ..export.manifest import ExportPaths, chunk_name, prefix_name_of
 from ..fs.safeio import MAX_MANIFEST_BYTES, read_regular
 from ..model.records import iso
 from ..model.settings import ExportSettings
@@ -238,7 +237,7 @@ def export_state(store: AuditStore, run_id: str, run: Row[Any] | None) -> dict[s
 
 
 def _has_chunks(manifest: Path) -> bool:
-    prefix = manifest.name.removesuffix(".manifest.json")
+    prefix = prefix_name_of(manifest)
     first = (chunk_name(prefix, 0, False), chunk_name(prefix, 0, True))
     return any((manifest.parent / name).exists() for name in first)
 
