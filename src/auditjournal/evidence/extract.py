@@ -32,16 +32,20 @@ from ..errors import (
     SignatureError,
 )
 from ..export.chunks import iter_chunk_records
-from ..export.manifest import read_manifest
+from ..export.manifest import Manifest, read_manifest
 from ..fs.safeio import MAX_BUNDLE_BYTES, check_canonical, decode_strict, plain_name, read_regular
 from ..model.canonical import canonical_json
+from ..model.recordtypes import AnyRecord
 from ..proofs.merkle import inclusion_proof, leaf_hash, root_from_inclusion_proof
 from ..proofs.signing import check_signature
 from .verify import find_manifest
 
 __all__ = [
     "BUNDLE_FORMAT",
+    "Bundle",
+    "BundleItem",
     "BundleReport",
+    "BundleSelection",
     "Selection",
     "extract_bundle",
     "read_bundle",
@@ -49,6 +53,36 @@ __all__ = [
 ]
 
 BUNDLE_FORMAT: Final = "auditjournal-bundle/1"
+
+
+class BundleSelection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """What the bundle was extracted for (:meth:`Selection.describe`)."""
+
+    row_id: str | None = None
+    token_id: str | None = None
+    node_id: str | None = None
+    seqs: list[int] | None = None
+
+
+class BundleItem(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One record of the export, where it is and its RFC 6962 inclusion proof (hex)."""
+
+    index: int
+    chunk: str
+    record: AnyRecord
+    proof: list[str]
+
+
+class Bundle(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A bundle file, as :func:`extract_bundle` writes it (``schemas/bundle.schema.json``).
+
+    ``manifest`` is the export's manifest as it is (signed); ``tree_size`` its record count."""
+
+    format: str
+    manifest: Manifest
+    tree_size: int
+    selection: BundleSelection
+    records: list[BundleItem]
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,7 @@ from ..fs.safeio import (
 )
 from ..journal.files import JournalReader, segment_name
 from ..model.events import ExportFailed, ExportSealed, RunStarted
-from ..model.records import RECORD_TYPES
+from ..model.recordtypes import RECORD_TYPES, REF_FIELDS
 from ..model.settings import ExportSettings
 from ..payloads.store import PayloadStore
 from ..proofs.merkle import MerkleBuilder, range_subtrees
@@ -74,15 +74,6 @@ _BLOCK: Final = 4 << 20
 _PARALLEL_BYTES: Final = 64 << 20  # smaller exports are verified in this process
 _HEX64: Final = re.compile(r"[0-9a-f]{64}")
 _KNOWN_TYPES: Final = frozenset(RECORD_TYPES)
-_REF_FIELDS: Final = (
-    "source_data_ref",
-    "input_data_ref",
-    "output_data_ref",
-    "reason_ref",
-    "request_ref",
-    "response_ref",
-    "sink_input_ref",
-)
 
 
 class _RecordHead(msgspec.Struct):
@@ -545,7 +536,7 @@ def _scan_journal(
                 sealed.append(event)
             elif type(event) is ExportFailed:
                 failed = True
-            for field_name in _REF_FIELDS:
+            for field_name in REF_FIELDS:
                 ref = getattr(event, field_name, None)
                 if ref is not None and not payload_problem:
                     try:
