@@ -65,7 +65,7 @@ from ..model.events import ExportFailed, ExportSealed, RunStarted
 from ..model.recordtypes import RECORD_TYPES, REF_FIELDS
 from ..model.settings import ExportSettings
 from ..payloads.store import PayloadStore
-from ..proofs.merkle import MerkleBuilder, range_subtrees
+from ..proofs.merkle import MerkleBuilder, leaf_hash, range_subtrees
 from ..proofs.signing import check_signature
 
 __all__ = ["FileCheck", "VerifyReport", "find_manifest", "load_manifest", "verify_export"]
@@ -205,11 +205,11 @@ def verify_export(
     folded = True  # every chunk's subtrees were hashed at the leaf offset they landed at
     last_seq = 0
     for entry, scan in _scan_chunks(directory, manifest, progress):
-        problem, subtrees, count, first, last, _size = scan
+        problem, count, first, last = scan.problem, scan.count, scan.first, scan.last
         if not problem and first is not None and first < last_seq:
             problem = f"first seq {first} goes backwards (the chunk before ends at {last_seq})"
         if folded and count == entry.record_count:
-            for width, node in subtrees:
+            for width, node in scan.subtrees:
                 merkle.add_subtree(width, node)
         else:
             # a count differs from the manifest's, so later chunks were hashed at the
@@ -273,17 +273,30 @@ def _check_listing(path: Path, manifest: Manifest) -> FileCheck:
     return FileCheck(path.name, True)
 
 
-_Entry = tuple[str, int, str, int, int, int]  # file, bytes, sha256, record_count, first, last
 _Subtrees = list[tuple[int, bytes]]
-_Scan = tuple[str, _Subtrees, int, int | None, int | None, int]
-# problem, Merkle subtrees of its records, record count, first seq, last seq, size
+
+
+@dataclass(frozen=True)
+class ChunkScan:
+    """What checking one chunk on its own found."""
+
+    problem: str
+    """Empty if the chunk is valid."""
+    subtrees: _Subtrees
+    """The Merkle subtrees its records fill (:func:`range_subtrees`)."""
+    count: int
+    """Records read."""
+    first: int | None
+    last: int | None
+    """Seq of its first and last record (None: no record read)."""
+    size: int
+    """Bytes read."""
 
 
 def _scan_chunk(
-    path: str, entry: _Entry, run_id: str, leaf_offset: int, threaded: bool = True
-) -> _Scan:
-    """Check one chunk on its own; return (problem, Merkle subtrees, records, first seq,
-    last seq, size).
+    path: str, entry: ChunkEntry, run_id: str, leaf_offset: int, threaded: bool = True
+) -> ChunkScan:
+    """Check one chunk against its manifest ``entry``, on its own.
 
     A plain function of plain values, so a worker process can run it. Its
     records are leaves ``leaf_offset``... of the export's Merkle tree; it returns
@@ -293,20 +306,18 @@ def _scan_chunk(
     while this thread checks the lines and hashes the tree; worker processes, which
     already keep every core busy, hash inline. Lines are memoryview slices: no copies.
     """
-    _file, expected_bytes, expected_sha, expected_count, expected_first, expected_last = entry
     try:
         fd = open_regular(path, "chunk")
     except FileNotFoundError:
-        return "missing", [], 0, None, None, 0
+        return ChunkScan("missing", [], 0, None, None, 0)
     except AuditJournalError as exc:
-        return str(exc), [], 0, None, None, 0
+        return ChunkScan(str(exc), [], 0, None, None, 0)
     hasher = hashlib.sha256()
     subtrees: _Subtrees = []  # each block's leaves as aligned subtrees (range_subtrees)
     count = previous = 0
     first = last = None
     problem = ""
     state = "open"  # open -> first (record) -> records -> closed
-    leaf_prefix = hashlib.sha256(b"\x00")  # copying a primed hash beats a new one
     decode = _HEAD_DECODER.decode
     known = _KNOWN_TYPES
     with open(fd, "rb") as fh:
@@ -358,9 +369,7 @@ def _scan_chunk(
                 previous = last = seq
                 if first is None:
                     first = seq
-                h = leaf_prefix.copy()
-                h.update(record)
-                leaves.append(h.digest())
+                leaves.append(leaf_hash(record))
                 count += 1
             record.release()
             view.release()
@@ -371,16 +380,16 @@ def _scan_chunk(
             problem = "file does not end with a newline"
         elif state != "closed":
             problem = "no closing ']' (chunk not sealed or truncated)"
-        elif size != expected_bytes:
-            problem = f"{size} bytes, manifest says {expected_bytes}"
-        elif hasher.hexdigest() != expected_sha:
+        elif size != entry.bytes:
+            problem = f"{size} bytes, manifest says {entry.bytes}"
+        elif hasher.hexdigest() != entry.sha256:
             problem = "sha256 does not match the manifest"
-        elif count != expected_count:
-            problem = f"{count} records, manifest says {expected_count}"
-        elif (first, last) != (expected_first, expected_last):
-            listed = f"{expected_first}..{expected_last}"
+        elif count != entry.record_count:
+            problem = f"{count} records, manifest says {entry.record_count}"
+        elif (first, last) != (entry.first_seq, entry.last_seq):
+            listed = f"{entry.first_seq}..{entry.last_seq}"
             problem = f"seq range {first}..{last}, manifest says {listed}"
-    return problem, subtrees, count, first, last, size
+    return ChunkScan(problem, subtrees, count, first, last, size)
 
 
 class _LineBlocks:
@@ -430,13 +439,12 @@ class _LineBlocks:
 
 def _scan_chunks(
     directory: Path, manifest: Manifest, progress: Callable[[int], None] | None
-) -> Iterator[tuple[ChunkEntry, _Scan]]:
+) -> Iterator[tuple[ChunkEntry, ChunkScan]]:
     """Every chunk's scan, in order; on a second core (worker processes) for big exports."""
     jobs = []
     offset = 0  # leaf index of the chunk's first record, if the manifest's counts hold
     for c in manifest.chunks:
-        entry = (c.file, c.bytes, c.sha256, c.record_count, c.first_seq, c.last_seq)
-        jobs.append((str(directory / c.file), entry, manifest.run_id, offset))
+        jobs.append((str(directory / c.file), c, manifest.run_id, offset))
         offset += max(c.record_count, 0)
     total = sum(c.bytes for c in manifest.chunks)
     workers = min(os.cpu_count() or 1, 2)
@@ -444,12 +452,12 @@ def _scan_chunks(
         for chunk, job in zip(manifest.chunks, jobs, strict=True):
             result = _scan_chunk(*job)
             if progress is not None:
-                progress(result[5])
+                progress(result.size)
             yield chunk, result
         return
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        pending: deque[Future[_Scan]] = deque()
+        pending: deque[Future[ChunkScan]] = deque()
         queued = iter(jobs)
         for chunk in manifest.chunks:
             while len(pending) < 2 * workers:
@@ -459,7 +467,7 @@ def _scan_chunks(
                 pending.append(pool.submit(_scan_chunk, *upcoming, False))
             result = pending.popleft().result()
             if progress is not None:
-                progress(result[5])
+                progress(result.size)
             yield chunk, result
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import CorruptJournalError, MalformedEvidenceError
+from ..errors import CorruptExportError, MalformedEvidenceError
 from ..fs.safeio import decode_strict, open_regular
 from .manifest import ExportPaths, read_manifest
 
@@ -105,7 +105,7 @@ class ExportTail:
                 try:
                     value = decode_strict(record, f"{path}: record line")
                 except MalformedEvidenceError as exc:
-                    raise CorruptJournalError(f"{path}: unreadable record line: {exc}") from None
+                    raise CorruptExportError(f"{path}: unreadable record line: {exc}") from None
                 self.seen += 1
                 if self.filter(value):
                     self.shown += 1
