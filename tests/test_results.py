@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from auditjournal import ExportSettings
 from auditjournal.evidence.extract import BundleCheck, BundleReport
 from auditjournal.evidence.verify import ChunkScan, _scan_chunk
+from auditjournal.export.chunks import ChunkLines
 from auditjournal.export.manifest import ChunkEntry
 from auditjournal.export.replay import RECORDED, replay_settings
 from auditjournal.journal.lines import CHAIN_TAIL, seal, stored_chain
@@ -122,3 +123,62 @@ def test_a_chunk_scan_names_what_it_found(tmp_path: Path) -> None:
     assert _scan_chunk(str(path), wrong, "r", 0).problem == "seq range 3..5, manifest says 3..6"
     os.unlink(path)
     assert _scan_chunk(str(path), entry, "r", 0).problem == "missing"
+
+
+# -- the one chunk-line reader ----------------------------------------------------------------
+
+
+def _chunk(records: list[bytes]) -> bytes:
+    body = b"".join((b"" if i == 0 else b",") + r + b"\n" for i, r in enumerate(records))
+    return b"[\n" + body + b"]\n"
+
+
+def _read(data: bytes, cuts: list[int], strict: bool) -> tuple[list[bytes], ChunkLines]:
+    """Feed ``data`` in blocks of whole lines ending near the ``cuts``, as readers do."""
+    lines = ChunkLines(strict=strict)
+    out: list[bytes] = []
+    carry = b""
+    for a, b in zip([0, *sorted(cuts)], [*sorted(cuts), len(data)], strict=True):
+        block = carry + data[a:b]
+        end = block.rfind(b"\n") + 1
+        carry = block[end:]
+        view = memoryview(bytearray(block))
+        out += [bytes(r) for r in lines.records(view.obj, end, view)]  # type: ignore[arg-type]
+        view.release()
+    return out, lines
+
+
+@given(
+    st.lists(st.binary(min_size=1, max_size=30).filter(lambda b: b"\n" not in b), max_size=8),
+    st.lists(st.integers(0, 400), max_size=6),
+)
+def test_the_chunk_reader_yields_the_records_whatever_the_blocks(
+    records: list[bytes], cuts: list[int]
+) -> None:
+    records = [b"{" + r + b"}" for r in records]  # never a bare "[" or "]" line
+    data = _chunk(records)
+    cuts = [c for c in cuts if c <= len(data)]
+    for strict in (True, False):
+        got, lines = _read(data, cuts, strict)
+        assert got == records
+        assert lines.closed and not lines.problem and lines.count == len(records)
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        (b'{"a":1}\n]\n', "first line is not '['"),
+        (b"]\n", "first line is not '['"),
+        (b'[\n{"a":1}\n{"b":2}\n]\n', "record line 2 lacks its leading ','"),
+        (b'[\n{"a":1}\n]\n,{"b":2}\n', "content after the closing ']'"),
+        (b'[\n{"a":1}\n]\n]\n', "content after the closing ']'"),
+    ],
+)
+def test_the_strict_chunk_reader_says_where_the_layout_breaks(data: bytes, problem: str) -> None:
+    _records, lines = _read(data, [], strict=True)
+    assert lines.problem == problem
+
+
+def test_the_lenient_chunk_reader_skips_brackets_and_separators() -> None:
+    got, lines = _read(b'{"a":1}\n[\n,{"b":2}\n]\n', [], strict=False)
+    assert got == [b'{"a":1}', b'{"b":2}'] and lines.closed and not lines.problem

@@ -40,6 +40,7 @@ from ..errors import (
     MalformedEvidenceError,
     SignatureError,
 )
+from ..export.chunks import ChunkLines
 from ..export.manifest import (
     MANIFEST_FORMAT,
     MANIFEST_SUFFIX,
@@ -317,7 +318,7 @@ def _scan_chunk(
     count = previous = 0
     first = last = None
     problem = ""
-    state = "open"  # open -> first (record) -> records -> closed
+    lines = ChunkLines(strict=True)
     decode = _HEAD_DECODER.decode
     known = _KNOWN_TYPES
     with open(fd, "rb") as fh:
@@ -326,34 +327,9 @@ def _scan_chunk(
             if problem:
                 continue
             view = memoryview(data)
-            record = view[:0]  # the views are released before the buffer is reused
             leaves: list[bytes] = []
             block_start = leaf_offset + count
-            pos = 0
-            find = data.find
-            while (newline := find(b"\n", pos, end)) >= 0:
-                start, pos = pos, newline + 1
-                if state != "records":
-                    if state == "open":
-                        if newline - start != 1 or data[start] != 0x5B:  # "["
-                            problem = "first line is not '['"
-                            break
-                        state = "first"
-                        continue
-                    if state == "closed":
-                        problem = "content after the closing ']'"
-                        break
-                if newline - start == 1 and data[start] == 0x5D:  # "]"
-                    state = "closed"
-                    continue
-                if state == "first":
-                    state = "records"
-                elif data[start] == 0x2C:  # ","
-                    start += 1
-                else:
-                    problem = f"record line {count + 1} lacks its leading ','"
-                    break
-                record = view[start:newline]
+            for record in lines.records(data, end, view):
                 try:
                     head = decode(record)
                 except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
@@ -371,14 +347,15 @@ def _scan_chunk(
                     first = seq
                 leaves.append(leaf_hash(record))
                 count += 1
-            record.release()
+            problem = problem or lines.problem
+            record = b""  # the last record's view is dropped before the buffer is reused
             view.release()
             subtrees += range_subtrees(leaves, block_start)
     size = blocks.size
     if not problem:
         if blocks.leftover:
             problem = "file does not end with a newline"
-        elif state != "closed":
+        elif not lines.closed:
             problem = "no closing ']' (chunk not sealed or truncated)"
         elif size != entry.bytes:
             problem = f"{size} bytes, manifest says {entry.bytes}"

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..errors import CorruptExportError, MalformedEvidenceError
 from ..fs.safeio import decode_strict, open_regular
+from .chunks import ChunkLines
 from .manifest import ExportPaths, read_manifest
 
 __all__ = ["ExportTail", "TailFilter"]
@@ -69,7 +70,7 @@ class ExportTail:
         self.shown = 0
         self.sealed = False
         self._carry = b""
-        self._closed_current = False
+        self._lines = ChunkLines()  # of the current chunk
         if from_end:
             self._skip_to_end()
 
@@ -95,13 +96,7 @@ class ExportTail:
             data = self._carry + raw if self._carry else raw
             end = data.rfind(b"\n") + 1
             self._carry = data[end:]
-            for line in data[:end].split(b"\n")[:-1]:
-                if line == b"[":
-                    continue
-                if line == b"]":
-                    self._closed_current = True
-                    continue
-                record = line[1:] if line[:1] == b"," else line
+            for record in self._lines.byte_records(data, end):
                 try:
                     value = decode_strict(record, f"{path}: record line")
                 except MalformedEvidenceError as exc:
@@ -110,13 +105,13 @@ class ExportTail:
                 if self.filter(value):
                     self.shown += 1
                     out.append(value)
-            if not self._closed_current:
+            if not self._lines.closed:
                 self._check_sealed()
                 return out
             self.index += 1
             self.offset = 0
             self._carry = b""
-            self._closed_current = False
+            self._lines = ChunkLines()
 
     def _check_sealed(self) -> None:
         try:
@@ -134,11 +129,12 @@ class ExportTail:
                 data = fh.read()
             end = data.rfind(b"\n") + 1
             self.offset = end
-            self._closed_current = data[:end].endswith(b"\n]\n")
-            if self._closed_current:
+            for _ in self._lines.byte_records(data, end):
+                pass  # skipped: only whether the chunk is closed matters
+            if self._lines.closed:
                 self.index += 1
                 self.offset = 0
-                self._closed_current = False
+                self._lines = ChunkLines()
 
     def follow(
         self, *, poll_interval: float = 0.02, timeout: float | None = None

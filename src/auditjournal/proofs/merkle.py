@@ -50,7 +50,7 @@ _LEAF_PREFIX = _sha256(b"\x00")  # copying a primed hash is cheaper than startin
 EMPTY_ROOT = _sha256(b"").digest()  # the root of a tree of no leaves (RFC 9162 2.1.1)
 
 
-def leaf_hash(data: bytes | memoryview) -> bytes:
+def leaf_hash(data: bytes | bytearray | memoryview) -> bytes:
     h = _LEAF_PREFIX.copy()
     h.update(data)
     return h.digest()
