@@ -4,6 +4,7 @@ bundle report's lines, the chain value stored in a journal line, one chunk's sca
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 from pathlib import Path
 
@@ -113,8 +114,6 @@ def test_a_chunk_scan_names_what_it_found(tmp_path: Path) -> None:
     ]
     data = b"[\n" + lines[0] + b"\n," + lines[1] + b"\n]\n"
     path.write_bytes(data)
-    import hashlib
-
     entry = ChunkEntry("c.json", hashlib.sha256(data).hexdigest(), len(data), 2, 3, 5)
     scan = _scan_chunk(str(path), entry, "r", 0)
     assert isinstance(scan, ChunkScan)
@@ -182,3 +181,12 @@ def test_the_strict_chunk_reader_says_where_the_layout_breaks(data: bytes, probl
 def test_the_lenient_chunk_reader_skips_brackets_and_separators() -> None:
     got, lines = _read(b'{"a":1}\n[\n,{"b":2}\n]\n', [], strict=False)
     assert got == [b'{"a":1}', b'{"b":2}'] and lines.closed and not lines.problem
+
+
+@given(st.binary(max_size=200))
+def test_the_primed_leaf_hasher_gives_the_leaf_hash(data: bytes) -> None:
+    from auditjournal.proofs.merkle import leaf_hash, leaf_hasher
+
+    h = leaf_hasher()
+    h.update(data)
+    assert h.digest() == leaf_hash(data) == hashlib.sha256(b"\x00" + data).digest()

@@ -66,7 +66,7 @@ from ..model.events import ExportFailed, ExportSealed, RunStarted
 from ..model.recordtypes import RECORD_TYPES, REF_FIELDS
 from ..model.settings import ExportSettings
 from ..payloads.store import PayloadStore
-from ..proofs.merkle import MerkleBuilder, leaf_hash, range_subtrees
+from ..proofs.merkle import MerkleBuilder, leaf_hasher, range_subtrees
 from ..proofs.signing import check_signature
 
 __all__ = ["FileCheck", "VerifyReport", "find_manifest", "load_manifest", "verify_export"]
@@ -321,6 +321,7 @@ def _scan_chunk(
     lines = ChunkLines(strict=True)
     decode = _HEAD_DECODER.decode
     known = _KNOWN_TYPES
+    leaf_prefix = leaf_hasher()  # copying merkle's primed leaf hash beats a call per leaf
     with open(fd, "rb") as fh:
         blocks = _LineBlocks(fh, hasher, threaded)
         for data, end in blocks:
@@ -328,6 +329,7 @@ def _scan_chunk(
                 continue
             view = memoryview(data)
             leaves: list[bytes] = []
+            add_leaf = leaves.append
             block_start = leaf_offset + count
             for record in lines.records(data, end, view):
                 try:
@@ -345,10 +347,12 @@ def _scan_chunk(
                 previous = last = seq
                 if first is None:
                     first = seq
-                leaves.append(leaf_hash(record))
+                h = leaf_prefix.copy()
+                h.update(record)
+                add_leaf(h.digest())
                 count += 1
             problem = problem or lines.problem
-            record = b""  # the last record's view is dropped before the buffer is reused
+            record = b""  # the records' views are dropped before the buffer is reused
             view.release()
             subtrees += range_subtrees(leaves, block_start)
     size = blocks.size
