@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from auditjournal import AuditStore, ExportSettings
-from auditjournal.errors import AuditJournalError, ExportNotFoundError
+from auditjournal.errors import AuditJournalError, EmptySelectionError, ExportNotFoundError
 from auditjournal.evidence.extract import BUNDLE_FORMAT, Selection, extract_bundle, verify_bundle
 from auditjournal.proofs.merkle import inclusion_proof, merkle_root
 from shared import Keys
@@ -248,7 +248,7 @@ def test_bundle_items_point_at_their_place_in_the_export(recorded: Recorded) -> 
 def test_extract_refuses_an_empty_selection_or_a_damaged_export(
     recorded: Recorded, tmp_path: Path
 ) -> None:
-    with pytest.raises(AuditJournalError, match="nothing selected"):
+    with pytest.raises(EmptySelectionError, match="nothing selected"):
         extract_bundle(recorded.export, Selection())
     broken = tmp_path / "export"
     shutil.copytree(recorded.export, broken, ignore=shutil.ignore_patterns(".*"))
@@ -448,3 +448,12 @@ def test_malformed_bundles_are_invalid_not_errors(
     for shape in shapes:
         report = verify_bundle(shape, public_key=recorded.public_key)
         assert not report.ok, shape if not isinstance(shape, dict) else list(shape)
+
+
+def test_an_empty_selection_is_its_own_error(recorded: Recorded) -> None:
+    from auditjournal import EmptySelectionError as Exported
+
+    with pytest.raises(Exported) as caught:
+        extract_bundle(recorded.export, Selection())
+    assert type(caught.value) is EmptySelectionError
+    assert isinstance(caught.value, ValueError)

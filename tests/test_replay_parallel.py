@@ -87,13 +87,13 @@ def single(store: AuditStore, run_id: str, out: Path) -> object:
     )  # fmt: skip
 
 
-def stitched_sizes(monkeypatch: pytest.MonkeyPatch, part: int) -> list[int]:
+def stitched_sizes(monkeypatch: pytest.MonkeyPatch, part: str) -> list[int]:
     """The length of one part of each range's result, as the parent stitches them."""
     sizes: list[int] = []
     real_stitch = replay_module._stitch
 
-    def stitch(projector: object, maker: object, result: tuple[object, ...]) -> bool:
-        sizes.append(len(result[part]))  # type: ignore[arg-type]
+    def stitch(projector: object, maker: object, result: object) -> bool:
+        sizes.append(len(getattr(result, part)))
         return real_stitch(projector, maker, result)  # type: ignore[arg-type]
 
     monkeypatch.setattr(replay_module, "_stitch", stitch)
@@ -125,7 +125,8 @@ def test_default_replay_of_a_big_journal_uses_workers_and_matches(
         used.append(1)
         return real(*args)  # type: ignore[arg-type]
 
-    deferred = stitched_sizes(monkeypatch, 4)  # states completed in a later range than started
+    # states completed in a later range than they started in
+    deferred = stitched_sizes(monkeypatch, "deferred")
     monkeypatch.setattr(replay_module, "_replay_parallel", spy)
     monkeypatch.setattr(replay_module, "_PARALLEL_BYTES", 0)
     monkeypatch.setattr(replay_module.os, "cpu_count", lambda: 2)
@@ -148,7 +149,7 @@ def test_records_too_big_for_a_shared_slot_travel_through_the_pipe(
     # Workers leave a range's records in a slot of shared memory when they fit (an int
     # in the result says how many bytes), else send them as bytes: both give the same export.
     store, run_id, export_dir = recorded
-    sizes = stitched_sizes(monkeypatch, 0)
+    sizes = stitched_sizes(monkeypatch, "lines")
     monkeypatch.setattr(replay_module, "_SLOT_BYTES", slot_bytes)
     out = tmp_path / "out"
     assert parallel(store, run_id, out, 3_000) is not None

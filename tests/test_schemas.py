@@ -1,13 +1,34 @@
-"""The committed JSON Schemas must match what the code generates."""
+"""The committed JSON Schemas match what the code generates, and real outputs (a sealed
+export's manifest and records, an extracted bundle) validate against them."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
+import jsonschema
+import jsonschema.protocols
+import jsonschema.validators
+import msgspec
 import pytest
 
+from auditjournal import AuditStore, ExportSettings, run_demo
+from auditjournal.evidence.extract import Bundle, Selection, extract_bundle, write_bundle
+from auditjournal.evidence.schemas import generate_schemas, schema_file_of_record
+from auditjournal.export.chunks import iter_chunk_records
+from auditjournal.export.manifest import ExportPaths
 from auditjournal.model.events import EVENT_TYPES
-from auditjournal.model.schemas import generate_schemas
+from auditjournal.model.recordtypes import (
+    PAYLOAD_FIELDS,
+    RECORD_CLASSES,
+    RECORD_TYPES,
+    REF_FIELDS,
+    AnyRecord,
+    record_columns,
+)
+from auditjournal.proofs.signing import generate_keypair
+from auditjournal.sql.csvexport import COLUMNS
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 
@@ -29,3 +50,111 @@ def test_event_schema_names_every_event_type() -> None:
     text = generate_schemas()["events.schema.json"].decode()
     for tag in EVENT_TYPES:
         assert f'"{tag}"' in text
+
+
+# -- real outputs against the schemas (jsonschema) and the record declarations --------------
+
+
+def _validator(name: str) -> jsonschema.protocols.Validator:
+    schema = json.loads((SCHEMAS / name).read_text())
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+
+
+def _records(export: Path) -> list[tuple[bytes, dict[str, Any]]]:
+    manifest = json.loads(ExportPaths(export / "audit_trail").manifest.read_text())
+    return [
+        (line, json.loads(line))
+        for chunk in manifest["chunks"]
+        for line in iter_chunk_records(export / chunk["file"])
+    ]
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A signed demo export with payloads, one without, and a failed run (open states)."""
+    base = tmp_path_factory.mktemp("schemas")
+    private, _public = generate_keypair(base / "keys")
+    signed = ExportSettings(chunk_size_bytes=20_000, sign="ed25519", signing_key_file=str(private))
+    out = {"payloads": run_demo(base / "a", rows=30, export=signed).export_dir}
+    out["refs"] = run_demo(
+        base / "b", rows=10, export=ExportSettings(include_payloads=False)
+    ).export_dir
+    with AuditStore.open(base / "c") as store, store.start_run(sql=False) as run:
+        node = run.register_node(plugin_name="p", node_type="transform")
+        row = run.create_row(source_node_id=node, row_index=0, data={"x": 1})
+        token = run.create_token(row_id=row)
+        run.begin_node_state(token_id=token, node_id=node, step_index=0, input_data={"x": 1})
+        run.complete(status="failed", error={"why": "test"})
+    out["open"] = store.export_dir(run.run_id)
+    return out
+
+
+def test_the_demo_export_holds_every_record_type(exports: dict[str, Path]) -> None:
+    assert {r["record_type"] for _, r in _records(exports["payloads"])} == set(RECORD_TYPES)
+    assert "open" in {r.get("status") for _, r in _records(exports["open"])}
+
+
+@pytest.mark.parametrize("kind", ["payloads", "refs", "open"])
+def test_manifests_and_records_validate_against_their_schemas(
+    exports: dict[str, Path], kind: str
+) -> None:
+    manifest = json.loads(ExportPaths(exports[kind] / "audit_trail").manifest.read_text())
+    _validator("manifest.schema.json").validate(manifest)
+    assert ("signature" in manifest) == (kind == "payloads")
+    validators = {t: _validator(schema_file_of_record(t)) for t in RECORD_TYPES}
+    for _line, record in _records(exports[kind]):
+        validators[record["record_type"]].validate(record)
+
+
+def test_a_record_with_a_member_not_declared_fails_its_schema(exports: dict[str, Path]) -> None:
+    _line, record = _records(exports["payloads"])[0]
+    validator = _validator(schema_file_of_record(record["record_type"]))
+    with pytest.raises(jsonschema.ValidationError):
+        validator.validate({**record, "undeclared": 1})
+    with pytest.raises(jsonschema.ValidationError):
+        validator.validate({k: v for k, v in record.items() if k != "seq"})
+
+
+@pytest.mark.parametrize("kind", ["payloads", "refs", "open"])
+def test_every_record_made_is_exactly_its_declaration(exports: dict[str, Path], kind: str) -> None:
+    """The record maker builds dicts on its hot path: each must have the declared fields,
+    no more and no fewer (payload fields exactly when payloads are included)."""
+    for line, record in _records(exports[kind]):
+        rtype = record["record_type"]
+        typed = msgspec.json.decode(line, type=AnyRecord)  # types and required fields
+        assert type(typed) is RECORD_CLASSES[rtype]
+        declared = set(record_columns(rtype))
+        if kind != "refs":
+            declared |= {name for name, _ in PAYLOAD_FIELDS.get(rtype, ())}
+        assert set(record) == declared, rtype
+
+
+def test_the_csv_columns_lineage_payloads_and_ref_fields_come_from_the_declarations() -> None:
+    from auditjournal.sql import lineage
+
+    assert {t: record_columns(t) for t in RECORD_TYPES} == COLUMNS
+    assert COLUMNS["row"][-1] == "created_at"  # payload fields are not columns
+    assert PAYLOAD_FIELDS["call"] == (("request", "request_ref"), ("response", "response_ref"))
+    assert set(REF_FIELDS) == {ref for pairs in PAYLOAD_FIELDS.values() for _, ref in pairs}
+    assert lineage._RUN_RECORD_COLUMNS[:3] == ("started_seq", "started_at", "config_json")
+    # refs in events carry the same names (verify checks the payloads events name)
+    event_fields = {f for cls in EVENT_TYPES.values() for f in cls.__struct_fields__}
+    assert set(REF_FIELDS) <= event_fields
+
+
+def test_an_extracted_bundle_validates_against_its_schema(
+    exports: dict[str, Path], tmp_path: Path
+) -> None:
+    export = exports["payloads"]
+    row_id = next(r["row_id"] for _, r in _records(export) if r["record_type"] == "row")
+    out = tmp_path / "bundle.json"
+    write_bundle(extract_bundle(export, Selection(row_id=row_id)), out)
+    bundle = json.loads(out.read_text())
+    _validator("bundle.schema.json").validate(bundle)
+    assert len(bundle["records"]) > 3
+    msgspec.json.decode(out.read_bytes(), type=Bundle)  # and decodes as the declared type
+    bundle["records"][0]["record"]["undeclared"] = True
+    with pytest.raises(jsonschema.ValidationError):
+        _validator("bundle.schema.json").validate(bundle)

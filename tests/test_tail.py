@@ -86,3 +86,18 @@ def test_cli_tail_prints_json_lines_and_exits_zero_when_sealed(tmp_path: Path) -
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert lines == [r for r in exported(prefix) if r["record_type"] == "row"]
     assert "records shown; export sealed" in result.stderr
+
+
+def test_an_unreadable_chunk_line_is_a_corrupt_export_not_a_corrupt_journal(
+    tmp_path: Path,
+) -> None:
+    import pytest
+
+    from auditjournal import CorruptExportError, CorruptJournalError
+    from auditjournal.export.manifest import ExportPaths as Paths
+
+    prefix = tmp_path / "audit_trail"
+    Paths(prefix).chunk(0).write_bytes(b'[\n{"record_type":"run"\n')
+    with pytest.raises(CorruptExportError, match="unreadable record line") as caught:
+        ExportTail(prefix).poll()
+    assert isinstance(caught.value, CorruptJournalError)  # old callers still catch it

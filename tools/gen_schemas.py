@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from auditjournal.model.schemas import generate_schemas
+from auditjournal.evidence.schemas import generate_schemas
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 

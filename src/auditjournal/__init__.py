@@ -10,11 +10,13 @@ from .demo import run_demo
 from .errors import (
     AuditJournalError,
     CanonicalizationError,
+    CorruptExportError,
     CorruptJournalError,
     DatabaseError,
     DiskFullError,
     DuplicateIdError,
     DuplicateMemberError,
+    EmptySelectionError,
     ExportError,
     ExportNotFoundError,
     InvalidEventError,
@@ -46,7 +48,8 @@ from .errors import (
 from .evidence.extract import Selection, extract_bundle, read_bundle, verify_bundle
 from .evidence.reimport import TypedRow, load_rows
 from .evidence.verify import VerifyReport, verify_export
-from .export.projector import ExportPaths, ExportProjector, LiveExport, SealResult
+from .export.manifest import ExportPaths
+from .export.projector import ExportProjector, LiveExport, SealResult
 from .export.replay import replay_export
 from .export.tail import ExportTail, TailFilter
 from .journal.files import Journal, JournalPosition, JournalReader, Recovery
@@ -71,12 +74,14 @@ __all__ = [
     "AuditJournalError",
     "AuditStore",
     "CanonicalizationError",
+    "CorruptExportError",
     "CorruptJournalError",
     "CsvResult",
     "DatabaseError",
     "DiskFullError",
     "DuplicateIdError",
     "DuplicateMemberError",
+    "EmptySelectionError",
     "Event",
     "ExportError",
     "ExportNotFoundError",

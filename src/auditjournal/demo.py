@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .evidence.verify import VerifyReport, verify_export
-from .export.projector import ExportPaths
+from .export.manifest import ExportPaths
 from .model.settings import ExportSettings
 from .recording.recorder import RunRecorder
 from .recording.store import AuditStore

@@ -111,6 +111,13 @@ class CorruptJournalError(StorageError):
     """A journal entry is damaged or out of chain somewhere other than a torn tail."""
 
 
+class CorruptExportError(CorruptJournalError):
+    """An export's chunk line is not a record (read by the export tail).
+
+    A subclass of :class:`CorruptJournalError` only so that code written when the
+    tail raised that still catches it; the journal itself is not damaged."""
+
+
 class PayloadNotFoundError(StorageError, KeyError):
     """No payload with this ref is in the store."""
 
@@ -120,6 +127,10 @@ class PayloadNotFoundError(StorageError, KeyError):
 
 class ExportError(AuditJournalError):
     """The export could not be written or sealed (the run itself stays recorded)."""
+
+
+class EmptySelectionError(AuditJournalError, ValueError):
+    """An extract was asked for no records (no row, token, node or seq given)."""
 
 
 class ExportNotFoundError(AuditJournalError):

@@ -150,11 +150,9 @@ def verify_bundle_cmd(
         raise click.UsageError(f"{bundle} is not JSON of a bundle: {exc}") from None
     report = verify_bundle(data, public_key=public_key, hmac_key=_hmac_key(hmac_key_env))
     if as_json:
-        lines = [{"item": n, "valid": ok, "reason": r} for n, ok, r in report.lines]
-        click.echo(json.dumps({"ok": report.ok, "lines": lines, "summary": report.summary()}))
+        click.echo(json.dumps(report.as_dict()))
     else:
-        for name, ok, reason in report.lines:
-            click.echo(f"{name}: {'valid' if ok else 'INVALID: ' + reason}")
-        click.echo(report.summary())
+        for line in report.text():
+            click.echo(line)
     if not report.ok:
         sys.exit(1)

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from ..export.replay import replay_export
+from ..export.replay import RECORDED, replay_export, replay_settings
 from ..export.tail import ExportTail, TailFilter
 from ..model.settings import ExportSettings
 from ..projection.service import ProjectionService, recorded_export_settings
@@ -208,14 +208,13 @@ def replay(
         store.close()
         return
     try:
-        recorded = recorded_export_settings(store, run_id)
         size = _chunk_size(chunk_size)
-        key_file = str(signing_key_file) if signing_key_file else recorded.signing_key_file
-        settings = ExportSettings(
-            include_payloads=recorded.include_payloads and not no_payloads,
-            chunk_size_bytes=recorded.chunk_size_bytes if size == "default" else size,  # type: ignore[arg-type]
-            sign=None if no_sign else ("ed25519" if signing_key_file else recorded.sign),
-            signing_key_file=None if no_sign else key_file,
+        settings = replay_settings(
+            recorded_export_settings(store, run_id),
+            include_payloads=not no_payloads,
+            chunk_size_bytes=RECORDED if size == "default" else size,  # type: ignore[arg-type]
+            sign=not no_sign,
+            signing_key_file=str(signing_key_file) if signing_key_file else None,
         )
         out_dir.mkdir(parents=True, exist_ok=True)
         result = replay_export(

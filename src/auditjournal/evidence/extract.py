@@ -20,27 +20,34 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import msgspec
 
 from ..errors import (
     AuditJournalError,
     CanonicalizationError,
+    EmptySelectionError,
     ExportNotFoundError,
     MalformedEvidenceError,
     SignatureError,
 )
 from ..export.chunks import iter_chunk_records
+from ..export.manifest import Manifest, read_manifest
 from ..fs.safeio import MAX_BUNDLE_BYTES, check_canonical, decode_strict, plain_name, read_regular
 from ..model.canonical import canonical_json
+from ..model.recordtypes import AnyRecord
 from ..proofs.merkle import inclusion_proof, leaf_hash, root_from_inclusion_proof
 from ..proofs.signing import check_signature
-from .verify import find_manifest, load_manifest
+from .verify import find_manifest
 
 __all__ = [
     "BUNDLE_FORMAT",
+    "Bundle",
+    "BundleCheck",
+    "BundleItem",
     "BundleReport",
+    "BundleSelection",
     "Selection",
     "extract_bundle",
     "read_bundle",
@@ -48,6 +55,36 @@ __all__ = [
 ]
 
 BUNDLE_FORMAT: Final = "auditjournal-bundle/1"
+
+
+class BundleSelection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """What the bundle was extracted for (:meth:`Selection.describe`)."""
+
+    row_id: str | None = None
+    token_id: str | None = None
+    node_id: str | None = None
+    seqs: list[int] | None = None
+
+
+class BundleItem(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One record of the export, where it is and its RFC 6962 inclusion proof (hex)."""
+
+    index: int
+    chunk: str
+    record: AnyRecord
+    proof: list[str]
+
+
+class Bundle(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A bundle file, as :func:`extract_bundle` writes it (``schemas/bundle.schema.json``).
+
+    ``manifest`` is the export's manifest as it is (signed); ``tree_size`` its record count."""
+
+    format: str
+    manifest: Manifest
+    tree_size: int
+    selection: BundleSelection
+    records: list[BundleItem]
 
 
 @dataclass(frozen=True)
@@ -121,10 +158,10 @@ class _Matcher:
 def extract_bundle(export: Path, selection: Selection) -> dict[str, Any]:
     """The bundle (as a JSON-able dict) of the records ``selection`` picks."""
     if selection.empty():
-        raise AuditJournalError("nothing selected: give a row, token, node or seq")
+        raise EmptySelectionError("nothing selected: give a row, token, node or seq")
     manifest_path = find_manifest(export)
     try:
-        raw, parsed = load_manifest(manifest_path)
+        raw, parsed = read_manifest(manifest_path)
     except FileNotFoundError:
         raise ExportNotFoundError(f"{manifest_path} is missing") from None
     except MalformedEvidenceError as exc:
@@ -189,16 +226,36 @@ def read_bundle(path: Path) -> dict[str, Any]:
     return bundle
 
 
+class BundleCheck(NamedTuple):
+    """The verdict on one item of a bundle (``manifest``, or a record)."""
+
+    item: str
+    ok: bool
+    reason: str = ""
+
+    def line(self) -> str:
+        return f"{self.item}: {'valid' if self.ok else 'INVALID: ' + self.reason}"
+
+
 @dataclass
 class BundleReport:
     """The verdict on a bundle: one line per record plus the manifest's."""
 
-    lines: list[tuple[str, bool, str]] = field(default_factory=list)
+    lines: list[BundleCheck] = field(default_factory=list)
     signature: str = "absent"
 
     @property
     def ok(self) -> bool:
-        return bool(self.lines) and all(ok for _, ok, _ in self.lines)
+        return bool(self.lines) and all(check.ok for check in self.lines)
+
+    def text(self) -> list[str]:
+        """The report as ``verify-bundle`` prints it: one line per item, then the summary."""
+        return [*(check.line() for check in self.lines), self.summary()]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The report as ``verify-bundle --json`` prints it."""
+        lines = [{"item": c.item, "valid": c.ok, "reason": c.reason} for c in self.lines]
+        return {"ok": self.ok, "lines": lines, "summary": self.summary()}
 
     def summary(self) -> str:
         good = sum(1 for name, ok, _ in self.lines if ok and name != "manifest")
@@ -222,7 +279,7 @@ def verify_bundle(
         or bundle.get("format") != BUNDLE_FORMAT
         or not isinstance(bundle.get("records"), list)
     ):
-        report.lines.append(("bundle", False, "not an auditjournal bundle"))
+        report.lines.append(BundleCheck("bundle", False, "not an auditjournal bundle"))
         return report
     manifest_ok, reason = True, ""
     try:
@@ -233,7 +290,7 @@ def verify_bundle(
     size = bundle.get("tree_size")
     if type(size) is not int or size != manifest.get("total_record_count"):
         manifest_ok, reason = False, "tree_size differs from the manifest's total_record_count"
-    report.lines.append(("manifest", manifest_ok, reason))
+    report.lines.append(BundleCheck("manifest", manifest_ok, reason))
     try:
         root = bytes.fromhex(str(manifest.get("merkle_root")))
     except ValueError:
@@ -243,27 +300,27 @@ def verify_bundle(
     return report
 
 
-def _check_record(
-    item: Any, manifest: dict[str, Any], size: int, root: bytes
-) -> tuple[str, bool, str]:
+def _check_record(item: Any, manifest: dict[str, Any], size: int, root: bytes) -> BundleCheck:
     if not isinstance(item, dict):
-        return "record", False, "not a bundle item"
+        return BundleCheck("record", False, "not a bundle item")
     record = item.get("record")
     name = f"record #{item.get('index')}"
     if not isinstance(record, dict):
-        return name, False, "no record"
+        return BundleCheck(name, False, "no record")
     name = f"{record.get('record_type')} seq {record.get('seq')} (#{item.get('index')})"
     if record.get("run_id") != manifest.get("run_id"):
-        return name, False, "belongs to another run"
+        return BundleCheck(name, False, "belongs to another run")
     try:
         leaf = leaf_hash(canonical_json(record))
         proof = [bytes.fromhex(h) for h in item.get("proof") or []]
         index = item.get("index")
         if type(index) is not int:
-            return name, False, "index missing"
+            return BundleCheck(name, False, "index missing")
         computed = root_from_inclusion_proof(leaf, index, size, proof)
     except (ValueError, TypeError, AuditJournalError) as exc:
-        return name, False, f"proof malformed: {exc}"
+        return BundleCheck(name, False, f"proof malformed: {exc}")
     if computed != root:
-        return name, False, "inclusion proof does not lead to the manifest's Merkle root"
-    return name, True, ""
+        return BundleCheck(
+            name, False, "inclusion proof does not lead to the manifest's Merkle root"
+        )
+    return BundleCheck(name, True)

@@ -17,9 +17,10 @@ import msgspec
 
 from ..errors import MalformedEvidenceError, ReconstructionError, UnknownIdError
 from ..export.chunks import iter_chunk_records
+from ..export.manifest import read_manifest
 from ..fs.safeio import decode_strict, plain_name
 from ..model.typed import camel_name, decode_typed, schema_types
-from .verify import find_manifest, load_manifest
+from .verify import find_manifest
 
 __all__ = ["TypedRow", "load_rows"]
 
@@ -70,7 +71,7 @@ def load_rows(export: Path | str, node_id: str) -> Iterator[TypedRow]:
     """
     manifest_path = find_manifest(Path(export))
     try:
-        _raw, manifest = load_manifest(manifest_path)
+        _raw, manifest = read_manifest(manifest_path)
     except FileNotFoundError:
         raise ReconstructionError(f"{manifest_path} is missing") from None
     except MalformedEvidenceError as exc:

@@ -40,22 +40,33 @@ from ..errors import (
     MalformedEvidenceError,
     SignatureError,
 )
-from ..export.projector import MANIFEST_FORMAT, encode_manifest
+from ..export.chunks import ChunkLines
+from ..export.manifest import (
+    MANIFEST_FORMAT,
+    MANIFEST_SUFFIX,
+    MERKLE_TREE,
+    SHA256SUMS_SUFFIX,
+    ChunkEntry,
+    ExportPaths,
+    Manifest,
+    encode_manifest,
+    prefix_name_of,
+    read_manifest,
+    sha256sums_text,
+)
 from ..export.replay import replay_export
 from ..fs.safeio import (
     MAX_LISTING_BYTES,
-    MAX_MANIFEST_BYTES,
-    decode_strict,
     open_regular,
     plain_name,
     read_regular,
 )
 from ..journal.files import JournalReader, segment_name
 from ..model.events import ExportFailed, ExportSealed, RunStarted
-from ..model.records import RECORD_TYPES
+from ..model.recordtypes import RECORD_TYPES, REF_FIELDS
 from ..model.settings import ExportSettings
 from ..payloads.store import PayloadStore
-from ..proofs.merkle import MerkleBuilder, range_subtrees
+from ..proofs.merkle import MerkleBuilder, leaf_hasher, range_subtrees
 from ..proofs.signing import check_signature
 
 __all__ = ["FileCheck", "VerifyReport", "find_manifest", "load_manifest", "verify_export"]
@@ -64,53 +75,6 @@ _BLOCK: Final = 4 << 20
 _PARALLEL_BYTES: Final = 64 << 20  # smaller exports are verified in this process
 _HEX64: Final = re.compile(r"[0-9a-f]{64}")
 _KNOWN_TYPES: Final = frozenset(RECORD_TYPES)
-_REF_FIELDS: Final = (
-    "source_data_ref",
-    "input_data_ref",
-    "output_data_ref",
-    "reason_ref",
-    "request_ref",
-    "response_ref",
-    "sink_input_ref",
-)
-
-
-class ChunkEntry(msgspec.Struct, forbid_unknown_fields=True):
-    file: str
-    sha256: str
-    bytes: int
-    record_count: int
-    first_seq: int
-    last_seq: int
-
-
-class JournalHead(msgspec.Struct, forbid_unknown_fields=True):
-    seq: int
-    chain: str
-
-
-class Signature(msgspec.Struct, forbid_unknown_fields=True):
-    algorithm: str
-    key_id: str
-    value: str
-
-
-class Manifest(msgspec.Struct, forbid_unknown_fields=True):
-    """The sealed manifest, as ``verify`` requires it to be."""
-
-    format: str
-    run_id: str
-    run_status: str
-    chunk_count: int
-    chunk_size_bytes: int | None
-    total_record_count: int
-    include_payloads: bool
-    chunks: list[ChunkEntry]
-    journal_head: JournalHead
-    merkle_tree: str
-    merkle_root: str
-    sealed_at: str
-    signature: Signature | None = None
 
 
 class _RecordHead(msgspec.Struct):
@@ -153,7 +117,7 @@ class VerifyReport:
         chunks_ok = sum(
             1
             for c in self.checks
-            if c.ok and c.file.endswith(".json") and not c.file.endswith(".manifest.json")
+            if c.ok and c.file.endswith(".json") and not c.file.endswith(MANIFEST_SUFFIX)
         )
         return (
             f"{chunks_ok}/{self.chunk_count} chunks valid, manifest signature {self.signature}, "
@@ -178,22 +142,19 @@ def find_manifest(export: Path) -> Path:
     if export.is_file():
         return export
     if export.is_dir():
-        found = sorted(export.glob("*.manifest.json"))
+        found = sorted(export.glob(f"*{MANIFEST_SUFFIX}"))
         if len(found) == 1:
             return found[0]
         if not found:
-            raise ExportNotFoundError(f"{export} holds no *.manifest.json (is the export sealed?)")
+            raise ExportNotFoundError(
+                f"{export} holds no *{MANIFEST_SUFFIX} (is the export sealed?)"
+            )
         raise ExportNotFoundError(f"{export} holds several manifests; name one")
     raise ExportNotFoundError(f"{export} does not exist")
 
 
-def load_manifest(path: Path) -> tuple[bytes, Manifest]:
-    """The manifest file's bytes and their parsed form, read as evidence (a regular file
-    only, bounded, no duplicate members, every field of the right type; a missing file is
-    ``FileNotFoundError``). The chunk entries are not checked here (:func:`verify_export`
-    does)."""
-    raw = read_regular(path, "manifest", MAX_MANIFEST_BYTES)
-    return raw, decode_strict(raw, f"{path.name}", Manifest)
+load_manifest = read_manifest
+"""The manifest's bytes and parsed form (:func:`auditjournal.export.manifest.read_manifest`)."""
 
 
 def verify_export(
@@ -215,7 +176,7 @@ def verify_export(
     manifest_path = find_manifest(export)
     report = VerifyReport(manifest_path)
     directory = manifest_path.parent
-    prefix_name = manifest_path.name[: -len(".manifest.json")]
+    prefix_name = prefix_name_of(manifest_path)
     try:
         raw, manifest = load_manifest(manifest_path)
         _check_manifest_fields(manifest)
@@ -240,16 +201,16 @@ def verify_export(
         report.signature = "INVALID"
         manifest_check.ok, manifest_check.reason = False, f"signature: {exc}"
 
-    report.checks.append(_check_listing(directory / f"{prefix_name}.sha256", manifest))
+    report.checks.append(_check_listing(directory / f"{prefix_name}{SHA256SUMS_SUFFIX}", manifest))
     merkle = MerkleBuilder()
     folded = True  # every chunk's subtrees were hashed at the leaf offset they landed at
     last_seq = 0
     for entry, scan in _scan_chunks(directory, manifest, progress):
-        problem, subtrees, count, first, last, _size = scan
+        problem, count, first, last = scan.problem, scan.count, scan.first, scan.last
         if not problem and first is not None and first < last_seq:
             problem = f"first seq {first} goes backwards (the chunk before ends at {last_seq})"
         if folded and count == entry.record_count:
-            for width, node in subtrees:
+            for width, node in scan.subtrees:
                 merkle.add_subtree(width, node)
         else:
             # a count differs from the manifest's, so later chunks were hashed at the
@@ -290,7 +251,7 @@ def _check_manifest_fields(m: Manifest) -> None:
         raise ValueError(f"unknown format {m.format!r}")
     if m.chunk_count != len(m.chunks):
         raise ValueError(f"chunk_count {m.chunk_count} but {len(m.chunks)} chunks listed")
-    if m.merkle_tree != "rfc6962-sha256" or not _HEX64.fullmatch(m.merkle_root):
+    if m.merkle_tree != MERKLE_TREE or not _HEX64.fullmatch(m.merkle_root):
         raise ValueError("merkle_tree/merkle_root malformed")
     names = [plain_name(c.file, "chunk file") for c in m.chunks]
     if len(set(names)) != len(names):
@@ -301,7 +262,7 @@ def _check_manifest_fields(m: Manifest) -> None:
 
 
 def _check_listing(path: Path, manifest: Manifest) -> FileCheck:
-    expected = "".join(f"{c.sha256}  {c.file}\n" for c in manifest.chunks).encode()
+    expected = sha256sums_text(manifest.chunks)
     try:
         actual = read_regular(path, "listing", MAX_LISTING_BYTES)
     except FileNotFoundError:
@@ -313,17 +274,30 @@ def _check_listing(path: Path, manifest: Manifest) -> FileCheck:
     return FileCheck(path.name, True)
 
 
-_Entry = tuple[str, int, str, int, int, int]  # file, bytes, sha256, record_count, first, last
 _Subtrees = list[tuple[int, bytes]]
-_Scan = tuple[str, _Subtrees, int, int | None, int | None, int]
-# problem, Merkle subtrees of its records, record count, first seq, last seq, size
+
+
+@dataclass(frozen=True)
+class ChunkScan:
+    """What checking one chunk on its own found."""
+
+    problem: str
+    """Empty if the chunk is valid."""
+    subtrees: _Subtrees
+    """The Merkle subtrees its records fill (:func:`range_subtrees`)."""
+    count: int
+    """Records read."""
+    first: int | None
+    last: int | None
+    """Seq of its first and last record (None: no record read)."""
+    size: int
+    """Bytes read."""
 
 
 def _scan_chunk(
-    path: str, entry: _Entry, run_id: str, leaf_offset: int, threaded: bool = True
-) -> _Scan:
-    """Check one chunk on its own; return (problem, Merkle subtrees, records, first seq,
-    last seq, size).
+    path: str, entry: ChunkEntry, run_id: str, leaf_offset: int, threaded: bool = True
+) -> ChunkScan:
+    """Check one chunk against its manifest ``entry``, on its own.
 
     A plain function of plain values, so a worker process can run it. Its
     records are leaves ``leaf_offset``... of the export's Merkle tree; it returns
@@ -333,56 +307,31 @@ def _scan_chunk(
     while this thread checks the lines and hashes the tree; worker processes, which
     already keep every core busy, hash inline. Lines are memoryview slices: no copies.
     """
-    _file, expected_bytes, expected_sha, expected_count, expected_first, expected_last = entry
     try:
         fd = open_regular(path, "chunk")
     except FileNotFoundError:
-        return "missing", [], 0, None, None, 0
+        return ChunkScan("missing", [], 0, None, None, 0)
     except AuditJournalError as exc:
-        return str(exc), [], 0, None, None, 0
+        return ChunkScan(str(exc), [], 0, None, None, 0)
     hasher = hashlib.sha256()
     subtrees: _Subtrees = []  # each block's leaves as aligned subtrees (range_subtrees)
     count = previous = 0
     first = last = None
     problem = ""
-    state = "open"  # open -> first (record) -> records -> closed
-    leaf_prefix = hashlib.sha256(b"\x00")  # copying a primed hash beats a new one
+    lines = ChunkLines(strict=True)
     decode = _HEAD_DECODER.decode
     known = _KNOWN_TYPES
+    leaf_prefix = leaf_hasher()  # copying merkle's primed leaf hash beats a call per leaf
     with open(fd, "rb") as fh:
         blocks = _LineBlocks(fh, hasher, threaded)
         for data, end in blocks:
             if problem:
                 continue
             view = memoryview(data)
-            record = view[:0]  # the views are released before the buffer is reused
             leaves: list[bytes] = []
+            add_leaf = leaves.append
             block_start = leaf_offset + count
-            pos = 0
-            find = data.find
-            while (newline := find(b"\n", pos, end)) >= 0:
-                start, pos = pos, newline + 1
-                if state != "records":
-                    if state == "open":
-                        if newline - start != 1 or data[start] != 0x5B:  # "["
-                            problem = "first line is not '['"
-                            break
-                        state = "first"
-                        continue
-                    if state == "closed":
-                        problem = "content after the closing ']'"
-                        break
-                if newline - start == 1 and data[start] == 0x5D:  # "]"
-                    state = "closed"
-                    continue
-                if state == "first":
-                    state = "records"
-                elif data[start] == 0x2C:  # ","
-                    start += 1
-                else:
-                    problem = f"record line {count + 1} lacks its leading ','"
-                    break
-                record = view[start:newline]
+            for record in lines.records(data, end, view):
                 try:
                     head = decode(record)
                 except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
@@ -400,27 +349,28 @@ def _scan_chunk(
                     first = seq
                 h = leaf_prefix.copy()
                 h.update(record)
-                leaves.append(h.digest())
+                add_leaf(h.digest())
                 count += 1
-            record.release()
+            problem = problem or lines.problem
+            record = b""  # the records' views are dropped before the buffer is reused
             view.release()
             subtrees += range_subtrees(leaves, block_start)
     size = blocks.size
     if not problem:
         if blocks.leftover:
             problem = "file does not end with a newline"
-        elif state != "closed":
+        elif not lines.closed:
             problem = "no closing ']' (chunk not sealed or truncated)"
-        elif size != expected_bytes:
-            problem = f"{size} bytes, manifest says {expected_bytes}"
-        elif hasher.hexdigest() != expected_sha:
+        elif size != entry.bytes:
+            problem = f"{size} bytes, manifest says {entry.bytes}"
+        elif hasher.hexdigest() != entry.sha256:
             problem = "sha256 does not match the manifest"
-        elif count != expected_count:
-            problem = f"{count} records, manifest says {expected_count}"
-        elif (first, last) != (expected_first, expected_last):
-            listed = f"{expected_first}..{expected_last}"
+        elif count != entry.record_count:
+            problem = f"{count} records, manifest says {entry.record_count}"
+        elif (first, last) != (entry.first_seq, entry.last_seq):
+            listed = f"{entry.first_seq}..{entry.last_seq}"
             problem = f"seq range {first}..{last}, manifest says {listed}"
-    return problem, subtrees, count, first, last, size
+    return ChunkScan(problem, subtrees, count, first, last, size)
 
 
 class _LineBlocks:
@@ -470,13 +420,12 @@ class _LineBlocks:
 
 def _scan_chunks(
     directory: Path, manifest: Manifest, progress: Callable[[int], None] | None
-) -> Iterator[tuple[ChunkEntry, _Scan]]:
+) -> Iterator[tuple[ChunkEntry, ChunkScan]]:
     """Every chunk's scan, in order; on a second core (worker processes) for big exports."""
     jobs = []
     offset = 0  # leaf index of the chunk's first record, if the manifest's counts hold
     for c in manifest.chunks:
-        entry = (c.file, c.bytes, c.sha256, c.record_count, c.first_seq, c.last_seq)
-        jobs.append((str(directory / c.file), entry, manifest.run_id, offset))
+        jobs.append((str(directory / c.file), c, manifest.run_id, offset))
         offset += max(c.record_count, 0)
     total = sum(c.bytes for c in manifest.chunks)
     workers = min(os.cpu_count() or 1, 2)
@@ -484,12 +433,12 @@ def _scan_chunks(
         for chunk, job in zip(manifest.chunks, jobs, strict=True):
             result = _scan_chunk(*job)
             if progress is not None:
-                progress(result[5])
+                progress(result.size)
             yield chunk, result
         return
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        pending: deque[Future[_Scan]] = deque()
+        pending: deque[Future[ChunkScan]] = deque()
         queued = iter(jobs)
         for chunk in manifest.chunks:
             while len(pending) < 2 * workers:
@@ -499,7 +448,7 @@ def _scan_chunks(
                 pending.append(pool.submit(_scan_chunk, *upcoming, False))
             result = pending.popleft().result()
             if progress is not None:
-                progress(result[5])
+                progress(result.size)
             yield chunk, result
 
 
@@ -540,7 +489,7 @@ def _check_against_journal(
                     FileCheck(name, False, f"{where}: the journal has no run_completed event"),
                     payload_check,
                 ]
-            fresh = msgspec.json.decode((Path(tmp) / f"{prefix_name}.manifest.json").read_bytes())
+            fresh = msgspec.json.decode(ExportPaths(Path(tmp) / prefix_name).manifest.read_bytes())
     except AuditJournalError as exc:
         return [FileCheck(name, False, str(exc)), payload_check]
     ours = msgspec.json.decode(raw)
@@ -576,7 +525,7 @@ def _scan_journal(
                 sealed.append(event)
             elif type(event) is ExportFailed:
                 failed = True
-            for field_name in _REF_FIELDS:
+            for field_name in REF_FIELDS:
                 ref = getattr(event, field_name, None)
                 if ref is not None and not payload_problem:
                     try:

@@ -30,6 +30,7 @@ import msgspec
 from ..errors import AuditJournalError
 from ..fs.safeio import MAX_CHECKPOINT_BYTES, decode_strict, plain_name, read_regular
 from ..journal.files import JournalPosition, position_exists
+from .manifest import ChunkEntry
 
 __all__ = ["CHECKPOINT_VERSION", "Checkpoint", "encode_checkpoint", "load_checkpoint"]
 
@@ -39,21 +40,12 @@ _CHECKSUM_LEN: Final = len(_CHECKSUM) + 64 + len(b'"}')
 _HEX64: Final = re.compile(r"[0-9a-f]{64}")
 
 
-class ChunkState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    file: str
-    sha256: str
-    bytes: int
-    record_count: int
-    first_seq: int
-    last_seq: int
-
-
 class WriterState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """``ChunkWriter.snapshot()``."""
 
     index: int
-    closed: list[ChunkState]
-    current: ChunkState | None
+    closed: list[ChunkEntry]
+    current: ChunkEntry | None
     current_sha256: str
     merkle: list[tuple[int, str]]
     records: int

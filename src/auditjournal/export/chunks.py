@@ -33,24 +33,20 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ..errors import StorageError
 from ..fs.safeio import open_regular
 from ..fs.storage import open_file, storage_error
 from ..proofs.merkle import MerkleBuilder, leaf_hash
+from .manifest import chunk_name
 
-__all__ = ["ChunkInfo", "ChunkWriter", "chunk_name", "iter_chunk_records"]
+__all__ = ["ChunkInfo", "ChunkLines", "ChunkWriter", "chunk_name", "iter_chunk_records"]
 
 _MAX_QUEUED = 2  # blocks handed to the I/O thread and not yet written
 _MAX_UNSYNCED = 8  # closed chunks handed to the sync thread and not yet fsynced
 _OPEN = b"[\n"
 _CLOSE = b"]\n"
-
-
-def chunk_name(prefix_name: str, index: int, single_file: bool) -> str:
-    """``audit_trail.000.json`` ... (3 digits minimum), or ``audit_trail.json`` unchunked."""
-    return f"{prefix_name}.json" if single_file else f"{prefix_name}.{index:03d}.json"
 
 
 @dataclass
@@ -429,20 +425,104 @@ class ChunkWriter:
             raise StorageError(f"cannot fsync {path}: {exc}") from exc
 
 
+_BEFORE, _FIRST, _RECORDS, _CLOSED = range(4)  # where a chunk reader stands
+
+
+class ChunkLines:
+    """The one reader of chunk lines (every reader of chunks uses it: verify, the tail,
+    extract, the typed reimport, the report).
+
+    Feed it a chunk's bytes in order, as blocks of whole lines (:meth:`records`); it
+    returns each record's bytes, without the leading ``,`` and the newline. ``closed``
+    tells whether the ``]`` line was read.
+
+    ``strict`` (verify) polices the layout: ``[`` first, the first record without a
+    leading ``,``, every later one with it, nothing after ``]``. At the first line that
+    breaks it, ``problem`` says what and no more records are returned. Otherwise (readers
+    of an export that verify checks) ``[`` and ``]`` lines are skipped wherever they are
+    and a leading ``,`` is dropped.
+    """
+
+    __slots__ = ("count", "problem", "state", "strict")
+
+    def __init__(self, *, strict: bool = False) -> None:
+        self.strict = strict
+        self.state = _BEFORE
+        self.count = 0
+        """Records returned so far."""
+        self.problem = ""
+
+    @property
+    def closed(self) -> bool:
+        return self.state == _CLOSED
+
+    def records(
+        self, data: bytes | bytearray, end: int, view: memoryview | None = None
+    ) -> list[bytes | bytearray | memoryview]:
+        """The records of the whole lines in ``data[:end]``: slices of ``view`` (a
+        memoryview of ``data``: no copies; drop them before ``data`` is resized) if given,
+        else of ``data``. (A list, not a generator: one resumption per record costs verify
+        a few percent.)"""
+        source: bytes | bytearray | memoryview = data if view is None else view
+        out: list[bytes | bytearray | memoryview] = []
+        add = out.append
+        find = data.find
+        strict = self.strict
+        pos = 0
+        while (newline := find(b"\n", pos, end)) >= 0:
+            start, pos = pos, newline + 1
+            if newline - start == 1 and data[start] in b"[]":
+                bracket = data[start]
+                if not strict:
+                    if bracket == 0x5D:  # "]"
+                        self.state = _CLOSED
+                    continue
+                if self.state == _BEFORE:
+                    if bracket != 0x5B:
+                        self.problem = "first line is not '['"
+                        break
+                    self.state = _FIRST
+                    continue
+                if self.state == _CLOSED:
+                    self.problem = "content after the closing ']'"
+                    break
+                if bracket == 0x5D:
+                    self.state = _CLOSED
+                    continue
+            if strict and self.state != _RECORDS:
+                if self.state == _BEFORE:
+                    self.problem = "first line is not '['"
+                    break
+                if self.state == _CLOSED:
+                    self.problem = "content after the closing ']'"
+                    break
+                self.state = _RECORDS  # the first record: no leading ","
+            elif data[start] == 0x2C:  # ","
+                start += 1
+            elif strict:
+                self.problem = f"record line {self.count + len(out) + 1} lacks its leading ','"
+                break
+            add(source[start:newline])
+        self.count += len(out)
+        return out
+
+    def byte_records(self, data: bytes, end: int) -> list[bytes]:
+        """:meth:`records` of ``bytes``: each record as ``bytes``."""
+        return cast("list[bytes]", self.records(data, end))
+
+
 def iter_chunk_records(path: Path, block: int = 4 << 20) -> Iterator[bytes]:
     """The record lines of one chunk file (without separators), streamed in blocks.
 
     Only for reading exports that ``verify`` has checked; it does not police
-    the layout. The file must be a regular file, not reached through a symbolic
-    link (:func:`~auditjournal.fs.safeio.open_regular`).
+    the layout (:class:`ChunkLines`). The file must be a regular file, not reached
+    through a symbolic link (:func:`~auditjournal.fs.safeio.open_regular`).
     """
+    lines = ChunkLines()
     carry = b""
     with open(open_regular(path, "chunk"), "rb") as fh:
         while data := fh.read(block):
             data = carry + data if carry else data
             end = data.rfind(b"\n") + 1
             carry = data[end:]
-            for line in data[:end].split(b"\n")[:-1]:
-                if line in (b"[", b"]"):
-                    continue
-                yield line[1:] if line[:1] == b"," else line
+            yield from lines.byte_records(data, end)

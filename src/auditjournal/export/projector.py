@@ -22,7 +22,6 @@ The projector never writes the journal itself: whoever drives it appends
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import threading
 import time
@@ -30,6 +29,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
+
+import msgspec
 
 from ..errors import AuditJournalError, ExportError
 from ..fs.storage import atomic_write, lock_file
@@ -42,6 +43,17 @@ from ..projection.live import LiveThread
 from ..proofs.signing import load_signer, sign_manifest
 from .checkpoint import CHECKPOINT_VERSION, encode_checkpoint, load_checkpoint
 from .chunks import ChunkWriter
+from .manifest import (
+    MANIFEST_FORMAT,
+    MERKLE_TREE,
+    ChunkEntry,
+    ExportPaths,
+    JournalHead,
+    Manifest,
+    ManifestSignature,
+    encode_manifest,
+    sha256sums_text,
+)
 
 __all__ = [
     "LIVE_STEP_EVENTS",
@@ -50,41 +62,14 @@ __all__ = [
     "ExportProjector",
     "LiveExport",
     "SealResult",
+    "encode_manifest",
 ]
 
-MANIFEST_FORMAT: Final = "auditjournal-export/1"
 _CHECKPOINT_EVERY: Final = 1.0  # seconds
 _BATCH: Final = 4096
 LIVE_STEP_EVENTS: Final = 256  # per step when following a live journal: ~3 ms, then readable
 _LIVE_BATCH: Final = LIVE_STEP_EVENTS
 _LIVE_POLL: Final = 0.002  # seconds between looks at the journal of a live run, if not woken
-
-
-@dataclass(frozen=True)
-class ExportPaths:
-    """Where an export's files are, from its path prefix (``.../export/audit_trail``)."""
-
-    prefix: Path
-
-    @property
-    def directory(self) -> Path:
-        return self.prefix.parent
-
-    @property
-    def manifest(self) -> Path:
-        return self.prefix.with_name(self.prefix.name + ".manifest.json")
-
-    @property
-    def sha256sums(self) -> Path:
-        return self.prefix.with_name(self.prefix.name + ".sha256")
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.prefix.with_name(f".{self.prefix.name}.checkpoint.json")
-
-    @property
-    def lock(self) -> Path:
-        return self.prefix.with_name(f".{self.prefix.name}.lock")
 
 
 @dataclass(frozen=True)
@@ -235,24 +220,25 @@ class ExportProjector:
     def _seal(self, completed: RunCompleted, chain: bytes) -> None:
         chunks = self._writer.finish()
         self._writer.close()
-        manifest: dict[str, Any] = {
-            "format": MANIFEST_FORMAT,
-            "run_id": self.run_id,
-            "run_status": completed.status,
-            "chunk_count": len(chunks),
-            "chunk_size_bytes": self.settings.chunk_size_bytes,
-            "total_record_count": self._writer.total_records,
-            "include_payloads": self.settings.include_payloads,
-            "chunks": [c.as_dict() for c in chunks],
-            "journal_head": {"seq": completed.seq, "chain": chain.hex()},
-            "merkle_tree": "rfc6962-sha256",
-            "merkle_root": self._writer.merkle.root().hex(),
-            "sealed_at": iso(completed.ts),
-        }
+        entries = [ChunkEntry(**c.as_dict()) for c in chunks]
+        manifest = Manifest(
+            format=MANIFEST_FORMAT,
+            run_id=self.run_id,
+            run_status=completed.status,
+            chunk_count=len(chunks),
+            chunk_size_bytes=self.settings.chunk_size_bytes,
+            total_record_count=self._writer.total_records,
+            include_payloads=self.settings.include_payloads,
+            chunks=entries,
+            journal_head=JournalHead(seq=completed.seq, chain=chain.hex()),
+            merkle_tree=MERKLE_TREE,
+            merkle_root=self._writer.merkle.root().hex(),
+            sealed_at=iso(completed.ts),
+        )
         if self._signer is not None:
-            manifest = sign_manifest(manifest, self._signer)
-        listing = "".join(f"{c.sha256}  {c.file}\n" for c in chunks).encode()
-        atomic_write(self.paths.sha256sums, listing)
+            signed = sign_manifest(manifest.as_dict(), self._signer)["signature"]
+            manifest = msgspec.structs.replace(manifest, signature=ManifestSignature(**signed))
+        atomic_write(self.paths.sha256sums, sha256sums_text(entries))
         data = encode_manifest(manifest)
         atomic_write(self.paths.manifest, data)
         self.result = SealResult(
@@ -260,7 +246,7 @@ class ExportProjector:
             manifest_sha256=hashlib.sha256(data).hexdigest(),
             chunk_count=len(chunks),
             record_count=self._writer.total_records,
-            merkle_root=manifest["merkle_root"],
+            merkle_root=manifest.merkle_root,
             run_status=completed.status,
         )
         if self._use_checkpoint:
@@ -369,8 +355,3 @@ class LiveExport(LiveThread):
     def done_seq(self) -> int:
         """The last journal seq the export has taken in."""
         return self.projector.position.next_seq - 1
-
-
-def encode_manifest(manifest: dict[str, Any]) -> bytes:
-    """The manifest file's bytes: sorted keys, two-space indent, UTF-8, final newline."""
-    return (json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()

@@ -35,8 +35,9 @@ import os
 import sys
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from ..errors import RunNotFoundError
 from ..fs.safeio import open_regular
@@ -47,6 +48,7 @@ from ..journal.files import (
     journal_segments,
     last_entry,
 )
+from ..journal.lines import CHAIN_TAIL, stored_chain
 from ..model.events import BaseEvent, NodeStateCompleted, RunCompleted, decode_event
 from ..model.records import RecordMaker
 from ..model.settings import ExportSettings
@@ -54,7 +56,7 @@ from ..payloads.store import PayloadStore
 from ..proofs.merkle import leaf_hash
 from .projector import ExportPaths, ExportProjector, SealResult
 
-__all__ = ["replay_export"]
+__all__ = ["RECORDED", "replay_export", "replay_settings"]
 
 _PARALLEL_BYTES: Final = 16 << 20  # smaller journals are replayed in this process
 _RANGE_BYTES: Final = 512 << 10  # of journal per worker task (~1.4 MB of export with payloads)
@@ -62,25 +64,62 @@ _MAX_WORKERS: Final = 4
 _POLL: Final = 4096
 _SLOT_BYTES: Final = 4 << 20  # of shared memory per task in flight (~3x a range's records)
 
-# A range's result: its records as lines ("," + record + newline each, back to
-# back; or, as an int, how many bytes of them are in the task's slot), their
-# lengths, seqs and leaf hashes (32 bytes each), the node state completions left
-# for the caller (record index, event), the states still open at the range's end,
-# run_started's fields (first range only), and run_completed with its chain value
-# if the range reached it.
-_Range = tuple[
-    bytes | int,
-    list[int],
-    list[int],
-    bytes,
-    list[tuple[int, NodeStateCompleted]],
-    dict[str, dict[str, Any]],
-    dict[str, Any],
-    tuple[RunCompleted, bytes] | None,
-]
+
+@dataclass
+class _Range:
+    """A worker's result for one range of the journal."""
+
+    lines: bytes | int
+    """Its records as lines ("," + record + newline each, back to back), or, as an int,
+    how many bytes of them the worker left in the task's slot of the shared ring."""
+    lengths: list[int]
+    """Each record's length (without "," and newline)."""
+    seqs: list[int]
+    leaves: bytes
+    """The records' Merkle leaf hashes, 32 bytes each."""
+    deferred: list[tuple[int, NodeStateCompleted]]
+    """Node state completions left for the caller (record index, event): the state
+    started in an earlier range."""
+    still_open: dict[str, dict[str, Any]]
+    """The states still open at the range's end."""
+    run: dict[str, Any]
+    """``run_started``'s fields (first range only, else empty)."""
+    completed: tuple[RunCompleted, bytes] | None
+    """``run_completed`` and its chain value, if the range reached it."""
+
 
 _worker_payloads: PayloadStore | None = None  # in a worker: its copy of the store
 _worker_ring: mmap.mmap | None = None  # in a worker: the shared slots
+
+
+RECORDED: Final = "recorded"
+"""For :func:`replay_settings`: as the run's live export had it."""
+
+
+def replay_settings(
+    recorded: ExportSettings,
+    *,
+    include_payloads: bool = True,
+    chunk_size_bytes: int | Literal["recorded"] | None = RECORDED,
+    sign: bool = True,
+    signing_key_file: str | None = None,
+) -> ExportSettings:
+    """The settings of a replay (``auditjournal replay``) of a run whose live export used
+    ``recorded``: the same unless told otherwise.
+
+    ``include_payloads=False`` exports refs only (payloads are never added to a run
+    exported without them); ``chunk_size_bytes`` another chunk size (``None``: one file);
+    ``sign=False`` leaves the manifest unsigned; ``signing_key_file`` signs with that
+    Ed25519 key instead (an HMAC-signed run is re-signed with ``$AUDITJOURNAL_SIGNING_KEY``).
+    """
+    return ExportSettings(
+        include_payloads=recorded.include_payloads and include_payloads,
+        chunk_size_bytes=(
+            recorded.chunk_size_bytes if chunk_size_bytes == RECORDED else chunk_size_bytes
+        ),
+        sign=None if not sign else ("ed25519" if signing_key_file else recorded.sign),
+        signing_key_file=None if not sign else (signing_key_file or recorded.signing_key_file),
+    )
 
 
 def replay_export(
@@ -188,10 +227,9 @@ def _replay_parallel(
             while pending:
                 slot, future = pending.popleft()
                 result = future.result()
-                lines = result[0]
-                if type(lines) is int:  # copied out, so the slot is free for the next task
+                if type(result.lines) is int:  # copied out: the slot is free for the next task
                     at = slot * _SLOT_BYTES
-                    result = (ring[at : at + lines], *result[1:])
+                    result.lines = ring[at : at + result.lines]
                 upcoming = next(queued, None)
                 if upcoming is not None:
                     pending.append((slot, pool.submit(_project_range, *upcoming, slot)))
@@ -211,12 +249,12 @@ def _replay_parallel(
 
 def _stitch(projector: ExportProjector, maker: RecordMaker, result: _Range) -> bool:
     """Write one range's records in journal order; True once the export is sealed."""
-    lines, lengths, seqs, leaves, deferred, still_open, run, completed = result
+    lines, lengths, seqs, leaves = result.lines, result.lengths, result.seqs, result.leaves
     assert type(lines) is bytes  # the caller took them out of the slot
-    if run:
-        maker.run = run
+    if result.run:
+        maker.run = result.run
     done = at = 0  # records and bytes of lines written
-    for index, event in deferred:  # started in an earlier range: maker.open_states has it
+    for index, event in result.deferred:  # started in an earlier range: maker.open_states has it
         end = at + sum(lengths[done:index]) + 2 * (index - done)
         projector.add_lines(
             lines[at:end], lengths[done:index], seqs[done:index], leaves[32 * done : 32 * index]
@@ -228,9 +266,9 @@ def _stitch(projector: ExportProjector, maker: RecordMaker, result: _Range) -> b
     projector.add_lines(
         lines[at:] if at else lines, lengths[done:], seqs[done:], leaves[32 * done :]
     )
-    maker.open_states.update(still_open)
-    if completed is not None:
-        projector.project(*completed)
+    maker.open_states.update(result.still_open)
+    if result.completed is not None:
+        projector.project(*result.completed)
         return True
     return False
 
@@ -296,15 +334,15 @@ def _project_range(
     if size <= _SLOT_BYTES:
         at = slot * _SLOT_BYTES
         _worker_ring[at : at + size] = lines
-    return (
-        size if size <= _SLOT_BYTES else bytes(lines),
-        lengths,
-        seqs,
-        bytes(leaves),
-        deferred,
-        dict(open_states),
-        maker.run,
-        completed,
+    return _Range(
+        lines=size if size <= _SLOT_BYTES else bytes(lines),
+        lengths=lengths,
+        seqs=seqs,
+        leaves=bytes(leaves),
+        deferred=deferred,
+        still_open=dict(open_states),
+        run=maker.run,
+        completed=completed,
     )
 
 
@@ -336,10 +374,11 @@ def _cuts(path: Path, first: int, range_bytes: int) -> list[JournalPosition]:
         size = os.fstat(fh.fileno()).st_size
         cut = max(range_bytes, 4096)
         while cut < size:
-            fh.seek(cut - 67)
+            fh.seek(cut - CHAIN_TAIL)
             window = fh.read(1 << 16)
             while True:
-                end = window.find(b"\n", 66)  # the newline ending the entry before the cut
+                # the newline ending the entry before the cut (its chain value before it)
+                end = window.find(b"\n", CHAIN_TAIL - 1)
                 if end >= 0:
                     after = window.find(b"\n", end + 1)  # and the one ending the entry after
                     if after >= 0:
@@ -348,8 +387,8 @@ def _cuts(path: Path, first: int, range_bytes: int) -> list[JournalPosition]:
                 if not more:
                     return cuts  # the rest is the last range's
                 window += more
-            boundary = cut - 67 + end + 1
-            chain = bytes.fromhex(window[end - 66 : end - 2].decode("ascii"))
+            boundary = cut - CHAIN_TAIL + end + 1
+            chain = stored_chain(window, end)
             try:
                 entry: BaseEvent = decode_event(window[end + 1 : after + 1])
             except Exception as exc:
@@ -357,5 +396,5 @@ def _cuts(path: Path, first: int, range_bytes: int) -> list[JournalPosition]:
             if entry.seq < first:
                 raise _Inconsistent(f"{path.name}: seq {entry.seq} at offset {boundary}")
             cuts.append(JournalPosition(entry.seq, first, boundary, chain))
-            cut = max(cut + range_bytes, boundary + 67)
+            cut = max(cut + range_bytes, boundary + CHAIN_TAIL)
     return cuts

@@ -15,18 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
-from ..errors import CorruptJournalError, MalformedEvidenceError
-from ..fs.safeio import MAX_MANIFEST_BYTES, decode_strict, open_regular, read_regular
-from .chunks import chunk_name
-from .projector import ExportPaths
+from ..errors import CorruptExportError, MalformedEvidenceError
+from ..fs.safeio import decode_strict, open_regular
+from .chunks import ChunkLines
+from .manifest import ExportPaths, read_manifest
 
 __all__ = ["ExportTail", "TailFilter"]
-
-
-class _SealedManifest(msgspec.Struct):
-    chunk_count: int
 
 
 @dataclass(frozen=True)
@@ -76,15 +70,15 @@ class ExportTail:
         self.shown = 0
         self.sealed = False
         self._carry = b""
-        self._closed_current = False
+        self._lines = ChunkLines()  # of the current chunk
         if from_end:
             self._skip_to_end()
 
     def _chunk_path(self, index: int) -> Path:
-        single = self.paths.prefix.with_name(self.paths.prefix.name + ".json")
+        single = self.paths.chunk(0, single_file=True)
         if index == 0 and single.exists():
             return single
-        return self.paths.directory / chunk_name(self.paths.prefix.name, index, False)
+        return self.paths.chunk(index)
 
     def poll(self) -> list[dict[str, Any]]:
         """Records that landed since the last poll (filtered), in export order."""
@@ -102,36 +96,29 @@ class ExportTail:
             data = self._carry + raw if self._carry else raw
             end = data.rfind(b"\n") + 1
             self._carry = data[end:]
-            for line in data[:end].split(b"\n")[:-1]:
-                if line == b"[":
-                    continue
-                if line == b"]":
-                    self._closed_current = True
-                    continue
-                record = line[1:] if line[:1] == b"," else line
+            for record in self._lines.byte_records(data, end):
                 try:
                     value = decode_strict(record, f"{path}: record line")
                 except MalformedEvidenceError as exc:
-                    raise CorruptJournalError(f"{path}: unreadable record line: {exc}") from None
+                    raise CorruptExportError(f"{path}: unreadable record line: {exc}") from None
                 self.seen += 1
                 if self.filter(value):
                     self.shown += 1
                     out.append(value)
-            if not self._closed_current:
+            if not self._lines.closed:
                 self._check_sealed()
                 return out
             self.index += 1
             self.offset = 0
             self._carry = b""
-            self._closed_current = False
+            self._lines = ChunkLines()
 
     def _check_sealed(self) -> None:
         try:
-            raw = read_regular(self.paths.manifest, "manifest", MAX_MANIFEST_BYTES)
+            _raw, manifest = read_manifest(self.paths.manifest)
         except FileNotFoundError:
             return  # not sealed yet (the manifest is written atomically: never half of it)
-        count = decode_strict(raw, f"{self.paths.manifest}", _SealedManifest).chunk_count
-        self.sealed = self.index >= count
+        self.sealed = self.index >= manifest.chunk_count
 
     def _skip_to_end(self) -> None:
         while self._chunk_path(self.index + 1).exists():
@@ -142,11 +129,12 @@ class ExportTail:
                 data = fh.read()
             end = data.rfind(b"\n") + 1
             self.offset = end
-            self._closed_current = data[:end].endswith(b"\n]\n")
-            if self._closed_current:
+            for _ in self._lines.byte_records(data, end):
+                pass  # skipped: only whether the chunk is closed matters
+            if self._lines.closed:
                 self.index += 1
                 self.offset = 0
-                self._closed_current = False
+                self._lines = ChunkLines()
 
     def follow(
         self, *, poll_interval: float = 0.02, timeout: float | None = None

@@ -65,10 +65,12 @@ from openlineage.client.transport.transport import Transport
 from openlineage.client.uuid import generate_static_uuid
 
 from .. import __version__
-from ..errors import ExportInvalidError, LineageEmitError
+from ..errors import ExportInvalidError, LineageEmitError, MalformedEvidenceError
 from ..evidence.verify import find_manifest, verify_export
 from ..export.chunks import iter_chunk_records
+from ..export.manifest import read_manifest
 from ..export.projector import SealResult
+from ..fs.safeio import plain_name
 from ..model.events import ArtifactRecorded, BaseEvent, NodeRegistered, RunCompleted, RunStarted
 
 __all__ = [
@@ -399,12 +401,11 @@ def events_from_export(
         report = verify_export(manifest_path)
         if not report.ok:
             raise ExportInvalidError(f"{manifest_path}: {report.summary()}")
-    raw = manifest_path.read_bytes()
     try:
-        manifest = msgspec.json.decode(raw)
-        files = [str(chunk["file"]) for chunk in manifest["chunks"]]
-    except (msgspec.DecodeError, KeyError, TypeError) as exc:
+        raw, manifest = read_manifest(manifest_path)
+    except (MalformedEvidenceError, FileNotFoundError) as exc:
         raise ExportInvalidError(f"{manifest_path} is not an export manifest ({exc})") from None
+    files = [plain_name(chunk.file, "chunk file") for chunk in manifest.chunks]
     datasets = DatasetCollector(namespace)
     run: _Record | None = None
     for name in files:
@@ -420,18 +421,17 @@ def events_from_export(
         raise ExportInvalidError(f"{manifest_path.parent} holds no complete run record")
     config = run.config if isinstance(run.config, Mapping) else {}
     start = RunStart(run.run_id, _utc(run.started_at), config)
-    signature = manifest.get("signature")
     end = RunEnd(
         start=start,
         status=run.status,
         completed_at=_utc(run.completed_at),
         export_location=manifest_path.parent.resolve().as_uri(),
         manifest_sha256=hashlib.sha256(raw).hexdigest(),
-        merkle_root=str(manifest.get("merkle_root", "")),
-        record_count=int(manifest.get("total_record_count", 0)),
-        chunk_count=int(manifest.get("chunk_count", 0)),
-        journal_head_seq=(manifest.get("journal_head") or {}).get("seq"),
-        signature_algorithm=signature.get("algorithm") if isinstance(signature, dict) else None,
+        merkle_root=manifest.merkle_root,
+        record_count=manifest.total_record_count,
+        chunk_count=manifest.chunk_count,
+        journal_head_seq=manifest.journal_head.seq,
+        signature_algorithm=None if manifest.signature is None else manifest.signature.algorithm,
         inputs=list(datasets.inputs.values()),
         outputs=list(datasets.outputs.values()),
     )

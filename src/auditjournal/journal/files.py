@@ -49,7 +49,7 @@ from ..fs.storage import (
     write_in_order,
 )
 from ..model.events import BaseEvent, Event, encode_event
-from .lines import SUFFIX_LEN, decode_line, read_entry, seal
+from .lines import SUFFIX_LEN, decode_line, read_entry, seal, stored_chain
 
 __all__ = [
     "DEFAULT_FLUSH_INTERVAL",
@@ -463,7 +463,7 @@ def last_entry(path: Path, run_id: str, end: int | None = None) -> tuple[int, by
         raise CorruptJournalError(f"{path}: closed segment ends with an incomplete entry")
     try:
         event = decode_line(last)
-        chain = bytes.fromhex(last[-67:-3].decode("ascii"))
+        chain = stored_chain(last, len(last) - 1)
     except ValueError as exc:  # UnicodeDecodeError is one
         raise CorruptJournalError(f"{path}: bad last entry: {exc}") from None
     if len(last) < SUFFIX_LEN or event.run_id != run_id or len(chain) != 32:

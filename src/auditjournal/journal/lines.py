@@ -30,12 +30,23 @@ from typing import Final
 from ..fs.safeio import reject_duplicate_members
 from ..model.events import Event, decode_event, encode_event, encode_event_into
 
-__all__ = ["CHAIN_PREFIX", "LINE_END", "SUFFIX_LEN", "decode_line", "read_entry", "seal"]
+__all__ = [
+    "CHAIN_PREFIX",
+    "CHAIN_TAIL",
+    "LINE_END",
+    "SUFFIX_LEN",
+    "decode_line",
+    "read_entry",
+    "seal",
+    "stored_chain",
+]
 
 CHAIN_PREFIX: Final = b',"chain":"'
 LINE_END: Final = b'"}\n'
 SUFFIX_LEN: Final = len(CHAIN_PREFIX) + 64 + len(LINE_END)
 """Bytes after the event's own members: ``,"chain":"<64 hex>"}`` and the newline."""
+CHAIN_TAIL: Final = 64 + len(LINE_END)
+"""Bytes from a line's first chain hex digit to its end (newline included)."""
 _PREFIX_END: Final = -SUFFIX_LEN + len(CHAIN_PREFIX)
 _HEX_START: Final = -(64 + len(LINE_END))
 _HEX_END: Final = -len(LINE_END)
@@ -103,3 +114,12 @@ def decode_line(line: bytes | memoryview) -> Event:
     if line[: len(encoded) - 1] != encoded[:-1] or len(line) != len(encoded) - 1 + SUFFIX_LEN:
         reject_duplicate_members(line, "entry")
     return event
+
+
+def stored_chain(data: bytes | bytearray, newline: int) -> bytes:
+    """The chain value stored in the line whose newline is ``data[newline]`` (not checked:
+    :func:`read_entry` does); ValueError if it is not hex."""
+    start = newline + 1 - CHAIN_TAIL
+    if start < 0:
+        raise ValueError("line too short for a chain value")
+    return bytes.fromhex(data[start : start + 64].decode("ascii"))

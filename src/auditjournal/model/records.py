@@ -45,21 +45,9 @@ from .events import (
     TokenCreated,
     TokenOutcomeRecorded,
 )
+from .recordtypes import RECORD_TYPES
 
 __all__ = ["RECORD_TYPES", "RecordMaker", "iso"]
-
-RECORD_TYPES: Final = (
-    "run",
-    "node",
-    "edge",
-    "row",
-    "token",
-    "token_outcome",
-    "node_state",
-    "routing_event",
-    "call",
-    "artifact",
-)
 
 PayloadGetter = Callable[[str], bytes]
 Record = tuple[int, bytes]  # (seq, canonical JSON bytes)

@@ -1,8 +1,8 @@
-"""JSON Schemas generated from the code (msgspec), committed under ``schemas/``.
+"""The journal event's JSON Schema, generated from the code (msgspec).
 
-``tools/gen_schemas.py`` writes them; ``tests/test_schemas.py`` fails when the
-committed files differ from what the code generates, so a change to an event
-(or any other published format) cannot slip by without its schema.
+All published schemas (events, export records, manifest, bundle) are collected by
+:func:`auditjournal.evidence.schemas.generate_schemas`, which ``tools/gen_schemas.py``
+writes to ``schemas/``.
 """
 
 from __future__ import annotations
@@ -14,19 +14,20 @@ import msgspec
 
 from .events import Event
 
-__all__ = ["generate_schemas"]
+__all__ = ["dump_schema", "event_schema"]
 
 
-def _dump(schema: dict[str, Any]) -> bytes:
+def dump_schema(schema: dict[str, Any]) -> bytes:
+    """A schema file's bytes: sorted keys, two-space indent, UTF-8, final newline."""
     return (json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
 
-def generate_schemas() -> dict[str, bytes]:
-    """File name -> content of every published schema."""
+def event_schema() -> dict[str, Any]:
+    """The schema of one journal event (without its ``chain`` member)."""
     events = msgspec.json.schema(Event)
     events["title"] = "auditjournal journal event"
     events["description"] = (
         "One line of a run's journal is one of these objects plus a trailing "
         '"chain" member (sha256 hex of the previous chain value and the event bytes).'
     )
-    return {"events.schema.json": _dump(events)}
+    return events

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 from bisect import bisect_left
 from collections.abc import Sequence
+from typing import Any
 
 from ..errors import ConsistencyProofError
 
@@ -37,6 +38,7 @@ __all__ = [
     "consistency_proof_ranges",
     "inclusion_proof",
     "leaf_hash",
+    "leaf_hasher",
     "merkle_root",
     "node_hash",
     "prefix_root",
@@ -50,7 +52,13 @@ _LEAF_PREFIX = _sha256(b"\x00")  # copying a primed hash is cheaper than startin
 EMPTY_ROOT = _sha256(b"").digest()  # the root of a tree of no leaves (RFC 9162 2.1.1)
 
 
-def leaf_hash(data: bytes | memoryview) -> bytes:
+def leaf_hasher() -> Any:
+    """A SHA-256 already fed the leaf prefix: ``h = leaf_hasher(); h.update(data)`` then
+    ``h.digest()`` is :func:`leaf_hash` of ``data`` (for loops that copy one per leaf)."""
+    return _LEAF_PREFIX.copy()
+
+
+def leaf_hash(data: bytes | bytearray | memoryview) -> bytes:
     h = _LEAF_PREFIX.copy()
     h.update(data)
     return h.digest()

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from ..errors import OutputPathError
 from ..evidence.verify import find_manifest
+from ..export.manifest import prefix_name_of
 from ..fs.storage import atomic_write
 from .build import gather
 from .html import render_html
@@ -99,7 +100,7 @@ def write_report(
 def _refuse_export_files(export: Path, out: Path) -> None:
     """The report must not replace the evidence it reports on (manifest, listing, chunks)."""
     manifest = find_manifest(export)
-    prefix = manifest.name[: -len(".manifest.json")]
+    prefix = prefix_name_of(manifest)
     target = out.resolve()
     if target.parent == manifest.parent.resolve() and target.name.startswith(prefix):
         raise OutputPathError(f"{out} is a file of the export itself; write the report elsewhere")

@@ -20,7 +20,7 @@ de-duplicates an identical export event).
 
 File format (RFC 4180): UTF-8 without BOM, ``\\r\\n`` line ends, a header line,
 fields quoted only when needed (comma, quote, CR/LF), ``"`` doubled. Columns are
-exactly the record's fields, in the order :mod:`records` builds them
+exactly the record's fields, as :mod:`~auditjournal.model.recordtypes` declares them
 (:data:`COLUMNS`). Cells: ``None`` -> empty; strings verbatim (no
 spreadsheet-formula escaping: the audit copy keeps the data as recorded);
 numbers and booleans as their canonical JSON text (``true``, ``12.5``,
@@ -62,7 +62,8 @@ from ..fs.storage import atomic_write, fsync_dir, lock_file, storage_error
 from ..journal.files import JournalReader
 from ..model.canonical import canonical_json, format_float
 from ..model.events import CsvExported, CsvFile
-from ..model.records import RECORD_TYPES, RecordMaker
+from ..model.records import RecordMaker
+from ..model.recordtypes import RECORD_TYPES, record_columns
 
 if TYPE_CHECKING:
     from ..recording.store import AuditStore
@@ -71,158 +72,10 @@ __all__ = ["COLUMNS", "CSV_LISTING_NAME", "CsvResult", "export_csv", "journal_si
 
 CSV_LISTING_NAME: Final = "audit_trail.csv.sha256"
 
-COLUMNS: Final[dict[str, tuple[str, ...]]] = {
-    "run": (
-        "record_type",
-        "run_id",
-        "seq",
-        "started_seq",
-        "started_at",
-        "config",
-        "config_hash",
-        "settings",
-        "canonical_version",
-        "status",
-        "error",
-        "completed_at",
-    ),
-    "node": (
-        "record_type",
-        "run_id",
-        "seq",
-        "node_id",
-        "plugin_name",
-        "plugin_version",
-        "node_type",
-        "determinism",
-        "config",
-        "config_hash",
-        "input_schema",
-        "output_schema",
-        "registered_at",
-    ),
-    "edge": (
-        "record_type",
-        "run_id",
-        "seq",
-        "edge_id",
-        "from_node_id",
-        "to_node_id",
-        "label",
-        "mode",
-        "created_at",
-    ),
-    "row": (
-        "record_type",
-        "run_id",
-        "seq",
-        "row_id",
-        "source_node_id",
-        "row_index",
-        "source_data_hash",
-        "source_data_ref",
-        "created_at",
-    ),
-    "token": (
-        "record_type",
-        "run_id",
-        "seq",
-        "token_id",
-        "row_id",
-        "parent_token_ids",
-        "branch_name",
-        "fork_group_id",
-        "join_group_id",
-        "expand_group_id",
-        "created_at",
-    ),
-    "token_outcome": (
-        "record_type",
-        "run_id",
-        "seq",
-        "outcome_id",
-        "token_id",
-        "row_id",
-        "outcome",
-        "sink_name",
-        "error_hash",
-        "context",
-        "recorded_at",
-    ),
-    "node_state": (
-        "record_type",
-        "run_id",
-        "seq",
-        "state_id",
-        "token_id",
-        "row_id",
-        "node_id",
-        "step_index",
-        "attempt",
-        "input_hash",
-        "input_data_ref",
-        "started_seq",
-        "started_at",
-        "status",
-        "output_hash",
-        "output_data_ref",
-        "duration_ms",
-        "error",
-        "success_reason",
-        "completed_at",
-    ),
-    "routing_event": (
-        "record_type",
-        "run_id",
-        "seq",
-        "routing_event_id",
-        "state_id",
-        "row_id",
-        "edge_id",
-        "mode",
-        "routing_group_id",
-        "ordinal",
-        "reason_hash",
-        "reason_ref",
-        "created_at",
-    ),
-    "call": (
-        "record_type",
-        "run_id",
-        "seq",
-        "call_id",
-        "state_id",
-        "row_id",
-        "operation_id",
-        "call_index",
-        "call_type",
-        "status",
-        "latency_ms",
-        "request_hash",
-        "request_ref",
-        "response_hash",
-        "response_ref",
-        "error",
-        "created_at",
-    ),
-    "artifact": (
-        "record_type",
-        "run_id",
-        "seq",
-        "artifact_id",
-        "state_id",
-        "sink_node_id",
-        "artifact_type",
-        "path_or_uri",
-        "content_hash",
-        "size_bytes",
-        "sink_input_hash",
-        "sink_input_ref",
-        "created_at",
-    ),
-}
-"""The CSV columns of each record type: the record's fields in the order records.py builds
-them (``record_type``, ``run_id``, ``seq``, the entity's id and fields, its timestamps)."""
+COLUMNS: Final[dict[str, tuple[str, ...]]] = {kind: record_columns(kind) for kind in RECORD_TYPES}
+"""The CSV columns of each record type: the record's fields as
+:mod:`~auditjournal.model.recordtypes` declares them, without inlined payloads
+(``record_type``, ``run_id``, ``seq``, the entity's id and fields, its timestamps)."""
 
 Progress = Callable[[int], None]
 _BATCH: Final = 4096

@@ -26,10 +26,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from ..errors import AuditJournalError, DatabaseError, RowNotFoundError, RunNotFoundError
-from ..export.chunks import chunk_name
-from ..export.projector import ExportPaths
+from ..export.manifest import ExportPaths, chunk_name, prefix_name_of
 from ..fs.safeio import MAX_MANIFEST_BYTES, read_regular
 from ..model.records import iso
+from ..model.recordtypes import PAYLOAD_FIELDS, json_fields, record_columns
 from ..model.settings import ExportSettings
 from ..recording.store import AuditStore
 from .schema import (
@@ -62,24 +62,11 @@ __all__ = [
 
 _log = logging.getLogger(__name__)  # under the "auditjournal" logger
 
-_PAYLOADS: Final = {
-    "row": (("source_data", "source_data_ref"),),
-    "node_state": (("input_data", "input_data_ref"), ("output_data", "output_data_ref")),
-    "routing_event": (("reason", "reason_ref"),),
-    "call": (("request", "request_ref"), ("response", "response_ref")),
-    "artifact": (("sink_input", "sink_input_ref"),),
-}
-_RUN_RECORD_COLUMNS: Final = (
-    "started_seq",
-    "started_at",
-    "config_json",
-    "config_hash",
-    "settings_json",
-    "canonical_version",
-    "status",
-    "error_json",
-    "completed_at",
+_RUN_RECORD_COLUMNS: Final = tuple(
+    f"{name}_json" if name in json_fields("run") else name
+    for name in record_columns("run")[3:]  # after record_type, run_id, seq
 )
+"""The runs table's columns the ``run`` record is made of (JSON held as ``*_json`` text)."""
 
 
 def refresh_tables(
@@ -238,7 +225,7 @@ def export_state(store: AuditStore, run_id: str, run: Row[Any] | None) -> dict[s
 
 
 def _has_chunks(manifest: Path) -> bool:
-    prefix = manifest.name.removesuffix(".manifest.json")
+    prefix = prefix_name_of(manifest)
     first = (chunk_name(prefix, 0, False), chunk_name(prefix, 0, True))
     return any((manifest.parent / name).exists() for name in first)
 
@@ -392,7 +379,7 @@ def _record(kind: str, row: Row[Any], get: Any = None) -> dict[str, Any]:
         else:
             record[name] = value
     if get is not None:
-        for field, ref_column in _PAYLOADS.get(kind, ()):
+        for field, ref_column in PAYLOAD_FIELDS.get(kind, ()):
             ref = record[ref_column]
             record[field] = None if ref is None else get(ref)
     return record

@@ -1,0 +1,164 @@
+"""The sealed export's manifest and file names, declared once.
+
+An export at the path prefix ``.../export/audit_trail`` is these files (:class:`ExportPaths`):
+
+* ``audit_trail.000.json`` ... the chunks (:func:`chunk_name`; ``audit_trail.json``
+  when unchunked);
+* ``audit_trail.sha256`` -- the chunks' SHA-256 in ``sha256sum`` format;
+* ``audit_trail.manifest.json`` -- :class:`Manifest`, written last (its appearing
+  means the export is sealed);
+* ``.audit_trail.checkpoint.json`` and ``.audit_trail.lock`` -- the projector's
+  own (not part of the export).
+
+The projector writes the manifest with :func:`encode_manifest`; every reader
+(verify, extract, tail, the typed reimport) reads it with :func:`read_manifest`,
+so the writer and the readers share one :class:`Manifest` type, and
+``schemas/manifest.schema.json`` is generated from it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+
+from ..fs.safeio import MAX_MANIFEST_BYTES, decode_strict, read_regular
+
+__all__ = [
+    "CHUNK_SUFFIX",
+    "MANIFEST_FORMAT",
+    "MANIFEST_SUFFIX",
+    "MERKLE_TREE",
+    "SHA256SUMS_SUFFIX",
+    "ChunkEntry",
+    "ExportPaths",
+    "JournalHead",
+    "Manifest",
+    "ManifestSignature",
+    "chunk_name",
+    "encode_manifest",
+    "prefix_name_of",
+    "read_manifest",
+    "sha256sums_text",
+]
+
+MANIFEST_FORMAT: Final = "auditjournal-export/1"
+MERKLE_TREE: Final = "rfc6962-sha256"
+MANIFEST_SUFFIX: Final = ".manifest.json"
+SHA256SUMS_SUFFIX: Final = ".sha256"
+CHUNK_SUFFIX: Final = ".json"
+
+
+def chunk_name(prefix_name: str, index: int, single_file: bool) -> str:
+    """``audit_trail.000.json`` ... (3 digits minimum), or ``audit_trail.json`` unchunked."""
+    if single_file:
+        return f"{prefix_name}{CHUNK_SUFFIX}"
+    return f"{prefix_name}.{index:03d}{CHUNK_SUFFIX}"
+
+
+def prefix_name_of(manifest: Path) -> str:
+    """The export's prefix name (``audit_trail``) from its manifest's path."""
+    return manifest.name.removesuffix(MANIFEST_SUFFIX)
+
+
+@dataclass(frozen=True)
+class ExportPaths:
+    """Where an export's files are, from its path prefix (``.../export/audit_trail``)."""
+
+    prefix: Path
+
+    @property
+    def directory(self) -> Path:
+        return self.prefix.parent
+
+    @property
+    def manifest(self) -> Path:
+        return self.prefix.with_name(self.prefix.name + MANIFEST_SUFFIX)
+
+    @property
+    def sha256sums(self) -> Path:
+        return self.prefix.with_name(self.prefix.name + SHA256SUMS_SUFFIX)
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.prefix.with_name(f".{self.prefix.name}.checkpoint.json")
+
+    @property
+    def lock(self) -> Path:
+        return self.prefix.with_name(f".{self.prefix.name}.lock")
+
+    def chunk(self, index: int, single_file: bool = False) -> Path:
+        return self.directory / chunk_name(self.prefix.name, index, single_file)
+
+
+class ChunkEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One chunk as the manifest lists it (also the projector's checkpoint form)."""
+
+    file: str
+    sha256: str
+    bytes: int
+    record_count: int
+    first_seq: int
+    last_seq: int
+
+
+class JournalHead(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The journal entry the export was sealed at: ``run_completed``'s seq and chain."""
+
+    seq: int
+    chain: str
+
+
+class ManifestSignature(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The ``signature`` member (see :mod:`auditjournal.proofs.signing`)."""
+
+    algorithm: str
+    key_id: str
+    value: str
+
+
+class Manifest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """``audit_trail.manifest.json``: what a sealed export holds and its Merkle root.
+
+    Written with :func:`encode_manifest`; ``signature`` is omitted when unsigned."""
+
+    format: str
+    run_id: str
+    run_status: str
+    chunk_count: int
+    chunk_size_bytes: int | None
+    total_record_count: int
+    include_payloads: bool
+    chunks: list[ChunkEntry]
+    journal_head: JournalHead
+    merkle_tree: str
+    merkle_root: str
+    sealed_at: str
+    signature: ManifestSignature | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The manifest as JSON values (what is signed, without ``signature``, and encoded)."""
+        value: dict[str, Any] = msgspec.to_builtins(self)
+        return value
+
+
+def encode_manifest(manifest: Manifest | dict[str, Any]) -> bytes:
+    """The manifest file's bytes: sorted keys, two-space indent, UTF-8, final newline."""
+    value = manifest.as_dict() if isinstance(manifest, Manifest) else manifest
+    return (json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
+def sha256sums_text(chunks: list[ChunkEntry]) -> bytes:
+    """``audit_trail.sha256``: each chunk's SHA-256 and file name, ``sha256sum`` format."""
+    return "".join(f"{c.sha256}  {c.file}\n" for c in chunks).encode()
+
+
+def read_manifest(path: Path) -> tuple[bytes, Manifest]:
+    """The manifest file's bytes and their parsed form, read as evidence (a regular file
+    only, bounded, no duplicate members, every field of the right type; a missing file is
+    ``FileNotFoundError``). The chunk entries are not checked here (``verify`` does)."""
+    raw = read_regular(path, "manifest", MAX_MANIFEST_BYTES)
+    return raw, decode_strict(raw, f"{path.name}", Manifest)
