@@ -53,6 +53,36 @@ def _chunk_size(value: str | None) -> int | str | None:
         raise click.BadParameter(f"{value!r} is not a number of bytes or 'none'") from None
 
 
+def _check_output(path: Path, *, directory: bool) -> None:
+    """Refuse, before any work, an output path the user named that cannot be written:
+    a missing parent directory (for a file), a file where a directory should be (or the
+    reverse), a directory we may not write into (permissions, a read-only filesystem)."""
+    if directory:
+        if path.exists() and not path.is_dir():
+            raise click.UsageError(f"{path} exists and is not a directory")
+        nearest = path
+        while not nearest.exists() and nearest.parent != nearest:
+            nearest = nearest.parent
+    else:
+        if path.is_dir():
+            raise click.UsageError(f"{path} is a directory; give a file name")
+        nearest = path.parent
+        if not nearest.is_dir():
+            raise click.UsageError(f"directory {nearest} does not exist (create it first)")
+    if not nearest.is_dir():
+        raise click.UsageError(f"{nearest} is not a directory")
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        reason = "read-only filesystem" if _read_only_fs(nearest) else "permission denied"
+        raise click.UsageError(f"cannot write into {nearest} ({reason})")
+
+
+def _read_only_fs(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 def _existing_store(root: Path) -> AuditStore:
     if not (root / "runs").is_dir():
         raise click.UsageError(f"{root} is not an auditjournal root (no runs/ directory)")
@@ -149,4 +179,17 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"auditjournal: error: {exc}", err=True)
         sys.exit(1)
     except BrokenPipeError:
+        _quiet_broken_pipe()
         sys.exit(0)
+    except OSError as exc:  # an expected OS failure (a read-only disk, a vanished file)
+        where = f": {exc.filename}" if exc.filename else ""
+        click.echo(f"auditjournal: error: {exc.strerror or exc}{where}", err=True)
+        sys.exit(1)
+
+
+def _quiet_broken_pipe() -> None:
+    """The reader went away (``tail | head``): like other tools, exit 0 without a word,
+    and keep Python from complaining when it flushes stdout at exit."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())

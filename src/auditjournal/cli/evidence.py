@@ -14,6 +14,7 @@ from ..evidence.verify import verify_export
 from ..proofs.signing import generate_keypair
 from ._base import (
     _byte_progress,
+    _check_output,
     _existing_store,
     _hmac_key,
     cli,
@@ -93,6 +94,7 @@ def verify(
 )
 def keygen(out_dir: Path) -> None:
     """Write a new Ed25519 key pair for signing export manifests."""
+    _check_output(out_dir, directory=True)
     private, public = generate_keypair(out_dir)
     click.echo(f"private key {private} (keep it secret; ExportSettings(signing_key_file=...))")
     click.echo(f"public key  {public} (give it to auditors: verify --public-key)")
@@ -121,11 +123,13 @@ def extract(
     selection = Selection(row_id, token_id, node_id, frozenset(seqs))
     if selection.empty():
         raise click.UsageError("select something: --row, --token, --node or --seq")
+    _check_output(out, directory=False)
     bundle = extract_bundle(export, selection)
+    if not bundle["records"]:
+        click.echo(f"auditjournal: error: no record matches; {out} not written", err=True)
+        sys.exit(1)
     write_bundle(bundle, out)
     click.echo(f"{len(bundle['records'])} record(s) with inclusion proofs written to {out}")
-    if not bundle["records"]:
-        sys.exit(1)
 
 
 @cli.command("verify-bundle")

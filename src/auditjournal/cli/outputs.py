@@ -11,7 +11,7 @@ import click
 
 from ..errors import OutputPathError
 from ..report import DEFAULT_EMBED_LIMIT_BYTES, write_report
-from ._base import _byte_progress, _hmac_key, cli
+from ._base import _byte_progress, _check_output, _hmac_key, cli
 
 _OPENLINEAGE_MISSING = (
     "the openlineage command needs the OpenLineage client: "
@@ -53,6 +53,7 @@ def report(
     not verify (the report is still written and shows why).
     """
     hmac_key = _hmac_key(hmac_key_env)
+    _check_output(out, directory=False)
     with _byte_progress(export, "verifying and reading") as bar:
         # the chunks are read twice (verify, then the records): half a step per byte
         progress = None if bar is None else (lambda n: bar(n // 2))
@@ -114,6 +115,8 @@ def openlineage(
     """
     if out is not None and url is not None:
         raise click.UsageError("give --out or --url, not both")
+    if out is not None:
+        _check_output(out, directory=False)
     try:
         from ..integrations import openlineage as ol
     except ImportError:

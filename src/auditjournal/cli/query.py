@@ -18,6 +18,7 @@ from ._base import (
     _JSON,
     _NO_REFRESH,
     _ROOT,
+    _check_output,
     _existing_store,
     _sql_store,
     cli,
@@ -99,6 +100,7 @@ def export_csv_cmd(root: Path, run_id: str, out_dir: Path, as_json: bool) -> Non
     export is recorded in the run's journal (csv_exported). Exit 1 if the run has
     not completed or a recorder still holds its journal.
     """
+    _check_output(out_dir, directory=True)
     store = _existing_store(root)
     try:
         with _journal_progress(store, run_id) as progress:

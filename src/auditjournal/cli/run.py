@@ -18,6 +18,7 @@ from ..sql.projector import replay_sql
 from ..sql.schema import SqlDatabase
 from ._base import (
     _ROOT,
+    _check_output,
     _chunk_size,
     _existing_store,
     _log_to_stderr,
@@ -52,6 +53,7 @@ def demo(root: Path, rows: int, chunk_size: str | None) -> None:
     from ..demo import run_demo
 
     size = _chunk_size(chunk_size)
+    _check_output(root, directory=True)
     export = ExportSettings() if size == "default" else ExportSettings(chunk_size_bytes=size)  # type: ignore[arg-type]
     click.echo(f"recording {rows} rows of the customer-sentiment demo into {root} ...", err=True)
     with click.progressbar(length=rows, label="rows", file=sys.stderr) as bar:
@@ -174,6 +176,11 @@ def _describe(record: dict[str, Any]) -> str:
 )
 @click.option("--no-sign", is_flag=True, help="Do not sign the manifest even if the live one was.")
 @click.option(
+    "--force",
+    is_flag=True,
+    help="Replace the export files already in --out (never the run's own live export).",
+)
+@click.option(
     "--signing-key-file",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
@@ -188,6 +195,7 @@ def replay(
     chunk_size: str | None,
     no_sign: bool,
     signing_key_file: Path | None,
+    force: bool,
 ) -> None:
     """Rebuild a run's export (--out) and/or SQL tables (--db) from its journal.
 
@@ -197,7 +205,15 @@ def replay(
     """
     if out_dir is None and db_url is None:
         raise click.UsageError("give --out DIR (an export), --db URL (SQL tables), or both")
+    if out_dir is not None:
+        _check_output(out_dir, directory=True)
     store = _existing_store(root)
+    if out_dir is not None:
+        try:
+            _check_replay_target(store, run_id, out_dir, force=force)
+        except BaseException:
+            store.close()
+            raise
     if db_url is not None:
         try:
             _replay_tables(store, run_id, db_url)
@@ -234,6 +250,23 @@ def replay(
         sys.exit(1)
     click.echo(f"replayed {result.record_count:,} records into {result.chunk_count} chunk(s)")
     click.echo(f"manifest {result.manifest_path} (sha256 {result.manifest_sha256})")
+
+
+def _check_replay_target(store: AuditStore, run_id: str, out_dir: Path, *, force: bool) -> None:
+    """Never the run's live export (even with --force: its sealed files are the evidence);
+    a non-empty directory only with --force (its old export files are replaced)."""
+    live = {
+        store.export_dir(run_id).resolve(),
+        store.export_prefix(run_id, recorded_export_settings(store, run_id)).parent.resolve(),
+    }
+    if out_dir.resolve() in live:
+        raise click.UsageError(
+            f"{out_dir} is the live export of run {run_id}; replay into another directory"
+        )
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
+        raise click.UsageError(
+            f"{out_dir} is not empty; give --force to replace the export files in it"
+        )
 
 
 def _replay_tables(store: AuditStore, run_id: str, db_url: str) -> None:
