@@ -10,7 +10,7 @@ fail with the kernel's EROFS even for root.
 from __future__ import annotations
 
 import json
-import os
+import re
 import shutil
 import subprocess
 import sys
@@ -164,3 +164,147 @@ def test_replay_refuses_a_non_empty_out_unless_forced(
     result = cli("replay", recorded.root, recorded.run_id, "--out", out, "--force")
     assert result.code == 0, result
     assert verify_export(out).ok
+
+
+# -- item 3: tail says what it waits for and stops when waiting cannot end ---------------------
+
+_KILLED_WRITER = """
+import os, signal, sys, time
+from auditjournal import AuditStore, ExportSettings
+store = AuditStore.open(sys.argv[1], durability="always")
+run = store.start_run(config={{}}, run_id="killed", export={export}, sql=False)
+src = run.register_node(plugin_name="src", node_type="source")
+for i in range(3):
+    run.create_row(source_node_id=src, row_index=i, data={{"i": i}})
+export = store.export_dir("killed")
+for _ in range(3000):  # the live export's thread wrote the rows (or there is none)
+    if {export} is None or "".join(
+        f.read_text() for f in export.glob("audit_trail.0*.json")
+    ).count('"record_type":"row"') == 3:
+        break
+    time.sleep(0.01)
+print("ready", flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _record_and_kill(root: Path, export: str) -> None:
+    child = subprocess.run(
+        [sys.executable, "-c", _KILLED_WRITER.format(export=export), str(root)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert child.returncode == -9, child.stderr
+    assert child.stdout.strip() == "ready"
+
+
+def test_tail_stops_when_the_writer_was_killed(cli: Invoke, tmp_path: Path) -> None:
+    root = tmp_path / "audit"
+    _record_and_kill(root, "ExportSettings(chunk_size_bytes=200)")
+    result = cli("tail", root, "killed", "--timeout", "60")
+    assert result.code == 1, result
+    assert "writer of run killed is gone" in result.err
+    assert "not sealed (timed out)" not in result.err
+    assert len(result.out.splitlines()) == 4  # its node and rows: all the export holds
+    result = cli("tail", root, "killed", "--journal", "--timeout", "60")
+    assert result.code == 1, result
+    assert "writer of run killed is gone" in result.err
+    assert "row_created" in result.out
+
+
+def test_tail_stops_on_a_completed_run_without_an_export(cli: Invoke, tmp_path: Path) -> None:
+    from auditjournal import AuditStore
+
+    root = tmp_path / "audit"
+    with AuditStore.open(root) as store, store.start_run(export=None, run_id="plain") as run:
+        run.register_node(plugin_name="src", node_type="source")
+    result = cli("tail", root, "plain", "--timeout", "60")
+    assert result.code == 1, result
+    assert "completed without a live export" in result.err
+    assert "auditjournal project" in result.err
+    # the journal of the same run: complete, so tail --journal shows it and ends well
+    result = cli("tail", root, "plain", "--journal", "--timeout", "60")
+    assert result.code == 0, result
+    assert result.out.splitlines()[-1].split()[2] == "run_completed"
+
+
+def test_tail_stops_on_a_sealed_export_with_a_chunk_missing(
+    cli: Invoke, recorded: Recorded, tmp_path: Path
+) -> None:
+    root = tmp_path / "audit"
+    shutil.copytree(recorded.root, root)
+    chunks = sorted((root / "runs" / recorded.run_id / "export").glob("audit_trail.*.json"))
+    chunks = [c for c in chunks if "manifest" not in c.name]
+    assert len(chunks) >= 3
+    chunks[1].unlink()
+    result = cli("tail", root, recorded.run_id, "--timeout", "60")
+    assert_one_line_error(result, 1, chunks[1].name, "is missing")
+
+
+def test_tail_latest_lines_and_timestamps(cli: Invoke, recorded: Recorded, tmp_path: Path) -> None:
+    root = tmp_path / "audit"
+    shutil.copytree(recorded.root, root)
+    run_demo(root, rows=2)  # started later: the newest
+    newest = sorted(p.name for p in (root / "runs").iterdir() if p.name != recorded.run_id)
+    result = cli("tail", root, "--latest", "-n", "3", "--timeout", "60")
+    assert result.code == 0, result
+    assert f"following run {newest[0]}" in result.err
+    lines = result.out.splitlines()
+    assert len(lines) == 3
+    assert lines[-1].split()[2] == "run"  # the run record closes the export
+    assert all(re.search(r" 20\d\d-\d\d-\d\dT\d\d:\d\d:\d\d", line) for line in lines), lines
+    every = cli("tail", root, recorded.run_id, "--json", "--timeout", "60")
+    last_two = cli("tail", root, recorded.run_id, "--json", "-n", "2", "--timeout", "60")
+    assert last_two.out.splitlines() == every.out.splitlines()[-2:]
+    journal = cli("tail", root, recorded.run_id, "--journal", "-n", "2", "--json")
+    assert [json.loads(x)["type"] for x in journal.out.splitlines()] == [
+        "node_state_completed",
+        "run_completed",
+    ] or len(journal.out.splitlines()) == 2
+    assert_one_line_error(cli("tail", root, "--timeout", "1"), 2, "--latest")
+
+
+# -- item 9: the smaller findings ----------------------------------------------------------------
+
+
+def test_tail_type_must_be_a_record_type(cli: Invoke, recorded: Recorded) -> None:
+    result = cli("tail", recorded.root, recorded.run_id, "--type", "nodestate")
+    assert_one_line_error(result, 2, "'nodestate' is not one of", "node_state")
+    result = cli("tail", recorded.root, recorded.run_id, "--journal", "--type", "node_state")
+    assert_one_line_error(result, 2, "'node_state' is not one of", "node_state_started")
+
+
+def test_tail_node_shows_its_calls_and_routing_like_extract(
+    cli: Invoke, recorded: Recorded, tmp_path: Path
+) -> None:
+    every = [
+        json.loads(x)
+        for x in cli("tail", recorded.root, recorded.run_id, "--json").out.splitlines()
+    ]
+    nodes = {r["node_id"]: r for r in every if r["record_type"] == "node"}
+    state_node = {r["state_id"]: r["node_id"] for r in every if r["record_type"] == "node_state"}
+    for kind in ("call", "routing_event"):
+        node = next(state_node[r["state_id"]] for r in every if r["record_type"] == kind)
+        assert node in nodes
+        shown = cli("tail", recorded.root, recorded.run_id, "--json", "--node", node)
+        records = [json.loads(x) for x in shown.out.splitlines()]
+        bundle = tmp_path / f"{kind}.json"
+        assert cli("extract", recorded.export, "--node", node, "--out", bundle).code == 0
+        extracted = sorted(r["record"]["seq"] for r in json.loads(bundle.read_text())["records"])
+        # the same records, and the edges to and from the node (which name it)
+        assert sorted(r["seq"] for r in records if r["record_type"] != "edge") == extracted
+        edges = [r for r in records if r["record_type"] == "edge"]
+        assert edges and all(node in (e["from_node_id"], e["to_node_id"]) for e in edges)
+        assert kind in {r["record_type"] for r in records}
+
+
+def test_broken_pipe_exits_0(recorded: Recorded) -> None:
+    """``tail | head -1``: the reader goes away; like other tools, exit 0 and say nothing."""
+    script = (
+        f"{sys.executable} -m auditjournal tail {recorded.root} {recorded.run_id} | head -1;"
+        ' echo "rc=${PIPESTATUS[0]}"'
+    )
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.stdout.splitlines()[-1] == "rc=0", done
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import collections
+import itertools
 import json
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import click
+import msgspec
 
 from ..export.replay import replay_export
 from ..export.tail import ExportTail, TailFilter
+from ..model.events import EVENT_TYPES, Event, RunCompleted, RunStarted
+from ..model.records import RECORD_TYPES
 from ..model.settings import ExportSettings
 from ..projection.service import ProjectionService, recorded_export_settings
+from ..recording.follow import follow_journal, journal_stalled, latest_run, run_activity
 from ..recording.store import AuditStore
 from ..sql.projector import replay_sql
 from ..sql.schema import SqlDatabase
@@ -87,11 +94,32 @@ def demo(root: Path, rows: int, chunk_size: str | None) -> None:
 
 @cli.command()
 @_ROOT
-@click.argument("run_id")
-@click.option("--type", "types", multiple=True, help="Only records of this type (repeatable).")
+@click.argument("run_id", required=False)
+@click.option("--latest", is_flag=True, help="Follow the newest run in ROOT (instead of RUN_ID).")
+@click.option(
+    "--journal",
+    "journal_mode",
+    is_flag=True,
+    help="Follow the run's journal events (not its export); ends at run_completed.",
+)
+@click.option(
+    "--type",
+    "types",
+    multiple=True,
+    help="Only records of this type (repeatable; with --journal, events of this type).",
+)
 @click.option("--row", "row_id", help="Only records about this row id.")
-@click.option("--node", "node_id", help="Only records about this node id.")
+@click.option(
+    "--node", "node_id", help="Only records about this node id (its states, calls, routing)."
+)
 @click.option("--from-end", is_flag=True, help="Skip records already written; show new ones.")
+@click.option(
+    "-n",
+    "--lines",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Show only the last N records already written, then follow.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print each record as a JSON line.")
 @click.option(
     "--timeout",
@@ -101,35 +129,142 @@ def demo(root: Path, rows: int, chunk_size: str | None) -> None:
 )
 def tail(
     root: Path,
-    run_id: str,
+    run_id: str | None,
+    latest: bool,
+    journal_mode: bool,
     types: tuple[str, ...],
     row_id: str | None,
     node_id: str | None,
     from_end: bool,
+    lines: int | None,
     as_json: bool,
     timeout: float | None,
 ) -> None:
-    """Follow a run's export as it is written, across chunk rollovers, until it is sealed."""
+    """Follow a run's export as it is written, across chunk rollovers, until it is sealed.
+
+    Stops, saying why (exit 1), when waiting cannot end: the run's writer is gone
+    and nothing writes the export, or a sealed export lacks a chunk.
+    """
+    if (run_id is None) == (not latest):
+        raise click.UsageError("give RUN_ID or --latest (one of them)")
+    known = sorted(EVENT_TYPES) if journal_mode else RECORD_TYPES
+    for kind in types:
+        if kind not in known:
+            raise click.UsageError(f"--type {kind!r} is not one of: {', '.join(known)}")
     store = _existing_store(root)
-    settings = recorded_export_settings(store, run_id)
-    prefix = store.export_prefix(run_id, settings)
-    store.close()
-    follower = ExportTail(
-        prefix, record_filter=TailFilter(frozenset(types), row_id, node_id), from_end=from_end
-    )
-    for record in follower.follow(timeout=timeout):
-        if as_json:
-            click.echo(json.dumps(record, sort_keys=True, separators=(",", ":")))
-        else:
-            click.echo(_describe(record))
+    try:
+        if latest:
+            run_id = latest_run(store)
+            if run_id is None:
+                raise click.UsageError(f"{root} has no runs")
+            click.echo(f"following run {run_id}", err=True)
+        assert run_id is not None
+        record_filter = TailFilter(frozenset(types), row_id, node_id)
+        if journal_mode:
+            _tail_journal(store, run_id, record_filter, from_end, lines, as_json, timeout)
+            return
+        settings = recorded_export_settings(store, run_id)
+        prefix = store.export_prefix(run_id, settings)
+        live = _has_live_export(store, run_id)
+        follower = ExportTail(prefix, record_filter=record_filter, from_end=from_end)
+        _print_records(follower.poll(), lines, as_json)  # what is there already
+        if lines is not None:
+            follower.shown = min(follower.shown, lines)
+
+        def stalled() -> str | None:
+            return run_activity(store, run_id, prefix, live).stalled_export(run_id, root)
+
+        _print_records(follower.follow(timeout=timeout, stalled=stalled), None, as_json)
+    finally:
+        store.close()
+    if follower.stopped is not None:
+        click.echo(f"{follower.shown:,} of {follower.seen:,} records shown", err=True)
+        click.echo(f"auditjournal: error: stopped waiting: {follower.stopped}", err=True)
+        sys.exit(1)
     state = "sealed" if follower.sealed else "not sealed (timed out)"
     click.echo(f"{follower.shown:,} of {follower.seen:,} records shown; export {state}", err=True)
     if not follower.sealed:
         sys.exit(1)
 
 
+def _has_live_export(store: AuditStore, run_id: str) -> bool:
+    reader = store.journal_reader(run_id)
+    try:
+        first = reader.poll(limit=1)
+    finally:
+        reader.close()
+    return bool(first) and isinstance(first[0], RunStarted) and "export" in first[0].settings
+
+
+def _print_records(records: Iterable[dict[str, Any]], lines: int | None, as_json: bool) -> None:
+    """Print the records; with ``lines``, only the last N of them."""
+    for record in records if lines is None else collections.deque(records, maxlen=lines):
+        _print_record(record, as_json)
+
+
+def _print_record(record: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(record, sort_keys=True, separators=(",", ":")))
+    else:
+        click.echo(_describe(record))
+
+
+def _tail_journal(
+    store: AuditStore,
+    run_id: str,
+    record_filter: TailFilter,
+    from_end: bool,
+    lines: int | None,
+    as_json: bool,
+    timeout: float | None,
+) -> None:
+    shown = seen = 0
+    completed = False
+
+    def records(events: Iterable[Event]) -> Iterator[dict[str, Any]]:
+        nonlocal completed, shown, seen
+        for event in events:
+            completed = completed or isinstance(event, RunCompleted)
+            seen += 1
+            record = msgspec.to_builtins(event)
+            record["record_type"] = record["type"]
+            picked = record_filter.pick(record)
+            shown += len(picked)
+            yield from picked
+
+    already = records(store.read_journal(run_id))
+    if from_end:
+        collections.deque(already, maxlen=0)  # read past them
+        shown = 0
+    else:
+        _print_records(already, lines, as_json)
+        shown = shown if lines is None else min(shown, lines)
+    present = seen
+    stopped: list[str] = []
+    events = follow_journal(
+        store,
+        run_id,
+        timeout=timeout,
+        stalled=lambda: journal_stalled(store, run_id),
+        stopped=stopped,
+    )
+    if not completed:
+        _print_records(records(itertools.islice(events, present, None)), None, as_json)
+    click.echo(f"{shown:,} of {seen:,} events shown", err=True)
+    if stopped:
+        click.echo(f"auditjournal: error: stopped waiting: {stopped[0]}", err=True)
+        sys.exit(1)
+    if not completed:
+        click.echo("run not completed (timed out)", err=True)
+        sys.exit(1)
+
+
+_TIMES = ("completed_at", "started_at", "created_at", "recorded_at", "registered_at", "ts")
+
+
 def _describe(record: dict[str, Any]) -> str:
     kind = record.get("record_type", "?")
+    when = next((str(record[k]) for k in _TIMES if record.get(k)), "")
     ids = " ".join(
         f"{k}={record[k]}"
         for k in (
@@ -146,7 +281,7 @@ def _describe(record: dict[str, Any]) -> str:
         )
         if record.get(k) is not None
     )
-    return f"{record.get('seq', 0):>8}  {kind:<14} {ids}"
+    return f"{record.get('seq', 0):>8}  {when:<27} {kind:<14} {ids}"
 
 
 @cli.command()

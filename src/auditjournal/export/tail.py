@@ -10,14 +10,14 @@ has been read.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from ..errors import CorruptJournalError, MalformedEvidenceError
+from ..errors import CorruptJournalError, ExportIncompleteError, MalformedEvidenceError
 from ..fs.safeio import MAX_MANIFEST_BYTES, decode_strict, open_regular, read_regular
 from .chunks import chunk_name
 from .projector import ExportPaths
@@ -29,30 +29,53 @@ class _SealedManifest(msgspec.Struct):
     chunk_count: int
 
 
+_NODE_FIELDS = ("node_id", "source_node_id", "sink_node_id", "from_node_id", "to_node_id")
+_STATE_RECORDS = frozenset({"node_state", "node_state_started"})
+
+
 @dataclass(frozen=True)
 class TailFilter:
-    """Which records to show: by record type, row id, node id (any node field)."""
+    """Which records to show: by record type, row id, node id.
+
+    A node selects what names it (its states, edges, artifacts) and what belongs
+    to one of its states (calls, routing events), as ``extract --node`` does. An
+    export writes a state's calls before the state's own record, so those wait
+    (:meth:`pick`) until the state shows whose it is.
+    """
 
     types: frozenset[str] = frozenset()
     row_id: str | None = None
     node_id: str | None = None
+    _states: set[str] = field(default_factory=set, compare=False, repr=False)
+    _seen: set[str] = field(default_factory=set, compare=False, repr=False)
+    _pending: dict[str, list[dict[str, Any]]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
-    def __call__(self, record: dict[str, Any]) -> bool:
+    def _rest(self, record: dict[str, Any]) -> bool:
         if self.types and record.get("record_type") not in self.types:
             return False
-        if self.row_id is not None and record.get("row_id") != self.row_id:
-            return False
-        if self.node_id is not None:
-            nodes = (
-                record.get("node_id"),
-                record.get("source_node_id"),
-                record.get("sink_node_id"),
-                record.get("from_node_id"),
-                record.get("to_node_id"),
-            )
-            if self.node_id not in nodes:
-                return False
-        return True
+        return self.row_id is None or record.get("row_id") == self.row_id
+
+    def pick(self, record: dict[str, Any]) -> list[dict[str, Any]]:
+        """The records this one lets through, in order: itself if selected, and before it
+        the held records of its state if that state is the node's."""
+        if self.node_id is None:
+            return [record] if self._rest(record) else []
+        hit = any(record.get(f) == self.node_id for f in _NODE_FIELDS)
+        state = record.get("state_id")
+        out: list[dict[str, Any]] = []
+        if state is not None and record.get("record_type") in _STATE_RECORDS:
+            self._seen.add(state)
+            held = self._pending.pop(state, [])
+            if hit:
+                self._states.add(state)
+                out = [*held, record]
+        elif hit or (state is not None and state in self._states):
+            out = [record]
+        elif state is not None and state not in self._seen:
+            self._pending.setdefault(state, []).append(record)
+        return [r for r in out if self._rest(r)]
 
 
 class ExportTail:
@@ -75,6 +98,8 @@ class ExportTail:
         self.seen = 0  # records read (before filtering)
         self.shown = 0
         self.sealed = False
+        self.stopped: str | None = None
+        """Why :meth:`follow` gave up waiting (its ``stalled`` check said so), else None."""
         self._carry = b""
         self._closed_current = False
         if from_end:
@@ -96,7 +121,7 @@ class ExportTail:
                     fh.seek(self.offset)
                     raw = fh.read()
             except FileNotFoundError:
-                self._check_sealed()
+                self._check_sealed(missing=path)
                 return out
             self.offset += len(raw)  # a partial last line waits in _carry
             data = self._carry + raw if self._carry else raw
@@ -114,9 +139,9 @@ class ExportTail:
                 except MalformedEvidenceError as exc:
                     raise CorruptJournalError(f"{path}: unreadable record line: {exc}") from None
                 self.seen += 1
-                if self.filter(value):
-                    self.shown += 1
-                    out.append(value)
+                picked = self.filter.pick(value)
+                self.shown += len(picked)
+                out.extend(picked)
             if not self._closed_current:
                 self._check_sealed()
                 return out
@@ -125,13 +150,19 @@ class ExportTail:
             self._carry = b""
             self._closed_current = False
 
-    def _check_sealed(self) -> None:
+    def _check_sealed(self, missing: Path | None = None) -> None:
         try:
             raw = read_regular(self.paths.manifest, "manifest", MAX_MANIFEST_BYTES)
         except FileNotFoundError:
             return  # not sealed yet (the manifest is written atomically: never half of it)
         count = decode_strict(raw, f"{self.paths.manifest}", _SealedManifest).chunk_count
         self.sealed = self.index >= count
+        if missing is not None and not self.sealed:
+            # every chunk is in place before the manifest is written: this one never comes
+            raise ExportIncompleteError(
+                f"{missing} is missing: the sealed export lists {count} chunk(s); "
+                "verify the export, or replay it from the journal"
+            )
 
     def _skip_to_end(self) -> None:
         while self._chunk_path(self.index + 1).exists():
@@ -149,20 +180,43 @@ class ExportTail:
                 self._closed_current = False
 
     def follow(
-        self, *, poll_interval: float = 0.02, timeout: float | None = None
+        self,
+        *,
+        poll_interval: float = 0.02,
+        timeout: float | None = None,
+        stalled: Callable[[], str | None] | None = None,
+        stall_after: float = 1.0,
     ) -> Iterator[dict[str, Any]]:
         """Yield records as they land until the export is sealed (or ``timeout`` passes
-        without it being sealed)."""
+        without it being sealed).
+
+        ``stalled`` is asked, after ``stall_after`` seconds without a new record,
+        whether waiting can still end; a reason (a string) stops the follow and is
+        kept in :attr:`stopped`. Nothing that arrives in between is missed: the
+        export is read once more after a reason is given.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
+        idle_since = time.monotonic()
         while True:
             batch = self.poll()
             yield from batch
             if self.sealed:
                 return
-            if not batch:
-                if deadline is not None and time.monotonic() > deadline:
+            now = time.monotonic()
+            if batch:
+                idle_since = now
+                continue
+            if deadline is not None and now > deadline:
+                return
+            if stalled is not None and now - idle_since >= stall_after:
+                reason = stalled()
+                if reason is not None:
+                    yield from self.poll()  # what landed while we looked
+                    if not self.sealed:
+                        self.stopped = reason
                     return
-                time.sleep(poll_interval)
+                idle_since = now
+            time.sleep(poll_interval)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return self.follow()
