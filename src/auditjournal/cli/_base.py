@@ -89,7 +89,20 @@ def _existing_store(root: Path) -> AuditStore:
     return AuditStore.open(root)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _ReaderGone(Exception):
+    """Our stdout's reader went away (``tail | head``): not an error of ours."""
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            # click turns an EPIPE into exit 1; this is how tools end when output is unread
+            raise _ReaderGone() from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="auditjournal")
 def cli() -> None:
     """An append-only, verifiable audit trail for data pipelines.
@@ -178,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     except AuditJournalError as exc:
         click.echo(f"auditjournal: error: {exc}", err=True)
         sys.exit(1)
-    except BrokenPipeError:
+    except (BrokenPipeError, _ReaderGone):
         _quiet_broken_pipe()
         sys.exit(0)
     except OSError as exc:  # an expected OS failure (a read-only disk, a vanished file)
