@@ -312,3 +312,87 @@ def test_broken_pipe_exits_0(tmp_path: Path) -> None:
     done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120)
     assert done.stdout.splitlines()[-1] == "rc=0", done
     assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr
+
+
+# -- items 5, 6: read commands read the root they are given, and never write to it ------------
+
+
+def _tree_state(root: Path) -> dict[str, tuple[int, bytes]]:
+    """Every file under ``root`` with its mode and bytes (a new -wal or -shm file counts)."""
+    return {
+        str(p.relative_to(root)): (p.stat().st_mode, p.read_bytes())
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_runs_and_show_check_the_copy_they_are_given(
+    cli: Invoke, recorded: Recorded, tmp_path: Path
+) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(recorded.root, copy)
+    manifest = copy / "runs" / recorded.run_id / "export" / "audit_trail.manifest.json"
+    manifest.write_bytes(manifest.read_bytes().replace(b'"chunk_count"', b'"chunk_count" '))
+    listed = json.loads(cli("runs", copy, "--json").out)
+    assert listed[0]["export"]["state"] == "sealed, manifest differs from the journal"
+    assert listed[0]["export"]["manifest"] == str(manifest)
+    shown = json.loads(cli("show", copy, recorded.run_id, "--json").out)
+    assert shown["export"]["manifest_matches_journal"] is False
+    original = json.loads(cli("runs", recorded.root, "--json").out)
+    assert original[0]["export"]["state"] == "sealed"
+    shutil.rmtree(manifest.parent)
+    listed = json.loads(cli("runs", copy, "--json").out)
+    assert listed[0]["export"]["state"] == "sealed, manifest missing"
+
+
+def test_read_commands_work_on_a_read_only_copy(
+    cli: Invoke, recorded: Recorded, tmp_path: Path
+) -> None:
+    rows = [
+        json.loads(line)["row_id"]
+        for line in cli(
+            "tail", recorded.root, recorded.run_id, "--json", "--type", "row"
+        ).out.splitlines()
+    ]
+    expected = {
+        "runs": cli("runs", recorded.root, "--json").out,
+        "show": cli("show", recorded.root, recorded.run_id, "--json").out,
+        "explain": cli("explain", recorded.root, recorded.run_id, "--row", rows[0], "--json").out,
+    }
+    with read_only_copy(tmp_path / "ro", recorded.root) as ro:
+        root = ro / recorded.root.name
+        got = {
+            "runs": cli("runs", root, "--json"),
+            "show": cli("show", root, recorded.run_id, "--json"),
+            "explain": cli("explain", root, recorded.run_id, "--row", rows[0], "--json"),
+        }
+        for name, result in got.items():
+            assert result.code == 0, (name, result)
+            assert result.out.replace(str(root), str(recorded.root)) == expected[name], name
+
+
+def test_read_commands_never_write_to_the_store(cli: Invoke, tmp_path: Path) -> None:
+    """Neither when the tables are current nor when a journal holds more than they do
+    (a run recorded without SQL): the answer is complete, the store unchanged."""
+    from auditjournal import AuditStore
+
+    root = tmp_path / "audit"
+    first = run_demo(root, rows=3)
+    with AuditStore.open(root) as store, store.start_run(run_id="no-sql", sql=False) as run:
+        src = run.register_node(plugin_name="src", node_type="source")
+        row = run.create_row(source_node_id=src, row_index=0, data={"customer_id": "C7"})
+    before = _tree_state(root)
+    listed = cli("runs", root, "--json")
+    assert listed.code == 0, listed
+    by_id = {r["run_id"]: r for r in json.loads(listed.out)}
+    assert by_id["no-sql"]["rows"] == 1 and by_id["no-sql"]["status"] == "completed"
+    assert by_id[first.run_id]["rows"] == 3
+    assert cli("show", root, "no-sql").code == 0
+    explained = cli("explain", root, "no-sql", "--row", row, "--json")
+    assert json.loads(explained.out)["row"]["source_data"] == {"customer_id": "C7"}
+    assert cli("runs", root).code == 0
+    assert _tree_state(root) == before
+    # a database the caller names is theirs: brought up to date there
+    mine = tmp_path / "mine.db"
+    assert cli("runs", root, "--db", f"sqlite:///{mine}").code == 0
+    assert mine.is_file()

@@ -13,6 +13,8 @@ import click
 from ..recording.store import AuditStore
 from ..sql.csvexport import export_csv, journal_size
 from ..sql.lineage import explain_row, list_runs, render_explain, render_runs, render_show, show_run
+from ..sql.reading import open_read_only
+from ..sql.schema import SqlDatabase
 from ._base import (
     _DB,
     _JSON,
@@ -25,6 +27,25 @@ from ._base import (
 )
 
 
+@contextlib.contextmanager
+def _tables(
+    store: AuditStore, db_url: str | None, run_id: str | None, no_refresh: bool
+) -> Iterator[tuple[SqlDatabase, bool]]:
+    """The tables to read and whether to bring them up to date first. The store's own
+    landscape.db is evidence: read-only, brought up to date in a copy in memory
+    (:mod:`auditjournal.sql.reading`); a database given with --db is the caller's."""
+    if db_url is not None:
+        yield store.sql_database(), not no_refresh
+        return
+    run_ids = store.run_ids() if run_id is None else [run_id]
+    journals = [] if no_refresh else [(r, store.journal_dir(r)) for r in run_ids]
+    database, refresh = open_read_only(store.root / "landscape.db", journals)
+    try:
+        yield database, refresh and not no_refresh
+    finally:
+        database.engine.dispose()
+
+
 @cli.command()
 @_ROOT
 @_DB
@@ -35,8 +56,8 @@ def runs(root: Path, db_url: str | None, no_refresh: bool, as_json: bool) -> Non
 
     A run that cannot be read is listed with its problem (exit 1); the others as usual.
     """
-    with _sql_store(root, db_url) as store:
-        result = list_runs(store, refresh=not no_refresh)
+    with _sql_store(root, db_url) as store, _tables(store, db_url, None, no_refresh) as tables:
+        result = list_runs(store, database=tables[0], refresh=tables[1])
     click.echo(json.dumps(result, indent=2) if as_json else render_runs(result))
     if any(r["problem"] for r in result):
         sys.exit(1)
@@ -50,8 +71,8 @@ def runs(root: Path, db_url: str | None, no_refresh: bool, as_json: bool) -> Non
 @_JSON
 def show(root: Path, run_id: str, db_url: str | None, no_refresh: bool, as_json: bool) -> None:
     """Show a run: nodes, edges, counts by state / outcome / call, export state."""
-    with _sql_store(root, db_url) as store:
-        result = show_run(store, run_id, refresh=not no_refresh)
+    with _sql_store(root, db_url) as store, _tables(store, db_url, run_id, no_refresh) as tables:
+        result = show_run(store, run_id, database=tables[0], refresh=tables[1])
     click.echo(json.dumps(result, indent=2) if as_json else render_show(result))
 
 
@@ -74,8 +95,8 @@ def explain(
 ) -> None:
     """The full lineage of one row: source data, every state's input/output, routing
     reasons, calls with request/response, artifacts and outcome (--json: export records)."""
-    with _sql_store(root, db_url) as store:
-        result = explain_row(store, run_id, row_id, refresh=not no_refresh)
+    with _sql_store(root, db_url) as store, _tables(store, db_url, run_id, no_refresh) as tables:
+        result = explain_row(store, run_id, row_id, database=tables[0], refresh=tables[1])
     if as_json:
         click.echo(json.dumps(result, indent=2, ensure_ascii=False))
     else:

@@ -207,9 +207,12 @@ def export_state(store: AuditStore, run_id: str, run: Row[Any] | None) -> dict[s
     """The export as the journal recorded it (``export_sealed``) and as the files are."""
     default = ExportPaths(store.export_prefix(run_id, ExportSettings())).manifest
     recorded_path = None if run is None else run.export_path
-    # the recorded path may be relative to where the recorder ran: try it, then the default
-    candidates = [*([Path(recorded_path)] if recorded_path else []), default]
-    manifest = next((c for c in candidates if c.is_file()), candidates[0])
+    # the root we were given first: a copied or moved root reports on its own files, not
+    # the original's; the recorded path only for an export written outside the root
+    # (ExportSettings.path_prefix), where it may be relative to where the recorder ran
+    candidates = [default, *([Path(recorded_path)] if recorded_path else [])]
+    outside = [c for c in candidates[1:] if not _under_a_run_export(c, run_id)]
+    manifest = next((c for c in [default, *outside] if c.is_file()), default)
     status = None if run is None else run.export_status
     present = manifest.is_file()
     state: dict[str, Any] = {"state": "none", "manifest": str(manifest) if present else None}
@@ -235,6 +238,13 @@ def export_state(store: AuditStore, run_id: str, run: Row[Any] | None) -> dict[s
     elif _has_chunks(manifest):
         state["state"] = "live (unsealed)"
     return state
+
+
+def _under_a_run_export(manifest: Path, run_id: str) -> bool:
+    """Whether ``manifest`` is where a store keeps the run's export (``runs/<run_id>/export``
+    of some root): in the given root, that is the default path."""
+    parts = manifest.parent.parts
+    return parts[-3:] == ("runs", run_id, "export")
 
 
 def _has_chunks(manifest: Path) -> bool:
