@@ -396,3 +396,85 @@ def test_read_commands_never_write_to_the_store(cli: Invoke, tmp_path: Path) -> 
     mine = tmp_path / "mine.db"
     assert cli("runs", root, "--db", f"sqlite:///{mine}").code == 0
     assert mine.is_file()
+
+
+@pytest.fixture(scope="module")
+def signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A signed export and its public key."""
+    from auditjournal.proofs.signing import generate_keypair
+
+    base = tmp_path_factory.mktemp("signed")
+    private, public = generate_keypair(base / "keys")
+    settings = ExportSettings(chunk_size_bytes=3000, sign="ed25519", signing_key_file=str(private))
+    run = run_demo(base / "audit", rows=4, export=settings)
+    return run.export_dir, public
+
+
+def test_a_signature_not_checked_is_said_loudly_and_can_be_required(
+    cli: Invoke, signed: tuple[Path, Path], recorded: Recorded
+) -> None:
+    export, public = signed
+    result = cli("verify", export)
+    assert result.code == 0
+    assert "signature present but NOT CHECKED (no key given)" in result.out
+    assert "WARNING: the manifest is signed but its signature was NOT checked" in result.err
+    assert_one_line_error(cli("verify", export, "--require-signature"), 2, "--public-key")
+    result = cli("verify", export, "--require-signature", "--public-key", public)
+    assert result.code == 0 and result.out.rstrip().endswith("VALID"), result
+    assert "WARNING" not in result.err
+    # an unsigned export fails when a signature is required
+    result = cli("verify", recorded.export, "--require-signature", "--public-key", public)
+    assert result.code == 1
+    assert "audit_trail.manifest.json: INVALID: signature: the manifest is not signed" in result.out
+    from auditjournal.evidence.verify import verify_export
+
+    unchecked = verify_export(export, require_signature=True)
+    assert not unchecked.ok
+    assert unchecked.checks[0].reason == (
+        "a signature is required; it is present but NOT CHECKED (no key given)"
+    )
+
+
+def test_a_tampered_chunk_is_blamed_alone(cli: Invoke, recorded: Recorded, tmp_path: Path) -> None:
+    export = tmp_path / "export"
+    shutil.copytree(recorded.export, export)
+    chunk = export / "audit_trail.001.json"
+    data = bytearray(chunk.read_bytes())
+    at = data.index(b'"seq":') + 6
+    data[at] = ord("9") if data[at] != ord("9") else ord("8")
+    chunk.write_bytes(bytes(data))
+    result = cli("verify", export)
+    assert result.code == 1
+    invalid = [line for line in result.out.splitlines() if "INVALID:" in line]
+    # the chunk alone: not the manifest (its root), not the next chunk (its first seq)
+    assert len(invalid) == 1 and invalid[0].startswith("audit_trail.001.json: INVALID: ")
+    chunk.unlink()
+    invalid = [line for line in cli("verify", export).out.splitlines() if "INVALID:" in line]
+    assert invalid == ["audit_trail.001.json: INVALID: missing"]
+
+
+def test_the_sha256_listing_covers_the_manifest(recorded: Recorded, tmp_path: Path) -> None:
+    export = tmp_path / "export"
+    shutil.copytree(recorded.export, export)
+    check = ["sha256sum", "-c", "--quiet", "audit_trail.sha256"]
+    assert subprocess.run(check, cwd=export).returncode == 0
+    manifest = export / "audit_trail.manifest.json"
+    lines = (export / "audit_trail.sha256").read_text().splitlines()
+    assert lines[-1].endswith("  audit_trail.manifest.json")
+    manifest.write_bytes(manifest.read_bytes().replace(b'"run_status"', b'"run_status" '))
+    assert subprocess.run(check, cwd=export, capture_output=True).returncode == 1
+    report = verify_export(export)
+    listing = next(c for c in report.checks if c.file == "audit_trail.sha256")
+    assert listing.reason == "lists another sha256 for audit_trail.manifest.json"
+
+
+def test_a_chunk_size_out_of_range_is_a_usage_error(
+    cli: Invoke, recorded: Recorded, tmp_path: Path
+) -> None:
+    result = cli("demo", "--root", tmp_path / "d", "--chunk-size", "0")
+    assert_one_line_error(result, 2, "chunk_size_bytes must be")
+    assert not (tmp_path / "d").exists()
+    result = cli(
+        "replay", recorded.root, recorded.run_id, "--out", tmp_path / "r", "--chunk-size", "-5"
+    )
+    assert_one_line_error(result, 2, "chunk_size_bytes must be")

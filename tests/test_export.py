@@ -738,7 +738,10 @@ def test_unchunked_export_is_one_file(store: AuditStore) -> None:
     assert len(records) == manifest["total_record_count"] == 3 + 30 * 4 + 1
     listing = (directory / "audit_trail.sha256").read_text()
     digest = hashlib.sha256((directory / "audit_trail.json").read_bytes()).hexdigest()
-    assert listing == f"{digest}  audit_trail.json\n"
+    manifest_digest = hashlib.sha256((directory / "audit_trail.manifest.json").read_bytes())
+    assert listing == (
+        f"{digest}  audit_trail.json\n{manifest_digest.hexdigest()}  audit_trail.manifest.json\n"
+    )
 
 
 def test_chunk_names_grow_beyond_three_digits(store: AuditStore, tmp_path: Path) -> None:
@@ -976,7 +979,9 @@ def check_manifest(directory: Path, store: AuditStore, rid: str, settings_: Expo
     assert ts_of(manifest["sealed_at"]) == ts_of(head["ts"])
     assert manifest_bytes.endswith(b"\n")
     listing = (directory / "audit_trail.sha256").read_text()
-    assert listing == "".join(f"{c['sha256']}  {c['file']}\n" for c in chunks)
+    # every chunk, then the manifest (issue 15: `sha256sum -c` covers it too)
+    manifest_line = f"{hashlib.sha256(manifest_bytes).hexdigest()}  audit_trail.manifest.json\n"
+    assert listing == "".join(f"{c['sha256']}  {c['file']}\n" for c in chunks) + manifest_line
     return manifest
 
 
@@ -1032,7 +1037,8 @@ def test_sha256sum_check_passes(store: AuditStore) -> None:
     assert ok.returncode == 0, ok.stdout + ok.stderr
     names = [p.name for p in chunk_paths(directory)]
     assert len(names) > 1
-    assert ok.stdout.splitlines() == [f"{name}: OK" for name in names]
+    listed = [*names, "audit_trail.manifest.json"]  # the manifest too (issue 15)
+    assert ok.stdout.splitlines() == [f"{name}: OK" for name in listed]
     with open(directory / names[1], "ab") as fh:
         fh.write(b" ")
     bad = subprocess.run(

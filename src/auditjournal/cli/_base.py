@@ -21,10 +21,12 @@ from ..errors import (
     AuditJournalError,
     ExportNotFoundError,
     InvalidIdError,
+    InvalidSettingsError,
     RowNotFoundError,
     RunNotFoundError,
     SigningKeyError,
 )
+from ..model.settings import ExportSettings
 from ..recording.store import AuditStore
 
 __all__ = ["cli", "main"]
@@ -48,9 +50,14 @@ def _chunk_size(value: str | None) -> int | str | None:
     if value.lower() == "none":
         return None
     try:
-        return int(value.replace("_", ""))
+        size = int(value.replace("_", ""))
     except ValueError:
         raise click.BadParameter(f"{value!r} is not a number of bytes or 'none'") from None
+    try:
+        ExportSettings(chunk_size_bytes=size)
+    except InvalidSettingsError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return size
 
 
 def _check_output(path: Path, *, directory: bool) -> None:

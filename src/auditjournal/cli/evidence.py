@@ -11,7 +11,7 @@ import click
 from ..errors import DuplicateMemberError, MalformedEvidenceError
 from ..evidence.extract import Selection, extract_bundle, read_bundle, verify_bundle, write_bundle
 from ..evidence.verify import verify_export
-from ..proofs.signing import generate_keypair
+from ..proofs.signing import NOT_CHECKED, generate_keypair
 from ._base import (
     _byte_progress,
     _check_output,
@@ -43,12 +43,18 @@ from ._base import (
     metavar="NAME",
     help="Environment variable holding the HMAC key the signature must verify with.",
 )
+@click.option(
+    "--require-signature",
+    is_flag=True,
+    help="INVALID unless the manifest is signed and its signature verifies with the key given.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def verify(
     export: Path,
     journal: tuple[Path, str] | None,
     public_key: Path | None,
     hmac_key_env: str | None,
+    require_signature: bool,
     as_json: bool,
 ) -> None:
     """Verify a sealed export (EXPORT = its directory or its manifest).
@@ -57,6 +63,8 @@ def verify(
     anything is invalid.
     """
     hmac_key = _hmac_key(hmac_key_env)
+    if require_signature and public_key is None and hmac_key is None:
+        raise click.UsageError("--require-signature needs the key: --public-key or --hmac-key-env")
     store = None
     journal_arg = None
     if journal is not None:
@@ -70,10 +78,17 @@ def verify(
                 public_key=public_key,
                 hmac_key=hmac_key,
                 progress=progress,
+                require_signature=require_signature,
             )
     finally:
         if store is not None:
             store.close()
+    if report.signature == NOT_CHECKED:
+        click.echo(
+            "auditjournal: WARNING: the manifest is signed but its signature was NOT checked; "
+            "give --public-key (or --hmac-key-env), and --require-signature",
+            err=True,
+        )
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:

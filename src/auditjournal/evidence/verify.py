@@ -203,14 +203,16 @@ def verify_export(
     public_key: Path | None = None,
     hmac_key: bytes | None = None,
     progress: Callable[[int], None] | None = None,
+    require_signature: bool = False,
 ) -> VerifyReport:
     """Verify the export at ``export`` (directory or manifest).
 
     ``journal`` = (the run's journal directory, the payload store) adds the
     chain check and the comparison with a fresh projection. With
     ``public_key`` (Ed25519 PEM) or ``hmac_key`` the signature must verify;
-    without either it is reported as absent / not checked. ``progress`` is
-    called with the bytes read.
+    without either it is reported as absent / not checked, unless
+    ``require_signature`` (then the manifest is INVALID unless its signature was
+    checked and holds). ``progress`` is called with the bytes read.
     """
     manifest_path = find_manifest(export)
     report = VerifyReport(manifest_path)
@@ -239,13 +241,19 @@ def verify_export(
     except (SignatureError, CanonicalizationError) as exc:  # not signable as it is
         report.signature = "INVALID"
         manifest_check.ok, manifest_check.reason = False, f"signature: {exc}"
+    if require_signature and manifest_check.ok and report.signature != "valid":
+        manifest_check.ok = False
+        manifest_check.reason = f"a signature is required; it is {report.signature}"
 
-    report.checks.append(_check_listing(directory / f"{prefix_name}.sha256", manifest))
+    listing = directory / f"{prefix_name}.sha256"
+    report.checks.append(_check_listing(listing, manifest, raw, manifest_path.name))
     merkle = MerkleBuilder()
+    chunk_changed = False  # a chunk's bytes are not the ones the manifest lists
     folded = True  # every chunk's subtrees were hashed at the leaf offset they landed at
     last_seq = 0
     for entry, scan in _scan_chunks(directory, manifest, progress):
-        problem, subtrees, count, first, last, _size = scan
+        problem, subtrees, count, first, last, _size, as_listed = scan
+        chunk_changed = chunk_changed or not as_listed
         if not problem and first is not None and first < last_seq:
             problem = f"first seq {first} goes backwards (the chunk before ends at {last_seq})"
         if folded and count == entry.record_count:
@@ -256,23 +264,32 @@ def verify_export(
             # wrong leaf offsets: the root cannot be recomputed (the chunk is INVALID)
             folded = False
         report.record_count += count
-        last_seq = last if last is not None else last_seq
+        # a changed chunk's own seqs say nothing: go on from where the manifest says it ends
+        last_seq = last if as_listed and last is not None else max(last_seq, entry.last_seq)
         report.checks.append(FileCheck(entry.file, not problem, problem))
     listed = {c.file for c in manifest.chunks}
     for path in sorted(directory.glob(f"{prefix_name}*.json")):
         if path.name != manifest_path.name and path.name not in listed:
             report.checks.append(FileCheck(path.name, False, "chunk file not listed in manifest"))
     problems = []
+    # a chunk whose bytes are not the ones the manifest lists (changed, cut, removed)
+    # explains a count or root that differs: blame it alone, the manifest may be intact.
+    # Chunks as listed whose records still do not give the root: the manifest is forged.
+    chunk_failed = chunk_changed
     if raw != encode_manifest(msgspec.json.decode(raw)):
         # the signature covers the canonical JSON only: whitespace or member order
         # edits would pass it unnoticed
         problems.append("not byte for byte the layout the exporter writes (edited?)")
-    if report.record_count != manifest.total_record_count:
+    if chunk_failed:
+        pass
+    elif report.record_count != manifest.total_record_count:
         problems.append(
             f"total_record_count {manifest.total_record_count} "
             f"but chunks hold {report.record_count}"
         )
-    if not folded:
+    if chunk_failed:
+        pass
+    elif not folded:
         problems.append("Merkle root not recomputed: chunk record counts differ from the manifest")
     elif merkle.root().hex() != manifest.merkle_root:
         problems.append("Merkle root does not match the records")
@@ -300,23 +317,29 @@ def _check_manifest_fields(m: Manifest) -> None:
             raise ValueError(f"chunk {c.file}: sha256 malformed")
 
 
-def _check_listing(path: Path, manifest: Manifest) -> FileCheck:
-    expected = "".join(f"{c.sha256}  {c.file}\n" for c in manifest.chunks).encode()
+def _check_listing(path: Path, manifest: Manifest, raw: bytes, manifest_name: str) -> FileCheck:
+    """The ``sha256sum`` listing: every chunk, then the manifest."""
+    chunks = "".join(f"{c.sha256}  {c.file}\n" for c in manifest.chunks).encode()
+    manifest_line = f"{hashlib.sha256(raw).hexdigest()}  {manifest_name}\n".encode()
     try:
         actual = read_regular(path, "listing", MAX_LISTING_BYTES)
     except FileNotFoundError:
         return FileCheck(path.name, False, "missing")
     except AuditJournalError as exc:
         return FileCheck(path.name, False, str(exc))
-    if actual != expected:
-        return FileCheck(path.name, False, "does not list exactly the manifest's chunks and hashes")
-    return FileCheck(path.name, True)
+    if actual == chunks + manifest_line:
+        return FileCheck(path.name, True)
+    rest = actual[len(chunks) :] if actual.startswith(chunks) else b""
+    if rest.endswith(f"  {manifest_name}\n".encode()) and rest.count(b"\n") == 1:
+        return FileCheck(path.name, False, f"lists another sha256 for {manifest_name}")
+    return FileCheck(path.name, False, "does not list exactly the manifest's chunks and hashes")
 
 
 _Entry = tuple[str, int, str, int, int, int]  # file, bytes, sha256, record_count, first, last
 _Subtrees = list[tuple[int, bytes]]
-_Scan = tuple[str, _Subtrees, int, int | None, int | None, int]
-# problem, Merkle subtrees of its records, record count, first seq, last seq, size
+_Scan = tuple[str, _Subtrees, int, int | None, int | None, int, bool]
+# problem, Merkle subtrees of its records, record count, first seq, last seq, size,
+# whether its bytes are the ones the manifest lists (size and sha256)
 
 
 def _scan_chunk(
@@ -337,9 +360,9 @@ def _scan_chunk(
     try:
         fd = open_regular(path, "chunk")
     except FileNotFoundError:
-        return "missing", [], 0, None, None, 0
+        return "missing", [], 0, None, None, 0, False
     except AuditJournalError as exc:
-        return str(exc), [], 0, None, None, 0
+        return str(exc), [], 0, None, None, 0, False
     hasher = hashlib.sha256()
     subtrees: _Subtrees = []  # each block's leaves as aligned subtrees (range_subtrees)
     count = previous = 0
@@ -420,7 +443,8 @@ def _scan_chunk(
         elif (first, last) != (expected_first, expected_last):
             listed = f"{expected_first}..{expected_last}"
             problem = f"seq range {first}..{last}, manifest says {listed}"
-    return problem, subtrees, count, first, last, size
+    as_listed = size == expected_bytes and hasher.hexdigest() == expected_sha
+    return problem, subtrees, count, first, last, size, as_listed
 
 
 class _LineBlocks:

@@ -251,9 +251,11 @@ class ExportProjector:
         }
         if self._signer is not None:
             manifest = sign_manifest(manifest, self._signer)
-        listing = "".join(f"{c.sha256}  {c.file}\n" for c in chunks).encode()
-        atomic_write(self.paths.sha256sums, listing)
         data = encode_manifest(manifest)
+        # `sha256sum -c` checks the manifest too (it cannot list the listing: a cycle)
+        listing = "".join(f"{c.sha256}  {c.file}\n" for c in chunks).encode()
+        listing += f"{hashlib.sha256(data).hexdigest()}  {self.paths.manifest.name}\n".encode()
+        atomic_write(self.paths.sha256sums, listing)
         atomic_write(self.paths.manifest, data)
         self.result = SealResult(
             manifest_path=str(self.paths.manifest),
