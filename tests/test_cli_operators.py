@@ -9,6 +9,7 @@ fail with the kernel's EROFS even for root.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -478,3 +479,72 @@ def test_a_chunk_size_out_of_range_is_a_usage_error(
         "replay", recorded.root, recorded.run_id, "--out", tmp_path / "r", "--chunk-size", "-5"
     )
     assert_one_line_error(result, 2, "chunk_size_bytes must be")
+
+
+def test_root_and_database_from_the_environment(
+    cli: Invoke, recorded: Recorded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AUDITJOURNAL_ROOT", str(recorded.root))
+    listed = cli("runs", "--json")
+    assert listed.code == 0, listed
+    assert [r["run_id"] for r in json.loads(listed.out)] == [recorded.run_id]
+    shown = cli("show", recorded.run_id, "--json")
+    assert shown.code == 0 and json.loads(shown.out)["run"]["run_id"] == recorded.run_id
+    tail = cli("tail", recorded.run_id, "-n", "1")
+    assert tail.code == 0 and tail.out.split()[2] == "run"
+    database = tmp_path / "env.db"
+    monkeypatch.setenv("AUDITJOURNAL_DATABASE_URL", f"sqlite:///{database}")
+    assert cli("runs").code == 0
+    assert database.is_file()  # the tables went where the environment said
+    # without the variable, ./audit (help said so; now it is true)
+    monkeypatch.delenv("AUDITJOURNAL_ROOT")
+    monkeypatch.delenv("AUDITJOURNAL_DATABASE_URL")
+    monkeypatch.chdir(recorded.root.parent)
+    assert recorded.root.name == "audit"
+    assert json.loads(cli("runs", "--json").out)[0]["run_id"] == recorded.run_id
+    monkeypatch.chdir(tmp_path)
+    assert_one_line_error(cli("runs"), 2, "audit is not an auditjournal root")
+
+
+def test_json_on_replay_extract_project_keygen(
+    cli: Invoke, recorded: Recorded, tmp_path: Path
+) -> None:
+    replayed = cli("replay", recorded.root, recorded.run_id, "--out", tmp_path / "r", "--json")
+    assert replayed.code == 0, replayed
+    value = json.loads(replayed.out)
+    assert (
+        value["export"]["manifest_sha256"]
+        == hashlib.sha256((tmp_path / "r" / "audit_trail.manifest.json").read_bytes()).hexdigest()
+    )
+    assert value["tables"] is None
+    bundle = tmp_path / "b.json"
+    extracted = json.loads(
+        cli("extract", recorded.export, "--seq", "5", "--out", bundle, "--json").out
+    )
+    assert extracted == {"out": str(bundle), "records": 1, "seqs": [5]}
+    keys = json.loads(cli("keygen", "--out", tmp_path / "keys", "--json").out)
+    assert Path(keys["private_key"]).is_file() and Path(keys["public_key"]).is_file()
+    assert "PRIVATE" not in json.dumps(keys)
+    from auditjournal import AuditStore
+
+    root = tmp_path / "audit"
+    with AuditStore.open(root) as store, store.start_run(export=None, run_id="later") as run:
+        run.register_node(plugin_name="src", node_type="source")
+    projected = cli("project", root, "--json")
+    assert projected.code == 0, projected
+    (line,) = projected.out.splitlines()
+    assert json.loads(line)["run_id"] == "later" and json.loads(line)["chunk_count"] >= 1
+
+
+def test_tables_right_align_numbers_and_show_names_edges(cli: Invoke, recorded: Recorded) -> None:
+    lines = cli("runs", recorded.root).out.splitlines()
+    header, row = lines[0], lines[1]
+    for column in ("ROWS", "EVENTS", "DURATION"):
+        end = header.index(column) + len(column)
+        assert row[end - 1] != " " and row[end] == " ", (column, header, row)
+    shown = cli("show", recorded.root, recorded.run_id).out
+    assert "edge-" in shown
+    # each edge names both nodes by id (plugin names repeat: two csv_sink nodes) and its label
+    assert re.search(r"node-\d+ \(route_by_score\) --review--> node-\d+ \(csv_sink\)", shown)
+    routing = next(line for line in shown.splitlines() if line.strip().startswith("routing_events"))
+    assert "edge-" not in routing and "review -> node-" in routing

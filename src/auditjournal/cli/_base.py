@@ -43,6 +43,55 @@ _USAGE_ERRORS = (
 
 _ROOT = click.argument("root", type=click.Path(file_okay=False, path_type=Path))
 
+ROOT_ENV = "AUDITJOURNAL_ROOT"
+DATABASE_URL_ENV = "AUDITJOURNAL_DATABASE_URL"
+
+
+def default_root() -> str:
+    """ROOT when a command is given without it: $AUDITJOURNAL_ROOT, else ./audit."""
+    return os.environ.get(ROOT_ENV) or "audit"
+
+
+class _Command(click.Command):
+    """A command whose ROOT argument may be left out: when the command line holds one
+    positional argument fewer than the command requires, ROOT is taken from
+    $AUDITJOURNAL_ROOT, else ./audit (``auditjournal runs``, ``auditjournal show RUN``)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        arguments = [p for p in self.params if isinstance(p, click.Argument)]
+        if arguments and arguments[0].name == "root" and not {"-h", "--help"} & set(args):
+            wanted = sum(max(p.nargs, 1) for p in arguments if p.required)
+            given = _positionals(self, args)
+            # `tail RUN_ID` (RUN_ID optional, for --latest): RUN_ID is no directory
+            optional_after = any(not p.required for p in arguments[1:])
+            if len(given) == wanted - 1 or (
+                optional_after and len(given) == wanted and not Path(given[0]).is_dir()
+            ):
+                args = [default_root(), *args]
+        return super().parse_args(ctx, args)
+
+
+def _positionals(command: click.Command, args: list[str]) -> list[str]:
+    """The positional arguments of ``args`` (options and their values skipped)."""
+    values: dict[str, int] = {}
+    for param in command.params:
+        if isinstance(param, click.Option) and not param.is_flag and not param.count:
+            for name in param.opts:
+                values[name] = param.nargs
+    found: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            return found + args[i + 1 :]
+        if arg.startswith("-") and arg != "-":
+            if "=" not in arg:
+                i += values.get(arg, 0)
+        else:
+            found.append(arg)
+        i += 1
+    return found
+
 
 def _chunk_size(value: str | None) -> int | str | None:
     if value is None:
@@ -101,6 +150,8 @@ class _ReaderGone(Exception):
 
 
 class _Group(click.Group):
+    command_class = _Command
+
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
@@ -114,8 +165,9 @@ class _Group(click.Group):
 def cli() -> None:
     """An append-only, verifiable audit trail for data pipelines.
 
-    Data lives under ROOT (default ./audit): payloads/, runs/<run_id>/journal/
-    and runs/<run_id>/export/.
+    Data lives under ROOT: payloads/, runs/<run_id>/journal/ and
+    runs/<run_id>/export/. Leave ROOT out to use $AUDITJOURNAL_ROOT, else ./audit;
+    --db defaults to $AUDITJOURNAL_DATABASE_URL, else ROOT/landscape.db.
     """
 
 
@@ -129,8 +181,10 @@ _DB = click.option(
     "--db",
     "db_url",
     default=None,
+    envvar=DATABASE_URL_ENV,
     metavar="URL",
-    help="Database of the SQL tables (SQLAlchemy URL; default ROOT/landscape.db).",
+    help="Database of the SQL tables (SQLAlchemy URL; default $AUDITJOURNAL_DATABASE_URL, "
+    "else ROOT/landscape.db).",
 )
 
 

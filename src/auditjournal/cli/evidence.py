@@ -13,6 +13,7 @@ from ..evidence.extract import Selection, extract_bundle, read_bundle, verify_bu
 from ..evidence.verify import verify_export
 from ..proofs.signing import NOT_CHECKED, generate_keypair
 from ._base import (
+    _JSON,
     _byte_progress,
     _check_output,
     _existing_store,
@@ -107,10 +108,14 @@ def verify(
     type=click.Path(file_okay=False, path_type=Path),
     help="Directory for signing_key.pem (private, 0600) and signing_key.pub.pem.",
 )
-def keygen(out_dir: Path) -> None:
+@_JSON
+def keygen(out_dir: Path, as_json: bool) -> None:
     """Write a new Ed25519 key pair for signing export manifests."""
     _check_output(out_dir, directory=True)
     private, public = generate_keypair(out_dir)
+    if as_json:  # the paths only: never the key
+        click.echo(json.dumps({"private_key": str(private), "public_key": str(public)}))
+        return
     click.echo(f"private key {private} (keep it secret; ExportSettings(signing_key_file=...))")
     click.echo(f"public key  {public} (give it to auditors: verify --public-key)")
 
@@ -126,6 +131,7 @@ def keygen(out_dir: Path) -> None:
 @click.option(
     "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Bundle file."
 )
+@_JSON
 def extract(
     export: Path,
     row_id: str | None,
@@ -133,6 +139,7 @@ def extract(
     node_id: str | None,
     seqs: tuple[int, ...],
     out: Path,
+    as_json: bool,
 ) -> None:
     """Write a self-contained bundle of some records with Merkle inclusion proofs."""
     selection = Selection(row_id, token_id, node_id, frozenset(seqs))
@@ -144,6 +151,10 @@ def extract(
         click.echo(f"auditjournal: error: no record matches; {out} not written", err=True)
         sys.exit(1)
     write_bundle(bundle, out)
+    if as_json:
+        seqs_out = [r["record"]["seq"] for r in bundle["records"]]
+        click.echo(json.dumps({"out": str(out), "records": len(seqs_out), "seqs": seqs_out}))
+        return
     click.echo(f"{len(bundle['records'])} record(s) with inclusion proofs written to {out}")
 
 

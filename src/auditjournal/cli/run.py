@@ -24,6 +24,7 @@ from ..recording.store import AuditStore
 from ..sql.projector import replay_sql
 from ..sql.schema import SqlDatabase
 from ._base import (
+    _JSON,
     _ROOT,
     _check_output,
     _chunk_size,
@@ -38,9 +39,10 @@ from ._base import (
 @click.option(
     "--root",
     type=click.Path(file_okay=False, path_type=Path),
+    envvar="AUDITJOURNAL_ROOT",
     default=Path("audit"),
     show_default=True,
-    help="Store root to record into.",
+    help="Store root to record into (env AUDITJOURNAL_ROOT).",
 )
 @click.option(
     "--rows",
@@ -321,6 +323,7 @@ def _describe(record: dict[str, Any]) -> str:
     default=None,
     help="Ed25519 private key (PEM) to sign with (default: as the live export).",
 )
+@_JSON
 def replay(
     root: Path,
     run_id: str,
@@ -331,6 +334,7 @@ def replay(
     no_sign: bool,
     signing_key_file: Path | None,
     force: bool,
+    as_json: bool,
 ) -> None:
     """Rebuild a run's export (--out) and/or SQL tables (--db) from its journal.
 
@@ -349,14 +353,17 @@ def replay(
         except BaseException:
             store.close()
             raise
+    tables = None
     if db_url is not None:
         try:
-            _replay_tables(store, run_id, db_url)
+            tables = _replay_tables(store, run_id, db_url, quiet=as_json)
         except BaseException:
             store.close()
             raise
     if out_dir is None:
         store.close()
+        if as_json:
+            click.echo(json.dumps({"run_id": run_id, "export": None, "tables": tables}, indent=2))
         return
     try:
         recorded = recorded_export_settings(store, run_id)
@@ -378,11 +385,16 @@ def replay(
         )
     finally:
         store.close()
+    if as_json:
+        export = None if result is None else {"out": str(out_dir), **result.as_dict()}
+        click.echo(json.dumps({"run_id": run_id, "export": export, "tables": tables}, indent=2))
     if result is None:
         click.echo(
             f"run {run_id} has not completed: export in {out_dir} written but not sealed", err=True
         )
         sys.exit(1)
+    if as_json:
+        return
     click.echo(f"replayed {result.record_count:,} records into {result.chunk_count} chunk(s)")
     click.echo(f"manifest {result.manifest_path} (sha256 {result.manifest_sha256})")
 
@@ -404,14 +416,16 @@ def _check_replay_target(store: AuditStore, run_id: str, out_dir: Path, *, force
         )
 
 
-def _replay_tables(store: AuditStore, run_id: str, db_url: str) -> None:
+def _replay_tables(store: AuditStore, run_id: str, db_url: str, *, quiet: bool) -> dict[str, Any]:
     url = store.database_url if db_url == "default" else db_url
     database = SqlDatabase(url)
     try:
         last = replay_sql(database=database, journal_dir=store.journal_dir(run_id), run_id=run_id)
     finally:
         database.close()
-    click.echo(f"rebuilt the SQL tables of run {run_id} in {database.url}: {last:,} events")
+    if not quiet:
+        click.echo(f"rebuilt the SQL tables of run {run_id} in {database.url}: {last:,} events")
+    return {"database": database.url, "events": last}
 
 
 @cli.command()
@@ -425,16 +439,26 @@ def _replay_tables(store: AuditStore, run_id: str, db_url: str) -> None:
     "--db",
     "db_url",
     default=None,
+    envvar="AUDITJOURNAL_DATABASE_URL",
     metavar="URL",
-    help="SQL tables' database (default ROOT/landscape.db).",
+    help="SQL tables' database (default $AUDITJOURNAL_DATABASE_URL, else ROOT/landscape.db).",
 )
+@_JSON
 def project(
-    root: Path, follow: bool, run_ids: tuple[str, ...], sql: bool, db_url: str | None
+    root: Path,
+    follow: bool,
+    run_ids: tuple[str, ...],
+    sql: bool,
+    db_url: str | None,
+    as_json: bool,
 ) -> None:
     """Run the projectors (export, SQL tables) as a separate process over every run in ROOT."""
     store = _sql_store(root, db_url)
 
     def sealed(run_id: str, result: Any) -> None:
+        if as_json:  # one JSON object per sealed export, as it happens (--follow)
+            click.echo(json.dumps({"run_id": run_id, **result.as_dict()}, sort_keys=True))
+            return
         click.echo(
             f"sealed {run_id}: {result.record_count:,} records, "
             f"{result.chunk_count} chunk(s), manifest sha256 {result.manifest_sha256}"

@@ -17,6 +17,7 @@ import datetime as _dt
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -437,9 +438,14 @@ def _compact(value: Any, width: int | None) -> str:
     return text
 
 
+_NUMBER = re.compile(r"-|-?[\d,]+(\.\d+)?s?")
+
+
 def _table(headers: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
+    """Columns padded to their widest cell; a column of numbers is right-aligned."""
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(headers)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    numeric = [all(_NUMBER.fullmatch(line[i]) for line in lines) for i in range(len(headers))]
+    fmt = "  ".join(f"{{:{'>' if n else '<'}{w}}}" for w, n in zip(widths, numeric, strict=True))
     return "\n".join(fmt.format(*line).rstrip() for line in [headers, *lines])
 
 
@@ -470,7 +476,7 @@ def render_runs(result: list[dict[str, Any]]) -> str:
 def render_show(result: dict[str, Any]) -> str:
     """A run's summary for people."""
     run = result["run"]
-    names = {n["node_id"]: n["plugin_name"] for n in result["nodes"]}
+    names = {n["node_id"]: f"{n['node_id']} ({n['plugin_name']})" for n in result["nodes"]}
     out = [
         f"run        {run['run_id']}",
         f"status     {run['status']}"
@@ -488,15 +494,17 @@ def render_show(result: dict[str, Any]) -> str:
     ]
     out.append("edges")
     out += [
-        f"  {e['edge_id']:<16} {names.get(e['from_node_id'], e['from_node_id'])} -> "
-        f"{names.get(e['to_node_id'], e['to_node_id'])}  [{e['label']}, {e['mode']}]"
+        f"  {e['edge_id']:<16} {names.get(e['from_node_id'], e['from_node_id'])} "
+        f"--{e['label']}--> {names.get(e['to_node_id'], e['to_node_id'])}  (mode {e['mode']})"
         for e in result["edges"]
     ]
+    routes = {e["edge_id"]: _route(e, names) for e in result["edges"]}
     counts = result["counts"]
     out.append("counts")
     for key, value in counts.items():
         if isinstance(value, dict):
-            shown = ", ".join(f"{k}={v:,}" for k, v in value.items()) or "-"
+            label = (lambda k: routes.get(k, k)) if key == "routing_events" else str
+            shown = ", ".join(f"{label(k)}={v:,}" for k, v in value.items()) or "-"
             out.append(f"  {key:<15} {shown}")
         else:
             out.append(f"  {key:<15} {value:,}")
@@ -505,6 +513,11 @@ def render_show(result: dict[str, Any]) -> str:
         f"export     {export['state']}" + (f"  {export['manifest']}" if export["manifest"] else "")
     )
     return "\n".join(out)
+
+
+def _route(edge: dict[str, Any], names: dict[str, str]) -> str:
+    """An edge as people name it: its label and where it leads (``review -> node-5 (sink)``)."""
+    return f"{edge['label']} -> {names.get(edge['to_node_id'], edge['to_node_id'])}"
 
 
 def render_explain(result: dict[str, Any], *, width: int | None = 120) -> str:
