@@ -548,3 +548,49 @@ def test_tables_right_align_numbers_and_show_names_edges(cli: Invoke, recorded: 
     assert re.search(r"node-\d+ \(route_by_score\) --review--> node-\d+ \(csv_sink\)", shown)
     routing = next(line for line in shown.splitlines() if line.strip().startswith("routing_events"))
     assert "edge-" not in routing and "review -> node-" in routing
+
+
+# -- item 7: honest progress, --quiet ---------------------------------------------------------
+
+
+def test_verify_progress_adds_up_to_its_total(recorded: Recorded) -> None:
+    """The bar's total is what verify reports, to the byte: plain (it ended at 99 %) and
+    with the journal (it sat at 99 % while the journal was checked)."""
+    from auditjournal.evidence.verify import verify_work
+    from auditjournal.payloads.store import PayloadStore
+
+    seen: list[int] = []
+    assert verify_export(recorded.export, progress=seen.append).ok
+    assert sum(seen) == verify_work(recorded.export) > 0
+    journal = recorded.root / "runs" / recorded.run_id / "journal"
+    payloads = PayloadStore(recorded.root / "payloads")
+    try:
+        seen.clear()
+        report = verify_export(recorded.export, journal=(journal, payloads), progress=seen.append)
+    finally:
+        payloads.close()
+    assert report.ok
+    journal_bytes = sum(p.stat().st_size for p in journal.glob("*.jsonl"))
+    assert (
+        sum(seen)
+        == verify_work(recorded.export, journal)
+        == verify_work(recorded.export) + 2 * journal_bytes
+    )
+    assert seen[-2:] == [journal_bytes, journal_bytes]  # the journal's two steps come last
+
+
+def test_verify_quiet_prints_only_what_is_invalid(
+    cli: Invoke, recorded: Recorded, tmp_path: Path
+) -> None:
+    result = cli("verify", recorded.export, "--quiet")
+    assert (result.code, result.out, result.err) == (0, "", "")
+    export = tmp_path / "export"
+    shutil.copytree(recorded.export, export)
+    (export / "audit_trail.002.json").unlink()
+    result = cli("verify", export, "-q")
+    assert result.code == 1
+    assert result.out == "audit_trail.002.json: INVALID: missing\n"
+    bundle = tmp_path / "b.json"
+    assert cli("extract", recorded.export, "--seq", "5", "--out", bundle).code == 0
+    result = cli("verify-bundle", bundle, "--quiet")
+    assert (result.code, result.out) == (0, "")

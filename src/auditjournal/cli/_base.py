@@ -208,13 +208,16 @@ def _hmac_key(env_name: str | None) -> bytes | None:
 
 
 @contextlib.contextmanager
-def _byte_progress(export: Path, label: str) -> Iterator[Callable[[int], None] | None]:
-    """A progress bar over the export's bytes when stderr is a terminal."""
+def _byte_progress(
+    export: Path, label: str, total: int | None = None
+) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar over the export's bytes (or ``total``) when stderr is a terminal."""
     if not sys.stderr.isatty():
         yield None
         return
-    directory = export if export.is_dir() else export.parent
-    total = sum(p.lstat().st_size for p in directory.glob("*.json"))  # links are not read
+    if total is None:
+        directory = export if export.is_dir() else export.parent
+        total = sum(p.lstat().st_size for p in directory.glob("*.json"))  # links are not read
     with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
         yield bar.update
 

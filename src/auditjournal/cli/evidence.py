@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ import click
 
 from ..errors import DuplicateMemberError, MalformedEvidenceError
 from ..evidence.extract import Selection, extract_bundle, read_bundle, verify_bundle, write_bundle
-from ..evidence.verify import verify_export
+from ..evidence.verify import verify_export, verify_work
 from ..proofs.signing import NOT_CHECKED, generate_keypair
 from ._base import (
     _JSON,
@@ -50,6 +51,9 @@ from ._base import (
     help="INVALID unless the manifest is signed and its signature verifies with the key given.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option(
+    "-q", "--quiet", is_flag=True, help="Print only what is INVALID; the exit code is the verdict."
+)
 def verify(
     export: Path,
     journal: tuple[Path, str] | None,
@@ -57,6 +61,7 @@ def verify(
     hmac_key_env: str | None,
     require_signature: bool,
     as_json: bool,
+    quiet: bool,
 ) -> None:
     """Verify a sealed export (EXPORT = its directory or its manifest).
 
@@ -72,7 +77,9 @@ def verify(
         store = _existing_store(journal[0])
         journal_arg = (store.journal_dir(journal[1]), store.payloads)
     try:
-        with _byte_progress(export, "verifying") as progress:
+        total = verify_work(export, None if journal_arg is None else journal_arg[0])
+        bar = contextlib.nullcontext(None) if quiet else _byte_progress(export, "verifying", total)
+        with bar as progress:
             report = verify_export(
                 export,
                 journal=journal_arg,
@@ -84,7 +91,7 @@ def verify(
     finally:
         if store is not None:
             store.close()
-    if report.signature == NOT_CHECKED:
+    if report.signature == NOT_CHECKED and not quiet:
         click.echo(
             "auditjournal: WARNING: the manifest is signed but its signature was NOT checked; "
             "give --public-key (or --hmac-key-env), and --require-signature",
@@ -92,6 +99,10 @@ def verify(
         )
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
+    elif quiet:  # like `sha256sum --quiet`: silence when all is well
+        for check in report.checks:
+            if not check.ok:
+                click.echo(check.line())
     else:
         for check in report.checks:
             click.echo(check.line())
@@ -168,8 +179,11 @@ def extract(
 )
 @click.option("--hmac-key-env", default=None, metavar="NAME", help="Variable holding the HMAC key.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option(
+    "-q", "--quiet", is_flag=True, help="Print only what is INVALID; the exit code is the verdict."
+)
 def verify_bundle_cmd(
-    bundle: Path, public_key: Path | None, hmac_key_env: str | None, as_json: bool
+    bundle: Path, public_key: Path | None, hmac_key_env: str | None, as_json: bool, quiet: bool
 ) -> None:
     """Check a bundle on its own: each record's proof against the signed Merkle root."""
     try:
@@ -184,7 +198,9 @@ def verify_bundle_cmd(
         click.echo(json.dumps({"ok": report.ok, "lines": lines, "summary": report.summary()}))
     else:
         for name, ok, reason in report.lines:
-            click.echo(f"{name}: {'valid' if ok else 'INVALID: ' + reason}")
-        click.echo(report.summary())
+            if not (quiet and ok):
+                click.echo(f"{name}: {'valid' if ok else 'INVALID: ' + reason}")
+        if not quiet:
+            click.echo(report.summary())
     if not report.ok:
         sys.exit(1)

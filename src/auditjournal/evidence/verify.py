@@ -212,7 +212,9 @@ def verify_export(
     ``public_key`` (Ed25519 PEM) or ``hmac_key`` the signature must verify;
     without either it is reported as absent / not checked, unless
     ``require_signature`` (then the manifest is INVALID unless its signature was
-    checked and holds). ``progress`` is called with the bytes read.
+    checked and holds). ``progress`` is called with the bytes read: in all
+    :func:`verify_work` (the chunks, and with ``journal`` the journal twice: read
+    through, then projected afresh), so a bar over that total ends at 100 %.
     """
     manifest_path = find_manifest(export)
     report = VerifyReport(manifest_path)
@@ -297,9 +299,33 @@ def verify_export(
         manifest_check.ok, manifest_check.reason = False, "; ".join(problems)
     if journal is not None:
         report.checks.extend(
-            _check_against_journal(journal, manifest, raw, prefix_name, manifest_path)
+            _check_against_journal(journal, manifest, raw, prefix_name, manifest_path, progress)
         )
     return report
+
+
+def verify_work(export: Path, journal_dir: Path | None = None) -> int:
+    """The bytes :func:`verify_export` reports to ``progress`` for this export: every
+    chunk the manifest lists, and the journal's bytes twice with ``journal_dir``.
+    (0 for a manifest that cannot be read: verify reports that at once.)"""
+    try:
+        _raw, manifest = load_manifest(find_manifest(export))
+        total = sum(c.bytes for c in manifest.chunks)
+    except (OSError, AuditJournalError):
+        total = 0
+    if journal_dir is not None:
+        total += 2 * _journal_bytes(journal_dir)
+    return total
+
+
+def _journal_bytes(journal_dir: Path) -> int:
+    total = 0
+    for path in journal_dir.glob("*.jsonl"):
+        try:
+            total += path.lstat().st_size
+        except OSError:
+            continue
+    return total
 
 
 def _check_manifest_fields(m: Manifest) -> None:
@@ -508,7 +534,7 @@ def _scan_chunks(
         for chunk, job in zip(manifest.chunks, jobs, strict=True):
             result = _scan_chunk(*job)
             if progress is not None:
-                progress(result[5])
+                progress(chunk.bytes)  # as listed: the total is known before (verify_work)
             yield chunk, result
         return
     context = multiprocessing.get_context("fork")
@@ -523,7 +549,7 @@ def _scan_chunks(
                 pending.append(pool.submit(_scan_chunk, *upcoming, False))
             result = pending.popleft().result()
             if progress is not None:
-                progress(result[5])
+                progress(chunk.bytes)  # as listed: the total is known before (verify_work)
             yield chunk, result
 
 
@@ -533,14 +559,18 @@ def _check_against_journal(
     raw: bytes,
     prefix_name: str,
     manifest_path: Path,
+    progress: Callable[[int], None] | None = None,
 ) -> list[FileCheck]:
     journal_dir, payloads = journal
+    size = _journal_bytes(journal_dir)  # reported in two steps: read through, projected
     name = f"journal of run {manifest.run_id}"
     payload_check = FileCheck(f"payloads of run {manifest.run_id}", True)
     try:
         problem = _scan_journal(journal_dir, manifest.run_id, payloads, raw, manifest_path)
     except AuditJournalError as exc:
         return [FileCheck(name, False, str(exc))]
+    if progress is not None:
+        progress(size)
     if problem[1]:
         payload_check.ok, payload_check.reason = False, problem[1]
     if problem[0]:
@@ -565,6 +595,8 @@ def _check_against_journal(
                     payload_check,
                 ]
             fresh = msgspec.json.decode((Path(tmp) / f"{prefix_name}.manifest.json").read_bytes())
+            if progress is not None:
+                progress(size)
     except AuditJournalError as exc:
         return [FileCheck(name, False, str(exc)), payload_check]
     ours = msgspec.json.decode(raw)
