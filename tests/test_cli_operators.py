@@ -594,3 +594,37 @@ def test_verify_quiet_prints_only_what_is_invalid(
     assert cli("extract", recorded.export, "--seq", "5", "--out", bundle).code == 0
     result = cli("verify-bundle", bundle, "--quiet")
     assert (result.code, result.out) == (0, "")
+
+
+# -- item 4: runs whose writer is gone are flagged ------------------------------------------
+
+
+def test_runs_show_project_flag_a_run_whose_writer_is_gone(cli: Invoke, tmp_path: Path) -> None:
+    from auditjournal import AuditStore
+
+    root = tmp_path / "audit"
+    _record_and_kill(root, "None")
+    with AuditStore.open(root) as store:
+        live = store.start_run(run_id="live", export=None)  # its writer: this process
+        try:
+            listed = cli("runs", root)
+            assert listed.code == 0, listed
+            status = {line.split()[0]: line for line in listed.out.splitlines()[1:]}
+            assert "running, writer gone" in status["killed"]
+            assert "writer gone" not in status["live"] and "running" in status["live"]
+            assert "run killed is running but its writer is gone" in listed.err
+            assert "run live" not in listed.err
+            as_json = {r["run_id"]: r for r in json.loads(cli("runs", root, "--json").out)}
+            assert as_json["killed"]["writer_gone"] and not as_json["live"]["writer_gone"]
+            shown = cli("show", root, "killed")
+            assert "its writer is gone" in shown.out and "resume_run('killed')" in shown.err
+            assert "writer is gone" not in cli("show", root, "live").out
+            projected = cli("project", root, "--run", "killed", "--no-sql")
+            assert "run killed did not complete and its writer is gone" in projected.err
+        finally:
+            live.complete()
+    # once completed, nothing is flagged
+    with AuditStore.open(root) as store:
+        store.resume_run("killed").complete()
+    listed = cli("runs", root)
+    assert "writer gone" not in listed.out + listed.err

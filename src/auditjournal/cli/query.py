@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from ..recording.follow import writer_gone
 from ..recording.store import AuditStore
 from ..sql.csvexport import export_csv, journal_size
 from ..sql.lineage import explain_row, list_runs, render_explain, render_runs, render_show, show_run
@@ -24,6 +25,12 @@ from ._base import (
     _existing_store,
     _sql_store,
     cli,
+)
+
+_WRITER_GONE = (
+    "auditjournal: warning: run {run_id} is running but its writer is gone (nothing holds its "
+    "journal): resume it with AuditStore.open({root!r}).resume_run({run_id!r}) and complete "
+    "it; see docs/operating.md"
 )
 
 
@@ -58,7 +65,12 @@ def runs(root: Path, db_url: str | None, no_refresh: bool, as_json: bool) -> Non
     """
     with _sql_store(root, db_url) as store, _tables(store, db_url, None, no_refresh) as tables:
         result = list_runs(store, database=tables[0], refresh=tables[1])
+        for run in result:
+            run["writer_gone"] = run["status"] == "running" and writer_gone(store, run["run_id"])
     click.echo(json.dumps(result, indent=2) if as_json else render_runs(result))
+    for run in result:
+        if run["writer_gone"]:
+            click.echo(_WRITER_GONE.format(run_id=run["run_id"], root=root), err=True)
     if any(r["problem"] for r in result):
         sys.exit(1)
 
@@ -73,7 +85,11 @@ def show(root: Path, run_id: str, db_url: str | None, no_refresh: bool, as_json:
     """Show a run: nodes, edges, counts by state / outcome / call, export state."""
     with _sql_store(root, db_url) as store, _tables(store, db_url, run_id, no_refresh) as tables:
         result = show_run(store, run_id, database=tables[0], refresh=tables[1])
+        gone = result["run"]["status"] == "running" and writer_gone(store, run_id)
+        result["run"]["writer_gone"] = gone
     click.echo(json.dumps(result, indent=2) if as_json else render_show(result))
+    if gone:
+        click.echo(_WRITER_GONE.format(run_id=run_id, root=root), err=True)
 
 
 @cli.command()

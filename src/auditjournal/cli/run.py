@@ -19,7 +19,13 @@ from ..model.events import EVENT_TYPES, Event, RunCompleted, RunStarted
 from ..model.records import RECORD_TYPES
 from ..model.settings import ExportSettings
 from ..projection.service import ProjectionService, recorded_export_settings
-from ..recording.follow import follow_journal, journal_stalled, latest_run, run_activity
+from ..recording.follow import (
+    follow_journal,
+    journal_stalled,
+    latest_run,
+    run_activity,
+    writer_gone,
+)
 from ..recording.store import AuditStore
 from ..sql.projector import replay_sql
 from ..sql.schema import SqlDatabase
@@ -473,6 +479,15 @@ def project(
     finally:
         store.close()
     click.echo(f"{count} export(s) sealed", err=True)
+    with AuditStore.open(root) as looked:
+        for run_id in run_ids or looked.run_ids():
+            if writer_gone(looked, run_id):
+                click.echo(
+                    f"auditjournal: warning: run {run_id} did not complete and its writer is "
+                    "gone: its export cannot be sealed until the run is resumed and completed "
+                    "(see docs/operating.md)",
+                    err=True,
+                )
     if service.problems:  # each was logged with its reason when it happened
         broken = ", ".join(sorted(service.problems))
         click.echo(f"auditjournal: error: not projected: {broken}", err=True)

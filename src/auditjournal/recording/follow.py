@@ -10,22 +10,28 @@ why instead of waiting forever (issue 15 item 3). The same check marks a run
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import AuditJournalError
 from ..export.projector import ExportPaths
 from ..fs.storage import lock_held
-from ..model.events import Event, RunCompleted, RunStarted
+from ..journal.files import journal_segments, last_entry
+from ..journal.lines import decode_line
+from ..model.events import EXPORT_EVENT_TYPES, Event, RunCompleted, RunStarted
 from .store import AuditStore
 
 __all__ = [
     "RunActivity",
     "follow_journal",
+    "journal_completed",
     "journal_stalled",
     "latest_run",
     "run_activity",
+    "writer_gone",
     "writer_present",
 ]
 
@@ -33,6 +39,31 @@ __all__ = [
 def writer_present(store: AuditStore, run_id: str) -> bool:
     """Whether a process holds the run's journal (is recording it right now)."""
     return lock_held(store.journal_dir(run_id) / ".lock")
+
+
+def journal_completed(journal_dir: Path, run_id: str) -> bool:
+    """Whether the journal's last entry is ``run_completed`` or an export event (which only
+    follow it). Reads the last segment's tail only; a torn last entry (a writer killed
+    mid-write) is not complete."""
+    segments = journal_segments(journal_dir)
+    if not segments:
+        return False
+    try:
+        _seq, _chain = last_entry(segments[-1][1], run_id)
+        with open(segments[-1][1], "rb") as fh:
+            fh.seek(max(0, fh.seek(0, os.SEEK_END) - (1 << 20)))
+            last_line = fh.read().rstrip(b"\n").rsplit(b"\n", 1)[-1] + b"\n"
+        event = decode_line(last_line)
+    except (AuditJournalError, OSError, ValueError):
+        return False
+    return isinstance(event, RunCompleted) or type(event) in EXPORT_EVENT_TYPES
+
+
+def writer_gone(store: AuditStore, run_id: str) -> bool:
+    """A run that did not complete and that no process records any more (a crashed or
+    killed writer): it stays ``running`` until someone resumes and completes it."""
+    journal = store.journal_dir(run_id)
+    return not writer_present(store, run_id) and not journal_completed(journal, run_id)
 
 
 def latest_run(store: AuditStore) -> str | None:
@@ -82,13 +113,13 @@ class RunActivity:
 def run_activity(store: AuditStore, run_id: str, prefix: Path, live_export: bool) -> RunActivity:
     """Look once: the two locks, and whether the journal holds ``run_completed``.
 
-    The journal is read to its end (only when no writer holds it: a writer's run
-    is not complete until it says so)."""
+    Completion is read from the journal's last entry (only when no writer holds it:
+    a writer's run is not complete until it says so)."""
     writer = writer_present(store, run_id)
     exporter = lock_held(ExportPaths(prefix).lock)
     completed = False
     if not writer:
-        completed = any(isinstance(e, RunCompleted) for e in store.read_journal(run_id))
+        completed = journal_completed(store.journal_dir(run_id), run_id)
     return RunActivity(writer, exporter, completed, live_export)
 
 

@@ -456,7 +456,7 @@ def render_runs(result: list[dict[str, Any]]) -> str:
     lines = [
         (
             r["run_id"],
-            r["status"],
+            r["status"] + (", writer gone" if r.get("writer_gone") else ""),
             r["started_at"] or "-",
             "-" if r["duration_s"] is None else f"{r['duration_s']:.3f}s",
             f"{r['rows']:,}",
@@ -480,6 +480,7 @@ def render_show(result: dict[str, Any]) -> str:
     out = [
         f"run        {run['run_id']}",
         f"status     {run['status']}"
+        + (" (its writer is gone: resume and complete it)" if run.get("writer_gone") else "")
         + (f"  error {_compact(run['error'], 100)}" if run["error"] else ""),
         f"started    {run['started_at']}",
         f"completed  {run['completed_at'] or '-'}"
