@@ -628,3 +628,69 @@ def test_runs_show_project_flag_a_run_whose_writer_is_gone(cli: Invoke, tmp_path
         store.resume_run("killed").complete()
     listed = cli("runs", root)
     assert "writer gone" not in listed.out + listed.err
+
+
+# -- item 8: "what happened to customer C0001?" ------------------------------------------------
+
+
+def test_explain_finds_rows_by_index_and_by_a_source_field(cli: Invoke, recorded: Recorded) -> None:
+    rows = [
+        json.loads(line)
+        for line in cli(
+            "tail", recorded.root, recorded.run_id, "--json", "--type", "row"
+        ).out.splitlines()
+    ]
+    by_index = cli("explain", recorded.root, recorded.run_id, "--row-index", "2", "--json")
+    assert by_index.code == 0, by_index
+    (found,) = json.loads(by_index.out)
+    assert found["row_id"] == next(r["row_id"] for r in rows if r["row_index"] == 2)
+    customer = rows[3]["source_data"]["customer_id"]
+    by_field = cli("explain", recorded.root, recorded.run_id, "--where", f"customer_id={customer}")
+    assert by_field.code == 0, by_field
+    assert by_field.out.startswith(f"row {rows[3]['row_id']} (index {rows[3]['row_index']})")
+    both = cli(
+        "explain",
+        recorded.root,
+        recorded.run_id,
+        "--row-index",
+        "2",
+        "--where",
+        f"customer_id={customer}",
+    )
+    assert_one_line_error(both, 2, "no row with row_index 2 and customer_id=")
+    assert_one_line_error(cli("explain", recorded.root, recorded.run_id), 2, "name the row")
+    assert_one_line_error(
+        cli("explain", recorded.root, recorded.run_id, "--where", "customer_id"), 2, "FIELD=VALUE"
+    )
+
+
+def test_explain_shows_what_each_step_changed_and_routes_by_label(
+    cli: Invoke, recorded: Recorded
+) -> None:
+    row = json.loads(
+        cli("tail", recorded.root, recorded.run_id, "--json", "--type", "row").out.splitlines()[0]
+    )
+    out = cli("explain", recorded.root, recorded.run_id, "--row", row["row_id"], "--full").out
+    # the demo's normalize step trims the name; the LLM step adds a sentiment
+    assert re.search(r'^        ~ name: "\s+\S.*" -> "\S.*\S"$', out, re.M), out
+    assert re.search(r"^        \+ sentiment: \{", out, re.M), out
+    routed = [line for line in out.splitlines() if line.startswith("      routed ")]
+    assert routed and all(
+        re.search(r"routed (accepted|review) -> node-\d+ \(csv_sink\)", r) for r in routed
+    )
+    assert "edge-" not in "\n".join(routed)
+
+
+def test_field_diff() -> None:
+    from auditjournal.sql.rowfind import field_diff
+
+    before = {"a": 1, "b": {"c": 2, "d": 3}, "e": [1]}
+    after = {"a": 1, "b": {"c": 2, "d": 4, "x": None}, "f": "new"}
+    assert field_diff(before, after) == [
+        ("~", "b.d", 3, 4),
+        ("+", "b.x", None, None),
+        ("-", "e", [1], None),
+        ("+", "f", None, "new"),
+    ]
+    assert field_diff(1, 1.0) == [("~", "", 1, 1.0)]
+    assert field_diff({"a": 1}, {"a": 1}) == []

@@ -10,11 +10,21 @@ from pathlib import Path
 
 import click
 
+from ..errors import AuditJournalError
 from ..recording.follow import writer_gone
 from ..recording.store import AuditStore
 from ..sql.csvexport import export_csv, journal_size
-from ..sql.lineage import explain_row, list_runs, render_explain, render_runs, render_show, show_run
+from ..sql.lineage import (
+    explain_row,
+    list_runs,
+    refresh_tables,
+    render_explain,
+    render_runs,
+    render_show,
+    show_run,
+)
 from ..sql.reading import open_read_only
+from ..sql.rowfind import find_rows, parse_where
 from ..sql.schema import SqlDatabase
 from ._base import (
     _DB,
@@ -95,7 +105,21 @@ def show(root: Path, run_id: str, db_url: str | None, no_refresh: bool, as_json:
 @cli.command()
 @_ROOT
 @click.argument("run_id")
-@click.option("--row", "row_id", required=True, help="The row to explain.")
+@click.option("--row", "row_id", default=None, help="The row to explain, by its row id.")
+@click.option(
+    "--row-index",
+    type=click.IntRange(min=0),
+    default=None,
+    help="The row at this index of the source (its row_index).",
+)
+@click.option(
+    "--where",
+    "where",
+    default=None,
+    metavar="FIELD=VALUE",
+    help="The rows whose source data has FIELD equal to VALUE (e.g. customer_id=C0001; "
+    "a dotted path for nested fields).",
+)
 @_DB
 @_NO_REFRESH
 @click.option("--full", is_flag=True, help="Show payloads in full (default: cut at 120 chars).")
@@ -103,20 +127,38 @@ def show(root: Path, run_id: str, db_url: str | None, no_refresh: bool, as_json:
 def explain(
     root: Path,
     run_id: str,
-    row_id: str,
+    row_id: str | None,
+    row_index: int | None,
+    where: str | None,
     db_url: str | None,
     no_refresh: bool,
     full: bool,
     as_json: bool,
 ) -> None:
-    """The full lineage of one row: source data, every state's input/output, routing
-    reasons, calls with request/response, artifacts and outcome (--json: export records)."""
+    """The full lineage of rows: source data, every state's input/output and what it
+    changed, routing (label -> target) with reasons, calls with request/response,
+    artifacts and outcome (--json: export records). Name the row by --row (its id),
+    --row-index, or --where FIELD=VALUE (every matching row is explained)."""
+    if (row_id is None) == (row_index is None and where is None):
+        raise click.UsageError("name the row: --row ID, or --row-index N and/or --where F=V")
+    try:
+        condition = None if where is None else parse_where(where)
+    except AuditJournalError as exc:
+        raise click.UsageError(str(exc)) from None
     with _sql_store(root, db_url) as store, _tables(store, db_url, run_id, no_refresh) as tables:
-        result = explain_row(store, run_id, row_id, database=tables[0], refresh=tables[1])
+        database, refresh = tables
+        if refresh:
+            refresh_tables(store, [run_id], database)
+        if row_id is not None:
+            row_ids = [row_id]
+        else:
+            row_ids = find_rows(store, run_id, database, row_index=row_index, where=condition)
+        results = [explain_row(store, run_id, r, database=database, refresh=False) for r in row_ids]
     if as_json:
-        click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+        value = results[0] if row_id is not None else results
+        click.echo(json.dumps(value, indent=2, ensure_ascii=False))
     else:
-        click.echo(render_explain(result, width=None if full else 120))
+        click.echo("\n\n".join(render_explain(r, width=None if full else 120) for r in results))
 
 
 @cli.command("export-csv")

@@ -90,6 +90,7 @@ def demo(root: Path, rows: int, chunk_size: str | None) -> None:
     click.echo(f"  auditjournal verify {result.export_dir} --journal {root} {result.run_id}")
     click.echo(f"  auditjournal replay {root} {result.run_id} --out replayed-export")
     click.echo(f"  auditjournal explain {root} {result.run_id} --row {result.first_row_id}")
+    click.echo(f"  auditjournal explain {root} {result.run_id} --where customer_id=C0001")
     click.echo(
         f"  auditjournal extract {result.export_dir} --row {result.first_row_id} --out row.json"
     )

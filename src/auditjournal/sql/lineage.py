@@ -33,6 +33,7 @@ from ..fs.safeio import MAX_MANIFEST_BYTES, read_regular
 from ..model.records import iso
 from ..model.settings import ExportSettings
 from ..recording.store import AuditStore
+from .rowfind import field_diff
 from .schema import (
     SqlDatabase,
     artifacts,
@@ -297,13 +298,21 @@ def explain_row(
             .where(artifacts.c.state_id.in_(states_of_row))
             .order_by(artifacts.c.seq)
         )
-        touched = sa.select(node_states.c.node_id).where(_key(node_states, run_id, row_id))
         names = sa.select(nodes.c.node_id, nodes.c.plugin_name).where(nodes.c.run_id == run_id)
-        node_names = {r[0]: r[1] for r in conn.execute(names.where(nodes.c.node_id.in_(touched)))}
+        node_names = {r[0]: r[1] for r in conn.execute(names)}
+        routed = sa.select(routing_events.c.edge_id).where(_key(routing_events, run_id, row_id))
+        edge_rows = conn.execute(
+            sa.select(edges).where(edges.c.run_id == run_id).where(edges.c.edge_id.in_(routed))
+        )
+        routes = {
+            e.edge_id: {"label": e.label, "to_node_id": e.to_node_id, "mode": e.mode}
+            for e in edge_rows
+        }
         result: dict[str, Any] = {
             "run_id": run_id,
             "row_id": row_id,
             "node_names": node_names,
+            "edges": routes,
             "row": _record("row", row, get),
             "tokens": sorted(token_records, key=lambda r: r["seq"]),
             "node_states": [
@@ -556,6 +565,13 @@ def _render_state(state: dict[str, Any], result: dict[str, Any], width: int | No
     ]
     if state["output_data"] is not None:
         out.append(f"      out {_compact(state['output_data'], width)}")
+        for op, path, old, new in field_diff(state["input_data"], state["output_data"]):
+            shown = {
+                "+": _compact(new, width),
+                "-": _compact(old, width),
+                "~": f"{_compact(old, width)} -> {_compact(new, width)}",
+            }[op]
+            out.append(f"        {op} {path or '(whole value)'}: {shown}")
     if state["error"] is not None:
         out.append(f"      error {_compact(state['error'], width)}")
     mine = state["state_id"]
@@ -567,9 +583,14 @@ def _render_state(state: dict[str, Any], result: dict[str, Any], width: int | No
             f"        response {_compact(call['response'], width)}",
         ]
     for route in (r for r in result["routing_events"] if r["state_id"] == mine):
+        edge = result.get("edges", {}).get(route["edge_id"])
+        where = route["edge_id"]
+        if edge is not None:
+            target = edge["to_node_id"]
+            name = result["node_names"].get(target)
+            where = f"{edge['label']} -> {target}" + (f" ({name})" if name else "")
         out.append(
-            f"      routed via {route['edge_id']} ({route['mode']}) "
-            f"reason {_compact(route['reason'], width)}"
+            f"      routed {where} ({route['mode']}) reason {_compact(route['reason'], width)}"
         )
     for art in (a for a in result["artifacts"] if a["state_id"] == mine):
         size = f"{art['size_bytes']:,} bytes"
