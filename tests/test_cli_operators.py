@@ -694,3 +694,28 @@ def test_field_diff() -> None:
     ]
     assert field_diff(1, 1.0) == [("~", "", 1, 1.0)]
     assert field_diff({"a": 1}, {"a": 1}) == []
+
+
+# -- item 11: the standard logging an operator already collects ---------------------------------
+
+
+def test_a_recovery_is_logged_with_the_bytes_dropped_and_no_payload(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from auditjournal import AuditStore
+
+    root = tmp_path / "audit"
+    _record_and_kill(root, "None")
+    segment = sorted((root / "runs" / "killed" / "journal").glob("*.jsonl"))[-1]
+    torn = b'{"type":"row_created","data":"secret-payload-value'
+    with open(segment, "ab") as fh:
+        fh.write(torn)
+    with caplog.at_level(logging.WARNING, logger="auditjournal"), AuditStore.open(root) as store:
+        store.resume_run("killed").complete()
+    (record,) = [r for r in caplog.records if "recovered after a crash" in r.getMessage()]
+    assert record.name.startswith("auditjournal.")
+    message = record.getMessage()
+    assert f"{len(torn)} byte(s) of a torn last entry dropped from {segment.name}" in message
+    assert "secret" not in message
