@@ -25,7 +25,7 @@ def test_every_example_runs_and_is_explained(
     blocks = _blocks()
     assert len(blocks) >= 6
     for number, block in enumerate(blocks):
-        exec(compile(block, f"{EXAMPLES.name} block {number + 1}", "exec"), {})  # noqa: S102
+        exec(compile(block, f"{EXAMPLES.name} block {number + 1}", "exec"), {})
     assert "refused:" in capsys.readouterr().out
 
     def run(*args: str) -> str:
