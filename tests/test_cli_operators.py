@@ -719,3 +719,14 @@ def test_a_recovery_is_logged_with_the_bytes_dropped_and_no_payload(
     message = record.getMessage()
     assert f"{len(torn)} byte(s) of a torn last entry dropped from {segment.name}" in message
     assert "secret" not in message
+
+
+def test_report_progress_adds_up_to_its_total(recorded: Recorded, tmp_path: Path) -> None:
+    """The report reads the chunks twice (verify, then the records); its bar's total is
+    both, to the byte (it was cut in halves and ended short)."""
+    from auditjournal.evidence.verify import verify_work
+    from auditjournal.report import write_report
+
+    seen: list[int] = []
+    write_report(recorded.export, tmp_path / "r.html", progress=seen.append)
+    assert sum(seen) == 2 * verify_work(recorded.export)

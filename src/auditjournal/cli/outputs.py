@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from ..errors import OutputPathError
+from ..evidence.verify import verify_work
 from ..report import DEFAULT_EMBED_LIMIT_BYTES, write_report
 from ._base import _byte_progress, _check_output, _hmac_key, cli
 
@@ -54,9 +55,8 @@ def report(
     """
     hmac_key = _hmac_key(hmac_key_env)
     _check_output(out, directory=False)
-    with _byte_progress(export, "verifying and reading") as bar:
-        # the chunks are read twice (verify, then the records): half a step per byte
-        progress = None if bar is None else (lambda n: bar(n // 2))
+    # the chunks are read twice (verify, then the records): the bar counts both
+    with _byte_progress(export, "verifying and reading", 2 * verify_work(export)) as progress:
         try:
             result = write_report(
                 export,
