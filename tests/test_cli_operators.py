@@ -730,3 +730,38 @@ def test_report_progress_adds_up_to_its_total(recorded: Recorded, tmp_path: Path
     seen: list[int] = []
     write_report(recorded.export, tmp_path / "r.html", progress=seen.append)
     assert sum(seen) == 2 * verify_work(recorded.export)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_replay_progress_adds_up_to_the_journal(
+    recorded: Recorded, tmp_path: Path, workers: int
+) -> None:
+    """replay had no progress at all; now it reports journal bytes as they are projected,
+    in one process and in ranges on worker processes, adding up to the journal's size."""
+    from auditjournal.export.replay import journal_bytes, replay_export
+    from auditjournal.payloads.store import PayloadStore
+
+    journal = recorded.root / "runs" / recorded.run_id / "journal"
+    payloads = PayloadStore(recorded.root / "payloads")
+    seen: list[int] = []
+    try:
+        result = replay_export(
+            journal_dir=journal,
+            run_id=recorded.run_id,
+            payloads=payloads,
+            settings=ExportSettings(chunk_size_bytes=5000),
+            prefix=tmp_path / "audit_trail",
+            workers=workers,
+            range_bytes=4096,
+            progress=seen.append,
+        )
+    finally:
+        payloads.close()
+    assert result is not None
+    assert sum(seen) == journal_bytes(journal) > 0
+    assert all(n > 0 for n in seen)
+    if workers > 1:
+        assert len(seen) > 2  # range by range (one process: one step per 4096 events)
+    assert (tmp_path / "audit_trail.manifest.json").read_bytes() == (
+        recorded.export / "audit_trail.manifest.json"
+    ).read_bytes()

@@ -13,7 +13,7 @@ from typing import Any
 import click
 import msgspec
 
-from ..export.replay import replay_export
+from ..export.replay import journal_bytes, replay_export
 from ..export.tail import ExportTail, TailFilter
 from ..model.events import EVENT_TYPES, Event, RunCompleted, RunStarted
 from ..model.records import RECORD_TYPES
@@ -32,6 +32,7 @@ from ..sql.schema import SqlDatabase
 from ._base import (
     _JSON,
     _ROOT,
+    _byte_progress,
     _check_output,
     _chunk_size,
     _existing_store,
@@ -383,13 +384,16 @@ def replay(
             signing_key_file=None if no_sign else key_file,
         )
         out_dir.mkdir(parents=True, exist_ok=True)
-        result = replay_export(
-            journal_dir=store.journal_dir(run_id),
-            run_id=run_id,
-            payloads=store.payloads,
-            settings=settings,
-            prefix=out_dir / "audit_trail",
-        )
+        journal = store.journal_dir(run_id)
+        with _byte_progress(out_dir, "replaying", journal_bytes(journal)) as progress:
+            result = replay_export(
+                journal_dir=journal,
+                run_id=run_id,
+                payloads=store.payloads,
+                settings=settings,
+                prefix=out_dir / "audit_trail",
+                progress=progress,
+            )
     finally:
         store.close()
     if as_json:
