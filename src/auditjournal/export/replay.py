@@ -203,8 +203,9 @@ def _replay_parallel(
     prefix: Path,
     workers: int,
     range_bytes: int,
-    meter: _Meter,
+    meter: _Meter | None = None,
 ) -> SealResult | None:
+    meter = meter or _Meter(journal_dir, None)
     starts = _range_starts(journal_dir, run_id, range_bytes)
     ends = [meter.at(s) for s in starts[1:]] + [meter.total]  # where each range ends
     # event count of each range but the last, which reads to the journal's end
