@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -765,3 +766,29 @@ def test_replay_progress_adds_up_to_the_journal(
     assert (tmp_path / "audit_trail.manifest.json").read_bytes() == (
         recorded.export / "audit_trail.manifest.json"
     ).read_bytes()
+
+
+def test_verify_colours_its_verdicts_unless_no_color(recorded: Recorded) -> None:
+    """Through rich: colours on a terminal (forced here with FORCE_COLOR), none with
+    NO_COLOR (https://no-color.org), none into a pipe; the words are the same."""
+    base = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR")}
+
+    def verify(**env: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "auditjournal", "verify", str(recorded.export)],
+            capture_output=True,
+            text=True,
+            env={**base, **env},
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    coloured = verify(FORCE_COLOR="1")
+    assert "\x1b[32m" in coloured  # green "valid"
+    plain = verify()
+    assert "\x1b[" not in plain
+    no_color = verify(FORCE_COLOR="1", NO_COLOR="1")
+    assert not re.search(r"\x1b\[(3\d|9\d)", no_color)  # no colour; bold may stay
+    strip = re.compile(r"\x1b\[[0-9;]*m")
+    assert strip.sub("", coloured) == plain == strip.sub("", no_color)

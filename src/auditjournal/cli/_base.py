@@ -15,6 +15,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from .. import __version__
 from ..errors import (
@@ -218,8 +228,35 @@ def _byte_progress(
     if total is None:
         directory = export if export.is_dir() else export.parent
         total = sum(p.lstat().st_size for p in directory.glob("*.json"))  # links are not read
-    with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
-        yield bar.update
+    with progress_bar(total, label, unit="bytes") as advance:
+        yield advance
+
+
+@contextlib.contextmanager
+def progress_bar(
+    total: int, label: str, *, unit: str = "bytes"
+) -> Iterator[Callable[[int], None] | None]:
+    """One progress bar on stderr (``rich``: it respects NO_COLOR and TERM=dumb), or
+    nothing when stderr is not a terminal. Yields ``advance(n)``."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        DownloadColumn() if unit == "bytes" else MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, console=console(stderr=True), transient=False) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def console(*, stderr: bool = False) -> Console:
+    """Where styled output goes: colours only on a terminal and never with NO_COLOR set
+    (rich's own rules); lines are never wrapped, so pipes and tests get them whole."""
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
 def _log_to_stderr() -> None:

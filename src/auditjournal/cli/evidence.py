@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import click
+from rich.text import Text
 
 from ..errors import DuplicateMemberError, MalformedEvidenceError
 from ..evidence.extract import Selection, extract_bundle, read_bundle, verify_bundle, write_bundle
@@ -20,6 +21,7 @@ from ._base import (
     _existing_store,
     _hmac_key,
     cli,
+    console,
 )
 
 
@@ -99,16 +101,26 @@ def verify(
         )
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
-    elif quiet:  # like `sha256sum --quiet`: silence when all is well
+    else:  # --quiet, like `sha256sum --quiet`: silence when all is well
+        out = console()
         for check in report.checks:
-            if not check.ok:
-                click.echo(check.line())
-    else:
-        for check in report.checks:
-            click.echo(check.line())
-        click.echo(report.summary())
+            if not (quiet and check.ok):
+                out.print(_verdict(f"{check.file}: ", check.ok, check.reason))
+        if not quiet:
+            summary = report.summary()
+            head, _, verdict = summary.rpartition(": ")
+            out.print(Text.assemble(f"{head}: ", (verdict, _style(report.ok))))
     if not report.ok:
         sys.exit(1)
+
+
+def _style(ok: bool) -> str:
+    return "green" if ok else "bold red"
+
+
+def _verdict(head: str, ok: bool, reason: str) -> Text:
+    """``file: valid`` / ``file: INVALID: reason``, the verdict coloured on a terminal."""
+    return Text.assemble(head, ("valid" if ok else f"INVALID: {reason}", _style(ok)))
 
 
 @cli.command()

@@ -35,6 +35,7 @@ from ._base import (
     _existing_store,
     _sql_store,
     cli,
+    progress_bar,
 )
 
 _WRITER_GONE = (
@@ -204,6 +205,5 @@ def _journal_progress(store: AuditStore, run_id: str) -> Iterator[Callable[[int]
     if not sys.stderr.isatty():
         yield None
         return
-    total = journal_size(store, run_id)
-    with click.progressbar(length=total, label="exporting CSV", file=sys.stderr) as bar:
-        yield bar.update
+    with progress_bar(journal_size(store, run_id), "exporting CSV") as advance:
+        yield advance

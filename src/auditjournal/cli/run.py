@@ -39,6 +39,7 @@ from ._base import (
     _log_to_stderr,
     _sql_store,
     cli,
+    progress_bar,
 )
 
 
@@ -72,8 +73,8 @@ def demo(root: Path, rows: int, chunk_size: str | None) -> None:
     _check_output(root, directory=True)
     export = ExportSettings() if size == "default" else ExportSettings(chunk_size_bytes=size)  # type: ignore[arg-type]
     click.echo(f"recording {rows} rows of the customer-sentiment demo into {root} ...", err=True)
-    with click.progressbar(length=rows, label="rows", file=sys.stderr) as bar:
-        result = run_demo(root, rows=rows, export=export, progress=bar.update)
+    with progress_bar(rows, "rows", unit="rows") as advance:
+        result = run_demo(root, rows=rows, export=export, progress=advance)
     report = result.report
     click.echo(f"run            {result.run_id}")
     click.echo(
