@@ -792,3 +792,21 @@ def test_verify_colours_its_verdicts_unless_no_color(recorded: Recorded) -> None
     assert not re.search(r"\x1b\[(3\d|9\d)", no_color)  # no colour; bold may stay
     strip = re.compile(r"\x1b\[[0-9;]*m")
     assert strip.sub("", coloured) == plain == strip.sub("", no_color)
+
+
+def test_a_lock_probe_refuses_a_planted_link(
+    cli: Invoke, recorded: Recorded, tmp_path: Path
+) -> None:
+    root = tmp_path / "audit"
+    shutil.copytree(recorded.root, root)
+    lock = root / "runs" / recorded.run_id / "journal" / ".lock"
+    lock.unlink(missing_ok=True)
+    lock.symlink_to(tmp_path / "elsewhere")
+    result = cli("runs", root)
+    assert "Traceback" not in result.err
+    assert result.code == 0  # a completed run: its writer is not asked about
+    from auditjournal.errors import StorageError
+    from auditjournal.fs.storage import lock_held
+
+    with pytest.raises(StorageError, match="cannot probe lock file"):
+        lock_held(lock)

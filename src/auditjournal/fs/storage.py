@@ -322,6 +322,8 @@ def lock_held(path: Path) -> bool:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
         return False
+    except OSError as exc:  # a link planted there, a file we may not read: say so
+        raise storage_error(exc, f"cannot probe lock file {path}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
