@@ -171,5 +171,7 @@ def check_manifest(directory: Path, store: AuditStore, rid: str, settings_: Expo
     assert ts_of(manifest["sealed_at"]) == ts_of(head["ts"])
     assert manifest_bytes.endswith(b"\n")
     listing = (directory / "audit_trail.sha256").read_text()
-    assert listing == "".join(f"{c['sha256']}  {c['file']}\n" for c in chunks)
+    # every chunk, then the manifest (issue 15: `sha256sum -c` covers it too)
+    manifest_line = f"{hashlib.sha256(manifest_bytes).hexdigest()}  audit_trail.manifest.json\n"
+    assert listing == "".join(f"{c['sha256']}  {c['file']}\n" for c in chunks) + manifest_line
     return manifest

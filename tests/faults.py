@@ -81,3 +81,26 @@ def small_filesystem(where: Path, size: str = "4m") -> Iterator[SmallFilesystem]
         yield SmallFilesystem(where)
     finally:
         subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+@contextlib.contextmanager
+def read_only_copy(where: Path, *sources: Path, size: str = "64m") -> Iterator[Path]:
+    """``sources`` copied onto a tmpfs at ``where`` that is then remounted read-only: writes
+    there fail with the kernel's own EROFS, even for root (needs root; skipped otherwise)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a read-only tmpfs needs root")
+    where.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        for source in sources:
+            subprocess.run(["cp", "-a", str(source), str(where)], check=True)
+        subprocess.run(["mount", "-o", "remount,ro", str(where)], check=True)
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)

@@ -218,7 +218,8 @@ def test_extract_and_verify_bundle(cli: Cli, recorded: Recorded, tmp_path: Path)
     # nothing found: exit 1; nothing selected, or a bundle that is not JSON: usage errors
     none = cli("extract", recorded.export, "--row", "no-such-row", "--out", tmp_path / "x.json")
     assert none.code == 1
-    assert none.out.startswith("0 record(s)")
+    assert_one_line_error(none, 1, "no record matches", "not written")
+    assert not (tmp_path / "x.json").exists()  # no empty bundle (issue 15 item 9)
     assert_one_line_error(cli("extract", recorded.export, "--out", tmp_path / "y.json"), 2, "--row")
     assert not (tmp_path / "y.json").exists()
     assert_one_line_error(cli("extract", recorded.export, "--row", "r"), 2, "--out")

@@ -71,7 +71,10 @@ def test_unchunked_export_is_one_file(store: AuditStore) -> None:
     assert len(records) == manifest["total_record_count"] == 3 + 30 * 4 + 1
     listing = (directory / "audit_trail.sha256").read_text()
     digest = hashlib.sha256((directory / "audit_trail.json").read_bytes()).hexdigest()
-    assert listing == f"{digest}  audit_trail.json\n"
+    manifest_digest = hashlib.sha256((directory / "audit_trail.manifest.json").read_bytes())
+    assert listing == (
+        f"{digest}  audit_trail.json\n{manifest_digest.hexdigest()}  audit_trail.manifest.json\n"
+    )
 
 
 def test_chunk_names_grow_beyond_three_digits(store: AuditStore, tmp_path: Path) -> None:

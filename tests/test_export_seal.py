@@ -96,7 +96,8 @@ def test_sha256sum_check_passes(store: AuditStore) -> None:
     assert ok.returncode == 0, ok.stdout + ok.stderr
     names = [p.name for p in chunk_paths(directory)]
     assert len(names) > 1
-    assert ok.stdout.splitlines() == [f"{name}: OK" for name in names]
+    listed = [*names, "audit_trail.manifest.json"]  # the manifest too (issue 15)
+    assert ok.stdout.splitlines() == [f"{name}: OK" for name in listed]
     with open(directory / names[1], "ab") as fh:
         fh.write(b" ")
     bad = subprocess.run(

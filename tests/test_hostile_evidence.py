@@ -427,6 +427,7 @@ def test_a_repeat_in_a_chunk_record_is_caught_by_the_signature_or_the_journal(
     (own.export / MANIFEST).write_bytes(encode_manifest(manifest))
     (own.export / LISTING).write_text(
         "".join(f"{c['sha256']}  {c['file']}\n" for c in manifest["chunks"])
+        + f"{hashlib.sha256((own.export / MANIFEST).read_bytes()).hexdigest()}  {MANIFEST}\n"
     )
     assert verify_export(own.export).ok  # internal consistency is all an unsigned export shows
     with AuditStore.open(own.root) as store:

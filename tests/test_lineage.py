@@ -253,7 +253,7 @@ def test_cli_runs_show_explain(recorded_root: Path) -> None:
 
     out = runner.invoke(cli, ["explain", str(recorded_root), "r1", "--row", "r1"])
     assert out.exit_code == 0, out.output
-    assert "source data" in out.output and "routed via" in out.output
+    assert "source data" in out.output and "      routed " in out.output  # label -> target
     data = json.loads(
         runner.invoke(cli, ["explain", str(recorded_root), "r1", "--row", "r1", "--json"]).output
     )

@@ -301,4 +301,5 @@ def test_cli_report(fork: ForkRun, tmp_path: Path, capsys: pytest.CaptureFixture
     assert code == 2 and len(err.strip().splitlines()) == 1 and "file of the export" in err
 
     code, _, err = run_cli(capsys, "report", fork.export, "--out", tmp_path / "missing" / "r.html")
-    assert code == 1 and len(err.strip().splitlines()) == 1 and "cannot write" in err
+    # a missing directory is the caller's mistake, found before any work (issue 15 item 1)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "does not exist" in err

@@ -59,7 +59,13 @@ def signed_part(manifest: dict[str, Any]) -> bytes:
 def write_manifest(export_dir: Path, manifest: dict[str, Any]) -> None:
     """The manifest in the exporter's layout (sorted keys, indent 2, final newline)."""
     text = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-    (export_dir / "audit_trail.manifest.json").write_text(text)
+    path = export_dir / "audit_trail.manifest.json"
+    path.write_text(text)
+    # and the listing's line for it, as a forger would (only the signature is to tell)
+    listing = export_dir / "audit_trail.sha256"
+    lines = listing.read_text().splitlines(keepends=True)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    listing.write_text("".join(lines[:-1]) + f"{digest}  {path.name}\n")
 
 
 def raw_public(key: Any) -> bytes:
@@ -127,7 +133,7 @@ def test_ed25519_signature_object_checks_with_cryptography(
 
     report = verify_export(ed_run.export_dir, public_key=keys[1])
     assert report.ok and report.signature == "valid"
-    assert verify_export(ed_run.export_dir).signature == "present, not checked (no key given)"
+    assert verify_export(ed_run.export_dir).signature == "present but NOT CHECKED (no key given)"
 
 
 def test_openssl_verifies_the_ed25519_signature(

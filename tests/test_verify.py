@@ -178,7 +178,7 @@ def test_manifest_path_works_like_its_directory(store: Store) -> None:
     by_file = verify_export(store.export() / MANIFEST)
     assert by_dir.ok and by_file.ok
     assert [c.line() for c in by_dir.checks] == [c.line() for c in by_file.checks]
-    assert by_dir.signature == "present, not checked (no key given)"
+    assert by_dir.signature == "present but NOT CHECKED (no key given)"
 
 
 def test_standard_tools_agree_with_the_listing(store: Store) -> None:
@@ -481,6 +481,7 @@ def test_whole_chunk_swap_with_listing_and_manifest_updated_is_caught_by_merkle_
     manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     (store.export() / LISTING).write_text(
         "".join(f"{c['sha256']}  {c['file']}\n" for c in manifest["chunks"])
+        + f"{hashlib.sha256(manifest_path.read_bytes()).hexdigest()}  {MANIFEST}\n"
     )
     report = store.verify(journal=False, key=False)
     # the foreign records' seqs start lower than the chunk before ends, and the records
@@ -521,6 +522,7 @@ def recompute_everything(store: Store, edit: Callable[[dict[str, Any]], None]) -
     (export / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     (export / LISTING).write_text(
         "".join(f"{c['sha256']}  {c['file']}\n" for c in manifest["chunks"])
+        + f"{hashlib.sha256((export / MANIFEST).read_bytes()).hexdigest()}  {MANIFEST}\n"
     )
 
 

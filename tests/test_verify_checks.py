@@ -122,7 +122,8 @@ class Export:
             raw if raw is not None else encode_manifest(self.manifest)
         )
         listing = "".join(f"{c['sha256']}  {c['file']}\n" for c in self.manifest["chunks"])
-        (self.dir / LISTING).write_text(listing)
+        digest = hashlib.sha256((self.dir / MANIFEST).read_bytes()).hexdigest()
+        (self.dir / LISTING).write_text(f"{listing}{digest}  {MANIFEST}\n")
 
     def verify(self, *, journal: bool = False) -> VerifyReport:
         payloads = PayloadStore(self.root / "payloads")
@@ -139,6 +140,14 @@ def export(recorded: Recorded, tmp_path: Path) -> Export:
     forged = Export.load(root, recorded.run_id, root / "runs" / recorded.run_id / "export")
     assert len(forged.records) >= 4 and all(len(r) >= 3 for r in forged.records[:-1])
     return forged
+
+
+def relist_manifest(manifest: Path) -> None:
+    """Make the listing's last line (the manifest's sha256) name the manifest as it is now."""
+    listing = manifest.parent / LISTING
+    lines = listing.read_text().splitlines(keepends=True)
+    digest = hashlib.sha256(manifest.read_bytes()).hexdigest()
+    listing.write_text("".join(lines[:-1]) + f"{digest}  {manifest.name}\n")
 
 
 def failures(report: VerifyReport) -> list[FileCheck]:
@@ -896,6 +905,7 @@ def test_a_live_export_at_its_own_prefix_is_held_to_its_export_sealed_entry(
     value = json.loads(manifest.read_bytes())
     value["signature"] = {"algorithm": "ed25519", "key_id": "0" * 64, "value": "00"}
     manifest.write_bytes(encode_manifest(value))
+    relist_manifest(manifest)  # a forger updates the listing too
     check = only_failure(verify_with_journal(root, run_id, prefix.parent))
     assert check.reason.endswith(
         ": the export_sealed entry has another manifest sha256 than this one"
@@ -950,6 +960,7 @@ def test_an_export_sealed_recorded_later_speaks_for_the_export(tmp_path: Path) -
     value = json.loads(manifest.read_bytes())
     value["signature"] = {"algorithm": "ed25519", "key_id": "0" * 64, "value": "00"}
     manifest.write_bytes(encode_manifest(value))
+    relist_manifest(manifest)  # a forger updates the listing too
     check = only_failure(verify_with_journal(root, run_id, export))
     assert check.reason.endswith(
         ": the export_sealed entry has another manifest sha256 than this one"

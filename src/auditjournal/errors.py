@@ -224,3 +224,7 @@ class OutputPathError(AuditJournalError, ValueError):
 
 class LineageEmitError(AuditJournalError):
     """OpenLineage events could not be written to their file or sent to their endpoint."""
+
+
+class ExportIncompleteError(AuditJournalError):
+    """A sealed export lacks a file its manifest lists (a chunk was removed or lost)."""

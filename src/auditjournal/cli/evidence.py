@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
 
 import click
+from rich.text import Text
 
 from ..errors import DuplicateMemberError, MalformedEvidenceError
 from ..evidence.extract import Selection, extract_bundle, read_bundle, verify_bundle, write_bundle
-from ..evidence.verify import verify_export
-from ..proofs.signing import generate_keypair
+from ..evidence.verify import verify_export, verify_work
+from ..proofs.signing import NOT_CHECKED, generate_keypair
 from ._base import (
+    _JSON,
     _byte_progress,
+    _check_output,
     _existing_store,
     _hmac_key,
     cli,
+    console,
 )
 
 
@@ -42,13 +47,23 @@ from ._base import (
     metavar="NAME",
     help="Environment variable holding the HMAC key the signature must verify with.",
 )
+@click.option(
+    "--require-signature",
+    is_flag=True,
+    help="INVALID unless the manifest is signed and its signature verifies with the key given.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option(
+    "-q", "--quiet", is_flag=True, help="Print only what is INVALID; the exit code is the verdict."
+)
 def verify(
     export: Path,
     journal: tuple[Path, str] | None,
     public_key: Path | None,
     hmac_key_env: str | None,
+    require_signature: bool,
     as_json: bool,
+    quiet: bool,
 ) -> None:
     """Verify a sealed export (EXPORT = its directory or its manifest).
 
@@ -56,31 +71,56 @@ def verify(
     anything is invalid.
     """
     hmac_key = _hmac_key(hmac_key_env)
+    if require_signature and public_key is None and hmac_key is None:
+        raise click.UsageError("--require-signature needs the key: --public-key or --hmac-key-env")
     store = None
     journal_arg = None
     if journal is not None:
         store = _existing_store(journal[0])
         journal_arg = (store.journal_dir(journal[1]), store.payloads)
     try:
-        with _byte_progress(export, "verifying") as progress:
+        total = verify_work(export, None if journal_arg is None else journal_arg[0])
+        bar = contextlib.nullcontext(None) if quiet else _byte_progress(export, "verifying", total)
+        with bar as progress:
             report = verify_export(
                 export,
                 journal=journal_arg,
                 public_key=public_key,
                 hmac_key=hmac_key,
                 progress=progress,
+                require_signature=require_signature,
             )
     finally:
         if store is not None:
             store.close()
+    if report.signature == NOT_CHECKED and not quiet:
+        click.echo(
+            "auditjournal: WARNING: the manifest is signed but its signature was NOT checked; "
+            "give --public-key (or --hmac-key-env), and --require-signature",
+            err=True,
+        )
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
-    else:
+    else:  # --quiet, like `sha256sum --quiet`: silence when all is well
+        out = console()
         for check in report.checks:
-            click.echo(check.line())
-        click.echo(report.summary())
+            if not (quiet and check.ok):
+                out.print(_verdict(f"{check.file}: ", check.ok, check.reason))
+        if not quiet:
+            summary = report.summary()
+            head, _, verdict = summary.rpartition(": ")
+            out.print(Text.assemble(f"{head}: ", (verdict, _style(report.ok))))
     if not report.ok:
         sys.exit(1)
+
+
+def _style(ok: bool) -> str:
+    return "green" if ok else "bold red"
+
+
+def _verdict(head: str, ok: bool, reason: str) -> Text:
+    """``file: valid`` / ``file: INVALID: reason``, the verdict coloured on a terminal."""
+    return Text.assemble(head, ("valid" if ok else f"INVALID: {reason}", _style(ok)))
 
 
 @cli.command()
@@ -91,9 +131,14 @@ def verify(
     type=click.Path(file_okay=False, path_type=Path),
     help="Directory for signing_key.pem (private, 0600) and signing_key.pub.pem.",
 )
-def keygen(out_dir: Path) -> None:
+@_JSON
+def keygen(out_dir: Path, as_json: bool) -> None:
     """Write a new Ed25519 key pair for signing export manifests."""
+    _check_output(out_dir, directory=True)
     private, public = generate_keypair(out_dir)
+    if as_json:  # the paths only: never the key
+        click.echo(json.dumps({"private_key": str(private), "public_key": str(public)}))
+        return
     click.echo(f"private key {private} (keep it secret; ExportSettings(signing_key_file=...))")
     click.echo(f"public key  {public} (give it to auditors: verify --public-key)")
 
@@ -109,6 +154,7 @@ def keygen(out_dir: Path) -> None:
 @click.option(
     "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Bundle file."
 )
+@_JSON
 def extract(
     export: Path,
     row_id: str | None,
@@ -116,16 +162,23 @@ def extract(
     node_id: str | None,
     seqs: tuple[int, ...],
     out: Path,
+    as_json: bool,
 ) -> None:
     """Write a self-contained bundle of some records with Merkle inclusion proofs."""
     selection = Selection(row_id, token_id, node_id, frozenset(seqs))
     if selection.empty():
         raise click.UsageError("select something: --row, --token, --node or --seq")
+    _check_output(out, directory=False)
     bundle = extract_bundle(export, selection)
-    write_bundle(bundle, out)
-    click.echo(f"{len(bundle['records'])} record(s) with inclusion proofs written to {out}")
     if not bundle["records"]:
+        click.echo(f"auditjournal: error: no record matches; {out} not written", err=True)
         sys.exit(1)
+    write_bundle(bundle, out)
+    if as_json:
+        seqs_out = [r["record"]["seq"] for r in bundle["records"]]
+        click.echo(json.dumps({"out": str(out), "records": len(seqs_out), "seqs": seqs_out}))
+        return
+    click.echo(f"{len(bundle['records'])} record(s) with inclusion proofs written to {out}")
 
 
 @cli.command("verify-bundle")
@@ -138,8 +191,11 @@ def extract(
 )
 @click.option("--hmac-key-env", default=None, metavar="NAME", help="Variable holding the HMAC key.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option(
+    "-q", "--quiet", is_flag=True, help="Print only what is INVALID; the exit code is the verdict."
+)
 def verify_bundle_cmd(
-    bundle: Path, public_key: Path | None, hmac_key_env: str | None, as_json: bool
+    bundle: Path, public_key: Path | None, hmac_key_env: str | None, as_json: bool, quiet: bool
 ) -> None:
     """Check a bundle on its own: each record's proof against the signed Merkle root."""
     try:
@@ -152,7 +208,7 @@ def verify_bundle_cmd(
     if as_json:
         click.echo(json.dumps(report.as_dict()))
     else:
-        for line in report.text():
+        for line in report.text(quiet=quiet):
             click.echo(line)
     if not report.ok:
         sys.exit(1)

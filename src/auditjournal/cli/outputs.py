@@ -10,8 +10,9 @@ from pathlib import Path
 import click
 
 from ..errors import OutputPathError
+from ..evidence.verify import verify_work
 from ..report import DEFAULT_EMBED_LIMIT_BYTES, write_report
-from ._base import _byte_progress, _hmac_key, cli
+from ._base import _byte_progress, _check_output, _hmac_key, cli
 
 _OPENLINEAGE_MISSING = (
     "the openlineage command needs the OpenLineage client: "
@@ -53,9 +54,9 @@ def report(
     not verify (the report is still written and shows why).
     """
     hmac_key = _hmac_key(hmac_key_env)
-    with _byte_progress(export, "verifying and reading") as bar:
-        # the chunks are read twice (verify, then the records): half a step per byte
-        progress = None if bar is None else (lambda n: bar(n // 2))
+    _check_output(out, directory=False)
+    # the chunks are read twice (verify, then the records): the bar counts both
+    with _byte_progress(export, "verifying and reading", 2 * verify_work(export)) as progress:
         try:
             result = write_report(
                 export,
@@ -114,6 +115,8 @@ def openlineage(
     """
     if out is not None and url is not None:
         raise click.UsageError("give --out or --url, not both")
+    if out is not None:
+        _check_output(out, directory=False)
     try:
         from ..integrations import openlineage as ol
     except ImportError:

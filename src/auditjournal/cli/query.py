@@ -10,18 +10,58 @@ from pathlib import Path
 
 import click
 
+from ..errors import AuditJournalError
+from ..recording.follow import writer_gone
 from ..recording.store import AuditStore
 from ..sql.csvexport import export_csv, journal_size
-from ..sql.lineage import explain_row, list_runs, render_explain, render_runs, render_show, show_run
+from ..sql.lineage import (
+    explain_row,
+    list_runs,
+    refresh_tables,
+    render_explain,
+    render_runs,
+    render_show,
+    show_run,
+)
+from ..sql.reading import open_read_only
+from ..sql.rowfind import find_rows, parse_where
+from ..sql.schema import SqlDatabase
 from ._base import (
     _DB,
     _JSON,
     _NO_REFRESH,
     _ROOT,
+    _check_output,
     _existing_store,
     _sql_store,
     cli,
+    progress_bar,
 )
+
+_WRITER_GONE = (
+    "auditjournal: warning: run {run_id} is running but its writer is gone (nothing holds its "
+    "journal): resume it with AuditStore.open({root!r}).resume_run({run_id!r}) and complete "
+    "it; see docs/operating.md"
+)
+
+
+@contextlib.contextmanager
+def _tables(
+    store: AuditStore, db_url: str | None, run_id: str | None, no_refresh: bool
+) -> Iterator[tuple[SqlDatabase, bool]]:
+    """The tables to read and whether to bring them up to date first. The store's own
+    landscape.db is evidence: read-only, brought up to date in a copy in memory
+    (:mod:`auditjournal.sql.reading`); a database given with --db is the caller's."""
+    if db_url is not None:
+        yield store.sql_database(), not no_refresh
+        return
+    run_ids = store.run_ids() if run_id is None else [run_id]
+    journals = [] if no_refresh else [(r, store.journal_dir(r)) for r in run_ids]
+    database, refresh = open_read_only(store.root / "landscape.db", journals)
+    try:
+        yield database, refresh and not no_refresh
+    finally:
+        database.engine.dispose()
 
 
 @cli.command()
@@ -34,9 +74,14 @@ def runs(root: Path, db_url: str | None, no_refresh: bool, as_json: bool) -> Non
 
     A run that cannot be read is listed with its problem (exit 1); the others as usual.
     """
-    with _sql_store(root, db_url) as store:
-        result = list_runs(store, refresh=not no_refresh)
+    with _sql_store(root, db_url) as store, _tables(store, db_url, None, no_refresh) as tables:
+        result = list_runs(store, database=tables[0], refresh=tables[1])
+        for run in result:
+            run["writer_gone"] = run["status"] == "running" and writer_gone(store, run["run_id"])
     click.echo(json.dumps(result, indent=2) if as_json else render_runs(result))
+    for run in result:
+        if run["writer_gone"]:
+            click.echo(_WRITER_GONE.format(run_id=run["run_id"], root=root), err=True)
     if any(r["problem"] for r in result):
         sys.exit(1)
 
@@ -49,15 +94,33 @@ def runs(root: Path, db_url: str | None, no_refresh: bool, as_json: bool) -> Non
 @_JSON
 def show(root: Path, run_id: str, db_url: str | None, no_refresh: bool, as_json: bool) -> None:
     """Show a run: nodes, edges, counts by state / outcome / call, export state."""
-    with _sql_store(root, db_url) as store:
-        result = show_run(store, run_id, refresh=not no_refresh)
+    with _sql_store(root, db_url) as store, _tables(store, db_url, run_id, no_refresh) as tables:
+        result = show_run(store, run_id, database=tables[0], refresh=tables[1])
+        gone = result["run"]["status"] == "running" and writer_gone(store, run_id)
+        result["run"]["writer_gone"] = gone
     click.echo(json.dumps(result, indent=2) if as_json else render_show(result))
+    if gone:
+        click.echo(_WRITER_GONE.format(run_id=run_id, root=root), err=True)
 
 
 @cli.command()
 @_ROOT
 @click.argument("run_id")
-@click.option("--row", "row_id", required=True, help="The row to explain.")
+@click.option("--row", "row_id", default=None, help="The row to explain, by its row id.")
+@click.option(
+    "--row-index",
+    type=click.IntRange(min=0),
+    default=None,
+    help="The row at this index of the source (its row_index).",
+)
+@click.option(
+    "--where",
+    "where",
+    default=None,
+    metavar="FIELD=VALUE",
+    help="The rows whose source data has FIELD equal to VALUE (e.g. customer_id=C0001; "
+    "a dotted path for nested fields).",
+)
 @_DB
 @_NO_REFRESH
 @click.option("--full", is_flag=True, help="Show payloads in full (default: cut at 120 chars).")
@@ -65,20 +128,38 @@ def show(root: Path, run_id: str, db_url: str | None, no_refresh: bool, as_json:
 def explain(
     root: Path,
     run_id: str,
-    row_id: str,
+    row_id: str | None,
+    row_index: int | None,
+    where: str | None,
     db_url: str | None,
     no_refresh: bool,
     full: bool,
     as_json: bool,
 ) -> None:
-    """The full lineage of one row: source data, every state's input/output, routing
-    reasons, calls with request/response, artifacts and outcome (--json: export records)."""
-    with _sql_store(root, db_url) as store:
-        result = explain_row(store, run_id, row_id, refresh=not no_refresh)
+    """The full lineage of rows: source data, every state's input/output and what it
+    changed, routing (label -> target) with reasons, calls with request/response,
+    artifacts and outcome (--json: export records). Name the row by --row (its id),
+    --row-index, or --where FIELD=VALUE (every matching row is explained)."""
+    if (row_id is None) == (row_index is None and where is None):
+        raise click.UsageError("name the row: --row ID, or --row-index N and/or --where F=V")
+    try:
+        condition = None if where is None else parse_where(where)
+    except AuditJournalError as exc:
+        raise click.UsageError(str(exc)) from None
+    with _sql_store(root, db_url) as store, _tables(store, db_url, run_id, no_refresh) as tables:
+        database, refresh = tables
+        if refresh:
+            refresh_tables(store, [run_id], database)
+        if row_id is not None:
+            row_ids = [row_id]
+        else:
+            row_ids = find_rows(store, run_id, database, row_index=row_index, where=condition)
+        results = [explain_row(store, run_id, r, database=database, refresh=False) for r in row_ids]
     if as_json:
-        click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+        value = results[0] if row_id is not None else results
+        click.echo(json.dumps(value, indent=2, ensure_ascii=False))
     else:
-        click.echo(render_explain(result, width=None if full else 120))
+        click.echo("\n\n".join(render_explain(r, width=None if full else 120) for r in results))
 
 
 @cli.command("export-csv")
@@ -99,6 +180,7 @@ def export_csv_cmd(root: Path, run_id: str, out_dir: Path, as_json: bool) -> Non
     export is recorded in the run's journal (csv_exported). Exit 1 if the run has
     not completed or a recorder still holds its journal.
     """
+    _check_output(out_dir, directory=True)
     store = _existing_store(root)
     try:
         with _journal_progress(store, run_id) as progress:
@@ -123,6 +205,5 @@ def _journal_progress(store: AuditStore, run_id: str) -> Iterator[Callable[[int]
     if not sys.stderr.isatty():
         yield None
         return
-    total = journal_size(store, run_id)
-    with click.progressbar(length=total, label="exporting CSV", file=sys.stderr) as bar:
-        yield bar.update
+    with progress_bar(journal_size(store, run_id), "exporting CSV") as advance:
+        yield advance

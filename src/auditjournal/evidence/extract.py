@@ -248,9 +248,11 @@ class BundleReport:
     def ok(self) -> bool:
         return bool(self.lines) and all(check.ok for check in self.lines)
 
-    def text(self) -> list[str]:
-        """The report as ``verify-bundle`` prints it: one line per item, then the summary."""
-        return [*(check.line() for check in self.lines), self.summary()]
+    def text(self, *, quiet: bool = False) -> list[str]:
+        """The report as ``verify-bundle`` prints it: one line per item, then the summary
+        (``quiet``: only the items that are not valid, no summary)."""
+        lines = [check.line() for check in self.lines if not (quiet and check.ok)]
+        return lines if quiet else [*lines, self.summary()]
 
     def as_dict(self) -> dict[str, Any]:
         """The report as ``verify-bundle --json`` prints it."""

@@ -164,14 +164,18 @@ def verify_export(
     public_key: Path | None = None,
     hmac_key: bytes | None = None,
     progress: Callable[[int], None] | None = None,
+    require_signature: bool = False,
 ) -> VerifyReport:
     """Verify the export at ``export`` (directory or manifest).
 
     ``journal`` = (the run's journal directory, the payload store) adds the
     chain check and the comparison with a fresh projection. With
     ``public_key`` (Ed25519 PEM) or ``hmac_key`` the signature must verify;
-    without either it is reported as absent / not checked. ``progress`` is
-    called with the bytes read.
+    without either it is reported as absent / not checked, unless
+    ``require_signature`` (then the manifest is INVALID unless its signature was
+    checked and holds). ``progress`` is called with the bytes read: in all
+    :func:`verify_work` (the chunks, and with ``journal`` the journal twice: read
+    through, then projected afresh), so a bar over that total ends at 100 %.
     """
     manifest_path = find_manifest(export)
     report = VerifyReport(manifest_path)
@@ -200,13 +204,19 @@ def verify_export(
     except (SignatureError, CanonicalizationError) as exc:  # not signable as it is
         report.signature = "INVALID"
         manifest_check.ok, manifest_check.reason = False, f"signature: {exc}"
+    if require_signature and manifest_check.ok and report.signature != "valid":
+        manifest_check.ok = False
+        manifest_check.reason = f"a signature is required; it is {report.signature}"
 
-    report.checks.append(_check_listing(directory / f"{prefix_name}{SHA256SUMS_SUFFIX}", manifest))
+    listing = directory / f"{prefix_name}{SHA256SUMS_SUFFIX}"
+    report.checks.append(_check_listing(listing, manifest, raw, manifest_path.name))
     merkle = MerkleBuilder()
+    chunk_changed = False  # a chunk's bytes are not the ones the manifest lists
     folded = True  # every chunk's subtrees were hashed at the leaf offset they landed at
     last_seq = 0
     for entry, scan in _scan_chunks(directory, manifest, progress):
         problem, count, first, last = scan.problem, scan.count, scan.first, scan.last
+        chunk_changed = chunk_changed or not scan.as_listed
         if not problem and first is not None and first < last_seq:
             problem = f"first seq {first} goes backwards (the chunk before ends at {last_seq})"
         if folded and count == entry.record_count:
@@ -217,23 +227,32 @@ def verify_export(
             # wrong leaf offsets: the root cannot be recomputed (the chunk is INVALID)
             folded = False
         report.record_count += count
-        last_seq = last if last is not None else last_seq
+        # a changed chunk's own seqs say nothing: go on from where the manifest says it ends
+        last_seq = last if scan.as_listed and last is not None else max(last_seq, entry.last_seq)
         report.checks.append(FileCheck(entry.file, not problem, problem))
     listed = {c.file for c in manifest.chunks}
     for path in sorted(directory.glob(f"{prefix_name}*.json")):
         if path.name != manifest_path.name and path.name not in listed:
             report.checks.append(FileCheck(path.name, False, "chunk file not listed in manifest"))
     problems = []
+    # a chunk whose bytes are not the ones the manifest lists (changed, cut, removed)
+    # explains a count or root that differs: blame it alone, the manifest may be intact.
+    # Chunks as listed whose records still do not give the root: the manifest is forged.
+    chunk_failed = chunk_changed
     if raw != encode_manifest(msgspec.json.decode(raw)):
         # the signature covers the canonical JSON only: whitespace or member order
         # edits would pass it unnoticed
         problems.append("not byte for byte the layout the exporter writes (edited?)")
-    if report.record_count != manifest.total_record_count:
+    if chunk_failed:
+        pass
+    elif report.record_count != manifest.total_record_count:
         problems.append(
             f"total_record_count {manifest.total_record_count} "
             f"but chunks hold {report.record_count}"
         )
-    if not folded:
+    if chunk_failed:
+        pass
+    elif not folded:
         problems.append("Merkle root not recomputed: chunk record counts differ from the manifest")
     elif merkle.root().hex() != manifest.merkle_root:
         problems.append("Merkle root does not match the records")
@@ -241,9 +260,33 @@ def verify_export(
         manifest_check.ok, manifest_check.reason = False, "; ".join(problems)
     if journal is not None:
         report.checks.extend(
-            _check_against_journal(journal, manifest, raw, prefix_name, manifest_path)
+            _check_against_journal(journal, manifest, raw, prefix_name, manifest_path, progress)
         )
     return report
+
+
+def verify_work(export: Path, journal_dir: Path | None = None) -> int:
+    """The bytes :func:`verify_export` reports to ``progress`` for this export: every
+    chunk the manifest lists, and the journal's bytes twice with ``journal_dir``.
+    (0 for a manifest that cannot be read: verify reports that at once.)"""
+    try:
+        _raw, manifest = load_manifest(find_manifest(export))
+        total = sum(c.bytes for c in manifest.chunks)
+    except (OSError, AuditJournalError):
+        total = 0
+    if journal_dir is not None:
+        total += 2 * _journal_bytes(journal_dir)
+    return total
+
+
+def _journal_bytes(journal_dir: Path) -> int:
+    total = 0
+    for path in journal_dir.glob("*.jsonl"):
+        try:
+            total += path.lstat().st_size
+        except OSError:
+            continue
+    return total
 
 
 def _check_manifest_fields(m: Manifest) -> None:
@@ -261,17 +304,22 @@ def _check_manifest_fields(m: Manifest) -> None:
             raise ValueError(f"chunk {c.file}: sha256 malformed")
 
 
-def _check_listing(path: Path, manifest: Manifest) -> FileCheck:
-    expected = sha256sums_text(manifest.chunks)
+def _check_listing(path: Path, manifest: Manifest, raw: bytes, manifest_name: str) -> FileCheck:
+    """The ``sha256sum`` listing: every chunk, then the manifest."""
+    chunks = sha256sums_text(manifest.chunks)
+    manifest_line = sha256sums_text([], (manifest_name, raw))
     try:
         actual = read_regular(path, "listing", MAX_LISTING_BYTES)
     except FileNotFoundError:
         return FileCheck(path.name, False, "missing")
     except AuditJournalError as exc:
         return FileCheck(path.name, False, str(exc))
-    if actual != expected:
-        return FileCheck(path.name, False, "does not list exactly the manifest's chunks and hashes")
-    return FileCheck(path.name, True)
+    if actual == chunks + manifest_line:
+        return FileCheck(path.name, True)
+    rest = actual[len(chunks) :] if actual.startswith(chunks) else b""
+    if rest.endswith(f"  {manifest_name}\n".encode()) and rest.count(b"\n") == 1:
+        return FileCheck(path.name, False, f"lists another sha256 for {manifest_name}")
+    return FileCheck(path.name, False, "does not list exactly the manifest's chunks and hashes")
 
 
 _Subtrees = list[tuple[int, bytes]]
@@ -292,6 +340,8 @@ class ChunkScan:
     """Seq of its first and last record (None: no record read)."""
     size: int
     """Bytes read."""
+    as_listed: bool = False
+    """Whether its bytes are the ones the manifest lists (size and sha256)."""
 
 
 def _scan_chunk(
@@ -370,7 +420,8 @@ def _scan_chunk(
         elif (first, last) != (entry.first_seq, entry.last_seq):
             listed = f"{entry.first_seq}..{entry.last_seq}"
             problem = f"seq range {first}..{last}, manifest says {listed}"
-    return ChunkScan(problem, subtrees, count, first, last, size)
+    as_listed = size == entry.bytes and hasher.hexdigest() == entry.sha256
+    return ChunkScan(problem, subtrees, count, first, last, size, as_listed)
 
 
 class _LineBlocks:
@@ -433,7 +484,7 @@ def _scan_chunks(
         for chunk, job in zip(manifest.chunks, jobs, strict=True):
             result = _scan_chunk(*job)
             if progress is not None:
-                progress(result.size)
+                progress(chunk.bytes)  # as listed: the total is known before (verify_work)
             yield chunk, result
         return
     context = multiprocessing.get_context("fork")
@@ -448,7 +499,7 @@ def _scan_chunks(
                 pending.append(pool.submit(_scan_chunk, *upcoming, False))
             result = pending.popleft().result()
             if progress is not None:
-                progress(result.size)
+                progress(chunk.bytes)  # as listed: the total is known before (verify_work)
             yield chunk, result
 
 
@@ -458,14 +509,18 @@ def _check_against_journal(
     raw: bytes,
     prefix_name: str,
     manifest_path: Path,
+    progress: Callable[[int], None] | None = None,
 ) -> list[FileCheck]:
     journal_dir, payloads = journal
+    size = _journal_bytes(journal_dir)  # reported in two steps: read through, projected
     name = f"journal of run {manifest.run_id}"
     payload_check = FileCheck(f"payloads of run {manifest.run_id}", True)
     try:
         problem = _scan_journal(journal_dir, manifest.run_id, payloads, raw, manifest_path)
     except AuditJournalError as exc:
         return [FileCheck(name, False, str(exc))]
+    if progress is not None:
+        progress(size)
     if problem[1]:
         payload_check.ok, payload_check.reason = False, problem[1]
     if problem[0]:
@@ -490,6 +545,8 @@ def _check_against_journal(
                     payload_check,
                 ]
             fresh = msgspec.json.decode(ExportPaths(Path(tmp) / prefix_name).manifest.read_bytes())
+            if progress is not None:
+                progress(size)
     except AuditJournalError as exc:
         return [FileCheck(name, False, str(exc)), payload_check]
     ours = msgspec.json.decode(raw)

@@ -18,6 +18,7 @@ so the writer and the readers share one :class:`Manifest` type, and
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,9 +152,15 @@ def encode_manifest(manifest: Manifest | dict[str, Any]) -> bytes:
     return (json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
 
-def sha256sums_text(chunks: list[ChunkEntry]) -> bytes:
-    """``audit_trail.sha256``: each chunk's SHA-256 and file name, ``sha256sum`` format."""
-    return "".join(f"{c.sha256}  {c.file}\n" for c in chunks).encode()
+def sha256sums_text(chunks: list[ChunkEntry], manifest: tuple[str, bytes] | None = None) -> bytes:
+    """``audit_trail.sha256``: each chunk's SHA-256 and file name, ``sha256sum`` format,
+    then the manifest's (``manifest`` = its file name and bytes), so ``sha256sum -c``
+    checks the manifest too (the listing cannot list itself: a cycle)."""
+    text = "".join(f"{c.sha256}  {c.file}\n" for c in chunks)
+    if manifest is not None:
+        name, data = manifest
+        text += f"{hashlib.sha256(data).hexdigest()}  {name}\n"
+    return text.encode()
 
 
 def read_manifest(path: Path) -> tuple[bytes, Manifest]:

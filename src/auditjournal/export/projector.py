@@ -238,8 +238,9 @@ class ExportProjector:
         if self._signer is not None:
             signed = sign_manifest(manifest.as_dict(), self._signer)["signature"]
             manifest = msgspec.structs.replace(manifest, signature=ManifestSignature(**signed))
-        atomic_write(self.paths.sha256sums, sha256sums_text(entries))
         data = encode_manifest(manifest)
+        listing = sha256sums_text(entries, (self.paths.manifest.name, data))
+        atomic_write(self.paths.sha256sums, listing)
         atomic_write(self.paths.manifest, data)
         self.result = SealResult(
             manifest_path=str(self.paths.manifest),

@@ -34,6 +34,7 @@ import multiprocessing
 import os
 import sys
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,13 +132,15 @@ def replay_export(
     prefix: Path,
     workers: int | None = None,
     range_bytes: int = _RANGE_BYTES,
+    progress: Callable[[int], None] | None = None,
 ) -> SealResult | None:
     """Build a fresh export of a journal at ``prefix``; ``None`` if the run never completed
     (the chunks then hold everything recorded, unsealed).
 
     ``workers``: processes for a big journal (default: up to 4, one per core;
     ``0`` or ``1``: this process only, whatever the size). ``range_bytes``:
-    journal bytes per worker task.
+    journal bytes per worker task. ``progress`` is called with journal bytes as they
+    are projected; the calls add up to the journal's size (:func:`journal_bytes`).
     """
     if not journal_dir.is_dir():
         raise RunNotFoundError(f"no journal for run {run_id!r} at {journal_dir}")
@@ -147,14 +150,48 @@ def replay_export(
     if workers is None:
         total = sum(path.lstat().st_size for _, path in journal_segments(journal_dir))
         workers = min(os.cpu_count() or 1, _MAX_WORKERS) if total >= _PARALLEL_BYTES else 1
+    meter = _Meter(journal_dir, progress)
     if workers > 1 and sys.platform == "linux":
         try:
             return _replay_parallel(
-                journal_dir, run_id, payloads, settings, prefix, workers, range_bytes
+                journal_dir, run_id, payloads, settings, prefix, workers, range_bytes, meter
             )
         except Exception:  # a damaged journal, a worker that died, ...
-            pass  # start over in one process: it reports what is wrong, as it always does
-    return _replay_here(journal_dir, run_id, payloads, settings, prefix)
+            # start over in one process: it reports what is wrong, as it always does (the
+            # meter reports only bytes beyond those already reported: no double count)
+            pass
+    return _replay_here(journal_dir, run_id, payloads, settings, prefix, meter)
+
+
+def journal_bytes(journal_dir: Path) -> int:
+    """The size of a journal: the total of :func:`replay_export`'s ``progress``."""
+    return sum(path.lstat().st_size for _, path in journal_segments(journal_dir))
+
+
+class _Meter:
+    """Journal positions as bytes from its start, reported to ``progress`` as they grow."""
+
+    def __init__(self, journal_dir: Path, progress: Callable[[int], None] | None) -> None:
+        self._progress = progress
+        self._sizes = []
+        if progress is not None:
+            self._sizes = [(first, p.lstat().st_size) for first, p in journal_segments(journal_dir)]
+        self.total = sum(size for _, size in self._sizes)
+        self._done = 0
+
+    def at(self, position: JournalPosition) -> int:
+        before = sum(size for first, size in self._sizes if first < position.segment_first_seq)
+        return before + position.offset
+
+    def to(self, done: int) -> None:
+        """Report up to ``done`` bytes (never back, never past the total)."""
+        done = min(done, self.total)
+        if self._progress is not None and done > self._done:
+            self._progress(done - self._done)
+            self._done = done
+
+    def finish(self) -> None:
+        self.to(self.total)  # what follows run_completed is read through, not projected
 
 
 def _projector(
@@ -171,13 +208,23 @@ def _projector(
 
 
 def _replay_here(
-    journal_dir: Path, run_id: str, payloads: PayloadStore, settings: ExportSettings, prefix: Path
+    journal_dir: Path,
+    run_id: str,
+    payloads: PayloadStore,
+    settings: ExportSettings,
+    prefix: Path,
+    meter: _Meter | None = None,
 ) -> SealResult | None:
     projector = _projector(journal_dir, run_id, payloads, settings, prefix)
     try:
-        result = projector.run(follow=False)
+        while projector.result is None and projector.step():
+            if meter is not None:
+                meter.to(meter.at(projector.position))
+        result = projector.result
         if result is None:
             projector.flush()  # everything recorded is in the chunks, unsealed
+        if meter is not None:
+            meter.finish()
         return result
     finally:
         projector.close()
@@ -195,8 +242,11 @@ def _replay_parallel(
     prefix: Path,
     workers: int,
     range_bytes: int,
+    meter: _Meter | None = None,
 ) -> SealResult | None:
+    meter = meter or _Meter(journal_dir, None)
     starts = _range_starts(journal_dir, run_id, range_bytes)
+    ends = [meter.at(s) for s in starts[1:]] + [meter.total]  # where each range ends
     # event count of each range but the last, which reads to the journal's end
     counts: list[int | None] = [b.next_seq - a.next_seq for a, b in itertools.pairwise(starts)]
     counts.append(None)
@@ -224,6 +274,7 @@ def _replay_parallel(
         projector = _projector(journal_dir, run_id, payloads, settings, prefix)
         try:
             maker = projector.maker
+            stitched = 0
             while pending:
                 slot, future = pending.popleft()
                 result = future.result()
@@ -233,11 +284,16 @@ def _replay_parallel(
                 upcoming = next(queued, None)
                 if upcoming is not None:
                     pending.append((slot, pool.submit(_project_range, *upcoming, slot)))
-                if _stitch(projector, maker, result):
+                sealed = _stitch(projector, maker, result)
+                meter.to(ends[stitched])
+                stitched += 1
+                if sealed:
                     for _, future in pending:
                         future.cancel()
+                    meter.finish()
                     return projector.result
             projector.flush()
+            meter.finish()
             return None
         except BaseException:
             for _, future in pending:

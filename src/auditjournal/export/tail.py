@@ -10,12 +10,12 @@ has been read.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import CorruptExportError, MalformedEvidenceError
+from ..errors import CorruptExportError, ExportIncompleteError, MalformedEvidenceError
 from ..fs.safeio import decode_strict, open_regular
 from .chunks import ChunkLines
 from .manifest import ExportPaths, read_manifest
@@ -23,30 +23,53 @@ from .manifest import ExportPaths, read_manifest
 __all__ = ["ExportTail", "TailFilter"]
 
 
+_NODE_FIELDS = ("node_id", "source_node_id", "sink_node_id", "from_node_id", "to_node_id")
+_STATE_RECORDS = frozenset({"node_state", "node_state_started"})
+
+
 @dataclass(frozen=True)
 class TailFilter:
-    """Which records to show: by record type, row id, node id (any node field)."""
+    """Which records to show: by record type, row id, node id.
+
+    A node selects what names it (its states, edges, artifacts) and what belongs
+    to one of its states (calls, routing events), as ``extract --node`` does. An
+    export writes a state's calls before the state's own record, so those wait
+    (:meth:`pick`) until the state shows whose it is.
+    """
 
     types: frozenset[str] = frozenset()
     row_id: str | None = None
     node_id: str | None = None
+    _states: set[str] = field(default_factory=set, compare=False, repr=False)
+    _seen: set[str] = field(default_factory=set, compare=False, repr=False)
+    _pending: dict[str, list[dict[str, Any]]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
-    def __call__(self, record: dict[str, Any]) -> bool:
+    def _rest(self, record: dict[str, Any]) -> bool:
         if self.types and record.get("record_type") not in self.types:
             return False
-        if self.row_id is not None and record.get("row_id") != self.row_id:
-            return False
-        if self.node_id is not None:
-            nodes = (
-                record.get("node_id"),
-                record.get("source_node_id"),
-                record.get("sink_node_id"),
-                record.get("from_node_id"),
-                record.get("to_node_id"),
-            )
-            if self.node_id not in nodes:
-                return False
-        return True
+        return self.row_id is None or record.get("row_id") == self.row_id
+
+    def pick(self, record: dict[str, Any]) -> list[dict[str, Any]]:
+        """The records this one lets through, in order: itself if selected, and before it
+        the held records of its state if that state is the node's."""
+        if self.node_id is None:
+            return [record] if self._rest(record) else []
+        hit = any(record.get(f) == self.node_id for f in _NODE_FIELDS)
+        state = record.get("state_id")
+        out: list[dict[str, Any]] = []
+        if state is not None and record.get("record_type") in _STATE_RECORDS:
+            self._seen.add(state)
+            held = self._pending.pop(state, [])
+            if hit:
+                self._states.add(state)
+                out = [*held, record]
+        elif hit or (state is not None and state in self._states):
+            out = [record]
+        elif state is not None and state not in self._seen:
+            self._pending.setdefault(state, []).append(record)
+        return [r for r in out if self._rest(r)]
 
 
 class ExportTail:
@@ -69,6 +92,8 @@ class ExportTail:
         self.seen = 0  # records read (before filtering)
         self.shown = 0
         self.sealed = False
+        self.stopped: str | None = None
+        """Why :meth:`follow` gave up waiting (its ``stalled`` check said so), else None."""
         self._carry = b""
         self._lines = ChunkLines()  # of the current chunk
         if from_end:
@@ -90,7 +115,7 @@ class ExportTail:
                     fh.seek(self.offset)
                     raw = fh.read()
             except FileNotFoundError:
-                self._check_sealed()
+                self._check_sealed(missing=path)
                 return out
             self.offset += len(raw)  # a partial last line waits in _carry
             data = self._carry + raw if self._carry else raw
@@ -102,9 +127,9 @@ class ExportTail:
                 except MalformedEvidenceError as exc:
                     raise CorruptExportError(f"{path}: unreadable record line: {exc}") from None
                 self.seen += 1
-                if self.filter(value):
-                    self.shown += 1
-                    out.append(value)
+                picked = self.filter.pick(value)
+                self.shown += len(picked)
+                out.extend(picked)
             if not self._lines.closed:
                 self._check_sealed()
                 return out
@@ -113,12 +138,19 @@ class ExportTail:
             self._carry = b""
             self._lines = ChunkLines()
 
-    def _check_sealed(self) -> None:
+    def _check_sealed(self, missing: Path | None = None) -> None:
         try:
             _raw, manifest = read_manifest(self.paths.manifest)
         except FileNotFoundError:
             return  # not sealed yet (the manifest is written atomically: never half of it)
-        self.sealed = self.index >= manifest.chunk_count
+        count = manifest.chunk_count
+        self.sealed = self.index >= count
+        if missing is not None and not self.sealed:
+            # every chunk is in place before the manifest is written: this one never comes
+            raise ExportIncompleteError(
+                f"{missing} is missing: the sealed export lists {count} chunk(s); "
+                "verify the export, or replay it from the journal"
+            )
 
     def _skip_to_end(self) -> None:
         while self._chunk_path(self.index + 1).exists():
@@ -137,20 +169,43 @@ class ExportTail:
                 self._lines = ChunkLines()
 
     def follow(
-        self, *, poll_interval: float = 0.02, timeout: float | None = None
+        self,
+        *,
+        poll_interval: float = 0.02,
+        timeout: float | None = None,
+        stalled: Callable[[], str | None] | None = None,
+        stall_after: float = 1.0,
     ) -> Iterator[dict[str, Any]]:
         """Yield records as they land until the export is sealed (or ``timeout`` passes
-        without it being sealed)."""
+        without it being sealed).
+
+        ``stalled`` is asked, after ``stall_after`` seconds without a new record,
+        whether waiting can still end; a reason (a string) stops the follow and is
+        kept in :attr:`stopped`. Nothing that arrives in between is missed: the
+        export is read once more after a reason is given.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
+        idle_since = time.monotonic()
         while True:
             batch = self.poll()
             yield from batch
             if self.sealed:
                 return
-            if not batch:
-                if deadline is not None and time.monotonic() > deadline:
+            now = time.monotonic()
+            if batch:
+                idle_since = now
+                continue
+            if deadline is not None and now > deadline:
+                return
+            if stalled is not None and now - idle_since >= stall_after:
+                reason = stalled()
+                if reason is not None:
+                    yield from self.poll()  # what landed while we looked
+                    if not self.sealed:
+                        self.stopped = reason
                     return
-                time.sleep(poll_interval)
+                idle_since = now
+            time.sleep(poll_interval)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return self.follow()

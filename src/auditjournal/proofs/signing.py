@@ -152,16 +152,21 @@ def sign_manifest(manifest: dict[str, Any], signer: ManifestSigner) -> dict[str,
     }
 
 
+NOT_CHECKED: Final = "present but NOT CHECKED (no key given)"
+"""What a signed manifest's signature is without a key: said loudly, it proves nothing."""
+
+
 def check_signature(
     manifest: dict[str, Any],
     *,
     public_key_file: Path | None = None,
     hmac_key: bytes | None = None,
 ) -> str:
-    """``"valid"`` or raise :class:`SignatureError` (``"absent"`` if unsigned and no key given)."""
+    """``"valid"`` or raise :class:`SignatureError` (``"absent"`` if unsigned and no key
+    given; :data:`NOT_CHECKED` if signed and no key given)."""
     signature = manifest.get("signature")
     if public_key_file is None and hmac_key is None:
-        return "absent" if signature is None else "present, not checked (no key given)"
+        return "absent" if signature is None else NOT_CHECKED
     if not isinstance(signature, dict):
         raise SignatureError("the manifest is not signed")
     algorithm = signature.get("algorithm")

@@ -13,6 +13,7 @@ Run ids are validated so nothing can escape ``<root>``.
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import math
 import os
 import secrets
@@ -55,6 +56,7 @@ __all__ = ["AuditStore"]
 
 _UTC = _dt.UTC
 _DEFAULT_EXPORT = ExportSettings()
+_log = logging.getLogger(__name__)  # under the "auditjournal" logger
 
 
 class AuditStore:
@@ -322,7 +324,7 @@ class AuditStore:
             directory = real_dir(self.root, "runs", run_id, "journal", create=create)
         except FileNotFoundError:
             raise RunNotFoundError(f"no run {run_id!r} in {self.root}") from None
-        return Journal(
+        journal = Journal(
             directory,
             run_id,
             durability=self.durability,
@@ -331,6 +333,17 @@ class AuditStore:
             before_flush=lambda fsync: self.payloads.flush(fsync=fsync),
             create=create,
         )
+        if journal.recovery is not None:
+            r = journal.recovery
+            _log.warning(
+                "journal of run %s recovered after a crash: %d byte(s) of a torn last entry "
+                "dropped from %s; it ends at seq %d",
+                run_id,
+                r.bytes_dropped,
+                r.segment,
+                r.last_seq,
+            )
+        return journal
 
     # -- lifetime ----------------------------------------------------------------------
 

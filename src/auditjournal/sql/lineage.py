@@ -17,6 +17,7 @@ import datetime as _dt
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -32,6 +33,7 @@ from ..model.records import iso
 from ..model.recordtypes import PAYLOAD_FIELDS, json_fields, record_columns
 from ..model.settings import ExportSettings
 from ..recording.store import AuditStore
+from .rowfind import field_diff
 from .schema import (
     SqlDatabase,
     artifacts,
@@ -194,9 +196,12 @@ def export_state(store: AuditStore, run_id: str, run: Row[Any] | None) -> dict[s
     """The export as the journal recorded it (``export_sealed``) and as the files are."""
     default = ExportPaths(store.export_prefix(run_id, ExportSettings())).manifest
     recorded_path = None if run is None else run.export_path
-    # the recorded path may be relative to where the recorder ran: try it, then the default
-    candidates = [*([Path(recorded_path)] if recorded_path else []), default]
-    manifest = next((c for c in candidates if c.is_file()), candidates[0])
+    # the root we were given first: a copied or moved root reports on its own files, not
+    # the original's; the recorded path only for an export written outside the root
+    # (ExportSettings.path_prefix), where it may be relative to where the recorder ran
+    candidates = [default, *([Path(recorded_path)] if recorded_path else [])]
+    outside = [c for c in candidates[1:] if not _under_a_run_export(c, run_id)]
+    manifest = next((c for c in [default, *outside] if c.is_file()), default)
     status = None if run is None else run.export_status
     present = manifest.is_file()
     state: dict[str, Any] = {"state": "none", "manifest": str(manifest) if present else None}
@@ -222,6 +227,13 @@ def export_state(store: AuditStore, run_id: str, run: Row[Any] | None) -> dict[s
     elif _has_chunks(manifest):
         state["state"] = "live (unsealed)"
     return state
+
+
+def _under_a_run_export(manifest: Path, run_id: str) -> bool:
+    """Whether ``manifest`` is where a store keeps the run's export (``runs/<run_id>/export``
+    of some root): in the given root, that is the default path."""
+    parts = manifest.parent.parts
+    return parts[-3:] == ("runs", run_id, "export")
 
 
 def _has_chunks(manifest: Path) -> bool:
@@ -273,13 +285,21 @@ def explain_row(
             .where(artifacts.c.state_id.in_(states_of_row))
             .order_by(artifacts.c.seq)
         )
-        touched = sa.select(node_states.c.node_id).where(_key(node_states, run_id, row_id))
         names = sa.select(nodes.c.node_id, nodes.c.plugin_name).where(nodes.c.run_id == run_id)
-        node_names = {r[0]: r[1] for r in conn.execute(names.where(nodes.c.node_id.in_(touched)))}
+        node_names = {r[0]: r[1] for r in conn.execute(names)}
+        routed = sa.select(routing_events.c.edge_id).where(_key(routing_events, run_id, row_id))
+        edge_rows = conn.execute(
+            sa.select(edges).where(edges.c.run_id == run_id).where(edges.c.edge_id.in_(routed))
+        )
+        routes = {
+            e.edge_id: {"label": e.label, "to_node_id": e.to_node_id, "mode": e.mode}
+            for e in edge_rows
+        }
         result: dict[str, Any] = {
             "run_id": run_id,
             "row_id": row_id,
             "node_names": node_names,
+            "edges": routes,
             "row": _record("row", row, get),
             "tokens": sorted(token_records, key=lambda r: r["seq"]),
             "node_states": [
@@ -414,9 +434,14 @@ def _compact(value: Any, width: int | None) -> str:
     return text
 
 
+_NUMBER = re.compile(r"-|-?[\d,]+(\.\d+)?s?")
+
+
 def _table(headers: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
+    """Columns padded to their widest cell; a column of numbers is right-aligned."""
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(headers)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    numeric = [all(_NUMBER.fullmatch(line[i]) for line in lines) for i in range(len(headers))]
+    fmt = "  ".join(f"{{:{'>' if n else '<'}{w}}}" for w, n in zip(widths, numeric, strict=True))
     return "\n".join(fmt.format(*line).rstrip() for line in [headers, *lines])
 
 
@@ -427,7 +452,7 @@ def render_runs(result: list[dict[str, Any]]) -> str:
     lines = [
         (
             r["run_id"],
-            r["status"],
+            r["status"] + (", writer gone" if r.get("writer_gone") else ""),
             r["started_at"] or "-",
             "-" if r["duration_s"] is None else f"{r['duration_s']:.3f}s",
             f"{r['rows']:,}",
@@ -447,10 +472,11 @@ def render_runs(result: list[dict[str, Any]]) -> str:
 def render_show(result: dict[str, Any]) -> str:
     """A run's summary for people."""
     run = result["run"]
-    names = {n["node_id"]: n["plugin_name"] for n in result["nodes"]}
+    names = {n["node_id"]: f"{n['node_id']} ({n['plugin_name']})" for n in result["nodes"]}
     out = [
         f"run        {run['run_id']}",
         f"status     {run['status']}"
+        + (" (its writer is gone: resume and complete it)" if run.get("writer_gone") else "")
         + (f"  error {_compact(run['error'], 100)}" if run["error"] else ""),
         f"started    {run['started_at']}",
         f"completed  {run['completed_at'] or '-'}"
@@ -465,15 +491,17 @@ def render_show(result: dict[str, Any]) -> str:
     ]
     out.append("edges")
     out += [
-        f"  {e['edge_id']:<16} {names.get(e['from_node_id'], e['from_node_id'])} -> "
-        f"{names.get(e['to_node_id'], e['to_node_id'])}  [{e['label']}, {e['mode']}]"
+        f"  {e['edge_id']:<16} {names.get(e['from_node_id'], e['from_node_id'])} "
+        f"--{e['label']}--> {names.get(e['to_node_id'], e['to_node_id'])}  (mode {e['mode']})"
         for e in result["edges"]
     ]
+    routes = {e["edge_id"]: _route(e, names) for e in result["edges"]}
     counts = result["counts"]
     out.append("counts")
     for key, value in counts.items():
         if isinstance(value, dict):
-            shown = ", ".join(f"{k}={v:,}" for k, v in value.items()) or "-"
+            label = (lambda k: routes.get(k, k)) if key == "routing_events" else str
+            shown = ", ".join(f"{label(k)}={v:,}" for k, v in value.items()) or "-"
             out.append(f"  {key:<15} {shown}")
         else:
             out.append(f"  {key:<15} {value:,}")
@@ -482,6 +510,11 @@ def render_show(result: dict[str, Any]) -> str:
         f"export     {export['state']}" + (f"  {export['manifest']}" if export["manifest"] else "")
     )
     return "\n".join(out)
+
+
+def _route(edge: dict[str, Any], names: dict[str, str]) -> str:
+    """An edge as people name it: its label and where it leads (``review -> node-5 (sink)``)."""
+    return f"{edge['label']} -> {names.get(edge['to_node_id'], edge['to_node_id'])}"
 
 
 def render_explain(result: dict[str, Any], *, width: int | None = 120) -> str:
@@ -519,6 +552,13 @@ def _render_state(state: dict[str, Any], result: dict[str, Any], width: int | No
     ]
     if state["output_data"] is not None:
         out.append(f"      out {_compact(state['output_data'], width)}")
+        for op, path, old, new in field_diff(state["input_data"], state["output_data"]):
+            shown = {
+                "+": _compact(new, width),
+                "-": _compact(old, width),
+                "~": f"{_compact(old, width)} -> {_compact(new, width)}",
+            }[op]
+            out.append(f"        {op} {path or '(whole value)'}: {shown}")
     if state["error"] is not None:
         out.append(f"      error {_compact(state['error'], width)}")
     mine = state["state_id"]
@@ -530,9 +570,14 @@ def _render_state(state: dict[str, Any], result: dict[str, Any], width: int | No
             f"        response {_compact(call['response'], width)}",
         ]
     for route in (r for r in result["routing_events"] if r["state_id"] == mine):
+        edge = result.get("edges", {}).get(route["edge_id"])
+        where = route["edge_id"]
+        if edge is not None:
+            target = edge["to_node_id"]
+            name = result["node_names"].get(target)
+            where = f"{edge['label']} -> {target}" + (f" ({name})" if name else "")
         out.append(
-            f"      routed via {route['edge_id']} ({route['mode']}) "
-            f"reason {_compact(route['reason'], width)}"
+            f"      routed {where} ({route['mode']}) reason {_compact(route['reason'], width)}"
         )
     for art in (a for a in result["artifacts"] if a["state_id"] == mine):
         size = f"{art['size_bytes']:,} bytes"

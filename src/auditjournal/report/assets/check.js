@@ -155,12 +155,15 @@
         el("td", { class: "mono" }, file), el("td", { class: cls }, verdict), el("td", {}, reason || "")));
     };
     let reference = DATA.manifest, from = "the manifest embedded in this report";
+    let manifestDigest = DATA.manifest_sha256, manifestName = DATA.manifest_file;
     let bad = 0;
     const manifestFile = byName.get(DATA.manifest_file) || files.find((f) => f.name.endsWith(".manifest.json"));
     if (manifestFile) {
       used.add(manifestFile.name);
       const bytes = new Uint8Array(await manifestFile.arrayBuffer());
       const digest = hex(await sha256(bytes));
+      manifestDigest = digest;
+      manifestName = manifestFile.name;
       try {
         reference = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
         from = "the manifest file you gave (" + manifestFile.name + ")";
@@ -208,10 +211,12 @@
     const listing = files.find((f) => f.name.endsWith(".sha256"));
     if (listing) {
       used.add(listing.name);
-      const expected = chunks.map((c) => c.sha256 + "  " + c.file + "\n").join("");
+      // every chunk, then the manifest (the listing covers it: `sha256sum -c` checks both)
+      const expected = chunks.map((c) => c.sha256 + "  " + c.file + "\n").join("") +
+        manifestDigest + "  " + manifestName + "\n";
       const ok = (await listing.text()) === expected;
       if (!ok) bad++;
-      line(listing.name, ok ? "valid" : "INVALID", ok ? "lists exactly the manifest's chunks and hashes" : "does not list exactly the manifest's chunks and hashes");
+      line(listing.name, ok ? "valid" : "INVALID", ok ? "lists exactly the manifest's chunks and hashes, and the manifest's" : "does not list exactly the manifest's chunks and hashes, and the manifest's");
     }
     for (const f of files) if (!used.has(f.name)) line(f.name, "ignored", "not a file of this export's manifest");
     results.appendChild(table(["file", "verdict", "detail"], rows));
