@@ -36,7 +36,7 @@ from ..errors import (
     StateAlreadyCompletedError,
     StorageError,
 )
-from ..journal.files import Journal
+from ..journal.base import JournalWriter
 from ..model.events import (
     CALL_STATUSES,
     CALL_TYPES,
@@ -77,8 +77,10 @@ from .arguments import (
 from .runstate import RunState
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ..export.projector import SealResult
-    from .store import AuditStore
+    from ..payloads.store import PayloadStore
 
 __all__ = ["RunRecorder"]
 
@@ -89,8 +91,15 @@ _now = _dt.datetime.now
 class RunRecorder:
     """Records one run. Every method appends exactly one event or raises and appends nothing."""
 
-    def __init__(self, store: AuditStore, run_id: str, journal: Journal, state: RunState) -> None:
-        self.store = store
+    def __init__(
+        self,
+        run_id: str,
+        journal: JournalWriter,
+        state: RunState,
+        *,
+        payloads: PayloadStore,
+        on_close: Callable[[RunRecorder], None],
+    ) -> None:
         self.export_result: SealResult | None = None
         """Set when the live export was sealed."""
         self.live = LiveProjectors()
@@ -98,8 +107,10 @@ class RunRecorder:
         self.run_id = run_id
         self.recovery = journal.recovery
         self._journal = journal
-        self._lock = journal.lock
-        self._payloads = store.payloads
+        self._lock = threading.Lock()
+        """Held while validating a call against the state, taking its seq and appending."""
+        self._payloads = payloads
+        self._on_close: Callable[[RunRecorder], None] | None = on_close
         self._state = state
         self._always = journal.durability == "always"
         self._closed = False
@@ -626,8 +637,7 @@ class RunRecorder:
                 self._closed = False
             raise
         self.live.stop()  # an unfinished run: the projectors stay resumable
-        if self in self.store._recorders:
-            self.store._recorders.remove(self)
+        self._closed_for_good()
 
     def _abandon(self) -> None:
         """Let go of everything without writing what is still buffered (a failed start)."""
@@ -635,8 +645,13 @@ class RunRecorder:
             self._closed = True
         self.live.stop()
         self._journal.abandon()
-        if self in self.store._recorders:
-            self.store._recorders.remove(self)
+        self._closed_for_good()
+
+    def _closed_for_good(self) -> None:
+        """Tell the owner (the store) once that this recorder is closed."""
+        on_close, self._on_close = self._on_close, None
+        if on_close is not None:
+            on_close(self)
 
     def __enter__(self) -> Self:
         return self
