@@ -32,7 +32,7 @@ from ..errors import (
     RunNotFoundError,
     StorageError,
 )
-from ..export.projector import ExportProjector, LiveExport
+from ..export.projector import ExportProjector
 from ..fs.safeio import inside, real_dir
 from ..fs.storage import DURABILITY_MODES, Durability, validate_id
 from ..journal.base import JournalBackend, JournalCursor, JournalWriter, RunJournal
@@ -41,7 +41,8 @@ from ..journal.files import DEFAULT_FLUSH_INTERVAL, DEFAULT_SEGMENT_BYTES, MIN_S
 from ..model.events import EXPORT_EVENT_TYPES, CsvExported, Event, ExportFailed, ExportSealed
 from ..model.settings import ExportSettings
 from ..payloads.store import DEFAULT_MAX_PAYLOAD_BYTES, PayloadStore
-from ..sql.projector import LiveSql, SqlProjector
+from ..projection.live import LiveExport, LiveSql
+from ..sql.projector import SqlProjector
 from ..sql.schema import SqlDatabase
 from .arguments import canonical_value, json_object, json_object_bytes
 from .recorder import RunRecorder
