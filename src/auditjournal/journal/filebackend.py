@@ -26,11 +26,19 @@ from .base import (
     RunJournal,
     genesis_chain,
 )
-from .files import DEFAULT_FLUSH_INTERVAL, DEFAULT_SEGMENT_BYTES, Journal
+from .files import DEFAULT_FLUSH_INTERVAL, DEFAULT_SEGMENT_BYTES, MIN_SEGMENT_BYTES, Journal
 from .reader import JournalReader
 from .segments import HEX_TAIL, journal_segments, last_entry, segment_name
 
-__all__ = ["FileJournalBackend", "FileRunJournal", "as_run_journal", "position_exists"]
+__all__ = [
+    "DEFAULT_FLUSH_INTERVAL",
+    "DEFAULT_SEGMENT_BYTES",
+    "MIN_SEGMENT_BYTES",
+    "FileJournalBackend",
+    "FileRunJournal",
+    "as_run_journal",
+    "position_exists",
+]
 
 
 class FileRunJournal(RunJournal):

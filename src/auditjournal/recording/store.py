@@ -36,8 +36,12 @@ from ..export.projector import ExportProjector
 from ..fs.safeio import inside, real_dir
 from ..fs.storage import DURABILITY_MODES, Durability, validate_id
 from ..journal.base import JournalBackend, JournalCursor, JournalWriter, RunJournal
-from ..journal.filebackend import FileJournalBackend
-from ..journal.files import DEFAULT_FLUSH_INTERVAL, DEFAULT_SEGMENT_BYTES, MIN_SEGMENT_BYTES
+from ..journal.filebackend import (
+    DEFAULT_FLUSH_INTERVAL,
+    DEFAULT_SEGMENT_BYTES,
+    MIN_SEGMENT_BYTES,
+    FileJournalBackend,
+)
 from ..model.events import EXPORT_EVENT_TYPES, CsvExported, Event, ExportFailed, ExportSealed
 from ..model.settings import ExportSettings
 from ..payloads.store import DEFAULT_MAX_PAYLOAD_BYTES, PayloadStore
