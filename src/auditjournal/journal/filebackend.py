@@ -11,6 +11,7 @@ that changes; their methods may be called from any thread.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -82,6 +83,7 @@ class FileRunJournal(RunJournal):
         durability: Durability = "batch",
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         before_flush: Callable[[bool], None] | None = None,
+        lock: threading.Lock | None = None,
     ) -> Journal:
         if self._base is not None:
             try:
@@ -98,6 +100,7 @@ class FileRunJournal(RunJournal):
             segment_bytes=self.segment_bytes,
             before_flush=before_flush,
             create=create,
+            lock=lock,
         )
 
     @contextmanager

@@ -72,6 +72,7 @@ class RunRecorder(PipelineCalls):
         journal: JournalWriter,
         state: RunState,
         *,
+        lock: threading.Lock,
         payloads: PayloadStore,
         on_close: Callable[[RunRecorder], None],
     ) -> None:
@@ -82,8 +83,9 @@ class RunRecorder(PipelineCalls):
         self.run_id = run_id
         self.recovery = journal.recovery
         self._journal = journal
-        self._lock = threading.Lock()
-        """Held while validating a call against the state, taking its seq and appending."""
+        self._lock = lock
+        """Held while validating a call against the state, taking its seq and appending
+        (the journal writer was given it: it takes it only to take what is buffered)."""
         self._payloads = payloads
         self._on_close: Callable[[RunRecorder], None] | None = on_close
         self._state = state

@@ -185,13 +185,14 @@ class AuditStore:
         # the live export takes its lock before the run is visible on disk, so that
         # `auditjournal project` (which skips exports in use) never takes it over
         projector = None if export is None else self.export_projector(run_id, export, live=True)
+        lock = threading.Lock()  # the recorder's, held around each append
         try:
-            journal = self._open_journal(run_id, create=True)
+            journal = self._open_journal(run_id, create=True, lock=lock)
         except BaseException:
             if projector is not None:
                 projector.close()
             raise
-        recorder = self._recorder(run_id, journal, RunState())
+        recorder = self._recorder(run_id, journal, RunState(), lock)
         try:
             recorder._emit_run_started(config_bytes, resolved)
             # the run exists on disk from here on, whatever the durability mode
@@ -265,7 +266,8 @@ class AuditStore:
 
         The repair (bytes dropped, if any) is in ``recorder.recovery``.
         """
-        journal = self._open_journal(run_id, create=False)
+        lock = threading.Lock()  # the recorder's, held around each append
+        journal = self._open_journal(run_id, create=False, lock=lock)
         state = RunState()
         try:
             for event in self.journal(run_id).read():
@@ -276,11 +278,18 @@ class AuditStore:
         except BaseException:
             journal.close()
             raise
-        return self._recorder(run_id, journal, state)
+        return self._recorder(run_id, journal, state, lock)
 
-    def _recorder(self, run_id: str, journal: JournalWriter, state: RunState) -> RunRecorder:
+    def _recorder(
+        self, run_id: str, journal: JournalWriter, state: RunState, lock: threading.Lock
+    ) -> RunRecorder:
         recorder = RunRecorder(
-            run_id, journal, state, payloads=self.payloads, on_close=self._recorders.remove
+            run_id,
+            journal,
+            state,
+            lock=lock,
+            payloads=self.payloads,
+            on_close=self._recorders.remove,
         )
         self._recorders.append(recorder)
         return recorder
@@ -325,12 +334,15 @@ class AuditStore:
             raise RunNotFoundError(f"no run {run_id!r} in {self.root}")
         return journal.cursor()
 
-    def _open_journal(self, run_id: str, *, create: bool) -> JournalWriter:
+    def _open_journal(
+        self, run_id: str, *, create: bool, lock: threading.Lock | None = None
+    ) -> JournalWriter:
         return self.journal(run_id).open_writer(
             create=create,
             durability=self.durability,
             flush_interval=self.flush_interval,
             before_flush=lambda fsync: self.payloads.flush(fsync=fsync),
+            lock=lock,
         )
 
     # -- lifetime ----------------------------------------------------------------------
