@@ -558,6 +558,7 @@ def test_verify_progress_adds_up_to_its_total(recorded: Recorded) -> None:
     """The bar's total is what verify reports, to the byte: plain (it ended at 99 %) and
     with the journal (it sat at 99 % while the journal was checked)."""
     from auditjournal.evidence.verify import verify_work
+    from auditjournal.journal.filebackend import FileRunJournal
     from auditjournal.payloads.store import PayloadStore
 
     seen: list[int] = []
@@ -574,7 +575,7 @@ def test_verify_progress_adds_up_to_its_total(recorded: Recorded) -> None:
     journal_bytes = sum(p.stat().st_size for p in journal.glob("*.jsonl"))
     assert (
         sum(seen)
-        == verify_work(recorded.export, journal)
+        == verify_work(recorded.export, FileRunJournal(journal, recorded.run_id))
         == verify_work(recorded.export) + 2 * journal_bytes
     )
     assert seen[-2:] == [journal_bytes, journal_bytes]  # the journal's two steps come last
@@ -739,7 +740,8 @@ def test_replay_progress_adds_up_to_the_journal(
 ) -> None:
     """replay had no progress at all; now it reports journal bytes as they are projected,
     in one process and in ranges on worker processes, adding up to the journal's size."""
-    from auditjournal.export.replay import journal_bytes, replay_export
+    from auditjournal.export.replay import replay_export
+    from auditjournal.journal.filebackend import FileRunJournal
     from auditjournal.payloads.store import PayloadStore
 
     journal = recorded.root / "runs" / recorded.run_id / "journal"
@@ -759,7 +761,7 @@ def test_replay_progress_adds_up_to_the_journal(
     finally:
         payloads.close()
     assert result is not None
-    assert sum(seen) == journal_bytes(journal) > 0
+    assert sum(seen) == FileRunJournal(journal, recorded.run_id).size_bytes() > 0
     assert all(n > 0 for n in seen)
     if workers > 1:
         assert len(seen) > 2  # range by range (one process: one step per 4096 events)

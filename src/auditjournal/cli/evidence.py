@@ -75,11 +75,14 @@ def verify(
         raise click.UsageError("--require-signature needs the key: --public-key or --hmac-key-env")
     store = None
     journal_arg = None
+    run_journal = None
     if journal is not None:
         store = _existing_store(journal[0])
+        run_journal = store.journal(journal[1])
+        # the directory, not the RunJournal: verify finds the run's live export beside it
         journal_arg = (store.journal_dir(journal[1]), store.payloads)
     try:
-        total = verify_work(export, None if journal_arg is None else journal_arg[0])
+        total = verify_work(export, run_journal)
         bar = contextlib.nullcontext(None) if quiet else _byte_progress(export, "verifying", total)
         with bar as progress:
             report = verify_export(

@@ -14,15 +14,8 @@ from ..errors import AuditJournalError
 from ..recording.follow import writer_gone
 from ..recording.store import AuditStore
 from ..sql.csvexport import export_csv, journal_size
-from ..sql.lineage import (
-    explain_row,
-    list_runs,
-    refresh_tables,
-    render_explain,
-    render_runs,
-    render_show,
-    show_run,
-)
+from ..sql.lineage import explain_row, list_runs, refresh_tables, show_run
+from ..sql.lineagetext import render_explain, render_runs, render_show
 from ..sql.reading import open_read_only
 from ..sql.rowfind import find_rows, parse_where
 from ..sql.schema import SqlDatabase
@@ -56,7 +49,7 @@ def _tables(
         yield store.sql_database(), not no_refresh
         return
     run_ids = store.run_ids() if run_id is None else [run_id]
-    journals = [] if no_refresh else [(r, store.journal_dir(r)) for r in run_ids]
+    journals = [] if no_refresh else [store.journal(r) for r in run_ids]
     database, refresh = open_read_only(store.root / "landscape.db", journals)
     try:
         yield database, refresh and not no_refresh

@@ -13,7 +13,7 @@ from typing import Any
 import click
 import msgspec
 
-from ..export.replay import RECORDED, journal_bytes, replay_export, replay_settings
+from ..export.replay import RECORDED, replay_export, replay_settings
 from ..export.tail import ExportTail, TailFilter
 from ..model.events import EVENT_TYPES, Event, RunCompleted, RunStarted
 from ..model.records import RECORD_TYPES
@@ -384,8 +384,8 @@ def replay(
             signing_key_file=str(signing_key_file) if signing_key_file else None,
         )
         out_dir.mkdir(parents=True, exist_ok=True)
-        journal = store.journal_dir(run_id)
-        with _byte_progress(out_dir, "replaying", journal_bytes(journal)) as progress:
+        journal = store.journal(run_id)
+        with _byte_progress(out_dir, "replaying", journal.size_bytes()) as progress:
             result = replay_export(
                 journal_dir=journal,
                 run_id=run_id,
@@ -431,7 +431,7 @@ def _replay_tables(store: AuditStore, run_id: str, db_url: str, *, quiet: bool) 
     url = store.database_url if db_url == "default" else db_url
     database = SqlDatabase(url)
     try:
-        last = replay_sql(database=database, journal_dir=store.journal_dir(run_id), run_id=run_id)
+        last = replay_sql(database=database, journal_dir=store.journal(run_id), run_id=run_id)
     finally:
         database.close()
     if not quiet:

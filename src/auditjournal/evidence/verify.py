@@ -61,13 +61,14 @@ from ..fs.safeio import (
     plain_name,
     read_regular,
 )
-from ..journal.files import JournalReader, segment_name
-from ..model.events import ExportFailed, ExportSealed, RunStarted
-from ..model.recordtypes import RECORD_TYPES, REF_FIELDS
+from ..journal.base import RunJournal
+from ..journal.filebackend import as_run_journal
+from ..model.recordtypes import RECORD_TYPES
 from ..model.settings import ExportSettings
 from ..payloads.store import PayloadStore
 from ..proofs.merkle import MerkleBuilder, leaf_hasher, range_subtrees
 from ..proofs.signing import check_signature
+from .journalcheck import scan_journal
 
 __all__ = ["FileCheck", "VerifyReport", "find_manifest", "load_manifest", "verify_export"]
 
@@ -160,7 +161,7 @@ load_manifest = read_manifest
 def verify_export(
     export: Path,
     *,
-    journal: tuple[Path, PayloadStore] | None = None,
+    journal: tuple[Path | RunJournal, PayloadStore] | None = None,
     public_key: Path | None = None,
     hmac_key: bytes | None = None,
     progress: Callable[[int], None] | None = None,
@@ -168,7 +169,7 @@ def verify_export(
 ) -> VerifyReport:
     """Verify the export at ``export`` (directory or manifest).
 
-    ``journal`` = (the run's journal directory, the payload store) adds the
+    ``journal`` = (the run's journal or its directory, the payload store) adds the
     chain check and the comparison with a fresh projection. With
     ``public_key`` (Ed25519 PEM) or ``hmac_key`` the signature must verify;
     without either it is reported as absent / not checked, unless
@@ -265,27 +266,17 @@ def verify_export(
     return report
 
 
-def verify_work(export: Path, journal_dir: Path | None = None) -> int:
+def verify_work(export: Path, journal: RunJournal | None = None) -> int:
     """The bytes :func:`verify_export` reports to ``progress`` for this export: every
-    chunk the manifest lists, and the journal's bytes twice with ``journal_dir``.
+    chunk the manifest lists, and the journal's bytes twice with ``journal``.
     (0 for a manifest that cannot be read: verify reports that at once.)"""
     try:
         _raw, manifest = load_manifest(find_manifest(export))
         total = sum(c.bytes for c in manifest.chunks)
     except (OSError, AuditJournalError):
         total = 0
-    if journal_dir is not None:
-        total += 2 * _journal_bytes(journal_dir)
-    return total
-
-
-def _journal_bytes(journal_dir: Path) -> int:
-    total = 0
-    for path in journal_dir.glob("*.jsonl"):
-        try:
-            total += path.lstat().st_size
-        except OSError:
-            continue
+    if journal is not None:
+        total += 2 * journal.size_bytes()
     return total
 
 
@@ -504,19 +495,22 @@ def _scan_chunks(
 
 
 def _check_against_journal(
-    journal: tuple[Path, PayloadStore],
+    journal: tuple[Path | RunJournal, PayloadStore],
     manifest: Manifest,
     raw: bytes,
     prefix_name: str,
     manifest_path: Path,
     progress: Callable[[int], None] | None = None,
 ) -> list[FileCheck]:
-    journal_dir, payloads = journal
-    size = _journal_bytes(journal_dir)  # reported in two steps: read through, projected
+    given, payloads = journal
+    run_journal = as_run_journal(given, manifest.run_id)
+    # where the store keeps the run's live export (beside a file journal's directory)
+    live_dir = given.parent / "export" if isinstance(given, Path) else None
+    size = run_journal.size_bytes()  # reported in two steps: read through, projected
     name = f"journal of run {manifest.run_id}"
     payload_check = FileCheck(f"payloads of run {manifest.run_id}", True)
     try:
-        problem = _scan_journal(journal_dir, manifest.run_id, payloads, raw, manifest_path)
+        problem = scan_journal(run_journal, payloads, raw, manifest_path, live_dir)
     except AuditJournalError as exc:
         return [FileCheck(name, False, str(exc))]
     if progress is not None:
@@ -531,15 +525,14 @@ def _check_against_journal(
     try:
         with tempfile.TemporaryDirectory(prefix="auditjournal-verify-") as tmp:
             result = replay_export(
-                journal_dir=journal_dir,
+                journal_dir=run_journal,
                 run_id=manifest.run_id,
                 payloads=payloads,
                 settings=settings,
                 prefix=Path(tmp) / prefix_name,
             )
             if result is None:
-                segments = sorted(journal_dir.glob("*.jsonl"))
-                where = segments[-1] if segments else journal_dir
+                where = run_journal.where()
                 return [
                     FileCheck(name, False, f"{where}: the journal has no run_completed event"),
                     payload_check,
@@ -558,70 +551,3 @@ def _check_against_journal(
             payload_check,
         ]
     return [FileCheck(name, True), payload_check]
-
-
-def _scan_journal(
-    journal_dir: Path, run_id: str, payloads: PayloadStore, raw: bytes, manifest_path: Path
-) -> tuple[str, str]:
-    """(journal problem, payload problem) after reading the whole journal.
-
-    Projecting stops at ``run_completed``; this reads on to the last byte, so an
-    edited or cut entry after it, or a torn last line, is found too. Every payload
-    the journal names must have an intact pack record.
-    """
-    reader = JournalReader(journal_dir, run_id)
-    live_export = False  # run_started asked for a live export
-    failed = False
-    sealed: list[ExportSealed] = []
-    payload_problem = ""
-    try:
-        for event in reader:
-            if type(event) is RunStarted:
-                live_export = isinstance(event.settings.get("export"), dict)
-            elif type(event) is ExportSealed:
-                sealed.append(event)
-            elif type(event) is ExportFailed:
-                failed = True
-            for field_name in REF_FIELDS:
-                ref = getattr(event, field_name, None)
-                if ref is not None and not payload_problem:
-                    try:
-                        payloads.check_stored(ref)
-                    except AuditJournalError as exc:
-                        payload_problem = str(exc)
-        position = reader.position
-    finally:
-        reader.close()
-    if not payload_problem:
-        payload_problem = payloads.check_indexes()
-    last = journal_dir / segment_name(position.segment_first_seq)
-    if last.exists() and last.stat().st_size != position.offset:
-        return (
-            f"{last}: ends with an incomplete entry at offset {position.offset} "
-            "(truncated or edited)",
-            payload_problem,
-        )
-    digest = hashlib.sha256(raw).hexdigest()
-    default = journal_dir.parent / "export" / manifest_path.name
-    is_live = _same_file(default, manifest_path) or any(
-        _same_file(Path(e.export_path), manifest_path) for e in sealed if e.export_path
-    )
-    if is_live and (live_export or sealed):
-        if not sealed and not failed:
-            return (
-                f"{last}: no export_sealed entry for this run's live export (last entry removed?)",
-                payload_problem,
-            )
-        if sealed and all(e.manifest_sha256 != digest for e in sealed):
-            return (
-                f"{last}: the export_sealed entry has another manifest sha256 than this one",
-                payload_problem,
-            )
-    return "", payload_problem
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False

@@ -21,6 +21,7 @@ The projector never writes the journal itself: whoever drives it appends
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
 import threading
@@ -32,14 +33,14 @@ from typing import Any, Final
 
 import msgspec
 
-from ..errors import AuditJournalError, ExportError
+from ..errors import AuditJournalError
 from ..fs.storage import atomic_write, lock_file
-from ..journal.files import JournalPosition, JournalReader
-from ..model.events import Event, RunCompleted
+from ..journal.base import JournalCursor, JournalPosition, RunJournal
+from ..journal.filebackend import as_run_journal
+from ..model.events import Event, ExportSealed, RunCompleted
 from ..model.records import RecordMaker, iso
 from ..model.settings import ExportSettings
 from ..payloads.store import PayloadStore
-from ..projection.live import LiveThread
 from ..proofs.signing import load_signer, sign_manifest
 from .checkpoint import CHECKPOINT_VERSION, encode_checkpoint, load_checkpoint
 from .chunks import ChunkWriter
@@ -60,7 +61,6 @@ __all__ = [
     "MANIFEST_FORMAT",
     "ExportPaths",
     "ExportProjector",
-    "LiveExport",
     "SealResult",
     "encode_manifest",
 ]
@@ -69,7 +69,6 @@ _CHECKPOINT_EVERY: Final = 1.0  # seconds
 _BATCH: Final = 4096
 LIVE_STEP_EVENTS: Final = 256  # per step when following a live journal: ~3 ms, then readable
 _LIVE_BATCH: Final = LIVE_STEP_EVENTS
-_LIVE_POLL: Final = 0.002  # seconds between looks at the journal of a live run, if not woken
 
 
 @dataclass(frozen=True)
@@ -86,6 +85,18 @@ class SealResult:
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
+    def sealed_event(self, run_id: str, ts: dt.datetime) -> ExportSealed:
+        """The ``export_sealed`` event recording this seal (its seq is the journal's)."""
+        return ExportSealed(
+            run_id=run_id,
+            ts=ts,
+            manifest_sha256=self.manifest_sha256,
+            chunk_count=self.chunk_count,
+            record_count=self.record_count,
+            export_path=self.manifest_path,
+            merkle_root=self.merkle_root,
+        )
+
 
 class ExportProjector:
     """Projects one run's journal into one export. One thread drives it."""
@@ -93,7 +104,7 @@ class ExportProjector:
     def __init__(
         self,
         *,
-        journal_dir: Path,
+        journal_dir: Path | RunJournal,
         run_id: str,
         payloads: PayloadStore,
         settings: ExportSettings,
@@ -104,7 +115,7 @@ class ExportProjector:
         self.run_id = run_id
         self.settings = settings
         self.paths = ExportPaths(prefix)
-        self._journal_dir = journal_dir
+        self._journal = as_run_journal(journal_dir, run_id)
         self._use_checkpoint = checkpoint
         self._payloads = payloads
         # a live projector trails its recorder closely: take payloads from its memory
@@ -273,13 +284,13 @@ class ExportProjector:
         }
         atomic_write(self.paths.checkpoint, encode_checkpoint(state), durable=False)
 
-    def _resume(self) -> JournalReader:
+    def _resume(self) -> JournalCursor:
         """A reader positioned after what the files on disk already hold."""
         state = self._load_checkpoint()
         if state is not None:
             if state["sealed"] is not None and self.paths.manifest.exists():
                 self.result = SealResult(**state["sealed"])
-                return JournalReader(self._journal_dir, self.run_id)
+                return self._journal.cursor()
             # a sealed checkpoint without its manifest is past run_completed: rebuild
             if (
                 state["sealed"] is None
@@ -291,12 +302,12 @@ class ExportProjector:
                 position = JournalPosition(
                     p["next_seq"], p["segment_first_seq"], p["offset"], bytes.fromhex(p["chain"])
                 )
-                return JournalReader(self._journal_dir, self.run_id, position)
+                return self._journal.cursor(position)
         # no usable checkpoint: start the export afresh
         self._writer.remove_all()
         for path in (self.paths.manifest, self.paths.sha256sums, self.paths.checkpoint):
             path.unlink(missing_ok=True)
-        return JournalReader(self._journal_dir, self.run_id)
+        return self._journal.cursor()
 
     def _payloads_known(self, records: dict[str, Any]) -> bool:
         """Every open state's input is in the store: a checkpoint naming a payload the store
@@ -315,44 +326,5 @@ class ExportProjector:
             self.paths.checkpoint,
             run_id=self.run_id,
             settings=self.settings.describe(),
-            journal_dir=self._journal_dir,
+            journal=self._journal,
         )
-
-
-class LiveExport(LiveThread):
-    """Runs a projector on a background thread while the run is recorded (in-process).
-
-    It looks at the journal every ``_LIVE_POLL`` seconds, and at once when woken
-    (:class:`~auditjournal.projection.live.LiveThread`).
-    """
-
-    def __init__(self, projector: ExportProjector) -> None:
-        super().__init__(f"auditjournal-export-{projector.run_id}", _LIVE_POLL)
-        self.projector = projector
-        self._thread.start()
-
-    def _step(self) -> bool:
-        return self.projector.step(_LIVE_BATCH) > 0
-
-    def _done(self) -> bool:
-        return self.projector.result is not None
-
-    def _close(self) -> None:
-        self.projector.close()
-
-    def wait(self) -> SealResult:
-        """Block until the export is sealed; raise :class:`ExportError` if it failed.
-        (The caller wrote ``run_completed`` to the journal: the projector looks at once.)"""
-        self._wake.set()
-        self._thread.join()
-        if self._error is not None:
-            raise ExportError(
-                f"export of run {self.projector.run_id!r} failed: {self._error}"
-            ) from self._error
-        if self.projector.result is None:
-            raise ExportError(f"export of run {self.projector.run_id!r} stopped before sealing")
-        return self.projector.result
-
-    def done_seq(self) -> int:
-        """The last journal seq the export has taken in."""
-        return self.projector.position.next_seq - 1

@@ -6,7 +6,7 @@ in this process, the live export's code. A big one (at least
 ``_PARALLEL_BYTES``, with two or more cores) is cut at entry boundaries into
 ranges of about ``_RANGE_BYTES``. Worker processes (forked, so they share the
 loaded payload index) each read their range with a
-:class:`~auditjournal.journal.files.JournalReader` started at it -- every entry's
+journal cursor (:class:`~auditjournal.journal.base.JournalCursor`) started at it -- every entry's
 chain hash checks against the chain value stored in the entry before it, so
 ranges verify independently, and together they verify the whole chain -- and
 turn its events into encoded records and their Merkle leaf hashes. A worker
@@ -41,16 +41,9 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from ..errors import RunNotFoundError
-from ..fs.safeio import open_regular
-from ..journal.files import (
-    JournalPosition,
-    JournalReader,
-    genesis_chain,
-    journal_segments,
-    last_entry,
-)
-from ..journal.lines import CHAIN_TAIL, stored_chain
-from ..model.events import BaseEvent, NodeStateCompleted, RunCompleted, decode_event
+from ..journal.base import JournalPosition, RunJournal
+from ..journal.filebackend import as_run_journal
+from ..model.events import NodeStateCompleted, RunCompleted
 from ..model.records import RecordMaker
 from ..model.settings import ExportSettings
 from ..payloads.store import PayloadStore
@@ -125,7 +118,7 @@ def replay_settings(
 
 def replay_export(
     *,
-    journal_dir: Path,
+    journal_dir: Path | RunJournal,
     run_id: str,
     payloads: PayloadStore,
     settings: ExportSettings,
@@ -139,49 +132,43 @@ def replay_export(
 
     ``workers``: processes for a big journal (default: up to 4, one per core;
     ``0`` or ``1``: this process only, whatever the size). ``range_bytes``:
-    journal bytes per worker task. ``progress`` is called with journal bytes as they
-    are projected; the calls add up to the journal's size (:func:`journal_bytes`).
+    journal bytes per worker task. ``journal_dir``: the run's journal, or the directory
+    of a file journal. ``progress`` is called with journal bytes as they are projected;
+    the calls add up to the journal's size (:meth:`RunJournal.size_bytes`).
     """
-    if not journal_dir.is_dir():
-        raise RunNotFoundError(f"no journal for run {run_id!r} at {journal_dir}")
+    journal = as_run_journal(journal_dir, run_id)
+    if not journal.exists():
+        raise RunNotFoundError(f"no journal for run {run_id!r} at {journal.location}")
     paths = ExportPaths(prefix)
     for stale in (paths.manifest, paths.sha256sums, paths.checkpoint):
         stale.unlink(missing_ok=True)
     if workers is None:
-        total = sum(path.lstat().st_size for _, path in journal_segments(journal_dir))
+        total = journal.size_bytes()
         workers = min(os.cpu_count() or 1, _MAX_WORKERS) if total >= _PARALLEL_BYTES else 1
-    meter = _Meter(journal_dir, progress)
+    meter = _Meter(journal, progress)
     if workers > 1 and sys.platform == "linux":
         try:
             return _replay_parallel(
-                journal_dir, run_id, payloads, settings, prefix, workers, range_bytes, meter
+                journal, run_id, payloads, settings, prefix, workers, range_bytes, meter
             )
         except Exception:  # a damaged journal, a worker that died, ...
             # start over in one process: it reports what is wrong, as it always does (the
             # meter reports only bytes beyond those already reported: no double count)
             pass
-    return _replay_here(journal_dir, run_id, payloads, settings, prefix, meter)
-
-
-def journal_bytes(journal_dir: Path) -> int:
-    """The size of a journal: the total of :func:`replay_export`'s ``progress``."""
-    return sum(path.lstat().st_size for _, path in journal_segments(journal_dir))
+    return _replay_here(journal, run_id, payloads, settings, prefix, meter)
 
 
 class _Meter:
     """Journal positions as bytes from its start, reported to ``progress`` as they grow."""
 
-    def __init__(self, journal_dir: Path, progress: Callable[[int], None] | None) -> None:
+    def __init__(self, journal: RunJournal, progress: Callable[[int], None] | None) -> None:
+        self._journal = journal
         self._progress = progress
-        self._sizes = []
-        if progress is not None:
-            self._sizes = [(first, p.lstat().st_size) for first, p in journal_segments(journal_dir)]
-        self.total = sum(size for _, size in self._sizes)
+        self.total = 0 if progress is None else journal.size_bytes()
         self._done = 0
 
     def at(self, position: JournalPosition) -> int:
-        before = sum(size for first, size in self._sizes if first < position.segment_first_seq)
-        return before + position.offset
+        return 0 if self._progress is None else self._journal.bytes_before(position)
 
     def to(self, done: int) -> None:
         """Report up to ``done`` bytes (never back, never past the total)."""
@@ -195,10 +182,10 @@ class _Meter:
 
 
 def _projector(
-    journal_dir: Path, run_id: str, payloads: PayloadStore, settings: ExportSettings, prefix: Path
+    journal: RunJournal, run_id: str, payloads: PayloadStore, settings: ExportSettings, prefix: Path
 ) -> ExportProjector:
     return ExportProjector(
-        journal_dir=journal_dir,
+        journal_dir=journal,
         run_id=run_id,
         payloads=payloads,
         settings=settings,
@@ -208,14 +195,14 @@ def _projector(
 
 
 def _replay_here(
-    journal_dir: Path,
+    journal: RunJournal,
     run_id: str,
     payloads: PayloadStore,
     settings: ExportSettings,
     prefix: Path,
     meter: _Meter | None = None,
 ) -> SealResult | None:
-    projector = _projector(journal_dir, run_id, payloads, settings, prefix)
+    projector = _projector(journal, run_id, payloads, settings, prefix)
     try:
         while projector.result is None and projector.step():
             if meter is not None:
@@ -235,7 +222,7 @@ class _Inconsistent(Exception):
 
 
 def _replay_parallel(
-    journal_dir: Path,
+    journal: RunJournal,
     run_id: str,
     payloads: PayloadStore,
     settings: ExportSettings,
@@ -244,8 +231,8 @@ def _replay_parallel(
     range_bytes: int,
     meter: _Meter | None = None,
 ) -> SealResult | None:
-    meter = meter or _Meter(journal_dir, None)
-    starts = _range_starts(journal_dir, run_id, range_bytes)
+    meter = meter or _Meter(journal, None)
+    starts = journal.split(range_bytes)
     ends = [meter.at(s) for s in starts[1:]] + [meter.total]  # where each range ends
     # event count of each range but the last, which reads to the journal's end
     counts: list[int | None] = [b.next_seq - a.next_seq for a, b in itertools.pairwise(starts)]
@@ -255,7 +242,7 @@ def _replay_parallel(
     payloads.flush(fsync=False)  # the workers read the packs from disk
     context = multiprocessing.get_context("fork")
     jobs = [
-        (journal_dir, run_id, start, count, settings.include_payloads)
+        (journal, run_id, start, count, settings.include_payloads)
         for start, count in zip(starts, counts, strict=True)
     ]
     in_flight = workers + 1  # one queued beyond those being worked on; a slot each
@@ -271,7 +258,7 @@ def _replay_parallel(
         queued = iter(jobs)
         for slot, job in zip(range(in_flight), queued, strict=False):  # range first
             pending.append((slot, pool.submit(_project_range, *job, slot)))
-        projector = _projector(journal_dir, run_id, payloads, settings, prefix)
+        projector = _projector(journal, run_id, payloads, settings, prefix)
         try:
             maker = projector.maker
             stitched = 0
@@ -339,7 +326,7 @@ def _init_worker(payloads: PayloadStore, ring: mmap.mmap) -> None:
 
 
 def _project_range(
-    journal_dir: Path,
+    journal: RunJournal,
     run_id: str,
     start: JournalPosition,
     count: int | None,
@@ -359,7 +346,7 @@ def _project_range(
     deferred: list[tuple[int, NodeStateCompleted]] = []
     completed: tuple[RunCompleted, bytes] | None = None
     read = 0
-    reader = JournalReader(journal_dir, run_id, start)
+    reader = journal.cursor(start)
     try:
         while completed is None and (count is None or read < count):
             chains: list[bytes] = []
@@ -400,57 +387,3 @@ def _project_range(
         run=maker.run,
         completed=completed,
     )
-
-
-def _range_starts(journal_dir: Path, run_id: str, range_bytes: int) -> list[JournalPosition]:
-    """Where the ranges start: every segment's start and an entry boundary about every
-    ``range_bytes`` within it, each with its next seq and the chain value before it."""
-    segments = journal_segments(journal_dir)
-    if not segments or segments[0][0] != 1:
-        raise _Inconsistent("the journal does not start at seq 1")
-    starts: list[JournalPosition] = []
-    previous: Path | None = None
-    for first, path in segments:
-        if previous is None:
-            chain = genesis_chain(run_id)
-        else:
-            seq, chain = last_entry(previous, run_id)
-            if seq != first - 1:
-                raise _Inconsistent(f"{path.name} does not follow {previous.name}")
-        starts.append(JournalPosition(first, first, 0, chain))
-        starts.extend(_cuts(path, first, range_bytes))
-        previous = path
-    return starts
-
-
-def _cuts(path: Path, first: int, range_bytes: int) -> list[JournalPosition]:
-    """Entry boundaries about every ``range_bytes`` in one segment (not its start)."""
-    cuts: list[JournalPosition] = []
-    with open(open_regular(path, "journal segment"), "rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
-        cut = max(range_bytes, 4096)
-        while cut < size:
-            fh.seek(cut - CHAIN_TAIL)
-            window = fh.read(1 << 16)
-            while True:
-                # the newline ending the entry before the cut (its chain value before it)
-                end = window.find(b"\n", CHAIN_TAIL - 1)
-                if end >= 0:
-                    after = window.find(b"\n", end + 1)  # and the one ending the entry after
-                    if after >= 0:
-                        break
-                more = fh.read(1 << 16)
-                if not more:
-                    return cuts  # the rest is the last range's
-                window += more
-            boundary = cut - CHAIN_TAIL + end + 1
-            chain = stored_chain(window, end)
-            try:
-                entry: BaseEvent = decode_event(window[end + 1 : after + 1])
-            except Exception as exc:
-                raise _Inconsistent(f"{path.name}: undecodable entry at {boundary}") from exc
-            if entry.seq < first:
-                raise _Inconsistent(f"{path.name}: seq {entry.seq} at offset {boundary}")
-            cuts.append(JournalPosition(entry.seq, first, boundary, chain))
-            cut = max(cut + range_bytes, boundary + CHAIN_TAIL)
-    return cuts

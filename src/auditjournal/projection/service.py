@@ -23,18 +23,20 @@ problem may have been passing, e.g. a directory deleted while it was written).
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from ..errors import AuditJournalError, JournalLockedError, RunNotFoundError
 from ..export.projector import LIVE_STEP_EVENTS, ExportProjector, SealResult
+from ..journal.base import JournalCursor, RunJournal
 from ..model.events import ExportSealed, RunStarted
 from ..model.settings import ExportSettings
-from ..recording.store import AuditStore
 from ..sql.projector import SqlProjector
 from ..sql.schema import SqlDatabase
 
@@ -43,7 +45,22 @@ __all__ = ["ProjectionService", "recorded_export_settings"]
 _log = logging.getLogger(__name__)  # under the "auditjournal" logger
 
 
-def recorded_export_settings(store: AuditStore, run_id: str) -> ExportSettings:
+class ProjectionSource(Protocol):
+    """The parts of a store the service uses (:class:`~auditjournal.AuditStore` has them)."""
+
+    root: Path
+
+    def run_ids(self) -> list[str]: ...
+    def journal(self, run_id: str) -> RunJournal: ...
+    def journal_reader(self, run_id: str) -> JournalCursor: ...
+    def sql_database(self) -> SqlDatabase: ...
+    def sql_projector(self, run_id: str, database: SqlDatabase | None = None) -> SqlProjector: ...
+    def export_projector(self, run_id: str, export: ExportSettings) -> ExportProjector: ...
+    def append_export_event(self, run_id: str, event: ExportSealed) -> bool: ...
+    def now(self) -> dt.datetime: ...
+
+
+def recorded_export_settings(store: ProjectionSource, run_id: str) -> ExportSettings:
     """The export settings the run was started with (defaults if it had no live export)."""
     reader = store.journal_reader(run_id)
     try:
@@ -86,7 +103,7 @@ class _Job:
 class ProjectionService:
     """Projects the exports of all (or some) runs of a store."""
 
-    store: AuditStore
+    store: ProjectionSource
     run_ids: list[str] | None = None
     settings: ExportSettings | None = None
     on_sealed: Callable[[str, SealResult], None] | None = None
@@ -108,7 +125,7 @@ class ProjectionService:
         Returns how many exports were sealed."""
         if self.run_ids is not None:
             for run_id in self.run_ids:  # a run named on purpose must exist
-                if not self.store.journal_dir(run_id).is_dir():
+                if not self.store.journal(run_id).exists():
                     raise RunNotFoundError(f"no run {run_id!r} in {self.store.root}")
         wake = threading.Event()
         observer = self._watch(wake) if follow else None
@@ -230,16 +247,7 @@ class ProjectionService:
         result = projector.result
         try:
             recorded = self.store.append_export_event(
-                job.run_id,
-                ExportSealed(
-                    run_id=job.run_id,
-                    ts=self.store.now(),
-                    manifest_sha256=result.manifest_sha256,
-                    chunk_count=result.chunk_count,
-                    record_count=result.record_count,
-                    export_path=result.manifest_path,
-                    merkle_root=result.merkle_root,
-                ),
+                job.run_id, result.sealed_event(job.run_id, self.store.now())
             )
         except JournalLockedError:
             return None

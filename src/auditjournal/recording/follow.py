@@ -1,26 +1,24 @@
 """What an operator following a run needs to know: which run is the newest, whether
 its writer is still there, and why waiting for its export cannot end.
 
-A writer holds its journal's ``.lock`` (``flock``) while it records; a live or
-separate export projector holds the export's lock while it writes. Neither lock
-is held and nothing moves: no one will add anything, so ``tail`` stops and says
+A writer holds its journal's writer lease (:meth:`RunJournal.writer_active`) while it
+records; a live or separate export projector holds the export's lock while it writes.
+Neither is held and nothing moves: no one will add anything, so ``tail`` stops and says
 why instead of waiting forever (issue 15 item 3). The same check marks a run
 ``runs`` shows as running whose writer is gone (item 4).
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import AuditJournalError
-from ..export.projector import ExportPaths
+from ..export.manifest import ExportPaths
 from ..fs.storage import lock_held
-from ..journal.files import journal_segments, last_entry
-from ..journal.lines import decode_line
+from ..journal.base import RunJournal
 from ..model.events import EXPORT_EVENT_TYPES, Event, RunCompleted, RunStarted
 from .store import AuditStore
 
@@ -38,23 +36,16 @@ __all__ = [
 
 def writer_present(store: AuditStore, run_id: str) -> bool:
     """Whether a process holds the run's journal (is recording it right now)."""
-    return lock_held(store.journal_dir(run_id) / ".lock")
+    return store.journal(run_id).writer_active()
 
 
-def journal_completed(journal_dir: Path, run_id: str) -> bool:
-    """Whether the journal's last entry is ``run_completed`` or an export event (which only
-    follow it). Reads the last segment's tail only; a torn last entry (a writer killed
-    mid-write) is not complete."""
-    segments = journal_segments(journal_dir)
-    if not segments:
-        return False
+def journal_completed(journal: RunJournal) -> bool:
+    """Whether the journal's last complete entry is ``run_completed`` or an export event
+    (which only follow it). Reads the journal's end only; a damaged last entry is not
+    complete."""
     try:
-        _seq, _chain = last_entry(segments[-1][1], run_id)
-        with open(segments[-1][1], "rb") as fh:
-            fh.seek(max(0, fh.seek(0, os.SEEK_END) - (1 << 20)))
-            last_line = fh.read().rstrip(b"\n").rsplit(b"\n", 1)[-1] + b"\n"
-        event = decode_line(last_line)
-    except (AuditJournalError, OSError, ValueError):
+        event = journal.last_event()
+    except (AuditJournalError, OSError):
         return False
     return isinstance(event, RunCompleted) or type(event) in EXPORT_EVENT_TYPES
 
@@ -62,8 +53,8 @@ def journal_completed(journal_dir: Path, run_id: str) -> bool:
 def writer_gone(store: AuditStore, run_id: str) -> bool:
     """A run that did not complete and that no process records any more (a crashed or
     killed writer): it stays ``running`` until someone resumes and completes it."""
-    journal = store.journal_dir(run_id)
-    return not writer_present(store, run_id) and not journal_completed(journal, run_id)
+    journal = store.journal(run_id)
+    return not journal.writer_active() and not journal_completed(journal)
 
 
 def latest_run(store: AuditStore) -> str | None:
@@ -119,7 +110,7 @@ def run_activity(store: AuditStore, run_id: str, prefix: Path, live_export: bool
     exporter = lock_held(ExportPaths(prefix).lock)
     completed = False
     if not writer:
-        completed = journal_completed(store.journal_dir(run_id), run_id)
+        completed = journal_completed(store.journal(run_id))
     return RunActivity(writer, exporter, completed, live_export)
 
 

@@ -33,20 +33,21 @@ from ..errors import (
     RunNotFoundError,
     StorageError,
 )
-from ..export.projector import ExportProjector, LiveExport
+from ..export.projector import ExportProjector
 from ..fs.safeio import inside, real_dir
 from ..fs.storage import DURABILITY_MODES, Durability, validate_id
-from ..journal.files import (
+from ..journal.base import JournalBackend, JournalCursor, JournalWriter, RunJournal
+from ..journal.filebackend import (
     DEFAULT_FLUSH_INTERVAL,
     DEFAULT_SEGMENT_BYTES,
     MIN_SEGMENT_BYTES,
-    Journal,
-    JournalReader,
+    FileJournalBackend,
 )
 from ..model.events import EXPORT_EVENT_TYPES, CsvExported, Event, ExportFailed, ExportSealed
 from ..model.settings import ExportSettings
 from ..payloads.store import DEFAULT_MAX_PAYLOAD_BYTES, PayloadStore
-from ..sql.projector import LiveSql, SqlProjector
+from ..projection.live import LiveExport, LiveSql
+from ..sql.projector import SqlProjector
 from ..sql.schema import SqlDatabase
 from .arguments import canonical_value, json_object, json_object_bytes
 from .recorder import RunRecorder
@@ -86,6 +87,8 @@ class AuditStore:
         real_dir(root, "runs")
         payloads = real_dir(root, "payloads")
         self.payloads = PayloadStore(payloads, max_payload_bytes=max_payload_bytes)
+        self.journals: JournalBackend = FileJournalBackend(root, segment_bytes=segment_bytes)
+        """Where the runs' journals live (the file backend)."""
         self._recorders: list[RunRecorder] = []
         self._sql: SqlDatabase | None = None
         self._sql_lock = threading.Lock()
@@ -129,10 +132,13 @@ class AuditStore:
         """Where the live export of ``run_id`` is written."""
         return inside(self.root, "runs", validate_id(run_id, "run id"), "export")
 
+    def journal(self, run_id: str) -> RunJournal:
+        """The run's journal (validated id; it need not exist yet)."""
+        return self.journals.journal(run_id)
+
     def run_ids(self) -> list[str]:
         """Every run with a journal, oldest directory name first."""
-        runs = self.root / "runs"
-        return sorted(p.name for p in runs.iterdir() if (p / "journal").is_dir())
+        return self.journals.run_ids()
 
     def export_prefix(self, run_id: str, settings: ExportSettings) -> Path:
         """The path prefix of a run's export files (``.../export/audit_trail`` by default)."""
@@ -171,24 +177,24 @@ class AuditStore:
         if run_id is None:
             stamp = _dt.datetime.now(_UTC).strftime("%Y%m%dT%H%M%SZ")
             run_id = f"run-{stamp}-{secrets.token_hex(4)}"
-        directory = self.journal_dir(run_id)
+        run_journal = self.journal(run_id)
         if export is not None:
             self.export_prefix(run_id, export)  # a link planted as its export: refused now
-        if directory.exists() and any(directory.glob("*.jsonl")):
-            raise RunExistsError(f"run {run_id!r} already has a journal in {directory}")
+        if run_journal.created():
+            raise RunExistsError(f"run {run_id!r} already has a journal in {run_journal.location}")
         if sql:
             self._check_new_sql_run(run_id)  # a bad database fails before the run exists
         # the live export takes its lock before the run is visible on disk, so that
         # `auditjournal project` (which skips exports in use) never takes it over
         projector = None if export is None else self.export_projector(run_id, export, live=True)
+        lock = threading.Lock()  # the recorder's, held around each append
         try:
-            journal = self._open_journal(run_id, create=True)
+            journal = self._open_journal(run_id, create=True, lock=lock)
         except BaseException:
             if projector is not None:
                 projector.close()
             raise
-        recorder = RunRecorder(self, run_id, journal, RunState())
-        self._recorders.append(recorder)
+        recorder = self._recorder(run_id, journal, RunState(), lock)
         try:
             recorder._emit_run_started(config_bytes, resolved)
             # the run exists on disk from here on, whatever the durability mode
@@ -224,7 +230,7 @@ class AuditStore:
         if prefix is None and export.path_prefix is None:
             real_dir(self.root, "runs", run_id, "export")  # created here, never through a link
         return ExportProjector(
-            journal_dir=self.journal_dir(run_id),
+            journal_dir=self.journal(run_id),
             run_id=run_id,
             payloads=self.payloads,
             settings=export,
@@ -245,7 +251,7 @@ class AuditStore:
         """A projector of the run's journal into the tables (resuming from their checkpoint)."""
         return SqlProjector(
             database=database or self.sql_database(),
-            journal_dir=self.journal_dir(run_id),
+            journal_dir=self.journal(run_id),
             run_id=run_id,
         )
 
@@ -262,10 +268,11 @@ class AuditStore:
 
         The repair (bytes dropped, if any) is in ``recorder.recovery``.
         """
-        journal = self._open_journal(run_id, create=False)
+        lock = threading.Lock()  # the recorder's, held around each append
+        journal = self._open_journal(run_id, create=False, lock=lock)
         state = RunState()
         try:
-            for event in JournalReader(journal.directory, run_id):
+            for event in self.journal(run_id).read():
                 state.apply(event)
             state.skip_generated_ids(journal.last_seq)
             if state.completed:
@@ -273,7 +280,19 @@ class AuditStore:
         except BaseException:
             journal.close()
             raise
-        recorder = RunRecorder(self, run_id, journal, state)
+        return self._recorder(run_id, journal, state, lock)
+
+    def _recorder(
+        self, run_id: str, journal: JournalWriter, state: RunState, lock: threading.Lock
+    ) -> RunRecorder:
+        recorder = RunRecorder(
+            run_id,
+            journal,
+            state,
+            lock=lock,
+            payloads=self.payloads,
+            on_close=self._recorders.remove,
+        )
         self._recorders.append(recorder)
         return recorder
 
@@ -290,14 +309,13 @@ class AuditStore:
         journal = self._open_journal(run_id, create=False)
         try:
             state = RunState()
-            for old in JournalReader(journal.directory, run_id):
+            for old in self.journal(run_id).read():
                 state.apply(old)
                 if old == msgspec.structs.replace(event, seq=old.seq, ts=old.ts):
                     return False
             if not state.completed:
                 raise LifecycleError(f"run {run_id!r} has not completed; nothing to seal")
-            with journal.lock:
-                journal.append(msgspec.structs.replace(event, run_id=run_id, seq=journal.next_seq))
+            journal.append(msgspec.structs.replace(event, run_id=run_id, seq=journal.next_seq))
             journal.flush(fsync=self.durability != "none")
             return True
         finally:
@@ -312,26 +330,21 @@ class AuditStore:
         """Every complete event of the run, in seq order, chain-verified while read."""
         return iter(self.journal_reader(run_id))
 
-    def journal_reader(self, run_id: str) -> JournalReader:
-        directory = self.journal_dir(run_id)
-        if not directory.is_dir():
+    def journal_reader(self, run_id: str) -> JournalCursor:
+        journal = self.journal(run_id)
+        if not journal.exists():
             raise RunNotFoundError(f"no run {run_id!r} in {self.root}")
-        return JournalReader(directory, run_id)
+        return journal.cursor()
 
-    def _open_journal(self, run_id: str, *, create: bool) -> Journal:
-        validate_id(run_id, "run id")
-        try:
-            directory = real_dir(self.root, "runs", run_id, "journal", create=create)
-        except FileNotFoundError:
-            raise RunNotFoundError(f"no run {run_id!r} in {self.root}") from None
-        journal = Journal(
-            directory,
-            run_id,
+    def _open_journal(
+        self, run_id: str, *, create: bool, lock: threading.Lock | None = None
+    ) -> JournalWriter:
+        journal = self.journal(run_id).open_writer(
+            create=create,
             durability=self.durability,
             flush_interval=self.flush_interval,
-            segment_bytes=self.segment_bytes,
             before_flush=lambda fsync: self.payloads.flush(fsync=fsync),
-            create=create,
+            lock=lock,
         )
         if journal.recovery is not None:
             r = journal.recovery

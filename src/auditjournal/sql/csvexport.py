@@ -50,23 +50,37 @@ import hashlib
 import os
 import re
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import msgspec
 
 from ..errors import ExportError, JournalLockedError, RunNotCompletedError
-from ..fs.storage import atomic_write, fsync_dir, lock_file, storage_error
-from ..journal.files import JournalReader
+from ..fs.storage import atomic_write, fsync_dir, storage_error
+from ..journal.base import JournalCursor, RunJournal
 from ..model.canonical import canonical_json, format_float
 from ..model.events import CsvExported, CsvFile
 from ..model.records import RecordMaker
 from ..model.recordtypes import RECORD_TYPES, record_columns
 
 if TYPE_CHECKING:
-    from ..recording.store import AuditStore
+    import datetime as dt
+
+    from ..fs.storage import Durability
+
+
+class CsvSource(Protocol):
+    """The parts of a store the CSV export uses (:class:`~auditjournal.AuditStore` has them)."""
+
+    durability: Durability
+
+    def journal(self, run_id: str) -> RunJournal: ...
+    def journal_reader(self, run_id: str) -> JournalCursor: ...
+    def append_export_event(self, run_id: str, event: CsvExported) -> bool: ...
+    def now(self) -> dt.datetime: ...
+
 
 __all__ = ["COLUMNS", "CSV_LISTING_NAME", "CsvResult", "export_csv", "journal_size"]
 
@@ -107,13 +121,13 @@ class CsvResult:
         }
 
 
-def journal_size(store: AuditStore, run_id: str) -> int:
+def journal_size(store: CsvSource, run_id: str) -> int:
     """Bytes of the run's journal now: the total for :func:`export_csv`'s ``progress``."""
-    return sum(size for _, size in _segment_sizes(store.journal_dir(run_id)))
+    return store.journal(run_id).size_bytes()
 
 
 def export_csv(
-    store: AuditStore,
+    store: CsvSource,
     run_id: str,
     out_dir: Path | str,
     *,
@@ -138,7 +152,7 @@ def export_csv(
         dir_lock = _lock_out_dir(out)
         _remove_stale_temps(out)
         temps.open()
-        maker = _project(reader, run_id, temps, store.journal_dir(run_id), progress)
+        maker = _project(reader, run_id, temps, store.journal(run_id), progress)
         if maker.completed is None:
             raise RunNotCompletedError(
                 f"run {run_id!r} has not completed; only a completed run can be exported"
@@ -175,15 +189,15 @@ def export_csv(
 
 
 def _project(
-    reader: JournalReader,
+    reader: JournalCursor,
     run_id: str,
     temps: _TempFiles,
-    journal_dir: Path,
+    journal: RunJournal,
     progress: Progress | None,
 ) -> RecordMaker:
     """Every record of the run (refs only) as a CSV row, in journal order."""
     maker = RecordMaker(run_id, None)
-    meter = _JournalMeter(journal_dir, progress)
+    meter = _JournalMeter(journal, progress)
     while batch := reader.poll(limit=_BATCH):
         for event in batch:
             for _, record in maker.records(event):
@@ -207,7 +221,7 @@ def _listing(files: tuple[CsvFile, ...]) -> bytes:
 
 
 def _exported_event(
-    store: AuditStore, run_id: str, out: Path, files: tuple[CsvFile, ...]
+    store: CsvSource, run_id: str, out: Path, files: tuple[CsvFile, ...]
 ) -> CsvExported:
     return CsvExported(
         run_id=run_id,
@@ -219,48 +233,34 @@ def _exported_event(
 
 
 @contextmanager
-def _journal_unlocked(store: AuditStore, run_id: str) -> Iterator[None]:
+def _journal_unlocked(store: CsvSource, run_id: str) -> Iterator[None]:
     """Fail with :class:`JournalLockedError` *before* files are put in place if a writer
     (a recorder not yet closed, another process) holds the journal we must append to."""
-    try:
-        fd = lock_file(store.journal_dir(run_id) / ".lock", f"journal of run {run_id!r}")
-    except JournalLockedError as exc:
-        raise JournalLockedError(
-            f"{exc}: a recorder (or another process) still holds it; close it and export again"
-        ) from None
-    try:
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(store.journal(run_id).lease())
+        except JournalLockedError as exc:
+            raise JournalLockedError(
+                f"{exc}: a recorder (or another process) still holds it; close it and export again"
+            ) from None
         yield
-    finally:
-        os.close(fd)
 
 
 class _JournalMeter:
     """Turns the reader's position into journal bytes consumed, for ``progress``."""
 
-    def __init__(self, journal_dir: Path, progress: Progress | None) -> None:
+    def __init__(self, journal: RunJournal, progress: Progress | None) -> None:
         self._progress = progress
-        self._sizes = _segment_sizes(journal_dir) if progress is not None else []
+        self._journal = journal
         self._done = 0
 
-    def update(self, reader: JournalReader) -> None:
+    def update(self, reader: JournalCursor) -> None:
         if self._progress is None:
             return
-        position = reader.position
-        done = position.offset + sum(
-            size for first, size in self._sizes if first < position.segment_first_seq
-        )
+        done = self._journal.bytes_before(reader.position)
         if done > self._done:
             self._progress(done - self._done)
             self._done = done
-
-
-def _segment_sizes(journal_dir: Path) -> list[tuple[int, int]]:
-    """(first seq, bytes) of each journal segment (``<first seq>.jsonl``)."""
-    sizes = []
-    for path in journal_dir.glob("*.jsonl"):
-        if path.stem.isdigit():
-            sizes.append((int(path.stem), path.lstat().st_size))  # links: not read
-    return sorted(sizes)
 
 
 # -- files ------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ state. Results are plain JSON-ready dicts; :func:`explain_row` returns the
 row's records in exactly the shape the JSON export gives them (same fields,
 payloads inlined from the payload store), so the two can be compared.
 
-The ``render_*`` functions format results for people (the CLI prints them).
+:mod:`.lineagetext` formats the results for people (the CLI prints them).
 """
 
 from __future__ import annotations
@@ -15,12 +15,10 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import hashlib
-import json
 import logging
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import msgspec
 import sqlalchemy as sa
@@ -29,11 +27,12 @@ from sqlalchemy.engine import Connection, Row
 from ..errors import AuditJournalError, DatabaseError, RowNotFoundError, RunNotFoundError
 from ..export.manifest import ExportPaths, chunk_name, prefix_name_of
 from ..fs.safeio import MAX_MANIFEST_BYTES, read_regular
+from ..journal.base import RunJournal
 from ..model.records import iso
 from ..model.recordtypes import PAYLOAD_FIELDS, json_fields, record_columns
 from ..model.settings import ExportSettings
-from ..recording.store import AuditStore
-from .rowfind import field_diff
+from ..payloads.store import PayloadStore
+from .projector import SqlProjector
 from .schema import (
     SqlDatabase,
     artifacts,
@@ -56,9 +55,6 @@ __all__ = [
     "export_state",
     "list_runs",
     "refresh_tables",
-    "render_explain",
-    "render_runs",
-    "render_show",
     "show_run",
 ]
 
@@ -71,8 +67,20 @@ _RUN_RECORD_COLUMNS: Final = tuple(
 """The runs table's columns the ``run`` record is made of (JSON held as ``*_json`` text)."""
 
 
+class LineageSource(Protocol):
+    """The parts of a store the queries use (:class:`~auditjournal.AuditStore` has them)."""
+
+    payloads: PayloadStore
+
+    def sql_database(self) -> SqlDatabase: ...
+    def sql_projector(self, run_id: str, database: SqlDatabase | None = None) -> SqlProjector: ...
+    def journal(self, run_id: str) -> RunJournal: ...
+    def run_ids(self) -> list[str]: ...
+    def export_prefix(self, run_id: str, settings: ExportSettings) -> Path: ...
+
+
 def refresh_tables(
-    store: AuditStore,
+    store: LineageSource,
     run_ids: Iterable[str],
     database: SqlDatabase | None = None,
     *,
@@ -86,7 +94,7 @@ def refresh_tables(
     """
     database = database or store.sql_database()
     for run_id in run_ids:
-        if not store.journal_dir(run_id).is_dir():
+        if not store.journal(run_id).exists():
             continue  # known to the database only (a shared database): nothing to add
         try:
             projector = store.sql_projector(run_id, database)
@@ -105,7 +113,7 @@ def refresh_tables(
 
 
 def list_runs(
-    store: AuditStore, *, database: SqlDatabase | None = None, refresh: bool = True
+    store: LineageSource, *, database: SqlDatabase | None = None, refresh: bool = True
 ) -> list[dict[str, Any]]:
     """Every run in the store: status, start, duration, rows, events, export state.
 
@@ -149,7 +157,7 @@ def _status(run: Row[Any] | None, broken: bool) -> str:
 
 
 def _export_state_or_problem(
-    store: AuditStore, run_id: str, run: Row[Any] | None, problems: dict[str, str]
+    store: LineageSource, run_id: str, run: Row[Any] | None, problems: dict[str, str]
 ) -> dict[str, Any]:
     try:
         return export_state(store, run_id, run)
@@ -159,7 +167,7 @@ def _export_state_or_problem(
 
 
 def show_run(
-    store: AuditStore,
+    store: LineageSource,
     run_id: str,
     *,
     database: SqlDatabase | None = None,
@@ -192,7 +200,7 @@ def show_run(
     return result
 
 
-def export_state(store: AuditStore, run_id: str, run: Row[Any] | None) -> dict[str, Any]:
+def export_state(store: LineageSource, run_id: str, run: Row[Any] | None) -> dict[str, Any]:
     """The export as the journal recorded it (``export_sealed``) and as the files are."""
     default = ExportPaths(store.export_prefix(run_id, ExportSettings())).manifest
     recorded_path = None if run is None else run.export_path
@@ -246,7 +254,7 @@ def _has_chunks(manifest: Path) -> bool:
 
 
 def explain_row(
-    store: AuditStore,
+    store: LineageSource,
     run_id: str,
     row_id: str,
     *,
@@ -422,171 +430,3 @@ def _duration(run: Row[Any]) -> float | None:
         return None
     seconds: float = (run.completed_at - run.started_at).total_seconds()
     return round(seconds, 6)
-
-
-# -- rendering ---------------------------------------------------------------------------
-
-
-def _compact(value: Any, width: int | None) -> str:
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    if width is not None and len(text) > width:
-        return text[: width - 1] + "…"
-    return text
-
-
-_NUMBER = re.compile(r"-|-?[\d,]+(\.\d+)?s?")
-
-
-def _table(headers: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
-    """Columns padded to their widest cell; a column of numbers is right-aligned."""
-    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(headers)]
-    numeric = [all(_NUMBER.fullmatch(line[i]) for line in lines) for i in range(len(headers))]
-    fmt = "  ".join(f"{{:{'>' if n else '<'}{w}}}" for w, n in zip(widths, numeric, strict=True))
-    return "\n".join(fmt.format(*line).rstrip() for line in [headers, *lines])
-
-
-def render_runs(result: list[dict[str, Any]]) -> str:
-    """The runs as a table: id, status, started, duration, rows, events, export."""
-    if not result:
-        return "no runs"
-    lines = [
-        (
-            r["run_id"],
-            r["status"] + (", writer gone" if r.get("writer_gone") else ""),
-            r["started_at"] or "-",
-            "-" if r["duration_s"] is None else f"{r['duration_s']:.3f}s",
-            f"{r['rows']:,}",
-            f"{r['events']:,}",
-            r["export"]["state"],
-        )
-        for r in result
-    ]
-    headers = ("RUN", "STATUS", "STARTED", "DURATION", "ROWS", "EVENTS", "EXPORT")
-    table = _table(headers, lines)
-    problems = [f"{r['run_id']}: {r['problem']}" for r in result if r.get("problem")]
-    if not problems:
-        return table
-    return "\n".join([table, "", "problems (these runs could not be read):", *problems])
-
-
-def render_show(result: dict[str, Any]) -> str:
-    """A run's summary for people."""
-    run = result["run"]
-    names = {n["node_id"]: f"{n['node_id']} ({n['plugin_name']})" for n in result["nodes"]}
-    out = [
-        f"run        {run['run_id']}",
-        f"status     {run['status']}"
-        + (" (its writer is gone: resume and complete it)" if run.get("writer_gone") else "")
-        + (f"  error {_compact(run['error'], 100)}" if run["error"] else ""),
-        f"started    {run['started_at']}",
-        f"completed  {run['completed_at'] or '-'}"
-        + ("" if run["duration_s"] is None else f"  ({run['duration_s']:.3f}s)"),
-        f"events     {result['events'] or 0:,}",
-        "",
-        "nodes",
-    ]
-    out += [
-        f"  {n['node_id']:<16} {n['node_type']:<11} {n['plugin_name']} {n['plugin_version']}"
-        for n in result["nodes"]
-    ]
-    out.append("edges")
-    out += [
-        f"  {e['edge_id']:<16} {names.get(e['from_node_id'], e['from_node_id'])} "
-        f"--{e['label']}--> {names.get(e['to_node_id'], e['to_node_id'])}  (mode {e['mode']})"
-        for e in result["edges"]
-    ]
-    routes = {e["edge_id"]: _route(e, names) for e in result["edges"]}
-    counts = result["counts"]
-    out.append("counts")
-    for key, value in counts.items():
-        if isinstance(value, dict):
-            label = (lambda k: routes.get(k, k)) if key == "routing_events" else str
-            shown = ", ".join(f"{label(k)}={v:,}" for k, v in value.items()) or "-"
-            out.append(f"  {key:<15} {shown}")
-        else:
-            out.append(f"  {key:<15} {value:,}")
-    export = result["export"]
-    out.append(
-        f"export     {export['state']}" + (f"  {export['manifest']}" if export["manifest"] else "")
-    )
-    return "\n".join(out)
-
-
-def _route(edge: dict[str, Any], names: dict[str, str]) -> str:
-    """An edge as people name it: its label and where it leads (``review -> node-5 (sink)``)."""
-    return f"{edge['label']} -> {names.get(edge['to_node_id'], edge['to_node_id'])}"
-
-
-def render_explain(result: dict[str, Any], *, width: int | None = 120) -> str:
-    """A row's lineage for people: per token, its node states with their input/output,
-    calls and routing decisions, then the outcome. ``width`` truncates payloads."""
-    row = result["row"]
-    out = [
-        f"row {row['row_id']} (index {row['row_index']}) of run {result['run_id']}, "
-        f"from node {row['source_node_id']}",
-        f"  source data {_compact(row['source_data'], width)}",
-    ]
-    states_of = _group(result["node_states"], "token_id")
-    outcomes_of = _group(result["token_outcomes"], "token_id")
-    for token in result["tokens"]:
-        parents = ", ".join(token["parent_token_ids"])
-        extra = f" from {parents}" if parents else ""
-        extra += f" branch {token['branch_name']}" if token["branch_name"] else ""
-        out.append(f"token {token['token_id']}{extra}")
-        for state in sorted(states_of.get(token["token_id"], []), key=lambda s: s["started_seq"]):
-            out += _render_state(state, result, width)
-        for outcome in outcomes_of.get(token["token_id"], []):
-            sink = f" -> {outcome['sink_name']}" if outcome["sink_name"] else ""
-            out.append(f"  outcome {outcome['outcome']}{sink}")
-    out.append(f"outcome {result['outcome'] or '(none yet)'}")
-    return "\n".join(out)
-
-
-def _render_state(state: dict[str, Any], result: dict[str, Any], width: int | None) -> list[str]:
-    node = result["node_names"].get(state["node_id"], "")
-    duration = "" if state["duration_ms"] is None else f" {state['duration_ms']:g} ms"
-    attempt = f" attempt {state['attempt']}" if state["attempt"] else ""
-    out = [
-        f"  [{state['step_index']}] {state['node_id']} {node} {state['status']}{duration}{attempt}",
-        f"      in  {_compact(state['input_data'], width)}",
-    ]
-    if state["output_data"] is not None:
-        out.append(f"      out {_compact(state['output_data'], width)}")
-        for op, path, old, new in field_diff(state["input_data"], state["output_data"]):
-            shown = {
-                "+": _compact(new, width),
-                "-": _compact(old, width),
-                "~": f"{_compact(old, width)} -> {_compact(new, width)}",
-            }[op]
-            out.append(f"        {op} {path or '(whole value)'}: {shown}")
-    if state["error"] is not None:
-        out.append(f"      error {_compact(state['error'], width)}")
-    mine = state["state_id"]
-    for call in (c for c in result["calls"] if c["state_id"] == mine):
-        latency = "" if call["latency_ms"] is None else f" {call['latency_ms']:g} ms"
-        out += [
-            f"      call #{call['call_index']} {call['call_type']} {call['status']}{latency}",
-            f"        request  {_compact(call['request'], width)}",
-            f"        response {_compact(call['response'], width)}",
-        ]
-    for route in (r for r in result["routing_events"] if r["state_id"] == mine):
-        edge = result.get("edges", {}).get(route["edge_id"])
-        where = route["edge_id"]
-        if edge is not None:
-            target = edge["to_node_id"]
-            name = result["node_names"].get(target)
-            where = f"{edge['label']} -> {target}" + (f" ({name})" if name else "")
-        out.append(
-            f"      routed {where} ({route['mode']}) reason {_compact(route['reason'], width)}"
-        )
-    for art in (a for a in result["artifacts"] if a["state_id"] == mine):
-        size = f"{art['size_bytes']:,} bytes"
-        out.append(f"      artifact {art['artifact_type']} {art['path_or_uri']} ({size})")
-    return out
-
-
-def _group(records: list[dict[str, Any]], key: str) -> dict[str, list[dict[str, Any]]]:
-    grouped: dict[str, list[dict[str, Any]]] = {}
-    for record in records:
-        grouped.setdefault(record[key], []).append(record)
-    return grouped

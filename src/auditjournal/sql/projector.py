@@ -4,7 +4,7 @@ Exactly-once: events are applied in batches (``executemany`` per table), one
 transaction per batch, and the run's checkpoint row is moved in the *same*
 transaction, first, guarded by the seq it expects (``UPDATE ... WHERE
 last_seq = :old``). A crash rolls back the rows and the checkpoint together;
-a restart positions the :class:`JournalReader` at the stored position. Two
+a restart positions the journal cursor at the stored position. Two
 projectors racing on one run cannot both apply a batch: the loser's guard
 matches no row, it rolls back and re-reads the checkpoint.
 
@@ -14,7 +14,8 @@ get the ``run_completed`` seq, as in the export. The projector holds no state
 besides its journal position, so it can stop and resume anywhere.
 
 Thread-safety: a :class:`SqlProjector` is driven by one thread;
-:class:`LiveSql` drives one on a background thread while a run is recorded.
+:class:`~auditjournal.projection.live.LiveSql` drives one on a background thread while a
+run is recorded.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ..errors import DatabaseError, RunNotFoundError
-from ..journal.files import JournalPosition, JournalReader
+from ..errors import RunNotFoundError
+from ..journal.base import JournalCursor, JournalPosition, RunJournal
+from ..journal.filebackend import as_run_journal
 from ..model.events import (
     ArtifactRecorded,
     BaseEvent,
@@ -51,7 +53,6 @@ from ..model.events import (
     TokenCreated,
     TokenOutcomeRecorded,
 )
-from ..projection.live import LiveThread
 from .schema import (
     TABLES,
     SqlDatabase,
@@ -70,7 +71,7 @@ from .schema import (
     tokens,
 )
 
-__all__ = ["DEFAULT_BATCH", "LiveSql", "SqlProjector", "replay_sql", "table_rows"]
+__all__ = ["DEFAULT_BATCH", "SqlProjector", "replay_sql", "table_rows"]
 
 DEFAULT_BATCH: Final = 4096
 _UTC = _dt.UTC
@@ -314,19 +315,19 @@ class SqlProjector:
         self,
         *,
         database: SqlDatabase,
-        journal_dir: Path,
+        journal_dir: Path | RunJournal,
         run_id: str,
         batch_size: int = DEFAULT_BATCH,
     ) -> None:
         self.database = database
         self.run_id = run_id
         self.batch_size = batch_size
-        self._journal_dir = journal_dir
+        self._journal = as_run_journal(journal_dir, run_id)
         self.applied_seq = 0
         """The last seq the tables hold (as far as this projector knows)."""
         self.run_completed = False
         """True once ``run_completed`` is in the tables."""
-        self._reader: JournalReader | None = self._resync()
+        self._reader: JournalCursor | None = self._resync()
 
     def step(self, limit: int | None = None) -> int:
         """Apply what the journal has now (up to ``limit`` events) in one transaction.
@@ -404,7 +405,7 @@ class SqlProjector:
         if moved.rowcount != 1:
             raise _Conflict
 
-    def _resync(self) -> JournalReader:
+    def _resync(self) -> JournalCursor:
         """A reader positioned after what the tables hold (per the stored checkpoint)."""
         try:
             with self.database.engine.connect() as conn:
@@ -417,60 +418,28 @@ class SqlProjector:
         self.run_completed = status not in (None, "running")
         if checkpoint is None:
             self.applied_seq = 0
-            return JournalReader(self._journal_dir, self.run_id)
+            return self._journal.cursor()
         self.applied_seq = checkpoint.last_seq
-        return JournalReader(self._journal_dir, self.run_id, checkpoint.position)
-
-
-class LiveSql(LiveThread):
-    """Runs a :class:`SqlProjector` on a background thread while the run is recorded."""
-
-    def __init__(self, projector: SqlProjector, *, poll_interval: float = 0.005) -> None:
-        super().__init__(f"auditjournal-sql-{projector.run_id}", poll_interval)
-        self.projector = projector
-        self._target: int | None = None
-        self._thread.start()
-
-    def _step(self) -> bool:
-        return bool(self.projector.step())
-
-    def _done(self) -> bool:
-        target = self._target
-        return target is not None and self.projector.applied_seq >= target
-
-    def _close(self) -> None:
-        self.projector.close()
-
-    def finish(self, seq: int) -> int:
-        """Block until the tables hold everything up to ``seq``, then stop the thread."""
-        self._target = seq
-        self._wake.set()
-        self._thread.join()
-        run_id = self.projector.run_id
-        if self._error is not None:
-            raise DatabaseError(
-                f"SQL projection of run {run_id!r} failed (the journal is complete; rebuild "
-                f"the tables with `auditjournal project` or `replay --db`): {self._error}"
-            ) from self._error
-        return self.projector.applied_seq
-
-    def done_seq(self) -> int:
-        """The last journal seq the tables hold."""
-        return self.projector.applied_seq
+        return self._journal.cursor(checkpoint.position)
 
 
 def replay_sql(
-    *, database: SqlDatabase, journal_dir: Path, run_id: str, batch_size: int = DEFAULT_BATCH
+    *,
+    database: SqlDatabase,
+    journal_dir: Path | RunJournal,
+    run_id: str,
+    batch_size: int = DEFAULT_BATCH,
 ) -> int:
     """Rebuild one run's tables from its journal (its old rows are deleted first).
 
     Returns the last seq applied. Readers may see the tables half-built while it runs.
     """
-    if not journal_dir.is_dir():
-        raise RunNotFoundError(f"no journal for run {run_id!r} at {journal_dir}")
+    journal = as_run_journal(journal_dir, run_id)
+    if not journal.exists():
+        raise RunNotFoundError(f"no journal for run {run_id!r} at {journal.location}")
     database.delete_run(run_id)
     projector = SqlProjector(
-        database=database, journal_dir=journal_dir, run_id=run_id, batch_size=batch_size
+        database=database, journal_dir=journal, run_id=run_id, batch_size=batch_size
     )
     try:
         return projector.run()

@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.pool import StaticPool
 
 from ..errors import AuditJournalError, DatabaseError
-from ..journal.files import journal_segments
+from ..journal.base import RunJournal
 from .schema import SqlDatabase
 
 __all__ = ["open_read_only", "tables_current"]
@@ -57,16 +57,16 @@ def _sqlite_engine(connect: sqlite3.Connection) -> sa.Engine:
     return sa.create_engine("sqlite://", creator=lambda: connect, poolclass=StaticPool)
 
 
-def open_read_only(path: Path, journals: Sequence[tuple[str, Path]]) -> tuple[SqlDatabase, bool]:
-    """The tables of the SQLite file ``path``, read-only, for the runs ``journals`` (run
-    id, journal directory): ``(database, refresh)``. ``refresh`` is False when the
+def open_read_only(path: Path, journals: Sequence[RunJournal]) -> tuple[SqlDatabase, bool]:
+    """The tables of the SQLite file ``path``, read-only, for the runs of ``journals``:
+    ``(database, refresh)``. ``refresh`` is False when the
     file is current for every run (query it as it is); else the database is an
     in-memory copy that the caller brings up to date (``refresh_tables``)."""
     memory = sqlite3.connect(":memory:", check_same_thread=False)
     if path.is_file():
         source = _connect_read_only(path)
         database = SqlDatabase("sqlite://", engine=_sqlite_engine(source))
-        if all(tables_current(database, run_id, d) for run_id, d in journals):
+        if all(tables_current(database, journal) for journal in journals):
             memory.close()
             return database, False
         try:
@@ -79,22 +79,16 @@ def open_read_only(path: Path, journals: Sequence[tuple[str, Path]]) -> tuple[Sq
     return SqlDatabase("sqlite://", engine=_sqlite_engine(memory)), True
 
 
-def tables_current(database: SqlDatabase, run_id: str, journal: Path) -> bool:
+def tables_current(database: SqlDatabase, journal: RunJournal) -> bool:
     """Whether the tables hold every complete and incomplete byte of the run's journal:
-    its checkpoint stands at the end of the journal's last segment."""
+    its checkpoint stands at the journal's end."""
     try:
-        checkpoint = database.checkpoint(run_id)
+        checkpoint = database.checkpoint(journal.run_id)
     except AuditJournalError:
         return False
     if checkpoint is None:
-        return not journal.is_dir()  # a run the database alone knows: nothing to add
-    segments = journal_segments(journal)
-    if not segments:
-        return True
-    first, last = segments[-1]
-    position = checkpoint.position
+        return not journal.exists()  # a run the database alone knows: nothing to add
     try:
-        size = last.stat().st_size
-    except OSError:
+        return journal.bytes_before(checkpoint.position) == journal.size_bytes()
+    except (AuditJournalError, OSError):
         return False
-    return position.segment_first_seq == first and position.offset == size

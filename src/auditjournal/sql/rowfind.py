@@ -9,17 +9,23 @@ says, field by field, what a node state's output changed in its input.
 from __future__ import annotations
 
 import json
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import sqlalchemy as sa
 
 from ..errors import AuditJournalError, RowNotFoundError, RunNotFoundError
-from ..recording.store import AuditStore
+from ..payloads.store import PayloadStore
 from .schema import SqlDatabase, db_error, rows, runs
 
-__all__ = ["field_diff", "find_rows", "parse_where"]
+__all__ = ["RowSource", "field_diff", "find_rows", "parse_where"]
 
 _MISSING: Final = object()
+
+
+class RowSource(Protocol):
+    """The part of a store :func:`find_rows` uses (:class:`~auditjournal.AuditStore` has it)."""
+
+    payloads: PayloadStore
 
 
 def parse_where(text: str) -> tuple[str, str]:
@@ -31,7 +37,7 @@ def parse_where(text: str) -> tuple[str, str]:
 
 
 def find_rows(
-    store: AuditStore,
+    store: RowSource,
     run_id: str,
     database: SqlDatabase,
     *,

@@ -1,0 +1,182 @@
+"""The lineage queries' results as text for people (:mod:`.lineage` answers them; the
+CLI prints these): the runs as a table, a run's summary, a row's lineage with what
+each step changed.
+
+Thread-safety: plain functions.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from .rowfind import field_diff
+
+__all__ = ["render_explain", "render_runs", "render_show"]
+
+
+def _compact(value: Any, width: int | None) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    if width is not None and len(text) > width:
+        return text[: width - 1] + "…"
+    return text
+
+
+_NUMBER = re.compile(r"-|-?[\d,]+(\.\d+)?s?")
+
+
+def _table(headers: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
+    """Columns padded to their widest cell; a column of numbers is right-aligned."""
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(headers)]
+    numeric = [all(_NUMBER.fullmatch(line[i]) for line in lines) for i in range(len(headers))]
+    fmt = "  ".join(f"{{:{'>' if n else '<'}{w}}}" for w, n in zip(widths, numeric, strict=True))
+    return "\n".join(fmt.format(*line).rstrip() for line in [headers, *lines])
+
+
+def render_runs(result: list[dict[str, Any]]) -> str:
+    """The runs as a table: id, status, started, duration, rows, events, export."""
+    if not result:
+        return "no runs"
+    lines = [
+        (
+            r["run_id"],
+            r["status"] + (", writer gone" if r.get("writer_gone") else ""),
+            r["started_at"] or "-",
+            "-" if r["duration_s"] is None else f"{r['duration_s']:.3f}s",
+            f"{r['rows']:,}",
+            f"{r['events']:,}",
+            r["export"]["state"],
+        )
+        for r in result
+    ]
+    headers = ("RUN", "STATUS", "STARTED", "DURATION", "ROWS", "EVENTS", "EXPORT")
+    table = _table(headers, lines)
+    problems = [f"{r['run_id']}: {r['problem']}" for r in result if r.get("problem")]
+    if not problems:
+        return table
+    return "\n".join([table, "", "problems (these runs could not be read):", *problems])
+
+
+def render_show(result: dict[str, Any]) -> str:
+    """A run's summary for people."""
+    run = result["run"]
+    names = {n["node_id"]: f"{n['node_id']} ({n['plugin_name']})" for n in result["nodes"]}
+    out = [
+        f"run        {run['run_id']}",
+        f"status     {run['status']}"
+        + (" (its writer is gone: resume and complete it)" if run.get("writer_gone") else "")
+        + (f"  error {_compact(run['error'], 100)}" if run["error"] else ""),
+        f"started    {run['started_at']}",
+        f"completed  {run['completed_at'] or '-'}"
+        + ("" if run["duration_s"] is None else f"  ({run['duration_s']:.3f}s)"),
+        f"events     {result['events'] or 0:,}",
+        "",
+        "nodes",
+    ]
+    out += [
+        f"  {n['node_id']:<16} {n['node_type']:<11} {n['plugin_name']} {n['plugin_version']}"
+        for n in result["nodes"]
+    ]
+    out.append("edges")
+    out += [
+        f"  {e['edge_id']:<16} {names.get(e['from_node_id'], e['from_node_id'])} "
+        f"--{e['label']}--> {names.get(e['to_node_id'], e['to_node_id'])}  (mode {e['mode']})"
+        for e in result["edges"]
+    ]
+    routes = {e["edge_id"]: _route(e, names) for e in result["edges"]}
+    counts = result["counts"]
+    out.append("counts")
+    for key, value in counts.items():
+        if isinstance(value, dict):
+            label = (lambda k: routes.get(k, k)) if key == "routing_events" else str
+            shown = ", ".join(f"{label(k)}={v:,}" for k, v in value.items()) or "-"
+            out.append(f"  {key:<15} {shown}")
+        else:
+            out.append(f"  {key:<15} {value:,}")
+    export = result["export"]
+    out.append(
+        f"export     {export['state']}" + (f"  {export['manifest']}" if export["manifest"] else "")
+    )
+    return "\n".join(out)
+
+
+def _route(edge: dict[str, Any], names: dict[str, str]) -> str:
+    """An edge as people name it: its label and where it leads (``review -> node-5 (sink)``)."""
+    return f"{edge['label']} -> {names.get(edge['to_node_id'], edge['to_node_id'])}"
+
+
+def render_explain(result: dict[str, Any], *, width: int | None = 120) -> str:
+    """A row's lineage for people: per token, its node states with their input/output,
+    calls and routing decisions, then the outcome. ``width`` truncates payloads."""
+    row = result["row"]
+    out = [
+        f"row {row['row_id']} (index {row['row_index']}) of run {result['run_id']}, "
+        f"from node {row['source_node_id']}",
+        f"  source data {_compact(row['source_data'], width)}",
+    ]
+    states_of = _group(result["node_states"], "token_id")
+    outcomes_of = _group(result["token_outcomes"], "token_id")
+    for token in result["tokens"]:
+        parents = ", ".join(token["parent_token_ids"])
+        extra = f" from {parents}" if parents else ""
+        extra += f" branch {token['branch_name']}" if token["branch_name"] else ""
+        out.append(f"token {token['token_id']}{extra}")
+        for state in sorted(states_of.get(token["token_id"], []), key=lambda s: s["started_seq"]):
+            out += _render_state(state, result, width)
+        for outcome in outcomes_of.get(token["token_id"], []):
+            sink = f" -> {outcome['sink_name']}" if outcome["sink_name"] else ""
+            out.append(f"  outcome {outcome['outcome']}{sink}")
+    out.append(f"outcome {result['outcome'] or '(none yet)'}")
+    return "\n".join(out)
+
+
+def _render_state(state: dict[str, Any], result: dict[str, Any], width: int | None) -> list[str]:
+    node = result["node_names"].get(state["node_id"], "")
+    duration = "" if state["duration_ms"] is None else f" {state['duration_ms']:g} ms"
+    attempt = f" attempt {state['attempt']}" if state["attempt"] else ""
+    out = [
+        f"  [{state['step_index']}] {state['node_id']} {node} {state['status']}{duration}{attempt}",
+        f"      in  {_compact(state['input_data'], width)}",
+    ]
+    if state["output_data"] is not None:
+        out.append(f"      out {_compact(state['output_data'], width)}")
+        for op, path, old, new in field_diff(state["input_data"], state["output_data"]):
+            shown = {
+                "+": _compact(new, width),
+                "-": _compact(old, width),
+                "~": f"{_compact(old, width)} -> {_compact(new, width)}",
+            }[op]
+            out.append(f"        {op} {path or '(whole value)'}: {shown}")
+    if state["error"] is not None:
+        out.append(f"      error {_compact(state['error'], width)}")
+    mine = state["state_id"]
+    for call in (c for c in result["calls"] if c["state_id"] == mine):
+        latency = "" if call["latency_ms"] is None else f" {call['latency_ms']:g} ms"
+        out += [
+            f"      call #{call['call_index']} {call['call_type']} {call['status']}{latency}",
+            f"        request  {_compact(call['request'], width)}",
+            f"        response {_compact(call['response'], width)}",
+        ]
+    for route in (r for r in result["routing_events"] if r["state_id"] == mine):
+        edge = result.get("edges", {}).get(route["edge_id"])
+        where = route["edge_id"]
+        if edge is not None:
+            target = edge["to_node_id"]
+            name = result["node_names"].get(target)
+            where = f"{edge['label']} -> {target}" + (f" ({name})" if name else "")
+        out.append(
+            f"      routed {where} ({route['mode']}) reason {_compact(route['reason'], width)}"
+        )
+    for art in (a for a in result["artifacts"] if a["state_id"] == mine):
+        size = f"{art['size_bytes']:,} bytes"
+        out.append(f"      artifact {art['artifact_type']} {art['path_or_uri']} ({size})")
+    return out
+
+
+def _group(records: list[dict[str, Any]], key: str) -> dict[str, list[dict[str, Any]]]:
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        grouped.setdefault(record[key], []).append(record)
+    return grouped
