@@ -22,6 +22,7 @@ import pytest
 from auditjournal.errors import (
     CorruptJournalError,
     DiskFullError,
+    DuplicateMemberError,
     JournalClosedError,
     StorageError,
 )
@@ -33,8 +34,8 @@ from auditjournal.journal.files import (
     seal,
     segment_name,
 )
-from auditjournal.journal.lines import read_entry
-from auditjournal.model.events import BaseEvent, RowCreated, encode_event
+from auditjournal.journal.lines import SUFFIX_LEN, decode_line, read_entry
+from auditjournal.model.events import BaseEvent, RowCreated, TokenCreated, encode_event
 from faults import fail_writes
 
 RUN = "run-1"
@@ -175,6 +176,62 @@ def test_read_entry_returns_the_event_and_the_next_chain() -> None:
     assert read_entry(memoryview(line), genesis_chain(RUN), bytearray())[1] == chain
     with pytest.raises(ValueError, match="chain hash does not match"):
         read_entry(line, chain, bytearray())
+
+
+def test_read_entry_takes_an_event_of_two_bytes_for_an_event() -> None:
+    """The shortest line that may hold an event: it is read as one (and is not one)."""
+    line, _ = seal(b"{x}", genesis_chain(RUN))
+    assert len(line) == SUFFIX_LEN + 2
+    with pytest.raises(ValueError, match="undecodable event"):
+        read_entry(line, genesis_chain(RUN), bytearray())
+
+
+def test_an_edited_line_that_no_longer_decodes_is_reported_as_edited() -> None:
+    line, _ = seal(encode_event(row(1)), genesis_chain(RUN))
+    edited = line.replace(b'"seq":1,', b'"seq":"1",')
+    with pytest.raises(ValueError, match="chain hash does not match"):
+        read_entry(edited, genesis_chain(RUN), bytearray())
+
+
+def token(seq: int) -> TokenCreated:
+    return TokenCreated(run_id=RUN, seq=seq, ts=T0, token_id=f"tok-{seq}", row_id="row-1")
+
+
+def with_suffix(event_bytes: bytes) -> bytes:
+    return seal(event_bytes, genesis_chain(RUN))[0]
+
+
+def test_decode_line_refuses_a_member_named_twice_at_the_end() -> None:
+    """The repeat follows the last member: the line starts with the event's own encoding
+    and only its length tells it apart."""
+    encoded = encode_event(token(1))
+    assert encoded.endswith(b',"expand_group_id":null}')
+    line = with_suffix(encoded[:-1] + b',"expand_group_id":null}')
+    with pytest.raises(DuplicateMemberError, match="'expand_group_id' twice"):
+        decode_line(line)
+
+
+def test_decode_line_refuses_a_member_named_twice_in_a_line_of_the_right_length() -> None:
+    """A repeat (``token_id``) paid for by a member left out (``expand_group_id``, which
+    has a default): the line is exactly as long as the event's encoding, and differs."""
+    encoded = encode_event(token(1))
+    dropped = encoded.replace(b',"expand_group_id":null', b"")
+    padding = len(encoded) - len(dropped) - len(b'"token_id":"",')
+    forged = dropped.replace(b'"token_id":', b'"token_id":"' + b"x" * padding + b'","token_id":')
+    assert len(forged) == len(encoded) and forged != encoded
+    with pytest.raises(DuplicateMemberError, match="'token_id' twice"):
+        decode_line(with_suffix(forged))
+    assert decode_line(with_suffix(dropped)) == token(1)  # no repeat: read, as it says
+    assert decode_line(with_suffix(encoded)) == token(1)
+
+
+def test_a_closed_segment_whose_last_line_names_a_member_twice(jdir: Path) -> None:
+    good, chain = chained([row(1)])
+    encoded = encode_event(row(2))
+    last, _ = seal(encoded[:-1] + b',"row_id":"row-2"}', chain)
+    path = write_segment(jdir, 1, good + last)
+    with pytest.raises(CorruptJournalError, match=r"bad last entry: .*'row_id' twice"):
+        last_entry(path, RUN)
 
 
 def test_a_chained_line_that_is_not_an_event(jdir: Path) -> None:
