@@ -19,10 +19,12 @@ from pathlib import Path
 
 import pytest
 
+from auditjournal import AuditStore
 from auditjournal.errors import (
     CorruptJournalError,
     DiskFullError,
     DuplicateMemberError,
+    InvalidSettingsError,
     JournalClosedError,
     StorageError,
 )
@@ -1252,3 +1254,84 @@ def test_an_append_whose_seq_was_taken_while_it_waited_is_refused(jdir: Path) ->
     assert journal.next_seq == 3
     journal.close()
     assert read_all(jdir) == [row(1), row(2)]
+
+
+def test_a_flush_fsyncs_the_segments_retired_since_the_last_one(
+    jdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = Journal(jdir, RUN, durability="batch", flush_interval=3600, segment_bytes=1)
+    with journal.lock:
+        for seq in (1, 2, 3):  # one event per segment: two retired, one current
+            journal.append(row(seq))
+    syncs = Syncs(monkeypatch)
+    journal.flush(fsync=True)
+    assert sorted(syncs.files) == [segment_name(1), segment_name(2), segment_name(3)]
+    journal.close()
+
+
+def test_segments_retired_while_a_failed_flush_ran_are_written_by_the_next(
+    jdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The flush fails (after taking segment 1's and 2's bytes) while appends retire
+    segments 2 and 3: the next flushes write all four segments, in order (a write that
+    fails on segment 1 leaves every later segment unwritten)."""
+    failing = [True]
+
+    def before_flush(fsync: bool) -> None:
+        if failing[0]:
+            failing[0] = False
+            with journal.lock:
+                journal.append(row(3))
+                journal.append(row(4))
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    journal = Journal(
+        jdir,
+        RUN,
+        durability="batch",
+        flush_interval=3600,
+        segment_bytes=1,
+        before_flush=before_flush,
+    )
+    with journal.lock:
+        journal.append(row(1))
+        journal.append(row(2))
+    with pytest.raises(OSError):
+        journal.flush(fsync=True)
+    failed = fail_writes(monkeypatch, segment_name(1))
+    with pytest.raises(DiskFullError):
+        journal.flush(fsync=True)
+    assert failed and [p.stat().st_size for p in segments(jdir)] == [0, 0, 0, 0]
+    monkeypatch.undo()
+    journal.flush(fsync=True)
+    journal.close()
+    assert [p.name for p in segments(jdir)] == [segment_name(s) for s in (1, 2, 3, 4)]
+    assert read_all(jdir) == [row(s) for s in (1, 2, 3, 4)]
+
+
+def test_close_refuses_appends_while_it_writes(jdir: Path) -> None:
+    refused: list[bool] = []
+    closing = [False]
+
+    def before_flush(fsync: bool) -> None:
+        if closing[0]:
+            with journal.lock:
+                try:
+                    journal.append(row(2))
+                    refused.append(False)
+                except JournalClosedError:
+                    refused.append(True)
+
+    journal = Journal(jdir, RUN, durability="batch", flush_interval=3600, before_flush=before_flush)
+    with journal.lock:
+        journal.append(row(1))
+    closing[0] = True
+    journal.close()
+    assert refused == [True]
+    assert read_all(jdir) == [row(1)]
+
+
+def test_the_smallest_segment_size_is_one_page(tmp_path: Path) -> None:
+    AuditStore.open(tmp_path / "a", segment_bytes=4096).close()
+    with pytest.raises(InvalidSettingsError, match="segment_bytes must be an int >= 4096"):
+        AuditStore.open(tmp_path / "b", segment_bytes=4095)

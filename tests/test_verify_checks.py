@@ -986,3 +986,12 @@ def test_a_manifest_gone_before_it_is_read_is_missing(
     report = verify_export(tmp_path)
     assert [c.line() for c in report.checks] == [f"{MANIFEST}: INVALID: missing"]
     assert (report.ok, report.record_count) == (False, 0)
+
+
+def test_a_listing_that_is_not_a_regular_file_is_reported_not_read(export: Export) -> None:
+    listing = export.dir / LISTING
+    listing.unlink()
+    listing.mkdir()
+    check = only_failure(export.verify())
+    assert check.file == LISTING
+    assert "listing is a directory (refused: only regular files are read)" in check.reason
