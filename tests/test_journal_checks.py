@@ -1335,3 +1335,15 @@ def test_the_smallest_segment_size_is_one_page(tmp_path: Path) -> None:
     AuditStore.open(tmp_path / "a", segment_bytes=4096).close()
     with pytest.raises(InvalidSettingsError, match="segment_bytes must be an int >= 4096"):
         AuditStore.open(tmp_path / "b", segment_bytes=4095)
+
+
+def test_a_closed_segment_whose_last_chain_is_not_64_hex_digits(jdir: Path) -> None:
+    """bytes.fromhex skips spaces: a chain of 64 characters with spaces in it gives
+    fewer than 32 bytes, and is no chain value."""
+    good, chain = chained([row(1)])
+    last, _ = seal(encode_event(row(2)), chain)
+    spaced = last[:-67] + b" " + b"00" * 31 + b" " + last[-3:]
+    assert len(spaced) == len(last)
+    path = write_segment(jdir, 1, good + spaced)
+    with pytest.raises(CorruptJournalError, match="last entry is not a chained entry"):
+        last_entry(path, RUN)
