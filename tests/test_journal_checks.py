@@ -1347,3 +1347,12 @@ def test_a_closed_segment_whose_last_chain_is_not_64_hex_digits(jdir: Path) -> N
     path = write_segment(jdir, 1, good + spaced)
     with pytest.raises(CorruptJournalError, match="last entry is not a chained entry"):
         last_entry(path, RUN)
+
+
+def test_a_reader_may_be_closed_twice(jdir: Path) -> None:
+    data, _ = chained([row(1)])
+    write_segment(jdir, 1, data)
+    reader = JournalReader(jdir, RUN)
+    assert list(reader) == [row(1)]
+    reader.close()
+    reader.close()
