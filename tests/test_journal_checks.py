@@ -30,9 +30,11 @@ from auditjournal.errors import (
 )
 from auditjournal.journal.files import (
     Journal,
+    JournalPosition,
     JournalReader,
     genesis_chain,
     last_entry,
+    position_exists,
     seal,
     segment_name,
 )
@@ -1356,3 +1358,36 @@ def test_a_reader_may_be_closed_twice(jdir: Path) -> None:
     assert list(reader) == [row(1)]
     reader.close()
     reader.close()
+
+
+def test_position_exists_only_where_a_reader_can_stand(jdir: Path) -> None:
+    """Segments 1 (seqs 1-2) and 3 (seqs 3-4): each field of a checkpoint's position
+    must match the journal."""
+    first, chain2 = chained([row(1), row(2)])
+    second, _ = chained([row(3), row(4)], chain2)
+    write_segment(jdir, 1, first)
+    write_segment(jdir, 3, second)
+    line1, chain1 = seal(encode_event(row(1)), genesis_chain(RUN))
+    genesis = genesis_chain(RUN)
+
+    def exists(next_seq: int, segment: int, offset: int, chain: bytes) -> bool:
+        return position_exists(jdir, RUN, JournalPosition(next_seq, segment, offset, chain))
+
+    # before the first entry: only segment 1, offset 0, the genesis chain
+    assert exists(1, 1, 0, genesis)
+    assert not exists(1, 3, 0, genesis)
+    assert not exists(1, 1, len(line1), genesis)
+    assert not exists(1, 1, 0, chain1)
+    # inside a segment: the entry ending at the offset has seq next_seq - 1 and the chain
+    assert exists(2, 1, len(line1), chain1)
+    assert not exists(2, 1, len(line1), chain2)
+    assert not exists(3, 1, len(line1), chain1)
+    assert not exists(2, 1, 5, chain1)  # not at the end of an entry
+    # at the start of a segment: the entry that ends the segment before
+    assert exists(3, 3, 0, chain2)
+    assert not exists(3, 3, 0, chain1)
+    assert not exists(4, 3, 0, chain2)  # a segment starts with its own first seq
+    assert not exists(3, 1, 0, chain2)  # no segment before the first
+    assert not exists(3, 2, 0, chain2)  # segment 1 ends at seq 2, but no segment 2 starts there
+    (jdir / segment_name(1)).unlink()
+    assert not exists(3, 3, 0, chain2)  # the segment before is gone
