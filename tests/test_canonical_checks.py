@@ -4,6 +4,8 @@ the last Unicode plane, shared references in a too-deep value, memoryview."""
 
 from __future__ import annotations
 
+import sys
+import traceback
 from typing import Any
 
 import pytest
@@ -180,3 +182,35 @@ def test_the_shortened_path_keeps_the_first_six_and_the_last_four_steps() -> Non
     steps = [f"['k{i}']" for i in range(19, -1, -1)]
     path = "$" + "".join(steps[:6]) + "...(10 more)..." + "".join(steps[-4:])
     assert str(caught.value).endswith(f" at {path}")
+
+
+def test_a_value_deeper_than_the_stack_is_too_deep_not_a_cycle() -> None:
+    """The cycle search runs out of stack too; running out is not a cycle."""
+    with pytest.raises(CanonicalizationError, match=f"nested deeper than {MAX_DEPTH} levels"):
+        canonical_json(nested("list", 100_000))
+
+
+def test_scalars_inside_a_too_deep_value_are_not_a_cycle() -> None:
+    value: Any = ["text", 7, 1.5, None, True]
+    for _ in range(MAX_DEPTH):
+        value = ["s", 3, value]
+    with pytest.raises(CanonicalizationError, match="nested deeper than") as caught:
+        canonical_json(value)
+    assert "cycle" not in str(caught.value)
+
+
+def test_a_caller_already_deep_in_its_stack_gets_a_typed_error() -> None:
+    """Within the depth limit, but the caller's stack is nearly used up: RecursionError
+    inside the walk becomes a CanonicalizationError naming the stack."""
+    limit = sys.getrecursionlimit()
+
+    def descend(n: int) -> bytes:
+        return canonical_json(nested("list", 300)) if n == 0 else descend(n - 1)
+
+    sys.setrecursionlimit(len(traceback.extract_stack()) + 200)
+    try:
+        with pytest.raises(CanonicalizationError, match="too deeply for this thread's stack"):
+            descend(20)
+    finally:
+        sys.setrecursionlimit(limit)
+    assert descend(20) == b"[" * 299 + b"[]" + b"]" * 299

@@ -606,3 +606,45 @@ def test_files_that_cannot_be_opened_or_fsynced_are_storage_errors(
     finally:
         monkeypatch.undo()
         restored.close()
+
+
+def test_an_unchunked_export_is_resumed_onto_its_one_file(tmp_path: Path) -> None:
+    """Unchunked, the current chunk is audit_trail.json (index 0): a restore keeps it."""
+    records = [record(i, 100) for i in range(4)]
+    writer = ChunkWriter(tmp_path / "audit_trail", None)
+    try:
+        for seq, r in enumerate(records[:2], start=1):
+            writer.add(seq, r)
+        snap = json.loads(json.dumps(writer.snapshot()))
+    finally:
+        writer.close()
+    again = ChunkWriter(tmp_path / "audit_trail", None)
+    try:
+        assert again.restore(snap)
+        for seq, r in enumerate(records[2:], start=3):
+            again.add(seq, r)
+        (info,) = again.finish()
+    finally:
+        again.close()
+    data = (tmp_path / "audit_trail.json").read_bytes()
+    assert data == b"[\n" + b"\n,".join(records) + b"\n]\n"
+    assert (info.file, info.record_count, info.bytes) == ("audit_trail.json", 4, len(data))
+
+
+def test_a_checkpoint_is_refused_on_a_link_to_a_copy_of_its_chunk(tmp_path: Path) -> None:
+    """The closed chunk replaced by a link to an identical copy elsewhere, whose path is
+    exactly as long as the chunk (the size lstat gives a link): refused, not followed."""
+    snap, records = checkpointed(tmp_path / "export")
+    info = snap["closed"][0]
+    path = tmp_path / "export" / info["file"]
+    target = tmp_path / "outside"
+    while info["bytes"] - len(str(target)) - 1 > 200:
+        target /= "d" * min(200, info["bytes"] - len(str(target)) - 2 - 1)
+    target.mkdir(parents=True)
+    target /= "f" * (info["bytes"] - len(str(target)) - 1)
+    target.write_bytes(path.read_bytes())
+    path.unlink()
+    path.symlink_to(target)
+    assert path.lstat().st_size == info["bytes"] == path.stat().st_size
+    assert not resume(tmp_path / "export", snap, records)
+    assert path.is_symlink() and target.read_bytes() == path.read_bytes()

@@ -19,22 +19,27 @@ from pathlib import Path
 
 import pytest
 
+from auditjournal import AuditStore
 from auditjournal.errors import (
     CorruptJournalError,
     DiskFullError,
+    DuplicateMemberError,
+    InvalidSettingsError,
     JournalClosedError,
     StorageError,
 )
 from auditjournal.journal.files import (
     Journal,
+    JournalPosition,
     JournalReader,
     genesis_chain,
     last_entry,
+    position_exists,
     seal,
     segment_name,
 )
-from auditjournal.journal.lines import read_entry
-from auditjournal.model.events import BaseEvent, RowCreated, encode_event
+from auditjournal.journal.lines import SUFFIX_LEN, decode_line, read_entry
+from auditjournal.model.events import BaseEvent, RowCreated, TokenCreated, encode_event
 from faults import fail_writes
 
 RUN = "run-1"
@@ -175,6 +180,62 @@ def test_read_entry_returns_the_event_and_the_next_chain() -> None:
     assert read_entry(memoryview(line), genesis_chain(RUN), bytearray())[1] == chain
     with pytest.raises(ValueError, match="chain hash does not match"):
         read_entry(line, chain, bytearray())
+
+
+def test_read_entry_takes_an_event_of_two_bytes_for_an_event() -> None:
+    """The shortest line that may hold an event: it is read as one (and is not one)."""
+    line, _ = seal(b"{x}", genesis_chain(RUN))
+    assert len(line) == SUFFIX_LEN + 2
+    with pytest.raises(ValueError, match="undecodable event"):
+        read_entry(line, genesis_chain(RUN), bytearray())
+
+
+def test_an_edited_line_that_no_longer_decodes_is_reported_as_edited() -> None:
+    line, _ = seal(encode_event(row(1)), genesis_chain(RUN))
+    edited = line.replace(b'"seq":1,', b'"seq":"1",')
+    with pytest.raises(ValueError, match="chain hash does not match"):
+        read_entry(edited, genesis_chain(RUN), bytearray())
+
+
+def token(seq: int) -> TokenCreated:
+    return TokenCreated(run_id=RUN, seq=seq, ts=T0, token_id=f"tok-{seq}", row_id="row-1")
+
+
+def with_suffix(event_bytes: bytes) -> bytes:
+    return seal(event_bytes, genesis_chain(RUN))[0]
+
+
+def test_decode_line_refuses_a_member_named_twice_at_the_end() -> None:
+    """The repeat follows the last member: the line starts with the event's own encoding
+    and only its length tells it apart."""
+    encoded = encode_event(token(1))
+    assert encoded.endswith(b',"expand_group_id":null}')
+    line = with_suffix(encoded[:-1] + b',"expand_group_id":null}')
+    with pytest.raises(DuplicateMemberError, match="'expand_group_id' twice"):
+        decode_line(line)
+
+
+def test_decode_line_refuses_a_member_named_twice_in_a_line_of_the_right_length() -> None:
+    """A repeat (``token_id``) paid for by a member left out (``expand_group_id``, which
+    has a default): the line is exactly as long as the event's encoding, and differs."""
+    encoded = encode_event(token(1))
+    dropped = encoded.replace(b',"expand_group_id":null', b"")
+    padding = len(encoded) - len(dropped) - len(b'"token_id":"",')
+    forged = dropped.replace(b'"token_id":', b'"token_id":"' + b"x" * padding + b'","token_id":')
+    assert len(forged) == len(encoded) and forged != encoded
+    with pytest.raises(DuplicateMemberError, match="'token_id' twice"):
+        decode_line(with_suffix(forged))
+    assert decode_line(with_suffix(dropped)) == token(1)  # no repeat: read, as it says
+    assert decode_line(with_suffix(encoded)) == token(1)
+
+
+def test_a_closed_segment_whose_last_line_names_a_member_twice(jdir: Path) -> None:
+    good, chain = chained([row(1)])
+    encoded = encode_event(row(2))
+    last, _ = seal(encoded[:-1] + b',"row_id":"row-2"}', chain)
+    path = write_segment(jdir, 1, good + last)
+    with pytest.raises(CorruptJournalError, match=r"bad last entry: .*'row_id' twice"):
+        last_entry(path, RUN)
 
 
 def test_a_chained_line_that_is_not_an_event(jdir: Path) -> None:
@@ -1152,3 +1213,138 @@ def test_an_append_whose_seq_was_taken_while_it_waited_is_refused(jdir: Path) ->
     assert journal.next_seq == 3
     journal.close()
     assert read_all(jdir) == [row(1), row(2)]
+
+
+def test_a_flush_fsyncs_the_segments_retired_since_the_last_one(
+    jdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = Journal(jdir, RUN, durability="batch", flush_interval=3600, segment_bytes=1)
+    with journal.lock:
+        for seq in (1, 2, 3):  # one event per segment: two retired, one current
+            journal.append(row(seq))
+    syncs = Syncs(monkeypatch)
+    journal.flush(fsync=True)
+    assert sorted(syncs.files) == [segment_name(1), segment_name(2), segment_name(3)]
+    journal.close()
+
+
+def test_segments_retired_while_a_failed_flush_ran_are_written_by_the_next(
+    jdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The flush fails (after taking segment 1's and 2's bytes) while appends retire
+    segments 2 and 3: the next flushes write all four segments, in order (a write that
+    fails on segment 1 leaves every later segment unwritten)."""
+    failing = [True]
+
+    def before_flush(fsync: bool) -> None:
+        if failing[0]:
+            failing[0] = False
+            with journal.lock:
+                journal.append(row(3))
+                journal.append(row(4))
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    journal = Journal(
+        jdir,
+        RUN,
+        durability="batch",
+        flush_interval=3600,
+        segment_bytes=1,
+        before_flush=before_flush,
+    )
+    with journal.lock:
+        journal.append(row(1))
+        journal.append(row(2))
+    with pytest.raises(OSError):
+        journal.flush(fsync=True)
+    failed = fail_writes(monkeypatch, segment_name(1))
+    with pytest.raises(DiskFullError):
+        journal.flush(fsync=True)
+    assert failed and [p.stat().st_size for p in segments(jdir)] == [0, 0, 0, 0]
+    monkeypatch.undo()
+    journal.flush(fsync=True)
+    journal.close()
+    assert [p.name for p in segments(jdir)] == [segment_name(s) for s in (1, 2, 3, 4)]
+    assert read_all(jdir) == [row(s) for s in (1, 2, 3, 4)]
+
+
+def test_close_refuses_appends_while_it_writes(jdir: Path) -> None:
+    refused: list[bool] = []
+    closing = [False]
+
+    def before_flush(fsync: bool) -> None:
+        if closing[0]:
+            with journal.lock:
+                try:
+                    journal.append(row(2))
+                    refused.append(False)
+                except JournalClosedError:
+                    refused.append(True)
+
+    journal = Journal(jdir, RUN, durability="batch", flush_interval=3600, before_flush=before_flush)
+    with journal.lock:
+        journal.append(row(1))
+    closing[0] = True
+    journal.close()
+    assert refused == [True]
+    assert read_all(jdir) == [row(1)]
+
+
+def test_the_smallest_segment_size_is_one_page(tmp_path: Path) -> None:
+    AuditStore.open(tmp_path / "a", segment_bytes=4096).close()
+    with pytest.raises(InvalidSettingsError, match="segment_bytes must be an int >= 4096"):
+        AuditStore.open(tmp_path / "b", segment_bytes=4095)
+
+
+def test_a_closed_segment_whose_last_chain_is_not_64_hex_digits(jdir: Path) -> None:
+    """bytes.fromhex skips spaces: a chain of 64 characters with spaces in it gives
+    fewer than 32 bytes, and is no chain value."""
+    good, chain = chained([row(1)])
+    last, _ = seal(encode_event(row(2)), chain)
+    spaced = last[:-67] + b" " + b"00" * 31 + b" " + last[-3:]
+    assert len(spaced) == len(last)
+    path = write_segment(jdir, 1, good + spaced)
+    with pytest.raises(CorruptJournalError, match="last entry is not a chained entry"):
+        last_entry(path, RUN)
+
+
+def test_a_reader_may_be_closed_twice(jdir: Path) -> None:
+    data, _ = chained([row(1)])
+    write_segment(jdir, 1, data)
+    reader = JournalReader(jdir, RUN)
+    assert list(reader) == [row(1)]
+    reader.close()
+    reader.close()
+
+
+def test_position_exists_only_where_a_reader_can_stand(jdir: Path) -> None:
+    """Segments 1 (seqs 1-2) and 3 (seqs 3-4): each field of a checkpoint's position
+    must match the journal."""
+    first, chain2 = chained([row(1), row(2)])
+    second, _ = chained([row(3), row(4)], chain2)
+    write_segment(jdir, 1, first)
+    write_segment(jdir, 3, second)
+    line1, chain1 = seal(encode_event(row(1)), genesis_chain(RUN))
+    genesis = genesis_chain(RUN)
+
+    def exists(next_seq: int, segment: int, offset: int, chain: bytes) -> bool:
+        return position_exists(jdir, RUN, JournalPosition(next_seq, segment, offset, chain))
+
+    # before the first entry: only segment 1, offset 0, the genesis chain
+    assert exists(1, 1, 0, genesis)
+    assert not exists(1, 3, 0, genesis)
+    assert not exists(1, 1, len(line1), genesis)
+    assert not exists(1, 1, 0, chain1)
+    # inside a segment: the entry ending at the offset has seq next_seq - 1 and the chain
+    assert exists(2, 1, len(line1), chain1)
+    assert not exists(2, 1, len(line1), chain2)
+    assert not exists(3, 1, len(line1), chain1)
+    assert not exists(2, 1, 5, chain1)  # not at the end of an entry
+    # at the start of a segment: the entry that ends the segment before
+    assert exists(3, 3, 0, chain2)
+    assert not exists(3, 3, 0, chain1)
+    assert not exists(4, 3, 0, chain2)  # a segment starts with its own first seq
+    assert not exists(3, 1, 0, chain2)  # no segment before the first
+    assert not exists(3, 2, 0, chain2)  # segment 1 ends at seq 2, but no segment 2 starts there
+    (jdir / segment_name(1)).unlink()
+    assert not exists(3, 3, 0, chain2)  # the segment before is gone

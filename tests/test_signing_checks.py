@@ -18,6 +18,7 @@ from auditjournal.proofs.signing import (
     load_signer,
     sign_manifest,
 )
+from faults import small_filesystem
 
 MANIFEST: dict[str, Any] = {"format": "auditjournal-export/1", "run_id": "r1", "chunks": []}
 
@@ -136,3 +137,22 @@ def test_keygen_does_not_overwrite_a_key(tmp_path: Path) -> None:
         generate_keypair(tmp_path)
     assert (private.read_bytes(), public.read_bytes()) == before
     assert private.stat().st_mode & 0o777 == 0o600
+
+
+def test_keygen_over_a_key_on_a_full_disk_says_the_key_exists(tmp_path: Path) -> None:
+    """The existing key is looked for before anything is written: on a full disk the
+    caller hears that a key is there (its real problem), not that the disk is full."""
+    with small_filesystem(tmp_path / "fs", size="1m") as fs:
+        private, public = generate_keypair(fs.path / "keys")
+        before = private.read_bytes(), public.read_bytes()
+        fs.fill()
+        try:
+            with pytest.raises(SigningKeyError, match="already exists"):
+                generate_keypair(fs.path / "keys")
+        finally:
+            fs.free()
+        assert (private.read_bytes(), public.read_bytes()) == before
+        assert sorted(p.name for p in (fs.path / "keys").iterdir()) == [
+            "signing_key.pem",
+            "signing_key.pub.pem",
+        ]

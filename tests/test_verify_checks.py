@@ -965,3 +965,41 @@ def test_an_export_sealed_recorded_later_speaks_for_the_export(tmp_path: Path) -
     assert check.reason.endswith(
         ": the export_sealed entry has another manifest sha256 than this one"
     )
+
+
+@pytest.mark.parametrize("kind", ["dangling link", "directory"])
+def test_a_manifest_that_is_not_a_regular_file_is_reported_not_read(
+    tmp_path: Path, kind: str
+) -> None:
+    manifest = tmp_path / MANIFEST
+    if kind == "directory":
+        manifest.mkdir()
+    else:
+        manifest.symlink_to(tmp_path / "nowhere.json")
+    report = verify_export(tmp_path)
+    (check,) = report.checks
+    assert (check.file, check.ok) == (MANIFEST, False)
+    assert "refused: only regular files are read" in check.reason
+    assert (report.ok, report.record_count, report.chunk_count) == (False, 0, 0)
+
+
+def test_a_manifest_gone_before_it_is_read_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found, then removed before it is read (another process): reported, never VALID."""
+    import auditjournal.evidence.verify as verify_module
+
+    gone = tmp_path / MANIFEST
+    monkeypatch.setattr(verify_module, "find_manifest", lambda export: gone)
+    report = verify_export(tmp_path)
+    assert [c.line() for c in report.checks] == [f"{MANIFEST}: INVALID: missing"]
+    assert (report.ok, report.record_count) == (False, 0)
+
+
+def test_a_listing_that_is_not_a_regular_file_is_reported_not_read(export: Export) -> None:
+    listing = export.dir / LISTING
+    listing.unlink()
+    listing.mkdir()
+    check = only_failure(export.verify())
+    assert check.file == LISTING
+    assert "listing is a directory (refused: only regular files are read)" in check.reason

@@ -95,9 +95,8 @@ def read_entry(
     hasher = _sha256(prev_chain)
     hasher.update(scratch)
     chain = hasher.digest()
-    if line[_HEX_START:_HEX_END] != hexlify(chain):
-        # not as our encoder writes this event: check the chain over the line as written,
-        # then that it names no member twice
+    if line[_HEX_START:_HEX_END] != hexlify(chain):  # not as our encoder writes this event:
+        # check the chain over the line as written, then that it names no member twice
         chain = _line_chain(line, prev_chain)
         reject_duplicate_members(line, "entry")
     return event, chain

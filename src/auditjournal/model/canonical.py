@@ -248,15 +248,8 @@ def _float(o: float) -> Any:
                 f"float {o!r} is written as the integer {format_float(o)}, beyond "
                 "+-(2**53 - 1); record it as a string or a Decimal"
             )
-    text = repr(o)
-    # Without an exponent, Python's shortest repr is ECMAScript's text, except that
-    # integral values end in ".0" ("-0.0" -> "0"); everything else takes the full path.
-    if "e" not in text and "n" not in text:
-        if text.endswith(".0"):
-            text = text[:-2]
-            if text == "-0":
-                text = "0"
-        return msgspec.Raw(text.encode())
+    # What is left: below 1e-4 or from 1e21 on (Python's repr has an exponent there, in
+    # another form than ECMAScript's), and inf/nan (refused by format_float)
     try:
         return msgspec.Raw(format_float(o).encode())
     except CanonicalizationError as exc:
