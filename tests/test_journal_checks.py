@@ -28,13 +28,13 @@ from auditjournal.errors import (
     JournalClosedError,
     StorageError,
 )
+from auditjournal.journal.filebackend import position_exists
 from auditjournal.journal.files import (
     Journal,
     JournalPosition,
     JournalReader,
     genesis_chain,
     last_entry,
-    position_exists,
     seal,
     segment_name,
 )
@@ -947,8 +947,11 @@ def test_a_retried_background_flush_fsyncs_under_batch(
 ) -> None:
     journal = Journal(jdir, RUN, durability="batch", flush_interval=0.001)
     syncs = Syncs(monkeypatch)
+    real_write = os.write
     try:
-        failed = fail_writes(monkeypatch, "journal", times=1)
+        # writes keep failing until the flusher is stopped: a background retry that
+        # succeeded in between would leave nothing for the append below to retry
+        failed = fail_writes(monkeypatch, "journal", times=10**9)
         journal.append(row(1))
         deadline = time.monotonic() + 10
         while not journal.write_failed:
@@ -956,6 +959,8 @@ def test_a_retried_background_flush_fsyncs_under_batch(
             time.sleep(0.001)
         assert failed and journal._flusher is not None
         journal._flusher.stop()  # no background flush from here on: only the retry
+        monkeypatch.setattr(os, "write", real_write)  # the disk has room again
+        assert journal.write_failed
         syncs.clear()
         journal.append(row(2))  # retries the failed flush first, fsyncing as batch does
         assert syncs.files == [segment_name(1)]
@@ -1218,8 +1223,11 @@ def test_an_append_whose_seq_was_taken_while_it_waited_is_refused(jdir: Path) ->
 def test_a_flush_fsyncs_the_segments_retired_since_the_last_one(
     jdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    journal = Journal(jdir, RUN, durability="batch", flush_interval=3600, segment_bytes=1)
-    with journal.lock:
+    journal_lock = threading.Lock()  # held around appends, as the recorder does
+    journal = Journal(
+        jdir, RUN, durability="batch", flush_interval=3600, segment_bytes=1, lock=journal_lock
+    )
+    with journal_lock:
         for seq in (1, 2, 3):  # one event per segment: two retired, one current
             journal.append(row(seq))
     syncs = Syncs(monkeypatch)
@@ -1235,11 +1243,12 @@ def test_segments_retired_while_a_failed_flush_ran_are_written_by_the_next(
     segments 2 and 3: the next flushes write all four segments, in order (a write that
     fails on segment 1 leaves every later segment unwritten)."""
     failing = [True]
+    journal_lock = threading.Lock()  # held around appends, as the recorder does
 
     def before_flush(fsync: bool) -> None:
         if failing[0]:
             failing[0] = False
-            with journal.lock:
+            with journal_lock:
                 journal.append(row(3))
                 journal.append(row(4))
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -1251,8 +1260,9 @@ def test_segments_retired_while_a_failed_flush_ran_are_written_by_the_next(
         flush_interval=3600,
         segment_bytes=1,
         before_flush=before_flush,
+        lock=journal_lock,
     )
-    with journal.lock:
+    with journal_lock:
         journal.append(row(1))
         journal.append(row(2))
     with pytest.raises(OSError):
@@ -1271,18 +1281,26 @@ def test_segments_retired_while_a_failed_flush_ran_are_written_by_the_next(
 def test_close_refuses_appends_while_it_writes(jdir: Path) -> None:
     refused: list[bool] = []
     closing = [False]
+    journal_lock = threading.Lock()  # held around appends, as the recorder does
 
     def before_flush(fsync: bool) -> None:
         if closing[0]:
-            with journal.lock:
+            with journal_lock:
                 try:
                     journal.append(row(2))
                     refused.append(False)
                 except JournalClosedError:
                     refused.append(True)
 
-    journal = Journal(jdir, RUN, durability="batch", flush_interval=3600, before_flush=before_flush)
-    with journal.lock:
+    journal = Journal(
+        jdir,
+        RUN,
+        durability="batch",
+        flush_interval=3600,
+        before_flush=before_flush,
+        lock=journal_lock,
+    )
+    with journal_lock:
         journal.append(row(1))
     closing[0] = True
     journal.close()
