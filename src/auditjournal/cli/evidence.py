@@ -1,4 +1,4 @@
-"""Commands an auditor uses: verify, keygen, extract, verify-bundle."""
+"""Commands an auditor uses: verify, keygen, extract, verify-bundle, verify-store."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ import click
 from ..errors import DuplicateMemberError, MalformedEvidenceError
 from ..evidence.extract import Selection, extract_bundle, read_bundle, verify_bundle, write_bundle
 from ..evidence.verify import verify_export
+from ..evidence.verify_store import verify_store
 from ..proofs.signing import generate_keypair
 from ._base import (
+    _ROOT,
     _byte_progress,
     _existing_store,
     _hmac_key,
@@ -155,6 +157,45 @@ def verify_bundle_cmd(
     else:
         for name, ok, reason in report.lines:
             click.echo(f"{name}: {'valid' if ok else 'INVALID: ' + reason}")
+        click.echo(report.summary())
+    if not report.ok:
+        sys.exit(1)
+
+
+@cli.command("verify-store")
+@_ROOT
+@click.option(
+    "--public-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Ed25519 public key (PEM) the ledger's checkpoints must be signed with.",
+)
+@click.option(
+    "--since",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="CHECKPOINT_FILE",
+    help="An earlier ledger checkpoint the ledger must still extend (RFC 9162 consistency).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def verify_store_command(
+    root: Path, public_key: Path | None, since: Path | None, as_json: bool
+) -> None:
+    """Verify a store: its ledger, checkpoints, and that every sealed run is in it.
+
+    One line per check (valid / INVALID: reason) and a summary; exit 1 if
+    anything is invalid.
+    """
+    if not (root / "runs").is_dir():
+        raise click.UsageError(f"{root} is not an auditjournal root (no runs/ directory)")
+    report = verify_store(root, public_key=public_key, since=since)
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        for check in report.checks:
+            click.echo(check.line())
+        for note in report.notes:
+            click.echo(f"note: {note}")
         click.echo(report.summary())
     if not report.ok:
         sys.exit(1)

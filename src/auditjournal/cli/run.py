@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from ..export.projector import record_seal
 from ..export.replay import replay_export
 from ..export.tail import ExportTail, TailFilter
 from ..model.settings import ExportSettings
@@ -225,6 +226,8 @@ def replay(
             settings=settings,
             prefix=out_dir / "audit_trail",
         )
+        if result is not None:
+            record_seal(store.ledger, run_id, result)
     finally:
         store.close()
     if result is None:

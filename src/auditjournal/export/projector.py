@@ -39,6 +39,7 @@ from ..model.records import RecordMaker, iso
 from ..model.settings import ExportSettings
 from ..payloads.store import PayloadStore
 from ..projection.live import LiveThread
+from ..proofs.ledger import Ledger, LedgerEntry, entry_path
 from ..proofs.signing import load_signer, sign_manifest
 from .checkpoint import CHECKPOINT_VERSION, encode_checkpoint, load_checkpoint
 from .chunks import ChunkWriter
@@ -50,6 +51,7 @@ __all__ = [
     "ExportProjector",
     "LiveExport",
     "SealResult",
+    "record_seal",
 ]
 
 MANIFEST_FORMAT: Final = "auditjournal-export/1"
@@ -115,8 +117,10 @@ class ExportProjector:
         prefix: Path,
         checkpoint: bool = True,
         live: bool = False,
+        ledger: Ledger | None = None,
     ) -> None:
         self.run_id = run_id
+        self._ledger = ledger
         self.settings = settings
         self.paths = ExportPaths(prefix)
         self._journal_dir = journal_dir
@@ -255,7 +259,7 @@ class ExportProjector:
         atomic_write(self.paths.sha256sums, listing)
         data = encode_manifest(manifest)
         atomic_write(self.paths.manifest, data)
-        self.result = SealResult(
+        result = SealResult(
             manifest_path=str(self.paths.manifest),
             manifest_sha256=hashlib.sha256(data).hexdigest(),
             chunk_count=len(chunks),
@@ -263,8 +267,16 @@ class ExportProjector:
             merkle_root=manifest["merkle_root"],
             run_status=completed.status,
         )
+        self._record_in_ledger(result, manifest["sealed_at"])
+        self.result = result
         if self._use_checkpoint:
             self._write_checkpoint()
+
+    def _record_in_ledger(self, result: SealResult, sealed_at: str) -> None:
+        """Append the seal to the store ledger (idempotent: a seal re-done after a crash,
+        or found sealed on resume, is recorded once)."""
+        if self._ledger is not None:
+            record_seal(self._ledger, self.run_id, result, sealed_at)
 
     # -- checkpoints --------------------------------------------------------------------
 
@@ -292,6 +304,8 @@ class ExportProjector:
         if state is not None:
             if state["sealed"] is not None and self.paths.manifest.exists():
                 self.result = SealResult(**state["sealed"])
+                if self._ledger is not None:  # a crash may have come before its entry
+                    record_seal(self._ledger, self.run_id, self.result)
                 return JournalReader(self._journal_dir, self.run_id)
             # a sealed checkpoint without its manifest is past run_completed: rebuild
             if (
@@ -369,6 +383,27 @@ class LiveExport(LiveThread):
     def done_seq(self) -> int:
         """The last journal seq the export has taken in."""
         return self.projector.position.next_seq - 1
+
+
+def record_seal(
+    ledger: Ledger, run_id: str, result: SealResult, sealed_at: str | None = None
+) -> bool:
+    """Append a sealed export to the store ledger (``sealed_at`` read from the manifest
+    when not given); False if it is already the ledger's latest entry for that manifest."""
+    if sealed_at is None:
+        manifest = json.loads(Path(result.manifest_path).read_bytes())
+        sealed_at = str(manifest["sealed_at"])
+    return ledger.append(
+        LedgerEntry(
+            kind="export",
+            run_id=run_id,
+            path=entry_path(ledger.paths.root, Path(result.manifest_path)),
+            manifest_sha256=result.manifest_sha256,
+            merkle_root=result.merkle_root,
+            record_count=result.record_count,
+            sealed_at=sealed_at,
+        )
+    )
 
 
 def encode_manifest(manifest: dict[str, Any]) -> bytes:
