@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from ..errors import DuplicateMemberError, MalformedEvidenceError
+from ..evidence.consistency import prove_consistency, verify_consistency_file
 from ..evidence.extract import Selection, extract_bundle, read_bundle, verify_bundle, write_bundle
 from ..evidence.verify import verify_export
 from ..evidence.verify_store import verify_store
@@ -194,6 +195,50 @@ def verify_store_command(
     else:
         for check in report.checks:
             click.echo(check.line())
+        for note in report.notes:
+            click.echo(f"note: {note}")
+        click.echo(report.summary())
+    if not report.ok:
+        sys.exit(1)
+
+
+@cli.command("prove-consistency")
+@click.argument("export", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--from",
+    "checkpoint_file",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="A live checkpoint of the export kept during the run.",
+)
+@click.option(
+    "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Proof file."
+)
+def prove_consistency_command(export: Path, checkpoint_file: Path, out: Path) -> None:
+    """Write a proof that the sealed EXPORT extends a live checkpoint (RFC 9162).
+
+    Exit 1 if it does not (a record the checkpoint covered was changed since).
+    """
+    proof = prove_consistency(export, checkpoint_file)
+    out.write_text(json.dumps(proof, indent=2) + "\n")
+    click.echo(f"proof from {proof['checkpoint'].splitlines()[1]} records written to {out}")
+
+
+@cli.command("verify-consistency")
+@click.argument("proof", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option(
+    "--public-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The export's Ed25519 public key (PEM): checkpoint and manifest must be signed by it.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def verify_consistency_command(proof: Path, public_key: Path | None, as_json: bool) -> None:
+    """Check a consistency proof file without the export's chunks; exit 1 if it fails."""
+    report = verify_consistency_file(proof, public_key)
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    else:
         for note in report.notes:
             click.echo(f"note: {note}")
         click.echo(report.summary())

@@ -98,6 +98,17 @@ def demo(root: Path, rows: int, chunk_size: str | None) -> None:
     default=None,
     help="Give up after this many seconds without the export being sealed.",
 )
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Hash the records as they stream and check each live checkpoint as it appears.",
+)
+@click.option(
+    "--public-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="With --verify: the Ed25519 public key (PEM) the checkpoints must be signed with.",
+)
 def tail(
     root: Path,
     run_id: str,
@@ -107,14 +118,27 @@ def tail(
     from_end: bool,
     as_json: bool,
     timeout: float | None,
+    verify: bool,
+    public_key: Path | None,
 ) -> None:
-    """Follow a run's export as it is written, across chunk rollovers, until it is sealed."""
+    """Follow a run's export as it is written, across chunk rollovers, until it is sealed.
+
+    With --verify, exit 1 as soon as records fail a live checkpoint.
+    """
+    if verify and from_end:
+        raise click.UsageError("--verify needs every record: it cannot be used with --from-end")
+    if public_key is not None and not verify:
+        raise click.UsageError("--public-key goes with --verify")
     store = _existing_store(root)
     settings = recorded_export_settings(store, run_id)
     prefix = store.export_prefix(run_id, settings)
     store.close()
     follower = ExportTail(
-        prefix, record_filter=TailFilter(frozenset(types), row_id, node_id), from_end=from_end
+        prefix,
+        record_filter=TailFilter(frozenset(types), row_id, node_id),
+        from_end=from_end,
+        verify=verify,
+        public_key=public_key,
     )
     for record in follower.follow(timeout=timeout):
         if as_json:
@@ -123,6 +147,12 @@ def tail(
             click.echo(_describe(record))
     state = "sealed" if follower.sealed else "not sealed (timed out)"
     click.echo(f"{follower.shown:,} of {follower.seen:,} records shown; export {state}", err=True)
+    if verify:
+        click.echo(
+            f"{follower.checkpoints_verified} live checkpoint(s) verified, the last at "
+            f"{follower.verified_size:,} records",
+            err=True,
+        )
     if not follower.sealed:
         sys.exit(1)
 
@@ -217,6 +247,7 @@ def replay(
             chunk_size_bytes=recorded.chunk_size_bytes if size == "default" else size,  # type: ignore[arg-type]
             sign=None if no_sign else ("ed25519" if signing_key_file else recorded.sign),
             signing_key_file=None if no_sign else key_file,
+            checkpoint_every_records=recorded.checkpoint_every_records,
         )
         out_dir.mkdir(parents=True, exist_ok=True)
         result = replay_export(

@@ -57,6 +57,7 @@ from ..model.settings import ExportSettings
 from ..payloads.store import PayloadStore
 from ..proofs.merkle import MerkleBuilder, range_subtrees
 from ..proofs.signing import check_signature
+from .treeheads import check_tree_heads
 
 __all__ = ["FileCheck", "VerifyReport", "find_manifest", "load_manifest", "verify_export"]
 
@@ -95,6 +96,11 @@ class Signature(msgspec.Struct, forbid_unknown_fields=True):
     value: str
 
 
+class TreeHead(msgspec.Struct, forbid_unknown_fields=True):
+    tree_size: int
+    root: str
+
+
 class Manifest(msgspec.Struct, forbid_unknown_fields=True):
     """The sealed manifest, as ``verify`` requires it to be."""
 
@@ -111,6 +117,7 @@ class Manifest(msgspec.Struct, forbid_unknown_fields=True):
     merkle_root: str
     sealed_at: str
     signature: Signature | None = None
+    checkpoints: list[TreeHead] | None = None  # live checkpoints (issue 16)
 
 
 class _RecordHead(msgspec.Struct):
@@ -243,6 +250,8 @@ def verify_export(
     report.checks.append(_check_listing(directory / f"{prefix_name}.sha256", manifest))
     merkle = MerkleBuilder()
     folded = True  # every chunk's subtrees were hashed at the leaf offset they landed at
+    heads = {h.tree_size: h.root for h in manifest.checkpoints or ()}
+    prefix_roots: dict[int, str] = {}
     last_seq = 0
     for entry, scan in _scan_chunks(directory, manifest, progress):
         problem, subtrees, count, first, last, _size = scan
@@ -251,6 +260,8 @@ def verify_export(
         if folded and count == entry.record_count:
             for width, node in subtrees:
                 merkle.add_subtree(width, node)
+                if merkle.count in heads:
+                    prefix_roots[merkle.count] = merkle.root().hex()
         else:
             # a count differs from the manifest's, so later chunks were hashed at the
             # wrong leaf offsets: the root cannot be recomputed (the chunk is INVALID)
@@ -276,6 +287,10 @@ def verify_export(
         problems.append("Merkle root not recomputed: chunk record counts differ from the manifest")
     elif merkle.root().hex() != manifest.merkle_root:
         problems.append("Merkle root does not match the records")
+    elif heads:
+        problems += check_tree_heads(
+            heads, prefix_roots, directory, prefix_name, manifest.run_id, public_key
+        )
     if problems and manifest_check.ok:
         manifest_check.ok, manifest_check.reason = False, "; ".join(problems)
     if journal is not None:
@@ -320,7 +335,12 @@ _Scan = tuple[str, _Subtrees, int, int | None, int | None, int]
 
 
 def _scan_chunk(
-    path: str, entry: _Entry, run_id: str, leaf_offset: int, threaded: bool = True
+    path: str,
+    entry: _Entry,
+    run_id: str,
+    leaf_offset: int,
+    cuts: tuple[int, ...] = (),
+    threaded: bool = True,
 ) -> _Scan:
     """Check one chunk on its own; return (problem, Merkle subtrees, records, first seq,
     last seq, size).
@@ -332,6 +352,7 @@ def _scan_chunk(
     file's SHA-256 runs on a helper thread (hashlib releases the GIL on big blocks)
     while this thread checks the lines and hashes the tree; worker processes, which
     already keep every core busy, hash inline. Lines are memoryview slices: no copies.
+    ``cuts``: leaf counts (live checkpoints) no returned subtree may straddle.
     """
     _file, expected_bytes, expected_sha, expected_count, expected_first, expected_last = entry
     try:
@@ -404,7 +425,7 @@ def _scan_chunk(
                 count += 1
             record.release()
             view.release()
-            subtrees += range_subtrees(leaves, block_start)
+            subtrees += _cut_subtrees(leaves, block_start, cuts)
     size = blocks.size
     if not problem:
         if blocks.leftover:
@@ -468,15 +489,30 @@ class _LineBlocks:
         self.leftover = kept
 
 
+def _cut_subtrees(
+    leaves: list[bytes], start: int, cuts: tuple[int, ...]
+) -> list[tuple[int, bytes]]:
+    """:func:`range_subtrees` of the leaves, split at every cut inside them."""
+    out: list[tuple[int, bytes]] = []
+    at = 0
+    for cut in cuts:
+        if start + at < cut < start + len(leaves):
+            out += range_subtrees(leaves[at : cut - start], start + at)
+            at = cut - start
+    out += range_subtrees(leaves[at:], start + at)
+    return out
+
+
 def _scan_chunks(
     directory: Path, manifest: Manifest, progress: Callable[[int], None] | None
 ) -> Iterator[tuple[ChunkEntry, _Scan]]:
     """Every chunk's scan, in order; on a second core (worker processes) for big exports."""
     jobs = []
+    cuts = tuple(sorted({h.tree_size for h in manifest.checkpoints or ()}))
     offset = 0  # leaf index of the chunk's first record, if the manifest's counts hold
     for c in manifest.chunks:
         entry = (c.file, c.bytes, c.sha256, c.record_count, c.first_seq, c.last_seq)
-        jobs.append((str(directory / c.file), entry, manifest.run_id, offset))
+        jobs.append((str(directory / c.file), entry, manifest.run_id, offset, cuts))
         offset += max(c.record_count, 0)
     total = sum(c.bytes for c in manifest.chunks)
     workers = min(os.cpu_count() or 1, 2)
@@ -496,7 +532,7 @@ def _scan_chunks(
                 upcoming = next(queued, None)
                 if upcoming is None:
                     break
-                pending.append(pool.submit(_scan_chunk, *upcoming, False))
+                pending.append(pool.submit(_scan_chunk, *upcoming, threaded=False))
             result = pending.popleft().result()
             if progress is not None:
                 progress(result[5])
@@ -522,7 +558,12 @@ def _check_against_journal(
     if problem[0]:
         return [FileCheck(name, False, problem[0]), payload_check]
     settings = ExportSettings(
-        include_payloads=manifest.include_payloads, chunk_size_bytes=manifest.chunk_size_bytes
+        include_payloads=manifest.include_payloads,
+        chunk_size_bytes=manifest.chunk_size_bytes,
+        # live checkpoints are at multiples of the setting: the first listed is it
+        checkpoint_every_records=manifest.checkpoints[0].tree_size
+        if manifest.checkpoints
+        else None,
     )
     try:
         with tempfile.TemporaryDirectory(prefix="auditjournal-verify-") as tmp:

@@ -43,6 +43,7 @@ from ..proofs.ledger import Ledger, LedgerEntry, entry_path
 from ..proofs.signing import load_signer, sign_manifest
 from .checkpoint import CHECKPOINT_VERSION, encode_checkpoint, load_checkpoint
 from .chunks import ChunkWriter
+from .livecheckpoints import LiveCheckpoints, checkpoints_dir, manifest_checkpoints
 
 __all__ = [
     "LIVE_STEP_EVENTS",
@@ -83,6 +84,11 @@ class ExportPaths:
     @property
     def checkpoint(self) -> Path:
         return self.prefix.with_name(f".{self.prefix.name}.checkpoint.json")
+
+    @property
+    def live_checkpoints(self) -> Path:
+        """``audit_trail.checkpoints/``: the signed tree heads written while live."""
+        return checkpoints_dir(self.prefix)
 
     @property
     def lock(self) -> Path:
@@ -131,7 +137,10 @@ class ExportProjector:
         if not settings.include_payloads:
             get = None
         self._maker = RecordMaker(run_id, get)
-        self._writer = ChunkWriter(prefix, settings.chunk_size_bytes)
+        self._writer = ChunkWriter(
+            prefix, settings.chunk_size_bytes, settings.checkpoint_every_records
+        )
+        self._tree_heads = LiveCheckpoints(prefix, run_id, settings)
         self._signer = load_signer(settings.sign, settings.signing_key_file)
         self.paths.directory.mkdir(parents=True, exist_ok=True)
         self._lock_fd = lock_file(self.paths.lock, f"export {prefix}")
@@ -169,7 +178,7 @@ class ExportProjector:
             if type(event) is RunCompleted:
                 self._seal(event, chains[index])
                 return index + 1
-        writer.flush()
+        self.flush()
         now = time.monotonic()
         if self._use_checkpoint and now - self._last_checkpoint >= _CHECKPOINT_EVERY:
             self._write_checkpoint()
@@ -187,11 +196,13 @@ class ExportProjector:
     ) -> None:
         """Records built elsewhere from the events in order (see ChunkWriter.add_lines)."""
         self._writer.add_lines(lines, lengths, seqs, leaves)
-        self._writer.flush()
+        self.flush()
 
     def flush(self) -> None:
-        """Hand what is buffered to the OS (the chunks are readable up to here)."""
+        """Hand what is buffered to the OS (the chunks are readable up to here), then
+        write the live checkpoints reached."""
         self._writer.flush()
+        self._tree_heads.write(self._writer.tree_heads)
 
     def project(self, event: Event, chain: bytes) -> None:
         """One event read elsewhere (``chain``: its journal chain value); seals on
@@ -200,7 +211,8 @@ class ExportProjector:
             self._writer.add(seq, record)
         if type(event) is RunCompleted:
             self._seal(event, chain)
-        self._writer.flush()
+            return
+        self.flush()
 
     def run(
         self,
@@ -239,6 +251,8 @@ class ExportProjector:
     def _seal(self, completed: RunCompleted, chain: bytes) -> None:
         chunks = self._writer.finish()
         self._writer.close()
+        heads = self._writer.tree_heads
+        self._tree_heads.write(heads)
         manifest: dict[str, Any] = {
             "format": MANIFEST_FORMAT,
             "run_id": self.run_id,
@@ -253,6 +267,8 @@ class ExportProjector:
             "merkle_root": self._writer.merkle.root().hex(),
             "sealed_at": iso(completed.ts),
         }
+        if heads:
+            manifest["checkpoints"] = manifest_checkpoints(heads)
         if self._signer is not None:
             manifest = sign_manifest(manifest, self._signer)
         listing = "".join(f"{c.sha256}  {c.file}\n" for c in chunks).encode()
@@ -321,6 +337,7 @@ class ExportProjector:
                 return JournalReader(self._journal_dir, self.run_id, position)
         # no usable checkpoint: start the export afresh
         self._writer.remove_all()
+        self._tree_heads.remove_all()
         for path in (self.paths.manifest, self.paths.sha256sums, self.paths.checkpoint):
             path.unlink(missing_ok=True)
         return JournalReader(self._journal_dir, self.run_id)

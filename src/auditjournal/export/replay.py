@@ -32,6 +32,7 @@ import itertools
 import mmap
 import multiprocessing
 import os
+import shutil
 import sys
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -105,6 +106,7 @@ def replay_export(
     paths = ExportPaths(prefix)
     for stale in (paths.manifest, paths.sha256sums, paths.checkpoint):
         stale.unlink(missing_ok=True)
+    shutil.rmtree(paths.live_checkpoints, ignore_errors=True)
     if workers is None:
         total = sum(path.lstat().st_size for _, path in journal_segments(journal_dir))
         workers = min(os.cpu_count() or 1, _MAX_WORKERS) if total >= _PARALLEL_BYTES else 1

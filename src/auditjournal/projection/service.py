@@ -53,7 +53,15 @@ def recorded_export_settings(store: AuditStore, run_id: str) -> ExportSettings:
     described: dict[str, Any] = {}
     if first and isinstance(first[0], RunStarted):
         described = dict(first[0].settings.get("export") or {})
-    known = {"include_payloads", "chunk_size_bytes", "sign", "signing_key_file"}
+    known = {
+        "include_payloads",
+        "chunk_size_bytes",
+        "sign",
+        "signing_key_file",
+        "checkpoint_every_records",
+        "timestamp_url",
+        "timestamp_required",
+    }
     return ExportSettings(**{k: v for k, v in described.items() if k in known})
 
 
