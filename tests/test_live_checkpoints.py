@@ -283,3 +283,43 @@ def test_tree_heads_are_the_spec_roots_however_records_are_batched(
         assert batched.tree_heads == expected
         one.close()
         batched.close()
+
+
+def test_each_checkpoint_is_an_export_checkpoint_event_before_export_sealed(
+    tmp_path: Path, keys: tuple[Path, Path]
+) -> None:
+    from auditjournal.model.events import ExportCheckpoint, ExportSealed
+
+    store, run_id = sealed(tmp_path, keys)
+    events = list(store.read_journal(run_id))
+    manifest = json.loads((store.export_dir(run_id) / "audit_trail.manifest.json").read_bytes())
+    checkpoints = [e for e in events if isinstance(e, ExportCheckpoint)]
+    assert [{"tree_size": e.tree_size, "root": e.root} for e in checkpoints] == manifest[
+        "checkpoints"
+    ]
+    for event in checkpoints:
+        assert Path(event.export_path).is_file()
+    assert isinstance(events[-1], ExportSealed)
+    assert events.index(checkpoints[-1]) == len(events) - 2
+    store.close()
+
+
+def test_project_records_the_checkpoints_of_a_run_it_seals(tmp_path: Path) -> None:
+    from auditjournal.model.events import ExportCheckpoint
+    from auditjournal.projection.service import ProjectionService
+
+    store = AuditStore.open(tmp_path / "audit")
+    settings = ExportSettings(checkpoint_every_records=5)
+    run = store.start_run(config={}, export=None)
+    run_id = run.run_id
+    src = run.register_node(plugin_name="s", node_type="source", plugin_version="1", config={})
+    for i in range(12):
+        run.create_row(source_node_id=src, row_index=i, data={"i": i})
+    run.complete(status="completed")
+    assert ProjectionService(store, settings=settings, sql=False).run(follow=False) == 1
+    events = [e for e in store.read_journal(run_id) if isinstance(e, ExportCheckpoint)]
+    assert [e.tree_size for e in events] == [5, 10]
+    ProjectionService(store, settings=settings, sql=False).run(follow=False)  # once only
+    again = [e for e in store.read_journal(run_id) if isinstance(e, ExportCheckpoint)]
+    assert again == events
+    store.close()

@@ -45,12 +45,20 @@ from ._base import (
     metavar="NAME",
     help="Environment variable holding the HMAC key the signature must verify with.",
 )
+@click.option(
+    "--tsa-ca",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="PEM CA file: the manifest's RFC 3161 token (audit_trail.manifest.tsr) must be "
+    "there and verify against it.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def verify(
     export: Path,
     journal: tuple[Path, str] | None,
     public_key: Path | None,
     hmac_key_env: str | None,
+    tsa_ca: Path | None,
     as_json: bool,
 ) -> None:
     """Verify a sealed export (EXPORT = its directory or its manifest).
@@ -72,6 +80,7 @@ def verify(
                 public_key=public_key,
                 hmac_key=hmac_key,
                 progress=progress,
+                tsa_ca=tsa_ca,
             )
     finally:
         if store is not None:

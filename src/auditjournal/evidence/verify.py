@@ -57,6 +57,7 @@ from ..model.settings import ExportSettings
 from ..payloads.store import PayloadStore
 from ..proofs.merkle import MerkleBuilder, range_subtrees
 from ..proofs.signing import check_signature
+from .timestamp_check import check_timestamp
 from .treeheads import check_tree_heads
 
 __all__ = ["FileCheck", "VerifyReport", "find_manifest", "load_manifest", "verify_export"]
@@ -151,6 +152,7 @@ class VerifyReport:
     chunk_count: int = 0
     signature: str = "absent"
     run_id: str = ""
+    timestamp: str = "absent"
 
     @property
     def ok(self) -> bool:
@@ -162,9 +164,10 @@ class VerifyReport:
             for c in self.checks
             if c.ok and c.file.endswith(".json") and not c.file.endswith(".manifest.json")
         )
+        stamp = "" if self.timestamp == "absent" else f"timestamp {self.timestamp}, "
         return (
             f"{chunks_ok}/{self.chunk_count} chunks valid, manifest signature {self.signature}, "
-            f"{self.record_count:,} records: {'VALID' if self.ok else 'INVALID'}"
+            f"{stamp}{self.record_count:,} records: {'VALID' if self.ok else 'INVALID'}"
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -175,6 +178,7 @@ class VerifyReport:
             "chunk_count": self.chunk_count,
             "record_count": self.record_count,
             "signature": self.signature,
+            "timestamp": self.timestamp,
             "files": [{"file": c.file, "valid": c.ok, "reason": c.reason} for c in self.checks],
             "summary": self.summary(),
         }
@@ -210,6 +214,7 @@ def verify_export(
     public_key: Path | None = None,
     hmac_key: bytes | None = None,
     progress: Callable[[int], None] | None = None,
+    tsa_ca: Path | None = None,
 ) -> VerifyReport:
     """Verify the export at ``export`` (directory or manifest).
 
@@ -217,7 +222,8 @@ def verify_export(
     chain check and the comparison with a fresh projection. With
     ``public_key`` (Ed25519 PEM) or ``hmac_key`` the signature must verify;
     without either it is reported as absent / not checked. ``progress`` is
-    called with the bytes read.
+    called with the bytes read. ``tsa_ca``: a PEM CA file the RFC 3161 token
+    beside the manifest must verify against (then the token must be there).
     """
     manifest_path = find_manifest(export)
     report = VerifyReport(manifest_path)
@@ -247,6 +253,10 @@ def verify_export(
         report.signature = "INVALID"
         manifest_check.ok, manifest_check.reason = False, f"signature: {exc}"
 
+    tsr = directory / f"{prefix_name}.manifest.tsr"
+    stamp_problem, report.timestamp = check_timestamp(tsr, raw, tsa_ca)
+    if stamp_problem is not None or tsr.exists():
+        report.checks.append(FileCheck(tsr.name, stamp_problem is None, stamp_problem or ""))
     report.checks.append(_check_listing(directory / f"{prefix_name}.sha256", manifest))
     merkle = MerkleBuilder()
     folded = True  # every chunk's subtrees were hashed at the leaf offset they landed at

@@ -110,6 +110,8 @@ class SealedState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     record_count: int
     merkle_root: str
     run_status: str
+    checkpoints: list[tuple[int, str]]
+    timestamp: str
 
 
 class Checkpoint(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

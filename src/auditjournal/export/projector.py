@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import threading
 import time
@@ -41,9 +42,15 @@ from ..payloads.store import PayloadStore
 from ..projection.live import LiveThread
 from ..proofs.ledger import Ledger, LedgerEntry, entry_path
 from ..proofs.signing import load_signer, sign_manifest
+from ..proofs.timestamping import request_timestamp
 from .checkpoint import CHECKPOINT_VERSION, encode_checkpoint, load_checkpoint
 from .chunks import ChunkWriter
-from .livecheckpoints import LiveCheckpoints, checkpoints_dir, manifest_checkpoints
+from .livecheckpoints import (
+    LiveCheckpoints,
+    checkpoint_file_name,
+    checkpoints_dir,
+    manifest_checkpoints,
+)
 
 __all__ = [
     "LIVE_STEP_EVENTS",
@@ -54,6 +61,8 @@ __all__ = [
     "SealResult",
     "record_seal",
 ]
+
+_log = logging.getLogger("auditjournal")
 
 MANIFEST_FORMAT: Final = "auditjournal-export/1"
 _CHECKPOINT_EVERY: Final = 1.0  # seconds
@@ -86,6 +95,11 @@ class ExportPaths:
         return self.prefix.with_name(f".{self.prefix.name}.checkpoint.json")
 
     @property
+    def timestamp(self) -> Path:
+        """``audit_trail.manifest.tsr``: the RFC 3161 token over the manifest, if asked for."""
+        return self.prefix.with_name(self.prefix.name + ".manifest.tsr")
+
+    @property
     def live_checkpoints(self) -> Path:
         """``audit_trail.checkpoints/``: the signed tree heads written while live."""
         return checkpoints_dir(self.prefix)
@@ -105,9 +119,16 @@ class SealResult:
     record_count: int
     merkle_root: str
     run_status: str
+    checkpoints: tuple[tuple[int, str], ...] = ()  # live checkpoints: (tree size, root hex)
+    timestamp: str = ""  # "" (none asked for), "stored", or why there is none
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+    def checkpoint_path(self, size: int) -> str:
+        """Where the live checkpoint of ``size`` records is."""
+        prefix = Path(self.manifest_path[: -len(".manifest.json")])
+        return str(checkpoints_dir(prefix) / checkpoint_file_name(size))
 
 
 class ExportProjector:
@@ -274,6 +295,7 @@ class ExportProjector:
         listing = "".join(f"{c.sha256}  {c.file}\n" for c in chunks).encode()
         atomic_write(self.paths.sha256sums, listing)
         data = encode_manifest(manifest)
+        timestamp = self._timestamp(data)
         atomic_write(self.paths.manifest, data)
         result = SealResult(
             manifest_path=str(self.paths.manifest),
@@ -282,11 +304,32 @@ class ExportProjector:
             record_count=self._writer.total_records,
             merkle_root=manifest["merkle_root"],
             run_status=completed.status,
+            checkpoints=tuple((size, root.hex()) for size, root in heads),
+            timestamp=timestamp,
         )
         self._record_in_ledger(result, manifest["sealed_at"])
         self.result = result
         if self._use_checkpoint:
             self._write_checkpoint()
+
+    def _timestamp(self, manifest: bytes) -> str:
+        """Ask the TSA for a token over the manifest and store it beside it (before the
+        manifest: a sealed export never lacks a token it was meant to have). A TSA that
+        fails raises :class:`ExportError` (the seal fails, ``export_failed``), or with
+        ``timestamp_required=False`` is logged and said in the result."""
+        url = self.settings.timestamp_url
+        self.paths.timestamp.unlink(missing_ok=True)
+        if url is None:
+            return ""
+        try:
+            token = request_timestamp(url, manifest)
+        except AuditJournalError as exc:
+            if self.settings.timestamp_required:
+                raise ExportError(f"no trusted timestamp for the manifest: {exc}") from exc
+            _log.warning("run %s sealed WITHOUT a trusted timestamp: %s", self.run_id, exc)
+            return f"none: {exc}"
+        atomic_write(self.paths.timestamp, token)
+        return "stored"
 
     def _record_in_ledger(self, result: SealResult, sealed_at: str) -> None:
         """Append the seal to the store ledger (idempotent: a seal re-done after a crash,
@@ -319,7 +362,9 @@ class ExportProjector:
         state = self._load_checkpoint()
         if state is not None:
             if state["sealed"] is not None and self.paths.manifest.exists():
-                self.result = SealResult(**state["sealed"])
+                sealed = dict(state["sealed"])
+                sealed["checkpoints"] = tuple(tuple(c) for c in sealed["checkpoints"])
+                self.result = SealResult(**sealed)
                 if self._ledger is not None:  # a crash may have come before its entry
                     record_seal(self._ledger, self.run_id, self.result)
                 return JournalReader(self._journal_dir, self.run_id)
@@ -338,7 +383,12 @@ class ExportProjector:
         # no usable checkpoint: start the export afresh
         self._writer.remove_all()
         self._tree_heads.remove_all()
-        for path in (self.paths.manifest, self.paths.sha256sums, self.paths.checkpoint):
+        for path in (
+            self.paths.manifest,
+            self.paths.sha256sums,
+            self.paths.checkpoint,
+            self.paths.timestamp,
+        ):
             path.unlink(missing_ok=True)
         return JournalReader(self._journal_dir, self.run_id)
 

@@ -104,7 +104,7 @@ def replay_export(
     if not journal_dir.is_dir():
         raise RunNotFoundError(f"no journal for run {run_id!r} at {journal_dir}")
     paths = ExportPaths(prefix)
-    for stale in (paths.manifest, paths.sha256sums, paths.checkpoint):
+    for stale in (paths.manifest, paths.sha256sums, paths.checkpoint, paths.timestamp):
         stale.unlink(missing_ok=True)
     shutil.rmtree(paths.live_checkpoints, ignore_errors=True)
     if workers is None:

@@ -42,7 +42,14 @@ from ..journal.files import (
     Journal,
     JournalReader,
 )
-from ..model.events import EXPORT_EVENT_TYPES, CsvExported, Event, ExportFailed, ExportSealed
+from ..model.events import (
+    EXPORT_EVENT_TYPES,
+    CsvExported,
+    Event,
+    ExportCheckpoint,
+    ExportFailed,
+    ExportSealed,
+)
 from ..model.settings import ExportSettings
 from ..payloads.store import DEFAULT_MAX_PAYLOAD_BYTES, PayloadStore
 from ..proofs.ledger import Ledger, ledger_key_file
@@ -290,7 +297,7 @@ class AuditStore:
         return recorder
 
     def append_export_event(
-        self, run_id: str, event: ExportSealed | ExportFailed | CsvExported
+        self, run_id: str, event: ExportSealed | ExportFailed | CsvExported | ExportCheckpoint
     ) -> bool:
         """Record an export event in a completed run's journal from outside the recorder.
 
