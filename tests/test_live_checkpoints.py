@@ -310,12 +310,11 @@ def test_project_records_the_checkpoints_of_a_run_it_seals(tmp_path: Path) -> No
 
     store = AuditStore.open(tmp_path / "audit")
     settings = ExportSettings(checkpoint_every_records=5)
-    run = store.start_run(config={}, export=None)
+    with store.start_run(config={}, export=None) as run:
+        src = run.register_node(plugin_name="s", node_type="source", plugin_version="1", config={})
+        for i in range(12):
+            run.create_row(source_node_id=src, row_index=i, data={"i": i})
     run_id = run.run_id
-    src = run.register_node(plugin_name="s", node_type="source", plugin_version="1", config={})
-    for i in range(12):
-        run.create_row(source_node_id=src, row_index=i, data={"i": i})
-    run.complete(status="completed")
     assert ProjectionService(store, settings=settings, sql=False).run(follow=False) == 1
     events = [e for e in store.read_journal(run_id) if isinstance(e, ExportCheckpoint)]
     assert [e.tree_size for e in events] == [5, 10]

@@ -43,9 +43,11 @@ from .errors import (
     UnsafePathError,
     UnsupportedSchemaError,
 )
+from .evidence.consistency import ConsistencyReport, prove_consistency, verify_consistency_file
 from .evidence.extract import Selection, extract_bundle, read_bundle, verify_bundle
 from .evidence.reimport import TypedRow, load_rows
 from .evidence.verify import VerifyReport, verify_export
+from .evidence.verify_store import StoreReport, verify_store
 from .export.projector import ExportPaths, ExportProjector, LiveExport, SealResult
 from .export.replay import replay_export
 from .export.tail import ExportTail, TailFilter
@@ -56,6 +58,7 @@ from .model.settings import ExportSettings
 from .model.typed import decode_typed, schema_types
 from .payloads.store import PayloadStore
 from .projection.service import ProjectionService
+from .proofs.ledger import Ledger, LedgerEntry
 from .proofs.merkle import MerkleBuilder
 from .proofs.signing import check_signature, generate_keypair
 from .recording.recorder import RunRecorder
@@ -71,6 +74,7 @@ __all__ = [
     "AuditJournalError",
     "AuditStore",
     "CanonicalizationError",
+    "ConsistencyReport",
     "CorruptJournalError",
     "CsvResult",
     "DatabaseError",
@@ -93,6 +97,8 @@ __all__ = [
     "JournalLockedError",
     "JournalPosition",
     "JournalReader",
+    "Ledger",
+    "LedgerEntry",
     "LifecycleError",
     "LiveExport",
     "LiveSql",
@@ -120,6 +126,7 @@ __all__ = [
     "SqlProjector",
     "StateAlreadyCompletedError",
     "StorageError",
+    "StoreReport",
     "TailFilter",
     "TypedRow",
     "UnknownIdError",
@@ -136,6 +143,7 @@ __all__ = [
     "generate_keypair",
     "list_runs",
     "load_rows",
+    "prove_consistency",
     "read_bundle",
     "replay_export",
     "replay_sql",
@@ -144,5 +152,7 @@ __all__ = [
     "show_run",
     "stable_hash",
     "verify_bundle",
+    "verify_consistency_file",
     "verify_export",
+    "verify_store",
 ]

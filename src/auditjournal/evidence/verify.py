@@ -51,12 +51,14 @@ from ..fs.safeio import (
     read_regular,
 )
 from ..journal.files import JournalReader, segment_name
+from ..model.completeness import merge_tally, tally_key
 from ..model.events import ExportFailed, ExportSealed, RunStarted
 from ..model.records import RECORD_TYPES
 from ..model.settings import ExportSettings
 from ..payloads.store import PayloadStore
 from ..proofs.merkle import MerkleBuilder, range_subtrees
 from ..proofs.signing import check_signature
+from .completeness_check import check_completeness
 from .timestamp_check import check_timestamp
 from .treeheads import check_tree_heads
 
@@ -119,12 +121,15 @@ class Manifest(msgspec.Struct, forbid_unknown_fields=True):
     sealed_at: str
     signature: Signature | None = None
     checkpoints: list[TreeHead] | None = None  # live checkpoints (issue 16)
+    completeness: dict[str, Any] | None = None  # the completeness certificate (issue 16)
 
 
 class _RecordHead(msgspec.Struct):
     record_type: str
     run_id: str
     seq: int
+    outcome: str | None = None  # token_outcome
+    status: str | None = None  # node_state (and run)
 
 
 _HEAD_DECODER: Final = msgspec.json.Decoder(_RecordHead)
@@ -262,9 +267,11 @@ def verify_export(
     folded = True  # every chunk's subtrees were hashed at the leaf offset they landed at
     heads = {h.tree_size: h.root for h in manifest.checkpoints or ()}
     prefix_roots: dict[int, str] = {}
+    tally: dict[str, int] = {}
     last_seq = 0
     for entry, scan in _scan_chunks(directory, manifest, progress):
-        problem, subtrees, count, first, last, _size = scan
+        problem, subtrees, count, first, last, _size, chunk_tally = scan
+        merge_tally(tally, chunk_tally)
         if not problem and first is not None and first < last_seq:
             problem = f"first seq {first} goes backwards (the chunk before ends at {last_seq})"
         if folded and count == entry.record_count:
@@ -301,6 +308,9 @@ def verify_export(
         problems += check_tree_heads(
             heads, prefix_roots, directory, prefix_name, manifest.run_id, public_key
         )
+    if folded:
+        paths = [directory / c.file for c in manifest.chunks]
+        problems += check_completeness(manifest.completeness, tally, manifest.run_status, paths)
     if problems and manifest_check.ok:
         manifest_check.ok, manifest_check.reason = False, "; ".join(problems)
     if journal is not None:
@@ -340,8 +350,9 @@ def _check_listing(path: Path, manifest: Manifest) -> FileCheck:
 
 _Entry = tuple[str, int, str, int, int, int]  # file, bytes, sha256, record_count, first, last
 _Subtrees = list[tuple[int, bytes]]
-_Scan = tuple[str, _Subtrees, int, int | None, int | None, int]
-# problem, Merkle subtrees of its records, record count, first seq, last seq, size
+_Scan = tuple[str, _Subtrees, int, int | None, int | None, int, dict[str, int]]
+# problem, Merkle subtrees of its records, record count, first seq, last seq, size,
+# completeness counts
 
 
 def _scan_chunk(
@@ -368,9 +379,9 @@ def _scan_chunk(
     try:
         fd = open_regular(path, "chunk")
     except FileNotFoundError:
-        return "missing", [], 0, None, None, 0
+        return "missing", [], 0, None, None, 0, {}
     except AuditJournalError as exc:
-        return str(exc), [], 0, None, None, 0
+        return str(exc), [], 0, None, None, 0, {}
     hasher = hashlib.sha256()
     subtrees: _Subtrees = []  # each block's leaves as aligned subtrees (range_subtrees)
     count = previous = 0
@@ -380,6 +391,7 @@ def _scan_chunk(
     leaf_prefix = hashlib.sha256(b"\x00")  # copying a primed hash beats a new one
     decode = _HEAD_DECODER.decode
     known = _KNOWN_TYPES
+    tally: dict[str, int] = {}
     with open(fd, "rb") as fh:
         blocks = _LineBlocks(fh, hasher, threaded)
         for data, end in blocks:
@@ -429,6 +441,9 @@ def _scan_chunk(
                 previous = last = seq
                 if first is None:
                     first = seq
+                key = tally_key(head.record_type, head.outcome, head.status)
+                if key is not None:
+                    tally[key] = tally.get(key, 0) + 1
                 h = leaf_prefix.copy()
                 h.update(record)
                 leaves.append(h.digest())
@@ -451,7 +466,7 @@ def _scan_chunk(
         elif (first, last) != (expected_first, expected_last):
             listed = f"{expected_first}..{expected_last}"
             problem = f"seq range {first}..{last}, manifest says {listed}"
-    return problem, subtrees, count, first, last, size
+    return problem, subtrees, count, first, last, size, tally
 
 
 class _LineBlocks:

@@ -99,6 +99,7 @@ class MakerState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     open_states: dict[str, OpenState]
     run: dict[str, Any]
+    tally: dict[str, int]
 
 
 class SealedState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

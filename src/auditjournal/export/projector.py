@@ -35,6 +35,7 @@ from typing import Any, Final
 from ..errors import AuditJournalError, ExportError
 from ..fs.storage import atomic_write, lock_file
 from ..journal.files import JournalPosition, JournalReader
+from ..model.completeness import certificate
 from ..model.events import Event, RunCompleted
 from ..model.records import RecordMaker, iso
 from ..model.settings import ExportSettings
@@ -290,6 +291,7 @@ class ExportProjector:
         }
         if heads:
             manifest["checkpoints"] = manifest_checkpoints(heads)
+        manifest["completeness"] = certificate(self._maker.tally)
         if self._signer is not None:
             manifest = sign_manifest(manifest, self._signer)
         listing = "".join(f"{c.sha256}  {c.file}\n" for c in chunks).encode()

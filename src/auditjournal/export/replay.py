@@ -48,6 +48,7 @@ from ..journal.files import (
     journal_segments,
     last_entry,
 )
+from ..model.completeness import merge_tally
 from ..model.events import BaseEvent, NodeStateCompleted, RunCompleted, decode_event
 from ..model.records import RecordMaker
 from ..model.settings import ExportSettings
@@ -67,8 +68,8 @@ _SLOT_BYTES: Final = 4 << 20  # of shared memory per task in flight (~3x a range
 # back; or, as an int, how many bytes of them are in the task's slot), their
 # lengths, seqs and leaf hashes (32 bytes each), the node state completions left
 # for the caller (record index, event), the states still open at the range's end,
-# run_started's fields (first range only), and run_completed with its chain value
-# if the range reached it.
+# run_started's fields (first range only), run_completed with its chain value
+# if the range reached it, and the range's completeness counts.
 _Range = tuple[
     bytes | int,
     list[int],
@@ -78,6 +79,7 @@ _Range = tuple[
     dict[str, dict[str, Any]],
     dict[str, Any],
     tuple[RunCompleted, bytes] | None,
+    dict[str, int],
 ]
 
 _worker_payloads: PayloadStore | None = None  # in a worker: its copy of the store
@@ -213,7 +215,8 @@ def _replay_parallel(
 
 def _stitch(projector: ExportProjector, maker: RecordMaker, result: _Range) -> bool:
     """Write one range's records in journal order; True once the export is sealed."""
-    lines, lengths, seqs, leaves, deferred, still_open, run, completed = result
+    lines, lengths, seqs, leaves, deferred, still_open, run, completed, tally = result
+    merge_tally(maker.tally, tally)
     assert type(lines) is bytes  # the caller took them out of the slot
     if run:
         maker.run = run
@@ -307,6 +310,7 @@ def _project_range(
         dict(open_states),
         maker.run,
         completed,
+        maker.tally,
     )
 
 
