@@ -55,9 +55,10 @@ def record(root: Path, rows: int) -> str:
 
     from auditjournal import AuditStore
 
-    with AuditStore.open(root) as store, store.start_run(
-        config=workload.run_config(rows, 1), export=None, sql=False
-    ) as run:
+    with (
+        AuditStore.open(root) as store,
+        store.start_run(config=workload.run_config(rows, 1), export=None, sql=False) as run,
+    ):
         workload.drive(run, workload.prepare(rows, 1))
     return run.run_id
 
