@@ -12,7 +12,7 @@ import pytest
 from auditjournal import AuditStore, ExportSettings
 from auditjournal.evidence.verify import verify_export
 from auditjournal.export.replay import replay_export
-from auditjournal.model.completeness import certificate, tally_key
+from auditjournal.model.completeness import certificate, count_record
 from auditjournal.proofs.signing import generate_keypair
 
 
@@ -219,11 +219,24 @@ def test_parallel_replay_gives_the_same_certificate(tmp_path: Path) -> None:
 
 
 def test_tally_keys_and_certificate_are_pure_sums() -> None:
-    assert tally_key("row", None, None) == "rows"
-    assert tally_key("node_state", None, "open") == "open_states"
-    assert tally_key("node_state", None, "completed") is None
-    assert tally_key("token_outcome", "buffered", None) == "outcome.buffered"
-    assert certificate({"tokens": 3, "outcome.buffered": 2, "outcome.failed": 1}) == {
+    tally: dict[str, int] = {}
+    for record in [
+        ("row", None, None),
+        ("node_state", None, "open"),
+        ("node_state", None, "completed"),
+        ("token_outcome", "buffered", None),
+        ("run", None, "open"),
+    ]:
+        count_record(tally, *record)
+    assert tally == {
+        "row": 1,
+        "node_state": 2,
+        "open_states": 1,
+        "token_outcome": 1,
+        "outcome.buffered": 1,
+        "run": 1,
+    }
+    assert certificate({"token": 3, "outcome.buffered": 2, "outcome.failed": 1}) == {
         "rows": 0,
         "tokens": 3,
         "outcomes": {"buffered": 2, "failed": 1},

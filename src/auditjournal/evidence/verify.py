@@ -51,7 +51,7 @@ from ..fs.safeio import (
     read_regular,
 )
 from ..journal.files import JournalReader, segment_name
-from ..model.completeness import merge_tally, tally_key
+from ..model.completeness import count_detail, merge_tally
 from ..model.events import ExportFailed, ExportSealed, RunStarted
 from ..model.records import RECORD_TYPES
 from ..model.settings import ExportSettings
@@ -441,9 +441,10 @@ def _scan_chunk(
                 previous = last = seq
                 if first is None:
                     first = seq
-                key = tally_key(head.record_type, head.outcome, head.status)
-                if key is not None:
-                    tally[key] = tally.get(key, 0) + 1
+                kind = head.record_type
+                tally[kind] = tally.get(kind, 0) + 1
+                if kind == "token_outcome" or kind == "node_state":
+                    count_detail(tally, kind, head.outcome, head.status)
                 h = leaf_prefix.copy()
                 h.update(record)
                 leaves.append(h.digest())

@@ -21,27 +21,29 @@ from typing import Any, Final
 __all__ = [
     "NON_TERMINAL_OUTCOMES",
     "certificate",
+    "count_detail",
+    "count_record",
     "merge_tally",
-    "tally_key",
 ]
 
 NON_TERMINAL_OUTCOMES: Final = frozenset({"buffered"})
 _OUTCOME: Final = "outcome."
 
 
-def tally_key(record_type: str, outcome: str | None, status: str | None) -> str | None:
-    """What one record adds 1 to (None: nothing counted)."""
-    if record_type == "row":
-        return "rows"
-    if record_type == "token":
-        return "tokens"
+def count_record(tally: dict[str, int], record_type: str, outcome: object, status: object) -> None:
+    """Count one record: by its type (the caller may do that part itself, in a hot loop),
+    then :func:`count_detail`."""
+    tally[record_type] = tally.get(record_type, 0) + 1
+    count_detail(tally, record_type, outcome, status)
+
+
+def count_detail(tally: dict[str, int], record_type: str, outcome: object, status: object) -> None:
+    """A token outcome by its kind, a node state still ``open`` as such."""
     if record_type == "token_outcome":
-        return _OUTCOME + str(outcome)
-    if record_type == "validation_error":
-        return "validation_errors"
-    if record_type == "node_state" and status == "open":
-        return "open_states"
-    return None
+        key = _OUTCOME + str(outcome)
+        tally[key] = tally.get(key, 0) + 1
+    elif status == "open" and record_type == "node_state":
+        tally["open_states"] = tally.get("open_states", 0) + 1
 
 
 def merge_tally(into: dict[str, int], other: Mapping[str, int]) -> None:
@@ -50,16 +52,17 @@ def merge_tally(into: dict[str, int], other: Mapping[str, int]) -> None:
 
 
 def certificate(tally: Mapping[str, int]) -> dict[str, Any]:
-    """The manifest's ``completeness`` member from the counts."""
+    """The manifest's ``completeness`` member from the counts (keys: record types,
+    ``outcome.<kind>``, ``open_states``; others are ignored)."""
     outcomes = {k[len(_OUTCOME) :]: v for k, v in sorted(tally.items()) if k.startswith(_OUTCOME)}
     terminal = sum(v for k, v in outcomes.items() if k not in NON_TERMINAL_OUTCOMES)
-    tokens = tally.get("tokens", 0)
+    tokens = tally.get("token", 0)
     return {
-        "rows": tally.get("rows", 0),
+        "rows": tally.get("row", 0),
         "tokens": tokens,
         "outcomes": outcomes,
         "terminal_outcomes": terminal,
         "unfinished_tokens": tokens - terminal,
-        "validation_errors": tally.get("validation_errors", 0),
+        "validation_errors": tally.get("validation_error", 0),
         "open_states": tally.get("open_states", 0),
     }

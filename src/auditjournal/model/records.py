@@ -196,7 +196,7 @@ class RecordMaker:
         return self._done(r)
 
     def _row(self, e: RowCreated) -> list[Record]:
-        self._count("rows")
+        self._count("row")
         r = {
             "record_type": "row",
             "run_id": self.run_id,
@@ -212,7 +212,7 @@ class RecordMaker:
         return self._done(r)
 
     def _token(self, e: TokenCreated) -> list[Record]:
-        self._count("tokens")
+        self._count("token")
         r = {
             "record_type": "token",
             "run_id": self.run_id,
