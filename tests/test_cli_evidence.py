@@ -172,9 +172,11 @@ def test_verify_json_shape(
         "chunk_count",
         "record_count",
         "signature",
+        "timestamp",
         "files",
         "summary",
     }
+    assert data["timestamp"] == "absent"
     manifest = json.loads((recorded.export / "audit_trail.manifest.json").read_text())
     assert data["ok"] is True
     assert data["manifest"] == str(recorded.export / "audit_trail.manifest.json")

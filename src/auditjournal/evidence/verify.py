@@ -51,7 +51,7 @@ from ..fs.safeio import (
     read_regular,
 )
 from ..journal.files import JournalReader, segment_name
-from ..model.completeness import count_detail, merge_tally
+from ..model.completeness import merge_tally, scan_tally
 from ..model.events import ExportFailed, ExportSealed, RunStarted
 from ..model.records import RECORD_TYPES
 from ..model.settings import ExportSettings
@@ -391,7 +391,9 @@ def _scan_chunk(
     leaf_prefix = hashlib.sha256(b"\x00")  # copying a primed hash beats a new one
     decode = _HEAD_DECODER.decode
     known = _KNOWN_TYPES
-    tally: dict[str, int] = {}
+    kinds: list[str] = []  # record types, counted at the end (cheaper than per record)
+    outcomes: list[str] = []
+    open_states = 0
     with open(fd, "rb") as fh:
         blocks = _LineBlocks(fh, hasher, threaded)
         for data, end in blocks:
@@ -441,10 +443,11 @@ def _scan_chunk(
                 previous = last = seq
                 if first is None:
                     first = seq
-                kind = head.record_type
-                tally[kind] = tally.get(kind, 0) + 1
-                if kind == "token_outcome" or kind == "node_state":
-                    count_detail(tally, kind, head.outcome, head.status)
+                kinds.append(head.record_type)
+                if head.outcome is not None:
+                    outcomes.append(head.outcome)
+                if head.status == "open":  # only node states are ever "open"
+                    open_states += 1
                 h = leaf_prefix.copy()
                 h.update(record)
                 leaves.append(h.digest())
@@ -467,7 +470,7 @@ def _scan_chunk(
         elif (first, last) != (expected_first, expected_last):
             listed = f"{expected_first}..{expected_last}"
             problem = f"seq range {first}..{last}, manifest says {listed}"
-    return problem, subtrees, count, first, last, size, tally
+    return problem, subtrees, count, first, last, size, scan_tally(kinds, outcomes, open_states)
 
 
 class _LineBlocks:

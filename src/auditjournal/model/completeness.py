@@ -15,6 +15,7 @@ replay's ranges, the parallel verify's chunks) add up to the whole.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -24,6 +25,7 @@ __all__ = [
     "count_detail",
     "count_record",
     "merge_tally",
+    "scan_tally",
 ]
 
 NON_TERMINAL_OUTCOMES: Final = frozenset({"buffered"})
@@ -44,6 +46,17 @@ def count_detail(tally: dict[str, int], record_type: str, outcome: object, statu
         tally[key] = tally.get(key, 0) + 1
     elif status == "open" and record_type == "node_state":
         tally["open_states"] = tally.get("open_states", 0) + 1
+
+
+def scan_tally(kinds: list[str], outcomes: list[str], open_states: int) -> dict[str, int]:
+    """The counts from a scan that listed each record's type, each token outcome's kind
+    and counted the open node states (what ``verify`` does, in its hot loop)."""
+    tally = dict(Counter(kinds))
+    for kind, n in Counter(outcomes).items():
+        tally[_OUTCOME + kind] = n
+    if open_states:
+        tally["open_states"] = open_states
+    return tally
 
 
 def merge_tally(into: dict[str, int], other: Mapping[str, int]) -> None:
