@@ -171,8 +171,22 @@ def test_a_duplicated_outcome_is_invalid_naming_the_row(tmp_path: Path) -> None:
 
 
 def test_an_unaccounted_token_is_invalid_naming_the_row(tmp_path: Path) -> None:
-    """A token no outcome accounts for, even with a certificate that matches the records
-    (as a pipeline that never recorded the outcome would have sealed it)."""
+    """A token record the signed counts do not account for (injected after sealing)."""
+    export = _sealed(tmp_path)
+    lines = _records(export)
+    at = next(i for i, x in enumerate(lines) if b'"record_type":"token"' in x)
+    token = json.loads(lines[at])
+    token.update(token_id="tok-injected", row_id="row-4")
+    lines.insert(at + 1, json.dumps(token, sort_keys=True, separators=(",", ":")).encode())
+    _reseal(export, lines)
+    problems = _problems(export)
+    assert "tokens: manifest 7, records 8" in problems
+    assert "row row-4: token tok-injected reaches no terminal outcome" in problems
+
+
+def test_tokens_the_pipeline_left_unfinished_are_stated_not_hidden(tmp_path: Path) -> None:
+    """A completed run whose pipeline never recorded a token's outcome: the signed
+    certificate says so and verify reports it (the export is what was recorded)."""
     with AuditStore.open(tmp_path / "a") as store:
         with store.start_run(config={}, export=ExportSettings()) as run:
             src = run.register_node(
@@ -181,8 +195,12 @@ def test_an_unaccounted_token_is_invalid_naming_the_row(tmp_path: Path) -> None:
             row = run.create_row(source_node_id=src, row_index=0, data={}, row_id="row-x")
             run.create_token(row_id=row, token_id="tok-x")
         export = store.export_dir(run.run_id)
-    problems = _problems(export)
-    assert "row row-x: token tok-x reaches no terminal outcome in a completed run" in problems
+    report = verify_export(export)
+    assert report.ok
+    assert report.completeness == (
+        "1 token(s) without a terminal outcome, 0 node state(s) open (run completed)"
+    )
+    assert "1 token(s) without a terminal outcome" in report.summary()
 
 
 def test_parallel_replay_gives_the_same_certificate(tmp_path: Path) -> None:

@@ -1,9 +1,12 @@
 """``verify``'s check of the completeness certificate (model/completeness.py).
 
 The counts are re-derived while the chunks are scanned (no extra pass); only
-when they disagree with the signed certificate, or show tokens without a
-terminal outcome in a run that completed, are the records read once more to
-name the rows concerned (memory then grows with the number of tokens).
+when they disagree with the signed certificate (or count more terminal outcomes
+than tokens) are the records read once more to name the rows concerned (memory
+then grows with the number of tokens). Tokens the certificate itself declares
+unfinished are not a failure -- the pipeline said so, and ``verify`` reports
+it (``completeness`` in its report) -- a dropped, duplicated or injected
+record is, because the counts then differ from the signed ones.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import msgspec
 from ..export.chunks import iter_chunk_records
 from ..model.completeness import NON_TERMINAL_OUTCOMES, certificate
 
-__all__ = ["check_completeness"]
+__all__ = ["check_completeness", "completeness_note"]
 
 _SHOWN: Final = 5  # rows named per kind of problem
 
@@ -48,14 +51,22 @@ def check_completeness(
             + ", ".join(f"{k}: manifest {claimed.get(k)}, records {found.get(k)}" for k in differ)
             + ")"
         )
-    suspicious = (
-        bool(problems)
-        or found["terminal_outcomes"] > found["tokens"]
-        or (run_status == "completed" and found["unfinished_tokens"] != 0)
-    )
-    if suspicious:
+    if problems or found["terminal_outcomes"] > found["tokens"]:
         problems += _name_rows(run_status, chunk_paths)
     return problems
+
+
+def completeness_note(claimed: dict[str, Any] | None, run_status: str) -> str:
+    """What the (verified) certificate says was not finished; "" when everything was."""
+    if claimed is None:
+        return "absent"
+    unfinished, open_states = claimed.get("unfinished_tokens"), claimed.get("open_states")
+    if not unfinished and not open_states:
+        return "every token reached one terminal outcome"
+    return (
+        f"{unfinished} token(s) without a terminal outcome, {open_states} node state(s) open "
+        f"(run {run_status})"
+    )
 
 
 def _name_rows(run_status: str, chunk_paths: Sequence[Path]) -> list[str]:

@@ -58,7 +58,7 @@ from ..model.settings import ExportSettings
 from ..payloads.store import PayloadStore
 from ..proofs.merkle import MerkleBuilder, range_subtrees
 from ..proofs.signing import check_signature
-from .completeness_check import check_completeness
+from .completeness_check import check_completeness, completeness_note
 from .timestamp_check import check_timestamp
 from .treeheads import check_tree_heads
 
@@ -158,6 +158,7 @@ class VerifyReport:
     signature: str = "absent"
     run_id: str = ""
     timestamp: str = "absent"
+    completeness: str = "absent"
 
     @property
     def ok(self) -> bool:
@@ -170,9 +171,11 @@ class VerifyReport:
             if c.ok and c.file.endswith(".json") and not c.file.endswith(".manifest.json")
         )
         stamp = "" if self.timestamp == "absent" else f"timestamp {self.timestamp}, "
+        unfinished = "without a terminal outcome" in self.completeness
+        done = f" ({self.completeness})" if unfinished else ""
         return (
             f"{chunks_ok}/{self.chunk_count} chunks valid, manifest signature {self.signature}, "
-            f"{stamp}{self.record_count:,} records: {'VALID' if self.ok else 'INVALID'}"
+            f"{stamp}{self.record_count:,} records: {'VALID' if self.ok else 'INVALID'}{done}"
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -184,6 +187,7 @@ class VerifyReport:
             "record_count": self.record_count,
             "signature": self.signature,
             "timestamp": self.timestamp,
+            "completeness": self.completeness,
             "files": [{"file": c.file, "valid": c.ok, "reason": c.reason} for c in self.checks],
             "summary": self.summary(),
         }
@@ -311,6 +315,7 @@ def verify_export(
     if folded:
         paths = [directory / c.file for c in manifest.chunks]
         problems += check_completeness(manifest.completeness, tally, manifest.run_status, paths)
+        report.completeness = completeness_note(manifest.completeness, manifest.run_status)
     if problems and manifest_check.ok:
         manifest_check.ok, manifest_check.reason = False, "; ".join(problems)
     if journal is not None:

@@ -99,13 +99,18 @@ class ExportSettings(msgspec.Struct, frozen=True, kw_only=True):
             raise InvalidSettingsError("sign='ed25519' needs signing_key_file (a PEM PKCS#8 key)")
 
     def describe(self) -> dict[str, object]:
-        """The settings as recorded in run_started and the export checkpoint (no key material)."""
-        return {
+        """The settings as recorded in run_started and the export checkpoint (no key material).
+        The settings added by issue 16 appear only when they differ from their defaults, so a
+        run with the defaults records exactly what it did before them."""
+        described: dict[str, object] = {
             "include_payloads": self.include_payloads,
             "chunk_size_bytes": self.chunk_size_bytes,
             "sign": self.sign,
             "signing_key_file": self.signing_key_file,
-            "checkpoint_every_records": self.checkpoint_every_records,
-            "timestamp_url": self.timestamp_url,
-            "timestamp_required": self.timestamp_required,
         }
+        if self.checkpoint_every_records != DEFAULT_CHECKPOINT_EVERY_RECORDS:
+            described["checkpoint_every_records"] = self.checkpoint_every_records
+        if self.timestamp_url is not None:
+            described["timestamp_url"] = self.timestamp_url
+            described["timestamp_required"] = self.timestamp_required
+        return described
