@@ -335,3 +335,21 @@ def test_a_torn_last_line_is_cut_by_the_next_append(store: AuditStore) -> None:
     data = entries.read_bytes()
     assert data.startswith(good) and data.count(b"\n") == 2
     assert verify_store(store.root).ok
+
+
+def test_opening_a_store_with_a_whole_ledger_writes_nothing(
+    tmp_path: Path, keys: tuple[Path, Path]
+) -> None:
+    with AuditStore.open(tmp_path / "a", ledger_key=keys[0]) as store:
+        seal_run(store)
+    paths = LedgerPaths(tmp_path / "a")
+    paths.lock.unlink()
+    before = {p: p.stat().st_mtime_ns for p in paths.directory.rglob("*")}
+    with AuditStore.open(tmp_path / "a", ledger_key=keys[0]):
+        pass
+    assert not paths.lock.exists()  # not even the lock was taken
+    assert {p: p.stat().st_mtime_ns for p in paths.directory.rglob("*")} == before
+    paths.entries.write_bytes(b"not json\n")  # a damaged ledger does not stop the store
+    with AuditStore.open(tmp_path / "a", ledger_key=keys[0]):
+        pass
+    assert not verify_store(tmp_path / "a").ok

@@ -27,6 +27,7 @@ turns under an exclusive ``flock`` on ``ledger/.lock``.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import secrets
 from collections.abc import Iterator
@@ -37,12 +38,12 @@ from typing import Final, Literal
 
 import msgspec
 
-from ..errors import MalformedEvidenceError
+from ..errors import AuditJournalError, MalformedEvidenceError
 from ..fs.safeio import decode_strict, read_regular, real_dir
 from ..fs.storage import atomic_write, fsync_dir, open_file, storage_error
 from ..model.canonical import canonical_json
 from .merkle import MerkleBuilder, leaf_hash
-from .signednote import Checkpoint, NoteSigner, sign_checkpoint
+from .signednote import Checkpoint, NoteSigner, read_checkpoint, sign_checkpoint
 
 __all__ = [
     "LEDGER_DIR",
@@ -56,6 +57,8 @@ __all__ = [
     "ledger_key_file",
     "read_ledger",
 ]
+
+_log = logging.getLogger("auditjournal")
 
 LEDGER_DIR: Final = "ledger"
 LEDGER_KEY_ENV: Final = "AUDITJOURNAL_LEDGER_KEY_FILE"
@@ -211,16 +214,33 @@ class Ledger:
             return appended
 
     def catch_up(self) -> None:
-        """Write a checkpoint a crash kept from being written (and cut a torn line)."""
+        """Write a checkpoint a crash kept from being written (and cut a torn line).
+
+        Nothing is locked or written when the ledger is whole (a store opened only to
+        read, even read-only, is left alone); a ledger that cannot be read or repaired
+        is logged, not raised: ``verify-store`` reports it, and the next append fails."""
         if not self.paths.origin.exists():
             return
-        with self._locked():
+        try:
             state = read_ledger(self.paths.root)
-            if state is None:
+            if state is None or (not state.torn_bytes and self._current_size() == state.size):
                 return
-            if state.torn_bytes:
-                self._truncate(state.good_bytes)
-            self._checkpoint(state.origin, state)
+            with self._locked():
+                state = read_ledger(self.paths.root)
+                if state is None:
+                    return
+                if state.torn_bytes:
+                    self._truncate(state.good_bytes)
+                self._checkpoint(state.origin, state)
+        except AuditJournalError as exc:
+            _log.warning("the store ledger needs repair and could not be repaired: %s", exc)
+
+    def _current_size(self) -> int | None:
+        try:
+            data = read_regular(self.paths.checkpoint, "ledger checkpoint", 1 << 20)
+            return read_checkpoint(data)[0].size
+        except (FileNotFoundError, AuditJournalError):
+            return None
 
     # -- inside the lock --------------------------------------------------------------
 
