@@ -45,9 +45,11 @@ from .errors import (
     UnsafePathError,
     UnsupportedSchemaError,
 )
+from .evidence.consistency import ConsistencyReport, prove_consistency, verify_consistency_file
 from .evidence.extract import Selection, extract_bundle, read_bundle, verify_bundle
 from .evidence.reimport import TypedRow, load_rows
 from .evidence.verify import VerifyReport, verify_export
+from .evidence.verify_store import StoreReport, verify_store
 from .export.manifest import ExportPaths
 from .export.projector import ExportProjector, LiveExport, SealResult
 from .export.replay import replay_export
@@ -59,6 +61,7 @@ from .model.settings import ExportSettings
 from .model.typed import decode_typed, schema_types
 from .payloads.store import PayloadStore
 from .projection.service import ProjectionService
+from .proofs.ledger import Ledger, LedgerEntry
 from .proofs.merkle import MerkleBuilder
 from .proofs.signing import check_signature, generate_keypair
 from .recording.recorder import RunRecorder
@@ -74,6 +77,7 @@ __all__ = [
     "AuditJournalError",
     "AuditStore",
     "CanonicalizationError",
+    "ConsistencyReport",
     "CorruptExportError",
     "CorruptJournalError",
     "CsvResult",
@@ -98,6 +102,8 @@ __all__ = [
     "JournalLockedError",
     "JournalPosition",
     "JournalReader",
+    "Ledger",
+    "LedgerEntry",
     "LifecycleError",
     "LiveExport",
     "LiveSql",
@@ -125,6 +131,7 @@ __all__ = [
     "SqlProjector",
     "StateAlreadyCompletedError",
     "StorageError",
+    "StoreReport",
     "TailFilter",
     "TypedRow",
     "UnknownIdError",
@@ -141,6 +148,7 @@ __all__ = [
     "generate_keypair",
     "list_runs",
     "load_rows",
+    "prove_consistency",
     "read_bundle",
     "replay_export",
     "replay_sql",
@@ -149,5 +157,7 @@ __all__ = [
     "show_run",
     "stable_hash",
     "verify_bundle",
+    "verify_consistency_file",
     "verify_export",
+    "verify_store",
 ]

@@ -62,12 +62,16 @@ from ..fs.safeio import (
     read_regular,
 )
 from ..journal.files import JournalReader, segment_name
+from ..model.completeness import merge_tally, scan_tally
 from ..model.events import ExportFailed, ExportSealed, RunStarted
 from ..model.recordtypes import RECORD_TYPES, REF_FIELDS
 from ..model.settings import ExportSettings
 from ..payloads.store import PayloadStore
 from ..proofs.merkle import MerkleBuilder, leaf_hasher, range_subtrees
 from ..proofs.signing import check_signature
+from .completeness_check import check_completeness, completeness_note
+from .timestamp_check import check_timestamp
+from .treeheads import check_tree_heads
 
 __all__ = ["FileCheck", "VerifyReport", "find_manifest", "load_manifest", "verify_export"]
 
@@ -81,6 +85,8 @@ class _RecordHead(msgspec.Struct):
     record_type: str
     run_id: str
     seq: int
+    outcome: str | None = None  # token_outcome
+    status: str | None = None  # node_state (and run)
 
 
 _HEAD_DECODER: Final = msgspec.json.Decoder(_RecordHead)
@@ -108,6 +114,8 @@ class VerifyReport:
     chunk_count: int = 0
     signature: str = "absent"
     run_id: str = ""
+    timestamp: str = "absent"
+    completeness: str = "absent"
 
     @property
     def ok(self) -> bool:
@@ -119,9 +127,12 @@ class VerifyReport:
             for c in self.checks
             if c.ok and c.file.endswith(".json") and not c.file.endswith(MANIFEST_SUFFIX)
         )
+        stamp = "" if self.timestamp == "absent" else f"timestamp {self.timestamp}, "
+        unfinished = "without a terminal outcome" in self.completeness
+        done = f" ({self.completeness})" if unfinished else ""
         return (
             f"{chunks_ok}/{self.chunk_count} chunks valid, manifest signature {self.signature}, "
-            f"{self.record_count:,} records: {'VALID' if self.ok else 'INVALID'}"
+            f"{stamp}{self.record_count:,} records: {'VALID' if self.ok else 'INVALID'}{done}"
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -132,6 +143,8 @@ class VerifyReport:
             "chunk_count": self.chunk_count,
             "record_count": self.record_count,
             "signature": self.signature,
+            "timestamp": self.timestamp,
+            "completeness": self.completeness,
             "files": [{"file": c.file, "valid": c.ok, "reason": c.reason} for c in self.checks],
             "summary": self.summary(),
         }
@@ -165,6 +178,7 @@ def verify_export(
     hmac_key: bytes | None = None,
     progress: Callable[[int], None] | None = None,
     require_signature: bool = False,
+    tsa_ca: Path | None = None,
 ) -> VerifyReport:
     """Verify the export at ``export`` (directory or manifest).
 
@@ -176,6 +190,8 @@ def verify_export(
     checked and holds). ``progress`` is called with the bytes read: in all
     :func:`verify_work` (the chunks, and with ``journal`` the journal twice: read
     through, then projected afresh), so a bar over that total ends at 100 %.
+    ``tsa_ca``: a PEM CA file the RFC 3161 token beside the manifest must verify
+    against (then the token must be there).
     """
     manifest_path = find_manifest(export)
     report = VerifyReport(manifest_path)
@@ -208,20 +224,30 @@ def verify_export(
         manifest_check.ok = False
         manifest_check.reason = f"a signature is required; it is {report.signature}"
 
+    tsr = ExportPaths(directory / prefix_name).timestamp
+    stamp_problem, report.timestamp = check_timestamp(tsr, raw, tsa_ca)
+    if stamp_problem is not None or tsr.exists():
+        report.checks.append(FileCheck(tsr.name, stamp_problem is None, stamp_problem or ""))
     listing = directory / f"{prefix_name}{SHA256SUMS_SUFFIX}"
     report.checks.append(_check_listing(listing, manifest, raw, manifest_path.name))
     merkle = MerkleBuilder()
     chunk_changed = False  # a chunk's bytes are not the ones the manifest lists
     folded = True  # every chunk's subtrees were hashed at the leaf offset they landed at
+    heads = {h.tree_size: h.root for h in manifest.checkpoints or ()}
+    prefix_roots: dict[int, str] = {}
+    tally: dict[str, int] = {}
     last_seq = 0
     for entry, scan in _scan_chunks(directory, manifest, progress):
         problem, count, first, last = scan.problem, scan.count, scan.first, scan.last
         chunk_changed = chunk_changed or not scan.as_listed
+        merge_tally(tally, scan.tally)
         if not problem and first is not None and first < last_seq:
             problem = f"first seq {first} goes backwards (the chunk before ends at {last_seq})"
         if folded and count == entry.record_count:
             for width, node in scan.subtrees:
                 merkle.add_subtree(width, node)
+                if merkle.count in heads:
+                    prefix_roots[merkle.count] = merkle.root().hex()
         else:
             # a count differs from the manifest's, so later chunks were hashed at the
             # wrong leaf offsets: the root cannot be recomputed (the chunk is INVALID)
@@ -256,6 +282,14 @@ def verify_export(
         problems.append("Merkle root not recomputed: chunk record counts differ from the manifest")
     elif merkle.root().hex() != manifest.merkle_root:
         problems.append("Merkle root does not match the records")
+    elif heads:
+        problems += check_tree_heads(
+            heads, prefix_roots, directory, prefix_name, manifest.run_id, public_key
+        )
+    if folded and not chunk_failed:  # a changed chunk is blamed alone (as above)
+        paths = [directory / c.file for c in manifest.chunks]
+        problems += check_completeness(manifest.completeness, tally, manifest.run_status, paths)
+        report.completeness = completeness_note(manifest.completeness, manifest.run_status)
     if problems and manifest_check.ok:
         manifest_check.ok, manifest_check.reason = False, "; ".join(problems)
     if journal is not None:
@@ -340,12 +374,19 @@ class ChunkScan:
     """Seq of its first and last record (None: no record read)."""
     size: int
     """Bytes read."""
+    tally: dict[str, int] = field(default_factory=dict)
+    """Its completeness counts (:func:`~auditjournal.model.completeness.scan_tally`)."""
     as_listed: bool = False
     """Whether its bytes are the ones the manifest lists (size and sha256)."""
 
 
 def _scan_chunk(
-    path: str, entry: ChunkEntry, run_id: str, leaf_offset: int, threaded: bool = True
+    path: str,
+    entry: ChunkEntry,
+    run_id: str,
+    leaf_offset: int,
+    cuts: tuple[int, ...] = (),
+    threaded: bool = True,
 ) -> ChunkScan:
     """Check one chunk against its manifest ``entry``, on its own.
 
@@ -356,13 +397,14 @@ def _scan_chunk(
     file's SHA-256 runs on a helper thread (hashlib releases the GIL on big blocks)
     while this thread checks the lines and hashes the tree; worker processes, which
     already keep every core busy, hash inline. Lines are memoryview slices: no copies.
+    ``cuts``: leaf counts (live checkpoints) no returned subtree may straddle.
     """
     try:
         fd = open_regular(path, "chunk")
     except FileNotFoundError:
-        return ChunkScan("missing", [], 0, None, None, 0)
+        return ChunkScan("missing", [], 0, None, None, 0, {})
     except AuditJournalError as exc:
-        return ChunkScan(str(exc), [], 0, None, None, 0)
+        return ChunkScan(str(exc), [], 0, None, None, 0, {})
     hasher = hashlib.sha256()
     subtrees: _Subtrees = []  # each block's leaves as aligned subtrees (range_subtrees)
     count = previous = 0
@@ -372,6 +414,9 @@ def _scan_chunk(
     decode = _HEAD_DECODER.decode
     known = _KNOWN_TYPES
     leaf_prefix = leaf_hasher()  # copying merkle's primed leaf hash beats a call per leaf
+    kinds: list[str] = []  # record types, counted at the end (cheaper than per record)
+    outcomes: list[str] = []
+    open_states = 0
     with open(fd, "rb") as fh:
         blocks = _LineBlocks(fh, hasher, threaded)
         for data, end in blocks:
@@ -397,6 +442,11 @@ def _scan_chunk(
                 previous = last = seq
                 if first is None:
                     first = seq
+                kinds.append(head.record_type)
+                if head.outcome is not None:
+                    outcomes.append(head.outcome)
+                if head.status == "open":  # only node states are ever "open"
+                    open_states += 1
                 h = leaf_prefix.copy()
                 h.update(record)
                 add_leaf(h.digest())
@@ -404,7 +454,7 @@ def _scan_chunk(
             problem = problem or lines.problem
             record = b""  # the records' views are dropped before the buffer is reused
             view.release()
-            subtrees += range_subtrees(leaves, block_start)
+            subtrees += _cut_subtrees(leaves, block_start, cuts)
     size = blocks.size
     if not problem:
         if blocks.leftover:
@@ -421,7 +471,8 @@ def _scan_chunk(
             listed = f"{entry.first_seq}..{entry.last_seq}"
             problem = f"seq range {first}..{last}, manifest says {listed}"
     as_listed = size == entry.bytes and hasher.hexdigest() == entry.sha256
-    return ChunkScan(problem, subtrees, count, first, last, size, as_listed)
+    tally = scan_tally(kinds, outcomes, open_states)
+    return ChunkScan(problem, subtrees, count, first, last, size, tally, as_listed)
 
 
 class _LineBlocks:
@@ -469,14 +520,29 @@ class _LineBlocks:
         self.leftover = kept
 
 
+def _cut_subtrees(
+    leaves: list[bytes], start: int, cuts: tuple[int, ...]
+) -> list[tuple[int, bytes]]:
+    """:func:`range_subtrees` of the leaves, split at every cut inside them."""
+    out: list[tuple[int, bytes]] = []
+    at = 0
+    for cut in cuts:
+        if start + at < cut < start + len(leaves):
+            out += range_subtrees(leaves[at : cut - start], start + at)
+            at = cut - start
+    out += range_subtrees(leaves[at:], start + at)
+    return out
+
+
 def _scan_chunks(
     directory: Path, manifest: Manifest, progress: Callable[[int], None] | None
 ) -> Iterator[tuple[ChunkEntry, ChunkScan]]:
     """Every chunk's scan, in order; on a second core (worker processes) for big exports."""
     jobs = []
+    cuts = tuple(sorted({h.tree_size for h in manifest.checkpoints or ()}))
     offset = 0  # leaf index of the chunk's first record, if the manifest's counts hold
     for c in manifest.chunks:
-        jobs.append((str(directory / c.file), c, manifest.run_id, offset))
+        jobs.append((str(directory / c.file), c, manifest.run_id, offset, cuts))
         offset += max(c.record_count, 0)
     total = sum(c.bytes for c in manifest.chunks)
     workers = min(os.cpu_count() or 1, 2)
@@ -496,7 +562,7 @@ def _scan_chunks(
                 upcoming = next(queued, None)
                 if upcoming is None:
                     break
-                pending.append(pool.submit(_scan_chunk, *upcoming, False))
+                pending.append(pool.submit(_scan_chunk, *upcoming, threaded=False))
             result = pending.popleft().result()
             if progress is not None:
                 progress(chunk.bytes)  # as listed: the total is known before (verify_work)
@@ -526,7 +592,12 @@ def _check_against_journal(
     if problem[0]:
         return [FileCheck(name, False, problem[0]), payload_check]
     settings = ExportSettings(
-        include_payloads=manifest.include_payloads, chunk_size_bytes=manifest.chunk_size_bytes
+        include_payloads=manifest.include_payloads,
+        chunk_size_bytes=manifest.chunk_size_bytes,
+        # live checkpoints are at multiples of the setting: the first listed is it
+        checkpoint_every_records=manifest.checkpoints[0].tree_size
+        if manifest.checkpoints
+        else None,
     )
     try:
         with tempfile.TemporaryDirectory(prefix="auditjournal-verify-") as tmp:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from ..errors import DatabaseError, DiskFullError, ExportError, JournalLockedError, StorageError
-from ..model.events import BaseEvent, ExportFailed, ExportSealed
+from ..model.events import BaseEvent, ExportCheckpoint, ExportFailed, ExportSealed
 
 if TYPE_CHECKING:
     from ..export.projector import LiveExport, SealResult
@@ -113,6 +113,7 @@ class LiveProjectors:
         """New live SQL tables resuming from their checkpoint (after they stopped)."""
         self._sealed: SealResult | None = None
         self._seal_recorded = False
+        self._checkpoints_recorded = 0
 
     def throttle(self, journal: Journal) -> None:
         """Backpressure: keep the projectors within ``MAX_BEHIND`` events.
@@ -193,6 +194,21 @@ class LiveProjectors:
             if self._sealed is None:
                 return None
         result = self._sealed
+        while self._checkpoints_recorded < len(result.checkpoints):
+            size, root = result.checkpoints[self._checkpoints_recorded]
+            event = ExportCheckpoint(
+                run_id=run_id,
+                ts=now,
+                tree_size=size,
+                root=root,
+                export_path=result.checkpoint_path(size),
+            )
+            try:
+                append_export_event(event)
+            except StorageError as exc:
+                self._checkpoints_recorded += exc.recorded_event is not None
+                raise
+            self._checkpoints_recorded += 1
         if not self._seal_recorded:
             try:
                 append_export_event(

@@ -32,7 +32,7 @@ from typing import Any
 
 from ..errors import AuditJournalError, JournalLockedError, RunNotFoundError
 from ..export.projector import LIVE_STEP_EVENTS, ExportProjector, SealResult
-from ..model.events import ExportSealed, RunStarted
+from ..model.events import ExportCheckpoint, ExportSealed, RunStarted
 from ..model.settings import ExportSettings
 from ..recording.store import AuditStore
 from ..sql.projector import SqlProjector
@@ -53,7 +53,15 @@ def recorded_export_settings(store: AuditStore, run_id: str) -> ExportSettings:
     described: dict[str, Any] = {}
     if first and isinstance(first[0], RunStarted):
         described = dict(first[0].settings.get("export") or {})
-    known = {"include_payloads", "chunk_size_bytes", "sign", "signing_key_file"}
+    known = {
+        "include_payloads",
+        "chunk_size_bytes",
+        "sign",
+        "signing_key_file",
+        "checkpoint_every_records",
+        "timestamp_url",
+        "timestamp_required",
+    }
     return ExportSettings(**{k: v for k, v in described.items() if k in known})
 
 
@@ -229,6 +237,17 @@ class ProjectionService:
         assert projector is not None and projector.result is not None
         result = projector.result
         try:
+            for size, root in result.checkpoints:  # recorded once: the same event is skipped
+                self.store.append_export_event(
+                    job.run_id,
+                    ExportCheckpoint(
+                        run_id=job.run_id,
+                        ts=self.store.now(),
+                        tree_size=size,
+                        root=root,
+                        export_path=result.checkpoint_path(size),
+                    ),
+                )
             recorded = self.store.append_export_event(
                 job.run_id,
                 ExportSealed(

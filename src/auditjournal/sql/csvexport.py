@@ -64,6 +64,7 @@ from ..model.canonical import canonical_json, format_float
 from ..model.events import CsvExported, CsvFile
 from ..model.records import RecordMaker
 from ..model.recordtypes import RECORD_TYPES, record_columns
+from ..proofs.ledger import LedgerEntry, entry_path
 
 if TYPE_CHECKING:
     from ..recording.store import AuditStore
@@ -161,6 +162,17 @@ def export_csv(
         reader.close()
         if dir_lock >= 0:
             os.close(dir_lock)
+    store.ledger.append(
+        LedgerEntry(
+            kind="csv",
+            run_id=run_id,
+            path=entry_path(store.root, out / CSV_LISTING_NAME),
+            manifest_sha256=event.listing_sha256,
+            merkle_root=None,
+            record_count=sum(f.rows for f in files),
+            sealed_at=None,
+        )
+    )
     recorded = store.append_export_event(run_id, event)
     return CsvResult(
         out_dir=out,
