@@ -148,8 +148,8 @@ def test_a_checkpoint_naming_a_member_twice_rebuilds(
     root, clean = half_done
     checkpoint = checkpoint_of(root)
     body = msgspec.json.encode(read_state(checkpoint))
-    assert body.startswith(b'{"version":2,')
-    forged = b'{"version":2,"version":2,' + body[len(b'{"version":2,') :]
+    assert body.startswith(b'{"version":3,')
+    forged = b'{"version":3,"version":3,' + body[len(b'{"version":3,') :]
     checkpoint.write_bytes(seal_text(forged))  # a checksum that holds over the repeat
     with AuditStore.open(root) as store:
         projector = store.export_projector(RUN, SETTINGS)

@@ -135,9 +135,13 @@ def test_verify_json_shape(cli: Cli, recorded: Recorded, monkeypatch: pytest.Mon
         "chunk_count",
         "record_count",
         "signature",
+        "timestamp",
+        "completeness",
         "files",
         "summary",
     }
+    assert data["timestamp"] == "absent"
+    assert data["completeness"] != "absent"
     manifest = json.loads((recorded.export / "audit_trail.manifest.json").read_text())
     assert data["ok"] is True
     assert data["manifest"] == str(recorded.export / "audit_trail.manifest.json")

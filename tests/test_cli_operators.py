@@ -360,6 +360,7 @@ def test_read_commands_work_on_a_read_only_copy(
         "runs": cli("runs", recorded.root, "--json").out,
         "show": cli("show", recorded.root, recorded.run_id, "--json").out,
         "explain": cli("explain", recorded.root, recorded.run_id, "--row", rows[0], "--json").out,
+        "verify-store": cli("verify-store", recorded.root, "--json").out,
     }
     with read_only_copy(tmp_path / "ro", recorded.root) as ro:
         root = ro / recorded.root.name
@@ -367,6 +368,7 @@ def test_read_commands_work_on_a_read_only_copy(
             "runs": cli("runs", root, "--json"),
             "show": cli("show", root, recorded.run_id, "--json"),
             "explain": cli("explain", root, recorded.run_id, "--row", rows[0], "--json"),
+            "verify-store": cli("verify-store", root, "--json"),
         }
         for name, result in got.items():
             assert result.code == 0, (name, result)
@@ -393,6 +395,7 @@ def test_read_commands_never_write_to_the_store(cli: Invoke, tmp_path: Path) -> 
     explained = cli("explain", root, "no-sql", "--row", row, "--json")
     assert json.loads(explained.out)["row"]["source_data"] == {"customer_id": "C7"}
     assert cli("runs", root).code == 0
+    assert cli("verify-store", root).code == 0
     assert _tree_state(root) == before
     # a database the caller names is theirs: brought up to date there
     mine = tmp_path / "mine.db"

@@ -13,8 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from auditjournal import ExportSettings
+from auditjournal.evidence.chunkscan import ChunkScan, scan_chunk
 from auditjournal.evidence.extract import BundleCheck, BundleReport
-from auditjournal.evidence.verify import ChunkScan, _scan_chunk
 from auditjournal.export.chunks import ChunkLines
 from auditjournal.export.manifest import ChunkEntry
 from auditjournal.export.replay import RECORDED, replay_settings
@@ -115,13 +115,13 @@ def test_a_chunk_scan_names_what_it_found(tmp_path: Path) -> None:
     data = b"[\n" + lines[0] + b"\n," + lines[1] + b"\n]\n"
     path.write_bytes(data)
     entry = ChunkEntry("c.json", hashlib.sha256(data).hexdigest(), len(data), 2, 3, 5)
-    scan = _scan_chunk(str(path), entry, "r", 0)
+    scan = scan_chunk(str(path), entry, "r", 0)
     assert isinstance(scan, ChunkScan)
     assert (scan.problem, scan.count, scan.first, scan.last, scan.size) == ("", 2, 3, 5, len(data))
     wrong = ChunkEntry("c.json", entry.sha256, len(data), 2, 3, 6)
-    assert _scan_chunk(str(path), wrong, "r", 0).problem == "seq range 3..5, manifest says 3..6"
+    assert scan_chunk(str(path), wrong, "r", 0).problem == "seq range 3..5, manifest says 3..6"
     os.unlink(path)
-    assert _scan_chunk(str(path), entry, "r", 0).problem == "missing"
+    assert scan_chunk(str(path), entry, "r", 0).problem == "missing"
 
 
 # -- the one chunk-line reader ----------------------------------------------------------------

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -337,3 +338,90 @@ def test_without_the_extra(monkeypatch: pytest.MonkeyPatch, pki: Pki, token: byt
 def test_errors_are_typed() -> None:
     assert issubclass(TimestampAuthorityError, TimestampError)
     assert issubclass(TimestampVerificationError, TimestampError)
+
+
+# -- wired into sealing and verify (issue 16 item 3) --------------------------------
+
+
+def _seal_with(root: Path, settings: Any) -> tuple[Any, str]:
+    from auditjournal import AuditStore
+
+    store = AuditStore.open(root)
+    with store.start_run(config={}, export=settings) as run:
+        run.register_node(plugin_name="s", node_type="source", plugin_version="1", config={})
+    return store, run.run_id
+
+
+def test_sealing_stores_a_token_that_verify_and_openssl_accept(
+    pki: Pki, tsa: str, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from auditjournal import ExportSettings
+    from auditjournal.cli import cli
+    from auditjournal.evidence.verify import verify_export
+
+    store, run_id = _seal_with(tmp_path / "a", ExportSettings(timestamp_url=f"{tsa}/tsa"))
+    export = store.export_dir(run_id)
+    manifest = (export / "audit_trail.manifest.json").read_bytes()
+    token = (export / "audit_trail.manifest.tsr").read_bytes()
+    assert verify_timestamp(token, manifest, pki.ca).digest == hashlib.sha256(manifest).hexdigest()
+    report = verify_export(export, tsa_ca=pki.ca)
+    assert report.ok and report.timestamp.startswith("valid"), [c.line() for c in report.checks]
+    assert verify_export(export).timestamp.startswith("present")
+    assert not verify_export(export, tsa_ca=pki.other_ca).ok
+    ok = subprocess.run(
+        ["openssl", "ts", "-verify", "-in", "audit_trail.manifest.tsr", "-data",
+         "audit_trail.manifest.json", "-CAfile", str(pki.ca)],
+        cwd=export, capture_output=True,
+    )  # fmt: skip
+    assert ok.returncode == 0 and b"Verification: OK" in ok.stdout
+    runner = CliRunner()
+    out = runner.invoke(cli, ["verify", str(export), "--tsa-ca", str(pki.ca)])
+    assert out.exit_code == 0 and "timestamp valid" in out.output, out.output
+    # a token over other bytes (the manifest edited, or the token swapped) is INVALID
+    (export / "audit_trail.manifest.tsr").write_bytes(
+        request_timestamp(f"{tsa}/tsa", manifest + b" ")
+    )
+    bad = verify_export(export)
+    assert not bad.ok and any("another digest" in c.reason for c in bad.checks)
+    (export / "audit_trail.manifest.tsr").unlink()
+    missing = runner.invoke(cli, ["verify", str(export), "--tsa-ca", str(pki.ca)])
+    assert missing.exit_code == 1 and "audit_trail.manifest.tsr: INVALID: missing" in missing.output
+    store.close()
+
+
+def test_a_failing_tsa_fails_the_seal_or_is_said_when_not_required(
+    tsa: str, tmp_path: Path
+) -> None:
+    from auditjournal import ExportSettings
+    from auditjournal.errors import ExportError
+    from auditjournal.model.events import ExportFailed
+
+    url = f"{tsa}/http-error"
+    from auditjournal import AuditStore
+
+    with AuditStore.open(tmp_path / "a") as store:
+        with (
+            pytest.raises(ExportError, match="no trusted timestamp"),
+            store.start_run(config={}, export=ExportSettings(timestamp_url=url)),
+        ):
+            pass
+        (run_id,) = store.run_ids()
+        events = list(store.read_journal(run_id))
+        assert isinstance(events[-1], ExportFailed) and "timestamp" in events[-1].error
+        assert not (store.export_dir(run_id) / "audit_trail.manifest.json").exists()
+    from auditjournal import AuditStore as Store
+
+    with (
+        Store.open(tmp_path / "b") as store,
+        store.start_run(
+            config={}, export=ExportSettings(timestamp_url=url, timestamp_required=False)
+        ) as run,
+    ):
+        pass
+    assert run.export_result is not None
+    assert run.export_result.timestamp.startswith("none: ")
+    export = store.export_dir(run.run_id)
+    assert (export / "audit_trail.manifest.json").exists()
+    assert not (export / "audit_trail.manifest.tsr").exists()

@@ -495,7 +495,7 @@ def test_a_chunk_larger_than_the_read_block(
     export: Export, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Lines split across read blocks, and a line longer than a block, are read whole."""
-    import auditjournal.evidence.verify as verify_module
+    import auditjournal.evidence.chunkscan as verify_module
 
     monkeypatch.setattr(verify_module, "_BLOCK", 97)
     export.seal()
@@ -602,7 +602,7 @@ def test_a_bad_signature_is_the_reason_given_before_other_manifest_problems(
 def test_a_scan_stops_at_the_first_problem_across_read_blocks(
     export: Export, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import auditjournal.evidence.verify as verify_module
+    import auditjournal.evidence.chunkscan as verify_module
 
     monkeypatch.setattr(verify_module, "_BLOCK", 97)
     export.records[1][1] = rewrite(export.records[1][1], record_type="bogus")

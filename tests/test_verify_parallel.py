@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from auditjournal import AuditStore, ExportSettings, verify_export
-from auditjournal.evidence import verify as verify_module
+from auditjournal.evidence import chunkscan as verify_module
 
 
 @pytest.fixture

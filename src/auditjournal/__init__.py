@@ -45,9 +45,11 @@ from .errors import (
     UnsafePathError,
     UnsupportedSchemaError,
 )
+from .evidence.consistency import ConsistencyReport, prove_consistency, verify_consistency_file
 from .evidence.extract import Selection, extract_bundle, read_bundle, verify_bundle
 from .evidence.reimport import TypedRow, load_rows
 from .evidence.verify import VerifyReport, verify_export
+from .evidence.verify_store import StoreReport, verify_store
 from .export.manifest import ExportPaths
 from .export.projector import ExportProjector, SealResult
 from .export.replay import replay_export
@@ -60,6 +62,7 @@ from .model.typed import decode_typed, schema_types
 from .payloads.store import PayloadStore
 from .projection.live import LiveExport, LiveSql
 from .projection.service import ProjectionService
+from .proofs.ledger import Ledger, LedgerEntry
 from .proofs.merkle import MerkleBuilder
 from .proofs.signing import check_signature, generate_keypair
 from .recording.recorder import RunRecorder
@@ -75,6 +78,7 @@ __all__ = [
     "AuditJournalError",
     "AuditStore",
     "CanonicalizationError",
+    "ConsistencyReport",
     "CorruptExportError",
     "CorruptJournalError",
     "CsvResult",
@@ -99,6 +103,8 @@ __all__ = [
     "JournalLockedError",
     "JournalPosition",
     "JournalReader",
+    "Ledger",
+    "LedgerEntry",
     "LifecycleError",
     "LiveExport",
     "LiveSql",
@@ -126,6 +132,7 @@ __all__ = [
     "SqlProjector",
     "StateAlreadyCompletedError",
     "StorageError",
+    "StoreReport",
     "TailFilter",
     "TypedRow",
     "UnknownIdError",
@@ -142,6 +149,7 @@ __all__ = [
     "generate_keypair",
     "list_runs",
     "load_rows",
+    "prove_consistency",
     "read_bundle",
     "replay_export",
     "replay_sql",
@@ -150,5 +158,7 @@ __all__ = [
     "show_run",
     "stable_hash",
     "verify_bundle",
+    "verify_consistency_file",
     "verify_export",
+    "verify_store",
 ]

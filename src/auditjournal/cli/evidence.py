@@ -1,4 +1,4 @@
-"""Commands an auditor uses: verify, keygen, extract, verify-bundle."""
+"""Commands an auditor uses: verify, keygen, extract, verify-bundle, verify-store."""
 
 from __future__ import annotations
 
@@ -11,11 +11,14 @@ import click
 from rich.text import Text
 
 from ..errors import DuplicateMemberError, MalformedEvidenceError
+from ..evidence.consistency import prove_consistency, verify_consistency_file
 from ..evidence.extract import Selection, extract_bundle, read_bundle, verify_bundle, write_bundle
 from ..evidence.verify import verify_export, verify_work
+from ..evidence.verify_store import verify_store
 from ..proofs.signing import NOT_CHECKED, generate_keypair
 from ._base import (
     _JSON,
+    _ROOT,
     _byte_progress,
     _check_output,
     _existing_store,
@@ -52,6 +55,13 @@ from ._base import (
     is_flag=True,
     help="INVALID unless the manifest is signed and its signature verifies with the key given.",
 )
+@click.option(
+    "--tsa-ca",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="PEM CA file: the manifest's RFC 3161 token (audit_trail.manifest.tsr) must be "
+    "there and verify against it.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option(
     "-q", "--quiet", is_flag=True, help="Print only what is INVALID; the exit code is the verdict."
@@ -62,6 +72,7 @@ def verify(
     public_key: Path | None,
     hmac_key_env: str | None,
     require_signature: bool,
+    tsa_ca: Path | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -92,6 +103,7 @@ def verify(
                 hmac_key=hmac_key,
                 progress=progress,
                 require_signature=require_signature,
+                tsa_ca=tsa_ca,
             )
     finally:
         if store is not None:
@@ -213,5 +225,89 @@ def verify_bundle_cmd(
     else:
         for line in report.text(quiet=quiet):
             click.echo(line)
+    if not report.ok:
+        sys.exit(1)
+
+
+@cli.command("verify-store")
+@_ROOT
+@click.option(
+    "--public-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Ed25519 public key (PEM) the ledger's checkpoints must be signed with.",
+)
+@click.option(
+    "--since",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="CHECKPOINT_FILE",
+    help="An earlier ledger checkpoint the ledger must still extend (RFC 9162 consistency).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def verify_store_command(
+    root: Path, public_key: Path | None, since: Path | None, as_json: bool
+) -> None:
+    """Verify a store: its ledger, checkpoints, and that every sealed run is in it.
+
+    One line per check (valid / INVALID: reason) and a summary; exit 1 if
+    anything is invalid.
+    """
+    if not (root / "runs").is_dir():
+        raise click.UsageError(f"{root} is not an auditjournal root (no runs/ directory)")
+    report = verify_store(root, public_key=public_key, since=since)
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        for check in report.checks:
+            click.echo(check.line())
+        for note in report.notes:
+            click.echo(f"note: {note}")
+        click.echo(report.summary())
+    if not report.ok:
+        sys.exit(1)
+
+
+@cli.command("prove-consistency")
+@click.argument("export", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--from",
+    "checkpoint_file",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="A live checkpoint of the export kept during the run.",
+)
+@click.option(
+    "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Proof file."
+)
+def prove_consistency_command(export: Path, checkpoint_file: Path, out: Path) -> None:
+    """Write a proof that the sealed EXPORT extends a live checkpoint (RFC 9162).
+
+    Exit 1 if it does not (a record the checkpoint covered was changed since).
+    """
+    _check_output(out, directory=False)
+    proof = prove_consistency(export, checkpoint_file)
+    out.write_text(json.dumps(proof, indent=2) + "\n")
+    click.echo(f"proof from {proof['checkpoint'].splitlines()[1]} records written to {out}")
+
+
+@cli.command("verify-consistency")
+@click.argument("proof", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option(
+    "--public-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The export's Ed25519 public key (PEM): checkpoint and manifest must be signed by it.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def verify_consistency_command(proof: Path, public_key: Path | None, as_json: bool) -> None:
+    """Check a consistency proof file without the export's chunks; exit 1 if it fails."""
+    report = verify_consistency_file(proof, public_key)
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        for note in report.notes:
+            click.echo(f"note: {note}")
+        click.echo(report.summary())
     if not report.ok:
         sys.exit(1)

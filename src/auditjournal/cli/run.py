@@ -13,6 +13,7 @@ from typing import Any
 import click
 import msgspec
 
+from ..export.projector import record_seal
 from ..export.replay import RECORDED, replay_export, replay_settings
 from ..export.tail import ExportTail, TailFilter
 from ..model.events import EVENT_TYPES, Event, RunCompleted, RunStarted
@@ -138,6 +139,17 @@ def demo(root: Path, rows: int, chunk_size: str | None) -> None:
     default=None,
     help="Give up after this many seconds without the export being sealed.",
 )
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Hash the records as they stream and check each live checkpoint as it appears.",
+)
+@click.option(
+    "--public-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="With --verify: the Ed25519 public key (PEM) the checkpoints must be signed with.",
+)
 def tail(
     root: Path,
     run_id: str | None,
@@ -150,14 +162,23 @@ def tail(
     lines: int | None,
     as_json: bool,
     timeout: float | None,
+    verify: bool,
+    public_key: Path | None,
 ) -> None:
     """Follow a run's export as it is written, across chunk rollovers, until it is sealed.
 
     Stops, saying why (exit 1), when waiting cannot end: the run's writer is gone
     and nothing writes the export, or a sealed export lacks a chunk.
+    With --verify, exit 1 as soon as records fail a live checkpoint.
     """
     if (run_id is None) == (not latest):
         raise click.UsageError("give RUN_ID or --latest (one of them)")
+    if verify and from_end:
+        raise click.UsageError("--verify needs every record: it cannot be used with --from-end")
+    if verify and journal_mode:
+        raise click.UsageError("--verify checks the export's live checkpoints: not with --journal")
+    if public_key is not None and not verify:
+        raise click.UsageError("--public-key goes with --verify")
     known = sorted(EVENT_TYPES) if journal_mode else RECORD_TYPES
     for kind in types:
         if kind not in known:
@@ -177,7 +198,13 @@ def tail(
         settings = recorded_export_settings(store, run_id)
         prefix = store.export_prefix(run_id, settings)
         live = _has_live_export(store, run_id)
-        follower = ExportTail(prefix, record_filter=record_filter, from_end=from_end)
+        follower = ExportTail(
+            prefix,
+            record_filter=record_filter,
+            from_end=from_end,
+            verify=verify,
+            public_key=public_key,
+        )
         _print_records(follower.poll(), lines, as_json)  # what is there already
         if lines is not None:
             follower.shown = min(follower.shown, lines)
@@ -194,6 +221,12 @@ def tail(
         sys.exit(1)
     state = "sealed" if follower.sealed else "not sealed (timed out)"
     click.echo(f"{follower.shown:,} of {follower.seen:,} records shown; export {state}", err=True)
+    if verify:
+        click.echo(
+            f"{follower.checkpoints_verified} live checkpoint(s) verified, the last at "
+            f"{follower.verified_size:,} records",
+            err=True,
+        )
     if not follower.sealed:
         sys.exit(1)
 
@@ -394,6 +427,8 @@ def replay(
                 prefix=out_dir / "audit_trail",
                 progress=progress,
             )
+        if result is not None:
+            record_seal(store.ledger, run_id, result)
     finally:
         store.close()
     if as_json:

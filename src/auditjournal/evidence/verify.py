@@ -18,15 +18,9 @@ Streaming: chunks are read in blocks, so memory stays flat whatever their size.
 
 from __future__ import annotations
 
-import hashlib
-import io
-import multiprocessing
-import os
 import re
 import tempfile
-from collections import deque
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -40,13 +34,11 @@ from ..errors import (
     MalformedEvidenceError,
     SignatureError,
 )
-from ..export.chunks import ChunkLines
 from ..export.manifest import (
     MANIFEST_FORMAT,
     MANIFEST_SUFFIX,
     MERKLE_TREE,
     SHA256SUMS_SUFFIX,
-    ChunkEntry,
     ExportPaths,
     Manifest,
     encode_manifest,
@@ -57,34 +49,25 @@ from ..export.manifest import (
 from ..export.replay import replay_export
 from ..fs.safeio import (
     MAX_LISTING_BYTES,
-    open_regular,
     plain_name,
     read_regular,
 )
 from ..journal.base import RunJournal
 from ..journal.filebackend import as_run_journal
-from ..model.recordtypes import RECORD_TYPES
+from ..model.completeness import merge_tally
 from ..model.settings import ExportSettings
 from ..payloads.store import PayloadStore
-from ..proofs.merkle import MerkleBuilder, leaf_hasher, range_subtrees
+from ..proofs.merkle import MerkleBuilder
 from ..proofs.signing import check_signature
+from .chunkscan import scan_chunks
+from .completeness_check import check_completeness, completeness_note
 from .journalcheck import scan_journal
+from .timestamp_check import check_timestamp
+from .treeheads import check_tree_heads
 
 __all__ = ["FileCheck", "VerifyReport", "find_manifest", "load_manifest", "verify_export"]
 
-_BLOCK: Final = 4 << 20
-_PARALLEL_BYTES: Final = 64 << 20  # smaller exports are verified in this process
 _HEX64: Final = re.compile(r"[0-9a-f]{64}")
-_KNOWN_TYPES: Final = frozenset(RECORD_TYPES)
-
-
-class _RecordHead(msgspec.Struct):
-    record_type: str
-    run_id: str
-    seq: int
-
-
-_HEAD_DECODER: Final = msgspec.json.Decoder(_RecordHead)
 
 
 @dataclass
@@ -109,6 +92,8 @@ class VerifyReport:
     chunk_count: int = 0
     signature: str = "absent"
     run_id: str = ""
+    timestamp: str = "absent"
+    completeness: str = "absent"
 
     @property
     def ok(self) -> bool:
@@ -120,9 +105,12 @@ class VerifyReport:
             for c in self.checks
             if c.ok and c.file.endswith(".json") and not c.file.endswith(MANIFEST_SUFFIX)
         )
+        stamp = "" if self.timestamp == "absent" else f"timestamp {self.timestamp}, "
+        unfinished = "without a terminal outcome" in self.completeness
+        done = f" ({self.completeness})" if unfinished else ""
         return (
             f"{chunks_ok}/{self.chunk_count} chunks valid, manifest signature {self.signature}, "
-            f"{self.record_count:,} records: {'VALID' if self.ok else 'INVALID'}"
+            f"{stamp}{self.record_count:,} records: {'VALID' if self.ok else 'INVALID'}{done}"
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -133,6 +121,8 @@ class VerifyReport:
             "chunk_count": self.chunk_count,
             "record_count": self.record_count,
             "signature": self.signature,
+            "timestamp": self.timestamp,
+            "completeness": self.completeness,
             "files": [{"file": c.file, "valid": c.ok, "reason": c.reason} for c in self.checks],
             "summary": self.summary(),
         }
@@ -166,6 +156,7 @@ def verify_export(
     hmac_key: bytes | None = None,
     progress: Callable[[int], None] | None = None,
     require_signature: bool = False,
+    tsa_ca: Path | None = None,
 ) -> VerifyReport:
     """Verify the export at ``export`` (directory or manifest).
 
@@ -177,6 +168,8 @@ def verify_export(
     checked and holds). ``progress`` is called with the bytes read: in all
     :func:`verify_work` (the chunks, and with ``journal`` the journal twice: read
     through, then projected afresh), so a bar over that total ends at 100 %.
+    ``tsa_ca``: a PEM CA file the RFC 3161 token beside the manifest must verify
+    against (then the token must be there).
     """
     manifest_path = find_manifest(export)
     report = VerifyReport(manifest_path)
@@ -209,20 +202,30 @@ def verify_export(
         manifest_check.ok = False
         manifest_check.reason = f"a signature is required; it is {report.signature}"
 
+    tsr = ExportPaths(directory / prefix_name).timestamp
+    stamp_problem, report.timestamp = check_timestamp(tsr, raw, tsa_ca)
+    if stamp_problem is not None or tsr.exists():
+        report.checks.append(FileCheck(tsr.name, stamp_problem is None, stamp_problem or ""))
     listing = directory / f"{prefix_name}{SHA256SUMS_SUFFIX}"
     report.checks.append(_check_listing(listing, manifest, raw, manifest_path.name))
     merkle = MerkleBuilder()
     chunk_changed = False  # a chunk's bytes are not the ones the manifest lists
     folded = True  # every chunk's subtrees were hashed at the leaf offset they landed at
+    heads = {h.tree_size: h.root for h in manifest.checkpoints or ()}
+    prefix_roots: dict[int, str] = {}
+    tally: dict[str, int] = {}
     last_seq = 0
-    for entry, scan in _scan_chunks(directory, manifest, progress):
+    for entry, scan in scan_chunks(directory, manifest, progress):
         problem, count, first, last = scan.problem, scan.count, scan.first, scan.last
         chunk_changed = chunk_changed or not scan.as_listed
+        merge_tally(tally, scan.tally)
         if not problem and first is not None and first < last_seq:
             problem = f"first seq {first} goes backwards (the chunk before ends at {last_seq})"
         if folded and count == entry.record_count:
             for width, node in scan.subtrees:
                 merkle.add_subtree(width, node)
+                if merkle.count in heads:
+                    prefix_roots[merkle.count] = merkle.root().hex()
         else:
             # a count differs from the manifest's, so later chunks were hashed at the
             # wrong leaf offsets: the root cannot be recomputed (the chunk is INVALID)
@@ -257,6 +260,14 @@ def verify_export(
         problems.append("Merkle root not recomputed: chunk record counts differ from the manifest")
     elif merkle.root().hex() != manifest.merkle_root:
         problems.append("Merkle root does not match the records")
+    elif heads:
+        problems += check_tree_heads(
+            heads, prefix_roots, directory, prefix_name, manifest.run_id, public_key
+        )
+    if folded and not chunk_failed:  # a changed chunk is blamed alone (as above)
+        paths = [directory / c.file for c in manifest.chunks]
+        problems += check_completeness(manifest.completeness, tally, manifest.run_status, paths)
+        report.completeness = completeness_note(manifest.completeness, manifest.run_status)
     if problems and manifest_check.ok:
         manifest_check.ok, manifest_check.reason = False, "; ".join(problems)
     if journal is not None:
@@ -313,187 +324,6 @@ def _check_listing(path: Path, manifest: Manifest, raw: bytes, manifest_name: st
     return FileCheck(path.name, False, "does not list exactly the manifest's chunks and hashes")
 
 
-_Subtrees = list[tuple[int, bytes]]
-
-
-@dataclass(frozen=True)
-class ChunkScan:
-    """What checking one chunk on its own found."""
-
-    problem: str
-    """Empty if the chunk is valid."""
-    subtrees: _Subtrees
-    """The Merkle subtrees its records fill (:func:`range_subtrees`)."""
-    count: int
-    """Records read."""
-    first: int | None
-    last: int | None
-    """Seq of its first and last record (None: no record read)."""
-    size: int
-    """Bytes read."""
-    as_listed: bool = False
-    """Whether its bytes are the ones the manifest lists (size and sha256)."""
-
-
-def _scan_chunk(
-    path: str, entry: ChunkEntry, run_id: str, leaf_offset: int, threaded: bool = True
-) -> ChunkScan:
-    """Check one chunk against its manifest ``entry``, on its own.
-
-    A plain function of plain values, so a worker process can run it. Its
-    records are leaves ``leaf_offset``... of the export's Merkle tree; it returns
-    them as the aligned subtrees they fill (:func:`range_subtrees`), so the caller
-    folds in a few hashes per chunk, not one per record. With ``threaded`` the
-    file's SHA-256 runs on a helper thread (hashlib releases the GIL on big blocks)
-    while this thread checks the lines and hashes the tree; worker processes, which
-    already keep every core busy, hash inline. Lines are memoryview slices: no copies.
-    """
-    try:
-        fd = open_regular(path, "chunk")
-    except FileNotFoundError:
-        return ChunkScan("missing", [], 0, None, None, 0)
-    except AuditJournalError as exc:
-        return ChunkScan(str(exc), [], 0, None, None, 0)
-    hasher = hashlib.sha256()
-    subtrees: _Subtrees = []  # each block's leaves as aligned subtrees (range_subtrees)
-    count = previous = 0
-    first = last = None
-    problem = ""
-    lines = ChunkLines(strict=True)
-    decode = _HEAD_DECODER.decode
-    known = _KNOWN_TYPES
-    leaf_prefix = leaf_hasher()  # copying merkle's primed leaf hash beats a call per leaf
-    with open(fd, "rb") as fh:
-        blocks = _LineBlocks(fh, hasher, threaded)
-        for data, end in blocks:
-            if problem:
-                continue
-            view = memoryview(data)
-            leaves: list[bytes] = []
-            add_leaf = leaves.append
-            block_start = leaf_offset + count
-            for record in lines.records(data, end, view):
-                try:
-                    head = decode(record)
-                except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
-                    problem = f"line {count + 2} is not a record: {exc}"
-                    break
-                if head.record_type not in known or head.run_id != run_id:
-                    problem = f"line {count + 2}: unknown record type or another run's record"
-                    break
-                seq = head.seq
-                if seq < previous:
-                    problem = f"line {count + 2}: seq {seq} goes backwards"
-                    break
-                previous = last = seq
-                if first is None:
-                    first = seq
-                h = leaf_prefix.copy()
-                h.update(record)
-                add_leaf(h.digest())
-                count += 1
-            problem = problem or lines.problem
-            record = b""  # the records' views are dropped before the buffer is reused
-            view.release()
-            subtrees += range_subtrees(leaves, block_start)
-    size = blocks.size
-    if not problem:
-        if blocks.leftover:
-            problem = "file does not end with a newline"
-        elif not lines.closed:
-            problem = "no closing ']' (chunk not sealed or truncated)"
-        elif size != entry.bytes:
-            problem = f"{size} bytes, manifest says {entry.bytes}"
-        elif hasher.hexdigest() != entry.sha256:
-            problem = "sha256 does not match the manifest"
-        elif count != entry.record_count:
-            problem = f"{count} records, manifest says {entry.record_count}"
-        elif (first, last) != (entry.first_seq, entry.last_seq):
-            listed = f"{entry.first_seq}..{entry.last_seq}"
-            problem = f"seq range {first}..{last}, manifest says {listed}"
-    as_listed = size == entry.bytes and hasher.hexdigest() == entry.sha256
-    return ChunkScan(problem, subtrees, count, first, last, size, as_listed)
-
-
-class _LineBlocks:
-    """The bytes of an open file as blocks of whole lines, each fed to ``hasher``.
-
-    Yields ``(buffer, end)``: ``buffer[:end]`` is whole lines. One buffer is
-    reused (no fresh allocation and page faults per block), so a block must be
-    consumed before the next is asked for. Afterwards ``size`` is the file's
-    length and ``leftover`` the bytes after its last newline. With ``threaded``
-    the hashing of a block overlaps with consuming it.
-    """
-
-    def __init__(self, fh: io.BufferedReader, hasher: Any, threaded: bool) -> None:
-        self._fh = fh
-        self._hasher = hasher
-        self._threaded = threaded
-        self.size = 0
-        self.leftover = 0
-
-    def __iter__(self) -> Iterator[tuple[bytearray, int]]:
-        buf = bytearray(_BLOCK)
-        kept = 0  # bytes of an unfinished line at the start of buf
-        with ThreadPoolExecutor(max_workers=1) as hashing:
-            while True:
-                if kept == len(buf):  # one line longer than the buffer: grow it
-                    buf.extend(bytes(len(buf)))
-                with memoryview(buf) as view:
-                    read = self._fh.readinto(view[kept:])
-                    if not read:
-                        break
-                    fresh = view[kept : kept + read]
-                    hashed = hashing.submit(self._hasher.update, fresh) if self._threaded else None
-                    if hashed is None:
-                        self._hasher.update(fresh)
-                    self.size += read
-                    filled = kept + read
-                    end = buf.rfind(b"\n", 0, filled) + 1
-                    if end:
-                        yield buf, end
-                    if hashed is not None:
-                        hashed.result()
-                    fresh.release()
-                buf[: filled - end] = buf[end:filled]
-                kept = filled - end
-        self.leftover = kept
-
-
-def _scan_chunks(
-    directory: Path, manifest: Manifest, progress: Callable[[int], None] | None
-) -> Iterator[tuple[ChunkEntry, ChunkScan]]:
-    """Every chunk's scan, in order; on a second core (worker processes) for big exports."""
-    jobs = []
-    offset = 0  # leaf index of the chunk's first record, if the manifest's counts hold
-    for c in manifest.chunks:
-        jobs.append((str(directory / c.file), c, manifest.run_id, offset))
-        offset += max(c.record_count, 0)
-    total = sum(c.bytes for c in manifest.chunks)
-    workers = min(os.cpu_count() or 1, 2)
-    if workers < 2 or total < _PARALLEL_BYTES or len(jobs) < 2:
-        for chunk, job in zip(manifest.chunks, jobs, strict=True):
-            result = _scan_chunk(*job)
-            if progress is not None:
-                progress(chunk.bytes)  # as listed: the total is known before (verify_work)
-            yield chunk, result
-        return
-    context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        pending: deque[Future[ChunkScan]] = deque()
-        queued = iter(jobs)
-        for chunk in manifest.chunks:
-            while len(pending) < 2 * workers:
-                upcoming = next(queued, None)
-                if upcoming is None:
-                    break
-                pending.append(pool.submit(_scan_chunk, *upcoming, False))
-            result = pending.popleft().result()
-            if progress is not None:
-                progress(chunk.bytes)  # as listed: the total is known before (verify_work)
-            yield chunk, result
-
-
 def _check_against_journal(
     journal: tuple[Path | RunJournal, PayloadStore],
     manifest: Manifest,
@@ -520,7 +350,12 @@ def _check_against_journal(
     if problem[0]:
         return [FileCheck(name, False, problem[0]), payload_check]
     settings = ExportSettings(
-        include_payloads=manifest.include_payloads, chunk_size_bytes=manifest.chunk_size_bytes
+        include_payloads=manifest.include_payloads,
+        chunk_size_bytes=manifest.chunk_size_bytes,
+        # live checkpoints are at multiples of the setting: the first listed is it
+        checkpoint_every_records=manifest.checkpoints[0].tree_size
+        if manifest.checkpoints
+        else None,
     )
     try:
         with tempfile.TemporaryDirectory(prefix="auditjournal-verify-") as tmp:

@@ -34,7 +34,7 @@ from .manifest import ChunkEntry
 
 __all__ = ["CHECKPOINT_VERSION", "Checkpoint", "encode_checkpoint", "load_checkpoint"]
 
-CHECKPOINT_VERSION: Final = 2
+CHECKPOINT_VERSION: Final = 3
 _CHECKSUM: Final = b',"checksum":"'
 _CHECKSUM_LEN: Final = len(_CHECKSUM) + 64 + len(b'"}')
 _HEX64: Final = re.compile(r"[0-9a-f]{64}")
@@ -49,6 +49,7 @@ class WriterState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     current_sha256: str
     merkle: list[tuple[int, str]]
     records: int
+    tree_heads: list[tuple[int, str]]
 
 
 class PositionState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -90,6 +91,7 @@ class MakerState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     open_states: dict[str, OpenState]
     run: dict[str, Any]
+    tally: dict[str, int]
 
 
 class SealedState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -101,6 +103,8 @@ class SealedState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     record_count: int
     merkle_root: str
     run_status: str
+    checkpoints: list[tuple[int, str]]
+    timestamp: str
 
 
 class Checkpoint(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -181,6 +185,8 @@ def _plausible(state: Checkpoint, journal: RunJournal) -> bool:
         or any(size < 1 or size & (size - 1) for size in sizes)
         or any(a <= b for a, b in itertools.pairwise(sizes))
         or not all(_HEX64.fullmatch(node) for _, node in writer.merkle)
+        or not all(_HEX64.fullmatch(root) for _, root in writer.tree_heads)
+        or any(not 0 < size <= writer.records for size, _ in writer.tree_heads)
     ):
         return False
     p = state.position

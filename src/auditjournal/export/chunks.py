@@ -158,8 +158,13 @@ def _write_all(fd: int, data: bytes) -> None:
 class ChunkWriter:
     """Appends encoded records to the chunk files under ``prefix``. One thread drives it."""
 
-    def __init__(self, prefix: Path, chunk_size_bytes: int | None) -> None:
+    def __init__(
+        self, prefix: Path, chunk_size_bytes: int | None, checkpoint_every: int | None = None
+    ) -> None:
         self.prefix = prefix
+        # a tree head (size, root) every ``checkpoint_every`` records: the live checkpoints
+        self.checkpoint_every = checkpoint_every
+        self.tree_heads: list[tuple[int, bytes]] = []
         self.directory = prefix.parent
         self.limit = chunk_size_bytes
         self.closed_chunks: list[ChunkInfo] = []
@@ -185,7 +190,11 @@ class ChunkWriter:
     def add(self, seq: int, record: bytes) -> None:
         """Write one record (canonical JSON, no newline) at the end of the export."""
         self._place(seq, record)
-        self.merkle.add(leaf_hash(record))
+        merkle = self.merkle
+        merkle.add(leaf_hash(record))
+        every = self.checkpoint_every
+        if every is not None and not merkle.count % every:
+            self.tree_heads.append((merkle.count, merkle.root()))
 
     def add_lines(
         self, lines: bytes, lengths: Sequence[int], seqs: Sequence[int], leaves: bytes
@@ -231,7 +240,18 @@ class ChunkWriter:
             current.last_seq = seqs[j - 1]
             pos, i = end, j
         view.release()
-        self.merkle.extend(leaves)
+        every = self.checkpoint_every
+        merkle = self.merkle
+        if every is None:
+            merkle.extend(leaves)
+            return
+        start = 0
+        while start < count:  # split the batch at each multiple of ``every``
+            cut = min(count, start + every - merkle.count % every)
+            merkle.extend(leaves[32 * start : 32 * cut])
+            if not merkle.count % every:
+                self.tree_heads.append((merkle.count, merkle.root()))
+            start = cut
 
     def _place(self, seq: int, record: bytes) -> None:
         current = self.current
@@ -312,6 +332,7 @@ class ChunkWriter:
             "current_sha256": self._hash.copy().hexdigest(),
             "merkle": self.merkle.state(),
             "records": self.merkle.count,
+            "tree_heads": [(size, root.hex()) for size, root in self.tree_heads],
         }
 
     def restore(self, snap: dict[str, Any]) -> bool:
@@ -346,6 +367,7 @@ class ChunkWriter:
         self.current = current
         self._hash = hasher
         self.merkle = MerkleBuilder.from_state(snap["merkle"], snap["records"])
+        self.tree_heads = [(size, bytes.fromhex(root)) for size, root in snap["tree_heads"]]
         # keep the closed chunks and the current one (index is the last of them, if any)
         self._remove_after(self.index if current is not None or closed else -1)
         if current is not None:

@@ -7,6 +7,8 @@ An export at the path prefix ``.../export/audit_trail`` is these files (:class:`
 * ``audit_trail.sha256`` -- the chunks' SHA-256 in ``sha256sum`` format;
 * ``audit_trail.manifest.json`` -- :class:`Manifest`, written last (its appearing
   means the export is sealed);
+* ``audit_trail.manifest.tsr`` -- an RFC 3161 token over the manifest (when asked for);
+* ``audit_trail.checkpoints/`` -- live checkpoints, signed tree heads written while live;
 * ``.audit_trail.checkpoint.json`` and ``.audit_trail.lock`` -- the projector's
   own (not part of the export).
 
@@ -39,6 +41,7 @@ __all__ = [
     "JournalHead",
     "Manifest",
     "ManifestSignature",
+    "TreeHead",
     "chunk_name",
     "encode_manifest",
     "prefix_name_of",
@@ -88,6 +91,16 @@ class ExportPaths:
         return self.prefix.with_name(f".{self.prefix.name}.checkpoint.json")
 
     @property
+    def timestamp(self) -> Path:
+        """``audit_trail.manifest.tsr``: the RFC 3161 token over the manifest, if asked for."""
+        return self.prefix.with_name(self.prefix.name + ".manifest.tsr")
+
+    @property
+    def live_checkpoints(self) -> Path:
+        """``audit_trail.checkpoints/``: the signed tree heads written while live."""
+        return self.prefix.with_name(self.prefix.name + ".checkpoints")
+
+    @property
     def lock(self) -> Path:
         return self.prefix.with_name(f".{self.prefix.name}.lock")
 
@@ -121,10 +134,20 @@ class ManifestSignature(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
     value: str
 
 
+class TreeHead(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A live checkpoint as the manifest lists it: its tree size and Merkle root (hex)."""
+
+    tree_size: int
+    root: str
+
+
 class Manifest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     """``audit_trail.manifest.json``: what a sealed export holds and its Merkle root.
 
-    Written with :func:`encode_manifest`; ``signature`` is omitted when unsigned."""
+    Written with :func:`encode_manifest`; ``signature`` is omitted when unsigned,
+    ``checkpoints`` when there are no live checkpoints, ``completeness`` (the
+    certificate, :func:`auditjournal.model.completeness.certificate`) in exports
+    sealed before issue 16 -- so older manifests read, and verify, as before."""
 
     format: str
     run_id: str
@@ -139,6 +162,8 @@ class Manifest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_def
     merkle_root: str
     sealed_at: str
     signature: ManifestSignature | None = None
+    checkpoints: list[TreeHead] | None = None
+    completeness: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The manifest as JSON values (what is signed, without ``signature``, and encoded)."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import os
 import threading
 import time
@@ -33,17 +34,25 @@ from typing import Any, Final
 
 import msgspec
 
-from ..errors import AuditJournalError
+from ..errors import AuditJournalError, ExportError
 from ..fs.storage import atomic_write, lock_file
 from ..journal.base import JournalCursor, JournalPosition, RunJournal
 from ..journal.filebackend import as_run_journal
+from ..model.completeness import certificate
 from ..model.events import Event, ExportSealed, RunCompleted
 from ..model.records import RecordMaker, iso
 from ..model.settings import ExportSettings
 from ..payloads.store import PayloadStore
+from ..proofs.ledger import Ledger, LedgerEntry, entry_path
 from ..proofs.signing import load_signer, sign_manifest
+from ..proofs.timestamping import request_timestamp
 from .checkpoint import CHECKPOINT_VERSION, encode_checkpoint, load_checkpoint
 from .chunks import ChunkWriter
+from .livecheckpoints import (
+    LiveCheckpoints,
+    checkpoint_file_name,
+    manifest_checkpoints,
+)
 from .manifest import (
     MANIFEST_FORMAT,
     MERKLE_TREE,
@@ -53,6 +62,8 @@ from .manifest import (
     Manifest,
     ManifestSignature,
     encode_manifest,
+    prefix_name_of,
+    read_manifest,
     sha256sums_text,
 )
 
@@ -63,7 +74,10 @@ __all__ = [
     "ExportProjector",
     "SealResult",
     "encode_manifest",
+    "record_seal",
 ]
+
+_log = logging.getLogger("auditjournal")
 
 _CHECKPOINT_EVERY: Final = 1.0  # seconds
 _BATCH: Final = 4096
@@ -81,6 +95,8 @@ class SealResult:
     record_count: int
     merkle_root: str
     run_status: str
+    checkpoints: tuple[tuple[int, str], ...] = ()  # live checkpoints: (tree size, root hex)
+    timestamp: str = ""  # "" (none asked for), "stored", or why there is none
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -97,6 +113,11 @@ class SealResult:
             merkle_root=self.merkle_root,
         )
 
+    def checkpoint_path(self, size: int) -> str:
+        """Where the live checkpoint of ``size`` records is."""
+        prefix = Path(self.manifest_path).with_name(prefix_name_of(Path(self.manifest_path)))
+        return str(ExportPaths(prefix).live_checkpoints / checkpoint_file_name(size))
+
 
 class ExportProjector:
     """Projects one run's journal into one export. One thread drives it."""
@@ -111,8 +132,10 @@ class ExportProjector:
         prefix: Path,
         checkpoint: bool = True,
         live: bool = False,
+        ledger: Ledger | None = None,
     ) -> None:
         self.run_id = run_id
+        self._ledger = ledger
         self.settings = settings
         self.paths = ExportPaths(prefix)
         self._journal = as_run_journal(journal_dir, run_id)
@@ -123,7 +146,10 @@ class ExportProjector:
         if not settings.include_payloads:
             get = None
         self._maker = RecordMaker(run_id, get)
-        self._writer = ChunkWriter(prefix, settings.chunk_size_bytes)
+        self._writer = ChunkWriter(
+            prefix, settings.chunk_size_bytes, settings.checkpoint_every_records
+        )
+        self._tree_heads = LiveCheckpoints(prefix, run_id, settings)
         self._signer = load_signer(settings.sign, settings.signing_key_file)
         self.paths.directory.mkdir(parents=True, exist_ok=True)
         self._lock_fd = lock_file(self.paths.lock, f"export {prefix}")
@@ -161,7 +187,7 @@ class ExportProjector:
             if type(event) is RunCompleted:
                 self._seal(event, chains[index])
                 return index + 1
-        writer.flush()
+        self.flush()
         now = time.monotonic()
         if self._use_checkpoint and now - self._last_checkpoint >= _CHECKPOINT_EVERY:
             self._write_checkpoint()
@@ -179,11 +205,13 @@ class ExportProjector:
     ) -> None:
         """Records built elsewhere from the events in order (see ChunkWriter.add_lines)."""
         self._writer.add_lines(lines, lengths, seqs, leaves)
-        self._writer.flush()
+        self.flush()
 
     def flush(self) -> None:
-        """Hand what is buffered to the OS (the chunks are readable up to here)."""
+        """Hand what is buffered to the OS (the chunks are readable up to here), then
+        write the live checkpoints reached."""
         self._writer.flush()
+        self._tree_heads.write(self._writer.tree_heads)
 
     def project(self, event: Event, chain: bytes) -> None:
         """One event read elsewhere (``chain``: its journal chain value); seals on
@@ -192,7 +220,8 @@ class ExportProjector:
             self._writer.add(seq, record)
         if type(event) is RunCompleted:
             self._seal(event, chain)
-        self._writer.flush()
+            return
+        self.flush()
 
     def run(
         self,
@@ -231,6 +260,8 @@ class ExportProjector:
     def _seal(self, completed: RunCompleted, chain: bytes) -> None:
         chunks = self._writer.finish()
         self._writer.close()
+        heads = self._writer.tree_heads
+        self._tree_heads.write(heads)
         entries = [ChunkEntry(**c.as_dict()) for c in chunks]
         manifest = Manifest(
             format=MANIFEST_FORMAT,
@@ -245,6 +276,8 @@ class ExportProjector:
             merkle_tree=MERKLE_TREE,
             merkle_root=self._writer.merkle.root().hex(),
             sealed_at=iso(completed.ts),
+            checkpoints=manifest_checkpoints(heads),
+            completeness=certificate(self._maker.tally),
         )
         if self._signer is not None:
             signed = sign_manifest(manifest.as_dict(), self._signer)["signature"]
@@ -252,17 +285,47 @@ class ExportProjector:
         data = encode_manifest(manifest)
         listing = sha256sums_text(entries, (self.paths.manifest.name, data))
         atomic_write(self.paths.sha256sums, listing)
+        timestamp = self._timestamp(data)
         atomic_write(self.paths.manifest, data)
-        self.result = SealResult(
+        result = SealResult(
             manifest_path=str(self.paths.manifest),
             manifest_sha256=hashlib.sha256(data).hexdigest(),
             chunk_count=len(chunks),
             record_count=self._writer.total_records,
             merkle_root=manifest.merkle_root,
             run_status=completed.status,
+            checkpoints=tuple((size, root.hex()) for size, root in heads),
+            timestamp=timestamp,
         )
+        self._record_in_ledger(result, manifest.sealed_at)
+        self.result = result
         if self._use_checkpoint:
             self._write_checkpoint()
+
+    def _timestamp(self, manifest: bytes) -> str:
+        """Ask the TSA for a token over the manifest and store it beside it (before the
+        manifest: a sealed export never lacks a token it was meant to have). A TSA that
+        fails raises :class:`ExportError` (the seal fails, ``export_failed``), or with
+        ``timestamp_required=False`` is logged and said in the result."""
+        url = self.settings.timestamp_url
+        self.paths.timestamp.unlink(missing_ok=True)
+        if url is None:
+            return ""
+        try:
+            token = request_timestamp(url, manifest)
+        except AuditJournalError as exc:
+            if self.settings.timestamp_required:
+                raise ExportError(f"no trusted timestamp for the manifest: {exc}") from exc
+            _log.warning("run %s sealed WITHOUT a trusted timestamp: %s", self.run_id, exc)
+            return f"none: {exc}"
+        atomic_write(self.paths.timestamp, token)
+        return "stored"
+
+    def _record_in_ledger(self, result: SealResult, sealed_at: str) -> None:
+        """Append the seal to the store ledger (idempotent: a seal re-done after a crash,
+        or found sealed on resume, is recorded once)."""
+        if self._ledger is not None:
+            record_seal(self._ledger, self.run_id, result, sealed_at)
 
     # -- checkpoints --------------------------------------------------------------------
 
@@ -289,7 +352,11 @@ class ExportProjector:
         state = self._load_checkpoint()
         if state is not None:
             if state["sealed"] is not None and self.paths.manifest.exists():
-                self.result = SealResult(**state["sealed"])
+                sealed = dict(state["sealed"])
+                sealed["checkpoints"] = tuple(tuple(c) for c in sealed["checkpoints"])
+                self.result = SealResult(**sealed)
+                if self._ledger is not None:  # a crash may have come before its entry
+                    record_seal(self._ledger, self.run_id, self.result)
                 return self._journal.cursor()
             # a sealed checkpoint without its manifest is past run_completed: rebuild
             if (
@@ -305,7 +372,13 @@ class ExportProjector:
                 return self._journal.cursor(position)
         # no usable checkpoint: start the export afresh
         self._writer.remove_all()
-        for path in (self.paths.manifest, self.paths.sha256sums, self.paths.checkpoint):
+        self._tree_heads.remove_all()
+        for path in (
+            self.paths.manifest,
+            self.paths.sha256sums,
+            self.paths.checkpoint,
+            self.paths.timestamp,
+        ):
             path.unlink(missing_ok=True)
         return self._journal.cursor()
 
@@ -328,3 +401,23 @@ class ExportProjector:
             settings=self.settings.describe(),
             journal=self._journal,
         )
+
+
+def record_seal(
+    ledger: Ledger, run_id: str, result: SealResult, sealed_at: str | None = None
+) -> bool:
+    """Append a sealed export to the store ledger (``sealed_at`` read from the manifest
+    when not given); False if it is already the ledger's latest entry for that manifest."""
+    if sealed_at is None:
+        sealed_at = read_manifest(Path(result.manifest_path))[1].sealed_at
+    return ledger.append(
+        LedgerEntry(
+            kind="export",
+            run_id=run_id,
+            path=entry_path(ledger.paths.root, Path(result.manifest_path)),
+            manifest_sha256=result.manifest_sha256,
+            merkle_root=result.merkle_root,
+            record_count=result.record_count,
+            sealed_at=sealed_at,
+        )
+    )

@@ -32,6 +32,7 @@ import itertools
 import mmap
 import multiprocessing
 import os
+import shutil
 import sys
 from collections import deque
 from collections.abc import Callable
@@ -43,6 +44,7 @@ from typing import Any, Final, Literal
 from ..errors import RunNotFoundError
 from ..journal.base import JournalPosition, RunJournal
 from ..journal.filebackend import as_run_journal
+from ..model.completeness import merge_tally
 from ..model.events import NodeStateCompleted, RunCompleted
 from ..model.records import RecordMaker
 from ..model.settings import ExportSettings
@@ -80,6 +82,8 @@ class _Range:
     """``run_started``'s fields (first range only, else empty)."""
     completed: tuple[RunCompleted, bytes] | None
     """``run_completed`` and its chain value, if the range reached it."""
+    tally: dict[str, int]
+    """The range's completeness counts."""
 
 
 _worker_payloads: PayloadStore | None = None  # in a worker: its copy of the store
@@ -113,6 +117,7 @@ def replay_settings(
         ),
         sign=None if not sign else ("ed25519" if signing_key_file else recorded.sign),
         signing_key_file=None if not sign else (signing_key_file or recorded.signing_key_file),
+        checkpoint_every_records=recorded.checkpoint_every_records,
     )
 
 
@@ -140,8 +145,9 @@ def replay_export(
     if not journal.exists():
         raise RunNotFoundError(f"no journal for run {run_id!r} at {journal.location}")
     paths = ExportPaths(prefix)
-    for stale in (paths.manifest, paths.sha256sums, paths.checkpoint):
+    for stale in (paths.manifest, paths.sha256sums, paths.checkpoint, paths.timestamp):
         stale.unlink(missing_ok=True)
+    shutil.rmtree(paths.live_checkpoints, ignore_errors=True)
     if workers is None:
         total = journal.size_bytes()
         workers = min(os.cpu_count() or 1, _MAX_WORKERS) if total >= _PARALLEL_BYTES else 1
@@ -293,6 +299,7 @@ def _replay_parallel(
 def _stitch(projector: ExportProjector, maker: RecordMaker, result: _Range) -> bool:
     """Write one range's records in journal order; True once the export is sealed."""
     lines, lengths, seqs, leaves = result.lines, result.lengths, result.seqs, result.leaves
+    merge_tally(maker.tally, result.tally)
     assert type(lines) is bytes  # the caller took them out of the slot
     if result.run:
         maker.run = result.run
@@ -386,4 +393,5 @@ def _project_range(
         still_open=dict(open_states),
         run=maker.run,
         completed=completed,
+        tally=maker.tally,
     )

@@ -15,9 +15,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import CorruptExportError, ExportIncompleteError, MalformedEvidenceError
-from ..fs.safeio import decode_strict, open_regular
+from ..errors import (
+    AuditJournalError,
+    CorruptExportError,
+    ExportIncompleteError,
+    ExportInvalidError,
+    InvalidSettingsError,
+    MalformedEvidenceError,
+)
+from ..fs.safeio import decode_strict, open_regular, read_regular
+from ..proofs.merkle import MerkleBuilder, leaf_hash
+from ..proofs.signednote import NoteVerifier, open_checkpoint, read_checkpoint
 from .chunks import ChunkLines
+from .livecheckpoints import ORIGIN_PREFIX
 from .manifest import ExportPaths, read_manifest
 
 __all__ = ["ExportTail", "TailFilter"]
@@ -76,6 +86,11 @@ class ExportTail:
     """Iterates over an export's records as they are written; stops once it is sealed.
 
     ``from_end`` skips the records already written when the tail starts.
+    ``verify``: hash the records as they stream and check each live checkpoint
+    (``audit_trail.checkpoints/``) as it appears against the records read: a
+    record changed, removed or reordered before a checkpoint raises
+    :class:`ExportInvalidError`; with ``public_key`` each checkpoint's signature
+    is checked too. Not with ``from_end`` (the tree needs every record).
     """
 
     def __init__(
@@ -84,7 +99,17 @@ class ExportTail:
         *,
         record_filter: TailFilter | None = None,
         from_end: bool = False,
+        verify: bool = False,
+        public_key: Path | None = None,
     ) -> None:
+        if verify and from_end:
+            raise InvalidSettingsError("verifying checkpoints needs every record: not from_end")
+        self.verify = verify
+        self._public_key = public_key
+        self._merkle = MerkleBuilder()
+        self._roots: dict[int, bytes] = {}  # tree heads since the last checkpoint verified
+        self.verified_size = 0  # the tree size of the last checkpoint verified
+        self.checkpoints_verified = 0
         self.paths = ExportPaths(prefix)
         self.filter = record_filter or TailFilter()
         self.index = 0
@@ -127,9 +152,15 @@ class ExportTail:
                 except MalformedEvidenceError as exc:
                     raise CorruptExportError(f"{path}: unreadable record line: {exc}") from None
                 self.seen += 1
+                if self.verify:
+                    merkle = self._merkle
+                    merkle.add(leaf_hash(record))
+                    self._roots[merkle.count] = merkle.root()
                 picked = self.filter.pick(value)
                 self.shown += len(picked)
                 out.extend(picked)
+            if self.verify:
+                self._check_checkpoints()
             if not self._lines.closed:
                 self._check_sealed()
                 return out
@@ -137,6 +168,36 @@ class ExportTail:
             self.offset = 0
             self._carry = b""
             self._lines = ChunkLines()
+
+    def _check_checkpoints(self) -> None:
+        """Check every checkpoint file of a tree size up to the records read so far."""
+        directory = self.paths.live_checkpoints
+        if not directory.is_dir():
+            return
+        sizes = []
+        for path in directory.glob("*.checkpoint"):
+            stem = path.name[: -len(".checkpoint")]
+            if stem.isdigit() and self.verified_size < int(stem) <= self._merkle.count:
+                sizes.append((int(stem), path))
+        for size, path in sorted(sizes):
+            try:
+                data = read_regular(path, "checkpoint", 1 << 20)
+                checkpoint, _ = read_checkpoint(data)
+                if self._public_key is not None:
+                    verifier = NoteVerifier.from_pem_file(checkpoint.origin, self._public_key)
+                    open_checkpoint(data, [verifier])
+            except AuditJournalError as exc:
+                raise ExportInvalidError(f"{path}: {exc}") from None
+            if checkpoint.size != size or not checkpoint.origin.startswith(ORIGIN_PREFIX):
+                raise ExportInvalidError(f"{path}: not this export's checkpoint of {size} records")
+            if self._roots.get(size) != checkpoint.root_hash:
+                raise ExportInvalidError(
+                    f"{path}: the first {size} records read do not have the checkpoint's "
+                    "Merkle root (a record was changed, removed or reordered)"
+                )
+            self.verified_size = size
+            self.checkpoints_verified += 1
+            self._roots = {k: v for k, v in self._roots.items() if k > size}
 
     def _check_sealed(self, missing: Path | None = None) -> None:
         try:
@@ -190,6 +251,8 @@ class ExportTail:
             batch = self.poll()
             yield from batch
             if self.sealed:
+                if self.verify:  # those written just before the manifest
+                    self._check_checkpoints()
                 return
             now = time.monotonic()
             if batch:

@@ -253,6 +253,15 @@ class ExportSealed(BaseEvent, frozen=True, kw_only=True, tag="export_sealed"):
     merkle_root: str = ""
 
 
+class ExportCheckpoint(BaseEvent, frozen=True, kw_only=True, tag="export_checkpoint"):
+    """A live checkpoint of the export (its Merkle tree head at ``tree_size`` records) was
+    written to ``export_path``; recorded when the export is sealed, before ``export_sealed``."""
+
+    tree_size: int
+    root: str
+    export_path: str = ""
+
+
 class ExportFailed(BaseEvent, frozen=True, kw_only=True, tag="export_failed"):
     """Sealing the export failed; the run itself stays recorded."""
 
@@ -293,6 +302,7 @@ Event = (
     | ExportSealed
     | ExportFailed
     | CsvExported
+    | ExportCheckpoint
 )
 """The tagged union of every event type; ``type`` is the tag."""
 
@@ -300,7 +310,7 @@ EVENT_TYPES: Final[dict[str, type[BaseEvent]]] = {
     str(cls.__struct_config__.tag): cls for cls in get_args(Event)
 }
 
-EXPORT_EVENT_TYPES: Final = frozenset({ExportSealed, ExportFailed, CsvExported})
+EXPORT_EVENT_TYPES: Final = frozenset({ExportSealed, ExportFailed, CsvExported, ExportCheckpoint})
 """The only events a journal accepts after ``run_completed``."""
 
 _ENCODER: Final = msgspec.json.Encoder()

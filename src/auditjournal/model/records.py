@@ -89,6 +89,8 @@ class RecordMaker:
         self.open_states: dict[str, dict[str, Any]] = {}
         self.run: dict[str, Any] = {}
         self.completed: RunCompleted | None = None
+        # the completeness certificate's counts (model/completeness.py)
+        self.tally: dict[str, int] = {}
         self._handlers: dict[type[BaseEvent], Callable[[Any], list[Record]]] = {
             RunStarted: self._run_started,
             NodeRegistered: self._node,
@@ -112,11 +114,16 @@ class RecordMaker:
     # -- state for checkpoints ----------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        return {"open_states": self.open_states, "run": self.run}
+        return {"open_states": self.open_states, "run": self.run, "tally": dict(self.tally)}
 
     def restore(self, snapshot: dict[str, Any]) -> None:
         self.open_states = dict(snapshot["open_states"])
         self.run = dict(snapshot["run"])
+        self.tally = dict(snapshot["tally"])
+
+    def _count(self, key: str) -> None:
+        tally = self.tally
+        tally[key] = tally.get(key, 0) + 1
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -177,6 +184,7 @@ class RecordMaker:
         return self._done(r)
 
     def _row(self, e: RowCreated) -> list[Record]:
+        self._count("row")
         r = {
             "record_type": "row",
             "run_id": self.run_id,
@@ -192,6 +200,7 @@ class RecordMaker:
         return self._done(r)
 
     def _token(self, e: TokenCreated) -> list[Record]:
+        self._count("token")
         r = {
             "record_type": "token",
             "run_id": self.run_id,
@@ -311,6 +320,7 @@ class RecordMaker:
         return self._done(r)
 
     def _outcome(self, e: TokenOutcomeRecorded) -> list[Record]:
+        self._count("outcome." + e.outcome)
         r = {
             "record_type": "token_outcome",
             "run_id": self.run_id,
@@ -330,6 +340,8 @@ class RecordMaker:
         """Still-open states (a failed or interrupted run) as ``open``, then the run."""
         self.completed = e
         out: list[Record] = []
+        if self.open_states:
+            self.tally["open_states"] = self.tally.get("open_states", 0) + len(self.open_states)
         for started in self.open_states.values():
             r = self._state_record(started, e.seq)
             r.update(

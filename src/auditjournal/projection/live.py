@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Final
 
 from ..errors import DatabaseError, DiskFullError, ExportError, JournalLockedError, StorageError
 from ..export.projector import LIVE_STEP_EVENTS, ExportProjector, SealResult
-from ..model.events import BaseEvent, ExportFailed
+from ..model.events import BaseEvent, ExportCheckpoint, ExportFailed
 from ..sql.projector import SqlProjector
 
 if TYPE_CHECKING:
@@ -190,6 +190,7 @@ class LiveProjectors:
         """New live SQL tables resuming from their checkpoint (after they stopped)."""
         self._sealed: SealResult | None = None
         self._seal_recorded = False
+        self._checkpoints_recorded = 0
 
     def throttle(self, journal: JournalWriter) -> None:
         """Backpressure: keep the projectors within ``MAX_BEHIND`` events.
@@ -270,6 +271,21 @@ class LiveProjectors:
             if self._sealed is None:
                 return None
         result = self._sealed
+        while self._checkpoints_recorded < len(result.checkpoints):
+            size, root = result.checkpoints[self._checkpoints_recorded]
+            event = ExportCheckpoint(
+                run_id=run_id,
+                ts=now,
+                tree_size=size,
+                root=root,
+                export_path=result.checkpoint_path(size),
+            )
+            try:
+                append_export_event(event)
+            except StorageError as exc:
+                self._checkpoints_recorded += exc.recorded_event is not None
+                raise
+            self._checkpoints_recorded += 1
         if not self._seal_recorded:
             try:
                 append_export_event(result.sealed_event(run_id, now))

@@ -35,7 +35,7 @@ from typing import Any, Protocol
 from ..errors import AuditJournalError, JournalLockedError, RunNotFoundError
 from ..export.projector import LIVE_STEP_EVENTS, ExportProjector, SealResult
 from ..journal.base import JournalCursor, RunJournal
-from ..model.events import ExportSealed, RunStarted
+from ..model.events import ExportCheckpoint, ExportSealed, RunStarted
 from ..model.settings import ExportSettings
 from ..sql.projector import SqlProjector
 from ..sql.schema import SqlDatabase
@@ -56,7 +56,7 @@ class ProjectionSource(Protocol):
     def sql_database(self) -> SqlDatabase: ...
     def sql_projector(self, run_id: str, database: SqlDatabase | None = None) -> SqlProjector: ...
     def export_projector(self, run_id: str, export: ExportSettings) -> ExportProjector: ...
-    def append_export_event(self, run_id: str, event: ExportSealed) -> bool: ...
+    def append_export_event(self, run_id: str, event: ExportSealed | ExportCheckpoint) -> bool: ...
     def now(self) -> dt.datetime: ...
 
 
@@ -70,7 +70,15 @@ def recorded_export_settings(store: ProjectionSource, run_id: str) -> ExportSett
     described: dict[str, Any] = {}
     if first and isinstance(first[0], RunStarted):
         described = dict(first[0].settings.get("export") or {})
-    known = {"include_payloads", "chunk_size_bytes", "sign", "signing_key_file"}
+    known = {
+        "include_payloads",
+        "chunk_size_bytes",
+        "sign",
+        "signing_key_file",
+        "checkpoint_every_records",
+        "timestamp_url",
+        "timestamp_required",
+    }
     return ExportSettings(**{k: v for k, v in described.items() if k in known})
 
 
@@ -246,6 +254,17 @@ class ProjectionService:
         assert projector is not None and projector.result is not None
         result = projector.result
         try:
+            for size, root in result.checkpoints:  # recorded once: the same event is skipped
+                self.store.append_export_event(
+                    job.run_id,
+                    ExportCheckpoint(
+                        run_id=job.run_id,
+                        ts=self.store.now(),
+                        tree_size=size,
+                        root=root,
+                        export_path=result.checkpoint_path(size),
+                    ),
+                )
             recorded = self.store.append_export_event(
                 job.run_id, result.sealed_event(job.run_id, self.store.now())
             )

@@ -43,10 +43,19 @@ from ..journal.filebackend import (
     MIN_SEGMENT_BYTES,
     FileJournalBackend,
 )
-from ..model.events import EXPORT_EVENT_TYPES, CsvExported, Event, ExportFailed, ExportSealed
+from ..model.events import (
+    EXPORT_EVENT_TYPES,
+    CsvExported,
+    Event,
+    ExportCheckpoint,
+    ExportFailed,
+    ExportSealed,
+)
 from ..model.settings import ExportSettings
 from ..payloads.store import DEFAULT_MAX_PAYLOAD_BYTES, PayloadStore
 from ..projection.live import LiveExport, LiveSql
+from ..proofs.ledger import Ledger, ledger_key_file
+from ..proofs.signing import load_ed25519_private_key
 from ..sql.projector import SqlProjector
 from ..sql.schema import SqlDatabase
 from .arguments import canonical_value, json_object, json_object_bytes
@@ -75,6 +84,7 @@ class AuditStore:
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        ledger_key: str | os.PathLike[str] | None = None,
     ) -> None:
         _check_settings(durability, database_url, flush_interval, segment_bytes, max_payload_bytes)
         self.root = root
@@ -89,6 +99,11 @@ class AuditStore:
         self.payloads = PayloadStore(payloads, max_payload_bytes=max_payload_bytes)
         self.journals: JournalBackend = FileJournalBackend(root, segment_bytes=segment_bytes)
         """Where the runs' journals live (the file backend)."""
+        key = ledger_key_file(ledger_key)
+        if key is not None:
+            load_ed25519_private_key(key)  # a bad key fails here, not at the first seal
+        self.ledger = Ledger(root, key)
+        self.ledger.catch_up()  # a checkpoint a crash kept from being written
         self._recorders: list[RunRecorder] = []
         self._sql: SqlDatabase | None = None
         self._sql_lock = threading.Lock()
@@ -103,10 +118,14 @@ class AuditStore:
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        ledger_key: str | os.PathLike[str] | None = None,
     ) -> AuditStore:
         """Open (creating if needed) the store at ``root``.
 
-        Bad settings raise :class:`InvalidSettingsError` before anything is created.
+        ``ledger_key``: the Ed25519 private key (PEM PKCS#8, as for manifests) that signs
+        the store ledger's checkpoints; default ``$AUDITJOURNAL_LEDGER_KEY_FILE``; without
+        one the checkpoints are unsigned. Bad settings raise :class:`InvalidSettingsError`
+        before anything is created.
         """
         if not isinstance(root, str | os.PathLike):
             raise InvalidSettingsError(f"root must be a path (str or os.PathLike), got {root!r}")
@@ -117,6 +136,7 @@ class AuditStore:
             flush_interval=flush_interval,
             segment_bytes=segment_bytes,
             max_payload_bytes=max_payload_bytes,
+            ledger_key=ledger_key,
         )
 
     # -- runs --------------------------------------------------------------------------
@@ -236,6 +256,7 @@ class AuditStore:
             settings=export,
             prefix=prefix or self.export_prefix(run_id, export),
             live=live,
+            ledger=self.ledger,
         )
 
     # -- SQL tables -------------------------------------------------------------------
@@ -297,7 +318,7 @@ class AuditStore:
         return recorder
 
     def append_export_event(
-        self, run_id: str, event: ExportSealed | ExportFailed | CsvExported
+        self, run_id: str, event: ExportSealed | ExportFailed | CsvExported | ExportCheckpoint
     ) -> bool:
         """Record an export event in a completed run's journal from outside the recorder.
 

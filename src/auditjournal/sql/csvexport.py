@@ -64,6 +64,7 @@ from ..model.canonical import canonical_json, format_float
 from ..model.events import CsvExported, CsvFile
 from ..model.records import RecordMaker
 from ..model.recordtypes import RECORD_TYPES, record_columns
+from ..proofs.ledger import Ledger, LedgerEntry, entry_path
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -75,6 +76,8 @@ class CsvSource(Protocol):
     """The parts of a store the CSV export uses (:class:`~auditjournal.AuditStore` has them)."""
 
     durability: Durability
+    root: Path
+    ledger: Ledger
 
     def journal(self, run_id: str) -> RunJournal: ...
     def journal_reader(self, run_id: str) -> JournalCursor: ...
@@ -175,6 +178,17 @@ def export_csv(
         reader.close()
         if dir_lock >= 0:
             os.close(dir_lock)
+    store.ledger.append(
+        LedgerEntry(
+            kind="csv",
+            run_id=run_id,
+            path=entry_path(store.root, out / CSV_LISTING_NAME),
+            manifest_sha256=event.listing_sha256,
+            merkle_root=None,
+            record_count=sum(f.rows for f in files),
+            sealed_at=None,
+        )
+    )
     recorded = store.append_export_event(run_id, event)
     return CsvResult(
         out_dir=out,

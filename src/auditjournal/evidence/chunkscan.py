@@ -1,0 +1,267 @@
+"""One chunk of a sealed export, checked on its own (verify's streaming scan).
+
+Each chunk is read in blocks (memory stays flat), hashed, split into record lines with
+the separators of SPEC section 4, each line's record head checked, and its Merkle leaves
+folded into the aligned subtrees of its leaf range; big exports are scanned on worker
+processes. :mod:`auditjournal.evidence.verify` puts the chunks' results together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+
+from ..errors import (
+    AuditJournalError,
+)
+from ..export.chunks import ChunkLines
+from ..export.manifest import (
+    ChunkEntry,
+    Manifest,
+)
+from ..fs.safeio import (
+    open_regular,
+)
+from ..model.completeness import scan_tally
+from ..model.recordtypes import RECORD_TYPES
+from ..proofs.merkle import leaf_hasher, range_subtrees
+
+__all__ = ["ChunkScan", "scan_chunk", "scan_chunks"]
+
+_BLOCK: Final = 4 << 20
+_PARALLEL_BYTES: Final = 64 << 20  # smaller exports are verified in this process
+_KNOWN_TYPES: Final = frozenset(RECORD_TYPES)
+
+
+class _RecordHead(msgspec.Struct):
+    record_type: str
+    run_id: str
+    seq: int
+    outcome: str | None = None  # token_outcome
+    status: str | None = None  # node_state (and run)
+
+
+_HEAD_DECODER: Final = msgspec.json.Decoder(_RecordHead)
+
+
+_Subtrees = list[tuple[int, bytes]]
+
+
+@dataclass(frozen=True)
+class ChunkScan:
+    """What checking one chunk on its own found."""
+
+    problem: str
+    """Empty if the chunk is valid."""
+    subtrees: _Subtrees
+    """The Merkle subtrees its records fill (:func:`range_subtrees`)."""
+    count: int
+    """Records read."""
+    first: int | None
+    last: int | None
+    """Seq of its first and last record (None: no record read)."""
+    size: int
+    """Bytes read."""
+    tally: dict[str, int] = field(default_factory=dict)
+    """Its completeness counts (:func:`~auditjournal.model.completeness.scan_tally`)."""
+    as_listed: bool = False
+    """Whether its bytes are the ones the manifest lists (size and sha256)."""
+
+
+def scan_chunk(
+    path: str,
+    entry: ChunkEntry,
+    run_id: str,
+    leaf_offset: int,
+    cuts: tuple[int, ...] = (),
+    threaded: bool = True,
+) -> ChunkScan:
+    """Check one chunk against its manifest ``entry``, on its own.
+
+    A plain function of plain values, so a worker process can run it. Its
+    records are leaves ``leaf_offset``... of the export's Merkle tree; it returns
+    them as the aligned subtrees they fill (:func:`range_subtrees`), so the caller
+    folds in a few hashes per chunk, not one per record. With ``threaded`` the
+    file's SHA-256 runs on a helper thread (hashlib releases the GIL on big blocks)
+    while this thread checks the lines and hashes the tree; worker processes, which
+    already keep every core busy, hash inline. Lines are memoryview slices: no copies.
+    ``cuts``: leaf counts (live checkpoints) no returned subtree may straddle.
+    """
+    try:
+        fd = open_regular(path, "chunk")
+    except FileNotFoundError:
+        return ChunkScan("missing", [], 0, None, None, 0, {})
+    except AuditJournalError as exc:
+        return ChunkScan(str(exc), [], 0, None, None, 0, {})
+    hasher = hashlib.sha256()
+    subtrees: _Subtrees = []  # each block's leaves as aligned subtrees (range_subtrees)
+    count = previous = 0
+    first = last = None
+    problem = ""
+    lines = ChunkLines(strict=True)
+    decode = _HEAD_DECODER.decode
+    known = _KNOWN_TYPES
+    leaf_prefix = leaf_hasher()  # copying merkle's primed leaf hash beats a call per leaf
+    kinds: list[str] = []  # record types, counted at the end (cheaper than per record)
+    outcomes: list[str] = []
+    open_states = 0
+    with open(fd, "rb") as fh:
+        blocks = _LineBlocks(fh, hasher, threaded)
+        for data, end in blocks:
+            if problem:
+                continue
+            view = memoryview(data)
+            leaves: list[bytes] = []
+            add_leaf = leaves.append
+            block_start = leaf_offset + count
+            for record in lines.records(data, end, view):
+                try:
+                    head = decode(record)
+                except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+                    problem = f"line {count + 2} is not a record: {exc}"
+                    break
+                if head.record_type not in known or head.run_id != run_id:
+                    problem = f"line {count + 2}: unknown record type or another run's record"
+                    break
+                seq = head.seq
+                if seq < previous:
+                    problem = f"line {count + 2}: seq {seq} goes backwards"
+                    break
+                previous = last = seq
+                if first is None:
+                    first = seq
+                kinds.append(head.record_type)
+                if head.outcome is not None:
+                    outcomes.append(head.outcome)
+                if head.status == "open":  # only node states are ever "open"
+                    open_states += 1
+                h = leaf_prefix.copy()
+                h.update(record)
+                add_leaf(h.digest())
+                count += 1
+            problem = problem or lines.problem
+            record = b""  # the records' views are dropped before the buffer is reused
+            view.release()
+            subtrees += _cut_subtrees(leaves, block_start, cuts)
+    size = blocks.size
+    if not problem:
+        if blocks.leftover:
+            problem = "file does not end with a newline"
+        elif not lines.closed:
+            problem = "no closing ']' (chunk not sealed or truncated)"
+        elif size != entry.bytes:
+            problem = f"{size} bytes, manifest says {entry.bytes}"
+        elif hasher.hexdigest() != entry.sha256:
+            problem = "sha256 does not match the manifest"
+        elif count != entry.record_count:
+            problem = f"{count} records, manifest says {entry.record_count}"
+        elif (first, last) != (entry.first_seq, entry.last_seq):
+            listed = f"{entry.first_seq}..{entry.last_seq}"
+            problem = f"seq range {first}..{last}, manifest says {listed}"
+    as_listed = size == entry.bytes and hasher.hexdigest() == entry.sha256
+    tally = scan_tally(kinds, outcomes, open_states)
+    return ChunkScan(problem, subtrees, count, first, last, size, tally, as_listed)
+
+
+class _LineBlocks:
+    """The bytes of an open file as blocks of whole lines, each fed to ``hasher``.
+
+    Yields ``(buffer, end)``: ``buffer[:end]`` is whole lines. One buffer is
+    reused (no fresh allocation and page faults per block), so a block must be
+    consumed before the next is asked for. Afterwards ``size`` is the file's
+    length and ``leftover`` the bytes after its last newline. With ``threaded``
+    the hashing of a block overlaps with consuming it.
+    """
+
+    def __init__(self, fh: io.BufferedReader, hasher: Any, threaded: bool) -> None:
+        self._fh = fh
+        self._hasher = hasher
+        self._threaded = threaded
+        self.size = 0
+        self.leftover = 0
+
+    def __iter__(self) -> Iterator[tuple[bytearray, int]]:
+        buf = bytearray(_BLOCK)
+        kept = 0  # bytes of an unfinished line at the start of buf
+        with ThreadPoolExecutor(max_workers=1) as hashing:
+            while True:
+                if kept == len(buf):  # one line longer than the buffer: grow it
+                    buf.extend(bytes(len(buf)))
+                with memoryview(buf) as view:
+                    read = self._fh.readinto(view[kept:])
+                    if not read:
+                        break
+                    fresh = view[kept : kept + read]
+                    hashed = hashing.submit(self._hasher.update, fresh) if self._threaded else None
+                    if hashed is None:
+                        self._hasher.update(fresh)
+                    self.size += read
+                    filled = kept + read
+                    end = buf.rfind(b"\n", 0, filled) + 1
+                    if end:
+                        yield buf, end
+                    if hashed is not None:
+                        hashed.result()
+                    fresh.release()
+                buf[: filled - end] = buf[end:filled]
+                kept = filled - end
+        self.leftover = kept
+
+
+def _cut_subtrees(
+    leaves: list[bytes], start: int, cuts: tuple[int, ...]
+) -> list[tuple[int, bytes]]:
+    """:func:`range_subtrees` of the leaves, split at every cut inside them."""
+    out: list[tuple[int, bytes]] = []
+    at = 0
+    for cut in cuts:
+        if start + at < cut < start + len(leaves):
+            out += range_subtrees(leaves[at : cut - start], start + at)
+            at = cut - start
+    out += range_subtrees(leaves[at:], start + at)
+    return out
+
+
+def scan_chunks(
+    directory: Path, manifest: Manifest, progress: Callable[[int], None] | None
+) -> Iterator[tuple[ChunkEntry, ChunkScan]]:
+    """Every chunk's scan, in order; on a second core (worker processes) for big exports."""
+    jobs = []
+    cuts = tuple(sorted({h.tree_size for h in manifest.checkpoints or ()}))
+    offset = 0  # leaf index of the chunk's first record, if the manifest's counts hold
+    for c in manifest.chunks:
+        jobs.append((str(directory / c.file), c, manifest.run_id, offset, cuts))
+        offset += max(c.record_count, 0)
+    total = sum(c.bytes for c in manifest.chunks)
+    workers = min(os.cpu_count() or 1, 2)
+    if workers < 2 or total < _PARALLEL_BYTES or len(jobs) < 2:
+        for chunk, job in zip(manifest.chunks, jobs, strict=True):
+            result = scan_chunk(*job)
+            if progress is not None:
+                progress(chunk.bytes)  # as listed: the total is known before (verify_work)
+            yield chunk, result
+        return
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        pending: deque[Future[ChunkScan]] = deque()
+        queued = iter(jobs)
+        for chunk in manifest.chunks:
+            while len(pending) < 2 * workers:
+                upcoming = next(queued, None)
+                if upcoming is None:
+                    break
+                pending.append(pool.submit(scan_chunk, *upcoming, threaded=False))
+            result = pending.popleft().result()
+            if progress is not None:
+                progress(chunk.bytes)  # as listed: the total is known before (verify_work)
+            yield chunk, result
