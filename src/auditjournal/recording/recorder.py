@@ -22,6 +22,7 @@ import contextlib
 import datetime as _dt
 import hashlib
 import threading
+from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -78,6 +79,8 @@ from .runstate import RunState
 
 if TYPE_CHECKING:
     from ..export.projector import SealResult
+    from ..journal.postgres import PgJournal, PgPayloads
+    from ..payloads.store import PayloadStore
     from .store import AuditStore
 
 __all__ = ["RunRecorder"]
@@ -89,8 +92,22 @@ _now = _dt.datetime.now
 class RunRecorder:
     """Records one run. Every method appends exactly one event or raises and appends nothing."""
 
-    def __init__(self, store: AuditStore, run_id: str, journal: Journal, state: RunState) -> None:
+    def __init__(
+        self,
+        store: AuditStore,
+        run_id: str,
+        journal: Journal | PgJournal,
+        state: RunState,
+        *,
+        payloads: PayloadStore | PgPayloads | None = None,
+        joined: bool = False,
+    ) -> None:
         self.store = store
+        self.joined = joined
+        """A writer that joined another process's run (PostgreSQL journal): leaving it
+        does not complete the run, and ``complete()`` is the coordinator's."""
+        self.on_close: list[Callable[[], None]] = []
+        """Called after the recorder let go of its journal (the local copy's thread)."""
         self.export_result: SealResult | None = None
         """Set when the live export was sealed."""
         self.live = LiveProjectors()
@@ -99,7 +116,7 @@ class RunRecorder:
         self.recovery = journal.recovery
         self._journal = journal
         self._lock = journal.lock
-        self._payloads = store.payloads
+        self._payloads = store.payloads if payloads is None else payloads
         self._state = state
         self._always = journal.durability == "always"
         self._closed = False
@@ -526,6 +543,11 @@ class RunRecorder:
         ``recorded_event`` is the ``run_completed`` event, or ``None`` if the call
         was refused before recording it.
         """
+        if self.joined:
+            raise LifecycleError(
+                f"this writer joined run {self.run_id!r}: only the process that started it "
+                "completes it (leave the `with` block, or call close())"
+            )
         status = check_choice(status, RUN_STATUSES, "run status")
         error_value = None if error is None else json_object(error, "error")
         with self._lock:
@@ -626,14 +648,21 @@ class RunRecorder:
                 self._closed = False
             raise
         self.live.stop()  # an unfinished run: the projectors stay resumable
+        self._run_on_close()
         if self in self.store._recorders:
             self.store._recorders.remove(self)
+
+    def _run_on_close(self) -> None:
+        hooks, self.on_close = self.on_close, []
+        for hook in hooks:
+            hook()
 
     def _abandon(self) -> None:
         """Let go of everything without writing what is still buffered (a failed start)."""
         with self._lock:
             self._closed = True
         self.live.stop()
+        self._run_on_close()
         self._journal.abandon()
         if self in self.store._recorders:
             self.store._recorders.remove(self)
@@ -647,6 +676,9 @@ class RunRecorder:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self.joined:
+            self.close()  # a joined writer leaves the run to its coordinator
+            return
         try:
             if not self._state.completed and not self._closed:
                 if exc is None:

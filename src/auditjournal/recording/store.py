@@ -42,14 +42,18 @@ from ..journal.files import (
     Journal,
     JournalReader,
 )
+from ..journal.postgres import PgDatabase, PgJournal, PgPayloads, WriterId
 from ..model.events import EXPORT_EVENT_TYPES, CsvExported, Event, ExportFailed, ExportSealed
 from ..model.settings import ExportSettings
 from ..payloads.store import DEFAULT_MAX_PAYLOAD_BYTES, PayloadStore
+from ..projection.live import LiveProjectors
 from ..sql.projector import LiveSql, SqlProjector
 from ..sql.schema import SqlDatabase
 from .arguments import canonical_value, json_object, json_object_bytes
+from .pgmirror import MirrorThread, PgMirror
 from .recorder import RunRecorder
 from .runstate import RunState
+from .shared import SharedRunState
 
 __all__ = ["AuditStore"]
 
@@ -72,6 +76,7 @@ class AuditStore:
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        journal_url: str | None = None,
     ) -> None:
         _check_settings(durability, database_url, flush_interval, segment_bytes, max_payload_bytes)
         self.root = root
@@ -84,6 +89,16 @@ class AuditStore:
         real_dir(root, "runs")
         payloads = real_dir(root, "payloads")
         self.payloads = PayloadStore(payloads, max_payload_bytes=max_payload_bytes)
+        self.max_payload_bytes = max_payload_bytes
+        self.journal_url = journal_url
+        self.pg: PgDatabase | None = None
+        """The PostgreSQL journal (``journal_url``), or None: the run journals are files."""
+        if journal_url is not None:
+            try:
+                self.pg = PgDatabase(journal_url)
+            except BaseException:
+                self.payloads.close()
+                raise
         self._recorders: list[RunRecorder] = []
         self._sql: SqlDatabase | None = None
         self._sql_lock = threading.Lock()
@@ -98,8 +113,14 @@ class AuditStore:
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        journal_url: str | None = None,
     ) -> AuditStore:
         """Open (creating if needed) the store at ``root``.
+
+        With ``journal_url`` (``postgresql+psycopg://...``, extra ``auditjournal[postgres]``)
+        the run journals and their payloads are in PostgreSQL, several processes may write
+        one run (:meth:`join_run`), and ``root`` keeps only local things: exports, the SQL
+        tables, and a copy of the journals the projectors read (see ``pgmirror``).
 
         Bad settings raise :class:`InvalidSettingsError` before anything is created.
         """
@@ -112,6 +133,7 @@ class AuditStore:
             flush_interval=flush_interval,
             segment_bytes=segment_bytes,
             max_payload_bytes=max_payload_bytes,
+            journal_url=journal_url,
         )
 
     # -- runs --------------------------------------------------------------------------
@@ -129,6 +151,8 @@ class AuditStore:
 
     def run_ids(self) -> list[str]:
         """Every run with a journal, oldest directory name first."""
+        if self.pg is not None:
+            return self.pg.run_ids()
         runs = self.root / "runs"
         return sorted(p.name for p in runs.iterdir() if (p / "journal").is_dir())
 
@@ -176,6 +200,8 @@ class AuditStore:
             raise RunExistsError(f"run {run_id!r} already has a journal in {directory}")
         if sql:
             self._check_new_sql_run(run_id)  # a bad database fails before the run exists
+        if self.pg is not None:
+            return self._start_shared_run(run_id, config_bytes, resolved, export, sql)
         # the live export takes its lock before the run is visible on disk, so that
         # `auditjournal project` (which skips exports in use) never takes it over
         projector = None if export is None else self.export_projector(run_id, export, live=True)
@@ -209,6 +235,124 @@ class AuditStore:
                 recorder._abandon()
             raise
         return recorder
+
+    def _start_shared_run(
+        self,
+        run_id: str,
+        config_bytes: bytes,
+        resolved: dict[str, Any],
+        export: ExportSettings | None,
+        sql: bool,
+    ) -> RunRecorder:
+        """start_run with the journal in PostgreSQL: this process is the coordinator; the
+        live projectors follow the local copy of the journal (``pgmirror``)."""
+        assert self.pg is not None
+        writer = WriterId.new()
+        self.pg.create_run(run_id, writer)
+        recorder = self._shared_recorder(run_id, writer, joined=False)
+        try:
+            recorder._emit_run_started(config_bytes, resolved)
+            recorder._journal.flush(fsync=True)
+            if export is not None or sql:
+                self._follow_locally(recorder, export, sql)
+        except BaseException:
+            try:
+                recorder.close()
+            except StorageError:
+                recorder._abandon()
+            raise
+        return recorder
+
+    def _follow_locally(
+        self, recorder: RunRecorder, export: ExportSettings | None, sql: bool
+    ) -> None:
+        """Start the local copy of the run's journal and the live projectors on it."""
+        assert self.pg is not None
+        run_id = recorder.run_id
+        projector = None if export is None else self.export_projector(run_id, export, live=True)
+        try:
+            mirror = PgMirror(
+                self.pg, run_id, real_dir(self.root, "runs", run_id, "journal"), self.payloads
+            )
+        except BaseException:
+            if projector is not None:
+                projector.close()
+            raise
+        live = recorder.live
+        thread = MirrorThread(mirror, on_progress=lambda: _wake(live))
+        recorder.on_close.append(thread.stop)
+        if projector is not None:
+            live.export = LiveExport(projector)
+            live.restart_export = lambda: LiveExport(
+                self.export_projector(run_id, export, live=True)  # type: ignore[arg-type]
+            )
+        if sql:
+            live.sql = LiveSql(self.sql_projector(run_id))
+            live.restart_sql = lambda: LiveSql(self.sql_projector(run_id))
+
+    def _shared_recorder(self, run_id: str, writer: WriterId, *, joined: bool) -> RunRecorder:
+        assert self.pg is not None
+        journal = PgJournal(
+            self.pg,
+            run_id,
+            writer,
+            PgPayloads(self.max_payload_bytes),
+            durability=self.durability,
+            flush_interval=self.flush_interval,
+        )
+        state = SharedRunState(run_id, journal.refresh, writer.nonce if joined else None)
+        journal.absorb = state.absorb
+        try:
+            with journal.lock:
+                journal.refresh()  # everything committed so far (nothing for a new run)
+            if joined or state.started:
+                state.skip_generated_ids(0)
+            if state.completed:
+                raise RunAlreadyCompletedError(f"run {run_id!r} has already completed")
+        except BaseException:
+            journal.abandon()
+            raise
+        recorder = RunRecorder(
+            self, run_id, journal, state, payloads=journal.payload_buffer, joined=joined
+        )
+        self._recorders.append(recorder)
+        return recorder
+
+    def join_run(self, run_id: str) -> RunRecorder:
+        """A recorder for a run that another process (the coordinator) started, on this or
+        another host, through the same ``journal_url``. Its events join the run's one
+        sequence and hash chain. Leaving it (``with``) or ``close()`` commits what it
+        recorded and does not complete the run.
+
+        Raises :class:`RunNotFoundError` for a run the journal does not have and
+        :class:`RunAlreadyCompletedError` for one that has completed.
+        """
+        if self.pg is None:
+            raise InvalidSettingsError(
+                "join_run needs a store opened with journal_url=... (the PostgreSQL journal); "
+                "a file journal has exactly one writer"
+            )
+        validate_id(run_id, "run id")
+        head = self.pg.head(run_id)
+        if head.completed:
+            raise RunAlreadyCompletedError(f"run {run_id!r} has already completed")
+        return self._shared_recorder(run_id, WriterId.new(), joined=True)
+
+    def sync_run(self, run_id: str) -> int:
+        """Bring the local copy of a PostgreSQL run journal (and its payloads) up to date,
+        for the commands that read ``<root>/runs/<run_id>/journal``; returns the entries
+        copied. A store without ``journal_url`` has nothing to copy (0)."""
+        if self.pg is None:
+            return 0
+        validate_id(run_id, "run id")
+        self.pg.head(run_id)  # RunNotFoundError before anything is made locally
+        mirror = PgMirror(
+            self.pg, run_id, real_dir(self.root, "runs", run_id, "journal"), self.payloads
+        )
+        try:
+            return mirror.sync_all()
+        finally:
+            mirror.close()
 
     def export_projector(
         self, run_id: str, export: ExportSettings, *, prefix: Path | None = None, live: bool = False
@@ -258,8 +402,14 @@ class AuditStore:
     def resume_run(self, run_id: str) -> RunRecorder:
         """Reopen an unfinished run after a crash: repair a torn tail, rebuild its state.
 
-        The repair (bytes dropped, if any) is in ``recorder.recovery``.
+        The repair (bytes dropped, if any) is in ``recorder.recovery``. With the journal in
+        PostgreSQL this process becomes the run's coordinator again (it may complete it).
         """
+        if self.pg is not None:
+            validate_id(run_id, "run id")
+            if self.pg.head(run_id).completed:
+                raise RunAlreadyCompletedError(f"run {run_id!r} has already completed")
+            return self._shared_recorder(run_id, WriterId.new(), joined=False)
         journal = self._open_journal(run_id, create=False)
         state = RunState()
         try:
@@ -311,6 +461,9 @@ class AuditStore:
         return iter(self.journal_reader(run_id))
 
     def journal_reader(self, run_id: str) -> JournalReader:
+        """A reader of the run's journal (with ``journal_url``: of its local copy, brought
+        up to date first)."""
+        self.sync_run(run_id)
         directory = self.journal_dir(run_id)
         if not directory.is_dir():
             raise RunNotFoundError(f"no run {run_id!r} in {self.root}")
@@ -350,6 +503,8 @@ class AuditStore:
         if failed is not None:
             raise failed  # its payloads must be written before its entries: keep them
         self.payloads.close()
+        if self.pg is not None:
+            self.pg.close()
         with self._sql_lock:
             if self._sql is not None:
                 self._sql.close()
@@ -360,6 +515,13 @@ class AuditStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _wake(live: LiveProjectors) -> None:
+    """New entries in the local copy: the live projectors look now."""
+    for follower in (live.export, live.sql):
+        if follower is not None:
+            follower.wake()
 
 
 def _check_settings(

@@ -1,0 +1,217 @@
+"""The local copy of a run's PostgreSQL journal, which the projectors follow.
+
+Projectors (live export, SQL tables, ``auditjournal project``, replay, verify,
+tail) read a run's journal from ``<root>/runs/<run_id>/journal/`` and its
+payloads from ``<root>/payloads/``. For a run whose journal is in PostgreSQL,
+:class:`PgMirror` copies the entries there, in seq order, each line verified
+against the chain before it is taken in (the copy's lines are re-made by the
+file journal and must end in the same chain value as PostgreSQL's, else
+:class:`CorruptJournalError`), with the payloads the entries refer to first.
+The copy is derived data: it can be deleted and is made again; the file lock
+of the local journal keeps one mirror per run and root.
+
+:class:`MirrorThread` keeps a copy current: woken by ``LISTEN``/``NOTIFY`` on
+:data:`~auditjournal.journal.postgres.NOTIFY_CHANNEL`, with a polling fallback
+(a lost notification only delays; a lost LISTEN connection is made again).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final
+
+from ..errors import CorruptJournalError, JournalUnavailableError, StorageError
+from ..journal.files import Journal
+from ..journal.lines import read_entry
+from ..journal.postgres import NOTIFY_CHANNEL, PgDatabase
+from ..model.events import BaseEvent, RunCompleted
+from ..payloads.store import PayloadStore
+
+__all__ = ["MirrorThread", "PgMirror", "payload_refs"]
+
+_log = logging.getLogger(__name__)
+_BATCH: Final = 2048
+POLL_INTERVAL: Final = 0.05
+
+
+def payload_refs(event: BaseEvent) -> list[str]:
+    """The payload refs an event names (``*_ref`` members, and an outcome's ``error_hash``)."""
+    found = []
+    for name in event.__struct_fields__:
+        if name.endswith("_ref") or name == "error_hash":
+            value = getattr(event, name)
+            if isinstance(value, str):
+                found.append(value)
+    return found
+
+
+class PgMirror:
+    """Copies one run's journal from PostgreSQL into the store's local files."""
+
+    def __init__(
+        self, db: PgDatabase, run_id: str, journal_dir: Path, payloads: PayloadStore
+    ) -> None:
+        self.db = db
+        self.run_id = run_id
+        self.payloads = payloads
+        self._journal = Journal(
+            journal_dir,
+            run_id,
+            durability="none",
+            before_flush=lambda fsync: payloads.flush(fsync=fsync),
+        )
+        self._scratch = bytearray()
+        self.completed = False
+
+    @property
+    def last_seq(self) -> int:
+        return self._journal.last_seq
+
+    def sync(self, limit: int = _BATCH) -> int:
+        """Copy up to ``limit`` entries the copy does not have yet; return how many."""
+        journal = self._journal
+        rows = self.db.lines(self.run_id, journal.last_seq, limit)
+        if not rows:
+            return 0
+        chain = bytes.fromhex(journal.head_chain)
+        decoded = []
+        for seq, _writer, line in rows:
+            try:
+                event, chain = read_entry(line, chain, self._scratch)
+                if event.seq != seq or event.run_id != self.run_id:
+                    raise ValueError(f"seq {event.seq} of run {event.run_id!r} out of place")
+            except ValueError as exc:
+                raise CorruptJournalError(
+                    f"PostgreSQL journal of run {self.run_id!r}, seq {seq}: {exc}"
+                ) from None
+            decoded.append(event)
+        refs = {ref for event in decoded for ref in payload_refs(event)}
+        missing = [ref for ref in refs if ref not in self.payloads]
+        if missing:
+            found = self.db.payloads(missing)
+            for ref in missing:
+                data = found.get(ref)
+                if data is None:
+                    raise CorruptJournalError(
+                        f"PostgreSQL journal of run {self.run_id!r}: payload {ref} is missing"
+                    )
+                if self.payloads.put_canonical(data) != ref:
+                    raise CorruptJournalError(
+                        f"PostgreSQL journal of run {self.run_id!r}: payload {ref} does not "
+                        "match its hash"
+                    )
+        with journal.lock:
+            for event in decoded:
+                journal.append(event)
+                self.completed = self.completed or type(event) is RunCompleted
+        journal.flush(fsync=False)
+        if journal.head_chain != chain.hex():
+            raise CorruptJournalError(
+                f"the local copy of run {self.run_id!r} does not end in PostgreSQL's chain value"
+            )
+        return len(decoded)
+
+    def sync_all(self) -> int:
+        """Copy everything the journal holds now; return how many entries were new."""
+        total = 0
+        while count := self.sync():
+            total += count
+        return total
+
+    def close(self) -> None:
+        self._journal.close()
+
+
+class _Listener:
+    """A ``LISTEN`` connection; ``wait`` returns on a notification or after ``timeout``."""
+
+    def __init__(self, db: PgDatabase) -> None:
+        self._db = db
+        self._conn: Any = None
+        self._next_try = 0.0
+
+    def wait(self, timeout: float) -> None:
+        if self._conn is None and time.monotonic() >= self._next_try:
+            try:
+                import psycopg
+
+                self._conn = psycopg.connect(self._db.conninfo, autocommit=True, connect_timeout=5)
+                self._conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            except Exception:  # the server is away: poll, try again later
+                self._conn = None
+                self._next_try = time.monotonic() + 1.0
+        if self._conn is None:
+            time.sleep(timeout)
+            return
+        try:
+            for _ in self._conn.notifies(timeout=timeout, stop_after=1):
+                break
+        except Exception:
+            self.close()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+
+
+class MirrorThread:
+    """Keeps a :class:`PgMirror` current on a background thread until stopped."""
+
+    def __init__(
+        self,
+        mirror: PgMirror,
+        *,
+        on_progress: Callable[[], None] | None = None,
+        poll_interval: float = POLL_INTERVAL,
+    ) -> None:
+        self.mirror = mirror
+        self.error: BaseException | None = None
+        self._on_progress = on_progress
+        self._poll_interval = poll_interval
+        self._stop = threading.Event()
+        self._listener = _Listener(mirror.db)
+        self._thread = threading.Thread(
+            target=self._loop, name=f"auditjournal-mirror-{mirror.run_id}", daemon=True
+        )
+        self._thread.start()
+
+    def _loop(self) -> None:
+        try:
+            while True:
+                try:
+                    count = self.mirror.sync()
+                except JournalUnavailableError as exc:  # the server restarts: try again
+                    _log.warning("run %s: %s; retrying", self.mirror.run_id, exc)
+                    count = 0
+                    time.sleep(self._poll_interval)
+                if count:
+                    if self._on_progress is not None:
+                        self._on_progress()
+                    continue
+                if self._stop.is_set():
+                    return
+                self._listener.wait(self._poll_interval)
+        except BaseException as exc:
+            self.error = exc
+            _log.error("run %s: the local copy of the journal stopped: %s", self.mirror.run_id, exc)
+        finally:
+            self._listener.close()
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self) -> None:
+        """Copy what is committed now, then stop and release the local journal."""
+        self._stop.set()
+        self._thread.join()
+        try:
+            self.mirror.close()
+        except StorageError as exc:
+            _log.warning("run %s: closing the local copy: %s", self.mirror.run_id, exc)
