@@ -15,3 +15,5 @@ from hypothesis import settings
 settings.register_profile("default", derandomize=True)
 settings.register_profile("explore", derandomize=False)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+from pgtools import pg_url  # noqa: E402, F401 - a database of the test's own (PostgreSQL tests)

@@ -54,6 +54,7 @@ from ..errors import (
     JournalUnavailableError,
     MissingExtraError,
     PayloadTooLargeError,
+    RunAlreadyCompletedError,
     RunExistsError,
     RunNotFoundError,
     SchemaVersionError,
@@ -70,6 +71,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Absorb",
     "Head",
+    "Listener",
     "PgDatabase",
     "PgJournal",
     "PgPayloads",
@@ -339,6 +341,40 @@ class PgPayloads:
         self._sent.update(taken)
 
 
+class Listener:
+    """A ``LISTEN`` connection; ``wait`` returns on a notification or after ``timeout``."""
+
+    def __init__(self, db: PgDatabase) -> None:
+        self._db = db
+        self._conn: Any = None
+        self._next_try = 0.0
+
+    def wait(self, timeout: float) -> None:
+        if self._conn is None and time.monotonic() >= self._next_try:
+            try:
+                import psycopg
+
+                self._conn = psycopg.connect(self._db.conninfo, autocommit=True, connect_timeout=5)
+                self._conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            except Exception:  # the server is away: poll, try again later
+                self._conn = None
+                self._next_try = time.monotonic() + 1.0
+        if self._conn is None:
+            time.sleep(timeout)
+            return
+        try:
+            for _ in self._conn.notifies(timeout=timeout, stop_after=1):
+                break
+        except Exception:
+            self.close()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+
+
 Absorb = Callable[[list[Event], list[BaseEvent]], dict[int, AuditJournalError]]
 """The recorder's lifecycle hook: apply other writers' events (in seq order) to the run's
 state and return the own pending events (by index) they make invalid, with the error."""
@@ -381,9 +417,9 @@ class PgJournal:
         self.lock = threading.Lock()
         self._io_lock = threading.Lock()
         self.absorb: Absorb | None = None
-        head = db.head(run_id)
-        self._seen = head.seq  # every entry up to here is applied to the recorder's state
-        self._chain = head.chain
+        head = db.head(run_id)  # RunNotFoundError
+        self._seen = 0  # every entry up to here is applied to the recorder's state (refresh)
+        self._chain = genesis_chain(run_id)
         self.next_seq = head.seq + 1
         self._ticket = 0
         self._local = threading.local()
@@ -393,6 +429,10 @@ class PgJournal:
         self._durable_ticket = 0
         self._closed = False
         self._write_error: Exception | None = None
+        self.completed_elsewhere = False
+        """Another writer (the coordinator) completed the run: appends are refused."""
+        self._watch_stop = threading.Event()
+        self._watcher: threading.Thread | None = None
         self._flusher: Flusher[PgJournal] | None = None
         if durability != "always":
             self._flusher = Flusher(self, PgJournal._background_flush, flush_interval)
@@ -429,6 +469,10 @@ class PgJournal:
             raise ValueError(f"event seq {event.seq} is not the next seq {self.next_seq}")
         if self._rejected and self.durability != "always":
             raise self._take_rejection()
+        if self.completed_elsewhere:
+            raise RunAlreadyCompletedError(
+                f"run {self.run_id!r} has completed; only export events may follow"
+            )
         if self._write_error is not None:
             error = self._write_error
             refused = type(error)(f"{error} (this call was refused and recorded nothing)")
@@ -493,6 +537,27 @@ class PgJournal:
             f"{error} (an earlier call of this writer was rejected when it was committed: "
             "another writer got there first; it appended nothing, nor did this call)"
         )
+
+    def watch_completion(self, poll_interval: float = 0.5) -> None:
+        """For a joined writer: notice the coordinator's ``run_completed`` (woken by
+        ``NOTIFY``, polling as a fallback) so that the next call is refused at once,
+        not only at its commit."""
+        self._watcher = threading.Thread(
+            target=self._watch, args=(poll_interval,), name="auditjournal-watch", daemon=True
+        )
+        self._watcher.start()
+
+    def _watch(self, poll_interval: float) -> None:
+        listener = Listener(self.db)
+        try:
+            while not self._watch_stop.is_set():
+                with contextlib.suppress(JournalUnavailableError):
+                    if self.db.head(self.run_id).completed:
+                        self.completed_elsewhere = True
+                        return
+                listener.wait(poll_interval)
+        finally:
+            listener.close()
 
     # -- flushing ---------------------------------------------------------------------
 
@@ -640,12 +705,20 @@ class PgJournal:
                 self._flusher = Flusher(self, PgJournal._background_flush, 0.01)
             raise
         self._closed = True
+        self._stop_watching()
         with self.lock:
             if self._rejected:
                 raise self._take_rejection()
 
+    def _stop_watching(self) -> None:
+        self._watch_stop.set()
+        if self._watcher is not None:
+            self._watcher.join()
+            self._watcher = None
+
     def abandon(self) -> None:
         """Let go without committing what is buffered (a failed start)."""
+        self._stop_watching()
         self._closed = True
         if self._flusher is not None:
             self._flusher.stop()

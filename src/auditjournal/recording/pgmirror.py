@@ -17,18 +17,17 @@ of the local journal keeps one mirror per run and root.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 from ..errors import CorruptJournalError, JournalUnavailableError, StorageError
 from ..journal.files import Journal
 from ..journal.lines import read_entry
-from ..journal.postgres import NOTIFY_CHANNEL, PgDatabase
+from ..journal.postgres import Listener, PgDatabase
 from ..model.events import BaseEvent, RunCompleted
 from ..payloads.store import PayloadStore
 
@@ -127,40 +126,6 @@ class PgMirror:
         self._journal.close()
 
 
-class _Listener:
-    """A ``LISTEN`` connection; ``wait`` returns on a notification or after ``timeout``."""
-
-    def __init__(self, db: PgDatabase) -> None:
-        self._db = db
-        self._conn: Any = None
-        self._next_try = 0.0
-
-    def wait(self, timeout: float) -> None:
-        if self._conn is None and time.monotonic() >= self._next_try:
-            try:
-                import psycopg
-
-                self._conn = psycopg.connect(self._db.conninfo, autocommit=True, connect_timeout=5)
-                self._conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-            except Exception:  # the server is away: poll, try again later
-                self._conn = None
-                self._next_try = time.monotonic() + 1.0
-        if self._conn is None:
-            time.sleep(timeout)
-            return
-        try:
-            for _ in self._conn.notifies(timeout=timeout, stop_after=1):
-                break
-        except Exception:
-            self.close()
-
-    def close(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(Exception):
-                self._conn.close()
-            self._conn = None
-
-
 class MirrorThread:
     """Keeps a :class:`PgMirror` current on a background thread until stopped."""
 
@@ -176,7 +141,7 @@ class MirrorThread:
         self._on_progress = on_progress
         self._poll_interval = poll_interval
         self._stop = threading.Event()
-        self._listener = _Listener(mirror.db)
+        self._listener = Listener(mirror.db)
         self._thread = threading.Thread(
             target=self._loop, name=f"auditjournal-mirror-{mirror.run_id}", daemon=True
         )

@@ -601,6 +601,12 @@ class RunRecorder:
             raise
         self._finished = True
 
+    def flush(self) -> None:
+        """Make what this recorder has recorded durable now (``batch`` does it within its
+        interval anyway). With the PostgreSQL journal: commit it, so that other writers
+        of the run can refer to the ids it made."""
+        self._journal.flush(fsync=self._journal.durability != "none")
+
     @property
     def completed(self) -> bool:
         return self._state.completed

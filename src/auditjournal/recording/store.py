@@ -312,6 +312,8 @@ class AuditStore:
         except BaseException:
             journal.abandon()
             raise
+        if joined:
+            journal.watch_completion()
         recorder = RunRecorder(
             self, run_id, journal, state, payloads=journal.payload_buffer, joined=joined
         )
