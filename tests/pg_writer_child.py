@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from auditjournal import AuditStore
 
@@ -28,22 +28,21 @@ def write_rows(
 ) -> None:
     store = AuditStore.open(Path(root), journal_url=url, durability=durability)  # type: ignore[arg-type]
     with store, store.join_run(run_id) as run:
-        if True:
-            for index in range(rows):
-                row = run.create_row(
-                    source_node_id=source,
-                    row_index=index,
-                    data={"writer": tag, "i": index, "text": f"{tag}-{index}" * 20},
-                    row_id=f"{tag}-row-{index}",
-                )
-                token = run.create_token(row_id=row)
-                state = run.begin_node_state(
-                    token_id=token, node_id=sink, step_index=1, input_data={"i": index}
-                )
-                run.complete_node_state(state, status="completed", output_data={"ok": index})
-                run.record_token_outcome(token_id=token, outcome="completed", sink_name="out")
-                out.write(f"ack {row}\n")
-                out.flush()
+        for index in range(rows):
+            row = run.create_row(
+                source_node_id=source,
+                row_index=index,
+                data={"writer": tag, "i": index, "text": f"{tag}-{index}" * 20},
+                row_id=f"{tag}-row-{index}",
+            )
+            token = run.create_token(row_id=row)
+            state = run.begin_node_state(
+                token_id=token, node_id=sink, step_index=1, input_data={"i": index}
+            )
+            run.complete_node_state(state, status="completed", output_data={"ok": index})
+            run.record_token_outcome(token_id=token, outcome="completed", sink_name="out")
+            out.write(f"ack {row}\n")
+            out.flush()
     out.write("done\n")
     out.flush()
 
@@ -51,3 +50,9 @@ def write_rows(
 if __name__ == "__main__":
     url, root, run_id, source, sink, tag, rows, durability = sys.argv[1:9]
     write_rows(url, root, run_id, source, sink, tag, int(rows), durability, sys.stdout)
+
+
+def write_rows_acking_to(ack_path: str, *args: Any, **kwargs: Any) -> None:
+    """:func:`write_rows` with the acknowledgements in a file (for a forked child)."""
+    with open(ack_path, "a", buffering=1) as out:
+        write_rows(*args, **kwargs, out=out)
