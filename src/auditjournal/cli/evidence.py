@@ -13,6 +13,7 @@ from ..evidence.extract import Selection, extract_bundle, read_bundle, verify_bu
 from ..evidence.verify import verify_export
 from ..proofs.signing import generate_keypair
 from ._base import (
+    _JOURNAL_URL,
     _byte_progress,
     _existing_store,
     _hmac_key,
@@ -42,12 +43,14 @@ from ._base import (
     metavar="NAME",
     help="Environment variable holding the HMAC key the signature must verify with.",
 )
+@_JOURNAL_URL
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def verify(
     export: Path,
     journal: tuple[Path, str] | None,
     public_key: Path | None,
     hmac_key_env: str | None,
+    journal_url: str | None,
     as_json: bool,
 ) -> None:
     """Verify a sealed export (EXPORT = its directory or its manifest).
@@ -58,8 +61,10 @@ def verify(
     hmac_key = _hmac_key(hmac_key_env)
     store = None
     journal_arg = None
+    if journal_url is not None and journal is None:
+        raise click.UsageError("--journal-url goes with --journal ROOT RUN_ID")
     if journal is not None:
-        store = _existing_store(journal[0])
+        store = _existing_store(journal[0], journal_url, journal[1])
         journal_arg = (store.journal_dir(journal[1]), store.payloads)
     try:
         with _byte_progress(export, "verifying") as progress:

@@ -15,6 +15,7 @@ from ..sql.csvexport import export_csv, journal_size
 from ..sql.lineage import explain_row, list_runs, render_explain, render_runs, render_show, show_run
 from ._base import (
     _DB,
+    _JOURNAL_URL,
     _JSON,
     _NO_REFRESH,
     _ROOT,
@@ -28,13 +29,16 @@ from ._base import (
 @_ROOT
 @_DB
 @_NO_REFRESH
+@_JOURNAL_URL
 @_JSON
-def runs(root: Path, db_url: str | None, no_refresh: bool, as_json: bool) -> None:
+def runs(
+    root: Path, db_url: str | None, no_refresh: bool, journal_url: str | None, as_json: bool
+) -> None:
     """List the runs in ROOT: status, start, duration, rows, events, export state.
 
     A run that cannot be read is listed with its problem (exit 1); the others as usual.
     """
-    with _sql_store(root, db_url) as store:
+    with _sql_store(root, db_url, journal_url, every_run=True) as store:
         result = list_runs(store, refresh=not no_refresh)
     click.echo(json.dumps(result, indent=2) if as_json else render_runs(result))
     if any(r["problem"] for r in result):
@@ -46,10 +50,18 @@ def runs(root: Path, db_url: str | None, no_refresh: bool, as_json: bool) -> Non
 @click.argument("run_id")
 @_DB
 @_NO_REFRESH
+@_JOURNAL_URL
 @_JSON
-def show(root: Path, run_id: str, db_url: str | None, no_refresh: bool, as_json: bool) -> None:
+def show(
+    root: Path,
+    run_id: str,
+    db_url: str | None,
+    no_refresh: bool,
+    journal_url: str | None,
+    as_json: bool,
+) -> None:
     """Show a run: nodes, edges, counts by state / outcome / call, export state."""
-    with _sql_store(root, db_url) as store:
+    with _sql_store(root, db_url, journal_url, run_id) as store:
         result = show_run(store, run_id, refresh=not no_refresh)
     click.echo(json.dumps(result, indent=2) if as_json else render_show(result))
 

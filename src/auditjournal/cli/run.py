@@ -17,6 +17,7 @@ from ..recording.store import AuditStore
 from ..sql.projector import replay_sql
 from ..sql.schema import SqlDatabase
 from ._base import (
+    _JOURNAL_URL,
     _ROOT,
     _chunk_size,
     _existing_store,
@@ -97,6 +98,7 @@ def demo(root: Path, rows: int, chunk_size: str | None) -> None:
     default=None,
     help="Give up after this many seconds without the export being sealed.",
 )
+@_JOURNAL_URL
 def tail(
     root: Path,
     run_id: str,
@@ -106,9 +108,10 @@ def tail(
     from_end: bool,
     as_json: bool,
     timeout: float | None,
+    journal_url: str | None,
 ) -> None:
     """Follow a run's export as it is written, across chunk rollovers, until it is sealed."""
-    store = _existing_store(root)
+    store = _existing_store(root, journal_url, run_id)
     settings = recorded_export_settings(store, run_id)
     prefix = store.export_prefix(run_id, settings)
     store.close()
@@ -179,6 +182,7 @@ def _describe(record: dict[str, Any]) -> str:
     default=None,
     help="Ed25519 private key (PEM) to sign with (default: as the live export).",
 )
+@_JOURNAL_URL
 def replay(
     root: Path,
     run_id: str,
@@ -188,6 +192,7 @@ def replay(
     chunk_size: str | None,
     no_sign: bool,
     signing_key_file: Path | None,
+    journal_url: str | None,
 ) -> None:
     """Rebuild a run's export (--out) and/or SQL tables (--db) from its journal.
 
@@ -197,7 +202,7 @@ def replay(
     """
     if out_dir is None and db_url is None:
         raise click.UsageError("give --out DIR (an export), --db URL (SQL tables), or both")
-    store = _existing_store(root)
+    store = _existing_store(root, journal_url, run_id)
     if db_url is not None:
         try:
             _replay_tables(store, run_id, db_url)
@@ -260,11 +265,18 @@ def _replay_tables(store: AuditStore, run_id: str, db_url: str) -> None:
     metavar="URL",
     help="SQL tables' database (default ROOT/landscape.db).",
 )
+@_JOURNAL_URL
 def project(
-    root: Path, follow: bool, run_ids: tuple[str, ...], sql: bool, db_url: str | None
+    root: Path,
+    follow: bool,
+    run_ids: tuple[str, ...],
+    sql: bool,
+    db_url: str | None,
+    journal_url: str | None,
 ) -> None:
-    """Run the projectors (export, SQL tables) as a separate process over every run in ROOT."""
-    store = _sql_store(root, db_url)
+    """Run the projectors (export, SQL tables) as a separate process over every run in ROOT
+    (with --journal-url: every run of that PostgreSQL journal, exports under ROOT)."""
+    store = _sql_store(root, db_url, journal_url)
 
     def sealed(run_id: str, result: Any) -> None:
         click.echo(

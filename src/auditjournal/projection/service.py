@@ -32,8 +32,11 @@ from typing import Any
 
 from ..errors import AuditJournalError, JournalLockedError, RunNotFoundError
 from ..export.projector import LIVE_STEP_EVENTS, ExportProjector, SealResult
+from ..fs.safeio import real_dir
+from ..journal.postgres import Listener
 from ..model.events import ExportSealed, RunStarted
 from ..model.settings import ExportSettings
+from ..recording.pgmirror import PgMirror
 from ..recording.store import AuditStore
 from ..sql.projector import SqlProjector
 from ..sql.schema import SqlDatabase
@@ -69,12 +72,15 @@ class _Job:
     retry_at: float = 0.0
     logged: str | None = None
     """The last problem logged: a run that keeps failing the same way is logged once."""
+    mirror: PgMirror | None = None
+    """The local copy of the run's PostgreSQL journal this service keeps current."""
 
     def close(self) -> None:
         """Release the projectors (their locks and files); each is resumable later."""
         projector, self.projector = self.projector, None
         sql, self.sql = self.sql, None
-        for part in (projector, sql):
+        mirror, self.mirror = self.mirror, None
+        for part in (projector, sql, mirror):
             if part is not None:
                 try:
                     part.close()
@@ -108,10 +114,15 @@ class ProjectionService:
         Returns how many exports were sealed."""
         if self.run_ids is not None:
             for run_id in self.run_ids:  # a run named on purpose must exist
-                if not self.store.journal_dir(run_id).is_dir():
+                if self.store.pg is not None:
+                    self.store.pg.head(run_id)
+                elif not self.store.journal_dir(run_id).is_dir():
                     raise RunNotFoundError(f"no run {run_id!r} in {self.store.root}")
         wake = threading.Event()
         observer = self._watch(wake) if follow else None
+        listening = threading.Event()
+        if follow and self.store.pg is not None:
+            self._listen(wake, listening)
         if follow:  # small steps: live tails see records within milliseconds
             self.step_events = min(self.step_events, LIVE_STEP_EVENTS)
         sealed = 0
@@ -131,6 +142,7 @@ class ProjectionService:
                 wake.wait(idle_wait)
                 wake.clear()
         finally:
+            listening.set()
             if observer is not None:
                 observer.stop()
                 observer.join()
@@ -168,9 +180,42 @@ class ProjectionService:
             sealed += newly
         return progressed, sealed
 
+    def _listen(self, wake: threading.Event, done: threading.Event) -> None:
+        """Wake the loop on the PostgreSQL journal's NOTIFY (and every second regardless)."""
+        assert self.store.pg is not None
+        listener = Listener(self.store.pg)
+
+        def loop() -> None:
+            try:
+                while not done.is_set():
+                    listener.wait(1.0)
+                    wake.set()
+            finally:
+                listener.close()
+
+        threading.Thread(target=loop, name="auditjournal-listen", daemon=True).start()
+
+    def _copy(self, job: _Job) -> bool:
+        """Bring the local copy of a PostgreSQL journal up to date (another process of this
+        root may be keeping it: then that one does)."""
+        store = self.store
+        assert store.pg is not None
+        if job.mirror is None:
+            try:
+                job.mirror = PgMirror(
+                    store.pg,
+                    job.run_id,
+                    real_dir(store.root, "runs", job.run_id, "journal"),
+                    store.payloads,
+                )
+            except JournalLockedError:
+                return False
+        return job.mirror.sync() > 0
+
     def _advance(self, job: _Job) -> tuple[bool, int]:
         """Step the run's SQL and export projectors; record a seal. (progressed, sealed)"""
-        progressed = self._step_sql(job)
+        copied = self.store.pg is not None and self._copy(job)
+        progressed = self._step_sql(job) or copied
         if job.done:
             return progressed, 0
         if job.projector is None:

@@ -26,6 +26,7 @@ import msgspec
 from ..errors import (
     InvalidEventError,
     InvalidSettingsError,
+    JournalLockedError,
     LifecycleError,
     RunAlreadyCompletedError,
     RunExistsError,
@@ -42,6 +43,7 @@ from ..journal.files import (
     Journal,
     JournalReader,
 )
+from ..journal.lines import decode_line
 from ..journal.postgres import PgDatabase, PgJournal, PgPayloads, WriterId
 from ..model.events import EXPORT_EVENT_TYPES, CsvExported, Event, ExportFailed, ExportSealed
 from ..model.settings import ExportSettings
@@ -343,14 +345,18 @@ class AuditStore:
     def sync_run(self, run_id: str) -> int:
         """Bring the local copy of a PostgreSQL run journal (and its payloads) up to date,
         for the commands that read ``<root>/runs/<run_id>/journal``; returns the entries
-        copied. A store without ``journal_url`` has nothing to copy (0)."""
+        copied. A store without ``journal_url`` has nothing to copy (0); nor has one whose
+        copy of that run another mirror (a live run, ``project``) is keeping current."""
         if self.pg is None:
             return 0
         validate_id(run_id, "run id")
         self.pg.head(run_id)  # RunNotFoundError before anything is made locally
-        mirror = PgMirror(
-            self.pg, run_id, real_dir(self.root, "runs", run_id, "journal"), self.payloads
-        )
+        try:
+            mirror = PgMirror(
+                self.pg, run_id, real_dir(self.root, "runs", run_id, "journal"), self.payloads
+            )
+        except JournalLockedError:
+            return 0
         try:
             return mirror.sync_all()
         finally:
@@ -437,6 +443,8 @@ class AuditStore:
         """
         if type(event) not in EXPORT_EVENT_TYPES:
             raise InvalidEventError(f"{type(event).__name__} is not an export event")
+        if self.pg is not None:
+            return self._append_shared_export_event(run_id, event)
         journal = self._open_journal(run_id, create=False)
         try:
             state = RunState()
@@ -449,6 +457,36 @@ class AuditStore:
             with journal.lock:
                 journal.append(msgspec.structs.replace(event, run_id=run_id, seq=journal.next_seq))
             journal.flush(fsync=self.durability != "none")
+            return True
+        finally:
+            journal.close()
+
+    def _append_shared_export_event(
+        self, run_id: str, event: ExportSealed | ExportFailed | CsvExported
+    ) -> bool:
+        """append_export_event with the journal in PostgreSQL (as one more writer)."""
+        assert self.pg is not None
+        validate_id(run_id, "run id")
+        journal = PgJournal(
+            self.pg, run_id, WriterId.new(), PgPayloads(self.max_payload_bytes), durability="always"
+        )
+        try:
+            state = SharedRunState(run_id, journal.refresh, None)
+            journal.absorb = state.absorb
+            with journal.lock:
+                journal.refresh()
+            after = 0
+            while rows := self.pg.lines(run_id, after):
+                for seq, _writer, line in rows:
+                    old = decode_line(line)
+                    if old == msgspec.structs.replace(event, seq=old.seq, ts=old.ts):
+                        return False
+                    after = seq
+            if not state.completed:
+                raise LifecycleError(f"run {run_id!r} has not completed; nothing to seal")
+            with journal.lock:
+                journal.append(msgspec.structs.replace(event, run_id=run_id, seq=journal.next_seq))
+            journal.flush()
             return True
         finally:
             journal.close()
