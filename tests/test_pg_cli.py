@@ -89,7 +89,7 @@ def test_project_replay_verify_runs_show_tail_with_a_journal_url(
 def test_commands_name_a_missing_run_or_a_bad_url_in_one_line(
     tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = invoke(
+    code, _, err = invoke(
         capsys, "replay", tmp_path / "r", "nope", "--out", tmp_path / "o", "--journal-url", pg_url
     )
     assert code == 2

@@ -4,7 +4,8 @@ Tables (created on first use, versioned like the SQL audit tables)::
 
     auditjournal_journal_schema  (name, version)
     auditjournal_runs      run_id | seq (the head) | chain (its chain value) | completed
-    auditjournal_events    run_id | seq | event_id (unique) | writer_id | line
+    auditjournal_events    run_id | seq | writer_id | line
+    auditjournal_batches   batch_id (unique) | run_id | last_seq
     auditjournal_payloads  ref (sha256) | data (canonical JSON bytes)
 
 ``line`` is exactly the file journal's line (:mod:`.lines`): the event's JSON
@@ -17,11 +18,12 @@ other writers committed since this writer last looked (the recorder's lifecycle
 hook applies it and rejects own events that now conflict), insert the payloads
 the events refer to, give the events the next seqs and chain them, insert them,
 move the head, ``pg_notify``. Commit order is seq order and a rollback leaves no
-gap (the head moves only with the rows). Every event carries a client-made
-``event_id`` (writer id + a counter) under a unique constraint: after a commit
-whose outcome is unknown (the connection died in ``COMMIT``), the writer looks
-the batch's ids up and re-sends only if they are absent, so nothing is recorded
-twice.
+gap (the head moves only with the rows). Every batch carries a client-made
+``batch_id`` (writer id + a counter) under a unique constraint, in the same
+transaction: after a commit whose outcome is unknown (the connection died in
+``COMMIT``), the writer looks the id up and sends the batch again only if it is
+absent, so nothing is recorded twice (an id per batch, not per event: one index
+entry per flush instead of one per event).
 
 Thread-safety: ``PgJournal`` as the file journal (``lock`` held by the recorder
 while it validates and appends; flushes serialize on their own lock).
@@ -106,9 +108,15 @@ events = sa.Table(
     metadata,
     sa.Column("run_id", sa.String(128), primary_key=True),
     sa.Column("seq", sa.BigInteger, primary_key=True),
-    sa.Column("event_id", sa.String(200), nullable=False, unique=True),
     sa.Column("writer_id", sa.Text, nullable=False),
     sa.Column("line", sa.LargeBinary, nullable=False),
+)
+batches = sa.Table(
+    "auditjournal_batches",
+    metadata,
+    sa.Column("batch_id", sa.String(200), primary_key=True),
+    sa.Column("run_id", sa.String(128), nullable=False),
+    sa.Column("last_seq", sa.BigInteger, nullable=False),
 )
 payloads = sa.Table(
     "auditjournal_payloads",
@@ -118,6 +126,25 @@ payloads = sa.Table(
 )
 
 _CONNECTION_ERRORS = (sa.exc.OperationalError, sa.exc.InterfaceError)
+
+# one statement per table and batch, the arrays sent in binary (%b): a flush is a handful of
+# round trips whatever its size, and little Python per event (the flusher shares the GIL
+# with the recording threads)
+_INSERT_PAYLOADS: Final = (
+    "INSERT INTO auditjournal_payloads (ref, data) SELECT * FROM unnest(%b::bytea[], "
+    "%b::bytea[]) ON CONFLICT DO NOTHING"
+)
+_INSERT_EVENTS: Final = (
+    "INSERT INTO auditjournal_events (run_id, seq, writer_id, line) "
+    "SELECT %s, s, %s, l FROM unnest(%b::bigint[], %b::bytea[]) AS t(s, l)"
+)
+_INSERT_BATCH: Final = (
+    "INSERT INTO auditjournal_batches (batch_id, run_id, last_seq) VALUES (%s, %s, %s)"
+)
+_MOVE_HEAD: Final = (
+    "WITH moved AS (UPDATE auditjournal_runs SET seq = %s, chain = %b, completed = %s "
+    "WHERE run_id = %s RETURNING run_id) SELECT pg_notify(%s, %s) FROM moved"
+)
 
 
 @dataclass(frozen=True)
@@ -422,6 +449,8 @@ class PgJournal:
         self._chain = genesis_chain(run_id)
         self.next_seq = head.seq + 1
         self._ticket = 0
+        self._batches = 0
+        self._attempt: str | None = None
         self._local = threading.local()
         self._buffer: list[_Pending] = []
         self._inflight: list[_Pending] = []
@@ -586,15 +615,15 @@ class PgJournal:
 
     def _commit_batch(self, batch: list[_Pending], taken: dict[bytes, bytes]) -> None:
         deadline = time.monotonic() + self.reconnect_seconds
-        first_id = f"{self._writer_text}/{batch[0].ticket}" if batch else None
         while True:
+            self._attempt = None
             try:
                 self._transaction(taken)
                 return
             except _CONNECTION_ERRORS as exc:
-                # the outcome of the commit is unknown: did our first event id get in?
+                # the outcome of the commit is unknown: did our batch id get in?
                 try:
-                    if first_id is not None and self._committed(first_id):
+                    if self._attempt is not None and self._committed(self._attempt):
                         self._after_unknown_commit()
                         return
                 except _CONNECTION_ERRORS:
@@ -605,12 +634,10 @@ class PgJournal:
             except sa.exc.SQLAlchemyError as exc:
                 raise _unavailable(exc, self.db.url, "append to the journal") from None
 
-    def _committed(self, event_id: str) -> bool:
+    def _committed(self, batch_id: str) -> bool:
         with self.db.engine.connect() as conn:
-            return (
-                conn.execute(sa.select(events.c.seq).where(events.c.event_id == event_id)).first()
-                is not None
-            )
+            query = sa.select(batches.c.last_seq).where(batches.c.batch_id == batch_id)
+            return conn.execute(query).first() is not None
 
     def _after_unknown_commit(self) -> None:
         """The batch did commit although we lost the answer: catch up to it."""
@@ -644,15 +671,15 @@ class PgJournal:
                     ]
                     self._absorb_rows(rows)
                 batch = list(self._inflight)
+            driver = conn.connection.driver_connection
+            assert driver is not None
+            raw = driver.cursor()  # psycopg: arrays sent binary
             if taken:
-                conn.execute(
-                    pg_insert(payloads).on_conflict_do_nothing(),
-                    [{"ref": ref, "data": data} for ref, data in taken.items()],
-                )
+                raw.execute(_INSERT_PAYLOADS, (list(taken), list(taken.values())))
             if not batch:
                 return
             seq, chain = head.seq, bytes(head.chain)
-            rows_out = []
+            seqs, lines = [], []
             completed = head.completed
             writer = self._writer_text
             replace = msgspec.structs.replace
@@ -662,23 +689,15 @@ class PgJournal:
                 if event.seq != seq:
                     event = replace(event, seq=seq)
                 line, chain = seal(encode_event(event), chain)
-                rows_out.append(
-                    {
-                        "run_id": run_id,
-                        "seq": seq,
-                        "event_id": f"{writer}/{pending.ticket}",
-                        "writer_id": writer,
-                        "line": line,
-                    }
-                )
+                seqs.append(seq)
+                lines.append(line)
                 completed = completed or type(event) is RunCompleted
-            conn.execute(events.insert(), rows_out)
-            conn.execute(
-                runs.update()
-                .where(runs.c.run_id == run_id)
-                .values(seq=seq, chain=chain, completed=completed)
-            )
-            conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, run_id)))
+            self._batches += 1
+            attempt = f"{writer}/{self._batches}"
+            raw.execute(_INSERT_EVENTS, (run_id, writer, seqs, lines))
+            raw.execute(_INSERT_BATCH, (attempt, run_id, seq))
+            self._attempt = attempt  # from here on the COMMIT's outcome may be unknown
+            raw.execute(_MOVE_HEAD, (seq, chain, completed, run_id, NOTIFY_CHANNEL, run_id))
         with self.lock:
             self._seen = seq
             self._chain = chain
