@@ -175,6 +175,11 @@ class PrivateCluster:
         if done.returncode:
             pytest.skip(f"initdb failed: {done.stderr.strip()[:200]}")
 
+    def allow(self, network: str) -> None:
+        """Let clients from ``network`` (CIDR) in, without a password (before ``start``)."""
+        with open(self.dir / "data" / "pg_hba.conf", "a") as hba:
+            hba.write(f"host all all {network} trust\n")
+
     @property
     def url(self) -> str:
         return f"postgresql+psycopg://postgres@{self.host}:{self.port}/postgres"
