@@ -105,8 +105,7 @@ def mixed(run_id: str = RUN) -> list[BaseEvent]:
 
 
 def append(journal: Journal, event: BaseEvent) -> None:
-    with journal.lock:
-        journal.append(event)
+    journal.append(event)
     journal.commit(event.seq)
 
 
@@ -182,7 +181,7 @@ def test_seq_must_be_next_and_is_gapless(jdir: Path) -> None:
     journal = Journal(jdir, RUN, durability="always")
     append(journal, row(1))
     for wrong in (1, 3, 0):
-        with journal.lock, pytest.raises(ValueError, match="not the next seq 2"):
+        with pytest.raises(ValueError, match="not the next seq 2"):
             journal.append(row(wrong))
     append(journal, row(2))
     journal.close()
@@ -193,7 +192,7 @@ def test_append_after_close_is_refused(jdir: Path) -> None:
     journal = Journal(jdir, RUN, durability="always")
     append(journal, row(1))
     journal.close()
-    with journal.lock, pytest.raises(JournalClosedError):
+    with pytest.raises(JournalClosedError):
         journal.append(row(2))
     assert [e.seq for e in read_all(jdir)] == [1]
 
@@ -584,9 +583,8 @@ def test_always_writes_and_fsyncs_before_append_returns(
 def test_batch_data_reaches_disk_without_close(jdir: Path) -> None:
     journal = Journal(jdir, RUN, durability="batch", flush_interval=0.01)
     try:
-        with journal.lock:
-            journal.append(row(1))
-            journal.append(row(2))
+        journal.append(row(1))
+        journal.append(row(2))
         path = segments(jdir)[0]
         deadline = time.monotonic() + 5
         while path.stat().st_size == 0 and time.monotonic() < deadline:
@@ -605,8 +603,7 @@ def test_close_flushes_buffered_entries(jdir: Path, durability: str) -> None:
     journal = Journal(jdir, RUN, durability=durability, flush_interval=3600)  # type: ignore[arg-type]
     events = [row(seq) for seq in range(1, 6)]
     for event in events:
-        with journal.lock:
-            journal.append(event)
+        journal.append(event)
     path = segments(jdir)[0]
     assert path.stat().st_size == 0  # still buffered: the flusher has not run
     journal.close()
@@ -616,8 +613,7 @@ def test_close_flushes_buffered_entries(jdir: Path, durability: str) -> None:
 def test_explicit_flush_writes_buffered_entries(jdir: Path) -> None:
     journal = Journal(jdir, RUN, durability="none", flush_interval=3600)
     try:
-        with journal.lock:
-            journal.append(row(1))
+        journal.append(row(1))
         journal.flush(fsync=False)
         assert read_all(jdir) == [row(1)]
     finally:
@@ -643,7 +639,7 @@ def test_append_during_failed_roll_raises_disk_full_and_keeps_chain(
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(journal_module, "AppendFile", full)
-    with journal.lock, pytest.raises(DiskFullError):
+    with pytest.raises(DiskFullError):
         journal.append(row(4))
     assert journal.next_seq == 4
     monkeypatch.setattr(journal_module, "AppendFile", real)
@@ -661,8 +657,7 @@ def test_failed_write_across_rollovers_keeps_every_entry(
     journal = Journal(jdir, RUN, durability="none", flush_interval=3600, segment_bytes=1000)
     events = [row(seq) for seq in range(1, 9)]  # three 383-byte lines per segment
     for event in events:
-        with journal.lock:
-            journal.append(event)
+        journal.append(event)
     assert [int(p.stem) for p in segments(jdir)] == [1, 4, 7]  # created, still empty
     failed = fail_writes(monkeypatch, segment_name_of(failing_segment))
     with pytest.raises(DiskFullError):

@@ -344,8 +344,7 @@ def test_a_failed_background_flush_is_retried_by_the_next_append(
     journal = Journal(jdir, RUN, durability="batch", flush_interval=0.001)
     try:
         failed = fail_writes(monkeypatch, "journal", times=1)
-        with journal.lock:
-            journal.append(row(1))
+        journal.append(row(1))
         deadline = time.monotonic() + 10
         while not failed and time.monotonic() < deadline:
             time.sleep(0.001)
@@ -354,8 +353,7 @@ def test_a_failed_background_flush_is_retried_by_the_next_append(
         while not journal.write_failed:
             assert time.monotonic() < deadline
             time.sleep(0.001)
-        with journal.lock:
-            journal.append(row(2))  # retries the flush first: now it works
+        journal.append(row(2))  # retries the flush first: now it works
         assert not journal.write_failed
     finally:
         journal.close()
@@ -367,28 +365,25 @@ def test_an_append_is_refused_while_the_flush_still_fails(
 ) -> None:
     journal = Journal(jdir, RUN, durability="batch", flush_interval=0.001)
     failed = fail_writes(monkeypatch, "journal", times=1_000_000)
-    with journal.lock:
-        journal.append(row(1))
+    journal.append(row(1))
     deadline = time.monotonic() + 10
     while not journal.write_failed:
         assert time.monotonic() < deadline
         time.sleep(0.001)
-    with journal.lock, pytest.raises(DiskFullError, match="recorded nothing") as caught:
+    with pytest.raises(DiskFullError, match="recorded nothing") as caught:
         journal.append(row(2))
     assert caught.value.__cause__ is not None  # the background error it retried
     assert caught.value.recorded_event is None
     assert journal.next_seq == 2 and failed
     monkeypatch.undo()
-    with journal.lock:
-        journal.append(row(2))
+    journal.append(row(2))
     journal.close()
     assert read_all(jdir) == [row(1), row(2)]
 
 
 def test_commit_skips_what_is_already_durable(jdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     journal = Journal(jdir, RUN, durability="always")
-    with journal.lock:
-        journal.append(row(1))
+    journal.append(row(1))
     journal.commit(1)
     assert journal.durable_seq == 1
     fail_writes(monkeypatch, "journal", times=1_000_000)
@@ -399,7 +394,7 @@ def test_commit_skips_what_is_already_durable(jdir: Path, monkeypatch: pytest.Mo
 
 def test_append_checks_state_and_seq(jdir: Path) -> None:
     journal = Journal(jdir, RUN, durability="always")
-    with journal.lock, pytest.raises(ValueError, match="event seq 2 is not the next seq 1"):
+    with pytest.raises(ValueError, match="event seq 2 is not the next seq 1"):
         journal.append(row(2))
     journal.close()
     journal.close()  # twice is harmless
@@ -413,12 +408,10 @@ def test_needs_flush_when_the_buffer_is_big(jdir: Path, monkeypatch: pytest.Monk
     journal = Journal(jdir, RUN, durability="none", flush_interval=3600)
     try:
         monkeypatch.setattr(journal_module, "_MAX_BUFFER", 600)
-        with journal.lock:
-            journal.append(row(1))
+        journal.append(row(1))
         pending = journal._file.pending
         assert 0 < pending <= 600 and not journal.needs_flush
-        with journal.lock:
-            journal.append(row(2))
+        journal.append(row(2))
         assert journal.needs_flush
         monkeypatch.setattr(journal_module, "_MAX_BUFFER", journal._file.pending)
         assert not journal.needs_flush  # more than the limit, not as much
@@ -431,8 +424,7 @@ def test_a_failed_write_of_a_rolled_segment_is_put_back(
 ) -> None:
     journal = Journal(jdir, RUN, durability="none", flush_interval=3600, segment_bytes=600)
     for seq in range(1, 5):
-        with journal.lock:
-            journal.append(row(seq))
+        journal.append(row(seq))
     fail_writes(monkeypatch, segment_name(1), times=1)
     with pytest.raises(DiskFullError):
         journal.flush(fsync=True)
@@ -455,14 +447,12 @@ def test_a_failed_roll_leaves_the_writer_usable(
 
     journal = Journal(jdir, RUN, durability="always", segment_bytes=600)
     for seq in (1, 2):
-        with journal.lock:
-            journal.append(row(seq))
+        journal.append(row(seq))
     monkeypatch.setattr(os, "open", refuse)
-    with journal.lock, pytest.raises(DiskFullError):
+    with pytest.raises(DiskFullError):
         journal.append(row(3))
     monkeypatch.undo()
-    with journal.lock:
-        journal.append(row(3))
+    journal.append(row(3))
     journal.commit(3)
     journal.close()
     assert read_all(jdir) == [row(s) for s in range(1, 4)]
@@ -503,9 +493,11 @@ def test_poll_with_chains_reports_each_entry_chain(jdir: Path) -> None:
 def test_concurrent_appends_keep_the_chain(jdir: Path) -> None:
     journal = Journal(jdir, RUN, durability="always")
 
+    appender = threading.Lock()  # the caller's (the recorder's): it assigns the seqs
+
     def worker() -> None:
         for _ in range(25):
-            with journal.lock:
+            with appender:
                 seq = journal.next_seq
                 journal.append(row(seq))
             journal.commit(seq)
@@ -557,8 +549,7 @@ def test_an_empty_first_segment_is_kept(jdir: Path) -> None:
     journal = open_for_append(jdir)
     try:
         assert journal.next_seq == 1 and journal.recovery is None
-        with journal.lock:
-            journal.append(row(1))
+        journal.append(row(1))
         journal.commit(1)
     finally:
         journal.close()
@@ -582,11 +573,9 @@ def test_the_writer_releases_every_file_and_thread(jdir: Path) -> None:
     journal = Journal(jdir, RUN, durability="batch", segment_bytes=600)
     assert flusher_threads() == threads + 1
     for seq in range(1, 8):  # several rolls
-        with journal.lock:
-            journal.append(row(seq))
+        journal.append(row(seq))
     journal.flush(fsync=True)
-    with journal.lock:
-        journal.append(row(8))
+    journal.append(row(8))
     journal.close()
     assert open_fds() == fds and flusher_threads() == threads
     always = Journal(jdir, RUN, durability="always")
@@ -601,8 +590,7 @@ def test_the_writer_releases_every_file_and_thread(jdir: Path) -> None:
 def test_durable_seq_follows_the_policy(jdir: Path) -> None:
     journal = Journal(jdir, RUN, durability="none", flush_interval=3600)
     try:
-        with journal.lock:
-            journal.append(row(1))
+        journal.append(row(1))
         journal.flush(fsync=False)
         assert journal.durable_seq == 0  # written, not fsynced
         journal.flush(fsync=True)
@@ -620,8 +608,7 @@ def test_commit_and_flush_skip_what_there_is_nothing_to_do_for(jdir: Path) -> No
     flushes: list[bool] = []
     journal = Journal(jdir, RUN, durability="always", before_flush=flushes.append)
     try:
-        with journal.lock:
-            journal.append(row(1))
+        journal.append(row(1))
         journal.commit(1)
         assert flushes == [True]
         journal.commit(1)  # already durable
@@ -650,8 +637,7 @@ def test_a_failed_payload_flush_after_a_roll_keeps_every_entry(jdir: Path) -> No
         before_flush=before_flush,
     )
     for seq in range(1, 8):
-        with journal.lock:
-            journal.append(row(seq))
+        journal.append(row(seq))
     with pytest.raises(OSError):
         journal.flush(fsync=True)
     journal.flush(fsync=True)
@@ -663,8 +649,7 @@ def test_a_segment_exactly_at_its_size_rolls(jdir: Path) -> None:
     line_size = len(chained([row(1)])[0])
     journal = Journal(jdir, RUN, durability="always", segment_bytes=2 * line_size)
     for seq in range(1, 4):
-        with journal.lock:
-            journal.append(row(seq))
+        journal.append(row(seq))
         journal.commit(seq)
     journal.close()
     assert [p.name for p in sorted(jdir.glob("*.jsonl"))] == [segment_name(1), segment_name(3)]
@@ -770,14 +755,12 @@ def test_follow_reads_past_a_full_batch_with_a_zero_timeout(jdir: Path) -> None:
 @pytest.mark.parametrize("timeout", [None, 30.0])
 def test_follow_waits_for_entries_still_to_come(jdir: Path, timeout: float | None) -> None:
     journal = Journal(jdir, RUN, durability="always")
-    with journal.lock:
-        journal.append(row(1))
+    journal.append(row(1))
     journal.commit(1)
 
     def later() -> None:
         time.sleep(0.05)
-        with journal.lock:
-            journal.append(row(2))
+        journal.append(row(2))
         journal.commit(2)
 
     writer = threading.Thread(target=later)
@@ -835,14 +818,12 @@ def test_always_fsyncs_each_commit_and_the_directory_after_a_roll(
     journal = Journal(jdir, RUN, durability="always", segment_bytes=600)
     assert syncs.dirs == ["journal"]  # the first segment's directory entry
     syncs.clear()
-    with journal.lock:
-        journal.append(row(1))
+    journal.append(row(1))
     journal.commit(1)
     assert (syncs.files, syncs.dirs) == ([segment_name(1)], [])
     syncs.clear()
     for seq in (2, 3):
-        with journal.lock:
-            journal.append(row(seq))
+        journal.append(row(seq))
         journal.commit(seq)
     assert syncs.dirs == ["journal"]  # the roll's new segment, once
     assert segment_name(3) in syncs.files and segment_name(1) in syncs.files
@@ -853,8 +834,7 @@ def test_a_flush_without_fsync_syncs_nothing(jdir: Path, monkeypatch: pytest.Mon
     syncs = Syncs(monkeypatch)
     journal = Journal(jdir, RUN, durability="none", flush_interval=3600)
     syncs.clear()
-    with journal.lock:
-        journal.append(row(1))
+    journal.append(row(1))
     journal.flush(fsync=False)
     assert (syncs.files, syncs.dirs) == ([], [])
     journal.close()
@@ -864,8 +844,7 @@ def test_a_flush_without_fsync_syncs_nothing(jdir: Path, monkeypatch: pytest.Mon
 def test_batch_fsyncs_at_close(jdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     syncs = Syncs(monkeypatch)
     journal = Journal(jdir, RUN, durability="batch", flush_interval=3600)
-    with journal.lock:
-        journal.append(row(1))
+    journal.append(row(1))
     syncs.clear()
     journal.close()
     assert syncs.files == [segment_name(1)]
@@ -890,8 +869,7 @@ def test_a_failed_flush_keeps_the_directory_fsync_for_the_retry(
         before_flush=before_flush,
     )
     for seq in (1, 2, 3):  # rolls to a new segment
-        with journal.lock:
-            journal.append(row(seq))
+        journal.append(row(seq))
     syncs.clear()
     with pytest.raises(OSError):
         journal.flush(fsync=True)
@@ -910,8 +888,7 @@ def test_a_retried_background_flush_fsyncs_under_batch(
     syncs = Syncs(monkeypatch)
     try:
         failed = fail_writes(monkeypatch, "journal", times=1)
-        with journal.lock:
-            journal.append(row(1))
+        journal.append(row(1))
         deadline = time.monotonic() + 10
         while not journal.write_failed:
             assert time.monotonic() < deadline
@@ -919,8 +896,7 @@ def test_a_retried_background_flush_fsyncs_under_batch(
         assert failed and journal._flusher is not None
         journal._flusher.stop()  # no background flush from here on: only the retry
         syncs.clear()
-        with journal.lock:
-            journal.append(row(2))  # retries the failed flush first, fsyncing as batch does
+        journal.append(row(2))  # retries the failed flush first, fsyncing as batch does
         assert syncs.files == [segment_name(1)]
         assert journal.durable_seq == 1
     finally:
@@ -952,8 +928,7 @@ def test_entries_rolled_while_a_flush_fails_stay_in_order(jdir: Path) -> None:
         assert journal is not None
         if failures:
             for seq in range(journal.next_seq, journal.next_seq + 3):  # rolls meanwhile
-                with journal.lock:
-                    journal.append(row(seq))
+                journal.append(row(seq))
             raise failures.pop()
 
     journal = Journal(
@@ -965,8 +940,7 @@ def test_entries_rolled_while_a_flush_fails_stay_in_order(jdir: Path) -> None:
         before_flush=before_flush,
     )
     for seq in (1, 2, 3):
-        with journal.lock:
-            journal.append(row(seq))
+        journal.append(row(seq))
     with pytest.raises(OSError):
         journal.flush(fsync=True)
     journal.flush(fsync=True)
@@ -983,8 +957,7 @@ def test_a_close_that_cannot_write_keeps_everything_until_a_later_close(
     fds = open_fds()
     journal = Journal(jdir, RUN, durability="none", flush_interval=3600, segment_bytes=600)
     for seq in range(1, 6):
-        with journal.lock:
-            journal.append(row(seq))
+        journal.append(row(seq))
     fail_writes(monkeypatch, "journal", times=10**6)
     with pytest.raises(DiskFullError):
         journal.close()
@@ -996,8 +969,7 @@ def test_a_close_that_cannot_write_keeps_everything_until_a_later_close(
 
     other = jdir.parent / "abandoned"
     journal = Journal(other, RUN, durability="none", flush_interval=3600)
-    with journal.lock:
-        journal.append(row(1))
+    journal.append(row(1))
     journal.abandon()
     journal.abandon()  # twice is harmless
     assert open_fds() == fds
@@ -1013,21 +985,18 @@ def test_write_behind_keeps_its_failure_for_the_next_append(
     """write_behind() writes now (no fsync) and never raises; its failure refuses the next
     append (before that append takes a seq) until a write succeeds."""
     journal = Journal(jdir, RUN, durability="batch", flush_interval=3600)
-    with journal.lock:
-        journal.append(row(1))
+    journal.append(row(1))
     journal.write_behind()
     assert segments(jdir)[0].stat().st_size > 0 and not journal.write_failed  # written
-    with journal.lock:
-        journal.append(row(2))
+    journal.append(row(2))
     fail_writes(monkeypatch, "journal", times=10**6)
     journal.write_behind()  # no exception: row 2 was accepted already
     assert journal.write_failed
-    with journal.lock, pytest.raises(DiskFullError, match="recorded nothing") as caught:
+    with pytest.raises(DiskFullError, match="recorded nothing") as caught:
         journal.append(row(3))
     assert caught.value.recorded_event is None and journal.next_seq == 3
     monkeypatch.undo()
-    with journal.lock:
-        journal.append(row(3))  # the retry writes row 2, then row 3 is taken
+    journal.append(row(3))  # the retry writes row 2, then row 3 is taken
     assert not journal.write_failed
     journal.close()
     assert read_all(jdir) == [row(1), row(2), row(3)]
@@ -1041,12 +1010,10 @@ def test_a_failed_payload_flush_counts_as_a_failed_write(jdir: Path) -> None:
             raise failures.pop()
 
     journal = Journal(jdir, RUN, durability="batch", flush_interval=3600, before_flush=before_flush)
-    with journal.lock:
-        journal.append(row(1))
+    journal.append(row(1))
     journal.write_behind()
     assert journal.write_failed
-    with journal.lock:
-        journal.append(row(2))  # the retry succeeds now
+    journal.append(row(2))  # the retry succeeds now
     journal.close()
     assert read_all(jdir) == [row(1), row(2)]
 
@@ -1059,8 +1026,7 @@ def test_an_interrupt_during_a_flush_is_not_a_write_failure(jdir: Path) -> None:
             raise interrupts.pop()
 
     journal = Journal(jdir, RUN, durability="batch", flush_interval=3600, before_flush=before_flush)
-    with journal.lock:
-        journal.append(row(1))
+    journal.append(row(1))
     with pytest.raises(KeyboardInterrupt):
         journal.flush(fsync=True)
     assert not journal.write_failed  # the disk is fine: the next append goes straight on
@@ -1075,14 +1041,12 @@ def test_a_roll_written_behind_gets_its_directory_fsync_later(
     flush still fsyncs the directory, so the rolled segment survives a power cut."""
     journal = Journal(jdir, RUN, durability="batch", flush_interval=3600, segment_bytes=600)
     syncs = Syncs(monkeypatch)
-    with journal.lock:
-        journal.append(row(1))
+    journal.append(row(1))
     journal.write_behind()
     journal.flush(fsync=True)
     assert syncs.dirs == []  # no new segment: no directory fsync
     for seq in range(2, 5):
-        with journal.lock:
-            journal.append(row(seq))
+        journal.append(row(seq))
     assert len(segments(jdir)) == 2
     journal.write_behind()
     assert syncs.dirs == []
@@ -1101,16 +1065,14 @@ def test_a_directory_fsync_that_fails_is_a_storage_error(
 
     journal = Journal(jdir, RUN, durability="always", segment_bytes=600)
     for seq in (1, 2):
-        with journal.lock:
-            journal.append(row(seq))
+        journal.append(row(seq))
         journal.commit(seq)
 
     def broken(path: Path) -> None:
         raise OSError(errno.EIO, "Input/output error")
 
     monkeypatch.setattr(journal_module, "fsync_dir", broken)
-    with journal.lock:
-        journal.append(row(3))  # rolls to a new segment
+    journal.append(row(3))  # rolls to a new segment
     with pytest.raises(StorageError, match="cannot fsync"):
         journal.commit(3)
     assert journal.write_failed
@@ -1124,8 +1086,7 @@ def test_close_writes_and_fsyncs_what_was_only_written_behind(
     jdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     journal = Journal(jdir, RUN, durability="batch", flush_interval=3600)
-    with journal.lock:
-        journal.append(row(1))
+    journal.append(row(1))
     journal.write_behind()
     syncs = Syncs(monkeypatch)
     journal.close()
@@ -1140,8 +1101,7 @@ def test_a_flush_with_nothing_new_does_not_fsync(
     """The flusher runs every 10 ms: an idle journal must not cost an fsync each time."""
     journal = Journal(jdir, RUN, durability="batch", flush_interval=3600)
     syncs = Syncs(monkeypatch)
-    with journal.lock:
-        journal.append(row(1))
+    journal.append(row(1))
     journal.flush(fsync=True)
     assert syncs.files == [segment_name(1)]
     syncs.clear()
@@ -1154,8 +1114,7 @@ def test_abandon_lets_go_of_everything_without_writing(jdir: Path) -> None:
     fds, threads = open_fds(), flusher_threads()
     journal = Journal(jdir, RUN, durability="batch", flush_interval=3600, segment_bytes=600)
     for seq in range(1, 5):
-        with journal.lock:
-            journal.append(row(seq))  # two segments, nothing written
+        journal.append(row(seq))  # two segments, nothing written
     assert flusher_threads() == threads + 1
     journal.abandon()
     assert (open_fds(), flusher_threads()) == (fds, threads)
@@ -1181,16 +1140,14 @@ def test_an_append_whose_seq_was_taken_while_it_waited_is_refused(jdir: Path) ->
         if state["sneak"]:  # the retry's flush, lock released: another append gets in
             state["sneak"] = False
             journal._write_error = None  # as the flush about to succeed will leave it
-            with journal.lock:
-                journal.append(row(2))
+            journal.append(row(2))
 
     journal = Journal(jdir, RUN, durability="batch", flush_interval=3600, before_flush=before_flush)
-    with journal.lock:
-        journal.append(row(1))
+    journal.append(row(1))
     journal.write_behind()
     assert journal.write_failed
     state["sneak"] = True
-    with journal.lock, pytest.raises(StorageError, match="written while this call waited"):
+    with pytest.raises(StorageError, match="written while this call waited"):
         journal.append(row(2))
     assert journal.next_seq == 3
     journal.close()

@@ -74,7 +74,7 @@ def parallel(store: AuditStore, run_id: str, out: Path, range_bytes: int) -> obj
     """The parallel path itself (replay_export would fall back to one process on errors)."""
     shutil.rmtree(out, ignore_errors=True)
     return replay_module._replay_parallel(
-        store.journal_dir(run_id), run_id, store.payloads, SETTINGS, out / "audit_trail",
+        store.journal(run_id), run_id, store.payloads, SETTINGS, out / "audit_trail",
         2, range_bytes,
     )  # fmt: skip
 

@@ -251,10 +251,9 @@ from auditjournal.journal.files import Journal
 journal = Journal(Path(sys.argv[1]), "run-roll", durability="batch", flush_interval=3600,
                   segment_bytes=1000)
 for seq in range(1, 9):
-    with journal.lock:
-        journal.append(RowCreated(run_id="run-roll", seq=seq, ts=dt.datetime.now(dt.UTC),
-                                  row_id=f"row-{seq}", source_node_id="src", row_index=seq,
-                                  source_data_hash="a" * 64, source_data_ref="a" * 64))
+    journal.append(RowCreated(run_id="run-roll", seq=seq, ts=dt.datetime.now(dt.UTC),
+                              row_id=f"row-{seq}", source_node_id="src", row_index=seq,
+                              source_data_hash="a" * 64, source_data_ref="a" * 64))
     if seq == 2:
         journal.flush(fsync=True)  # seqs 1-2 reach the disk; 3-8 stay buffered
 os.kill(os.getpid(), signal.SIGKILL)  # after the rolls made empty segments for seqs 4 and 7

@@ -50,7 +50,8 @@ from ..fs.safeio import (
     plain_name,
     read_regular,
 )
-from ..journal.files import JournalReader, segment_name
+from ..journal.base import RunJournal
+from ..journal.filebackend import as_run_journal
 from ..model.events import ExportFailed, ExportSealed, RunStarted
 from ..model.records import RECORD_TYPES
 from ..model.settings import ExportSettings
@@ -199,14 +200,14 @@ def load_manifest(path: Path) -> tuple[bytes, Manifest]:
 def verify_export(
     export: Path,
     *,
-    journal: tuple[Path, PayloadStore] | None = None,
+    journal: tuple[Path | RunJournal, PayloadStore] | None = None,
     public_key: Path | None = None,
     hmac_key: bytes | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> VerifyReport:
     """Verify the export at ``export`` (directory or manifest).
 
-    ``journal`` = (the run's journal directory, the payload store) adds the
+    ``journal`` = (the run's journal or its directory, the payload store) adds the
     chain check and the comparison with a fresh projection. With
     ``public_key`` (Ed25519 PEM) or ``hmac_key`` the signature must verify;
     without either it is reported as absent / not checked. ``progress`` is
@@ -504,17 +505,20 @@ def _scan_chunks(
 
 
 def _check_against_journal(
-    journal: tuple[Path, PayloadStore],
+    journal: tuple[Path | RunJournal, PayloadStore],
     manifest: Manifest,
     raw: bytes,
     prefix_name: str,
     manifest_path: Path,
 ) -> list[FileCheck]:
-    journal_dir, payloads = journal
+    given, payloads = journal
+    run_journal = as_run_journal(given, manifest.run_id)
+    # where the store keeps the run's live export (beside a file journal's directory)
+    live_dir = given.parent / "export" if isinstance(given, Path) else None
     name = f"journal of run {manifest.run_id}"
     payload_check = FileCheck(f"payloads of run {manifest.run_id}", True)
     try:
-        problem = _scan_journal(journal_dir, manifest.run_id, payloads, raw, manifest_path)
+        problem = _scan_journal(run_journal, payloads, raw, manifest_path, live_dir)
     except AuditJournalError as exc:
         return [FileCheck(name, False, str(exc))]
     if problem[1]:
@@ -527,15 +531,14 @@ def _check_against_journal(
     try:
         with tempfile.TemporaryDirectory(prefix="auditjournal-verify-") as tmp:
             result = replay_export(
-                journal_dir=journal_dir,
+                journal_dir=run_journal,
                 run_id=manifest.run_id,
                 payloads=payloads,
                 settings=settings,
                 prefix=Path(tmp) / prefix_name,
             )
             if result is None:
-                segments = sorted(journal_dir.glob("*.jsonl"))
-                where = segments[-1] if segments else journal_dir
+                where = run_journal.where()
                 return [
                     FileCheck(name, False, f"{where}: the journal has no run_completed event"),
                     payload_check,
@@ -555,7 +558,11 @@ def _check_against_journal(
 
 
 def _scan_journal(
-    journal_dir: Path, run_id: str, payloads: PayloadStore, raw: bytes, manifest_path: Path
+    journal: RunJournal,
+    payloads: PayloadStore,
+    raw: bytes,
+    manifest_path: Path,
+    live_dir: Path | None,
 ) -> tuple[str, str]:
     """(journal problem, payload problem) after reading the whole journal.
 
@@ -563,7 +570,7 @@ def _scan_journal(
     edited or cut entry after it, or a torn last line, is found too. Every payload
     the journal names must have an intact pack record.
     """
-    reader = JournalReader(journal_dir, run_id)
+    reader = journal.cursor()
     live_export = False  # run_started asked for a live export
     failed = False
     sealed: list[ExportSealed] = []
@@ -588,18 +595,14 @@ def _scan_journal(
         reader.close()
     if not payload_problem:
         payload_problem = payloads.check_indexes()
-    last = journal_dir / segment_name(position.segment_first_seq)
-    if last.exists() and last.stat().st_size != position.offset:
-        return (
-            f"{last}: ends with an incomplete entry at offset {position.offset} "
-            "(truncated or edited)",
-            payload_problem,
-        )
+    incomplete = journal.incomplete_tail(position)
+    if incomplete:
+        return incomplete, payload_problem
+    last = journal.where(position)
     digest = hashlib.sha256(raw).hexdigest()
-    default = journal_dir.parent / "export" / manifest_path.name
-    is_live = _same_file(default, manifest_path) or any(
-        _same_file(Path(e.export_path), manifest_path) for e in sealed if e.export_path
-    )
+    is_live = (
+        live_dir is not None and _same_file(live_dir / manifest_path.name, manifest_path)
+    ) or any(_same_file(Path(e.export_path), manifest_path) for e in sealed if e.export_path)
     if is_live and (live_export or sealed):
         if not sealed and not failed:
             return (

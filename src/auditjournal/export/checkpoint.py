@@ -29,7 +29,7 @@ import msgspec
 
 from ..errors import AuditJournalError
 from ..fs.safeio import MAX_CHECKPOINT_BYTES, decode_strict, plain_name, read_regular
-from ..journal.files import JournalPosition, position_exists
+from ..journal.base import JournalPosition, RunJournal
 
 __all__ = ["CHECKPOINT_VERSION", "Checkpoint", "encode_checkpoint", "load_checkpoint"]
 
@@ -139,7 +139,7 @@ def _checksum_holds(raw: bytes) -> bool:
 
 
 def load_checkpoint(
-    path: Path, *, run_id: str, settings: dict[str, Any], journal_dir: Path
+    path: Path, *, run_id: str, settings: dict[str, Any], journal: RunJournal
 ) -> dict[str, Any] | None:
     """The checkpoint at ``path`` as plain values (what the projector wrote), or None when
     it is absent or unusable and the export must be rebuilt."""
@@ -156,7 +156,7 @@ def load_checkpoint(
         state.version != CHECKPOINT_VERSION
         or state.run_id != run_id
         or state.settings != settings
-        or not _plausible(state, journal_dir)
+        or not _plausible(state, journal)
     ):
         return None
     plain: dict[str, Any] = msgspec.to_builtins(state)
@@ -164,7 +164,7 @@ def load_checkpoint(
     return plain
 
 
-def _plausible(state: Checkpoint, journal_dir: Path) -> bool:
+def _plausible(state: Checkpoint, journal: RunJournal) -> bool:
     """Values a projector could have written, and a position the journal has."""
     writer = state.writer
     chunks = [*writer.closed, *([writer.current] if writer.current is not None else [])]
@@ -195,4 +195,4 @@ def _plausible(state: Checkpoint, journal_dir: Path) -> bool:
     if not _HEX64.fullmatch(p.chain) or min(p.next_seq, p.segment_first_seq, p.offset + 1) < 1:
         return False
     position = JournalPosition(p.next_seq, p.segment_first_seq, p.offset, bytes.fromhex(p.chain))
-    return position_exists(journal_dir, state.run_id, position)
+    return journal.position_exists(position)

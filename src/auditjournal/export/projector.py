@@ -33,7 +33,8 @@ from typing import Any, Final
 
 from ..errors import AuditJournalError, ExportError
 from ..fs.storage import atomic_write, lock_file
-from ..journal.files import JournalPosition, JournalReader
+from ..journal.base import JournalCursor, JournalPosition, RunJournal
+from ..journal.filebackend import as_run_journal
 from ..model.events import Event, RunCompleted
 from ..model.records import RecordMaker, iso
 from ..model.settings import ExportSettings
@@ -108,7 +109,7 @@ class ExportProjector:
     def __init__(
         self,
         *,
-        journal_dir: Path,
+        journal_dir: Path | RunJournal,
         run_id: str,
         payloads: PayloadStore,
         settings: ExportSettings,
@@ -119,7 +120,7 @@ class ExportProjector:
         self.run_id = run_id
         self.settings = settings
         self.paths = ExportPaths(prefix)
-        self._journal_dir = journal_dir
+        self._journal = as_run_journal(journal_dir, run_id)
         self._use_checkpoint = checkpoint
         self._payloads = payloads
         # a live projector trails its recorder closely: take payloads from its memory
@@ -286,13 +287,13 @@ class ExportProjector:
         }
         atomic_write(self.paths.checkpoint, encode_checkpoint(state), durable=False)
 
-    def _resume(self) -> JournalReader:
+    def _resume(self) -> JournalCursor:
         """A reader positioned after what the files on disk already hold."""
         state = self._load_checkpoint()
         if state is not None:
             if state["sealed"] is not None and self.paths.manifest.exists():
                 self.result = SealResult(**state["sealed"])
-                return JournalReader(self._journal_dir, self.run_id)
+                return self._journal.cursor()
             # a sealed checkpoint without its manifest is past run_completed: rebuild
             if (
                 state["sealed"] is None
@@ -304,12 +305,12 @@ class ExportProjector:
                 position = JournalPosition(
                     p["next_seq"], p["segment_first_seq"], p["offset"], bytes.fromhex(p["chain"])
                 )
-                return JournalReader(self._journal_dir, self.run_id, position)
+                return self._journal.cursor(position)
         # no usable checkpoint: start the export afresh
         self._writer.remove_all()
         for path in (self.paths.manifest, self.paths.sha256sums, self.paths.checkpoint):
             path.unlink(missing_ok=True)
-        return JournalReader(self._journal_dir, self.run_id)
+        return self._journal.cursor()
 
     def _payloads_known(self, records: dict[str, Any]) -> bool:
         """Every open state's input is in the store: a checkpoint naming a payload the store
@@ -328,7 +329,7 @@ class ExportProjector:
             self.paths.checkpoint,
             run_id=self.run_id,
             settings=self.settings.describe(),
-            journal_dir=self._journal_dir,
+            journal=self._journal,
         )
 
 

@@ -6,7 +6,7 @@ in this process, the live export's code. A big one (at least
 ``_PARALLEL_BYTES``, with two or more cores) is cut at entry boundaries into
 ranges of about ``_RANGE_BYTES``. Worker processes (forked, so they share the
 loaded payload index) each read their range with a
-:class:`~auditjournal.journal.files.JournalReader` started at it -- every entry's
+journal cursor (:class:`~auditjournal.journal.base.JournalCursor`) started at it -- every entry's
 chain hash checks against the chain value stored in the entry before it, so
 ranges verify independently, and together they verify the whole chain -- and
 turn its events into encoded records and their Merkle leaf hashes. A worker
@@ -39,15 +39,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from ..errors import RunNotFoundError
-from ..fs.safeio import open_regular
-from ..journal.files import (
-    JournalPosition,
-    JournalReader,
-    genesis_chain,
-    journal_segments,
-    last_entry,
-)
-from ..model.events import BaseEvent, NodeStateCompleted, RunCompleted, decode_event
+from ..journal.base import JournalPosition, RunJournal
+from ..journal.filebackend import as_run_journal
+from ..model.events import NodeStateCompleted, RunCompleted
 from ..model.records import RecordMaker
 from ..model.settings import ExportSettings
 from ..payloads.store import PayloadStore
@@ -85,7 +79,7 @@ _worker_ring: mmap.mmap | None = None  # in a worker: the shared slots
 
 def replay_export(
     *,
-    journal_dir: Path,
+    journal_dir: Path | RunJournal,
     run_id: str,
     payloads: PayloadStore,
     settings: ExportSettings,
@@ -98,31 +92,33 @@ def replay_export(
 
     ``workers``: processes for a big journal (default: up to 4, one per core;
     ``0`` or ``1``: this process only, whatever the size). ``range_bytes``:
-    journal bytes per worker task.
+    journal bytes per worker task. ``journal_dir``: the run's journal, or the directory
+    of a file journal.
     """
-    if not journal_dir.is_dir():
-        raise RunNotFoundError(f"no journal for run {run_id!r} at {journal_dir}")
+    journal = as_run_journal(journal_dir, run_id)
+    if not journal.exists():
+        raise RunNotFoundError(f"no journal for run {run_id!r} at {journal.location}")
     paths = ExportPaths(prefix)
     for stale in (paths.manifest, paths.sha256sums, paths.checkpoint):
         stale.unlink(missing_ok=True)
     if workers is None:
-        total = sum(path.lstat().st_size for _, path in journal_segments(journal_dir))
+        total = journal.size_bytes()
         workers = min(os.cpu_count() or 1, _MAX_WORKERS) if total >= _PARALLEL_BYTES else 1
     if workers > 1 and sys.platform == "linux":
         try:
             return _replay_parallel(
-                journal_dir, run_id, payloads, settings, prefix, workers, range_bytes
+                journal, run_id, payloads, settings, prefix, workers, range_bytes
             )
         except Exception:  # a damaged journal, a worker that died, ...
             pass  # start over in one process: it reports what is wrong, as it always does
-    return _replay_here(journal_dir, run_id, payloads, settings, prefix)
+    return _replay_here(journal, run_id, payloads, settings, prefix)
 
 
 def _projector(
-    journal_dir: Path, run_id: str, payloads: PayloadStore, settings: ExportSettings, prefix: Path
+    journal: RunJournal, run_id: str, payloads: PayloadStore, settings: ExportSettings, prefix: Path
 ) -> ExportProjector:
     return ExportProjector(
-        journal_dir=journal_dir,
+        journal_dir=journal,
         run_id=run_id,
         payloads=payloads,
         settings=settings,
@@ -132,9 +128,9 @@ def _projector(
 
 
 def _replay_here(
-    journal_dir: Path, run_id: str, payloads: PayloadStore, settings: ExportSettings, prefix: Path
+    journal: RunJournal, run_id: str, payloads: PayloadStore, settings: ExportSettings, prefix: Path
 ) -> SealResult | None:
-    projector = _projector(journal_dir, run_id, payloads, settings, prefix)
+    projector = _projector(journal, run_id, payloads, settings, prefix)
     try:
         result = projector.run(follow=False)
         if result is None:
@@ -149,7 +145,7 @@ class _Inconsistent(Exception):
 
 
 def _replay_parallel(
-    journal_dir: Path,
+    journal: RunJournal,
     run_id: str,
     payloads: PayloadStore,
     settings: ExportSettings,
@@ -157,7 +153,7 @@ def _replay_parallel(
     workers: int,
     range_bytes: int,
 ) -> SealResult | None:
-    starts = _range_starts(journal_dir, run_id, range_bytes)
+    starts = journal.split(range_bytes)
     # event count of each range but the last, which reads to the journal's end
     counts: list[int | None] = [b.next_seq - a.next_seq for a, b in itertools.pairwise(starts)]
     counts.append(None)
@@ -166,7 +162,7 @@ def _replay_parallel(
     payloads.flush(fsync=False)  # the workers read the packs from disk
     context = multiprocessing.get_context("fork")
     jobs = [
-        (journal_dir, run_id, start, count, settings.include_payloads)
+        (journal, run_id, start, count, settings.include_payloads)
         for start, count in zip(starts, counts, strict=True)
     ]
     in_flight = workers + 1  # one queued beyond those being worked on; a slot each
@@ -182,7 +178,7 @@ def _replay_parallel(
         queued = iter(jobs)
         for slot, job in zip(range(in_flight), queued, strict=False):  # range first
             pending.append((slot, pool.submit(_project_range, *job, slot)))
-        projector = _projector(journal_dir, run_id, payloads, settings, prefix)
+        projector = _projector(journal, run_id, payloads, settings, prefix)
         try:
             maker = projector.maker
             while pending:
@@ -245,7 +241,7 @@ def _init_worker(payloads: PayloadStore, ring: mmap.mmap) -> None:
 
 
 def _project_range(
-    journal_dir: Path,
+    journal: RunJournal,
     run_id: str,
     start: JournalPosition,
     count: int | None,
@@ -265,7 +261,7 @@ def _project_range(
     deferred: list[tuple[int, NodeStateCompleted]] = []
     completed: tuple[RunCompleted, bytes] | None = None
     read = 0
-    reader = JournalReader(journal_dir, run_id, start)
+    reader = journal.cursor(start)
     try:
         while completed is None and (count is None or read < count):
             chains: list[bytes] = []
@@ -306,56 +302,3 @@ def _project_range(
         maker.run,
         completed,
     )
-
-
-def _range_starts(journal_dir: Path, run_id: str, range_bytes: int) -> list[JournalPosition]:
-    """Where the ranges start: every segment's start and an entry boundary about every
-    ``range_bytes`` within it, each with its next seq and the chain value before it."""
-    segments = journal_segments(journal_dir)
-    if not segments or segments[0][0] != 1:
-        raise _Inconsistent("the journal does not start at seq 1")
-    starts: list[JournalPosition] = []
-    previous: Path | None = None
-    for first, path in segments:
-        if previous is None:
-            chain = genesis_chain(run_id)
-        else:
-            seq, chain = last_entry(previous, run_id)
-            if seq != first - 1:
-                raise _Inconsistent(f"{path.name} does not follow {previous.name}")
-        starts.append(JournalPosition(first, first, 0, chain))
-        starts.extend(_cuts(path, first, range_bytes))
-        previous = path
-    return starts
-
-
-def _cuts(path: Path, first: int, range_bytes: int) -> list[JournalPosition]:
-    """Entry boundaries about every ``range_bytes`` in one segment (not its start)."""
-    cuts: list[JournalPosition] = []
-    with open(open_regular(path, "journal segment"), "rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
-        cut = max(range_bytes, 4096)
-        while cut < size:
-            fh.seek(cut - 67)
-            window = fh.read(1 << 16)
-            while True:
-                end = window.find(b"\n", 66)  # the newline ending the entry before the cut
-                if end >= 0:
-                    after = window.find(b"\n", end + 1)  # and the one ending the entry after
-                    if after >= 0:
-                        break
-                more = fh.read(1 << 16)
-                if not more:
-                    return cuts  # the rest is the last range's
-                window += more
-            boundary = cut - 67 + end + 1
-            chain = bytes.fromhex(window[end - 66 : end - 2].decode("ascii"))
-            try:
-                entry: BaseEvent = decode_event(window[end + 1 : after + 1])
-            except Exception as exc:
-                raise _Inconsistent(f"{path.name}: undecodable entry at {boundary}") from exc
-            if entry.seq < first:
-                raise _Inconsistent(f"{path.name}: seq {entry.seq} at offset {boundary}")
-            cuts.append(JournalPosition(entry.seq, first, boundary, chain))
-            cut = max(cut + range_bytes, boundary + 67)
-    return cuts

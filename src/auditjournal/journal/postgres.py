@@ -34,98 +34,46 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
-import secrets
-import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
 import msgspec
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.engine import Connection, Engine
 
 from ..errors import (
     AuditJournalError,
     CanonicalizationError,
-    InvalidSettingsError,
     JournalClosedError,
     JournalUnavailableError,
-    MissingExtraError,
     PayloadTooLargeError,
     RunAlreadyCompletedError,
-    RunExistsError,
-    RunNotFoundError,
-    SchemaVersionError,
 )
 from ..fs.storage import Durability, Flusher
 from ..model.canonical import MAX_VALUE_DEPTH, canonical_json
 from ..model.events import BaseEvent, Event, RunCompleted, encode_event
-from .files import DEFAULT_FLUSH_INTERVAL, genesis_chain
+from .base import JournalHead, JournalWriter, genesis_chain
+from .files import DEFAULT_FLUSH_INTERVAL
 from .lines import decode_line, seal
+from .pgschema import (
+    CONNECTION_ERRORS,
+    NOTIFY_CHANNEL,
+    RECONNECT_SECONDS,
+    Listener,
+    PgDatabase,
+    RunLease,
+    WriterId,
+    batches,
+    events,
+    runs,
+    unavailable,
+)
 
-__all__ = [
-    "NOTIFY_CHANNEL",
-    "RECONNECT_SECONDS",
-    "SCHEMA_VERSION",
-    "Absorb",
-    "Head",
-    "Listener",
-    "PgDatabase",
-    "PgJournal",
-    "PgPayloads",
-    "WriterId",
-]
+__all__ = ["Absorb", "PgJournal", "PgPayloads"]
 
-SCHEMA_VERSION: Final = 1
-_SCHEMA_NAME: Final = "auditjournal-journal"
-NOTIFY_CHANNEL: Final = "auditjournal_journal"
-RECONNECT_SECONDS: Final = 30.0
-"""How long a writer keeps trying to reach a restarting server before a call fails."""
 _MAX_BUFFER: Final = 20_000  # events buffered before a call writes behind
-
-metadata = sa.MetaData()
-schema_version = sa.Table(
-    "auditjournal_journal_schema",
-    metadata,
-    sa.Column("name", sa.String(64), primary_key=True),
-    sa.Column("version", sa.Integer, nullable=False),
-)
-runs = sa.Table(
-    "auditjournal_runs",
-    metadata,
-    sa.Column("run_id", sa.String(128), primary_key=True),
-    sa.Column("seq", sa.BigInteger, nullable=False),
-    sa.Column("chain", sa.LargeBinary, nullable=False),
-    sa.Column("completed", sa.Boolean, nullable=False),
-    sa.Column("created_by", sa.Text, nullable=False),
-)
-events = sa.Table(
-    "auditjournal_events",
-    metadata,
-    sa.Column("run_id", sa.String(128), primary_key=True),
-    sa.Column("seq", sa.BigInteger, primary_key=True),
-    sa.Column("writer_id", sa.Text, nullable=False),
-    sa.Column("line", sa.LargeBinary, nullable=False),
-)
-batches = sa.Table(
-    "auditjournal_batches",
-    metadata,
-    sa.Column("batch_id", sa.String(200), primary_key=True),
-    sa.Column("run_id", sa.String(128), nullable=False),
-    sa.Column("last_seq", sa.BigInteger, nullable=False),
-)
-payloads = sa.Table(
-    "auditjournal_payloads",
-    metadata,
-    sa.Column("ref", sa.LargeBinary, primary_key=True),
-    sa.Column("data", sa.LargeBinary, nullable=False),
-)
-
-_CONNECTION_ERRORS = (sa.exc.OperationalError, sa.exc.InterfaceError)
 
 # one statement per table and batch, the arrays sent in binary (%b): a flush is a handful of
 # round trips whatever its size, and little Python per event (the flusher shares the GIL
@@ -145,184 +93,6 @@ _MOVE_HEAD: Final = (
     "WITH moved AS (UPDATE auditjournal_runs SET seq = %s, chain = %b, completed = %s "
     "WHERE run_id = %s RETURNING run_id) SELECT pg_notify(%s, %s) FROM moved"
 )
-
-
-@dataclass(frozen=True)
-class WriterId:
-    """Who appended an event: host, process and a random part (a process may join twice)."""
-
-    host: str
-    pid: int
-    nonce: str
-
-    @classmethod
-    def new(cls) -> WriterId:
-        return cls(socket.gethostname()[:64], os.getpid(), secrets.token_hex(4))
-
-    def __str__(self) -> str:
-        return f"{self.host}:{self.pid}:{self.nonce}"
-
-
-@dataclass(frozen=True)
-class Head:
-    """A run's head row: the last seq, its chain value, and whether it has completed."""
-
-    seq: int
-    chain: bytes
-    completed: bool
-
-
-def _unavailable(exc: BaseException, url: str, action: str) -> JournalUnavailableError:
-    orig = getattr(exc, "orig", None) or exc
-    first = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
-    return JournalUnavailableError(f"cannot {action} (PostgreSQL journal {url}): {first}")
-
-
-class PgDatabase:
-    """An engine on the journal tables of one PostgreSQL database; schema made on first use."""
-
-    def __init__(self, url: str) -> None:
-        if type(url) is not str or not url:
-            raise InvalidSettingsError(f"journal_url must be a URL, got {url!r}")
-        try:
-            parsed = sa.make_url(url)
-        except sa.exc.ArgumentError:
-            raise InvalidSettingsError(
-                "cannot parse journal_url (expected postgresql+psycopg://user@host/database)"
-            ) from None
-        if parsed.get_backend_name() != "postgresql":
-            raise InvalidSettingsError(
-                f"journal_url must name a PostgreSQL database (postgresql+psycopg://...), "
-                f"got a {parsed.get_backend_name()!r} URL"
-            )
-        self.url = parsed.render_as_string(hide_password=True)
-        try:
-            import psycopg  # noqa: F401 - the driver of the extra
-        except ImportError:
-            raise MissingExtraError(
-                "the PostgreSQL journal needs its driver: pip install 'auditjournal[postgres]'"
-            ) from None
-        if parsed.drivername == "postgresql":
-            parsed = parsed.set(drivername="postgresql+psycopg")
-        self._conninfo = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
-        try:
-            self.engine: Engine = sa.create_engine(
-                parsed, pool_pre_ping=True, connect_args={"connect_timeout": 10}
-            )
-        except (sa.exc.SQLAlchemyError, ImportError) as exc:
-            raise InvalidSettingsError(f"cannot use journal_url {self.url}: {exc}") from None
-        self.ensure_schema()
-
-    @property
-    def conninfo(self) -> str:
-        """A libpq connection string (for the LISTEN connection)."""
-        return self._conninfo
-
-    def ensure_schema(self) -> None:
-        """Create the tables if none exist; refuse another version (SchemaVersionError)."""
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(72657302)"))
-                inspector = sa.inspect(conn)
-                if inspector.has_table(schema_version.name):
-                    found = conn.execute(
-                        sa.select(schema_version.c.version).where(
-                            schema_version.c.name == _SCHEMA_NAME
-                        )
-                    ).scalar()
-                    if found != SCHEMA_VERSION:
-                        raise SchemaVersionError(
-                            f"{self.url} holds journal tables of schema version {found}; this "
-                            f"auditjournal uses version {SCHEMA_VERSION} (use another database)"
-                        )
-                    return
-                clashing = sorted(
-                    t.name for t in metadata.sorted_tables if inspector.has_table(t.name)
-                )
-                if clashing:
-                    raise SchemaVersionError(
-                        f"{self.url} has tables {', '.join(clashing)} but no journal schema "
-                        "version: not an auditjournal journal database"
-                    )
-                metadata.create_all(conn)
-                conn.execute(
-                    schema_version.insert(), {"name": _SCHEMA_NAME, "version": SCHEMA_VERSION}
-                )
-        except AuditJournalError:
-            raise
-        except sa.exc.SQLAlchemyError as exc:
-            raise _unavailable(exc, self.url, "prepare the journal tables") from None
-
-    # -- runs --------------------------------------------------------------------------
-
-    def create_run(self, run_id: str, writer: WriterId) -> None:
-        """The run's head row (seq 0, the genesis chain); RunExistsError if it has one."""
-        row = {
-            "run_id": run_id,
-            "seq": 0,
-            "chain": genesis_chain(run_id),
-            "completed": False,
-            "created_by": str(writer),
-        }
-        try:
-            with self.engine.begin() as conn:
-                made = conn.execute(
-                    pg_insert(runs).values(row).on_conflict_do_nothing().returning(runs.c.run_id)
-                ).first()
-        except sa.exc.SQLAlchemyError as exc:
-            raise _unavailable(exc, self.url, f"create run {run_id!r}") from None
-        if made is None:
-            raise RunExistsError(f"run {run_id!r} already exists in the journal at {self.url}")
-
-    def head(self, run_id: str) -> Head:
-        """The run's head (RunNotFoundError if the journal has no such run)."""
-        query = sa.select(runs.c.seq, runs.c.chain, runs.c.completed).where(runs.c.run_id == run_id)
-        found = self._read(lambda conn: conn.execute(query).first(), f"read run {run_id!r}")
-        if found is None:
-            raise RunNotFoundError(f"no run {run_id!r} in the journal at {self.url}")
-        return Head(found.seq, bytes(found.chain), found.completed)
-
-    def run_ids(self) -> list[str]:
-        query = sa.select(runs.c.run_id).order_by(runs.c.run_id)
-        found: list[str] = self._read(
-            lambda conn: list(conn.execute(query).scalars()), "list the runs"
-        )
-        return found
-
-    def lines(self, run_id: str, after: int, limit: int = 4096) -> list[tuple[int, str, bytes]]:
-        """(seq, writer id, line) of the run's entries after seq ``after``, in seq order."""
-        query = (
-            sa.select(events.c.seq, events.c.writer_id, events.c.line)
-            .where(events.c.run_id == run_id, events.c.seq > after)
-            .order_by(events.c.seq)
-            .limit(limit)
-        )
-        found: list[tuple[int, str, bytes]] = self._read(
-            lambda conn: [(r.seq, r.writer_id, bytes(r.line)) for r in conn.execute(query)],
-            f"read the journal of run {run_id!r}",
-        )
-        return found
-
-    def payloads(self, refs: Iterable[str]) -> dict[str, bytes]:
-        """The stored payloads among ``refs`` (ref -> canonical JSON bytes)."""
-        digests = [bytes.fromhex(r) for r in set(refs)]
-        if not digests:
-            return {}
-        query = sa.select(payloads.c.ref, payloads.c.data).where(payloads.c.ref.in_(digests))
-        rows = self._read(lambda conn: list(conn.execute(query)), "read payloads")
-        return {bytes(r.ref).hex(): bytes(r.data) for r in rows}
-
-    def _read(self, work: Callable[[Connection], Any], action: str) -> Any:
-        try:
-            with self.engine.connect() as conn:
-                return work(conn)
-        except _CONNECTION_ERRORS as exc:
-            raise _unavailable(exc, self.url, action) from None
-        except sa.exc.SQLAlchemyError as exc:
-            raise _unavailable(exc, self.url, action) from None
-
-    def close(self) -> None:
-        self.engine.dispose()
 
 
 class PgPayloads:
@@ -368,40 +138,6 @@ class PgPayloads:
         self._sent.update(taken)
 
 
-class Listener:
-    """A ``LISTEN`` connection; ``wait`` returns on a notification or after ``timeout``."""
-
-    def __init__(self, db: PgDatabase) -> None:
-        self._db = db
-        self._conn: Any = None
-        self._next_try = 0.0
-
-    def wait(self, timeout: float) -> None:
-        if self._conn is None and time.monotonic() >= self._next_try:
-            try:
-                import psycopg
-
-                self._conn = psycopg.connect(self._db.conninfo, autocommit=True, connect_timeout=5)
-                self._conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-            except Exception:  # the server is away: poll, try again later
-                self._conn = None
-                self._next_try = time.monotonic() + 1.0
-        if self._conn is None:
-            time.sleep(timeout)
-            return
-        try:
-            for _ in self._conn.notifies(timeout=timeout, stop_after=1):
-                break
-        except Exception:
-            self.close()
-
-    def close(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(Exception):
-                self._conn.close()
-            self._conn = None
-
-
 Absorb = Callable[[list[Event], list[BaseEvent]], dict[int, AuditJournalError]]
 """The recorder's lifecycle hook: apply other writers' events (in seq order) to the run's
 state and return the own pending events (by index) they make invalid, with the error."""
@@ -413,12 +149,16 @@ class _Pending:
     event: BaseEvent
 
 
-class PgJournal:
-    """One writer's handle on a run's journal in PostgreSQL (duck-types the file journal
-    for the recorder: ``lock``, ``next_seq``, ``append``, ``commit``, ``flush``, ...).
+class PgJournal(JournalWriter):
+    """One writer of a run's journal in PostgreSQL.
 
-    ``next_seq`` is provisional: the seq this writer expects its next event to get.
-    The real seq is given under the head-row lock at flush; with one writer they agree.
+    ``shared`` (the recorder's writers: a coordinator and any joined writers) -- several
+    at once, each holding the run's advisory lock in shared mode; ``next_seq`` is then
+    provisional (the seq this writer expects its next event to get); the real seq is
+    given under the head-row lock at flush (with one writer they agree). Otherwise the
+    one writer of the run, as the journal contract has it: the advisory lock in exclusive
+    mode (:class:`JournalLockedError` while any other writer or a lease holds it), and
+    ``next_seq`` exact.
     """
 
     recovery = None
@@ -433,6 +173,8 @@ class PgJournal:
         durability: Durability = "batch",
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         reconnect_seconds: float = RECONNECT_SECONDS,
+        shared: bool = True,
+        before_flush: Callable[[bool], None] | None = None,
     ) -> None:
         self.db = db
         self.run_id = run_id
@@ -444,10 +186,14 @@ class PgJournal:
         self.lock = threading.Lock()
         self._io_lock = threading.Lock()
         self.absorb: Absorb | None = None
+        self._before_flush = before_flush
         head = db.head(run_id)  # RunNotFoundError
-        self._seen = 0  # every entry up to here is applied to the recorder's state (refresh)
-        self._chain = genesis_chain(run_id)
+        self._lease = RunLease(db, run_id, shared=shared)  # JournalLockedError
+        # shared: every entry up to _seen is applied to the recorder's state (refresh)
+        self._seen = 0 if shared else head.seq
+        self._chain = genesis_chain(run_id) if shared else head.chain
         self.next_seq = head.seq + 1
+        self.durable_seq = head.seq
         self._ticket = 0
         self._batches = 0
         self._attempt: str | None = None
@@ -469,13 +215,18 @@ class PgJournal:
     # -- the recorder's side ----------------------------------------------------------
 
     @property
-    def last_seq(self) -> int:
-        """The last seq this writer knows to be committed (its own or another's)."""
-        return self._seen
-
-    @property
-    def head_chain(self) -> str:
-        return self._chain.hex()
+    def head(self) -> JournalHead:
+        """The last entry this writer appended or knows of, and its chain value (for
+        events still buffered: as they will be chained if no other writer commits first)."""
+        with self.lock:
+            seq, chain = self._seen, self._chain
+            pending = [p.event for p in (*self._inflight, *self._buffer)]
+        for event in pending:
+            seq += 1
+            if event.seq != seq:
+                event = msgspec.structs.replace(event, seq=seq)
+            chain = seal(encode_event(event), chain)[1]
+        return JournalHead(seq, chain)
 
     @property
     def needs_flush(self) -> bool:
@@ -614,43 +365,36 @@ class PgJournal:
             self.payload_buffer.sent(taken)
 
     def _commit_batch(self, batch: list[_Pending], taken: dict[bytes, bytes]) -> None:
+        """Commit the batch, retrying a lost connection for :attr:`reconnect_seconds`.
+
+        An attempt that lost its connection after sending ``COMMIT`` may have committed.
+        The next attempt settles that *under the head-row lock*: the lost transaction held
+        that lock until it committed or was rolled back, so once the lock is ours its
+        batch id is either in ``auditjournal_batches`` (it committed: nothing is sent
+        again) or never will be (it is sent again). Asking before taking the lock could
+        see the lost transaction still in flight and send the batch twice.
+        """
+        del batch
         deadline = time.monotonic() + self.reconnect_seconds
+        unknown: str | None = None  # the batch id of an attempt whose COMMIT got no answer
         while True:
             self._attempt = None
             try:
-                self._transaction(taken)
+                self._transaction(taken, unknown)
                 return
-            except _CONNECTION_ERRORS as exc:
-                # the outcome of the commit is unknown: did our batch id get in?
-                try:
-                    if self._attempt is not None and self._committed(self._attempt):
-                        self._after_unknown_commit()
-                        return
-                except _CONNECTION_ERRORS:
-                    pass
+            except CONNECTION_ERRORS as exc:
+                if self._attempt is not None:
+                    unknown = self._attempt
                 if time.monotonic() >= deadline:
-                    raise _unavailable(exc, self.db.url, "append to the journal") from None
+                    raise unavailable(exc, self.db.url, "append to the journal") from None
                 time.sleep(0.2)
             except sa.exc.SQLAlchemyError as exc:
-                raise _unavailable(exc, self.db.url, "append to the journal") from None
+                raise unavailable(exc, self.db.url, "append to the journal") from None
 
-    def _committed(self, batch_id: str) -> bool:
-        with self.db.engine.connect() as conn:
-            query = sa.select(batches.c.last_seq).where(batches.c.batch_id == batch_id)
-            return conn.execute(query).first() is not None
-
-    def _after_unknown_commit(self) -> None:
-        """The batch did commit although we lost the answer: catch up to it."""
-        with self.lock:
-            batch = self._inflight
-            self._inflight = []
-            rows = self.db.lines(self.run_id, self._seen, limit=1 << 30)
-            self._absorb_rows(rows)
-            if batch:
-                self._durable_ticket = max(self._durable_ticket, batch[-1].ticket)
-
-    def _transaction(self, taken: dict[bytes, bytes]) -> None:
+    def _transaction(self, taken: dict[bytes, bytes], unknown: str | None) -> None:
         run_id = self.run_id
+        if self._before_flush is not None:
+            self._before_flush(True)
         with self.db.engine.begin() as conn:
             if self.durability == "none":
                 conn.execute(sa.text("SET LOCAL synchronous_commit = off"))
@@ -671,6 +415,12 @@ class PgJournal:
                     ]
                     self._absorb_rows(rows)
                 batch = list(self._inflight)
+            if unknown is not None and batch and self._in_batches(conn, unknown):
+                with self.lock:  # the lost COMMIT did commit: it holds the batch already
+                    self.durable_seq = self._seen
+                    self._inflight = []
+                    self._durable_ticket = max(self._durable_ticket, batch[-1].ticket)
+                return
             driver = conn.connection.driver_connection
             assert driver is not None
             raw = driver.cursor()  # psycopg: arrays sent binary
@@ -701,9 +451,15 @@ class PgJournal:
         with self.lock:
             self._seen = seq
             self._chain = chain
+            self.durable_seq = seq
             self._inflight = []
             self._durable_ticket = max(self._durable_ticket, batch[-1].ticket)
             self.next_seq = max(self.next_seq, seq + 1 + len(self._buffer))
+
+    @staticmethod
+    def _in_batches(conn: sa.Connection, batch_id: str) -> bool:
+        query = sa.select(batches.c.last_seq).where(batches.c.batch_id == batch_id)
+        return conn.execute(query).first() is not None
 
     def _background_flush(self) -> None:
         self.flush(fsync=self.durability == "batch")
@@ -725,6 +481,7 @@ class PgJournal:
             raise
         self._closed = True
         self._stop_watching()
+        self._lease.release()
         with self.lock:
             if self._rejected:
                 raise self._take_rejection()
@@ -743,3 +500,4 @@ class PgJournal:
             self._flusher.stop()
         with self.lock:
             self._buffer = []
+        self._lease.release()

@@ -27,8 +27,7 @@ from ..model.events import BaseEvent, ExportFailed, ExportSealed
 
 if TYPE_CHECKING:
     from ..export.projector import LiveExport, SealResult
-    from ..journal.files import Journal
-    from ..journal.postgres import PgJournal
+    from ..journal.base import JournalWriter
     from ..sql.projector import LiveSql
 
 __all__ = ["MAX_BEHIND", "THROTTLE_EVERY", "LiveProjectors", "LiveThread"]
@@ -115,7 +114,7 @@ class LiveProjectors:
         self._sealed: SealResult | None = None
         self._seal_recorded = False
 
-    def throttle(self, journal: Journal | PgJournal) -> None:
+    def throttle(self, journal: JournalWriter) -> None:
         """Backpressure: keep the projectors within ``MAX_BEHIND`` events.
 
         Without it a fast recorder would leave them ever further behind (live-export

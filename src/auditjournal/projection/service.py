@@ -33,7 +33,7 @@ from typing import Any
 from ..errors import AuditJournalError, JournalLockedError, RunNotFoundError
 from ..export.projector import LIVE_STEP_EVENTS, ExportProjector, SealResult
 from ..fs.safeio import real_dir
-from ..journal.postgres import Listener
+from ..journal.pgschema import Listener
 from ..model.events import ExportSealed, RunStarted
 from ..model.settings import ExportSettings
 from ..recording.pgmirror import PgMirror

@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Final
 
 from ..errors import CorruptJournalError, JournalUnavailableError, StorageError
+from ..journal.base import JournalPosition
 from ..journal.files import Journal
-from ..journal.lines import read_entry
-from ..journal.postgres import Listener, PgDatabase
+from ..journal.pgbackend import PgRunJournal
+from ..journal.pgschema import Listener, PgDatabase
 from ..model.events import BaseEvent, RunCompleted
 from ..payloads.store import PayloadStore
 
@@ -64,7 +65,6 @@ class PgMirror:
             durability="none",
             before_flush=lambda fsync: payloads.flush(fsync=fsync),
         )
-        self._scratch = bytearray()
         self.completed = False
 
     @property
@@ -74,21 +74,14 @@ class PgMirror:
     def sync(self, limit: int = _BATCH) -> int:
         """Copy up to ``limit`` entries the copy does not have yet; return how many."""
         journal = self._journal
-        rows = self.db.lines(self.run_id, journal.last_seq, limit)
-        if not rows:
-            return 0
+        start = journal.last_seq + 1
         chain = bytes.fromhex(journal.head_chain)
-        decoded = []
-        for seq, _writer, line in rows:
-            try:
-                event, chain = read_entry(line, chain, self._scratch)
-                if event.seq != seq or event.run_id != self.run_id:
-                    raise ValueError(f"seq {event.seq} of run {event.run_id!r} out of place")
-            except ValueError as exc:
-                raise CorruptJournalError(
-                    f"PostgreSQL journal of run {self.run_id!r}, seq {seq}: {exc}"
-                ) from None
-            decoded.append(event)
+        cursor = PgRunJournal(self.db, self.run_id).cursor(JournalPosition(start, start, 0, chain))
+        chains: list[bytes] = []
+        decoded = cursor.poll(limit=limit, chains=chains)  # each entry verified
+        if not decoded:
+            return 0
+        chain = chains[-1]
         refs = {ref for event in decoded for ref in payload_refs(event)}
         missing = [ref for ref in refs if ref not in self.payloads]
         if missing:
@@ -104,10 +97,8 @@ class PgMirror:
                         f"PostgreSQL journal of run {self.run_id!r}: payload {ref} does not "
                         "match its hash"
                     )
-        with journal.lock:
-            for event in decoded:
-                journal.append(event)
-                self.completed = self.completed or type(event) is RunCompleted
+        journal.append_batch(decoded)
+        self.completed = self.completed or any(type(e) is RunCompleted for e in decoded)
         journal.flush(fsync=False)
         if journal.head_chain != chain.hex():
             raise CorruptJournalError(

@@ -37,7 +37,7 @@ from ..errors import (
     StateAlreadyCompletedError,
     StorageError,
 )
-from ..journal.files import Journal
+from ..journal.base import JournalWriter
 from ..model.events import (
     CALL_STATUSES,
     CALL_TYPES,
@@ -78,10 +78,11 @@ from .arguments import (
 from .runstate import RunState
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ..export.projector import SealResult
-    from ..journal.postgres import PgJournal, PgPayloads
+    from ..journal.postgres import PgPayloads
     from ..payloads.store import PayloadStore
-    from .store import AuditStore
 
 __all__ = ["RunRecorder"]
 
@@ -94,19 +95,19 @@ class RunRecorder:
 
     def __init__(
         self,
-        store: AuditStore,
         run_id: str,
-        journal: Journal | PgJournal,
+        journal: JournalWriter,
         state: RunState,
         *,
-        payloads: PayloadStore | PgPayloads | None = None,
+        payloads: PayloadStore | PgPayloads,
+        on_close: Callable[[RunRecorder], None],
         joined: bool = False,
+        lock: threading.Lock | None = None,
     ) -> None:
-        self.store = store
         self.joined = joined
         """A writer that joined another process's run (PostgreSQL journal): leaving it
         does not complete the run, and ``complete()`` is the coordinator's."""
-        self.on_close: list[Callable[[], None]] = []
+        self.close_hooks: list[Callable[[], None]] = []
         """Called after the recorder let go of its journal (the local copy's thread)."""
         self.export_result: SealResult | None = None
         """Set when the live export was sealed."""
@@ -115,8 +116,11 @@ class RunRecorder:
         self.run_id = run_id
         self.recovery = journal.recovery
         self._journal = journal
-        self._lock = journal.lock
-        self._payloads = store.payloads if payloads is None else payloads
+        self._lock = threading.Lock() if lock is None else lock
+        """Held while validating a call against the state, taking its seq and appending
+        (the PostgreSQL writer's lock: its flusher applies other writers' events under it)."""
+        self._payloads = payloads
+        self._on_close: Callable[[RunRecorder], None] | None = on_close
         self._state = state
         self._always = journal.durability == "always"
         self._closed = False
@@ -654,12 +658,11 @@ class RunRecorder:
                 self._closed = False
             raise
         self.live.stop()  # an unfinished run: the projectors stay resumable
-        self._run_on_close()
-        if self in self.store._recorders:
-            self.store._recorders.remove(self)
+        self._run_close_hooks()
+        self._closed_for_good()
 
-    def _run_on_close(self) -> None:
-        hooks, self.on_close = self.on_close, []
+    def _run_close_hooks(self) -> None:
+        hooks, self.close_hooks = self.close_hooks, []
         for hook in hooks:
             hook()
 
@@ -668,10 +671,15 @@ class RunRecorder:
         with self._lock:
             self._closed = True
         self.live.stop()
-        self._run_on_close()
+        self._run_close_hooks()
         self._journal.abandon()
-        if self in self.store._recorders:
-            self.store._recorders.remove(self)
+        self._closed_for_good()
+
+    def _closed_for_good(self) -> None:
+        """Tell the owner (the store) once that this recorder is closed."""
+        on_close, self._on_close = self._on_close, None
+        if on_close is not None:
+            on_close(self)
 
     def __enter__(self) -> Self:
         return self

@@ -36,15 +36,12 @@ from ..errors import (
 from ..export.projector import ExportProjector, LiveExport
 from ..fs.safeio import inside, real_dir
 from ..fs.storage import DURABILITY_MODES, Durability, validate_id
-from ..journal.files import (
-    DEFAULT_FLUSH_INTERVAL,
-    DEFAULT_SEGMENT_BYTES,
-    MIN_SEGMENT_BYTES,
-    Journal,
-    JournalReader,
-)
+from ..journal.base import JournalBackend, JournalCursor, JournalWriter, RunJournal
+from ..journal.filebackend import FileJournalBackend
+from ..journal.files import DEFAULT_FLUSH_INTERVAL, DEFAULT_SEGMENT_BYTES, MIN_SEGMENT_BYTES
 from ..journal.lines import decode_line
-from ..journal.postgres import PgDatabase, PgJournal, PgPayloads, WriterId
+from ..journal.pgschema import PgDatabase, WriterId
+from ..journal.postgres import PgJournal, PgPayloads
 from ..model.events import EXPORT_EVENT_TYPES, CsvExported, Event, ExportFailed, ExportSealed
 from ..model.settings import ExportSettings
 from ..payloads.store import DEFAULT_MAX_PAYLOAD_BYTES, PayloadStore
@@ -91,6 +88,9 @@ class AuditStore:
         real_dir(root, "runs")
         payloads = real_dir(root, "payloads")
         self.payloads = PayloadStore(payloads, max_payload_bytes=max_payload_bytes)
+        self.journals: JournalBackend = FileJournalBackend(root, segment_bytes=segment_bytes)
+        """Where the projectors read the runs' journals: the file backend (with
+        ``journal_url``: the local copies of the PostgreSQL journals, see ``pgmirror``)."""
         self.max_payload_bytes = max_payload_bytes
         self.journal_url = journal_url
         self.pg: PgDatabase | None = None
@@ -151,12 +151,15 @@ class AuditStore:
         """Where the live export of ``run_id`` is written."""
         return inside(self.root, "runs", validate_id(run_id, "run id"), "export")
 
+    def journal(self, run_id: str) -> RunJournal:
+        """The run's journal (validated id; it need not exist yet)."""
+        return self.journals.journal(run_id)
+
     def run_ids(self) -> list[str]:
         """Every run with a journal, oldest directory name first."""
         if self.pg is not None:
             return self.pg.run_ids()
-        runs = self.root / "runs"
-        return sorted(p.name for p in runs.iterdir() if (p / "journal").is_dir())
+        return self.journals.run_ids()
 
     def export_prefix(self, run_id: str, settings: ExportSettings) -> Path:
         """The path prefix of a run's export files (``.../export/audit_trail`` by default)."""
@@ -195,11 +198,11 @@ class AuditStore:
         if run_id is None:
             stamp = _dt.datetime.now(_UTC).strftime("%Y%m%dT%H%M%SZ")
             run_id = f"run-{stamp}-{secrets.token_hex(4)}"
-        directory = self.journal_dir(run_id)
+        run_journal = self.journal(run_id)
         if export is not None:
             self.export_prefix(run_id, export)  # a link planted as its export: refused now
-        if directory.exists() and any(directory.glob("*.jsonl")):
-            raise RunExistsError(f"run {run_id!r} already has a journal in {directory}")
+        if run_journal.created():
+            raise RunExistsError(f"run {run_id!r} already has a journal in {run_journal.location}")
         if sql:
             self._check_new_sql_run(run_id)  # a bad database fails before the run exists
         if self.pg is not None:
@@ -213,8 +216,7 @@ class AuditStore:
             if projector is not None:
                 projector.close()
             raise
-        recorder = RunRecorder(self, run_id, journal, RunState())
-        self._recorders.append(recorder)
+        recorder = self._recorder(run_id, journal, RunState())
         try:
             recorder._emit_run_started(config_bytes, resolved)
             # the run exists on disk from here on, whatever the durability mode
@@ -282,7 +284,7 @@ class AuditStore:
             raise
         live = recorder.live
         thread = MirrorThread(mirror, on_progress=lambda: _wake(live))
-        recorder.on_close.append(thread.stop)
+        recorder.close_hooks.append(thread.stop)
         if projector is not None:
             live.export = LiveExport(projector)
             live.restart_export = lambda: LiveExport(
@@ -317,7 +319,13 @@ class AuditStore:
         if joined:
             journal.watch_completion()
         recorder = RunRecorder(
-            self, run_id, journal, state, payloads=journal.payload_buffer, joined=joined
+            run_id,
+            journal,
+            state,
+            payloads=journal.payload_buffer,
+            on_close=self._recorders.remove,
+            joined=joined,
+            lock=journal.lock,
         )
         self._recorders.append(recorder)
         return recorder
@@ -374,7 +382,7 @@ class AuditStore:
         if prefix is None and export.path_prefix is None:
             real_dir(self.root, "runs", run_id, "export")  # created here, never through a link
         return ExportProjector(
-            journal_dir=self.journal_dir(run_id),
+            journal_dir=self.journal(run_id),
             run_id=run_id,
             payloads=self.payloads,
             settings=export,
@@ -395,7 +403,7 @@ class AuditStore:
         """A projector of the run's journal into the tables (resuming from their checkpoint)."""
         return SqlProjector(
             database=database or self.sql_database(),
-            journal_dir=self.journal_dir(run_id),
+            journal_dir=self.journal(run_id),
             run_id=run_id,
         )
 
@@ -421,7 +429,7 @@ class AuditStore:
         journal = self._open_journal(run_id, create=False)
         state = RunState()
         try:
-            for event in JournalReader(journal.directory, run_id):
+            for event in self.journal(run_id).read():
                 state.apply(event)
             state.skip_generated_ids(journal.last_seq)
             if state.completed:
@@ -429,7 +437,12 @@ class AuditStore:
         except BaseException:
             journal.close()
             raise
-        recorder = RunRecorder(self, run_id, journal, state)
+        return self._recorder(run_id, journal, state)
+
+    def _recorder(self, run_id: str, journal: JournalWriter, state: RunState) -> RunRecorder:
+        recorder = RunRecorder(
+            run_id, journal, state, payloads=self.payloads, on_close=self._recorders.remove
+        )
         self._recorders.append(recorder)
         return recorder
 
@@ -448,14 +461,13 @@ class AuditStore:
         journal = self._open_journal(run_id, create=False)
         try:
             state = RunState()
-            for old in JournalReader(journal.directory, run_id):
+            for old in self.journal(run_id).read():
                 state.apply(old)
                 if old == msgspec.structs.replace(event, seq=old.seq, ts=old.ts):
                     return False
             if not state.completed:
                 raise LifecycleError(f"run {run_id!r} has not completed; nothing to seal")
-            with journal.lock:
-                journal.append(msgspec.structs.replace(event, run_id=run_id, seq=journal.next_seq))
+            journal.append(msgspec.structs.replace(event, run_id=run_id, seq=journal.next_seq))
             journal.flush(fsync=self.durability != "none")
             return True
         finally:
@@ -500,29 +512,21 @@ class AuditStore:
         """Every complete event of the run, in seq order, chain-verified while read."""
         return iter(self.journal_reader(run_id))
 
-    def journal_reader(self, run_id: str) -> JournalReader:
-        """A reader of the run's journal (with ``journal_url``: of its local copy, brought
+    def journal_reader(self, run_id: str) -> JournalCursor:
+        """A cursor of the run's journal (with ``journal_url``: of its local copy, brought
         up to date first)."""
         self.sync_run(run_id)
-        directory = self.journal_dir(run_id)
-        if not directory.is_dir():
+        journal = self.journal(run_id)
+        if not journal.exists():
             raise RunNotFoundError(f"no run {run_id!r} in {self.root}")
-        return JournalReader(directory, run_id)
+        return journal.cursor()
 
-    def _open_journal(self, run_id: str, *, create: bool) -> Journal:
-        validate_id(run_id, "run id")
-        try:
-            directory = real_dir(self.root, "runs", run_id, "journal", create=create)
-        except FileNotFoundError:
-            raise RunNotFoundError(f"no run {run_id!r} in {self.root}") from None
-        return Journal(
-            directory,
-            run_id,
+    def _open_journal(self, run_id: str, *, create: bool) -> JournalWriter:
+        return self.journal(run_id).open_writer(
+            create=create,
             durability=self.durability,
             flush_interval=self.flush_interval,
-            segment_bytes=self.segment_bytes,
             before_flush=lambda fsync: self.payloads.flush(fsync=fsync),
-            create=create,
         )
 
     # -- lifetime ----------------------------------------------------------------------

@@ -50,7 +50,7 @@ import hashlib
 import os
 import re
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -58,8 +58,8 @@ from typing import TYPE_CHECKING, Any, Final
 import msgspec
 
 from ..errors import ExportError, JournalLockedError, RunNotCompletedError
-from ..fs.storage import atomic_write, fsync_dir, lock_file, storage_error
-from ..journal.files import JournalReader
+from ..fs.storage import atomic_write, fsync_dir, storage_error
+from ..journal.base import JournalCursor, RunJournal
 from ..model.canonical import canonical_json, format_float
 from ..model.events import CsvExported, CsvFile
 from ..model.records import RECORD_TYPES, RecordMaker
@@ -256,7 +256,7 @@ class CsvResult:
 
 def journal_size(store: AuditStore, run_id: str) -> int:
     """Bytes of the run's journal now: the total for :func:`export_csv`'s ``progress``."""
-    return sum(size for _, size in _segment_sizes(store.journal_dir(run_id)))
+    return store.journal(run_id).size_bytes()
 
 
 def export_csv(
@@ -285,7 +285,7 @@ def export_csv(
         dir_lock = _lock_out_dir(out)
         _remove_stale_temps(out)
         temps.open()
-        maker = _project(reader, run_id, temps, store.journal_dir(run_id), progress)
+        maker = _project(reader, run_id, temps, store.journal(run_id), progress)
         if maker.completed is None:
             raise RunNotCompletedError(
                 f"run {run_id!r} has not completed; only a completed run can be exported"
@@ -322,15 +322,15 @@ def export_csv(
 
 
 def _project(
-    reader: JournalReader,
+    reader: JournalCursor,
     run_id: str,
     temps: _TempFiles,
-    journal_dir: Path,
+    journal: RunJournal,
     progress: Progress | None,
 ) -> RecordMaker:
     """Every record of the run (refs only) as a CSV row, in journal order."""
     maker = RecordMaker(run_id, None)
-    meter = _JournalMeter(journal_dir, progress)
+    meter = _JournalMeter(journal, progress)
     while batch := reader.poll(limit=_BATCH):
         for event in batch:
             for _, record in maker.records(event):
@@ -369,45 +369,31 @@ def _exported_event(
 def _journal_unlocked(store: AuditStore, run_id: str) -> Iterator[None]:
     """Fail with :class:`JournalLockedError` *before* files are put in place if a writer
     (a recorder not yet closed, another process) holds the journal we must append to."""
-    try:
-        fd = lock_file(store.journal_dir(run_id) / ".lock", f"journal of run {run_id!r}")
-    except JournalLockedError as exc:
-        raise JournalLockedError(
-            f"{exc}: a recorder (or another process) still holds it; close it and export again"
-        ) from None
-    try:
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(store.journal(run_id).lease())
+        except JournalLockedError as exc:
+            raise JournalLockedError(
+                f"{exc}: a recorder (or another process) still holds it; close it and export again"
+            ) from None
         yield
-    finally:
-        os.close(fd)
 
 
 class _JournalMeter:
     """Turns the reader's position into journal bytes consumed, for ``progress``."""
 
-    def __init__(self, journal_dir: Path, progress: Progress | None) -> None:
+    def __init__(self, journal: RunJournal, progress: Progress | None) -> None:
         self._progress = progress
-        self._sizes = _segment_sizes(journal_dir) if progress is not None else []
+        self._journal = journal
         self._done = 0
 
-    def update(self, reader: JournalReader) -> None:
+    def update(self, reader: JournalCursor) -> None:
         if self._progress is None:
             return
-        position = reader.position
-        done = position.offset + sum(
-            size for first, size in self._sizes if first < position.segment_first_seq
-        )
+        done = self._journal.bytes_before(reader.position)
         if done > self._done:
             self._progress(done - self._done)
             self._done = done
-
-
-def _segment_sizes(journal_dir: Path) -> list[tuple[int, int]]:
-    """(first seq, bytes) of each journal segment (``<first seq>.jsonl``)."""
-    sizes = []
-    for path in journal_dir.glob("*.jsonl"):
-        if path.stem.isdigit():
-            sizes.append((int(path.stem), path.lstat().st_size))  # links: not read
-    return sorted(sizes)
 
 
 # -- files ------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ Exactly-once: events are applied in batches (``executemany`` per table), one
 transaction per batch, and the run's checkpoint row is moved in the *same*
 transaction, first, guarded by the seq it expects (``UPDATE ... WHERE
 last_seq = :old``). A crash rolls back the rows and the checkpoint together;
-a restart positions the :class:`JournalReader` at the stored position. Two
+a restart positions the journal cursor at the stored position. Two
 projectors racing on one run cannot both apply a batch: the loser's guard
 matches no row, it rolls back and re-reads the checkpoint.
 
@@ -32,7 +32,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..errors import DatabaseError, RunNotFoundError
-from ..journal.files import JournalPosition, JournalReader
+from ..journal.base import JournalCursor, JournalPosition, RunJournal
+from ..journal.filebackend import as_run_journal
 from ..model.events import (
     ArtifactRecorded,
     BaseEvent,
@@ -314,19 +315,19 @@ class SqlProjector:
         self,
         *,
         database: SqlDatabase,
-        journal_dir: Path,
+        journal_dir: Path | RunJournal,
         run_id: str,
         batch_size: int = DEFAULT_BATCH,
     ) -> None:
         self.database = database
         self.run_id = run_id
         self.batch_size = batch_size
-        self._journal_dir = journal_dir
+        self._journal = as_run_journal(journal_dir, run_id)
         self.applied_seq = 0
         """The last seq the tables hold (as far as this projector knows)."""
         self.run_completed = False
         """True once ``run_completed`` is in the tables."""
-        self._reader: JournalReader | None = self._resync()
+        self._reader: JournalCursor | None = self._resync()
 
     def step(self, limit: int | None = None) -> int:
         """Apply what the journal has now (up to ``limit`` events) in one transaction.
@@ -404,7 +405,7 @@ class SqlProjector:
         if moved.rowcount != 1:
             raise _Conflict
 
-    def _resync(self) -> JournalReader:
+    def _resync(self) -> JournalCursor:
         """A reader positioned after what the tables hold (per the stored checkpoint)."""
         try:
             with self.database.engine.connect() as conn:
@@ -417,9 +418,9 @@ class SqlProjector:
         self.run_completed = status not in (None, "running")
         if checkpoint is None:
             self.applied_seq = 0
-            return JournalReader(self._journal_dir, self.run_id)
+            return self._journal.cursor()
         self.applied_seq = checkpoint.last_seq
-        return JournalReader(self._journal_dir, self.run_id, checkpoint.position)
+        return self._journal.cursor(checkpoint.position)
 
 
 class LiveSql(LiveThread):
@@ -460,17 +461,22 @@ class LiveSql(LiveThread):
 
 
 def replay_sql(
-    *, database: SqlDatabase, journal_dir: Path, run_id: str, batch_size: int = DEFAULT_BATCH
+    *,
+    database: SqlDatabase,
+    journal_dir: Path | RunJournal,
+    run_id: str,
+    batch_size: int = DEFAULT_BATCH,
 ) -> int:
     """Rebuild one run's tables from its journal (its old rows are deleted first).
 
     Returns the last seq applied. Readers may see the tables half-built while it runs.
     """
-    if not journal_dir.is_dir():
-        raise RunNotFoundError(f"no journal for run {run_id!r} at {journal_dir}")
+    journal = as_run_journal(journal_dir, run_id)
+    if not journal.exists():
+        raise RunNotFoundError(f"no journal for run {run_id!r} at {journal.location}")
     database.delete_run(run_id)
     projector = SqlProjector(
-        database=database, journal_dir=journal_dir, run_id=run_id, batch_size=batch_size
+        database=database, journal_dir=journal, run_id=run_id, batch_size=batch_size
     )
     try:
         return projector.run()

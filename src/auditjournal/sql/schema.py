@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from ..errors import DatabaseError, SchemaVersionError
-from ..journal.files import JournalPosition
+from ..journal.base import JournalPosition
 
 __all__ = [
     "SCHEMA_VERSION",

@@ -1,0 +1,182 @@
+"""The file backend's cursor: reads a run's journal segments in seq order, verifying the
+chain, and follows them as a writer appends.
+
+Thread-safety: one ``JournalReader`` is for one thread.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import BinaryIO, Final
+
+from ..errors import CorruptJournalError
+from ..fs.safeio import open_regular
+from ..model.events import Event
+from .base import JournalCursor, JournalPosition, genesis_chain
+from .lines import read_entry
+from .segments import journal_segments, last_entry, segment_name
+
+__all__ = ["JournalReader"]
+
+_READ_CHUNK: Final = 1 << 20
+
+
+class JournalReader(JournalCursor):
+    """Reads a run's journal in seq order, verifying the chain, and follows it as it grows.
+
+    ``poll()`` returns what was appended since the last call; an entry that is
+    still being written (no newline yet) is left for the next poll.
+    """
+
+    def __init__(
+        self, directory: Path, run_id: str, position: JournalPosition | None = None
+    ) -> None:
+        self.directory = directory
+        self.run_id = run_id
+        if position is None:
+            position = JournalPosition(1, 1, 0, genesis_chain(run_id))
+        self._seq = position.next_seq
+        self._segment = position.segment_first_seq
+        self._offset = position.offset
+        self._chain = position.chain
+        self._fh: BinaryIO | None = None
+        self._buf = b""
+        self._scratch = bytearray()  # for re-encoding each event (journalline.read_entry)
+
+    @property
+    def position(self) -> JournalPosition:
+        return JournalPosition(self._seq, self._segment, self._offset, self._chain)
+
+    @classmethod
+    def at_seq(cls, directory: Path, run_id: str, seq: int) -> JournalReader:
+        """A reader whose next entry is ``seq`` (verifies the chain from the segment start)."""
+        start = 1
+        previous: Path | None = None  # the segment before ``start``: its last entry's chain
+        current: Path | None = None
+        for first, path in journal_segments(directory):
+            if first > seq:
+                break
+            start, previous, current = first, current, path
+        if start == 1 or previous is None:
+            reader = cls(directory, run_id)
+        else:
+            prev_seq, chain = last_entry(previous, run_id)
+            if prev_seq != start - 1:
+                raise CorruptJournalError(
+                    f"{directory / segment_name(start)}: segment starts at seq {start} "
+                    f"but the previous segment ends at seq {prev_seq}"
+                )
+            reader = cls(directory, run_id, JournalPosition(start, start, 0, chain))
+        while reader._seq < seq:
+            if not reader.poll(limit=seq - reader._seq):
+                break
+        return reader
+
+    def poll(self, limit: int | None = None, chains: list[bytes] | None = None) -> list[Event]:
+        """Entries appended since the last poll (at most ``limit``), in seq order.
+
+        With ``chains`` given, each returned entry's chain value is appended to it.
+        """
+        events: list[Event] = []
+        while True:
+            if self._fh is None and not self._open_segment():
+                return events
+            self._consume(events, limit, chains)
+            if limit is not None and len(events) >= limit:
+                return events
+            assert self._fh is not None
+            chunk = self._fh.read(_READ_CHUNK)
+            if chunk:
+                self._buf = self._buf + chunk if self._buf else chunk
+                continue
+            if self._seq == self._segment or not os.path.lexists(self._next_segment_path()):
+                if not self._later_segment_has_data():
+                    return events  # at the live end (a partial line is still being written)
+                chunk = self._fh.read(_READ_CHUNK)  # a writer fills a segment before the next
+                if chunk:
+                    self._buf = self._buf + chunk if self._buf else chunk
+                    continue
+                raise CorruptJournalError(
+                    f"{self._segment_path()}: entries from seq {self._seq} are missing "
+                    "(a later segment holds entries)"
+                )
+            if self._buf:
+                raise CorruptJournalError(
+                    f"{self._segment_path()}: closed segment ends with an incomplete entry"
+                )
+            self.close()
+            self._segment, self._offset = self._seq, 0
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        self._buf = b""
+
+    def _segment_path(self) -> Path:
+        return self.directory / segment_name(self._segment)
+
+    def _next_segment_path(self) -> Path:
+        return self.directory / segment_name(self._seq)
+
+    def _later_segment_has_data(self) -> bool:
+        """True if a segment after the next expected entry holds bytes: entries are missing."""
+        for first, path in journal_segments(self.directory):
+            if first > self._seq:
+                try:
+                    if path.lstat().st_size:
+                        return True
+                except FileNotFoundError:
+                    continue
+        return False
+
+    def _open_segment(self) -> bool:
+        try:
+            fd = open_regular(self._segment_path(), "journal segment")
+            self._fh = open(fd, "rb")  # noqa: SIM115 - kept across polls
+        except FileNotFoundError:
+            if self._segment != 1 or self._offset != 0:
+                raise CorruptJournalError(f"{self._segment_path()}: segment is missing") from None
+            if not journal_segments(self.directory):
+                return False  # the journal has not been created yet
+            # a starting writer may have created the first segment between our open and the
+            # listing: look once more before calling it missing
+            try:
+                self._fh = open(self._segment_path(), "rb")  # noqa: SIM115 - kept across polls
+            except FileNotFoundError:
+                raise CorruptJournalError(f"{self._segment_path()}: segment is missing") from None
+        self._fh.seek(self._offset)
+        self._buf = b""
+        return True
+
+    def _consume(self, out: list[Event], limit: int | None, chains: list[bytes] | None) -> None:
+        data = self._buf
+        view = memoryview(data)
+        find = data.find
+        offset = 0
+        chain, seq, run_id = self._chain, self._seq, self.run_id
+        scratch = self._scratch
+        room = -1 if limit is None else limit - len(out)  # entries still wanted (-1: all)
+        try:
+            while room and (newline := find(b"\n", offset)) >= 0:
+                line = view[offset : newline + 1]
+                try:
+                    event, chain = read_entry(line, chain, scratch)
+                    if event.seq != seq or event.run_id != run_id:
+                        raise ValueError(f"seq {event.seq} of run {event.run_id!r} out of place")
+                except ValueError as exc:
+                    where = f"{self._segment_path()}: bad entry at offset {self._offset + offset}"
+                    raise CorruptJournalError(f"{where}: {exc}") from None
+                out.append(event)
+                if chains is not None:
+                    chains.append(chain)
+                seq += 1
+                offset = newline + 1
+                room -= 1
+        finally:
+            self._chain, self._seq = chain, seq
+            view.release()
+        if offset:
+            self._offset += offset
+            self._buf = data[offset:]
