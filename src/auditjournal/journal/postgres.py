@@ -398,6 +398,11 @@ class PgJournal(JournalWriter):
         with self.db.engine.begin() as conn:
             if self.durability == "none":
                 conn.execute(sa.text("SET LOCAL synchronous_commit = off"))
+            driver = conn.connection.driver_connection
+            assert driver is not None
+            raw = driver.cursor()  # psycopg: arrays sent binary
+            if taken:  # before the head-row lock: other writers wait only for the events
+                raw.execute(_INSERT_PAYLOADS, (list(taken), list(taken.values())))
             head = conn.execute(
                 sa.select(runs.c.seq, runs.c.chain, runs.c.completed)
                 .where(runs.c.run_id == run_id)
@@ -421,11 +426,6 @@ class PgJournal(JournalWriter):
                     self._inflight = []
                     self._durable_ticket = max(self._durable_ticket, batch[-1].ticket)
                 return
-            driver = conn.connection.driver_connection
-            assert driver is not None
-            raw = driver.cursor()  # psycopg: arrays sent binary
-            if taken:
-                raw.execute(_INSERT_PAYLOADS, (list(taken), list(taken.values())))
             if not batch:
                 return
             seq, chain = head.seq, bytes(head.chain)
