@@ -58,6 +58,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="writer process counts for --journal-url (comma list, default 1,2,4)",
     )
     p.add_argument(
+        "--writer-durability",
+        default="batch",
+        choices=["batch", "none"],
+        help="durability of the PostgreSQL writers (default batch)",
+    )
+    p.add_argument(
         "--writer-rows",
         type=int,
         default=DEFAULT_WRITER_ROWS,
@@ -82,10 +88,17 @@ def _drop(base: str, name: str) -> None:
 
 
 def _writer(
-    url: str, root: str, run_id: str, rows: int, seed: int, barrier: Any, results: Any
+    url: str,
+    root: str,
+    run_id: str,
+    rows: int,
+    seed: int,
+    barrier: Any,
+    results: Any,
+    durability: str = "batch",
 ) -> None:
     plans = workload.prepare(rows, seed)
-    store = AuditStore.open(root, journal_url=url, durability="batch")
+    store = AuditStore.open(root, journal_url=url, durability=durability)  # type: ignore[arg-type]
     run = store.join_run(run_id)
     barrier.wait()
     events = workload.drive(run, plans)
@@ -95,7 +108,9 @@ def _writer(
     results.put((events, done))
 
 
-def pg_sample(url: str, writers: int, rows: int, seed: int, workdir: Path) -> float:
+def pg_sample(
+    url: str, writers: int, rows: int, seed: int, workdir: Path, durability: str = "batch"
+) -> float:
     """Aggregate events/s of ``writers`` processes recording one run (see the docstring)."""
     db_url, name = _database(url)
     root = Path(tempfile.mkdtemp(prefix="pg-writers-", dir=workdir))
@@ -109,7 +124,16 @@ def pg_sample(url: str, writers: int, rows: int, seed: int, workdir: Path) -> fl
             procs = [
                 ctx.Process(
                     target=_writer,
-                    args=(db_url, str(root / f"w{i}"), "bench", rows, seed + i, barrier, results),
+                    args=(
+                        db_url,
+                        str(root / f"w{i}"),
+                        "bench",
+                        rows,
+                        seed + i,
+                        barrier,
+                        results,
+                        durability,
+                    ),
                 )
                 for i in range(writers)
             ]
@@ -142,11 +166,14 @@ def run_pg_bench(args: argparse.Namespace, record_file: Any, workdir: Path) -> i
         file_rate = record_file(plans)
         samples["file"].append(file_rate)
         for w in counts:
-            rate = pg_sample(args.journal_url, w, rows, args.seed, workdir)
+            rate = pg_sample(args.journal_url, w, rows, args.seed, workdir, args.writer_durability)
             samples[f"pg{w}"].append(rate)
             ratios[w].append(rate / file_rate)
             log(f"  {w} writer(s): {rate:,.0f} events/s (file {file_rate:,.0f})", sys.stderr)
-    print(f"reference workload, {rows:,} rows per writer, batch, {args.repeats} rounds")
+    print(
+        f"reference workload, {rows:,} rows per writer, PostgreSQL writers "
+        f"{args.writer_durability}, {args.repeats} rounds"
+    )
     print(f"{'journal':<28} {'events/s median':>16} {'spread (min..max)':>24} {'vs file':>9}")
     line = _line("file journal, 1 writer", samples["file"])
     print(f"{line} {'1.00x':>9}")

@@ -46,6 +46,7 @@ import sqlalchemy as sa
 from ..errors import (
     AuditJournalError,
     CanonicalizationError,
+    CorruptJournalError,
     JournalClosedError,
     JournalUnavailableError,
     PayloadTooLargeError,
@@ -53,10 +54,10 @@ from ..errors import (
 )
 from ..fs.storage import Durability, Flusher
 from ..model.canonical import MAX_VALUE_DEPTH, canonical_json
-from ..model.events import BaseEvent, Event, RunCompleted, encode_event
+from ..model.events import BaseEvent, Event, RunCompleted, decode_event, encode_event
 from .base import JournalHead, JournalWriter, genesis_chain
 from .files import DEFAULT_FLUSH_INTERVAL
-from .lines import decode_line, seal
+from .lines import seal
 from .pgschema import (
     CONNECTION_ERRORS,
     NOTIFY_CHANNEL,
@@ -288,13 +289,22 @@ class PgJournal(JournalWriter):
         """Caller holds :attr:`lock`. Rows of other writers are applied through the hook;
         own events they now conflict with are rejected (dropped, error kept per ticket)."""
         foreign: list[Event] = []
+        last = b""
         for seq, writer, line in rows:
             if seq <= self._seen:
                 continue
             self._seen = seq
-            self._chain = bytes.fromhex(line[-67:-3].decode("ascii"))
+            last = line
             if writer != self._writer_text:
-                foreign.append(decode_line(line))
+                # for the lifecycle state only: readers verify the chain (PgCursor)
+                try:
+                    foreign.append(decode_event(line))
+                except Exception as exc:
+                    raise CorruptJournalError(
+                        f"{self.db.url} run {self.run_id!r}: bad entry at seq {seq}: {exc}"
+                    ) from None
+        if last:
+            self._chain = bytes.fromhex(last[-67:-3].decode("ascii"))
         if not foreign:
             return False
         pending = [*self._inflight, *self._buffer]
@@ -401,24 +411,19 @@ class PgJournal(JournalWriter):
             driver = conn.connection.driver_connection
             assert driver is not None
             raw = driver.cursor()  # psycopg: arrays sent binary
-            if taken:  # before the head-row lock: other writers wait only for the events
+            # before the head-row lock (other writers wait only for the events): the
+            # payloads, and what other writers committed so far
+            if taken:
                 raw.execute(_INSERT_PAYLOADS, (list(taken), list(taken.values())))
+            self._catch_up(conn)
             head = conn.execute(
                 sa.select(runs.c.seq, runs.c.chain, runs.c.completed)
                 .where(runs.c.run_id == run_id)
                 .with_for_update()
             ).one()
+            if head.seq > self._seen:  # committed since: the last few
+                self._catch_up(conn)
             with self.lock:
-                if head.seq > self._seen:
-                    rows = [
-                        (r.seq, r.writer_id, bytes(r.line))
-                        for r in conn.execute(
-                            sa.select(events.c.seq, events.c.writer_id, events.c.line)
-                            .where(events.c.run_id == run_id, events.c.seq > self._seen)
-                            .order_by(events.c.seq)
-                        )
-                    ]
-                    self._absorb_rows(rows)
                 batch = list(self._inflight)
             if unknown is not None and batch and self._in_batches(conn, unknown):
                 with self.lock:  # the lost COMMIT did commit: it holds the batch already
@@ -455,6 +460,20 @@ class PgJournal(JournalWriter):
             self._inflight = []
             self._durable_ticket = max(self._durable_ticket, batch[-1].ticket)
             self.next_seq = max(self.next_seq, seq + 1 + len(self._buffer))
+
+    def _catch_up(self, conn: sa.Connection) -> None:
+        """Apply what other writers committed after the last entry this writer knows."""
+        rows = [
+            (r.seq, r.writer_id, bytes(r.line))
+            for r in conn.execute(
+                sa.select(events.c.seq, events.c.writer_id, events.c.line)
+                .where(events.c.run_id == self.run_id, events.c.seq > self._seen)
+                .order_by(events.c.seq)
+            )
+        ]
+        if rows:
+            with self.lock:
+                self._absorb_rows(rows)
 
     @staticmethod
     def _in_batches(conn: sa.Connection, batch_id: str) -> bool:
