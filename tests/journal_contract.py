@@ -250,6 +250,35 @@ class JournalContract:
             writer.close()
         assert list(journal.read()) == events("run-1", 1, 8)
 
+    def test_appends_under_the_callers_lock(self, backend: JournalBackend) -> None:
+        """A writer given the caller's lock takes it only to take what is buffered: threads
+        appending under that lock while flushes run keep the chain and every entry."""
+        journal = backend.journal("run-1")
+        lock = threading.Lock()
+        writer = journal.open_writer(
+            create=True, durability="batch", flush_interval=0.001, lock=lock
+        )
+        done: list[int] = []
+
+        def appender() -> None:
+            for _ in range(40):
+                with lock:
+                    seq = writer.next_seq
+                    writer.append(event("run-1", seq))
+                done.append(seq)
+                writer.write_behind()
+
+        threads = [threading.Thread(target=appender) for _ in range(3)]
+        try:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        finally:
+            writer.close()
+        assert sorted(done) == list(range(1, 121))
+        assert list(journal.read()) == events("run-1", 1, 120)
+
     # -- durability ---------------------------------------------------------------------------
 
     @pytest.mark.parametrize("durability", ["always", "batch", "none"])

@@ -12,10 +12,8 @@ from pathlib import Path
 import pytest
 
 from auditjournal import AuditStore, ExportSettings
-from auditjournal.export import projector as export_module
 from auditjournal.projection import live as live_module
 from auditjournal.recording.recorder import RunRecorder
-from auditjournal.sql import projector as sqlproj_module
 
 HOUR = 3600.0
 PATIENCE = 60.0  # seconds a test waits before it calls a wake-up missing
@@ -52,8 +50,8 @@ def within(seconds: float, work: Callable[[], None]) -> None:
 
 @pytest.fixture
 def hour_polls(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(export_module, "_LIVE_POLL", HOUR)
-    monkeypatch.setattr(sqlproj_module.LiveSql.__init__, "__defaults__", (HOUR,))
+    monkeypatch.setattr(live_module, "_LIVE_POLL", HOUR)
+    monkeypatch.setattr(live_module.LiveSql.__init__, "__defaults__", (HOUR,))
     monkeypatch.setattr(live_module, "_THROTTLE_WAIT", 2 * PATIENCE)
 
 

@@ -36,6 +36,7 @@ from auditjournal.errors import JournalUnavailableError, SchemaVersionError
 from auditjournal.evidence.verify import verify_export
 from auditjournal.export.replay import replay_export
 from auditjournal.journal.files import JournalReader
+from auditjournal.journal.pgschema import PgDatabase, RunLease
 from auditjournal.model.events import RunCompleted
 
 pytestmark = pytest.mark.postgres
@@ -74,6 +75,7 @@ def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
         ticks[0] = itertools.count()
 
     monkeypatch.setattr("auditjournal.recording.recorder._now", now)
+    monkeypatch.setattr("auditjournal.recording.calls._now", now)  # the pipeline calls
     return reset
 
 
@@ -369,3 +371,14 @@ def test_a_journal_of_another_schema_version_is_refused(tmp_path: Path, pg_url: 
     engine.dispose()
     with pytest.raises(SchemaVersionError, match="version 99"):
         AuditStore.open(tmp_path / "b", journal_url=pg_url)
+
+
+def test_a_released_lease_is_free_at_once(pg_url: str) -> None:
+    """release() unlocks before it closes: a bare close leaves the advisory lock to the
+    server's session end, which a lease taken right after can still find held."""
+    db = PgDatabase(pg_url)
+    try:
+        for _ in range(200):
+            RunLease(db, "run-1", shared=False).release()
+    finally:
+        db.close()

@@ -46,7 +46,7 @@ from .errors import (
 from .evidence.extract import Selection, extract_bundle, read_bundle, verify_bundle
 from .evidence.reimport import TypedRow, load_rows
 from .evidence.verify import VerifyReport, verify_export
-from .export.projector import ExportPaths, ExportProjector, LiveExport, SealResult
+from .export.projector import ExportPaths, ExportProjector, SealResult
 from .export.replay import replay_export
 from .export.tail import ExportTail, TailFilter
 from .journal.files import Journal, JournalPosition, JournalReader, Recovery
@@ -55,6 +55,7 @@ from .model.events import Event
 from .model.settings import ExportSettings
 from .model.typed import decode_typed, schema_types
 from .payloads.store import PayloadStore
+from .projection.live import LiveExport, LiveSql
 from .projection.service import ProjectionService
 from .proofs.merkle import MerkleBuilder
 from .proofs.signing import check_signature, generate_keypair
@@ -62,7 +63,7 @@ from .recording.recorder import RunRecorder
 from .recording.store import AuditStore
 from .sql.csvexport import CsvResult, export_csv
 from .sql.lineage import explain_row, list_runs, show_run
-from .sql.projector import LiveSql, SqlProjector, replay_sql
+from .sql.projector import SqlProjector, replay_sql
 from .sql.schema import SqlDatabase
 
 __version__ = "0.1.0"

@@ -224,7 +224,7 @@ def replay(
         )
         out_dir.mkdir(parents=True, exist_ok=True)
         result = replay_export(
-            journal_dir=store.journal_dir(run_id),
+            journal_dir=store.journal(run_id),
             run_id=run_id,
             payloads=store.payloads,
             settings=settings,
@@ -245,7 +245,7 @@ def _replay_tables(store: AuditStore, run_id: str, db_url: str) -> None:
     url = store.database_url if db_url == "default" else db_url
     database = SqlDatabase(url)
     try:
-        last = replay_sql(database=database, journal_dir=store.journal_dir(run_id), run_id=run_id)
+        last = replay_sql(database=database, journal_dir=store.journal(run_id), run_id=run_id)
     finally:
         database.close()
     click.echo(f"rebuilt the SQL tables of run {run_id} in {database.url}: {last:,} events")

@@ -52,12 +52,12 @@ from ..fs.safeio import (
 )
 from ..journal.base import RunJournal
 from ..journal.filebackend import as_run_journal
-from ..model.events import ExportFailed, ExportSealed, RunStarted
 from ..model.records import RECORD_TYPES
 from ..model.settings import ExportSettings
 from ..payloads.store import PayloadStore
 from ..proofs.merkle import MerkleBuilder, range_subtrees
 from ..proofs.signing import check_signature
+from .journalcheck import scan_journal
 
 __all__ = ["FileCheck", "VerifyReport", "find_manifest", "load_manifest", "verify_export"]
 
@@ -65,15 +65,6 @@ _BLOCK: Final = 4 << 20
 _PARALLEL_BYTES: Final = 64 << 20  # smaller exports are verified in this process
 _HEX64: Final = re.compile(r"[0-9a-f]{64}")
 _KNOWN_TYPES: Final = frozenset(RECORD_TYPES)
-_REF_FIELDS: Final = (
-    "source_data_ref",
-    "input_data_ref",
-    "output_data_ref",
-    "reason_ref",
-    "request_ref",
-    "response_ref",
-    "sink_input_ref",
-)
 
 
 class ChunkEntry(msgspec.Struct, forbid_unknown_fields=True):
@@ -518,7 +509,7 @@ def _check_against_journal(
     name = f"journal of run {manifest.run_id}"
     payload_check = FileCheck(f"payloads of run {manifest.run_id}", True)
     try:
-        problem = _scan_journal(run_journal, payloads, raw, manifest_path, live_dir)
+        problem = scan_journal(run_journal, payloads, raw, manifest_path, live_dir)
     except AuditJournalError as exc:
         return [FileCheck(name, False, str(exc))]
     if problem[1]:
@@ -555,70 +546,3 @@ def _check_against_journal(
             payload_check,
         ]
     return [FileCheck(name, True), payload_check]
-
-
-def _scan_journal(
-    journal: RunJournal,
-    payloads: PayloadStore,
-    raw: bytes,
-    manifest_path: Path,
-    live_dir: Path | None,
-) -> tuple[str, str]:
-    """(journal problem, payload problem) after reading the whole journal.
-
-    Projecting stops at ``run_completed``; this reads on to the last byte, so an
-    edited or cut entry after it, or a torn last line, is found too. Every payload
-    the journal names must have an intact pack record.
-    """
-    reader = journal.cursor()
-    live_export = False  # run_started asked for a live export
-    failed = False
-    sealed: list[ExportSealed] = []
-    payload_problem = ""
-    try:
-        for event in reader:
-            if type(event) is RunStarted:
-                live_export = isinstance(event.settings.get("export"), dict)
-            elif type(event) is ExportSealed:
-                sealed.append(event)
-            elif type(event) is ExportFailed:
-                failed = True
-            for field_name in _REF_FIELDS:
-                ref = getattr(event, field_name, None)
-                if ref is not None and not payload_problem:
-                    try:
-                        payloads.check_stored(ref)
-                    except AuditJournalError as exc:
-                        payload_problem = str(exc)
-        position = reader.position
-    finally:
-        reader.close()
-    if not payload_problem:
-        payload_problem = payloads.check_indexes()
-    incomplete = journal.incomplete_tail(position)
-    if incomplete:
-        return incomplete, payload_problem
-    last = journal.where(position)
-    digest = hashlib.sha256(raw).hexdigest()
-    is_live = (
-        live_dir is not None and _same_file(live_dir / manifest_path.name, manifest_path)
-    ) or any(_same_file(Path(e.export_path), manifest_path) for e in sealed if e.export_path)
-    if is_live and (live_export or sealed):
-        if not sealed and not failed:
-            return (
-                f"{last}: no export_sealed entry for this run's live export (last entry removed?)",
-                payload_problem,
-            )
-        if sealed and all(e.manifest_sha256 != digest for e in sealed):
-            return (
-                f"{last}: the export_sealed entry has another manifest sha256 than this one",
-                payload_problem,
-            )
-    return "", payload_problem
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False

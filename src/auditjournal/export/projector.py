@@ -21,6 +21,7 @@ The projector never writes the journal itself: whoever drives it appends
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import os
@@ -31,15 +32,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from ..errors import AuditJournalError, ExportError
+from ..errors import AuditJournalError
 from ..fs.storage import atomic_write, lock_file
 from ..journal.base import JournalCursor, JournalPosition, RunJournal
 from ..journal.filebackend import as_run_journal
-from ..model.events import Event, RunCompleted
+from ..model.events import Event, ExportSealed, RunCompleted
 from ..model.records import RecordMaker, iso
 from ..model.settings import ExportSettings
 from ..payloads.store import PayloadStore
-from ..projection.live import LiveThread
 from ..proofs.signing import load_signer, sign_manifest
 from .checkpoint import CHECKPOINT_VERSION, encode_checkpoint, load_checkpoint
 from .chunks import ChunkWriter
@@ -49,7 +49,6 @@ __all__ = [
     "MANIFEST_FORMAT",
     "ExportPaths",
     "ExportProjector",
-    "LiveExport",
     "SealResult",
 ]
 
@@ -58,7 +57,6 @@ _CHECKPOINT_EVERY: Final = 1.0  # seconds
 _BATCH: Final = 4096
 LIVE_STEP_EVENTS: Final = 256  # per step when following a live journal: ~3 ms, then readable
 _LIVE_BATCH: Final = LIVE_STEP_EVENTS
-_LIVE_POLL: Final = 0.002  # seconds between looks at the journal of a live run, if not woken
 
 
 @dataclass(frozen=True)
@@ -101,6 +99,18 @@ class SealResult:
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+    def sealed_event(self, run_id: str, ts: dt.datetime) -> ExportSealed:
+        """The ``export_sealed`` event recording this seal (its seq is the journal's)."""
+        return ExportSealed(
+            run_id=run_id,
+            ts=ts,
+            manifest_sha256=self.manifest_sha256,
+            chunk_count=self.chunk_count,
+            record_count=self.record_count,
+            export_path=self.manifest_path,
+            merkle_root=self.merkle_root,
+        )
 
 
 class ExportProjector:
@@ -331,45 +341,6 @@ class ExportProjector:
             settings=self.settings.describe(),
             journal=self._journal,
         )
-
-
-class LiveExport(LiveThread):
-    """Runs a projector on a background thread while the run is recorded (in-process).
-
-    It looks at the journal every ``_LIVE_POLL`` seconds, and at once when woken
-    (:class:`~auditjournal.projection.live.LiveThread`).
-    """
-
-    def __init__(self, projector: ExportProjector) -> None:
-        super().__init__(f"auditjournal-export-{projector.run_id}", _LIVE_POLL)
-        self.projector = projector
-        self._thread.start()
-
-    def _step(self) -> bool:
-        return self.projector.step(_LIVE_BATCH) > 0
-
-    def _done(self) -> bool:
-        return self.projector.result is not None
-
-    def _close(self) -> None:
-        self.projector.close()
-
-    def wait(self) -> SealResult:
-        """Block until the export is sealed; raise :class:`ExportError` if it failed.
-        (The caller wrote ``run_completed`` to the journal: the projector looks at once.)"""
-        self._wake.set()
-        self._thread.join()
-        if self._error is not None:
-            raise ExportError(
-                f"export of run {self.projector.run_id!r} failed: {self._error}"
-            ) from self._error
-        if self.projector.result is None:
-            raise ExportError(f"export of run {self.projector.run_id!r} stopped before sealing")
-        return self.projector.result
-
-    def done_seq(self) -> int:
-        """The last journal seq the export has taken in."""
-        return self.projector.position.next_seq - 1
 
 
 def encode_manifest(manifest: dict[str, Any]) -> bytes:

@@ -29,6 +29,7 @@ methods); a :class:`JournalCursor` is for one thread; :class:`RunJournal` and
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
@@ -252,6 +253,7 @@ class RunJournal(ABC):
         durability: Durability = "batch",
         flush_interval: float = 0.010,
         before_flush: Callable[[bool], None] | None = None,
+        lock: threading.Lock | None = None,
     ) -> JournalWriter:
         """Take the writer lease and open the journal for appending, repairing what a
         crash left (reported in the writer's ``recovery``).
@@ -259,7 +261,11 @@ class RunJournal(ABC):
         ``create``: make the journal if it does not exist (else
         :class:`~auditjournal.errors.RunNotFoundError`). ``before_flush(fsync)`` is
         called before entries are written (the payloads they refer to go first).
-        Another writer holding the lease: :class:`~auditjournal.errors.JournalLockedError`.
+        ``lock``: the caller's own lock, which it holds around every append (it validates
+        and assigns seqs under it, as the recorder does); the writer then takes it only to
+        take what is buffered, and appends take no second lock. Without it, each append
+        locks by itself. Another writer holding the lease:
+        :class:`~auditjournal.errors.JournalLockedError`.
         """
 
     @abstractmethod

@@ -11,6 +11,7 @@ that changes; their methods may be called from any thread.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,11 +27,19 @@ from .base import (
     RunJournal,
     genesis_chain,
 )
-from .files import DEFAULT_FLUSH_INTERVAL, DEFAULT_SEGMENT_BYTES, Journal
+from .files import DEFAULT_FLUSH_INTERVAL, DEFAULT_SEGMENT_BYTES, MIN_SEGMENT_BYTES, Journal
 from .reader import JournalReader
 from .segments import HEX_TAIL, journal_segments, last_entry, segment_name
 
-__all__ = ["FileJournalBackend", "FileRunJournal", "as_run_journal", "position_exists"]
+__all__ = [
+    "DEFAULT_FLUSH_INTERVAL",
+    "DEFAULT_SEGMENT_BYTES",
+    "MIN_SEGMENT_BYTES",
+    "FileJournalBackend",
+    "FileRunJournal",
+    "as_run_journal",
+    "position_exists",
+]
 
 
 class FileRunJournal(RunJournal):
@@ -74,6 +83,7 @@ class FileRunJournal(RunJournal):
         durability: Durability = "batch",
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         before_flush: Callable[[bool], None] | None = None,
+        lock: threading.Lock | None = None,
     ) -> Journal:
         if self._base is not None:
             try:
@@ -90,6 +100,7 @@ class FileRunJournal(RunJournal):
             segment_bytes=self.segment_bytes,
             before_flush=before_flush,
             create=create,
+            lock=lock,
         )
 
     @contextmanager

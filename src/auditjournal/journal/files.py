@@ -85,6 +85,7 @@ class Journal(JournalWriter):
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         before_flush: Callable[[bool], None] | None = None,
         create: bool = True,
+        lock: threading.Lock | None = None,
     ) -> None:
         self.directory = directory
         self.run_id = run_id
@@ -93,8 +94,10 @@ class Journal(JournalWriter):
         self._before_flush = before_flush
         directory.mkdir(parents=True, exist_ok=True)
         self._lock_fd = lock_file(directory / ".lock", f"journal of run {run_id!r}")
-        self._lock = threading.Lock()
+        self._lock = threading.Lock() if lock is None else lock
         """Held while appending and while a flush takes what is buffered."""
+        self._caller_locks = lock is not None
+        """The caller holds ``_lock`` around each append (its own lock, given to us)."""
         self._io_lock = threading.Lock()
         self._retired: list[AppendFile] = []
         self._new_dirs = False
@@ -127,7 +130,8 @@ class Journal(JournalWriter):
         return self._chain.hex()
 
     def append(self, event: BaseEvent) -> None:
-        """Append ``event`` (its ``seq`` must be :attr:`next_seq`), one caller at a time.
+        """Append ``event`` (its ``seq`` must be :attr:`next_seq`), one caller at a time
+        (holding the ``lock`` it gave the writer, if it gave one).
 
         Under ``always`` the caller must then call :meth:`commit` with the seq,
         *after* releasing its own lock, so other threads can share the fsync.
@@ -136,21 +140,26 @@ class Journal(JournalWriter):
         is buffered and is refused -- before it takes a seq -- if that fails too:
         no append is accepted while the journal knows it cannot write.
         """
-        data = encode_event(event)
-        with self._lock:
-            if self._closed:
-                raise JournalClosedError(f"journal of run {self.run_id!r} is closed")
-            if event.seq != self.next_seq:
-                raise ValueError(f"event seq {event.seq} is not the next seq {self.next_seq}")
-            if self._write_error is not None:
-                self._retry_failed_write(event.seq)
-            line, chain = seal(data, self._chain)
-            file = self._file
-            if file.size >= self.segment_bytes:
-                file = self._roll()
-            file.append(line)
-            self._chain = chain  # only once appended: a failed roll must not advance the chain
-            self.next_seq += 1
+        if self._caller_locks:
+            self._append(event)
+        else:
+            with self._lock:
+                self._append(event)
+
+    def _append(self, event: BaseEvent) -> None:
+        if self._closed:
+            raise JournalClosedError(f"journal of run {self.run_id!r} is closed")
+        if event.seq != self.next_seq:
+            raise ValueError(f"event seq {event.seq} is not the next seq {self.next_seq}")
+        if self._write_error is not None:
+            self._retry_failed_write(event.seq)
+        line, chain = seal(encode_event(event), self._chain)
+        file = self._file
+        if file.size >= self.segment_bytes:
+            file = self._roll()
+        file.append(line)
+        self._chain = chain  # only once appended: a failed roll must not advance the chain
+        self.next_seq += 1
 
     @property
     def needs_flush(self) -> bool:

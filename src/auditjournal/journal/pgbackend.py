@@ -1,6 +1,12 @@
 """The PostgreSQL journal behind the journal seam (:mod:`.base`): backend, run journal,
 cursor. The writer is :class:`~.postgres.PgJournal`; the tables are in :mod:`.pgschema`.
 
+This is the PostgreSQL backend's public module, as :mod:`.filebackend` is the file
+backend's: code outside ``journal/`` imports the backend from here only. Beyond the seam
+it offers what several writers of one run need (the recorder's side: :class:`PgDatabase`,
+:class:`WriterId`, the shared :class:`PgJournal` and its :class:`PgPayloads` buffer) and
+the ``LISTEN`` side (:class:`Listener`) for readers that follow the journal.
+
 A position has no segments here: ``segment_first_seq == next_seq`` and ``offset == 0``.
 Every entry a cursor reads is verified against the chain before it (the line format of
 :mod:`.lines`), so a row edited in the database is :class:`CorruptJournalError`.
@@ -11,6 +17,7 @@ a :class:`PgCursor` by one thread.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Final
@@ -30,10 +37,19 @@ from .base import (
 )
 from .files import DEFAULT_FLUSH_INTERVAL
 from .lines import read_entry
-from .pgschema import PgDatabase, RunLease, WriterId, events
+from .pgschema import Listener, PgDatabase, RunLease, WriterId, events
 from .postgres import PgJournal, PgPayloads
 
-__all__ = ["PgBackend", "PgCursor", "PgRunJournal"]
+__all__ = [
+    "Listener",
+    "PgBackend",
+    "PgCursor",
+    "PgDatabase",
+    "PgJournal",
+    "PgPayloads",
+    "PgRunJournal",
+    "WriterId",
+]
 
 _READ_BATCH: Final = 4096
 _NO_PAYLOAD_LIMIT: Final = 1 << 62  # a contract writer stores no payloads of its own
@@ -112,6 +128,7 @@ class PgRunJournal(RunJournal):
         durability: Durability = "batch",
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         before_flush: Callable[[bool], None] | None = None,
+        lock: threading.Lock | None = None,
     ) -> PgJournal:
         """The run's one writer (exclusive lease); the recorder's writers share the lease
         instead (``AuditStore.start_run`` / ``join_run``)."""
@@ -127,6 +144,7 @@ class PgRunJournal(RunJournal):
             flush_interval=flush_interval,
             shared=False,
             before_flush=before_flush,
+            lock=lock,
         )
 
     @contextmanager

@@ -335,7 +335,11 @@ class RunLease:
             )
 
     def release(self) -> None:
+        """Unlock, then close: the server ends a closed session's locks only when it gets
+        to it, so a lease taken right after a bare close could still find it held."""
         conn, self._conn = self._conn, None
         if conn is not None:
+            with contextlib.suppress(Exception):  # a lost connection: the server unlocks
+                conn.execute("SELECT pg_advisory_unlock_all()")
             with contextlib.suppress(Exception):
                 conn.close()

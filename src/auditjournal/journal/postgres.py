@@ -25,7 +25,7 @@ transaction: after a commit whose outcome is unknown (the connection died in
 absent, so nothing is recorded twice (an id per batch, not per event: one index
 entry per flush instead of one per event).
 
-Thread-safety: ``PgJournal`` as the file journal (``lock`` held by the recorder
+Thread-safety: ``PgJournal`` as the file journal (the recorder gives it its ``lock`` and holds it
 while it validates and appends; flushes serialize on their own lock).
 ``PgDatabase`` may be shared by threads (SQLAlchemy's pool).
 """
@@ -176,6 +176,7 @@ class PgJournal(JournalWriter):
         reconnect_seconds: float = RECONNECT_SECONDS,
         shared: bool = True,
         before_flush: Callable[[bool], None] | None = None,
+        lock: threading.Lock | None = None,
     ) -> None:
         self.db = db
         self.run_id = run_id
@@ -184,7 +185,10 @@ class PgJournal(JournalWriter):
         self.durability: Durability = durability
         self.payload_buffer = payload_buffer
         self.reconnect_seconds = reconnect_seconds
-        self.lock = threading.Lock()
+        self.lock = threading.Lock() if lock is None else lock
+        """Held while appending and while a flush takes what is buffered or applies other
+        writers' events (``lock``: the caller's, held by it around each append)."""
+        self._caller_locks = lock is not None
         self._io_lock = threading.Lock()
         self.absorb: Absorb | None = None
         self._before_flush = before_flush
@@ -238,12 +242,20 @@ class PgJournal(JournalWriter):
         return self._write_error is not None
 
     def append(self, event: BaseEvent) -> None:
-        """Buffer ``event`` (its seq is :attr:`next_seq`); the caller holds :attr:`lock`.
+        """Buffer ``event`` (its seq is :attr:`next_seq`), holding the ``lock`` the caller
+        gave the writer (if it gave none, the writer takes its own).
 
         Refused (nothing appended) while the server is unreachable, or -- outside
         ``always`` -- when an earlier event of this writer was rejected at its flush
         (a conflict with another writer): that error is raised here, once.
         """
+        if self._caller_locks:
+            self._append(event)
+        else:
+            with self.lock:
+                self._append(event)
+
+    def _append(self, event: BaseEvent) -> None:
         if self._closed:
             raise JournalClosedError(f"journal of run {self.run_id!r} is closed")
         if event.seq != self.next_seq:

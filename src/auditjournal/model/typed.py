@@ -43,20 +43,20 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
-import datetime as _dt
 import decimal
 import keyword
-import math
 import re
 import typing
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
-from ..errors import ReconstructionError, UnsupportedSchemaError
+from ..errors import ReconstructionError
+from .schemaleaves import constrained, numeric_type, string_type
+from .schemaleaves import pointer as _pointer
+from .schemaleaves import schema_error as _error
 
 __all__ = ["camel_name", "decode_typed", "schema_types"]
 
@@ -78,14 +78,6 @@ _TYPE_KEYWORDS: Final = {
 _COMBINATORS: Final = _words("type enum const $ref anyOf oneOf allOf nullable discriminator")
 _KNOWN: Final = _ANNOTATIONS | _COMBINATORS | frozenset().union(*_TYPE_KEYWORDS.values())
 _JSON_TYPES: Final = ("null", "boolean", "integer", "number", "string", "array", "object")
-_FORMATS: Final[dict[str, Any]] = {
-    "date-time": _dt.datetime,
-    "date": _dt.date,
-    "time": _dt.time,
-    "duration": _dt.timedelta,
-    "uuid": uuid.UUID,
-    "decimal": decimal.Decimal,
-}
 _NONE: Final = type(None)
 _BAD_NAME: Final = re.compile(r'["\\\x00-\x1f]')
 
@@ -112,14 +104,6 @@ def decode_typed(value: Any, type_: Any) -> Any:
 
 
 # -- schema -> type ---------------------------------------------------------------------
-
-
-def _error(path: str, message: str) -> UnsupportedSchemaError:
-    return UnsupportedSchemaError(f"{message} (schema at {path})")
-
-
-def _pointer(path: str, *parts: str | int) -> str:
-    return path + "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
 
 
 class _Default:
@@ -317,11 +301,11 @@ class _Compiler:
         if name == "object":
             return self._object(schema, path, hint)
         if name == "string":
-            return _string(schema, path)
+            return string_type(schema, path)
         if name == "number" and schema.get("format") == "decimal":
             return decimal.Decimal
         if name in ("integer", "number"):
-            return _numeric(int if name == "integer" else float, schema, path)
+            return numeric_type(int if name == "integer" else float, schema, path)
         return bool if name == "boolean" else _NONE
 
     def _array(self, schema: dict[str, Any], path: str, hint: str) -> Any:
@@ -333,7 +317,7 @@ class _Compiler:
         low, high = schema.get("minItems", 0), schema.get("maxItems")
         if prefix is None:
             item = self.compile(rest, _pointer(path, rest_key), hint + "Item")
-            return _constrained(list[item], path, min_length=low or None, max_length=high)  # type: ignore[valid-type]
+            return constrained(list[item], path, min_length=low or None, max_length=high)  # type: ignore[valid-type]
         where = _pointer(path, "prefixItems" if rest_key == "items" else "items")
         if not isinstance(prefix, list):
             raise _error(where, "must be a list of schemas")
@@ -354,7 +338,7 @@ class _Compiler:
                 raise _error(_pointer(path, "required"), "required names need 'properties'")
             value = self.compile(extra, _pointer(path, "additionalProperties"), hint + "Value")
             low, high = schema.get("minProperties"), schema.get("maxProperties")
-            return _constrained(dict[str, value], path, min_length=low, max_length=high)  # type: ignore[valid-type]
+            return constrained(dict[str, value], path, min_length=low, max_length=high)  # type: ignore[valid-type]
         props = {} if props is None else props
         if not isinstance(props, dict):
             raise _error(_pointer(path, "properties"), "properties must be an object")
@@ -473,46 +457,6 @@ _JSON_TYPE: Final[dict[type, str]] = {
     list: "array",
     dict: "object",
 }
-
-
-def _string(schema: dict[str, Any], path: str) -> Any:
-    encoding, fmt = schema.get("contentEncoding"), schema.get("format")
-    if encoding not in (None, "base64"):
-        raise _error(_pointer(path, "contentEncoding"), f"contentEncoding {encoding!r}")
-    base = bytes if encoding else _FORMATS.get(fmt, str) if isinstance(fmt, str) else str
-    low, high, pattern = (schema.get(k) for k in ("minLength", "maxLength", "pattern"))
-    if base is not str and (low, high, pattern) != (None, None, None):
-        raise _error(path, f"length or pattern limits on a {base.__name__} have no typed form")
-    return _constrained(base, path, min_length=low, max_length=high, pattern=pattern)
-
-
-def _numeric(base: type, schema: dict[str, Any], path: str) -> Any:
-    low, high = schema.get("minimum"), schema.get("maximum")
-    x_low, x_high = schema.get("exclusiveMinimum"), schema.get("exclusiveMaximum")
-    if type(x_low) is bool:  # draft 4: a flag that makes minimum exclusive
-        low, x_low = (None, low) if x_low else (low, None)
-    if type(x_high) is bool:
-        high, x_high = (None, high) if x_high else (high, None)
-    limits: dict[str, Any] = {"multiple_of": schema.get("multipleOf")}
-    for key, value in (("ge", low), ("le", high), ("gt", x_low), ("lt", x_high)):
-        if value is not None and (type(value) not in (int, float) or not math.isfinite(value)):
-            raise _error(path, f"bound {value!r} is not a finite number")
-        if base is int and type(value) is float:  # the same set of integers, as an int bound
-            value = math.ceil(value) if key in ("ge", "lt") else math.floor(value)
-        limits[key] = value
-    if base is int and limits["multiple_of"] is not None and type(limits["multiple_of"]) is not int:
-        raise _error(_pointer(path, "multipleOf"), "an integer's multipleOf must be an integer")
-    return _constrained(base, path, **limits)
-
-
-def _constrained(base: Any, path: str, **limits: Any) -> Any:
-    limits = {k: v for k, v in limits.items() if v is not None}
-    if not limits:
-        return base
-    try:
-        return Annotated[base, msgspec.Meta(**limits)]
-    except (TypeError, ValueError, re.error) as exc:
-        raise _error(path, f"invalid constraint: {exc}") from None
 
 
 def _stand_in(t: Any) -> Any:

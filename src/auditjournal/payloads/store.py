@@ -29,10 +29,8 @@ import contextlib
 import fcntl
 import hashlib
 import os
-import struct
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -56,29 +54,24 @@ from ..fs.storage import (
 )
 from ..model.canonical import MAX_VALUE_DEPTH, canonical_json
 from .packindex import CompactIndex
+from .packs import (
+    ENTRY,
+    HEADER,
+    HEADER_SIZE,
+    MAGIC,
+    PackRecovery,
+    pack_header,
+    pack_lengths,
+    pack_records,
+    repair_pack,
+)
 
 __all__ = ["DEFAULT_MAX_PAYLOAD_BYTES", "PackRecovery", "PayloadStore"]
 
-MAGIC: Final = b"AJP1"
-_HEADER: Final = struct.Struct("<4s32sQ")
-_ENTRY: Final = struct.Struct("<32sQQ")
-_LENGTHS: Final = struct.Struct("<QQ")
-_HEADER_SIZE: Final = _HEADER.size
-_pack_header = _HEADER.pack
-_pack_lengths = _LENGTHS.pack
 _sha256 = hashlib.sha256
 DEFAULT_PACK_BYTES: Final = 256 << 20
 _READ_AHEAD: Final = 1 << 20
 DEFAULT_MAX_PAYLOAD_BYTES: Final = 64 << 20
-
-
-@dataclass(frozen=True)
-class PackRecovery:
-    """What opening a pack for writing repaired after a crash."""
-
-    pack: str
-    bytes_dropped: int
-    entries_reindexed: int
 
 
 class _Writer:
@@ -156,11 +149,11 @@ class PayloadStore:
         with self._lock:
             if digest not in index and (not self._table.count or self._loaded(digest) is None):
                 writer = self._writer
-                needed = _HEADER_SIZE + size
+                needed = HEADER_SIZE + size
                 if writer is None or writer.dat.size + needed > self.pack_bytes:
                     writer = self._roll(needed)
-                start = writer.dat.append_record(_pack_header(MAGIC, digest, size), data)
-                writer.idx.append(digest + _pack_lengths(start, size))
+                start = writer.dat.append_record(pack_header(MAGIC, digest, size), data)
+                writer.idx.append(digest + pack_lengths(start, size))
                 index[digest] = (writer.number, start, size)
                 if self._recent is not None:
                     self._remember(digest, data)
@@ -273,12 +266,12 @@ class PayloadStore:
         length) as well as its data. For ``verify``; ``get`` only checks the data."""
         digest = ref_digest(ref)
         number, offset, size = self._locate(digest, ref)
-        start = offset - _HEADER.size
-        raw = self._read(number, start, _HEADER.size + size) if start >= 0 else b""
+        start = offset - HEADER.size
+        raw = self._read(number, start, HEADER.size + size) if start >= 0 else b""
         if (
-            len(raw) != _HEADER.size + size
-            or _HEADER.unpack_from(raw) != (MAGIC, digest, size)
-            or hashlib.sha256(memoryview(raw)[_HEADER.size :]).digest() != digest
+            len(raw) != HEADER.size + size
+            or HEADER.unpack_from(raw) != (MAGIC, digest, size)
+            or hashlib.sha256(memoryview(raw)[HEADER.size :]).digest() != digest
         ):
             raise PayloadIntegrityError(
                 f"pack-{number:06d}.dat: the record of payload {ref} at offset {max(start, 0)} "
@@ -303,16 +296,16 @@ class PayloadStore:
             except StorageError as exc:  # a link or special file, unreadable
                 return str(exc)
             name = f"pack-{number:06d}.idx"
-            if len(raw) % _ENTRY.size:
+            if len(raw) % ENTRY.size:
                 return f"{name}: {len(raw)} bytes is not a whole number of entries"
-            expected = _HEADER_SIZE
-            for i, (digest, offset, size) in enumerate(_ENTRY.iter_unpack(raw)):
+            expected = HEADER_SIZE
+            for i, (digest, offset, size) in enumerate(ENTRY.iter_unpack(raw)):
                 if offset != expected or offset + size > dat_size:
                     return f"{name}: entry {i} points at offset {offset}, expected {expected}"
-                head = self._read_some(number, offset - _HEADER_SIZE, _HEADER_SIZE)
-                if head != _pack_header(MAGIC, digest, size):
+                head = self._read_some(number, offset - HEADER_SIZE, HEADER_SIZE)
+                if head != pack_header(MAGIC, digest, size):
                     return f"{name}: entry {i} does not match the record header in its pack"
-                expected = offset + size + _HEADER_SIZE
+                expected = offset + size + HEADER_SIZE
         return ""
 
     def get_json(self, ref: str) -> Any:
@@ -335,8 +328,8 @@ class PayloadStore:
                 raw = read_file(self._idx_path(number))
             except FileNotFoundError:
                 continue
-            whole = len(raw) - len(raw) % _ENTRY.size  # a torn last entry is not a ref
-            for digest, _offset, _size in _ENTRY.iter_unpack(raw[:whole]):
+            whole = len(raw) - len(raw) % ENTRY.size  # a torn last entry is not a ref
+            for digest, _offset, _size in ENTRY.iter_unpack(raw[:whole]):
                 if digest not in seen:
                     seen.add(digest)
                     yield digest.hex()
@@ -359,8 +352,8 @@ class PayloadStore:
     def _loaded(self, digest: bytes) -> tuple[int, int, int] | None:
         """A location from the compact table, confirmed by the record header's digest."""
         for number, offset, size in self._table.candidates(digest):
-            if offset >= _HEADER_SIZE:
-                head = self._read_some(number, offset - _HEADER_SIZE, _HEADER_SIZE)
+            if offset >= HEADER_SIZE:
+                head = self._read_some(number, offset - HEADER_SIZE, HEADER_SIZE)
                 if head[4:36] == digest:
                     return number, offset, size
         return None
@@ -383,12 +376,12 @@ class PayloadStore:
         self, location: tuple[int, int, int], digest: bytes, ref: str
     ) -> bytes | None:
         number, offset, size = location
-        if offset < _HEADER_SIZE:
+        if offset < HEADER_SIZE:
             return None
-        buf, at = self._read_ahead(number, offset - _HEADER_SIZE, _HEADER_SIZE + size)
+        buf, at = self._read_ahead(number, offset - HEADER_SIZE, HEADER_SIZE + size)
         if buf[at + 4 : at + 36] != digest:  # the record header's digest
             return None
-        data = buf[at + _HEADER_SIZE : at + _HEADER_SIZE + size]
+        data = buf[at + HEADER_SIZE : at + HEADER_SIZE + size]
         if len(data) != size or _sha256(data).digest() != digest:
             raise PayloadIntegrityError(
                 f"payload {ref} in pack-{number:06d}.dat at offset {offset} does not match its hash"
@@ -475,8 +468,8 @@ class PayloadStore:
         for number in numbers:
             if number not in own:
                 with contextlib.suppress(FileNotFoundError):
-                    total += file_size(self._idx_path(number)) // _ENTRY.size
-                total -= self._idx_read.get(number, 0) // _ENTRY.size
+                    total += file_size(self._idx_path(number)) // ENTRY.size
+                total -= self._idx_read.get(number, 0) // ENTRY.size
         return max(total, 0)
 
     def _load_index(self, number: int) -> None:
@@ -491,15 +484,15 @@ class PayloadStore:
             return
         except OSError as exc:
             raise storage_error(exc, f"cannot read pack-{number:06d}.idx") from None
-        usable = len(raw) - len(raw) % _ENTRY.size
+        usable = len(raw) - len(raw) % ENTRY.size
         index = self._index
         add = self._table.add
-        for digest, offset, size in _ENTRY.iter_unpack(memoryview(raw)[:usable]):
+        for digest, offset, size in ENTRY.iter_unpack(memoryview(raw)[:usable]):
             if offset + size > dat_size:
                 break  # its data is not flushed yet: look again later
             if not add(digest, number, offset, size):
                 index.setdefault(digest, (number, offset, size))
-            done += _ENTRY.size
+            done += ENTRY.size
         self._idx_read[number] = done
 
     def _roll(self, needed: int) -> _Writer:
@@ -554,50 +547,9 @@ class PayloadStore:
 
     def _recover(self, number: int, dat: AppendFile, idx: AppendFile) -> None:
         """Make pack and index agree after a crash; index the pack's unindexed tail."""
-        dat_size = os.fstat(dat.fd).st_size
-        raw = read_file(self._idx_path(number))
-        entries = []
-        for digest, offset, size in _ENTRY.iter_unpack(
-            memoryview(raw)[: len(raw) - len(raw) % _ENTRY.size]
-        ):
-            if offset + size > dat_size:
-                break
-            entries.append((digest, offset, size))
-        position = entries[-1][1] + entries[-1][2] if entries else 0
-        reindexed = 0
-        with open(open_file(dat.path, os.O_RDONLY), "rb") as fh:
-            fh.seek(position)
-            tail = fh.read()
-        view = memoryview(tail)
-        cursor = 0
-        while cursor + _HEADER.size <= len(view):
-            magic, digest, size = _HEADER.unpack_from(view, cursor)
-            start = cursor + _HEADER.size
-            if magic != MAGIC or start + size > len(view):
-                break
-            if hashlib.sha256(view[start : start + size]).digest() != digest:
-                break
-            entries.append((digest, position + start, size))
-            reindexed += 1
-            cursor = start + size
-        good_dat = position + cursor
-        dropped = dat_size - good_dat
-        try:
-            if dropped:
-                os.ftruncate(dat.fd, good_dat)
-            # Keep the index's good entries and append the re-indexed ones: rewriting it from
-            # empty would hide every payload of the pack from readers if we crash meanwhile.
-            kept = len(entries) - reindexed
-            os.ftruncate(idx.fd, kept * _ENTRY.size)
-            idx.append(b"".join(d + _LENGTHS.pack(o, s) for d, o, s in entries[kept:]))
-            idx.write_out()
-            dat.size = dat.written = good_dat
-            os.fsync(idx.fd)
-        except OSError as exc:
-            raise storage_error(exc, f"cannot repair {dat.path}") from exc
-        idx.size = idx.written = len(entries) * _ENTRY.size
-        if dropped or reindexed or len(raw) != idx.size:
-            self.recoveries.append(PackRecovery(dat.path.name, dropped, reindexed))
+        entries, recovery = repair_pack(dat, idx, read_file(self._idx_path(number)))
+        if recovery is not None:
+            self.recoveries.append(recovery)
         for digest, offset, size in entries:
             if not self._table.add(digest, number, offset, size):
                 self._index.setdefault(digest, (number, offset, size))
@@ -610,19 +562,4 @@ class PayloadStore:
         """
         self.flush(fsync=False)
         for number in self._pack_numbers():
-            data = read_file(self._dat_path(number))
-            view = memoryview(data)
-            cursor = 0
-            name = f"pack-{number:06d}.dat"
-            while cursor < len(view):
-                if cursor + _HEADER.size > len(view):
-                    yield name, cursor, len(view) - cursor, b"", False
-                    break
-                magic, digest, size = _HEADER.unpack_from(view, cursor)
-                start = cursor + _HEADER.size
-                if magic != MAGIC or start + size > len(view):
-                    yield name, cursor, len(view) - cursor, digest, False
-                    break
-                intact = hashlib.sha256(view[start : start + size]).digest() == digest
-                yield name, start, size, digest, intact
-                cursor = start + size
+            yield from pack_records(f"pack-{number:06d}.dat", read_file(self._dat_path(number)))

@@ -23,20 +23,21 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from ..errors import DatabaseError, DiskFullError, ExportError, JournalLockedError, StorageError
-from ..model.events import BaseEvent, ExportFailed, ExportSealed
+from ..export.projector import LIVE_STEP_EVENTS, ExportProjector, SealResult
+from ..model.events import BaseEvent, ExportFailed
+from ..sql.projector import SqlProjector
 
 if TYPE_CHECKING:
-    from ..export.projector import LiveExport, SealResult
     from ..journal.base import JournalWriter
-    from ..sql.projector import LiveSql
 
-__all__ = ["MAX_BEHIND", "THROTTLE_EVERY", "LiveProjectors", "LiveThread"]
+__all__ = ["MAX_BEHIND", "THROTTLE_EVERY", "LiveExport", "LiveProjectors", "LiveSql", "LiveThread"]
 
 _log = logging.getLogger(__name__)  # under the "auditjournal" logger
 
 THROTTLE_EVERY: Final = 64  # events between checks of the in-process projectors' backlog
 MAX_BEHIND: Final = 200  # events a live projector may trail the journal by (~10 ms of work)
 _THROTTLE_WAIT: Final = 0.25  # seconds a recorder yields at most per check
+_LIVE_POLL: Final = 0.002  # seconds between looks at the journal of a live run, if not woken
 
 
 class LiveThread:
@@ -99,6 +100,82 @@ class LiveThread:
         self._stop.set()
         self._wake.set()
         self._thread.join()
+
+
+class LiveExport(LiveThread):
+    """Runs a projector on a background thread while the run is recorded (in-process).
+
+    It looks at the journal every ``_LIVE_POLL`` seconds, and at once when woken
+    (:class:`LiveThread`).
+    """
+
+    def __init__(self, projector: ExportProjector) -> None:
+        super().__init__(f"auditjournal-export-{projector.run_id}", _LIVE_POLL)
+        self.projector = projector
+        self._thread.start()
+
+    def _step(self) -> bool:
+        return self.projector.step(LIVE_STEP_EVENTS) > 0
+
+    def _done(self) -> bool:
+        return self.projector.result is not None
+
+    def _close(self) -> None:
+        self.projector.close()
+
+    def wait(self) -> SealResult:
+        """Block until the export is sealed; raise :class:`ExportError` if it failed.
+        (The caller wrote ``run_completed`` to the journal: the projector looks at once.)"""
+        self._wake.set()
+        self._thread.join()
+        if self._error is not None:
+            raise ExportError(
+                f"export of run {self.projector.run_id!r} failed: {self._error}"
+            ) from self._error
+        if self.projector.result is None:
+            raise ExportError(f"export of run {self.projector.run_id!r} stopped before sealing")
+        return self.projector.result
+
+    def done_seq(self) -> int:
+        """The last journal seq the export has taken in."""
+        return self.projector.position.next_seq - 1
+
+
+class LiveSql(LiveThread):
+    """Runs a :class:`SqlProjector` on a background thread while the run is recorded."""
+
+    def __init__(self, projector: SqlProjector, *, poll_interval: float = 0.005) -> None:
+        super().__init__(f"auditjournal-sql-{projector.run_id}", poll_interval)
+        self.projector = projector
+        self._target: int | None = None
+        self._thread.start()
+
+    def _step(self) -> bool:
+        return bool(self.projector.step())
+
+    def _done(self) -> bool:
+        target = self._target
+        return target is not None and self.projector.applied_seq >= target
+
+    def _close(self) -> None:
+        self.projector.close()
+
+    def finish(self, seq: int) -> int:
+        """Block until the tables hold everything up to ``seq``, then stop the thread."""
+        self._target = seq
+        self._wake.set()
+        self._thread.join()
+        run_id = self.projector.run_id
+        if self._error is not None:
+            raise DatabaseError(
+                f"SQL projection of run {run_id!r} failed (the journal is complete; rebuild "
+                f"the tables with `auditjournal project` or `replay --db`): {self._error}"
+            ) from self._error
+        return self.projector.applied_seq
+
+    def done_seq(self) -> int:
+        """The last journal seq the tables hold."""
+        return self.projector.applied_seq
 
 
 class LiveProjectors:
@@ -195,17 +272,7 @@ class LiveProjectors:
         result = self._sealed
         if not self._seal_recorded:
             try:
-                append_export_event(
-                    ExportSealed(
-                        run_id=run_id,
-                        ts=now,
-                        manifest_sha256=result.manifest_sha256,
-                        chunk_count=result.chunk_count,
-                        record_count=result.record_count,
-                        export_path=result.manifest_path,
-                        merkle_root=result.merkle_root,
-                    )
-                )
+                append_export_event(result.sealed_event(run_id, now))
             except StorageError as exc:
                 self._seal_recorded = exc.recorded_event is not None  # recorded, not written
                 raise

@@ -23,30 +23,51 @@ problem may have been passing, e.g. a directory deleted while it was written).
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from ..errors import AuditJournalError, JournalLockedError, RunNotFoundError
 from ..export.projector import LIVE_STEP_EVENTS, ExportProjector, SealResult
-from ..fs.safeio import real_dir
-from ..journal.pgschema import Listener
+from ..journal.base import JournalCursor, RunJournal
+from ..journal.pgbackend import Listener, PgDatabase, PgRunJournal
 from ..model.events import ExportSealed, RunStarted
 from ..model.settings import ExportSettings
-from ..recording.pgmirror import PgMirror
-from ..recording.store import AuditStore
+from ..payloads.store import PayloadStore
 from ..sql.projector import SqlProjector
 from ..sql.schema import SqlDatabase
+from .pgmirror import PgMirror
 
 __all__ = ["ProjectionService", "recorded_export_settings"]
 
 _log = logging.getLogger(__name__)  # under the "auditjournal" logger
 
 
-def recorded_export_settings(store: AuditStore, run_id: str) -> ExportSettings:
+class ProjectionSource(Protocol):
+    """The parts of a store the service uses (:class:`~auditjournal.AuditStore` has them)."""
+
+    root: Path
+    payloads: PayloadStore
+    pg: PgDatabase | None
+    """The PostgreSQL journal, if the runs' journals are there (``journal(run_id)`` is
+    then the local copy the projectors read, kept current by a :class:`PgMirror`)."""
+
+    def run_ids(self) -> list[str]: ...
+    def journal(self, run_id: str) -> RunJournal: ...
+    def journal_reader(self, run_id: str) -> JournalCursor: ...
+    def sql_database(self) -> SqlDatabase: ...
+    def sql_projector(self, run_id: str, database: SqlDatabase | None = None) -> SqlProjector: ...
+    def export_projector(self, run_id: str, export: ExportSettings) -> ExportProjector: ...
+    def append_export_event(self, run_id: str, event: ExportSealed) -> bool: ...
+    def now(self) -> dt.datetime: ...
+
+
+def recorded_export_settings(store: ProjectionSource, run_id: str) -> ExportSettings:
     """The export settings the run was started with (defaults if it had no live export)."""
     reader = store.journal_reader(run_id)
     try:
@@ -92,7 +113,7 @@ class _Job:
 class ProjectionService:
     """Projects the exports of all (or some) runs of a store."""
 
-    store: AuditStore
+    store: ProjectionSource
     run_ids: list[str] | None = None
     settings: ExportSettings | None = None
     on_sealed: Callable[[str, SealResult], None] | None = None
@@ -115,8 +136,8 @@ class ProjectionService:
         if self.run_ids is not None:
             for run_id in self.run_ids:  # a run named on purpose must exist
                 if self.store.pg is not None:
-                    self.store.pg.head(run_id)
-                elif not self.store.journal_dir(run_id).is_dir():
+                    self.store.pg.head(run_id)  # RunNotFoundError
+                elif not self.store.journal(run_id).exists():
                     raise RunNotFoundError(f"no run {run_id!r} in {self.store.root}")
         wake = threading.Event()
         observer = self._watch(wake) if follow else None
@@ -203,10 +224,7 @@ class ProjectionService:
         if job.mirror is None:
             try:
                 job.mirror = PgMirror(
-                    store.pg,
-                    job.run_id,
-                    real_dir(store.root, "runs", job.run_id, "journal"),
-                    store.payloads,
+                    PgRunJournal(store.pg, job.run_id), store.journal(job.run_id), store.payloads
                 )
             except JournalLockedError:
                 return False
@@ -275,16 +293,7 @@ class ProjectionService:
         result = projector.result
         try:
             recorded = self.store.append_export_event(
-                job.run_id,
-                ExportSealed(
-                    run_id=job.run_id,
-                    ts=self.store.now(),
-                    manifest_sha256=result.manifest_sha256,
-                    chunk_count=result.chunk_count,
-                    record_count=result.record_count,
-                    export_path=result.manifest_path,
-                    merkle_root=result.merkle_root,
-                ),
+                job.run_id, result.sealed_event(job.run_id, self.store.now())
             )
         except JournalLockedError:
             return None

@@ -26,33 +26,34 @@ import msgspec
 from ..errors import (
     InvalidEventError,
     InvalidSettingsError,
-    JournalLockedError,
     LifecycleError,
     RunAlreadyCompletedError,
     RunExistsError,
     RunNotFoundError,
     StorageError,
 )
-from ..export.projector import ExportProjector, LiveExport
+from ..export.projector import ExportProjector
 from ..fs.safeio import inside, real_dir
 from ..fs.storage import DURABILITY_MODES, Durability, validate_id
 from ..journal.base import JournalBackend, JournalCursor, JournalWriter, RunJournal
-from ..journal.filebackend import FileJournalBackend
-from ..journal.files import DEFAULT_FLUSH_INTERVAL, DEFAULT_SEGMENT_BYTES, MIN_SEGMENT_BYTES
-from ..journal.lines import decode_line
-from ..journal.pgschema import PgDatabase, WriterId
-from ..journal.postgres import PgJournal, PgPayloads
+from ..journal.filebackend import (
+    DEFAULT_FLUSH_INTERVAL,
+    DEFAULT_SEGMENT_BYTES,
+    MIN_SEGMENT_BYTES,
+    FileJournalBackend,
+)
+from ..journal.pgbackend import PgDatabase
 from ..model.events import EXPORT_EVENT_TYPES, CsvExported, Event, ExportFailed, ExportSealed
 from ..model.settings import ExportSettings
 from ..payloads.store import DEFAULT_MAX_PAYLOAD_BYTES, PayloadStore
-from ..projection.live import LiveProjectors
-from ..sql.projector import LiveSql, SqlProjector
+from ..projection.live import LiveExport, LiveProjectors, LiveSql
+from ..projection.pgmirror import MirrorThread
+from ..sql.projector import SqlProjector
 from ..sql.schema import SqlDatabase
 from .arguments import canonical_value, json_object, json_object_bytes
-from .pgmirror import MirrorThread, PgMirror
+from .pgruns import SharedRuns
 from .recorder import RunRecorder
 from .runstate import RunState
-from .shared import SharedRunState
 
 __all__ = ["AuditStore"]
 
@@ -91,16 +92,24 @@ class AuditStore:
         self.journals: JournalBackend = FileJournalBackend(root, segment_bytes=segment_bytes)
         """Where the projectors read the runs' journals: the file backend (with
         ``journal_url``: the local copies of the PostgreSQL journals, see ``pgmirror``)."""
-        self.max_payload_bytes = max_payload_bytes
         self.journal_url = journal_url
-        self.pg: PgDatabase | None = None
-        """The PostgreSQL journal (``journal_url``), or None: the run journals are files."""
+        self.shared: SharedRuns | None = None
+        """The PostgreSQL journals (``journal_url``), or None: the run journals are files."""
         if journal_url is not None:
             try:
-                self.pg = PgDatabase(journal_url)
+                self.shared = SharedRuns(
+                    journal_url,
+                    local=self.journals,
+                    payloads=self.payloads,
+                    durability=durability,
+                    flush_interval=flush_interval,
+                    max_payload_bytes=max_payload_bytes,
+                )
             except BaseException:
                 self.payloads.close()
                 raise
+        self.pg: PgDatabase | None = None if self.shared is None else self.shared.db
+        """The PostgreSQL journal's database, or None."""
         self._recorders: list[RunRecorder] = []
         self._sql: SqlDatabase | None = None
         self._sql_lock = threading.Lock()
@@ -157,8 +166,8 @@ class AuditStore:
 
     def run_ids(self) -> list[str]:
         """Every run with a journal, oldest directory name first."""
-        if self.pg is not None:
-            return self.pg.run_ids()
+        if self.shared is not None:
+            return self.shared.run_ids()
         return self.journals.run_ids()
 
     def export_prefix(self, run_id: str, settings: ExportSettings) -> Path:
@@ -205,18 +214,19 @@ class AuditStore:
             raise RunExistsError(f"run {run_id!r} already has a journal in {run_journal.location}")
         if sql:
             self._check_new_sql_run(run_id)  # a bad database fails before the run exists
-        if self.pg is not None:
+        if self.shared is not None:
             return self._start_shared_run(run_id, config_bytes, resolved, export, sql)
         # the live export takes its lock before the run is visible on disk, so that
         # `auditjournal project` (which skips exports in use) never takes it over
         projector = None if export is None else self.export_projector(run_id, export, live=True)
+        lock = threading.Lock()  # the recorder's, held around each append
         try:
-            journal = self._open_journal(run_id, create=True)
+            journal = self._open_journal(run_id, create=True, lock=lock)
         except BaseException:
             if projector is not None:
                 projector.close()
             raise
-        recorder = self._recorder(run_id, journal, RunState())
+        recorder = self._recorder(run_id, journal, RunState(), lock)
         try:
             recorder._emit_run_started(config_bytes, resolved)
             # the run exists on disk from here on, whatever the durability mode
@@ -250,10 +260,9 @@ class AuditStore:
     ) -> RunRecorder:
         """start_run with the journal in PostgreSQL: this process is the coordinator; the
         live projectors follow the local copy of the journal (``pgmirror``)."""
-        assert self.pg is not None
-        writer = WriterId.new()
-        self.pg.create_run(run_id, writer)
-        recorder = self._shared_recorder(run_id, writer, joined=False)
+        assert self.shared is not None
+        recorder = self.shared.create(run_id, self._recorders.remove)
+        self._recorders.append(recorder)
         try:
             recorder._emit_run_started(config_bytes, resolved)
             recorder._journal.flush(fsync=True)
@@ -271,13 +280,11 @@ class AuditStore:
         self, recorder: RunRecorder, export: ExportSettings | None, sql: bool
     ) -> None:
         """Start the local copy of the run's journal and the live projectors on it."""
-        assert self.pg is not None
+        assert self.shared is not None
         run_id = recorder.run_id
         projector = None if export is None else self.export_projector(run_id, export, live=True)
         try:
-            mirror = PgMirror(
-                self.pg, run_id, real_dir(self.root, "runs", run_id, "journal"), self.payloads
-            )
+            mirror = self.shared.mirror(run_id)
         except BaseException:
             if projector is not None:
                 projector.close()
@@ -294,42 +301,6 @@ class AuditStore:
             live.sql = LiveSql(self.sql_projector(run_id))
             live.restart_sql = lambda: LiveSql(self.sql_projector(run_id))
 
-    def _shared_recorder(self, run_id: str, writer: WriterId, *, joined: bool) -> RunRecorder:
-        assert self.pg is not None
-        journal = PgJournal(
-            self.pg,
-            run_id,
-            writer,
-            PgPayloads(self.max_payload_bytes),
-            durability=self.durability,
-            flush_interval=self.flush_interval,
-        )
-        state = SharedRunState(run_id, journal.refresh, writer.nonce if joined else None)
-        journal.absorb = state.absorb
-        try:
-            with journal.lock:
-                journal.refresh()  # everything committed so far (nothing for a new run)
-            if joined or state.started:
-                state.skip_generated_ids(0)
-            if state.completed:
-                raise RunAlreadyCompletedError(f"run {run_id!r} has already completed")
-        except BaseException:
-            journal.abandon()
-            raise
-        if joined:
-            journal.watch_completion()
-        recorder = RunRecorder(
-            run_id,
-            journal,
-            state,
-            payloads=journal.payload_buffer,
-            on_close=self._recorders.remove,
-            joined=joined,
-            lock=journal.lock,
-        )
-        self._recorders.append(recorder)
-        return recorder
-
     def join_run(self, run_id: str) -> RunRecorder:
         """A recorder for a run that another process (the coordinator) started, on this or
         another host, through the same ``journal_url``. Its events join the run's one
@@ -339,36 +310,21 @@ class AuditStore:
         Raises :class:`RunNotFoundError` for a run the journal does not have and
         :class:`RunAlreadyCompletedError` for one that has completed.
         """
-        if self.pg is None:
+        if self.shared is None:
             raise InvalidSettingsError(
                 "join_run needs a store opened with journal_url=... (the PostgreSQL journal); "
                 "a file journal has exactly one writer"
             )
-        validate_id(run_id, "run id")
-        head = self.pg.head(run_id)
-        if head.completed:
-            raise RunAlreadyCompletedError(f"run {run_id!r} has already completed")
-        return self._shared_recorder(run_id, WriterId.new(), joined=True)
+        recorder = self.shared.open(run_id, self._recorders.remove, joined=True)
+        self._recorders.append(recorder)
+        return recorder
 
     def sync_run(self, run_id: str) -> int:
         """Bring the local copy of a PostgreSQL run journal (and its payloads) up to date,
         for the commands that read ``<root>/runs/<run_id>/journal``; returns the entries
         copied. A store without ``journal_url`` has nothing to copy (0); nor has one whose
         copy of that run another mirror (a live run, ``project``) is keeping current."""
-        if self.pg is None:
-            return 0
-        validate_id(run_id, "run id")
-        self.pg.head(run_id)  # RunNotFoundError before anything is made locally
-        try:
-            mirror = PgMirror(
-                self.pg, run_id, real_dir(self.root, "runs", run_id, "journal"), self.payloads
-            )
-        except JournalLockedError:
-            return 0
-        try:
-            return mirror.sync_all()
-        finally:
-            mirror.close()
+        return 0 if self.shared is None else self.shared.sync(run_id)
 
     def export_projector(
         self, run_id: str, export: ExportSettings, *, prefix: Path | None = None, live: bool = False
@@ -421,12 +377,12 @@ class AuditStore:
         The repair (bytes dropped, if any) is in ``recorder.recovery``. With the journal in
         PostgreSQL this process becomes the run's coordinator again (it may complete it).
         """
-        if self.pg is not None:
-            validate_id(run_id, "run id")
-            if self.pg.head(run_id).completed:
-                raise RunAlreadyCompletedError(f"run {run_id!r} has already completed")
-            return self._shared_recorder(run_id, WriterId.new(), joined=False)
-        journal = self._open_journal(run_id, create=False)
+        if self.shared is not None:
+            recorder = self.shared.open(run_id, self._recorders.remove, joined=False)
+            self._recorders.append(recorder)
+            return recorder
+        lock = threading.Lock()  # the recorder's, held around each append
+        journal = self._open_journal(run_id, create=False, lock=lock)
         state = RunState()
         try:
             for event in self.journal(run_id).read():
@@ -437,11 +393,18 @@ class AuditStore:
         except BaseException:
             journal.close()
             raise
-        return self._recorder(run_id, journal, state)
+        return self._recorder(run_id, journal, state, lock)
 
-    def _recorder(self, run_id: str, journal: JournalWriter, state: RunState) -> RunRecorder:
+    def _recorder(
+        self, run_id: str, journal: JournalWriter, state: RunState, lock: threading.Lock
+    ) -> RunRecorder:
         recorder = RunRecorder(
-            run_id, journal, state, payloads=self.payloads, on_close=self._recorders.remove
+            run_id,
+            journal,
+            state,
+            lock=lock,
+            payloads=self.payloads,
+            on_close=self._recorders.remove,
         )
         self._recorders.append(recorder)
         return recorder
@@ -456,8 +419,8 @@ class AuditStore:
         """
         if type(event) not in EXPORT_EVENT_TYPES:
             raise InvalidEventError(f"{type(event).__name__} is not an export event")
-        if self.pg is not None:
-            return self._append_shared_export_event(run_id, event)
+        if self.shared is not None:
+            return self.shared.append_export_event(run_id, event)
         journal = self._open_journal(run_id, create=False)
         try:
             state = RunState()
@@ -469,36 +432,6 @@ class AuditStore:
                 raise LifecycleError(f"run {run_id!r} has not completed; nothing to seal")
             journal.append(msgspec.structs.replace(event, run_id=run_id, seq=journal.next_seq))
             journal.flush(fsync=self.durability != "none")
-            return True
-        finally:
-            journal.close()
-
-    def _append_shared_export_event(
-        self, run_id: str, event: ExportSealed | ExportFailed | CsvExported
-    ) -> bool:
-        """append_export_event with the journal in PostgreSQL (as one more writer)."""
-        assert self.pg is not None
-        validate_id(run_id, "run id")
-        journal = PgJournal(
-            self.pg, run_id, WriterId.new(), PgPayloads(self.max_payload_bytes), durability="always"
-        )
-        try:
-            state = SharedRunState(run_id, journal.refresh, None)
-            journal.absorb = state.absorb
-            with journal.lock:
-                journal.refresh()
-            after = 0
-            while rows := self.pg.lines(run_id, after):
-                for seq, _writer, line in rows:
-                    old = decode_line(line)
-                    if old == msgspec.structs.replace(event, seq=old.seq, ts=old.ts):
-                        return False
-                    after = seq
-            if not state.completed:
-                raise LifecycleError(f"run {run_id!r} has not completed; nothing to seal")
-            with journal.lock:
-                journal.append(msgspec.structs.replace(event, run_id=run_id, seq=journal.next_seq))
-            journal.flush()
             return True
         finally:
             journal.close()
@@ -521,12 +454,15 @@ class AuditStore:
             raise RunNotFoundError(f"no run {run_id!r} in {self.root}")
         return journal.cursor()
 
-    def _open_journal(self, run_id: str, *, create: bool) -> JournalWriter:
+    def _open_journal(
+        self, run_id: str, *, create: bool, lock: threading.Lock | None = None
+    ) -> JournalWriter:
         return self.journal(run_id).open_writer(
             create=create,
             durability=self.durability,
             flush_interval=self.flush_interval,
             before_flush=lambda fsync: self.payloads.flush(fsync=fsync),
+            lock=lock,
         )
 
     # -- lifetime ----------------------------------------------------------------------
@@ -547,8 +483,8 @@ class AuditStore:
         if failed is not None:
             raise failed  # its payloads must be written before its entries: keep them
         self.payloads.close()
-        if self.pg is not None:
-            self.pg.close()
+        if self.shared is not None:
+            self.shared.close()
         with self._sql_lock:
             if self._sql is not None:
                 self._sql.close()

@@ -53,7 +53,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import msgspec
 
@@ -65,7 +65,21 @@ from ..model.events import CsvExported, CsvFile
 from ..model.records import RECORD_TYPES, RecordMaker
 
 if TYPE_CHECKING:
-    from ..recording.store import AuditStore
+    import datetime as dt
+
+    from ..fs.storage import Durability
+
+
+class CsvSource(Protocol):
+    """The parts of a store the CSV export uses (:class:`~auditjournal.AuditStore` has them)."""
+
+    durability: Durability
+
+    def journal(self, run_id: str) -> RunJournal: ...
+    def journal_reader(self, run_id: str) -> JournalCursor: ...
+    def append_export_event(self, run_id: str, event: CsvExported) -> bool: ...
+    def now(self) -> dt.datetime: ...
+
 
 __all__ = ["COLUMNS", "CSV_LISTING_NAME", "CsvResult", "export_csv", "journal_size"]
 
@@ -254,13 +268,13 @@ class CsvResult:
         }
 
 
-def journal_size(store: AuditStore, run_id: str) -> int:
+def journal_size(store: CsvSource, run_id: str) -> int:
     """Bytes of the run's journal now: the total for :func:`export_csv`'s ``progress``."""
     return store.journal(run_id).size_bytes()
 
 
 def export_csv(
-    store: AuditStore,
+    store: CsvSource,
     run_id: str,
     out_dir: Path | str,
     *,
@@ -354,7 +368,7 @@ def _listing(files: tuple[CsvFile, ...]) -> bytes:
 
 
 def _exported_event(
-    store: AuditStore, run_id: str, out: Path, files: tuple[CsvFile, ...]
+    store: CsvSource, run_id: str, out: Path, files: tuple[CsvFile, ...]
 ) -> CsvExported:
     return CsvExported(
         run_id=run_id,
@@ -366,7 +380,7 @@ def _exported_event(
 
 
 @contextmanager
-def _journal_unlocked(store: AuditStore, run_id: str) -> Iterator[None]:
+def _journal_unlocked(store: CsvSource, run_id: str) -> Iterator[None]:
     """Fail with :class:`JournalLockedError` *before* files are put in place if a writer
     (a recorder not yet closed, another process) holds the journal we must append to."""
     with ExitStack() as stack:

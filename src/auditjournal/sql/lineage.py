@@ -19,7 +19,7 @@ import json
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import msgspec
 import sqlalchemy as sa
@@ -29,9 +29,11 @@ from ..errors import AuditJournalError, DatabaseError, RowNotFoundError, RunNotF
 from ..export.chunks import chunk_name
 from ..export.projector import ExportPaths
 from ..fs.safeio import MAX_MANIFEST_BYTES, read_regular
+from ..journal.base import RunJournal
 from ..model.records import iso
 from ..model.settings import ExportSettings
-from ..recording.store import AuditStore
+from ..payloads.store import PayloadStore
+from .projector import SqlProjector
 from .schema import (
     SqlDatabase,
     artifacts,
@@ -82,8 +84,20 @@ _RUN_RECORD_COLUMNS: Final = (
 )
 
 
+class LineageSource(Protocol):
+    """The parts of a store the queries use (:class:`~auditjournal.AuditStore` has them)."""
+
+    payloads: PayloadStore
+
+    def sql_database(self) -> SqlDatabase: ...
+    def sql_projector(self, run_id: str, database: SqlDatabase | None = None) -> SqlProjector: ...
+    def journal(self, run_id: str) -> RunJournal: ...
+    def run_ids(self) -> list[str]: ...
+    def export_prefix(self, run_id: str, settings: ExportSettings) -> Path: ...
+
+
 def refresh_tables(
-    store: AuditStore,
+    store: LineageSource,
     run_ids: Iterable[str],
     database: SqlDatabase | None = None,
     *,
@@ -97,7 +111,7 @@ def refresh_tables(
     """
     database = database or store.sql_database()
     for run_id in run_ids:
-        if not store.journal_dir(run_id).is_dir():
+        if not store.journal(run_id).exists():
             continue  # known to the database only (a shared database): nothing to add
         try:
             projector = store.sql_projector(run_id, database)
@@ -116,7 +130,7 @@ def refresh_tables(
 
 
 def list_runs(
-    store: AuditStore, *, database: SqlDatabase | None = None, refresh: bool = True
+    store: LineageSource, *, database: SqlDatabase | None = None, refresh: bool = True
 ) -> list[dict[str, Any]]:
     """Every run in the store: status, start, duration, rows, events, export state.
 
@@ -160,7 +174,7 @@ def _status(run: Row[Any] | None, broken: bool) -> str:
 
 
 def _export_state_or_problem(
-    store: AuditStore, run_id: str, run: Row[Any] | None, problems: dict[str, str]
+    store: LineageSource, run_id: str, run: Row[Any] | None, problems: dict[str, str]
 ) -> dict[str, Any]:
     try:
         return export_state(store, run_id, run)
@@ -170,7 +184,7 @@ def _export_state_or_problem(
 
 
 def show_run(
-    store: AuditStore,
+    store: LineageSource,
     run_id: str,
     *,
     database: SqlDatabase | None = None,
@@ -203,7 +217,7 @@ def show_run(
     return result
 
 
-def export_state(store: AuditStore, run_id: str, run: Row[Any] | None) -> dict[str, Any]:
+def export_state(store: LineageSource, run_id: str, run: Row[Any] | None) -> dict[str, Any]:
     """The export as the journal recorded it (``export_sealed``) and as the files are."""
     default = ExportPaths(store.export_prefix(run_id, ExportSettings())).manifest
     recorded_path = None if run is None else run.export_path
@@ -247,7 +261,7 @@ def _has_chunks(manifest: Path) -> bool:
 
 
 def explain_row(
-    store: AuditStore,
+    store: LineageSource,
     run_id: str,
     row_id: str,
     *,

@@ -14,7 +14,8 @@ get the ``run_completed`` seq, as in the export. The projector holds no state
 besides its journal position, so it can stop and resume anywhere.
 
 Thread-safety: a :class:`SqlProjector` is driven by one thread;
-:class:`LiveSql` drives one on a background thread while a run is recorded.
+:class:`~auditjournal.projection.live.LiveSql` drives one on a background thread while a
+run is recorded.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ..errors import DatabaseError, RunNotFoundError
+from ..errors import RunNotFoundError
 from ..journal.base import JournalCursor, JournalPosition, RunJournal
 from ..journal.filebackend import as_run_journal
 from ..model.events import (
@@ -52,7 +53,6 @@ from ..model.events import (
     TokenCreated,
     TokenOutcomeRecorded,
 )
-from ..projection.live import LiveThread
 from .schema import (
     TABLES,
     SqlDatabase,
@@ -71,7 +71,7 @@ from .schema import (
     tokens,
 )
 
-__all__ = ["DEFAULT_BATCH", "LiveSql", "SqlProjector", "replay_sql", "table_rows"]
+__all__ = ["DEFAULT_BATCH", "SqlProjector", "replay_sql", "table_rows"]
 
 DEFAULT_BATCH: Final = 4096
 _UTC = _dt.UTC
@@ -421,43 +421,6 @@ class SqlProjector:
             return self._journal.cursor()
         self.applied_seq = checkpoint.last_seq
         return self._journal.cursor(checkpoint.position)
-
-
-class LiveSql(LiveThread):
-    """Runs a :class:`SqlProjector` on a background thread while the run is recorded."""
-
-    def __init__(self, projector: SqlProjector, *, poll_interval: float = 0.005) -> None:
-        super().__init__(f"auditjournal-sql-{projector.run_id}", poll_interval)
-        self.projector = projector
-        self._target: int | None = None
-        self._thread.start()
-
-    def _step(self) -> bool:
-        return bool(self.projector.step())
-
-    def _done(self) -> bool:
-        target = self._target
-        return target is not None and self.projector.applied_seq >= target
-
-    def _close(self) -> None:
-        self.projector.close()
-
-    def finish(self, seq: int) -> int:
-        """Block until the tables hold everything up to ``seq``, then stop the thread."""
-        self._target = seq
-        self._wake.set()
-        self._thread.join()
-        run_id = self.projector.run_id
-        if self._error is not None:
-            raise DatabaseError(
-                f"SQL projection of run {run_id!r} failed (the journal is complete; rebuild "
-                f"the tables with `auditjournal project` or `replay --db`): {self._error}"
-            ) from self._error
-        return self.projector.applied_seq
-
-    def done_seq(self) -> int:
-        """The last journal seq the tables hold."""
-        return self.projector.applied_seq
 
 
 def replay_sql(

@@ -21,14 +21,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Final
 
 from ..errors import CorruptJournalError, JournalUnavailableError, StorageError
-from ..journal.base import JournalPosition
-from ..journal.files import Journal
-from ..journal.pgbackend import PgRunJournal
-from ..journal.pgschema import Listener, PgDatabase
+from ..journal.base import JournalPosition, RunJournal
+from ..journal.pgbackend import Listener, PgRunJournal
 from ..model.events import BaseEvent, RunCompleted
 from ..payloads.store import PayloadStore
 
@@ -53,15 +50,15 @@ def payload_refs(event: BaseEvent) -> list[str]:
 class PgMirror:
     """Copies one run's journal from PostgreSQL into the store's local files."""
 
-    def __init__(
-        self, db: PgDatabase, run_id: str, journal_dir: Path, payloads: PayloadStore
-    ) -> None:
-        self.db = db
-        self.run_id = run_id
+    def __init__(self, source: PgRunJournal, local: RunJournal, payloads: PayloadStore) -> None:
+        """Copy ``source`` into ``local`` (the store's file journal of the same run; its
+        writer lease: :class:`JournalLockedError` while another mirror keeps it)."""
+        self.source = source
+        self.db = source.db
+        self.run_id = source.run_id
         self.payloads = payloads
-        self._journal = Journal(
-            journal_dir,
-            run_id,
+        self._journal = local.open_writer(
+            create=True,
             durability="none",
             before_flush=lambda fsync: payloads.flush(fsync=fsync),
         )
@@ -76,7 +73,7 @@ class PgMirror:
         journal = self._journal
         start = journal.last_seq + 1
         chain = bytes.fromhex(journal.head_chain)
-        cursor = PgRunJournal(self.db, self.run_id).cursor(JournalPosition(start, start, 0, chain))
+        cursor = self.source.cursor(JournalPosition(start, start, 0, chain))
         chains: list[bytes] = []
         decoded = cursor.poll(limit=limit, chains=chains)  # each entry verified
         if not decoded:

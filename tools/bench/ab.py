@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""A/B of two versions of the code on the reference workload, interleaved:
+``python tools/bench/ab.py --old-commit <sha> [--rounds 10] [--rows 3000]``.
+
+Each round runs one child process per version (order ABBA across rounds, so drift of a
+busy machine cancels), each recording ``--rows`` rows (``batch``, the recorder alone:
+``export=None, sql=False``; plans built untimed) and then replaying the run into a fresh
+export in one process (``workers=1``). A child's ``sys.path`` starts with its version's
+``src`` (the old one from ``git archive``). Prints, per figure and version, the median and
+spread (min..max) of wall-clock rates and of CPU-time rates (less disturbed by other load
+on a shared machine), and the median of the same-round ratios new/old.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+
+CHILD = """
+import json, shutil, sys, time
+sys.path[:0] = [{src!r}, {bench!r}]
+from pathlib import Path
+import auditjournal
+from auditjournal import AuditStore, ExportSettings, replay_export
+import workload
+assert auditjournal.__file__.startswith({src!r}), auditjournal.__file__
+plans = workload.prepare({rows}, 1)
+root = Path({root!r})
+shutil.rmtree(root, ignore_errors=True)
+out = {{}}
+store = AuditStore.open(root, durability="batch")
+w, c = time.perf_counter(), time.process_time()
+run = store.start_run(config=workload.run_config({rows}, 1), export=None, sql=False)
+events = workload.drive(run, plans)
+run.complete()
+store.close()
+out["recording"] = (events, time.perf_counter() - w, time.process_time() - c)
+with AuditStore.open(root) as store:
+    w, c = time.perf_counter(), time.process_time()
+    replay_export(
+        journal_dir=store.journal_dir(run.run_id), run_id=run.run_id, payloads=store.payloads,
+        settings=ExportSettings(), prefix=root / "replayed" / "audit_trail", workers=1,
+    )
+    out["replay"] = (events, time.perf_counter() - w, time.process_time() - c)
+shutil.rmtree(root, ignore_errors=True)
+print(json.dumps(out))
+"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--old-commit", required=True)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--rows", type=int, default=3000)
+    args = parser.parse_args()
+    samples: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    with tempfile.TemporaryDirectory(prefix="ab-") as tmp:
+        work = Path(tmp)
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", args.old_commit, "src"],
+            check=True,
+            capture_output=True,
+        ).stdout
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(work / "old", filter="data")
+        versions = {"old": str(work / "old" / "src"), "new": str(REPO / "src")}
+        for n in range(args.rounds):
+            order = ["old", "new"] if n % 2 == 0 else ["new", "old"]
+            for name in order:
+                code = CHILD.format(
+                    src=versions[name], bench=str(HERE), rows=args.rows, root=str(work / "store")
+                )
+                result = subprocess.run(
+                    [sys.executable, "-c", code], check=True, capture_output=True, text=True
+                )
+                for figure, (events, wall, cpu) in json.loads(result.stdout).items():
+                    samples.setdefault(figure, {}).setdefault(name, []).append(
+                        (events / wall, events / cpu)
+                    )
+            print(f"round {n + 1}/{args.rounds} done", file=sys.stderr, flush=True)
+    for figure, by_version in samples.items():
+        print(f"{figure} ({args.rows:,} rows, events/s; {args.rounds} rounds)")
+        for kind, index in (("wall", 0), ("cpu", 1)):
+            for name in ("old", "new"):
+                values = [s[index] for s in by_version[name]]
+                print(
+                    f"  {kind:4} {name}: median {statistics.median(values):>9,.0f}  "
+                    f"spread {min(values):,.0f} .. {max(values):,.0f}"
+                )
+            ratios = [
+                new[index] / old[index]
+                for old, new in zip(by_version["old"], by_version["new"], strict=True)
+            ]
+            print(
+                f"  {kind:4} same-round new/old: median {statistics.median(ratios):.3f}  "
+                f"spread {min(ratios):.3f} .. {max(ratios):.3f}"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
