@@ -15,6 +15,7 @@ from ..evidence.extract import Selection, extract_bundle, read_bundle, verify_bu
 from ..evidence.verify import verify_export, verify_work
 from ..proofs.signing import NOT_CHECKED, generate_keypair
 from ._base import (
+    _JOURNAL_URL,
     _JSON,
     _byte_progress,
     _check_output,
@@ -52,6 +53,7 @@ from ._base import (
     is_flag=True,
     help="INVALID unless the manifest is signed and its signature verifies with the key given.",
 )
+@_JOURNAL_URL
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option(
     "-q", "--quiet", is_flag=True, help="Print only what is INVALID; the exit code is the verdict."
@@ -62,6 +64,7 @@ def verify(
     public_key: Path | None,
     hmac_key_env: str | None,
     require_signature: bool,
+    journal_url: str | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -76,8 +79,10 @@ def verify(
     store = None
     journal_arg = None
     run_journal = None
+    if journal_url is not None and journal is None:
+        raise click.UsageError("--journal-url goes with --journal ROOT RUN_ID")
     if journal is not None:
-        store = _existing_store(journal[0])
+        store = _existing_store(journal[0], journal_url, journal[1])
         run_journal = store.journal(journal[1])
         # the directory, not the RunJournal: verify finds the run's live export beside it
         journal_arg = (store.journal_dir(journal[1]), store.payloads)
