@@ -89,3 +89,6 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
         return run_cli(capsys, *args)
 
     return invoke
+
+
+from pgtools import pg_url  # noqa: E402, F401 - a database of the test's own (PostgreSQL tests)

@@ -38,8 +38,13 @@ STAGES: list[set[str]] = [
 ]
 """The stages in data-path order; a module may import its own stage and earlier ones."""
 
-JOURNAL_SEAM = {"auditjournal.journal.base", "auditjournal.journal.filebackend"}
-"""What code outside ``journal/`` may import from it (the public API re-exports more)."""
+JOURNAL_SEAM = {
+    "auditjournal.journal.base",
+    "auditjournal.journal.filebackend",
+    "auditjournal.journal.pgbackend",
+}
+"""What code outside ``journal/`` may import from it: the seam and each backend's public
+module (its factory; the public API re-exports more)."""
 
 
 def module_name(path: Path) -> str:

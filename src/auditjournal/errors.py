@@ -97,6 +97,12 @@ class JournalLockedError(StorageError):
     """Another process is already writing this run's journal."""
 
 
+class JournalUnavailableError(StorageError):
+    """The PostgreSQL journal server cannot be reached (a wrong URL, the server down or
+    restarting, the connection lost); what was acknowledged before is not lost, and a
+    call refused with it recorded nothing unless its ``recorded_event`` says otherwise."""
+
+
 class DiskFullError(StorageError):
     """The disk is full (ENOSPC); nothing acknowledged before it was lost."""
 

@@ -54,6 +54,7 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 import exportbench  # noqa: E402
+import pgbench  # noqa: E402
 import workload  # noqa: E402
 from benchlib import (  # noqa: E402
     Figure,
@@ -309,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
         "then $AUDITJOURNAL_TEST_DATABASE_URL; unset: SQLite only)",
     )
     exportbench.add_arguments(p)
+    pgbench.add_arguments(p)
     return p
 
 
@@ -612,8 +614,30 @@ def run_sql(args: argparse.Namespace) -> int:
     return sqlbench.run_sql_bench(args, make_workdir=make_workdir)
 
 
+def run_pg(args: argparse.Namespace) -> int:
+    """``--journal-url``: aggregate events/s of 1, 2, 4 writer processes (see pgbench.py)."""
+    workdir = make_workdir(args.workdir)
+
+    def record_file(plans: list[workload.RowPlan]) -> float:
+        sample = record_ours(
+            plans,
+            mode="batch",
+            workdir=workdir,
+            seed=args.seed,
+            flush_interval=args.flush_interval,
+        )
+        return sample.events_per_s
+
+    try:
+        return pgbench.run_pg_bench(args, record_file, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.journal_url:
+        return run_pg(args)
     if args.sql:
         return run_sql(args)
     if args.profile:

@@ -149,10 +149,37 @@ def _read_only_fs(path: Path) -> bool:
         return False
 
 
-def _existing_store(root: Path) -> AuditStore:
-    if not (root / "runs").is_dir():
+def _existing_store(
+    root: Path, journal_url: str | None = None, run_id: str | None = None
+) -> AuditStore:
+    """The store at ``root``; with ``journal_url`` (the PostgreSQL journal) ``root`` may be
+    new, and the local copy of ``run_id``'s journal is brought up to date first."""
+    if journal_url is None and not (root / "runs").is_dir():
         raise click.UsageError(f"{root} is not an auditjournal root (no runs/ directory)")
-    return AuditStore.open(root)
+    store = AuditStore.open(root, journal_url=journal_url)
+    _sync(store, run_id)
+    return store
+
+
+def _sync(store: AuditStore, run_id: str | None, *, every_run: bool = False) -> None:
+    """Copy PostgreSQL journals to ``store``'s root for the commands that read them there."""
+    if store.pg is None:
+        return
+    try:
+        for one in store.run_ids() if every_run else [] if run_id is None else [run_id]:
+            store.sync_run(one)
+    except BaseException:
+        store.close()
+        raise
+
+
+_JOURNAL_URL = click.option(
+    "--journal-url",
+    default=None,
+    metavar="URL",
+    help="The run journals are in this PostgreSQL database (postgresql+psycopg://...); "
+    "their local copy under ROOT is brought up to date first.",
+)
 
 
 class _ReaderGone(Exception):
@@ -181,10 +208,19 @@ def cli() -> None:
     """
 
 
-def _sql_store(root: Path, db_url: str | None) -> AuditStore:
-    if not (root / "runs").is_dir():
+def _sql_store(
+    root: Path,
+    db_url: str | None,
+    journal_url: str | None = None,
+    run_id: str | None = None,
+    *,
+    every_run: bool = False,
+) -> AuditStore:
+    if journal_url is None and not (root / "runs").is_dir():
         raise click.UsageError(f"{root} is not an auditjournal root (no runs/ directory)")
-    return AuditStore.open(root, database_url=db_url)
+    store = AuditStore.open(root, database_url=db_url, journal_url=journal_url)
+    _sync(store, run_id, every_run=every_run)
+    return store
 
 
 _DB = click.option(

@@ -17,6 +17,7 @@ from ..evidence.verify import verify_export, verify_work
 from ..evidence.verify_store import verify_store
 from ..proofs.signing import NOT_CHECKED, generate_keypair
 from ._base import (
+    _JOURNAL_URL,
     _JSON,
     _ROOT,
     _byte_progress,
@@ -62,6 +63,7 @@ from ._base import (
     help="PEM CA file: the manifest's RFC 3161 token (audit_trail.manifest.tsr) must be "
     "there and verify against it.",
 )
+@_JOURNAL_URL
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option(
     "-q", "--quiet", is_flag=True, help="Print only what is INVALID; the exit code is the verdict."
@@ -73,6 +75,7 @@ def verify(
     hmac_key_env: str | None,
     require_signature: bool,
     tsa_ca: Path | None,
+    journal_url: str | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -87,8 +90,10 @@ def verify(
     store = None
     journal_arg = None
     run_journal = None
+    if journal_url is not None and journal is None:
+        raise click.UsageError("--journal-url goes with --journal ROOT RUN_ID")
     if journal is not None:
-        store = _existing_store(journal[0])
+        store = _existing_store(journal[0], journal_url, journal[1])
         run_journal = store.journal(journal[1])
         # the directory, not the RunJournal: verify finds the run's live export beside it
         journal_arg = (store.journal_dir(journal[1]), store.payloads)

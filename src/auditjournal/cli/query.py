@@ -21,6 +21,7 @@ from ..sql.rowfind import find_rows, parse_where
 from ..sql.schema import SqlDatabase
 from ._base import (
     _DB,
+    _JOURNAL_URL,
     _JSON,
     _NO_REFRESH,
     _ROOT,
@@ -61,13 +62,19 @@ def _tables(
 @_ROOT
 @_DB
 @_NO_REFRESH
+@_JOURNAL_URL
 @_JSON
-def runs(root: Path, db_url: str | None, no_refresh: bool, as_json: bool) -> None:
+def runs(
+    root: Path, db_url: str | None, no_refresh: bool, journal_url: str | None, as_json: bool
+) -> None:
     """List the runs in ROOT: status, start, duration, rows, events, export state.
 
     A run that cannot be read is listed with its problem (exit 1); the others as usual.
     """
-    with _sql_store(root, db_url) as store, _tables(store, db_url, None, no_refresh) as tables:
+    with (
+        _sql_store(root, db_url, journal_url, every_run=True) as store,
+        _tables(store, db_url, None, no_refresh) as tables,
+    ):
         result = list_runs(store, database=tables[0], refresh=tables[1])
         for run in result:
             run["writer_gone"] = run["status"] == "running" and writer_gone(store, run["run_id"])
@@ -84,10 +91,21 @@ def runs(root: Path, db_url: str | None, no_refresh: bool, as_json: bool) -> Non
 @click.argument("run_id")
 @_DB
 @_NO_REFRESH
+@_JOURNAL_URL
 @_JSON
-def show(root: Path, run_id: str, db_url: str | None, no_refresh: bool, as_json: bool) -> None:
+def show(
+    root: Path,
+    run_id: str,
+    db_url: str | None,
+    no_refresh: bool,
+    journal_url: str | None,
+    as_json: bool,
+) -> None:
     """Show a run: nodes, edges, counts by state / outcome / call, export state."""
-    with _sql_store(root, db_url) as store, _tables(store, db_url, run_id, no_refresh) as tables:
+    with (
+        _sql_store(root, db_url, journal_url, run_id) as store,
+        _tables(store, db_url, run_id, no_refresh) as tables,
+    ):
         result = show_run(store, run_id, database=tables[0], refresh=tables[1])
         gone = result["run"]["status"] == "running" and writer_gone(store, run_id)
         result["run"]["writer_gone"] = gone

@@ -31,6 +31,7 @@ from ..recording.store import AuditStore
 from ..sql.projector import replay_sql
 from ..sql.schema import SqlDatabase
 from ._base import (
+    _JOURNAL_URL,
     _JSON,
     _ROOT,
     _byte_progress,
@@ -150,6 +151,7 @@ def demo(root: Path, rows: int, chunk_size: str | None) -> None:
     default=None,
     help="With --verify: the Ed25519 public key (PEM) the checkpoints must be signed with.",
 )
+@_JOURNAL_URL
 def tail(
     root: Path,
     run_id: str | None,
@@ -164,6 +166,7 @@ def tail(
     timeout: float | None,
     verify: bool,
     public_key: Path | None,
+    journal_url: str | None,
 ) -> None:
     """Follow a run's export as it is written, across chunk rollovers, until it is sealed.
 
@@ -183,7 +186,7 @@ def tail(
     for kind in types:
         if kind not in known:
             raise click.UsageError(f"--type {kind!r} is not one of: {', '.join(known)}")
-    store = _existing_store(root)
+    store = _existing_store(root, journal_url, run_id)
     try:
         if latest:
             run_id = latest_run(store)
@@ -366,6 +369,7 @@ def _describe(record: dict[str, Any]) -> str:
     help="Ed25519 private key (PEM) to sign with (default: as the live export).",
 )
 @_JSON
+@_JOURNAL_URL
 def replay(
     root: Path,
     run_id: str,
@@ -377,6 +381,7 @@ def replay(
     signing_key_file: Path | None,
     force: bool,
     as_json: bool,
+    journal_url: str | None,
 ) -> None:
     """Rebuild a run's export (--out) and/or SQL tables (--db) from its journal.
 
@@ -388,7 +393,7 @@ def replay(
         raise click.UsageError("give --out DIR (an export), --db URL (SQL tables), or both")
     if out_dir is not None:
         _check_output(out_dir, directory=True)
-    store = _existing_store(root)
+    store = _existing_store(root, journal_url, run_id)
     if out_dir is not None:
         try:
             _check_replay_target(store, run_id, out_dir, force=force)
@@ -490,6 +495,7 @@ def _replay_tables(store: AuditStore, run_id: str, db_url: str, *, quiet: bool) 
     help="SQL tables' database (default $AUDITJOURNAL_DATABASE_URL, else ROOT/landscape.db).",
 )
 @_JSON
+@_JOURNAL_URL
 def project(
     root: Path,
     follow: bool,
@@ -497,9 +503,11 @@ def project(
     sql: bool,
     db_url: str | None,
     as_json: bool,
+    journal_url: str | None,
 ) -> None:
-    """Run the projectors (export, SQL tables) as a separate process over every run in ROOT."""
-    store = _sql_store(root, db_url)
+    """Run the projectors (export, SQL tables) as a separate process over every run in ROOT
+    (with --journal-url: every run of that PostgreSQL journal, exports under ROOT)."""
+    store = _sql_store(root, db_url, journal_url)
 
     def sealed(run_id: str, result: Any) -> None:
         if as_json:  # one JSON object per sealed export, as it happens (--follow)

@@ -35,10 +35,13 @@ from typing import Any, Protocol
 from ..errors import AuditJournalError, JournalLockedError, RunNotFoundError
 from ..export.projector import LIVE_STEP_EVENTS, ExportProjector, SealResult
 from ..journal.base import JournalCursor, RunJournal
+from ..journal.pgbackend import Listener, PgDatabase, PgRunJournal
 from ..model.events import ExportCheckpoint, ExportSealed, RunStarted
 from ..model.settings import ExportSettings
+from ..payloads.store import PayloadStore
 from ..sql.projector import SqlProjector
 from ..sql.schema import SqlDatabase
+from .pgmirror import PgMirror
 
 __all__ = ["ProjectionService", "recorded_export_settings"]
 
@@ -49,6 +52,10 @@ class ProjectionSource(Protocol):
     """The parts of a store the service uses (:class:`~auditjournal.AuditStore` has them)."""
 
     root: Path
+    payloads: PayloadStore
+    pg: PgDatabase | None
+    """The PostgreSQL journal, if the runs' journals are there (``journal(run_id)`` is
+    then the local copy the projectors read, kept current by a :class:`PgMirror`)."""
 
     def run_ids(self) -> list[str]: ...
     def journal(self, run_id: str) -> RunJournal: ...
@@ -94,12 +101,15 @@ class _Job:
     retry_at: float = 0.0
     logged: str | None = None
     """The last problem logged: a run that keeps failing the same way is logged once."""
+    mirror: PgMirror | None = None
+    """The local copy of the run's PostgreSQL journal this service keeps current."""
 
     def close(self) -> None:
         """Release the projectors (their locks and files); each is resumable later."""
         projector, self.projector = self.projector, None
         sql, self.sql = self.sql, None
-        for part in (projector, sql):
+        mirror, self.mirror = self.mirror, None
+        for part in (projector, sql, mirror):
             if part is not None:
                 try:
                     part.close()
@@ -133,10 +143,15 @@ class ProjectionService:
         Returns how many exports were sealed."""
         if self.run_ids is not None:
             for run_id in self.run_ids:  # a run named on purpose must exist
-                if not self.store.journal(run_id).exists():
+                if self.store.pg is not None:
+                    self.store.pg.head(run_id)  # RunNotFoundError
+                elif not self.store.journal(run_id).exists():
                     raise RunNotFoundError(f"no run {run_id!r} in {self.store.root}")
         wake = threading.Event()
         observer = self._watch(wake) if follow else None
+        listening = threading.Event()
+        if follow and self.store.pg is not None:
+            self._listen(wake, listening)
         if follow:  # small steps: live tails see records within milliseconds
             self.step_events = min(self.step_events, LIVE_STEP_EVENTS)
         sealed = 0
@@ -156,6 +171,7 @@ class ProjectionService:
                 wake.wait(idle_wait)
                 wake.clear()
         finally:
+            listening.set()
             if observer is not None:
                 observer.stop()
                 observer.join()
@@ -193,9 +209,39 @@ class ProjectionService:
             sealed += newly
         return progressed, sealed
 
+    def _listen(self, wake: threading.Event, done: threading.Event) -> None:
+        """Wake the loop on the PostgreSQL journal's NOTIFY (and every second regardless)."""
+        assert self.store.pg is not None
+        listener = Listener(self.store.pg)
+
+        def loop() -> None:
+            try:
+                while not done.is_set():
+                    listener.wait(1.0)
+                    wake.set()
+            finally:
+                listener.close()
+
+        threading.Thread(target=loop, name="auditjournal-listen", daemon=True).start()
+
+    def _copy(self, job: _Job) -> bool:
+        """Bring the local copy of a PostgreSQL journal up to date (another process of this
+        root may be keeping it: then that one does)."""
+        store = self.store
+        assert store.pg is not None
+        if job.mirror is None:
+            try:
+                job.mirror = PgMirror(
+                    PgRunJournal(store.pg, job.run_id), store.journal(job.run_id), store.payloads
+                )
+            except JournalLockedError:
+                return False
+        return job.mirror.sync() > 0
+
     def _advance(self, job: _Job) -> tuple[bool, int]:
         """Step the run's SQL and export projectors; record a seal. (progressed, sealed)"""
-        progressed = self._step_sql(job)
+        copied = self.store.pg is not None and self._copy(job)
+        progressed = self._step_sql(job) or copied
         if job.done:
             return progressed, 0
         if job.projector is None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import threading
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -42,7 +42,6 @@ from ..model.events import (
     TokenCreated,
     TokenOutcomeRecorded,
 )
-from ..payloads.store import PayloadStore
 from .arguments import (
     check_choice,
     check_count,
@@ -57,10 +56,17 @@ from .arguments import (
 )
 from .runstate import RunState
 
-__all__ = ["PipelineCalls"]
+__all__ = ["PayloadSink", "PipelineCalls"]
 
 _UTC = _dt.UTC
 _now = _dt.datetime.now
+
+
+class PayloadSink(Protocol):
+    """Where the calls' payloads go: the store's :class:`~auditjournal.payloads.store.
+    PayloadStore`, or the PostgreSQL writer's buffer (sent with the events' batch)."""
+
+    def put(self, obj: Any, what: str = "payload") -> str: ...
 
 
 class PipelineCalls:
@@ -69,7 +75,7 @@ class PipelineCalls:
     run_id: str
     _lock: threading.Lock
     _journal: JournalWriter
-    _payloads: PayloadStore
+    _payloads: PayloadSink
 
     def _open_state(self) -> RunState:  # pragma: no cover - the recorder's
         raise NotImplementedError

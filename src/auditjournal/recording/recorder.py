@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import threading
+from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -47,14 +48,11 @@ from .arguments import (
     check_choice,
     json_object,
 )
-from .calls import PipelineCalls
+from .calls import PayloadSink, PipelineCalls
 from .runstate import RunState
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from ..export.projector import SealResult
-    from ..payloads.store import PayloadStore
 
 __all__ = ["RunRecorder"]
 
@@ -73,9 +71,15 @@ class RunRecorder(PipelineCalls):
         state: RunState,
         *,
         lock: threading.Lock,
-        payloads: PayloadStore,
+        payloads: PayloadSink,
         on_close: Callable[[RunRecorder], None],
+        joined: bool = False,
     ) -> None:
+        self.joined = joined
+        """A writer that joined another process's run (PostgreSQL journal): leaving it
+        does not complete the run, and ``complete()`` is the coordinator's."""
+        self.close_hooks: list[Callable[[], None]] = []
+        """Called after the recorder let go of its journal (the local copy's thread)."""
         self.export_result: SealResult | None = None
         """Set when the live export was sealed."""
         self.live = LiveProjectors()
@@ -85,7 +89,8 @@ class RunRecorder(PipelineCalls):
         self._journal = journal
         self._lock = lock
         """Held while validating a call against the state, taking its seq and appending
-        (the journal writer was given it: it takes it only to take what is buffered)."""
+        (the journal writer was given it: it takes it only to take what is buffered; the
+        PostgreSQL writer also applies other writers' events under it)."""
         self._payloads = payloads
         self._on_close: Callable[[RunRecorder], None] | None = on_close
         self._state = state
@@ -114,6 +119,11 @@ class RunRecorder(PipelineCalls):
         ``recorded_event`` is the ``run_completed`` event, or ``None`` if the call
         was refused before recording it.
         """
+        if self.joined:
+            raise LifecycleError(
+                f"this writer joined run {self.run_id!r}: only the process that started it "
+                "completes it (leave the `with` block, or call close())"
+            )
         status = check_choice(status, RUN_STATUSES, "run status")
         error_value = None if error is None else json_object(error, "error")
         with self._lock:
@@ -167,6 +177,12 @@ class RunRecorder(PipelineCalls):
             raise
         self._finished = True
 
+    def flush(self) -> None:
+        """Make what this recorder has recorded durable now (``batch`` does it within its
+        interval anyway). With the PostgreSQL journal: commit it, so that other writers
+        of the run can refer to the ids it made."""
+        self._journal.flush(fsync=self._journal.durability != "none")
+
     @property
     def completed(self) -> bool:
         return self._state.completed
@@ -214,13 +230,20 @@ class RunRecorder(PipelineCalls):
                 self._closed = False
             raise
         self.live.stop()  # an unfinished run: the projectors stay resumable
+        self._run_close_hooks()
         self._closed_for_good()
+
+    def _run_close_hooks(self) -> None:
+        hooks, self.close_hooks = self.close_hooks, []
+        for hook in hooks:
+            hook()
 
     def _abandon(self) -> None:
         """Let go of everything without writing what is still buffered (a failed start)."""
         with self._lock:
             self._closed = True
         self.live.stop()
+        self._run_close_hooks()
         self._journal.abandon()
         self._closed_for_good()
 
@@ -239,6 +262,9 @@ class RunRecorder(PipelineCalls):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self.joined:
+            self.close()  # a joined writer leaves the run to its coordinator
+            return
         try:
             if not self._state.completed and not self._closed:
                 if exc is None:

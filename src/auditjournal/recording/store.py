@@ -43,6 +43,7 @@ from ..journal.filebackend import (
     MIN_SEGMENT_BYTES,
     FileJournalBackend,
 )
+from ..journal.pgbackend import PgDatabase
 from ..model.events import (
     EXPORT_EVENT_TYPES,
     CsvExported,
@@ -53,12 +54,14 @@ from ..model.events import (
 )
 from ..model.settings import ExportSettings
 from ..payloads.store import DEFAULT_MAX_PAYLOAD_BYTES, PayloadStore
-from ..projection.live import LiveExport, LiveSql
+from ..projection.live import LiveExport, LiveProjectors, LiveSql
+from ..projection.pgmirror import MirrorThread
 from ..proofs.ledger import Ledger, ledger_key_file
 from ..proofs.signing import load_ed25519_private_key
 from ..sql.projector import SqlProjector
 from ..sql.schema import SqlDatabase
 from .arguments import canonical_value, json_object, json_object_bytes
+from .pgruns import SharedRuns
 from .recorder import RunRecorder
 from .runstate import RunState
 
@@ -85,6 +88,7 @@ class AuditStore:
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         ledger_key: str | os.PathLike[str] | None = None,
+        journal_url: str | None = None,
     ) -> None:
         _check_settings(durability, database_url, flush_interval, segment_bytes, max_payload_bytes)
         self.root = root
@@ -98,12 +102,31 @@ class AuditStore:
         payloads = real_dir(root, "payloads")
         self.payloads = PayloadStore(payloads, max_payload_bytes=max_payload_bytes)
         self.journals: JournalBackend = FileJournalBackend(root, segment_bytes=segment_bytes)
-        """Where the runs' journals live (the file backend)."""
+        """Where the projectors read the runs' journals: the file backend (with
+        ``journal_url``: the local copies of the PostgreSQL journals, see ``pgmirror``)."""
         key = ledger_key_file(ledger_key)
         if key is not None:
             load_ed25519_private_key(key)  # a bad key fails here, not at the first seal
         self.ledger = Ledger(root, key)
         self.ledger.catch_up()  # a checkpoint a crash kept from being written
+        self.journal_url = journal_url
+        self.shared: SharedRuns | None = None
+        """The PostgreSQL journals (``journal_url``), or None: the run journals are files."""
+        if journal_url is not None:
+            try:
+                self.shared = SharedRuns(
+                    journal_url,
+                    local=self.journals,
+                    payloads=self.payloads,
+                    durability=durability,
+                    flush_interval=flush_interval,
+                    max_payload_bytes=max_payload_bytes,
+                )
+            except BaseException:
+                self.payloads.close()
+                raise
+        self.pg: PgDatabase | None = None if self.shared is None else self.shared.db
+        """The PostgreSQL journal's database, or None."""
         self._recorders: list[RunRecorder] = []
         self._sql: SqlDatabase | None = None
         self._sql_lock = threading.Lock()
@@ -119,8 +142,14 @@ class AuditStore:
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         ledger_key: str | os.PathLike[str] | None = None,
+        journal_url: str | None = None,
     ) -> AuditStore:
         """Open (creating if needed) the store at ``root``.
+
+        With ``journal_url`` (``postgresql+psycopg://...``, extra ``auditjournal[postgres]``)
+        the run journals and their payloads are in PostgreSQL, several processes may write
+        one run (:meth:`join_run`), and ``root`` keeps only local things: exports, the SQL
+        tables, and a copy of the journals the projectors read (see ``pgmirror``).
 
         ``ledger_key``: the Ed25519 private key (PEM PKCS#8, as for manifests) that signs
         the store ledger's checkpoints; default ``$AUDITJOURNAL_LEDGER_KEY_FILE``; without
@@ -137,6 +166,7 @@ class AuditStore:
             segment_bytes=segment_bytes,
             max_payload_bytes=max_payload_bytes,
             ledger_key=ledger_key,
+            journal_url=journal_url,
         )
 
     # -- runs --------------------------------------------------------------------------
@@ -158,6 +188,8 @@ class AuditStore:
 
     def run_ids(self) -> list[str]:
         """Every run with a journal, oldest directory name first."""
+        if self.shared is not None:
+            return self.shared.run_ids()
         return self.journals.run_ids()
 
     def export_prefix(self, run_id: str, settings: ExportSettings) -> Path:
@@ -204,6 +236,8 @@ class AuditStore:
             raise RunExistsError(f"run {run_id!r} already has a journal in {run_journal.location}")
         if sql:
             self._check_new_sql_run(run_id)  # a bad database fails before the run exists
+        if self.shared is not None:
+            return self._start_shared_run(run_id, config_bytes, resolved, export, sql)
         # the live export takes its lock before the run is visible on disk, so that
         # `auditjournal project` (which skips exports in use) never takes it over
         projector = None if export is None else self.export_projector(run_id, export, live=True)
@@ -237,6 +271,82 @@ class AuditStore:
                 recorder._abandon()
             raise
         return recorder
+
+    def _start_shared_run(
+        self,
+        run_id: str,
+        config_bytes: bytes,
+        resolved: dict[str, Any],
+        export: ExportSettings | None,
+        sql: bool,
+    ) -> RunRecorder:
+        """start_run with the journal in PostgreSQL: this process is the coordinator; the
+        live projectors follow the local copy of the journal (``pgmirror``)."""
+        assert self.shared is not None
+        recorder = self.shared.create(run_id, self._recorders.remove)
+        self._recorders.append(recorder)
+        try:
+            recorder._emit_run_started(config_bytes, resolved)
+            recorder._journal.flush(fsync=True)
+            if export is not None or sql:
+                self._follow_locally(recorder, export, sql)
+        except BaseException:
+            try:
+                recorder.close()
+            except StorageError:
+                recorder._abandon()
+            raise
+        return recorder
+
+    def _follow_locally(
+        self, recorder: RunRecorder, export: ExportSettings | None, sql: bool
+    ) -> None:
+        """Start the local copy of the run's journal and the live projectors on it."""
+        assert self.shared is not None
+        run_id = recorder.run_id
+        projector = None if export is None else self.export_projector(run_id, export, live=True)
+        try:
+            mirror = self.shared.mirror(run_id)
+        except BaseException:
+            if projector is not None:
+                projector.close()
+            raise
+        live = recorder.live
+        thread = MirrorThread(mirror, on_progress=lambda: _wake(live))
+        recorder.close_hooks.append(thread.stop)
+        if projector is not None:
+            live.export = LiveExport(projector)
+            live.restart_export = lambda: LiveExport(
+                self.export_projector(run_id, export, live=True)  # type: ignore[arg-type]
+            )
+        if sql:
+            live.sql = LiveSql(self.sql_projector(run_id))
+            live.restart_sql = lambda: LiveSql(self.sql_projector(run_id))
+
+    def join_run(self, run_id: str) -> RunRecorder:
+        """A recorder for a run that another process (the coordinator) started, on this or
+        another host, through the same ``journal_url``. Its events join the run's one
+        sequence and hash chain. Leaving it (``with``) or ``close()`` commits what it
+        recorded and does not complete the run.
+
+        Raises :class:`RunNotFoundError` for a run the journal does not have and
+        :class:`RunAlreadyCompletedError` for one that has completed.
+        """
+        if self.shared is None:
+            raise InvalidSettingsError(
+                "join_run needs a store opened with journal_url=... (the PostgreSQL journal); "
+                "a file journal has exactly one writer"
+            )
+        recorder = self.shared.open(run_id, self._recorders.remove, joined=True)
+        self._recorders.append(recorder)
+        return recorder
+
+    def sync_run(self, run_id: str) -> int:
+        """Bring the local copy of a PostgreSQL run journal (and its payloads) up to date,
+        for the commands that read ``<root>/runs/<run_id>/journal``; returns the entries
+        copied. A store without ``journal_url`` has nothing to copy (0); nor has one whose
+        copy of that run another mirror (a live run, ``project``) is keeping current."""
+        return 0 if self.shared is None else self.shared.sync(run_id)
 
     def export_projector(
         self, run_id: str, export: ExportSettings, *, prefix: Path | None = None, live: bool = False
@@ -287,8 +397,13 @@ class AuditStore:
     def resume_run(self, run_id: str) -> RunRecorder:
         """Reopen an unfinished run after a crash: repair a torn tail, rebuild its state.
 
-        The repair (bytes dropped, if any) is in ``recorder.recovery``.
+        The repair (bytes dropped, if any) is in ``recorder.recovery``. With the journal in
+        PostgreSQL this process becomes the run's coordinator again (it may complete it).
         """
+        if self.shared is not None:
+            recorder = self.shared.open(run_id, self._recorders.remove, joined=False)
+            self._recorders.append(recorder)
+            return recorder
         lock = threading.Lock()  # the recorder's, held around each append
         journal = self._open_journal(run_id, create=False, lock=lock)
         state = RunState()
@@ -327,6 +442,8 @@ class AuditStore:
         """
         if type(event) not in EXPORT_EVENT_TYPES:
             raise InvalidEventError(f"{type(event).__name__} is not an export event")
+        if self.shared is not None:
+            return self.shared.append_export_event(run_id, event)
         journal = self._open_journal(run_id, create=False)
         try:
             state = RunState()
@@ -352,6 +469,9 @@ class AuditStore:
         return iter(self.journal_reader(run_id))
 
     def journal_reader(self, run_id: str) -> JournalCursor:
+        """A cursor of the run's journal (with ``journal_url``: of its local copy, brought
+        up to date first)."""
+        self.sync_run(run_id)
         journal = self.journal(run_id)
         if not journal.exists():
             raise RunNotFoundError(f"no run {run_id!r} in {self.root}")
@@ -397,6 +517,8 @@ class AuditStore:
         if failed is not None:
             raise failed  # its payloads must be written before its entries: keep them
         self.payloads.close()
+        if self.shared is not None:
+            self.shared.close()
         with self._sql_lock:
             if self._sql is not None:
                 self._sql.close()
@@ -407,6 +529,13 @@ class AuditStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _wake(live: LiveProjectors) -> None:
+    """New entries in the local copy: the live projectors look now."""
+    for follower in (live.export, live.sql):
+        if follower is not None:
+            follower.wake()
 
 
 def _check_settings(

@@ -1,0 +1,360 @@
+"""The PostgreSQL journal's tables and connection: schema (created on first use,
+versioned like the SQL audit tables), writer ids, the run's advisory lock (the writer
+lease), and the ``LISTEN`` connection that wakes followers. See :mod:`.postgres`.
+
+Thread-safety: :class:`PgDatabase` may be shared by threads (SQLAlchemy's pool); a
+:class:`RunLease` or :class:`Listener` belongs to one owner.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import Connection, Engine
+
+from ..errors import (
+    AuditJournalError,
+    InvalidSettingsError,
+    JournalLockedError,
+    JournalUnavailableError,
+    MissingExtraError,
+    RunExistsError,
+    RunNotFoundError,
+    SchemaVersionError,
+)
+from .base import genesis_chain
+
+__all__ = [
+    "CONNECTION_ERRORS",
+    "NOTIFY_CHANNEL",
+    "RECONNECT_SECONDS",
+    "SCHEMA_VERSION",
+    "Head",
+    "Listener",
+    "PgDatabase",
+    "RunLease",
+    "WriterId",
+    "unavailable",
+]
+
+SCHEMA_VERSION: Final = 1
+_SCHEMA_NAME: Final = "auditjournal-journal"
+NOTIFY_CHANNEL: Final = "auditjournal_journal"
+RECONNECT_SECONDS: Final = 30.0
+"""How long a writer keeps trying to reach a restarting server before a call fails."""
+
+metadata = sa.MetaData()
+schema_version = sa.Table(
+    "auditjournal_journal_schema",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+)
+runs = sa.Table(
+    "auditjournal_runs",
+    metadata,
+    sa.Column("run_id", sa.String(128), primary_key=True),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("chain", sa.LargeBinary, nullable=False),
+    sa.Column("completed", sa.Boolean, nullable=False),
+    sa.Column("created_by", sa.Text, nullable=False),
+)
+events = sa.Table(
+    "auditjournal_events",
+    metadata,
+    sa.Column("run_id", sa.String(128), primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True),
+    sa.Column("writer_id", sa.Text, nullable=False),
+    sa.Column("line", sa.LargeBinary, nullable=False),
+)
+batches = sa.Table(
+    "auditjournal_batches",
+    metadata,
+    sa.Column("batch_id", sa.String(200), primary_key=True),
+    sa.Column("run_id", sa.String(128), nullable=False),
+    sa.Column("last_seq", sa.BigInteger, nullable=False),
+)
+payloads = sa.Table(
+    "auditjournal_payloads",
+    metadata,
+    sa.Column("ref", sa.LargeBinary, primary_key=True),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+)
+
+CONNECTION_ERRORS = (sa.exc.OperationalError, sa.exc.InterfaceError)
+
+
+@dataclass(frozen=True)
+class WriterId:
+    """Who appended an event: host, process and a random part (a process may join twice)."""
+
+    host: str
+    pid: int
+    nonce: str
+
+    @classmethod
+    def new(cls) -> WriterId:
+        return cls(socket.gethostname()[:64], os.getpid(), secrets.token_hex(4))
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.pid}:{self.nonce}"
+
+
+@dataclass(frozen=True)
+class Head:
+    """A run's head row: the last seq, its chain value, and whether it has completed."""
+
+    seq: int
+    chain: bytes
+    completed: bool
+
+
+def unavailable(exc: BaseException, url: str, action: str) -> JournalUnavailableError:
+    orig = getattr(exc, "orig", None) or exc
+    first = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+    return JournalUnavailableError(f"cannot {action} (PostgreSQL journal {url}): {first}")
+
+
+class PgDatabase:
+    """An engine on the journal tables of one PostgreSQL database; schema made on first use."""
+
+    def __init__(self, url: str) -> None:
+        if type(url) is not str or not url:
+            raise InvalidSettingsError(f"journal_url must be a URL, got {url!r}")
+        try:
+            parsed = sa.make_url(url)
+        except sa.exc.ArgumentError:
+            raise InvalidSettingsError(
+                "cannot parse journal_url (expected postgresql+psycopg://user@host/database)"
+            ) from None
+        if parsed.get_backend_name() != "postgresql":
+            raise InvalidSettingsError(
+                f"journal_url must name a PostgreSQL database (postgresql+psycopg://...), "
+                f"got a {parsed.get_backend_name()!r} URL"
+            )
+        self.url = parsed.render_as_string(hide_password=True)
+        try:
+            import psycopg  # noqa: F401 - the driver of the extra
+        except ImportError:
+            raise MissingExtraError(
+                "the PostgreSQL journal needs its driver: pip install 'auditjournal[postgres]'"
+            ) from None
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        self._conninfo = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+        try:
+            self.engine: Engine = sa.create_engine(
+                parsed, pool_pre_ping=True, connect_args={"connect_timeout": 10}
+            )
+        except (sa.exc.SQLAlchemyError, ImportError) as exc:
+            raise InvalidSettingsError(f"cannot use journal_url {self.url}: {exc}") from None
+        self.ensure_schema()
+
+    @property
+    def conninfo(self) -> str:
+        """A libpq connection string (for the LISTEN connection)."""
+        return self._conninfo
+
+    def ensure_schema(self) -> None:
+        """Create the tables if none exist; refuse another version (SchemaVersionError)."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(72657302)"))
+                inspector = sa.inspect(conn)
+                if inspector.has_table(schema_version.name):
+                    found = conn.execute(
+                        sa.select(schema_version.c.version).where(
+                            schema_version.c.name == _SCHEMA_NAME
+                        )
+                    ).scalar()
+                    if found != SCHEMA_VERSION:
+                        raise SchemaVersionError(
+                            f"{self.url} holds journal tables of schema version {found}; this "
+                            f"auditjournal uses version {SCHEMA_VERSION} (use another database)"
+                        )
+                    return
+                clashing = sorted(
+                    t.name for t in metadata.sorted_tables if inspector.has_table(t.name)
+                )
+                if clashing:
+                    raise SchemaVersionError(
+                        f"{self.url} has tables {', '.join(clashing)} but no journal schema "
+                        "version: not an auditjournal journal database"
+                    )
+                metadata.create_all(conn)
+                conn.execute(
+                    schema_version.insert(), {"name": _SCHEMA_NAME, "version": SCHEMA_VERSION}
+                )
+        except AuditJournalError:
+            raise
+        except sa.exc.SQLAlchemyError as exc:
+            raise unavailable(exc, self.url, "prepare the journal tables") from None
+
+    # -- runs --------------------------------------------------------------------------
+
+    def create_run(self, run_id: str, writer: WriterId, *, exist_ok: bool = False) -> None:
+        """The run's head row (seq 0, the genesis chain); RunExistsError if it has one
+        (unless ``exist_ok``)."""
+        row = {
+            "run_id": run_id,
+            "seq": 0,
+            "chain": genesis_chain(run_id),
+            "completed": False,
+            "created_by": str(writer),
+        }
+        try:
+            with self.engine.begin() as conn:
+                made = conn.execute(
+                    pg_insert(runs).values(row).on_conflict_do_nothing().returning(runs.c.run_id)
+                ).first()
+        except sa.exc.SQLAlchemyError as exc:
+            raise unavailable(exc, self.url, f"create run {run_id!r}") from None
+        if made is None and not exist_ok:
+            raise RunExistsError(f"run {run_id!r} already exists in the journal at {self.url}")
+
+    def head(self, run_id: str) -> Head:
+        """The run's head (RunNotFoundError if the journal has no such run)."""
+        query = sa.select(runs.c.seq, runs.c.chain, runs.c.completed).where(runs.c.run_id == run_id)
+        found = self._read(lambda conn: conn.execute(query).first(), f"read run {run_id!r}")
+        if found is None:
+            raise RunNotFoundError(f"no run {run_id!r} in the journal at {self.url}")
+        return Head(found.seq, bytes(found.chain), found.completed)
+
+    def run_ids(self) -> list[str]:
+        query = sa.select(runs.c.run_id).order_by(runs.c.run_id)
+        found: list[str] = self._read(
+            lambda conn: list(conn.execute(query).scalars()), "list the runs"
+        )
+        return found
+
+    def lines(self, run_id: str, after: int, limit: int = 4096) -> list[tuple[int, str, bytes]]:
+        """(seq, writer id, line) of the run's entries after seq ``after``, in seq order."""
+        query = (
+            sa.select(events.c.seq, events.c.writer_id, events.c.line)
+            .where(events.c.run_id == run_id, events.c.seq > after)
+            .order_by(events.c.seq)
+            .limit(limit)
+        )
+        found: list[tuple[int, str, bytes]] = self._read(
+            lambda conn: [(r.seq, r.writer_id, bytes(r.line)) for r in conn.execute(query)],
+            f"read the journal of run {run_id!r}",
+        )
+        return found
+
+    def lease_held(self, run_id: str) -> bool:
+        """Whether any session holds the run's writer lease now (asked of ``pg_locks``:
+        taking the lock to see would refuse a writer starting at that moment)."""
+        key = lock_key(run_id) & 0xFFFFFFFFFFFFFFFF  # a bigint key is (classid, objid), objsubid 1
+        query = sa.text(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND classid::bigint = :hi AND objid::bigint = :lo AND objsubid = 1"
+        )
+        params = {"hi": key >> 32, "lo": key & 0xFFFFFFFF}
+        found = self._read(
+            lambda conn: conn.execute(query, params).scalar(),
+            f"ask for the writer of run {run_id!r}",
+        )
+        return bool(found)
+
+    def payloads(self, refs: Iterable[str]) -> dict[str, bytes]:
+        """The stored payloads among ``refs`` (ref -> canonical JSON bytes)."""
+        digests = [bytes.fromhex(r) for r in set(refs)]
+        if not digests:
+            return {}
+        query = sa.select(payloads.c.ref, payloads.c.data).where(payloads.c.ref.in_(digests))
+        rows = self._read(lambda conn: list(conn.execute(query)), "read payloads")
+        return {bytes(r.ref).hex(): bytes(r.data) for r in rows}
+
+    def _read(self, work: Callable[[Connection], Any], action: str) -> Any:
+        try:
+            with self.engine.connect() as conn:
+                return work(conn)
+        except CONNECTION_ERRORS as exc:
+            raise unavailable(exc, self.url, action) from None
+        except sa.exc.SQLAlchemyError as exc:
+            raise unavailable(exc, self.url, action) from None
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+class Listener:
+    """A ``LISTEN`` connection; ``wait`` returns on a notification or after ``timeout``."""
+
+    def __init__(self, db: PgDatabase) -> None:
+        self._db = db
+        self._conn: Any = None
+        self._next_try = 0.0
+
+    def wait(self, timeout: float) -> None:
+        if self._conn is None and time.monotonic() >= self._next_try:
+            try:
+                import psycopg
+
+                self._conn = psycopg.connect(self._db.conninfo, autocommit=True, connect_timeout=5)
+                self._conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            except Exception:  # the server is away: poll, try again later
+                self._conn = None
+                self._next_try = time.monotonic() + 1.0
+        if self._conn is None:
+            time.sleep(timeout)
+            return
+        try:
+            for _ in self._conn.notifies(timeout=timeout, stop_after=1):
+                break
+        except Exception:
+            self.close()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+
+
+def lock_key(run_id: str) -> int:
+    """The run's advisory lock key (64 bits of a hash of its id)."""
+    digest = hashlib.sha256(b"auditjournal run " + run_id.encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+class RunLease:
+    """The run's writer lease: a session advisory lock on a connection of its own, held
+    exclusively by the one writer (or a lease holder) of the contract, or shared by the
+    writers of a run recorded by several processes. Released by :meth:`release`, or by
+    the server when the process dies (its connection closes)."""
+
+    def __init__(self, db: PgDatabase, run_id: str, *, shared: bool) -> None:
+        import psycopg
+
+        function = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
+        try:
+            self._conn: Any = psycopg.connect(db.conninfo, autocommit=True, connect_timeout=10)
+            got = self._conn.execute(f"SELECT {function}(%s)", (lock_key(run_id),)).fetchone()
+        except psycopg.Error as exc:
+            raise unavailable(exc, db.url, f"take the writer lease of run {run_id!r}") from None
+        if not got or not got[0]:
+            self.release()
+            raise JournalLockedError(
+                f"journal of run {run_id!r} is in use by another writer ({db.url})"
+            )
+
+    def release(self) -> None:
+        """Unlock, then close: the server ends a closed session's locks only when it gets
+        to it, so a lease taken right after a bare close could still find it held."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):  # a lost connection: the server unlocks
+                conn.execute("SELECT pg_advisory_unlock_all()")
+            with contextlib.suppress(Exception):
+                conn.close()

@@ -1,0 +1,534 @@
+"""The run's journal in PostgreSQL, written by several processes on several hosts.
+
+Tables (created on first use, versioned like the SQL audit tables)::
+
+    auditjournal_journal_schema  (name, version)
+    auditjournal_runs      run_id | seq (the head) | chain (its chain value) | completed
+    auditjournal_events    run_id | seq | writer_id | line
+    auditjournal_batches   batch_id (unique) | run_id | last_seq
+    auditjournal_payloads  ref (sha256) | data (canonical JSON bytes)
+
+``line`` is exactly the file journal's line (:mod:`.lines`): the event's JSON
+object with ``"chain"`` appended, so a journal read out of PostgreSQL verifies,
+replays and exports byte for byte like one written to files.
+
+Appending (:meth:`PgJournal.flush`) is one transaction per batch: lock the run's
+head row (``SELECT ... FOR UPDATE``: runs never wait for each other), read what
+other writers committed since this writer last looked (the recorder's lifecycle
+hook applies it and rejects own events that now conflict), insert the payloads
+the events refer to, give the events the next seqs and chain them, insert them,
+move the head, ``pg_notify``. Commit order is seq order and a rollback leaves no
+gap (the head moves only with the rows). Every batch carries a client-made
+``batch_id`` (writer id + a counter) under a unique constraint, in the same
+transaction: after a commit whose outcome is unknown (the connection died in
+``COMMIT``), the writer looks the id up and sends the batch again only if it is
+absent, so nothing is recorded twice (an id per batch, not per event: one index
+entry per flush instead of one per event).
+
+Thread-safety: ``PgJournal`` as the file journal (the recorder gives it its ``lock`` and holds it
+while it validates and appends; flushes serialize on their own lock).
+``PgDatabase`` may be shared by threads (SQLAlchemy's pool).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import msgspec
+import sqlalchemy as sa
+
+from ..errors import (
+    AuditJournalError,
+    CanonicalizationError,
+    CorruptJournalError,
+    JournalClosedError,
+    JournalUnavailableError,
+    PayloadTooLargeError,
+    RunAlreadyCompletedError,
+)
+from ..fs.storage import Durability, Flusher
+from ..model.canonical import MAX_VALUE_DEPTH, canonical_json
+from ..model.events import BaseEvent, Event, RunCompleted, decode_event, encode_event
+from .base import JournalHead, JournalWriter, genesis_chain
+from .files import DEFAULT_FLUSH_INTERVAL
+from .lines import seal
+from .pgschema import (
+    CONNECTION_ERRORS,
+    NOTIFY_CHANNEL,
+    RECONNECT_SECONDS,
+    Listener,
+    PgDatabase,
+    RunLease,
+    WriterId,
+    batches,
+    events,
+    runs,
+    unavailable,
+)
+
+__all__ = ["Absorb", "PgJournal", "PgPayloads"]
+
+_MAX_BUFFER: Final = 20_000  # events buffered before a call writes behind
+
+# one statement per table and batch, the arrays sent in binary (%b): a flush is a handful of
+# round trips whatever its size, and little Python per event (the flusher shares the GIL
+# with the recording threads)
+_INSERT_PAYLOADS: Final = (
+    "INSERT INTO auditjournal_payloads (ref, data) SELECT * FROM unnest(%b::bytea[], "
+    "%b::bytea[]) ON CONFLICT DO NOTHING"
+)
+_INSERT_EVENTS: Final = (
+    "INSERT INTO auditjournal_events (run_id, seq, writer_id, line) "
+    "SELECT %s, s, %s, l FROM unnest(%b::bigint[], %b::bytea[]) AS t(s, l)"
+)
+_INSERT_BATCH: Final = (
+    "INSERT INTO auditjournal_batches (batch_id, run_id, last_seq) VALUES (%s, %s, %s)"
+)
+_MOVE_HEAD: Final = (
+    "WITH moved AS (UPDATE auditjournal_runs SET seq = %s, chain = %b, completed = %s "
+    "WHERE run_id = %s RETURNING run_id) SELECT pg_notify(%s, %s) FROM moved"
+)
+
+
+class PgPayloads:
+    """A writer's payloads on their way to PostgreSQL: canonical bytes are kept in memory
+    until the flush that inserts the events referring to them (same transaction)."""
+
+    def __init__(self, max_payload_bytes: int) -> None:
+        self.max_payload_bytes = max_payload_bytes
+        self._lock = threading.Lock()
+        self._pending: dict[bytes, bytes] = {}
+        self._sent: set[bytes] = set()
+
+    def put(self, obj: Any, what: str = "payload") -> str:
+        """Canonicalize ``obj`` and keep it for the next flush; return its ref."""
+        try:
+            data = canonical_json(obj, max_depth=MAX_VALUE_DEPTH)
+        except CanonicalizationError as exc:
+            raise CanonicalizationError(f"{what}: {exc}") from None
+        if len(data) > self.max_payload_bytes:
+            raise PayloadTooLargeError(
+                f"payload of {len(data):,} bytes exceeds the limit of "
+                f"{self.max_payload_bytes:,} bytes"
+            )
+        digest = hashlib.sha256(data).digest()
+        if digest not in self._sent:
+            with self._lock:
+                self._pending[digest] = data
+        return digest.hex()
+
+    def take(self) -> dict[bytes, bytes]:
+        with self._lock:
+            taken, self._pending = self._pending, {}
+        return taken
+
+    def give_back(self, taken: dict[bytes, bytes]) -> None:
+        with self._lock:
+            taken.update(self._pending)
+            self._pending = taken
+
+    def sent(self, taken: dict[bytes, bytes]) -> None:
+        if len(self._sent) > 1_000_000:
+            self._sent.clear()
+        self._sent.update(taken)
+
+
+Absorb = Callable[[list[Event], list[BaseEvent]], dict[int, AuditJournalError]]
+"""The recorder's lifecycle hook: apply other writers' events (in seq order) to the run's
+state and return the own pending events (by index) they make invalid, with the error."""
+
+
+@dataclass
+class _Pending:
+    ticket: int
+    event: BaseEvent
+
+
+class PgJournal(JournalWriter):
+    """One writer of a run's journal in PostgreSQL.
+
+    ``shared`` (the recorder's writers: a coordinator and any joined writers) -- several
+    at once, each holding the run's advisory lock in shared mode; ``next_seq`` is then
+    provisional (the seq this writer expects its next event to get); the real seq is
+    given under the head-row lock at flush (with one writer they agree). Otherwise the
+    one writer of the run, as the journal contract has it: the advisory lock in exclusive
+    mode (:class:`JournalLockedError` while any other writer or a lease holds it), and
+    ``next_seq`` exact.
+    """
+
+    recovery = None
+
+    def __init__(
+        self,
+        db: PgDatabase,
+        run_id: str,
+        writer: WriterId,
+        payload_buffer: PgPayloads,
+        *,
+        durability: Durability = "batch",
+        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+        reconnect_seconds: float = RECONNECT_SECONDS,
+        shared: bool = True,
+        before_flush: Callable[[bool], None] | None = None,
+        lock: threading.Lock | None = None,
+    ) -> None:
+        self.db = db
+        self.run_id = run_id
+        self.writer = writer
+        self._writer_text = str(writer)
+        self.durability: Durability = durability
+        self.payload_buffer = payload_buffer
+        self.reconnect_seconds = reconnect_seconds
+        self.lock = threading.Lock() if lock is None else lock
+        """Held while appending and while a flush takes what is buffered or applies other
+        writers' events (``lock``: the caller's, held by it around each append)."""
+        self._caller_locks = lock is not None
+        self._io_lock = threading.Lock()
+        self.absorb: Absorb | None = None
+        self._before_flush = before_flush
+        head = db.head(run_id)  # RunNotFoundError
+        self._lease = RunLease(db, run_id, shared=shared)  # JournalLockedError
+        # shared: every entry up to _seen is applied to the recorder's state (refresh)
+        self._seen = 0 if shared else head.seq
+        self._chain = genesis_chain(run_id) if shared else head.chain
+        self.next_seq = head.seq + 1
+        self.durable_seq = head.seq
+        self._ticket = 0
+        self._batches = 0
+        self._attempt: str | None = None
+        self._local = threading.local()
+        self._buffer: list[_Pending] = []
+        self._inflight: list[_Pending] = []
+        self._rejected: dict[int, AuditJournalError] = {}
+        self._durable_ticket = 0
+        self._closed = False
+        self._write_error: Exception | None = None
+        self.completed_elsewhere = False
+        """Another writer (the coordinator) completed the run: appends are refused."""
+        self._watch_stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._flusher: Flusher[PgJournal] | None = None
+        if durability != "always":
+            self._flusher = Flusher(self, PgJournal._background_flush, flush_interval)
+
+    # -- the recorder's side ----------------------------------------------------------
+
+    @property
+    def head(self) -> JournalHead:
+        """The last entry this writer appended or knows of, and its chain value (for
+        events still buffered: as they will be chained if no other writer commits first)."""
+        with self.lock:
+            seq, chain = self._seen, self._chain
+            pending = [p.event for p in (*self._inflight, *self._buffer)]
+        for event in pending:
+            seq += 1
+            if event.seq != seq:
+                event = msgspec.structs.replace(event, seq=seq)
+            chain = seal(encode_event(event), chain)[1]
+        return JournalHead(seq, chain)
+
+    @property
+    def needs_flush(self) -> bool:
+        return self.durability == "always" or len(self._buffer) > _MAX_BUFFER
+
+    @property
+    def write_failed(self) -> bool:
+        return self._write_error is not None
+
+    def append(self, event: BaseEvent) -> None:
+        """Buffer ``event`` (its seq is :attr:`next_seq`), holding the ``lock`` the caller
+        gave the writer (if it gave none, the writer takes its own).
+
+        Refused (nothing appended) while the server is unreachable, or -- outside
+        ``always`` -- when an earlier event of this writer was rejected at its flush
+        (a conflict with another writer): that error is raised here, once.
+        """
+        if self._caller_locks:
+            self._append(event)
+        else:
+            with self.lock:
+                self._append(event)
+
+    def _append(self, event: BaseEvent) -> None:
+        if self._closed:
+            raise JournalClosedError(f"journal of run {self.run_id!r} is closed")
+        if event.seq != self.next_seq:
+            raise ValueError(f"event seq {event.seq} is not the next seq {self.next_seq}")
+        if self._rejected and self.durability != "always":
+            raise self._take_rejection()
+        if self.completed_elsewhere:
+            raise RunAlreadyCompletedError(
+                f"run {self.run_id!r} has completed; only export events may follow"
+            )
+        if self._write_error is not None:
+            error = self._write_error
+            refused = type(error)(f"{error} (this call was refused and recorded nothing)")
+            raise refused
+        self._ticket += 1
+        self._buffer.append(_Pending(self._ticket, event))
+        self._local.ticket = self._ticket
+        self.next_seq += 1
+
+    def commit(self, seq: int) -> None:
+        """Make the event this thread appended last durable (``always``: committed before
+        returning). A conflict with another writer found at the flush raises its error."""
+        del seq  # provisional; the thread's ticket names the event
+        ticket: int = self._local.ticket
+        if self._durable_ticket < ticket:
+            self.flush(fsync=True)
+        with self.lock:
+            error = self._rejected.pop(ticket, None)
+        if error is not None:
+            raise error
+
+    def write_behind(self) -> None:
+        with contextlib.suppress(JournalUnavailableError):  # kept: the next append says it
+            self.flush(fsync=False)
+
+    def refresh(self) -> bool:
+        """Apply what other writers committed since we last looked (caller holds
+        :attr:`lock`); True if anything new came in."""
+        rows = self.db.lines(self.run_id, self._seen, limit=1 << 30)
+        return self._absorb_rows(rows)
+
+    def _absorb_rows(self, rows: list[tuple[int, str, bytes]]) -> bool:
+        """Caller holds :attr:`lock`. Rows of other writers are applied through the hook;
+        own events they now conflict with are rejected (dropped, error kept per ticket)."""
+        foreign: list[Event] = []
+        last = b""
+        for seq, writer, line in rows:
+            if seq <= self._seen:
+                continue
+            self._seen = seq
+            last = line
+            if writer != self._writer_text:
+                # for the lifecycle state only: readers verify the chain (PgCursor)
+                try:
+                    foreign.append(decode_event(line))
+                except Exception as exc:
+                    raise CorruptJournalError(
+                        f"{self.db.url} run {self.run_id!r}: bad entry at seq {seq}: {exc}"
+                    ) from None
+        if last:
+            self._chain = bytes.fromhex(last[-67:-3].decode("ascii"))
+        if not foreign:
+            return False
+        pending = [*self._inflight, *self._buffer]
+        if self.absorb is not None:
+            rejected = self.absorb(foreign, [p.event for p in pending])
+            if rejected:
+                for index, error in rejected.items():
+                    self._rejected[pending[index].ticket] = error
+                gone = {pending[i].ticket for i in rejected}
+                self._inflight = [p for p in self._inflight if p.ticket not in gone]
+                self._buffer = [p for p in self._buffer if p.ticket not in gone]
+        self.next_seq = max(self.next_seq, self._seen + 1 + len(self._buffer))
+        return True
+
+    def _take_rejection(self) -> AuditJournalError:
+        ticket = min(self._rejected)
+        error = self._rejected.pop(ticket)
+        self._rejected.clear()
+        return type(error)(
+            f"{error} (an earlier call of this writer was rejected when it was committed: "
+            "another writer got there first; it appended nothing, nor did this call)"
+        )
+
+    def watch_completion(self, poll_interval: float = 0.5) -> None:
+        """For a joined writer: notice the coordinator's ``run_completed`` (woken by
+        ``NOTIFY``, polling as a fallback) so that the next call is refused at once,
+        not only at its commit."""
+        self._watcher = threading.Thread(
+            target=self._watch, args=(poll_interval,), name="auditjournal-watch", daemon=True
+        )
+        self._watcher.start()
+
+    def _watch(self, poll_interval: float) -> None:
+        listener = Listener(self.db)
+        try:
+            while not self._watch_stop.is_set():
+                with contextlib.suppress(JournalUnavailableError):
+                    if self.db.head(self.run_id).completed:
+                        self.completed_elsewhere = True
+                        return
+                listener.wait(poll_interval)
+        finally:
+            listener.close()
+
+    # -- flushing ---------------------------------------------------------------------
+
+    def flush(self, *, fsync: bool = True) -> None:
+        """Commit what is buffered: one transaction under the run's head-row lock."""
+        del fsync  # every commit is durable per the server; `none` turns synchronous_commit off
+        with self._io_lock:
+            with self.lock:
+                batch = self._inflight = self._buffer
+                self._buffer = []
+            taken = self.payload_buffer.take()
+            if not batch and not taken:
+                return
+            try:
+                self._commit_batch(batch, taken)
+            except BaseException as exc:
+                with self.lock:  # the next flush sends them again, in order
+                    self._buffer[0:0] = self._inflight
+                    self._inflight = []
+                self.payload_buffer.give_back(taken)
+                if isinstance(exc, Exception):
+                    self._write_error = exc
+                raise
+            self._write_error = None
+            self.payload_buffer.sent(taken)
+
+    def _commit_batch(self, batch: list[_Pending], taken: dict[bytes, bytes]) -> None:
+        """Commit the batch, retrying a lost connection for :attr:`reconnect_seconds`.
+
+        An attempt that lost its connection after sending ``COMMIT`` may have committed.
+        The next attempt settles that *under the head-row lock*: the lost transaction held
+        that lock until it committed or was rolled back, so once the lock is ours its
+        batch id is either in ``auditjournal_batches`` (it committed: nothing is sent
+        again) or never will be (it is sent again). Asking before taking the lock could
+        see the lost transaction still in flight and send the batch twice.
+        """
+        del batch
+        deadline = time.monotonic() + self.reconnect_seconds
+        unknown: str | None = None  # the batch id of an attempt whose COMMIT got no answer
+        while True:
+            self._attempt = None
+            try:
+                self._transaction(taken, unknown)
+                return
+            except CONNECTION_ERRORS as exc:
+                if self._attempt is not None:
+                    unknown = self._attempt
+                if time.monotonic() >= deadline:
+                    raise unavailable(exc, self.db.url, "append to the journal") from None
+                time.sleep(0.2)
+            except sa.exc.SQLAlchemyError as exc:
+                raise unavailable(exc, self.db.url, "append to the journal") from None
+
+    def _transaction(self, taken: dict[bytes, bytes], unknown: str | None) -> None:
+        run_id = self.run_id
+        if self._before_flush is not None:
+            self._before_flush(True)
+        with self.db.engine.begin() as conn:
+            if self.durability == "none":
+                conn.execute(sa.text("SET LOCAL synchronous_commit = off"))
+            driver = conn.connection.driver_connection
+            assert driver is not None
+            raw = driver.cursor()  # psycopg: arrays sent binary
+            # before the head-row lock (other writers wait only for the events): the
+            # payloads, and what other writers committed so far
+            if taken:
+                raw.execute(_INSERT_PAYLOADS, (list(taken), list(taken.values())))
+            self._catch_up(conn)
+            head = conn.execute(
+                sa.select(runs.c.seq, runs.c.chain, runs.c.completed)
+                .where(runs.c.run_id == run_id)
+                .with_for_update()
+            ).one()
+            if head.seq > self._seen:  # committed since: the last few
+                self._catch_up(conn)
+            with self.lock:
+                batch = list(self._inflight)
+            if unknown is not None and batch and self._in_batches(conn, unknown):
+                with self.lock:  # the lost COMMIT did commit: it holds the batch already
+                    self.durable_seq = self._seen
+                    self._inflight = []
+                    self._durable_ticket = max(self._durable_ticket, batch[-1].ticket)
+                return
+            if not batch:
+                return
+            seq, chain = head.seq, bytes(head.chain)
+            seqs, lines = [], []
+            completed = head.completed
+            writer = self._writer_text
+            replace = msgspec.structs.replace
+            for pending in batch:
+                seq += 1
+                event = pending.event
+                if event.seq != seq:
+                    event = replace(event, seq=seq)
+                line, chain = seal(encode_event(event), chain)
+                seqs.append(seq)
+                lines.append(line)
+                completed = completed or type(event) is RunCompleted
+            self._batches += 1
+            attempt = f"{writer}/{self._batches}"
+            raw.execute(_INSERT_EVENTS, (run_id, writer, seqs, lines))
+            raw.execute(_INSERT_BATCH, (attempt, run_id, seq))
+            self._attempt = attempt  # from here on the COMMIT's outcome may be unknown
+            raw.execute(_MOVE_HEAD, (seq, chain, completed, run_id, NOTIFY_CHANNEL, run_id))
+        with self.lock:
+            self._seen = seq
+            self._chain = chain
+            self.durable_seq = seq
+            self._inflight = []
+            self._durable_ticket = max(self._durable_ticket, batch[-1].ticket)
+            self.next_seq = max(self.next_seq, seq + 1 + len(self._buffer))
+
+    def _catch_up(self, conn: sa.Connection) -> None:
+        """Apply what other writers committed after the last entry this writer knows."""
+        rows = [
+            (r.seq, r.writer_id, bytes(r.line))
+            for r in conn.execute(
+                sa.select(events.c.seq, events.c.writer_id, events.c.line)
+                .where(events.c.run_id == self.run_id, events.c.seq > self._seen)
+                .order_by(events.c.seq)
+            )
+        ]
+        if rows:
+            with self.lock:
+                self._absorb_rows(rows)
+
+    @staticmethod
+    def _in_batches(conn: sa.Connection, batch_id: str) -> bool:
+        query = sa.select(batches.c.last_seq).where(batches.c.batch_id == batch_id)
+        return conn.execute(query).first() is not None
+
+    def _background_flush(self) -> None:
+        self.flush(fsync=self.durability == "batch")
+
+    # -- lifetime ---------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Commit everything buffered and stop the flusher (the run stays as it is).
+        A rejection not reported yet is raised here, so no conflict goes unnoticed."""
+        if self._closed:
+            return
+        if self._flusher is not None:
+            self._flusher.stop()
+        try:
+            self.flush()
+        except BaseException:
+            if self._flusher is not None:
+                self._flusher = Flusher(self, PgJournal._background_flush, 0.01)
+            raise
+        self._closed = True
+        self._stop_watching()
+        self._lease.release()
+        with self.lock:
+            if self._rejected:
+                raise self._take_rejection()
+
+    def _stop_watching(self) -> None:
+        self._watch_stop.set()
+        if self._watcher is not None:
+            self._watcher.join()
+            self._watcher = None
+
+    def abandon(self) -> None:
+        """Let go without committing what is buffered (a failed start)."""
+        self._stop_watching()
+        self._closed = True
+        if self._flusher is not None:
+            self._flusher.stop()
+        with self.lock:
+            self._buffer = []
+        self._lease.release()
