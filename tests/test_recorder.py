@@ -41,6 +41,7 @@ from auditjournal.model.events import (
     NodeRegistered,
     NodeStateCompleted,
     NodeStateStarted,
+    OperationStarted,
     RoutingEventRecorded,
     RowCreated,
     RunCompleted,
@@ -125,6 +126,7 @@ def test_full_api_round_trip(store: AuditStore) -> None:
     call2 = run.record_call(
         state_id=st, call_type="http", status="error", request={"u": 1}, error={"code": 500}
     )
+    run.begin_operation(node_id=src, operation_type="source_load", operation_id="op-1")
     op_call = run.record_call(
         operation_id="op-1", call_type="sql", status="success", request={"q": "select 1"}
     )
@@ -162,13 +164,13 @@ def test_full_api_round_trip(store: AuditStore) -> None:
         assert isinstance(value, str)
         assert validate_id(value) == value
     assert len(set(generated)) == len(generated)
-    assert run.last_seq == 24
+    assert run.last_seq == 25
     run.complete(status="completed")
     assert run.completed
     run.close()
 
     events = events_of(store, "run-e2e")
-    assert [e.seq for e in events] == list(range(1, 26))
+    assert [e.seq for e in events] == list(range(1, 27))
     assert all(ev.run_id == "run-e2e" for ev in events)
     assert all(ev.ts.utcoffset() == ZERO for ev in events)
     assert [ev.ts for ev in events] == sorted(ev.ts for ev in events)
@@ -179,7 +181,9 @@ def test_full_api_round_trip(store: AuditStore) -> None:
         *[RowCreated] * 2,
         *[TokenCreated] * 2,
         NodeStateStarted,
-        *[CallRecorded] * 3,
+        *[CallRecorded] * 2,
+        OperationStarted,
+        CallRecorded,
         NodeStateCompleted,
         NodeStateStarted,
         RoutingEventRecorded,
@@ -252,7 +256,7 @@ def test_full_api_round_trip(store: AuditStore) -> None:
     )
     assert get(st_ev.input_data_ref) == canonical_json(ROW) and st_ev.input_hash == sha(ROW)
 
-    c1, c2, c3 = events[12:15]
+    c1, c2, _op, c3 = events[12:16]
     assert isinstance(c1, CallRecorded)
     assert (c1.call_id, c1.state_id, c1.call_index, c1.call_type, c1.status, c1.latency_ms) == (
         call,
@@ -272,7 +276,7 @@ def test_full_api_round_trip(store: AuditStore) -> None:
     )  # type: ignore[attr-defined]
     assert (c3.operation_id, c3.state_id, c3.call_index) == ("op-1", None, 0)  # type: ignore[attr-defined]
 
-    done = events[15]
+    done = events[16]
     assert isinstance(done, NodeStateCompleted)
     assert (done.state_id, done.status, done.duration_ms, done.success_reason) == (
         st,
@@ -283,7 +287,7 @@ def test_full_api_round_trip(store: AuditStore) -> None:
     assert get(done.output_data_ref) == b'{"clean":true}'  # type: ignore[arg-type]
     assert done.output_hash == done.output_data_ref
 
-    gate_start, routing, gate_done = events[16:19]
+    gate_start, routing, gate_done = events[17:20]
     assert (gate_start.state_id, gate_start.attempt, gate_start.step_index) == ("gs-1", 1, 2)  # type: ignore[attr-defined]
     assert isinstance(routing, RoutingEventRecorded)
     assert (routing.routing_event_id, routing.state_id, routing.edge_id, routing.mode) == (
@@ -300,9 +304,9 @@ def test_full_api_round_trip(store: AuditStore) -> None:
         {"message": "bad"},
         None,
     )
-    assert events[20].status == "pending"  # type: ignore[attr-defined]
+    assert events[21].status == "pending"  # type: ignore[attr-defined]
 
-    art_ev = events[21]
+    art_ev = events[22]
     assert isinstance(art_ev, ArtifactRecorded)
     assert (art_ev.artifact_id, art_ev.state_id, art_ev.sink_node_id, art_ev.path_or_uri) == (
         art,
@@ -313,7 +317,7 @@ def test_full_api_round_trip(store: AuditStore) -> None:
     assert (art_ev.artifact_type, art_ev.content_hash, art_ev.size_bytes) == ("file", "c" * 64, 123)
     assert get(art_ev.sink_input_ref) == canonical_json([ROW])  # type: ignore[arg-type]
 
-    o1, o2 = events[22], events[23]
+    o1, o2 = events[23], events[24]
     assert isinstance(o1, TokenOutcomeRecorded) and isinstance(o2, TokenOutcomeRecorded)
     assert (o1.outcome_id, o1.token_id, o1.outcome, o1.sink_name) == (out, tok, "completed", "out")
     assert (o2.outcome_id, o2.outcome, o2.context) == ("o-2", "quarantined", {"c": 2})

@@ -9,6 +9,7 @@ from __future__ import annotations
 from .demo import run_demo
 from .errors import (
     AuditJournalError,
+    BatchAlreadyCompletedError,
     CanonicalizationError,
     CorruptJournalError,
     DatabaseError,
@@ -25,6 +26,8 @@ from .errors import (
     JournalLockedError,
     LifecycleError,
     MalformedEvidenceError,
+    NaiveTimestampError,
+    OperationAlreadyCompletedError,
     PayloadIntegrityError,
     PayloadNotFoundError,
     PayloadTooLargeError,
@@ -70,6 +73,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AuditJournalError",
     "AuditStore",
+    "BatchAlreadyCompletedError",
     "CanonicalizationError",
     "CorruptJournalError",
     "CsvResult",
@@ -98,6 +102,8 @@ __all__ = [
     "LiveSql",
     "MalformedEvidenceError",
     "MerkleBuilder",
+    "NaiveTimestampError",
+    "OperationAlreadyCompletedError",
     "PayloadIntegrityError",
     "PayloadNotFoundError",
     "PayloadStore",

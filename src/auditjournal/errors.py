@@ -31,6 +31,10 @@ class InvalidEventError(AuditJournalError, ValueError):
     """An event or recorder call carries a bad value (unknown enum, bad type, ...)."""
 
 
+class NaiveTimestampError(InvalidEventError):
+    """An ``occurred_at`` without a timezone: the time it names is ambiguous."""
+
+
 class InvalidSettingsError(InvalidEventError):
     """A setting (durability, a size, an export option, ...) has a wrong type or range."""
 
@@ -59,6 +63,14 @@ class DuplicateIdError(LifecycleError):
 
 class StateAlreadyCompletedError(LifecycleError):
     """A node state was completed twice."""
+
+
+class OperationAlreadyCompletedError(LifecycleError):
+    """A source/sink operation was completed twice."""
+
+
+class BatchAlreadyCompletedError(LifecycleError):
+    """A member or status change for a batch that already completed or failed."""
 
 
 class RunAlreadyCompletedError(LifecycleError):

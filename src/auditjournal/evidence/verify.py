@@ -72,6 +72,9 @@ _REF_FIELDS: Final = (
     "request_ref",
     "response_ref",
     "sink_input_ref",
+    "row_data_ref",  # validation and transform errors (issue 14)
+    "aggregation_state_ref",
+    "coalesce_state_ref",
 )
 
 

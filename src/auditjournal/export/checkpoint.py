@@ -98,6 +98,8 @@ class MakerState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     open_states: dict[str, OpenState]
     run: dict[str, Any]
+    landscape: dict[str, Any] = {}
+    """``LandscapeRecords.snapshot()``: open operations and batches, run-level lists."""
 
 
 class SealedState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

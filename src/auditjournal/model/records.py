@@ -45,6 +45,7 @@ from .events import (
     TokenCreated,
     TokenOutcomeRecorded,
 )
+from .landscape_records import LANDSCAPE_RECORD_TYPES, PAYLOAD_SLOTS, LandscapeRecords
 
 __all__ = ["RECORD_TYPES", "RecordMaker", "iso"]
 
@@ -59,6 +60,7 @@ RECORD_TYPES: Final = (
     "routing_event",
     "call",
     "artifact",
+    *LANDSCAPE_RECORD_TYPES,
 )
 
 PayloadGetter = Callable[[str], bytes]
@@ -66,6 +68,7 @@ Record = tuple[int, bytes]  # (seq, canonical JSON bytes)
 
 
 _ENCODER: Final = msgspec.json.Encoder(order="sorted")
+_OUTCOME_GROUPS: Final = ("batch_id", "fork_group_id", "join_group_id", "expand_group_id")
 
 
 def _json(value: Any) -> Any:
@@ -115,6 +118,9 @@ class RecordMaker:
             TokenOutcomeRecorded: self._outcome,
             RunCompleted: self._run_completed,
         }
+        self.landscape = LandscapeRecords(self._base, _json)
+        for kind, handler in self.landscape.handlers.items():
+            self._handlers[kind] = self._encoding(handler)
 
     def records(self, event: BaseEvent) -> list[Record]:
         """The records ``event`` completes (often one, none for a started state)."""
@@ -124,17 +130,29 @@ class RecordMaker:
     # -- state for checkpoints ----------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        return {"open_states": self.open_states, "run": self.run}
+        return {
+            "open_states": self.open_states,
+            "run": self.run,
+            "landscape": self.landscape.snapshot(),
+        }
 
     def restore(self, snapshot: dict[str, Any]) -> None:
         self.open_states = dict(snapshot["open_states"])
         self.run = dict(snapshot["run"])
+        self.landscape.restore(snapshot.get("landscape", {}))
 
     # -- helpers ------------------------------------------------------------------------
 
     def _payload(self, record: dict[str, Any], name: str, ref: str | None) -> None:
         if self._get is not None:
             record[name] = None if ref is None else Raw(self._get(ref))
+
+    @staticmethod
+    def _appended(record: dict[str, Any], event: BaseEvent) -> dict[str, Any]:
+        """``appended_at`` (the journal's time) when the event said when it happened."""
+        if event.occurred_at is not None:
+            record["appended_at"] = event.ts
+        return record
 
     def _base(self, kind: str, event: BaseEvent) -> dict[str, Any]:
         return {"record_type": kind, "run_id": self.run_id, "seq": event.seq}
@@ -143,12 +161,27 @@ class RecordMaker:
     def _done(record: dict[str, Any]) -> list[Record]:
         return [(record["seq"], _ENCODER.encode(record))]
 
+    def _encoding(
+        self, handler: Callable[[Any], list[dict[str, Any]]]
+    ) -> Callable[[Any], list[Record]]:
+        """A :class:`LandscapeRecords` handler whose records get their payloads and bytes."""
+
+        def records(event: BaseEvent) -> list[Record]:
+            out = []
+            for r in handler(event):
+                for name, ref_name in PAYLOAD_SLOTS.get(r["record_type"], ()):
+                    self._payload(r, name, r[ref_name])
+                out.append((r["seq"], _ENCODER.encode(r)))
+            return out
+
+        return records
+
     # -- one handler per event type -----------------------------------------------------
 
     def _run_started(self, e: RunStarted) -> list[Record]:
         self.run = {
             "started_seq": e.seq,
-            "started_at": iso(e.ts),
+            "started_at": iso(e.occurred_at or e.ts),
             "config": e.config,
             "config_hash": e.config_hash,
             "settings": e.settings,
@@ -170,9 +203,9 @@ class RecordMaker:
             "config_hash": e.config_hash,
             "input_schema": _json(e.input_schema),
             "output_schema": _json(e.output_schema),
-            "registered_at": e.ts,
+            "registered_at": e.occurred_at or e.ts,
         }
-        return self._done(r)
+        return self._done(self._appended(r, e))
 
     def _edge(self, e: EdgeRegistered) -> list[Record]:
         r = {
@@ -184,9 +217,9 @@ class RecordMaker:
             "to_node_id": e.to_node_id,
             "label": e.label,
             "mode": e.mode,
-            "created_at": e.ts,
+            "created_at": e.occurred_at or e.ts,
         }
-        return self._done(r)
+        return self._done(self._appended(r, e))
 
     def _row(self, e: RowCreated) -> list[Record]:
         r = {
@@ -198,10 +231,10 @@ class RecordMaker:
             "row_index": e.row_index,
             "source_data_hash": e.source_data_hash,
             "source_data_ref": e.source_data_ref,
-            "created_at": e.ts,
+            "created_at": e.occurred_at or e.ts,
         }
         self._payload(r, "source_data", e.source_data_ref)
-        return self._done(r)
+        return self._done(self._appended(r, e))
 
     def _token(self, e: TokenCreated) -> list[Record]:
         r = {
@@ -215,9 +248,11 @@ class RecordMaker:
             "fork_group_id": e.fork_group_id,
             "join_group_id": e.join_group_id,
             "expand_group_id": e.expand_group_id,
-            "created_at": e.ts,
+            "created_at": e.occurred_at or e.ts,
         }
-        return self._done(r)
+        if e.step_in_pipeline is not None:
+            r["step_in_pipeline"] = e.step_in_pipeline
+        return self._done(self._appended(r, e))
 
     def _state_started(self, e: NodeStateStarted) -> list[Record]:
         self.open_states[e.state_id] = {
@@ -230,7 +265,8 @@ class RecordMaker:
             "input_hash": e.input_hash,
             "input_data_ref": e.input_data_ref,
             "started_seq": e.seq,
-            "started_at": e.ts,  # msgspec writes it as iso() does (also after a checkpoint)
+            # msgspec writes it as iso() does (also after a checkpoint)
+            "started_at": e.occurred_at or e.ts,
         }
         return []
 
@@ -251,8 +287,10 @@ class RecordMaker:
             "duration_ms": _json(e.duration_ms),
             "error": _json(e.error),
             "success_reason": _json(e.success_reason),
-            "completed_at": e.ts,
+            "completed_at": e.occurred_at or e.ts,
         }
+        if e.occurred_at is not None:
+            r["appended_at"] = e.ts
         get = self._get
         if get is not None:
             r["input_data"] = Raw(get(r["input_data_ref"]))
@@ -274,10 +312,10 @@ class RecordMaker:
             "ordinal": e.ordinal,
             "reason_hash": e.reason_hash,
             "reason_ref": e.reason_ref,
-            "created_at": e.ts,
+            "created_at": e.occurred_at or e.ts,
         }
         self._payload(r, "reason", e.reason_ref)
-        return self._done(r)
+        return self._done(self._appended(r, e))
 
     def _call(self, e: CallRecorded) -> list[Record]:
         r = {
@@ -297,11 +335,11 @@ class RecordMaker:
             "response_hash": e.response_hash,
             "response_ref": e.response_ref,
             "error": _json(e.error),
-            "created_at": e.ts,
+            "created_at": e.occurred_at or e.ts,
         }
         self._payload(r, "request", e.request_ref)
         self._payload(r, "response", e.response_ref)
-        return self._done(r)
+        return self._done(self._appended(r, e))
 
     def _artifact(self, e: ArtifactRecorded) -> list[Record]:
         r = {
@@ -317,10 +355,10 @@ class RecordMaker:
             "size_bytes": e.size_bytes,
             "sink_input_hash": e.sink_input_hash,
             "sink_input_ref": e.sink_input_ref,
-            "created_at": e.ts,
+            "created_at": e.occurred_at or e.ts,
         }
         self._payload(r, "sink_input", e.sink_input_ref)
-        return self._done(r)
+        return self._done(self._appended(r, e))
 
     def _outcome(self, e: TokenOutcomeRecorded) -> list[Record]:
         r = {
@@ -334,9 +372,15 @@ class RecordMaker:
             "sink_name": e.sink_name,
             "error_hash": e.error_hash,
             "context": _json(e.context),
-            "recorded_at": e.ts,
+            "recorded_at": e.occurred_at or e.ts,
         }
-        return self._done(r)
+        for name in _OUTCOME_GROUPS:
+            value = getattr(e, name)
+            if value is not None:
+                r[name] = value
+        if e.expected_branches is not None:
+            r["expected_branches"] = _json(e.expected_branches)
+        return self._done(self._appended(r, e))
 
     def _run_completed(self, e: RunCompleted) -> list[Record]:
         """Still-open states (a failed or interrupted run) as ``open``, then the run."""
@@ -357,6 +401,7 @@ class RecordMaker:
                 r["output_data"] = None
             out += self._done(r)
         self.open_states.clear()
+        out += self._encoding(self.landscape.finish)(e)
         r = self._base("run", e)
         r.update(self.run)
         r.update(
@@ -364,6 +409,9 @@ class RecordMaker:
             settings=_json(r.get("settings")),
             status=e.status,
             error=_json(e.error),
-            completed_at=e.ts,
+            completed_at=e.occurred_at or e.ts,
         )
-        return [*out, *self._done(r)]
+        if e.reproducibility_grade is not None:
+            r["reproducibility_grade"] = e.reproducibility_grade
+        r.update(self.landscape.run_fields())
+        return [*out, *self._done(self._appended(r, e))]

@@ -45,6 +45,7 @@ from ..model.events import (
     EXPORT_EVENT_TYPES,
     NODE_STATE_STATUSES,
     NODE_TYPES,
+    REPRODUCIBILITY_GRADES,
     RUN_STATUSES,
     TOKEN_OUTCOMES,
     ArtifactRecorded,
@@ -69,11 +70,14 @@ from .arguments import (
     check_number,
     check_sequence,
     check_text,
+    check_time,
     json_object,
     json_object_bytes,
     json_schema,
+    json_value,
     optional_id,
 )
+from .landscape import LandscapeMethods
 from .runstate import RunState
 
 if TYPE_CHECKING:
@@ -86,7 +90,7 @@ _UTC = _dt.UTC
 _now = _dt.datetime.now
 
 
-class RunRecorder:
+class RunRecorder(LandscapeMethods):
     """Records one run. Every method appends exactly one event or raises and appends nothing."""
 
     def __init__(self, store: AuditStore, run_id: str, journal: Journal, state: RunState) -> None:
@@ -121,8 +125,10 @@ class RunRecorder:
         input_schema: dict[str, Any] | None = None,
         output_schema: dict[str, Any] | None = None,
         node_id: str | None = None,
+        occurred_at: _dt.datetime | None = None,
     ) -> str:
         """Register a plugin instance; returns its node id."""
+        when = check_time(occurred_at)
         node_type = check_choice(node_type, NODE_TYPES, "node_type")
         determinism = check_choice(determinism, DETERMINISM, "determinism")
         plugin_name = check_text(plugin_name, "plugin_name")
@@ -138,6 +144,7 @@ class RunRecorder:
                     run_id=self.run_id,
                     seq=self._journal.next_seq,
                     ts=_now(_UTC),
+                    occurred_at=when,
                     node_id=node_id,
                     plugin_name=plugin_name,
                     plugin_version=plugin_version,
@@ -160,8 +167,10 @@ class RunRecorder:
         label: str,
         mode: str = "move",
         edge_id: str | None = None,
+        occurred_at: _dt.datetime | None = None,
     ) -> str:
         """Connect two registered nodes; returns the edge id."""
+        when = check_time(occurred_at)
         mode = check_choice(mode, EDGE_MODES, "edge mode")
         label = check_text(label, "label")
         with self._lock:
@@ -174,6 +183,7 @@ class RunRecorder:
                     run_id=self.run_id,
                     seq=self._journal.next_seq,
                     ts=_now(_UTC),
+                    occurred_at=when,
                     edge_id=edge_id,
                     from_node_id=from_node_id,
                     to_node_id=to_node_id,
@@ -187,9 +197,16 @@ class RunRecorder:
     # -- rows and tokens ---------------------------------------------------------------
 
     def create_row(
-        self, *, source_node_id: str, row_index: int, data: Any, row_id: str | None = None
+        self,
+        *,
+        source_node_id: str,
+        row_index: int,
+        data: Any,
+        row_id: str | None = None,
+        occurred_at: _dt.datetime | None = None,
     ) -> str:
         """Record a source row; its data goes to the payload store. Returns the row id."""
+        when = check_time(occurred_at)
         row_index = check_count(row_index, "row_index")
         ref = self._payloads.put(data, "data")
         with self._lock:
@@ -201,6 +218,7 @@ class RunRecorder:
                     run_id=self.run_id,
                     seq=self._journal.next_seq,
                     ts=_now(_UTC),
+                    occurred_at=when,
                     row_id=row_id,
                     source_node_id=source_node_id,
                     row_index=row_index,
@@ -221,8 +239,13 @@ class RunRecorder:
         join_group_id: str | None = None,
         expand_group_id: str | None = None,
         token_id: str | None = None,
+        step_in_pipeline: int | None = None,
+        occurred_at: _dt.datetime | None = None,
     ) -> str:
         """Create a token (a row instance on a path); returns its id."""
+        when = check_time(occurred_at)
+        if step_in_pipeline is not None:
+            step_in_pipeline = check_count(step_in_pipeline, "step_in_pipeline")
         parent_token_ids = check_sequence(parent_token_ids, "parent_token_ids")
         if branch_name is not None:
             branch_name = check_text(branch_name, "branch_name")
@@ -240,6 +263,7 @@ class RunRecorder:
                     run_id=self.run_id,
                     seq=self._journal.next_seq,
                     ts=_now(_UTC),
+                    occurred_at=when,
                     token_id=token_id,
                     row_id=row_id,
                     parent_token_ids=parent_token_ids,
@@ -247,6 +271,7 @@ class RunRecorder:
                     fork_group_id=fork_group_id,
                     join_group_id=join_group_id,
                     expand_group_id=expand_group_id,
+                    step_in_pipeline=step_in_pipeline,
                 )
             )
         self._commit()
@@ -263,8 +288,10 @@ class RunRecorder:
         input_data: Any,
         attempt: int = 0,
         state_id: str | None = None,
+        occurred_at: _dt.datetime | None = None,
     ) -> str:
         """A node starts processing a token; returns the state id."""
+        when = check_time(occurred_at)
         step_index = check_count(step_index, "step_index")
         attempt = check_count(attempt, "attempt")
         ref = self._payloads.put(input_data, "input_data")
@@ -278,6 +305,7 @@ class RunRecorder:
                     run_id=self.run_id,
                     seq=self._journal.next_seq,
                     ts=_now(_UTC),
+                    occurred_at=when,
                     state_id=state_id,
                     token_id=token_id,
                     row_id=state.tokens[token_id],
@@ -300,8 +328,10 @@ class RunRecorder:
         duration_ms: float | None = None,
         error: dict[str, Any] | None = None,
         success_reason: dict[str, Any] | None = None,
+        occurred_at: _dt.datetime | None = None,
     ) -> None:
         """Finish a node state (completed / failed / pending); a state completes once."""
+        when = check_time(occurred_at)
         status = check_choice(status, NODE_STATE_STATUSES, "node state status")
         duration = check_number(duration_ms, "duration_ms")
         ref = None if output_data is None else self._payloads.put(output_data, "output_data")
@@ -319,6 +349,7 @@ class RunRecorder:
                     run_id=self.run_id,
                     seq=self._journal.next_seq,
                     ts=_now(_UTC),
+                    occurred_at=when,
                     state_id=state_id,
                     status=status,  # type: ignore[arg-type]
                     output_hash=ref,
@@ -340,8 +371,10 @@ class RunRecorder:
         routing_group_id: str | None = None,
         ordinal: int = 0,
         routing_event_id: str | None = None,
+        occurred_at: _dt.datetime | None = None,
     ) -> str:
         """A gate's decision for a state: which edge, and why. Returns its id."""
+        when = check_time(occurred_at)
         mode = check_choice(mode, EDGE_MODES, "routing mode")
         ordinal = check_count(ordinal, "ordinal")
         routing_group_id = optional_id(routing_group_id, "routing_group_id")
@@ -356,6 +389,7 @@ class RunRecorder:
                     run_id=self.run_id,
                     seq=self._journal.next_seq,
                     ts=_now(_UTC),
+                    occurred_at=when,
                     routing_event_id=routing_event_id,
                     state_id=state_id,
                     row_id=state.states.row_of(state_id),
@@ -383,8 +417,10 @@ class RunRecorder:
         operation_id: str | None = None,
         call_index: int | None = None,
         call_id: str | None = None,
+        occurred_at: _dt.datetime | None = None,
     ) -> str:
         """An external call made while processing a state (or an operation). Returns its id."""
+        when = check_time(occurred_at)
         call_type = check_choice(call_type, CALL_TYPES, "call_type")
         status = check_choice(status, CALL_STATUSES, "call status")
         if (state_id is None) == (operation_id is None):
@@ -400,6 +436,8 @@ class RunRecorder:
             state = self._open_state()
             if state_id is not None:
                 state.need(state.states, state_id, "node state")
+            else:
+                state.need(state.operations, operation_id or "", "operation")
             index = state.next_call_index(state_id or operation_id or "", call_index)
             call_id = state.new_id("call", call_id, state.calls)
             self._emit(
@@ -407,6 +445,7 @@ class RunRecorder:
                     run_id=self.run_id,
                     seq=self._journal.next_seq,
                     ts=_now(_UTC),
+                    occurred_at=when,
                     call_id=call_id,
                     state_id=state_id,
                     row_id=None if state_id is None else state.states.row_of(state_id),
@@ -438,8 +477,10 @@ class RunRecorder:
         size_bytes: int,
         sink_input: Any = None,
         artifact_id: str | None = None,
+        occurred_at: _dt.datetime | None = None,
     ) -> str:
         """What a sink wrote; ``sink_input`` (the rows it got) goes to the payload store."""
+        when = check_time(occurred_at)
         artifact_type = check_text(artifact_type, "artifact_type")
         path_or_uri = check_text(path_or_uri, "path_or_uri")
         content_hash = check_hash(content_hash, "content_hash")
@@ -455,6 +496,7 @@ class RunRecorder:
                     run_id=self.run_id,
                     seq=self._journal.next_seq,
                     ts=_now(_UTC),
+                    occurred_at=when,
                     artifact_id=artifact_id,
                     state_id=state_id,
                     sink_node_id=sink_node_id,
@@ -478,8 +520,31 @@ class RunRecorder:
         error: Any = None,
         context: dict[str, Any] | None = None,
         outcome_id: str | None = None,
+        batch_id: str | None = None,
+        fork_group_id: str | None = None,
+        join_group_id: str | None = None,
+        expand_group_id: str | None = None,
+        expected_branches: list[Any] | dict[str, Any] | None = None,
+        error_hash: str | None = None,
+        occurred_at: _dt.datetime | None = None,
     ) -> str:
-        """The terminal state of a token; a token gets one terminal outcome."""
+        """The state of a token (one terminal outcome; ``buffered`` is not terminal).
+
+        ``batch_id`` must name a recorded batch; the group ids say which fork, join or
+        expansion the outcome belongs to; ``expected_branches`` is any JSON list or
+        object (``["a", "b"]``, ``{"count": 3}``). ``error`` is stored as a payload
+        whose ref becomes ``error_hash``; ``error_hash`` alone records a hash of an
+        error kept elsewhere (opaque text, as the pipeline computed it).
+        """
+        when = check_time(occurred_at)
+        fork_group_id = optional_id(fork_group_id, "fork_group_id")
+        join_group_id = optional_id(join_group_id, "join_group_id")
+        expand_group_id = optional_id(expand_group_id, "expand_group_id")
+        branches = json_value(expected_branches, "expected_branches")
+        if error_hash is not None:
+            error_hash = check_text(error_hash, "error_hash")
+            if error is not None:
+                raise InvalidEventError("record_token_outcome takes error or error_hash, not both")
         outcome = check_choice(outcome, TOKEN_OUTCOMES, "token outcome")
         if sink_name is not None:
             sink_name = check_text(sink_name, "sink_name")
@@ -488,6 +553,8 @@ class RunRecorder:
         with self._lock:
             state = self._open_state()
             state.need(state.tokens, token_id, "token")
+            if batch_id is not None:
+                state.need(state.batches, batch_id, "batch")
             if outcome != "buffered" and token_id in state.finished_tokens:
                 raise LifecycleError(f"token {token_id!r} already has a terminal outcome")
             outcome_id = state.new_id("out", outcome_id, state.outcomes)
@@ -496,13 +563,19 @@ class RunRecorder:
                     run_id=self.run_id,
                     seq=self._journal.next_seq,
                     ts=_now(_UTC),
+                    occurred_at=when,
                     outcome_id=outcome_id,
                     token_id=token_id,
                     row_id=state.tokens[token_id],
                     outcome=outcome,  # type: ignore[arg-type]
                     sink_name=sink_name,
-                    error_hash=error_ref,
+                    error_hash=error_ref or error_hash,
                     context=context_value,
+                    batch_id=batch_id,
+                    fork_group_id=fork_group_id,
+                    join_group_id=join_group_id,
+                    expand_group_id=expand_group_id,
+                    expected_branches=branches,
                 )
             )
         self._commit()
@@ -510,8 +583,18 @@ class RunRecorder:
 
     # -- ending ------------------------------------------------------------------------
 
-    def complete(self, status: str = "completed", *, error: dict[str, Any] | None = None) -> None:
+    def complete(
+        self,
+        status: str = "completed",
+        *,
+        error: dict[str, Any] | None = None,
+        reproducibility_grade: str | None = None,
+        occurred_at: _dt.datetime | None = None,
+    ) -> None:
         """Append ``run_completed``; afterwards only export events are accepted.
+
+        ``reproducibility_grade`` (``full_reproducible``, ``replay_reproducible``,
+        ``attributable_only``) is recorded as given (None: not graded).
 
         With a live export, waits until it is sealed and appends ``export_sealed``
         (or ``export_failed``, then raises :class:`ExportError`). With live SQL
@@ -528,6 +611,11 @@ class RunRecorder:
         """
         status = check_choice(status, RUN_STATUSES, "run status")
         error_value = None if error is None else json_object(error, "error")
+        when = check_time(occurred_at)
+        if reproducibility_grade is not None:
+            reproducibility_grade = check_choice(
+                reproducibility_grade, REPRODUCIBILITY_GRADES, "reproducibility_grade"
+            )
         with self._lock:
             if self._completion is not None:
                 self._check_retry(status, error_value)
@@ -537,8 +625,10 @@ class RunRecorder:
                     run_id=self.run_id,
                     seq=self._journal.next_seq,
                     ts=_now(_UTC),
+                    occurred_at=when,
                     status=status,  # type: ignore[arg-type]
                     error=error_value,
+                    reproducibility_grade=reproducibility_grade,  # type: ignore[arg-type]
                 )
                 self._emit(completion)
                 self._completion = completion
@@ -670,13 +760,19 @@ class RunRecorder:
 
     # -- internals ---------------------------------------------------------------------
 
-    def _emit_run_started(self, config_bytes: bytes, settings: dict[str, Any]) -> None:
+    def _emit_run_started(
+        self,
+        config_bytes: bytes,
+        settings: dict[str, Any],
+        occurred_at: _dt.datetime | None = None,
+    ) -> None:
         with self._lock:
             self._emit(
                 RunStarted(
                     run_id=self.run_id,
                     seq=self._journal.next_seq,
                     ts=_now(_UTC),
+                    occurred_at=occurred_at,
                     config=msgspec.json.decode(config_bytes),
                     config_hash=self._hash(config_bytes),
                     settings=settings,

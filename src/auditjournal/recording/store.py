@@ -47,7 +47,7 @@ from ..model.settings import ExportSettings
 from ..payloads.store import DEFAULT_MAX_PAYLOAD_BYTES, PayloadStore
 from ..sql.projector import LiveSql, SqlProjector
 from ..sql.schema import SqlDatabase
-from .arguments import canonical_value, json_object, json_object_bytes
+from .arguments import canonical_value, check_time, json_object, json_object_bytes
 from .recorder import RunRecorder
 from .runstate import RunState
 
@@ -146,8 +146,11 @@ class AuditStore:
         run_id: str | None = None,
         settings: dict[str, Any] | None = None,
         sql: bool = True,
+        occurred_at: _dt.datetime | None = None,
     ) -> RunRecorder:
         """Create a run's journal, append ``run_started`` and return its recorder.
+
+        ``occurred_at`` (timezone-aware): when the run started, if not now (an import).
 
         With ``export`` (the default) a projector thread writes the live export
         while the run is recorded; completing the run waits for it to be sealed.
@@ -159,6 +162,7 @@ class AuditStore:
             raise InvalidSettingsError(f"export must be ExportSettings or None, got {export!r}")
         if type(sql) is not bool:
             raise InvalidSettingsError(f"sql must be True or False, got {sql!r}")
+        when = check_time(occurred_at)
         config_bytes = b"{}" if config is None else json_object_bytes(config, "config")
         resolved: dict[str, Any] = {"durability": self.durability}
         if settings is not None:
@@ -188,7 +192,7 @@ class AuditStore:
         recorder = RunRecorder(self, run_id, journal, RunState())
         self._recorders.append(recorder)
         try:
-            recorder._emit_run_started(config_bytes, resolved)
+            recorder._emit_run_started(config_bytes, resolved, when)
             # the run exists on disk from here on, whatever the durability mode
             journal.flush(fsync=self.durability != "none")
             if projector is not None:

@@ -62,6 +62,7 @@ from ..fs.storage import atomic_write, fsync_dir, lock_file, storage_error
 from ..journal.files import JournalReader
 from ..model.canonical import canonical_json, format_float
 from ..model.events import CsvExported, CsvFile
+from ..model.landscape_records import CONDITIONAL, FIELDS
 from ..model.records import RECORD_TYPES, RecordMaker
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ __all__ = ["COLUMNS", "CSV_LISTING_NAME", "CsvResult", "export_csv", "journal_si
 
 CSV_LISTING_NAME: Final = "audit_trail.csv.sha256"
 
-COLUMNS: Final[dict[str, tuple[str, ...]]] = {
+_BEFORE_ISSUE_14: Final[dict[str, tuple[str, ...]]] = {
     "run": (
         "record_type",
         "run_id",
@@ -220,6 +221,19 @@ COLUMNS: Final[dict[str, tuple[str, ...]]] = {
         "sink_input_ref",
         "created_at",
     ),
+}
+COLUMNS: Final[dict[str, tuple[str, ...]]] = {
+    **{
+        kind: (*cols, *CONDITIONAL.get(kind, ()), "appended_at")
+        for kind, cols in _BEFORE_ISSUE_14.items()
+    },
+    **{kind: (*fields, "appended_at") for kind, fields in FIELDS.items()},
+}
+"""Per record type, its CSV columns: the record's fields in the order :mod:`records` builds
+them; the keys a record type gained later (conditional: absent when they carry no value,
+an empty cell then) come after the ones it had, ``appended_at`` last."""
+_OPTIONAL: Final = {
+    kind: frozenset((*CONDITIONAL.get(kind, ()), "appended_at")) for kind in COLUMNS
 }
 """The CSV columns of each record type: the record's fields in the order records.py builds
 them (``record_type``, ``run_id``, ``seq``, the entity's id and fields, its timestamps)."""
@@ -464,11 +478,11 @@ class _TempFiles:
         columns = COLUMNS.get(kind)
         if columns is None:
             raise ExportError(f"record type {kind!r} has no CSV file")
-        if len(record) != len(columns) or not record.keys() <= set(columns):
-            extra = sorted(set(record) ^ set(columns))
+        if not record.keys() <= set(columns) or not set(columns) - record.keys() <= _OPTIONAL[kind]:
+            extra = sorted((set(record) ^ set(columns)) - _OPTIONAL[kind])
             raise ExportError(f"{kind} record fields differ from its CSV columns: {extra}")
         try:
-            self._writers[kind].writerow([_cell(record[c]) for c in columns])
+            self._writers[kind].writerow([_cell(record.get(c)) for c in columns])
         except OSError as exc:
             raise storage_error(exc, f"cannot write {kind}.csv in {self.out}") from exc
         self._sinks[kind].rows += 1

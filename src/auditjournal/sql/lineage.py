@@ -29,6 +29,7 @@ from ..errors import AuditJournalError, DatabaseError, RowNotFoundError, RunNotF
 from ..export.chunks import chunk_name
 from ..export.projector import ExportPaths
 from ..fs.safeio import MAX_MANIFEST_BYTES, read_regular
+from ..model.landscape_records import CONDITIONAL, PAYLOAD_SLOTS
 from ..model.records import iso
 from ..model.settings import ExportSettings
 from ..recording.store import AuditStore
@@ -69,6 +70,9 @@ _PAYLOADS: Final = {
     "call": (("request", "request_ref"), ("response", "response_ref")),
     "artifact": (("sink_input", "sink_input_ref"),),
 }
+_PAYLOADS.update(PAYLOAD_SLOTS)
+_APPENDED: Final = ("appended_at",)
+_CONDITIONAL: Final = {kind: (*keys, "appended_at") for kind, keys in CONDITIONAL.items()}
 _RUN_RECORD_COLUMNS: Final = (
     "started_seq",
     "started_at",
@@ -391,6 +395,9 @@ def _record(kind: str, row: Row[Any], get: Any = None) -> dict[str, Any]:
             record[name] = iso(value)
         else:
             record[name] = value
+    for name in _CONDITIONAL.get(kind, _APPENDED):
+        if record.get(name, 0) is None:  # absent from the export record too
+            del record[name]
     if get is not None:
         for field, ref_column in _PAYLOADS.get(kind, ()):
             ref = record[ref_column]
