@@ -516,3 +516,99 @@ def test_verify_journal_checks_every_payload_ref_of_every_event(store: AuditStor
     sealed = store.export_dir("lrun")
     report = verify_export(sealed, journal=(store.journal_dir("lrun"), store.payloads))
     assert report.ok, report.lines
+
+
+# -- hash-only payloads (item 3) -------------------------------------------------------------
+
+
+def _hash(value: Any) -> str:
+    return hashlib.sha256(canonical_json(value)).hexdigest()
+
+
+def record_hash_only(run: RunRecorder) -> dict[str, str]:
+    src = run.register_node(plugin_name="s", node_type="source", node_id="hs")
+    llm = run.register_node(
+        plugin_name="llm", node_type="transform", node_id="hl", payload_policy="hash_only"
+    )
+    sink = run.register_node(plugin_name="o", node_type="sink", node_id="hk")
+    gate = run.register_node(plugin_name="g", node_type="gate", node_id="hg")
+    edge = run.register_edge(from_node_id=gate, to_node_id=sink, label="x", edge_id="he")
+    row = run.create_row(source_node_id=src, row_index=0, source_data_hash=_hash({"r": 1}))
+    tok = run.create_token(row_id=row)
+    by_policy = run.begin_node_state(
+        token_id=tok, node_id=llm, step_index=1, input_data={"secret-ish": "not stored"}
+    )
+    run.record_call(
+        state_id=by_policy,
+        call_type="llm",
+        status="success",
+        request_hash=_hash({"prompt": "p"}),
+        response_hash=_hash({"text": "t"}),
+    )
+    run.complete_node_state(by_policy, status="completed", output_data={"out": "not stored"})
+    given = run.begin_node_state(
+        token_id=tok, node_id=gate, step_index=2, input_hash=_hash({"in": 1})
+    )
+    run.record_routing_event(state_id=given, edge_id=edge, reason_hash=_hash({"why": 1}))
+    run.complete_node_state(given, status="completed", output_hash=_hash({"o": 1}))
+    run.create_row(source_node_id=src, row_index=1, data={"kept": True})
+    run.create_row(source_node_id=src, row_index=2, source_data_ref=_hash({"kept": True}))
+    sink_state = run.begin_node_state(token_id=tok, node_id=sink, step_index=3, input_data=[1])
+    run.record_artifact(
+        state_id=sink_state,
+        sink_node_id=sink,
+        artifact_type="file",
+        path_or_uri="o",
+        content_hash="0" * 64,
+        size_bytes=1,
+        sink_input_hash=_hash([1]),
+    )
+    return {"row": row, "by_policy": by_policy, "given": given}
+
+
+def test_hash_only_data_is_exported_as_not_retained(store: AuditStore, tmp_path: Path) -> None:
+    with store.start_run(run_id="hash") as run:
+        ids = record_hash_only(run)
+    records = export_records(store, "hash")
+    rows = by_type(records, "row")
+    assert rows[0]["source_data_hash"] == _hash({"r": 1})
+    assert rows[0]["source_data_ref"] is None and rows[0]["source_data_retained"] is False
+    assert rows[0]["source_data"] is None
+    assert "source_data_retained" not in rows[1] and rows[1]["source_data"] == {"kept": True}
+    assert rows[2]["source_data_ref"] == rows[1]["source_data_ref"]  # given as a stored ref
+    states = {s["state_id"]: s for s in by_type(records, "node_state")}
+    policy = states[ids["by_policy"]]
+    assert policy["input_hash"] == _hash({"secret-ish": "not stored"})
+    assert (policy["input_data_ref"], policy["input_data"]) == (None, None)
+    assert policy["input_data_retained"] is False and policy["output_data_retained"] is False
+    assert policy["output_hash"] == _hash({"out": "not stored"})
+    given = states[ids["given"]]
+    assert given["input_data_retained"] is False and given["output_data_retained"] is False
+    (call,) = by_type(records, "call")
+    assert call["request_ref"] is None and call["request_retained"] is False
+    assert call["response_retained"] is False and call["response_hash"] == _hash({"text": "t"})
+    (routing,) = by_type(records, "routing_event")
+    assert routing["reason_retained"] is False and routing["reason"] is None
+    (artifact,) = by_type(records, "artifact")
+    assert artifact["sink_input_retained"] is False
+    (node,) = [n for n in by_type(records, "node") if n["node_id"] == "hl"]
+    assert node["payload_policy"] == "hash_only"
+    for data in (b"not stored", b'"prompt"'):  # hashed, never written anywhere
+        assert not any(data in p.read_bytes() for p in store.root.rglob("pack-*.dat"))
+    report = verify_export(
+        store.export_dir("hash"), journal=(store.journal_dir("hash"), store.payloads)
+    )
+    assert report.ok, report.lines  # not retained is not missing
+    for url in _sql_urls(tmp_path):
+        database = SqlDatabase(url)
+        try:
+            lineage.refresh_tables(store, ["hash"], database)
+            explained = lineage.explain_row(store, "hash", ids["row"], database=database)
+            want = {r["state_id"]: r for r in by_type(records, "node_state")}
+            for state in explained["node_states"]:
+                assert state == want[state["state_id"]], url
+            assert explained["row"] == rows[0]
+            assert explained["calls"] == [call]
+        finally:
+            database.delete_run("hash")
+            database.close()

@@ -881,6 +881,12 @@ EVENT_OF: dict[str, type[BaseEvent]] = {
     "record_schema_contract": SchemaContractRecorded,
 }
 SLOTS = {
+    "create_row": ("data", "source_data_ref", "source_data_hash"),
+    "begin_node_state": ("input_data", "input_data_ref", "input_hash"),
+    "complete_node_state": ("output_data", "output_data_ref", "output_hash"),
+    "record_routing_event": ("reason", "reason_ref", "reason_hash"),
+    "record_call": ("request", "request_ref", "request_hash"),
+    "record_artifact": ("sink_input", "sink_input_ref", "sink_input_hash"),
     "begin_operation": ("input_data", "input_data_ref", "input_hash"),
     "complete_operation": ("output_data", "output_data_ref", "output_hash"),
     "record_validation_error": ("data", "row_data_ref", "row_hash"),
@@ -914,6 +920,7 @@ def valid_calls(ids: Ids) -> dict[str, dict[str, Any]]:
             "input_schema": {"type": "object"},
             "output_schema": {"type": "object"},
             "node_id": "n-new",
+            "payload_policy": "hash_only",
             "occurred_at": WHEN,
         },
         "register_edge": {
@@ -929,6 +936,8 @@ def valid_calls(ids: Ids) -> dict[str, dict[str, Any]]:
             "row_index": 1,
             "data": {},
             "row_id": "r-new",
+            "source_data_ref": None,
+            "source_data_hash": None,
             "occurred_at": WHEN,
         },
         "create_token": {
@@ -949,6 +958,8 @@ def valid_calls(ids: Ids) -> dict[str, dict[str, Any]]:
             "input_data": {},
             "attempt": 1,
             "state_id": "s-new",
+            "input_data_ref": None,
+            "input_hash": None,
             "occurred_at": WHEN,
         },
         "complete_node_state": {
@@ -958,6 +969,8 @@ def valid_calls(ids: Ids) -> dict[str, dict[str, Any]]:
             "duration_ms": 1.5,
             "error": {"e": 1},
             "success_reason": {"r": 1},
+            "output_data_ref": None,
+            "output_hash": None,
             "occurred_at": WHEN,
         },
         "record_routing_event": {
@@ -968,6 +981,8 @@ def valid_calls(ids: Ids) -> dict[str, dict[str, Any]]:
             "routing_group_id": "g",
             "ordinal": 1,
             "routing_event_id": "rte-new",
+            "reason_ref": None,
+            "reason_hash": None,
             "occurred_at": WHEN,
         },
         "record_call": {
@@ -981,6 +996,10 @@ def valid_calls(ids: Ids) -> dict[str, dict[str, Any]]:
             "operation_id": None,
             "call_index": 4,
             "call_id": "c-new",
+            "request_ref": None,
+            "request_hash": None,
+            "response_ref": None,
+            "response_hash": None,
             "occurred_at": WHEN,
         },
         "record_artifact": {
@@ -992,6 +1011,8 @@ def valid_calls(ids: Ids) -> dict[str, dict[str, Any]]:
             "size_bytes": 1,
             "sink_input": [],
             "artifact_id": "a-new",
+            "sink_input_ref": None,
+            "sink_input_hash": None,
             "occurred_at": WHEN,
         },
         "record_token_outcome": {

@@ -77,6 +77,13 @@ _REF_FIELDS: Final = (
     "coalesce_state_ref",
 )
 
+_RETAINED: Final = {
+    "source_data_ref": "source_data_retained",
+    "input_data_ref": "input_retained",
+    "request_ref": "request_retained",
+}
+"""Required refs that repeat the hash when only the hash was recorded (the flag is false)."""
+
 
 class ChunkEntry(msgspec.Struct, forbid_unknown_fields=True):
     file: str
@@ -581,6 +588,8 @@ def _scan_journal(
                 failed = True
             for field_name in _REF_FIELDS:
                 ref = getattr(event, field_name, None)
+                if not getattr(event, _RETAINED.get(field_name, ""), True):
+                    continue  # a hash only: the data was not retained, not missing
                 if ref is not None and not payload_problem:
                     try:
                         payloads.check_stored(ref)

@@ -66,7 +66,7 @@ class PositionState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     chain: str
 
 
-class OpenState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class OpenState(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     """A node state started and not yet completed (``RecordMaker.open_states``)."""
 
     state_id: str
@@ -76,9 +76,11 @@ class OpenState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     step_index: int
     attempt: int
     input_hash: str
-    input_data_ref: str
+    input_data_ref: str | None
     started_seq: int
     started_at: str
+    input_data_retained: bool = True
+    """Present (false) only for a hash-only input."""
 
 
 class RunFields(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -93,6 +93,7 @@ TokenOutcome = Literal[
     "buffered",
 ]
 RunStatus = Literal["completed", "failed", "interrupted"]
+PayloadPolicy = Literal["retain", "hash_only"]
 OperationType = Literal["source_load", "sink_write"]
 OperationStatus = Literal["completed", "failed", "pending"]
 BatchStatus = Literal["draft", "executing", "completed", "failed"]
@@ -110,6 +111,7 @@ CALL_TYPES: Final = frozenset(get_args(CallType))
 CALL_STATUSES: Final = frozenset(get_args(CallStatus))
 TOKEN_OUTCOMES: Final = frozenset(get_args(TokenOutcome))
 RUN_STATUSES: Final = frozenset(get_args(RunStatus))
+PAYLOAD_POLICIES: Final = frozenset(get_args(PayloadPolicy))
 OPERATION_TYPES: Final = frozenset(get_args(OperationType))
 OPERATION_STATUSES: Final = frozenset(get_args(OperationStatus))
 BATCH_STATUSES: Final = frozenset(get_args(BatchStatus))
@@ -154,6 +156,8 @@ class NodeRegistered(BaseEvent, frozen=True, kw_only=True, tag="node_registered"
     config_hash: str = ""
     input_schema: JsonObject | None = None
     output_schema: JsonObject | None = None
+    payload_policy: PayloadPolicy = "retain"
+    """``hash_only``: the node's state inputs/outputs are hashed, not stored."""
 
 
 class EdgeRegistered(BaseEvent, frozen=True, kw_only=True, tag="edge_registered"):
@@ -174,6 +178,8 @@ class RowCreated(BaseEvent, frozen=True, kw_only=True, tag="row_created"):
     row_index: int
     source_data_hash: str
     source_data_ref: str
+    source_data_retained: bool = True
+    """False: only the hash was recorded (``source_data_ref`` then repeats it)."""
 
 
 class TokenCreated(BaseEvent, frozen=True, kw_only=True, tag="token_created"):
@@ -200,6 +206,8 @@ class NodeStateStarted(BaseEvent, frozen=True, kw_only=True, tag="node_state_sta
     attempt: int = 0
     input_hash: str
     input_data_ref: str
+    input_retained: bool = True
+    """False: only the hash was recorded (``input_data_ref`` then repeats it)."""
 
 
 class NodeStateCompleted(BaseEvent, frozen=True, kw_only=True, tag="node_state_completed"):
@@ -241,6 +249,8 @@ class CallRecorded(BaseEvent, frozen=True, kw_only=True, tag="call_recorded"):
     latency_ms: float | None = None
     request_hash: str
     request_ref: str
+    request_retained: bool = True
+    """False: only the hash was recorded (``request_ref`` then repeats it)."""
     response_hash: str | None = None
     response_ref: str | None = None
     error: JsonObject | None = None

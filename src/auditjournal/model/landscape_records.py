@@ -160,7 +160,13 @@ RUN_LISTS: Final = (
 
 CONDITIONAL: Final[dict[str, tuple[str, ...]]] = {
     "run": ("reproducibility_grade", *RUN_LISTS),
+    "node": ("payload_policy",),
+    "row": ("source_data_retained",),
     "token": ("step_in_pipeline",),
+    "node_state": ("input_data_retained", "output_data_retained"),
+    "routing_event": ("reason_retained",),
+    "call": ("request_retained", "response_retained"),
+    "artifact": ("sink_input_retained",),
     "token_outcome": (
         "batch_id",
         "fork_group_id",
@@ -169,7 +175,8 @@ CONDITIONAL: Final[dict[str, tuple[str, ...]]] = {
         "expected_branches",
     ),
 }
-"""Keys of existing record types present only with a value (``appended_at`` is
+"""Keys of existing record types present only with a value (``*_retained`` only as
+``false``: the slot has a hash and no data (``appended_at`` is
 conditional in every record type: present when the event had ``occurred_at``)."""
 
 STATEFUL_EVENTS: Final = frozenset(

@@ -205,6 +205,8 @@ class RecordMaker:
             "output_schema": _json(e.output_schema),
             "registered_at": e.occurred_at or e.ts,
         }
+        if e.payload_policy != "retain":
+            r["payload_policy"] = e.payload_policy
         return self._done(self._appended(r, e))
 
     def _edge(self, e: EdgeRegistered) -> list[Record]:
@@ -222,7 +224,7 @@ class RecordMaker:
         return self._done(self._appended(r, e))
 
     def _row(self, e: RowCreated) -> list[Record]:
-        r = {
+        r: dict[str, Any] = {
             "record_type": "row",
             "run_id": self.run_id,
             "seq": e.seq,
@@ -233,7 +235,9 @@ class RecordMaker:
             "source_data_ref": e.source_data_ref,
             "created_at": e.occurred_at or e.ts,
         }
-        self._payload(r, "source_data", e.source_data_ref)
+        if not e.source_data_retained:
+            r.update(source_data_ref=None, source_data_retained=False)
+        self._payload(r, "source_data", r["source_data_ref"])
         return self._done(self._appended(r, e))
 
     def _token(self, e: TokenCreated) -> list[Record]:
@@ -268,6 +272,9 @@ class RecordMaker:
             # msgspec writes it as iso() does (also after a checkpoint)
             "started_at": e.occurred_at or e.ts,
         }
+        if not e.input_retained:
+            started = self.open_states[e.state_id]
+            started.update(input_data_ref=None, input_data_retained=False)
         return []
 
     def _state_record(self, started: dict[str, Any], seq: int) -> dict[str, Any]:
@@ -291,9 +298,12 @@ class RecordMaker:
         }
         if e.occurred_at is not None:
             r["appended_at"] = e.ts
+        if e.output_data_ref is None and e.output_hash is not None:
+            r["output_data_retained"] = False
         get = self._get
         if get is not None:
-            r["input_data"] = Raw(get(r["input_data_ref"]))
+            ref = r["input_data_ref"]
+            r["input_data"] = None if ref is None else Raw(get(ref))
             ref = e.output_data_ref
             r["output_data"] = None if ref is None else Raw(get(ref))
         return [(e.seq, _ENCODER.encode(r))]
@@ -314,11 +324,13 @@ class RecordMaker:
             "reason_ref": e.reason_ref,
             "created_at": e.occurred_at or e.ts,
         }
+        if e.reason_ref is None and e.reason_hash is not None:
+            r["reason_retained"] = False
         self._payload(r, "reason", e.reason_ref)
         return self._done(self._appended(r, e))
 
     def _call(self, e: CallRecorded) -> list[Record]:
-        r = {
+        r: dict[str, Any] = {
             "record_type": "call",
             "run_id": self.run_id,
             "seq": e.seq,
@@ -337,7 +349,11 @@ class RecordMaker:
             "error": _json(e.error),
             "created_at": e.occurred_at or e.ts,
         }
-        self._payload(r, "request", e.request_ref)
+        if not e.request_retained:
+            r.update(request_ref=None, request_retained=False)
+        if e.response_ref is None and e.response_hash is not None:
+            r["response_retained"] = False
+        self._payload(r, "request", r["request_ref"])
         self._payload(r, "response", e.response_ref)
         return self._done(self._appended(r, e))
 
@@ -357,6 +373,8 @@ class RecordMaker:
             "sink_input_ref": e.sink_input_ref,
             "created_at": e.occurred_at or e.ts,
         }
+        if e.sink_input_ref is None and e.sink_input_hash is not None:
+            r["sink_input_retained"] = False
         self._payload(r, "sink_input", e.sink_input_ref)
         return self._done(self._appended(r, e))
 

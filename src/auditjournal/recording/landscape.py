@@ -52,6 +52,7 @@ from ..model.events import (
     ValidationErrorRecorded,
 )
 from .arguments import (
+    canonical_value,
     check_choice,
     check_count,
     check_hash,
@@ -106,24 +107,35 @@ class LandscapeMethods:
     # -- payload slots -----------------------------------------------------------------
 
     def _slot(
-        self, what: str, data: Any, ref: object, hash_: object
+        self,
+        what: str,
+        data: Any,
+        ref: object,
+        hash_: object,
+        *,
+        names: tuple[str, str] | None = None,
+        hash_only: bool = False,
     ) -> tuple[str | None, str | None]:
-        """(hash, ref) of a payload slot given as data, as a stored ref, or as a hash only."""
+        """(hash, ref) of a payload slot given as data, as a stored ref, or as a hash only
+        (ref None). ``hash_only``: data is hashed, not stored (a node's payload policy)."""
+        ref_name, hash_name = names or (f"{what}_ref", f"{what}_hash")
         given = (data is not MISSING) + (ref is not None) + (hash_ is not None)
         if given > 1:
             raise InvalidEventError(
-                f"{what}: give the data, {what}_ref or {what}_hash, not more than one"
+                f"{what}: give the data, {ref_name} or {hash_name}, not more than one"
             )
         if data is not MISSING:
+            if hash_only:
+                return hashlib.sha256(canonical_value(data, what)).hexdigest(), None
             stored = self._payloads.put(data, what)
             return stored, stored
         if ref is not None:
-            ref = check_hash(ref, f"{what}_ref")
+            ref = check_hash(ref, ref_name)
             if ref not in self._payloads:
-                raise PayloadNotFoundError(f"{what}_ref {ref} is not in this store's payloads")
+                raise PayloadNotFoundError(f"{ref_name} {ref} is not in this store's payloads")
             return ref, ref
         if hash_ is not None:
-            return check_hash(hash_, f"{what}_hash"), None
+            return check_hash(hash_, hash_name), None
         return None, None
 
     def _rejected_data(self, data: Any, ref: object, hash_: object) -> tuple[str, str | None, bool]:

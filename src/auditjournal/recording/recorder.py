@@ -45,6 +45,7 @@ from ..model.events import (
     EXPORT_EVENT_TYPES,
     NODE_STATE_STATUSES,
     NODE_TYPES,
+    PAYLOAD_POLICIES,
     REPRODUCIBILITY_GRADES,
     RUN_STATUSES,
     TOKEN_OUTCOMES,
@@ -77,7 +78,7 @@ from .arguments import (
     json_value,
     optional_id,
 )
-from .landscape import LandscapeMethods
+from .landscape import MISSING, LandscapeMethods
 from .runstate import RunState
 
 if TYPE_CHECKING:
@@ -125,10 +126,13 @@ class RunRecorder(LandscapeMethods):
         input_schema: dict[str, Any] | None = None,
         output_schema: dict[str, Any] | None = None,
         node_id: str | None = None,
+        payload_policy: str = "retain",
         occurred_at: _dt.datetime | None = None,
     ) -> str:
-        """Register a plugin instance; returns its node id."""
+        """Register a plugin instance; returns its node id. ``payload_policy="hash_only"``:
+        its states' input and output data are hashed, not stored."""
         when = check_time(occurred_at)
+        payload_policy = check_choice(payload_policy, PAYLOAD_POLICIES, "payload_policy")
         node_type = check_choice(node_type, NODE_TYPES, "node_type")
         determinism = check_choice(determinism, DETERMINISM, "determinism")
         plugin_name = check_text(plugin_name, "plugin_name")
@@ -154,6 +158,7 @@ class RunRecorder(LandscapeMethods):
                     config_hash=self._hash(config_bytes),
                     input_schema=in_schema,
                     output_schema=out_schema,
+                    payload_policy=payload_policy,  # type: ignore[arg-type]
                 )
             )
         self._commit()
@@ -201,14 +206,22 @@ class RunRecorder(LandscapeMethods):
         *,
         source_node_id: str,
         row_index: int,
-        data: Any,
+        data: Any = MISSING,
         row_id: str | None = None,
+        source_data_ref: str | None = None,
+        source_data_hash: str | None = None,
         occurred_at: _dt.datetime | None = None,
     ) -> str:
-        """Record a source row; its data goes to the payload store. Returns the row id."""
+        """Record a source row; its data goes to the payload store (or give a stored
+        ``source_data_ref``, or only its ``source_data_hash``). Returns the row id."""
         when = check_time(occurred_at)
         row_index = check_count(row_index, "row_index")
-        ref = self._payloads.put(data, "data")
+        digest, kept = self._slot(
+            "data", data, source_data_ref, source_data_hash,
+            names=("source_data_ref", "source_data_hash"),
+        )  # fmt: skip
+        if digest is None:
+            raise InvalidEventError("create_row needs data, source_data_ref or source_data_hash")
         with self._lock:
             state = self._open_state()
             state.need(state.nodes, source_node_id, "node")
@@ -222,8 +235,9 @@ class RunRecorder(LandscapeMethods):
                     row_id=row_id,
                     source_node_id=source_node_id,
                     row_index=row_index,
-                    source_data_hash=ref,
-                    source_data_ref=ref,
+                    source_data_hash=digest,
+                    source_data_ref=digest,
+                    source_data_retained=kept is not None,
                 )
             )
         self._commit()
@@ -285,16 +299,28 @@ class RunRecorder(LandscapeMethods):
         token_id: str,
         node_id: str,
         step_index: int,
-        input_data: Any,
+        input_data: Any = MISSING,
         attempt: int = 0,
         state_id: str | None = None,
+        input_data_ref: str | None = None,
+        input_hash: str | None = None,
         occurred_at: _dt.datetime | None = None,
     ) -> str:
-        """A node starts processing a token; returns the state id."""
+        """A node starts processing a token; returns the state id. The input: its data
+        (stored, or only hashed under the node's ``hash_only`` policy), a stored
+        ``input_data_ref``, or only its ``input_hash``."""
         when = check_time(occurred_at)
         step_index = check_count(step_index, "step_index")
         attempt = check_count(attempt, "attempt")
-        ref = self._payloads.put(input_data, "input_data")
+        digest, kept = self._slot(
+            "input_data", input_data, input_data_ref, input_hash,
+            names=("input_data_ref", "input_hash"),
+            hash_only=type(node_id) is str and node_id in self._state.hash_only_nodes,
+        )  # fmt: skip
+        if digest is None:
+            raise InvalidEventError(
+                "begin_node_state needs input_data, input_data_ref or input_hash"
+            )
         with self._lock:
             state = self._open_state()
             state.need(state.tokens, token_id, "token")
@@ -312,8 +338,9 @@ class RunRecorder(LandscapeMethods):
                     node_id=node_id,
                     step_index=step_index,
                     attempt=attempt,
-                    input_hash=ref,
-                    input_data_ref=ref,
+                    input_hash=digest,
+                    input_data_ref=digest,
+                    input_retained=kept is not None,
                 )
             )
         self._commit()
@@ -328,13 +355,24 @@ class RunRecorder(LandscapeMethods):
         duration_ms: float | None = None,
         error: dict[str, Any] | None = None,
         success_reason: dict[str, Any] | None = None,
+        output_data_ref: str | None = None,
+        output_hash: str | None = None,
         occurred_at: _dt.datetime | None = None,
     ) -> None:
         """Finish a node state (completed / failed / pending); a state completes once."""
         when = check_time(occurred_at)
         status = check_choice(status, NODE_STATE_STATUSES, "node state status")
         duration = check_number(duration_ms, "duration_ms")
-        ref = None if output_data is None else self._payloads.put(output_data, "output_data")
+        policy_hash_only = False
+        if output_data is not None:
+            with self._lock:
+                node = self._state.state_nodes.get(state_id) if type(state_id) is str else None
+            policy_hash_only = node in self._state.hash_only_nodes
+        digest, ref = self._slot(
+            "output_data", MISSING if output_data is None else output_data,
+            output_data_ref, output_hash,
+            names=("output_data_ref", "output_hash"), hash_only=policy_hash_only,
+        )  # fmt: skip
         error_value = None if error is None else json_object(error, "error")
         reason_value = (
             None if success_reason is None else json_object(success_reason, "success_reason")
@@ -352,7 +390,7 @@ class RunRecorder(LandscapeMethods):
                     occurred_at=when,
                     state_id=state_id,
                     status=status,  # type: ignore[arg-type]
-                    output_hash=ref,
+                    output_hash=digest,
                     output_data_ref=ref,
                     duration_ms=duration,
                     error=error_value,
@@ -371,6 +409,8 @@ class RunRecorder(LandscapeMethods):
         routing_group_id: str | None = None,
         ordinal: int = 0,
         routing_event_id: str | None = None,
+        reason_ref: str | None = None,
+        reason_hash: str | None = None,
         occurred_at: _dt.datetime | None = None,
     ) -> str:
         """A gate's decision for a state: which edge, and why. Returns its id."""
@@ -378,7 +418,9 @@ class RunRecorder(LandscapeMethods):
         mode = check_choice(mode, EDGE_MODES, "routing mode")
         ordinal = check_count(ordinal, "ordinal")
         routing_group_id = optional_id(routing_group_id, "routing_group_id")
-        ref = None if reason is None else self._payloads.put(reason, "reason")
+        digest, ref = self._slot(
+            "reason", MISSING if reason is None else reason, reason_ref, reason_hash
+        )
         with self._lock:
             state = self._open_state()
             state.need(state.states, state_id, "node state")
@@ -397,7 +439,7 @@ class RunRecorder(LandscapeMethods):
                     mode=mode,  # type: ignore[arg-type]
                     routing_group_id=routing_group_id or routing_event_id,
                     ordinal=ordinal,
-                    reason_hash=ref,
+                    reason_hash=digest,
                     reason_ref=ref,
                 )
             )
@@ -409,7 +451,7 @@ class RunRecorder(LandscapeMethods):
         *,
         call_type: str,
         status: str,
-        request: Any,
+        request: Any = MISSING,
         response: Any = None,
         latency_ms: float | None = None,
         error: dict[str, Any] | None = None,
@@ -417,6 +459,10 @@ class RunRecorder(LandscapeMethods):
         operation_id: str | None = None,
         call_index: int | None = None,
         call_id: str | None = None,
+        request_ref: str | None = None,
+        request_hash: str | None = None,
+        response_ref: str | None = None,
+        response_hash: str | None = None,
         occurred_at: _dt.datetime | None = None,
     ) -> str:
         """An external call made while processing a state (or an operation). Returns its id."""
@@ -429,8 +475,12 @@ class RunRecorder(LandscapeMethods):
         latency = check_number(latency_ms, "latency_ms")
         if call_index is not None:
             call_index = check_count(call_index, "call_index")
-        request_ref = self._payloads.put(request, "request")
-        response_ref = None if response is None else self._payloads.put(response, "response")
+        request_digest, request_kept = self._slot("request", request, request_ref, request_hash)
+        if request_digest is None:
+            raise InvalidEventError("record_call needs request, request_ref or request_hash")
+        response_digest, response_kept = self._slot(
+            "response", MISSING if response is None else response, response_ref, response_hash
+        )
         error_value = None if error is None else json_object(error, "error")
         with self._lock:
             state = self._open_state()
@@ -454,10 +504,11 @@ class RunRecorder(LandscapeMethods):
                     call_type=call_type,  # type: ignore[arg-type]
                     status=status,  # type: ignore[arg-type]
                     latency_ms=latency,
-                    request_hash=request_ref,
-                    request_ref=request_ref,
-                    response_hash=response_ref,
-                    response_ref=response_ref,
+                    request_hash=request_digest,
+                    request_ref=request_digest,
+                    request_retained=request_kept is not None,
+                    response_hash=response_digest,
+                    response_ref=response_kept,
                     error=error_value,
                 )
             )
@@ -477,6 +528,8 @@ class RunRecorder(LandscapeMethods):
         size_bytes: int,
         sink_input: Any = None,
         artifact_id: str | None = None,
+        sink_input_ref: str | None = None,
+        sink_input_hash: str | None = None,
         occurred_at: _dt.datetime | None = None,
     ) -> str:
         """What a sink wrote; ``sink_input`` (the rows it got) goes to the payload store."""
@@ -485,7 +538,10 @@ class RunRecorder(LandscapeMethods):
         path_or_uri = check_text(path_or_uri, "path_or_uri")
         content_hash = check_hash(content_hash, "content_hash")
         size_bytes = check_count(size_bytes, "size_bytes")
-        ref = None if sink_input is None else self._payloads.put(sink_input, "sink_input")
+        digest, ref = self._slot(
+            "sink_input", MISSING if sink_input is None else sink_input, sink_input_ref,
+            sink_input_hash,
+        )  # fmt: skip
         with self._lock:
             state = self._open_state()
             state.need(state.states, state_id, "node state")
@@ -504,7 +560,7 @@ class RunRecorder(LandscapeMethods):
                     path_or_uri=path_or_uri,
                     content_hash=content_hash,
                     size_bytes=size_bytes,
-                    sink_input_hash=ref,
+                    sink_input_hash=digest,
                     sink_input_ref=ref,
                 )
             )

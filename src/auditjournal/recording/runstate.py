@@ -85,6 +85,8 @@ class RunState:
         self.tokens: dict[str, str] = {}  # token id -> row id
         self.open_states: dict[str, str] = {}  # state id -> row id
         self.closed_states: dict[str, str] = {}  # state id -> row id
+        self.hash_only_nodes: set[str] = set()  # nodes with payload_policy hash_only
+        self.state_nodes: dict[str, str] = {}  # open state id -> node id (hash_only nodes)
         self.states = _StateIds(self.open_states, self.closed_states)
         self.routing_events: set[str] = set()
         self.calls: set[str] = set()
@@ -179,6 +181,8 @@ def _run_started(s: RunState, e: RunStarted) -> None:
 
 def _node(s: RunState, e: NodeRegistered) -> None:
     s.nodes[e.node_id] = e.node_type
+    if e.payload_policy == "hash_only":
+        s.hash_only_nodes.add(e.node_id)
 
 
 def _edge(s: RunState, e: EdgeRegistered) -> None:
@@ -195,10 +199,13 @@ def _token(s: RunState, e: TokenCreated) -> None:
 
 def _state_started(s: RunState, e: NodeStateStarted) -> None:
     s.open_states[e.state_id] = e.row_id
+    if e.node_id in s.hash_only_nodes:
+        s.state_nodes[e.state_id] = e.node_id
 
 
 def _state_completed(s: RunState, e: NodeStateCompleted) -> None:
     s.closed_states[e.state_id] = s.open_states.pop(e.state_id, "")
+    s.state_nodes.pop(e.state_id, None)
     s.call_indexes.pop(e.state_id, None)
 
 

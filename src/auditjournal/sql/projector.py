@@ -129,6 +129,7 @@ _COMPLETE_STATE = (
                 "completed_at",
                 "seq",
                 "appended_at",
+                "output_data_retained",
             )
         }
     )
@@ -174,6 +175,7 @@ _OPEN_STATE: Final = tuple(
         "completed_at",
         "seq",
         "appended_at",
+        "output_data_retained",
     )
 )
 _INSERTS: Final[dict[type[BaseEvent], _Insert]] = {
@@ -193,7 +195,7 @@ _INSERTS: Final[dict[type[BaseEvent], _Insert]] = {
     NodeStateStarted: _Insert(
         node_states,
         "started_at",
-        renamed=(("seq", "started_seq"),),
+        renamed=(("seq", "started_seq"), ("input_retained", "input_data_retained")),
         constants=(("status", "open"), *_OPEN_STATE),
     ),
     RoutingEventRecorded: _Insert(routing_events, "created_at"),
@@ -250,7 +252,43 @@ def _row_values(spec: _Insert, event: BaseEvent) -> dict[str, Any]:
     for name in _DROPPED[type(event)]:
         del values[name]
     values.update(spec.constants)
+    fix = _HASH_ONLY.get(type(event))
+    if fix is not None:
+        fix(values)
     return values
+
+
+def _kept(values: dict[str, Any], slot: str, ref: str, hash_: str) -> None:
+    """``<slot>_retained``: NULL when the data was kept, false for a hash without data."""
+    values[slot + "_retained"] = False if values[ref] is None and values[hash_] else None
+
+
+def _not_kept(values: dict[str, Any], flag: str, ref: str) -> None:
+    """A required ref of a hash-only slot holds the hash: NULL in the table, as in the record."""
+    if values[flag] is False:
+        values[ref] = None
+    else:
+        values[flag] = None
+
+
+def _node_policy(values: dict[str, Any]) -> None:
+    if values["payload_policy"] == "retain":
+        values["payload_policy"] = None
+
+
+def _call_slots(values: dict[str, Any]) -> None:
+    _not_kept(values, "request_retained", "request_ref")
+    _kept(values, "response", "response_ref", "response_hash")
+
+
+_HASH_ONLY: Final[dict[type[BaseEvent], Callable[[dict[str, Any]], None]]] = {
+    NodeRegistered: _node_policy,
+    RowCreated: lambda v: _not_kept(v, "source_data_retained", "source_data_ref"),
+    NodeStateStarted: lambda v: _not_kept(v, "input_data_retained", "input_data_ref"),
+    RoutingEventRecorded: lambda v: _kept(v, "reason", "reason_ref", "reason_hash"),
+    CallRecorded: _call_slots,
+    ArtifactRecorded: lambda v: _kept(v, "sink_input", "sink_input_ref", "sink_input_hash"),
+}
 
 
 class _Batch:
@@ -309,6 +347,7 @@ class _Batch:
             "completed_at": _utc(e.ts) if e.occurred_at is None else e.occurred_at,
             "seq": e.seq,
             "appended_at": None if e.occurred_at is None else _utc(e.ts),
+            "output_data_retained": False if e.output_data_ref is None and e.output_hash else None,
         }
         started = self.new_states.pop(e.state_id, None)
         if started is not None:

@@ -148,6 +148,7 @@ nodes = _table(
     _ts("registered_at"),
     _int("seq"),
     _ts("appended_at"),
+    _enum("payload_policy", nullable=True),  # NULL: retain
 )
 edges = _table(
     "edges",
@@ -170,6 +171,7 @@ rows = _table(
     _ts("created_at"),
     _int("seq"),
     _ts("appended_at"),
+    sa.Column("source_data_retained", sa.Boolean),  # NULL: retained; false: hash only
 )
 tokens = _table(
     "tokens",
@@ -215,6 +217,8 @@ node_states = _table(
     _ts("completed_at"),
     _int("seq", nullable=True),
     _ts("appended_at"),
+    sa.Column("input_data_retained", sa.Boolean),  # NULL: retained; false: hash only
+    sa.Column("output_data_retained", sa.Boolean),  # NULL: retained; false: hash only
     index=("row_id", "token_id", "node_id"),
 )
 routing_events = _table(
@@ -231,6 +235,7 @@ routing_events = _table(
     _ts("created_at"),
     _int("seq"),
     _ts("appended_at"),
+    sa.Column("reason_retained", sa.Boolean),  # NULL: retained; false: hash only
     index=("state_id", "row_id"),
 )
 calls = _table(
@@ -251,6 +256,8 @@ calls = _table(
     _ts("created_at"),
     _int("seq"),
     _ts("appended_at"),
+    sa.Column("request_retained", sa.Boolean),  # NULL: retained; false: hash only
+    sa.Column("response_retained", sa.Boolean),  # NULL: retained; false: hash only
     index=("state_id", "row_id"),
 )
 artifacts = _table(
@@ -267,6 +274,7 @@ artifacts = _table(
     _ts("created_at"),
     _int("seq"),
     _ts("appended_at"),
+    sa.Column("sink_input_retained", sa.Boolean),  # NULL: retained; false: hash only
     index=("state_id",),
 )
 token_outcomes = _table(
