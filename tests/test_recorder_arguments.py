@@ -921,6 +921,8 @@ def valid_calls(ids: Ids) -> dict[str, dict[str, Any]]:
             "output_schema": {"type": "object"},
             "node_id": "n-new",
             "payload_policy": "hash_only",
+            "config_hash": hashlib.sha256(b"{}").hexdigest(),
+            "secret_fields": ["my_secret"],
             "occurred_at": WHEN,
         },
         "register_edge": {
@@ -1000,6 +1002,7 @@ def valid_calls(ids: Ids) -> dict[str, dict[str, Any]]:
             "request_hash": None,
             "response_ref": None,
             "response_hash": None,
+            "secret_fields": ("session",),
             "occurred_at": WHEN,
         },
         "record_artifact": {
@@ -1200,7 +1203,9 @@ def argument_cases() -> list[tuple[str, str, list[Any]]]:
             elif name == "expected_branches":
                 wrong = ["x", 5, True, {1, 2}, [float("nan")]]
             elif name not in fields:  # a stand-in for a field of another name
-                wrong = {"ordinal": [-1, "1", 1.5]}.get(name, [5, ["x"], b"x"])
+                wrong = {"ordinal": [-1, "1", 1.5], "secret_fields": [5, "api_key", {"k"}]}.get(
+                    name, [5, ["x"], b"x"]
+                )
             else:
                 wrong = wrong_values(fields[name])
             if inspect.signature(getattr(RunRecorder, method)).parameters[name].default is None:

@@ -92,6 +92,7 @@ class RunFields(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     config_hash: str
     settings: Any
     canonical_version: str
+    redacted: list[str] | None = None
 
 
 class MakerState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -142,6 +142,8 @@ class RunStarted(BaseEvent, frozen=True, kw_only=True, tag="run_started"):
     config_hash: str
     settings: JsonObject = {}
     canonical_version: str = CANONICAL_VERSION
+    redacted: tuple[str, ...] = ()
+    """Which of its JSON slots the secret filter changed (``config``, ``request``, ...)."""
 
 
 class NodeRegistered(BaseEvent, frozen=True, kw_only=True, tag="node_registered"):
@@ -158,6 +160,8 @@ class NodeRegistered(BaseEvent, frozen=True, kw_only=True, tag="node_registered"
     output_schema: JsonObject | None = None
     payload_policy: PayloadPolicy = "retain"
     """``hash_only``: the node's state inputs/outputs are hashed, not stored."""
+    redacted: tuple[str, ...] = ()
+    """Which of its JSON slots the secret filter changed (``config``, ``request``, ...)."""
 
 
 class EdgeRegistered(BaseEvent, frozen=True, kw_only=True, tag="edge_registered"):
@@ -254,6 +258,8 @@ class CallRecorded(BaseEvent, frozen=True, kw_only=True, tag="call_recorded"):
     response_hash: str | None = None
     response_ref: str | None = None
     error: JsonObject | None = None
+    redacted: tuple[str, ...] = ()
+    """Which of its JSON slots the secret filter changed (``config``, ``request``, ...)."""
 
 
 class ArtifactRecorded(BaseEvent, frozen=True, kw_only=True, tag="artifact_recorded"):
@@ -431,6 +437,8 @@ class PreflightResultRecorded(
     result_type: PreflightResultType
     name: str
     result: JsonObject
+    redacted: tuple[str, ...] = ()
+    """Which of its JSON slots the secret filter changed (``config``, ``request``, ...)."""
 
 
 class FieldResolutionRecorded(

@@ -159,13 +159,13 @@ RUN_LISTS: Final = (
 )
 
 CONDITIONAL: Final[dict[str, tuple[str, ...]]] = {
-    "run": ("reproducibility_grade", *RUN_LISTS),
-    "node": ("payload_policy",),
+    "run": ("reproducibility_grade", *RUN_LISTS, "redacted"),
+    "node": ("payload_policy", "redacted"),
     "row": ("source_data_retained",),
     "token": ("step_in_pipeline",),
     "node_state": ("input_data_retained", "output_data_retained"),
     "routing_event": ("reason_retained",),
-    "call": ("request_retained", "response_retained"),
+    "call": ("request_retained", "response_retained", "redacted"),
     "artifact": ("sink_input_retained",),
     "token_outcome": (
         "batch_id",
@@ -441,17 +441,17 @@ class LandscapeRecords:
         )
 
     def _preflight(self, e: PreflightResultRecorded) -> list[Record]:
-        return self._add(
-            "preflight_results",
-            {
-                "seq": e.seq,
-                "preflight_result_id": e.preflight_result_id,
-                "result_type": e.result_type,
-                "name": e.name,
-                "result": e.result,
-                "created_at": _when(e),
-            },
-        )
+        item = {
+            "seq": e.seq,
+            "preflight_result_id": e.preflight_result_id,
+            "result_type": e.result_type,
+            "name": e.name,
+            "result": e.result,
+            "created_at": _when(e),
+        }
+        if e.redacted:
+            item["redacted"] = list(e.redacted)
+        return self._add("preflight_results", item)
 
     # -- the end of the run ------------------------------------------------------------
 

@@ -187,6 +187,8 @@ class RecordMaker:
             "settings": e.settings,
             "canonical_version": e.canonical_version,
         }
+        if e.redacted:
+            self.run["redacted"] = list(e.redacted)
         return []
 
     def _node(self, e: NodeRegistered) -> list[Record]:
@@ -207,6 +209,8 @@ class RecordMaker:
         }
         if e.payload_policy != "retain":
             r["payload_policy"] = e.payload_policy
+        if e.redacted:
+            r["redacted"] = list(e.redacted)
         return self._done(self._appended(r, e))
 
     def _edge(self, e: EdgeRegistered) -> list[Record]:
@@ -351,6 +355,8 @@ class RecordMaker:
         }
         if not e.request_retained:
             r.update(request_ref=None, request_retained=False)
+        if e.redacted:
+            r["redacted"] = list(e.redacted)
         if e.response_ref is None and e.response_hash is not None:
             r["response_retained"] = False
         self._payload(r, "request", r["request_ref"])

@@ -67,6 +67,7 @@ if TYPE_CHECKING:
     from ..journal.files import Journal
     from ..payloads.store import PayloadStore
     from .runstate import RunState
+    from .store import AuditStore
 
 __all__ = ["MISSING", "LandscapeMethods"]
 
@@ -94,6 +95,7 @@ class LandscapeMethods:
     """Operations, batches, errors, checkpoints and run-level facts (mixin of RunRecorder)."""
 
     run_id: str
+    store: AuditStore
     _journal: Journal
     _lock: Any
     _payloads: PayloadStore
@@ -594,9 +596,10 @@ class LandscapeMethods:
         when = check_time(occurred_at)
         result_type = check_choice(result_type, PREFLIGHT_RESULT_TYPES, "result_type")
         name = check_text(name, "name")
+        if not isinstance(result, dict):
+            raise InvalidEventError(f"result must be a JSON object, got {shown(result)}")
+        result, paths = self.store.secret_filter.filter(result)
         value = json_object(result, "result")
-        if value is None:
-            raise InvalidEventError("result must be a JSON object, got None")
         with self._lock:
             state = self._open_state()
             preflight_result_id = state.new_id("pre", preflight_result_id, state.preflight_results)
@@ -607,6 +610,7 @@ class LandscapeMethods:
                     result_type=result_type,  # type: ignore[arg-type]
                     name=name,
                     result=value,
+                    redacted=("result",) if paths else (),
                 )
             )
         self._commit()

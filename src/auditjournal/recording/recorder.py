@@ -77,6 +77,7 @@ from .arguments import (
     json_schema,
     json_value,
     optional_id,
+    shown,
 )
 from .landscape import MISSING, LandscapeMethods
 from .runstate import RunState
@@ -127,17 +128,26 @@ class RunRecorder(LandscapeMethods):
         output_schema: dict[str, Any] | None = None,
         node_id: str | None = None,
         payload_policy: str = "retain",
+        config_hash: str | None = None,
+        secret_fields: list[str] | tuple[str, ...] = (),
         occurred_at: _dt.datetime | None = None,
     ) -> str:
         """Register a plugin instance; returns its node id. ``payload_policy="hash_only"``:
-        its states' input and output data are hashed, not stored."""
+        its states' input and output data are hashed, not stored.
+
+        ``config`` passes the secret filter (``secret_fields``: more names for this
+        call). ``config_hash``: the pipeline's own hash of the config; it must be the
+        recorded config's hash unless the filter changed the config (then it is kept,
+        and ``redacted`` says so)."""
         when = check_time(occurred_at)
         payload_policy = check_choice(payload_policy, PAYLOAD_POLICIES, "payload_policy")
         node_type = check_choice(node_type, NODE_TYPES, "node_type")
         determinism = check_choice(determinism, DETERMINISM, "determinism")
         plugin_name = check_text(plugin_name, "plugin_name")
         plugin_version = check_text(plugin_version, "plugin_version")
-        config_bytes = b"{}" if config is None else json_object_bytes(config, "config")
+        config_bytes, config_digest, redacted = self._filtered_config(
+            config, config_hash, secret_fields
+        )
         in_schema = json_schema(input_schema, "input_schema")
         out_schema = json_schema(output_schema, "output_schema")
         with self._lock:
@@ -155,10 +165,11 @@ class RunRecorder(LandscapeMethods):
                     node_type=node_type,  # type: ignore[arg-type]
                     determinism=determinism,  # type: ignore[arg-type]
                     config=msgspec.json.decode(config_bytes),
-                    config_hash=self._hash(config_bytes),
+                    config_hash=config_digest,
                     input_schema=in_schema,
                     output_schema=out_schema,
                     payload_policy=payload_policy,  # type: ignore[arg-type]
+                    redacted=redacted,
                 )
             )
         self._commit()
@@ -463,6 +474,7 @@ class RunRecorder(LandscapeMethods):
         request_hash: str | None = None,
         response_ref: str | None = None,
         response_hash: str | None = None,
+        secret_fields: list[str] | tuple[str, ...] = (),
         occurred_at: _dt.datetime | None = None,
     ) -> str:
         """An external call made while processing a state (or an operation). Returns its id."""
@@ -475,6 +487,18 @@ class RunRecorder(LandscapeMethods):
         latency = check_number(latency_ms, "latency_ms")
         if call_index is not None:
             call_index = check_count(call_index, "call_index")
+        secret = self.store.secret_filter
+        extra = check_sequence(secret_fields, "secret_fields")
+        redacted: tuple[str, ...] = ()
+        if request is not MISSING:
+            request, paths = secret.filter(request, extra)
+            redacted += ("request",) if paths else ()
+        if response is not None:
+            response, paths = secret.filter(response, extra)
+            redacted += ("response",) if paths else ()
+        if error is not None:
+            error, paths = secret.filter(error, extra)
+            redacted += ("error",) if paths else ()
         request_digest, request_kept = self._slot("request", request, request_ref, request_hash)
         if request_digest is None:
             raise InvalidEventError("record_call needs request, request_ref or request_hash")
@@ -510,6 +534,7 @@ class RunRecorder(LandscapeMethods):
                     response_hash=response_digest,
                     response_ref=response_kept,
                     error=error_value,
+                    redacted=redacted,
                 )
             )
         self._commit()
@@ -821,6 +846,8 @@ class RunRecorder(LandscapeMethods):
         config_bytes: bytes,
         settings: dict[str, Any],
         occurred_at: _dt.datetime | None = None,
+        config_hash: str | None = None,
+        redacted: tuple[str, ...] = (),
     ) -> None:
         with self._lock:
             self._emit(
@@ -830,11 +857,36 @@ class RunRecorder(LandscapeMethods):
                     ts=_now(_UTC),
                     occurred_at=occurred_at,
                     config=msgspec.json.decode(config_bytes),
-                    config_hash=self._hash(config_bytes),
+                    config_hash=config_hash or self._hash(config_bytes),
                     settings=settings,
+                    redacted=redacted,
                 )
             )
         self._commit()
+
+    def _filtered_config(
+        self, config: object, given_hash: object, secret_fields: object, what: str = "config"
+    ) -> tuple[bytes, str, tuple[str, ...]]:
+        """(canonical bytes of the filtered config, its config_hash, redacted slots)."""
+        extra = check_sequence(secret_fields, "secret_fields")
+        if config is None:
+            config = {}
+        if not isinstance(config, dict):
+            raise InvalidEventError(
+                f"{what} must be a JSON object (a dict with str keys), got {shown(config)}"
+            )
+        filtered, paths = self.store.secret_filter.filter(config, extra)
+        data = json_object_bytes(filtered, what)
+        digest = self._hash(data)
+        if given_hash is None:
+            return data, digest, (what,) if paths else ()
+        given = check_text(given_hash, "config_hash")
+        if not paths and given != digest:
+            raise InvalidEventError(
+                f"config_hash {given!r} is not the hash of this {what} ({digest}); "
+                "give the hash of its canonical JSON, or none"
+            )
+        return data, given, (what,) if paths else ()
 
     def _open_state(self) -> RunState:
         """The run's state, if it still accepts events (caller holds the lock)."""

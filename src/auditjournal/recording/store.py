@@ -13,6 +13,7 @@ Run ids are validated so nothing can escape ``<root>``.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import math
 import os
 import secrets
@@ -43,6 +44,7 @@ from ..journal.files import (
     JournalReader,
 )
 from ..model.events import EXPORT_EVENT_TYPES, CsvExported, Event, ExportFailed, ExportSealed
+from ..model.secretfilter import SecretFilter
 from ..model.settings import ExportSettings
 from ..payloads.store import DEFAULT_MAX_PAYLOAD_BYTES, PayloadStore
 from ..sql.projector import LiveSql, SqlProjector
@@ -72,7 +74,14 @@ class AuditStore:
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        secret_fields: tuple[str, ...] | list[str] = (),
     ) -> None:
+        if isinstance(secret_fields, str) or not all(isinstance(f, str) for f in secret_fields):
+            raise InvalidSettingsError(
+                f"secret_fields must be a list of names, got {secret_fields!r}"
+            )
+        self.secret_filter = SecretFilter.from_env(secret_fields)
+        """Secret fields -> fingerprints, before anything is stored (model/secretfilter.py)."""
         _check_settings(durability, database_url, flush_interval, segment_bytes, max_payload_bytes)
         self.root = root
         self.durability: Durability = durability
@@ -98,8 +107,12 @@ class AuditStore:
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        secret_fields: tuple[str, ...] | list[str] = (),
     ) -> AuditStore:
         """Open (creating if needed) the store at ``root``.
+
+        ``secret_fields``: names the secret filter replaces, besides its defaults
+        (the fingerprint key is read from ``AUDITJOURNAL_FINGERPRINT_KEY``).
 
         Bad settings raise :class:`InvalidSettingsError` before anything is created.
         """
@@ -112,6 +125,7 @@ class AuditStore:
             flush_interval=flush_interval,
             segment_bytes=segment_bytes,
             max_payload_bytes=max_payload_bytes,
+            secret_fields=secret_fields,
         )
 
     # -- runs --------------------------------------------------------------------------
@@ -147,6 +161,8 @@ class AuditStore:
         settings: dict[str, Any] | None = None,
         sql: bool = True,
         occurred_at: _dt.datetime | None = None,
+        config_hash: str | None = None,
+        secret_fields: tuple[str, ...] | list[str] = (),
     ) -> RunRecorder:
         """Create a run's journal, append ``run_started`` and return its recorder.
 
@@ -163,9 +179,21 @@ class AuditStore:
         if type(sql) is not bool:
             raise InvalidSettingsError(f"sql must be True or False, got {sql!r}")
         when = check_time(occurred_at)
-        config_bytes = b"{}" if config is None else json_object_bytes(config, "config")
+        if config is not None and not isinstance(config, dict):
+            json_object_bytes(config, "config")  # the usual error
+        config, paths = self.secret_filter.filter(config or {}, secret_fields)
+        config_bytes = json_object_bytes(config, "config")
+        redacted: tuple[str, ...] = ("config",) if paths else ()
+        if config_hash is not None:
+            if type(config_hash) is not str:
+                raise InvalidEventError(f"config_hash must be a str, got {config_hash!r}")
+            if not paths and config_hash != hashlib.sha256(config_bytes).hexdigest():
+                raise InvalidEventError(f"config_hash {config_hash!r} is not this config's hash")
         resolved: dict[str, Any] = {"durability": self.durability}
         if settings is not None:
+            if isinstance(settings, dict):
+                settings, paths = self.secret_filter.filter(settings, secret_fields)
+                redacted += ("settings",) if paths else ()
             resolved.update(json_object(settings, "settings"))
         if export is not None:
             resolved["export"] = export.describe()
@@ -192,7 +220,7 @@ class AuditStore:
         recorder = RunRecorder(self, run_id, journal, RunState())
         self._recorders.append(recorder)
         try:
-            recorder._emit_run_started(config_bytes, resolved, when)
+            recorder._emit_run_started(config_bytes, resolved, when, config_hash, redacted)
             # the run exists on disk from here on, whatever the durability mode
             journal.flush(fsync=self.durability != "none")
             if projector is not None:

@@ -183,11 +183,13 @@ _INSERTS: Final[dict[type[BaseEvent], _Insert]] = {
         runs,
         "started_at",
         renamed=(("seq", "started_seq"),),
-        json_fields=("config", "settings"),
+        json_fields=("config", "settings", "redacted"),
         constants=(("status", "running"), ("appended_at", None)),
     ),
     NodeRegistered: _Insert(
-        nodes, "registered_at", json_fields=("config", "input_schema", "output_schema")
+        nodes,
+        "registered_at",
+        json_fields=("config", "input_schema", "output_schema", "redacted"),
     ),
     EdgeRegistered: _Insert(edges, "created_at"),
     RowCreated: _Insert(rows, "created_at"),
@@ -199,7 +201,7 @@ _INSERTS: Final[dict[type[BaseEvent], _Insert]] = {
         constants=(("status", "open"), *_OPEN_STATE),
     ),
     RoutingEventRecorded: _Insert(routing_events, "created_at"),
-    CallRecorded: _Insert(calls, "created_at", json_fields=("error",)),
+    CallRecorded: _Insert(calls, "created_at", json_fields=("error", "redacted")),
     ArtifactRecorded: _Insert(artifacts, "created_at"),
     TokenOutcomeRecorded: _Insert(
         token_outcomes, "recorded_at", json_fields=("context", "expected_branches")
@@ -230,7 +232,9 @@ _INSERTS: Final[dict[type[BaseEvent], _Insert]] = {
     TransformErrorRecorded: _Insert(transform_errors, "created_at", json_fields=("error_details",)),
     CheckpointRecorded: _Insert(landscape_checkpoints, "created_at"),
     SecretResolutionRecorded: _Insert(secret_resolutions, "resolved_at"),
-    PreflightResultRecorded: _Insert(preflight_results, "created_at", json_fields=("result",)),
+    PreflightResultRecorded: _Insert(
+        preflight_results, "created_at", json_fields=("result", "redacted")
+    ),
     FieldResolutionRecorded: _Insert(field_resolutions, None, json_fields=("mapping",)),
     SchemaContractRecorded: _Insert(schema_contracts, None, json_fields=("contract",)),
 }
@@ -248,7 +252,8 @@ def _row_values(spec: _Insert, event: BaseEvent) -> dict[str, Any]:
     for old, new in spec.renamed:
         values[new] = values.pop(old)
     for name in spec.json_fields:
-        values[name + "_json"] = _json(values.pop(name))
+        value = values.pop(name)
+        values[name + "_json"] = _json(value) if value or name != "redacted" else None
     for name in _DROPPED[type(event)]:
         del values[name]
     values.update(spec.constants)

@@ -133,6 +133,7 @@ runs = sa.Table(
     _hash("csv_listing_sha256"),
     _enum("reproducibility_grade", nullable=True),
     _ts("appended_at"),
+    _text("redacted_json"),
 )
 nodes = _table(
     "nodes",
@@ -149,6 +150,7 @@ nodes = _table(
     _int("seq"),
     _ts("appended_at"),
     _enum("payload_policy", nullable=True),  # NULL: retain
+    _text("redacted_json"),  # NULL: nothing redacted
 )
 edges = _table(
     "edges",
@@ -258,6 +260,7 @@ calls = _table(
     _ts("appended_at"),
     sa.Column("request_retained", sa.Boolean),  # NULL: retained; false: hash only
     sa.Column("response_retained", sa.Boolean),  # NULL: retained; false: hash only
+    _text("redacted_json"),
     index=("state_id", "row_id"),
 )
 artifacts = _table(
@@ -433,6 +436,7 @@ preflight_results = _table(
     _enum("result_type"),
     _text("name"),
     _text("result_json"),
+    _text("redacted_json"),
     _ts("created_at"),
     _int("seq"),
     _ts("appended_at"),
