@@ -1048,7 +1048,7 @@ def test_resume_after_unclean_stop(tmp_path: Path) -> None:
         assert rec.recovery is not None
         assert rec.recovery.bytes_dropped == len(torn)
         assert rec.recovery.last_seq == last
-        assert rec.last_seq == last
+        assert rec.last_seq == last + 2  # run_interrupted, run_resumed (issue 14)
         assert rec.known_ids["rows"] == 4 and rec.known_ids["open_states"] == 1
 
         checks: list[tuple[type[Exception], Call]] = [
@@ -1092,7 +1092,7 @@ def test_resume_after_unclean_stop(tmp_path: Path) -> None:
         for exc, attempt in checks:
             with pytest.raises(exc):
                 attempt(rec, None)  # type: ignore[arg-type]
-        assert rec.last_seq == last
+        assert rec.last_seq == last + 2
 
         # Known ids still work, and new generated ids never collide with old ones.
         call2 = rec.record_call(
@@ -1116,7 +1116,8 @@ def test_resume_after_unclean_stop(tmp_path: Path) -> None:
         rec.close()
         events = events_of(store, "run-crash")
         assert [e.seq for e in events] == list(range(1, len(events) + 1))
-        assert events[last].seq == last + 1 and isinstance(events[last], CallRecorded)
+        assert type(events[last]).__name__ == "RunInterrupted"  # then run_resumed
+        assert events[last + 2].seq == last + 3 and isinstance(events[last + 2], CallRecorded)
         calls = [e for e in events if isinstance(e, CallRecorded)]
         assert [(c.call_id, c.call_index) for c in calls] == [(call, 0), (call2, 1)]
         assert isinstance(events[-1], RunCompleted)
@@ -1132,7 +1133,7 @@ def test_resume_of_cleanly_closed_run_reports_no_recovery(store: AuditStore) -> 
     rec = store.resume_run("run-pause")
     try:
         assert rec.recovery is None
-        assert rec.last_seq == 2
+        assert rec.last_seq == 4  # + run_interrupted, run_resumed
         with pytest.raises(DuplicateIdError):
             rec.register_node(plugin_name="p", node_type="source", node_id="n1")
     finally:
@@ -1189,3 +1190,19 @@ def test_disk_full_while_committing_loses_nothing(
     assert [r.row_id for r in rows] == ["r1", "r2"]
     assert store.payloads.get_json(rows[0].source_data_ref) == {"first": 1}
     assert store.payloads.get_json(rows[1].source_data_ref) == {"second": 2}
+
+
+def test_resume_records_the_torn_tail_it_cut(tmp_path: Path) -> None:
+    with AuditStore.open(tmp_path / "a", durability="always") as store:
+        run = store.start_run(run_id="torn", export=None, sql=False)
+        run.register_node(plugin_name="s", node_type="source", node_id="src")
+        run.close()
+        segment = next(store.journal_dir("torn").glob("*.jsonl"))
+        with open(segment, "ab") as fh:
+            fh.write(b'{"type":"row_created","run_id":"torn","seq":3')
+        resumed = store.resume_run("torn")
+        resumed.close()
+        interrupted = list(store.read_journal("torn"))[-2]
+        assert type(interrupted).__name__ == "RunInterrupted"
+        assert interrupted.bytes_dropped == len(b'{"type":"row_created","run_id":"torn","seq":3')  # type: ignore[attr-defined]
+        assert interrupted.last_seq == 2  # type: ignore[attr-defined]

@@ -465,6 +465,8 @@ class RunInterrupted(BaseEvent, frozen=True, kw_only=True, tag="run_interrupted"
 
     last_seq: int
     """The stopped writer's last entry."""
+    bytes_dropped: int = 0
+    """A torn tail the journal's recovery cut off (an entry the writer never finished)."""
     reason: str = "writer stopped"
 
 

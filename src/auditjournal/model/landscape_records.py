@@ -34,6 +34,8 @@ from .events import (
     OperationCompleted,
     OperationStarted,
     PreflightResultRecorded,
+    RunInterrupted,
+    RunResumed,
     SchemaContractRecorded,
     SecretResolutionRecorded,
     TransformErrorRecorded,
@@ -152,6 +154,7 @@ PAYLOAD_SLOTS: Final[dict[str, tuple[tuple[str, str], ...]]] = {
 """Per record type: (inlined payload field, its ref field)."""
 
 RUN_LISTS: Final = (
+    "interruptions",
     "field_resolutions",
     "schema_contracts",
     "secret_resolutions",
@@ -189,6 +192,8 @@ STATEFUL_EVENTS: Final = frozenset(
         SchemaContractRecorded,
         SecretResolutionRecorded,
         PreflightResultRecorded,
+        RunInterrupted,
+        RunResumed,
     }
 )
 """Events whose record needs what came before them in the journal (the parallel
@@ -228,6 +233,8 @@ class LandscapeRecords:
             SchemaContractRecorded: self._contract,
             SecretResolutionRecorded: self._secret,
             PreflightResultRecorded: self._preflight,
+            RunInterrupted: self._interrupted,
+            RunResumed: self._resumed,
         }
 
     def snapshot(self) -> dict[str, Any]:
@@ -452,6 +459,21 @@ class LandscapeRecords:
         if e.redacted:
             item["redacted"] = list(e.redacted)
         return self._add("preflight_results", item)
+
+    def _interrupted(self, e: RunInterrupted) -> list[Record]:
+        item = {
+            "seq": e.seq,
+            "kind": "interrupted",
+            "last_seq": e.last_seq,
+            "bytes_dropped": e.bytes_dropped,
+            "reason": e.reason,
+        }
+        return self._add("interruptions", item | {"at": e.ts})
+
+    def _resumed(self, e: RunResumed) -> list[Record]:
+        return self._add(
+            "interruptions", {"seq": e.seq, "kind": "resumed", "writer": e.writer, "at": e.ts}
+        )
 
     # -- the end of the run ------------------------------------------------------------
 

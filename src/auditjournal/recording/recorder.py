@@ -21,6 +21,8 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import hashlib
+import os
+import socket
 import threading
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -59,6 +61,8 @@ from ..model.events import (
     RoutingEventRecorded,
     RowCreated,
     RunCompleted,
+    RunInterrupted,
+    RunResumed,
     RunStarted,
     TokenCreated,
     TokenOutcomeRecorded,
@@ -863,6 +867,31 @@ class RunRecorder(LandscapeMethods):
                 )
             )
         self._commit()
+
+    def _emit_resumed(self, reason: str) -> None:
+        """A new writer takes over a stopped run (``store.resume_run``)."""
+        with self._lock:
+            self._open_state()
+            last = self._journal.last_seq
+            self._emit(
+                RunInterrupted(
+                    run_id=self.run_id,
+                    seq=self._journal.next_seq,
+                    ts=_now(_UTC),
+                    last_seq=last,
+                    bytes_dropped=0 if self.recovery is None else self.recovery.bytes_dropped,
+                    reason=reason,
+                )
+            )
+            self._emit(
+                RunResumed(
+                    run_id=self.run_id,
+                    seq=self._journal.next_seq,
+                    ts=_now(_UTC),
+                    writer={"host": socket.gethostname(), "pid": os.getpid()},
+                )
+            )
+        self._journal.flush(fsync=self._journal.durability != "none")
 
     def _filtered_config(
         self, config: object, given_hash: object, secret_fields: object, what: str = "config"

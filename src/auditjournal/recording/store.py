@@ -49,7 +49,13 @@ from ..model.settings import ExportSettings
 from ..payloads.store import DEFAULT_MAX_PAYLOAD_BYTES, PayloadStore
 from ..sql.projector import LiveSql, SqlProjector
 from ..sql.schema import SqlDatabase
-from .arguments import canonical_value, check_time, json_object, json_object_bytes
+from .arguments import (
+    canonical_value,
+    check_text,
+    check_time,
+    json_object,
+    json_object_bytes,
+)
 from .recorder import RunRecorder
 from .runstate import RunState
 
@@ -287,11 +293,14 @@ class AuditStore:
                 "(choose another run id, or start the run with sql=False)"
             )
 
-    def resume_run(self, run_id: str) -> RunRecorder:
+    def resume_run(self, run_id: str, *, reason: str = "writer stopped") -> RunRecorder:
         """Reopen an unfinished run after a crash: repair a torn tail, rebuild its state.
 
-        The repair (bytes dropped, if any) is in ``recorder.recovery``.
+        The repair (bytes dropped, if any) is in ``recorder.recovery``. The interruption
+        and the resumption are recorded (``run_interrupted`` with the stopped writer's
+        last seq and ``reason``, then ``run_resumed`` with this writer's host and pid).
         """
+        reason = check_text(reason, "reason")
         journal = self._open_journal(run_id, create=False)
         state = RunState()
         try:
@@ -305,6 +314,25 @@ class AuditStore:
             raise
         recorder = RunRecorder(self, run_id, journal, state)
         self._recorders.append(recorder)
+        try:
+            recorder._emit_resumed(reason)
+        except BaseException:
+            recorder.close()
+            raise
+        return recorder
+
+    def finish_run(self, run_id: str, status: str, *, reason: str | None = None) -> RunRecorder:
+        """Complete a run whose writer died: resume it (recording the interruption),
+        append ``run_completed`` with ``status`` (``interrupted`` or ``failed``), and
+        close it. Its export and SQL tables are then brought up and sealed by the
+        projection service (as ``auditjournal project`` does); returns the recorder."""
+        if status not in ("interrupted", "failed"):
+            raise InvalidEventError(f"finish a run as interrupted or failed, not {status!r}")
+        recorder = self.resume_run(run_id, reason=reason or f"finished as {status}")
+        try:
+            recorder.complete(status)
+        finally:
+            recorder.close()
         return recorder
 
     def append_export_event(
