@@ -547,10 +547,16 @@ def record_hash_only(run: RunRecorder) -> dict[str, str]:
     )
     run.complete_node_state(by_policy, status="completed", output_data={"out": "not stored"})
     given = run.begin_node_state(
-        token_id=tok, node_id=gate, step_index=2, input_hash=_hash({"in": 1})
+        token_id=tok,
+        node_id=gate,
+        step_index=2,
+        input_hash=_hash({"in": 1}),
+        context_before={"buffer": 2},
     )
     run.record_routing_event(state_id=given, edge_id=edge, reason_hash=_hash({"why": 1}))
-    run.complete_node_state(given, status="completed", output_hash=_hash({"o": 1}))
+    run.complete_node_state(
+        given, status="completed", output_hash=_hash({"o": 1}), context_after={"result": 0.5}
+    )
     run.create_row(source_node_id=src, row_index=1, data={"kept": True})
     run.create_row(source_node_id=src, row_index=2, source_data_ref=_hash({"kept": True}))
     sink_state = run.begin_node_state(token_id=tok, node_id=sink, step_index=3, input_data=[1])
@@ -584,6 +590,8 @@ def test_hash_only_data_is_exported_as_not_retained(store: AuditStore, tmp_path:
     assert policy["output_hash"] == _hash({"out": "not stored"})
     given = states[ids["given"]]
     assert given["input_data_retained"] is False and given["output_data_retained"] is False
+    assert given["context_before"] == {"buffer": 2} and given["context_after"] == {"result": 0.5}
+    assert "context_before" not in policy and "context_after" not in policy
     (call,) = by_type(records, "call")
     assert call["request_ref"] is None and call["request_retained"] is False
     assert call["response_retained"] is False and call["response_hash"] == _hash({"text": "t"})

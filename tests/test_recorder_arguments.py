@@ -923,6 +923,10 @@ def valid_calls(ids: Ids) -> dict[str, dict[str, Any]]:
             "payload_policy": "hash_only",
             "config_hash": hashlib.sha256(b"{}").hexdigest(),
             "secret_fields": ["my_secret"],
+            "schema_hash": "h",
+            "sequence_in_pipeline": 2,
+            "schema_mode": "fixed",
+            "schema_fields": [{"name": "a"}],
             "occurred_at": WHEN,
         },
         "register_edge": {
@@ -962,6 +966,7 @@ def valid_calls(ids: Ids) -> dict[str, dict[str, Any]]:
             "state_id": "s-new",
             "input_data_ref": None,
             "input_hash": None,
+            "context_before": {"b": 1},
             "occurred_at": WHEN,
         },
         "complete_node_state": {
@@ -973,6 +978,7 @@ def valid_calls(ids: Ids) -> dict[str, dict[str, Any]]:
             "success_reason": {"r": 1},
             "output_data_ref": None,
             "output_hash": None,
+            "context_after": {"a": 1},
             "occurred_at": WHEN,
         },
         "record_routing_event": {

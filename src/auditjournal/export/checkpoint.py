@@ -81,6 +81,7 @@ class OpenState(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_de
     started_at: str
     input_data_retained: bool = True
     """Present (false) only for a hash-only input."""
+    context_before: Any = None
 
 
 class RunFields(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

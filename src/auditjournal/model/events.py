@@ -160,6 +160,10 @@ class NodeRegistered(BaseEvent, frozen=True, kw_only=True, tag="node_registered"
     output_schema: JsonObject | None = None
     payload_policy: PayloadPolicy = "retain"
     """``hash_only``: the node's state inputs/outputs are hashed, not stored."""
+    schema_hash: str | None = None
+    sequence_in_pipeline: int | None = None
+    schema_mode: str | None = None
+    schema_fields: list[JsonObject] | None = None
     redacted: tuple[str, ...] = ()
     """Which of its JSON slots the secret filter changed (``config``, ``request``, ...)."""
 
@@ -212,6 +216,7 @@ class NodeStateStarted(BaseEvent, frozen=True, kw_only=True, tag="node_state_sta
     input_data_ref: str
     input_retained: bool = True
     """False: only the hash was recorded (``input_data_ref`` then repeats it)."""
+    context_before: JsonObject | None = None
 
 
 class NodeStateCompleted(BaseEvent, frozen=True, kw_only=True, tag="node_state_completed"):
@@ -224,6 +229,7 @@ class NodeStateCompleted(BaseEvent, frozen=True, kw_only=True, tag="node_state_c
     duration_ms: float | None = None
     error: JsonObject | None = None
     success_reason: JsonObject | None = None
+    context_after: JsonObject | None = None
 
 
 class RoutingEventRecorded(BaseEvent, frozen=True, kw_only=True, tag="routing_event_recorded"):

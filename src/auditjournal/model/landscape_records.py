@@ -163,10 +163,22 @@ RUN_LISTS: Final = (
 
 CONDITIONAL: Final[dict[str, tuple[str, ...]]] = {
     "run": ("reproducibility_grade", *RUN_LISTS, "redacted"),
-    "node": ("payload_policy", "redacted"),
+    "node": (
+        "payload_policy",
+        "redacted",
+        "schema_hash",
+        "sequence_in_pipeline",
+        "schema_mode",
+        "schema_fields",
+    ),
     "row": ("source_data_retained",),
     "token": ("step_in_pipeline",),
-    "node_state": ("input_data_retained", "output_data_retained"),
+    "node_state": (
+        "input_data_retained",
+        "output_data_retained",
+        "context_before",
+        "context_after",
+    ),
     "routing_event": ("reason_retained",),
     "call": ("request_retained", "response_retained", "redacted"),
     "artifact": ("sink_input_retained",),

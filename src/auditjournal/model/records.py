@@ -68,6 +68,7 @@ Record = tuple[int, bytes]  # (seq, canonical JSON bytes)
 
 
 _ENCODER: Final = msgspec.json.Encoder(order="sorted")
+_NODE_SCHEMA: Final = ("schema_hash", "sequence_in_pipeline", "schema_mode", "schema_fields")
 _OUTCOME_GROUPS: Final = ("batch_id", "fork_group_id", "join_group_id", "expand_group_id")
 
 
@@ -211,6 +212,10 @@ class RecordMaker:
             r["payload_policy"] = e.payload_policy
         if e.redacted:
             r["redacted"] = list(e.redacted)
+        for name in _NODE_SCHEMA:
+            value = getattr(e, name)
+            if value is not None:
+                r[name] = _json(value)
         return self._done(self._appended(r, e))
 
     def _edge(self, e: EdgeRegistered) -> list[Record]:
@@ -279,6 +284,8 @@ class RecordMaker:
         if not e.input_retained:
             started = self.open_states[e.state_id]
             started.update(input_data_ref=None, input_data_retained=False)
+        if e.context_before is not None:
+            self.open_states[e.state_id]["context_before"] = e.context_before
         return []
 
     def _state_record(self, started: dict[str, Any], seq: int) -> dict[str, Any]:
@@ -304,6 +311,10 @@ class RecordMaker:
             r["appended_at"] = e.ts
         if e.output_data_ref is None and e.output_hash is not None:
             r["output_data_retained"] = False
+        if "context_before" in r:
+            r["context_before"] = _json(r["context_before"])
+        if e.context_after is not None:
+            r["context_after"] = _json(e.context_after)
         get = self._get
         if get is not None:
             ref = r["input_data_ref"]

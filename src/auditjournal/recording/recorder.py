@@ -134,6 +134,10 @@ class RunRecorder(LandscapeMethods):
         payload_policy: str = "retain",
         config_hash: str | None = None,
         secret_fields: list[str] | tuple[str, ...] = (),
+        schema_hash: str | None = None,
+        sequence_in_pipeline: int | None = None,
+        schema_mode: str | None = None,
+        schema_fields: list[dict[str, Any]] | None = None,
         occurred_at: _dt.datetime | None = None,
     ) -> str:
         """Register a plugin instance; returns its node id. ``payload_policy="hash_only"``:
@@ -152,6 +156,15 @@ class RunRecorder(LandscapeMethods):
         config_bytes, config_digest, redacted = self._filtered_config(
             config, config_hash, secret_fields
         )
+        schema_hash = None if schema_hash is None else check_text(schema_hash, "schema_hash")
+        schema_mode = None if schema_mode is None else check_text(schema_mode, "schema_mode")
+        if sequence_in_pipeline is not None:
+            sequence_in_pipeline = check_count(sequence_in_pipeline, "sequence_in_pipeline")
+        fields = json_value(schema_fields, "schema_fields")
+        if fields is not None and not (
+            isinstance(fields, list) and all(isinstance(f, dict) for f in fields)
+        ):
+            raise InvalidEventError(f"schema_fields must be a list of objects, got {shown(fields)}")
         in_schema = json_schema(input_schema, "input_schema")
         out_schema = json_schema(output_schema, "output_schema")
         with self._lock:
@@ -174,6 +187,10 @@ class RunRecorder(LandscapeMethods):
                     output_schema=out_schema,
                     payload_policy=payload_policy,  # type: ignore[arg-type]
                     redacted=redacted,
+                    schema_hash=schema_hash,
+                    sequence_in_pipeline=sequence_in_pipeline,
+                    schema_mode=schema_mode,
+                    schema_fields=fields,
                 )
             )
         self._commit()
@@ -319,6 +336,7 @@ class RunRecorder(LandscapeMethods):
         state_id: str | None = None,
         input_data_ref: str | None = None,
         input_hash: str | None = None,
+        context_before: dict[str, Any] | None = None,
         occurred_at: _dt.datetime | None = None,
     ) -> str:
         """A node starts processing a token; returns the state id. The input: its data
@@ -327,6 +345,7 @@ class RunRecorder(LandscapeMethods):
         when = check_time(occurred_at)
         step_index = check_count(step_index, "step_index")
         attempt = check_count(attempt, "attempt")
+        before = None if context_before is None else json_object(context_before, "context_before")
         digest, kept = self._slot(
             "input_data", input_data, input_data_ref, input_hash,
             names=("input_data_ref", "input_hash"),
@@ -356,6 +375,7 @@ class RunRecorder(LandscapeMethods):
                     input_hash=digest,
                     input_data_ref=digest,
                     input_retained=kept is not None,
+                    context_before=before,
                 )
             )
         self._commit()
@@ -372,12 +392,14 @@ class RunRecorder(LandscapeMethods):
         success_reason: dict[str, Any] | None = None,
         output_data_ref: str | None = None,
         output_hash: str | None = None,
+        context_after: dict[str, Any] | None = None,
         occurred_at: _dt.datetime | None = None,
     ) -> None:
         """Finish a node state (completed / failed / pending); a state completes once."""
         when = check_time(occurred_at)
         status = check_choice(status, NODE_STATE_STATUSES, "node state status")
         duration = check_number(duration_ms, "duration_ms")
+        after = None if context_after is None else json_object(context_after, "context_after")
         policy_hash_only = False
         if output_data is not None:
             with self._lock:
@@ -410,6 +432,7 @@ class RunRecorder(LandscapeMethods):
                     duration_ms=duration,
                     error=error_value,
                     success_reason=reason_value,
+                    context_after=after,
                 )
             )
         self._commit()

@@ -130,6 +130,7 @@ _COMPLETE_STATE = (
                 "seq",
                 "appended_at",
                 "output_data_retained",
+                "context_after_json",
             )
         }
     )
@@ -176,6 +177,7 @@ _OPEN_STATE: Final = tuple(
         "seq",
         "appended_at",
         "output_data_retained",
+        "context_after_json",
     )
 )
 _INSERTS: Final[dict[type[BaseEvent], _Insert]] = {
@@ -189,7 +191,7 @@ _INSERTS: Final[dict[type[BaseEvent], _Insert]] = {
     NodeRegistered: _Insert(
         nodes,
         "registered_at",
-        json_fields=("config", "input_schema", "output_schema", "redacted"),
+        json_fields=("config", "input_schema", "output_schema", "redacted", "schema_fields"),
     ),
     EdgeRegistered: _Insert(edges, "created_at"),
     RowCreated: _Insert(rows, "created_at"),
@@ -198,6 +200,7 @@ _INSERTS: Final[dict[type[BaseEvent], _Insert]] = {
         node_states,
         "started_at",
         renamed=(("seq", "started_seq"), ("input_retained", "input_data_retained")),
+        json_fields=("context_before",),
         constants=(("status", "open"), *_OPEN_STATE),
     ),
     RoutingEventRecorded: _Insert(routing_events, "created_at"),
@@ -353,6 +356,7 @@ class _Batch:
             "seq": e.seq,
             "appended_at": None if e.occurred_at is None else _utc(e.ts),
             "output_data_retained": False if e.output_data_ref is None and e.output_hash else None,
+            "context_after_json": _json(e.context_after),
         }
         started = self.new_states.pop(e.state_id, None)
         if started is not None:

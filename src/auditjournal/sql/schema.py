@@ -150,6 +150,10 @@ nodes = _table(
     _int("seq"),
     _ts("appended_at"),
     _enum("payload_policy", nullable=True),  # NULL: retain
+    _hash("schema_hash"),
+    _int("sequence_in_pipeline", nullable=True),
+    _text("schema_mode"),
+    _text("schema_fields_json"),
     _text("redacted_json"),  # NULL: nothing redacted
 )
 edges = _table(
@@ -221,6 +225,8 @@ node_states = _table(
     _ts("appended_at"),
     sa.Column("input_data_retained", sa.Boolean),  # NULL: retained; false: hash only
     sa.Column("output_data_retained", sa.Boolean),  # NULL: retained; false: hash only
+    _text("context_before_json"),
+    _text("context_after_json"),
     index=("row_id", "token_id", "node_id"),
 )
 routing_events = _table(
