@@ -225,3 +225,22 @@ class OutputPathError(AuditJournalError, ValueError):
 
 class LineageEmitError(AuditJournalError):
     """OpenLineage events could not be written to their file or sent to their endpoint."""
+
+
+# -- importing Landscape databases (issue 14) ----------------------------------------
+
+
+class LandscapeError(AuditJournalError):
+    """Importing a Landscape database failed."""
+
+
+class NotALandscapeDatabaseError(LandscapeError):
+    """The database lacks Landscape tables (or cannot be opened read-only)."""
+
+
+class LandscapeDataError(LandscapeError):
+    """A Landscape row cannot be recorded faithfully (names table, row and column)."""
+
+
+class RunAlreadyImportedError(RunExistsError, LandscapeError):
+    """The run is already in the store."""
