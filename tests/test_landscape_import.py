@@ -382,3 +382,36 @@ def test_the_command_prints_the_table_and_exits_by_outcome(tmp_path: Path) -> No
         [*args[:4], str(tmp_path / "nope.db"), *args[5:]], capture_output=True, text=True
     )
     assert bad.returncode in (1, 2) and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_explain_a_row_consumed_into_a_batch_shows_the_batch(imported: dict[str, Any]) -> None:
+    run_id = run_id_of("batch_aggregation")
+    with AuditStore.open(imported["root"]) as store:
+        story = lineage.explain_row(store, run_id, "a40a76e0058d4da8aee9ca6e47c80cfc")
+    (found,) = story["batches"]
+    assert found["batch"]["batch_id"] == "616926363f4040c28a1ebd71dd5f643c"
+    with landscape("batch_aggregation") as conn:
+        members = conn.execute(
+            "SELECT token_id FROM batch_members WHERE batch_id = ? ORDER BY ordinal",
+            ("616926363f4040c28a1ebd71dd5f643c",),
+        ).fetchall()
+    assert [m["token_id"] for m in found["members"]] == [m[0] for m in members]
+    assert [m["token_id"] for m in story["batch_members"]] == ["df1f819569ee467ab80dbdcde5d9555e"]
+    shown = lineage.render_explain(story)
+    assert "batch 616926363f4040c28a1ebd71dd5f643c  completed, trigger count, 5 members" in shown
+    assert "(not retained)" in shown  # node-state data is hash-only
+    assert "outcome consumed_in_batch (batch 616926363f4040c28a1ebd71dd5f643c)" in shown
+
+
+def test_explain_a_row_rejected_at_validation(imported: dict[str, Any]) -> None:
+    run_id = run_id_of("nan_json")
+    with AuditStore.open(imported["root"]) as store:
+        story = lineage.explain_row(store, run_id, "ce46c23806674fb5afff8d21479b17e2")
+    (error,) = story["validation_errors"]
+    assert error["validation_error_id"] == "verr_e90fb9c0d9a2"
+    assert error["row_data"]["__line_number__"] == 2
+    assert story["outcome"] == "quarantined"
+    assert any(r["mode"] == "divert" for r in story["routing_events"])
+    shown = lineage.render_explain(story)
+    assert "rejected at validation verr_e90fb9c0d9a2 (schema mode parse) -> quarantine" in shown
+    assert "error hash 7b3f68595e04e337" in shown

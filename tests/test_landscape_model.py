@@ -620,3 +620,29 @@ def test_hash_only_data_is_exported_as_not_retained(store: AuditStore, tmp_path:
         finally:
             database.delete_run("hash")
             database.close()
+
+
+def test_explain_gathers_the_new_records_of_each_row(store: AuditStore, tmp_path: Path) -> None:
+    """For every row, explain's new lists equal the export's records naming that row."""
+    ids, _ = recorded(store)
+    records = export_records(store, "lrun")
+    database = SqlDatabase(f"sqlite:///{tmp_path / 'e.db'}")
+    try:
+        lineage.refresh_tables(store, ["lrun"], database)
+        for row_id in ids["rows"]:
+            story = lineage.explain_row(store, "lrun", row_id, database=database)
+            for key, kind in (
+                ("validation_errors", "validation_error"),
+                ("transform_errors", "transform_error"),
+                ("checkpoints", "checkpoint"),
+                ("batch_members", "batch_member"),
+            ):
+                want = [r for r in by_type(records, kind) if r["row_id"] == row_id]
+                assert story[key] == want, (row_id, key)
+        story = lineage.explain_row(store, "lrun", ids["rows"][0], database=database)
+        (found,) = story["batches"]
+        (batch,) = [b for b in by_type(records, "batch") if b["batch_id"] == ids["batch"]]
+        assert found["batch"] == batch
+        assert found["outputs"] == by_type(records, "batch_output")
+    finally:
+        database.close()
