@@ -38,6 +38,7 @@ __all__ = [
 
 FINGERPRINT_ENV: Final = "AUDITJOURNAL_FINGERPRINT_KEY"
 REDACTED: Final = "<redacted>"
+_CACHE_SIZE: Final = 4096
 _FINGERPRINT_SHAPE: Final = re.compile(r"<fingerprint:[0-9a-f]{64}>")
 
 DEFAULT_SECRET_FIELDS: Final = frozenset(
@@ -83,11 +84,12 @@ def _normal(name: str) -> str:
 class SecretFilter:
     """Replaces the values of secret fields (see the module docstring)."""
 
-    __slots__ = ("_fields", "_key")
+    __slots__ = ("_cache", "_fields", "_key")
 
     def __init__(self, extra_fields: Iterable[str] = (), key: bytes | None = None) -> None:
         self._fields = DEFAULT_SECRET_FIELDS | {_normal(f) for f in extra_fields}
         self._key = key or None
+        self._cache: dict[str, bool] = {}  # key name -> secret (names repeat call after call)
 
     @classmethod
     def from_env(cls, extra_fields: Iterable[str] = ()) -> SecretFilter:
@@ -99,10 +101,15 @@ class SecretFilter:
         return f"SecretFilter(fields={len(self._fields)}, key={'set' if self._key else 'unset'})"
 
     def is_secret(self, name: str, extra: frozenset[str] = frozenset()) -> bool:
-        normal = _normal(name)
-        if normal.endswith("_fingerprint"):
-            return False
-        return normal in self._fields or normal in extra or normal.endswith(SECRET_SUFFIXES)
+        known = self._cache.get(name)
+        if known is None:
+            normal = _normal(name)
+            known = not normal.endswith("_fingerprint") and (
+                normal in self._fields or normal.endswith(SECRET_SUFFIXES)
+            )
+            if len(self._cache) < _CACHE_SIZE:
+                self._cache[name] = known
+        return known or (bool(extra) and _normal(name) in extra)
 
     def fingerprint(self, value: Any) -> str:
         """What a secret value is replaced by."""
@@ -116,38 +123,45 @@ class SecretFilter:
     def filter(self, value: Any, extra_fields: Iterable[str] = ()) -> tuple[Any, tuple[str, ...]]:
         """(``value`` with secrets replaced, the JSON paths replaced). Containers are copied
         only on the path to a replaced value; ``value`` itself comes back when nothing
-        matched."""
-        extra = frozenset(_normal(f) for f in extra_fields)
+        matched (the common case: one dict lookup per key)."""
+        extra = frozenset(_normal(f) for f in extra_fields) if extra_fields else frozenset()
         paths: list[str] = []
-        out = self._walk(value, "$", extra, paths, 0)
+        out = self._walk(value, (), extra, paths, 0)
         return out, tuple(paths)
 
     def _walk(
-        self, value: Any, path: str, extra: frozenset[str], paths: list[str], depth: int
+        self, value: Any, at: tuple[Any, ...], extra: frozenset[str], paths: list[str], depth: int
     ) -> Any:
         if depth > 200:  # deeper than anything canonical JSON accepts: leave it to that check
             return value
-        if isinstance(value, dict):
+        if type(value) is dict or isinstance(value, dict):
             changed: dict[Any, Any] | None = None
             for key, item in value.items():
-                here = f"{path}.{key}"
-                if isinstance(key, str) and self.is_secret(key, extra):
+                if type(key) is str and self.is_secret(key, extra):
                     new = self.fingerprint(item)
                     if new != item:
-                        paths.append(here)
+                        paths.append(_path((*at, key)))
+                elif type(item) in (dict, list, tuple) or isinstance(item, dict | list | tuple):
+                    new = self._walk(item, (*at, key), extra, paths, depth + 1)
                 else:
-                    new = self._walk(item, here, extra, paths, depth + 1)
-                if new is not item and changed is None:
-                    changed = dict(value)
-                if changed is not None:
+                    continue
+                if new is not item:
+                    if changed is None:
+                        changed = dict(value)
                     changed[key] = new
             return value if changed is None else changed
         if isinstance(value, list | tuple):
-            items = [
-                self._walk(item, f"{path}[{i}]", extra, paths, depth + 1)
-                for i, item in enumerate(value)
-            ]
-            if all(a is b for a, b in zip(items, value, strict=True)):
-                return value
-            return items
+            items = list(value)
+            touched = False
+            for i, item in enumerate(value):
+                if isinstance(item, dict | list | tuple):
+                    new = self._walk(item, (*at, i), extra, paths, depth + 1)
+                    if new is not item:
+                        items[i] = new
+                        touched = True
+            return items if touched else value
         return value
+
+
+def _path(parts: tuple[Any, ...]) -> str:
+    return "$" + "".join(f"[{p}]" if type(p) is int else f".{p}" for p in parts)

@@ -401,7 +401,7 @@ class RunRecorder(LandscapeMethods):
         duration = check_number(duration_ms, "duration_ms")
         after = None if context_after is None else json_object(context_after, "context_after")
         policy_hash_only = False
-        if output_data is not None:
+        if output_data is not None and self._state.hash_only_nodes:
             with self._lock:
                 node = self._state.state_nodes.get(state_id) if type(state_id) is str else None
             policy_hash_only = node in self._state.hash_only_nodes
