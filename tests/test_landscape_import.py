@@ -381,7 +381,8 @@ def test_the_command_prints_the_table_and_exits_by_outcome(tmp_path: Path) -> No
     bad = subprocess.run(
         [*args[:4], str(tmp_path / "nope.db"), *args[5:]], capture_output=True, text=True
     )
-    assert bad.returncode in (1, 2) and len(bad.stderr.strip().splitlines()) == 1
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+    assert "no such database file" in bad.stderr
 
 
 def test_explain_a_row_consumed_into_a_batch_shows_the_batch(imported: dict[str, Any]) -> None:

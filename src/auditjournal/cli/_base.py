@@ -21,6 +21,7 @@ from ..errors import (
     AuditJournalError,
     ExportNotFoundError,
     InvalidIdError,
+    NotALandscapeDatabaseError,
     RowNotFoundError,
     RunNotFoundError,
     SigningKeyError,
@@ -36,6 +37,7 @@ _USAGE_ERRORS = (
     RowNotFoundError,
     ExportNotFoundError,
     SigningKeyError,
+    NotALandscapeDatabaseError,
 )
 
 
