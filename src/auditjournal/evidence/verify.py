@@ -75,6 +75,12 @@ _BLOCK: Final = 4 << 20
 _PARALLEL_BYTES: Final = 64 << 20  # smaller exports are verified in this process
 _HEX64: Final = re.compile(r"[0-9a-f]{64}")
 _KNOWN_TYPES: Final = frozenset(RECORD_TYPES)
+_RETAINED: Final = {
+    "source_data_ref": "source_data_retained",
+    "input_data_ref": "input_retained",
+    "request_ref": "request_retained",
+}
+"""Required refs that repeat the hash when only the hash was recorded (the flag is false)."""
 
 
 class _RecordHead(msgspec.Struct):
@@ -584,6 +590,8 @@ def _scan_journal(
                 failed = True
             for field_name in REF_FIELDS:
                 ref = getattr(event, field_name, None)
+                if not getattr(event, _RETAINED.get(field_name, ""), True):
+                    continue  # a hash only: the data was not retained, not missing
                 if ref is not None and not payload_problem:
                     try:
                         payloads.check_stored(ref)

@@ -21,6 +21,8 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import hashlib
+import os
+import socket
 import threading
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -45,6 +47,8 @@ from ..model.events import (
     EXPORT_EVENT_TYPES,
     NODE_STATE_STATUSES,
     NODE_TYPES,
+    PAYLOAD_POLICIES,
+    REPRODUCIBILITY_GRADES,
     RUN_STATUSES,
     TOKEN_OUTCOMES,
     ArtifactRecorded,
@@ -57,6 +61,8 @@ from ..model.events import (
     RoutingEventRecorded,
     RowCreated,
     RunCompleted,
+    RunInterrupted,
+    RunResumed,
     RunStarted,
     TokenCreated,
     TokenOutcomeRecorded,
@@ -69,11 +75,15 @@ from .arguments import (
     check_number,
     check_sequence,
     check_text,
+    check_time,
     json_object,
     json_object_bytes,
     json_schema,
+    json_value,
     optional_id,
+    shown,
 )
+from .landscape import MISSING, LandscapeMethods
 from .runstate import RunState
 
 if TYPE_CHECKING:
@@ -86,7 +96,7 @@ _UTC = _dt.UTC
 _now = _dt.datetime.now
 
 
-class RunRecorder:
+class RunRecorder(LandscapeMethods):
     """Records one run. Every method appends exactly one event or raises and appends nothing."""
 
     def __init__(self, store: AuditStore, run_id: str, journal: Journal, state: RunState) -> None:
@@ -121,13 +131,40 @@ class RunRecorder:
         input_schema: dict[str, Any] | None = None,
         output_schema: dict[str, Any] | None = None,
         node_id: str | None = None,
+        payload_policy: str = "retain",
+        config_hash: str | None = None,
+        secret_fields: list[str] | tuple[str, ...] = (),
+        schema_hash: str | None = None,
+        sequence_in_pipeline: int | None = None,
+        schema_mode: str | None = None,
+        schema_fields: list[dict[str, Any]] | None = None,
+        occurred_at: _dt.datetime | None = None,
     ) -> str:
-        """Register a plugin instance; returns its node id."""
+        """Register a plugin instance; returns its node id. ``payload_policy="hash_only"``:
+        its states' input and output data are hashed, not stored.
+
+        ``config`` passes the secret filter (``secret_fields``: more names for this
+        call). ``config_hash``: the pipeline's own hash of the config; it must be the
+        recorded config's hash unless the filter changed the config (then it is kept,
+        and ``redacted`` says so)."""
+        when = check_time(occurred_at)
+        payload_policy = check_choice(payload_policy, PAYLOAD_POLICIES, "payload_policy")
         node_type = check_choice(node_type, NODE_TYPES, "node_type")
         determinism = check_choice(determinism, DETERMINISM, "determinism")
         plugin_name = check_text(plugin_name, "plugin_name")
         plugin_version = check_text(plugin_version, "plugin_version")
-        config_bytes = b"{}" if config is None else json_object_bytes(config, "config")
+        config_bytes, config_digest, redacted = self._filtered_config(
+            config, config_hash, secret_fields
+        )
+        schema_hash = None if schema_hash is None else check_text(schema_hash, "schema_hash")
+        schema_mode = None if schema_mode is None else check_text(schema_mode, "schema_mode")
+        if sequence_in_pipeline is not None:
+            sequence_in_pipeline = check_count(sequence_in_pipeline, "sequence_in_pipeline")
+        fields = json_value(schema_fields, "schema_fields")
+        if fields is not None and not (
+            isinstance(fields, list) and all(isinstance(f, dict) for f in fields)
+        ):
+            raise InvalidEventError(f"schema_fields must be a list of objects, got {shown(fields)}")
         in_schema = json_schema(input_schema, "input_schema")
         out_schema = json_schema(output_schema, "output_schema")
         with self._lock:
@@ -138,15 +175,22 @@ class RunRecorder:
                     run_id=self.run_id,
                     seq=self._journal.next_seq,
                     ts=_now(_UTC),
+                    occurred_at=when,
                     node_id=node_id,
                     plugin_name=plugin_name,
                     plugin_version=plugin_version,
                     node_type=node_type,  # type: ignore[arg-type]
                     determinism=determinism,  # type: ignore[arg-type]
                     config=msgspec.json.decode(config_bytes),
-                    config_hash=self._hash(config_bytes),
+                    config_hash=config_digest,
                     input_schema=in_schema,
                     output_schema=out_schema,
+                    payload_policy=payload_policy,  # type: ignore[arg-type]
+                    redacted=redacted,
+                    schema_hash=schema_hash,
+                    sequence_in_pipeline=sequence_in_pipeline,
+                    schema_mode=schema_mode,
+                    schema_fields=fields,
                 )
             )
         self._commit()
@@ -160,8 +204,10 @@ class RunRecorder:
         label: str,
         mode: str = "move",
         edge_id: str | None = None,
+        occurred_at: _dt.datetime | None = None,
     ) -> str:
         """Connect two registered nodes; returns the edge id."""
+        when = check_time(occurred_at)
         mode = check_choice(mode, EDGE_MODES, "edge mode")
         label = check_text(label, "label")
         with self._lock:
@@ -174,6 +220,7 @@ class RunRecorder:
                     run_id=self.run_id,
                     seq=self._journal.next_seq,
                     ts=_now(_UTC),
+                    occurred_at=when,
                     edge_id=edge_id,
                     from_node_id=from_node_id,
                     to_node_id=to_node_id,
@@ -187,11 +234,26 @@ class RunRecorder:
     # -- rows and tokens ---------------------------------------------------------------
 
     def create_row(
-        self, *, source_node_id: str, row_index: int, data: Any, row_id: str | None = None
+        self,
+        *,
+        source_node_id: str,
+        row_index: int,
+        data: Any = MISSING,
+        row_id: str | None = None,
+        source_data_ref: str | None = None,
+        source_data_hash: str | None = None,
+        occurred_at: _dt.datetime | None = None,
     ) -> str:
-        """Record a source row; its data goes to the payload store. Returns the row id."""
+        """Record a source row; its data goes to the payload store (or give a stored
+        ``source_data_ref``, or only its ``source_data_hash``). Returns the row id."""
+        when = check_time(occurred_at)
         row_index = check_count(row_index, "row_index")
-        ref = self._payloads.put(data, "data")
+        digest, kept = self._slot(
+            "data", data, source_data_ref, source_data_hash,
+            names=("source_data_ref", "source_data_hash"),
+        )  # fmt: skip
+        if digest is None:
+            raise InvalidEventError("create_row needs data, source_data_ref or source_data_hash")
         with self._lock:
             state = self._open_state()
             state.need(state.nodes, source_node_id, "node")
@@ -201,11 +263,13 @@ class RunRecorder:
                     run_id=self.run_id,
                     seq=self._journal.next_seq,
                     ts=_now(_UTC),
+                    occurred_at=when,
                     row_id=row_id,
                     source_node_id=source_node_id,
                     row_index=row_index,
-                    source_data_hash=ref,
-                    source_data_ref=ref,
+                    source_data_hash=digest,
+                    source_data_ref=digest,
+                    source_data_retained=kept is not None,
                 )
             )
         self._commit()
@@ -221,8 +285,13 @@ class RunRecorder:
         join_group_id: str | None = None,
         expand_group_id: str | None = None,
         token_id: str | None = None,
+        step_in_pipeline: int | None = None,
+        occurred_at: _dt.datetime | None = None,
     ) -> str:
         """Create a token (a row instance on a path); returns its id."""
+        when = check_time(occurred_at)
+        if step_in_pipeline is not None:
+            step_in_pipeline = check_count(step_in_pipeline, "step_in_pipeline")
         parent_token_ids = check_sequence(parent_token_ids, "parent_token_ids")
         if branch_name is not None:
             branch_name = check_text(branch_name, "branch_name")
@@ -240,6 +309,7 @@ class RunRecorder:
                     run_id=self.run_id,
                     seq=self._journal.next_seq,
                     ts=_now(_UTC),
+                    occurred_at=when,
                     token_id=token_id,
                     row_id=row_id,
                     parent_token_ids=parent_token_ids,
@@ -247,6 +317,7 @@ class RunRecorder:
                     fork_group_id=fork_group_id,
                     join_group_id=join_group_id,
                     expand_group_id=expand_group_id,
+                    step_in_pipeline=step_in_pipeline,
                 )
             )
         self._commit()
@@ -260,14 +331,30 @@ class RunRecorder:
         token_id: str,
         node_id: str,
         step_index: int,
-        input_data: Any,
+        input_data: Any = MISSING,
         attempt: int = 0,
         state_id: str | None = None,
+        input_data_ref: str | None = None,
+        input_hash: str | None = None,
+        context_before: dict[str, Any] | None = None,
+        occurred_at: _dt.datetime | None = None,
     ) -> str:
-        """A node starts processing a token; returns the state id."""
+        """A node starts processing a token; returns the state id. The input: its data
+        (stored, or only hashed under the node's ``hash_only`` policy), a stored
+        ``input_data_ref``, or only its ``input_hash``."""
+        when = check_time(occurred_at)
         step_index = check_count(step_index, "step_index")
         attempt = check_count(attempt, "attempt")
-        ref = self._payloads.put(input_data, "input_data")
+        before = None if context_before is None else json_object(context_before, "context_before")
+        digest, kept = self._slot(
+            "input_data", input_data, input_data_ref, input_hash,
+            names=("input_data_ref", "input_hash"),
+            hash_only=type(node_id) is str and node_id in self._state.hash_only_nodes,
+        )  # fmt: skip
+        if digest is None:
+            raise InvalidEventError(
+                "begin_node_state needs input_data, input_data_ref or input_hash"
+            )
         with self._lock:
             state = self._open_state()
             state.need(state.tokens, token_id, "token")
@@ -278,14 +365,17 @@ class RunRecorder:
                     run_id=self.run_id,
                     seq=self._journal.next_seq,
                     ts=_now(_UTC),
+                    occurred_at=when,
                     state_id=state_id,
                     token_id=token_id,
                     row_id=state.tokens[token_id],
                     node_id=node_id,
                     step_index=step_index,
                     attempt=attempt,
-                    input_hash=ref,
-                    input_data_ref=ref,
+                    input_hash=digest,
+                    input_data_ref=digest,
+                    input_retained=kept is not None,
+                    context_before=before,
                 )
             )
         self._commit()
@@ -300,11 +390,26 @@ class RunRecorder:
         duration_ms: float | None = None,
         error: dict[str, Any] | None = None,
         success_reason: dict[str, Any] | None = None,
+        output_data_ref: str | None = None,
+        output_hash: str | None = None,
+        context_after: dict[str, Any] | None = None,
+        occurred_at: _dt.datetime | None = None,
     ) -> None:
         """Finish a node state (completed / failed / pending); a state completes once."""
+        when = check_time(occurred_at)
         status = check_choice(status, NODE_STATE_STATUSES, "node state status")
         duration = check_number(duration_ms, "duration_ms")
-        ref = None if output_data is None else self._payloads.put(output_data, "output_data")
+        after = None if context_after is None else json_object(context_after, "context_after")
+        policy_hash_only = False
+        if output_data is not None and self._state.hash_only_nodes:
+            with self._lock:
+                node = self._state.state_nodes.get(state_id) if type(state_id) is str else None
+            policy_hash_only = node in self._state.hash_only_nodes
+        digest, ref = self._slot(
+            "output_data", MISSING if output_data is None else output_data,
+            output_data_ref, output_hash,
+            names=("output_data_ref", "output_hash"), hash_only=policy_hash_only,
+        )  # fmt: skip
         error_value = None if error is None else json_object(error, "error")
         reason_value = (
             None if success_reason is None else json_object(success_reason, "success_reason")
@@ -319,13 +424,15 @@ class RunRecorder:
                     run_id=self.run_id,
                     seq=self._journal.next_seq,
                     ts=_now(_UTC),
+                    occurred_at=when,
                     state_id=state_id,
                     status=status,  # type: ignore[arg-type]
-                    output_hash=ref,
+                    output_hash=digest,
                     output_data_ref=ref,
                     duration_ms=duration,
                     error=error_value,
                     success_reason=reason_value,
+                    context_after=after,
                 )
             )
         self._commit()
@@ -340,12 +447,18 @@ class RunRecorder:
         routing_group_id: str | None = None,
         ordinal: int = 0,
         routing_event_id: str | None = None,
+        reason_ref: str | None = None,
+        reason_hash: str | None = None,
+        occurred_at: _dt.datetime | None = None,
     ) -> str:
         """A gate's decision for a state: which edge, and why. Returns its id."""
+        when = check_time(occurred_at)
         mode = check_choice(mode, EDGE_MODES, "routing mode")
         ordinal = check_count(ordinal, "ordinal")
         routing_group_id = optional_id(routing_group_id, "routing_group_id")
-        ref = None if reason is None else self._payloads.put(reason, "reason")
+        digest, ref = self._slot(
+            "reason", MISSING if reason is None else reason, reason_ref, reason_hash
+        )
         with self._lock:
             state = self._open_state()
             state.need(state.states, state_id, "node state")
@@ -356,6 +469,7 @@ class RunRecorder:
                     run_id=self.run_id,
                     seq=self._journal.next_seq,
                     ts=_now(_UTC),
+                    occurred_at=when,
                     routing_event_id=routing_event_id,
                     state_id=state_id,
                     row_id=state.states.row_of(state_id),
@@ -363,7 +477,7 @@ class RunRecorder:
                     mode=mode,  # type: ignore[arg-type]
                     routing_group_id=routing_group_id or routing_event_id,
                     ordinal=ordinal,
-                    reason_hash=ref,
+                    reason_hash=digest,
                     reason_ref=ref,
                 )
             )
@@ -375,7 +489,7 @@ class RunRecorder:
         *,
         call_type: str,
         status: str,
-        request: Any,
+        request: Any = MISSING,
         response: Any = None,
         latency_ms: float | None = None,
         error: dict[str, Any] | None = None,
@@ -383,8 +497,15 @@ class RunRecorder:
         operation_id: str | None = None,
         call_index: int | None = None,
         call_id: str | None = None,
+        request_ref: str | None = None,
+        request_hash: str | None = None,
+        response_ref: str | None = None,
+        response_hash: str | None = None,
+        secret_fields: list[str] | tuple[str, ...] = (),
+        occurred_at: _dt.datetime | None = None,
     ) -> str:
         """An external call made while processing a state (or an operation). Returns its id."""
+        when = check_time(occurred_at)
         call_type = check_choice(call_type, CALL_TYPES, "call_type")
         status = check_choice(status, CALL_STATUSES, "call status")
         if (state_id is None) == (operation_id is None):
@@ -393,13 +514,31 @@ class RunRecorder:
         latency = check_number(latency_ms, "latency_ms")
         if call_index is not None:
             call_index = check_count(call_index, "call_index")
-        request_ref = self._payloads.put(request, "request")
-        response_ref = None if response is None else self._payloads.put(response, "response")
+        secret = self.store.secret_filter
+        extra = check_sequence(secret_fields, "secret_fields")
+        redacted: tuple[str, ...] = ()
+        if request is not MISSING:
+            request, paths = secret.filter(request, extra)
+            redacted += ("request",) if paths else ()
+        if response is not None:
+            response, paths = secret.filter(response, extra)
+            redacted += ("response",) if paths else ()
+        if error is not None:
+            error, paths = secret.filter(error, extra)
+            redacted += ("error",) if paths else ()
+        request_digest, request_kept = self._slot("request", request, request_ref, request_hash)
+        if request_digest is None:
+            raise InvalidEventError("record_call needs request, request_ref or request_hash")
+        response_digest, response_kept = self._slot(
+            "response", MISSING if response is None else response, response_ref, response_hash
+        )
         error_value = None if error is None else json_object(error, "error")
         with self._lock:
             state = self._open_state()
             if state_id is not None:
                 state.need(state.states, state_id, "node state")
+            else:
+                state.need(state.operations, operation_id or "", "operation")
             index = state.next_call_index(state_id or operation_id or "", call_index)
             call_id = state.new_id("call", call_id, state.calls)
             self._emit(
@@ -407,6 +546,7 @@ class RunRecorder:
                     run_id=self.run_id,
                     seq=self._journal.next_seq,
                     ts=_now(_UTC),
+                    occurred_at=when,
                     call_id=call_id,
                     state_id=state_id,
                     row_id=None if state_id is None else state.states.row_of(state_id),
@@ -415,11 +555,13 @@ class RunRecorder:
                     call_type=call_type,  # type: ignore[arg-type]
                     status=status,  # type: ignore[arg-type]
                     latency_ms=latency,
-                    request_hash=request_ref,
-                    request_ref=request_ref,
-                    response_hash=response_ref,
-                    response_ref=response_ref,
+                    request_hash=request_digest,
+                    request_ref=request_digest,
+                    request_retained=request_kept is not None,
+                    response_hash=response_digest,
+                    response_ref=response_kept,
                     error=error_value,
+                    redacted=redacted,
                 )
             )
         self._commit()
@@ -438,13 +580,20 @@ class RunRecorder:
         size_bytes: int,
         sink_input: Any = None,
         artifact_id: str | None = None,
+        sink_input_ref: str | None = None,
+        sink_input_hash: str | None = None,
+        occurred_at: _dt.datetime | None = None,
     ) -> str:
         """What a sink wrote; ``sink_input`` (the rows it got) goes to the payload store."""
+        when = check_time(occurred_at)
         artifact_type = check_text(artifact_type, "artifact_type")
         path_or_uri = check_text(path_or_uri, "path_or_uri")
         content_hash = check_hash(content_hash, "content_hash")
         size_bytes = check_count(size_bytes, "size_bytes")
-        ref = None if sink_input is None else self._payloads.put(sink_input, "sink_input")
+        digest, ref = self._slot(
+            "sink_input", MISSING if sink_input is None else sink_input, sink_input_ref,
+            sink_input_hash,
+        )  # fmt: skip
         with self._lock:
             state = self._open_state()
             state.need(state.states, state_id, "node state")
@@ -455,6 +604,7 @@ class RunRecorder:
                     run_id=self.run_id,
                     seq=self._journal.next_seq,
                     ts=_now(_UTC),
+                    occurred_at=when,
                     artifact_id=artifact_id,
                     state_id=state_id,
                     sink_node_id=sink_node_id,
@@ -462,7 +612,7 @@ class RunRecorder:
                     path_or_uri=path_or_uri,
                     content_hash=content_hash,
                     size_bytes=size_bytes,
-                    sink_input_hash=ref,
+                    sink_input_hash=digest,
                     sink_input_ref=ref,
                 )
             )
@@ -478,8 +628,31 @@ class RunRecorder:
         error: Any = None,
         context: dict[str, Any] | None = None,
         outcome_id: str | None = None,
+        batch_id: str | None = None,
+        fork_group_id: str | None = None,
+        join_group_id: str | None = None,
+        expand_group_id: str | None = None,
+        expected_branches: list[Any] | dict[str, Any] | None = None,
+        error_hash: str | None = None,
+        occurred_at: _dt.datetime | None = None,
     ) -> str:
-        """The terminal state of a token; a token gets one terminal outcome."""
+        """The state of a token (one terminal outcome; ``buffered`` is not terminal).
+
+        ``batch_id`` must name a recorded batch; the group ids say which fork, join or
+        expansion the outcome belongs to; ``expected_branches`` is any JSON list or
+        object (``["a", "b"]``, ``{"count": 3}``). ``error`` is stored as a payload
+        whose ref becomes ``error_hash``; ``error_hash`` alone records a hash of an
+        error kept elsewhere (opaque text, as the pipeline computed it).
+        """
+        when = check_time(occurred_at)
+        fork_group_id = optional_id(fork_group_id, "fork_group_id")
+        join_group_id = optional_id(join_group_id, "join_group_id")
+        expand_group_id = optional_id(expand_group_id, "expand_group_id")
+        branches = json_value(expected_branches, "expected_branches")
+        if error_hash is not None:
+            error_hash = check_text(error_hash, "error_hash")
+            if error is not None:
+                raise InvalidEventError("record_token_outcome takes error or error_hash, not both")
         outcome = check_choice(outcome, TOKEN_OUTCOMES, "token outcome")
         if sink_name is not None:
             sink_name = check_text(sink_name, "sink_name")
@@ -488,6 +661,8 @@ class RunRecorder:
         with self._lock:
             state = self._open_state()
             state.need(state.tokens, token_id, "token")
+            if batch_id is not None:
+                state.need(state.batches, batch_id, "batch")
             if outcome != "buffered" and token_id in state.finished_tokens:
                 raise LifecycleError(f"token {token_id!r} already has a terminal outcome")
             outcome_id = state.new_id("out", outcome_id, state.outcomes)
@@ -496,13 +671,19 @@ class RunRecorder:
                     run_id=self.run_id,
                     seq=self._journal.next_seq,
                     ts=_now(_UTC),
+                    occurred_at=when,
                     outcome_id=outcome_id,
                     token_id=token_id,
                     row_id=state.tokens[token_id],
                     outcome=outcome,  # type: ignore[arg-type]
                     sink_name=sink_name,
-                    error_hash=error_ref,
+                    error_hash=error_ref or error_hash,
                     context=context_value,
+                    batch_id=batch_id,
+                    fork_group_id=fork_group_id,
+                    join_group_id=join_group_id,
+                    expand_group_id=expand_group_id,
+                    expected_branches=branches,
                 )
             )
         self._commit()
@@ -510,8 +691,18 @@ class RunRecorder:
 
     # -- ending ------------------------------------------------------------------------
 
-    def complete(self, status: str = "completed", *, error: dict[str, Any] | None = None) -> None:
+    def complete(
+        self,
+        status: str = "completed",
+        *,
+        error: dict[str, Any] | None = None,
+        reproducibility_grade: str | None = None,
+        occurred_at: _dt.datetime | None = None,
+    ) -> None:
         """Append ``run_completed``; afterwards only export events are accepted.
+
+        ``reproducibility_grade`` (``full_reproducible``, ``replay_reproducible``,
+        ``attributable_only``) is recorded as given (None: not graded).
 
         With a live export, waits until it is sealed and appends ``export_sealed``
         (or ``export_failed``, then raises :class:`ExportError`). With live SQL
@@ -528,6 +719,11 @@ class RunRecorder:
         """
         status = check_choice(status, RUN_STATUSES, "run status")
         error_value = None if error is None else json_object(error, "error")
+        when = check_time(occurred_at)
+        if reproducibility_grade is not None:
+            reproducibility_grade = check_choice(
+                reproducibility_grade, REPRODUCIBILITY_GRADES, "reproducibility_grade"
+            )
         with self._lock:
             if self._completion is not None:
                 self._check_retry(status, error_value)
@@ -537,8 +733,10 @@ class RunRecorder:
                     run_id=self.run_id,
                     seq=self._journal.next_seq,
                     ts=_now(_UTC),
+                    occurred_at=when,
                     status=status,  # type: ignore[arg-type]
                     error=error_value,
+                    reproducibility_grade=reproducibility_grade,  # type: ignore[arg-type]
                 )
                 self._emit(completion)
                 self._completion = completion
@@ -670,19 +868,77 @@ class RunRecorder:
 
     # -- internals ---------------------------------------------------------------------
 
-    def _emit_run_started(self, config_bytes: bytes, settings: dict[str, Any]) -> None:
+    def _emit_run_started(
+        self,
+        config_bytes: bytes,
+        settings: dict[str, Any],
+        occurred_at: _dt.datetime | None = None,
+        config_hash: str | None = None,
+        redacted: tuple[str, ...] = (),
+    ) -> None:
         with self._lock:
             self._emit(
                 RunStarted(
                     run_id=self.run_id,
                     seq=self._journal.next_seq,
                     ts=_now(_UTC),
+                    occurred_at=occurred_at,
                     config=msgspec.json.decode(config_bytes),
-                    config_hash=self._hash(config_bytes),
+                    config_hash=config_hash or self._hash(config_bytes),
                     settings=settings,
+                    redacted=redacted,
                 )
             )
         self._commit()
+
+    def _emit_resumed(self, reason: str) -> None:
+        """A new writer takes over a stopped run (``store.resume_run``)."""
+        with self._lock:
+            self._open_state()
+            last = self._journal.last_seq
+            self._emit(
+                RunInterrupted(
+                    run_id=self.run_id,
+                    seq=self._journal.next_seq,
+                    ts=_now(_UTC),
+                    last_seq=last,
+                    bytes_dropped=0 if self.recovery is None else self.recovery.bytes_dropped,
+                    reason=reason,
+                )
+            )
+            self._emit(
+                RunResumed(
+                    run_id=self.run_id,
+                    seq=self._journal.next_seq,
+                    ts=_now(_UTC),
+                    writer={"host": socket.gethostname(), "pid": os.getpid()},
+                )
+            )
+        self._journal.flush(fsync=self._journal.durability != "none")
+
+    def _filtered_config(
+        self, config: object, given_hash: object, secret_fields: object, what: str = "config"
+    ) -> tuple[bytes, str, tuple[str, ...]]:
+        """(canonical bytes of the filtered config, its config_hash, redacted slots)."""
+        extra = check_sequence(secret_fields, "secret_fields")
+        if config is None:
+            config = {}
+        if not isinstance(config, dict):
+            raise InvalidEventError(
+                f"{what} must be a JSON object (a dict with str keys), got {shown(config)}"
+            )
+        filtered, paths = self.store.secret_filter.filter(config, extra)
+        data = json_object_bytes(filtered, what)
+        digest = self._hash(data)
+        if given_hash is None:
+            return data, digest, (what,) if paths else ()
+        given = check_text(given_hash, "config_hash")
+        if not paths and given != digest:
+            raise InvalidEventError(
+                f"config_hash {given!r} is not the hash of this {what} ({digest}); "
+                "give the hash of its canonical JSON, or none"
+            )
+        return data, given, (what,) if paths else ()
 
     def _open_state(self) -> RunState:
         """The run's state, if it still accepts events (caller holds the lock)."""

@@ -41,23 +41,34 @@ __all__ = [
     "Checkpoint",
     "SqlDatabase",
     "artifacts",
+    "batch_members",
+    "batch_outputs",
+    "batches",
     "calls",
     "checkpoints",
     "db_error",
     "edges",
+    "field_resolutions",
+    "landscape_checkpoints",
     "metadata",
     "node_states",
     "nodes",
+    "operations",
+    "preflight_results",
     "routing_events",
     "rows",
     "runs",
+    "schema_contracts",
     "schema_version",
+    "secret_resolutions",
     "token_outcomes",
     "token_parents",
     "tokens",
+    "transform_errors",
+    "validation_errors",
 ]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 _SCHEMA_NAME: Final = "auditjournal-landscape"
 
 # -- schema ------------------------------------------------------------------------------
@@ -120,6 +131,9 @@ runs = sa.Table(
     _text("export_error"),
     _text("csv_out_dir"),
     _hash("csv_listing_sha256"),
+    _enum("reproducibility_grade", nullable=True),
+    _ts("appended_at"),
+    _text("redacted_json"),
 )
 nodes = _table(
     "nodes",
@@ -134,6 +148,13 @@ nodes = _table(
     _text("output_schema_json"),
     _ts("registered_at"),
     _int("seq"),
+    _ts("appended_at"),
+    _enum("payload_policy", nullable=True),  # NULL: retain
+    _hash("schema_hash"),
+    _int("sequence_in_pipeline", nullable=True),
+    _text("schema_mode"),
+    _text("schema_fields_json"),
+    _text("redacted_json"),  # NULL: nothing redacted
 )
 edges = _table(
     "edges",
@@ -144,6 +165,7 @@ edges = _table(
     _enum("mode"),
     _ts("created_at"),
     _int("seq"),
+    _ts("appended_at"),
 )
 rows = _table(
     "rows",
@@ -154,6 +176,8 @@ rows = _table(
     _hash("source_data_ref"),
     _ts("created_at"),
     _int("seq"),
+    _ts("appended_at"),
+    sa.Column("source_data_retained", sa.Boolean),  # NULL: retained; false: hash only
 )
 tokens = _table(
     "tokens",
@@ -165,6 +189,8 @@ tokens = _table(
     _text("expand_group_id"),
     _ts("created_at"),
     _int("seq"),
+    _ts("appended_at"),
+    _int("step_in_pipeline", nullable=True),
     index=("row_id",),
 )
 token_parents = sa.Table(
@@ -196,6 +222,11 @@ node_states = _table(
     _int("started_seq"),
     _ts("completed_at"),
     _int("seq", nullable=True),
+    _ts("appended_at"),
+    sa.Column("input_data_retained", sa.Boolean),  # NULL: retained; false: hash only
+    sa.Column("output_data_retained", sa.Boolean),  # NULL: retained; false: hash only
+    _text("context_before_json"),
+    _text("context_after_json"),
     index=("row_id", "token_id", "node_id"),
 )
 routing_events = _table(
@@ -211,6 +242,8 @@ routing_events = _table(
     _hash("reason_ref"),
     _ts("created_at"),
     _int("seq"),
+    _ts("appended_at"),
+    sa.Column("reason_retained", sa.Boolean),  # NULL: retained; false: hash only
     index=("state_id", "row_id"),
 )
 calls = _table(
@@ -230,6 +263,10 @@ calls = _table(
     _text("error_json"),
     _ts("created_at"),
     _int("seq"),
+    _ts("appended_at"),
+    sa.Column("request_retained", sa.Boolean),  # NULL: retained; false: hash only
+    sa.Column("response_retained", sa.Boolean),  # NULL: retained; false: hash only
+    _text("redacted_json"),
     index=("state_id", "row_id"),
 )
 artifacts = _table(
@@ -245,6 +282,8 @@ artifacts = _table(
     _hash("sink_input_ref"),
     _ts("created_at"),
     _int("seq"),
+    _ts("appended_at"),
+    sa.Column("sink_input_retained", sa.Boolean),  # NULL: retained; false: hash only
     index=("state_id",),
 )
 token_outcomes = _table(
@@ -258,8 +297,177 @@ token_outcomes = _table(
     _text("context_json"),
     _ts("recorded_at"),
     _int("seq"),
-    index=("token_id", "row_id"),
+    _ts("appended_at"),
+    _text("batch_id"),
+    _text("fork_group_id"),
+    _text("join_group_id"),
+    _text("expand_group_id"),
+    _text("expected_branches_json"),
+    index=("token_id", "row_id", "batch_id"),
 )
+# -- the rest of the Landscape model (issue 14) -------------------------------------------
+
+operations = _table(
+    "operations",
+    "operation_id",
+    _id("node_id"),
+    _enum("operation_type"),
+    _enum("status"),  # open until completed
+    _hash("input_hash"),
+    _hash("input_data_ref"),
+    _hash("output_hash"),
+    _hash("output_data_ref"),
+    _text("error_message"),
+    sa.Column("duration_ms", sa.Float),
+    _ts("started_at"),
+    _int("started_seq"),
+    _ts("completed_at"),
+    _int("seq", nullable=True),
+    _ts("appended_at"),
+    index=("node_id",),
+)
+batches = _table(
+    "batches",
+    "batch_id",
+    _id("aggregation_node_id"),
+    _int("attempt"),
+    _enum("status"),
+    _enum("trigger_type", nullable=True),
+    _text("trigger_reason"),
+    _text("aggregation_state_id"),
+    _ts("created_at"),
+    _int("created_seq"),
+    _ts("completed_at"),
+    _int("seq", nullable=True),
+    _ts("appended_at"),
+    index=("aggregation_node_id",),
+)
+batch_members = sa.Table(
+    "batch_members",
+    metadata,
+    _id("run_id", key=True),
+    _id("batch_id", key=True),
+    _id("token_id", key=True),
+    _id("row_id"),
+    _int("ordinal"),
+    _int("seq"),
+    _ts("appended_at"),
+    sa.Index("ix_batch_members_token_id", "run_id", "token_id"),
+    sa.Index("ix_batch_members_row_id", "run_id", "row_id"),
+)
+batch_outputs = _table(
+    "batch_outputs",
+    "batch_output_id",
+    _id("batch_id"),
+    _enum("output_type"),
+    _id("output_id"),
+    _ts("created_at"),
+    _int("seq"),
+    _ts("appended_at"),
+    index=("batch_id",),
+)
+validation_errors = _table(
+    "validation_errors",
+    "validation_error_id",
+    _id("node_id", nullable=True),
+    _id("row_id", nullable=True),
+    _hash("row_hash"),
+    _hash("row_data_ref"),
+    sa.Column("row_data_canonical", sa.Boolean),
+    _text("error"),
+    _text("schema_mode"),
+    _text("destination"),
+    _text("violation_type"),
+    _text("original_field_name"),
+    _text("normalized_field_name"),
+    _text("expected_type"),
+    _text("actual_type"),
+    _ts("created_at"),
+    _int("seq"),
+    _ts("appended_at"),
+    index=("row_id", "node_id", "row_hash"),
+)
+transform_errors = _table(
+    "transform_errors",
+    "transform_error_id",
+    _id("token_id"),
+    _id("row_id"),
+    _id("node_id"),
+    _id("state_id", nullable=True),
+    _hash("row_hash"),
+    _hash("row_data_ref"),
+    sa.Column("row_data_canonical", sa.Boolean),
+    _text("error_details_json"),
+    _text("destination"),
+    _ts("created_at"),
+    _int("seq"),
+    _ts("appended_at"),
+    index=("row_id", "token_id"),
+)
+landscape_checkpoints = _table(
+    "checkpoints",
+    "checkpoint_id",
+    _id("token_id"),
+    _id("row_id"),
+    _id("node_id"),
+    _int("sequence_number"),
+    _text("upstream_topology_hash"),
+    _text("node_config_hash"),
+    _hash("aggregation_state_ref"),
+    _hash("coalesce_state_ref"),
+    _int("format_version", nullable=True),
+    _ts("created_at"),
+    _int("seq"),
+    _ts("appended_at"),
+    index=("row_id", "token_id"),
+)
+"""Resume points of a run (Landscape's ``checkpoints``); :data:`checkpoints` is the
+projector's own position table."""
+secret_resolutions = _table(
+    "secret_resolutions",
+    "secret_resolution_id",
+    _text("env_var_name"),
+    _text("source"),
+    _text("vault_url"),
+    _text("secret_name"),
+    _hash("fingerprint"),
+    sa.Column("resolution_latency_ms", sa.Float),
+    _ts("resolved_at"),
+    _int("seq"),
+    _ts("appended_at"),
+)
+preflight_results = _table(
+    "preflight_results",
+    "preflight_result_id",
+    _enum("result_type"),
+    _text("name"),
+    _text("result_json"),
+    _text("redacted_json"),
+    _ts("created_at"),
+    _int("seq"),
+    _ts("appended_at"),
+)
+field_resolutions = sa.Table(
+    "field_resolutions",
+    metadata,
+    _id("run_id", key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True),
+    _id("source_node_id", nullable=True),
+    _text("mapping_json"),
+    _text("normalization_version"),
+)
+schema_contracts = sa.Table(
+    "schema_contracts",
+    metadata,
+    _id("run_id", key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True),
+    _id("node_id", nullable=True),
+    _enum("role"),
+    _text("contract_json"),
+    _text("contract_hash"),
+    sa.Index("ix_schema_contracts_node_id", "run_id", "node_id"),
+)
+
 checkpoints = sa.Table(
     "projection_checkpoints",
     metadata,
@@ -288,6 +496,17 @@ TABLES: Final = (
     calls,
     artifacts,
     token_outcomes,
+    operations,
+    batches,
+    batch_members,
+    batch_outputs,
+    validation_errors,
+    transform_errors,
+    landscape_checkpoints,
+    secret_resolutions,
+    preflight_results,
+    field_resolutions,
+    schema_contracts,
 )
 """The audit tables, parents before children (the order batches are inserted in)."""
 
@@ -366,6 +585,9 @@ class SqlDatabase:
             found = conn.execute(
                 sa.select(schema_version.c.version).where(schema_version.c.name == _SCHEMA_NAME)
             ).scalar()
+            if found == 1:  # every change since is additive: upgrade in place
+                self._upgrade(conn, inspector)
+                return
             if found != SCHEMA_VERSION:
                 raise SchemaVersionError(
                     f"{self.url} holds audit tables of schema version {found}; this auditjournal "
@@ -381,6 +603,26 @@ class SqlDatabase:
             )
         metadata.create_all(conn)
         conn.execute(schema_version.insert(), {"name": _SCHEMA_NAME, "version": SCHEMA_VERSION})
+
+    def _upgrade(self, conn: Connection, inspector: sa.Inspector) -> None:
+        """Version 1 -> 2: the new tables, and the new (nullable) columns of the old ones;
+        rows projected before stay right (their events have none of the new values)."""
+        for table in TABLES:
+            if not inspector.has_table(table.name):
+                continue
+            present = {c["name"] for c in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in present:
+                    kind = column.type.compile(dialect=conn.dialect)
+                    conn.execute(
+                        sa.text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}")
+                    )
+        metadata.create_all(conn, checkfirst=True)
+        conn.execute(
+            sa.update(schema_version)
+            .where(schema_version.c.name == _SCHEMA_NAME)
+            .values(version=SCHEMA_VERSION)
+        )
 
     def checkpoint(self, run_id: str, conn: Connection | None = None) -> Checkpoint | None:
         """The run's checkpoint, or None if nothing of it was projected."""
