@@ -9,6 +9,7 @@ from __future__ import annotations
 from .demo import run_demo
 from .errors import (
     AuditJournalError,
+    BatchAlreadyCompletedError,
     CanonicalizationError,
     CorruptExportError,
     CorruptJournalError,
@@ -27,6 +28,8 @@ from .errors import (
     JournalLockedError,
     LifecycleError,
     MalformedEvidenceError,
+    NaiveTimestampError,
+    OperationAlreadyCompletedError,
     PayloadIntegrityError,
     PayloadNotFoundError,
     PayloadTooLargeError,
@@ -74,6 +77,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AuditJournalError",
     "AuditStore",
+    "BatchAlreadyCompletedError",
     "CanonicalizationError",
     "CorruptExportError",
     "CorruptJournalError",
@@ -104,6 +108,8 @@ __all__ = [
     "LiveSql",
     "MalformedEvidenceError",
     "MerkleBuilder",
+    "NaiveTimestampError",
+    "OperationAlreadyCompletedError",
     "PayloadIntegrityError",
     "PayloadNotFoundError",
     "PayloadStore",

@@ -13,6 +13,7 @@ Run ids are validated so nothing can escape ``<root>``.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import logging
 import math
 import os
@@ -44,12 +45,19 @@ from ..journal.filebackend import (
     FileJournalBackend,
 )
 from ..model.events import EXPORT_EVENT_TYPES, CsvExported, Event, ExportFailed, ExportSealed
+from ..model.secretfilter import SecretFilter
 from ..model.settings import ExportSettings
 from ..payloads.store import DEFAULT_MAX_PAYLOAD_BYTES, PayloadStore
 from ..projection.live import LiveExport, LiveSql
 from ..sql.projector import SqlProjector
 from ..sql.schema import SqlDatabase
-from .arguments import canonical_value, json_object, json_object_bytes
+from .arguments import (
+    canonical_value,
+    check_text,
+    check_time,
+    json_object,
+    json_object_bytes,
+)
 from .recorder import RunRecorder
 from .runstate import RunState
 
@@ -75,7 +83,14 @@ class AuditStore:
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        secret_fields: tuple[str, ...] | list[str] = (),
     ) -> None:
+        if isinstance(secret_fields, str) or not all(isinstance(f, str) for f in secret_fields):
+            raise InvalidSettingsError(
+                f"secret_fields must be a list of names, got {secret_fields!r}"
+            )
+        self.secret_filter = SecretFilter.from_env(secret_fields)
+        """Secret fields -> fingerprints, before anything is stored (model/secretfilter.py)."""
         _check_settings(durability, database_url, flush_interval, segment_bytes, max_payload_bytes)
         self.root = root
         self.durability: Durability = durability
@@ -103,8 +118,12 @@ class AuditStore:
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        secret_fields: tuple[str, ...] | list[str] = (),
     ) -> AuditStore:
         """Open (creating if needed) the store at ``root``.
+
+        ``secret_fields``: names the secret filter replaces, besides its defaults
+        (the fingerprint key is read from ``AUDITJOURNAL_FINGERPRINT_KEY``).
 
         Bad settings raise :class:`InvalidSettingsError` before anything is created.
         """
@@ -117,6 +136,7 @@ class AuditStore:
             flush_interval=flush_interval,
             segment_bytes=segment_bytes,
             max_payload_bytes=max_payload_bytes,
+            secret_fields=secret_fields,
         )
 
     # -- runs --------------------------------------------------------------------------
@@ -154,8 +174,13 @@ class AuditStore:
         run_id: str | None = None,
         settings: dict[str, Any] | None = None,
         sql: bool = True,
+        occurred_at: _dt.datetime | None = None,
+        config_hash: str | None = None,
+        secret_fields: tuple[str, ...] | list[str] = (),
     ) -> RunRecorder:
         """Create a run's journal, append ``run_started`` and return its recorder.
+
+        ``occurred_at`` (timezone-aware): when the run started, if not now (an import).
 
         With ``export`` (the default) a projector thread writes the live export
         while the run is recorded; completing the run waits for it to be sealed.
@@ -167,9 +192,22 @@ class AuditStore:
             raise InvalidSettingsError(f"export must be ExportSettings or None, got {export!r}")
         if type(sql) is not bool:
             raise InvalidSettingsError(f"sql must be True or False, got {sql!r}")
-        config_bytes = b"{}" if config is None else json_object_bytes(config, "config")
+        when = check_time(occurred_at)
+        if config is not None and not isinstance(config, dict):
+            json_object_bytes(config, "config")  # the usual error
+        config, paths = self.secret_filter.filter(config or {}, secret_fields)
+        config_bytes = json_object_bytes(config, "config")
+        redacted: tuple[str, ...] = ("config",) if paths else ()
+        if config_hash is not None:
+            if type(config_hash) is not str:
+                raise InvalidEventError(f"config_hash must be a str, got {config_hash!r}")
+            if not paths and config_hash != hashlib.sha256(config_bytes).hexdigest():
+                raise InvalidEventError(f"config_hash {config_hash!r} is not this config's hash")
         resolved: dict[str, Any] = {"durability": self.durability}
         if settings is not None:
+            if isinstance(settings, dict):
+                settings, paths = self.secret_filter.filter(settings, secret_fields)
+                redacted += ("settings",) if paths else ()
             resolved.update(json_object(settings, "settings"))
         if export is not None:
             resolved["export"] = export.describe()
@@ -196,7 +234,7 @@ class AuditStore:
             raise
         recorder = self._recorder(run_id, journal, RunState(), lock)
         try:
-            recorder._emit_run_started(config_bytes, resolved)
+            recorder._emit_run_started(config_bytes, resolved, when, config_hash, redacted)
             # the run exists on disk from here on, whatever the durability mode
             journal.flush(fsync=self.durability != "none")
             if projector is not None:
@@ -263,11 +301,14 @@ class AuditStore:
                 "(choose another run id, or start the run with sql=False)"
             )
 
-    def resume_run(self, run_id: str) -> RunRecorder:
+    def resume_run(self, run_id: str, *, reason: str = "writer stopped") -> RunRecorder:
         """Reopen an unfinished run after a crash: repair a torn tail, rebuild its state.
 
-        The repair (bytes dropped, if any) is in ``recorder.recovery``.
+        The repair (bytes dropped, if any) is in ``recorder.recovery``. The interruption
+        and the resumption are recorded (``run_interrupted`` with the stopped writer's
+        last seq and ``reason``, then ``run_resumed`` with this writer's host and pid).
         """
+        reason = check_text(reason, "reason")
         lock = threading.Lock()  # the recorder's, held around each append
         journal = self._open_journal(run_id, create=False, lock=lock)
         state = RunState()
@@ -280,7 +321,13 @@ class AuditStore:
         except BaseException:
             journal.close()
             raise
-        return self._recorder(run_id, journal, state, lock)
+        recorder = self._recorder(run_id, journal, state, lock)
+        try:
+            recorder._emit_resumed(reason)
+        except BaseException:
+            recorder.close()
+            raise
+        return recorder
 
     def _recorder(
         self, run_id: str, journal: JournalWriter, state: RunState, lock: threading.Lock
@@ -291,9 +338,24 @@ class AuditStore:
             state,
             lock=lock,
             payloads=self.payloads,
+            secrets=self.secret_filter,
             on_close=self._recorders.remove,
         )
         self._recorders.append(recorder)
+        return recorder
+
+    def finish_run(self, run_id: str, status: str, *, reason: str | None = None) -> RunRecorder:
+        """Complete a run whose writer died: resume it (recording the interruption),
+        append ``run_completed`` with ``status`` (``interrupted`` or ``failed``), and
+        close it. Its export and SQL tables are then brought up and sealed by the
+        projection service (as ``auditjournal project`` does); returns the recorder."""
+        if status not in ("interrupted", "failed"):
+            raise InvalidEventError(f"finish a run as interrupted or failed, not {status!r}")
+        recorder = self.resume_run(run_id, reason=reason or f"finished as {status}")
+        try:
+            recorder.complete(status)
+        finally:
+            recorder.close()
         return recorder
 
     def append_export_event(
