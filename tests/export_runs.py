@@ -102,6 +102,7 @@ def record_everything(run: RunRecorder) -> dict[str, Any]:
         response=RESPONSE,
         latency_ms=12.5,
     )
+    run.begin_operation(node_id=ids["src"], operation_type="source_load", operation_id="op-warmup")
     ids["call2"] = run.record_call(
         operation_id="op-warmup",
         call_type="sql",

@@ -29,7 +29,7 @@ STAGES: list[set[str]] = [
     {"sql"},
     {"projection"},
     {"recording"},
-    {"evidence"},
+    {"evidence", "landscape"},  # both built on the recorder's store; neither imports the other
     {"demo"},
     {"__init__"},  # the public API: auditjournal/__init__.py
     {"integrations", "report"},
@@ -145,6 +145,16 @@ def test_no_stage_imports_a_later_stage() -> None:
 def test_the_stage_check_refuses_a_back_import() -> None:
     assert rank("auditjournal.sql.lineage") > rank("auditjournal.export.projector")
     assert rank("auditjournal.recording.store") > rank("auditjournal.projection.live")
+
+
+def test_peer_stages_do_not_import_each_other() -> None:
+    peers = [
+        f"{module} imports {target}"
+        for module, targets in GRAPH.items()
+        for target in targets
+        if stage_of(module) != stage_of(target) and rank(module) == rank(target)
+    ]
+    assert peers == []
 
 
 def test_only_the_journal_package_reaches_past_the_seam() -> None:

@@ -403,6 +403,35 @@ def test_read_commands_never_write_to_the_store(cli: Invoke, tmp_path: Path) -> 
     assert mine.is_file()
 
 
+def test_read_commands_read_a_version_1_database_without_upgrading_it(
+    cli: Invoke, tmp_path: Path
+) -> None:
+    """A landscape.db of schema version 1 (before issue 14's tables and columns) cannot be
+    upgraded by a read command (read-only): it is upgraded in the copy in memory."""
+    import sqlite3
+
+    root = tmp_path / "audit"
+    first = run_demo(root, rows=3)
+    db = root / "landscape.db"
+    with sqlite3.connect(db) as conn:  # as version 1 had it: no operations table
+        conn.execute("DROP TABLE operations")
+        conn.execute("UPDATE schema_version SET version = 1")
+    conn.close()
+    before = _tree_state(root)
+    shown = cli("show", root, first.run_id, "--json")
+    assert shown.code == 0, shown
+    assert json.loads(shown.out)["run"]["status"] == "completed"
+    rows = cli("tail", root, first.run_id, "--json", "--type", "row").out.splitlines()
+    row = json.loads(rows[0])["row_id"]
+    explained = cli("explain", root, first.run_id, "--row", row, "--json")
+    assert explained.code == 0, explained
+    assert json.loads(explained.out)["row"]["row_id"] == row
+    assert _tree_state(root) == before  # still version 1: the caller's to upgrade
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchone() == (1,)
+    conn.close()
+
+
 @pytest.fixture(scope="module")
 def signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A signed export and its public key."""
@@ -666,6 +695,27 @@ def test_explain_finds_rows_by_index_and_by_a_source_field(cli: Invoke, recorded
     assert_one_line_error(cli("explain", recorded.root, recorded.run_id), 2, "name the row")
     assert_one_line_error(
         cli("explain", recorded.root, recorded.run_id, "--where", "customer_id"), 2, "FIELD=VALUE"
+    )
+
+
+def test_explain_where_passes_over_rows_whose_data_was_not_retained(
+    cli: Invoke, tmp_path: Path
+) -> None:
+    """A hash-only row (issue 14) has no data to compare: it matches no --where, and the
+    rows that have data are still found."""
+    from auditjournal import AuditStore
+
+    root = tmp_path / "audit"
+    with AuditStore.open(root) as store, store.start_run(run_id="mixed") as run:
+        src = run.register_node(plugin_name="src", node_type="source")
+        run.create_row(source_node_id=src, row_index=0, source_data_hash="ab" * 32)
+        kept = run.create_row(source_node_id=src, row_index=1, data={"customer_id": "C7"})
+    found = cli("explain", root, "mixed", "--where", "customer_id=C7", "--json")
+    assert found.code == 0, found
+    (explained,) = json.loads(found.out)
+    assert explained["row_id"] == kept
+    assert_one_line_error(
+        cli("explain", root, "mixed", "--where", "customer_id=C8"), 2, "no row with"
     )
 
 

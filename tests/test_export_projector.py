@@ -30,6 +30,7 @@ from auditjournal.model.events import (
     TokenCreated,
     TokenOutcomeRecorded,
 )
+from auditjournal.model.landscape_records import LANDSCAPE_RECORD_TYPES
 from export_reading import (
     ALL_PAYLOAD_FIELDS,
     PAYLOAD_FIELDS,
@@ -358,7 +359,10 @@ def test_every_record_type_round_trips(
     records = export_records(store.export_dir(rid))
     parsed = [r for _, r in records]
 
-    assert {r["record_type"] for r in parsed} == set(auditjournal.model.records.RECORD_TYPES)
+    classic = set(auditjournal.model.records.RECORD_TYPES) - set(LANDSCAPE_RECORD_TYPES)
+    # the calls' operation is still open at the end; the rest: test_landscape_model.py
+    assert {r["record_type"] for r in parsed} == classic | {"operation"}
+    parsed = [r for r in parsed if r["record_type"] in classic]
     for r in parsed:
         assert isinstance(r["seq"], int) and r["run_id"] == rid and "record_type" in r
     by_key = {}

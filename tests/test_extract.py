@@ -53,6 +53,7 @@ def record_run(store: AuditStore, run_id: str, settings: ExportSettings, rows: i
             b: run.register_edge(from_node_id=gate, to_node_id=sink, label=b, mode="copy")
             for b in ("a", "b")
         }
+        run.begin_operation(node_id=src, operation_type="source_load", operation_id="op-warmup")
         run.record_call(operation_id="op-warmup", call_type="http", status="success", request={})
         for i in range(rows):
             data = {"i": i, "text": f"zeile {i}: naïve \u2013 ✓", "score": i / 7}
@@ -217,7 +218,7 @@ def test_a_node_bundle_holds_the_node_and_what_it_processed(
             "n-llm": {"node": 1, "node_state": 6, "call": 12},
             "n-gate": {"node": 1, "node_state": 6, "routing_event": 12},
             "n-sink": {"node": 1, "node_state": 12, "artifact": 3},
-            "n-src": {"node": 1},
+            "n-src": {"node": 1, "operation": 1},  # its source load (still open)
         }[node_id]
     )
 

@@ -483,7 +483,7 @@ def test_corruption_in_last_segment_is_a_hard_error(
 def test_corruption_in_an_earlier_segment_fails_reading(
     jdir: Path, tmp_path: Path, mutation: str
 ) -> None:
-    write_journal(jdir, 30, segment_bytes=1200)
+    write_journal(jdir, 30, segment_bytes=1600)  # events carry occurred_at since issue 14
     files = segments(jdir)
     assert len(files) >= 3
     path = files[1]
@@ -492,7 +492,7 @@ def test_corruption_in_an_earlier_segment_fails_reading(
     if mutation == "foreign":
         first = int(path.stem)
         other = tmp_path / "other-run"
-        write_journal(other, 30, run_id="run-2", segment_bytes=1200)
+        write_journal(other, 30, run_id="run-2", segment_bytes=1600)
         lines[1] = lines_of(next(p for p in segments(other) if int(p.stem) == first))[1]
         bad = 1
     else:

@@ -41,6 +41,7 @@ from auditjournal.model.events import (
     NodeRegistered,
     NodeStateCompleted,
     NodeStateStarted,
+    OperationStarted,
     RoutingEventRecorded,
     RowCreated,
     RunCompleted,
@@ -122,6 +123,7 @@ def test_full_api_round_trip(store: AuditStore) -> None:
     call2 = run.record_call(
         state_id=st, call_type="http", status="error", request={"u": 1}, error={"code": 500}
     )
+    run.begin_operation(node_id=src, operation_type="source_load", operation_id="op-1")
     op_call = run.record_call(
         operation_id="op-1", call_type="sql", status="success", request={"q": "select 1"}
     )
@@ -159,13 +161,13 @@ def test_full_api_round_trip(store: AuditStore) -> None:
         assert isinstance(value, str)
         assert validate_id(value) == value
     assert len(set(generated)) == len(generated)
-    assert run.last_seq == 24
+    assert run.last_seq == 25
     run.complete(status="completed")
     assert run.completed
     run.close()
 
     events = events_of(store, "run-e2e")
-    assert [e.seq for e in events] == list(range(1, 26))
+    assert [e.seq for e in events] == list(range(1, 27))
     assert all(ev.run_id == "run-e2e" for ev in events)
     assert all(ev.ts.utcoffset() == ZERO for ev in events)
     assert [ev.ts for ev in events] == sorted(ev.ts for ev in events)
@@ -176,7 +178,9 @@ def test_full_api_round_trip(store: AuditStore) -> None:
         *[RowCreated] * 2,
         *[TokenCreated] * 2,
         NodeStateStarted,
-        *[CallRecorded] * 3,
+        *[CallRecorded] * 2,
+        OperationStarted,
+        CallRecorded,
         NodeStateCompleted,
         NodeStateStarted,
         RoutingEventRecorded,
@@ -249,7 +253,7 @@ def test_full_api_round_trip(store: AuditStore) -> None:
     )
     assert get(st_ev.input_data_ref) == canonical_json(ROW) and st_ev.input_hash == sha(ROW)
 
-    c1, c2, c3 = events[12:15]
+    c1, c2, _op, c3 = events[12:16]
     assert isinstance(c1, CallRecorded)
     assert (c1.call_id, c1.state_id, c1.call_index, c1.call_type, c1.status, c1.latency_ms) == (
         call,
@@ -269,7 +273,7 @@ def test_full_api_round_trip(store: AuditStore) -> None:
     )  # type: ignore[attr-defined]
     assert (c3.operation_id, c3.state_id, c3.call_index) == ("op-1", None, 0)  # type: ignore[attr-defined]
 
-    done = events[15]
+    done = events[16]
     assert isinstance(done, NodeStateCompleted)
     assert (done.state_id, done.status, done.duration_ms, done.success_reason) == (
         st,
@@ -280,7 +284,7 @@ def test_full_api_round_trip(store: AuditStore) -> None:
     assert get(done.output_data_ref) == b'{"clean":true}'  # type: ignore[arg-type]
     assert done.output_hash == done.output_data_ref
 
-    gate_start, routing, gate_done = events[16:19]
+    gate_start, routing, gate_done = events[17:20]
     assert (gate_start.state_id, gate_start.attempt, gate_start.step_index) == ("gs-1", 1, 2)  # type: ignore[attr-defined]
     assert isinstance(routing, RoutingEventRecorded)
     assert (routing.routing_event_id, routing.state_id, routing.edge_id, routing.mode) == (
@@ -297,9 +301,9 @@ def test_full_api_round_trip(store: AuditStore) -> None:
         {"message": "bad"},
         None,
     )
-    assert events[20].status == "pending"  # type: ignore[attr-defined]
+    assert events[21].status == "pending"  # type: ignore[attr-defined]
 
-    art_ev = events[21]
+    art_ev = events[22]
     assert isinstance(art_ev, ArtifactRecorded)
     assert (art_ev.artifact_id, art_ev.state_id, art_ev.sink_node_id, art_ev.path_or_uri) == (
         art,
@@ -310,7 +314,7 @@ def test_full_api_round_trip(store: AuditStore) -> None:
     assert (art_ev.artifact_type, art_ev.content_hash, art_ev.size_bytes) == ("file", "c" * 64, 123)
     assert get(art_ev.sink_input_ref) == canonical_json([ROW])  # type: ignore[arg-type]
 
-    o1, o2 = events[22], events[23]
+    o1, o2 = events[23], events[24]
     assert isinstance(o1, TokenOutcomeRecorded) and isinstance(o2, TokenOutcomeRecorded)
     assert (o1.outcome_id, o1.token_id, o1.outcome, o1.sink_name) == (out, tok, "completed", "out")
     assert (o2.outcome_id, o2.outcome, o2.context) == ("o-2", "quarantined", {"c": 2})
@@ -1041,7 +1045,7 @@ def test_resume_after_unclean_stop(tmp_path: Path) -> None:
         assert rec.recovery is not None
         assert rec.recovery.bytes_dropped == len(torn)
         assert rec.recovery.last_seq == last
-        assert rec.last_seq == last
+        assert rec.last_seq == last + 2  # run_interrupted, run_resumed (issue 14)
         assert rec.known_ids["rows"] == 4 and rec.known_ids["open_states"] == 1
 
         checks: list[tuple[type[Exception], Call]] = [
@@ -1085,7 +1089,7 @@ def test_resume_after_unclean_stop(tmp_path: Path) -> None:
         for exc, attempt in checks:
             with pytest.raises(exc):
                 attempt(rec, None)  # type: ignore[arg-type]
-        assert rec.last_seq == last
+        assert rec.last_seq == last + 2
 
         # Known ids still work, and new generated ids never collide with old ones.
         call2 = rec.record_call(
@@ -1109,7 +1113,8 @@ def test_resume_after_unclean_stop(tmp_path: Path) -> None:
         rec.close()
         events = events_of(store, "run-crash")
         assert [e.seq for e in events] == list(range(1, len(events) + 1))
-        assert events[last].seq == last + 1 and isinstance(events[last], CallRecorded)
+        assert type(events[last]).__name__ == "RunInterrupted"  # then run_resumed
+        assert events[last + 2].seq == last + 3 and isinstance(events[last + 2], CallRecorded)
         calls = [e for e in events if isinstance(e, CallRecorded)]
         assert [(c.call_id, c.call_index) for c in calls] == [(call, 0), (call2, 1)]
         assert isinstance(events[-1], RunCompleted)
@@ -1125,7 +1130,7 @@ def test_resume_of_cleanly_closed_run_reports_no_recovery(store: AuditStore) -> 
     rec = store.resume_run("run-pause")
     try:
         assert rec.recovery is None
-        assert rec.last_seq == 2
+        assert rec.last_seq == 4  # + run_interrupted, run_resumed
         with pytest.raises(DuplicateIdError):
             rec.register_node(plugin_name="p", node_type="source", node_id="n1")
     finally:
@@ -1182,3 +1187,19 @@ def test_disk_full_while_committing_loses_nothing(
     assert [r.row_id for r in rows] == ["r1", "r2"]
     assert store.payloads.get_json(rows[0].source_data_ref) == {"first": 1}
     assert store.payloads.get_json(rows[1].source_data_ref) == {"second": 2}
+
+
+def test_resume_records_the_torn_tail_it_cut(tmp_path: Path) -> None:
+    with AuditStore.open(tmp_path / "a", durability="always") as store:
+        run = store.start_run(run_id="torn", export=None, sql=False)
+        run.register_node(plugin_name="s", node_type="source", node_id="src")
+        run.close()
+        segment = next(store.journal_dir("torn").glob("*.jsonl"))
+        with open(segment, "ab") as fh:
+            fh.write(b'{"type":"row_created","run_id":"torn","seq":3')
+        resumed = store.resume_run("torn")
+        resumed.close()
+        interrupted = list(store.read_journal("torn"))[-2]
+        assert type(interrupted).__name__ == "RunInterrupted"
+        assert interrupted.bytes_dropped == len(b'{"type":"row_created","run_id":"torn","seq":3')  # type: ignore[attr-defined]
+        assert interrupted.last_seq == 2  # type: ignore[attr-defined]

@@ -37,17 +37,30 @@ from auditjournal.model.canonical import MAX_SAFE_INTEGER, MAX_VALUE_DEPTH
 from auditjournal.model.events import (
     ArtifactRecorded,
     BaseEvent,
+    BatchCreated,
+    BatchMemberAdded,
+    BatchOutputRecorded,
+    BatchUpdated,
     CallRecorded,
+    CheckpointRecorded,
     EdgeRegistered,
+    FieldResolutionRecorded,
     NodeRegistered,
     NodeStateCompleted,
     NodeStateStarted,
+    OperationCompleted,
+    OperationStarted,
+    PreflightResultRecorded,
     RoutingEventRecorded,
     RowCreated,
     RunCompleted,
     RunStarted,
+    SchemaContractRecorded,
+    SecretResolutionRecorded,
     TokenCreated,
     TokenOutcomeRecorded,
+    TransformErrorRecorded,
+    ValidationErrorRecorded,
 )
 
 HASH = "c" * 64
@@ -81,6 +94,9 @@ def setup_run(run: RunRecorder) -> Ids:
         token_id=tok, node_id=sink, step_index=2, input_data={}, state_id="st-done"
     )
     run.complete_node_state(closed, status="completed")
+    run.begin_operation(node_id=src, operation_type="source_load", operation_id="op-open")
+    agg = run.register_node(plugin_name="agg", node_type="aggregation", node_id="agg")
+    run.create_batch(aggregation_node_id=agg, batch_id="b-open")
     return Ids(src, sink, edge, row, tok, open_state, closed)
 
 
@@ -847,8 +863,46 @@ EVENT_OF: dict[str, type[BaseEvent]] = {
     "record_token_outcome": TokenOutcomeRecorded,
     "complete": RunCompleted,
     "start_run": RunStarted,
+    "begin_operation": OperationStarted,
+    "complete_operation": OperationCompleted,
+    "create_batch": BatchCreated,
+    "add_batch_member": BatchMemberAdded,
+    "update_batch": BatchUpdated,
+    "record_batch_output": BatchOutputRecorded,
+    "record_validation_error": ValidationErrorRecorded,
+    "record_transform_error": TransformErrorRecorded,
+    "record_checkpoint": CheckpointRecorded,
+    "record_secret_resolution": SecretResolutionRecorded,
+    "record_preflight_result": PreflightResultRecorded,
+    "record_field_resolution": FieldResolutionRecorded,
+    "record_schema_contract": SchemaContractRecorded,
 }
-PAYLOADS = {"data", "input_data", "output_data", "reason", "request", "response", "sink_input"}
+SLOTS = {
+    "create_row": ("data", "source_data_ref", "source_data_hash"),
+    "begin_node_state": ("input_data", "input_data_ref", "input_hash"),
+    "complete_node_state": ("output_data", "output_data_ref", "output_hash"),
+    "record_routing_event": ("reason", "reason_ref", "reason_hash"),
+    "record_call": ("request", "request_ref", "request_hash"),
+    "record_artifact": ("sink_input", "sink_input_ref", "sink_input_hash"),
+    "begin_operation": ("input_data", "input_data_ref", "input_hash"),
+    "complete_operation": ("output_data", "output_data_ref", "output_hash"),
+    "record_validation_error": ("data", "row_data_ref", "row_hash"),
+    "record_transform_error": ("data", "row_data_ref", "row_hash"),
+    "record_token_outcome": ("error", "error_hash"),
+}
+"""Arguments that are one slot in several forms: one given, the others absent."""
+WHEN = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone(dt.timedelta(hours=-5)))
+PAYLOADS: set[str] = {
+    "aggregation_state",
+    "coalesce_state",
+    "data",
+    "input_data",
+    "output_data",
+    "reason",
+    "request",
+    "response",
+    "sink_input",
+}
 
 
 def valid_calls(ids: Ids) -> dict[str, dict[str, Any]]:
@@ -863,6 +917,14 @@ def valid_calls(ids: Ids) -> dict[str, dict[str, Any]]:
             "input_schema": {"type": "object"},
             "output_schema": {"type": "object"},
             "node_id": "n-new",
+            "payload_policy": "hash_only",
+            "config_hash": hashlib.sha256(b"{}").hexdigest(),
+            "secret_fields": ["my_secret"],
+            "schema_hash": "h",
+            "sequence_in_pipeline": 2,
+            "schema_mode": "fixed",
+            "schema_fields": [{"name": "a"}],
+            "occurred_at": WHEN,
         },
         "register_edge": {
             "from_node_id": ids.src,
@@ -870,8 +932,17 @@ def valid_calls(ids: Ids) -> dict[str, dict[str, Any]]:
             "label": "l",
             "mode": "copy",
             "edge_id": "e-new",
+            "occurred_at": WHEN,
         },
-        "create_row": {"source_node_id": ids.src, "row_index": 1, "data": {}, "row_id": "r-new"},
+        "create_row": {
+            "source_node_id": ids.src,
+            "row_index": 1,
+            "data": {},
+            "row_id": "r-new",
+            "source_data_ref": None,
+            "source_data_hash": None,
+            "occurred_at": WHEN,
+        },
         "create_token": {
             "row_id": ids.row,
             "parent_token_ids": [ids.tok],
@@ -880,6 +951,8 @@ def valid_calls(ids: Ids) -> dict[str, dict[str, Any]]:
             "join_group_id": "j",
             "expand_group_id": "x",
             "token_id": "t-new",
+            "step_in_pipeline": 2,
+            "occurred_at": WHEN,
         },
         "begin_node_state": {
             "token_id": ids.tok,
@@ -888,6 +961,10 @@ def valid_calls(ids: Ids) -> dict[str, dict[str, Any]]:
             "input_data": {},
             "attempt": 1,
             "state_id": "s-new",
+            "input_data_ref": None,
+            "input_hash": None,
+            "context_before": {"b": 1},
+            "occurred_at": WHEN,
         },
         "complete_node_state": {
             "state_id": ids.open_state,
@@ -896,6 +973,10 @@ def valid_calls(ids: Ids) -> dict[str, dict[str, Any]]:
             "duration_ms": 1.5,
             "error": {"e": 1},
             "success_reason": {"r": 1},
+            "output_data_ref": None,
+            "output_hash": None,
+            "context_after": {"a": 1},
+            "occurred_at": WHEN,
         },
         "record_routing_event": {
             "state_id": ids.open_state,
@@ -905,6 +986,9 @@ def valid_calls(ids: Ids) -> dict[str, dict[str, Any]]:
             "routing_group_id": "g",
             "ordinal": 1,
             "routing_event_id": "rte-new",
+            "reason_ref": None,
+            "reason_hash": None,
+            "occurred_at": WHEN,
         },
         "record_call": {
             "call_type": "http",
@@ -917,6 +1001,12 @@ def valid_calls(ids: Ids) -> dict[str, dict[str, Any]]:
             "operation_id": None,
             "call_index": 4,
             "call_id": "c-new",
+            "request_ref": None,
+            "request_hash": None,
+            "response_ref": None,
+            "response_hash": None,
+            "secret_fields": ("session",),
+            "occurred_at": WHEN,
         },
         "record_artifact": {
             "state_id": ids.closed_state,
@@ -927,6 +1017,9 @@ def valid_calls(ids: Ids) -> dict[str, dict[str, Any]]:
             "size_bytes": 1,
             "sink_input": [],
             "artifact_id": "a-new",
+            "sink_input_ref": None,
+            "sink_input_hash": None,
+            "occurred_at": WHEN,
         },
         "record_token_outcome": {
             "token_id": ids.tok,
@@ -935,8 +1028,137 @@ def valid_calls(ids: Ids) -> dict[str, dict[str, Any]]:
             "error": {"e": 1},
             "context": {"c": 1},
             "outcome_id": "o-new",
+            "batch_id": "b-open",
+            "fork_group_id": "fg",
+            "join_group_id": "jg",
+            "expand_group_id": "xg",
+            "expected_branches": ["a", "b"],
+            "error_hash": None,
+            "occurred_at": WHEN,
         },
-        "complete": {"status": "failed", "error": {"e": 1}},
+        "complete": {
+            "status": "failed",
+            "error": {"e": 1},
+            "reproducibility_grade": "replay_reproducible",
+            "occurred_at": WHEN,
+        },
+        "begin_operation": {
+            "node_id": ids.sink,
+            "operation_type": "sink_write",
+            "input_data": {"rows": 1},
+            "input_data_ref": None,
+            "input_hash": None,
+            "operation_id": "op-new",
+            "occurred_at": WHEN,
+        },
+        "complete_operation": {
+            "operation_id": "op-open",
+            "status": "failed",
+            "output_data": [1],
+            "output_data_ref": None,
+            "output_hash": None,
+            "error_message": "disk full",
+            "duration_ms": 1.5,
+            "occurred_at": WHEN,
+        },
+        "create_batch": {
+            "aggregation_node_id": "agg",
+            "attempt": 1,
+            "batch_id": "b-new",
+            "occurred_at": WHEN,
+        },
+        "add_batch_member": {
+            "batch_id": "b-open",
+            "token_id": ids.tok,
+            "ordinal": 3,
+            "occurred_at": WHEN,
+        },
+        "update_batch": {
+            "batch_id": "b-open",
+            "status": "completed",
+            "trigger_type": "count",
+            "trigger_reason": "5 rows",
+            "aggregation_state_id": ids.closed_state,
+            "occurred_at": WHEN,
+        },
+        "record_batch_output": {
+            "batch_id": "b-open",
+            "output_type": "token",
+            "output_id": ids.tok,
+            "batch_output_id": "bo-new",
+            "occurred_at": WHEN,
+        },
+        "record_validation_error": {
+            "error": "bad",
+            "schema_mode": "fixed",
+            "destination": "discard",
+            "data": {"x": 1},
+            "row_data_ref": None,
+            "row_hash": None,
+            "node_id": ids.src,
+            "row_id": ids.row,
+            "violation_type": "type_mismatch",
+            "original_field_name": "X ",
+            "normalized_field_name": "x",
+            "expected_type": "int",
+            "actual_type": "str",
+            "validation_error_id": "verr-new",
+            "occurred_at": WHEN,
+        },
+        "record_transform_error": {
+            "token_id": ids.tok,
+            "node_id": ids.sink,
+            "destination": "errors",
+            "data": {"x": 1},
+            "row_data_ref": None,
+            "row_hash": None,
+            "error_details": {"type": "E"},
+            "state_id": ids.closed_state,
+            "transform_error_id": "terr-new",
+            "occurred_at": WHEN,
+        },
+        "record_checkpoint": {
+            "token_id": ids.tok,
+            "node_id": ids.sink,
+            "sequence_number": 4,
+            "upstream_topology_hash": "t",
+            "node_config_hash": "c",
+            "aggregation_state": {"b": []},
+            "coalesce_state": None,
+            "format_version": 4,
+            "checkpoint_id": "cp-new",
+            "occurred_at": WHEN,
+        },
+        "record_secret_resolution": {
+            "env_var_name": "KEY",
+            "source": "keyvault",
+            "fingerprint": HASH,
+            "vault_url": "https://v",
+            "secret_name": "k",
+            "resolution_latency_ms": 2.5,
+            "secret_resolution_id": "sec-new",
+            "occurred_at": WHEN,
+        },
+        "record_preflight_result": {
+            "result_type": "readiness_check",
+            "name": "db",
+            "result": {"ok": True},
+            "preflight_result_id": "pre-new",
+            "occurred_at": WHEN,
+        },
+        "record_field_resolution": {
+            "mapping": {"A ": "a"},
+            "normalization_version": "1",
+            "source_node_id": ids.src,
+            "occurred_at": WHEN,
+        },
+        "record_schema_contract": {
+            "contract": {"mode": "FIXED"},
+            "contract_hash": "abc",
+            "node_id": ids.src,
+            "role": "output",
+            "occurred_at": WHEN,
+        },
     }
 
 
@@ -960,6 +1182,12 @@ def wrong_values(t: msgspec.inspect.Type) -> list[Any]:
         return [[1], "x", 5, True, ("a", 1)]
     if isinstance(t, i.VarTupleType):
         return ["tok0", 5, [5], [["tok0"]], {"tok0": 1}]
+    if isinstance(t, i.DateTimeType):
+        return ["2026-01-02T03:04:05Z", 5, 1.5, dt.date(2026, 1, 2), dt.datetime(2026, 1, 2)]
+    if isinstance(t, i.BoolType):
+        return ["true", 1]
+    if isinstance(t, i.ListType):
+        return ["x", 5, True]
     raise AssertionError(f"no wrong values for {t}")
 
 
@@ -969,10 +1197,18 @@ def argument_cases() -> list[tuple[str, str, list[Any]]]:
     for method, call in valid_calls(ids).items():
         fields = {f.name: f.type for f in msgspec.inspect.type_info(EVENT_OF[method]).fields}  # type: ignore[attr-defined]
         for name in call:
-            if name in PAYLOADS or (method == "record_token_outcome" and name == "error"):
+            if name == "data" and method.endswith("_error"):
+                wrong = []  # rejected data: anything, kept as a stand-in if not canonical
+            elif name in PAYLOADS or (method == "record_token_outcome" and name == "error"):
                 wrong = [object(), {1, 2}, float("nan")]  # a payload: any JSON value
             elif name == "config":
                 wrong = wrong_values(fields["config"])
+            elif name == "expected_branches":
+                wrong = ["x", 5, True, {1, 2}, [float("nan")]]
+            elif name not in fields:  # a stand-in for a field of another name
+                wrong = {"ordinal": [-1, "1", 1.5], "secret_fields": [5, "api_key", {"k"}]}.get(
+                    name, [5, ["x"], b"x"]
+                )
             else:
                 wrong = wrong_values(fields[name])
             if inspect.signature(getattr(RunRecorder, method)).parameters[name].default is None:
@@ -999,8 +1235,9 @@ def test_a_wrongly_typed_argument_of_any_method_is_refused(
         refuse(store, recorder, ids, method, argument, value)
     # the same call with the right value is accepted (so the refusals were about this argument)
     good = valid_calls(ids)[method]
-    if method == "complete_node_state":
-        recorder.complete_node_state(good.pop("state_id"), **good)
+    if method in ("complete_node_state", "complete_operation", "update_batch"):
+        key = next(iter(good))
+        getattr(recorder, method)(good.pop(key), **good)
     else:
         getattr(recorder, method)(**good)
 
@@ -1011,13 +1248,18 @@ def refuse(
     kwargs = valid_calls(ids)[method]
     if method == "record_call" and argument == "operation_id":
         kwargs["state_id"] = None  # exactly one owner
+    if argument in SLOTS.get(method, ()):  # the other forms of the slot: absent
+        for other in SLOTS[method]:
+            if other != argument:
+                kwargs.pop(other) if other in PAYLOADS else kwargs.update({other: None})
     kwargs[argument] = value
-    if method == "complete_node_state":
-        state = kwargs.pop("state_id")
+    if method in ("complete_node_state", "complete_operation", "update_batch"):
+        key = next(iter(kwargs))
+        first = kwargs.pop(key)
         assert_refused(
             store,
             recorder,
-            lambda: recorder.complete_node_state(state, **kwargs),
+            lambda: getattr(recorder, method)(first, **kwargs),
             AuditJournalError,
         )
     else:

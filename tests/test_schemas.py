@@ -20,15 +20,19 @@ from auditjournal.export.chunks import iter_chunk_records
 from auditjournal.export.manifest import ExportPaths
 from auditjournal.model.events import EVENT_TYPES
 from auditjournal.model.recordtypes import (
+    CONDITIONAL_FIELDS,
+    LANDSCAPE_RECORD_TYPES,
     PAYLOAD_FIELDS,
     RECORD_CLASSES,
     RECORD_TYPES,
     REF_FIELDS,
     AnyRecord,
     record_columns,
+    required_columns,
 )
 from auditjournal.proofs.signing import generate_keypair
 from auditjournal.sql.csvexport import COLUMNS
+from landscape_run import at, record_landscape
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 
@@ -73,7 +77,9 @@ def _records(export: Path) -> list[tuple[bytes, dict[str, Any]]]:
 
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A signed demo export with payloads, one without, and a failed run (open states)."""
+    """A signed demo export with payloads, one without, a failed run (open states) and a
+    run of the whole Landscape model (issue 14: every new record type, conditional keys,
+    hash-only payloads, secrets filtered)."""
     base = tmp_path_factory.mktemp("schemas")
     private, _public = generate_keypair(base / "keys")
     signed = ExportSettings(chunk_size_bytes=20_000, sign="ed25519", signing_key_file=str(private))
@@ -88,15 +94,50 @@ def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         run.begin_node_state(token_id=token, node_id=node, step_index=0, input_data={"x": 1})
         run.complete(status="failed", error={"why": "test"})
     out["open"] = store.export_dir(run.run_id)
+    with AuditStore.open(base / "d") as store, store.start_run(sql=False) as run:
+        ids = record_landscape(run)
+        node = run.register_node(
+            plugin_name="llm",
+            node_type="transform",
+            payload_policy="hash_only",
+            config={"api_key": "sk-secret"},
+            schema_hash="s" * 64,
+            sequence_in_pipeline=2,
+        )
+        state = run.begin_node_state(
+            token_id=ids["tokens"][0],
+            node_id=node,
+            step_index=2,
+            input_data={"x": 1},
+            context_before={"k": 1},
+        )
+        run.record_call(
+            state_id=state,
+            call_type="http",
+            status="success",
+            request={"headers": {"Authorization": "Bearer x"}},
+            response={"ok": True},
+        )
+        run.complete_node_state(
+            state, status="completed", output_data={"x": 2}, context_after={"k": 2}
+        )
+        run.complete(reproducibility_grade="attributable_only", occurred_at=at(9))
+    out["landscape"] = store.export_dir(run.run_id)
     return out
 
 
-def test_the_demo_export_holds_every_record_type(exports: dict[str, Path]) -> None:
-    assert {r["record_type"] for _, r in _records(exports["payloads"])} == set(RECORD_TYPES)
+def test_the_demo_and_landscape_exports_hold_every_record_type(
+    exports: dict[str, Path],
+) -> None:
+    classic = set(RECORD_TYPES) - set(LANDSCAPE_RECORD_TYPES)
+    assert {r["record_type"] for _, r in _records(exports["payloads"])} == classic
+    assert {r["record_type"] for _, r in _records(exports["landscape"])} >= set(
+        LANDSCAPE_RECORD_TYPES
+    )
     assert "open" in {r.get("status") for _, r in _records(exports["open"])}
 
 
-@pytest.mark.parametrize("kind", ["payloads", "refs", "open"])
+@pytest.mark.parametrize("kind", ["payloads", "refs", "open", "landscape"])
 def test_manifests_and_records_validate_against_their_schemas(
     exports: dict[str, Path], kind: str
 ) -> None:
@@ -117,25 +158,55 @@ def test_a_record_with_a_member_not_declared_fails_its_schema(exports: dict[str,
         validator.validate({k: v for k, v in record.items() if k != "seq"})
 
 
-@pytest.mark.parametrize("kind", ["payloads", "refs", "open"])
+@pytest.mark.parametrize("kind", ["payloads", "refs", "open", "landscape"])
 def test_every_record_made_is_exactly_its_declaration(exports: dict[str, Path], kind: str) -> None:
     """The record maker builds dicts on its hot path: each must have the declared fields,
-    no more and no fewer (payload fields exactly when payloads are included)."""
+    no more and no fewer (payload fields exactly when payloads are included; conditional
+    keys only with a value: decoding rejects a ``null`` one)."""
+    seen: set[str] = set()
     for line, record in _records(exports[kind]):
         rtype = record["record_type"]
         typed = msgspec.json.decode(line, type=AnyRecord)  # types and required fields
         assert type(typed) is RECORD_CLASSES[rtype]
-        declared = set(record_columns(rtype))
+        required = set(required_columns(rtype))
         if kind != "refs":
-            declared |= {name for name, _ in PAYLOAD_FIELDS.get(rtype, ())}
-        assert set(record) == declared, rtype
+            required |= {name for name, _ in PAYLOAD_FIELDS.get(rtype, ())}
+        conditional = set(record) - required
+        assert required <= set(record), rtype
+        assert conditional <= set(CONDITIONAL_FIELDS[rtype]), (rtype, conditional)
+        seen |= {f"{rtype}.{name}" for name in conditional}
+    if kind != "landscape":
+        assert not seen  # runs using none of issue 14's keys have none of them
+    else:  # the declarations' conditional keys really occur
+        for key in [
+            "run.reproducibility_grade",
+            "run.secret_resolutions",
+            "run.appended_at",
+            "node.payload_policy",
+            "node.redacted",
+            "node.schema_hash",
+            "node_state.input_data_retained",
+            "node_state.context_after",
+            "call.redacted",
+            "token.step_in_pipeline",
+            "token_outcome.batch_id",
+            "token_outcome.expected_branches",
+            "operation.appended_at",
+        ]:
+            assert key in seen, key
 
 
 def test_the_csv_columns_lineage_payloads_and_ref_fields_come_from_the_declarations() -> None:
     from auditjournal.sql import lineage
 
     assert {t: record_columns(t) for t in RECORD_TYPES} == COLUMNS
-    assert COLUMNS["row"][-1] == "created_at"  # payload fields are not columns
+    assert COLUMNS["row"][-2:] == ("source_data_retained", "appended_at")  # no payload columns
+    assert "source_data" not in COLUMNS["row"]
+    assert CONDITIONAL_FIELDS["edge"] == ("appended_at",)
+    assert PAYLOAD_FIELDS["checkpoint"] == (
+        ("aggregation_state", "aggregation_state_ref"),
+        ("coalesce_state", "coalesce_state_ref"),
+    )
     assert PAYLOAD_FIELDS["call"] == (("request", "request_ref"), ("response", "response_ref"))
     assert set(REF_FIELDS) == {ref for pairs in PAYLOAD_FIELDS.values() for _, ref in pairs}
     assert lineage._RUN_RECORD_COLUMNS[:3] == ("started_seq", "started_at", "config_json")

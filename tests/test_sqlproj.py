@@ -147,6 +147,7 @@ def record_rich_run(
         run.register_edge(from_node_id=llm, to_node_id=gate, label="continue")
         high = run.register_edge(from_node_id=gate, to_node_id=sink, label="high")
         low = run.register_edge(from_node_id=gate, to_node_id=sink, label="low", mode="copy")
+        run.begin_operation(node_id=src, operation_type="source_load", operation_id="op-setup")
         run.record_call(
             operation_id="op-setup",
             call_type="http",
@@ -510,7 +511,7 @@ def test_store_with_wrong_schema_fails_before_the_run_exists(tmp_path: Path) -> 
     SqlDatabase(url).close()
     engine = sa.create_engine(url)
     with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE schema_version SET version = 2"))
+        conn.execute(sa.text("UPDATE schema_version SET version = 3"))
     engine.dispose()
     with AuditStore.open(tmp_path / "root", database_url=url) as store:
         with pytest.raises(SchemaVersionError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from .demo import run_demo
 from .errors import (
     AuditJournalError,
+    BatchAlreadyCompletedError,
     CanonicalizationError,
     CorruptExportError,
     CorruptJournalError,
@@ -27,6 +28,8 @@ from .errors import (
     JournalLockedError,
     LifecycleError,
     MalformedEvidenceError,
+    NaiveTimestampError,
+    OperationAlreadyCompletedError,
     PayloadIntegrityError,
     PayloadNotFoundError,
     PayloadTooLargeError,
@@ -77,6 +80,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AuditJournalError",
     "AuditStore",
+    "BatchAlreadyCompletedError",
     "CanonicalizationError",
     "ConsistencyReport",
     "CorruptExportError",
@@ -110,6 +114,8 @@ __all__ = [
     "LiveSql",
     "MalformedEvidenceError",
     "MerkleBuilder",
+    "NaiveTimestampError",
+    "OperationAlreadyCompletedError",
     "PayloadIntegrityError",
     "PayloadNotFoundError",
     "PayloadStore",

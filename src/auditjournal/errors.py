@@ -31,6 +31,10 @@ class InvalidEventError(AuditJournalError, ValueError):
     """An event or recorder call carries a bad value (unknown enum, bad type, ...)."""
 
 
+class NaiveTimestampError(InvalidEventError):
+    """An ``occurred_at`` without a timezone: the time it names is ambiguous."""
+
+
 class InvalidSettingsError(InvalidEventError):
     """A setting (durability, a size, an export option, ...) has a wrong type or range."""
 
@@ -59,6 +63,14 @@ class DuplicateIdError(LifecycleError):
 
 class StateAlreadyCompletedError(LifecycleError):
     """A node state was completed twice."""
+
+
+class OperationAlreadyCompletedError(LifecycleError):
+    """A source/sink operation was completed twice."""
+
+
+class BatchAlreadyCompletedError(LifecycleError):
+    """A member or status change for a batch that already completed or failed."""
 
 
 class RunAlreadyCompletedError(LifecycleError):
@@ -234,3 +246,22 @@ class LineageEmitError(AuditJournalError):
 
 class ExportIncompleteError(AuditJournalError):
     """A sealed export lacks a file its manifest lists (a chunk was removed or lost)."""
+
+
+# -- importing Landscape databases (issue 14) ----------------------------------------
+
+
+class LandscapeError(AuditJournalError):
+    """Importing a Landscape database failed."""
+
+
+class NotALandscapeDatabaseError(LandscapeError):
+    """The database lacks Landscape tables (or cannot be opened read-only)."""
+
+
+class LandscapeDataError(LandscapeError):
+    """A Landscape row cannot be recorded faithfully (names table, row and column)."""
+
+
+class RunAlreadyImportedError(RunExistsError, LandscapeError):
+    """The run is already in the store."""

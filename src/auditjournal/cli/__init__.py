@@ -9,7 +9,7 @@ exit codes.
 
 from __future__ import annotations
 
-from . import evidence, outputs, query, run
+from . import evidence, landscape, outputs, query, run
 from ._base import cli, main
 
-__all__ = ["cli", "evidence", "main", "outputs", "query", "run"]
+__all__ = ["cli", "evidence", "landscape", "main", "outputs", "query", "run"]

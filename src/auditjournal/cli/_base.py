@@ -32,6 +32,7 @@ from ..errors import (
     ExportNotFoundError,
     InvalidIdError,
     InvalidSettingsError,
+    NotALandscapeDatabaseError,
     RowNotFoundError,
     RunNotFoundError,
     SigningKeyError,
@@ -48,6 +49,7 @@ _USAGE_ERRORS = (
     RowNotFoundError,
     ExportNotFoundError,
     SigningKeyError,
+    NotALandscapeDatabaseError,
 )
 
 

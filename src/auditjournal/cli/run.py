@@ -540,3 +540,41 @@ def project(
         broken = ", ".join(sorted(service.problems))
         click.echo(f"auditjournal: error: not projected: {broken}", err=True)
         sys.exit(1)
+
+
+@cli.command()
+@_ROOT
+@click.argument("run_id")
+@click.option(
+    "--status",
+    type=click.Choice(["interrupted", "failed"]),
+    required=True,
+    help="How the run ended.",
+)
+@click.option("--reason", default=None, help="Why (recorded with the interruption).")
+@click.option(
+    "--db",
+    "db_url",
+    default=None,
+    metavar="URL",
+    help="SQL tables' database (default ROOT/landscape.db).",
+)
+def finish(root: Path, run_id: str, status: str, reason: str | None, db_url: str | None) -> None:
+    """Complete and seal a run whose writer died: record the interruption, run_completed
+    with --status, then seal its export and bring its SQL tables up to date."""
+    store = _sql_store(root, db_url)
+    try:
+        recorder = store.finish_run(run_id, status, reason=reason)
+        sealed: list[Any] = []
+        service = ProjectionService(
+            store, run_ids=[run_id], on_sealed=lambda _, result: sealed.append(result)
+        )
+        service.run(follow=False)
+    finally:
+        store.close()
+    if service.problems:
+        raise click.ClickException(f"run {run_id} finished, not projected: {service.problems}")
+    line = f"finished {run_id} as {status} (seq {recorder.last_seq})"
+    if sealed:
+        line += f", export sealed: manifest sha256 {sealed[0].manifest_sha256}"
+    click.echo(line)

@@ -143,7 +143,7 @@ def scan_chunk(
                 kinds.append(head.record_type)
                 if head.outcome is not None:
                     outcomes.append(head.outcome)
-                if head.status == "open":  # only node states are ever "open"
+                if head.status == "open" and head.record_type == "node_state":  # not operations
                     open_states += 1
                 h = leaf_prefix.copy()
                 h.update(record)

@@ -19,6 +19,13 @@ from ..payloads.store import PayloadStore
 
 __all__ = ["scan_journal"]
 
+_RETAINED = {
+    "source_data_ref": "source_data_retained",
+    "input_data_ref": "input_retained",
+    "request_ref": "request_retained",
+}
+"""Required refs that repeat the hash when only the hash was recorded (the flag is false)."""
+
 
 def scan_journal(
     journal: RunJournal,
@@ -48,6 +55,8 @@ def scan_journal(
                 failed = True
             for field_name in REF_FIELDS:
                 ref = getattr(event, field_name, None)
+                if not getattr(event, _RETAINED.get(field_name, ""), True):
+                    continue  # a hash only: the data was not retained, not missing
                 if ref is not None and not payload_problem:
                     try:
                         payloads.check_stored(ref)

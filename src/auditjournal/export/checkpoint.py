@@ -59,7 +59,7 @@ class PositionState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     chain: str
 
 
-class OpenState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class OpenState(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     """A node state started and not yet completed (``RecordMaker.open_states``)."""
 
     state_id: str
@@ -69,9 +69,12 @@ class OpenState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     step_index: int
     attempt: int
     input_hash: str
-    input_data_ref: str
+    input_data_ref: str | None
     started_seq: int
     started_at: str
+    input_data_retained: bool = True
+    """Present (false) only for a hash-only input."""
+    context_before: Any = None
 
 
 class RunFields(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -83,6 +86,7 @@ class RunFields(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     config_hash: str
     settings: Any
     canonical_version: str
+    redacted: list[str] | None = None
 
 
 class MakerState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -92,6 +96,8 @@ class MakerState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     open_states: dict[str, OpenState]
     run: dict[str, Any]
     tally: dict[str, int]
+    landscape: dict[str, Any] = {}
+    """``LandscapeRecords.snapshot()``: open operations and batches, run-level lists."""
 
 
 class SealedState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

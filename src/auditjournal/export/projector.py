@@ -387,7 +387,8 @@ class ExportProjector:
         never held was not written over this store's journal, so the export is rebuilt."""
         try:
             return all(
-                s["input_data_ref"] in self._payloads for s in records["open_states"].values()
+                s["input_data_ref"] is None or s["input_data_ref"] in self._payloads
+                for s in records["open_states"].values()
             )
         except AuditJournalError:  # not a ref at all
             return False

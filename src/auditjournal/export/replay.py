@@ -21,9 +21,12 @@ replay.
 What a range cannot finish alone is finished here, in journal order: a node
 state completed in a later range than it started in (the worker never saw its
 start), and ``run_completed`` (it needs the run's ``run_started`` fields and
-every still-open state). If anything goes wrong in the parallel replay -- a
-damaged journal, a worker that died -- the replay starts over in one process,
-so errors are exactly those the single-process replay reports.
+every still-open state). A run with operations, batches or run-level facts
+(field resolutions, contracts, secret resolutions, preflight results) is
+replayed in one process: their records need what came before them. If anything
+goes wrong in the parallel replay -- a damaged journal, a worker that died -- the
+replay starts over in one process, so errors are exactly those the
+single-process replay reports.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from ..journal.base import JournalPosition, RunJournal
 from ..journal.filebackend import as_run_journal
 from ..model.completeness import merge_tally
 from ..model.events import NodeStateCompleted, RunCompleted
+from ..model.landscape_records import STATEFUL_EVENTS
 from ..model.records import RecordMaker
 from ..model.settings import ExportSettings
 from ..payloads.store import PayloadStore
@@ -369,6 +373,8 @@ def _project_range(
                 if type(event) is RunCompleted:
                     completed = (event, chains[index])
                     break
+                if type(event) in STATEFUL_EVENTS:  # needs earlier ranges: one process
+                    raise _Inconsistent(f"{type(event).__name__} at seq {event.seq}")
                 for seq, record in make(event):
                     lines += b","
                     lines += record

@@ -123,6 +123,18 @@ class PgPayloads:
                 self._pending[digest] = data
         return digest.hex()
 
+    def __contains__(self, ref: object) -> bool:
+        """Whether this writer holds or has sent the payload ``ref`` (a caller-given ref of
+        a payload another writer stored is not seen here: refused as unknown)."""
+        if not isinstance(ref, str):
+            return False
+        try:
+            digest = bytes.fromhex(ref)
+        except ValueError:
+            return False
+        with self._lock:
+            return digest in self._pending or digest in self._sent
+
     def take(self) -> dict[bytes, bytes]:
         with self._lock:
             taken, self._pending = self._pending, {}

@@ -34,22 +34,37 @@ __all__ = [
     "TOKEN_OUTCOMES",
     "ArtifactRecorded",
     "BaseEvent",
+    "BatchCreated",
+    "BatchMemberAdded",
+    "BatchOutputRecorded",
+    "BatchUpdated",
     "CallRecorded",
+    "CheckpointRecorded",
     "CsvExported",
     "CsvFile",
     "EdgeRegistered",
     "Event",
     "ExportFailed",
     "ExportSealed",
+    "FieldResolutionRecorded",
     "NodeRegistered",
     "NodeStateCompleted",
     "NodeStateStarted",
+    "OperationCompleted",
+    "OperationStarted",
+    "PreflightResultRecorded",
     "RoutingEventRecorded",
     "RowCreated",
     "RunCompleted",
+    "RunInterrupted",
+    "RunResumed",
     "RunStarted",
+    "SchemaContractRecorded",
+    "SecretResolutionRecorded",
     "TokenCreated",
     "TokenOutcomeRecorded",
+    "TransformErrorRecorded",
+    "ValidationErrorRecorded",
     "decode_event",
     "encode_event",
     "encode_event_into",
@@ -63,7 +78,7 @@ Determinism = Literal[
 ]
 EdgeMode = Literal["move", "copy", "divert"]
 NodeStateStatus = Literal["completed", "failed", "pending"]
-CallType = Literal["llm", "http", "http_redirect", "sql", "filesystem", "other"]
+CallType = Literal["llm", "http", "http_redirect", "sql", "filesystem", "vector", "other"]
 CallStatus = Literal["success", "error"]
 TokenOutcome = Literal[
     "completed",
@@ -71,12 +86,22 @@ TokenOutcome = Literal[
     "forked",
     "failed",
     "quarantined",
+    "diverted",
     "consumed_in_batch",
     "coalesced",
     "expanded",
     "buffered",
 ]
 RunStatus = Literal["completed", "failed", "interrupted"]
+PayloadPolicy = Literal["retain", "hash_only"]
+OperationType = Literal["source_load", "sink_write"]
+OperationStatus = Literal["completed", "failed", "pending"]
+BatchStatus = Literal["draft", "executing", "completed", "failed"]
+TriggerType = Literal["count", "timeout", "condition", "end_of_source", "manual"]
+BatchOutputType = Literal["token", "artifact"]
+PreflightResultType = Literal["dependency_run", "commencement_gate", "readiness_check"]
+ContractRole = Literal["run", "input", "output"]
+ReproducibilityGrade = Literal["full_reproducible", "replay_reproducible", "attributable_only"]
 
 NODE_TYPES: Final = frozenset(get_args(NodeType))
 DETERMINISM: Final = frozenset(get_args(Determinism))
@@ -86,6 +111,15 @@ CALL_TYPES: Final = frozenset(get_args(CallType))
 CALL_STATUSES: Final = frozenset(get_args(CallStatus))
 TOKEN_OUTCOMES: Final = frozenset(get_args(TokenOutcome))
 RUN_STATUSES: Final = frozenset(get_args(RunStatus))
+PAYLOAD_POLICIES: Final = frozenset(get_args(PayloadPolicy))
+OPERATION_TYPES: Final = frozenset(get_args(OperationType))
+OPERATION_STATUSES: Final = frozenset(get_args(OperationStatus))
+BATCH_STATUSES: Final = frozenset(get_args(BatchStatus))
+TRIGGER_TYPES: Final = frozenset(get_args(TriggerType))
+BATCH_OUTPUT_TYPES: Final = frozenset(get_args(BatchOutputType))
+PREFLIGHT_RESULT_TYPES: Final = frozenset(get_args(PreflightResultType))
+CONTRACT_ROLES: Final = frozenset(get_args(ContractRole))
+REPRODUCIBILITY_GRADES: Final = frozenset(get_args(ReproducibilityGrade))
 
 JsonObject = dict[str, Any]
 
@@ -96,6 +130,9 @@ class BaseEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     run_id: str
     seq: int = 0
     ts: _dt.datetime
+    occurred_at: _dt.datetime | None = None
+    """When the thing happened, as the caller says (UTC). None: not said; ``ts`` (the
+    journal's append time) stands for it. Order stays by ``seq``."""
 
 
 class RunStarted(BaseEvent, frozen=True, kw_only=True, tag="run_started"):
@@ -105,6 +142,8 @@ class RunStarted(BaseEvent, frozen=True, kw_only=True, tag="run_started"):
     config_hash: str
     settings: JsonObject = {}
     canonical_version: str = CANONICAL_VERSION
+    redacted: tuple[str, ...] = ()
+    """Which of its JSON slots the secret filter changed (``config``, ``request``, ...)."""
 
 
 class NodeRegistered(BaseEvent, frozen=True, kw_only=True, tag="node_registered"):
@@ -119,6 +158,14 @@ class NodeRegistered(BaseEvent, frozen=True, kw_only=True, tag="node_registered"
     config_hash: str = ""
     input_schema: JsonObject | None = None
     output_schema: JsonObject | None = None
+    payload_policy: PayloadPolicy = "retain"
+    """``hash_only``: the node's state inputs/outputs are hashed, not stored."""
+    schema_hash: str | None = None
+    sequence_in_pipeline: int | None = None
+    schema_mode: str | None = None
+    schema_fields: list[JsonObject] | None = None
+    redacted: tuple[str, ...] = ()
+    """Which of its JSON slots the secret filter changed (``config``, ``request``, ...)."""
 
 
 class EdgeRegistered(BaseEvent, frozen=True, kw_only=True, tag="edge_registered"):
@@ -139,6 +186,8 @@ class RowCreated(BaseEvent, frozen=True, kw_only=True, tag="row_created"):
     row_index: int
     source_data_hash: str
     source_data_ref: str
+    source_data_retained: bool = True
+    """False: only the hash was recorded (``source_data_ref`` then repeats it)."""
 
 
 class TokenCreated(BaseEvent, frozen=True, kw_only=True, tag="token_created"):
@@ -151,6 +200,7 @@ class TokenCreated(BaseEvent, frozen=True, kw_only=True, tag="token_created"):
     fork_group_id: str | None = None
     join_group_id: str | None = None
     expand_group_id: str | None = None
+    step_in_pipeline: int | None = None
 
 
 class NodeStateStarted(BaseEvent, frozen=True, kw_only=True, tag="node_state_started"):
@@ -164,6 +214,9 @@ class NodeStateStarted(BaseEvent, frozen=True, kw_only=True, tag="node_state_sta
     attempt: int = 0
     input_hash: str
     input_data_ref: str
+    input_retained: bool = True
+    """False: only the hash was recorded (``input_data_ref`` then repeats it)."""
+    context_before: JsonObject | None = None
 
 
 class NodeStateCompleted(BaseEvent, frozen=True, kw_only=True, tag="node_state_completed"):
@@ -176,6 +229,7 @@ class NodeStateCompleted(BaseEvent, frozen=True, kw_only=True, tag="node_state_c
     duration_ms: float | None = None
     error: JsonObject | None = None
     success_reason: JsonObject | None = None
+    context_after: JsonObject | None = None
 
 
 class RoutingEventRecorded(BaseEvent, frozen=True, kw_only=True, tag="routing_event_recorded"):
@@ -205,9 +259,13 @@ class CallRecorded(BaseEvent, frozen=True, kw_only=True, tag="call_recorded"):
     latency_ms: float | None = None
     request_hash: str
     request_ref: str
+    request_retained: bool = True
+    """False: only the hash was recorded (``request_ref`` then repeats it)."""
     response_hash: str | None = None
     response_ref: str | None = None
     error: JsonObject | None = None
+    redacted: tuple[str, ...] = ()
+    """Which of its JSON slots the secret filter changed (``config``, ``request``, ...)."""
 
 
 class ArtifactRecorded(BaseEvent, frozen=True, kw_only=True, tag="artifact_recorded"):
@@ -234,6 +292,11 @@ class TokenOutcomeRecorded(BaseEvent, frozen=True, kw_only=True, tag="token_outc
     sink_name: str | None = None
     error_hash: str | None = None
     context: JsonObject | None = None
+    batch_id: str | None = None
+    fork_group_id: str | None = None
+    join_group_id: str | None = None
+    expand_group_id: str | None = None
+    expected_branches: list[Any] | JsonObject | None = None
 
 
 class RunCompleted(BaseEvent, frozen=True, kw_only=True, tag="run_completed"):
@@ -241,6 +304,182 @@ class RunCompleted(BaseEvent, frozen=True, kw_only=True, tag="run_completed"):
 
     status: RunStatus
     error: JsonObject | None = None
+    reproducibility_grade: ReproducibilityGrade | None = None
+
+
+# -- the rest of the Landscape model (issue 14) -------------------------------------------
+
+
+class OperationStarted(BaseEvent, frozen=True, kw_only=True, tag="operation_started"):
+    """A source began loading or a sink began writing (calls may belong to it)."""
+
+    operation_id: str
+    node_id: str
+    operation_type: OperationType
+    input_hash: str | None = None
+    input_data_ref: str | None = None
+    """None with a hash: the data was not retained."""
+
+
+class OperationCompleted(BaseEvent, frozen=True, kw_only=True, tag="operation_completed"):
+    """A source load or sink write ended."""
+
+    operation_id: str
+    status: OperationStatus
+    output_hash: str | None = None
+    output_data_ref: str | None = None
+    error_message: str | None = None
+    duration_ms: float | None = None
+
+
+class BatchCreated(BaseEvent, frozen=True, kw_only=True, tag="batch_created"):
+    """An aggregation node opened a batch."""
+
+    batch_id: str
+    aggregation_node_id: str
+    attempt: int = 0
+
+
+class BatchMemberAdded(BaseEvent, frozen=True, kw_only=True, tag="batch_member_added"):
+    """A token was consumed into a batch (``ordinal``: its place in the batch)."""
+
+    batch_id: str
+    token_id: str
+    row_id: str
+    ordinal: int
+
+
+class BatchUpdated(BaseEvent, frozen=True, kw_only=True, tag="batch_updated"):
+    """A batch changed status (flushed by ``aggregation_state_id``, triggered by ...)."""
+
+    batch_id: str
+    status: BatchStatus
+    trigger_type: TriggerType | None = None
+    trigger_reason: str | None = None
+    aggregation_state_id: str | None = None
+
+
+class BatchOutputRecorded(BaseEvent, frozen=True, kw_only=True, tag="batch_output_recorded"):
+    """What a batch produced: a token or an artifact."""
+
+    batch_output_id: str
+    batch_id: str
+    output_type: BatchOutputType
+    output_id: str
+
+
+class ValidationErrorRecorded(
+    BaseEvent, frozen=True, kw_only=True, tag="validation_error_recorded"
+):
+    """A row rejected at source validation: its data, the schema mode, the error, where it went."""
+
+    validation_error_id: str
+    node_id: str | None = None
+    row_id: str | None = None
+    row_hash: str
+    row_data_ref: str | None = None
+    row_data_canonical: bool = True
+    """False: the data had no canonical form; a stand-in (its repr) was stored."""
+    error: str
+    schema_mode: str
+    destination: str
+    violation_type: str | None = None
+    original_field_name: str | None = None
+    normalized_field_name: str | None = None
+    expected_type: str | None = None
+    actual_type: str | None = None
+
+
+class TransformErrorRecorded(BaseEvent, frozen=True, kw_only=True, tag="transform_error_recorded"):
+    """A node's error for a token, with the token's data and where it was sent."""
+
+    transform_error_id: str
+    token_id: str
+    row_id: str
+    node_id: str
+    state_id: str | None = None
+    row_hash: str
+    row_data_ref: str | None = None
+    row_data_canonical: bool = True
+    error_details: JsonObject | None = None
+    destination: str
+
+
+class CheckpointRecorded(BaseEvent, frozen=True, kw_only=True, tag="checkpoint_recorded"):
+    """A resume point of a long run."""
+
+    checkpoint_id: str
+    token_id: str
+    row_id: str
+    node_id: str
+    sequence_number: int
+    upstream_topology_hash: str
+    node_config_hash: str
+    aggregation_state_ref: str | None = None
+    coalesce_state_ref: str | None = None
+    format_version: int | None = None
+
+
+class SecretResolutionRecorded(
+    BaseEvent, frozen=True, kw_only=True, tag="secret_resolution_recorded"
+):
+    """A secret the run loaded, and from where: its HMAC fingerprint only, never the value."""
+
+    secret_resolution_id: str
+    env_var_name: str
+    source: str
+    fingerprint: str
+    vault_url: str | None = None
+    secret_name: str | None = None
+    resolution_latency_ms: float | None = None
+
+
+class PreflightResultRecorded(
+    BaseEvent, frozen=True, kw_only=True, tag="preflight_result_recorded"
+):
+    """A dependency run, commencement gate or readiness check evaluated before the run."""
+
+    preflight_result_id: str
+    result_type: PreflightResultType
+    name: str
+    result: JsonObject
+    redacted: tuple[str, ...] = ()
+    """Which of its JSON slots the secret filter changed (``config``, ``request``, ...)."""
+
+
+class FieldResolutionRecorded(
+    BaseEvent, frozen=True, kw_only=True, tag="field_resolution_recorded"
+):
+    """How a source resolved its headers: original header -> recorded field name."""
+
+    source_node_id: str | None = None
+    mapping: dict[str, str]
+    normalization_version: str | None = None
+
+
+class SchemaContractRecorded(BaseEvent, frozen=True, kw_only=True, tag="schema_contract_recorded"):
+    """A schema contract (the run's, or a node's input/output) and its hash."""
+
+    node_id: str | None = None
+    role: ContractRole = "run"
+    contract: JsonObject
+    contract_hash: str
+
+
+class RunInterrupted(BaseEvent, frozen=True, kw_only=True, tag="run_interrupted"):
+    """Appended by the process that resumes (or finishes) a run whose writer stopped."""
+
+    last_seq: int
+    """The stopped writer's last entry."""
+    bytes_dropped: int = 0
+    """A torn tail the journal's recovery cut off (an entry the writer never finished)."""
+    reason: str = "writer stopped"
+
+
+class RunResumed(BaseEvent, frozen=True, kw_only=True, tag="run_resumed"):
+    """A new writer took the run over after :class:`RunInterrupted`."""
+
+    writer: JsonObject = {}
 
 
 class ExportSealed(BaseEvent, frozen=True, kw_only=True, tag="export_sealed"):
@@ -299,6 +538,21 @@ Event = (
     | ArtifactRecorded
     | TokenOutcomeRecorded
     | RunCompleted
+    | OperationStarted
+    | OperationCompleted
+    | BatchCreated
+    | BatchMemberAdded
+    | BatchUpdated
+    | BatchOutputRecorded
+    | ValidationErrorRecorded
+    | TransformErrorRecorded
+    | CheckpointRecorded
+    | SecretResolutionRecorded
+    | PreflightResultRecorded
+    | FieldResolutionRecorded
+    | SchemaContractRecorded
+    | RunInterrupted
+    | RunResumed
     | ExportSealed
     | ExportFailed
     | CsvExported

@@ -44,8 +44,10 @@ from .events import (
     RunStarted,
     TokenCreated,
     TokenOutcomeRecorded,
+    ValidationErrorRecorded,
 )
-from .recordtypes import RECORD_TYPES
+from .landscape_records import LandscapeRecords
+from .recordtypes import PAYLOAD_FIELDS, RECORD_TYPES
 
 __all__ = ["RECORD_TYPES", "RecordMaker", "iso"]
 
@@ -54,6 +56,8 @@ Record = tuple[int, bytes]  # (seq, canonical JSON bytes)
 
 
 _ENCODER: Final = msgspec.json.Encoder(order="sorted")
+_NODE_SCHEMA: Final = ("schema_hash", "sequence_in_pipeline", "schema_mode", "schema_fields")
+_OUTCOME_GROUPS: Final = ("batch_id", "fork_group_id", "join_group_id", "expand_group_id")
 
 
 def _json(value: Any) -> Any:
@@ -105,6 +109,13 @@ class RecordMaker:
             TokenOutcomeRecorded: self._outcome,
             RunCompleted: self._run_completed,
         }
+        self.landscape = LandscapeRecords(self._base, _json)
+        for kind, handler in self.landscape.handlers.items():
+            self._handlers[kind] = self._encoding(handler)
+        # the completeness certificate counts validation errors (verify counts the records)
+        self._handlers[ValidationErrorRecorded] = self._counted(
+            "validation_error", self._handlers[ValidationErrorRecorded]
+        )
 
     def records(self, event: BaseEvent) -> list[Record]:
         """The records ``event`` completes (often one, none for a started state)."""
@@ -114,12 +125,28 @@ class RecordMaker:
     # -- state for checkpoints ----------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        return {"open_states": self.open_states, "run": self.run, "tally": dict(self.tally)}
+        return {
+            "open_states": self.open_states,
+            "run": self.run,
+            "tally": dict(self.tally),
+            "landscape": self.landscape.snapshot(),
+        }
 
     def restore(self, snapshot: dict[str, Any]) -> None:
         self.open_states = dict(snapshot["open_states"])
         self.run = dict(snapshot["run"])
         self.tally = dict(snapshot["tally"])
+        self.landscape.restore(snapshot.get("landscape", {}))
+
+    def _counted(
+        self, key: str, handler: Callable[[Any], list[Record]]
+    ) -> Callable[[Any], list[Record]]:
+        def counted(event: Any) -> list[Record]:
+            out = handler(event)
+            self._count(key)
+            return out
+
+        return counted
 
     def _count(self, key: str) -> None:
         tally = self.tally
@@ -131,6 +158,13 @@ class RecordMaker:
         if self._get is not None:
             record[name] = None if ref is None else Raw(self._get(ref))
 
+    @staticmethod
+    def _appended(record: dict[str, Any], event: BaseEvent) -> dict[str, Any]:
+        """``appended_at`` (the journal's time) when the event said when it happened."""
+        if event.occurred_at is not None:
+            record["appended_at"] = event.ts
+        return record
+
     def _base(self, kind: str, event: BaseEvent) -> dict[str, Any]:
         return {"record_type": kind, "run_id": self.run_id, "seq": event.seq}
 
@@ -138,17 +172,34 @@ class RecordMaker:
     def _done(record: dict[str, Any]) -> list[Record]:
         return [(record["seq"], _ENCODER.encode(record))]
 
+    def _encoding(
+        self, handler: Callable[[Any], list[dict[str, Any]]]
+    ) -> Callable[[Any], list[Record]]:
+        """A :class:`LandscapeRecords` handler whose records get their payloads and bytes."""
+
+        def records(event: BaseEvent) -> list[Record]:
+            out = []
+            for r in handler(event):
+                for name, ref_name in PAYLOAD_FIELDS.get(r["record_type"], ()):
+                    self._payload(r, name, r[ref_name])
+                out.append((r["seq"], _ENCODER.encode(r)))
+            return out
+
+        return records
+
     # -- one handler per event type -----------------------------------------------------
 
     def _run_started(self, e: RunStarted) -> list[Record]:
         self.run = {
             "started_seq": e.seq,
-            "started_at": iso(e.ts),
+            "started_at": iso(e.occurred_at or e.ts),
             "config": e.config,
             "config_hash": e.config_hash,
             "settings": e.settings,
             "canonical_version": e.canonical_version,
         }
+        if e.redacted:
+            self.run["redacted"] = list(e.redacted)
         return []
 
     def _node(self, e: NodeRegistered) -> list[Record]:
@@ -165,9 +216,17 @@ class RecordMaker:
             "config_hash": e.config_hash,
             "input_schema": _json(e.input_schema),
             "output_schema": _json(e.output_schema),
-            "registered_at": e.ts,
+            "registered_at": e.occurred_at or e.ts,
         }
-        return self._done(r)
+        if e.payload_policy != "retain":
+            r["payload_policy"] = e.payload_policy
+        if e.redacted:
+            r["redacted"] = list(e.redacted)
+        for name in _NODE_SCHEMA:
+            value = getattr(e, name)
+            if value is not None:
+                r[name] = _json(value)
+        return self._done(self._appended(r, e))
 
     def _edge(self, e: EdgeRegistered) -> list[Record]:
         r = {
@@ -179,13 +238,13 @@ class RecordMaker:
             "to_node_id": e.to_node_id,
             "label": e.label,
             "mode": e.mode,
-            "created_at": e.ts,
+            "created_at": e.occurred_at or e.ts,
         }
-        return self._done(r)
+        return self._done(self._appended(r, e))
 
     def _row(self, e: RowCreated) -> list[Record]:
         self._count("row")
-        r = {
+        r: dict[str, Any] = {
             "record_type": "row",
             "run_id": self.run_id,
             "seq": e.seq,
@@ -194,10 +253,12 @@ class RecordMaker:
             "row_index": e.row_index,
             "source_data_hash": e.source_data_hash,
             "source_data_ref": e.source_data_ref,
-            "created_at": e.ts,
+            "created_at": e.occurred_at or e.ts,
         }
-        self._payload(r, "source_data", e.source_data_ref)
-        return self._done(r)
+        if not e.source_data_retained:
+            r.update(source_data_ref=None, source_data_retained=False)
+        self._payload(r, "source_data", r["source_data_ref"])
+        return self._done(self._appended(r, e))
 
     def _token(self, e: TokenCreated) -> list[Record]:
         self._count("token")
@@ -212,9 +273,11 @@ class RecordMaker:
             "fork_group_id": e.fork_group_id,
             "join_group_id": e.join_group_id,
             "expand_group_id": e.expand_group_id,
-            "created_at": e.ts,
+            "created_at": e.occurred_at or e.ts,
         }
-        return self._done(r)
+        if e.step_in_pipeline is not None:
+            r["step_in_pipeline"] = e.step_in_pipeline
+        return self._done(self._appended(r, e))
 
     def _state_started(self, e: NodeStateStarted) -> list[Record]:
         self.open_states[e.state_id] = {
@@ -227,8 +290,14 @@ class RecordMaker:
             "input_hash": e.input_hash,
             "input_data_ref": e.input_data_ref,
             "started_seq": e.seq,
-            "started_at": e.ts,  # msgspec writes it as iso() does (also after a checkpoint)
+            # msgspec writes it as iso() does (also after a checkpoint)
+            "started_at": e.occurred_at or e.ts,
         }
+        if not e.input_retained:
+            started = self.open_states[e.state_id]
+            started.update(input_data_ref=None, input_data_retained=False)
+        if e.context_before is not None:
+            self.open_states[e.state_id]["context_before"] = e.context_before
         return []
 
     def _state_record(self, started: dict[str, Any], seq: int) -> dict[str, Any]:
@@ -248,11 +317,20 @@ class RecordMaker:
             "duration_ms": _json(e.duration_ms),
             "error": _json(e.error),
             "success_reason": _json(e.success_reason),
-            "completed_at": e.ts,
+            "completed_at": e.occurred_at or e.ts,
         }
+        if e.occurred_at is not None:
+            r["appended_at"] = e.ts
+        if e.output_data_ref is None and e.output_hash is not None:
+            r["output_data_retained"] = False
+        if "context_before" in r:
+            r["context_before"] = _json(r["context_before"])
+        if e.context_after is not None:
+            r["context_after"] = _json(e.context_after)
         get = self._get
         if get is not None:
-            r["input_data"] = Raw(get(r["input_data_ref"]))
+            ref = r["input_data_ref"]
+            r["input_data"] = None if ref is None else Raw(get(ref))
             ref = e.output_data_ref
             r["output_data"] = None if ref is None else Raw(get(ref))
         return [(e.seq, _ENCODER.encode(r))]
@@ -271,13 +349,15 @@ class RecordMaker:
             "ordinal": e.ordinal,
             "reason_hash": e.reason_hash,
             "reason_ref": e.reason_ref,
-            "created_at": e.ts,
+            "created_at": e.occurred_at or e.ts,
         }
+        if e.reason_ref is None and e.reason_hash is not None:
+            r["reason_retained"] = False
         self._payload(r, "reason", e.reason_ref)
-        return self._done(r)
+        return self._done(self._appended(r, e))
 
     def _call(self, e: CallRecorded) -> list[Record]:
-        r = {
+        r: dict[str, Any] = {
             "record_type": "call",
             "run_id": self.run_id,
             "seq": e.seq,
@@ -294,11 +374,17 @@ class RecordMaker:
             "response_hash": e.response_hash,
             "response_ref": e.response_ref,
             "error": _json(e.error),
-            "created_at": e.ts,
+            "created_at": e.occurred_at or e.ts,
         }
-        self._payload(r, "request", e.request_ref)
+        if not e.request_retained:
+            r.update(request_ref=None, request_retained=False)
+        if e.redacted:
+            r["redacted"] = list(e.redacted)
+        if e.response_ref is None and e.response_hash is not None:
+            r["response_retained"] = False
+        self._payload(r, "request", r["request_ref"])
         self._payload(r, "response", e.response_ref)
-        return self._done(r)
+        return self._done(self._appended(r, e))
 
     def _artifact(self, e: ArtifactRecorded) -> list[Record]:
         r = {
@@ -314,10 +400,12 @@ class RecordMaker:
             "size_bytes": e.size_bytes,
             "sink_input_hash": e.sink_input_hash,
             "sink_input_ref": e.sink_input_ref,
-            "created_at": e.ts,
+            "created_at": e.occurred_at or e.ts,
         }
+        if e.sink_input_ref is None and e.sink_input_hash is not None:
+            r["sink_input_retained"] = False
         self._payload(r, "sink_input", e.sink_input_ref)
-        return self._done(r)
+        return self._done(self._appended(r, e))
 
     def _outcome(self, e: TokenOutcomeRecorded) -> list[Record]:
         self._count("outcome." + e.outcome)
@@ -332,9 +420,15 @@ class RecordMaker:
             "sink_name": e.sink_name,
             "error_hash": e.error_hash,
             "context": _json(e.context),
-            "recorded_at": e.ts,
+            "recorded_at": e.occurred_at or e.ts,
         }
-        return self._done(r)
+        for name in _OUTCOME_GROUPS:
+            value = getattr(e, name)
+            if value is not None:
+                r[name] = value
+        if e.expected_branches is not None:
+            r["expected_branches"] = _json(e.expected_branches)
+        return self._done(self._appended(r, e))
 
     def _run_completed(self, e: RunCompleted) -> list[Record]:
         """Still-open states (a failed or interrupted run) as ``open``, then the run."""
@@ -357,6 +451,7 @@ class RecordMaker:
                 r["output_data"] = None
             out += self._done(r)
         self.open_states.clear()
+        out += self._encoding(self.landscape.finish)(e)
         r = self._base("run", e)
         r.update(self.run)
         r.update(
@@ -364,6 +459,9 @@ class RecordMaker:
             settings=_json(r.get("settings")),
             status=e.status,
             error=_json(e.error),
-            completed_at=e.ts,
+            completed_at=e.occurred_at or e.ts,
         )
-        return [*out, *self._done(r)]
+        if e.reproducibility_grade is not None:
+            r["reproducibility_grade"] = e.reproducibility_grade
+        r.update(self.landscape.run_fields())
+        return [*out, *self._done(self._appended(r, e))]

@@ -33,6 +33,7 @@ Thread-safety: everything here is a pure function.
 
 from __future__ import annotations
 
+import datetime as _dt
 import functools
 import math
 import re
@@ -41,7 +42,7 @@ from typing import Any, Final
 
 import msgspec
 
-from ..errors import CanonicalizationError, InvalidEventError
+from ..errors import CanonicalizationError, InvalidEventError, NaiveTimestampError
 from ..fs.storage import validate_id
 from ..model.canonical import MAX_SAFE_INTEGER, MAX_VALUE_DEPTH, canonical_json
 
@@ -53,9 +54,11 @@ __all__ = [
     "check_number",
     "check_sequence",
     "check_text",
+    "check_time",
     "json_object",
     "json_object_bytes",
     "json_schema",
+    "json_value",
     "optional_id",
     "shown",
 ]
@@ -148,6 +151,26 @@ def check_text(value: object, what: str) -> str:
     return value
 
 
+def check_time(value: object, what: str = "occurred_at") -> _dt.datetime | None:
+    """None, or a timezone-aware datetime (as UTC). A naive one is ambiguous:
+    :class:`NaiveTimestampError`. Years outside 1..9999 cannot be exported."""
+    if value is None:
+        return None
+    if not isinstance(value, _dt.datetime):
+        raise InvalidEventError(f"{what} must be a datetime, got {shown(value)}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise NaiveTimestampError(
+            f"{what} must be timezone-aware (say datetime.now(UTC)), got naive {value.isoformat()}"
+        )
+    try:
+        utc = value.astimezone(_dt.UTC)
+    except OverflowError:
+        raise InvalidEventError(f"{what} is out of range in UTC: {value.isoformat()}") from None
+    return _dt.datetime(
+        utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second, utc.microsecond, _dt.UTC
+    )
+
+
 def check_sequence(value: object, what: str) -> tuple[Any, ...]:
     """A list (or tuple) of ids, as a tuple; its items are checked where they are looked up."""
     if type(value) is tuple:
@@ -183,6 +206,15 @@ def json_object(value: object, what: str) -> Any:
     if value is None:
         return None
     return msgspec.json.decode(json_object_bytes(value, what))
+
+
+def json_value(value: object, what: str) -> Any:
+    """An optional JSON list or object (of any content), canonicalized."""
+    if value is None:
+        return None
+    if not isinstance(value, list | tuple | dict):
+        raise InvalidEventError(f"{what} must be a JSON list or object, got {shown(value)}")
+    return msgspec.json.decode(canonical_value(value, what))
 
 
 def json_object_bytes(value: object, what: str) -> bytes:

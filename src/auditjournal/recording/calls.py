@@ -1,12 +1,11 @@
-"""The calls that record a pipeline: its graph (nodes, edges), its data (rows, tokens),
-what each node did (node states, routing decisions, external calls, artifacts) and each
-token's outcome. Each validates its arguments first (:mod:`.arguments`), stores big data
-in the payload store outside the run's lock, then -- under the lock -- checks the call
-against the run's state, takes the next seq and appends one event.
+"""The calls that record a pipeline's graph (nodes, edges), its data (rows, tokens) and
+what each node did (node states, routing decisions). Each validates its arguments first
+(:mod:`.arguments`), stores big data in the payload store outside the run's lock, then --
+under the lock -- checks the call against the run's state, takes the next seq and
+appends one event.
 
-:class:`PipelineCalls` is the part of :class:`~.recorder.RunRecorder` that holds them;
-the recorder provides the lock, the state, the journal and how an event is emitted and
-committed (the run's lifecycle).
+:class:`PipelineCalls` is a part of :class:`~.recorder.RunRecorder`; external calls,
+artifacts and token outcomes are :class:`~.outcomes.OutcomeCalls`.
 
 Thread-safety: as :class:`~.recorder.RunRecorder`.
 """
@@ -14,25 +13,20 @@ Thread-safety: as :class:`~.recorder.RunRecorder`.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
-import threading
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 
-from ..errors import InvalidEventError, LifecycleError, StateAlreadyCompletedError
-from ..journal.base import JournalWriter
+from ..errors import (
+    InvalidEventError,
+    StateAlreadyCompletedError,
+)
 from ..model.events import (
-    CALL_STATUSES,
-    CALL_TYPES,
     DETERMINISM,
     EDGE_MODES,
     NODE_STATE_STATUSES,
     NODE_TYPES,
-    TOKEN_OUTCOMES,
-    ArtifactRecorded,
-    BaseEvent,
-    CallRecorded,
+    PAYLOAD_POLICIES,
     EdgeRegistered,
     NodeRegistered,
     NodeStateCompleted,
@@ -40,21 +34,21 @@ from ..model.events import (
     RoutingEventRecorded,
     RowCreated,
     TokenCreated,
-    TokenOutcomeRecorded,
 )
 from .arguments import (
     check_choice,
     check_count,
-    check_hash,
     check_number,
     check_sequence,
     check_text,
+    check_time,
     json_object,
-    json_object_bytes,
     json_schema,
+    json_value,
     optional_id,
+    shown,
 )
-from .runstate import RunState
+from .callbase import MISSING, CallBase, PayloadSink
 
 __all__ = ["PayloadSink", "PipelineCalls"]
 
@@ -62,33 +56,8 @@ _UTC = _dt.UTC
 _now = _dt.datetime.now
 
 
-class PayloadSink(Protocol):
-    """Where the calls' payloads go: the store's :class:`~auditjournal.payloads.store.
-    PayloadStore`, or the PostgreSQL writer's buffer (sent with the events' batch)."""
-
-    def put(self, obj: Any, what: str = "payload") -> str: ...
-
-
-class PipelineCalls:
-    """Every method appends exactly one event or raises and appends nothing."""
-
-    run_id: str
-    _lock: threading.Lock
-    _journal: JournalWriter
-    _payloads: PayloadSink
-
-    def _open_state(self) -> RunState:  # pragma: no cover - the recorder's
-        raise NotImplementedError
-
-    def _emit(self, event: BaseEvent) -> None:  # pragma: no cover - the recorder's
-        raise NotImplementedError
-
-    def _commit(self) -> None:  # pragma: no cover - the recorder's
-        raise NotImplementedError
-
-    @staticmethod
-    def _hash(data: bytes) -> str:
-        return hashlib.sha256(data).hexdigest()
+class PipelineCalls(CallBase):
+    """Graph, rows, tokens, node states, routing: each appends one event or raises."""
 
     # -- graph -------------------------------------------------------------------------
 
@@ -103,13 +72,40 @@ class PipelineCalls:
         input_schema: dict[str, Any] | None = None,
         output_schema: dict[str, Any] | None = None,
         node_id: str | None = None,
+        payload_policy: str = "retain",
+        config_hash: str | None = None,
+        secret_fields: list[str] | tuple[str, ...] = (),
+        schema_hash: str | None = None,
+        sequence_in_pipeline: int | None = None,
+        schema_mode: str | None = None,
+        schema_fields: list[dict[str, Any]] | None = None,
+        occurred_at: _dt.datetime | None = None,
     ) -> str:
-        """Register a plugin instance; returns its node id."""
+        """Register a plugin instance; returns its node id. ``payload_policy="hash_only"``:
+        its states' input and output data are hashed, not stored.
+
+        ``config`` passes the secret filter (``secret_fields``: more names for this
+        call). ``config_hash``: the pipeline's own hash of the config; it must be the
+        recorded config's hash unless the filter changed the config (then it is kept,
+        and ``redacted`` says so)."""
+        when = check_time(occurred_at)
+        payload_policy = check_choice(payload_policy, PAYLOAD_POLICIES, "payload_policy")
         node_type = check_choice(node_type, NODE_TYPES, "node_type")
         determinism = check_choice(determinism, DETERMINISM, "determinism")
         plugin_name = check_text(plugin_name, "plugin_name")
         plugin_version = check_text(plugin_version, "plugin_version")
-        config_bytes = b"{}" if config is None else json_object_bytes(config, "config")
+        config_bytes, config_digest, redacted = self._filtered_config(
+            config, config_hash, secret_fields
+        )
+        schema_hash = None if schema_hash is None else check_text(schema_hash, "schema_hash")
+        schema_mode = None if schema_mode is None else check_text(schema_mode, "schema_mode")
+        if sequence_in_pipeline is not None:
+            sequence_in_pipeline = check_count(sequence_in_pipeline, "sequence_in_pipeline")
+        fields = json_value(schema_fields, "schema_fields")
+        if fields is not None and not (
+            isinstance(fields, list) and all(isinstance(f, dict) for f in fields)
+        ):
+            raise InvalidEventError(f"schema_fields must be a list of objects, got {shown(fields)}")
         in_schema = json_schema(input_schema, "input_schema")
         out_schema = json_schema(output_schema, "output_schema")
         with self._lock:
@@ -120,15 +116,22 @@ class PipelineCalls:
                     run_id=self.run_id,
                     seq=self._journal.next_seq,
                     ts=_now(_UTC),
+                    occurred_at=when,
                     node_id=node_id,
                     plugin_name=plugin_name,
                     plugin_version=plugin_version,
                     node_type=node_type,  # type: ignore[arg-type]
                     determinism=determinism,  # type: ignore[arg-type]
                     config=msgspec.json.decode(config_bytes),
-                    config_hash=self._hash(config_bytes),
+                    config_hash=config_digest,
                     input_schema=in_schema,
                     output_schema=out_schema,
+                    payload_policy=payload_policy,  # type: ignore[arg-type]
+                    redacted=redacted,
+                    schema_hash=schema_hash,
+                    sequence_in_pipeline=sequence_in_pipeline,
+                    schema_mode=schema_mode,
+                    schema_fields=fields,
                 )
             )
         self._commit()
@@ -142,8 +145,10 @@ class PipelineCalls:
         label: str,
         mode: str = "move",
         edge_id: str | None = None,
+        occurred_at: _dt.datetime | None = None,
     ) -> str:
         """Connect two registered nodes; returns the edge id."""
+        when = check_time(occurred_at)
         mode = check_choice(mode, EDGE_MODES, "edge mode")
         label = check_text(label, "label")
         with self._lock:
@@ -156,6 +161,7 @@ class PipelineCalls:
                     run_id=self.run_id,
                     seq=self._journal.next_seq,
                     ts=_now(_UTC),
+                    occurred_at=when,
                     edge_id=edge_id,
                     from_node_id=from_node_id,
                     to_node_id=to_node_id,
@@ -169,11 +175,26 @@ class PipelineCalls:
     # -- rows and tokens ---------------------------------------------------------------
 
     def create_row(
-        self, *, source_node_id: str, row_index: int, data: Any, row_id: str | None = None
+        self,
+        *,
+        source_node_id: str,
+        row_index: int,
+        data: Any = MISSING,
+        row_id: str | None = None,
+        source_data_ref: str | None = None,
+        source_data_hash: str | None = None,
+        occurred_at: _dt.datetime | None = None,
     ) -> str:
-        """Record a source row; its data goes to the payload store. Returns the row id."""
+        """Record a source row; its data goes to the payload store (or give a stored
+        ``source_data_ref``, or only its ``source_data_hash``). Returns the row id."""
+        when = check_time(occurred_at)
         row_index = check_count(row_index, "row_index")
-        ref = self._payloads.put(data, "data")
+        digest, kept = self._slot(
+            "data", data, source_data_ref, source_data_hash,
+            names=("source_data_ref", "source_data_hash"),
+        )  # fmt: skip
+        if digest is None:
+            raise InvalidEventError("create_row needs data, source_data_ref or source_data_hash")
         with self._lock:
             state = self._open_state()
             state.need(state.nodes, source_node_id, "node")
@@ -183,11 +204,13 @@ class PipelineCalls:
                     run_id=self.run_id,
                     seq=self._journal.next_seq,
                     ts=_now(_UTC),
+                    occurred_at=when,
                     row_id=row_id,
                     source_node_id=source_node_id,
                     row_index=row_index,
-                    source_data_hash=ref,
-                    source_data_ref=ref,
+                    source_data_hash=digest,
+                    source_data_ref=digest,
+                    source_data_retained=kept is not None,
                 )
             )
         self._commit()
@@ -203,8 +226,13 @@ class PipelineCalls:
         join_group_id: str | None = None,
         expand_group_id: str | None = None,
         token_id: str | None = None,
+        step_in_pipeline: int | None = None,
+        occurred_at: _dt.datetime | None = None,
     ) -> str:
         """Create a token (a row instance on a path); returns its id."""
+        when = check_time(occurred_at)
+        if step_in_pipeline is not None:
+            step_in_pipeline = check_count(step_in_pipeline, "step_in_pipeline")
         parent_token_ids = check_sequence(parent_token_ids, "parent_token_ids")
         if branch_name is not None:
             branch_name = check_text(branch_name, "branch_name")
@@ -222,6 +250,7 @@ class PipelineCalls:
                     run_id=self.run_id,
                     seq=self._journal.next_seq,
                     ts=_now(_UTC),
+                    occurred_at=when,
                     token_id=token_id,
                     row_id=row_id,
                     parent_token_ids=parent_token_ids,
@@ -229,6 +258,7 @@ class PipelineCalls:
                     fork_group_id=fork_group_id,
                     join_group_id=join_group_id,
                     expand_group_id=expand_group_id,
+                    step_in_pipeline=step_in_pipeline,
                 )
             )
         self._commit()
@@ -242,14 +272,30 @@ class PipelineCalls:
         token_id: str,
         node_id: str,
         step_index: int,
-        input_data: Any,
+        input_data: Any = MISSING,
         attempt: int = 0,
         state_id: str | None = None,
+        input_data_ref: str | None = None,
+        input_hash: str | None = None,
+        context_before: dict[str, Any] | None = None,
+        occurred_at: _dt.datetime | None = None,
     ) -> str:
-        """A node starts processing a token; returns the state id."""
+        """A node starts processing a token; returns the state id. The input: its data
+        (stored, or only hashed under the node's ``hash_only`` policy), a stored
+        ``input_data_ref``, or only its ``input_hash``."""
+        when = check_time(occurred_at)
         step_index = check_count(step_index, "step_index")
         attempt = check_count(attempt, "attempt")
-        ref = self._payloads.put(input_data, "input_data")
+        before = None if context_before is None else json_object(context_before, "context_before")
+        digest, kept = self._slot(
+            "input_data", input_data, input_data_ref, input_hash,
+            names=("input_data_ref", "input_hash"),
+            hash_only=type(node_id) is str and node_id in self._state.hash_only_nodes,
+        )  # fmt: skip
+        if digest is None:
+            raise InvalidEventError(
+                "begin_node_state needs input_data, input_data_ref or input_hash"
+            )
         with self._lock:
             state = self._open_state()
             state.need(state.tokens, token_id, "token")
@@ -260,14 +306,17 @@ class PipelineCalls:
                     run_id=self.run_id,
                     seq=self._journal.next_seq,
                     ts=_now(_UTC),
+                    occurred_at=when,
                     state_id=state_id,
                     token_id=token_id,
                     row_id=state.tokens[token_id],
                     node_id=node_id,
                     step_index=step_index,
                     attempt=attempt,
-                    input_hash=ref,
-                    input_data_ref=ref,
+                    input_hash=digest,
+                    input_data_ref=digest,
+                    input_retained=kept is not None,
+                    context_before=before,
                 )
             )
         self._commit()
@@ -282,11 +331,26 @@ class PipelineCalls:
         duration_ms: float | None = None,
         error: dict[str, Any] | None = None,
         success_reason: dict[str, Any] | None = None,
+        output_data_ref: str | None = None,
+        output_hash: str | None = None,
+        context_after: dict[str, Any] | None = None,
+        occurred_at: _dt.datetime | None = None,
     ) -> None:
         """Finish a node state (completed / failed / pending); a state completes once."""
+        when = check_time(occurred_at)
         status = check_choice(status, NODE_STATE_STATUSES, "node state status")
         duration = check_number(duration_ms, "duration_ms")
-        ref = None if output_data is None else self._payloads.put(output_data, "output_data")
+        after = None if context_after is None else json_object(context_after, "context_after")
+        policy_hash_only = False
+        if output_data is not None and self._state.hash_only_nodes:
+            with self._lock:
+                node = self._state.state_nodes.get(state_id) if type(state_id) is str else None
+            policy_hash_only = node in self._state.hash_only_nodes
+        digest, ref = self._slot(
+            "output_data", MISSING if output_data is None else output_data,
+            output_data_ref, output_hash,
+            names=("output_data_ref", "output_hash"), hash_only=policy_hash_only,
+        )  # fmt: skip
         error_value = None if error is None else json_object(error, "error")
         reason_value = (
             None if success_reason is None else json_object(success_reason, "success_reason")
@@ -301,13 +365,15 @@ class PipelineCalls:
                     run_id=self.run_id,
                     seq=self._journal.next_seq,
                     ts=_now(_UTC),
+                    occurred_at=when,
                     state_id=state_id,
                     status=status,  # type: ignore[arg-type]
-                    output_hash=ref,
+                    output_hash=digest,
                     output_data_ref=ref,
                     duration_ms=duration,
                     error=error_value,
                     success_reason=reason_value,
+                    context_after=after,
                 )
             )
         self._commit()
@@ -322,12 +388,18 @@ class PipelineCalls:
         routing_group_id: str | None = None,
         ordinal: int = 0,
         routing_event_id: str | None = None,
+        reason_ref: str | None = None,
+        reason_hash: str | None = None,
+        occurred_at: _dt.datetime | None = None,
     ) -> str:
         """A gate's decision for a state: which edge, and why. Returns its id."""
+        when = check_time(occurred_at)
         mode = check_choice(mode, EDGE_MODES, "routing mode")
         ordinal = check_count(ordinal, "ordinal")
         routing_group_id = optional_id(routing_group_id, "routing_group_id")
-        ref = None if reason is None else self._payloads.put(reason, "reason")
+        digest, ref = self._slot(
+            "reason", MISSING if reason is None else reason, reason_ref, reason_hash
+        )
         with self._lock:
             state = self._open_state()
             state.need(state.states, state_id, "node state")
@@ -338,6 +410,7 @@ class PipelineCalls:
                     run_id=self.run_id,
                     seq=self._journal.next_seq,
                     ts=_now(_UTC),
+                    occurred_at=when,
                     routing_event_id=routing_event_id,
                     state_id=state_id,
                     row_id=state.states.row_of(state_id),
@@ -345,147 +418,9 @@ class PipelineCalls:
                     mode=mode,  # type: ignore[arg-type]
                     routing_group_id=routing_group_id or routing_event_id,
                     ordinal=ordinal,
-                    reason_hash=ref,
+                    reason_hash=digest,
                     reason_ref=ref,
                 )
             )
         self._commit()
         return routing_event_id
-
-    def record_call(
-        self,
-        *,
-        call_type: str,
-        status: str,
-        request: Any,
-        response: Any = None,
-        latency_ms: float | None = None,
-        error: dict[str, Any] | None = None,
-        state_id: str | None = None,
-        operation_id: str | None = None,
-        call_index: int | None = None,
-        call_id: str | None = None,
-    ) -> str:
-        """An external call made while processing a state (or an operation). Returns its id."""
-        call_type = check_choice(call_type, CALL_TYPES, "call_type")
-        status = check_choice(status, CALL_STATUSES, "call status")
-        if (state_id is None) == (operation_id is None):
-            raise InvalidEventError("record_call needs exactly one of state_id or operation_id")
-        operation_id = optional_id(operation_id, "operation_id")
-        latency = check_number(latency_ms, "latency_ms")
-        if call_index is not None:
-            call_index = check_count(call_index, "call_index")
-        request_ref = self._payloads.put(request, "request")
-        response_ref = None if response is None else self._payloads.put(response, "response")
-        error_value = None if error is None else json_object(error, "error")
-        with self._lock:
-            state = self._open_state()
-            if state_id is not None:
-                state.need(state.states, state_id, "node state")
-            index = state.next_call_index(state_id or operation_id or "", call_index)
-            call_id = state.new_id("call", call_id, state.calls)
-            self._emit(
-                CallRecorded(
-                    run_id=self.run_id,
-                    seq=self._journal.next_seq,
-                    ts=_now(_UTC),
-                    call_id=call_id,
-                    state_id=state_id,
-                    row_id=None if state_id is None else state.states.row_of(state_id),
-                    operation_id=operation_id,
-                    call_index=index,
-                    call_type=call_type,  # type: ignore[arg-type]
-                    status=status,  # type: ignore[arg-type]
-                    latency_ms=latency,
-                    request_hash=request_ref,
-                    request_ref=request_ref,
-                    response_hash=response_ref,
-                    response_ref=response_ref,
-                    error=error_value,
-                )
-            )
-        self._commit()
-        return call_id
-
-    # -- sinks and outcomes ------------------------------------------------------------
-
-    def record_artifact(
-        self,
-        *,
-        state_id: str,
-        sink_node_id: str,
-        artifact_type: str,
-        path_or_uri: str,
-        content_hash: str,
-        size_bytes: int,
-        sink_input: Any = None,
-        artifact_id: str | None = None,
-    ) -> str:
-        """What a sink wrote; ``sink_input`` (the rows it got) goes to the payload store."""
-        artifact_type = check_text(artifact_type, "artifact_type")
-        path_or_uri = check_text(path_or_uri, "path_or_uri")
-        content_hash = check_hash(content_hash, "content_hash")
-        size_bytes = check_count(size_bytes, "size_bytes")
-        ref = None if sink_input is None else self._payloads.put(sink_input, "sink_input")
-        with self._lock:
-            state = self._open_state()
-            state.need(state.states, state_id, "node state")
-            state.need(state.nodes, sink_node_id, "node")
-            artifact_id = state.new_id("art", artifact_id, state.artifacts)
-            self._emit(
-                ArtifactRecorded(
-                    run_id=self.run_id,
-                    seq=self._journal.next_seq,
-                    ts=_now(_UTC),
-                    artifact_id=artifact_id,
-                    state_id=state_id,
-                    sink_node_id=sink_node_id,
-                    artifact_type=artifact_type,
-                    path_or_uri=path_or_uri,
-                    content_hash=content_hash,
-                    size_bytes=size_bytes,
-                    sink_input_hash=ref,
-                    sink_input_ref=ref,
-                )
-            )
-        self._commit()
-        return artifact_id
-
-    def record_token_outcome(
-        self,
-        *,
-        token_id: str,
-        outcome: str,
-        sink_name: str | None = None,
-        error: Any = None,
-        context: dict[str, Any] | None = None,
-        outcome_id: str | None = None,
-    ) -> str:
-        """The terminal state of a token; a token gets one terminal outcome."""
-        outcome = check_choice(outcome, TOKEN_OUTCOMES, "token outcome")
-        if sink_name is not None:
-            sink_name = check_text(sink_name, "sink_name")
-        error_ref = None if error is None else self._payloads.put(error, "error")
-        context_value = None if context is None else json_object(context, "context")
-        with self._lock:
-            state = self._open_state()
-            state.need(state.tokens, token_id, "token")
-            if outcome != "buffered" and token_id in state.finished_tokens:
-                raise LifecycleError(f"token {token_id!r} already has a terminal outcome")
-            outcome_id = state.new_id("out", outcome_id, state.outcomes)
-            self._emit(
-                TokenOutcomeRecorded(
-                    run_id=self.run_id,
-                    seq=self._journal.next_seq,
-                    ts=_now(_UTC),
-                    outcome_id=outcome_id,
-                    token_id=token_id,
-                    row_id=state.tokens[token_id],
-                    outcome=outcome,  # type: ignore[arg-type]
-                    sink_name=sink_name,
-                    error_hash=error_ref,
-                    context=context_value,
-                )
-            )
-        self._commit()
-        return outcome_id

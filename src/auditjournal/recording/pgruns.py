@@ -23,6 +23,7 @@ from ..fs.storage import Durability, validate_id
 from ..journal.base import JournalBackend
 from ..journal.pgbackend import PgBackend, PgDatabase, PgJournal, PgPayloads, WriterId
 from ..model.events import CsvExported, ExportCheckpoint, ExportFailed, ExportSealed
+from ..model.secretfilter import SecretFilter
 from ..payloads.store import PayloadStore
 from ..projection.pgmirror import PgMirror
 from .recorder import RunRecorder
@@ -43,8 +44,10 @@ class SharedRuns:
         durability: Durability,
         flush_interval: float,
         max_payload_bytes: int,
+        secrets: SecretFilter,
     ) -> None:
         self.db = PgDatabase(url)
+        self.secrets = secrets
         self.backend = PgBackend(self.db)
         self.local = local
         self.payloads = payloads
@@ -109,6 +112,7 @@ class SharedRuns:
             state,
             lock=lock,
             payloads=journal.payload_buffer,
+            secrets=self.secrets,
             on_close=on_close,
             joined=joined,
         )

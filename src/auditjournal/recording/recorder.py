@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import os
+import socket
 import threading
 from collections.abc import Callable
 from types import TracebackType
@@ -38,21 +40,29 @@ from ..errors import (
 from ..journal.base import JournalWriter
 from ..model.events import (
     EXPORT_EVENT_TYPES,
+    REPRODUCIBILITY_GRADES,
     RUN_STATUSES,
     BaseEvent,
     RunCompleted,
+    RunInterrupted,
+    RunResumed,
     RunStarted,
 )
 from ..projection.live import THROTTLE_EVERY, LiveProjectors
 from .arguments import (
     check_choice,
+    check_time,
     json_object,
 )
 from .calls import PayloadSink, PipelineCalls
+from .landscape import LandscapeFacts
+from .operations import OperationCalls
+from .outcomes import OutcomeCalls
 from .runstate import RunState
 
 if TYPE_CHECKING:
     from ..export.projector import SealResult
+    from ..model.secretfilter import SecretFilter
 
 __all__ = ["RunRecorder"]
 
@@ -60,9 +70,11 @@ _UTC = _dt.UTC
 _now = _dt.datetime.now
 
 
-class RunRecorder(PipelineCalls):
+class RunRecorder(PipelineCalls, OutcomeCalls, OperationCalls, LandscapeFacts):
     """Records one run. Every method appends exactly one event or raises and appends nothing
-    (the calls that record the pipeline are :class:`~.calls.PipelineCalls`)."""
+    (the calls that record the pipeline are :class:`~.calls.PipelineCalls`,
+    :class:`~.outcomes.OutcomeCalls`, :class:`~.operations.OperationCalls` and
+    :class:`~.landscape.LandscapeFacts`)."""
 
     def __init__(
         self,
@@ -72,6 +84,7 @@ class RunRecorder(PipelineCalls):
         *,
         lock: threading.Lock,
         payloads: PayloadSink,
+        secrets: SecretFilter,
         on_close: Callable[[RunRecorder], None],
         joined: bool = False,
     ) -> None:
@@ -92,6 +105,8 @@ class RunRecorder(PipelineCalls):
         (the journal writer was given it: it takes it only to take what is buffered; the
         PostgreSQL writer also applies other writers' events under it)."""
         self._payloads = payloads
+        self._secrets = secrets
+        """The secret filter configs, calls and preflight results pass."""
         self._on_close: Callable[[RunRecorder], None] | None = on_close
         self._state = state
         self._always = journal.durability == "always"
@@ -103,8 +118,18 @@ class RunRecorder(PipelineCalls):
 
     # -- ending ------------------------------------------------------------------------
 
-    def complete(self, status: str = "completed", *, error: dict[str, Any] | None = None) -> None:
+    def complete(
+        self,
+        status: str = "completed",
+        *,
+        error: dict[str, Any] | None = None,
+        reproducibility_grade: str | None = None,
+        occurred_at: _dt.datetime | None = None,
+    ) -> None:
         """Append ``run_completed``; afterwards only export events are accepted.
+
+        ``reproducibility_grade`` (``full_reproducible``, ``replay_reproducible``,
+        ``attributable_only``) is recorded as given (None: not graded).
 
         With a live export, waits until it is sealed and appends ``export_sealed``
         (or ``export_failed``, then raises :class:`ExportError`). With live SQL
@@ -126,6 +151,11 @@ class RunRecorder(PipelineCalls):
             )
         status = check_choice(status, RUN_STATUSES, "run status")
         error_value = None if error is None else json_object(error, "error")
+        when = check_time(occurred_at)
+        if reproducibility_grade is not None:
+            reproducibility_grade = check_choice(
+                reproducibility_grade, REPRODUCIBILITY_GRADES, "reproducibility_grade"
+            )
         with self._lock:
             if self._completion is not None:
                 self._check_retry(status, error_value)
@@ -135,8 +165,10 @@ class RunRecorder(PipelineCalls):
                     run_id=self.run_id,
                     seq=self._journal.next_seq,
                     ts=_now(_UTC),
+                    occurred_at=when,
                     status=status,  # type: ignore[arg-type]
                     error=error_value,
+                    reproducibility_grade=reproducibility_grade,  # type: ignore[arg-type]
                 )
                 self._emit(completion)
                 self._completion = completion
@@ -288,19 +320,53 @@ class RunRecorder(PipelineCalls):
 
     # -- internals ---------------------------------------------------------------------
 
-    def _emit_run_started(self, config_bytes: bytes, settings: dict[str, Any]) -> None:
+    def _emit_run_started(
+        self,
+        config_bytes: bytes,
+        settings: dict[str, Any],
+        occurred_at: _dt.datetime | None = None,
+        config_hash: str | None = None,
+        redacted: tuple[str, ...] = (),
+    ) -> None:
         with self._lock:
             self._emit(
                 RunStarted(
                     run_id=self.run_id,
                     seq=self._journal.next_seq,
                     ts=_now(_UTC),
+                    occurred_at=occurred_at,
                     config=msgspec.json.decode(config_bytes),
-                    config_hash=self._hash(config_bytes),
+                    config_hash=config_hash or self._hash(config_bytes),
                     settings=settings,
+                    redacted=redacted,
                 )
             )
         self._commit()
+
+    def _emit_resumed(self, reason: str) -> None:
+        """A new writer takes over a stopped run (``store.resume_run``)."""
+        with self._lock:
+            self._open_state()
+            last = self._journal.last_seq
+            self._emit(
+                RunInterrupted(
+                    run_id=self.run_id,
+                    seq=self._journal.next_seq,
+                    ts=_now(_UTC),
+                    last_seq=last,
+                    bytes_dropped=0 if self.recovery is None else self.recovery.bytes_dropped,
+                    reason=reason,
+                )
+            )
+            self._emit(
+                RunResumed(
+                    run_id=self.run_id,
+                    seq=self._journal.next_seq,
+                    ts=_now(_UTC),
+                    writer={"host": socket.gethostname(), "pid": os.getpid()},
+                )
+            )
+        self._journal.flush(fsync=self._journal.durability != "none")
 
     def _open_state(self) -> RunState:
         """The run's state, if it still accepts events (caller holds the lock)."""

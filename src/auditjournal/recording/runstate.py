@@ -19,19 +19,32 @@ from ..fs.storage import validate_id
 from ..model.events import (
     ArtifactRecorded,
     BaseEvent,
+    BatchCreated,
+    BatchMemberAdded,
+    BatchOutputRecorded,
+    BatchUpdated,
     CallRecorded,
+    CheckpointRecorded,
     EdgeRegistered,
     ExportFailed,
     ExportSealed,
+    FieldResolutionRecorded,
     NodeRegistered,
     NodeStateCompleted,
     NodeStateStarted,
+    OperationCompleted,
+    OperationStarted,
+    PreflightResultRecorded,
     RoutingEventRecorded,
     RowCreated,
     RunCompleted,
     RunStarted,
+    SchemaContractRecorded,
+    SecretResolutionRecorded,
     TokenCreated,
     TokenOutcomeRecorded,
+    TransformErrorRecorded,
+    ValidationErrorRecorded,
 )
 
 _GENERATED_SHAPE = re.compile(r"[a-z]+-[0-9]+")
@@ -72,6 +85,8 @@ class RunState:
         self.tokens: dict[str, str] = {}  # token id -> row id
         self.open_states: dict[str, str] = {}  # state id -> row id
         self.closed_states: dict[str, str] = {}  # state id -> row id
+        self.hash_only_nodes: set[str] = set()  # nodes with payload_policy hash_only
+        self.state_nodes: dict[str, str] = {}  # open state id -> node id (hash_only nodes)
         self.states = _StateIds(self.open_states, self.closed_states)
         self.routing_events: set[str] = set()
         self.calls: set[str] = set()
@@ -79,6 +94,19 @@ class RunState:
         self.outcomes: set[str] = set()
         self.finished_tokens: set[str] = set()
         self.call_indexes: dict[str, int] = {}
+        self.operations: dict[str, str] = {}  # operation id -> node id
+        self.closed_operations: set[str] = set()
+        self.batches: dict[str, str] = {}  # batch id -> its last status
+        self.batch_members: dict[str, set[str]] = {}  # batch id -> token ids
+        self.batch_ordinals: dict[str, set[int]] = {}  # batch id -> ordinals used
+        self.batch_outputs: set[str] = set()
+        self.validation_errors: set[str] = set()
+        self.transform_errors: set[str] = set()
+        self.checkpoints: set[str] = set()
+        self.secret_resolutions: set[str] = set()
+        self.preflight_results: set[str] = set()
+        self.field_resolutions: set[str | None] = set()  # source node ids
+        self.contracts: set[tuple[str | None, str]] = set()  # (node id, role)
         self.started = False
         self.completed = False
         self.sealed = False
@@ -153,6 +181,8 @@ def _run_started(s: RunState, e: RunStarted) -> None:
 
 def _node(s: RunState, e: NodeRegistered) -> None:
     s.nodes[e.node_id] = e.node_type
+    if e.payload_policy == "hash_only":
+        s.hash_only_nodes.add(e.node_id)
 
 
 def _edge(s: RunState, e: EdgeRegistered) -> None:
@@ -169,10 +199,13 @@ def _token(s: RunState, e: TokenCreated) -> None:
 
 def _state_started(s: RunState, e: NodeStateStarted) -> None:
     s.open_states[e.state_id] = e.row_id
+    if e.node_id in s.hash_only_nodes:
+        s.state_nodes[e.state_id] = e.node_id
 
 
 def _state_completed(s: RunState, e: NodeStateCompleted) -> None:
     s.closed_states[e.state_id] = s.open_states.pop(e.state_id, "")
+    s.state_nodes.pop(e.state_id, None)
     s.call_indexes.pop(e.state_id, None)
 
 
@@ -196,6 +229,62 @@ def _outcome(s: RunState, e: TokenOutcomeRecorded) -> None:
         s.finished_tokens.add(e.token_id)
 
 
+def _operation_started(s: RunState, e: OperationStarted) -> None:
+    s.operations[e.operation_id] = e.node_id
+
+
+def _operation_completed(s: RunState, e: OperationCompleted) -> None:
+    s.closed_operations.add(e.operation_id)
+    s.call_indexes.pop(e.operation_id, None)
+
+
+def _batch_created(s: RunState, e: BatchCreated) -> None:
+    s.batches[e.batch_id] = "draft"
+    s.batch_members[e.batch_id] = set()
+    s.batch_ordinals[e.batch_id] = set()
+
+
+def _batch_member(s: RunState, e: BatchMemberAdded) -> None:
+    s.batch_members.setdefault(e.batch_id, set()).add(e.token_id)
+    s.batch_ordinals.setdefault(e.batch_id, set()).add(e.ordinal)
+
+
+def _batch_updated(s: RunState, e: BatchUpdated) -> None:
+    s.batches[e.batch_id] = e.status
+
+
+def _batch_output(s: RunState, e: BatchOutputRecorded) -> None:
+    s.batch_outputs.add(e.batch_output_id)
+
+
+def _validation_error(s: RunState, e: ValidationErrorRecorded) -> None:
+    s.validation_errors.add(e.validation_error_id)
+
+
+def _transform_error(s: RunState, e: TransformErrorRecorded) -> None:
+    s.transform_errors.add(e.transform_error_id)
+
+
+def _checkpoint(s: RunState, e: CheckpointRecorded) -> None:
+    s.checkpoints.add(e.checkpoint_id)
+
+
+def _secret(s: RunState, e: SecretResolutionRecorded) -> None:
+    s.secret_resolutions.add(e.secret_resolution_id)
+
+
+def _preflight(s: RunState, e: PreflightResultRecorded) -> None:
+    s.preflight_results.add(e.preflight_result_id)
+
+
+def _field_resolution(s: RunState, e: FieldResolutionRecorded) -> None:
+    s.field_resolutions.add(e.source_node_id)
+
+
+def _contract(s: RunState, e: SchemaContractRecorded) -> None:
+    s.contracts.add((e.node_id, e.role))
+
+
 def _run_completed(s: RunState, e: RunCompleted) -> None:
     s.completed = True
 
@@ -217,6 +306,19 @@ _HANDLERS: dict[type[BaseEvent], Callable[[RunState, Any], None]] = {
     ArtifactRecorded: _artifact,
     TokenOutcomeRecorded: _outcome,
     RunCompleted: _run_completed,
+    OperationStarted: _operation_started,
+    OperationCompleted: _operation_completed,
+    BatchCreated: _batch_created,
+    BatchMemberAdded: _batch_member,
+    BatchUpdated: _batch_updated,
+    BatchOutputRecorded: _batch_output,
+    ValidationErrorRecorded: _validation_error,
+    TransformErrorRecorded: _transform_error,
+    CheckpointRecorded: _checkpoint,
+    SecretResolutionRecorded: _secret,
+    PreflightResultRecorded: _preflight,
+    FieldResolutionRecorded: _field_resolution,
+    SchemaContractRecorded: _contract,
     ExportSealed: _sealed,
     ExportFailed: _sealed,
 }

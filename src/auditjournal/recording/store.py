@@ -13,8 +13,8 @@ Run ids are validated so nothing can escape ``<root>``.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import logging
-import math
 import os
 import secrets
 import threading
@@ -35,12 +35,11 @@ from ..errors import (
 )
 from ..export.projector import ExportProjector
 from ..fs.safeio import inside, real_dir
-from ..fs.storage import DURABILITY_MODES, Durability, validate_id
+from ..fs.storage import Durability, validate_id
 from ..journal.base import JournalBackend, JournalCursor, JournalWriter, RunJournal
 from ..journal.filebackend import (
     DEFAULT_FLUSH_INTERVAL,
     DEFAULT_SEGMENT_BYTES,
-    MIN_SEGMENT_BYTES,
     FileJournalBackend,
 )
 from ..journal.pgbackend import PgDatabase
@@ -52,6 +51,7 @@ from ..model.events import (
     ExportFailed,
     ExportSealed,
 )
+from ..model.secretfilter import SecretFilter
 from ..model.settings import ExportSettings
 from ..payloads.store import DEFAULT_MAX_PAYLOAD_BYTES, PayloadStore
 from ..projection.live import LiveExport, LiveProjectors, LiveSql
@@ -60,10 +60,17 @@ from ..proofs.ledger import Ledger, ledger_key_file
 from ..proofs.signing import load_ed25519_private_key
 from ..sql.projector import SqlProjector
 from ..sql.schema import SqlDatabase
-from .arguments import canonical_value, json_object, json_object_bytes
+from .arguments import (
+    canonical_value,
+    check_text,
+    check_time,
+    json_object,
+    json_object_bytes,
+)
 from .pgruns import SharedRuns
 from .recorder import RunRecorder
 from .runstate import RunState
+from .settingscheck import check_store_settings
 
 __all__ = ["AuditStore"]
 
@@ -89,8 +96,17 @@ class AuditStore:
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         ledger_key: str | os.PathLike[str] | None = None,
         journal_url: str | None = None,
+        secret_fields: tuple[str, ...] | list[str] = (),
     ) -> None:
-        _check_settings(durability, database_url, flush_interval, segment_bytes, max_payload_bytes)
+        if isinstance(secret_fields, str) or not all(isinstance(f, str) for f in secret_fields):
+            raise InvalidSettingsError(
+                f"secret_fields must be a list of names, got {secret_fields!r}"
+            )
+        self.secret_filter = SecretFilter.from_env(secret_fields)
+        """Secret fields -> fingerprints, before anything is stored (model/secretfilter.py)."""
+        check_store_settings(
+            durability, database_url, flush_interval, segment_bytes, max_payload_bytes
+        )
         self.root = root
         self.durability: Durability = durability
         self.database_url = database_url or f"sqlite:///{root / 'landscape.db'}"
@@ -121,6 +137,7 @@ class AuditStore:
                     durability=durability,
                     flush_interval=flush_interval,
                     max_payload_bytes=max_payload_bytes,
+                    secrets=self.secret_filter,
                 )
             except BaseException:
                 self.payloads.close()
@@ -143,6 +160,7 @@ class AuditStore:
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         ledger_key: str | os.PathLike[str] | None = None,
         journal_url: str | None = None,
+        secret_fields: tuple[str, ...] | list[str] = (),
     ) -> AuditStore:
         """Open (creating if needed) the store at ``root``.
 
@@ -151,10 +169,12 @@ class AuditStore:
         one run (:meth:`join_run`), and ``root`` keeps only local things: exports, the SQL
         tables, and a copy of the journals the projectors read (see ``pgmirror``).
 
-        ``ledger_key``: the Ed25519 private key (PEM PKCS#8, as for manifests) that signs
-        the store ledger's checkpoints; default ``$AUDITJOURNAL_LEDGER_KEY_FILE``; without
-        one the checkpoints are unsigned. Bad settings raise :class:`InvalidSettingsError`
-        before anything is created.
+        ``ledger_key``: the Ed25519 private key (PEM PKCS#8) that signs the store ledger's
+        checkpoints (default ``$AUDITJOURNAL_LEDGER_KEY_FILE``; none: unsigned).
+        ``secret_fields``: names the secret filter replaces, besides its defaults
+        (the fingerprint key is read from ``AUDITJOURNAL_FINGERPRINT_KEY``).
+
+        Bad settings raise :class:`InvalidSettingsError` before anything is created.
         """
         if not isinstance(root, str | os.PathLike):
             raise InvalidSettingsError(f"root must be a path (str or os.PathLike), got {root!r}")
@@ -167,6 +187,7 @@ class AuditStore:
             max_payload_bytes=max_payload_bytes,
             ledger_key=ledger_key,
             journal_url=journal_url,
+            secret_fields=secret_fields,
         )
 
     # -- runs --------------------------------------------------------------------------
@@ -206,8 +227,13 @@ class AuditStore:
         run_id: str | None = None,
         settings: dict[str, Any] | None = None,
         sql: bool = True,
+        occurred_at: _dt.datetime | None = None,
+        config_hash: str | None = None,
+        secret_fields: tuple[str, ...] | list[str] = (),
     ) -> RunRecorder:
         """Create a run's journal, append ``run_started`` and return its recorder.
+
+        ``occurred_at`` (timezone-aware): when the run started, if not now (an import).
 
         With ``export`` (the default) a projector thread writes the live export
         while the run is recorded; completing the run waits for it to be sealed.
@@ -219,9 +245,22 @@ class AuditStore:
             raise InvalidSettingsError(f"export must be ExportSettings or None, got {export!r}")
         if type(sql) is not bool:
             raise InvalidSettingsError(f"sql must be True or False, got {sql!r}")
-        config_bytes = b"{}" if config is None else json_object_bytes(config, "config")
+        when = check_time(occurred_at)
+        if config is not None and not isinstance(config, dict):
+            json_object_bytes(config, "config")  # the usual error
+        config, paths = self.secret_filter.filter(config or {}, secret_fields)
+        config_bytes = json_object_bytes(config, "config")
+        redacted: tuple[str, ...] = ("config",) if paths else ()
+        if config_hash is not None:
+            if type(config_hash) is not str:
+                raise InvalidEventError(f"config_hash must be a str, got {config_hash!r}")
+            if not paths and config_hash != hashlib.sha256(config_bytes).hexdigest():
+                raise InvalidEventError(f"config_hash {config_hash!r} is not this config's hash")
         resolved: dict[str, Any] = {"durability": self.durability}
         if settings is not None:
+            if isinstance(settings, dict):
+                settings, paths = self.secret_filter.filter(settings, secret_fields)
+                redacted += ("settings",) if paths else ()
             resolved.update(json_object(settings, "settings"))
         if export is not None:
             resolved["export"] = export.describe()
@@ -250,7 +289,7 @@ class AuditStore:
             raise
         recorder = self._recorder(run_id, journal, RunState(), lock)
         try:
-            recorder._emit_run_started(config_bytes, resolved)
+            recorder._emit_run_started(config_bytes, resolved, when, config_hash, redacted)
             # the run exists on disk from here on, whatever the durability mode
             journal.flush(fsync=self.durability != "none")
             if projector is not None:
@@ -394,12 +433,14 @@ class AuditStore:
                 "(choose another run id, or start the run with sql=False)"
             )
 
-    def resume_run(self, run_id: str) -> RunRecorder:
+    def resume_run(self, run_id: str, *, reason: str = "writer stopped") -> RunRecorder:
         """Reopen an unfinished run after a crash: repair a torn tail, rebuild its state.
 
-        The repair (bytes dropped, if any) is in ``recorder.recovery``. With the journal in
-        PostgreSQL this process becomes the run's coordinator again (it may complete it).
-        """
+        The repair (bytes dropped, if any) is in ``recorder.recovery``. The interruption
+        and the resumption are recorded (``run_interrupted`` with the stopped writer's
+        last seq and ``reason``, then ``run_resumed`` with this writer's host and pid;
+        with a PostgreSQL journal: not recorded, this process is the coordinator again)."""
+        reason = check_text(reason, "reason")
         if self.shared is not None:
             recorder = self.shared.open(run_id, self._recorders.remove, joined=False)
             self._recorders.append(recorder)
@@ -416,7 +457,13 @@ class AuditStore:
         except BaseException:
             journal.close()
             raise
-        return self._recorder(run_id, journal, state, lock)
+        recorder = self._recorder(run_id, journal, state, lock)
+        try:
+            recorder._emit_resumed(reason)
+        except BaseException:
+            recorder.close()
+            raise
+        return recorder
 
     def _recorder(
         self, run_id: str, journal: JournalWriter, state: RunState, lock: threading.Lock
@@ -427,9 +474,24 @@ class AuditStore:
             state,
             lock=lock,
             payloads=self.payloads,
+            secrets=self.secret_filter,
             on_close=self._recorders.remove,
         )
         self._recorders.append(recorder)
+        return recorder
+
+    def finish_run(self, run_id: str, status: str, *, reason: str | None = None) -> RunRecorder:
+        """Complete a run whose writer died: resume it (recording the interruption),
+        append ``run_completed`` with ``status`` (``interrupted`` or ``failed``), and
+        close it. Its export and SQL tables are then brought up and sealed by the
+        projection service (as ``auditjournal project`` does); returns the recorder."""
+        if status not in ("interrupted", "failed"):
+            raise InvalidEventError(f"finish a run as interrupted or failed, not {status!r}")
+        recorder = self.resume_run(run_id, reason=reason or f"finished as {status}")
+        try:
+            recorder.complete(status)
+        finally:
+            recorder.close()
         return recorder
 
     def append_export_event(
@@ -536,36 +598,3 @@ def _wake(live: LiveProjectors) -> None:
     for follower in (live.export, live.sql):
         if follower is not None:
             follower.wake()
-
-
-def _check_settings(
-    durability: object,
-    database_url: object,
-    flush_interval: object,
-    segment_bytes: object,
-    max_payload_bytes: object,
-) -> None:
-    """Refuse a store setting of the wrong type or out of range (InvalidSettingsError)."""
-    if type(durability) is not str or durability not in DURABILITY_MODES:
-        raise InvalidSettingsError(
-            f"invalid durability {durability!r}; expected one of {list(DURABILITY_MODES)}"
-        )
-    if database_url is not None and (type(database_url) is not str or not database_url):
-        raise InvalidSettingsError(f"database_url must be None or a URL, got {database_url!r}")
-    if not (
-        isinstance(flush_interval, int | float)
-        and type(flush_interval) is not bool
-        and 0 < flush_interval < math.inf
-    ):
-        raise InvalidSettingsError(
-            f"flush_interval must be a finite number of seconds > 0, got {flush_interval!r}"
-        )
-    if type(segment_bytes) is not int or segment_bytes < MIN_SEGMENT_BYTES:
-        # a tiny segment means a file (and a directory fsync) every few events
-        raise InvalidSettingsError(
-            f"segment_bytes must be an int >= {MIN_SEGMENT_BYTES}, got {segment_bytes!r}"
-        )
-    if type(max_payload_bytes) is not int or max_payload_bytes < 1:
-        raise InvalidSettingsError(
-            f"max_payload_bytes must be an int >= 1, got {max_payload_bytes!r}"
-        )

@@ -63,7 +63,7 @@ from ..journal.base import JournalCursor, RunJournal
 from ..model.canonical import canonical_json, format_float
 from ..model.events import CsvExported, CsvFile
 from ..model.records import RecordMaker
-from ..model.recordtypes import RECORD_TYPES, record_columns
+from ..model.recordtypes import CONDITIONAL_FIELDS, RECORD_TYPES, record_columns
 from ..proofs.ledger import Ledger, LedgerEntry, entry_path
 
 if TYPE_CHECKING:
@@ -92,7 +92,10 @@ CSV_LISTING_NAME: Final = "audit_trail.csv.sha256"
 COLUMNS: Final[dict[str, tuple[str, ...]]] = {kind: record_columns(kind) for kind in RECORD_TYPES}
 """The CSV columns of each record type: the record's fields as
 :mod:`~auditjournal.model.recordtypes` declares them, without inlined payloads
-(``record_type``, ``run_id``, ``seq``, the entity's id and fields, its timestamps)."""
+(``record_type``, ``run_id``, ``seq``, the entity's id and fields, its timestamps, then
+its conditional keys, ``appended_at`` last)."""
+_OPTIONAL: Final = {kind: frozenset(CONDITIONAL_FIELDS[kind]) for kind in RECORD_TYPES}
+"""Per record type, its conditional columns (an empty cell when the record lacks the key)."""
 
 Progress = Callable[[int], None]
 _BATCH: Final = 4096
@@ -331,11 +334,11 @@ class _TempFiles:
         columns = COLUMNS.get(kind)
         if columns is None:
             raise ExportError(f"record type {kind!r} has no CSV file")
-        if len(record) != len(columns) or not record.keys() <= set(columns):
-            extra = sorted(set(record) ^ set(columns))
+        if not record.keys() <= set(columns) or not set(columns) - record.keys() <= _OPTIONAL[kind]:
+            extra = sorted((set(record) ^ set(columns)) - _OPTIONAL[kind])
             raise ExportError(f"{kind} record fields differ from its CSV columns: {extra}")
         try:
-            self._writers[kind].writerow([_cell(record[c]) for c in columns])
+            self._writers[kind].writerow([_cell(record.get(c)) for c in columns])
         except OSError as exc:
             raise storage_error(exc, f"cannot write {kind}.csv in {self.out}") from exc
         self._sinks[kind].rows += 1

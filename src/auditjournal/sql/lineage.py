@@ -29,9 +29,10 @@ from ..export.manifest import ExportPaths, chunk_name, prefix_name_of
 from ..fs.safeio import MAX_MANIFEST_BYTES, read_regular
 from ..journal.base import RunJournal
 from ..model.records import iso
-from ..model.recordtypes import PAYLOAD_FIELDS, json_fields, record_columns
+from ..model.recordtypes import CONDITIONAL_FIELDS, PAYLOAD_FIELDS, json_fields, required_columns
 from ..model.settings import ExportSettings
 from ..payloads.store import PayloadStore
+from .lineage_landscape import landscape_story
 from .projector import SqlProjector
 from .schema import (
     SqlDatabase,
@@ -62,7 +63,7 @@ _log = logging.getLogger(__name__)  # under the "auditjournal" logger
 
 _RUN_RECORD_COLUMNS: Final = tuple(
     f"{name}_json" if name in json_fields("run") else name
-    for name in record_columns("run")[3:]  # after record_type, run_id, seq
+    for name in required_columns("run")[3:]  # after record_type, run_id, seq
 )
 """The runs table's columns the ``run`` record is made of (JSON held as ``*_json`` text)."""
 
@@ -324,6 +325,7 @@ def explain_row(
                 _record("token_outcome", r) for r in _by_row(conn, token_outcomes, run_id, row_id)
             ],
         }
+        result.update(landscape_story(conn, run_id, row, _record, get))
     terminal = [o["outcome"] for o in result["token_outcomes"] if o["outcome"] != "buffered"]
     result["outcome"] = ", ".join(dict.fromkeys(terminal)) or None
     return result
@@ -406,6 +408,9 @@ def _record(kind: str, row: Row[Any], get: Any = None) -> dict[str, Any]:
             record[name] = iso(value)
         else:
             record[name] = value
+    for name in CONDITIONAL_FIELDS.get(kind, ("appended_at",)):
+        if record.get(name, 0) is None:  # absent from the export record too
+            del record[name]
     if get is not None:
         for field, ref_column in PAYLOAD_FIELDS.get(kind, ()):
             ref = record[ref_column]

@@ -7,21 +7,14 @@ Thread-safety: plain functions.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from typing import Any
 
+from .lineage_landscape import OUTCOME_LABELS, compact, data_text
 from .rowfind import field_diff
 
 __all__ = ["render_explain", "render_runs", "render_show"]
-
-
-def _compact(value: Any, width: int | None) -> str:
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    if width is not None and len(text) > width:
-        return text[: width - 1] + "…"
-    return text
 
 
 _NUMBER = re.compile(r"-|-?[\d,]+(\.\d+)?s?")
@@ -67,7 +60,7 @@ def render_show(result: dict[str, Any]) -> str:
         f"run        {run['run_id']}",
         f"status     {run['status']}"
         + (" (its writer is gone: resume and complete it)" if run.get("writer_gone") else "")
-        + (f"  error {_compact(run['error'], 100)}" if run["error"] else ""),
+        + (f"  error {compact(run['error'], 100)}" if run["error"] else ""),
         f"started    {run['started_at']}",
         f"completed  {run['completed_at'] or '-'}"
         + ("" if run["duration_s"] is None else f"  ({run['duration_s']:.3f}s)"),
@@ -114,8 +107,13 @@ def render_explain(result: dict[str, Any], *, width: int | None = 120) -> str:
     out = [
         f"row {row['row_id']} (index {row['row_index']}) of run {result['run_id']}, "
         f"from node {row['source_node_id']}",
-        f"  source data {_compact(row['source_data'], width)}",
+        f"  source data {data_text(row, 'source_data', 'source_data_hash', width)}",
     ]
+    for error in result.get("validation_errors", []):
+        out.append(
+            f"  rejected at validation {error['validation_error_id']} (schema mode "
+            f"{error['schema_mode']}) -> {error['destination']}: {error['error']}"
+        )
     states_of = _group(result["node_states"], "token_id")
     outcomes_of = _group(result["token_outcomes"], "token_id")
     for token in result["tokens"]:
@@ -127,7 +125,23 @@ def render_explain(result: dict[str, Any], *, width: int | None = 120) -> str:
             out += _render_state(state, result, width)
         for outcome in outcomes_of.get(token["token_id"], []):
             sink = f" -> {outcome['sink_name']}" if outcome["sink_name"] else ""
-            out.append(f"  outcome {outcome['outcome']}{sink}")
+            groups = ", ".join(
+                f"{label} {outcome[key]}"
+                for key, label in OUTCOME_LABELS
+                if outcome.get(key) is not None
+            )
+            out.append(f"  outcome {outcome['outcome']}{sink}" + (f" ({groups})" if groups else ""))
+    for error in result.get("transform_errors", []):
+        out.append(f"  transform error at {error['node_id']} -> {error['destination']}")
+    for found in result.get("batches", []):
+        batch = found["batch"]
+        members = "  ".join(f"{m['ordinal']} {m['token_id']}" for m in found["members"])
+        out.append(
+            f"batch {batch['batch_id']}  {batch['status']}, trigger {batch['trigger_type']}, "
+            f"{len(found['members'])} members, flushed by state {batch['aggregation_state_id']}"
+        )
+        out.append(f"  members {members}")
+        out += [f"  produced {o['output_type']} {o['output_id']}" for o in found["outputs"]]
     out.append(f"outcome {result['outcome'] or '(none yet)'}")
     return "\n".join(out)
 
@@ -138,26 +152,30 @@ def _render_state(state: dict[str, Any], result: dict[str, Any], width: int | No
     attempt = f" attempt {state['attempt']}" if state["attempt"] else ""
     out = [
         f"  [{state['step_index']}] {state['node_id']} {node} {state['status']}{duration}{attempt}",
-        f"      in  {_compact(state['input_data'], width)}",
+        f"      in  {data_text(state, 'input_data', 'input_hash', width)}",
     ]
-    if state["output_data"] is not None:
-        out.append(f"      out {_compact(state['output_data'], width)}")
-        for op, path, old, new in field_diff(state["input_data"], state["output_data"]):
-            shown = {
-                "+": _compact(new, width),
-                "-": _compact(old, width),
-                "~": f"{_compact(old, width)} -> {_compact(new, width)}",
-            }[op]
-            out.append(f"        {op} {path or '(whole value)'}: {shown}")
+    if state["output_data"] is not None or state["output_hash"] is not None:
+        out.append(f"      out {data_text(state, 'output_data', 'output_hash', width)}")
+        if state["input_data"] is not None and state["output_data"] is not None:
+            for op, path, old, new in field_diff(state["input_data"], state["output_data"]):
+                shown = {
+                    "+": compact(new, width),
+                    "-": compact(old, width),
+                    "~": f"{compact(old, width)} -> {compact(new, width)}",
+                }[op]
+                out.append(f"        {op} {path or '(whole value)'}: {shown}")
+    for key in ("context_before", "context_after"):
+        if state.get(key) is not None:
+            out.append(f"      {key.replace('_', ' ')} {compact(state[key], width)}")
     if state["error"] is not None:
-        out.append(f"      error {_compact(state['error'], width)}")
+        out.append(f"      error {compact(state['error'], width)}")
     mine = state["state_id"]
     for call in (c for c in result["calls"] if c["state_id"] == mine):
         latency = "" if call["latency_ms"] is None else f" {call['latency_ms']:g} ms"
         out += [
             f"      call #{call['call_index']} {call['call_type']} {call['status']}{latency}",
-            f"        request  {_compact(call['request'], width)}",
-            f"        response {_compact(call['response'], width)}",
+            f"        request  {compact(call['request'], width)}",
+            f"        response {compact(call['response'], width)}",
         ]
     for route in (r for r in result["routing_events"] if r["state_id"] == mine):
         edge = result.get("edges", {}).get(route["edge_id"])
@@ -167,7 +185,7 @@ def _render_state(state: dict[str, Any], result: dict[str, Any], width: int | No
             name = result["node_names"].get(target)
             where = f"{edge['label']} -> {target}" + (f" ({name})" if name else "")
         out.append(
-            f"      routed {where} ({route['mode']}) reason {_compact(route['reason'], width)}"
+            f"      routed {where} ({route['mode']}) reason {compact(route['reason'], width)}"
         )
     for art in (a for a in result["artifacts"] if a["state_id"] == mine):
         size = f"{art['size_bytes']:,} bytes"

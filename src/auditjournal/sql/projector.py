@@ -38,37 +38,62 @@ from ..journal.filebackend import as_run_journal
 from ..model.events import (
     ArtifactRecorded,
     BaseEvent,
+    BatchCreated,
+    BatchMemberAdded,
+    BatchOutputRecorded,
+    BatchUpdated,
     CallRecorded,
+    CheckpointRecorded,
     CsvExported,
     EdgeRegistered,
     ExportFailed,
     ExportSealed,
+    FieldResolutionRecorded,
     NodeRegistered,
     NodeStateCompleted,
     NodeStateStarted,
+    OperationCompleted,
+    OperationStarted,
+    PreflightResultRecorded,
     RoutingEventRecorded,
     RowCreated,
     RunCompleted,
     RunStarted,
+    SchemaContractRecorded,
+    SecretResolutionRecorded,
     TokenCreated,
     TokenOutcomeRecorded,
+    TransformErrorRecorded,
+    ValidationErrorRecorded,
 )
+from .landscape_tables import OPEN_OPERATION, batch_updated, close_open, operation_completed
 from .schema import (
     TABLES,
     SqlDatabase,
     artifacts,
+    batch_members,
+    batch_outputs,
+    batches,
     calls,
     checkpoints,
     db_error,
     edges,
+    field_resolutions,
+    landscape_checkpoints,
     node_states,
     nodes,
+    operations,
+    preflight_results,
     routing_events,
     rows,
     runs,
+    schema_contracts,
+    secret_resolutions,
     token_outcomes,
     token_parents,
     tokens,
+    transform_errors,
+    validation_errors,
 )
 
 __all__ = ["DEFAULT_BATCH", "SqlProjector", "replay_sql", "table_rows"]
@@ -104,10 +129,14 @@ _COMPLETE_STATE = (
                 "success_reason_json",
                 "completed_at",
                 "seq",
+                "appended_at",
+                "output_data_retained",
+                "context_after_json",
             )
         }
     )
 )
+
 _CLOSE_OPEN_STATES = (
     sa.update(node_states)
     .where(node_states.c.run_id == _B_RUN, node_states.c.status == "open")
@@ -124,13 +153,13 @@ class _Insert:
     version that has it)."""
 
     table: sa.Table
-    ts_column: str
+    ts_column: str | None
     renamed: tuple[tuple[str, str], ...] = ()
     json_fields: tuple[str, ...] = ()
     constants: tuple[tuple[str, Any], ...] = ()
 
     def dropped(self, event_type: type[BaseEvent]) -> tuple[str, ...]:
-        mapped = {"ts", *(old for old, _ in self.renamed), *self.json_fields}
+        mapped = {"ts", "occurred_at", *(old for old, _ in self.renamed), *self.json_fields}
         columns = set(self.table.c.keys())
         return tuple(
             f for f in event_type.__struct_fields__ if f not in mapped and f not in columns
@@ -147,6 +176,9 @@ _OPEN_STATE: Final = tuple(
         "success_reason_json",
         "completed_at",
         "seq",
+        "appended_at",
+        "output_data_retained",
+        "context_after_json",
     )
 )
 _INSERTS: Final[dict[type[BaseEvent], _Insert]] = {
@@ -154,11 +186,13 @@ _INSERTS: Final[dict[type[BaseEvent], _Insert]] = {
         runs,
         "started_at",
         renamed=(("seq", "started_seq"),),
-        json_fields=("config", "settings"),
-        constants=(("status", "running"),),
+        json_fields=("config", "settings", "redacted"),
+        constants=(("status", "running"), ("appended_at", None)),
     ),
     NodeRegistered: _Insert(
-        nodes, "registered_at", json_fields=("config", "input_schema", "output_schema")
+        nodes,
+        "registered_at",
+        json_fields=("config", "input_schema", "output_schema", "redacted", "schema_fields"),
     ),
     EdgeRegistered: _Insert(edges, "created_at"),
     RowCreated: _Insert(rows, "created_at"),
@@ -166,28 +200,104 @@ _INSERTS: Final[dict[type[BaseEvent], _Insert]] = {
     NodeStateStarted: _Insert(
         node_states,
         "started_at",
-        renamed=(("seq", "started_seq"),),
+        renamed=(("seq", "started_seq"), ("input_retained", "input_data_retained")),
+        json_fields=("context_before",),
         constants=(("status", "open"), *_OPEN_STATE),
     ),
     RoutingEventRecorded: _Insert(routing_events, "created_at"),
-    CallRecorded: _Insert(calls, "created_at", json_fields=("error",)),
+    CallRecorded: _Insert(calls, "created_at", json_fields=("error", "redacted")),
     ArtifactRecorded: _Insert(artifacts, "created_at"),
-    TokenOutcomeRecorded: _Insert(token_outcomes, "recorded_at", json_fields=("context",)),
+    TokenOutcomeRecorded: _Insert(
+        token_outcomes, "recorded_at", json_fields=("context", "expected_branches")
+    ),
+    OperationStarted: _Insert(
+        operations,
+        "started_at",
+        renamed=(("seq", "started_seq"),),
+        constants=(("status", "open"), *OPEN_OPERATION),
+    ),
+    BatchCreated: _Insert(
+        batches,
+        "created_at",
+        renamed=(("seq", "created_seq"),),
+        constants=(
+            ("status", "draft"),
+            ("trigger_type", None),
+            ("trigger_reason", None),
+            ("aggregation_state_id", None),
+            ("completed_at", None),
+            ("seq", None),
+            ("appended_at", None),
+        ),
+    ),
+    BatchMemberAdded: _Insert(batch_members, None),
+    BatchOutputRecorded: _Insert(batch_outputs, "created_at"),
+    ValidationErrorRecorded: _Insert(validation_errors, "created_at"),
+    TransformErrorRecorded: _Insert(transform_errors, "created_at", json_fields=("error_details",)),
+    CheckpointRecorded: _Insert(landscape_checkpoints, "created_at"),
+    SecretResolutionRecorded: _Insert(secret_resolutions, "resolved_at"),
+    PreflightResultRecorded: _Insert(
+        preflight_results, "created_at", json_fields=("result", "redacted")
+    ),
+    FieldResolutionRecorded: _Insert(field_resolutions, None, json_fields=("mapping",)),
+    SchemaContractRecorded: _Insert(schema_contracts, None, json_fields=("contract",)),
 }
 _DROPPED: Final = {kind: spec.dropped(kind) for kind, spec in _INSERTS.items()}
 
 
 def _row_values(spec: _Insert, event: BaseEvent) -> dict[str, Any]:
     values = msgspec.structs.asdict(event)
-    values[spec.ts_column] = _utc(values.pop("ts"))
+    ts = _utc(values.pop("ts"))
+    occurred = values.pop("occurred_at")
+    if spec.ts_column is not None:
+        values[spec.ts_column] = ts if occurred is None else occurred
+    if "appended_at" in spec.table.c:
+        values["appended_at"] = None if occurred is None else ts
     for old, new in spec.renamed:
         values[new] = values.pop(old)
     for name in spec.json_fields:
-        values[name + "_json"] = _json(values.pop(name))
+        value = values.pop(name)
+        values[name + "_json"] = _json(value) if value or name != "redacted" else None
     for name in _DROPPED[type(event)]:
         del values[name]
     values.update(spec.constants)
+    fix = _HASH_ONLY.get(type(event))
+    if fix is not None:
+        fix(values)
     return values
+
+
+def _kept(values: dict[str, Any], slot: str, ref: str, hash_: str) -> None:
+    """``<slot>_retained``: NULL when the data was kept, false for a hash without data."""
+    values[slot + "_retained"] = False if values[ref] is None and values[hash_] else None
+
+
+def _not_kept(values: dict[str, Any], flag: str, ref: str) -> None:
+    """A required ref of a hash-only slot holds the hash: NULL in the table, as in the record."""
+    if values[flag] is False:
+        values[ref] = None
+    else:
+        values[flag] = None
+
+
+def _node_policy(values: dict[str, Any]) -> None:
+    if values["payload_policy"] == "retain":
+        values["payload_policy"] = None
+
+
+def _call_slots(values: dict[str, Any]) -> None:
+    _not_kept(values, "request_retained", "request_ref")
+    _kept(values, "response", "response_ref", "response_hash")
+
+
+_HASH_ONLY: Final[dict[type[BaseEvent], Callable[[dict[str, Any]], None]]] = {
+    NodeRegistered: _node_policy,
+    RowCreated: lambda v: _not_kept(v, "source_data_retained", "source_data_ref"),
+    NodeStateStarted: lambda v: _not_kept(v, "input_data_retained", "input_data_ref"),
+    RoutingEventRecorded: lambda v: _kept(v, "reason", "reason_ref", "reason_hash"),
+    CallRecorded: _call_slots,
+    ArtifactRecorded: lambda v: _kept(v, "sink_input", "sink_input_ref", "sink_input_hash"),
+}
 
 
 class _Batch:
@@ -243,8 +353,11 @@ class _Batch:
             "duration_ms": e.duration_ms,
             "error_json": _json(e.error),
             "success_reason_json": _json(e.success_reason),
-            "completed_at": _utc(e.ts),
+            "completed_at": _utc(e.ts) if e.occurred_at is None else e.occurred_at,
             "seq": e.seq,
+            "appended_at": None if e.occurred_at is None else _utc(e.ts),
+            "output_data_retained": False if e.output_data_ref is None and e.output_hash else None,
+            "context_after_json": _json(e.context_after),
         }
         started = self.new_states.pop(e.state_id, None)
         if started is not None:
@@ -261,12 +374,20 @@ def _run_completed(e: RunCompleted) -> list[_Update]:
     run = {"b_run_id": e.run_id}
     values = {
         "status": e.status,
-        "completed_at": _utc(e.ts),
+        "completed_at": _utc(e.ts) if e.occurred_at is None else e.occurred_at,
         "seq": e.seq,
         "error_json": _json(e.error),
+        "reproducibility_grade": e.reproducibility_grade,
+        "appended_at": None if e.occurred_at is None else _utc(e.ts),
     }
-    # states still open when the run ends keep status "open" and get its seq (as in the export)
-    return [(_CLOSE_OPEN_STATES, {**run, "b_seq": e.seq}), (_UPDATE_RUN.values(values), run)]
+    # states (operations, batches) still open when the run ends keep status "open" (their
+    # last status) and get its seq, as in the export
+    closing = {**run, "b_seq": e.seq}
+    return [
+        (_CLOSE_OPEN_STATES, closing),
+        *close_open(closing),
+        (_UPDATE_RUN.values(values), run),
+    ]
 
 
 def _sealed(e: ExportSealed) -> list[_Update]:
@@ -295,6 +416,8 @@ def _csv(e: CsvExported) -> list[_Update]:
 
 _RUN_UPDATES: Final[dict[type[BaseEvent], Callable[[Any], list[_Update]]]] = {
     RunCompleted: _run_completed,
+    OperationCompleted: operation_completed,
+    BatchUpdated: batch_updated,
     ExportSealed: _sealed,
     ExportFailed: _export_failed,
     CsvExported: _csv,

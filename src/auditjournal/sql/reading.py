@@ -10,7 +10,8 @@ everything the runs' journals hold, the query reads it as it is. When a journal
 has more (a run still being recorded without SQL, a store copied before its
 tables caught up), the file is copied into an in-memory database with SQLite's
 backup API and the missing events are projected there: the answer is complete,
-and the store's file is untouched.
+and the store's file is untouched. A file of an older schema version (version 1,
+before issue 14's tables and columns) is likewise upgraded in the copy only.
 
 A database the caller names (``--db URL``) is theirs, not evidence: it is used
 and brought up to date as before.
@@ -28,7 +29,7 @@ from sqlalchemy.pool import StaticPool
 
 from ..errors import AuditJournalError, DatabaseError
 from ..journal.base import RunJournal
-from .schema import SqlDatabase
+from .schema import _SCHEMA_NAME, SCHEMA_VERSION, SqlDatabase
 
 __all__ = ["open_read_only", "tables_current"]
 
@@ -57,6 +58,18 @@ def _sqlite_engine(connect: sqlite3.Connection) -> sa.Engine:
     return sa.create_engine("sqlite://", creator=lambda: connect, poolclass=StaticPool)
 
 
+def _older_schema(source: sqlite3.Connection) -> bool:
+    """Whether the file holds audit tables of a version before this one (an upgrade,
+    which writes, is needed before they can be queried)."""
+    try:
+        row = source.execute(
+            "SELECT version FROM schema_version WHERE name = ?", (_SCHEMA_NAME,)
+        ).fetchone()
+    except sqlite3.Error:
+        return False  # no tables yet (or not ours): SqlDatabase says which
+    return row is not None and isinstance(row[0], int) and row[0] < SCHEMA_VERSION
+
+
 def open_read_only(path: Path, journals: Sequence[RunJournal]) -> tuple[SqlDatabase, bool]:
     """The tables of the SQLite file ``path``, read-only, for the runs of ``journals``:
     ``(database, refresh)``. ``refresh`` is False when the
@@ -65,16 +78,19 @@ def open_read_only(path: Path, journals: Sequence[RunJournal]) -> tuple[SqlDatab
     memory = sqlite3.connect(":memory:", check_same_thread=False)
     if path.is_file():
         source = _connect_read_only(path)
-        database = SqlDatabase("sqlite://", engine=_sqlite_engine(source))
-        if all(tables_current(database, journal) for journal in journals):
-            memory.close()
-            return database, False
+        database = None
+        if not _older_schema(source):
+            database = SqlDatabase("sqlite://", engine=_sqlite_engine(source))
+            if all(tables_current(database, journal) for journal in journals):
+                memory.close()
+                return database, False
         try:
             source.backup(memory)
         except sqlite3.Error as exc:
             raise DatabaseError(f"cannot read {path}: {exc}") from None
         finally:
-            database.engine.dispose()
+            if database is not None:
+                database.engine.dispose()
             source.close()
     return SqlDatabase("sqlite://", engine=_sqlite_engine(memory)), True
 

@@ -46,7 +46,8 @@ def find_rows(
 ) -> list[str]:
     """The ids of the run's rows with this ``row_index`` and/or whose source data has
     ``field`` equal to ``value`` (compared as text: a number 5 matches ``"5"``), in the
-    order they were created. :class:`RowNotFoundError` if none matches."""
+    order they were created (rows whose data was not retained match no ``where``).
+    :class:`RowNotFoundError` if none matches."""
     query = sa.select(rows.c.row_id, rows.c.source_data_ref).where(rows.c.run_id == run_id)
     if row_index is not None:
         query = query.where(rows.c.row_index == row_index)
@@ -62,8 +63,10 @@ def find_rows(
         raise db_error(exc, f"cannot look up rows of run {run_id!r}") from None
     if where is not None:
         path, wanted = where
-        found = [
-            r for r in found if _as_text(_field(store.payloads.get_json(r[1]), path)) == wanted
+        found = [  # a row whose data was not retained (hash only) has nothing to match
+            r
+            for r in found
+            if r[1] is not None and _as_text(_field(store.payloads.get_json(r[1]), path)) == wanted
         ]
     if not found:
         asked = " and ".join(

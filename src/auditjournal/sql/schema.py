@@ -1,4 +1,5 @@
-"""The audit tables (Landscape vocabulary) and the database that holds them.
+"""The database that holds the audit tables (declared in :mod:`.tables`, re-exported
+here).
 
 Tables (every key starts with ``run_id``, because generated ids such as
 ``row-4`` repeat across runs): ``runs``, ``nodes``, ``edges``, ``rows``,
@@ -34,6 +35,34 @@ from sqlalchemy.engine import Connection, Engine
 
 from ..errors import DatabaseError, SchemaVersionError
 from ..journal.base import JournalPosition
+from .tables import (
+    TABLES,
+    artifacts,
+    batch_members,
+    batch_outputs,
+    batches,
+    calls,
+    checkpoints,
+    edges,
+    field_resolutions,
+    landscape_checkpoints,
+    metadata,
+    node_states,
+    nodes,
+    operations,
+    preflight_results,
+    routing_events,
+    rows,
+    runs,
+    schema_contracts,
+    schema_version,
+    secret_resolutions,
+    token_outcomes,
+    token_parents,
+    tokens,
+    transform_errors,
+    validation_errors,
+)
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -41,255 +70,35 @@ __all__ = [
     "Checkpoint",
     "SqlDatabase",
     "artifacts",
+    "batch_members",
+    "batch_outputs",
+    "batches",
     "calls",
     "checkpoints",
     "db_error",
     "edges",
+    "field_resolutions",
+    "landscape_checkpoints",
     "metadata",
     "node_states",
     "nodes",
+    "operations",
+    "preflight_results",
     "routing_events",
     "rows",
     "runs",
+    "schema_contracts",
     "schema_version",
+    "secret_resolutions",
     "token_outcomes",
     "token_parents",
     "tokens",
+    "transform_errors",
+    "validation_errors",
 ]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 _SCHEMA_NAME: Final = "auditjournal-landscape"
-
-# -- schema ------------------------------------------------------------------------------
-
-metadata = sa.MetaData()
-
-
-def _id(name: str, *, key: bool = False, nullable: bool = False) -> sa.Column[Any]:
-    return sa.Column(name, sa.String(128), primary_key=key, nullable=nullable and not key)
-
-
-def _hash(name: str) -> sa.Column[Any]:
-    return sa.Column(name, sa.String(64))
-
-
-def _text(name: str) -> sa.Column[Any]:
-    return sa.Column(name, sa.Text)
-
-
-def _int(name: str, *, nullable: bool = False) -> sa.Column[Any]:
-    return sa.Column(name, sa.BigInteger, nullable=nullable)
-
-
-def _ts(name: str) -> sa.Column[Any]:
-    return sa.Column(name, sa.DateTime(timezone=True))
-
-
-def _enum(name: str, *, nullable: bool = False) -> sa.Column[Any]:
-    return sa.Column(name, sa.String(32), nullable=nullable)
-
-
-def _table(name: str, key: str, *columns: sa.Column[Any], index: tuple[str, ...] = ()) -> sa.Table:
-    table = sa.Table(name, metadata, _id("run_id", key=True), _id(key, key=True), *columns)
-    for column in index:
-        sa.Index(f"ix_{name}_{column}", table.c.run_id, table.c[column])
-    return table
-
-
-runs = sa.Table(
-    "runs",
-    metadata,
-    _id("run_id", key=True),
-    _enum("status"),  # running, then the run_completed status
-    _text("config_json"),
-    _hash("config_hash"),
-    _text("settings_json"),
-    _enum("canonical_version", nullable=True),
-    _ts("started_at"),
-    _int("started_seq"),
-    _ts("completed_at"),
-    _int("seq", nullable=True),
-    _text("error_json"),
-    _enum("export_status", nullable=True),  # sealed / failed
-    _int("export_seq", nullable=True),
-    _hash("manifest_sha256"),
-    _int("export_chunk_count", nullable=True),
-    _int("export_record_count", nullable=True),
-    _text("export_path"),
-    _hash("merkle_root"),
-    _text("export_error"),
-    _text("csv_out_dir"),
-    _hash("csv_listing_sha256"),
-)
-nodes = _table(
-    "nodes",
-    "node_id",
-    _text("plugin_name"),
-    _text("plugin_version"),
-    _enum("node_type"),
-    _enum("determinism"),
-    _text("config_json"),
-    _hash("config_hash"),
-    _text("input_schema_json"),
-    _text("output_schema_json"),
-    _ts("registered_at"),
-    _int("seq"),
-)
-edges = _table(
-    "edges",
-    "edge_id",
-    _id("from_node_id"),
-    _id("to_node_id"),
-    _text("label"),
-    _enum("mode"),
-    _ts("created_at"),
-    _int("seq"),
-)
-rows = _table(
-    "rows",
-    "row_id",
-    _id("source_node_id"),
-    _int("row_index"),
-    _hash("source_data_hash"),
-    _hash("source_data_ref"),
-    _ts("created_at"),
-    _int("seq"),
-)
-tokens = _table(
-    "tokens",
-    "token_id",
-    _id("row_id"),
-    _text("branch_name"),
-    _text("fork_group_id"),
-    _text("join_group_id"),
-    _text("expand_group_id"),
-    _ts("created_at"),
-    _int("seq"),
-    index=("row_id",),
-)
-token_parents = sa.Table(
-    "token_parents",
-    metadata,
-    _id("run_id", key=True),
-    _id("token_id", key=True),
-    sa.Column("ordinal", sa.Integer, primary_key=True),
-    _id("parent_token_id"),
-    sa.Index("ix_token_parents_parent", "run_id", "parent_token_id"),
-)
-node_states = _table(
-    "node_states",
-    "state_id",
-    _id("token_id"),
-    _id("row_id"),
-    _id("node_id"),
-    _int("step_index"),
-    _int("attempt"),
-    _enum("status"),  # open until completed (completed / failed / pending)
-    _hash("input_hash"),
-    _hash("input_data_ref"),
-    _hash("output_hash"),
-    _hash("output_data_ref"),
-    sa.Column("duration_ms", sa.Float),
-    _text("error_json"),
-    _text("success_reason_json"),
-    _ts("started_at"),
-    _int("started_seq"),
-    _ts("completed_at"),
-    _int("seq", nullable=True),
-    index=("row_id", "token_id", "node_id"),
-)
-routing_events = _table(
-    "routing_events",
-    "routing_event_id",
-    _id("state_id"),
-    _id("row_id"),
-    _id("edge_id"),
-    _enum("mode"),
-    _text("routing_group_id"),
-    _int("ordinal"),
-    _hash("reason_hash"),
-    _hash("reason_ref"),
-    _ts("created_at"),
-    _int("seq"),
-    index=("state_id", "row_id"),
-)
-calls = _table(
-    "calls",
-    "call_id",
-    _id("state_id", nullable=True),
-    _id("row_id", nullable=True),
-    _text("operation_id"),
-    _int("call_index"),
-    _enum("call_type"),
-    _enum("status"),
-    sa.Column("latency_ms", sa.Float),
-    _hash("request_hash"),
-    _hash("request_ref"),
-    _hash("response_hash"),
-    _hash("response_ref"),
-    _text("error_json"),
-    _ts("created_at"),
-    _int("seq"),
-    index=("state_id", "row_id"),
-)
-artifacts = _table(
-    "artifacts",
-    "artifact_id",
-    _id("state_id"),
-    _id("sink_node_id"),
-    _text("artifact_type"),
-    _text("path_or_uri"),
-    _text("content_hash"),
-    _int("size_bytes"),
-    _hash("sink_input_hash"),
-    _hash("sink_input_ref"),
-    _ts("created_at"),
-    _int("seq"),
-    index=("state_id",),
-)
-token_outcomes = _table(
-    "token_outcomes",
-    "outcome_id",
-    _id("token_id"),
-    _id("row_id"),
-    _enum("outcome"),
-    _text("sink_name"),
-    _hash("error_hash"),
-    _text("context_json"),
-    _ts("recorded_at"),
-    _int("seq"),
-    index=("token_id", "row_id"),
-)
-checkpoints = sa.Table(
-    "projection_checkpoints",
-    metadata,
-    _id("run_id", key=True),
-    _int("last_seq"),
-    _int("segment_first_seq"),
-    _int("segment_offset"),
-    _hash("chain"),
-)
-schema_version = sa.Table(
-    "schema_version",
-    metadata,
-    sa.Column("name", sa.String(64), primary_key=True),
-    sa.Column("version", sa.Integer, nullable=False),
-)
-
-TABLES: Final = (
-    runs,
-    nodes,
-    edges,
-    rows,
-    tokens,
-    token_parents,
-    node_states,
-    routing_events,
-    calls,
-    artifacts,
-    token_outcomes,
-)
-"""The audit tables, parents before children (the order batches are inserted in)."""
 
 # -- the database ------------------------------------------------------------------------
 
@@ -366,6 +175,9 @@ class SqlDatabase:
             found = conn.execute(
                 sa.select(schema_version.c.version).where(schema_version.c.name == _SCHEMA_NAME)
             ).scalar()
+            if found == 1:  # every change since is additive: upgrade in place
+                self._upgrade(conn, inspector)
+                return
             if found != SCHEMA_VERSION:
                 raise SchemaVersionError(
                     f"{self.url} holds audit tables of schema version {found}; this auditjournal "
@@ -381,6 +193,26 @@ class SqlDatabase:
             )
         metadata.create_all(conn)
         conn.execute(schema_version.insert(), {"name": _SCHEMA_NAME, "version": SCHEMA_VERSION})
+
+    def _upgrade(self, conn: Connection, inspector: sa.Inspector) -> None:
+        """Version 1 -> 2: the new tables, and the new (nullable) columns of the old ones;
+        rows projected before stay right (their events have none of the new values)."""
+        for table in TABLES:
+            if not inspector.has_table(table.name):
+                continue
+            present = {c["name"] for c in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in present:
+                    kind = column.type.compile(dialect=conn.dialect)
+                    conn.execute(
+                        sa.text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}")
+                    )
+        metadata.create_all(conn, checkfirst=True)
+        conn.execute(
+            sa.update(schema_version)
+            .where(schema_version.c.name == _SCHEMA_NAME)
+            .values(version=SCHEMA_VERSION)
+        )
 
     def checkpoint(self, run_id: str, conn: Connection | None = None) -> Checkpoint | None:
         """The run's checkpoint, or None if nothing of it was projected."""

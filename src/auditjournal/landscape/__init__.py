@@ -1,0 +1,1 @@
+"""Importing Landscape databases (elspeth's audit model) into auditjournal (issue 14)."""
