@@ -113,12 +113,14 @@ def test_split_refuses_a_segment_not_following_the_previous(jdir: Path) -> None:
         FileRunJournal(jdir, RUN).split(4096)
 
 
-def test_split_refuses_an_entry_below_its_segments_first_seq(jdir: Path) -> None:
+@pytest.mark.parametrize("bad", [2, 3], ids=["below", "repeated"])
+def test_split_refuses_an_entry_not_after_its_segments_first_seq(jdir: Path, bad: int) -> None:
+    """A cut is past a segment's first entry: the entry there has a higher seq."""
     data, chain = chained([row(1), row(2)])
     write_segment(jdir, 1, data)
-    second, _ = chained([padded(3, 4096), row(2), row(3)], chain)
+    second, _ = chained([padded(3, 4096), row(bad), row(bad + 1)], chain)
     write_segment(jdir, 3, second)
-    with pytest.raises(CorruptJournalError, match="seq 2 at offset 4096"):
+    with pytest.raises(CorruptJournalError, match=f"seq {bad} at offset 4096"):
         FileRunJournal(jdir, RUN).split(4096)
 
 
