@@ -222,7 +222,7 @@ def _cuts(path: Path, first: int, range_bytes: int) -> list[JournalPosition]:
                 entry: BaseEvent = decode_event(window[end + 1 : after + 1])
             except Exception as exc:
                 raise CorruptJournalError(f"{path.name}: undecodable entry at {boundary}") from exc
-            if entry.seq < first:
+            if entry.seq <= first:  # a cut is past the segment's first entry
                 raise CorruptJournalError(f"{path.name}: seq {entry.seq} at offset {boundary}")
             cuts.append(JournalPosition(entry.seq, first, boundary, chain))
             cut = max(cut + range_bytes, boundary + CHAIN_TAIL)
