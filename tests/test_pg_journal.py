@@ -75,7 +75,9 @@ def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
         ticks[0] = itertools.count()
 
     monkeypatch.setattr("auditjournal.recording.recorder._now", now)
-    monkeypatch.setattr("auditjournal.recording.calls._now", now)  # the pipeline calls
+    for module in ("calls", "callbase", "outcomes", "operations", "landscape"):
+        # the pipeline calls, in their topic modules
+        monkeypatch.setattr(f"auditjournal.recording.{module}._now", now)
     return reset
 
 
