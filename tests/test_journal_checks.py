@@ -1367,3 +1367,30 @@ def test_position_exists_only_where_a_reader_can_stand(jdir: Path) -> None:
     assert not exists(3, 2, 0, chain2)  # segment 1 ends at seq 2, but no segment 2 starts there
     (jdir / segment_name(1)).unlink()
     assert not exists(3, 3, 0, chain2)  # the segment before is gone
+
+
+def test_a_reader_reads_on_when_the_writer_fills_a_segment_after_starting_the_next(
+    jdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reader is at the end of segment 1 and segment 3 already holds entries: the
+    writer's last append to segment 1 lands just then, and is read, not refused."""
+    first, chain1 = chained([row(1)])
+    second, chain2 = chained([row(2)], chain1)
+    third, _ = chained([row(3)], chain2)
+    write_segment(jdir, 1, first)
+    write_segment(jdir, 3, third)
+    reader = JournalReader(jdir, RUN)
+    real = reader._later_segment_has_data
+    appended: list[bool] = []
+
+    def later() -> bool:
+        if not appended:
+            appended.append(True)
+            with open(jdir / segment_name(1), "ab") as fh:
+                fh.write(second)
+        return real()
+
+    monkeypatch.setattr(reader, "_later_segment_has_data", later)
+    assert reader.poll() == [row(1), row(2), row(3)]
+    assert appended == [True]
+    reader.close()
