@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from auditjournal import AuditStore, ExportSettings
+from auditjournal import AuditStore, ExportSettings, OpenLineageSettings
 
 # A value that would end a <script> block, open a comment or run code if any of the
 # page's data were written as markup instead of text.
@@ -46,6 +46,7 @@ def record_fork_run(
     chunk_size: int = 4000,
     sign: Literal["hmac-sha256"] | None = None,
     run_id: str | None = None,
+    openlineage: OpenLineageSettings | None = None,
 ) -> ForkRun:
     """source -> split (gate, forks) -> left | right -> join (coalesce) -> out (sink).
 
@@ -57,7 +58,7 @@ def record_fork_run(
     with AuditStore.open(root) as store:
         with store.start_run(
             config={"pipeline": "fork-join", "secret_hint": "see vault"},
-            export=ExportSettings(chunk_size_bytes=chunk_size, sign=sign),
+            export=ExportSettings(chunk_size_bytes=chunk_size, sign=sign, openlineage=openlineage),
             sql=False,
             run_id=run_id,
         ) as run:

@@ -60,8 +60,9 @@ from .export.tail import ExportTail, TailFilter
 from .journal.files import Journal, JournalPosition, JournalReader, Recovery
 from .model.canonical import canonical_json, stable_hash
 from .model.events import Event
-from .model.settings import ExportSettings
+from .model.settings import ExportSettings, OpenLineageSettings
 from .model.typed import decode_typed, schema_types
+from .model.version import __version__
 from .payloads.store import PayloadStore
 from .projection.live import LiveExport, LiveSql
 from .projection.service import ProjectionService
@@ -74,8 +75,6 @@ from .sql.csvexport import CsvResult, export_csv
 from .sql.lineage import explain_row, list_runs, show_run
 from .sql.projector import SqlProjector, replay_sql
 from .sql.schema import SqlDatabase
-
-__version__ = "0.1.0"
 
 __all__ = [
     "AuditJournalError",
@@ -115,6 +114,7 @@ __all__ = [
     "MalformedEvidenceError",
     "MerkleBuilder",
     "NaiveTimestampError",
+    "OpenLineageSettings",
     "OperationAlreadyCompletedError",
     "PayloadIntegrityError",
     "PayloadNotFoundError",

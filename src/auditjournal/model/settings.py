@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from typing import Final, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -14,6 +15,7 @@ __all__ = [
     "DEFAULT_CHUNK_SIZE_BYTES",
     "SIGNING_ALGORITHMS",
     "ExportSettings",
+    "OpenLineageSettings",
 ]
 
 DEFAULT_CHUNK_SIZE_BYTES: Final = 10_000_000
@@ -22,6 +24,62 @@ SIGNING_ALGORITHMS: Final = ("hmac-sha256", "ed25519")
 _MIN_CHUNK: Final = 64
 
 SignAlgorithm = Literal["hmac-sha256", "ed25519"]
+
+
+class OpenLineageSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a live run sends its OpenLineage START and COMPLETE/FAIL/ABORT events
+    (``ExportSettings(openlineage=...)``; needs the extra ``auditjournal[openlineage]``).
+
+    * ``file`` -- append one JSON event per line to this file (the client's file
+      transport), or
+    * ``url`` -- post them to this OpenLineage HTTP endpoint (``url`` + ``endpoint``),
+      with the API key in the ``OPENLINEAGE_API_KEY`` environment variable, if set,
+      as a Bearer token: no key is ever part of the settings;
+    * ``namespace`` / ``job_name`` -- the job (the name defaults to the run config's
+      ``pipeline``/``job``/``job_name``/``name``);
+    * ``timeout`` -- seconds per HTTP request.
+
+    Exactly one of ``file`` and ``url``. A URL with ``user:password@``, a query or a
+    fragment is refused (credentials belong in the environment). A bad setting raises
+    :class:`InvalidSettingsError` at construction.
+    """
+
+    file: str | None = None
+    url: str | None = None
+    endpoint: str = "api/v1/lineage"
+    namespace: str = "auditjournal"
+    job_name: str | None = None
+    timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.file is not None:
+            text = os.fspath(self.file) if isinstance(self.file, os.PathLike) else self.file
+            if type(text) is not str or not text or "\x00" in text:
+                raise InvalidSettingsError(f"openlineage file must be a path, got {self.file!r}")
+            msgspec.structs.force_setattr(self, "file", text)
+        if (self.file is None) == (self.url is None):
+            raise InvalidSettingsError("openlineage needs exactly one of file= and url=")
+        if self.url is not None:
+            parts = urlsplit(self.url) if type(self.url) is str else None
+            if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+                raise InvalidSettingsError(
+                    f"openlineage url must be an http(s) URL, got {self.url!r}"
+                )
+            if parts.username is not None or parts.query or parts.fragment:
+                raise InvalidSettingsError(
+                    "openlineage url must not carry credentials, a query or a fragment "
+                    "(put an API key in OPENLINEAGE_API_KEY)"
+                )
+        for name in ("endpoint", "namespace"):
+            value = getattr(self, name)
+            if type(value) is not str or not value:
+                raise InvalidSettingsError(f"openlineage {name} must be a non-empty str")
+        if self.job_name is not None and (type(self.job_name) is not str or not self.job_name):
+            raise InvalidSettingsError("openlineage job_name must be None or a non-empty str")
+        if type(self.timeout) not in (int, float) or not 0 < self.timeout <= 600:
+            raise InvalidSettingsError(
+                f"openlineage timeout must be in (0, 600] s, got {self.timeout!r}"
+            )
 
 
 class ExportSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -41,7 +99,11 @@ class ExportSettings(msgspec.Struct, frozen=True, kw_only=True):
     * ``timestamp_url`` -- an RFC 3161 time-stamping authority asked for a token over
       the manifest's SHA-256 at sealing (``audit_trail.manifest.tsr``); with
       ``timestamp_required=False`` a TSA that fails leaves the export sealed without a
-      token (logged, and in ``export_sealed``) instead of failing the seal.
+      token (logged, and in ``export_sealed``) instead of failing the seal;
+    * ``openlineage`` -- :class:`OpenLineageSettings`: the run emits its OpenLineage
+      START event when it starts and its end event once the export is sealed
+      (``docs/report.md``). Not part of the recorded settings: it says where
+      news of the run goes, not how its evidence is written.
 
     A setting of the wrong type or out of range raises :class:`InvalidSettingsError`
     at construction.
@@ -55,8 +117,13 @@ class ExportSettings(msgspec.Struct, frozen=True, kw_only=True):
     checkpoint_every_records: int | None = DEFAULT_CHECKPOINT_EVERY_RECORDS
     timestamp_url: str | None = None
     timestamp_required: bool = True
+    openlineage: OpenLineageSettings | None = None
 
     def __post_init__(self) -> None:
+        if self.openlineage is not None and not isinstance(self.openlineage, OpenLineageSettings):
+            raise InvalidSettingsError(
+                f"openlineage must be None or OpenLineageSettings, got {self.openlineage!r}"
+            )
         if type(self.include_payloads) is not bool:
             raise InvalidSettingsError(
                 f"include_payloads must be a bool, got {self.include_payloads!r}"

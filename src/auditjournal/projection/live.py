@@ -188,6 +188,9 @@ class LiveProjectors:
         """A new live export resuming from the checkpoint (after a full disk stopped it)."""
         self.restart_sql: Callable[[], LiveSql] | None = None
         """New live SQL tables resuming from their checkpoint (after they stopped)."""
+        self.on_sealed: Callable[[SealResult], None] | None = None
+        """Told the seal once ``export_sealed`` is recorded (the run's OpenLineage end
+        event); it must not raise, and may be told again after a retried ``finish``."""
         self._sealed: SealResult | None = None
         self._seal_recorded = False
         self._checkpoints_recorded = 0
@@ -236,6 +239,8 @@ class LiveProjectors:
             with contextlib.suppress(DatabaseError):
                 self._finish_sql(last_seq)
             raise
+        if result is not None and self.on_sealed is not None:
+            self.on_sealed(result)
         self._finish_sql(last_seq)
         return result
 

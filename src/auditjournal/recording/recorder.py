@@ -327,21 +327,21 @@ class RunRecorder(PipelineCalls, OutcomeCalls, OperationCalls, LandscapeFacts):
         occurred_at: _dt.datetime | None = None,
         config_hash: str | None = None,
         redacted: tuple[str, ...] = (),
-    ) -> None:
+    ) -> RunStarted:
         with self._lock:
-            self._emit(
-                RunStarted(
-                    run_id=self.run_id,
-                    seq=self._journal.next_seq,
-                    ts=_now(_UTC),
-                    occurred_at=occurred_at,
-                    config=msgspec.json.decode(config_bytes),
-                    config_hash=config_hash or self._hash(config_bytes),
-                    settings=settings,
-                    redacted=redacted,
-                )
+            started = RunStarted(
+                run_id=self.run_id,
+                seq=self._journal.next_seq,
+                ts=_now(_UTC),
+                occurred_at=occurred_at,
+                config=msgspec.json.decode(config_bytes),
+                config_hash=config_hash or self._hash(config_bytes),
+                settings=settings,
+                redacted=redacted,
             )
+            self._emit(started)
         self._commit()
+        return started
 
     def _emit_resumed(self, reason: str) -> None:
         """A new writer takes over a stopped run (``store.resume_run``)."""

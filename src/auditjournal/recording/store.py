@@ -60,13 +60,8 @@ from ..proofs.ledger import Ledger, ledger_key_file
 from ..proofs.signing import load_ed25519_private_key
 from ..sql.projector import SqlProjector
 from ..sql.schema import SqlDatabase
-from .arguments import (
-    canonical_value,
-    check_text,
-    check_time,
-    json_object,
-    json_object_bytes,
-)
+from .arguments import canonical_value, check_text, check_time, json_object, json_object_bytes
+from .lineage import LiveLineage
 from .pgruns import SharedRuns
 from .recorder import RunRecorder
 from .runstate import RunState
@@ -269,14 +264,14 @@ class AuditStore:
             stamp = _dt.datetime.now(_UTC).strftime("%Y%m%dT%H%M%SZ")
             run_id = f"run-{stamp}-{secrets.token_hex(4)}"
         run_journal = self.journal(run_id)
-        if export is not None:
-            self.export_prefix(run_id, export)  # a link planted as its export: refused now
+        prefix = None if export is None else self.export_prefix(run_id, export)  # links refused
+        lineage = LiveLineage.of(export, run_id, prefix)  # and a missing OpenLineage client
         if run_journal.created():
             raise RunExistsError(f"run {run_id!r} already has a journal in {run_journal.location}")
         if sql:
             self._check_new_sql_run(run_id)  # a bad database fails before the run exists
         if self.shared is not None:
-            return self._start_shared_run(run_id, config_bytes, resolved, export, sql)
+            return self._start_shared_run(run_id, config_bytes, resolved, export, sql, lineage)
         # the live export takes its lock before the run is visible on disk, so that
         # `auditjournal project` (which skips exports in use) never takes it over
         projector = None if export is None else self.export_projector(run_id, export, live=True)
@@ -289,9 +284,11 @@ class AuditStore:
             raise
         recorder = self._recorder(run_id, journal, RunState(), lock)
         try:
-            recorder._emit_run_started(config_bytes, resolved, when, config_hash, redacted)
+            first = recorder._emit_run_started(config_bytes, resolved, when, config_hash, redacted)
             # the run exists on disk from here on, whatever the durability mode
             journal.flush(fsync=self.durability != "none")
+            if lineage is not None:
+                lineage.attach(recorder, first)
             if projector is not None:
                 recorder.live.export = LiveExport(projector)
                 projector = None
@@ -318,6 +315,7 @@ class AuditStore:
         resolved: dict[str, Any],
         export: ExportSettings | None,
         sql: bool,
+        lineage: LiveLineage | None,
     ) -> RunRecorder:
         """start_run with the journal in PostgreSQL: this process is the coordinator; the
         live projectors follow the local copy of the journal (``pgmirror``)."""
@@ -325,10 +323,12 @@ class AuditStore:
         recorder = self.shared.create(run_id, self._recorders.remove)
         self._recorders.append(recorder)
         try:
-            recorder._emit_run_started(config_bytes, resolved)
+            started = recorder._emit_run_started(config_bytes, resolved)
             recorder._journal.flush(fsync=True)
             if export is not None or sql:
                 self._follow_locally(recorder, export, sql)
+            if lineage is not None:
+                lineage.attach(recorder, started)
         except BaseException:
             try:
                 recorder.close()
