@@ -72,7 +72,7 @@ def half_done(tmp_path: Path) -> tuple[Path, dict[str, bytes]]:
 
 
 def checkpoint_of(root: Path) -> Path:
-    return root / "runs" / RUN / "export" / ".audit_trail.checkpoint.json"
+    return root / "runs" / RUN / "export.state" / "audit_trail.checkpoint.json"
 
 
 def read_state(checkpoint: Path) -> dict[str, Any]:

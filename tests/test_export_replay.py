@@ -4,6 +4,7 @@ the projector resuming from its checkpoint in process."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,11 @@ import auditjournal
 import auditjournal.export.projector as export_module
 from auditjournal import (
     AuditStore,
+    ExportPaths,
     ExportSettings,
+    JournalLockedError,
 )
+from auditjournal.fs.storage import lock_file
 from export_reading import (
     ALL_PAYLOAD_FIELDS,
     PREFIX,
@@ -262,3 +266,91 @@ def test_resume_with_other_settings_rebuilds(
     finally:
         resumed.close()
     assert_same_files(prefix.parent, clean.parent)
+
+
+# -- the projector's own files, kept out of the export (issue 15) ------------------------
+
+
+def test_the_export_directory_holds_only_the_export(store: AuditStore) -> None:
+    with store.start_run(config=CONFIG, export=ExportSettings(chunk_size_bytes=1200)) as run:
+        small_run(run, rows=10)
+    names = sorted(p.name for p in store.export_dir(run.run_id).iterdir())
+    assert names and all(n.startswith(PREFIX + ".") for n in names), names
+    state = store.run_dir(run.run_id) / "export.state"
+    assert sorted(p.name for p in state.iterdir()) == [
+        f"{PREFIX}.checkpoint.json",
+        f"{PREFIX}.lock",
+    ]
+
+
+def _to_legacy(paths: ExportPaths) -> None:
+    """Put the projector's files where exports written before issue 15 kept them."""
+    paths.checkpoint.rename(paths.legacy_checkpoint)
+    paths.lock.rename(paths.legacy_lock)
+    paths.state_dir.rmdir()
+
+
+def test_an_export_from_before_issue_15_resumes_and_moves_its_state_out(
+    store: AuditStore, finished_run: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clean = tmp_path / "clean" / PREFIX
+    replay(store, finished_run, RESUME_SETTINGS, clean)
+    monkeypatch.setattr(export_module, "_CHECKPOINT_EVERY", 1e9)  # only our checkpoint counts
+    prefix = tmp_path / "old" / PREFIX
+    projector = store.export_projector(finished_run, RESUME_SETTINGS, prefix=prefix)
+    try:
+        step_to(projector, 20)
+        projector._write_checkpoint()
+    finally:
+        projector.close()
+    paths = ExportPaths(prefix)
+    assert paths.state_dir == tmp_path / "old.state"
+    _to_legacy(paths)
+    resumed = store.export_projector(finished_run, RESUME_SETTINGS, prefix=prefix)
+    try:
+        assert resumed.position.next_seq == 20, "the old checkpoint must be resumed from"
+        assert resumed.run(follow=False) is not None
+    finally:
+        resumed.close()
+    assert_same_files(prefix.parent, clean.parent)
+    assert not [p.name for p in prefix.parent.iterdir() if p.name.startswith(".")]
+    assert paths.checkpoint.is_file() and paths.lock.exists()
+
+
+def test_a_sealed_export_with_the_old_hidden_files_verifies(
+    store: AuditStore, finished_run: str, tmp_path: Path
+) -> None:
+    prefix = tmp_path / "sealed" / PREFIX
+    first = store.export_projector(finished_run, RESUME_SETTINGS, prefix=prefix)
+    try:
+        result = first.run(follow=False)
+    finally:
+        first.close()
+    assert result is not None
+    paths = ExportPaths(prefix)
+    _to_legacy(paths)
+    assert auditjournal.verify_export(paths.manifest).ok
+    files = export_files(prefix.parent)
+    again = store.export_projector(finished_run, RESUME_SETTINGS, prefix=prefix)
+    try:
+        assert again.sealed and again.result == result  # resumed from the old checkpoint
+    finally:
+        again.close()
+    assert export_files(prefix.parent) == files
+    assert not paths.legacy_checkpoint.exists() and not paths.legacy_lock.exists()
+
+
+def test_an_older_projector_holding_the_old_lock_keeps_the_export(
+    store: AuditStore, finished_run: str, tmp_path: Path
+) -> None:
+    prefix = tmp_path / "busy" / PREFIX
+    prefix.parent.mkdir()
+    paths = ExportPaths(prefix)
+    held = lock_file(paths.legacy_lock, "an older projector")
+    try:
+        with pytest.raises(JournalLockedError):
+            store.export_projector(finished_run, RESUME_SETTINGS, prefix=prefix)
+    finally:
+        os.close(held)
+    store.export_projector(finished_run, RESUME_SETTINGS, prefix=prefix).close()
+    assert not paths.legacy_lock.exists()

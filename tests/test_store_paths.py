@@ -96,7 +96,12 @@ def test_a_linked_payload_directory_is_refused(tmp_path: Path, outside: Path) ->
 
 
 @pytest.mark.parametrize(
-    "lock", ["runs/run-1/journal/.lock", "runs/run-1/export/.audit_trail.lock"]
+    "lock",
+    [
+        "runs/run-1/journal/.lock",
+        "runs/run-1/export.state/audit_trail.lock",
+        "runs/run-1/export/.audit_trail.lock",  # where exports before issue 15 had it
+    ],
 )
 def test_a_linked_lock_file_is_refused(tmp_path: Path, outside: Path, lock: str) -> None:
     root = tmp_path / "audit"

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from auditjournal import AuditStore, ExportSettings, replay_export
+from auditjournal import AuditStore, ExportPaths, ExportSettings, replay_export
 
 RUN_ID = "crash-run"
 ROWS = 1500
@@ -249,7 +249,7 @@ def run_trial(env: Env, seed: int, directory: Path) -> tuple[str, bool]:
         where = classify(directory) if killed else "finished"
         if not killed and n == 0:
             env.full_time = min(env.full_time, elapsed)  # aim the next kills better
-    checkpointed = (directory / f".{PREFIX}.checkpoint.json").exists()
+    checkpointed = ExportPaths(prefix).checkpoint.exists()
     projector = env.store.export_projector(RUN_ID, SETTINGS, prefix=prefix)
     try:
         resumed = projector.sealed or projector.position.next_seq > 1

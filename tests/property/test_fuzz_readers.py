@@ -319,7 +319,7 @@ def check_checkpoint(fx: Fixture, data: bytes, *, exact: bool) -> None:
         shutil.copytree(fx.journal_root, root)
         with AuditStore.open(root) as store:
             # the checkpoint the fixture's projector wrote halfway, damaged
-            checkpoint = store.export_dir(RUN) / ".audit_trail.checkpoint.json"
+            checkpoint = store.run_dir(RUN) / "export.state" / "audit_trail.checkpoint.json"
             checkpoint.write_bytes(data)
             with bounded():
                 projector = store.export_projector(RUN, CHECKPOINT_SETTINGS)

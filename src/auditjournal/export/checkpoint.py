@@ -1,5 +1,6 @@
-"""The export projector's checkpoint file, ``.audit_trail.checkpoint.json``: its format,
-declared once, and how it is read back.
+"""The export projector's checkpoint file, ``audit_trail.checkpoint.json`` in the state
+directory beside the export (:attr:`ExportPaths.state_dir`): its format, declared once,
+how it is read back, and the lock that goes with it (:func:`lock_export`).
 
 The checkpoint is derived data (the export can always be rebuilt from the
 journal), so reading it back never fails a projector: a file that is missing,
@@ -19,8 +20,10 @@ the export rebuilt, instead of sealed with a wrong root.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import itertools
+import os
 import re
 from pathlib import Path
 from typing import Any, Final
@@ -28,11 +31,18 @@ from typing import Any, Final
 import msgspec
 
 from ..errors import AuditJournalError
-from ..fs.safeio import MAX_CHECKPOINT_BYTES, decode_strict, plain_name, read_regular
+from ..fs.safeio import MAX_CHECKPOINT_BYTES, decode_strict, plain_name, read_regular, real_dir
+from ..fs.storage import atomic_write, lock_file
 from ..journal.base import JournalPosition, RunJournal
-from .manifest import ChunkEntry
+from .manifest import ChunkEntry, ExportPaths
 
-__all__ = ["CHECKPOINT_VERSION", "Checkpoint", "encode_checkpoint", "load_checkpoint"]
+__all__ = [
+    "CHECKPOINT_VERSION",
+    "Checkpoint",
+    "encode_checkpoint",
+    "load_checkpoint",
+    "lock_export",
+]
 
 CHECKPOINT_VERSION: Final = 3
 _CHECKSUM: Final = b',"checksum":"'
@@ -200,3 +210,49 @@ def _plausible(state: Checkpoint, journal: RunJournal) -> bool:
         return False
     position = JournalPosition(p.next_seq, p.segment_first_seq, p.offset, bytes.fromhex(p.chain))
     return journal.position_exists(position)
+
+
+def lock_export(paths: ExportPaths, what: str) -> int:
+    """Take the export's lock (one projector at a time) in its state directory, created
+    here and never through a link; returns the fd that holds it.
+
+    An export written before issue 15 kept its checkpoint and lock inside the export
+    directory (``.audit_trail.checkpoint.json``, ``.audit_trail.lock``): the checkpoint
+    is moved to the state directory (so the projector resumes from it) and the old lock
+    removed, under both locks, so the directory holds only the export afterwards.
+    Raises :class:`~auditjournal.errors.JournalLockedError` while another projector
+    (of this version or an older one) holds either lock.
+    """
+    state = paths.state_dir
+    if state != Path(os.path.abspath(paths.directory)):
+        real_dir(state.parent, state.name)
+    fd = lock_file(paths.lock, what)
+    try:
+        if paths.legacy_lock != paths.lock:
+            _move_legacy_state(paths, what)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _move_legacy_state(paths: ExportPaths, what: str) -> None:
+    old_lock, old = paths.legacy_lock, paths.legacy_checkpoint
+    if not os.path.lexists(old_lock) and not os.path.lexists(old):
+        return  # the common case: one stat each
+    old_fd = lock_file(old_lock, what)  # an older projector still at work: in use
+    try:
+        if os.path.lexists(old) and not os.path.lexists(paths.checkpoint):
+            try:
+                os.replace(old, paths.checkpoint)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                # the export directory is a mount point: copy (a link is not followed)
+                atomic_write(
+                    paths.checkpoint, read_regular(old, "checkpoint", MAX_CHECKPOINT_BYTES)
+                )
+        old.unlink(missing_ok=True)
+        old_lock.unlink(missing_ok=True)
+    finally:
+        os.close(old_fd)

@@ -8,9 +8,15 @@ An export at the path prefix ``.../export/audit_trail`` is these files (:class:`
 * ``audit_trail.manifest.json`` -- :class:`Manifest`, written last (its appearing
   means the export is sealed);
 * ``audit_trail.manifest.tsr`` -- an RFC 3161 token over the manifest (when asked for);
-* ``audit_trail.checkpoints/`` -- live checkpoints, signed tree heads written while live;
-* ``.audit_trail.checkpoint.json`` and ``.audit_trail.lock`` -- the projector's
-  own (not part of the export).
+* ``audit_trail.checkpoints/`` -- live checkpoints, signed tree heads written while live.
+
+The projector's own files, its checkpoint ``audit_trail.checkpoint.json`` and its
+lock ``audit_trail.lock``, are not part of the export: they are kept beside the
+export directory, in ``<directory>.state/`` (``runs/<id>/export.state/`` for a
+store's run), so the directory an auditor receives holds only the export. Exports
+written before issue 15 kept them inside as ``.audit_trail.checkpoint.json`` and
+``.audit_trail.lock`` (:attr:`ExportPaths.legacy_checkpoint`); the projector moves
+them out when it opens such an export (:func:`~auditjournal.export.checkpoint.lock_export`).
 
 The projector writes the manifest with :func:`encode_manifest`; every reader
 (verify, extract, tail, the typed reimport) reads it with :func:`read_manifest`,
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -76,18 +83,40 @@ class ExportPaths:
 
     @property
     def directory(self) -> Path:
+        """The export directory (the prefix's parent): what an auditor receives."""
         return self.prefix.parent
 
     @property
     def manifest(self) -> Path:
+        """``audit_trail.manifest.json``: written last; its presence means sealed."""
         return self.prefix.with_name(self.prefix.name + MANIFEST_SUFFIX)
 
     @property
     def sha256sums(self) -> Path:
+        """``audit_trail.sha256``: the chunks' and the manifest's SHA-256, ``sha256sum`` format."""
         return self.prefix.with_name(self.prefix.name + SHA256SUMS_SUFFIX)
 
     @property
+    def state_dir(self) -> Path:
+        """``<directory>.state/`` beside the export directory: the projector's checkpoint
+        and lock, kept out of the export (absolute; an export in a filesystem root keeps
+        them inside, under the old hidden names)."""
+        directory = Path(os.path.abspath(self.directory))
+        if not directory.name:
+            return directory
+        return directory.with_name(directory.name + ".state")
+
+    @property
     def checkpoint(self) -> Path:
+        """The projector's checkpoint (``<directory>.state/audit_trail.checkpoint.json``)."""
+        state = self.state_dir
+        if state.name.endswith(".state"):
+            return state / f"{self.prefix.name}.checkpoint.json"
+        return self.legacy_checkpoint
+
+    @property
+    def legacy_checkpoint(self) -> Path:
+        """Where exports written before issue 15 kept the checkpoint: inside, hidden."""
         return self.prefix.with_name(f".{self.prefix.name}.checkpoint.json")
 
     @property
@@ -102,9 +131,19 @@ class ExportPaths:
 
     @property
     def lock(self) -> Path:
+        """The projector's lock (``<directory>.state/audit_trail.lock``): one writer."""
+        state = self.state_dir
+        if state.name.endswith(".state"):
+            return state / f"{self.prefix.name}.lock"
+        return self.legacy_lock
+
+    @property
+    def legacy_lock(self) -> Path:
+        """Where exports written before issue 15 kept the lock: inside, hidden."""
         return self.prefix.with_name(f".{self.prefix.name}.lock")
 
     def chunk(self, index: int, single_file: bool = False) -> Path:
+        """Chunk ``index`` (``audit_trail.000.json``...); ``audit_trail.json`` if single_file."""
         return self.directory / chunk_name(self.prefix.name, index, single_file)
 
 

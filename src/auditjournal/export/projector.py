@@ -7,7 +7,7 @@ format) and then ``audit_trail.manifest.json`` are written atomically. The
 manifest appearing is the signal that the export is complete.
 
 Restartable: after each batch the projector may write a checkpoint
-(``.audit_trail.checkpoint.json``: journal position, chunk state, Merkle
+(``audit_trail.checkpoint.json`` beside the export: journal position, chunk state, Merkle
 frontier, open node states). After a crash it truncates the current chunk
 back to the checkpoint and re-projects from there; records are a pure
 function of the events, so the bytes are the same as an uninterrupted run.
@@ -35,7 +35,7 @@ from typing import Any, Final
 import msgspec
 
 from ..errors import AuditJournalError, ExportError
-from ..fs.storage import atomic_write, lock_file
+from ..fs.storage import atomic_write
 from ..journal.base import JournalCursor, JournalPosition, RunJournal
 from ..journal.filebackend import as_run_journal
 from ..model.completeness import certificate
@@ -46,7 +46,7 @@ from ..payloads.store import PayloadStore
 from ..proofs.ledger import Ledger, LedgerEntry, entry_path
 from ..proofs.signing import load_signer, sign_manifest
 from ..proofs.timestamping import request_timestamp
-from .checkpoint import CHECKPOINT_VERSION, encode_checkpoint, load_checkpoint
+from .checkpoint import CHECKPOINT_VERSION, encode_checkpoint, load_checkpoint, lock_export
 from .chunks import ChunkWriter
 from .livecheckpoints import (
     LiveCheckpoints,
@@ -99,6 +99,7 @@ class SealResult:
     timestamp: str = ""  # "" (none asked for), "stored", or why there is none
 
     def as_dict(self) -> dict[str, Any]:
+        """The seal as JSON-ready values (``replay --json``, ``project --json``)."""
         return dict(self.__dict__)
 
     def sealed_event(self, run_id: str, ts: dt.datetime) -> ExportSealed:
@@ -152,7 +153,7 @@ class ExportProjector:
         self._tree_heads = LiveCheckpoints(prefix, run_id, settings)
         self._signer = load_signer(settings.sign, settings.signing_key_file)
         self.paths.directory.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = lock_file(self.paths.lock, f"export {prefix}")
+        self._lock_fd = lock_export(self.paths, f"export {prefix}")
         self.result: SealResult | None = None
         self._last_checkpoint = 0.0
         try:
@@ -165,10 +166,12 @@ class ExportProjector:
 
     @property
     def sealed(self) -> bool:
+        """True once the manifest is written (``result`` holds the seal)."""
         return self.result is not None
 
     @property
     def position(self) -> JournalPosition:
+        """Where in the journal the projector reads next (``next_seq``, segment, offset, chain)."""
         return self._reader.position
 
     def step(self, limit: int = _BATCH) -> int:
@@ -198,6 +201,7 @@ class ExportProjector:
 
     @property
     def maker(self) -> RecordMaker:
+        """The record maker (events -> records; the parallel replay drives it directly)."""
         return self._maker
 
     def add_lines(
@@ -248,6 +252,8 @@ class ExportProjector:
         return self.result
 
     def close(self) -> None:
+        """Close the files and release the export's lock; the checkpoint stays (resumable).
+        Safe to call twice."""
         self._writer.close()
         if getattr(self, "_reader", None) is not None:
             self._reader.close()

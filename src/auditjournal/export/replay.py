@@ -149,7 +149,8 @@ def replay_export(
     if not journal.exists():
         raise RunNotFoundError(f"no journal for run {run_id!r} at {journal.location}")
     paths = ExportPaths(prefix)
-    for stale in (paths.manifest, paths.sha256sums, paths.checkpoint, paths.timestamp):
+    stale_files = (paths.manifest, paths.sha256sums, paths.checkpoint, paths.legacy_checkpoint)
+    for stale in (*stale_files, paths.timestamp):
         stale.unlink(missing_ok=True)
     shutil.rmtree(paths.live_checkpoints, ignore_errors=True)
     if workers is None:
