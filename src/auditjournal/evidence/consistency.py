@@ -94,9 +94,11 @@ class ConsistencyReport:
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready values (what ``verify-consistency --json`` prints)."""
         return dict(self.__dict__)
 
     def summary(self) -> str:
+        """One line for people: ``consistent: ...`` or ``INVALID: `` and the problems."""
         if self.ok:
             return (
                 f"consistent: the sealed export of run {self.run_id} ({self.sealed_size} records) "

@@ -97,9 +97,11 @@ class Selection:
     seqs: frozenset[int] = frozenset()
 
     def empty(self) -> bool:
+        """True when nothing is selected (extracting it is an :class:`EmptySelectionError`)."""
         return not (self.row_id or self.token_id or self.node_id or self.seqs)
 
     def describe(self) -> dict[str, Any]:
+        """The selection as recorded in a bundle's ``selection`` member (only what is set)."""
         out: dict[str, Any] = {}
         for name in ("row_id", "token_id", "node_id"):
             if getattr(self, name) is not None:

@@ -97,9 +97,12 @@ class VerifyReport:
 
     @property
     def ok(self) -> bool:
+        """True when every file and check passed (chunks, listing, manifest, signature, ...)."""
         return all(c.ok for c in self.checks)
 
     def summary(self) -> str:
+        """One line for people: chunks valid, signature and timestamp state, record count,
+        VALID or INVALID."""
         chunks_ok = sum(
             1
             for c in self.checks
@@ -114,6 +117,7 @@ class VerifyReport:
         )
 
     def as_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready values (what ``verify --json`` prints), per file."""
         return {
             "ok": self.ok,
             "manifest": str(self.manifest_path),

@@ -67,12 +67,15 @@ class StoreReport:
 
     @property
     def ok(self) -> bool:
+        """True when every check passed."""
         return all(c.ok for c in self.checks)
 
     def add(self, subject: str, reason: str | None) -> None:
+        """Record a check of ``subject``: passed if ``reason`` is None, else failed for it."""
         self.checks.append(StoreCheck(subject, reason is None, reason or ""))
 
     def summary(self) -> str:
+        """One line for people: the verdict, the ledger's size and root."""
         bad = sum(not c.ok for c in self.checks)
         verdict = "VALID" if not bad else f"INVALID ({bad} problem{'s' * (bad != 1)})"
         return (
@@ -81,6 +84,7 @@ class StoreReport:
         )
 
     def as_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready values (what ``verify-store --json`` prints)."""
         return {
             "root": self.root,
             "ok": self.ok,

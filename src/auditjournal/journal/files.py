@@ -118,15 +118,18 @@ class Journal(JournalWriter):
 
     @property
     def last_seq(self) -> int:
+        """The seq of the last event appended (0 before the first)."""
         return self.next_seq - 1
 
     @property
     def head(self) -> JournalHead:
+        """The last seq and its chain hash, read together under the writer's lock."""
         with self._lock:
             return JournalHead(self.next_seq - 1, self._chain)
 
     @property
     def head_chain(self) -> str:
+        """The chain hash of the last event appended, hex (the genesis value before the first)."""
         return self._chain.hex()
 
     def append(self, event: BaseEvent) -> None:

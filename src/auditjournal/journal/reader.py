@@ -46,6 +46,7 @@ class JournalReader(JournalCursor):
 
     @property
     def position(self) -> JournalPosition:
+        """Where the next read starts: a position to resume from (``JournalReader(position=)``)."""
         return JournalPosition(self._seq, self._segment, self._offset, self._chain)
 
     @classmethod
@@ -109,6 +110,7 @@ class JournalReader(JournalCursor):
             self._segment, self._offset = self._seq, 0
 
     def close(self) -> None:
+        """Close the open segment; safe to call twice."""
         if self._fh is not None:
             self._fh.close()
             self._fh = None

@@ -93,6 +93,7 @@ class LiveThread:
         self._advanced.clear()
 
     def alive(self) -> bool:
+        """True while the projector's thread runs (it stops once done, stopped or failed)."""
         return self._thread.is_alive()
 
     def stop(self) -> None:

@@ -82,10 +82,13 @@ class LedgerEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     sealed_at: str | None
 
     def line(self) -> bytes:
+        """The entry as its ledger line: canonical JSON (RFC 8785), the bytes that are hashed."""
         return canonical_json(msgspec.to_builtins(self))
 
     @property
     def key(self) -> tuple[str, str, str]:
+        """``(kind, run_id, path)``: what the entry is about; an entry equal to the latest one
+        with its key is not appended again."""
         return (self.kind, self.run_id, self.path)
 
 
@@ -190,6 +193,7 @@ class Ledger:
 
     @property
     def signed(self) -> bool:
+        """True when the ledger's checkpoints are signed (opened with a key file)."""
         return self._key_file is not None
 
     def append(self, entry: LedgerEntry) -> bool:

@@ -78,6 +78,7 @@ class MerkleBuilder:
         self.count = count
 
     def add(self, leaf: bytes) -> None:
+        """Append one leaf hash (``leaf_hash(record)``, 32 bytes); O(log n) node hashes."""
         stack = self._stack
         size = 1
         node = leaf
@@ -109,6 +110,7 @@ class MerkleBuilder:
         stack.append((size, node))
 
     def root(self) -> bytes:
+        """The RFC 6962 root of the leaves so far (SHA-256 of nothing for none)."""
         if not self._stack:
             return _sha256(b"").digest()
         stack = self._stack
@@ -123,6 +125,8 @@ class MerkleBuilder:
 
     @classmethod
     def from_state(cls, state: Sequence[Sequence[object]], count: int) -> MerkleBuilder:
+        """A builder resumed from :meth:`state` (the frontier as ``[size, hex node]`` pairs)
+        and its leaf ``count``; raises ``ValueError`` for a node that is not hex."""
         return cls([(int(str(size)), bytes.fromhex(str(node))) for size, node in state], count)
 
 

@@ -217,10 +217,12 @@ class RunRecorder(PipelineCalls, OutcomeCalls, OperationCalls, LandscapeFacts):
 
     @property
     def completed(self) -> bool:
+        """True once ``run_completed`` is recorded (then only export events are accepted)."""
         return self._state.completed
 
     @property
     def last_seq(self) -> int:
+        """The seq of the last event in the run's journal (appended, maybe not yet durable)."""
         return self._journal.last_seq
 
     def append_export_event(self, event: BaseEvent) -> BaseEvent:

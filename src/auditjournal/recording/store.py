@@ -192,6 +192,7 @@ class AuditStore:
         return inside(self.root, "runs", validate_id(run_id, "run id"))
 
     def journal_dir(self, run_id: str) -> Path:
+        """``<root>/runs/<run_id>/journal``; :class:`UnsafePathError` if a part is a link."""
         return inside(self.root, "runs", validate_id(run_id, "run id"), "journal")
 
     def export_dir(self, run_id: str) -> Path:
@@ -549,8 +550,7 @@ class AuditStore:
             before_flush=lambda fsync: self.payloads.flush(fsync=fsync),
             lock=lock,
         )
-        if journal.recovery is not None:
-            r = journal.recovery
+        if (r := journal.recovery) is not None:
             _log.warning(
                 "journal of run %s recovered after a crash: %d byte(s) of a torn last entry "
                 "dropped from %s; it ends at seq %d",

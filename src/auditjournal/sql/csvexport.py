@@ -114,9 +114,11 @@ class CsvResult:
 
     @property
     def total_rows(self) -> int:
+        """Rows written over all the CSV files."""
         return sum(f.rows for f in self.files)
 
     def as_dict(self) -> dict[str, Any]:
+        """The result as JSON-ready values (what ``export-csv --json`` prints)."""
         return {
             "out_dir": str(self.out_dir),
             "files": [msgspec.structs.asdict(f) for f in self.files],

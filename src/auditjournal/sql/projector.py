@@ -503,6 +503,7 @@ class SqlProjector:
             time.sleep(poll_interval)
 
     def close(self) -> None:
+        """Close the journal reader; the tables and their checkpoint stay (resumable)."""
         if self._reader is not None:
             self._reader.close()
 

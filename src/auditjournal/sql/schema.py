@@ -244,7 +244,9 @@ class SqlDatabase:
 
     @property
     def dialect(self) -> str:
+        """The SQLAlchemy dialect name: ``sqlite`` or ``postgresql``."""
         return self.engine.dialect.name
 
     def close(self) -> None:
+        """Close the database's connections (the pool); the tables stay as they are."""
         self.engine.dispose()
