@@ -578,7 +578,47 @@ def test_tables_right_align_numbers_and_show_names_edges(cli: Invoke, recorded: 
     shown = cli("show", recorded.root, recorded.run_id).out
     assert "edge-" in shown
     # each edge names both nodes by id (plugin names repeat: two csv_sink nodes) and its label
-    assert re.search(r"node-\d+ \(route_by_score\) --review--> node-\d+ \(csv_sink\)", shown)
+    edge = r"edge-\d+ +node-\d+ \(route_by_score\) +--review--> +node-\d+ \(csv_sink\) +move$"
+    assert re.search(edge, shown, re.MULTILINE)
+    counts = shown.splitlines()
+    header = next(line for line in counts if line.split() == ["COUNT", "TOTAL", "BY"])
+    rows = next(line for line in counts if line.strip().startswith("rows "))
+    end = header.index("TOTAL") + len("TOTAL")
+    assert rows[end - 1] != " " and rows.rstrip() == rows[:end], (header, rows)
+    assert all(line == line.rstrip() for line in shown.splitlines())  # no trailing spaces
+
+
+@pytest.mark.parametrize("no_color", [False, True])
+def test_tables_on_a_terminal_are_styled_unless_no_color(
+    cli: Invoke, recorded: Recorded, monkeypatch: pytest.MonkeyPatch, no_color: bool
+) -> None:
+    """On a terminal (FORCE_COLOR makes rich treat the capture as one) the status is
+    coloured; NO_COLOR keeps the table and drops every escape sequence. --json stays JSON."""
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.delenv("TERM", raising=False)
+    if no_color:
+        monkeypatch.setenv("NO_COLOR", "1")
+    else:
+        monkeypatch.delenv("NO_COLOR", raising=False)
+    runs = cli("runs", recorded.root).out
+    shown = cli("show", recorded.root, recorded.run_id).out
+    for out in (runs, shown):
+        assert ("\x1b[" in out) is not no_color, out
+        assert "completed" in out and "sealed" in out
+    assert re.sub(r"\x1b\[[0-9;]*m", "", runs).split()[:7] == [
+        "RUN",
+        "STATUS",
+        "STARTED",
+        "DURATION",
+        "ROWS",
+        "EVENTS",
+        "EXPORT",
+    ]
+    listed = json.loads(cli("runs", recorded.root, "--json").out)
+    assert [r["run_id"] for r in listed] == [recorded.run_id]
+    assert json.loads(cli("show", recorded.root, recorded.run_id, "--json").out)["run"][
+        "status"
+    ] == ("completed")
     routing = next(line for line in shown.splitlines() if line.strip().startswith("routing_events"))
     assert "edge-" not in routing and "review -> node-" in routing
 

@@ -9,13 +9,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import click
+from rich.console import RenderableType
+from rich.measure import Measurement
 
 from ..errors import AuditJournalError
 from ..recording.follow import writer_gone
 from ..recording.store import AuditStore
 from ..sql.csvexport import export_csv, journal_size
 from ..sql.lineage import explain_row, list_runs, refresh_tables, show_run
-from ..sql.lineagetext import render_explain, render_runs, render_show
+from ..sql.lineagetext import plain, render_explain, runs_view, show_view
 from ..sql.reading import open_read_only
 from ..sql.rowfind import find_rows, parse_where
 from ..sql.schema import SqlDatabase
@@ -29,8 +31,11 @@ from ._base import (
     _existing_store,
     _sql_store,
     cli,
+    console,
     progress_bar,
 )
+
+_WIDE = 1_000_000
 
 _WRITER_GONE = (
     "auditjournal: warning: run {run_id} is running but its writer is gone (nothing holds its "
@@ -58,6 +63,22 @@ def _tables(
         database.engine.dispose()
 
 
+def _print_view(view: RenderableType | str) -> None:
+    """A table styled on a terminal (rich: colours unless NO_COLOR), else as plain text;
+    a str (``--json``) as it is."""
+    out = console()
+    if isinstance(view, str):
+        click.echo(view)
+    elif out.is_terminal:
+        # as wide as the table needs: a narrow terminal wraps the lines, rich would
+        # otherwise cut run ids short ("run-2026…"), and they are what people copy
+        needed = Measurement.get(out, out.options.update(width=_WIDE), view).maximum
+        out.width = max(out.width, needed)
+        out.print(view)
+    else:
+        click.echo(plain(view))
+
+
 @cli.command()
 @_ROOT
 @_DB
@@ -78,7 +99,7 @@ def runs(
         result = list_runs(store, database=tables[0], refresh=tables[1])
         for run in result:
             run["writer_gone"] = run["status"] == "running" and writer_gone(store, run["run_id"])
-    click.echo(json.dumps(result, indent=2) if as_json else render_runs(result))
+    _print_view(json.dumps(result, indent=2) if as_json else runs_view(result))
     for run in result:
         if run["writer_gone"]:
             click.echo(_WRITER_GONE.format(run_id=run["run_id"], root=root), err=True)
@@ -109,7 +130,7 @@ def show(
         result = show_run(store, run_id, database=tables[0], refresh=tables[1])
         gone = result["run"]["status"] == "running" and writer_gone(store, run_id)
         result["run"]["writer_gone"] = gone
-    click.echo(json.dumps(result, indent=2) if as_json else render_show(result))
+    _print_view(json.dumps(result, indent=2) if as_json else show_view(result))
     if gone:
         click.echo(_WRITER_GONE.format(run_id=run_id, root=root), err=True)
 

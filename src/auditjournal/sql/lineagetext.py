@@ -2,97 +2,176 @@
 CLI prints these): the runs as a table, a run's summary, a row's lineage with what
 each step changed.
 
+The tables are ``rich`` tables (:func:`runs_view`, :func:`show_view`): the CLI prints
+them styled on a terminal (rich's rules: no colours with ``NO_COLOR``, ``TERM=dumb``)
+and as :func:`plain` text anywhere else, lines whole and without trailing spaces.
+
 Thread-safety: plain functions.
 """
 
 from __future__ import annotations
 
-import re
+import io
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
+
+from rich.console import Console, Group, RenderableType
+from rich.padding import Padding
+from rich.table import Table
+from rich.text import Text
 
 from .lineage_landscape import OUTCOME_LABELS, compact, data_text
 from .rowfind import field_diff
 
-__all__ = ["render_explain", "render_runs", "render_show"]
+__all__ = ["plain", "render_explain", "render_runs", "render_show", "runs_view", "show_view"]
 
 
-_NUMBER = re.compile(r"-|-?[\d,]+(\.\d+)?s?")
+_WIDE: Final = 1_000_000  # plain text is never squeezed to a terminal's width
+_STATUS_STYLES: Final = {
+    "completed": "green",
+    "running": "yellow",
+    "failed": "red",
+    "interrupted": "red",
+}
+_EXPORT_STYLES: Final = {"sealed": "green", "failed": "red"}
+_LABEL_WIDTH: Final = 9  # "completed", the longest label of a run's summary
 
 
-def _table(headers: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
-    """Columns padded to their widest cell; a column of numbers is right-aligned."""
-    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(headers)]
-    numeric = [all(_NUMBER.fullmatch(line[i]) for line in lines) for i in range(len(headers))]
-    fmt = "  ".join(f"{{:{'>' if n else '<'}{w}}}" for w, n in zip(widths, numeric, strict=True))
-    return "\n".join(fmt.format(*line).rstrip() for line in [headers, *lines])
+def plain(renderable: RenderableType) -> str:
+    """``renderable`` as plain text: no colours, lines whole, no trailing spaces (what the
+    CLI prints to a pipe or a file, and what tests read)."""
+    console = Console(
+        file=io.StringIO(),
+        width=_WIDE,
+        color_system=None,
+        force_terminal=False,
+        no_color=True,
+        highlight=False,
+    )
+    with console.capture() as captured:
+        console.print(renderable)
+    return "\n".join(line.rstrip() for line in captured.get().splitlines())
 
 
-def render_runs(result: list[dict[str, Any]]) -> str:
-    """The runs as a table: id, status, started, duration, rows, events, export."""
+def _table(*headers: str, numeric: Sequence[str] = ()) -> Table:
+    """Columns two spaces apart, no borders; a column of numbers is right-aligned."""
+    table = Table(box=None, pad_edge=False, padding=(0, 1), header_style="", show_edge=False)
+    for header in headers:
+        table.add_column(header, justify="right" if header in numeric else "left", no_wrap=True)
+    return table
+
+
+def _grid(indent: int = 0) -> Table:
+    """Label/value lines (``status     completed``), without a header row."""
+    grid = Table.grid(padding=(0, 2, 0, indent))
+    grid.add_column(min_width=_LABEL_WIDTH, no_wrap=True)
+    grid.add_column()
+    return grid
+
+
+def _styled(value: str, styles: dict[str, str]) -> Text:
+    return Text(value, style=styles.get(value, ""))
+
+
+def runs_view(result: list[dict[str, Any]]) -> RenderableType:
+    """The runs as a table (id, status, started, duration, rows, events, export), and the
+    runs that could not be read."""
     if not result:
-        return "no runs"
-    lines = [
-        (
+        return Text("no runs")
+    table = _table(
+        "RUN",
+        "STATUS",
+        "STARTED",
+        "DURATION",
+        "ROWS",
+        "EVENTS",
+        "EXPORT",
+        numeric=("DURATION", "ROWS", "EVENTS"),
+    )
+    for r in result:
+        status = _styled(r["status"], _STATUS_STYLES)
+        if r.get("writer_gone"):
+            status.append(", writer gone", style="red")
+        table.add_row(
             r["run_id"],
-            r["status"] + (", writer gone" if r.get("writer_gone") else ""),
+            status,
             r["started_at"] or "-",
             "-" if r["duration_s"] is None else f"{r['duration_s']:.3f}s",
             f"{r['rows']:,}",
             f"{r['events']:,}",
-            r["export"]["state"],
+            _styled(r["export"]["state"], _EXPORT_STYLES),
         )
-        for r in result
-    ]
-    headers = ("RUN", "STATUS", "STARTED", "DURATION", "ROWS", "EVENTS", "EXPORT")
-    table = _table(headers, lines)
     problems = [f"{r['run_id']}: {r['problem']}" for r in result if r.get("problem")]
     if not problems:
         return table
-    return "\n".join([table, "", "problems (these runs could not be read):", *problems])
+    return Group(table, "", "problems (these runs could not be read):", *problems)
 
 
-def render_show(result: dict[str, Any]) -> str:
-    """A run's summary for people."""
+def render_runs(result: list[dict[str, Any]]) -> str:
+    """:func:`runs_view` as plain text."""
+    return plain(runs_view(result))
+
+
+def show_view(result: dict[str, Any]) -> RenderableType:
+    """A run's summary for people: the run, its nodes, edges and counts, its export."""
     run = result["run"]
     names = {n["node_id"]: f"{n['node_id']} ({n['plugin_name']})" for n in result["nodes"]}
-    out = [
-        f"run        {run['run_id']}",
-        f"status     {run['status']}"
-        + (" (its writer is gone: resume and complete it)" if run.get("writer_gone") else "")
-        + (f"  error {compact(run['error'], 100)}" if run["error"] else ""),
-        f"started    {run['started_at']}",
-        f"completed  {run['completed_at'] or '-'}"
-        + ("" if run["duration_s"] is None else f"  ({run['duration_s']:.3f}s)"),
-        f"events     {result['events'] or 0:,}",
-        "",
-        "nodes",
-    ]
-    out += [
-        f"  {n['node_id']:<16} {n['node_type']:<11} {n['plugin_name']} {n['plugin_version']}"
-        for n in result["nodes"]
-    ]
-    out.append("edges")
-    out += [
-        f"  {e['edge_id']:<16} {names.get(e['from_node_id'], e['from_node_id'])} "
-        f"--{e['label']}--> {names.get(e['to_node_id'], e['to_node_id'])}  (mode {e['mode']})"
-        for e in result["edges"]
-    ]
+    status = _styled(run["status"], _STATUS_STYLES)
+    if run.get("writer_gone"):
+        status.append(" (its writer is gone: resume and complete it)", style="red")
+    if run["error"]:
+        status.append(f"  error {compact(run['error'], 100)}")
+    head = _grid()
+    head.add_row("run", run["run_id"])
+    head.add_row("status", status)
+    head.add_row("started", run["started_at"])
+    duration = "" if run["duration_s"] is None else f"  ({run['duration_s']:.3f}s)"
+    head.add_row("completed", f"{run['completed_at'] or '-'}{duration}")
+    head.add_row("events", f"{result['events'] or 0:,}")
+
+    nodes = _table("NODE", "TYPE", "PLUGIN", "VERSION")
+    for n in result["nodes"]:
+        nodes.add_row(n["node_id"], n["node_type"], n["plugin_name"], str(n["plugin_version"]))
+    edges = _table("EDGE", "FROM", "LABEL", "TO", "MODE")
+    for e in result["edges"]:
+        edges.add_row(
+            e["edge_id"],
+            names.get(e["from_node_id"], e["from_node_id"]),
+            f"--{e['label']}-->",
+            names.get(e["to_node_id"], e["to_node_id"]),
+            e["mode"],
+        )
     routes = {e["edge_id"]: _route(e, names) for e in result["edges"]}
-    counts = result["counts"]
-    out.append("counts")
-    for key, value in counts.items():
+    counts = _table("COUNT", "TOTAL", "BY", numeric=("TOTAL",))
+    for key, value in result["counts"].items():
         if isinstance(value, dict):
             label = (lambda k: routes.get(k, k)) if key == "routing_events" else str
             shown = ", ".join(f"{label(k)}={v:,}" for k, v in value.items()) or "-"
-            out.append(f"  {key:<15} {shown}")
+            counts.add_row(key, f"{sum(value.values()):,}", shown)
         else:
-            out.append(f"  {key:<15} {value:,}")
+            counts.add_row(key, f"{value:,}", "")
     export = result["export"]
-    out.append(
-        f"export     {export['state']}" + (f"  {export['manifest']}" if export["manifest"] else "")
+    tail = _grid()
+    state = _styled(export["state"], _EXPORT_STYLES)
+    if export["manifest"]:
+        state.append(f"  {export['manifest']}")
+    tail.add_row("export", state)
+    return Group(
+        head,
+        "",
+        Padding(nodes, (0, 0, 0, 2)),
+        "",
+        Padding(edges, (0, 0, 0, 2)),
+        "",
+        Padding(counts, (0, 0, 0, 2)),
+        "",
+        tail,
     )
-    return "\n".join(out)
+
+
+def render_show(result: dict[str, Any]) -> str:
+    """:func:`show_view` as plain text."""
+    return plain(show_view(result))
 
 
 def _route(edge: dict[str, Any], names: dict[str, str]) -> str:
