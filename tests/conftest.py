@@ -16,12 +16,16 @@ Fixtures (their types are in ``shared.py``):
   export, signed with ``keys`` unless ``signed=False``, and checks that it verifies.
 * ``cli`` -- ``cli("verify", path, ...)`` runs the command line in this process and
   returns ``(code, out, err)`` (``shared.run_cli``).
+* ``receiver`` -- a real HTTP lineage endpoint on 127.0.0.1 (``http.server``) that
+  records what it is sent (``shared.Receiver``).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -30,7 +34,7 @@ from hypothesis import settings
 from auditjournal import AuditStore, ExportSettings
 from auditjournal.demo import DemoResult, run_demo
 from auditjournal.proofs.signing import generate_keypair
-from shared import Cli, CliRun, Keys, SealedDemo, run_cli
+from shared import Cli, CliRun, Keys, Receiver, SealedDemo, run_cli
 
 settings.register_profile("default", derandomize=True)
 settings.register_profile("explore", derandomize=False)
@@ -92,3 +96,30 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
 
 
 from pgtools import pg_url  # noqa: E402, F401 - a database of the test's own (PostgreSQL tests)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A lineage endpoint on 127.0.0.1 that records what it is sent."""
+    state = Receiver("")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            state.posts.append((self.path, dict(self.headers), body))
+            self.send_response(state.status)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    state.url = f"http://127.0.0.1:{server.server_port}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

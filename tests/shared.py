@@ -5,6 +5,7 @@ the tests run the command line in process."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
@@ -58,3 +59,13 @@ def run_cli(capsys: Any, *args: str | Path) -> CliRun:
         code = int(exc.code or 0)
     captured = capsys.readouterr()
     return CliRun(code, captured.out, captured.err)
+
+
+@dataclass
+class Receiver:
+    """What the ``receiver`` fixture's lineage endpoint on 127.0.0.1 was sent (``posts``:
+    path, headers, body); ``status`` is what it answers."""
+
+    url: str
+    status: int = 200
+    posts: list[tuple[str, dict[str, str], bytes]] = field(default_factory=list)

@@ -15,11 +15,8 @@ import json
 import shutil
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +27,7 @@ from auditjournal.errors import ExportInvalidError, LineageEmitError
 from auditjournal.export.projector import SealResult
 from auditjournal.model.events import ExportSealed, RunCompleted, RunStarted
 from report_runs import ForkRun, read_records, record_fork_run
-from shared import run_cli
+from shared import Receiver, run_cli
 
 ol = pytest.importorskip("auditjournal.integrations.openlineage")
 event_v2 = pytest.importorskip("openlineage.client.event_v2")
@@ -284,40 +281,6 @@ def test_file_transport_appends_one_event_per_line(fork: ForkRun, tmp_path: Path
         assert data == json.loads(ol.to_json(event))
     with pytest.raises(LineageEmitError, match="cannot send"):
         ol.emit(events, out=tmp_path / "missing" / "x.jsonl")
-
-
-@dataclass
-class Receiver:
-    url: str
-    status: int = 200
-    posts: list[tuple[str, dict[str, str], bytes]] = field(default_factory=list)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    """A lineage endpoint on 127.0.0.1 that records what it is sent."""
-    state = Receiver("")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            state.posts.append((self.path, dict(self.headers), body))
-            self.send_response(state.status)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_port}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 def test_http_transport_posts_to_the_lineage_api(

@@ -22,18 +22,10 @@ import pytest
 from auditjournal import AuditStore, ExportSettings, OpenLineageSettings, verify_export
 from auditjournal.errors import InvalidSettingsError
 from report_runs import ForkRun, read_records, record_fork_run
-from test_openlineage import (  # the client-model checks and the receiver, shared
-    _PAYLOADS,
-    HMAC_SECRET,
-    Receiver,
-    _strings,
-    receiver,
-    validated,
-)
+from shared import Receiver
+from test_openlineage import _PAYLOADS, HMAC_SECRET, _strings, validated
 
 ol = pytest.importorskip("auditjournal.integrations.openlineage")
-
-__all__ = ["receiver"]  # the fixture, imported for pytest
 
 
 def _sent(lines: list[str]) -> list[dict[str, Any]]:
