@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import pty
 import shutil
 import sqlite3
 import subprocess
@@ -356,7 +358,12 @@ def test_an_interrupted_landscape_run_is_imported_as_interrupted(tmp_path: Path)
             (run_id, token, node, "a" * 64, "b" * 64),
         )
     with AuditStore.open(tmp_path / "audit") as store:
-        (run,) = import_landscape(str(copy / "audit.db"), copy / "payloads", store).runs
+        (refused,) = import_landscape(str(copy / "audit.db"), copy / "payloads", store).runs
+        assert refused.status == "refused" and "--allow-running" in (refused.message or "")
+        assert not store.journal(run_id).exists()
+        (run,) = import_landscape(
+            str(copy / "audit.db"), copy / "payloads", store, allow_running=True
+        ).runs
         assert run.imported_status == "interrupted" and run.notes
         records = records_of(store, run_id)
     (cp,) = [r for r in records if r["record_type"] == "checkpoint"]
@@ -364,6 +371,81 @@ def test_an_interrupted_landscape_run_is_imported_as_interrupted(tmp_path: Path)
     (run_record,) = [r for r in records if r["record_type"] == "run"]
     assert run_record["status"] == "interrupted"
     assert run_record["completed_at"] == "2026-11-30T10:52:40.000001Z"  # the latest time
+
+
+def test_allow_running_on_the_command_line(tmp_path: Path) -> None:
+    copy = copy_fixture("landscape_journal", tmp_path)
+    with sqlite3.connect(copy / "audit.db") as conn:
+        conn.execute("UPDATE runs SET status = 'running', completed_at = NULL")
+    args = [
+        sys.executable, "-m", "auditjournal", "import-landscape", str(copy / "audit.db"),
+        "--payloads", str(copy / "payloads"), "--root", str(tmp_path / "audit"),
+    ]  # fmt: skip
+    refused = subprocess.run(args, capture_output=True, text=True)
+    assert refused.returncode == 1 and "still marked running" in refused.stdout
+    allowed = subprocess.run([*args, "--allow-running"], capture_output=True, text=True)
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    assert "running -> imported" in allowed.stdout and "as 'interrupted'" in allowed.stdout
+
+
+def test_progress_counts_every_row_up_to_the_total(tmp_path: Path) -> None:
+    name = "batch_aggregation"
+    seen: list[Any] = []
+    with AuditStore.open(tmp_path / "audit") as store:
+        report = import_landscape(
+            str(FIXTURES / name / "audit.db"), FIXTURES / name / "payloads", store,
+            progress=seen.append,
+        )  # fmt: skip
+    (run,) = report.runs
+    total = sum(t.imported for t in run.tables)
+    assert total == sum(counts(name, run.run_id).values())
+    done = [s.done for s in seen]
+    assert done[-1] == total and done == sorted(set(done))  # every row, each counted once
+    steps = {(s.table, b - a) for s, a, b in zip(seen[1:], done, done[1:], strict=False)}
+    assert {table for table, step in steps if step != 1} == {"tokens"}  # and their parents
+    assert {s.total for s in seen} == {total} and {s.run_id for s in seen} == {run.run_id}
+    tables = [s.table for s in seen]
+    assert tables[0] == "runs" and {"batch_members", "token_outcomes"} <= set(tables)
+
+
+def test_the_command_shows_progress_on_a_terminal_and_quiet_shows_nothing(
+    tmp_path: Path,
+) -> None:
+    name = "landscape_journal"
+    args = [
+        sys.executable, "-m", "auditjournal", "import-landscape", str(FIXTURES / name / "audit.db"),
+        "--payloads", str(FIXTURES / name / "payloads"),
+    ]  # fmt: skip
+    primary, secondary = pty.openpty()  # stderr a terminal, as for a person
+    env = {**os.environ, "COLUMNS": "120", "TERM": "dumb"}
+    try:
+        shown = subprocess.run(
+            [*args, "--root", str(tmp_path / "a")], stdout=subprocess.PIPE, stderr=secondary,
+            text=True, env=env,
+        )  # fmt: skip
+        os.close(secondary)
+        err = b""
+        while True:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # the terminal's other end is closed: all read
+                break
+            if not chunk:
+                break
+            err += chunk
+    finally:
+        os.close(primary)
+    assert shown.returncode == 0
+    rows = sum(counts(name, run_id_of(name)).values())
+    assert f"{rows}/{rows}" in err.decode() and "rows (token_outcomes)" in err.decode()
+    quiet = subprocess.run(
+        [*args, "--root", str(tmp_path / "b"), "--quiet"], capture_output=True, text=True
+    )
+    assert quiet.returncode == 0 and quiet.stdout == "" and quiet.stderr == ""
+    again = subprocess.run(
+        [*args, "--root", str(tmp_path / "b"), "-q"], capture_output=True, text=True
+    )
+    assert again.returncode == 1 and "already in" in again.stdout
 
 
 def test_the_command_prints_the_table_and_exits_by_outcome(tmp_path: Path) -> None:

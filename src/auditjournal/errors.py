@@ -265,3 +265,7 @@ class LandscapeDataError(LandscapeError):
 
 class RunAlreadyImportedError(RunExistsError, LandscapeError):
     """The run is already in the store."""
+
+
+class RunStillRunningError(LandscapeError):
+    """Landscape still marks the run running, and importing it as interrupted was not asked."""
