@@ -10,6 +10,7 @@ nothing. The fixtures are opened read-only and never written.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import pty
@@ -20,9 +21,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
-from auditjournal import AuditStore
+from auditjournal import AuditStore, canonical_json
 from auditjournal.evidence.verify import verify_export
 from auditjournal.landscape.importer import import_landscape
 from auditjournal.landscape.schema import TABLES, THROUGH
@@ -318,6 +320,65 @@ def test_a_purged_payload_is_imported_hash_only(tmp_path: Path) -> None:
             store.export_dir(run.run_id), journal=(store.journal_dir(run.run_id), store.payloads)
         )
         assert result.ok, result.lines
+
+
+PLANTED = "planted-clear-secret-4f1c"
+
+
+def plant_secret(copy: Path, table: str, key: str, ref_column: str, hash_column: str) -> str:
+    """Put a clear secret field into the payload of one row of ``table`` (a new
+    canonical file, its ref and hash in the row); returns the row's id."""
+    with sqlite3.connect(copy / "audit.db") as conn:
+        ident, old = conn.execute(
+            f"SELECT {key}, {ref_column} FROM {table} WHERE {ref_column} IS NOT NULL LIMIT 1"
+        ).fetchone()
+        value = json.loads((copy / "payloads" / old[:2] / old).read_bytes())
+        value["x-api-key"] = PLANTED
+        data = canonical_json(value)
+        new = hashlib.sha256(data).hexdigest()
+        (copy / "payloads" / new[:2]).mkdir(exist_ok=True)
+        (copy / "payloads" / new[:2] / new).write_bytes(data)
+        conn.execute(
+            f"UPDATE {table} SET {ref_column} = ?, {hash_column} = ? WHERE {key} = ?",
+            (new, new, ident),
+        )
+    return str(ident)
+
+
+def test_a_secret_in_a_copied_call_or_operation_payload_appears_nowhere(tmp_path: Path) -> None:
+    copy = copy_fixture("chaosllm_sentiment", tmp_path)
+    call = plant_secret(copy, "calls", "call_id", "request_ref", "request_hash")
+    operation = plant_secret(
+        copy, "operations", "operation_id", "input_data_ref", "input_data_hash"
+    )
+    root = tmp_path / "audit"
+    with AuditStore.open(root) as store:
+        report = import_landscape(str(copy / "audit.db"), copy / "payloads", store)
+        (run,) = report.runs
+        assert run.status == "imported" and report.ok, run.message
+        assert run.payloads.filtered == 2
+        assert any(f"calls {call}: request" in n and "x-api-key" in n for n in run.notes)
+        records = records_of(store, run.run_id)
+        story_calls = [r for r in records if r.get("call_id") == call]
+        csv = tmp_path / "csv"
+        subprocess.run(
+            [sys.executable, "-m", "auditjournal", "export-csv", str(root), run.run_id,
+             "--out", str(csv)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+    (recorded,) = story_calls
+    assert recorded["redacted"] == ["request"]
+    assert recorded["request"]["x-api-key"] == "<redacted>"
+    (op,) = [r for r in records if r.get("operation_id") == operation and "input_data" in r]
+    assert op["input_data"]["x-api-key"] == "<redacted>"
+    result = verify_export(
+        store.export_dir(run.run_id), journal=(store.journal_dir(run.run_id), store.payloads)
+    )
+    assert result.ok, result.lines
+    for path in [*root.rglob("*"), *csv.rglob("*")]:
+        if path.is_file():
+            assert PLANTED.encode() not in path.read_bytes(), path
+    assert PLANTED not in json.dumps(msgspec.to_builtins(report))
 
 
 def test_an_unknown_outcome_refuses_the_run_naming_it(tmp_path: Path) -> None:

@@ -116,6 +116,7 @@ def render(report: ImportReport, *, quiet: bool = False) -> str:
         lines.append(
             f"  payloads: {p.referenced} referenced, {p.copied} copied, "
             f"{p.already_present} already present, {p.missing} missing"
+            + (f", {p.filtered} stored filtered (secret fields)" if p.filtered else "")
         )
         lines += [f"  note: {n}" for n in run.notes]
     return "\n".join(lines)

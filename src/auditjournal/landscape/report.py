@@ -36,6 +36,8 @@ class PayloadCount(msgspec.Struct, frozen=True):
     copied: int = 0
     already_present: int = 0
     missing: int = 0
+    filtered: int = 0
+    """Held a secret field: stored filtered by the recorder, not copied."""
 
 
 class RunImport(msgspec.Struct, frozen=True):
