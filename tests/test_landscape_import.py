@@ -25,10 +25,12 @@ import msgspec
 import pytest
 
 from auditjournal import AuditStore, canonical_json
+from auditjournal.errors import RowNotFoundError
 from auditjournal.evidence.verify import verify_export
 from auditjournal.landscape.importer import import_landscape
 from auditjournal.landscape.schema import TABLES, THROUGH
 from auditjournal.sql import lineage, lineagetext
+from landscape_run import record_landscape
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "elspeth-landscape"
 if not FIXTURES.is_dir():
@@ -541,7 +543,44 @@ def test_explain_a_row_consumed_into_a_batch_shows_the_batch(imported: dict[str,
         ).fetchall()
     assert [m["token_id"] for m in found["members"]] == [m[0] for m in members]
     assert [m["token_id"] for m in story["batch_members"]] == ["df1f819569ee467ab80dbdcde5d9555e"]
+    # what the batch produced, checked against the database's own rows
+    with landscape("batch_aggregation") as conn:
+        (made,) = conn.execute(
+            "SELECT p.token_id, p.parent_token_id FROM token_parents p JOIN batch_members m "
+            "ON m.token_id = p.parent_token_id WHERE m.batch_id = ?",
+            ("616926363f4040c28a1ebd71dd5f643c",),
+        ).fetchall()
+        states = conn.execute(
+            "SELECT state_id, node_id, status FROM node_states WHERE token_id = ? "
+            "ORDER BY started_at",
+            (made["token_id"],),
+        ).fetchall()
+        outcomes = conn.execute(
+            "SELECT outcome, sink_name FROM token_outcomes WHERE token_id = ?", (made["token_id"],)
+        ).fetchall()
+        written = conn.execute(
+            "SELECT artifact_id FROM artifacts WHERE produced_by_state_id IN "
+            "(SELECT state_id FROM node_states WHERE token_id = ?)",
+            (made["token_id"],),
+        ).fetchall()
+    (produced,) = found["produced"]
+    assert produced["token"]["token_id"] == made["token_id"] == "a5bbc42c91654974896a42a94f35b8e9"
+    assert produced["found"] == f"child of member {made['parent_token_id']}"
+    assert [(s["state_id"], s["node_id"], s["status"]) for s in produced["node_states"]] == [
+        tuple(r) for r in states
+    ]
+    assert [(o["outcome"], o["sink_name"]) for o in produced["token_outcomes"]] == [
+        tuple(r) for r in outcomes
+    ]
+    assert [a["artifact_id"] for a in produced["artifacts"]] == [r[0] for r in written] != []
     shown = lineagetext.render_explain(story)
+    assert (
+        "produced token a5bbc42c91654974896a42a94f35b8e9 of row 1dc8be3218a44ca0b5945048c48a37dc "
+        f"(child of member {made['parent_token_id']})" in shown
+    )
+    assert (
+        "    outcome completed -> output" in shown and "file://output/batch_summaries.csv" in shown
+    )
     assert "batch 616926363f4040c28a1ebd71dd5f643c  completed, trigger count, 5 members" in shown
     assert "(not retained)" in shown  # node-state data is hash-only
     assert "outcome consumed_in_batch (batch 616926363f4040c28a1ebd71dd5f643c)" in shown
@@ -559,3 +598,53 @@ def test_explain_a_row_rejected_at_validation(imported: dict[str, Any]) -> None:
     shown = lineagetext.render_explain(story)
     assert "rejected at validation verr_e90fb9c0d9a2 (schema mode parse) -> quarantine" in shown
     assert "error hash 7b3f68595e04e337" in shown
+
+
+def test_explain_a_validation_error_shows_its_story(imported: dict[str, Any]) -> None:
+    run_id = run_id_of("nan_json")
+    with AuditStore.open(imported["root"]) as store:
+        story = lineage.explain_validation_error(store, run_id, "verr_e90fb9c0d9a2")
+        with pytest.raises(RowNotFoundError, match="no validation error 'verr_nope'"):
+            lineage.explain_validation_error(store, run_id, "verr_nope")
+    with landscape("nan_json") as conn:
+        error = conn.execute(
+            "SELECT * FROM validation_errors WHERE error_id = 'verr_e90fb9c0d9a2'"
+        ).fetchone()
+    record = story["validation_error"]
+    assert (record["error"], record["schema_mode"], record["destination"]) == (
+        error["error"], error["schema_mode"], error["destination"],
+    )  # fmt: skip
+    assert record["row_data"] == json.loads(error["row_data_json"])
+    # the rejection made a row (quarantined): the story is that row's
+    assert story["row"]["row_id"] == "ce46c23806674fb5afff8d21479b17e2"
+    assert story["outcome"] == "quarantined"
+    args = [
+        sys.executable, "-m", "auditjournal", "explain", str(imported["root"]), run_id,
+        "--validation-error", "verr_e90fb9c0d9a2", "--no-refresh",
+    ]  # fmt: skip
+    shown = subprocess.run(args, capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    assert "rejected at validation verr_e90fb9c0d9a2 (schema mode parse) -> quarantine" in (
+        shown.stdout
+    )
+    assert "outcome quarantined" in shown.stdout
+    missing = subprocess.run([*args[:-2], "verr_nope"], capture_output=True, text=True)
+    assert missing.returncode == 2 and missing.stderr.strip().count("\n") == 0
+    assert "no validation error 'verr_nope'" in missing.stderr
+    both = subprocess.run([*args, "--row", "x"], capture_output=True, text=True)
+    assert both.returncode == 2 and "--validation-error ID" in both.stderr
+
+
+def test_explain_a_validation_error_that_made_no_row(tmp_path: Path) -> None:
+    with AuditStore.open(tmp_path / "audit") as store:
+        run = store.start_run(run_id="verr-run")
+        record_landscape(run)
+        run.complete("completed")
+        run.close()
+        story = lineage.explain_validation_error(store, "verr-run", "verr-2")
+    assert story["row"] is None
+    assert story["validation_error"]["row_data"] == {"__raw_line__": "x"}
+    shown = lineagetext.render_validation_error(story)
+    assert "validation error verr-2 of run verr-run" in shown
+    assert "rejected (schema mode fixed) -> discard: missing field" in shown
+    assert 'data {"__raw_line__":"x"}' in shown and "it never became a row" in shown

@@ -232,6 +232,10 @@ class RowNotFoundError(AuditJournalError):
     """No row with this id in the run's audit tables."""
 
 
+class ValidationErrorNotFoundError(RowNotFoundError):
+    """No validation error with this id in the run's audit tables."""
+
+
 class ExportInvalidError(AuditJournalError):
     """A sealed export did not verify, so nothing may be built on it (lineage events, ...)."""
 
