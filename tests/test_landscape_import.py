@@ -383,6 +383,38 @@ def test_a_secret_in_a_copied_call_or_operation_payload_appears_nowhere(tmp_path
     assert PLANTED not in json.dumps(msgspec.to_builtins(report))
 
 
+def test_an_artifacts_idempotency_key_is_imported(tmp_path: Path) -> None:
+    copy = copy_fixture("nan_json", tmp_path)
+    with sqlite3.connect(copy / "audit.db") as conn:
+        keys = {
+            a: f"sink-once-{i}"
+            for i, (a,) in enumerate(conn.execute("SELECT artifact_id FROM artifacts LIMIT 2"))
+        }
+        for artifact, key in keys.items():
+            conn.execute(
+                "UPDATE artifacts SET idempotency_key = ? WHERE artifact_id = ?", (key, artifact)
+            )
+    with AuditStore.open(tmp_path / "audit") as store:
+        report = import_landscape(str(copy / "audit.db"), copy / "payloads", store)
+        (run,) = report.runs
+        assert run.status == "imported" and report.ok
+        records = records_of(store, run.run_id)
+        shown = lineage.explain_row(store, run.run_id, records_of_row(records))
+    got = {
+        r["artifact_id"]: r.get("idempotency_key")
+        for r in records
+        if r["record_type"] == "artifact"
+    }
+    assert {a: k for a, k in got.items() if k is not None} == keys and len(got) == 3
+    assert all(a.get("idempotency_key") == keys.get(a["artifact_id"]) for a in shown["artifacts"])
+
+
+def records_of_row(records: list[dict[str, Any]]) -> str:
+    """The row of the first artifact's state."""
+    state = next(r["state_id"] for r in records if r["record_type"] == "artifact")
+    return str(next(r["row_id"] for r in records if r.get("state_id") == state and "row_id" in r))
+
+
 def test_an_unknown_outcome_refuses_the_run_naming_it(tmp_path: Path) -> None:
     copy = copy_fixture("landscape_journal", tmp_path)
     with sqlite3.connect(copy / "audit.db") as conn:

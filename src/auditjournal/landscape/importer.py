@@ -153,11 +153,6 @@ class _RunImporter(RunPlan):
                          "column unknown to this importer (newer Landscape schema?)")
                 for column in unknown
             )  # fmt: skip
-            idempotency = (
-                sum(r["idempotency_key"] is not None for r in rows) if name == "artifacts" else 0
-            )
-            if idempotency:
-                unmapped += (Unmapped("idempotency_key", idempotency, "no field for it yet"),)
             out.append(TableCount(name, len(rows), self.imported[name], unmapped))
         return tuple(out)
 

@@ -247,6 +247,7 @@ class RunPlan:
                 path_or_uri=a["path_or_uri"],
                 content_hash=a["content_hash"],
                 size_bytes=a["size_bytes"],
+                idempotency_key=a["idempotency_key"],
                 occurred_at=self._t(a, "created_at"),
             )
         for o in r["token_outcomes"]:
