@@ -10,7 +10,10 @@ nothing. The fixtures are opened read-only and never written.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
+import os
+import pty
 import shutil
 import sqlite3
 import subprocess
@@ -18,13 +21,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
-from auditjournal import AuditStore
+from auditjournal import AuditStore, canonical_json
+from auditjournal.errors import RowNotFoundError
 from auditjournal.evidence.verify import verify_export
 from auditjournal.landscape.importer import import_landscape
 from auditjournal.landscape.schema import TABLES, THROUGH
 from auditjournal.sql import lineage, lineagetext
+from landscape_run import record_landscape
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "elspeth-landscape"
 if not FIXTURES.is_dir():
@@ -318,6 +324,97 @@ def test_a_purged_payload_is_imported_hash_only(tmp_path: Path) -> None:
         assert result.ok, result.lines
 
 
+PLANTED = "planted-clear-secret-4f1c"
+
+
+def plant_secret(copy: Path, table: str, key: str, ref_column: str, hash_column: str) -> str:
+    """Put a clear secret field into the payload of one row of ``table`` (a new
+    canonical file, its ref and hash in the row); returns the row's id."""
+    with sqlite3.connect(copy / "audit.db") as conn:
+        ident, old = conn.execute(
+            f"SELECT {key}, {ref_column} FROM {table} WHERE {ref_column} IS NOT NULL LIMIT 1"
+        ).fetchone()
+        value = json.loads((copy / "payloads" / old[:2] / old).read_bytes())
+        value["x-api-key"] = PLANTED
+        data = canonical_json(value)
+        new = hashlib.sha256(data).hexdigest()
+        (copy / "payloads" / new[:2]).mkdir(exist_ok=True)
+        (copy / "payloads" / new[:2] / new).write_bytes(data)
+        conn.execute(
+            f"UPDATE {table} SET {ref_column} = ?, {hash_column} = ? WHERE {key} = ?",
+            (new, new, ident),
+        )
+    return str(ident)
+
+
+def test_a_secret_in_a_copied_call_or_operation_payload_appears_nowhere(tmp_path: Path) -> None:
+    copy = copy_fixture("chaosllm_sentiment", tmp_path)
+    call = plant_secret(copy, "calls", "call_id", "request_ref", "request_hash")
+    operation = plant_secret(
+        copy, "operations", "operation_id", "input_data_ref", "input_data_hash"
+    )
+    root = tmp_path / "audit"
+    with AuditStore.open(root) as store:
+        report = import_landscape(str(copy / "audit.db"), copy / "payloads", store)
+        (run,) = report.runs
+        assert run.status == "imported" and report.ok, run.message
+        assert run.payloads.filtered == 2
+        assert any(f"calls {call}: request" in n and "x-api-key" in n for n in run.notes)
+        records = records_of(store, run.run_id)
+        story_calls = [r for r in records if r.get("call_id") == call]
+        csv = tmp_path / "csv"
+        subprocess.run(
+            [sys.executable, "-m", "auditjournal", "export-csv", str(root), run.run_id,
+             "--out", str(csv)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+    (recorded,) = story_calls
+    assert recorded["redacted"] == ["request"]
+    assert recorded["request"]["x-api-key"] == "<redacted>"
+    (op,) = [r for r in records if r.get("operation_id") == operation and "input_data" in r]
+    assert op["input_data"]["x-api-key"] == "<redacted>"
+    result = verify_export(
+        store.export_dir(run.run_id), journal=(store.journal_dir(run.run_id), store.payloads)
+    )
+    assert result.ok, result.lines
+    for path in [*root.rglob("*"), *csv.rglob("*")]:
+        if path.is_file():
+            assert PLANTED.encode() not in path.read_bytes(), path
+    assert PLANTED not in json.dumps(msgspec.to_builtins(report))
+
+
+def test_an_artifacts_idempotency_key_is_imported(tmp_path: Path) -> None:
+    copy = copy_fixture("nan_json", tmp_path)
+    with sqlite3.connect(copy / "audit.db") as conn:
+        keys = {
+            a: f"sink-once-{i}"
+            for i, (a,) in enumerate(conn.execute("SELECT artifact_id FROM artifacts LIMIT 2"))
+        }
+        for artifact, key in keys.items():
+            conn.execute(
+                "UPDATE artifacts SET idempotency_key = ? WHERE artifact_id = ?", (key, artifact)
+            )
+    with AuditStore.open(tmp_path / "audit") as store:
+        report = import_landscape(str(copy / "audit.db"), copy / "payloads", store)
+        (run,) = report.runs
+        assert run.status == "imported" and report.ok
+        records = records_of(store, run.run_id)
+        shown = lineage.explain_row(store, run.run_id, records_of_row(records))
+    got = {
+        r["artifact_id"]: r.get("idempotency_key")
+        for r in records
+        if r["record_type"] == "artifact"
+    }
+    assert {a: k for a, k in got.items() if k is not None} == keys and len(got) == 3
+    assert all(a.get("idempotency_key") == keys.get(a["artifact_id"]) for a in shown["artifacts"])
+
+
+def records_of_row(records: list[dict[str, Any]]) -> str:
+    """The row of the first artifact's state."""
+    state = next(r["state_id"] for r in records if r["record_type"] == "artifact")
+    return str(next(r["row_id"] for r in records if r.get("state_id") == state and "row_id" in r))
+
+
 def test_an_unknown_outcome_refuses_the_run_naming_it(tmp_path: Path) -> None:
     copy = copy_fixture("landscape_journal", tmp_path)
     with sqlite3.connect(copy / "audit.db") as conn:
@@ -356,7 +453,12 @@ def test_an_interrupted_landscape_run_is_imported_as_interrupted(tmp_path: Path)
             (run_id, token, node, "a" * 64, "b" * 64),
         )
     with AuditStore.open(tmp_path / "audit") as store:
-        (run,) = import_landscape(str(copy / "audit.db"), copy / "payloads", store).runs
+        (refused,) = import_landscape(str(copy / "audit.db"), copy / "payloads", store).runs
+        assert refused.status == "refused" and "--allow-running" in (refused.message or "")
+        assert not store.journal(run_id).exists()
+        (run,) = import_landscape(
+            str(copy / "audit.db"), copy / "payloads", store, allow_running=True
+        ).runs
         assert run.imported_status == "interrupted" and run.notes
         records = records_of(store, run_id)
     (cp,) = [r for r in records if r["record_type"] == "checkpoint"]
@@ -364,6 +466,81 @@ def test_an_interrupted_landscape_run_is_imported_as_interrupted(tmp_path: Path)
     (run_record,) = [r for r in records if r["record_type"] == "run"]
     assert run_record["status"] == "interrupted"
     assert run_record["completed_at"] == "2026-11-30T10:52:40.000001Z"  # the latest time
+
+
+def test_allow_running_on_the_command_line(tmp_path: Path) -> None:
+    copy = copy_fixture("landscape_journal", tmp_path)
+    with sqlite3.connect(copy / "audit.db") as conn:
+        conn.execute("UPDATE runs SET status = 'running', completed_at = NULL")
+    args = [
+        sys.executable, "-m", "auditjournal", "import-landscape", str(copy / "audit.db"),
+        "--payloads", str(copy / "payloads"), "--root", str(tmp_path / "audit"),
+    ]  # fmt: skip
+    refused = subprocess.run(args, capture_output=True, text=True)
+    assert refused.returncode == 1 and "still marked running" in refused.stdout
+    allowed = subprocess.run([*args, "--allow-running"], capture_output=True, text=True)
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    assert "running -> imported" in allowed.stdout and "as 'interrupted'" in allowed.stdout
+
+
+def test_progress_counts_every_row_up_to_the_total(tmp_path: Path) -> None:
+    name = "batch_aggregation"
+    seen: list[Any] = []
+    with AuditStore.open(tmp_path / "audit") as store:
+        report = import_landscape(
+            str(FIXTURES / name / "audit.db"), FIXTURES / name / "payloads", store,
+            progress=seen.append,
+        )  # fmt: skip
+    (run,) = report.runs
+    total = sum(t.imported for t in run.tables)
+    assert total == sum(counts(name, run.run_id).values())
+    done = [s.done for s in seen]
+    assert done[-1] == total and done == sorted(set(done))  # every row, each counted once
+    steps = {(s.table, b - a) for s, a, b in zip(seen[1:], done, done[1:], strict=False)}
+    assert {table for table, step in steps if step != 1} == {"tokens"}  # and their parents
+    assert {s.total for s in seen} == {total} and {s.run_id for s in seen} == {run.run_id}
+    tables = [s.table for s in seen]
+    assert tables[0] == "runs" and {"batch_members", "token_outcomes"} <= set(tables)
+
+
+def test_the_command_shows_progress_on_a_terminal_and_quiet_shows_nothing(
+    tmp_path: Path,
+) -> None:
+    name = "landscape_journal"
+    args = [
+        sys.executable, "-m", "auditjournal", "import-landscape", str(FIXTURES / name / "audit.db"),
+        "--payloads", str(FIXTURES / name / "payloads"),
+    ]  # fmt: skip
+    primary, secondary = pty.openpty()  # stderr a terminal, as for a person
+    env = {**os.environ, "COLUMNS": "120", "TERM": "dumb"}
+    try:
+        shown = subprocess.run(
+            [*args, "--root", str(tmp_path / "a")], stdout=subprocess.PIPE, stderr=secondary,
+            text=True, env=env,
+        )  # fmt: skip
+        os.close(secondary)
+        err = b""
+        while True:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # the terminal's other end is closed: all read
+                break
+            if not chunk:
+                break
+            err += chunk
+    finally:
+        os.close(primary)
+    assert shown.returncode == 0
+    rows = sum(counts(name, run_id_of(name)).values())
+    assert f"{rows}/{rows}" in err.decode() and "rows (token_outcomes)" in err.decode()
+    quiet = subprocess.run(
+        [*args, "--root", str(tmp_path / "b"), "--quiet"], capture_output=True, text=True
+    )
+    assert quiet.returncode == 0 and quiet.stdout == "" and quiet.stderr == ""
+    again = subprocess.run(
+        [*args, "--root", str(tmp_path / "b"), "-q"], capture_output=True, text=True
+    )
+    assert again.returncode == 1 and "already in" in again.stdout
 
 
 def test_the_command_prints_the_table_and_exits_by_outcome(tmp_path: Path) -> None:
@@ -398,7 +575,44 @@ def test_explain_a_row_consumed_into_a_batch_shows_the_batch(imported: dict[str,
         ).fetchall()
     assert [m["token_id"] for m in found["members"]] == [m[0] for m in members]
     assert [m["token_id"] for m in story["batch_members"]] == ["df1f819569ee467ab80dbdcde5d9555e"]
+    # what the batch produced, checked against the database's own rows
+    with landscape("batch_aggregation") as conn:
+        (made,) = conn.execute(
+            "SELECT p.token_id, p.parent_token_id FROM token_parents p JOIN batch_members m "
+            "ON m.token_id = p.parent_token_id WHERE m.batch_id = ?",
+            ("616926363f4040c28a1ebd71dd5f643c",),
+        ).fetchall()
+        states = conn.execute(
+            "SELECT state_id, node_id, status FROM node_states WHERE token_id = ? "
+            "ORDER BY started_at",
+            (made["token_id"],),
+        ).fetchall()
+        outcomes = conn.execute(
+            "SELECT outcome, sink_name FROM token_outcomes WHERE token_id = ?", (made["token_id"],)
+        ).fetchall()
+        written = conn.execute(
+            "SELECT artifact_id FROM artifacts WHERE produced_by_state_id IN "
+            "(SELECT state_id FROM node_states WHERE token_id = ?)",
+            (made["token_id"],),
+        ).fetchall()
+    (produced,) = found["produced"]
+    assert produced["token"]["token_id"] == made["token_id"] == "a5bbc42c91654974896a42a94f35b8e9"
+    assert produced["found"] == f"child of member {made['parent_token_id']}"
+    assert [(s["state_id"], s["node_id"], s["status"]) for s in produced["node_states"]] == [
+        tuple(r) for r in states
+    ]
+    assert [(o["outcome"], o["sink_name"]) for o in produced["token_outcomes"]] == [
+        tuple(r) for r in outcomes
+    ]
+    assert [a["artifact_id"] for a in produced["artifacts"]] == [r[0] for r in written] != []
     shown = lineagetext.render_explain(story)
+    assert (
+        "produced token a5bbc42c91654974896a42a94f35b8e9 of row 1dc8be3218a44ca0b5945048c48a37dc "
+        f"(child of member {made['parent_token_id']})" in shown
+    )
+    assert (
+        "    outcome completed -> output" in shown and "file://output/batch_summaries.csv" in shown
+    )
     assert "batch 616926363f4040c28a1ebd71dd5f643c  completed, trigger count, 5 members" in shown
     assert "(not retained)" in shown  # node-state data is hash-only
     assert "outcome consumed_in_batch (batch 616926363f4040c28a1ebd71dd5f643c)" in shown
@@ -416,3 +630,53 @@ def test_explain_a_row_rejected_at_validation(imported: dict[str, Any]) -> None:
     shown = lineagetext.render_explain(story)
     assert "rejected at validation verr_e90fb9c0d9a2 (schema mode parse) -> quarantine" in shown
     assert "error hash 7b3f68595e04e337" in shown
+
+
+def test_explain_a_validation_error_shows_its_story(imported: dict[str, Any]) -> None:
+    run_id = run_id_of("nan_json")
+    with AuditStore.open(imported["root"]) as store:
+        story = lineage.explain_validation_error(store, run_id, "verr_e90fb9c0d9a2")
+        with pytest.raises(RowNotFoundError, match="no validation error 'verr_nope'"):
+            lineage.explain_validation_error(store, run_id, "verr_nope")
+    with landscape("nan_json") as conn:
+        error = conn.execute(
+            "SELECT * FROM validation_errors WHERE error_id = 'verr_e90fb9c0d9a2'"
+        ).fetchone()
+    record = story["validation_error"]
+    assert (record["error"], record["schema_mode"], record["destination"]) == (
+        error["error"], error["schema_mode"], error["destination"],
+    )  # fmt: skip
+    assert record["row_data"] == json.loads(error["row_data_json"])
+    # the rejection made a row (quarantined): the story is that row's
+    assert story["row"]["row_id"] == "ce46c23806674fb5afff8d21479b17e2"
+    assert story["outcome"] == "quarantined"
+    args = [
+        sys.executable, "-m", "auditjournal", "explain", str(imported["root"]), run_id,
+        "--validation-error", "verr_e90fb9c0d9a2", "--no-refresh",
+    ]  # fmt: skip
+    shown = subprocess.run(args, capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    assert "rejected at validation verr_e90fb9c0d9a2 (schema mode parse) -> quarantine" in (
+        shown.stdout
+    )
+    assert "outcome quarantined" in shown.stdout
+    missing = subprocess.run([*args[:-2], "verr_nope"], capture_output=True, text=True)
+    assert missing.returncode == 2 and missing.stderr.strip().count("\n") == 0
+    assert "no validation error 'verr_nope'" in missing.stderr
+    both = subprocess.run([*args, "--row", "x"], capture_output=True, text=True)
+    assert both.returncode == 2 and "--validation-error ID" in both.stderr
+
+
+def test_explain_a_validation_error_that_made_no_row(tmp_path: Path) -> None:
+    with AuditStore.open(tmp_path / "audit") as store:
+        run = store.start_run(run_id="verr-run")
+        record_landscape(run)
+        run.complete("completed")
+        run.close()
+        story = lineage.explain_validation_error(store, "verr-run", "verr-2")
+    assert story["row"] is None
+    assert story["validation_error"]["row_data"] == {"__raw_line__": "x"}
+    shown = lineagetext.render_validation_error(story)
+    assert "validation error verr-2 of run verr-run" in shown
+    assert "rejected (schema mode fixed) -> discard: missing field" in shown
+    assert 'data {"__raw_line__":"x"}' in shown and "it never became a row" in shown

@@ -11,6 +11,7 @@ gets a typed error and appends nothing.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import hashlib
 import json
@@ -329,6 +330,132 @@ def test_sql_tables_hold_the_export_records(store: AuditStore, tmp_path: Path) -
             database.close()
 
 
+def test_interruptions_and_resumptions_are_sql_rows_and_csv(
+    store: AuditStore, tmp_path: Path
+) -> None:
+    """``run_interrupted``/``run_resumed`` (a writer that stopped, a new one that took
+    over) are rows of ``run_interruptions``, equal to the run record's ``interruptions``;
+    on SQLite always, on PostgreSQL when configured. The CSV run file lists them too."""
+    run_id = f"lint-{os.getpid()}-{tmp_path.name[-12:]}"
+    first = store.start_run(run_id=run_id, config={"p": 1})
+    src = first.register_node(plugin_name="s", node_type="source", node_id="src")
+    first.create_row(source_node_id=src, row_index=0, data={"a": 1})
+    first.close()  # the writer stops without completing
+    second = store.resume_run(run_id, reason="host rebooted")
+    second.create_row(source_node_id=src, row_index=1, data={"a": 2})
+    second.close()
+    third = store.resume_run(run_id)
+    third.complete("completed")
+    third.close()
+    out = tmp_path / "replayed"
+    out.mkdir()
+    replay_export(
+        journal_dir=store.journal(run_id), run_id=run_id, payloads=store.payloads,
+        settings=ExportSettings(), prefix=out / "audit_trail",
+    )  # fmt: skip
+    manifest = json.loads((out / "audit_trail.manifest.json").read_text())
+    records = [r for c in manifest["chunks"] for r in json.loads((out / c["file"]).read_text())]
+    (run,) = by_type(records, "run")
+    assert [i["kind"] for i in run["interruptions"]] == ["interrupted", "resumed"] * 2
+    for url in _sql_urls(tmp_path):
+        database = SqlDatabase(url)
+        try:
+            lineage.refresh_tables(store, [run_id], database)
+            table = schema.run_interruptions
+            with database.engine.connect() as conn:
+                rows = conn.execute(
+                    sa.select(table).where(table.c.run_id == run_id).order_by(table.c.seq)
+                ).all()
+            got = []
+            for r in rows:
+                item: dict[str, Any] = {"seq": r.seq, "kind": r.kind}
+                if r.kind == "interrupted":
+                    item |= {"last_seq": r.last_seq, "bytes_dropped": r.bytes_dropped}
+                    item["reason"] = r.reason
+                else:
+                    item["writer"] = json.loads(r.writer_json)
+                got.append(item | {"at": iso(r.at.replace(tzinfo=dt.UTC))})
+            assert got == run["interruptions"], url
+            assert got[0]["reason"] == "host rebooted" and got[1]["writer"]["pid"] == os.getpid()
+        finally:
+            database.delete_run(run_id)
+            database.close()
+    csv_dir = tmp_path / "csv"
+    export_csv(store, run_id, csv_dir)
+    with (csv_dir / "run.csv").open(newline="") as f:
+        (row,) = csv.DictReader(f)
+    assert json.loads(row["interruptions"]) == run["interruptions"]
+
+
+def test_an_artifact_keeps_its_idempotency_key(store: AuditStore, tmp_path: Path) -> None:
+    """Export record, SQL column and CSV column; absent (not null) when not given."""
+    run_id = f"lidem-{os.getpid()}-{tmp_path.name[-12:]}"
+    with store.start_run(run_id=run_id) as run:
+        src = run.register_node(plugin_name="s", node_type="source", node_id="src")
+        sink = run.register_node(plugin_name="k", node_type="sink", node_id="sink")
+        row = run.create_row(source_node_id=src, row_index=0, data={"a": 1})
+        tok = run.create_token(row_id=row)
+        state = run.begin_node_state(token_id=tok, node_id=sink, step_index=1, input_data=[1])
+        for key in ("sink-write-7f3a", None):
+            run.record_artifact(
+                state_id=state, sink_node_id=sink, artifact_type="file", path_or_uri="o",
+                content_hash="0" * 64, size_bytes=1, idempotency_key=key,
+            )  # fmt: skip
+        with pytest.raises(InvalidEventError, match="idempotency_key"):
+            run.record_artifact(
+                state_id=state, sink_node_id=sink, artifact_type="file", path_or_uri="o",
+                content_hash="0" * 64, size_bytes=1, idempotency_key=7,  # type: ignore[arg-type]
+            )  # fmt: skip
+        run.complete_node_state(state, status="completed", output_data=[1])
+        run.complete()
+    keyed, plain = by_type(export_records(store, run_id), "artifact")
+    assert keyed["idempotency_key"] == "sink-write-7f3a" and "idempotency_key" not in plain
+    for url in _sql_urls(tmp_path):
+        database = SqlDatabase(url)
+        try:
+            lineage.refresh_tables(store, [run_id], database)
+            table = schema.artifacts
+            with database.engine.connect() as conn:
+                rows = conn.execute(
+                    sa.select(table).where(table.c.run_id == run_id).order_by(table.c.seq)
+                ).all()
+            assert [r.idempotency_key for r in rows] == ["sink-write-7f3a", None], url
+            got = [lineage._record("artifact", r) for r in rows]
+            assert got == [
+                {k: v for k, v in r.items() if k != "sink_input"} for r in (keyed, plain)
+            ]
+        finally:
+            database.delete_run(run_id)
+            database.close()
+    csv_dir = tmp_path / "csv"
+    export_csv(store, run_id, csv_dir)
+    with (csv_dir / "artifact.csv").open(newline="") as f:
+        assert [r["idempotency_key"] for r in csv.DictReader(f)] == ["sink-write-7f3a", ""]
+
+
+def test_a_version_2_database_is_upgraded_in_place(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'v2.db'}"
+    SqlDatabase(url).close()
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:  # as version 2 had it: no run_interruptions, no key column
+        conn.execute(sa.text("DROP TABLE run_interruptions"))
+        conn.execute(sa.text("ALTER TABLE artifacts DROP COLUMN idempotency_key"))
+        conn.execute(sa.text("UPDATE schema_version SET version = 2"))
+        conn.execute(
+            sa.text("INSERT INTO runs (run_id, status, started_seq) VALUES ('old', 'completed', 1)")
+        )
+    engine.dispose()
+    SqlDatabase(url).close()
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT version FROM schema_version")).scalar() == 3
+        columns = {c["name"] for c in sa.inspect(conn).get_columns("artifacts")}
+        assert "idempotency_key" in columns
+        assert sa.inspect(conn).has_table("run_interruptions")
+        assert conn.execute(sa.text("SELECT status FROM runs")).scalar() == "completed"
+    engine.dispose()
+
+
 def test_a_version_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'v1.db'}"
     engine = sa.create_engine(url)
@@ -343,7 +470,7 @@ def test_a_version_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
     SqlDatabase(url).close()
     engine = sa.create_engine(url)
     with engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT version FROM schema_version")).scalar() == 2
+        assert conn.execute(sa.text("SELECT version FROM schema_version")).scalar() == 3
         columns = {c["name"] for c in sa.inspect(conn).get_columns("runs")}
         assert {"reproducibility_grade", "appended_at", "config_json"} <= columns
         assert sa.inspect(conn).has_table("operations")

@@ -1019,6 +1019,7 @@ def valid_calls(ids: Ids) -> dict[str, dict[str, Any]]:
             "artifact_id": "a-new",
             "sink_input_ref": None,
             "sink_input_hash": None,
+            "idempotency_key": "k-1",
             "occurred_at": WHEN,
         },
         "record_token_outcome": {

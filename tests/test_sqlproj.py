@@ -511,7 +511,7 @@ def test_store_with_wrong_schema_fails_before_the_run_exists(tmp_path: Path) -> 
     SqlDatabase(url).close()
     engine = sa.create_engine(url)
     with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE schema_version SET version = 3"))
+        conn.execute(sa.text("UPDATE schema_version SET version = 4"))  # a newer one
     engine.dispose()
     with AuditStore.open(tmp_path / "root", database_url=url) as store:
         with pytest.raises(SchemaVersionError):

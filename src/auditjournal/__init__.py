@@ -47,6 +47,7 @@ from .errors import (
     UnknownIdError,
     UnsafePathError,
     UnsupportedSchemaError,
+    ValidationErrorNotFoundError,
 )
 from .evidence.consistency import ConsistencyReport, prove_consistency, verify_consistency_file
 from .evidence.extract import Selection, extract_bundle, read_bundle, verify_bundle
@@ -72,7 +73,7 @@ from .proofs.signing import check_signature, generate_keypair
 from .recording.recorder import RunRecorder
 from .recording.store import AuditStore
 from .sql.csvexport import CsvResult, export_csv
-from .sql.lineage import explain_row, list_runs, show_run
+from .sql.lineage import explain_row, explain_validation_error, list_runs, show_run
 from .sql.projector import SqlProjector, replay_sql
 from .sql.schema import SqlDatabase
 
@@ -144,12 +145,14 @@ __all__ = [
     "UnknownIdError",
     "UnsafePathError",
     "UnsupportedSchemaError",
+    "ValidationErrorNotFoundError",
     "VerifyReport",
     "__version__",
     "canonical_json",
     "check_signature",
     "decode_typed",
     "explain_row",
+    "explain_validation_error",
     "export_csv",
     "extract_bundle",
     "generate_keypair",

@@ -232,6 +232,10 @@ class RowNotFoundError(AuditJournalError):
     """No row with this id in the run's audit tables."""
 
 
+class ValidationErrorNotFoundError(RowNotFoundError):
+    """No validation error with this id in the run's audit tables."""
+
+
 class ExportInvalidError(AuditJournalError):
     """A sealed export did not verify, so nothing may be built on it (lineage events, ...)."""
 
@@ -265,3 +269,7 @@ class LandscapeDataError(LandscapeError):
 
 class RunAlreadyImportedError(RunExistsError, LandscapeError):
     """The run is already in the store."""
+
+
+class RunStillRunningError(LandscapeError):
+    """Landscape still marks the run running, and importing it as interrupted was not asked."""

@@ -16,8 +16,14 @@ from ..errors import AuditJournalError
 from ..recording.follow import writer_gone
 from ..recording.store import AuditStore
 from ..sql.csvexport import export_csv, journal_size
-from ..sql.lineage import explain_row, list_runs, refresh_tables, show_run
-from ..sql.lineagetext import plain, render_explain, runs_view, show_view
+from ..sql.lineage import (
+    explain_row,
+    explain_validation_error,
+    list_runs,
+    refresh_tables,
+    show_run,
+)
+from ..sql.lineagetext import plain, render_explain, render_validation_error, runs_view, show_view
 from ..sql.reading import open_read_only
 from ..sql.rowfind import find_rows, parse_where
 from ..sql.schema import SqlDatabase
@@ -153,6 +159,14 @@ def show(
     help="The rows whose source data has FIELD equal to VALUE (e.g. customer_id=C0001; "
     "a dotted path for nested fields).",
 )
+@click.option(
+    "--validation-error",
+    "validation_error_id",
+    default=None,
+    metavar="ID",
+    help="A row rejected at source validation, by the validation error's id: the row it "
+    "made (quarantined), or the error alone when it made none.",
+)
 @_DB
 @_NO_REFRESH
 @click.option("--full", is_flag=True, help="Show payloads in full (default: cut at 120 chars).")
@@ -163,6 +177,7 @@ def explain(
     row_id: str | None,
     row_index: int | None,
     where: str | None,
+    validation_error_id: str | None,
     db_url: str | None,
     no_refresh: bool,
     full: bool,
@@ -170,10 +185,24 @@ def explain(
 ) -> None:
     """The full lineage of rows: source data, every state's input/output and what it
     changed, routing (label -> target) with reasons, calls with request/response,
-    artifacts and outcome (--json: export records). Name the row by --row (its id),
-    --row-index, or --where FIELD=VALUE (every matching row is explained)."""
-    if (row_id is None) == (row_index is None and where is None):
-        raise click.UsageError("name the row: --row ID, or --row-index N and/or --where F=V")
+    batches the row was consumed into and the tokens they produced, artifacts and
+    outcome (--json: export records). Name the row by --row (its id), --row-index,
+    --where FIELD=VALUE (every matching row is explained), or --validation-error ID."""
+    named = (row_id is not None) + (row_index is not None or where is not None)
+    if named + (validation_error_id is not None) != 1:
+        raise click.UsageError(
+            "name the row: --row ID, --row-index N and/or --where F=V, or --validation-error ID"
+        )
+    if validation_error_id is not None:
+        with _sql_store(root, db_url) as store, _tables(store, db_url, run_id, no_refresh) as t:
+            story = explain_validation_error(
+                store, run_id, validation_error_id, database=t[0], refresh=t[1]
+            )
+        if as_json:
+            click.echo(json.dumps(story, indent=2, ensure_ascii=False))
+        else:
+            click.echo(render_validation_error(story, width=None if full else 120))
+        return
     try:
         condition = None if where is None else parse_where(where)
     except AuditJournalError as exc:

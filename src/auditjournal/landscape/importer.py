@@ -12,16 +12,22 @@ Landscape keeps it. The run is completed with its Landscape status (``running``
 becomes ``interrupted``) and reproducibility grade, which seals its export.
 
 The report gives, per run and per table, rows read, rows imported, and anything
-not mapped with the reason. A run already in the store is refused; a run that
-fails a check is removed again (its journal and SQL rows; copied payloads stay,
-content-addressed and harmless) and the others go on.
+not mapped with the reason. A run already in the store is refused, unless it is
+an import of it that never finished (the importer died: its journal, marked as an
+import by ``run_started``'s settings, has no ``export_sealed``, and no writer holds
+it): that one is removed and the run imported again from the start, so the result
+is the one an uninterrupted import gives. A run that fails a check is removed again
+(its journal and SQL rows; copied payloads stay, content-addressed and harmless)
+and the others go on. A run Landscape still marks ``running`` (its pipeline may
+still be writing) is refused unless ``allow_running``; then it is imported as
+``interrupted``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -29,18 +35,23 @@ import sqlalchemy as sa
 
 from ..errors import (
     AuditJournalError,
+    JournalLockedError,
     LandscapeDataError,
     NotALandscapeDatabaseError,
     RunAlreadyImportedError,
+    RunExistsError,
+    RunStillRunningError,
 )
+from ..model.events import ExportSealed, RunStarted
 from ..recording.recorder import RunRecorder
 from ..recording.store import AuditStore
 from .plan import Match, RunPlan
 from .reader import Reader, database_url
-from .report import ImportReport, PayloadCount, RunImport, TableCount, Unmapped
+from .report import ImportProgress, ImportReport, PayloadCount, RunImport, TableCount, Unmapped
 from .schema import KNOWN_COLUMNS, TABLES
 
 __all__ = [
+    "ImportProgress",
     "ImportReport",
     "PayloadCount",
     "RunImport",
@@ -52,6 +63,14 @@ __all__ = [
 
 class _RunImporter(RunPlan):
     """The plan, recorded; and what was read and imported, per table."""
+
+    progress: Callable[[ImportProgress], None] | None = None
+
+    def _step(self, table: str, total: int) -> None:
+        """Tell ``progress`` that one more Landscape row (of ``table``) is recorded."""
+        if self.progress is not None:
+            done = sum(self.imported.values())
+            self.progress(ImportProgress(self.run_id, table, done, total))
 
     def record(self, database: str) -> RunRecorder:
         run = self.run
@@ -84,6 +103,9 @@ class _RunImporter(RunPlan):
             occurred_at=self._time("runs", run, "started_at"),
         )
         self.imported["runs"] = 1
+        # the rows: one per table row in the plan (completions are not rows), token parents
+        total = 1 + sum(1 for p in self.plan if p[3]) + len(self.rows["token_parents"])
+        self._step("runs", total)
         try:
             for _, _, _, table, (method, args, kw) in sorted(self.plan, key=lambda p: p[:3]):
                 match = kw.get("row_id")
@@ -101,6 +123,8 @@ class _RunImporter(RunPlan):
                     self.imported[table] += 1
                 if table == "tokens":
                     self.imported["token_parents"] += len(kw["parent_token_ids"])
+                if table:
+                    self._step(table, total)
             completed = self._time("runs", run, "completed_at")
             if completed is None:
                 self.notes.append("completed_at is NULL: the run's latest time stands for it")
@@ -129,19 +153,24 @@ class _RunImporter(RunPlan):
                          "column unknown to this importer (newer Landscape schema?)")
                 for column in unknown
             )  # fmt: skip
-            idempotency = (
-                sum(r["idempotency_key"] is not None for r in rows) if name == "artifacts" else 0
-            )
-            if idempotency:
-                unmapped += (Unmapped("idempotency_key", idempotency, "no field for it yet"),)
             out.append(TableCount(name, len(rows), self.imported[name], unmapped))
         return tuple(out)
 
 
 def import_landscape(
-    db: str, payloads_dir: Path, store: AuditStore, *, run_ids: Sequence[str] = ()
+    db: str,
+    payloads_dir: Path,
+    store: AuditStore,
+    *,
+    run_ids: Sequence[str] = (),
+    allow_running: bool = False,
+    progress: Callable[[ImportProgress], None] | None = None,
 ) -> ImportReport:
-    """Import the runs of a Landscape database into ``store`` (see the module docstring)."""
+    """Import the runs of a Landscape database into ``store`` (see the module docstring).
+
+    ``progress`` is called after each Landscape row is recorded, with the run, the row's
+    table and how many of the run's rows are done of how many (it ends at ``total``
+    when the run is imported whole)."""
     reader = Reader(db)
     try:
         known = reader.run_ids()
@@ -150,32 +179,48 @@ def import_landscape(
         if unknown:
             raise NotALandscapeDatabaseError(f"no run {', '.join(unknown)} in {db}")
         shown = sa.make_url(database_url(db)).render_as_string(hide_password=True)
-        results = [_import_one(reader, store, payloads_dir, run_id, shown) for run_id in wanted]
+        results = [
+            _import_one(reader, store, payloads_dir, run_id, shown, allow_running, progress)
+            for run_id in wanted
+        ]
     finally:
         reader.close()
     return ImportReport(str(db), str(payloads_dir), str(store.root), tuple(results))
 
 
 def _import_one(
-    reader: Reader, store: AuditStore, payloads_dir: Path, run_id: str, shown: str
+    reader: Reader,
+    store: AuditStore,
+    payloads_dir: Path,
+    run_id: str,
+    shown: str,
+    allow_running: bool,
+    progress: Callable[[ImportProgress], None] | None,
 ) -> RunImport:
     rows = reader.rows(run_id)
     (run,) = rows["runs"]
     importer = _RunImporter(store, payloads_dir, run, rows)
+    importer.progress = progress
     status: Literal["imported", "refused", "failed"] = "imported"
     message = None
     records = manifest = None
     imported_status = None
     try:
-        if store.journal_dir(run_id).is_dir() and any(store.journal_dir(run_id).glob("*.jsonl")):
-            raise RunAlreadyImportedError(f"run {run_id} is already in {store.root}")
+        if run["status"] == "running" and not allow_running:
+            raise RunStillRunningError(
+                f"run {run_id} is still marked running in Landscape (its pipeline may still "
+                "be writing); give --allow-running to import it as interrupted"
+            )
+        left = _clear_unfinished_import(store, run_id)
+        if left is not None:
+            importer.notes.append(left)
         importer.build()
         recorder = importer.record(shown)
         result = recorder.export_result
         records = None if result is None else result.record_count
         manifest = None if result is None else result.manifest_sha256
         imported_status = {"running": "interrupted"}.get(run["status"], run["status"])
-    except RunAlreadyImportedError as exc:
+    except (RunExistsError, RunStillRunningError, JournalLockedError) as exc:
         status, message = "refused", str(exc)
     except AuditJournalError as exc:
         status, message = "failed", str(exc).splitlines()[0]
@@ -191,6 +236,40 @@ def _import_one(
         tables=importer.tables(reader),
         payloads=importer.payloads,
         notes=tuple(importer.notes),
+    )
+
+
+def _clear_unfinished_import(store: AuditStore, run_id: str) -> str | None:
+    """Make room for importing ``run_id``: nothing to do when the store lacks it; an
+    import of it that died before its export was sealed is removed (returns a note);
+    anything else is :class:`RunAlreadyImportedError` (a finished import, or a run that
+    was not imported), and a writer still holding the journal
+    :class:`JournalLockedError` (that import is alive)."""
+    journal = store.journal(run_id)
+    if not journal.created():
+        if not store.run_dir(run_id).exists():
+            return None
+        _remove(store, run_id)  # died before its first segment: nothing of it to keep
+        return "an earlier import of this run died before recording anything; removed"
+    refused = RunAlreadyImportedError(f"run {run_id} is already in {store.root}")
+    if store.shared is not None:  # a PostgreSQL journal is not removed by the importer
+        raise refused
+    with journal.lease():  # no writer can start while we look and remove
+        events = 0
+        first = sealed = None
+        for event in journal.read():
+            first = first or event
+            events += 1
+            sealed = sealed or type(event) is ExportSealed
+        settings = first.settings if type(first) is RunStarted else {}
+        marker = settings.get("import")
+        ours = isinstance(marker, dict) and marker.get("source") == "landscape"
+        if sealed or (first is not None and not ours):
+            raise refused
+        _remove(store, run_id)
+    return (
+        f"an earlier import of this run died after {events} events; "
+        "removed and imported again from the start"
     )
 
 

@@ -40,6 +40,13 @@ _RANK: Final = {
 }  # fmt: skip
 
 
+# the recorder's argument for each form of an operation's payload slot
+_OPERATION_SLOT: Final = {
+    "input": {"ref": "input_data_ref", "hash": "input_hash", "data": "input_data"},
+    "output": {"ref": "output_data_ref", "hash": "output_hash", "data": "output_data"},
+}
+
+
 class Match:
     """The rows a validation error's hash matches (resolved when it is recorded)."""
 
@@ -78,9 +85,16 @@ class RunPlan:
     def _json(self, table: str, row: dict[str, Any], column: str) -> Any:
         return json_value(row.get(column), table, str(next(iter(row.values()))), column)
 
-    def _payload(self, ref: str | None, digest: str | None, where: str) -> dict[str, str]:
+    def _payload(
+        self, ref: str | None, digest: str | None, where: str, *, secrets: str = ""
+    ) -> dict[str, Any]:
         """The recorder arguments of one payload slot: ``*_ref`` when the file was copied,
-        ``*_hash`` when it is missing (purged), nothing when there was no data."""
+        ``*_hash`` when it is missing (purged), nothing when there was no data.
+
+        ``secrets`` names a slot the recorder's secret filter covers (a call's request,
+        an operation's input ...): a payload holding a secret field is not copied; its
+        data goes to the recorder (``data``), which stores it filtered, as it does for
+        data a pipeline gives it. Landscape's hash of the clear data is not kept."""
         if ref is None:
             return {} if digest is None else {"hash": digest}
         if not _HEX64.fullmatch(ref):
@@ -103,6 +117,18 @@ class RunPlan:
             canonical = b""
         if canonical != data:
             raise LandscapeDataError(f"{where}: payload {ref} is not canonical JSON")
+        if secrets:
+            value = json.loads(data)
+            _, paths = self.store.secret_filter.filter(value)
+            if paths:
+                self.notes.append(
+                    f"{where}: {secrets} held secret field(s) {', '.join(paths)}; stored "
+                    "filtered (Landscape's hash of the clear data not kept)"
+                )
+                self.payloads = msgspec.structs.replace(
+                    count, referenced=count.referenced + 1, filtered=count.filtered + 1
+                )
+                return {"data": value}
         present = ref in self.store.payloads
         self.store.payloads.put_canonical(data)
         self.payloads = msgspec.structs.replace(
@@ -221,6 +247,7 @@ class RunPlan:
                 path_or_uri=a["path_or_uri"],
                 content_hash=a["content_hash"],
                 size_bytes=a["size_bytes"],
+                idempotency_key=a["idempotency_key"],
                 occurred_at=self._t(a, "created_at"),
             )
         for o in r["token_outcomes"]:
@@ -363,8 +390,8 @@ class RunPlan:
 
     def _operation(self, o: dict[str, Any]) -> None:
         where = f"operations {o['operation_id']}"
-        slot = self._payload(o["input_data_ref"], o["input_data_hash"], where)
-        kw = {"input_data_ref" if k == "ref" else "input_hash": v for k, v in slot.items()}
+        slot = self._payload(o["input_data_ref"], o["input_data_hash"], where, secrets="input")
+        kw = {_OPERATION_SLOT["input"][k]: v for k, v in slot.items()}
         self._add(
             self._time("operations", o, "started_at"),
             "operations",
@@ -378,8 +405,8 @@ class RunPlan:
         )
         if o["status"] == "open":
             return
-        out = self._payload(o["output_data_ref"], o["output_data_hash"], where)
-        kw2 = {"output_data_ref" if k == "ref" else "output_hash": v for k, v in out.items()}
+        out = self._payload(o["output_data_ref"], o["output_data_hash"], where, secrets="output")
+        kw2 = {_OPERATION_SLOT["output"][k]: v for k, v in out.items()}
         self._add(
             self._time("operations", o, "completed_at"),
             "operation_completed",
@@ -395,10 +422,12 @@ class RunPlan:
 
     def _call(self, c: dict[str, Any]) -> None:
         where = f"calls {c['call_id']}"
-        request = self._payload(c["request_ref"], c["request_hash"], where)
-        response = self._payload(c["response_ref"], c["response_hash"], where)
-        kw = {f"request_{k}": v for k, v in request.items()} | {
-            f"response_{k}": v for k, v in response.items()
+        request = self._payload(c["request_ref"], c["request_hash"], where, secrets="request")
+        response = self._payload(c["response_ref"], c["response_hash"], where, secrets="response")
+        kw = {
+            f"{slot}_{k}" if k != "data" else slot: v
+            for slot, given in (("request", request), ("response", response))
+            for k, v in given.items()
         }
         error = self._json("calls", c, "error_json")
         self._add(

@@ -6,7 +6,16 @@ from typing import Literal
 
 import msgspec
 
-__all__ = ["ImportReport", "PayloadCount", "RunImport", "TableCount", "Unmapped"]
+__all__ = ["ImportProgress", "ImportReport", "PayloadCount", "RunImport", "TableCount", "Unmapped"]
+
+
+class ImportProgress(msgspec.Struct, frozen=True):
+    """``done`` of the run's ``total`` Landscape rows are recorded; the last was of ``table``."""
+
+    run_id: str
+    table: str
+    done: int
+    total: int
 
 
 class Unmapped(msgspec.Struct, frozen=True):
@@ -27,6 +36,8 @@ class PayloadCount(msgspec.Struct, frozen=True):
     copied: int = 0
     already_present: int = 0
     missing: int = 0
+    filtered: int = 0
+    """Held a secret field: stored filtered by the recorder, not copied."""
 
 
 class RunImport(msgspec.Struct, frozen=True):

@@ -280,6 +280,8 @@ class ArtifactRecorded(BaseEvent, frozen=True, kw_only=True, tag="artifact_recor
     size_bytes: int
     sink_input_hash: str | None = None
     sink_input_ref: str | None = None
+    idempotency_key: str | None = None
+    """The sink's key for writing this artifact once (Landscape's ``idempotency_key``)."""
 
 
 class TokenOutcomeRecorded(BaseEvent, frozen=True, kw_only=True, tag="token_outcome_recorded"):

@@ -402,6 +402,8 @@ class RecordMaker:
             "sink_input_ref": e.sink_input_ref,
             "created_at": e.occurred_at or e.ts,
         }
+        if e.idempotency_key is not None:
+            r["idempotency_key"] = e.idempotency_key
         if e.sink_input_ref is None and e.sink_input_hash is not None:
             r["sink_input_retained"] = False
         self._payload(r, "sink_input", e.sink_input_ref)

@@ -259,6 +259,7 @@ class ArtifactRecord(ExportRecord, frozen=True, kw_only=True, tag="artifact"):
     sink_input_hash: str | None
     sink_input_ref: str | None
     created_at: _dt.datetime
+    idempotency_key: str | UnsetType = UNSET
     sink_input_retained: bool | UnsetType = UNSET
     sink_input: Payload = UNSET
 

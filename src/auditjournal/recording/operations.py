@@ -66,6 +66,8 @@ class OperationCalls(CallBase):
         (``sink_write``); calls may then name it. Returns the operation id."""
         when = check_time(occurred_at)
         operation_type = check_choice(operation_type, OPERATION_TYPES, "operation_type")
+        if input_data is not MISSING:  # a source's options may hold credentials
+            input_data, _ = self._secrets.filter(input_data)
         in_hash, in_ref = self._slot("input_data", input_data, input_data_ref, input_hash)
         with self._lock:
             state = self._open_state()
@@ -107,6 +109,8 @@ class OperationCalls(CallBase):
         status = check_choice(status, OPERATION_STATUSES, "operation status")
         error_message = text_or_none(error_message, "error_message")
         duration = check_number(duration_ms, "duration_ms")
+        if output_data is not MISSING:
+            output_data, _ = self._secrets.filter(output_data)
         out_hash, out_ref = self._slot("output_data", output_data, output_data_ref, output_hash)
         with self._lock:
             state = self._open_state()

@@ -34,7 +34,7 @@ from .arguments import (
     json_value,
     optional_id,
 )
-from .callbase import MISSING, CallBase
+from .callbase import MISSING, CallBase, text_or_none
 
 __all__ = ["OutcomeCalls"]
 
@@ -145,10 +145,13 @@ class OutcomeCalls(CallBase):
         artifact_id: str | None = None,
         sink_input_ref: str | None = None,
         sink_input_hash: str | None = None,
+        idempotency_key: str | None = None,
         occurred_at: _dt.datetime | None = None,
     ) -> str:
-        """What a sink wrote; ``sink_input`` (the rows it got) goes to the payload store."""
+        """What a sink wrote; ``sink_input`` (the rows it got) goes to the payload store.
+        ``idempotency_key``: the sink's key for writing it once, if it has one."""
         when = check_time(occurred_at)
+        idempotency_key = text_or_none(idempotency_key, "idempotency_key")
         artifact_type = check_text(artifact_type, "artifact_type")
         path_or_uri = check_text(path_or_uri, "path_or_uri")
         content_hash = check_hash(content_hash, "content_hash")
@@ -177,6 +180,7 @@ class OutcomeCalls(CallBase):
                     size_bytes=size_bytes,
                     sink_input_hash=digest,
                     sink_input_ref=ref,
+                    idempotency_key=idempotency_key,
                 )
             )
         self._commit()

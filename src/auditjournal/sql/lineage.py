@@ -24,7 +24,13 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from ..errors import AuditJournalError, DatabaseError, RowNotFoundError, RunNotFoundError
+from ..errors import (
+    AuditJournalError,
+    DatabaseError,
+    RowNotFoundError,
+    RunNotFoundError,
+    ValidationErrorNotFoundError,
+)
 from ..export.manifest import ExportPaths, chunk_name, prefix_name_of
 from ..fs.safeio import MAX_MANIFEST_BYTES, read_regular
 from ..journal.base import RunJournal
@@ -49,10 +55,12 @@ from .schema import (
     token_outcomes,
     token_parents,
     tokens,
+    validation_errors,
 )
 
 __all__ = [
     "explain_row",
+    "explain_validation_error",
     "export_state",
     "list_runs",
     "refresh_tables",
@@ -329,6 +337,57 @@ def explain_row(
     terminal = [o["outcome"] for o in result["token_outcomes"] if o["outcome"] != "buffered"]
     result["outcome"] = ", ".join(dict.fromkeys(terminal)) or None
     return result
+
+
+def explain_validation_error(
+    store: LineageSource,
+    run_id: str,
+    validation_error_id: str,
+    *,
+    database: SqlDatabase | None = None,
+    refresh: bool = True,
+) -> dict[str, Any]:
+    """A row rejected at source validation: when the rejection made a row (a quarantine
+    path: recorded with its ``row_id``, or the one row of that source with its hash), that
+    row's whole story (:func:`explain_row`); otherwise the error alone (its data, schema
+    mode, error and destination) with ``row`` None. Either way ``validation_error``
+    holds the error's record."""
+    database = database or store.sql_database()
+    if refresh:
+        refresh_tables(store, [run_id], database)
+    with _reading(database, f"explain validation error {validation_error_id!r}") as conn:
+        _one_run(conn, run_id)
+        key = validation_errors.c.validation_error_id == validation_error_id
+        error = conn.execute(
+            sa.select(validation_errors).where(validation_errors.c.run_id == run_id, key)
+        ).first()
+        if error is None:
+            raise ValidationErrorNotFoundError(
+                f"no validation error {validation_error_id!r} in run {run_id!r}"
+            )
+        row_id = error.row_id
+        if row_id is None and error.node_id is not None:
+            same = conn.execute(
+                sa.select(rows.c.row_id).where(
+                    rows.c.run_id == run_id,
+                    rows.c.source_node_id == error.node_id,
+                    rows.c.source_data_hash == error.row_hash,
+                )
+            ).all()
+            row_id = same[0][0] if len(same) == 1 else None
+        record = _record("validation_error", error, store.payloads.get_json)
+        names = sa.select(nodes.c.node_id, nodes.c.plugin_name).where(nodes.c.run_id == run_id)
+        node_names = {r[0]: r[1] for r in conn.execute(names)}
+    if row_id is None:
+        return {
+            "run_id": run_id,
+            "validation_error": record,
+            "row": None,
+            "node_names": node_names,
+            "outcome": None,
+        }
+    story = explain_row(store, run_id, row_id, database=database, refresh=False)
+    return {**story, "validation_error": record}
 
 
 # -- SQL helpers -------------------------------------------------------------------------

@@ -23,7 +23,15 @@ from rich.text import Text
 from .lineage_landscape import OUTCOME_LABELS, compact, data_text
 from .rowfind import field_diff
 
-__all__ = ["plain", "render_explain", "render_runs", "render_show", "runs_view", "show_view"]
+__all__ = [
+    "plain",
+    "render_explain",
+    "render_runs",
+    "render_show",
+    "render_validation_error",
+    "runs_view",
+    "show_view",
+]
 
 
 _WIDE: Final = 1_000_000  # plain text is never squeezed to a terminal's width
@@ -202,14 +210,7 @@ def render_explain(result: dict[str, Any], *, width: int | None = 120) -> str:
         out.append(f"token {token['token_id']}{extra}")
         for state in sorted(states_of.get(token["token_id"], []), key=lambda s: s["started_seq"]):
             out += _render_state(state, result, width)
-        for outcome in outcomes_of.get(token["token_id"], []):
-            sink = f" -> {outcome['sink_name']}" if outcome["sink_name"] else ""
-            groups = ", ".join(
-                f"{label} {outcome[key]}"
-                for key, label in OUTCOME_LABELS
-                if outcome.get(key) is not None
-            )
-            out.append(f"  outcome {outcome['outcome']}{sink}" + (f" ({groups})" if groups else ""))
+        out += [_outcome(o) for o in outcomes_of.get(token["token_id"], [])]
     for error in result.get("transform_errors", []):
         out.append(f"  transform error at {error['node_id']} -> {error['destination']}")
     for found in result.get("batches", []):
@@ -220,9 +221,68 @@ def render_explain(result: dict[str, Any], *, width: int | None = 120) -> str:
             f"{len(found['members'])} members, flushed by state {batch['aggregation_state_id']}"
         )
         out.append(f"  members {members}")
-        out += [f"  produced {o['output_type']} {o['output_id']}" for o in found["outputs"]]
+        out += [
+            f"  output {o['output_type']} {o['output_id']}"
+            for o in found["outputs"]
+            if o["output_type"] != "token"  # tokens are shown below, with their story
+        ]
+        for made in found.get("produced", []):
+            out += _render_produced(made, result, width)
     out.append(f"outcome {result['outcome'] or '(none yet)'}")
     return "\n".join(out)
+
+
+def render_validation_error(result: dict[str, Any], *, width: int | None = 120) -> str:
+    """A validation error's story: the row it made (as :func:`render_explain`), or, when
+    it made none, the error itself."""
+    if result["row"] is not None:
+        return render_explain(result, width=width)
+    error = result["validation_error"]
+    node = error["node_id"] or "-"
+    name = result["node_names"].get(error["node_id"])
+    out = [
+        f"validation error {error['validation_error_id']} of run {result['run_id']}, "
+        f"at node {node}" + (f" ({name})" if name else ""),
+        f"  rejected (schema mode {error['schema_mode']}) -> {error['destination']}: "
+        f"{error['error']}",
+    ]
+    details = [
+        f"{label} {error[key]}"
+        for key, label in (
+            ("violation_type", "violation"),
+            ("original_field_name", "field"),
+            ("normalized_field_name", "recorded as"),
+            ("expected_type", "expected"),
+            ("actual_type", "got"),
+        )
+        if error.get(key) is not None
+    ]
+    if details:
+        out.append("  " + ", ".join(details))
+    out.append(f"  data {data_text(error, 'row_data', 'row_hash', width)}")
+    out.append(f"  row hash {error['row_hash']}; it never became a row (sent to "
+               f"{error['destination']})")  # fmt: skip
+    return "\n".join(out)
+
+
+def _outcome(outcome: dict[str, Any], indent: str = "  ") -> str:
+    sink = f" -> {outcome['sink_name']}" if outcome["sink_name"] else ""
+    groups = ", ".join(
+        f"{label} {outcome[key]}" for key, label in OUTCOME_LABELS if outcome.get(key) is not None
+    )
+    return f"{indent}outcome {outcome['outcome']}{sink}" + (f" ({groups})" if groups else "")
+
+
+def _render_produced(made: dict[str, Any], result: dict[str, Any], width: int | None) -> list[str]:
+    """A token a batch produced (``found``: a batch output, or a member's child), with its
+    states, calls, routing, artifacts and outcomes."""
+    token = made["token"]
+    out = [f"  produced token {token['token_id']} of row {token['row_id']} ({made['found']})"]
+    own = {**result, **{k: made[k] for k in ("calls", "routing_events", "artifacts")}}
+    for state in made["node_states"]:
+        out += ["  " + line for line in _render_state(state, own, width)]
+    out += [_outcome(o, "    ") for o in made["token_outcomes"]]
+    return out
 
 
 def _render_state(state: dict[str, Any], result: dict[str, Any], width: int | None) -> list[str]:

@@ -58,6 +58,8 @@ from ..model.events import (
     RoutingEventRecorded,
     RowCreated,
     RunCompleted,
+    RunInterrupted,
+    RunResumed,
     RunStarted,
     SchemaContractRecorded,
     SecretResolutionRecorded,
@@ -86,6 +88,7 @@ from .schema import (
     preflight_results,
     routing_events,
     rows,
+    run_interruptions,
     runs,
     schema_contracts,
     secret_resolutions,
@@ -241,6 +244,20 @@ _INSERTS: Final[dict[type[BaseEvent], _Insert]] = {
     ),
     FieldResolutionRecorded: _Insert(field_resolutions, None, json_fields=("mapping",)),
     SchemaContractRecorded: _Insert(schema_contracts, None, json_fields=("contract",)),
+    RunInterrupted: _Insert(
+        run_interruptions, "at", constants=(("kind", "interrupted"), ("writer_json", None))
+    ),
+    RunResumed: _Insert(
+        run_interruptions,
+        "at",
+        json_fields=("writer",),
+        constants=(
+            ("kind", "resumed"),
+            ("last_seq", None),
+            ("bytes_dropped", None),
+            ("reason", None),
+        ),
+    ),
 }
 _DROPPED: Final = {kind: spec.dropped(kind) for kind, spec in _INSERTS.items()}
 

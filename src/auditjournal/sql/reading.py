@@ -10,8 +10,9 @@ everything the runs' journals hold, the query reads it as it is. When a journal
 has more (a run still being recorded without SQL, a store copied before its
 tables caught up), the file is copied into an in-memory database with SQLite's
 backup API and the missing events are projected there: the answer is complete,
-and the store's file is untouched. A file of an older schema version (version 1,
-before issue 14's tables and columns) is likewise upgraded in the copy only.
+and the store's file is untouched. A file of an older schema version (1 or 2,
+before issue 14's tables and columns, or before run_interruptions) is likewise
+upgraded in the copy only.
 
 A database the caller names (``--db URL``) is theirs, not evidence: it is used
 and brought up to date as before.

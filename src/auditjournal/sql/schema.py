@@ -53,6 +53,7 @@ from .tables import (
     preflight_results,
     routing_events,
     rows,
+    run_interruptions,
     runs,
     schema_contracts,
     schema_version,
@@ -86,6 +87,7 @@ __all__ = [
     "preflight_results",
     "routing_events",
     "rows",
+    "run_interruptions",
     "runs",
     "schema_contracts",
     "schema_version",
@@ -97,7 +99,7 @@ __all__ = [
     "validation_errors",
 ]
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 _SCHEMA_NAME: Final = "auditjournal-landscape"
 
 # -- the database ------------------------------------------------------------------------
@@ -175,7 +177,7 @@ class SqlDatabase:
             found = conn.execute(
                 sa.select(schema_version.c.version).where(schema_version.c.name == _SCHEMA_NAME)
             ).scalar()
-            if found == 1:  # every change since is additive: upgrade in place
+            if found in (1, 2):  # every change since is additive: upgrade in place
                 self._upgrade(conn, inspector)
                 return
             if found != SCHEMA_VERSION:
@@ -195,8 +197,12 @@ class SqlDatabase:
         conn.execute(schema_version.insert(), {"name": _SCHEMA_NAME, "version": SCHEMA_VERSION})
 
     def _upgrade(self, conn: Connection, inspector: sa.Inspector) -> None:
-        """Version 1 -> 2: the new tables, and the new (nullable) columns of the old ones;
-        rows projected before stay right (their events have none of the new values)."""
+        """Version 1 or 2 -> 3: the new tables, and the new (nullable) columns of the old
+        ones (2: the rest of the Landscape model; 3: ``run_interruptions`` and
+        ``artifacts.idempotency_key``). Rows projected before stay right (their events
+        have none of the new values), except that a run interrupted and resumed before
+        the upgrade has no ``run_interruptions`` rows until it is replayed
+        (``auditjournal replay --db``)."""
         for table in TABLES:
             if not inspector.has_table(table.name):
                 continue

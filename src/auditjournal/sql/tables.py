@@ -8,7 +8,8 @@ Tables (every key starts with ``run_id``, because generated ids such as
 (issue 14): ``operations``, ``batches``, ``batch_members``, ``batch_outputs``,
 ``validation_errors``, ``transform_errors``, ``checkpoints``
 (``landscape_checkpoints`` here), ``secret_resolutions``, ``preflight_results``,
-``field_resolutions``, ``schema_contracts``; plus ``projection_checkpoints``
+``field_resolutions``, ``schema_contracts``; ``run_interruptions`` (a run's
+``run_interrupted``/``run_resumed`` events, schema version 3); plus ``projection_checkpoints``
 (per run: the last applied seq and the journal position after it) and
 ``schema_version``. Column names are the export record's field names
 (:mod:`records`); small JSON values (config, error, ...) are canonical JSON
@@ -43,6 +44,7 @@ __all__ = [
     "preflight_results",
     "routing_events",
     "rows",
+    "run_interruptions",
     "runs",
     "schema_contracts",
     "schema_version",
@@ -267,6 +269,7 @@ artifacts = _table(
     _int("seq"),
     _ts("appended_at"),
     sa.Column("sink_input_retained", sa.Boolean),  # NULL: retained; false: hash only
+    _text("idempotency_key"),  # schema version 3
     index=("state_id",),
 )
 token_outcomes = _table(
@@ -451,6 +454,19 @@ schema_contracts = sa.Table(
     sa.Index("ix_schema_contracts_node_id", "run_id", "node_id"),
 )
 
+run_interruptions = sa.Table(
+    "run_interruptions",
+    metadata,
+    _id("run_id", key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True),
+    _enum("kind"),  # interrupted (its writer stopped), resumed (a new writer took over)
+    _int("last_seq", nullable=True),  # interrupted: the stopped writer's last entry
+    _int("bytes_dropped", nullable=True),  # interrupted: the torn tail recovery cut off
+    _text("reason"),  # interrupted
+    _text("writer_json"),  # resumed: host and pid of the new writer
+    _ts("at"),
+)
+
 checkpoints = sa.Table(
     "projection_checkpoints",
     metadata,
@@ -490,5 +506,6 @@ TABLES: Final = (
     preflight_results,
     field_resolutions,
     schema_contracts,
+    run_interruptions,
 )
 """The audit tables, parents before children (the order batches are inserted in)."""
