@@ -1,8 +1,9 @@
-"""The in-process projectors of a run being recorded, seen from its recorder.
+"""The live projectors of a run being recorded, seen from its recorder.
 
-``AuditStore.start_run`` starts a live export (a projector thread, :class:`LiveExport`)
-and live SQL tables (:class:`LiveSql`) beside the recorder. They share the GIL
-with the recording threads, so the recorder applies backpressure
+``AuditStore.start_run`` starts a live export and live SQL tables beside the
+recorder: by default in a projector process (``process.py``), with
+``projection="thread"`` as threads of the recorder's process (:class:`LiveExport`,
+:class:`LiveSql`), which share its GIL. Either way the recorder applies backpressure
 (:meth:`LiveProjectors.throttle`), and when the run completes it waits for them
 (:meth:`LiveProjectors.finish`): the export's seal is recorded as
 ``export_sealed`` (or ``export_failed``, then :class:`ExportError` is raised).
@@ -20,7 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 from ..errors import DatabaseError, DiskFullError, ExportError, JournalLockedError, StorageError
 from ..export.projector import LIVE_STEP_EVENTS, ExportProjector, SealResult
@@ -30,7 +31,16 @@ from ..sql.projector import SqlProjector
 if TYPE_CHECKING:
     from ..journal.base import JournalWriter
 
-__all__ = ["MAX_BEHIND", "THROTTLE_EVERY", "LiveExport", "LiveProjectors", "LiveSql", "LiveThread"]
+__all__ = [
+    "MAX_BEHIND",
+    "THROTTLE_EVERY",
+    "ExportFollower",
+    "LiveExport",
+    "LiveProjectors",
+    "LiveSql",
+    "LiveThread",
+    "SqlFollower",
+]
 
 _log = logging.getLogger(__name__)  # under the "auditjournal" logger
 
@@ -38,6 +48,27 @@ THROTTLE_EVERY: Final = 64  # events between checks of the in-process projectors
 MAX_BEHIND: Final = 200  # events a live projector may trail the journal by (~10 ms of work)
 _THROTTLE_WAIT: Final = 0.25  # seconds a recorder yields at most per check
 _LIVE_POLL: Final = 0.002  # seconds between looks at the journal of a live run, if not woken
+
+
+class Follower(Protocol):
+    """A live projector as the recorder drives it (a thread, or a part of a process)."""
+
+    run_id: str
+
+    def wake(self) -> None: ...
+    def needs_wake(self) -> bool: ...
+    def alive(self) -> bool: ...
+    def done_seq(self) -> int: ...
+    def wait_progress(self, timeout: float) -> None: ...
+    def stop(self) -> None: ...
+
+
+class ExportFollower(Follower, Protocol):
+    def wait(self) -> SealResult: ...
+
+
+class SqlFollower(Follower, Protocol):
+    def finish(self, seq: int) -> int: ...
 
 
 class LiveThread:
@@ -87,6 +118,10 @@ class LiveThread:
         """New journal entries were written: look now, not at the next poll."""
         self._wake.set()
 
+    def needs_wake(self) -> bool:
+        """False: a thread looks every few milliseconds by itself (cheaper than waking it)."""
+        return False
+
     def wait_progress(self, timeout: float) -> None:
         """Wait until the projector took in more (or stopped), at most ``timeout`` s."""
         self._advanced.wait(timeout)
@@ -112,6 +147,7 @@ class LiveExport(LiveThread):
     def __init__(self, projector: ExportProjector) -> None:
         super().__init__(f"auditjournal-export-{projector.run_id}", _LIVE_POLL)
         self.projector = projector
+        self.run_id = projector.run_id
         self._thread.start()
 
     def _step(self) -> bool:
@@ -147,6 +183,7 @@ class LiveSql(LiveThread):
     def __init__(self, projector: SqlProjector, *, poll_interval: float = 0.005) -> None:
         super().__init__(f"auditjournal-sql-{projector.run_id}", poll_interval)
         self.projector = projector
+        self.run_id = projector.run_id
         self._target: int | None = None
         self._thread.start()
 
@@ -182,11 +219,11 @@ class LiveProjectors:
     """A run's live export and live SQL tables, if it has them."""
 
     def __init__(self) -> None:
-        self.export: LiveExport | None = None
-        self.sql: LiveSql | None = None
-        self.restart_export: Callable[[], LiveExport] | None = None
+        self.export: ExportFollower | None = None
+        self.sql: SqlFollower | None = None
+        self.restart_export: Callable[[], ExportFollower] | None = None
         """A new live export resuming from the checkpoint (after a full disk stopped it)."""
-        self.restart_sql: Callable[[], LiveSql] | None = None
+        self.restart_sql: Callable[[], SqlFollower] | None = None
         """New live SQL tables resuming from their checkpoint (after they stopped)."""
         self._sealed: SealResult | None = None
         self._seal_recorded = False
@@ -200,10 +237,20 @@ class LiveProjectors:
         makes the backlog visible (writes the journal, no fsync) and yields until it
         is halfway caught up, or ``_THROTTLE_WAIT`` passes. The projector is woken
         at once and signals its progress, so neither side sleeps while the other waits.
+        A projector process that caught up and waits on its pipe is woken (after the
+        journal is written) as soon as it trails at all, so that it keeps close behind.
         """
         last = journal.last_seq
         for live in (self.export, self.sql):
-            if live is None or not live.alive() or last - live.done_seq() <= MAX_BEHIND:
+            if live is None:
+                continue
+            behind = last - live.done_seq()
+            if behind <= 0 or not live.alive():
+                continue
+            if behind <= MAX_BEHIND:
+                if live.needs_wake():
+                    journal.write_behind()
+                    live.wake()
                 continue
             journal.write_behind()
             if journal.write_failed:
@@ -307,7 +354,7 @@ class LiveProjectors:
             if not isinstance(exc.__cause__, DiskFullError) or self.restart_export is None:
                 raise
             first = exc
-        run_id = export.projector.run_id
+        run_id = export.run_id
         try:
             self.export = export = self.restart_export()
         except JournalLockedError:
