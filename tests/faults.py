@@ -11,10 +11,21 @@ import contextlib
 import errno
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+
+def wait_stopped(live: Any, patience: float = 60.0) -> None:
+    """Wait until a live projector (thread or projector process part) has stopped by
+    itself; fail, instead of hanging, after ``patience`` seconds."""
+    deadline = time.monotonic() + patience
+    while live.alive():
+        assert time.monotonic() < deadline, f"the live projector still runs after {patience} s"
+        time.sleep(0.01)
 
 
 def fail_writes(
