@@ -16,8 +16,11 @@ has a single thread, so its forks are safe, and a worker costs a fork, not an
 interpreter start. The server exits when the process that started it closes its
 socket (exits); workers it forked run on until they have finished their own work.
 
-The pools of the parallel replay and verify (``pool_context``) use the standard
-``forkserver`` method, preloaded, where a script's guard is asked for by Python itself.
+The pools of the parallel replay and verify (:func:`pool_context`) fork while this
+process has a single thread ("fork before threads": the workers inherit the loaded
+payload index and a shared ring, nothing is pickled; the command line's case), and
+otherwise use the standard ``forkserver`` method, preloaded (a library caller with
+threads: Python's own multiprocessing rules apply, as they do by default from 3.14).
 """
 
 from __future__ import annotations
@@ -32,13 +35,22 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import traceback
 from typing import Any, Final
 
 from ..errors import AuditJournalError
 
-__all__ = ["POOL_PRELOAD", "ForkServer", "PoolContext", "fork_server", "pool_context"]
+__all__ = [
+    "POOL_PRELOAD",
+    "ForkServer",
+    "PoolContext",
+    "anonymous_file",
+    "fork_server",
+    "pool_context",
+    "thread_count",
+]
 
 POOL_PRELOAD: Final = ("auditjournal.export.replay", "auditjournal.evidence.chunkscan")
 """Modules the standard fork server imports once, before it forks pool workers."""
@@ -48,16 +60,28 @@ SERVER_PRELOAD: Final = ("auditjournal.projection.process",)
 _MAX_REQUEST: Final = 1 << 20
 _MAX_FDS: Final = 16
 
-PoolContext = multiprocessing.context.ForkServerContext | multiprocessing.context.SpawnContext
+PoolContext = multiprocessing.context.BaseContext
 
 
-def pool_context() -> PoolContext:
-    """The start method of the library's worker pools: forkserver (preloaded), else spawn."""
-    if "forkserver" in multiprocessing.get_all_start_methods():
+def thread_count() -> int:
+    """This process's threads as the OS counts them (C threads too), where it says."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:  # pragma: no cover - not Linux
+        return threading.active_count()
+
+
+def pool_context() -> tuple[PoolContext, bool]:
+    """The start method of a worker pool, and whether its workers inherit this process's
+    memory: fork while this process has one thread, else forkserver (preloaded) or spawn."""
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and thread_count() == 1:
+        return multiprocessing.get_context("fork"), True
+    if "forkserver" in methods:
         forkserver = multiprocessing.get_context("forkserver")
         forkserver.set_forkserver_preload(list(POOL_PRELOAD))
-        return forkserver
-    return multiprocessing.get_context("spawn")
+        return forkserver, False
+    return multiprocessing.get_context("spawn"), False
 
 
 class ForkServer:
@@ -107,6 +131,18 @@ class ForkServer:
         self._socket.close()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._server.wait(5)
+
+
+def anonymous_file(size: int) -> int:
+    """A descriptor of a file in memory only (never written back), ``size`` zero bytes:
+    for memory shared with workers by mapping it (they get the descriptor)."""
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("auditjournal-shared", os.MFD_CLOEXEC)
+    else:  # pragma: no cover - not Linux
+        with tempfile.TemporaryFile() as fh:
+            fd = os.dup(fh.fileno())
+    os.ftruncate(fd, size)
+    return fd
 
 
 _server: ForkServer | None = None

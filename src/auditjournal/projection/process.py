@@ -42,7 +42,6 @@ import os
 import pickle
 import select
 import signal
-import tempfile
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -52,7 +51,7 @@ import msgspec
 
 from ..errors import AuditJournalError, DatabaseError, ExportError, ProjectorProcessError
 from ..export.projector import LIVE_STEP_EVENTS, ExportProjector, SealResult
-from ..fs.processes import fork_server
+from ..fs.processes import anonymous_file, fork_server
 from ..journal.filebackend import FileJournalBackend
 from ..model.settings import ExportSettings
 from ..payloads.store import PayloadStore
@@ -262,17 +261,6 @@ def _serve(spec: ProjectorSpec, wake_fd: int, events: Connection, shared: Any) -
 # -- the recorder's side -------------------------------------------------------------------
 
 
-def _anonymous_file(size: int) -> int:
-    """A descriptor of a file in memory only, ``size`` zero bytes (the shared progress)."""
-    if hasattr(os, "memfd_create"):
-        fd = os.memfd_create("auditjournal-progress", os.MFD_CLOEXEC)
-    else:  # pragma: no cover - not Linux
-        with tempfile.TemporaryFile() as fh:
-            fd = os.dup(fh.fileno())
-    os.ftruncate(fd, size)
-    return fd
-
-
 class _Part:
     """What the recorder knows of one projector in the process."""
 
@@ -317,7 +305,7 @@ class ProjectorProcess:
     def _launch(self, spec: ProjectorSpec) -> None:
         wake_r, wake_w = os.pipe()
         events_r, events_w = os.pipe()
-        progress_fd = _anonymous_file(_PROGRESS_BYTES)
+        progress_fd = anonymous_file(_PROGRESS_BYTES)
         theirs = [wake_r, events_w, progress_fd]
         try:
             progress = mmap.mmap(progress_fd, _PROGRESS_BYTES)
