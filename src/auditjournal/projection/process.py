@@ -87,6 +87,8 @@ _STOP_SQL: Final = 2
 class ProjectorSpec(msgspec.Struct, frozen=True, kw_only=True):
     """What the projector process needs to open a run's projectors by itself."""
 
+    cwd: str
+    """The recorder's working directory: relative paths (root, database, keys) mean the same."""
     root: str
     run_id: str
     segment_bytes: int
@@ -107,6 +109,7 @@ class _Child:
     """The projector process's side: steps its parts, publishes progress, reports."""
 
     def __init__(self, spec: ProjectorSpec, shared: Any, events: Connection) -> None:
+        os.chdir(spec.cwd)
         self.shared = shared
         self.events = events
         root = Path(spec.root)
@@ -283,14 +286,14 @@ class ProjectorProcess:
     held from then on) and raises what stopped it from doing so.
     """
 
-    def __init__(self, spec: ProjectorSpec, *, restarts: int = RESTARTS) -> None:
+    def __init__(self, spec: ProjectorSpec, *, restarts: int | None = None) -> None:
         self.spec = spec
         self.run_id = spec.run_id
         self._export_part = _Part() if spec.export is not None else None
         self._sql_part = _Part() if spec.database_url is not None else None
         self.export = None if self._export_part is None else ProcessExport(self, self._export_part)
         self.sql = None if self._sql_part is None else ProcessSql(self, self._sql_part)
-        self._restarts = restarts
+        self._restarts = RESTARTS if restarts is None else restarts
         self._sql_target = -1
         self.pid = 0
         """The projector process's id (the current one, after a restart)."""
@@ -381,7 +384,7 @@ class ProjectorProcess:
             if self._restarts <= 0:
                 error = ProjectorProcessError(
                     f"the projector process of run {self.run_id!r} died and was not started "
-                    f"again: it died {RESTARTS + 1} times"
+                    "again: it died too often"
                 )
                 for part in parts:
                     part.error = error

@@ -87,6 +87,7 @@ class LiveStart:
             prefix = str(store.export_prefix(self._run_id, export))
         key = store.ledger.key_file
         return ProjectorSpec(
+            cwd=os.getcwd(),
             root=str(store.root),
             run_id=self._run_id,
             segment_bytes=store.segment_bytes,
