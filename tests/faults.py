@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -25,6 +26,21 @@ def wait_stopped(live: Any, patience: float = 60.0) -> None:
     deadline = time.monotonic() + patience
     while live.alive():
         assert time.monotonic() < deadline, f"the live projector still runs after {patience} s"
+        time.sleep(0.01)
+
+
+def kill_and_wait(pid: int, patience: float = 60.0) -> None:
+    """SIGKILL ``pid`` and wait until it is gone (a zombie nobody reaped counts as gone)."""
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return
+        if state in ("Z", "X"):
+            return
+        assert time.monotonic() < deadline, f"process {pid} still runs after SIGKILL"
         time.sleep(0.01)
 
 

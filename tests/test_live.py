@@ -16,6 +16,7 @@ import pytest
 
 from auditjournal import AuditStore, ExportSettings
 from auditjournal.projection import live as live_module
+from auditjournal.projection import process as process_module
 from auditjournal.recording.recorder import RunRecorder
 
 HOUR = 3600.0
@@ -83,18 +84,18 @@ def test_woken_live_export_takes_in_new_entries(tmp_path: Path, hour_polls: dict
 def test_backpressure_wakes_the_projectors_and_the_run_seals(
     tmp_path: Path, hour_polls: dict[str, Any], sql: bool
 ) -> None:
-    # 300 rows = 1,500 events: far more than MAX_BEHIND, so the recorder throttles many
-    # times; each time it must wake the projector instead of waiting out its poll.
-    assert 4 * live_module.MAX_BEHIND < 5 * 300
+    # 1,000 rows = 5,000 events: far more than either mode's MAX_BEHIND, so the recorder
+    # throttles many times; each time it must wake the projector, not wait out its poll.
+    assert 4 * max(live_module.MAX_BEHIND, process_module.MAX_BEHIND) < 5 * 1_000
     with AuditStore.open(tmp_path / "audit", **hour_polls) as store:
         run = store.start_run(run_id="r", export=ExportSettings(), sql=sql)
 
         def record() -> None:
             with run:
-                record_rows(run, 300)
+                record_rows(run, 1_000)
 
         within(PATIENCE, record)
         assert run.export_result is not None
-        assert run.export_result.record_count == 4 * 300 + 3  # rows, tokens, states, outcomes
+        assert run.export_result.record_count == 4 * 1_000 + 3  # rows, tokens, states, outcomes
         if sql:
             assert store.sql_database().checkpoint("r") is not None

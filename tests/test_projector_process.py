@@ -8,7 +8,6 @@ died, the loud failure when it keeps dying, relative paths, and the journal's by
 from __future__ import annotations
 
 import os
-import signal
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,7 @@ from auditjournal.projection import process as process_module
 from auditjournal.projection.process import ProcessExport, ProcessSql
 from auditjournal.recording.liveprojectors import PROJECTION_ENV
 from auditjournal.recording.recorder import RunRecorder
-from faults import wait_stopped
+from faults import kill_and_wait, wait_stopped
 
 SETTINGS = ExportSettings(chunk_size_bytes=8_000)
 
@@ -108,7 +107,7 @@ def test_a_killed_projector_process_is_started_again_from_its_checkpoint(
         with store.start_run(run_id="r", export=SETTINGS) as run:
             record_rows(run, 400)
             first = export_handle(run).host.pid
-            os.kill(first, signal.SIGKILL)
+            kill_and_wait(first)
             record_rows(run, 400, start=400)  # the throttle notices and starts it again
             assert export_handle(run).host.pid != first
         assert run.export_result is not None
@@ -127,7 +126,7 @@ def test_a_projector_process_that_keeps_dying_fails_the_export_loudly(
         run = store.start_run(run_id="r", export=SETTINGS, sql=False)
         record_rows(run, 100)
         live = export_handle(run)
-        os.kill(live.host.pid, signal.SIGKILL)
+        kill_and_wait(live.host.pid)
         wait_stopped(live)  # never hangs: it is seen dead, and not started again
         with pytest.raises(ExportError, match="died") as raised:
             run.complete()

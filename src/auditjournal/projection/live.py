@@ -54,6 +54,8 @@ class Follower(Protocol):
     """A live projector as the recorder drives it (a thread, or a part of a process)."""
 
     run_id: str
+    max_behind: int
+    """Events it may trail the journal by before the recorder waits for it."""
 
     def wake(self) -> None: ...
     def needs_wake(self) -> bool: ...
@@ -80,6 +82,8 @@ class LiveThread:
     projector never both sleep. A subclass says what a step is, when it is done,
     and how to close; it starts the thread at the end of its ``__init__``.
     """
+
+    max_behind = MAX_BEHIND
 
     def __init__(self, name: str, poll_interval: float) -> None:
         self._poll_interval = poll_interval
@@ -230,15 +234,15 @@ class LiveProjectors:
         self._checkpoints_recorded = 0
 
     def throttle(self, journal: JournalWriter) -> None:
-        """Backpressure: keep the projectors within ``MAX_BEHIND`` events.
+        """Backpressure: keep each projector within its ``max_behind`` events.
 
         Without it a fast recorder would leave them ever further behind (live-export
         lag and memory growing through the run). When one falls behind, the recorder
         makes the backlog visible (writes the journal, no fsync) and yields until it
         is halfway caught up, or ``_THROTTLE_WAIT`` passes. The projector is woken
         at once and signals its progress, so neither side sleeps while the other waits.
-        A projector process that caught up and waits on its pipe is woken (after the
-        journal is written) as soon as it trails at all, so that it keeps close behind.
+        A projector process that caught up and waits on its pipe is woken as soon as it
+        trails at all, so that it keeps close behind what the group commit has written.
         """
         last = journal.last_seq
         for live in (self.export, self.sql):
@@ -247,17 +251,17 @@ class LiveProjectors:
             behind = last - live.done_seq()
             if behind <= 0 or not live.alive():
                 continue
-            if behind <= MAX_BEHIND:
+            bound = live.max_behind
+            if behind <= bound:
                 if live.needs_wake():
-                    journal.write_behind()
-                    live.wake()
-                continue
+                    live.wake()  # it reads what the group commit wrote (no write here:
+                continue  # that could wait for the flusher's fsync)
             journal.write_behind()
             if journal.write_failed:
                 return  # nothing new reaches the disk now; the next call reports it
             live.wake()
             deadline = time.monotonic() + _THROTTLE_WAIT
-            target = last - MAX_BEHIND // 2
+            target = last - bound // 2
             while live.done_seq() < target and live.alive() and time.monotonic() < deadline:
                 live.wait_progress(0.005)
 
