@@ -25,6 +25,7 @@ threads: Python's own multiprocessing rules apply, as they do by default from 3.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib
 import multiprocessing
@@ -38,7 +39,7 @@ import sys
 import tempfile
 import threading
 import traceback
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 from ..errors import AuditJournalError
 
@@ -155,43 +156,57 @@ def fork_server() -> ForkServer:
     with _server_lock:
         server = _server
         if server is None or server.pid != os.getpid() or not server.alive():
+            if server is None:
+                atexit.register(_close_server)
             _server = server = ForkServer()
         return server
 
 
+def _close_server() -> None:
+    """At exit: let the server go (it exits on end of file) and reap it."""
+    server = _server
+    if server is not None and server.pid == os.getpid():
+        server.close()
+
+
 def serve() -> None:
     """The fork server's main loop (``sys.argv[1]``: its socket's descriptor)."""
-    sock = socket.socket(fileno=int(sys.argv[1]))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the recorder decides when workers stop
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the workers
     for name in SERVER_PRELOAD:
         importlib.import_module(name)
-    while True:
-        try:
-            data, fds, _, _ = socket.recv_fds(sock, _MAX_REQUEST, _MAX_FDS)
-        except OSError:
-            return
-        if not data:
-            return  # the process it served is gone
-        module, function, args = pickle.loads(data)
-        pid = os.fork()
-        if pid == 0:
-            sock.close()
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            code = 0
+    with socket.socket(fileno=int(sys.argv[1])) as sock:
+        while True:
             try:
-                getattr(importlib.import_module(module), function)(*args, *fds)
-            except BaseException:
-                traceback.print_exc()
-                code = 1
-            finally:
-                with contextlib.suppress(Exception):
-                    sys.stdout.flush()
-                    sys.stderr.flush()
-                os._exit(code)
-        for fd in fds:
-            os.close(fd)
-        try:
-            sock.send(pid.to_bytes(8, "little"))
-        except OSError:
-            return
+                data, fds, _, _ = socket.recv_fds(sock, _MAX_REQUEST, _MAX_FDS)
+            except OSError:
+                return
+            if not data:
+                return  # the process it served is gone
+            pid = os.fork()
+            if pid == 0:
+                sock.close()
+                _worker(data, fds)
+            for fd in fds:
+                os.close(fd)
+            try:
+                sock.send(pid.to_bytes(8, "little"))
+            except OSError:
+                return
+
+
+def _worker(request: bytes, fds: list[int]) -> NoReturn:
+    """In a forked worker: call what was asked, then exit (never back into the loop)."""
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    code = 0
+    try:
+        module, function, args = pickle.loads(request)
+        getattr(importlib.import_module(module), function)(*args, *fds)
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
