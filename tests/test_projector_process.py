@@ -103,7 +103,7 @@ def test_both_modes_write_the_same_journal_and_export(
 def test_a_killed_projector_process_is_started_again_from_its_checkpoint(
     tmp_path: Path,
 ) -> None:
-    with AuditStore.open(tmp_path / "audit") as store:
+    with AuditStore.open(tmp_path / "audit", projection="process") as store:
         with store.start_run(run_id="r", export=SETTINGS) as run:
             record_rows(run, 400)
             first = export_handle(run).host.pid
@@ -122,7 +122,7 @@ def test_a_projector_process_that_keeps_dying_fails_the_export_loudly(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(process_module, "RESTARTS", 0)
-    with AuditStore.open(tmp_path / "audit") as store:
+    with AuditStore.open(tmp_path / "audit", projection="process") as store:
         run = store.start_run(run_id="r", export=SETTINGS, sql=False)
         record_rows(run, 100)
         live = export_handle(run)
@@ -142,7 +142,7 @@ def test_relative_paths_mean_the_recorders_directory(
     """The projector process starts in the recorder's working directory of that moment,
     not in the one its fork server was started in."""
     monkeypatch.chdir(tmp_path)
-    with AuditStore.open("audit") as store:
+    with AuditStore.open("audit", projection="process") as store:
         with store.start_run(run_id="r", export=SETTINGS) as run:
             record_rows(run, 20)
         assert run.export_result is not None
