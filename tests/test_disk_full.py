@@ -104,8 +104,10 @@ def test_injected_write_failures_refuse_without_recording(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The same rules without a real full disk (runs everywhere): every write of the
-    journal and payloads fails until the failure is lifted."""
-    with AuditStore.open(tmp_path / "audit", durability="batch") as store:
+    journal and payloads fails until the failure is lifted. (With the live export as a
+    thread, its backpressure writes the journal every few hundred calls, so a failure
+    is met within the 300 calls whatever the flusher's timing.)"""
+    with AuditStore.open(tmp_path / "audit", durability="batch", projection="thread") as store:
         run = store.start_run(run_id="r1", export=ExportSettings(), sql=False)
         src = run.register_node(plugin_name="csv", node_type="source")
         for index in range(100):
