@@ -65,11 +65,6 @@ store.close()
 """
 
 
-def trials(default: int, slow: int, request: pytest.FixtureRequest) -> int:
-    marked = request.config.getoption("-m") or ""
-    return slow if "slow" in marked and "not slow" not in marked else default
-
-
 @pytest.fixture
 def rng() -> Iterator[random.Random]:
     seed = int(os.environ.get("AUDITJOURNAL_CRASH_SEED", random.randrange(1 << 30)))
@@ -138,10 +133,16 @@ def write_child(tmp_path: Path) -> Path:
     return script
 
 
-def test_sigkill_the_projector_process(
-    tmp_path: Path, rng: random.Random, request: pytest.FixtureRequest
-) -> None:
-    n = trials(20, 100, request)
+def test_sigkill_the_projector_process(tmp_path: Path, rng: random.Random) -> None:
+    kill_projector(tmp_path, rng, 20)
+
+
+@pytest.mark.slow
+def test_sigkill_the_projector_process_many(tmp_path: Path, rng: random.Random) -> None:
+    kill_projector(tmp_path, rng, 100)
+
+
+def kill_projector(tmp_path: Path, rng: random.Random, n: int) -> None:
     root, script = tmp_path / "audit", write_child(tmp_path)
     child = start_child(root, script, 0, n + 1)
     try:
@@ -176,10 +177,16 @@ def test_sigkill_the_projector_process(
             assert_identical_to_replay(store, run_id, tmp_path)
 
 
-def test_sigkill_the_recorder(
-    tmp_path: Path, rng: random.Random, request: pytest.FixtureRequest
-) -> None:
-    n = trials(10, 40, request)
+def test_sigkill_the_recorder(tmp_path: Path, rng: random.Random) -> None:
+    kill_recorder(tmp_path, rng, 10)
+
+
+@pytest.mark.slow
+def test_sigkill_the_recorder_many(tmp_path: Path, rng: random.Random) -> None:
+    kill_recorder(tmp_path, rng, 40)
+
+
+def kill_recorder(tmp_path: Path, rng: random.Random, n: int) -> None:
     root, script = tmp_path / "audit", write_child(tmp_path)
     calibrate = start_child(root, script, 0, 1)
     began = time.monotonic()
