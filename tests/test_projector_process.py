@@ -147,3 +147,31 @@ def test_relative_paths_mean_the_recorders_directory(
             record_rows(run, 20)
         assert run.export_result is not None
     assert (tmp_path / "audit" / "runs" / "r" / "export" / "audit_trail.manifest.json").exists()
+
+
+def test_a_projector_process_trailing_for_too_long_is_late(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Backpressure by time as well as by events: the recorder marks (last seq, when) at
+    each throttle; the projector is late once the oldest entry it has not taken in was
+    appended more than MAX_LAG ago, however few entries that is."""
+    clock = [100.0]
+    done = [0]
+
+    class Host:
+        run_id = "r"
+
+        def done(self, slot: object) -> int:
+            return done[0]
+
+    monkeypatch.setattr(process_module.time, "monotonic", lambda: clock[0])
+    handle = ProcessExport(Host(), process_module._Part())  # type: ignore[arg-type]
+    assert not handle.late(10)  # seqs 1-10 appended now
+    clock[0] += process_module.MAX_LAG / 2
+    assert not handle.late(20)
+    clock[0] += process_module.MAX_LAG * 0.8  # seq 10's mark is 1.3 x MAX_LAG old, 20's 0.8
+    assert handle.late(30)
+    done[0] = 10  # it took in up to 10: the oldest it lacks was marked at 20
+    assert not handle.late(40)
+    done[0] = 40
+    assert not handle.late(40)  # caught up between the caller's look and this one

@@ -59,6 +59,7 @@ class Follower(Protocol):
 
     def wake(self) -> None: ...
     def needs_wake(self) -> bool: ...
+    def late(self, last_seq: int) -> bool: ...
     def alive(self) -> bool: ...
     def done_seq(self) -> int: ...
     def wait_progress(self, timeout: float) -> None: ...
@@ -124,6 +125,10 @@ class LiveThread:
 
     def needs_wake(self) -> bool:
         """False: a thread looks every few milliseconds by itself (cheaper than waking it)."""
+        return False
+
+    def late(self, last_seq: int) -> bool:
+        """False: a thread shares the recorder's GIL, so it trails by events, not time."""
         return False
 
     def wait_progress(self, timeout: float) -> None:
@@ -242,7 +247,9 @@ class LiveProjectors:
         is halfway caught up, or ``_THROTTLE_WAIT`` passes. The projector is woken
         at once and signals its progress, so neither side sleeps while the other waits.
         A projector process that caught up and waits on its pipe is woken as soon as it
-        trails at all, so that it keeps close behind what the group commit has written.
+        trails at all, so that it keeps close behind what the group commit has written;
+        one that trails by less than ``max_behind`` events but by more than its time
+        bound (:meth:`Follower.late`) is waited for too, until its backlog is halved.
         """
         last = journal.last_seq
         for live in (self.export, self.sql):
@@ -252,7 +259,8 @@ class LiveProjectors:
             if behind <= 0 or not live.alive():
                 continue
             bound = live.max_behind
-            if behind <= bound:
+            late = live.late(last)
+            if behind <= bound and not late:
                 if live.needs_wake():
                     live.wake()  # it reads what the group commit wrote (no write here:
                 continue  # that could wait for the flusher's fsync)
@@ -261,7 +269,7 @@ class LiveProjectors:
                 return  # nothing new reaches the disk now; the next call reports it
             live.wake()
             deadline = time.monotonic() + _THROTTLE_WAIT
-            target = last - bound // 2
+            target = last - min(behind, bound) // 2
             while live.done_seq() < target and live.alive() and time.monotonic() < deadline:
                 live.wait_progress(0.005)
 

@@ -28,8 +28,8 @@ projector process dies, the parts it had not finished are started again from the
 checkpoints (at most ``restarts`` times; then the export fails with
 :class:`ProjectorProcessError` as its cause and the run records ``export_failed``).
 
-Thread-safety: the recorder's side is driven by one thread at a time (the recording
-thread that throttles or completes the run), like the in-process threads.
+Thread-safety: the recorder's side is driven by one thread at a time (the one that
+throttles or completes the run), like the in-process threads.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ import pickle
 import select
 import signal
 import time
+from collections import deque
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Final
@@ -64,11 +65,12 @@ __all__ = ["ProcessExport", "ProcessSql", "ProjectorProcess", "ProjectorSpec"]
 _log = logging.getLogger(__name__)  # under the "auditjournal" logger
 
 RESTARTS: Final = 3  # times a dead projector process is started again, per run
+MAX_LAG: Final = 0.02
+"""Seconds a projector process may trail by before the recorder waits for it (at a low
+recording rate MAX_BEHIND events would be a long time)."""
 MAX_BEHIND: Final = 1024
-"""Events a projector process may trail the journal by (live.py's threads: 200). Each
-wait for it costs both processes a wake-up; bigger steps also make the SQL tables'
-transactions fewer (measured: recorder CPU/event +40 % over recording alone at 200,
-+25 % at 1,024; about 10 ms of the recorder at full speed)."""
+"""Events a projector process may trail by (threads: 200): fewer waits (a wake-up each
+for both processes) and bigger SQL transactions (docs/decisions.md, issue 13)."""
 _JOIN_TIMEOUT: Final = 10.0  # seconds a stopped projector may take to exit before it is killed
 _PUMP: Final = 0.5  # seconds between looks at a projector process that says nothing
 
@@ -348,8 +350,7 @@ class ProjectorProcess:
             self._apply(message)  # pragma: no cover - nothing else comes before "ready"
 
     def _receive(self, timeout: float | None) -> tuple[Any, ...] | None:
-        """The child's next message; ``()`` if none came within ``timeout``; None if it is
-        gone (its end of the event pipe closed: it exited, or was killed)."""
+        """The child's next message; ``()`` if none came in ``timeout``; None: it is gone."""
         events = self._events
         assert events is not None
         try:
@@ -522,6 +523,18 @@ class _Handle:
         self.host = host
         self.run_id = host.run_id
         self._part = part
+        self._marks: deque[tuple[int, float]] = deque()
+        """(last seq, when) at each throttle while it trailed: how long ago it fell behind."""
+
+    def late(self, last_seq: int) -> bool:
+        """It trails by more than ``MAX_LAG`` seconds (called every throttle interval)."""
+        now = time.monotonic()
+        marks = self._marks
+        marks.append((last_seq, now))
+        done = self.done_seq()
+        while marks and marks[0][0] <= done:
+            marks.popleft()  # taken in (it may have caught up since the caller looked)
+        return bool(marks) and now - marks[0][1] > MAX_LAG
 
     def wake(self) -> None:
         self.host.wake()
