@@ -175,3 +175,21 @@ def test_a_projector_process_trailing_for_too_long_is_late(
     assert not handle.late(40)
     done[0] = 40
     assert not handle.late(40)  # caught up between the caller's look and this one
+
+
+def test_the_projector_gets_the_recorders_environment_of_now(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fork server was started earlier (by another run), with the environment of then;
+    a signing key set since must still reach the projector it forks for this run."""
+    monkeypatch.delenv("AUDITJOURNAL_SIGNING_KEY", raising=False)
+    with AuditStore.open(tmp_path / "audit", projection="process") as store:
+        with store.start_run(run_id="before", sql=False) as run:
+            record_rows(run, 3)  # the fork server runs from here on
+        monkeypatch.setenv("AUDITJOURNAL_SIGNING_KEY", "k" * 32)
+        signed = ExportSettings(sign="hmac-sha256")
+        with store.start_run(run_id="after", export=signed, sql=False) as run:
+            record_rows(run, 3)
+        assert run.export_result is not None
+        manifest = (store.export_dir("after") / "audit_trail.manifest.json").read_text()
+        assert "hmac-sha256" in manifest

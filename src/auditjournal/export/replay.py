@@ -94,6 +94,7 @@ class _Range:
 
 _worker_payloads: PayloadStore | None = None  # in a worker: its copy of the store
 _worker_ring: mmap.mmap | None = None  # in a worker: the shared slots
+_worker_slot_bytes = _SLOT_BYTES  # in a worker: the parent's slot size (not its own global)
 
 
 RECORDED: Final = "recorded"
@@ -263,7 +264,7 @@ def _replay_parallel(
     ring_file = os.fdopen(anonymous_file(in_flight * _SLOT_BYTES), "r+b", buffering=0)
     ring = mmap.mmap(ring_file.fileno(), in_flight * _SLOT_BYTES)  # shared with the workers
     given = (_PayloadsAt.of(payloads), _RingFile(ring_file.fileno()))
-    source = (payloads, ring) if inherit else given
+    source = (*((payloads, ring) if inherit else given), _SLOT_BYTES)
     with (
         ring_file,
         ring,
@@ -364,10 +365,13 @@ class _RingFile:
             os.close(fd)
 
 
-def _init_worker(payloads: PayloadStore | _PayloadsAt, ring: mmap.mmap | _RingFile) -> None:
+def _init_worker(
+    payloads: PayloadStore | _PayloadsAt, ring: mmap.mmap | _RingFile, slot_bytes: int
+) -> None:
     """In a worker: forked, ``payloads`` is the owner's store and ``ring`` the shared slots,
     both inherited, not pickled; else where to open them."""
-    global _worker_payloads, _worker_ring
+    global _worker_payloads, _worker_ring, _worker_slot_bytes
+    _worker_slot_bytes = slot_bytes
     if isinstance(payloads, PayloadStore):
         payloads.forked_reader()
         _worker_payloads = payloads
@@ -430,11 +434,12 @@ def _project_range(
     if count is not None and read != count and completed is None:
         raise _Inconsistent(f"range from seq {start.next_seq}: {read} of {count} entries")
     size = len(lines)
-    if size <= _SLOT_BYTES:
-        at = slot * _SLOT_BYTES
+    slot_bytes = _worker_slot_bytes
+    if size <= slot_bytes:
+        at = slot * slot_bytes
         _worker_ring[at : at + size] = lines
     return _Range(
-        lines=size if size <= _SLOT_BYTES else bytes(lines),
+        lines=size if size <= slot_bytes else bytes(lines),
         lengths=lengths,
         seqs=seqs,
         leaves=bytes(leaves),

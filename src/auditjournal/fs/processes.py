@@ -113,8 +113,9 @@ class ForkServer:
 
     def start(self, module: str, function: str, args: tuple[Any, ...], fds: list[int]) -> int:
         """Fork a worker that calls ``module.function(*args, *fds)``; returns its pid.
-        The worker gets copies of ``fds``; the caller closes its own."""
-        request = pickle.dumps((module, function, args))
+        The worker gets copies of ``fds`` (the caller closes its own) and the caller's
+        environment as it is now (a key set after the server started, say)."""
+        request = pickle.dumps((module, function, args, dict(os.environ)))
         with self._lock:
             try:
                 socket.send_fds(self._socket, [request], fds)
@@ -200,7 +201,9 @@ def _worker(request: bytes, fds: list[int]) -> NoReturn:
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     code = 0
     try:
-        module, function, args = pickle.loads(request)
+        module, function, args, environment = pickle.loads(request)
+        os.environ.clear()
+        os.environ.update(environment)
         getattr(importlib.import_module(module), function)(*args, *fds)
     except BaseException:
         traceback.print_exc()
