@@ -10,11 +10,38 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+
+def wait_stopped(live: Any, patience: float = 60.0) -> None:
+    """Wait until a live projector (thread or projector process part) has stopped by
+    itself; fail, instead of hanging, after ``patience`` seconds."""
+    deadline = time.monotonic() + patience
+    while live.alive():
+        assert time.monotonic() < deadline, f"the live projector still runs after {patience} s"
+        time.sleep(0.01)
+
+
+def kill_and_wait(pid: int, patience: float = 60.0) -> None:
+    """SIGKILL ``pid`` and wait until it is gone (a zombie nobody reaped counts as gone)."""
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return
+        if state in ("Z", "X"):
+            return
+        assert time.monotonic() < deadline, f"process {pid} still runs after SIGKILL"
+        time.sleep(0.01)
 
 
 def fail_writes(

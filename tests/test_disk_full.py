@@ -24,7 +24,7 @@ from auditjournal import AuditStore, DiskFullError, ExportSettings, RunAlreadyCo
 from auditjournal.evidence.verify import verify_export
 from auditjournal.model.events import ExportSealed, RowCreated, RunCompleted
 from auditjournal.recording.recorder import RunRecorder
-from faults import SmallFilesystem, fail_writes, small_filesystem
+from faults import SmallFilesystem, fail_writes, small_filesystem, wait_stopped
 
 PAD = "x" * 500
 
@@ -104,8 +104,10 @@ def test_injected_write_failures_refuse_without_recording(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The same rules without a real full disk (runs everywhere): every write of the
-    journal and payloads fails until the failure is lifted."""
-    with AuditStore.open(tmp_path / "audit", durability="batch") as store:
+    journal and payloads fails until the failure is lifted. (With the live export as a
+    thread, its backpressure writes the journal every few hundred calls, so a failure
+    is met within the 300 calls whatever the flusher's timing.)"""
+    with AuditStore.open(tmp_path / "audit", durability="batch", projection="thread") as store:
         run = store.start_run(run_id="r1", export=ExportSettings(), sql=False)
         src = run.register_node(plugin_name="csv", node_type="source")
         for index in range(100):
@@ -217,14 +219,15 @@ def test_with_block_keeps_a_recorder_whose_completion_failed_open(fs: SmallFiles
         assert_sealed_once(store, "r1")
 
 
+@pytest.mark.parametrize("projection", ["process", "thread"])
 def test_live_export_stopped_by_a_full_disk_is_restarted_by_complete(
-    tmp_path: Path, fs: SmallFilesystem
+    tmp_path: Path, fs: SmallFilesystem, projection: str
 ) -> None:
     """The export (on its own small filesystem) runs out of space while the journal does
     not: recording goes on; complete() restarts the export from its checkpoint, raises
     DiskFullError while there is still no room, and seals it once there is."""
     settings = ExportSettings(chunk_size_bytes=50_000, path_prefix=str(fs.path / "audit_trail"))
-    with AuditStore.open(tmp_path / "audit", durability="batch") as store:
+    with AuditStore.open(tmp_path / "audit", durability="batch", projection=projection) as store:
         run = store.start_run(run_id="r1", export=settings, sql=False)
         src = run.register_node(plugin_name="csv", node_type="source")
         fs.fill(leave=100_000)
@@ -232,8 +235,7 @@ def test_live_export_stopped_by_a_full_disk_is_restarted_by_complete(
             run.create_row(source_node_id=src, row_index=index, data={"i": index, "pad": PAD})
         live = run.live.export
         assert live is not None
-        live._thread.join(timeout=60)  # it stopped when its disk ran full
-        assert not live.alive()
+        wait_stopped(live)  # it stopped when its disk ran full
         for _ in range(2):
             with pytest.raises(DiskFullError, match="export of run 'r1' could not be written"):
                 run.complete()
@@ -247,14 +249,15 @@ def test_live_export_stopped_by_a_full_disk_is_restarted_by_complete(
         assert report.ok, report.summary()
 
 
+@pytest.mark.parametrize("projection", ["process", "thread"])
 def test_an_export_taken_over_by_another_process_is_left_to_it(
-    tmp_path: Path, fs: SmallFilesystem, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, fs: SmallFilesystem, caplog: pytest.LogCaptureFixture, projection: str
 ) -> None:
     """While the stopped live export's lock is free, `auditjournal project` may take the
     export over; complete() then leaves the seal to it instead of failing."""
     caplog.set_level(logging.WARNING, logger="auditjournal")
     settings = ExportSettings(chunk_size_bytes=50_000, path_prefix=str(fs.path / "audit_trail"))
-    with AuditStore.open(tmp_path / "audit", durability="batch") as store:
+    with AuditStore.open(tmp_path / "audit", durability="batch", projection=projection) as store:
         run = store.start_run(run_id="r1", export=settings, sql=False)
         src = run.register_node(plugin_name="csv", node_type="source")
         fs.fill(leave=100_000)
@@ -262,7 +265,7 @@ def test_an_export_taken_over_by_another_process_is_left_to_it(
             run.create_row(source_node_id=src, row_index=index, data={"i": index, "pad": PAD})
         live = run.live.export
         assert live is not None
-        live._thread.join(timeout=60)
+        wait_stopped(live)
         fs.free()
         other = store.export_projector("r1", settings, prefix=fs.path / "audit_trail")
         try:
@@ -293,7 +296,10 @@ def test_close_on_a_full_disk_keeps_everything_for_a_later_close(fs: SmallFilesy
         assert row_indexes(reopened, "r1") == list(range(30))
 
 
-def test_live_sql_tables_stopped_by_a_full_disk_catch_up_at_complete(tmp_path: Path) -> None:
+@pytest.mark.parametrize("projection", ["process", "thread"])
+def test_live_sql_tables_stopped_by_a_full_disk_catch_up_at_complete(
+    tmp_path: Path, projection: str
+) -> None:
     """The SQLite tables live on a disk that runs full (the journal does not): their
     projector stops while the run goes on; once there is room, complete() starts it
     again and the tables hold the whole run."""
@@ -303,7 +309,9 @@ def test_live_sql_tables_stopped_by_a_full_disk_catch_up_at_complete(tmp_path: P
     # run's rows once freed; fill() takes whatever is left
     with small_filesystem(tmp_path / "db", size="2m") as fs:
         database_url = f"sqlite:///{fs.path / 'landscape.db'}"
-        with AuditStore.open(tmp_path / "audit", database_url=database_url) as store:
+        with AuditStore.open(
+            tmp_path / "audit", database_url=database_url, projection=projection
+        ) as store:
             run = store.start_run(run_id="r1", export=ExportSettings(chunk_size_bytes=100_000))
             src = run.register_node(plugin_name="csv", node_type="source")
             fs.fill(leave=0)
@@ -311,8 +319,7 @@ def test_live_sql_tables_stopped_by_a_full_disk_catch_up_at_complete(tmp_path: P
                 run.create_row(source_node_id=src, row_index=index, data={"i": index, "pad": PAD})
             sql = run.live.sql
             assert sql is not None
-            sql._thread.join(timeout=60)  # it stopped when the database could not grow
-            assert not sql.alive()
+            wait_stopped(sql)  # it stopped when the database could not grow
             fs.free()
             run.complete()
             run.close()

@@ -25,10 +25,11 @@ def test_a_failed_live_export_is_recorded_and_a_replay_verifies(
     test_disk_full.py): leaving the run raises ExportError, the journal ends with
     export_failed naming the cause, nothing recorded is lost, and a replay of the
     journal into the export's place verifies against it (an export_failed entry
-    stands in for the missing export_sealed)."""
+    stands in for the missing export_sealed). The writes fail in this process: the
+    live export runs as a thread here (a projector process would not see the fault)."""
     root = tmp_path / "audit"
     settings = ExportSettings(chunk_size_bytes=2_000)
-    with AuditStore.open(root) as store:
+    with AuditStore.open(root, projection="thread") as store:
         failed = fail_writes(monkeypatch, "/export/", times=10**9, error=errno.EIO)
         with (
             pytest.raises(ExportError, match=r"cannot write export chunk: .*Input/output error"),

@@ -1,18 +1,22 @@
-"""The in-process projectors of a run being recorded (live.py, LiveExport, LiveSql) do not
-sleep while the recorder waits for them: the recorder wakes them when it has written
-the journal and they signal each step. With their poll interval set to an hour, a run
-still records, seals and fills its tables -- only the wake-ups can make that happen."""
+"""The live projectors of a run being recorded (threads: live.py, LiveExport, LiveSql; a
+projector process: process.py) do not sleep while the recorder waits for them: the
+recorder wakes them when it has written the journal and they signal each step. With
+their poll interval (a projector process: its idle look, the store's flush interval)
+set to an hour, a run still records, seals and fills its tables -- only the wake-ups
+can make that happen."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from auditjournal import AuditStore, ExportSettings
 from auditjournal.projection import live as live_module
+from auditjournal.projection import process as process_module
 from auditjournal.recording.recorder import RunRecorder
 
 HOUR = 3600.0
@@ -48,15 +52,17 @@ def within(seconds: float, work: Callable[[], None]) -> None:
         raise errors[0]
 
 
-@pytest.fixture
-def hour_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(params=["process", "thread"])
+def hour_polls(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """How to open the store (in both projection modes) so that only wake-ups move them."""
     monkeypatch.setattr(live_module, "_LIVE_POLL", HOUR)
     monkeypatch.setattr(live_module.LiveSql.__init__, "__defaults__", (HOUR,))
     monkeypatch.setattr(live_module, "_THROTTLE_WAIT", 2 * PATIENCE)
+    return {"durability": "none", "flush_interval": HOUR, "projection": request.param}
 
 
-def test_woken_live_export_takes_in_new_entries(tmp_path: Path, hour_polls: None) -> None:
-    with AuditStore.open(tmp_path / "audit", durability="none") as store:
+def test_woken_live_export_takes_in_new_entries(tmp_path: Path, hour_polls: dict[str, Any]) -> None:
+    with AuditStore.open(tmp_path / "audit", **hour_polls) as store:
         run = store.start_run(run_id="r", export=ExportSettings(), sql=False)
         live = run.live.export
         assert live is not None
@@ -76,20 +82,20 @@ def test_woken_live_export_takes_in_new_entries(tmp_path: Path, hour_polls: None
 
 @pytest.mark.parametrize("sql", [False, True])
 def test_backpressure_wakes_the_projectors_and_the_run_seals(
-    tmp_path: Path, hour_polls: None, sql: bool
+    tmp_path: Path, hour_polls: dict[str, Any], sql: bool
 ) -> None:
-    # 300 rows = 1,500 events: far more than MAX_BEHIND, so the recorder throttles many
-    # times; each time it must wake the projector instead of waiting out its poll.
-    assert 4 * live_module.MAX_BEHIND < 5 * 300
-    with AuditStore.open(tmp_path / "audit", durability="none") as store:
+    # 1,000 rows = 5,000 events: far more than either mode's MAX_BEHIND, so the recorder
+    # throttles many times; each time it must wake the projector, not wait out its poll.
+    assert 4 * max(live_module.MAX_BEHIND, process_module.MAX_BEHIND) < 5 * 1_000
+    with AuditStore.open(tmp_path / "audit", **hour_polls) as store:
         run = store.start_run(run_id="r", export=ExportSettings(), sql=sql)
 
         def record() -> None:
             with run:
-                record_rows(run, 300)
+                record_rows(run, 1_000)
 
         within(PATIENCE, record)
         assert run.export_result is not None
-        assert run.export_result.record_count == 4 * 300 + 3  # rows, tokens, states, outcomes
+        assert run.export_result.record_count == 4 * 1_000 + 3  # rows, tokens, states, outcomes
         if sql:
             assert store.sql_database().checkpoint("r") is not None

@@ -224,6 +224,10 @@ class DatabaseError(AuditJournalError):
     """The SQL database of the audit tables could not be reached or refused a statement."""
 
 
+class ProjectorProcessError(AuditJournalError):
+    """A run's projector process died, or could not be started (again)."""
+
+
 class SchemaVersionError(DatabaseError):
     """The database holds audit tables of another schema version (or foreign tables)."""
 

@@ -85,7 +85,7 @@ from benchlib import (  # noqa: E402
 from auditjournal import AuditStore  # noqa: E402
 
 DURABILITIES: tuple[str, ...] = ("batch", "always", "none")
-FEATURES: tuple[str, ...] = ("export", "sql")
+FEATURES: tuple[str, ...] = ("export", "sql", "thread")
 """Optional ``+feature`` suffixes of a mode: the live export, the SQL audit tables."""
 DEFAULT_MODES: tuple[str, ...] = ("batch", "always", "none", "batch+export")
 DEFAULT_ROWS = 20_000
@@ -117,6 +117,8 @@ def record_ours(
     kwargs: dict[str, Any] = {}
     if flush_interval is not None:
         kwargs["flush_interval"] = flush_interval
+    if spec.thread:
+        kwargs["projection"] = "thread"
     store = AuditStore.open(root / "store", durability=durability, **kwargs)  # type: ignore[arg-type]
     run_kwargs = start_run_kwargs(spec)
     closed = False
@@ -128,6 +130,8 @@ def record_ours(
         if profiler is not None:
             profiler.enable()
         run = store.start_run(config=config, **run_kwargs)
+        live = run.live.export or run.live.sql
+        host = getattr(live, "host", None)  # the projector process, if any
         driven = workload.drive(run, plans)
         run.complete()
         store.close()
@@ -144,6 +148,7 @@ def record_ours(
             seconds=t1 - t0,
             cpu_seconds=c1 - c0,
             store_bytes=tree_bytes(root),
+            projector_cpu_seconds=0.0 if host is None else host.cpu_seconds,
         )
     finally:
         if profiler is not None:
@@ -160,13 +165,20 @@ class ModeSpec:
     durability: str
     export: bool = False
     sql: bool = False
+    thread: bool = False
+    """``+thread``: the store opened with ``projection="thread"`` (default: a process)."""
 
     @classmethod
     def parse(cls, text: str) -> ModeSpec:
         durability, *features = text.strip().split("+")
         if durability not in DURABILITIES or any(f not in FEATURES for f in features):
             raise ValueError(text)
-        return cls(durability, export="export" in features, sql="sql" in features)
+        return cls(
+            durability,
+            export="export" in features,
+            sql="sql" in features,
+            thread="thread" in features,
+        )
 
     @property
     def name(self) -> str:
@@ -196,6 +208,66 @@ def start_run_kwargs(spec: ModeSpec) -> dict[str, Any]:
     return kwargs
 
 
+def projection_figures(modes: list[str], ours: dict[str, Series]) -> list[Figure]:
+    """Issue 13: the library's defaults against the recorder alone (same rounds), and the
+    CPU per event of the recorder and of its projector process (machine load aside)."""
+    figs: list[Figure] = []
+    for m in modes:
+        spec = split_mode(m)
+        if not (spec.export or spec.sql):
+            continue
+        samples = ours[m].samples
+        figs.append(
+            Figure(
+                f"cpu.{m}.recorder_us_per_event",
+                f"  CPU per event, recorder process, {m}",
+                "µs",
+                [s.cpu_seconds / s.events * 1e6 for s in samples],
+                fmt_1,
+            )
+        )
+        if not spec.thread:
+            figs.append(
+                Figure(
+                    f"cpu.{m}.projector_us_per_event",
+                    f"  CPU per event, projector process, {m}",
+                    "µs",
+                    [s.projector_cpu_seconds / s.events * 1e6 for s in samples],
+                    fmt_1,
+                )
+            )
+        alone = split_mode(m).durability
+        if alone not in ours or len(ours[alone].samples) != len(samples):
+            continue
+        mine, theirs = ours[m].events_per_s(), ours[alone].events_per_s()
+        figs.append(
+            Figure(
+                f"ratio.{m}_vs_{alone}",
+                f"ratio {m}/{alone} recording",
+                "x",
+                [a / b for a, b in zip(mine, theirs, strict=True)],
+                fmt_ratio,
+                target=0.60 if m == "batch+export+sql" else None,
+                value=statistics.median(mine) / statistics.median(theirs),
+                note="median/median, same rounds; spread from per-round pairs",
+            )
+        )
+        base_cpu = [s.cpu_seconds / s.events for s in ours[alone].samples]
+        my_cpu = [s.cpu_seconds / s.events for s in samples]
+        figs.append(
+            Figure(
+                f"ratio.{m}_vs_{alone}.cpu",
+                "  the same by the recorder's CPU per event (a core of its own)",
+                "x",
+                [b / a for a, b in zip(my_cpu, base_cpu, strict=True)],
+                fmt_ratio,
+                value=statistics.median(base_cpu) / statistics.median(my_cpu),
+                note="recorder-alone CPU/event over this mode's recorder CPU/event",
+            )
+        )
+    return figs
+
+
 def _what(spec: ModeSpec) -> str:
     if not (spec.export or spec.sql):
         return (
@@ -207,14 +279,15 @@ def _what(spec: ModeSpec) -> str:
         parts.append("live export on (complete() waits until it is sealed)")
     if spec.sql:
         parts.append("SQL tables kept current")
-    return " and ".join(parts) + "; no target of its own"
+    where = "as threads of the recorder" if spec.thread else "in a projector process"
+    return " and ".join(parts) + f", {where}"
 
 
 def describe_start_run(mode: str) -> str:
     spec = split_mode(mode)
     args = ["config=..."]
     args += [f"{k}={v!r}" for k, v in start_run_kwargs(spec).items()]
-    args += [f"{f}=<default>" for f in FEATURES if getattr(spec, f)]
+    args += [f"{f}=<default>" for f in ("export", "sql") if getattr(spec, f)]
     return f"start_run({', '.join(args)})"
 
 
@@ -473,6 +546,7 @@ def run_bench(args: argparse.Namespace) -> int:
                 fmt_int,
             )
         )
+    figures += projection_figures(modes, ours)
     uses_always = any(split_mode(m).durability == "always" for m in modes)
     if uses_always and always_rows != args.rows:
         notes.append(

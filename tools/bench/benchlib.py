@@ -142,6 +142,8 @@ class Sample:
     """Process CPU time (all threads) in the timed window."""
     store_bytes: int
     """Bytes on disk in the store after close (sum of file sizes)."""
+    projector_cpu_seconds: float = 0.0
+    """CPU time of the run's projector process(es) (user + system; they report it)."""
 
     @property
     def events_per_s(self) -> float:

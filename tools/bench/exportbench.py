@@ -8,9 +8,10 @@ Per round (interleaved with the recording figures of ``bench.py``):
   process stamps ``time.monotonic_ns()`` right after ``create_row`` returns for every
   ``--lag-every``-th row; the follower stamps when that row's ``row`` record line became
   readable (matched by ``row_id``); lag = readable - appended (``CLOCK_MONOTONIC`` is
-  system-wide). Twice: with the library's in-process live export
-  (``start_run(export=ExportSettings(), sql=False)``: a projector thread beside the
-  recorder) and with the projector in a process of its own (``start_run(export=None,
+  system-wide). Three times: with the library's live export in its projector process
+  (``start_run(export=ExportSettings(), sql=False)``, the default ``projection="process"``),
+  as a thread beside the recorder (``AuditStore.open(..., projection="thread")``), and
+  with no live export but a separate projector process (``start_run(export=None,
   sql=False)`` and ``exportchild.py project`` running ``export_projector(...).run(follow=True)``).
   Also reported: the recording rate achieved meanwhile (``start_run`` .. ``complete()`` +
   ``close()``, like ``bench.py``'s recording figures).
@@ -129,6 +130,7 @@ class ExportBench:
     plans_for: Callable[[int], list[workload.RowPlan]]
     progress: TextIO
     lag_in: list[LagSample] = field(default_factory=list)
+    lag_live: list[LagSample] = field(default_factory=list)
     lag_out: list[LagSample] = field(default_factory=list)
     replay: list[ReplaySample] = field(default_factory=list)
     small: list[ReplaySample] = field(default_factory=list)
@@ -194,9 +196,10 @@ class ExportBench:
         a = self.args
         lag_plans = self.plans_for(a.lag_rows)
         parts = []
-        for out_of_process, series, tag in (
-            (False, self.lag_in, "in"),
-            (True, self.lag_out, "proc"),
+        for out_of_process, projection, series, tag in (
+            (False, "process", self.lag_live, "live process"),
+            (False, "thread", self.lag_in, "thread"),
+            (True, "process", self.lag_out, "separate"),
         ):
             s = measure_lag(
                 lag_plans,
@@ -205,6 +208,7 @@ class ExportBench:
                 every=a.lag_every,
                 out_of_process=out_of_process,
                 store_kwargs=self.store_kwargs,
+                projection=projection,
             )
             series.append(s)
             parts.append(f"lag p99 {tag} {s.p99_ms:.1f} ms")
@@ -273,8 +277,9 @@ class ExportBench:
         a = self.args
         figs: list[Figure] = []
         for key, name, series in (
-            ("in_process", "in-process", self.lag_in),
-            ("projector_process", "projector process", self.lag_out),
+            ("live_process", "live projector process (default)", self.lag_live),
+            ("in_process", "in-process thread", self.lag_in),
+            ("projector_process", "separate projector process", self.lag_out),
         ):
             figs += [
                 Figure(
@@ -345,11 +350,11 @@ class ExportBench:
                     note="median(ours)/median(baseline), events exported per second",
                 )
             )
-        if self.base_export and self.lag_in:
+        if self.base_export and self.lag_live:
             # What a user waits for once the run is over: ours is the live export's tail and
             # seal (run.complete()); the baseline exports the same events only then.
-            ready = [s.complete_seconds * 1000 for s in self.lag_in]
-            events = _median([s.events for s in self.lag_in])
+            ready = [s.complete_seconds * 1000 for s in self.lag_live]
+            events = _median([s.events for s in self.lag_live])
             theirs_ms = [events / b.events_per_s * 1000 for b in self.base_export]
             figs.append(
                 Figure(
@@ -449,10 +454,11 @@ class ExportBench:
             "Export lag: a separate follower process (own reader, 1 ms polls) stamps when "
             f"every {a.lag_every}th row's record is readable in a chunk; the recording process "
             "stamps after create_row returns (CLOCK_MONOTONIC in both). p50/p99 per run, "
-            "median over runs. In-process: start_run(config=..., export=ExportSettings(), "
-            "sql=False), projector thread in the recording process. Projector process: "
-            "start_run(config=..., export=None, sql=False) plus a child running "
-            "store.export_projector(run_id, ExportSettings()).run(follow=True).",
+            "median over runs. Live projector process: start_run(config=..., "
+            "export=ExportSettings(), sql=False) with the default projection='process'. "
+            "In-process thread: the same with AuditStore.open(..., projection='thread'). "
+            "Separate projector process: start_run(config=..., export=None, sql=False) plus a "
+            "child running store.export_projector(run_id, ExportSettings()).run(follow=True).",
             "Replay: replay_export(..., settings=ExportSettings(), payloads inlined) in a fresh "
             "child process, timed around the call (chunk fsyncs included), page cache warm; "
             "MB = 10^6 bytes of export files written. Verify: verify_export(export_dir) of that "
@@ -461,7 +467,11 @@ class ExportBench:
             "process, whose workload plans make forking verify's workers slower.",
         ]
         at = 1
-        for name, series in (("in-process", self.lag_in), ("projector process", self.lag_out)):
+        for name, series in (
+            ("live projector process", self.lag_live),
+            ("in-process thread", self.lag_in),
+            ("separate projector process", self.lag_out),
+        ):
             first = _median([x.first_tenth_p50_ms for x in series])
             last = _median([x.last_tenth_p50_ms for x in series])
             if last > 2 * first + 5:
@@ -537,6 +547,7 @@ class ExportBench:
             "setup_seconds": self.setup_seconds,
             "events": self._events,
             "raw": {
+                "lag_live_process": rows(self.lag_live),
                 "lag_in_process": rows(self.lag_in),
                 "lag_projector_process": rows(self.lag_out),
                 "replay": rows(self.replay),

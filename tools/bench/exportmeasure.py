@@ -201,10 +201,13 @@ def measure_lag(
     every: int,
     out_of_process: bool,
     store_kwargs: dict[str, Any],
+    projection: str = "process",
 ) -> LagSample:
-    """One recording at full speed with a follower process timing each sampled row record."""
+    """One recording at full speed with a follower process timing each sampled row record.
+    ``projection``: where the library's live export runs ("process": the default projector
+    process; "thread"); ``out_of_process``: no live export, a separate projector child."""
     root = Path(tempfile.mkdtemp(prefix="lag-", dir=workdir)) / "store"
-    store = AuditStore.open(root, durability="batch", **store_kwargs)
+    store = AuditStore.open(root, durability="batch", projection=projection, **store_kwargs)
     settings = ExportSettings()
     prefix = store.export_prefix(RUN_ID, settings)
     follower = projector = None

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import multiprocessing
 import os
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -29,6 +28,7 @@ from ..export.manifest import (
     ChunkEntry,
     Manifest,
 )
+from ..fs.processes import pool_context
 from ..fs.safeio import (
     open_regular,
 )
@@ -251,7 +251,7 @@ def scan_chunks(
                 progress(chunk.bytes)  # as listed: the total is known before (verify_work)
             yield chunk, result
         return
-    context = multiprocessing.get_context("fork")
+    context, _ = pool_context()  # never a fork of a multi-threaded process
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         pending: deque[Future[ChunkScan]] = deque()
         queued = iter(jobs)

@@ -4,13 +4,14 @@
 A small journal is projected by one :class:`~auditjournal.export.projector.ExportProjector`
 in this process, the live export's code. A big one (at least
 ``_PARALLEL_BYTES``, with two or more cores) is cut at entry boundaries into
-ranges of about ``_RANGE_BYTES``. Worker processes (forked, so they share the
-loaded payload index) each read their range with a
+ranges of about ``_RANGE_BYTES``. Worker processes (forked while this process has
+one thread, so they share the loaded payload index; else started by a fork server,
+``fs/processes.py``) each read their range with a
 journal cursor (:class:`~auditjournal.journal.base.JournalCursor`) started at it -- every entry's
 chain hash checks against the chain value stored in the entry before it, so
 ranges verify independently, and together they verify the whole chain -- and
 turn its events into encoded records and their Merkle leaf hashes. A worker
-leaves its records in a slot of a shared memory ring (mapped before the fork)
+leaves its records in a slot of a shared memory ring (an unnamed file mapped by all)
 rather than sending them through the pool's pipe, which would copy them four
 times and make the processes take turns; only records too big for a slot
 travel through the pipe. This process takes the ranges in order and writes
@@ -33,7 +34,6 @@ from __future__ import annotations
 
 import itertools
 import mmap
-import multiprocessing
 import os
 import shutil
 import sys
@@ -41,10 +41,12 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing.reduction import DupFd
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 from ..errors import RunNotFoundError
+from ..fs.processes import anonymous_file, pool_context
 from ..journal.base import JournalPosition, RunJournal
 from ..journal.filebackend import as_run_journal
 from ..model.completeness import merge_tally
@@ -92,6 +94,7 @@ class _Range:
 
 _worker_payloads: PayloadStore | None = None  # in a worker: its copy of the store
 _worker_ring: mmap.mmap | None = None  # in a worker: the shared slots
+_worker_slot_bytes = _SLOT_BYTES  # in a worker: the parent's slot size (not its own global)
 
 
 RECORDED: Final = "recorded"
@@ -251,18 +254,23 @@ def _replay_parallel(
     if any(c is not None and c <= 0 for c in counts):
         raise _Inconsistent("range starts out of order")
     payloads.flush(fsync=False)  # the workers read the packs from disk
-    context = multiprocessing.get_context("fork")
+    # fork while single-threaded (the pool forks before the projector starts its I/O
+    # thread; the workers inherit the loaded payload index), else a fork server's workers
+    context, inherit = pool_context()
     jobs = [
         (journal, run_id, start, count, settings.include_payloads)
         for start, count in zip(starts, counts, strict=True)
     ]
     in_flight = workers + 1  # one queued beyond those being worked on; a slot each
-    ring = mmap.mmap(-1, in_flight * _SLOT_BYTES)  # shared, anonymous: the workers inherit it
-    # the pool forks before the projector starts its I/O thread
+    ring_file = os.fdopen(anonymous_file(in_flight * _SLOT_BYTES), "r+b", buffering=0)
+    ring = mmap.mmap(ring_file.fileno(), in_flight * _SLOT_BYTES)  # shared with the workers
+    given = (_PayloadsAt.of(payloads), _RingFile(ring_file.fileno()))
+    source = (*((payloads, ring) if inherit else given), _SLOT_BYTES)
     with (
+        ring_file,
         ring,
         ProcessPoolExecutor(
-            workers, mp_context=context, initializer=_init_worker, initargs=(payloads, ring)
+            workers, mp_context=context, initializer=_init_worker, initargs=source
         ) as pool,
     ):
         pending: deque[tuple[int, Future[_Range]]] = deque()
@@ -328,12 +336,51 @@ def _stitch(projector: ExportProjector, maker: RecordMaker, result: _Range) -> b
     return False
 
 
-def _init_worker(payloads: PayloadStore, ring: mmap.mmap) -> None:
-    """In a worker (forked: ``payloads`` is the owner's store and ``ring`` the shared
-    slots, both inherited, not pickled)."""
-    global _worker_payloads, _worker_ring
-    payloads.forked_reader()
-    _worker_payloads = payloads
+class _PayloadsAt(NamedTuple):
+    """Where a worker that does not inherit the store opens it (reads only)."""
+
+    directory: str
+    max_payload_bytes: int
+
+    @classmethod
+    def of(cls, payloads: PayloadStore) -> _PayloadsAt:
+        return cls(str(payloads.directory), payloads.max_payload_bytes)
+
+
+class _RingFile:
+    """The shared ring for a worker that does not inherit it: its descriptor is
+    duplicated into each worker as the worker is started (``DupFd`` while pickled)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_RingFile._inherited, (DupFd(self.fd),))
+
+    @staticmethod
+    def _inherited(dup: Any) -> mmap.mmap:
+        fd = dup.detach()
+        try:
+            return mmap.mmap(fd, 0)
+        finally:
+            os.close(fd)
+
+
+def _init_worker(
+    payloads: PayloadStore | _PayloadsAt, ring: mmap.mmap | _RingFile, slot_bytes: int
+) -> None:
+    """In a worker: forked, ``payloads`` is the owner's store and ``ring`` the shared slots,
+    both inherited, not pickled; else where to open them."""
+    global _worker_payloads, _worker_ring, _worker_slot_bytes
+    _worker_slot_bytes = slot_bytes
+    if isinstance(payloads, PayloadStore):
+        payloads.forked_reader()
+        _worker_payloads = payloads
+    else:
+        _worker_payloads = PayloadStore(
+            payloads.directory, max_payload_bytes=payloads.max_payload_bytes
+        )
+    assert isinstance(ring, mmap.mmap)  # a _RingFile arrives mapped
     _worker_ring = ring
 
 
@@ -388,11 +435,12 @@ def _project_range(
     if count is not None and read != count and completed is None:
         raise _Inconsistent(f"range from seq {start.next_seq}: {read} of {count} entries")
     size = len(lines)
-    if size <= _SLOT_BYTES:
-        at = slot * _SLOT_BYTES
+    slot_bytes = _worker_slot_bytes
+    if size <= slot_bytes:
+        at = slot * slot_bytes
         _worker_ring[at : at + size] = lines
     return _Range(
-        lines=size if size <= _SLOT_BYTES else bytes(lines),
+        lines=size if size <= slot_bytes else bytes(lines),
         lengths=lengths,
         seqs=seqs,
         leaves=bytes(leaves),

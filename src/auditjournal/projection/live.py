@@ -1,8 +1,9 @@
-"""The in-process projectors of a run being recorded, seen from its recorder.
+"""The live projectors of a run being recorded, seen from its recorder.
 
-``AuditStore.start_run`` starts a live export (a projector thread, :class:`LiveExport`)
-and live SQL tables (:class:`LiveSql`) beside the recorder. They share the GIL
-with the recording threads, so the recorder applies backpressure
+``AuditStore.start_run`` starts a live export and live SQL tables beside the
+recorder: by default in a projector process (``process.py``), with
+``projection="thread"`` as threads of the recorder's process (:class:`LiveExport`,
+:class:`LiveSql`), which share its GIL. Either way the recorder applies backpressure
 (:meth:`LiveProjectors.throttle`), and when the run completes it waits for them
 (:meth:`LiveProjectors.finish`): the export's seal is recorded as
 ``export_sealed`` (or ``export_failed``, then :class:`ExportError` is raised).
@@ -20,7 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 from ..errors import DatabaseError, DiskFullError, ExportError, JournalLockedError, StorageError
 from ..export.projector import LIVE_STEP_EVENTS, ExportProjector, SealResult
@@ -30,7 +31,16 @@ from ..sql.projector import SqlProjector
 if TYPE_CHECKING:
     from ..journal.base import JournalWriter
 
-__all__ = ["MAX_BEHIND", "THROTTLE_EVERY", "LiveExport", "LiveProjectors", "LiveSql", "LiveThread"]
+__all__ = [
+    "MAX_BEHIND",
+    "THROTTLE_EVERY",
+    "ExportFollower",
+    "LiveExport",
+    "LiveProjectors",
+    "LiveSql",
+    "LiveThread",
+    "SqlFollower",
+]
 
 _log = logging.getLogger(__name__)  # under the "auditjournal" logger
 
@@ -38,6 +48,30 @@ THROTTLE_EVERY: Final = 64  # events between checks of the in-process projectors
 MAX_BEHIND: Final = 200  # events a live projector may trail the journal by (~10 ms of work)
 _THROTTLE_WAIT: Final = 0.25  # seconds a recorder yields at most per check
 _LIVE_POLL: Final = 0.002  # seconds between looks at the journal of a live run, if not woken
+
+
+class Follower(Protocol):
+    """A live projector as the recorder drives it (a thread, or a part of a process)."""
+
+    run_id: str
+    max_behind: int
+    """Events it may trail the journal by before the recorder waits for it."""
+
+    def wake(self) -> None: ...
+    def needs_wake(self) -> bool: ...
+    def late(self, last_seq: int) -> bool: ...
+    def alive(self) -> bool: ...
+    def done_seq(self) -> int: ...
+    def wait_progress(self, timeout: float) -> None: ...
+    def stop(self) -> None: ...
+
+
+class ExportFollower(Follower, Protocol):
+    def wait(self) -> SealResult: ...
+
+
+class SqlFollower(Follower, Protocol):
+    def finish(self, seq: int) -> int: ...
 
 
 class LiveThread:
@@ -49,6 +83,8 @@ class LiveThread:
     projector never both sleep. A subclass says what a step is, when it is done,
     and how to close; it starts the thread at the end of its ``__init__``.
     """
+
+    max_behind = MAX_BEHIND
 
     def __init__(self, name: str, poll_interval: float) -> None:
         self._poll_interval = poll_interval
@@ -87,6 +123,14 @@ class LiveThread:
         """New journal entries were written: look now, not at the next poll."""
         self._wake.set()
 
+    def needs_wake(self) -> bool:
+        """False: a thread looks every few milliseconds by itself (cheaper than waking it)."""
+        return False
+
+    def late(self, last_seq: int) -> bool:
+        """False: a thread shares the recorder's GIL, so it trails by events, not time."""
+        return False
+
     def wait_progress(self, timeout: float) -> None:
         """Wait until the projector took in more (or stopped), at most ``timeout`` s."""
         self._advanced.wait(timeout)
@@ -113,6 +157,7 @@ class LiveExport(LiveThread):
     def __init__(self, projector: ExportProjector) -> None:
         super().__init__(f"auditjournal-export-{projector.run_id}", _LIVE_POLL)
         self.projector = projector
+        self.run_id = projector.run_id
         self._thread.start()
 
     def _step(self) -> bool:
@@ -148,6 +193,7 @@ class LiveSql(LiveThread):
     def __init__(self, projector: SqlProjector, *, poll_interval: float = 0.005) -> None:
         super().__init__(f"auditjournal-sql-{projector.run_id}", poll_interval)
         self.projector = projector
+        self.run_id = projector.run_id
         self._target: int | None = None
         self._thread.start()
 
@@ -183,11 +229,11 @@ class LiveProjectors:
     """A run's live export and live SQL tables, if it has them."""
 
     def __init__(self) -> None:
-        self.export: LiveExport | None = None
-        self.sql: LiveSql | None = None
-        self.restart_export: Callable[[], LiveExport] | None = None
+        self.export: ExportFollower | None = None
+        self.sql: SqlFollower | None = None
+        self.restart_export: Callable[[], ExportFollower] | None = None
         """A new live export resuming from the checkpoint (after a full disk stopped it)."""
-        self.restart_sql: Callable[[], LiveSql] | None = None
+        self.restart_sql: Callable[[], SqlFollower] | None = None
         """New live SQL tables resuming from their checkpoint (after they stopped)."""
         self.on_sealed: Callable[[SealResult], None] | None = None
         """Told the seal once ``export_sealed`` is recorded (the run's OpenLineage end
@@ -197,24 +243,37 @@ class LiveProjectors:
         self._checkpoints_recorded = 0
 
     def throttle(self, journal: JournalWriter) -> None:
-        """Backpressure: keep the projectors within ``MAX_BEHIND`` events.
+        """Backpressure: keep each projector within its ``max_behind`` events.
 
         Without it a fast recorder would leave them ever further behind (live-export
         lag and memory growing through the run). When one falls behind, the recorder
         makes the backlog visible (writes the journal, no fsync) and yields until it
         is halfway caught up, or ``_THROTTLE_WAIT`` passes. The projector is woken
         at once and signals its progress, so neither side sleeps while the other waits.
+        A projector process that caught up and waits on its pipe is woken as soon as it
+        trails at all, so that it keeps close behind what the group commit has written;
+        one that trails by less than ``max_behind`` events but by more than its time
+        bound (:meth:`Follower.late`) is waited for too, until its backlog is halved.
         """
         last = journal.last_seq
         for live in (self.export, self.sql):
-            if live is None or not live.alive() or last - live.done_seq() <= MAX_BEHIND:
+            if live is None:
                 continue
+            behind = last - live.done_seq()
+            if behind <= 0 or not live.alive():
+                continue
+            bound = live.max_behind
+            late = live.late(last)
+            if behind <= bound and not late:
+                if live.needs_wake():
+                    live.wake()  # it reads what the group commit wrote (no write here:
+                continue  # that could wait for the flusher's fsync)
             journal.write_behind()
             if journal.write_failed:
                 return  # nothing new reaches the disk now; the next call reports it
             live.wake()
             deadline = time.monotonic() + _THROTTLE_WAIT
-            target = last - MAX_BEHIND // 2
+            target = last - min(behind, bound) // 2
             while live.done_seq() < target and live.alive() and time.monotonic() < deadline:
                 live.wait_progress(0.005)
 
@@ -313,7 +372,7 @@ class LiveProjectors:
             if not isinstance(exc.__cause__, DiskFullError) or self.restart_export is None:
                 raise
             first = exc
-        run_id = export.projector.run_id
+        run_id = export.run_id
         try:
             self.export = export = self.restart_export()
         except JournalLockedError:

@@ -196,6 +196,11 @@ class Ledger:
         """True when the ledger's checkpoints are signed (opened with a key file)."""
         return self._key_file is not None
 
+    @property
+    def key_file(self) -> Path | None:
+        """The private key that signs the checkpoints (another process opens it again)."""
+        return self._key_file
+
     def append(self, entry: LedgerEntry) -> bool:
         """Append ``entry`` (unless it is already the latest for its key) and write a
         checkpoint; True if appended. :class:`StorageError` if the ledger cannot be written."""

@@ -54,7 +54,7 @@ from ..model.events import (
 from ..model.secretfilter import SecretFilter
 from ..model.settings import ExportSettings
 from ..payloads.store import DEFAULT_MAX_PAYLOAD_BYTES, PayloadStore
-from ..projection.live import LiveExport, LiveProjectors, LiveSql
+from ..projection.live import LiveProjectors
 from ..projection.pgmirror import MirrorThread
 from ..proofs.ledger import Ledger, ledger_key_file
 from ..proofs.signing import load_ed25519_private_key
@@ -62,6 +62,7 @@ from ..sql.projector import SqlProjector
 from ..sql.schema import SqlDatabase
 from .arguments import canonical_value, check_text, check_time, json_object, json_object_bytes
 from .lineage import LiveLineage
+from .liveprojectors import LiveStart, Projection, projection_mode
 from .pgruns import SharedRuns
 from .recorder import RunRecorder
 from .runstate import RunState
@@ -92,7 +93,10 @@ class AuditStore:
         ledger_key: str | os.PathLike[str] | None = None,
         journal_url: str | None = None,
         secret_fields: tuple[str, ...] | list[str] = (),
+        projection: Projection | None = None,
     ) -> None:
+        self.projection: Projection = projection_mode(projection)
+        """Where the live projectors run: "process" (one per run) or "thread" (liveprojectors)."""
         if isinstance(secret_fields, str) or not all(isinstance(f, str) for f in secret_fields):
             raise InvalidSettingsError(
                 f"secret_fields must be a list of names, got {secret_fields!r}"
@@ -156,6 +160,7 @@ class AuditStore:
         ledger_key: str | os.PathLike[str] | None = None,
         journal_url: str | None = None,
         secret_fields: tuple[str, ...] | list[str] = (),
+        projection: Projection | None = None,
     ) -> AuditStore:
         """Open (creating if needed) the store at ``root``.
 
@@ -168,6 +173,9 @@ class AuditStore:
         checkpoints (default ``$AUDITJOURNAL_LEDGER_KEY_FILE``; none: unsigned).
         ``secret_fields``: names the secret filter replaces, besides its defaults
         (the fingerprint key is read from ``AUDITJOURNAL_FINGERPRINT_KEY``).
+        ``projection``: where a run's live export and SQL tables are projected: ``"process"``
+        (default; ``$AUDITJOURNAL_PROJECTION`` changes it), a projector process per run
+        beside the recorder, or ``"thread"``, threads sharing the recorder's GIL.
 
         Bad settings raise :class:`InvalidSettingsError` before anything is created.
         """
@@ -183,6 +191,7 @@ class AuditStore:
             ledger_key=ledger_key,
             journal_url=journal_url,
             secret_fields=secret_fields,
+            projection=projection,
         )
 
     # -- runs --------------------------------------------------------------------------
@@ -231,11 +240,11 @@ class AuditStore:
 
         ``occurred_at`` (timezone-aware): when the run started, if not now (an import).
 
-        With ``export`` (the default) a projector thread writes the live export
-        while the run is recorded; completing the run waits for it to be sealed.
-        ``export=None`` records only the journal (project or replay it later).
-        With ``sql`` (the default) another thread keeps the SQL audit tables at
-        :attr:`database_url` current, and completing the run waits for them too.
+        With ``export`` (the default) a projector (process or thread: the store's
+        ``projection``) writes the live export while the run is recorded; completing
+        the run waits for it to be sealed. ``export=None`` records only the journal
+        (project or replay it later). With ``sql`` (the default) it also keeps the SQL
+        audit tables at :attr:`database_url` current, and completing waits for them too.
         """
         if export is not None and not isinstance(export, ExportSettings):
             raise InvalidSettingsError(f"export must be ExportSettings or None, got {export!r}")
@@ -273,15 +282,13 @@ class AuditStore:
             self._check_new_sql_run(run_id)  # a bad database fails before the run exists
         if self.shared is not None:
             return self._start_shared_run(run_id, config_bytes, resolved, export, sql, lineage)
-        # the live export takes its lock before the run is visible on disk, so that
-        # `auditjournal project` (which skips exports in use) never takes it over
-        projector = None if export is None else self.export_projector(run_id, export, live=True)
+        # the live export takes its lock before the run is visible on disk (liveprojectors)
+        start = LiveStart(self, run_id, export, sql)
         lock = threading.Lock()  # the recorder's, held around each append
         try:
             journal = self._open_journal(run_id, create=True, lock=lock)
         except BaseException:
-            if projector is not None:
-                projector.close()
+            start.close()
             raise
         recorder = self._recorder(run_id, journal, RunState(), lock)
         try:
@@ -290,18 +297,9 @@ class AuditStore:
             journal.flush(fsync=self.durability != "none")
             if lineage is not None:
                 lineage.attach(recorder, first)
-            if projector is not None:
-                recorder.live.export = LiveExport(projector)
-                projector = None
-                recorder.live.restart_export = lambda: LiveExport(
-                    self.export_projector(run_id, export, live=True)  # type: ignore[arg-type]
-                )
-            if sql:
-                recorder.live.sql = LiveSql(self.sql_projector(run_id))
-                recorder.live.restart_sql = lambda: LiveSql(self.sql_projector(run_id))
+            start.attach(recorder.live)
         except BaseException:
-            if projector is not None:
-                projector.close()
+            start.close()
             try:
                 recorder.close()
             except StorageError:  # cannot even write run_started: let go of the attempt
@@ -343,25 +341,16 @@ class AuditStore:
     ) -> None:
         """Start the local copy of the run's journal and the live projectors on it."""
         assert self.shared is not None
-        run_id = recorder.run_id
-        projector = None if export is None else self.export_projector(run_id, export, live=True)
+        start = LiveStart(self, recorder.run_id, export, sql)
         try:
-            mirror = self.shared.mirror(run_id)
+            mirror = self.shared.mirror(recorder.run_id)
         except BaseException:
-            if projector is not None:
-                projector.close()
+            start.close()
             raise
         live = recorder.live
         thread = MirrorThread(mirror, on_progress=lambda: _wake(live))
         recorder.close_hooks.append(thread.stop)
-        if projector is not None:
-            live.export = LiveExport(projector)
-            live.restart_export = lambda: LiveExport(
-                self.export_projector(run_id, export, live=True)  # type: ignore[arg-type]
-            )
-        if sql:
-            live.sql = LiveSql(self.sql_projector(run_id))
-            live.restart_sql = lambda: LiveSql(self.sql_projector(run_id))
+        start.attach(live)
 
     def join_run(self, run_id: str) -> RunRecorder:
         """A recorder for a run that another process (the coordinator) started, on this or

@@ -1,0 +1,195 @@
+"""The live projectors in their own process (projection/process.py, the default mode).
+
+The crash tests (tests/crash/test_crash_projector_process.py) kill it at random
+moments; these tests pin each behaviour once: the setting, a restart after the process
+died, the loud failure when it keeps dying, relative paths, and the journal's bytes
+(the recorder appends the export events in both modes)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from auditjournal import (
+    AuditStore,
+    ExportError,
+    ExportSettings,
+    InvalidSettingsError,
+    ProjectorProcessError,
+)
+from auditjournal.model.events import ExportFailed, ExportSealed
+from auditjournal.projection import process as process_module
+from auditjournal.projection.process import ProcessExport, ProcessSql
+from auditjournal.recording.liveprojectors import PROJECTION_ENV
+from auditjournal.recording.recorder import RunRecorder
+from faults import kill_and_wait, wait_stopped
+
+SETTINGS = ExportSettings(chunk_size_bytes=8_000)
+
+
+def record_rows(run: RunRecorder, rows: int, start: int = 0) -> None:
+    src = run.register_node(plugin_name="csv", node_type="source")
+    for i in range(start, start + rows):
+        run.create_row(source_node_id=src, row_index=i, data={"i": i, "t": "é" * (i % 9)})
+
+
+def export_handle(run: RunRecorder) -> ProcessExport:
+    live = run.live.export
+    assert isinstance(live, ProcessExport)
+    return live
+
+
+def test_the_default_is_a_projector_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(PROJECTION_ENV, raising=False)
+    with AuditStore.open(tmp_path / "audit") as store:
+        assert store.projection == "process"
+        with store.start_run(run_id="r") as run:
+            assert isinstance(run.live.export, ProcessExport)
+            assert isinstance(run.live.sql, ProcessSql)
+            assert export_handle(run).host.pid not in (0, os.getpid())
+            record_rows(run, 50)
+        assert run.export_result is not None and run.export_result.record_count == 52
+        assert store.sql_database().checkpoint("r") is not None
+
+
+def test_the_setting_is_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(InvalidSettingsError, match="projection must be one of"):
+        AuditStore.open(tmp_path / "a", projection="fork")  # type: ignore[arg-type]
+    monkeypatch.setenv(PROJECTION_ENV, "threads")
+    with pytest.raises(InvalidSettingsError, match=f"from \\${PROJECTION_ENV}"):
+        AuditStore.open(tmp_path / "b")
+    monkeypatch.setenv(PROJECTION_ENV, "thread")
+    with AuditStore.open(tmp_path / "c") as store:
+        assert store.projection == "thread"
+
+
+def test_both_modes_write_the_same_journal_and_export(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recorder appends export_sealed itself in both modes: with the clock fixed, the
+    journal and the export are the same bytes whichever mode projected them."""
+    import datetime as dt
+    import importlib
+    import pkgutil
+
+    import auditjournal.recording
+
+    fixed = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    for info in pkgutil.iter_modules(auditjournal.recording.__path__):
+        module = importlib.import_module(f"auditjournal.recording.{info.name}")
+        if hasattr(module, "_now"):
+            monkeypatch.setattr(module, "_now", lambda tz=None: fixed)
+    outputs = {}
+    for mode in ("process", "thread"):
+        (tmp_path / mode).mkdir()
+        monkeypatch.chdir(tmp_path / mode)  # the same (relative) paths in the journal
+        with AuditStore.open("audit", projection=mode) as store:  # type: ignore[arg-type]
+            with store.start_run(run_id="r", export=SETTINGS, sql=False) as run:
+                record_rows(run, 300)
+            assert run.export_result is not None
+            journal = b"".join(p.read_bytes() for p in sorted(store.journal_dir("r").iterdir()))
+            chunks = {
+                p.name: p.read_bytes() for p in sorted(store.export_dir("r").glob("*.0*.json"))
+            }
+            outputs[mode] = (journal, chunks)
+    assert outputs["process"] == outputs["thread"]
+    assert outputs["process"][0].count(b'"export_sealed"') == 1
+
+
+def test_a_killed_projector_process_is_started_again_from_its_checkpoint(
+    tmp_path: Path,
+) -> None:
+    with AuditStore.open(tmp_path / "audit", projection="process") as store:
+        with store.start_run(run_id="r", export=SETTINGS) as run:
+            record_rows(run, 400)
+            first = export_handle(run).host.pid
+            kill_and_wait(first)
+            record_rows(run, 400, start=400)  # the throttle notices and starts it again
+            assert export_handle(run).host.pid != first
+        assert run.export_result is not None
+        assert run.export_result.record_count == 803  # two sources, 800 rows, the run
+        events = list(store.read_journal("r"))
+        assert sum(type(e) is ExportSealed for e in events) == 1
+        checkpoint = store.sql_database().checkpoint("r")
+        assert checkpoint is not None and checkpoint.last_seq == events[-1].seq
+
+
+def test_a_projector_process_that_keeps_dying_fails_the_export_loudly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(process_module, "RESTARTS", 0)
+    with AuditStore.open(tmp_path / "audit", projection="process") as store:
+        run = store.start_run(run_id="r", export=SETTINGS, sql=False)
+        record_rows(run, 100)
+        live = export_handle(run)
+        kill_and_wait(live.host.pid)
+        wait_stopped(live)  # never hangs: it is seen dead, and not started again
+        with pytest.raises(ExportError, match="died") as raised:
+            run.complete()
+        assert isinstance(raised.value.__cause__, ProjectorProcessError)
+        run.close()
+        failed = [e for e in store.read_journal("r") if type(e) is ExportFailed]
+        assert len(failed) == 1 and "projector process" in failed[0].error
+
+
+def test_relative_paths_mean_the_recorders_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The projector process starts in the recorder's working directory of that moment,
+    not in the one its fork server was started in."""
+    monkeypatch.chdir(tmp_path)
+    with AuditStore.open("audit", projection="process") as store:
+        with store.start_run(run_id="r", export=SETTINGS) as run:
+            record_rows(run, 20)
+        assert run.export_result is not None
+    assert (tmp_path / "audit" / "runs" / "r" / "export" / "audit_trail.manifest.json").exists()
+
+
+def test_a_projector_process_trailing_for_too_long_is_late(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Backpressure by time as well as by events: the recorder marks (last seq, when) at
+    each throttle; the projector is late once the oldest entry it has not taken in was
+    appended more than MAX_LAG ago, however few entries that is."""
+    clock = [100.0]
+    done = [0]
+
+    class Host:
+        run_id = "r"
+
+        def done(self, slot: object) -> int:
+            return done[0]
+
+    monkeypatch.setattr(process_module.time, "monotonic", lambda: clock[0])
+    handle = ProcessExport(Host(), process_module._Part())  # type: ignore[arg-type]
+    assert not handle.late(10)  # seqs 1-10 appended now
+    clock[0] += process_module.MAX_LAG / 2
+    assert not handle.late(20)
+    clock[0] += process_module.MAX_LAG * 0.8  # seq 10's mark is 1.3 x MAX_LAG old, 20's 0.8
+    assert handle.late(30)
+    done[0] = 10  # it took in up to 10: the oldest it lacks was marked at 20
+    assert not handle.late(40)
+    done[0] = 40
+    assert not handle.late(40)  # caught up between the caller's look and this one
+
+
+def test_the_projector_gets_the_recorders_environment_of_now(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fork server was started earlier (by another run), with the environment of then;
+    a signing key set since must still reach the projector it forks for this run."""
+    monkeypatch.delenv("AUDITJOURNAL_SIGNING_KEY", raising=False)
+    with AuditStore.open(tmp_path / "audit", projection="process") as store:
+        with store.start_run(run_id="before", sql=False) as run:
+            record_rows(run, 3)  # the fork server runs from here on
+        monkeypatch.setenv("AUDITJOURNAL_SIGNING_KEY", "k" * 32)
+        signed = ExportSettings(sign="hmac-sha256")
+        with store.start_run(run_id="after", export=signed, sql=False) as run:
+            record_rows(run, 3)
+        assert run.export_result is not None
+        manifest = (store.export_dir("after") / "audit_trail.manifest.json").read_text()
+        assert "hmac-sha256" in manifest
