@@ -77,8 +77,8 @@ def test_an_unreachable_server_fails_the_call_with_a_typed_error_and_loses_nothi
         run = store.start_run(run_id="r1", export=None, sql=False)
         src = run.register_node(plugin_name="csv", node_type="source")
         run._journal.reconnect_seconds = 1.0
-        proxy.close()  # no new connections; the pooled ones are cut below
-        store.pg.engine.dispose()  # type: ignore[union-attr]
+        proxy.close()  # no new connections...
+        proxy.cut()  # ...and the open ones lost
         with pytest.raises(JournalUnavailableError) as caught:
             run.create_row(source_node_id=src, row_index=0, data=1, row_id="kept")
         assert caught.value.recorded_event is not None  # recorded here, not yet committed

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import filecmp
+import hashlib
 import itertools
 import subprocess
 import sys
@@ -32,12 +33,13 @@ from auditjournal import (
     StateAlreadyCompletedError,
     UnknownIdError,
 )
-from auditjournal.errors import JournalUnavailableError, SchemaVersionError
+from auditjournal.errors import JournalUnavailableError, PayloadNotFoundError, SchemaVersionError
 from auditjournal.evidence.verify import verify_export
 from auditjournal.export.replay import replay_export
 from auditjournal.journal.files import JournalReader
 from auditjournal.journal.pgschema import PgDatabase, RunLease
-from auditjournal.model.events import RunCompleted
+from auditjournal.model.canonical import canonical_json
+from auditjournal.model.events import RunCompleted, decode_event
 
 pytestmark = pytest.mark.postgres
 
@@ -59,6 +61,10 @@ def pg_lines(url: str, run_id: str) -> list[Any]:
             )
     finally:
         engine.dispose()
+
+
+def pg_events(url: str, run_id: str) -> list[Any]:
+    return [decode_event(bytes(r.line)) for r in pg_lines(url, run_id)]
 
 
 @pytest.fixture
@@ -227,6 +233,26 @@ def test_cross_writer_conflicts_are_rejected_and_append_nothing(two: Any, pg_url
     joined.create_row(source_node_id=src, row_index=2, data=4)
     coordinator.create_row(source_node_id=src, row_index=3, data=5)
     assert head(pg_url) == before + 4
+
+
+def test_a_writer_refers_to_a_payload_another_writer_stored(two: Any, pg_url: str) -> None:
+    coordinator, joined, _, _ = two
+    node = coordinator.register_node(plugin_name="llm", node_type="transform")
+    row = coordinator.create_row(source_node_id=node, row_index=0, data={"a": 1})
+    tok = coordinator.create_token(row_id=row)
+    st = coordinator.begin_node_state(token_id=tok, node_id=node, step_index=0, input_data=1)
+    coordinator.record_call(state_id=st, call_type="llm", status="success", request={"q": 7})
+    ref = hashlib.sha256(canonical_json({"q": 7})).hexdigest()
+    call = joined.record_call(state_id=st, call_type="llm", status="success", request_ref=ref)
+    before = head(pg_url)
+    with pytest.raises(PayloadNotFoundError):  # a ref no writer stored is still unknown
+        joined.record_call(state_id=st, call_type="llm", status="success", request_ref="0" * 64)
+    assert head(pg_url) == before
+    joined.close()
+    coordinator.complete()
+    coordinator.close()
+    calls = [e for e in pg_events(pg_url, "r1") if getattr(e, "call_id", None) == call]
+    assert [e.request_ref for e in calls] == [ref]
 
 
 def test_under_batch_a_conflict_is_reported_by_the_next_call(tmp_path: Path, pg_url: str) -> None:

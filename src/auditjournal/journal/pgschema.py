@@ -39,6 +39,7 @@ __all__ = [
     "NOTIFY_CHANNEL",
     "RECONNECT_SECONDS",
     "SCHEMA_VERSION",
+    "FlushConnection",
     "Head",
     "Listener",
     "PgDatabase",
@@ -47,7 +48,8 @@ __all__ = [
     "unavailable",
 ]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+"""2: ``auditjournal_claims`` (the lifecycle rules across writers, checked by the server)."""
 _SCHEMA_NAME: Final = "auditjournal-journal"
 NOTIFY_CHANNEL: Final = "auditjournal_journal"
 RECONNECT_SECONDS: Final = 30.0
@@ -84,6 +86,14 @@ batches = sa.Table(
     sa.Column("run_id", sa.String(128), nullable=False),
     sa.Column("last_seq", sa.BigInteger, nullable=False),
 )
+claims = sa.Table(
+    "auditjournal_claims",
+    metadata,
+    sa.Column("run_id", sa.String(128), primary_key=True),
+    sa.Column("claim", sa.Text, primary_key=True),
+)
+"""What the run's events took that no other event may take again (an id, a state's
+completion, a token's terminal outcome: ``kind:value``), inserted with the events."""
 payloads = sa.Table(
     "auditjournal_payloads",
     metadata,
@@ -237,14 +247,19 @@ class PgDatabase:
         )
         return found
 
-    def lines(self, run_id: str, after: int, limit: int = 4096) -> list[tuple[int, str, bytes]]:
-        """(seq, writer id, line) of the run's entries after seq ``after``, in seq order."""
+    def lines(
+        self, run_id: str, after: int, limit: int = 4096, *, not_by: str | None = None
+    ) -> list[tuple[int, str, bytes]]:
+        """(seq, writer id, line) of the run's entries after seq ``after``, in seq order
+        (``not_by``: leaving out those of that writer)."""
         query = (
             sa.select(events.c.seq, events.c.writer_id, events.c.line)
             .where(events.c.run_id == run_id, events.c.seq > after)
             .order_by(events.c.seq)
             .limit(limit)
         )
+        if not_by is not None:
+            query = query.where(events.c.writer_id != not_by)
         found: list[tuple[int, str, bytes]] = self._read(
             lambda conn: [(r.seq, r.writer_id, bytes(r.line)) for r in conn.execute(query)],
             f"read the journal of run {run_id!r}",
@@ -286,6 +301,31 @@ class PgDatabase:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+class FlushConnection:
+    """The writer's own connection for its flushes (one at a time: no pool, no ping per
+    flush; a connection found broken is dropped and made again by the next attempt)."""
+
+    def __init__(self, db: PgDatabase) -> None:
+        import psycopg
+
+        self._psycopg = psycopg
+        self.lost = (psycopg.OperationalError, psycopg.InterfaceError)
+        self.failed = psycopg.Error
+        self._conninfo = db.conninfo
+        self._conn: Any = None
+
+    def connect(self) -> Any:
+        if self._conn is None or self._conn.closed:
+            self._conn = self._psycopg.connect(self._conninfo, connect_timeout=10)
+        return self._conn
+
+    def drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
 
 
 class Listener:

@@ -48,7 +48,7 @@ from ..model.events import (
 )
 from .runstate import RunState
 
-__all__ = ["SharedRunState", "claims"]
+__all__ = ["SharedRunState", "claim_keys", "claims"]
 
 _Claim = tuple[str, str]
 
@@ -83,6 +83,11 @@ def claims(event: BaseEvent) -> list[_Claim]:
     if kind is RunCompleted:
         return [("run-done", "")]
     return []
+
+
+def claim_keys(event: BaseEvent) -> list[str]:
+    """:func:`claims` as the journal's claims table holds them: ``kind:value``."""
+    return [f"{what}:{value}" for what, value in claims(event)]
 
 
 def _conflict(claim: _Claim, run_id: str) -> AuditJournalError:
@@ -128,6 +133,11 @@ class SharedRunState(RunState):
                 if candidate not in known:
                     return candidate
         return super().new_id(prefix, given, known)
+
+    def conflict(self, key: str) -> AuditJournalError:
+        """The error for an own event whose claim ``key`` another writer took first."""
+        what, _, value = key.partition(":")
+        return _conflict((what, value), self.run_id)
 
     def absorb(
         self, foreign: list[Event], pending: list[BaseEvent]
