@@ -232,6 +232,28 @@ class PgDatabase:
         if made is None and not exist_ok:
             raise RunExistsError(f"run {run_id!r} already exists in the journal at {self.url}")
 
+    def reserve_tag(self, run_id: str, tag: str) -> bool:
+        """Take the namespace of a joining writer's generated ids (claim ``ns:<tag>``),
+        unless another writer holds it or a caller gave an id in it (``given:<tag>``).
+        Under the head-row lock, as the flushes that add those marks."""
+        keys = [f"ns:{tag}", f"given:{tag}"]
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    sa.select(runs.c.run_id).where(runs.c.run_id == run_id).with_for_update()
+                )
+                taken = conn.execute(
+                    sa.select(claims.c.claim).where(
+                        claims.c.run_id == run_id, claims.c.claim.in_(keys)
+                    )
+                ).first()
+                if taken is not None:
+                    return False
+                conn.execute(claims.insert(), {"run_id": run_id, "claim": keys[0]})
+                return True
+        except sa.exc.SQLAlchemyError as exc:
+            raise unavailable(exc, self.url, f"join run {run_id!r}") from None
+
     def head(self, run_id: str) -> Head:
         """The run's head (RunNotFoundError if the journal has no such run)."""
         query = sa.select(runs.c.seq, runs.c.chain, runs.c.completed).where(runs.c.run_id == run_id)

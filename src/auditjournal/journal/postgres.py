@@ -85,19 +85,27 @@ _INSERT_PAYLOADS: Final = (
 )
 _INSERT_EVENTS: Final = (
     "INSERT INTO auditjournal_events (run_id, seq, writer_id, line) "
-    "SELECT %s, s, %s, l FROM unnest(%b::bigint[], %b::bytea[]) AS t(s, l)"
+    "SELECT %s, %s + n, %s, convert_to(l || E'\\n', 'UTF8') "
+    "FROM string_to_table(convert_from(%b, 'UTF8'), E'\\n') WITH ORDINALITY AS t(l, n) "
+    "WHERE l <> ''"
 )
+"""The batch's lines sent as one value, split by the server: a JSON line holds no raw
+newline, and one parameter costs the client no work per line (an array would)."""
 _INSERT_BATCH: Final = (
     "INSERT INTO auditjournal_batches (batch_id, run_id, last_seq) VALUES (%s, %s, %s)"
 )
 _LOCK_HEAD: Final = (
     "SELECT seq, chain, completed FROM auditjournal_runs WHERE run_id = %s FOR UPDATE"
 )
+# claims sent space-separated (an id holds no space), split by the server; added after
+# every one asked was found free under the lock, so a conflict here is a mark already made
 _TAKEN_CLAIMS: Final = (
-    "SELECT claim FROM auditjournal_claims WHERE run_id = %s AND claim = ANY(%s::text[])"
+    "SELECT claim FROM auditjournal_claims "
+    "WHERE run_id = %s AND claim = ANY(string_to_array(%s, ' '))"
 )
 _INSERT_CLAIMS: Final = (
-    "INSERT INTO auditjournal_claims (run_id, claim) SELECT %s, unnest(%s::text[])"
+    "INSERT INTO auditjournal_claims (run_id, claim) "
+    "SELECT %s, string_to_table(%s, ' ') ON CONFLICT DO NOTHING"
 )
 _FIND_BATCH: Final = "SELECT last_seq FROM auditjournal_batches WHERE batch_id = %s"
 _MOVE_HEAD: Final = (
@@ -110,7 +118,9 @@ Absorb = Callable[[list[Event], list[BaseEvent]], dict[int, AuditJournalError]]
 """The recorder's lifecycle hook: apply other writers' events (in seq order) to the run's
 state and return the own pending events (by index) they make invalid, with the error."""
 Claims = Callable[[BaseEvent], list[str]]
-"""What an event takes that no other event of the run may take again (``kind:value``)."""
+"""What an event takes that no other event of the run may take again (``kind:value``):
+each key is asked for under the head-row lock (taken: the event is rejected) and added;
+``?key`` is only asked, ``+key`` only added (a mark that may be there already)."""
 Conflict = Callable[[str], AuditJournalError]
 """The error for an event whose claim another writer's event took first."""
 
@@ -403,6 +413,7 @@ class PgJournal(JournalWriter):
         claims = self.claims
         held = [claims(p.event) for p in batch] if claims is not None else []
         keys = [key for keys in held for key in keys]
+        asked = [key.removeprefix("?") for key in keys if key[0] != "+"]
         conn = self._link.connect()
         with conn.pipeline():
             cur, head_cur, claim_cur, batch_cur = (conn.cursor() for _ in range(4))
@@ -411,8 +422,8 @@ class PgJournal(JournalWriter):
             if taken:
                 cur.execute(_INSERT_PAYLOADS, (list(taken), list(taken.values())))
             head_cur.execute(_LOCK_HEAD, (self.run_id,))
-            if keys:
-                claim_cur.execute(_TAKEN_CLAIMS, (self.run_id, keys))
+            if asked:
+                claim_cur.execute(_TAKEN_CLAIMS, (self.run_id, " ".join(asked)))
             if unknown is not None:
                 batch_cur.execute(_FIND_BATCH, (unknown,))
             found = head_cur.fetchone()
@@ -423,7 +434,7 @@ class PgJournal(JournalWriter):
                 conn.commit()  # the lost COMMIT did commit: it holds the batch already
                 self._committed(batch, head_seq, head_chain)
                 return
-            taken_keys = {row[0] for row in claim_cur.fetchall()} if keys else set()
+            taken_keys = {row[0] for row in claim_cur.fetchall()} if asked else set()
             rejected = self._conflicts(batch, held, taken_keys, completed)
             if rejected:
                 self._drop(batch, rejected)
@@ -433,7 +444,7 @@ class PgJournal(JournalWriter):
                 conn.commit()  # the payloads
                 return
             seq, chain = head_seq, head_chain
-            seqs, lines = [], []
+            lines = []
             replace = msgspec.structs.replace
             done = completed
             for pending in batch:
@@ -442,14 +453,15 @@ class PgJournal(JournalWriter):
                 if event.seq != seq:
                     event = replace(event, seq=seq)
                 line, chain = seal(encode_event(event), chain)
-                seqs.append(seq)
                 lines.append(line)
                 done = done or type(event) is RunCompleted
-            if keys:
-                cur.execute(_INSERT_CLAIMS, (self.run_id, keys))
+            added = [key.removeprefix("+") for key in keys if key[0] != "?"]
+            if added:
+                cur.execute(_INSERT_CLAIMS, (self.run_id, " ".join(added)))
             self._batches += 1
             attempt = f"{self._writer_text}/{self._batches}"
-            cur.execute(_INSERT_EVENTS, (self.run_id, self._writer_text, seqs, lines))
+            first = head_seq  # the lines get first + 1, first + 2, ...
+            cur.execute(_INSERT_EVENTS, (self.run_id, first, self._writer_text, b"".join(lines)))
             cur.execute(_INSERT_BATCH, (attempt, self.run_id, seq))
             cur.execute(_MOVE_HEAD, (seq, chain, done, self.run_id, NOTIFY_CHANNEL, self.run_id))
             self._attempt = attempt  # from here on the COMMIT's outcome may be unknown
@@ -478,6 +490,7 @@ class PgJournal(JournalWriter):
                 if index in rejected:
                     continue
                 for key in keys:
+                    key = key.removeprefix("?")
                     if key in taken:
                         rejected[index] = self.conflict(key)
                         break

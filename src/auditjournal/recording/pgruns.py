@@ -72,7 +72,10 @@ class SharedRuns:
         validate_id(run_id, "run id")
         if self.db.head(run_id).completed:  # RunNotFoundError
             raise RunAlreadyCompletedError(f"run {run_id!r} has already completed")
-        return self.recorder(run_id, WriterId.new(), on_close, joined=joined)
+        writer = WriterId.new()
+        while joined and not self.db.reserve_tag(run_id, writer.nonce):
+            writer = WriterId.new()  # its tag was taken (by chance, or by a given id)
+        return self.recorder(run_id, writer, on_close, joined=joined)
 
     def recorder(
         self,
@@ -94,7 +97,7 @@ class SharedRuns:
         )
         state = SharedRunState(run_id, journal.refresh, writer.nonce if joined else None)
         journal.absorb = state.absorb
-        journal.claims = claim_keys
+        journal.claims = state.claim_keys
         journal.conflict = state.conflict
         try:
             with lock:

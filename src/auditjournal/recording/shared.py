@@ -21,12 +21,14 @@ writers never generate the same id; the coordinator keeps the file journal's
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection
 
 from ..errors import (
     AuditJournalError,
     DuplicateIdError,
     LifecycleError,
+    OperationAlreadyCompletedError,
     RunAlreadyCompletedError,
     StateAlreadyCompletedError,
 )
@@ -34,17 +36,26 @@ from ..model.events import (
     EXPORT_EVENT_TYPES,
     ArtifactRecorded,
     BaseEvent,
+    BatchCreated,
+    BatchOutputRecorded,
     CallRecorded,
+    CheckpointRecorded,
     EdgeRegistered,
     Event,
     NodeRegistered,
     NodeStateCompleted,
     NodeStateStarted,
+    OperationCompleted,
+    OperationStarted,
+    PreflightResultRecorded,
     RoutingEventRecorded,
     RowCreated,
     RunCompleted,
+    SecretResolutionRecorded,
     TokenCreated,
     TokenOutcomeRecorded,
+    TransformErrorRecorded,
+    ValidationErrorRecorded,
 )
 from .runstate import RunState
 
@@ -52,37 +63,50 @@ __all__ = ["SharedRunState", "claim_keys", "claims"]
 
 _Claim = tuple[str, str]
 
+_ID_CLAIMS: dict[type[BaseEvent], tuple[str, str]] = {
+    NodeRegistered: ("node", "node_id"),
+    EdgeRegistered: ("edge", "edge_id"),
+    RowCreated: ("row", "row_id"),
+    TokenCreated: ("tok", "token_id"),
+    NodeStateStarted: ("st", "state_id"),
+    RoutingEventRecorded: ("rte", "routing_event_id"),
+    CallRecorded: ("call", "call_id"),
+    ArtifactRecorded: ("art", "artifact_id"),
+    TokenOutcomeRecorded: ("out", "outcome_id"),
+    OperationStarted: ("op", "operation_id"),
+    BatchCreated: ("batch", "batch_id"),
+    BatchOutputRecorded: ("bout", "batch_output_id"),
+    ValidationErrorRecorded: ("verr", "validation_error_id"),
+    TransformErrorRecorded: ("terr", "transform_error_id"),
+    CheckpointRecorded: ("cp", "checkpoint_id"),
+    SecretResolutionRecorded: ("secret", "secret_resolution_id"),
+    PreflightResultRecorded: ("pre", "preflight_result_id"),
+}
+"""The id each kind of event makes (unique in the run), as (claim kind, field)."""
+
+_ID_KINDS = frozenset(kind for kind, _ in _ID_CLAIMS.values())
+_TAGGED = re.compile(r"[a-z]+-([0-9a-f]{8})-[0-9]+")
+"""A joined writer's generated id (``row-3fa9c2d1-7``): group 1 is the writer's tag."""
+
 
 def claims(event: BaseEvent) -> list[_Claim]:
-    """What an event takes that no other event of the run may take again."""
+    """What an event takes that no other event of the run may take again: the id it
+    makes, and a state's completion, a token's terminal outcome, an operation's
+    completion, the run's completion."""
     kind = type(event)
-    if kind is NodeRegistered:
-        return [("node", event.node_id)]  # type: ignore[attr-defined]
-    if kind is EdgeRegistered:
-        return [("edge", event.edge_id)]  # type: ignore[attr-defined]
-    if kind is RowCreated:
-        return [("row", event.row_id)]  # type: ignore[attr-defined]
-    if kind is TokenCreated:
-        return [("tok", event.token_id)]  # type: ignore[attr-defined]
-    if kind is NodeStateStarted:
-        return [("st", event.state_id)]  # type: ignore[attr-defined]
+    made = _ID_CLAIMS.get(kind)
+    taken = [] if made is None else [(made[0], getattr(event, made[1]))]
     if kind is NodeStateCompleted:
-        return [("st-done", event.state_id)]  # type: ignore[attr-defined]
-    if kind is RoutingEventRecorded:
-        return [("rte", event.routing_event_id)]  # type: ignore[attr-defined]
-    if kind is CallRecorded:
-        return [("call", event.call_id)]  # type: ignore[attr-defined]
-    if kind is ArtifactRecorded:
-        return [("art", event.artifact_id)]  # type: ignore[attr-defined]
-    if kind is TokenOutcomeRecorded:
+        taken.append(("st-done", event.state_id))  # type: ignore[attr-defined]
+    elif kind is TokenOutcomeRecorded:
         outcome: TokenOutcomeRecorded = event  # type: ignore[assignment]
-        taken = [("out", outcome.outcome_id)]
         if outcome.outcome != "buffered":
             taken.append(("tok-done", outcome.token_id))
-        return taken
-    if kind is RunCompleted:
-        return [("run-done", "")]
-    return []
+    elif kind is OperationCompleted:
+        taken.append(("op-done", event.operation_id))  # type: ignore[attr-defined]
+    elif kind is RunCompleted:
+        taken.append(("run-done", ""))
+    return taken
 
 
 def claim_keys(event: BaseEvent) -> list[str]:
@@ -96,6 +120,13 @@ def _conflict(claim: _Claim, run_id: str) -> AuditJournalError:
         return StateAlreadyCompletedError(f"node state {value!r} is already completed")
     if what == "tok-done":
         return LifecycleError(f"token {value!r} already has a terminal outcome")
+    if what == "op-done":
+        return OperationAlreadyCompletedError(f"operation {value!r} is already completed")
+    if what == "ns":
+        return DuplicateIdError(
+            f"ids of the shape <prefix>-{value}-<n> are generated by another writer of this "
+            "run: give another id"
+        )
     if what == "run-done":
         return RunAlreadyCompletedError(
             f"run {run_id!r} has completed; only export events may follow"
@@ -133,6 +164,27 @@ class SharedRunState(RunState):
                 if candidate not in known:
                     return candidate
         return super().new_id(prefix, given, known)
+
+    def claim_keys(self, event: BaseEvent) -> list[str]:
+        """The claims of an event of this writer as the journal asks and adds them
+        (``?key``: only asked, ``+key``: only added; see ``PgJournal.claims``).
+
+        A joined writer's generated ids (``row-<tag>-7``) are not claimed one by one:
+        the writer took their whole namespace (``ns:<tag>``) when it joined
+        (``PgDatabase.reserve_tag``), so no other writer can make such an id, and the
+        writer's own state settles its own. An id of that shape in *another* writer's
+        namespace asks for the namespace (refused while a writer holds it) and marks it
+        (``given:<tag>``, so no writer takes it later). That leaves one claim per
+        completed state or token for the common case, not one per event.
+        """
+        keys: list[str] = []
+        for what, value in claims(event):
+            found = _TAGGED.fullmatch(value) if what in _ID_KINDS else None
+            if found is None:
+                keys.append(f"{what}:{value}")
+            elif found[1] != self._tag:
+                keys += [f"{what}:{value}", f"?ns:{found[1]}", f"+given:{found[1]}"]
+        return keys
 
     def conflict(self, key: str) -> AuditJournalError:
         """The error for an own event whose claim ``key`` another writer took first."""
