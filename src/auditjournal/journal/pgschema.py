@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import os
 import secrets
+import select
 import socket
 import time
 from collections.abc import Callable, Iterable
@@ -394,26 +395,69 @@ class RunLease:
     """The run's writer lease: a session advisory lock on a connection of its own, held
     exclusively by the one writer (or a lease holder) of the contract, or shared by the
     writers of a run recorded by several processes. Released by :meth:`release`, or by
-    the server when the process dies (its connection closes)."""
+    the server when the process dies (its connection closes); a writer whose session the
+    server ended while it lives (a restart, ``pg_terminate_backend``) takes the lease
+    again at its next flush (:meth:`ensure`)."""
 
     def __init__(self, db: PgDatabase, run_id: str, *, shared: bool) -> None:
         import psycopg
 
-        function = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
+        self._psycopg = psycopg
+        self._conninfo = db.conninfo
+        self._url = db.url
+        self._run_id = run_id
+        self._function = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
+        self._conn: Any = None
+        self._released = False
         try:
-            self._conn: Any = psycopg.connect(db.conninfo, autocommit=True, connect_timeout=10)
-            got = self._conn.execute(f"SELECT {function}(%s)", (lock_key(run_id),)).fetchone()
+            self._take()
         except psycopg.Error as exc:
             raise unavailable(exc, db.url, f"take the writer lease of run {run_id!r}") from None
+
+    def _take(self) -> None:
+        """Connect and lock (psycopg's errors as they are: a caller may retry them)."""
+        conn = self._psycopg.connect(self._conninfo, autocommit=True, connect_timeout=10)
+        try:
+            query = f"SELECT {self._function}(%s)"
+            got = conn.execute(query, (lock_key(self._run_id),)).fetchone()
+        except BaseException:
+            conn.close()
+            raise
         if not got or not got[0]:
-            self.release()
+            conn.close()  # nothing was locked
             raise JournalLockedError(
-                f"journal of run {run_id!r} is in use by another writer ({db.url})"
+                f"journal of run {self._run_id!r} is in use by another writer ({self._url})"
             )
+        self._conn = conn
+
+    def ensure(self) -> None:
+        """Take the lease again if the server ended its session. Costs no round trip
+        while it holds: an idle session's socket has something to read only when the
+        server has ended it (or sent a notice, answered by a ``SELECT 1``). Raises
+        psycopg's error while the server is away, :class:`JournalLockedError` if an
+        exclusive holder got in meanwhile."""
+        if self._released:
+            return
+        conn = self._conn
+        if conn is not None:
+            try:
+                ready = bool(select.select([conn.fileno()], [], [], 0)[0])
+            except (OSError, ValueError, self._psycopg.Error):
+                ready = True  # closed
+            if not ready:
+                return
+            with contextlib.suppress(self._psycopg.Error):
+                conn.execute("SELECT 1")
+                return
+            with contextlib.suppress(Exception):
+                conn.close()
+            self._conn = None
+        self._take()  # also after an attempt that found the server away
 
     def release(self) -> None:
         """Unlock, then close: the server ends a closed session's locks only when it gets
         to it, so a lease taken right after a bare close could still find it held."""
+        self._released = True
         conn, self._conn = self._conn, None
         if conn is not None:
             with contextlib.suppress(Exception):  # a lost connection: the server unlocks

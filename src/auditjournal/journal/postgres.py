@@ -414,6 +414,7 @@ class PgJournal(JournalWriter):
         held = [claims(p.event) for p in batch] if claims is not None else []
         keys = [key for keys in held for key in keys]
         asked = [key.removeprefix("?") for key in keys if key[0] != "+"]
+        self._lease.ensure()  # a session the server ended (restart): the lease again
         conn = self._link.connect()
         with conn.pipeline():
             cur, head_cur, claim_cur, batch_cur = (conn.cursor() for _ in range(4))
