@@ -35,7 +35,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -117,7 +117,7 @@ _MOVE_HEAD: Final = (
 Absorb = Callable[[list[Event], list[BaseEvent]], dict[int, AuditJournalError]]
 """The recorder's lifecycle hook: apply other writers' events (in seq order) to the run's
 state and return the own pending events (by index) they make invalid, with the error."""
-Claims = Callable[[BaseEvent], list[str]]
+Claims = Callable[[BaseEvent], Sequence[str]]
 """What an event takes that no other event of the run may take again (``kind:value``):
 each key is asked for under the head-row lock (taken: the event is rejected) and added;
 ``?key`` is only asked, ``+key`` only added (a mark that may be there already)."""
@@ -410,10 +410,8 @@ class PgJournal(JournalWriter):
             self._before_flush(True)
         with self.lock:
             batch = list(self._inflight)
-        claims = self.claims
-        held = [claims(p.event) for p in batch] if claims is not None else []
-        keys = [key for keys in held for key in keys]
-        asked = [key.removeprefix("?") for key in keys if key[0] != "+"]
+        held = self._claims_of(batch)
+        asked = [key.removeprefix("?") for keys in held for key in keys if key[0] != "+"]
         self._lease.ensure()  # a session the server ended (restart): the lease again
         conn = self._link.connect()
         with conn.pipeline():
@@ -440,7 +438,7 @@ class PgJournal(JournalWriter):
             if rejected:
                 self._drop(batch, rejected)
                 batch = [p for i, p in enumerate(batch) if i not in rejected]
-                keys = [k for i, ks in enumerate(held) if i not in rejected for k in ks]
+                held = [keys for i, keys in enumerate(held) if i not in rejected]
             if not batch:
                 conn.commit()  # the payloads
                 return
@@ -456,7 +454,7 @@ class PgJournal(JournalWriter):
                 line, chain = seal(encode_event(event), chain)
                 lines.append(line)
                 done = done or type(event) is RunCompleted
-            added = [key.removeprefix("+") for key in keys if key[0] != "?"]
+            added = [key.removeprefix("+") for keys in held for key in keys if key[0] != "?"]
             if added:
                 cur.execute(_INSERT_CLAIMS, (self.run_id, " ".join(added)))
             self._batches += 1
@@ -469,10 +467,15 @@ class PgJournal(JournalWriter):
             conn.commit()
         self._committed(batch, seq, chain)
 
+    def _claims_of(self, batch: list[_Pending]) -> list[Sequence[str]]:
+        """Each event's claims (none for the one writer of the journal contract)."""
+        claims = self.claims
+        return [] if claims is None else [claims(pending.event) for pending in batch]
+
     def _conflicts(
         self,
         batch: list[_Pending],
-        held: list[list[str]],
+        held: list[Sequence[str]],
         taken: set[str],
         completed: bool,
     ) -> dict[int, AuditJournalError]:

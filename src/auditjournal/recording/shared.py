@@ -22,7 +22,7 @@ writers never generate the same id; the coordinator keeps the file journal's
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 
 from ..errors import (
     AuditJournalError,
@@ -89,23 +89,36 @@ _TAGGED = re.compile(r"[a-z]+-([0-9a-f]{8})-[0-9]+")
 """A joined writer's generated id (``row-3fa9c2d1-7``): group 1 is the writer's tag."""
 
 
+def _completion(event: BaseEvent) -> _Claim | None:
+    """What an event completes that may be completed once: a state, a token (its
+    terminal outcome), an operation, the run."""
+    kind = type(event)
+    if kind is NodeStateCompleted:
+        return ("st-done", event.state_id)  # type: ignore[attr-defined]
+    if kind is TokenOutcomeRecorded:
+        outcome: TokenOutcomeRecorded = event  # type: ignore[assignment]
+        return None if outcome.outcome == "buffered" else ("tok-done", outcome.token_id)
+    if kind is OperationCompleted:
+        return ("op-done", event.operation_id)  # type: ignore[attr-defined]
+    if kind is RunCompleted:
+        return ("run-done", "")
+    return None
+
+
+_COMPLETING = frozenset(
+    {NodeStateCompleted, TokenOutcomeRecorded, OperationCompleted, RunCompleted}
+)
+
+
 def claims(event: BaseEvent) -> list[_Claim]:
     """What an event takes that no other event of the run may take again: the id it
     makes, and a state's completion, a token's terminal outcome, an operation's
     completion, the run's completion."""
-    kind = type(event)
-    made = _ID_CLAIMS.get(kind)
+    made = _ID_CLAIMS.get(type(event))
     taken = [] if made is None else [(made[0], getattr(event, made[1]))]
-    if kind is NodeStateCompleted:
-        taken.append(("st-done", event.state_id))  # type: ignore[attr-defined]
-    elif kind is TokenOutcomeRecorded:
-        outcome: TokenOutcomeRecorded = event  # type: ignore[assignment]
-        if outcome.outcome != "buffered":
-            taken.append(("tok-done", outcome.token_id))
-    elif kind is OperationCompleted:
-        taken.append(("op-done", event.operation_id))  # type: ignore[attr-defined]
-    elif kind is RunCompleted:
-        taken.append(("run-done", ""))
+    done = _completion(event)
+    if done is not None:
+        taken.append(done)
     return taken
 
 
@@ -142,6 +155,7 @@ class SharedRunState(RunState):
         self.run_id = run_id
         self._refresh = refresh
         self._tag = tag
+        self._own_prefixes = {} if tag is None else {k: f"{k}-{tag}-" for k in _ID_KINDS}
         if tag is not None:
             self._check_generated = True  # another writer may give an id of any shape
 
@@ -165,7 +179,7 @@ class SharedRunState(RunState):
                     return candidate
         return super().new_id(prefix, given, known)
 
-    def claim_keys(self, event: BaseEvent) -> list[str]:
+    def claim_keys(self, event: BaseEvent) -> Sequence[str]:
         """The claims of an event of this writer as the journal asks and adds them
         (``?key``: only asked, ``+key``: only added; see ``PgJournal.claims``).
 
@@ -177,13 +191,25 @@ class SharedRunState(RunState):
         (``given:<tag>``, so no writer takes it later). That leaves one claim per
         completed state or token for the common case, not one per event.
         """
-        keys: list[str] = []
-        for what, value in claims(event):
-            found = _TAGGED.fullmatch(value) if what in _ID_KINDS else None
-            if found is None:
-                keys.append(f"{what}:{value}")
-            elif found[1] != self._tag:
-                keys += [f"{what}:{value}", f"?ns:{found[1]}", f"+given:{found[1]}"]
+        # called for every event at every flush: the usual event (an id of this writer's
+        # own, nothing completed) is settled by a dict lookup and a prefix test
+        kind = type(event)
+        keys: Sequence[str] = ()
+        made = _ID_CLAIMS.get(kind)
+        if made is not None:
+            what, field = made
+            value = getattr(event, field)
+            own = self._own_prefixes.get(what)
+            if own is None or not value.startswith(own) or not value[len(own) :].isdigit():
+                found = _TAGGED.fullmatch(value)
+                if found is None:
+                    keys = [f"{what}:{value}"]
+                elif found[1] != self._tag:
+                    keys = [f"{what}:{value}", f"?ns:{found[1]}", f"+given:{found[1]}"]
+        if kind in _COMPLETING:
+            done = _completion(event)
+            if done is not None:
+                keys = [*keys, f"{done[0]}:{done[1]}"]
         return keys
 
     def conflict(self, key: str) -> AuditJournalError:
