@@ -6,18 +6,23 @@ Tables (created on first use, versioned like the SQL audit tables)::
     auditjournal_runs      run_id | seq (the head) | chain (its chain value) | completed
     auditjournal_events    run_id | seq | writer_id | line
     auditjournal_batches   batch_id (unique) | run_id | last_seq
+    auditjournal_claims    run_id | claim (unique per run: ``kind:value``)
     auditjournal_payloads  ref (sha256) | data (canonical JSON bytes)
 
 ``line`` is exactly the file journal's line (:mod:`.lines`): the event's JSON
 object with ``"chain"`` appended, so a journal read out of PostgreSQL verifies,
 replays and exports byte for byte like one written to files.
 
-Appending (:meth:`PgJournal.flush`) is one transaction per batch: lock the run's
-head row (``SELECT ... FOR UPDATE``: runs never wait for each other), read what
-other writers committed since this writer last looked (the recorder's lifecycle
-hook applies it and rejects own events that now conflict), insert the payloads
-the events refer to, give the events the next seqs and chain them, insert them,
-move the head, ``pg_notify``. Commit order is seq order and a rollback leaves no
+Appending (:meth:`PgJournal.flush`) is one transaction per batch, in two round
+trips on the writer's own connection: insert the payloads the events refer to,
+lock the run's head row (``SELECT ... FOR UPDATE``: runs never wait for each
+other), ask which of the batch's claims (the recorder's :data:`Claims` hook: ids
+made, states / tokens / operations / the run completed) are taken already and
+reject the events that hold them (or any but export events once the run has
+completed), give the others the next seqs and chain them, insert them and their
+claims, move the head, ``pg_notify``. No writer reads the other writers' events
+at a flush; it does (:meth:`PgJournal.refresh`) only when the recorder meets an
+id it does not know. Commit order is seq order and a rollback leaves no
 gap (the head moves only with the rows). Every batch carries a client-made
 ``batch_id`` (writer id + a counter) under a unique constraint, in the same
 transaction: after a commit whose outcome is unknown (the connection died in
@@ -26,7 +31,8 @@ absent, so nothing is recorded twice (an id per batch, not per event: one index
 entry per flush instead of one per event).
 
 Thread-safety: ``PgJournal`` as the file journal (the recorder gives it its ``lock`` and holds it
-while it validates and appends; flushes serialize on their own lock).
+while it validates and appends; flushes serialize on their own lock, which also guards the
+writer's flush connection).
 ``PgDatabase`` may be shared by threads (SQLAlchemy's pool).
 """
 

@@ -9,14 +9,20 @@ change with other writers:
   (:meth:`SharedRunState.need`);
 * two writers may both be sure they are first (a state completed twice, a second
   terminal outcome for a token, the same caller-given id, an event after
-  ``run_completed``). The journal settles it under the run's head-row lock: at
-  each flush the events other writers committed meanwhile are applied
-  (:meth:`SharedRunState.absorb`) and the own events they contradict are
-  rejected, with the error the file journal would have raised at the call.
+  ``run_completed``). The journal settles it under the run's head-row lock: each
+  event's claims (:func:`claims`, :meth:`SharedRunState.claim_keys`) are asked for
+  in the run's claims table, and an own event whose claim another writer took
+  first is rejected, with the error the file journal would have raised at the call
+  (:meth:`SharedRunState.conflict`). Events another writer committed are applied
+  to the state (:meth:`SharedRunState.absorb`) only when the writer reads the
+  journal again (an unknown id), and own pending events they contradict are then
+  rejected at once.
 
 Generated ids of a joined writer carry its random tag (``row-3fa9c2d1-7``), so
-writers never generate the same id; the coordinator keeps the file journal's
-``row-7``, so one writer's run is byte-identical whatever the backend.
+writers never generate the same id, and the writer takes that tag's namespace when
+it joins (no other writer may give such an id), so they need no claim each; the
+coordinator keeps the file journal's ``row-7``, so one writer's run is
+byte-identical whatever the backend.
 """
 
 from __future__ import annotations
