@@ -81,6 +81,7 @@ class Proxy:
         self.dropped = 0
         self._lock = threading.Lock()
         self._closed = False
+        self._open: list[Any] = []
         threading.Thread(target=self._accept, daemon=True).start()
 
     def url(self, base: str) -> str:
@@ -98,6 +99,8 @@ class Proxy:
             except OSError:
                 return
             server = socket.create_connection(self._target)
+            with self._lock:
+                self._open += [client, server]
             threading.Thread(target=self._pump, args=(client, server, True), daemon=True).start()
             threading.Thread(target=self._pump, args=(server, client, False), daemon=True).start()
 
@@ -126,6 +129,14 @@ class Proxy:
                 with contextlib.suppress(OSError):
                     sock.shutdown(2)
                 sock.close()
+
+    def cut(self) -> None:
+        """Lose every connection open through the proxy (as a server that went away)."""
+        with self._lock:
+            open_now, self._open = self._open, []
+        for sock in open_now:
+            with contextlib.suppress(OSError):
+                sock.shutdown(2)
 
     def close(self) -> None:
         """Accept no more connections (the ones open stay)."""

@@ -86,6 +86,32 @@ def test_project_replay_verify_runs_show_tail_with_a_journal_url(
     assert len(out.splitlines()) >= 121  # the run, its node, 60 rows, 60 tokens
 
 
+def test_export_csv_with_a_journal_url(
+    tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    record(tmp_path, pg_url)
+    out = tmp_path / "csv"
+    args = ["export-csv", tmp_path / "exporter", "r1", "--out", out, "--json"]
+    code, printed, err = invoke(capsys, *args, "--journal-url", pg_url)
+    assert code == 0, err
+    result = json.loads(printed)
+    rows = {f["file"]: f["rows"] for f in result["files"]}
+    assert rows["row.csv"] == 60 and rows["token.csv"] == 60
+    listing = (out / "audit_trail.csv.sha256").read_text()
+    assert "row.csv" in listing
+    # the export is recorded in the run's journal in PostgreSQL, once
+    with AuditStore.open(tmp_path / "check", journal_url=pg_url) as store:
+        kinds = [type(e).__name__ for e in store.read_journal("r1")]
+    assert kinds.count("CsvExported") == 1
+    assert result["recorded"] is True
+    code, printed, err = invoke(capsys, *args, "--journal-url", pg_url)
+    assert code == 0, err
+    assert json.loads(printed)["recorded"] is False  # the same export: recorded once
+    with AuditStore.open(tmp_path / "check", journal_url=pg_url) as store:
+        kinds = [type(e).__name__ for e in store.read_journal("r1")]
+    assert kinds.count("CsvExported") == 1
+
+
 def test_commands_name_a_missing_run_or_a_bad_url_in_one_line(
     tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

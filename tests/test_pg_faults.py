@@ -16,7 +16,8 @@ import pytest
 import sqlalchemy as sa
 
 from auditjournal import AuditStore
-from auditjournal.errors import JournalUnavailableError
+from auditjournal.errors import JournalLockedError, JournalUnavailableError
+from auditjournal.journal.pgschema import RunLease, lock_key
 from auditjournal.model.events import RowCreated
 from pgtools import PrivateCluster, Proxy, create_database, drop_database
 
@@ -77,12 +78,67 @@ def test_an_unreachable_server_fails_the_call_with_a_typed_error_and_loses_nothi
         run = store.start_run(run_id="r1", export=None, sql=False)
         src = run.register_node(plugin_name="csv", node_type="source")
         run._journal.reconnect_seconds = 1.0
-        proxy.close()  # no new connections; the pooled ones are cut below
-        store.pg.engine.dispose()  # type: ignore[union-attr]
+        proxy.close()  # no new connections...
+        proxy.cut()  # ...and the open ones lost
         with pytest.raises(JournalUnavailableError) as caught:
             run.create_row(source_node_id=src, row_index=0, data=1, row_id="kept")
         assert caught.value.recorded_event is not None  # recorded here, not yet committed
         run._abandon()
+
+
+def lease_pids(url: str, run_id: str) -> list[int]:
+    """The server processes holding the run's writer lease."""
+    key = lock_key(run_id) & 0xFFFFFFFFFFFFFFFF
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            return list(
+                conn.execute(
+                    sa.text(
+                        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                        " AND classid::bigint = :hi AND objid::bigint = :lo AND objsubid = 1"
+                    ),
+                    {"hi": key >> 32, "lo": key & 0xFFFFFFFF},
+                ).scalars()
+            )
+    finally:
+        engine.dispose()
+
+
+def terminate(url: str, pids: list[int]) -> None:
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            for pid in pids:
+                conn.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("durability", ["always", "batch"])
+def test_a_writer_whose_lease_session_ends_takes_the_lease_again(
+    tmp_path: Path, pg_url: str, durability: str
+) -> None:
+    with AuditStore.open(tmp_path / "a", journal_url=pg_url, durability=durability) as store:
+        run = store.start_run(run_id="r1", export=None, sql=False)
+        src = run.register_node(plugin_name="csv", node_type="source")
+        run.flush()
+        lost = lease_pids(pg_url, "r1")
+        assert len(lost) == 1
+        terminate(pg_url, lost)
+        deadline = time.monotonic() + 30
+        while lease_pids(pg_url, "r1") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert lease_pids(pg_url, "r1") == []  # the server ended the session: no lease
+        run.create_row(source_node_id=src, row_index=0, data=1, row_id="after")
+        run.flush()  # the next flush takes it again, and the writer goes on
+        again = lease_pids(pg_url, "r1")
+        assert len(again) == 1 and again != lost
+        with pytest.raises(JournalLockedError):  # held: no exclusive writer gets in
+            RunLease(store.pg, "r1", shared=False)  # type: ignore[arg-type]
+        run.create_row(source_node_id=src, row_index=1, data=2, row_id="later")
+        run.close()
+        assert rows_in(store, "r1") == Counter({"after": 1, "later": 1})
 
 
 @pytest.fixture
@@ -120,6 +176,7 @@ def test_a_writer_reconnects_after_a_server_restart(
         writer.join(120)
         assert errors == []
         assert len(acked) == 300
+        assert len(lease_pids(url, "r1")) == 1  # the lease was taken again
         run.close()
         assert rows_in(store, "r1") == Counter({r: 1 for r in acked})
     drop_database(cluster.url, name)

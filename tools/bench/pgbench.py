@@ -12,8 +12,11 @@ Each round measures, interleaved (so a machine that gets slower affects all alik
   all writers pass once their plans are built until the last one has closed its recorder
   (everything committed). Aggregate events/s = all writers' events / that time.
 
-Printed per W: median and spread (min..max) of aggregate events/s, and the same-round
-ratio to the file journal's median.
+Printed per W: median and spread (min..max) of aggregate events/s, the same-round
+ratio to the file journal's median, and CPU per event: the writers' (each process's own
+CPU time from the barrier to its close, summed) and the server's (the CPU time of the
+sample database's backends, read from ``/proc`` while they live: only when the server
+runs on this machine and ``/proc`` shows it).
 """
 
 from __future__ import annotations
@@ -21,12 +24,15 @@ from __future__ import annotations
 import argparse
 import itertools
 import multiprocessing
+import os
 import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +93,60 @@ def _drop(base: str, name: str) -> None:
     admin.dispose()
 
 
+@dataclass(frozen=True)
+class PgSample:
+    events_per_s: float
+    writer_cpu_us: float  # per event, all writer processes
+    server_cpu_us: float | None  # per event, the sample database's backends
+
+
+class _ServerCpu:
+    """CPU time of a database's backends, polled from ``/proc`` (a backend's figures are
+    kept from its last poll when it exits, so only the last interval of one is lost)."""
+
+    def __init__(self, url: str, name: str) -> None:
+        self._engine = sa.create_engine(sa.make_url(url), poolclass=sa.pool.NullPool)
+        self._name = name
+        self._seen: dict[int, float] = {}
+        self._start: dict[int, float] = {}
+        self._stop = threading.Event()
+        self.available = True
+        self._poll()
+        self._start = dict(self._seen)
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        with self._engine.connect() as conn:
+            pids = conn.execute(
+                sa.text("SELECT pid FROM pg_stat_activity WHERE datname = :d"), {"d": self._name}
+            ).scalars()
+            pids = list(pids)
+        tick = os.sysconf("SC_CLK_TCK")
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/stat") as stat:
+                    fields = stat.read().rpartition(")")[2].split()
+            except OSError:
+                if pid not in self._seen:
+                    self.available = False
+                continue
+            self._seen[pid] = (int(fields[11]) + int(fields[12])) / tick
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.05):
+            self._poll()
+
+    def stop(self) -> float | None:
+        self._stop.set()
+        self._thread.join()
+        self._poll()
+        self._engine.dispose()
+        if not self.available:
+            return None
+        return sum(cpu - self._start.get(pid, 0.0) for pid, cpu in self._seen.items())
+
+
 def _writer(
     url: str,
     root: str,
@@ -101,16 +161,18 @@ def _writer(
     store = AuditStore.open(root, journal_url=url, durability=durability)  # type: ignore[arg-type]
     run = store.join_run(run_id)
     barrier.wait()
+    cpu = time.process_time()
     events = workload.drive(run, plans)
     run.close()
     done = time.perf_counter()
+    cpu = time.process_time() - cpu
     store.close()
-    results.put((events, done))
+    results.put((events, done, cpu))
 
 
 def pg_sample(
     url: str, writers: int, rows: int, seed: int, workdir: Path, durability: str = "batch"
-) -> float:
+) -> PgSample:
     """Aggregate events/s of ``writers`` processes recording one run (see the docstring)."""
     db_url, name = _database(url)
     root = Path(tempfile.mkdtemp(prefix="pg-writers-", dir=workdir))
@@ -139,17 +201,24 @@ def pg_sample(
             ]
             for proc in procs:
                 proc.start()
+            server = _ServerCpu(url, name)
             barrier.wait(timeout=600)
             start = time.perf_counter()
             got = [results.get(timeout=1800) for _ in procs]
+            server_cpu = server.stop()
             for proc in procs:
                 proc.join()
                 if proc.exitcode != 0:
                     raise RuntimeError(f"a writer process failed (exit {proc.exitcode})")
             run.complete()
             run.close()
-        end = max(done for _, done in got)
-        return sum(events for events, _ in got) / (end - start)
+        end = max(done for _, done, _ in got)
+        events = sum(n for n, _, _ in got)
+        return PgSample(
+            events / (end - start),
+            1e6 * sum(cpu for _, _, cpu in got) / events,
+            None if server_cpu is None else 1e6 * server_cpu / events,
+        )
     finally:
         shutil.rmtree(root, ignore_errors=True)
         _drop(url, name)
@@ -160,26 +229,44 @@ def run_pg_bench(args: argparse.Namespace, record_file: Any, workdir: Path) -> i
     rows = args.writer_rows
     samples: dict[str, list[float]] = {"file": [], **{f"pg{w}": [] for w in counts}}
     ratios: dict[int, list[float]] = {w: [] for w in counts}
+    cpu: dict[str, list[float]] = {}
     plans = workload.prepare(rows, args.seed)
     for round_no in range(args.repeats):
         log(f"round {round_no + 1}/{args.repeats} (load {fmt_load(loadavg())})", sys.stderr)
         file_rate = record_file(plans)
         samples["file"].append(file_rate)
         for w in counts:
-            rate = pg_sample(args.journal_url, w, rows, args.seed, workdir, args.writer_durability)
+            got = pg_sample(args.journal_url, w, rows, args.seed, workdir, args.writer_durability)
+            rate = got.events_per_s
             samples[f"pg{w}"].append(rate)
             ratios[w].append(rate / file_rate)
-            log(f"  {w} writer(s): {rate:,.0f} events/s (file {file_rate:,.0f})", sys.stderr)
+            cpu.setdefault(f"w{w}", []).append(got.writer_cpu_us)
+            if got.server_cpu_us is not None:
+                cpu.setdefault(f"s{w}", []).append(got.server_cpu_us)
+            log(
+                f"  {w} writer(s): {rate:,.0f} events/s (file {file_rate:,.0f}), CPU per "
+                f"event: writers {got.writer_cpu_us:.1f} us, server {_us(got.server_cpu_us)}",
+                sys.stderr,
+            )
     print(
         f"reference workload, {rows:,} rows per writer, PostgreSQL writers "
         f"{args.writer_durability}, {args.repeats} rounds"
     )
-    print(f"{'journal':<28} {'events/s median':>16} {'spread (min..max)':>24} {'vs file':>9}")
+    print(
+        f"{'journal':<28} {'events/s median':>16} {'spread (min..max)':>24} {'vs file':>9}"
+        f" {'writer us/ev':>13} {'server us/ev':>13}"
+    )
     line = _line("file journal, 1 writer", samples["file"])
     print(f"{line} {'1.00x':>9}")
     for w in counts:
         ratio = statistics.median(ratios[w])
-        print(f"{_line(f'PostgreSQL, {w} writer(s)', samples[f'pg{w}'])} {ratio:>8.2f}x")
+        writer_cpu = statistics.median(cpu[f"w{w}"])
+        server = cpu.get(f"s{w}")
+        server_cpu = _us(statistics.median(server) if server else None)
+        print(
+            f"{_line(f'PostgreSQL, {w} writer(s)', samples[f'pg{w}'])} {ratio:>8.2f}x"
+            f" {writer_cpu:>13.1f} {server_cpu:>13}"
+        )
     if 2 in counts:
         two = statistics.median(samples["pg2"])
         verdict = "meets" if two >= TARGET_TWO_WRITERS else "below"
@@ -188,6 +275,10 @@ def run_pg_bench(args: argparse.Namespace, record_file: Any, workdir: Path) -> i
     monotone = all(b >= a for a, b in itertools.pairwise(medians))
     print(f"more writers never slower than fewer: {'yes' if monotone else 'NO'}")
     return 0
+
+
+def _us(value: float | None) -> str:
+    return "?" if value is None else f"{value:.1f}"
 
 
 def _line(label: str, values: list[float]) -> str:

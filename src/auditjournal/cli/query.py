@@ -233,8 +233,11 @@ def explain(
     type=click.Path(file_okay=False, path_type=Path),
     help="Directory for the CSV files (created if missing, used exactly as given).",
 )
+@_JOURNAL_URL
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def export_csv_cmd(root: Path, run_id: str, out_dir: Path, as_json: bool) -> None:
+def export_csv_cmd(
+    root: Path, run_id: str, out_dir: Path, journal_url: str | None, as_json: bool
+) -> None:
     """Write a completed run as CSV: one file per record type, refs instead of payloads.
 
     Beside the files, audit_trail.csv.sha256 lists them for `sha256sum -c`; the
@@ -242,7 +245,7 @@ def export_csv_cmd(root: Path, run_id: str, out_dir: Path, as_json: bool) -> Non
     not completed or a recorder still holds its journal.
     """
     _check_output(out_dir, directory=True)
-    store = _existing_store(root)
+    store = _existing_store(root, journal_url, run_id)
     try:
         with _journal_progress(store, run_id) as progress:
             result = export_csv(store, run_id, out_dir, progress=progress)

@@ -37,8 +37,9 @@ from .base import (
 )
 from .files import DEFAULT_FLUSH_INTERVAL
 from .lines import decode_line, read_entry
+from .pgpayloads import PgPayloads
 from .pgschema import Listener, PgDatabase, RunLease, WriterId, events
-from .postgres import PgJournal, PgPayloads
+from .postgres import PgJournal
 
 __all__ = [
     "Listener",

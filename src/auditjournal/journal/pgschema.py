@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import os
 import secrets
+import select
 import socket
 import time
 from collections.abc import Callable, Iterable
@@ -39,6 +40,7 @@ __all__ = [
     "NOTIFY_CHANNEL",
     "RECONNECT_SECONDS",
     "SCHEMA_VERSION",
+    "FlushConnection",
     "Head",
     "Listener",
     "PgDatabase",
@@ -47,7 +49,8 @@ __all__ = [
     "unavailable",
 ]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+"""2: ``auditjournal_claims`` (the lifecycle rules across writers, checked by the server)."""
 _SCHEMA_NAME: Final = "auditjournal-journal"
 NOTIFY_CHANNEL: Final = "auditjournal_journal"
 RECONNECT_SECONDS: Final = 30.0
@@ -84,6 +87,14 @@ batches = sa.Table(
     sa.Column("run_id", sa.String(128), nullable=False),
     sa.Column("last_seq", sa.BigInteger, nullable=False),
 )
+claims = sa.Table(
+    "auditjournal_claims",
+    metadata,
+    sa.Column("run_id", sa.String(128), primary_key=True),
+    sa.Column("claim", sa.Text, primary_key=True),
+)
+"""What the run's events took that no other event may take again (an id, a state's
+completion, a token's terminal outcome: ``kind:value``), inserted with the events."""
 payloads = sa.Table(
     "auditjournal_payloads",
     metadata,
@@ -222,6 +233,28 @@ class PgDatabase:
         if made is None and not exist_ok:
             raise RunExistsError(f"run {run_id!r} already exists in the journal at {self.url}")
 
+    def reserve_tag(self, run_id: str, tag: str) -> bool:
+        """Take the namespace of a joining writer's generated ids (claim ``ns:<tag>``),
+        unless another writer holds it or a caller gave an id in it (``given:<tag>``).
+        Under the head-row lock, as the flushes that add those marks."""
+        keys = [f"ns:{tag}", f"given:{tag}"]
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    sa.select(runs.c.run_id).where(runs.c.run_id == run_id).with_for_update()
+                )
+                taken = conn.execute(
+                    sa.select(claims.c.claim).where(
+                        claims.c.run_id == run_id, claims.c.claim.in_(keys)
+                    )
+                ).first()
+                if taken is not None:
+                    return False
+                conn.execute(claims.insert(), {"run_id": run_id, "claim": keys[0]})
+                return True
+        except sa.exc.SQLAlchemyError as exc:
+            raise unavailable(exc, self.url, f"join run {run_id!r}") from None
+
     def head(self, run_id: str) -> Head:
         """The run's head (RunNotFoundError if the journal has no such run)."""
         query = sa.select(runs.c.seq, runs.c.chain, runs.c.completed).where(runs.c.run_id == run_id)
@@ -237,14 +270,19 @@ class PgDatabase:
         )
         return found
 
-    def lines(self, run_id: str, after: int, limit: int = 4096) -> list[tuple[int, str, bytes]]:
-        """(seq, writer id, line) of the run's entries after seq ``after``, in seq order."""
+    def lines(
+        self, run_id: str, after: int, limit: int = 4096, *, not_by: str | None = None
+    ) -> list[tuple[int, str, bytes]]:
+        """(seq, writer id, line) of the run's entries after seq ``after``, in seq order
+        (``not_by``: leaving out those of that writer)."""
         query = (
             sa.select(events.c.seq, events.c.writer_id, events.c.line)
             .where(events.c.run_id == run_id, events.c.seq > after)
             .order_by(events.c.seq)
             .limit(limit)
         )
+        if not_by is not None:
+            query = query.where(events.c.writer_id != not_by)
         found: list[tuple[int, str, bytes]] = self._read(
             lambda conn: [(r.seq, r.writer_id, bytes(r.line)) for r in conn.execute(query)],
             f"read the journal of run {run_id!r}",
@@ -286,6 +324,31 @@ class PgDatabase:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+class FlushConnection:
+    """The writer's own connection for its flushes (one at a time: no pool, no ping per
+    flush; a connection found broken is dropped and made again by the next attempt)."""
+
+    def __init__(self, db: PgDatabase) -> None:
+        import psycopg
+
+        self._psycopg = psycopg
+        self.lost = (psycopg.OperationalError, psycopg.InterfaceError)
+        self.failed = psycopg.Error
+        self._conninfo = db.conninfo
+        self._conn: Any = None
+
+    def connect(self) -> Any:
+        if self._conn is None or self._conn.closed:
+            self._conn = self._psycopg.connect(self._conninfo, connect_timeout=10)
+        return self._conn
+
+    def drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
 
 
 class Listener:
@@ -332,26 +395,69 @@ class RunLease:
     """The run's writer lease: a session advisory lock on a connection of its own, held
     exclusively by the one writer (or a lease holder) of the contract, or shared by the
     writers of a run recorded by several processes. Released by :meth:`release`, or by
-    the server when the process dies (its connection closes)."""
+    the server when the process dies (its connection closes); a writer whose session the
+    server ended while it lives (a restart, ``pg_terminate_backend``) takes the lease
+    again at its next flush (:meth:`ensure`)."""
 
     def __init__(self, db: PgDatabase, run_id: str, *, shared: bool) -> None:
         import psycopg
 
-        function = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
+        self._psycopg = psycopg
+        self._conninfo = db.conninfo
+        self._url = db.url
+        self._run_id = run_id
+        self._function = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
+        self._conn: Any = None
+        self._released = False
         try:
-            self._conn: Any = psycopg.connect(db.conninfo, autocommit=True, connect_timeout=10)
-            got = self._conn.execute(f"SELECT {function}(%s)", (lock_key(run_id),)).fetchone()
+            self._take()
         except psycopg.Error as exc:
             raise unavailable(exc, db.url, f"take the writer lease of run {run_id!r}") from None
+
+    def _take(self) -> None:
+        """Connect and lock (psycopg's errors as they are: a caller may retry them)."""
+        conn = self._psycopg.connect(self._conninfo, autocommit=True, connect_timeout=10)
+        try:
+            query = f"SELECT {self._function}(%s)"
+            got = conn.execute(query, (lock_key(self._run_id),)).fetchone()
+        except BaseException:
+            conn.close()
+            raise
         if not got or not got[0]:
-            self.release()
+            conn.close()  # nothing was locked
             raise JournalLockedError(
-                f"journal of run {run_id!r} is in use by another writer ({db.url})"
+                f"journal of run {self._run_id!r} is in use by another writer ({self._url})"
             )
+        self._conn = conn
+
+    def ensure(self) -> None:
+        """Take the lease again if the server ended its session. Costs no round trip
+        while it holds: an idle session's socket has something to read only when the
+        server has ended it (or sent a notice, answered by a ``SELECT 1``). Raises
+        psycopg's error while the server is away, :class:`JournalLockedError` if an
+        exclusive holder got in meanwhile."""
+        if self._released:
+            return
+        conn = self._conn
+        if conn is not None:
+            try:
+                ready = bool(select.select([conn.fileno()], [], [], 0)[0])
+            except (OSError, ValueError, self._psycopg.Error):
+                ready = True  # closed
+            if not ready:
+                return
+            with contextlib.suppress(self._psycopg.Error):
+                conn.execute("SELECT 1")
+                return
+            with contextlib.suppress(Exception):
+                conn.close()
+            self._conn = None
+        self._take()  # also after an attempt that found the server away
 
     def release(self) -> None:
         """Unlock, then close: the server ends a closed session's locks only when it gets
         to it, so a lease taken right after a bare close could still find it held."""
+        self._released = True
         conn, self._conn = self._conn, None
         if conn is not None:
             with contextlib.suppress(Exception):  # a lost connection: the server unlocks

@@ -6,18 +6,23 @@ Tables (created on first use, versioned like the SQL audit tables)::
     auditjournal_runs      run_id | seq (the head) | chain (its chain value) | completed
     auditjournal_events    run_id | seq | writer_id | line
     auditjournal_batches   batch_id (unique) | run_id | last_seq
+    auditjournal_claims    run_id | claim (unique per run: ``kind:value``)
     auditjournal_payloads  ref (sha256) | data (canonical JSON bytes)
 
 ``line`` is exactly the file journal's line (:mod:`.lines`): the event's JSON
 object with ``"chain"`` appended, so a journal read out of PostgreSQL verifies,
 replays and exports byte for byte like one written to files.
 
-Appending (:meth:`PgJournal.flush`) is one transaction per batch: lock the run's
-head row (``SELECT ... FOR UPDATE``: runs never wait for each other), read what
-other writers committed since this writer last looked (the recorder's lifecycle
-hook applies it and rejects own events that now conflict), insert the payloads
-the events refer to, give the events the next seqs and chain them, insert them,
-move the head, ``pg_notify``. Commit order is seq order and a rollback leaves no
+Appending (:meth:`PgJournal.flush`) is one transaction per batch, in two round
+trips on the writer's own connection: insert the payloads the events refer to,
+lock the run's head row (``SELECT ... FOR UPDATE``: runs never wait for each
+other), ask which of the batch's claims (the recorder's :data:`Claims` hook: ids
+made, states / tokens / operations / the run completed) are taken already and
+reject the events that hold them (or any but export events once the run has
+completed), give the others the next seqs and chain them, insert them and their
+claims, move the head, ``pg_notify``. No writer reads the other writers' events
+at a flush; it does (:meth:`PgJournal.refresh`) only when the recorder meets an
+id it does not know. Commit order is seq order and a rollback leaves no
 gap (the head moves only with the rows). Every batch carries a client-made
 ``batch_id`` (writer id + a counter) under a unique constraint, in the same
 transaction: after a commit whose outcome is unknown (the connection died in
@@ -26,53 +31,54 @@ absent, so nothing is recorded twice (an id per batch, not per event: one index
 entry per flush instead of one per event).
 
 Thread-safety: ``PgJournal`` as the file journal (the recorder gives it its ``lock`` and holds it
-while it validates and appends; flushes serialize on their own lock).
+while it validates and appends; flushes serialize on their own lock, which also guards the
+writer's flush connection).
 ``PgDatabase`` may be shared by threads (SQLAlchemy's pool).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 import msgspec
-import sqlalchemy as sa
 
 from ..errors import (
     AuditJournalError,
-    CanonicalizationError,
     CorruptJournalError,
     JournalClosedError,
     JournalUnavailableError,
-    PayloadTooLargeError,
     RunAlreadyCompletedError,
 )
 from ..fs.storage import Durability, Flusher
-from ..model.canonical import MAX_VALUE_DEPTH, canonical_json
-from ..model.events import BaseEvent, Event, RunCompleted, decode_event, encode_event
-from .base import JournalHead, JournalWriter, genesis_chain
+from ..model.events import (
+    EXPORT_EVENT_TYPES,
+    BaseEvent,
+    Event,
+    RunCompleted,
+    decode_event,
+    encode_event,
+)
+from .base import JournalHead, JournalWriter
 from .files import DEFAULT_FLUSH_INTERVAL
 from .lines import seal
+from .pgpayloads import PgPayloads
 from .pgschema import (
-    CONNECTION_ERRORS,
     NOTIFY_CHANNEL,
     RECONNECT_SECONDS,
+    FlushConnection,
     Listener,
     PgDatabase,
     RunLease,
     WriterId,
-    batches,
-    events,
-    runs,
     unavailable,
 )
 
-__all__ = ["Absorb", "PgJournal", "PgPayloads"]
+__all__ = ["Absorb", "Claims", "Conflict", "PgJournal"]
 
 _MAX_BUFFER: Final = 20_000  # events buffered before a call writes behind
 
@@ -85,75 +91,44 @@ _INSERT_PAYLOADS: Final = (
 )
 _INSERT_EVENTS: Final = (
     "INSERT INTO auditjournal_events (run_id, seq, writer_id, line) "
-    "SELECT %s, s, %s, l FROM unnest(%b::bigint[], %b::bytea[]) AS t(s, l)"
+    "SELECT %s, %s + n, %s, convert_to(l || E'\\n', 'UTF8') "
+    "FROM string_to_table(convert_from(%b, 'UTF8'), E'\\n') WITH ORDINALITY AS t(l, n) "
+    "WHERE l <> ''"
 )
+"""The batch's lines sent as one value, split by the server: a JSON line holds no raw
+newline, and one parameter costs the client no work per line (an array would)."""
 _INSERT_BATCH: Final = (
     "INSERT INTO auditjournal_batches (batch_id, run_id, last_seq) VALUES (%s, %s, %s)"
 )
+_LOCK_HEAD: Final = (
+    "SELECT seq, chain, completed FROM auditjournal_runs WHERE run_id = %s FOR UPDATE"
+)
+# claims sent space-separated (an id holds no space), split by the server; added after
+# every one asked was found free under the lock, so a conflict here is a mark already made
+_TAKEN_CLAIMS: Final = (
+    "SELECT claim FROM auditjournal_claims "
+    "WHERE run_id = %s AND claim = ANY(string_to_array(%s, ' '))"
+)
+_INSERT_CLAIMS: Final = (
+    "INSERT INTO auditjournal_claims (run_id, claim) "
+    "SELECT %s, string_to_table(%s, ' ') ON CONFLICT DO NOTHING"
+)
+_FIND_BATCH: Final = "SELECT last_seq FROM auditjournal_batches WHERE batch_id = %s"
 _MOVE_HEAD: Final = (
     "WITH moved AS (UPDATE auditjournal_runs SET seq = %s, chain = %b, completed = %s "
     "WHERE run_id = %s RETURNING run_id) SELECT pg_notify(%s, %s) FROM moved"
 )
 
 
-class PgPayloads:
-    """A writer's payloads on their way to PostgreSQL: canonical bytes are kept in memory
-    until the flush that inserts the events referring to them (same transaction)."""
-
-    def __init__(self, max_payload_bytes: int) -> None:
-        self.max_payload_bytes = max_payload_bytes
-        self._lock = threading.Lock()
-        self._pending: dict[bytes, bytes] = {}
-        self._sent: set[bytes] = set()
-
-    def put(self, obj: Any, what: str = "payload") -> str:
-        """Canonicalize ``obj`` and keep it for the next flush; return its ref."""
-        try:
-            data = canonical_json(obj, max_depth=MAX_VALUE_DEPTH)
-        except CanonicalizationError as exc:
-            raise CanonicalizationError(f"{what}: {exc}") from None
-        if len(data) > self.max_payload_bytes:
-            raise PayloadTooLargeError(
-                f"payload of {len(data):,} bytes exceeds the limit of "
-                f"{self.max_payload_bytes:,} bytes"
-            )
-        digest = hashlib.sha256(data).digest()
-        if digest not in self._sent:
-            with self._lock:
-                self._pending[digest] = data
-        return digest.hex()
-
-    def __contains__(self, ref: object) -> bool:
-        """Whether this writer holds or has sent the payload ``ref`` (a caller-given ref of
-        a payload another writer stored is not seen here: refused as unknown)."""
-        if not isinstance(ref, str):
-            return False
-        try:
-            digest = bytes.fromhex(ref)
-        except ValueError:
-            return False
-        with self._lock:
-            return digest in self._pending or digest in self._sent
-
-    def take(self) -> dict[bytes, bytes]:
-        with self._lock:
-            taken, self._pending = self._pending, {}
-        return taken
-
-    def give_back(self, taken: dict[bytes, bytes]) -> None:
-        with self._lock:
-            taken.update(self._pending)
-            self._pending = taken
-
-    def sent(self, taken: dict[bytes, bytes]) -> None:
-        if len(self._sent) > 1_000_000:
-            self._sent.clear()
-        self._sent.update(taken)
-
-
 Absorb = Callable[[list[Event], list[BaseEvent]], dict[int, AuditJournalError]]
 """The recorder's lifecycle hook: apply other writers' events (in seq order) to the run's
 state and return the own pending events (by index) they make invalid, with the error."""
+Claims = Callable[[BaseEvent], Sequence[str]]
+"""What an event takes that no other event of the run may take again (``kind:value``):
+each key is asked for under the head-row lock (taken: the event is rejected) and added;
+``?key`` is only asked, ``+key`` only added (a mark that may be there already)."""
+Conflict = Callable[[str], AuditJournalError]
+"""The error for an event whose claim another writer's event took first."""
 
 
 @dataclass
@@ -203,12 +178,20 @@ class PgJournal(JournalWriter):
         self._caller_locks = lock is not None
         self._io_lock = threading.Lock()
         self.absorb: Absorb | None = None
+        """Applies other writers' events to the recorder's state (:meth:`refresh`)."""
+        self.claims: Claims | None = None
+        """What each event claims (checked by the server at the flush; None: nothing,
+        for the one writer of the journal contract, which no other writer meets)."""
+        self.conflict: Conflict | None = None
         self._before_flush = before_flush
+        self._link = FlushConnection(db)
         head = db.head(run_id)  # RunNotFoundError
         self._lease = RunLease(db, run_id, shared=shared)  # JournalLockedError
-        # shared: every entry up to _seen is applied to the recorder's state (refresh)
+        # shared: every other writer's entry up to _seen is applied to the recorder's
+        # state (refresh); the last committed entry this writer knows of is _head_*
         self._seen = 0 if shared else head.seq
-        self._chain = genesis_chain(run_id) if shared else head.chain
+        self._head_seq = head.seq
+        self._head_chain = head.chain
         self.next_seq = head.seq + 1
         self.durable_seq = head.seq
         self._ticket = 0
@@ -236,7 +219,7 @@ class PgJournal(JournalWriter):
         """The last entry this writer appended or knows of, and its chain value (for
         events still buffered: as they will be chained if no other writer commits first)."""
         with self.lock:
-            seq, chain = self._seen, self._chain
+            seq, chain = self._head_seq, self._head_chain
             pending = [p.event for p in (*self._inflight, *self._buffer)]
         for event in pending:
             seq += 1
@@ -305,30 +288,24 @@ class PgJournal(JournalWriter):
 
     def refresh(self) -> bool:
         """Apply what other writers committed since we last looked (caller holds
-        :attr:`lock`); True if anything new came in."""
-        rows = self.db.lines(self.run_id, self._seen, limit=1 << 30)
-        return self._absorb_rows(rows)
+        :attr:`lock`); True if anything new came in.
 
-    def _absorb_rows(self, rows: list[tuple[int, str, bytes]]) -> bool:
-        """Caller holds :attr:`lock`. Rows of other writers are applied through the hook;
-        own events they now conflict with are rejected (dropped, error kept per ticket)."""
+        Called when the recorder meets an id it does not know (and when a writer opens),
+        never per flush: a flush leaves the lifecycle rules across writers to the server
+        (the claims), so no writer decodes every other writer's events."""
+        rows = self.db.lines(self.run_id, self._seen, limit=1 << 30, not_by=self._writer_text)
         foreign: list[Event] = []
-        last = b""
-        for seq, writer, line in rows:
+        for seq, _writer, line in rows:
             if seq <= self._seen:
                 continue
             self._seen = seq
-            last = line
-            if writer != self._writer_text:
-                # for the lifecycle state only: readers verify the chain (PgCursor)
-                try:
-                    foreign.append(decode_event(line))
-                except Exception as exc:
-                    raise CorruptJournalError(
-                        f"{self.db.url} run {self.run_id!r}: bad entry at seq {seq}: {exc}"
-                    ) from None
-        if last:
-            self._chain = bytes.fromhex(last[-67:-3].decode("ascii"))
+            # for the lifecycle state only: readers verify the chain (PgCursor)
+            try:
+                foreign.append(decode_event(line))
+            except Exception as exc:
+                raise CorruptJournalError(
+                    f"{self.db.url} run {self.run_id!r}: bad entry at seq {seq}: {exc}"
+                ) from None
         if not foreign:
             return False
         pending = [*self._inflight, *self._buffer]
@@ -340,7 +317,8 @@ class PgJournal(JournalWriter):
                 gone = {pending[i].ticket for i in rejected}
                 self._inflight = [p for p in self._inflight if p.ticket not in gone]
                 self._buffer = [p for p in self._buffer if p.ticket not in gone]
-        self.next_seq = max(self.next_seq, self._seen + 1 + len(self._buffer))
+        known = max(self._seen, self._head_seq)
+        self.next_seq = max(self.next_seq, known + 1 + len(self._buffer))
         return True
 
     def _take_rejection(self) -> AuditJournalError:
@@ -386,7 +364,7 @@ class PgJournal(JournalWriter):
             if not batch and not taken:
                 return
             try:
-                self._commit_batch(batch, taken)
+                self._commit_batch(taken)
             except BaseException as exc:
                 with self.lock:  # the next flush sends them again, in order
                     self._buffer[0:0] = self._inflight
@@ -398,7 +376,7 @@ class PgJournal(JournalWriter):
             self._write_error = None
             self.payload_buffer.sent(taken)
 
-    def _commit_batch(self, batch: list[_Pending], taken: dict[bytes, bytes]) -> None:
+    def _commit_batch(self, taken: dict[bytes, bytes]) -> None:
         """Commit the batch, retrying a lost connection for :attr:`reconnect_seconds`.
 
         An attempt that lost its connection after sending ``COMMIT`` may have committed.
@@ -408,7 +386,6 @@ class PgJournal(JournalWriter):
         again) or never will be (it is sent again). Asking before taking the lock could
         see the lost transaction still in flight and send the batch twice.
         """
-        del batch
         deadline = time.monotonic() + self.reconnect_seconds
         unknown: str | None = None  # the batch id of an attempt whose COMMIT got no answer
         while True:
@@ -416,93 +393,137 @@ class PgJournal(JournalWriter):
             try:
                 self._transaction(taken, unknown)
                 return
-            except CONNECTION_ERRORS as exc:
+            except self._link.lost as exc:
+                self._link.drop()
                 if self._attempt is not None:
                     unknown = self._attempt
                 if time.monotonic() >= deadline:
                     raise unavailable(exc, self.db.url, "append to the journal") from None
                 time.sleep(0.2)
-            except sa.exc.SQLAlchemyError as exc:
+            except self._link.failed as exc:
+                self._link.drop()
                 raise unavailable(exc, self.db.url, "append to the journal") from None
+            except BaseException:
+                self._link.drop()  # whatever the transaction was in, it is rolled back
+                raise
 
     def _transaction(self, taken: dict[bytes, bytes], unknown: str | None) -> None:
-        run_id = self.run_id
+        """One attempt, in two round trips (psycopg's pipeline mode): (1) the payloads,
+        the head-row lock, the batch's claims already taken (asked after the lock, so
+        every earlier batch's claims are in view); (2) the events, their claims, the
+        batch id, the head, ``COMMIT``."""
         if self._before_flush is not None:
             self._before_flush(True)
-        with self.db.engine.begin() as conn:
+        with self.lock:
+            batch = list(self._inflight)
+        held = self._claims_of(batch)
+        asked = [key.removeprefix("?") for keys in held for key in keys if key[0] != "+"]
+        self._lease.ensure()  # a session the server ended (restart): the lease again
+        conn = self._link.connect()
+        with conn.pipeline():
+            cur, head_cur, claim_cur, batch_cur = (conn.cursor() for _ in range(4))
             if self.durability == "none":
-                conn.execute(sa.text("SET LOCAL synchronous_commit = off"))
-            driver = conn.connection.driver_connection
-            assert driver is not None
-            raw = driver.cursor()  # psycopg: arrays sent binary
-            # before the head-row lock (other writers wait only for the events): the
-            # payloads, and what other writers committed so far
+                cur.execute("SET LOCAL synchronous_commit = off")
             if taken:
-                raw.execute(_INSERT_PAYLOADS, (list(taken), list(taken.values())))
-            self._catch_up(conn)
-            head = conn.execute(
-                sa.select(runs.c.seq, runs.c.chain, runs.c.completed)
-                .where(runs.c.run_id == run_id)
-                .with_for_update()
-            ).one()
-            if head.seq > self._seen:  # committed since: the last few
-                self._catch_up(conn)
-            with self.lock:
-                batch = list(self._inflight)
-            if unknown is not None and batch and self._in_batches(conn, unknown):
-                with self.lock:  # the lost COMMIT did commit: it holds the batch already
-                    self.durable_seq = self._seen
-                    self._inflight = []
-                    self._durable_ticket = max(self._durable_ticket, batch[-1].ticket)
+                cur.execute(_INSERT_PAYLOADS, (list(taken), list(taken.values())))
+            head_cur.execute(_LOCK_HEAD, (self.run_id,))
+            if asked:
+                claim_cur.execute(_TAKEN_CLAIMS, (self.run_id, " ".join(asked)))
+            if unknown is not None:
+                batch_cur.execute(_FIND_BATCH, (unknown,))
+            found = head_cur.fetchone()
+            if found is None:
+                raise CorruptJournalError(f"{self.db.url}: run {self.run_id!r} has no head row")
+            head_seq, head_chain, completed = found[0], bytes(found[1]), found[2]
+            if unknown is not None and batch and batch_cur.fetchone() is not None:
+                conn.commit()  # the lost COMMIT did commit: it holds the batch already
+                self._committed(batch, head_seq, head_chain)
                 return
+            taken_keys = {row[0] for row in claim_cur.fetchall()} if asked else set()
+            rejected = self._conflicts(batch, held, taken_keys, completed)
+            if rejected:
+                self._drop(batch, rejected)
+                batch = [p for i, p in enumerate(batch) if i not in rejected]
+                held = [keys for i, keys in enumerate(held) if i not in rejected]
             if not batch:
+                conn.commit()  # the payloads
                 return
-            seq, chain = head.seq, bytes(head.chain)
-            seqs, lines = [], []
-            completed = head.completed
-            writer = self._writer_text
+            seq, chain = head_seq, head_chain
+            lines = []
             replace = msgspec.structs.replace
+            done = completed
             for pending in batch:
                 seq += 1
                 event = pending.event
                 if event.seq != seq:
                     event = replace(event, seq=seq)
                 line, chain = seal(encode_event(event), chain)
-                seqs.append(seq)
                 lines.append(line)
-                completed = completed or type(event) is RunCompleted
+                done = done or type(event) is RunCompleted
+            added = [key.removeprefix("+") for keys in held for key in keys if key[0] != "?"]
+            if added:
+                cur.execute(_INSERT_CLAIMS, (self.run_id, " ".join(added)))
             self._batches += 1
-            attempt = f"{writer}/{self._batches}"
-            raw.execute(_INSERT_EVENTS, (run_id, writer, seqs, lines))
-            raw.execute(_INSERT_BATCH, (attempt, run_id, seq))
+            attempt = f"{self._writer_text}/{self._batches}"
+            first = head_seq  # the lines get first + 1, first + 2, ...
+            cur.execute(_INSERT_EVENTS, (self.run_id, first, self._writer_text, b"".join(lines)))
+            cur.execute(_INSERT_BATCH, (attempt, self.run_id, seq))
+            cur.execute(_MOVE_HEAD, (seq, chain, done, self.run_id, NOTIFY_CHANNEL, self.run_id))
             self._attempt = attempt  # from here on the COMMIT's outcome may be unknown
-            raw.execute(_MOVE_HEAD, (seq, chain, completed, run_id, NOTIFY_CHANNEL, run_id))
+            conn.commit()
+        self._committed(batch, seq, chain)
+
+    def _claims_of(self, batch: list[_Pending]) -> list[Sequence[str]]:
+        """Each event's claims (none for the one writer of the journal contract)."""
+        claims = self.claims
+        return [] if claims is None else [claims(pending.event) for pending in batch]
+
+    def _conflicts(
+        self,
+        batch: list[_Pending],
+        held: list[Sequence[str]],
+        taken: set[str],
+        completed: bool,
+    ) -> dict[int, AuditJournalError]:
+        """The batch's events (by index) another writer got there first for: the run
+        completed (all but export events), or a claim already taken."""
+        rejected: dict[int, AuditJournalError] = {}
+        if completed:
+            for index, pending in enumerate(batch):
+                if type(pending.event) not in EXPORT_EVENT_TYPES:
+                    self.completed_elsewhere = True
+                    rejected[index] = RunAlreadyCompletedError(
+                        f"run {self.run_id!r} has completed; only export events may follow"
+                    )
+        if taken and self.conflict is not None:
+            for index, keys in enumerate(held):
+                if index in rejected:
+                    continue
+                for key in keys:
+                    key = key.removeprefix("?")
+                    if key in taken:
+                        rejected[index] = self.conflict(key)
+                        break
+        return rejected
+
+    def _drop(self, batch: list[_Pending], rejected: dict[int, AuditJournalError]) -> None:
+        """Keep the errors of the rejected events (by ticket) and take them out of flight."""
+        gone = {batch[i].ticket for i in rejected}
         with self.lock:
-            self._seen = seq
-            self._chain = chain
+            for index, error in rejected.items():
+                self._rejected[batch[index].ticket] = error
+            self._inflight = [p for p in self._inflight if p.ticket not in gone]
+
+    def _committed(self, batch: list[_Pending], seq: int, chain: bytes) -> None:
+        """The batch (ending at ``seq``, chain ``chain``) is committed."""
+        with self.lock:
+            self._head_seq = seq
+            self._head_chain = chain
             self.durable_seq = seq
             self._inflight = []
-            self._durable_ticket = max(self._durable_ticket, batch[-1].ticket)
+            if batch:
+                self._durable_ticket = max(self._durable_ticket, batch[-1].ticket)
             self.next_seq = max(self.next_seq, seq + 1 + len(self._buffer))
-
-    def _catch_up(self, conn: sa.Connection) -> None:
-        """Apply what other writers committed after the last entry this writer knows."""
-        rows = [
-            (r.seq, r.writer_id, bytes(r.line))
-            for r in conn.execute(
-                sa.select(events.c.seq, events.c.writer_id, events.c.line)
-                .where(events.c.run_id == self.run_id, events.c.seq > self._seen)
-                .order_by(events.c.seq)
-            )
-        ]
-        if rows:
-            with self.lock:
-                self._absorb_rows(rows)
-
-    @staticmethod
-    def _in_batches(conn: sa.Connection, batch_id: str) -> bool:
-        query = sa.select(batches.c.last_seq).where(batches.c.batch_id == batch_id)
-        return conn.execute(query).first() is not None
 
     def _background_flush(self) -> None:
         self.flush(fsync=self.durability == "batch")
@@ -524,6 +545,7 @@ class PgJournal(JournalWriter):
             raise
         self._closed = True
         self._stop_watching()
+        self._link.drop()
         self._lease.release()
         with self.lock:
             if self._rejected:
@@ -543,4 +565,5 @@ class PgJournal(JournalWriter):
             self._flusher.stop()
         with self.lock:
             self._buffer = []
+        self._link.drop()
         self._lease.release()

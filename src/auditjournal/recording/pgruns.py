@@ -27,7 +27,7 @@ from ..model.secretfilter import SecretFilter
 from ..payloads.store import PayloadStore
 from ..projection.pgmirror import PgMirror
 from .recorder import RunRecorder
-from .shared import SharedRunState
+from .shared import SharedRunState, claim_keys
 
 __all__ = ["SharedRuns"]
 
@@ -72,7 +72,10 @@ class SharedRuns:
         validate_id(run_id, "run id")
         if self.db.head(run_id).completed:  # RunNotFoundError
             raise RunAlreadyCompletedError(f"run {run_id!r} has already completed")
-        return self.recorder(run_id, WriterId.new(), on_close, joined=joined)
+        writer = WriterId.new()
+        while joined and not self.db.reserve_tag(run_id, writer.nonce):
+            writer = WriterId.new()  # its tag was taken (by chance, or by a given id)
+        return self.recorder(run_id, writer, on_close, joined=joined)
 
     def recorder(
         self,
@@ -87,13 +90,15 @@ class SharedRuns:
             self.db,
             run_id,
             writer,
-            PgPayloads(self.max_payload_bytes),
+            PgPayloads(self.max_payload_bytes, self.db),
             durability=self.durability,
             flush_interval=self.flush_interval,
             lock=lock,
         )
         state = SharedRunState(run_id, journal.refresh, writer.nonce if joined else None)
         journal.absorb = state.absorb
+        journal.claims = state.claim_keys
+        journal.conflict = state.conflict
         try:
             with lock:
                 journal.refresh()  # everything committed so far (nothing for a new run)
@@ -153,6 +158,8 @@ class SharedRuns:
         try:
             state = SharedRunState(run_id, journal.refresh, None)
             journal.absorb = state.absorb
+            journal.claims = claim_keys
+            journal.conflict = state.conflict
             with lock:
                 journal.refresh()
             for old in self.backend.journal(run_id).read():
