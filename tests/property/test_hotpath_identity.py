@@ -10,12 +10,23 @@ buffer write per record) and the journal's line (now encoded into the segment's 
 from __future__ import annotations
 
 import collections
+import datetime as _dt
+import decimal
 import enum
+import importlib.util
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-from hypothesis import given, settings
+import pytest
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from auditjournal.errors import CanonicalizationError
+from auditjournal.model import canonical
 from auditjournal.model.secretfilter import SecretFilter, _path
 
 EXAMPLES = settings(max_examples=300, deadline=None)
@@ -98,6 +109,12 @@ def _containers(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
 values = st.recursive(leaves, _containers, max_leaves=25)
 
 
+@pytest.fixture(scope="module")
+def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
+    with pytest.MonkeyPatch.context() as patch:  # one for all of a test's examples
+        yield patch
+
+
 def _outcome(function: Any, *args: Any) -> Any:
     """What ``function`` returns, or the error it raises (compared by repr)."""
     try:
@@ -122,3 +139,162 @@ def test_the_secret_filter_filters_as_its_plain_walk_did(
             assert got == want or got[0] is value  # (equal but for NaN in a value kept as is)
             if want[0] is value:  # nothing replaced: the caller's own object back
                 assert got[0] is value
+
+
+# -- the canonical walk's compiled fast path -----------------------------------------------
+
+
+def _build_compiled(where: Path) -> Any:
+    """The compiled check, built from the C source into ``where`` when the checkout has
+    no build of it (``python setup.py build_ext --inplace`` makes one)."""
+    from setuptools import Distribution, Extension
+
+    source = Path(canonical.__file__).with_name("_canonical_accel.c")
+    ext = Extension("_canonical_accel", sources=[str(source)])
+    dist = Distribution({"name": "accel", "ext_modules": [ext]})
+    command = dist.get_command_obj("build_ext")
+    command.build_lib = str(where / "lib")  # type: ignore[attr-defined]
+    command.build_temp = str(where / "tmp")  # type: ignore[attr-defined]
+    command.ensure_finalized()
+    try:
+        command.run()
+    except Exception as exc:  # no C compiler here: the pure-Python walk is all there is
+        pytest.skip(f"cannot build the compiled check: {exc}")
+    built = next((where / "lib").glob("_canonical_accel*"))
+    spec = importlib.util.spec_from_file_location("_canonical_accel", built)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.plain
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    if canonical._compiled_plain is not None:
+        return canonical._compiled_plain
+    return _build_compiled(tmp_path_factory.mktemp("accel"))
+
+
+class Text(str):
+    pass
+
+
+class Items(list[Any]):
+    pass
+
+
+hostile_leaves = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=6),
+    st.integers(-(2**53) - 2, -(2**53) + 2), st.integers(2**53 - 2, 2**53 + 2),
+    st.floats(min_value=-1e-3, max_value=1e-3), st.integers(-3, 3).map(float),
+    st.just(Level.HIGH), st.just(Name.MODEL), st.text(max_size=3).map(Text),
+    st.binary(max_size=3), st.just(decimal.Decimal("1.5")), st.just(frozenset()),
+    st.just(_dt.datetime(2026, 1, 1, tzinfo=_dt.UTC)),
+)  # fmt: skip
+hostile_keys = st.one_of(st.text(max_size=4), st.just(Name.TOKEN), st.integers(0, 2), st.none())
+
+
+def _hostile_containers(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.one_of(
+        st.lists(children, max_size=4),
+        st.lists(children, max_size=3).map(tuple),
+        st.lists(children, max_size=3).map(Items),
+        st.dictionaries(st.text(max_size=4), children, max_size=5),
+        st.dictionaries(hostile_keys, children, max_size=3),
+        st.dictionaries(st.text(max_size=3), children, max_size=3).map(collections.OrderedDict),
+    )
+
+
+hostile_values = st.recursive(hostile_leaves, _hostile_containers, max_leaves=30)
+plain_leaves = st.one_of(
+    st.none(), st.booleans(), st.text(max_size=6), st.integers(-(2**53) + 1, 2**53 - 1),
+    st.floats(min_value=1e-4, max_value=1e15).filter(lambda f: not f.is_integer()),
+)  # fmt: skip
+plain_values = st.recursive(
+    plain_leaves,
+    lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=4), c, max_size=5),
+    max_leaves=30,
+)
+
+# plain JSON but for the odd number at an edge of what the check passes
+edge_numbers = st.one_of(
+    st.floats(), st.floats(min_value=-1e-3, max_value=1e-3), st.integers(-3, 3).map(float),
+    st.floats(min_value=1e15, max_value=1e22), st.sampled_from([1e-4, -1e-4, 1e16, 2.0**53]),
+    st.integers(-(2**53) - 2, -(2**53) + 2), st.integers(2**53 - 2, 2**53 + 2),
+)  # fmt: skip
+near_plain = st.recursive(
+    st.one_of(plain_leaves, plain_leaves, edge_numbers),
+    lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=4), c, max_size=5),
+    max_leaves=20,
+)
+checked_values = st.one_of(near_plain, hostile_values)
+EDGES = [2**53 - 1, 2**53, -(2**53) + 1, -(2**53), 2**64, 1e-4, 9.99e-5, -1e-4, 1e16, 9.9e15,
+         2.0**53, 3.0, -0.0, 0.5, float("nan"), float("inf"), True, Text("x"), (1,),
+         {1: "x"}, {Name.TOKEN: 1}, {None: 2}, Items(), collections.OrderedDict()]  # fmt: skip
+
+
+def with_edges(**more: Any) -> Any:
+    """The edges of the compiled check as explicit examples, alone and inside containers
+    (the suite's Hypothesis profile is derandomized: these are tried on every run)."""
+
+    def add(test: Any) -> Any:
+        for edge in EDGES:
+            for value in (edge, [edge], {"k": [1, "s", {"e": edge}]}):
+                test = example(value=value, **more)(test)
+        return test
+
+    return add
+
+
+@given(value=checked_values, start=st.sampled_from([0, 1, 500, 511, 512]))
+@with_edges(start=0)
+@EXAMPLES
+def test_what_the_compiled_check_passes_the_walk_returns_as_is(
+    compiled: Any, value: Any, start: int
+) -> None:
+    if compiled(value, start):
+        assert canonical._normalize(value, start) is value
+
+
+@given(value=checked_values)
+@with_edges()
+@EXAMPLES
+def test_canonical_json_is_the_same_with_and_without_the_compiled_check(
+    compiled: Any, monkeypatch_module: pytest.MonkeyPatch, value: Any
+) -> None:
+    monkeypatch_module.setattr(canonical, "_passes", None)
+    want = _outcome(canonical.canonical_json, value)
+    monkeypatch_module.setattr(canonical, "_passes", compiled)
+    got = _outcome(canonical.canonical_json, value)
+    assert repr(got) == repr(want)
+
+
+@given(plain_values, st.integers(0, 500))
+@EXAMPLES
+def test_the_compiled_check_passes_plain_json(compiled: Any, value: Any, start: int) -> None:
+    assert compiled(value, start)  # else the fast path would never be taken
+
+
+def test_the_compiled_check_leaves_the_depth_limit_and_cycles_to_the_walk(compiled: Any) -> None:
+    def nested(levels: int) -> list[Any]:
+        value: list[Any] = []
+        for _ in range(levels - 1):
+            value = [value]
+        return value
+
+    assert compiled(nested(512), 0)
+    assert not compiled(nested(513), 0)
+    assert compiled(nested(12), 500) and not compiled(nested(13), 500)
+    assert not compiled([], 513) and not compiled([], -1) and compiled("x", 512)
+    cycle: list[Any] = []
+    cycle.append(cycle)
+    assert not compiled(cycle, 0)
+    with pytest.raises(CanonicalizationError, match="cycle"):
+        canonical.canonical_json(cycle)
+
+
+def test_the_environment_can_leave_the_compiled_check_unused() -> None:
+    code = "from auditjournal.model import canonical; print(canonical._passes is None)"
+    env = {**os.environ, canonical.PURE_PYTHON_ENV: "1"}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert result.stdout.strip() == "True", result.stderr
