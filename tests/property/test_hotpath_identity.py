@@ -26,7 +26,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from auditjournal.errors import CanonicalizationError
-from auditjournal.model import canonical
+from auditjournal.model import canonical, secretfilter
 from auditjournal.model.secretfilter import SecretFilter, _path
 
 EXAMPLES = settings(max_examples=300, deadline=None)
@@ -141,11 +141,11 @@ def test_the_secret_filter_filters_as_its_plain_walk_did(
                 assert got[0] is value
 
 
-# -- the canonical walk's compiled fast path -----------------------------------------------
+# -- the compiled fast paths (canonical walk, secret filter) -------------------------------
 
 
 def _build_compiled(where: Path) -> Any:
-    """The compiled check, built from the C source into ``where`` when the checkout has
+    """The compiled module, built from the C source into ``where`` when the checkout has
     no build of it (``python setup.py build_ext --inplace`` makes one)."""
     from setuptools import Distribution, Extension
 
@@ -165,14 +165,20 @@ def _build_compiled(where: Path) -> Any:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.plain
+    return module
 
 
 @pytest.fixture(scope="module")
-def compiled(tmp_path_factory: pytest.TempPathFactory) -> Any:
+def accel(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The compiled module: the checkout's build, else one made from its C source."""
     if canonical._compiled_plain is not None:
-        return canonical._compiled_plain
+        return importlib.import_module("auditjournal.model._canonical_accel")
     return _build_compiled(tmp_path_factory.mktemp("accel"))
+
+
+@pytest.fixture(scope="module")
+def compiled(accel: Any) -> Any:
+    return accel.plain
 
 
 class Text(str):
@@ -298,3 +304,39 @@ def test_the_environment_can_leave_the_compiled_check_unused() -> None:
     env = {**os.environ, canonical.PURE_PYTHON_ENV: "1"}
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert result.stdout.strip() == "True", result.stderr
+
+
+@given(st.one_of(values, checked_values), st.booleans())
+@EXAMPLES
+def test_what_the_compiled_check_passes_the_secret_filter_leaves_alone(
+    accel: Any, monkeypatch_module: pytest.MonkeyPatch, value: Any, keyed: bool
+) -> None:
+    flt = SecretFilter(key=b"k" * 32 if keyed else None)
+    monkeypatch_module.setattr(secretfilter, "_unfiltered", None)
+    first = _outcome(SecretFilter.filter, flt, value)  # the plain walk learns the names
+    monkeypatch_module.setattr(secretfilter, "_unfiltered", accel.unfiltered)
+    assert repr(_outcome(SecretFilter.filter, flt, value)) == repr(first)
+    assert repr(_outcome(SecretFilter.filter, flt, value, ["role"])) == repr(
+        _outcome(reference_filter, flt, value, ("role",))
+    )
+    if accel.unfiltered(value, flt._plain):
+        assert reference_filter(flt, value)[0] is value
+
+
+def test_the_compiled_secret_check_passes_known_names_only(accel: Any) -> None:
+    names = {"model", "messages", "content", "n"}
+    plain = {"model": "m", "messages": [{"content": "x"}, ("y", 1.5, None)], "n": 3}
+    assert accel.unfiltered(plain, names)
+    assert not accel.unfiltered({**plain, "api_key": "s"}, names)  # a name not known plain
+    assert not accel.unfiltered({"model": [{"other": 1}]}, names)  # ... also deeper down
+    assert not accel.unfiltered({"model": collections.OrderedDict()}, names)  # a subclass
+    assert not accel.unfiltered({"model": Items([1])}, names)  # (its __iter__ could differ)
+    assert not accel.unfiltered({Name.MODEL: 1}, names)  # a str subclass key
+    assert not accel.unfiltered({"model": b"x"}, names)
+    deep: list[Any] = []
+    for _ in range(199):
+        deep = [deep]
+    assert accel.unfiltered(deep, names) and not accel.unfiltered([deep], names)
+    flt = SecretFilter()
+    flt.filter(plain)
+    assert accel.unfiltered(plain, flt._plain)  # the filter's own names, once seen

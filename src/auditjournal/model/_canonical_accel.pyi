@@ -1,4 +1,5 @@
-# The optional compiled fast path of canonical.py's walk (_canonical_accel.c).
+# The optional compiled fast paths of canonical.py's and secretfilter.py's walks.
 from typing import Any
 
 def plain(value: Any, depth: int, /) -> bool: ...
+def unfiltered(value: Any, names: set[str], /) -> bool: ...

@@ -15,6 +15,8 @@ left alone, so filtering twice changes nothing. Row data and node-state data are
 filtered: they are the pipeline's business data, and their hashes are evidence.
 
 The key is read once per filter, and never appears in a repr, a log or an error.
+Names found not secret are remembered: a value whose keys are all such names is passed
+without a per-key lookup (in C where the optional build is installed, see canonical.py).
 """
 
 from __future__ import annotations
@@ -23,10 +25,10 @@ import hashlib
 import hmac
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Final
 
-from .canonical import canonical_json
+from .canonical import PURE_PYTHON_ENV, canonical_json
 
 __all__ = [
     "DEFAULT_SECRET_FIELDS",
@@ -40,6 +42,14 @@ FINGERPRINT_ENV: Final = "AUDITJOURNAL_FINGERPRINT_KEY"
 REDACTED: Final = "<redacted>"
 _CACHE_SIZE: Final = 4096
 _FINGERPRINT_SHAPE: Final = re.compile(r"<fingerprint:[0-9a-f]{64}>")
+_compiled_unfiltered: Callable[[Any, set[str]], bool] | None
+try:  # the compiled fast path (setup.py, optional; see canonical.py)
+    from ._canonical_accel import unfiltered as _compiled_unfiltered
+except ImportError:  # pragma: no cover - a build without a C compiler
+    _compiled_unfiltered = None
+_unfiltered = None if os.environ.get(PURE_PYTHON_ENV) else _compiled_unfiltered
+"""The compiled check in use, if any: True when no key in the value can be a secret
+(every key is a name already found not secret), so the walk would change nothing."""
 _SCALARS: Final = frozenset({str, int, float, bool, type(None)})
 """Value types with nothing inside to filter (exact types: a subclass of dict is no scalar)."""
 _CONTAINERS: Final = (dict, list, tuple)
@@ -134,6 +144,8 @@ class SecretFilter:
         only on the path to a replaced value; ``value`` itself comes back when nothing
         matched (the common case: one dict lookup per key)."""
         extra = frozenset(_normal(f) for f in extra_fields) if extra_fields else frozenset()
+        if not extra and _unfiltered is not None and _unfiltered(value, self._plain):
+            return value, ()
         paths: list[str] = []
         out = self._walk(value, (), extra, paths, 0)
         return out, tuple(paths)
