@@ -1,10 +1,11 @@
 """Property tests: the recorder's hot paths, made faster for issue 13 (item 3), give exactly
 what the plain code they replaced gave.
 
-Each reference below is the straightforward version of a path as it was before the
-speed-up, kept here as the oracle: the secret filter's walk (now with C-level scans
-for dicts and lists that hold nothing to filter), the payload store's append (now one
-buffer write per record) and the journal's line (now encoded into the segment's buffer).
+The oracles: the secret filter's walk as it was before the speed-up (kept below), the
+canonical JSON walk (``canonical._normalize``: the compiled check must pass only what
+it returns unchanged) and the Python seal of a journal line (``lines.seal_python``).
+The compiled modules are tested whether or not the checkout has built them: a missing
+one is built from its C source into a temporary directory (skipped without a compiler).
 """
 
 from __future__ import annotations
@@ -24,9 +25,12 @@ from typing import Any
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from test_roundtrip_properties import events_of
 
 from auditjournal.errors import CanonicalizationError
+from auditjournal.journal import lines
 from auditjournal.model import canonical, secretfilter
+from auditjournal.model.events import EVENT_TYPES, encode_event
 from auditjournal.model.secretfilter import SecretFilter, _path
 
 EXAMPLES = settings(max_examples=300, deadline=None)
@@ -144,13 +148,16 @@ def test_the_secret_filter_filters_as_its_plain_walk_did(
 # -- the compiled fast paths (canonical walk, secret filter) -------------------------------
 
 
-def _build_compiled(where: Path) -> Any:
-    """The compiled module, built from the C source into ``where`` when the checkout has
-    no build of it (``python setup.py build_ext --inplace`` makes one)."""
+def _build_compiled(
+    where: Path, beside: Any = canonical, name: str = "_canonical_accel", **options: Any
+) -> Any:
+    """The compiled module ``name``, built from its C source (beside the module
+    ``beside``) into ``where`` when the checkout has no build of it (``python setup.py
+    build_ext --inplace`` makes one)."""
     from setuptools import Distribution, Extension
 
-    source = Path(canonical.__file__).with_name("_canonical_accel.c")
-    ext = Extension("_canonical_accel", sources=[str(source)])
+    source = Path(beside.__file__).with_name(f"{name}.c")
+    ext = Extension(name, sources=[str(source)], **options)
     dist = Distribution({"name": "accel", "ext_modules": [ext]})
     command = dist.get_command_obj("build_ext")
     command.build_lib = str(where / "lib")  # type: ignore[attr-defined]
@@ -160,8 +167,8 @@ def _build_compiled(where: Path) -> Any:
         command.run()
     except Exception as exc:  # no C compiler here: the pure-Python walk is all there is
         pytest.skip(f"cannot build the compiled check: {exc}")
-    built = next((where / "lib").glob("_canonical_accel*"))
-    spec = importlib.util.spec_from_file_location("_canonical_accel", built)
+    built = next((where / "lib").glob(f"{name}*"))
+    spec = importlib.util.spec_from_file_location(name, built)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -340,3 +347,54 @@ def test_the_compiled_secret_check_passes_known_names_only(accel: Any) -> None:
     flt = SecretFilter()
     flt.filter(plain)
     assert accel.unfiltered(plain, flt._plain)  # the filter's own names, once seen
+
+
+# -- the journal line's compiled seal -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def compiled_seal(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    if lines._compiled_seal is not None:
+        return lines._compiled_seal
+    where = tmp_path_factory.mktemp("seal")
+    return _build_compiled(where, lines, "_seal_accel", libraries=["crypto"]).seal
+
+
+@given(
+    event=st.sampled_from(sorted(EVENT_TYPES)).flatmap(lambda t: events_of(EVENT_TYPES[t])),
+    prev=st.binary(min_size=32, max_size=32),
+)
+@EXAMPLES
+def test_the_compiled_seal_writes_the_python_seals_line(
+    compiled_seal: Any, event: Any, prev: bytes
+) -> None:
+    raw = encode_event(event)
+    assert compiled_seal(raw, prev) == lines.seal_python(raw, prev)
+
+
+@given(raw=st.binary(max_size=700), prev=st.binary(max_size=40))
+@example(raw=b"", prev=b"")
+@example(raw=b"}", prev=b"\0" * 32)
+@EXAMPLES
+def test_the_compiled_seal_agrees_on_any_bytes(compiled_seal: Any, raw: bytes, prev: bytes) -> None:
+    want = lines.seal_python(raw, prev)
+    assert compiled_seal(raw, prev) == want
+    assert compiled_seal(bytearray(raw), memoryview(prev)) == want
+    assert type(compiled_seal(raw, prev)[0]) is bytes and len(want[1]) == 32
+
+
+def test_the_compiled_seal_refuses_what_is_not_bytes(compiled_seal: Any) -> None:
+    with pytest.raises(TypeError):
+        compiled_seal("text", b"")
+    with pytest.raises(TypeError):
+        compiled_seal(b"{}")
+
+
+def test_the_journal_seals_with_the_compiled_seal_where_it_is_built() -> None:
+    if lines._compiled_seal is None:
+        pytest.skip("this checkout has no build of the compiled seal")
+    assert lines.seal is lines._compiled_seal
+    code = "from auditjournal.journal import lines; print(lines.seal is lines.seal_python)"
+    env = {**os.environ, canonical.PURE_PYTHON_ENV: "1"}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert result.stdout.strip() == "True", result.stderr
