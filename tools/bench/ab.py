@@ -9,6 +9,8 @@ export in one process (``workers=1``). A child's ``sys.path`` starts with its ve
 ``src`` (the old one from ``git archive``). Prints, per figure and version, the median and
 spread (min..max) of wall-clock rates and of CPU-time rates (less disturbed by other load
 on a shared machine), and the median of the same-round ratios new/old.
+``--recording-only`` skips the replay; ``--new-env NAME=VALUE`` sets the environment of
+the new version's children (``AUDITJOURNAL_PURE_PYTHON=1``: without the compiled checks).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -45,6 +48,10 @@ events = workload.drive(run, plans)
 run.complete()
 store.close()
 out["recording"] = (events, time.perf_counter() - w, time.process_time() - c)
+if {recording_only}:
+    shutil.rmtree(root, ignore_errors=True)
+    print(json.dumps(out))
+    sys.exit(0)
 with AuditStore.open(root) as store:
     w, c = time.perf_counter(), time.process_time()
     replay_export(
@@ -62,7 +69,18 @@ def main() -> int:
     parser.add_argument("--old-commit", required=True)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--rows", type=int, default=3000)
+    parser.add_argument(
+        "--recording-only", action="store_true", help="measure recording, not the replay"
+    )
+    parser.add_argument(
+        "--new-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="environment of the new version's children (e.g. AUDITJOURNAL_PURE_PYTHON=1)",
+    )
     args = parser.parse_args()
+    new_env = dict(item.split("=", 1) for item in args.new_env)
     samples: dict[str, dict[str, list[tuple[float, float]]]] = {}
     with tempfile.TemporaryDirectory(prefix="ab-") as tmp:
         work = Path(tmp)
@@ -78,10 +96,19 @@ def main() -> int:
             order = ["old", "new"] if n % 2 == 0 else ["new", "old"]
             for name in order:
                 code = CHILD.format(
-                    src=versions[name], bench=str(HERE), rows=args.rows, root=str(work / "store")
+                    src=versions[name],
+                    bench=str(HERE),
+                    rows=args.rows,
+                    root=str(work / "store"),
+                    recording_only=args.recording_only,
                 )
+                env = {**os.environ, **(new_env if name == "new" else {})}
                 result = subprocess.run(
-                    [sys.executable, "-c", code], check=True, capture_output=True, text=True
+                    [sys.executable, "-c", code],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                    env=env,
                 )
                 for figure, (events, wall, cpu) in json.loads(result.stdout).items():
                     samples.setdefault(figure, {}).setdefault(name, []).append(

@@ -450,6 +450,12 @@ def run_bench(args: argparse.Namespace) -> int:
     xb: exportbench.ExportBench | None = None
     if machine["workdir_fs"] in ("tmpfs", "ramfs"):
         notes.append(f"WARNING: workdir {workdir} is on {machine['workdir_fs']}: fsync is free")
+    missing = [name for name, used in machine["compiled"].items() if not used]
+    if missing:
+        notes.append(
+            f"NOTE: optional compiled paths not in use ({', '.join(missing)}): the figures are "
+            "the pure-Python path's (`python setup.py build_ext --inplace` builds them)"
+        )
 
     try:
         # Plans: built once per distinct row count, untimed, reused by every sample.

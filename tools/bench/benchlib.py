@@ -372,10 +372,24 @@ def machine_info(workdir: Path) -> dict[str, Any]:
             "sqlalchemy": _version("sqlalchemy"),
             "sqlite": _version("sqlite3"),
         },
+        "compiled": compiled_paths(),
         "git_commit": _git("rev-parse", "HEAD"),
         "git_src_dirty": None if status is None else bool(status),
         "loadavg_start": loadavg(),
         "pressure_start": pressure(),
+    }
+
+
+def compiled_paths() -> dict[str, bool]:
+    """Which optional compiled hot paths the measured code uses (setup.py builds them;
+    ``AUDITJOURNAL_PURE_PYTHON=1`` or a checkout without ``build_ext --inplace``: none)."""
+    from auditjournal.journal import lines
+    from auditjournal.model import canonical, secretfilter
+
+    return {
+        "canonical_check": canonical._passes is not None,
+        "secret_check": secretfilter._unfiltered is not None,
+        "seal": lines.seal is not lines.seal_python,
     }
 
 

@@ -108,17 +108,17 @@ class CallBase:
     ) -> tuple[str | None, str | None]:
         """(hash, ref) of a payload slot given as data, as a stored ref, or as a hash only
         (ref None). ``hash_only``: data is hashed, not stored (a node's payload policy)."""
+        if data is not MISSING and ref is None and hash_ is None:  # the common case first
+            if hash_only:
+                return hashlib.sha256(canonical_value(data, what)).hexdigest(), None
+            stored = self._payloads.put(data, what)
+            return stored, stored
         ref_name, hash_name = names or (f"{what}_ref", f"{what}_hash")
         given = (data is not MISSING) + (ref is not None) + (hash_ is not None)
         if given > 1:
             raise InvalidEventError(
                 f"{what}: give the data, {ref_name} or {hash_name}, not more than one"
             )
-        if data is not MISSING:
-            if hash_only:
-                return hashlib.sha256(canonical_value(data, what)).hexdigest(), None
-            stored = self._payloads.put(data, what)
-            return stored, stored
         if ref is not None:
             ref = check_hash(ref, ref_name)
             if ref not in self._payloads:

@@ -1,0 +1,27 @@
+"""The optional compiled parts of auditjournal (all metadata is in pyproject.toml).
+
+``auditjournal.model._canonical_accel`` is the fast path of the canonical JSON walk and
+of the secret filter in C; ``auditjournal.journal._seal_accel`` seals journal lines
+(needs OpenSSL's headers). Each is built when a C compiler (and its headers) is at hand;
+without one the build goes on without it (``optional=True``) and the Python code does
+the same work, with byte-identical results. For a checkout:
+``python setup.py build_ext --inplace``.
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "auditjournal.model._canonical_accel",
+            sources=["src/auditjournal/model/_canonical_accel.c"],
+            optional=True,
+        ),
+        Extension(
+            "auditjournal.journal._seal_accel",
+            sources=["src/auditjournal/journal/_seal_accel.c"],
+            libraries=["crypto"],  # OpenSSL's libcrypto, as Python's hashlib uses
+            optional=True,
+        ),
+    ]
+)

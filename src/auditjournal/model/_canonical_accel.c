@@ -1,0 +1,160 @@
+/* The recorder's hot-path checks, compiled (optional build): the fast path of
+   auditjournal.model.canonical's walk, and of the secret filter's.
+
+   plain(value, depth) is True when value needs no conversion and no rejection before
+   msgspec encodes it: str, bool, None, an int within +-(2**53 - 1), a float msgspec
+   writes as ECMAScript does (1e-4 <= |x| < 1e16, not integral), and dicts (str keys)
+   and lists of those, exact types only, nested less than MAX_DEPTH levels counting
+   from depth. False means "not known plain": the Python walk then converts the value
+   or names what is wrong with it. Nothing here runs Python code, so the borrowed
+   references of the walk stay valid. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+
+#define MAX_SAFE_INTEGER 9007199254740991LL
+#define MAX_DEPTH 512
+
+static int
+is_plain(PyObject *o, int depth)
+{
+    if (PyUnicode_CheckExact(o) || o == Py_None || o == Py_True || o == Py_False) {
+        return 1;
+    }
+    if (PyLong_CheckExact(o)) {
+        int overflow = 0;
+        long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+        if (overflow) {
+            return 0;
+        }
+        if (v == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            return 0;
+        }
+        return v >= -MAX_SAFE_INTEGER && v <= MAX_SAFE_INTEGER;
+    }
+    if (PyFloat_CheckExact(o)) {
+        double v = PyFloat_AS_DOUBLE(o);
+        double a = fabs(v);
+        return a >= 1e-4 && a < 1e16 && floor(v) != v;
+    }
+    if (depth >= MAX_DEPTH) {
+        return 0;
+    }
+    if (PyDict_CheckExact(o)) {
+        Py_ssize_t pos = 0;
+        PyObject *key, *item;
+        while (PyDict_Next(o, &pos, &key, &item)) {
+            if (!PyUnicode_CheckExact(key) || !is_plain(item, depth + 1)) {
+                return 0;
+            }
+        }
+        return 1;
+    }
+    if (PyList_CheckExact(o)) {
+        Py_ssize_t n = PyList_GET_SIZE(o);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (!is_plain(PyList_GET_ITEM(o, i), depth + 1)) {
+                return 0;
+            }
+        }
+        return 1;
+    }
+    return 0;
+}
+
+static PyObject *
+plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyLong_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "plain(value, depth: int)");
+        return NULL;
+    }
+    int overflow = 0;
+    long depth = PyLong_AsLongAndOverflow(args[1], &overflow);
+    if (overflow) {
+        Py_RETURN_FALSE;
+    }
+    if (depth < 0 || depth > MAX_DEPTH) {  /* a limit the walk handles (the C stack stays short) */
+        Py_RETURN_FALSE;
+    }
+    return PyBool_FromLong(is_plain(args[0], (int)depth));
+}
+
+/* The secret filter's fast path: 1 when nothing in o can hold a secret field, that is
+   every dict (exact) has only exact-str keys found in `names` (names the filter has
+   seen not to be secret) and every value is an exact scalar or such a dict, list or
+   tuple, nested at most FILTER_DEPTH levels; 0 means "walk it in Python". Set lookups
+   of exact str keys run no Python code. */
+#define FILTER_DEPTH 200
+
+static int
+is_unfiltered(PyObject *o, PyObject *names, int depth)
+{
+    if (PyUnicode_CheckExact(o) || PyLong_CheckExact(o) || PyFloat_CheckExact(o)
+        || o == Py_None || o == Py_True || o == Py_False) {
+        return 1;
+    }
+    if (depth >= FILTER_DEPTH) {
+        return 0;
+    }
+    if (PyDict_CheckExact(o)) {
+        Py_ssize_t pos = 0;
+        PyObject *key, *item;
+        while (PyDict_Next(o, &pos, &key, &item)) {
+            if (!PyUnicode_CheckExact(key)) {
+                return 0;
+            }
+            int known = PySet_Contains(names, key);
+            if (known != 1) {
+                if (known < 0) {
+                    PyErr_Clear();
+                }
+                return 0;
+            }
+            if (!is_unfiltered(item, names, depth + 1)) {
+                return 0;
+            }
+        }
+        return 1;
+    }
+    if (PyList_CheckExact(o) || PyTuple_CheckExact(o)) {
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(o);
+        PyObject **items = PySequence_Fast_ITEMS(o);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (!is_unfiltered(items[i], names, depth + 1)) {
+                return 0;
+            }
+        }
+        return 1;
+    }
+    return 0;
+}
+
+static PyObject *
+unfiltered(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PySet_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "unfiltered(value, names: set)");
+        return NULL;
+    }
+    return PyBool_FromLong(is_unfiltered(args[0], args[1], 0));
+}
+
+static PyMethodDef methods[] = {
+    {"plain", (PyCFunction)(void (*)(void))plain, METH_FASTCALL,
+     "plain(value, depth) -> True if the canonical walk would pass value unchanged."},
+    {"unfiltered", (PyCFunction)(void (*)(void))unfiltered, METH_FASTCALL,
+     "unfiltered(value, names) -> True if the secret filter would find nothing in value."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_canonical_accel", NULL, -1, methods,
+};
+
+PyMODINIT_FUNC
+PyInit__canonical_accel(void)
+{
+    return PyModule_Create(&module);
+}
