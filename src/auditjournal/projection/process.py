@@ -28,8 +28,8 @@ projector process dies, the parts it had not finished are started again from the
 checkpoints (at most ``restarts`` times; then the export fails with
 :class:`ProjectorProcessError` as its cause and the run records ``export_failed``).
 
-Thread-safety: the recorder's side is driven by one thread at a time (the one that
-throttles or completes the run), like the in-process threads.
+Thread-safety: several recording threads may throttle at once; :meth:`ProjectorProcess.pump`
+lets one take the child's messages in (two polling one message left one in recv() for good).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ import os
 import pickle
 import select
 import signal
+import threading
 import time
 from collections import deque
 from multiprocessing.connection import Connection
@@ -65,12 +66,8 @@ __all__ = ["ProcessExport", "ProcessSql", "ProjectorProcess", "ProjectorSpec"]
 _log = logging.getLogger(__name__)  # under the "auditjournal" logger
 
 RESTARTS: Final = 3  # times a dead projector process is started again, per run
-MAX_LAG: Final = 0.02
-"""Seconds a projector process may trail by before the recorder waits for it (at a low
-recording rate MAX_BEHIND events would be a long time)."""
-MAX_BEHIND: Final = 1024
-"""Events a projector process may trail by (threads: 200): fewer waits (a wake-up each
-for both processes) and bigger SQL transactions (docs/decisions.md, issue 13)."""
+MAX_LAG: Final = 0.02  # seconds a projector process may trail by before the recorder waits
+MAX_BEHIND: Final = 1024  # events it may trail by (threads: 200; docs/decisions.md, issue 13)
 _JOIN_TIMEOUT: Final = 10.0  # seconds a stopped projector may take to exit before it is killed
 _PUMP: Final = 0.5  # seconds between looks at a projector process that says nothing
 
@@ -101,12 +98,10 @@ class ProjectorSpec(msgspec.Struct, frozen=True, kw_only=True):
     segment_bytes: int
     max_payload_bytes: int
     ledger_key: str | None
-    idle_look: float
-    """Seconds between looks at the journal when nobody wakes the projector."""
+    idle_look: float  # seconds between looks at the journal when nobody wakes the projector
     export: ExportSettings | None = None
     export_prefix: str = ""
-    database_url: str | None = None
-    """The SQL tables' database (None: no live SQL tables)."""
+    database_url: str | None = None  # the SQL tables' database (None: no live SQL tables)
 
 
 # -- the projector process ---------------------------------------------------------------
@@ -302,6 +297,7 @@ class ProjectorProcess:
         self.export = None if self._export_part is None else ProcessExport(self, self._export_part)
         self.sql = None if self._sql_part is None else ProcessSql(self, self._sql_part)
         self._restarts = RESTARTS if restarts is None else restarts
+        self._pump_lock = threading.RLock()
         self._sql_target = -1
         self.pid = 0
         """The projector process's id (the current one, after a restart)."""
@@ -377,14 +373,19 @@ class ProjectorProcess:
     def pump(self, timeout: float | None) -> None:
         """Take in the child's messages (waiting at most ``timeout`` for the first); if
         it died, start its unfinished parts again from their checkpoints."""
-        if self._events is None:
-            return
-        message = self._receive(timeout)
-        while message:
-            self._apply(message)
-            message = self._receive(0)
-        if message is None:
-            self._died()
+        if not self._pump_lock.acquire(timeout=-1 if timeout is None else timeout):
+            return  # another thread is taking the messages in
+        try:
+            if self._events is None:
+                return
+            message = self._receive(timeout)
+            while message:
+                self._apply(message)
+                message = self._receive(0)
+            if message is None:
+                self._died()
+        finally:
+            self._pump_lock.release()
 
     def _died(self) -> None:
         self._release()
