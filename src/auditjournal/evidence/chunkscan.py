@@ -116,7 +116,8 @@ def scan_chunk(
     leaf_prefix = leaf_hasher()  # copying merkle's primed leaf hash beats a call per leaf
     kinds: list[str] = []  # record types, counted at the end (cheaper than per record)
     add_kind = kinds.append
-    outcomes: list[str] = []
+    outcomes: list[str | None] = []
+    add_outcome = outcomes.append
     open_states = 0
     with open(fd, "rb") as fh:
         blocks = _LineBlocks(fh, hasher, threaded)
@@ -145,10 +146,11 @@ def scan_chunk(
                 previous = last = seq
                 if first is None:
                     first = seq
-                add_kind(head.record_type)
-                if head.outcome is not None:
-                    outcomes.append(head.outcome)
-                if head.status == "open" and head.record_type == "node_state":  # not operations
+                kind = head.record_type
+                add_kind(kind)
+                if kind == "token_outcome":  # one test for most records, not two attributes
+                    add_outcome(head.outcome)
+                elif kind == "node_state" and head.status == "open":  # not operations
                     open_states += 1
                 h = leaf_prefix.copy()
                 h.update(record)
@@ -174,7 +176,7 @@ def scan_chunk(
             listed = f"{entry.first_seq}..{entry.last_seq}"
             problem = f"seq range {first}..{last}, manifest says {listed}"
     as_listed = size == entry.bytes and hasher.hexdigest() == entry.sha256
-    tally = scan_tally(kinds, outcomes, open_states)
+    tally = scan_tally(kinds, [o for o in outcomes if o is not None], open_states)
     return ChunkScan(problem, subtrees, count, first, last, size, tally, as_listed)
 
 
