@@ -238,7 +238,7 @@ def test_tail_verify_checks_every_checkpoint(tmp_path: Path, keys: tuple[Path, P
     store.close()
 
 
-def test_tail_verify_goes_with_latest_not_with_journal_or_from_end(
+def test_tail_verify_goes_with_latest_and_from_end_not_with_journal(
     tmp_path: Path, keys: tuple[Path, Path]
 ) -> None:
     store, run_id = sealed(tmp_path, keys)
@@ -248,9 +248,88 @@ def test_tail_verify_goes_with_latest_not_with_journal_or_from_end(
     out = runner.invoke(cli, ["tail", root, "--latest", "--verify", "--public-key", str(keys[1])])
     assert out.exit_code == 0, out.output
     assert f"following run {run_id}" in out.output and "live checkpoint(s) verified" in out.output
-    for extra in (["--journal"], ["--from-end"]):
-        bad = runner.invoke(cli, ["tail", root, run_id, "--verify", *extra])
-        assert bad.exit_code == 2 and "--verify" in bad.output, bad.output
+    end = runner.invoke(cli, ["tail", root, run_id, "--verify", "--from-end", "--json"])
+    assert end.exit_code == 0, end.output
+    assert "0 of 0 records shown; export sealed" in end.output
+    assert f"{36 // EVERY} live checkpoint(s) verified, the last at 35 records" in end.output
+    bad = runner.invoke(cli, ["tail", root, run_id, "--verify", "--journal"])
+    assert bad.exit_code == 2 and "--verify" in bad.output, bad.output
+
+
+def _live_copy(export: Path, target: Path, records: int) -> list[tuple[Path, bytes]]:
+    """``target``: the export as it was after ``records`` records (a chunk cut mid-line,
+    the checkpoints of those records, no manifest); returns the rest, to write later."""
+    target.mkdir()
+    (target / "audit_trail.checkpoints").mkdir()
+    rest: list[tuple[Path, bytes]] = []
+    seen = 0
+    for chunk in sorted(export.glob("audit_trail.[0-9]*.json")):
+        data = chunk.read_bytes()
+        lines = data.split(b"\n")
+        inside = sum(line not in (b"[", b"]", b"") for line in lines)
+        if seen + inside <= records:
+            (target / chunk.name).write_bytes(data)
+        else:
+            keep = records - seen if seen < records else -1
+            if keep >= 0:  # this chunk's first `keep` records and half of the next line
+                upto = lines[: keep + 1]
+                head = b"\n".join(upto) + b"\n" + lines[keep + 1][:10]
+                (target / chunk.name).write_bytes(head)
+                rest.append((target / chunk.name, data[len(head) :]))
+            else:
+                rest.append((target / chunk.name, data))
+        seen += inside
+    for path in sorted((export / "audit_trail.checkpoints").iterdir()):
+        later = int(path.stem) > records
+        if later:
+            rest.append((target / "audit_trail.checkpoints" / path.name, path.read_bytes()))
+        else:
+            (target / "audit_trail.checkpoints" / path.name).write_bytes(path.read_bytes())
+    manifest = export / "audit_trail.manifest.json"
+    rest.append((target / manifest.name, manifest.read_bytes()))
+    return rest
+
+
+def _write_rest(rest: list[tuple[Path, bytes]]) -> None:
+    for path, data in rest:
+        with path.open("ab") as fh:
+            fh.write(data)
+
+
+@pytest.mark.parametrize("tampered", ["none", "before the start", "after the start"])
+def test_tail_verify_from_end_checks_the_records_that_follow(
+    tmp_path: Path, keys: tuple[Path, Path], tampered: str
+) -> None:
+    store, run_id = sealed(tmp_path, keys, rows=20)
+    export = store.export_dir(run_id)
+    store.close()
+    lines = record_lines(export)
+    start = 25  # records written when the tail starts: checkpoints at 7, 14, 21 exist
+    if tampered != "none":  # a record's bytes changed in its chunk (same record, spaced)
+        line = lines[10 if tampered == "before the start" else 40]
+        (chunk,) = [c for c in export.glob("audit_trail.[0-9]*.json") if line in c.read_bytes()]
+        spaced = json.dumps(json.loads(line), separators=(", ", ": ")).encode()
+        chunk.write_bytes(chunk.read_bytes().replace(line, spaced))
+    rest = _live_copy(export, tmp_path / "live", start)
+    prefix = tmp_path / "live" / "audit_trail"
+    if tampered == "before the start":
+        with pytest.raises(ExportInvalidError, match="do not have the checkpoint's"):
+            ExportTail(prefix, from_end=True, verify=True, public_key=keys[1])
+        return
+    tail = ExportTail(prefix, from_end=True, verify=True, public_key=keys[1])
+    assert (tail.seen, tail.checkpoints_verified, tail.verified_size) == (0, 3, 21)
+    assert tail.poll() == []
+    _write_rest(rest)
+    if tampered == "after the start":
+        with pytest.raises(ExportInvalidError, match="do not have the checkpoint's"):
+            list(tail.follow(timeout=5))
+        return
+    records = list(tail.follow(timeout=5))
+    assert tail.sealed and [r["seq"] for r in records] == [
+        json.loads(line)["seq"] for line in lines[start:]
+    ]
+    assert tail.checkpoints_verified == len(lines) // EVERY
+    assert tail.verified_size == len(lines) // EVERY * EVERY
 
 
 def test_prove_consistency_refuses_an_unwritable_out_before_any_work(

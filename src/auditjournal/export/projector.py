@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import msgspec
 
@@ -411,15 +411,20 @@ class ExportProjector:
 
 
 def record_seal(
-    ledger: Ledger, run_id: str, result: SealResult, sealed_at: str | None = None
+    ledger: Ledger,
+    run_id: str,
+    result: SealResult,
+    sealed_at: str | None = None,
+    kind: Literal["export", "import"] = "export",
 ) -> bool:
     """Append a sealed export to the store ledger (``sealed_at`` read from the manifest
-    when not given); False if it is already the ledger's latest entry for that manifest."""
+    when not given), as an ``import`` entry when an import sealed it; False if it is
+    already the ledger's latest entry of that kind for that manifest."""
     if sealed_at is None:
         sealed_at = read_manifest(Path(result.manifest_path))[1].sealed_at
     return ledger.append(
         LedgerEntry(
-            kind="export",
+            kind=kind,
             run_id=run_id,
             path=entry_path(ledger.paths.root, Path(result.manifest_path)),
             manifest_sha256=result.manifest_sha256,

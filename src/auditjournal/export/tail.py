@@ -20,7 +20,6 @@ from ..errors import (
     CorruptExportError,
     ExportIncompleteError,
     ExportInvalidError,
-    InvalidSettingsError,
     MalformedEvidenceError,
 )
 from ..fs.safeio import decode_strict, open_regular, read_regular
@@ -90,7 +89,9 @@ class ExportTail:
     (``audit_trail.checkpoints/``) as it appears against the records read: a
     record changed, removed or reordered before a checkpoint raises
     :class:`ExportInvalidError`; with ``public_key`` each checkpoint's signature
-    is checked too. Not with ``from_end`` (the tree needs every record).
+    is checked too. With ``from_end`` too, the records already written are read
+    and hashed without being decoded or shown (the tree of the records that follow
+    needs them), and the checkpoints they reach are checked before the tail starts.
     """
 
     def __init__(
@@ -102,8 +103,6 @@ class ExportTail:
         verify: bool = False,
         public_key: Path | None = None,
     ) -> None:
-        if verify and from_end:
-            raise InvalidSettingsError("verifying checkpoints needs every record: not from_end")
         self.verify = verify
         self._public_key = public_key
         self._merkle = MerkleBuilder()
@@ -121,6 +120,7 @@ class ExportTail:
         """Why :meth:`follow` gave up waiting (its ``stalled`` check said so), else None."""
         self._carry = b""
         self._lines = ChunkLines()  # of the current chunk
+        self._hash_only = False  # reading the records already there, for the tree alone
         if from_end:
             self._skip_to_end()
 
@@ -147,15 +147,16 @@ class ExportTail:
             end = data.rfind(b"\n") + 1
             self._carry = data[end:]
             for record in self._lines.byte_records(data, end):
+                if self._hash_only:
+                    self._add_leaf(record)
+                    continue
                 try:
                     value = decode_strict(record, f"{path}: record line")
                 except MalformedEvidenceError as exc:
                     raise CorruptExportError(f"{path}: unreadable record line: {exc}") from None
                 self.seen += 1
                 if self.verify:
-                    merkle = self._merkle
-                    merkle.add(leaf_hash(record))
-                    self._roots[merkle.count] = merkle.root()
+                    self._add_leaf(record)
                 picked = self.filter.pick(value)
                 self.shown += len(picked)
                 out.extend(picked)
@@ -168,6 +169,11 @@ class ExportTail:
             self.offset = 0
             self._carry = b""
             self._lines = ChunkLines()
+
+    def _add_leaf(self, record: bytes) -> None:
+        merkle = self._merkle
+        merkle.add(leaf_hash(record))
+        self._roots[merkle.count] = merkle.root()
 
     def _check_checkpoints(self) -> None:
         """Check every checkpoint file of a tree size up to the records read so far."""
@@ -214,6 +220,13 @@ class ExportTail:
             )
 
     def _skip_to_end(self) -> None:
+        if self.verify:  # every record is read, to build the tree, but not shown
+            self._hash_only = True
+            try:
+                self.poll()
+            finally:
+                self._hash_only = False
+            return
         while self._chunk_path(self.index + 1).exists():
             self.index += 1
         path = self._chunk_path(self.index)

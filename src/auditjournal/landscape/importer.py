@@ -9,7 +9,8 @@ are checked (their SHA-256 must equal the file name and the database's hash,
 their bytes must be canonical JSON as auditjournal writes it) and copied into the
 store; a purged payload is imported hash-only. Node-state data is hash-only, as
 Landscape keeps it. The run is completed with its Landscape status (``running``
-becomes ``interrupted``) and reproducibility grade, which seals its export.
+becomes ``interrupted``) and reproducibility grade, which seals its export; the
+store ledger gets an ``import`` entry for that export, beside the seal's own.
 
 The report gives, per run and per table, rows read, rows imported, and anything
 not mapped with the reason. A run already in the store is refused, unless it is
@@ -42,6 +43,7 @@ from ..errors import (
     RunExistsError,
     RunStillRunningError,
 )
+from ..export.projector import record_seal
 from ..model.events import ExportSealed, RunStarted
 from ..recording.recorder import RunRecorder
 from ..recording.store import AuditStore
@@ -217,6 +219,8 @@ def _import_one(
         importer.build()
         recorder = importer.record(shown)
         result = recorder.export_result
+        if result is not None:  # the ledger says which runs came in by import (issue 16)
+            record_seal(store.ledger, run_id, result, kind="import")
         records = None if result is None else result.record_count
         manifest = None if result is None else result.manifest_sha256
         imported_status = {"running": "interrupted"}.get(run["status"], run["status"])

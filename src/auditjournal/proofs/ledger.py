@@ -9,7 +9,8 @@ Layout under ``<root>/ledger/``::
 
 Every sealed export and CSV export appends a :class:`LedgerEntry` (kind, run
 id, path, sha256 of the manifest or listing, Merkle root, record count,
-sealed_at). The Merkle tree over the entry lines is RFC 9162's (leaf =
+sealed_at); an import (``import-landscape``) appends one more, of kind ``import``,
+for the export its run was sealed with. The Merkle tree over the entry lines is RFC 9162's (leaf =
 SHA-256(0x00 || line without its newline)); after each append a checkpoint
 (origin, tree size, root) is written as a C2SP signed note with the store's
 Ed25519 key, or as its text alone when no key is set (then it is unsigned and
@@ -65,13 +66,15 @@ LEDGER_KEY_ENV: Final = "AUDITJOURNAL_LEDGER_KEY_FILE"
 MAX_LEDGER_BYTES: Final = 1 << 30
 _ORIGIN_PREFIX: Final = "auditjournal.ledger/"
 
-EntryKind = Literal["export", "csv"]
+EntryKind = Literal["export", "csv", "import"]
 
 
 class LedgerEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """One sealed output. ``path``: the manifest (export) or the ``sha256`` listing (csv),
-    relative to the store root when inside it, else absolute. ``manifest_sha256``: that
-    file's SHA-256. ``merkle_root``/``sealed_at``: the export manifest's (None for csv)."""
+    """One sealed output. ``path``: the manifest (export, import) or the ``sha256`` listing
+    (csv), relative to the store root when inside it, else absolute. ``manifest_sha256``:
+    that file's SHA-256. ``merkle_root``/``sealed_at``: the export manifest's (None for
+    csv). ``import``: the export an imported run was sealed with, recorded by the import
+    (beside the seal's own ``export`` entry), so the ledger says which runs came in that way."""
 
     kind: EntryKind
     run_id: str

@@ -23,10 +23,7 @@ here are pure apart from the one HTTP request and are thread-safe.
 from __future__ import annotations
 
 import hashlib
-import http.client
-import urllib.error
 import urllib.parse
-import urllib.request
 from datetime import datetime
 from pathlib import Path
 from types import ModuleType
@@ -176,6 +173,13 @@ def _library() -> ModuleType:
 
 
 def _post(url: str, query: bytes, timeout: float) -> bytes:
+    # imported here, not with the module: ``verify`` and the recorder load this module,
+    # and http.client (with ssl and email) costs ~10 ms at every start for a request
+    # only a seal with a ``timestamp_url`` makes
+    import http.client
+    import urllib.error
+    import urllib.request
+
     request = urllib.request.Request(
         url,
         data=query,
