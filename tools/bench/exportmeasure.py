@@ -201,8 +201,10 @@ def measure_lag(
     every: int,
     out_of_process: bool,
     store_kwargs: dict[str, Any],
+    wl: Any = workload,
 ) -> LagSample:
-    """One recording at full speed with a follower process timing each sampled row record."""
+    """One recording at full speed with a follower process timing each sampled row record
+    (``wl``: the workload module, ``workload`` or ``workload_small``; ``plans`` are its)."""
     root = Path(tempfile.mkdtemp(prefix="lag-", dir=workdir)) / "store"
     store = AuditStore.open(root, durability="batch", **store_kwargs)
     settings = ExportSettings()
@@ -215,7 +217,7 @@ def measure_lag(
         if out_of_process:
             projector = _spawn("project", str(root), RUN_ID, str(CHILD_TIMEOUT_S))
             _wait_ready(projector)
-        config = workload.run_config(len(plans), seed)
+        config = wl.run_config(len(plans), seed)
         quiesce()
         t0 = time.perf_counter()
         run = store.start_run(
@@ -225,7 +227,7 @@ def measure_lag(
             sql=False,
         )
         stamped = _Stamped(run, every)
-        driven = workload.drive(cast(workload.Recorder, stamped), plans)
+        driven = wl.drive(cast(workload.Recorder, stamped), plans)
         t_end = time.perf_counter()
         run.complete()
         complete_seconds = time.perf_counter() - t_end
@@ -273,13 +275,14 @@ def record_store(
     rows: int,
     seed: int,
     store_kwargs: dict[str, Any],
+    wl: Any = workload,
 ) -> int:
     """An untimed recording (journal + payloads, no export) to replay; returns its events."""
     with AuditStore.open(root, durability="batch", **store_kwargs) as store:
         run = store.start_run(
-            run_id=RUN_ID, config=workload.run_config(rows, seed), export=None, sql=False
+            run_id=RUN_ID, config=wl.run_config(rows, seed), export=None, sql=False
         )
-        driven = workload.drive(run, plans)
+        driven = wl.drive(run, plans)
         run.complete()
     return events_in_window(driven)
 
