@@ -136,13 +136,13 @@ def run_workload_figures(args: argparse.Namespace, *, make_workdir: Any) -> int:
         f"{load_end[0]:.2f} at end; {os.cpu_count()} cpus",
         file=out,
     )
-    print(f"{'figure':<26}" + "".join(f"{name:>30}" for name in figures), file=out)
+    print(f"{'figure':<26}" + "".join(f"{name:>36}" for name in figures), file=out)
     for key in next(iter(figures.values())):
         cells = []
         for fig in figures.values():
             s = fig[key]
             cells.append(f"{s['median']:>14,.1f} ({s['min']:,.1f}..{s['max']:,.1f})")
-        print(f"{key:<26}" + "".join(f"{c:>30}" for c in cells), file=out)
+        print(f"{key:<26}" + "".join(f"{c:>36}" for c in cells), file=out)
     if args.json:
         doc = {
             "schema": "auditjournal-bench-workloads/1",
