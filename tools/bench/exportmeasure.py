@@ -77,6 +77,14 @@ class ReplaySample:
     """RSS after ``AuditStore.open`` (payload index loaded), before the replay."""
     workers_peak_rss_mb: float = 0.0
     """Peak RSS of the largest replay worker process (0: replayed in-process)."""
+    workers_cpu_seconds: float = 0.0
+    """CPU (user + system) of the replay's worker processes (0: replayed in-process)."""
+
+    @property
+    def records_per_cpu_s(self) -> float:
+        """Records per CPU-second of the whole replay (this process, its threads and its
+        workers): what one core replays on an idle machine, whatever the load was."""
+        return self.record_count / (self.cpu_seconds + self.workers_cpu_seconds)
 
     @property
     def mb_s(self) -> float:
@@ -305,6 +313,7 @@ def measure_replay(root: Path, rows: int, events: int, out: Path) -> ReplaySampl
         start_rss_mb=(doc["rss_start_kib"] or 0) * 1024 / 1e6,
         opened_rss_mb=(doc["rss_opened_kib"] or 0) * 1024 / 1e6,
         workers_peak_rss_mb=doc.get("workers_maxrss_kib", 0) * 1024 / 1e6,
+        workers_cpu_seconds=doc.get("workers_cpu_seconds", 0.0),
     )
 
 

@@ -9,7 +9,9 @@ reference workload (``workload.py``, SPEC §8), measured the same way, in the sa
   journals are alike in bytes);
 * then each round, per workload in turn (the order alternates between rounds):
   **replay** (``replay_export`` in a fresh child process: MB/s of export, records/s,
-  events/s, peak RSS; ``exportchild.py replay``), **verify** of that export (a fresh child
+  events/s, peak RSS, and records per CPU-second of the whole replay -- its process,
+  threads and workers -- which does not fall with the machine's load; ``exportchild.py
+  replay``), **verify** of that export (a fresh child
   process, as ``auditjournal verify`` runs; MB/s of chunk bytes and % of the round's
   single-core SHA-256), and **live export** (a recording of ``--lag-rows`` rows at full
   speed with the library's live export, ``start_run(config=..., export=ExportSettings(),
@@ -104,6 +106,7 @@ def run_workload_figures(args: argparse.Namespace, *, make_workdir: Any) -> int:
                 got.setdefault("replay_mb_s", []).append(rep.mb_s)
                 got.setdefault("replay_records_s", []).append(rep.record_count / rep.seconds)
                 got.setdefault("replay_events_s", []).append(rep.events_per_s)
+                got.setdefault("replay_records_per_cpu_s", []).append(rep.records_per_cpu_s)
                 got.setdefault("replay_peak_rss_mb", []).append(rep.peak_rss_mb)
                 got.setdefault("verify_mb_s", []).append(ver.mb_s)
                 got.setdefault("verify_pct_sha", []).append(100 * ver.mb_s / shas[-1])
