@@ -107,11 +107,11 @@ def _faster(process: _Processor) -> _Processor:
     return process
 
 
-_COMPILED: dict[tuple[str, str, tuple[str, ...]], _Compiled] = {}
+_COMPILED: dict[tuple[str, str, str, str, tuple[str, ...]], _Compiled] = {}
 
 
 def _compiled(table: sa.Table, keys: tuple[str, ...], dialect: sa.Dialect) -> _Compiled:
-    key = (dialect.name, table.name, keys)
+    key = (dialect.name, dialect.driver, dialect.paramstyle, table.name, keys)
     found = _COMPILED.get(key)
     if found is None:
         found = _COMPILED[key] = _Compiled(table, keys, dialect)
