@@ -55,7 +55,9 @@ if str(HERE) not in sys.path:
 
 import exportbench  # noqa: E402
 import pgbench  # noqa: E402
+import projcost  # noqa: E402
 import workload  # noqa: E402
+import workloadbench  # noqa: E402
 from benchlib import (  # noqa: E402
     Figure,
     Sample,
@@ -384,6 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     exportbench.add_arguments(p)
     pgbench.add_arguments(p)
+    projcost.add_arguments(p)
+    workloadbench.add_arguments(p)
     return p
 
 
@@ -720,6 +724,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_pg(args)
     if args.sql:
         return run_sql(args)
+    if args.projection_cost:
+        return projcost.run_projection_cost(args, make_workdir=make_workdir)
+    if args.workload_figures:
+        return workloadbench.run_workload_figures(args, make_workdir=make_workdir)
     if args.profile:
         return run_profile(args)
     return run_bench(args)

@@ -48,6 +48,12 @@ def _status_kib(field: str) -> int | None:
     return None
 
 
+def _children_cpu() -> float:
+    """CPU (user + system) of the waited-for child processes (the replay's workers)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _emit(doc: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(doc) + "\n")
     sys.stdout.flush()
@@ -167,6 +173,7 @@ def replay(root: Path, run_id: str, prefix: Path) -> dict[str, Any]:
     with AuditStore.open(root, durability="batch") as store:
         rss_opened = _status_kib("VmRSS")  # the store's payload index is loaded by now
         c0 = time.process_time()
+        children_cpu = _children_cpu()
         t0 = time.perf_counter()
         result = replay_export(
             journal_dir=store.journal_dir(run_id),
@@ -194,6 +201,7 @@ def replay(root: Path, run_id: str, prefix: Path) -> dict[str, Any]:
         "ru_maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         # the largest worker process of a parallel replay (0: replayed in-process)
         "workers_maxrss_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+        "workers_cpu_seconds": _children_cpu() - children_cpu,
     }
 
 

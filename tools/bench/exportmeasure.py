@@ -77,6 +77,14 @@ class ReplaySample:
     """RSS after ``AuditStore.open`` (payload index loaded), before the replay."""
     workers_peak_rss_mb: float = 0.0
     """Peak RSS of the largest replay worker process (0: replayed in-process)."""
+    workers_cpu_seconds: float = 0.0
+    """CPU (user + system) of the replay's worker processes (0: replayed in-process)."""
+
+    @property
+    def records_per_cpu_s(self) -> float:
+        """Records per CPU-second of the whole replay (this process, its threads and its
+        workers): what one core replays on an idle machine, whatever the load was."""
+        return self.record_count / (self.cpu_seconds + self.workers_cpu_seconds)
 
     @property
     def mb_s(self) -> float:
@@ -202,10 +210,12 @@ def measure_lag(
     out_of_process: bool,
     store_kwargs: dict[str, Any],
     projection: str = "process",
+    wl: Any = workload,
 ) -> LagSample:
     """One recording at full speed with a follower process timing each sampled row record.
     ``projection``: where the library's live export runs ("process": the default projector
-    process; "thread"); ``out_of_process``: no live export, a separate projector child."""
+    process; "thread"); ``out_of_process``: no live export, a separate projector child;
+    ``wl``: the workload module, ``workload`` or ``workload_small`` (``plans`` are its)."""
     root = Path(tempfile.mkdtemp(prefix="lag-", dir=workdir)) / "store"
     store = AuditStore.open(root, durability="batch", projection=projection, **store_kwargs)
     settings = ExportSettings()
@@ -218,7 +228,7 @@ def measure_lag(
         if out_of_process:
             projector = _spawn("project", str(root), RUN_ID, str(CHILD_TIMEOUT_S))
             _wait_ready(projector)
-        config = workload.run_config(len(plans), seed)
+        config = wl.run_config(len(plans), seed)
         quiesce()
         t0 = time.perf_counter()
         run = store.start_run(
@@ -228,7 +238,7 @@ def measure_lag(
             sql=False,
         )
         stamped = _Stamped(run, every)
-        driven = workload.drive(cast(workload.Recorder, stamped), plans)
+        driven = wl.drive(cast(workload.Recorder, stamped), plans)
         t_end = time.perf_counter()
         run.complete()
         complete_seconds = time.perf_counter() - t_end
@@ -276,13 +286,14 @@ def record_store(
     rows: int,
     seed: int,
     store_kwargs: dict[str, Any],
+    wl: Any = workload,
 ) -> int:
     """An untimed recording (journal + payloads, no export) to replay; returns its events."""
     with AuditStore.open(root, durability="batch", **store_kwargs) as store:
         run = store.start_run(
-            run_id=RUN_ID, config=workload.run_config(rows, seed), export=None, sql=False
+            run_id=RUN_ID, config=wl.run_config(rows, seed), export=None, sql=False
         )
-        driven = workload.drive(run, plans)
+        driven = wl.drive(run, plans)
         run.complete()
     return events_in_window(driven)
 
@@ -305,6 +316,7 @@ def measure_replay(root: Path, rows: int, events: int, out: Path) -> ReplaySampl
         start_rss_mb=(doc["rss_start_kib"] or 0) * 1024 / 1e6,
         opened_rss_mb=(doc["rss_opened_kib"] or 0) * 1024 / 1e6,
         workers_peak_rss_mb=doc.get("workers_maxrss_kib", 0) * 1024 / 1e6,
+        workers_cpu_seconds=doc.get("workers_cpu_seconds", 0.0),
     )
 
 

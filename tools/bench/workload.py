@@ -78,6 +78,7 @@ __all__ = [
     "DISTINCT_PAYLOADS_PER_ROW",
     "EDGES",
     "EVENTS_PER_ROW",
+    "NAME",
     "NODES",
     "PAYLOADS_PER_ROW",
     "PAYLOAD_ARGS_PER_ROW",
@@ -100,6 +101,8 @@ __all__ = [
     "setup",
 ]
 
+NAME = "reference"
+"""The workload's name in the bench's figures (``workload_small.NAME`` is "small")."""
 EVENTS_PER_ROW = 15
 """Recorder calls per row (artifacts not included)."""
 PAYLOADS_PER_ROW = 9

@@ -68,6 +68,7 @@ from ..model.events import (
     TransformErrorRecorded,
     ValidationErrorRecorded,
 )
+from .bulkinsert import insert_rows
 from .landscape_tables import OPEN_OPERATION, batch_updated, close_open, operation_completed
 from .schema import (
     TABLES,
@@ -115,6 +116,8 @@ def _json(value: Any) -> str | None:
 def _utc(ts: _dt.datetime) -> _dt.datetime:
     return ts if ts.utcoffset() == _dt.timedelta(0) else ts.astimezone(_UTC)
 
+
+_insert_rows = insert_rows  # tests swap in bulkinsert.insert_rows_generic to compare
 
 _B_RUN: Final[sa.BindParameter[str]] = sa.bindparam("b_run_id", type_=sa.String())
 _COMPLETE_STATE = (
@@ -348,9 +351,10 @@ class _Batch:
                 self.run_updates += update(event)
 
     def write(self, conn: Connection) -> None:
+        insert = _insert_rows
         for table, values in self.inserts.items():
             if values:
-                conn.execute(table.insert(), values)
+                insert(conn, table, values)
         if self.completions:
             conn.execute(_COMPLETE_STATE, self.completions)
         for statement, params in self.run_updates:
@@ -571,10 +575,8 @@ def replay_sql(
     run_id: str,
     batch_size: int = DEFAULT_BATCH,
 ) -> int:
-    """Rebuild one run's tables from its journal (its old rows are deleted first).
-
-    Returns the last seq applied. Readers may see the tables half-built while it runs.
-    """
+    """Rebuild one run's tables from its journal (its old rows are deleted first); returns
+    the last seq applied. Readers may see the tables half-built while it runs."""
     journal = as_run_journal(journal_dir, run_id)
     if not journal.exists():
         raise RunNotFoundError(f"no journal for run {run_id!r} at {journal.location}")
