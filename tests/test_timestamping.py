@@ -276,9 +276,11 @@ def test_a_token_for_other_data(pki: Pki, token: bytes) -> None:
 
 
 def test_a_token_with_an_edited_time(pki: Pki, token: bytes) -> None:
-    stamped = read_timestamp(token).gen_time.strftime("%Y%m%d%H%M%S").encode()
+    gen_time = read_timestamp(token).gen_time
+    stamped = gen_time.strftime("%Y%m%d%H%M%S").encode()
     assert token.count(stamped) == 1
-    earlier = str(int(stamped) - 1).encode()  # one second back: still a valid time
+    # one second back, as a time (not stamped - 1: at second 00 that made second 99)
+    earlier = (gen_time - timedelta(seconds=1)).strftime("%Y%m%d%H%M%S").encode()
     edited = token.replace(stamped, earlier)
     assert read_timestamp(edited).gen_time == read_timestamp(token).gen_time - timedelta(seconds=1)
     with pytest.raises(TimestampVerificationError):
