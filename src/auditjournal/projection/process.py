@@ -1,35 +1,32 @@
 """The live projectors of a run in their own process (``projection="process"``, the default).
 
-A run's live export and live SQL tables cost about as much CPU per event as
-recording it; as threads beside the recorder they share its GIL and the run is
-recorded at a fraction of its speed. :class:`ProjectorProcess` runs both in one
-child process per run (forked by our own single-threaded fork server,
-:class:`~auditjournal.fs.processes.ForkServer`, never by the recorder), reading the journal and
-the payload packs from disk as ``auditjournal project`` does.
+A run's live export and live SQL tables cost about as much CPU per event as recording it; as
+threads beside the recorder they share its GIL and the run is recorded at a fraction of its
+speed. :class:`ProjectorProcess` runs both in one child process per run (forked by our own
+single-threaded fork server, :class:`~auditjournal.fs.processes.ForkServer`, never by the
+recorder), reading the journal and the payload packs from disk as ``auditjournal project`` does.
 
 Between the two processes:
 
-* a **wake pipe** (recorder -> projector): one byte means "the journal grew, look
-  now"; the projector blocks on it when it has nothing left to read (and looks
-  anyway every ``flush_interval``, the cadence at which the journal's group commit
-  writes entries without the recorder). Its end of file tells the projector that the
-  recorder is gone: it projects what was appended (sealing the export if the run
-  completed) and exits;
-* a **shared progress array** (a small shared mapping, :class:`_Slot`): the seqs each
-  projector has taken in, read by the recorder's backpressure
-  (:meth:`~auditjournal.projection.live.LiveProjectors.throttle`) without a syscall;
-  the target seq of the SQL tables; which parts to stop;
-* an **event pipe** (projector -> recorder): "ready", a seal, a failure, the SQL
-  tables caught up, and "progress" while the recorder says it waits for it.
+* a **wake pipe** (recorder -> projector): one byte means "the journal grew, look now"; the
+  projector blocks on it when it has nothing left to read (and looks anyway every
+  ``flush_interval``, the cadence at which the journal's group commit writes entries without the
+  recorder). Its end of file tells the projector that the recorder is gone: it projects what was
+  appended (sealing the export if the run completed) and exits;
+* a **shared progress array** (a small shared mapping, :class:`_Slot`): the seqs each projector
+  has taken in, read by the recorder's backpressure
+  (:meth:`~auditjournal.projection.live.LiveProjectors.throttle`) without a syscall; the target
+  seq of the SQL tables; which parts to stop;
+* an **event pipe** (projector -> recorder): "ready", a seal, a failure, the SQL tables caught
+  up, and "progress" while the recorder says it waits for it.
 
-The recorder still appends ``export_sealed`` / ``export_checkpoint`` itself, from the
-seal the projector sends, so the journal's bytes do not depend on the mode. If the
-projector process dies, the parts it had not finished are started again from their
-checkpoints (at most ``restarts`` times; then the export fails with
-:class:`ProjectorProcessError` as its cause and the run records ``export_failed``).
+The recorder still appends ``export_sealed`` / ``export_checkpoint`` itself, from the seal the
+projector sends, so the journal's bytes do not depend on the mode. If the projector process
+dies, the parts it had not finished are started again from their checkpoints (at most
+``restarts`` times; then the export fails with :class:`ProjectorProcessError` as its cause and
+the run records ``export_failed``).
 
-Thread-safety: several recording threads may throttle at once; :meth:`ProjectorProcess.pump`
-lets one take the child's messages in (two polling one message left one in recv() for good).
+Thread-safety: recording threads throttle at once; :meth:`ProjectorProcess.pump` lets one read.
 """
 
 from __future__ import annotations
@@ -462,8 +459,11 @@ class ProjectorProcess:
     def wake(self) -> None:
         """New journal entries were written: the projector looks now."""
         if self._wake_fd >= 0:
-            with contextlib.suppress(BlockingIOError, BrokenPipeError):
-                os.write(self._wake_fd, b"\0")
+            with contextlib.suppress(BlockingIOError):  # full: it is woken already
+                try:
+                    os.write(self._wake_fd, b"\0")
+                except BrokenPipeError:  # its end is closed: it died (restarted here)
+                    self.pump(0)
 
     def idle(self) -> bool:
         """The projector is blocked on its wake pipe (it needs a wake to see new entries)."""
