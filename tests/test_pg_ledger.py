@@ -74,10 +74,12 @@ def execute(url: str, *statements: str) -> None:
 def test_seals_of_two_roots_go_to_the_databases_one_ledger(
     tmp_path: Path, pg_url: str, keys: tuple[Path, Path]
 ) -> None:
-    with AuditStore.open(tmp_path / "a", journal_url=pg_url, ledger_key=keys[0]) as a:
-        with AuditStore.open(tmp_path / "b", journal_url=pg_url, ledger_key=keys[0]) as b:
-            in_a, in_b = seal_run(a), seal_run(b)
-            seal_run(a)
+    with (
+        AuditStore.open(tmp_path / "a", journal_url=pg_url, ledger_key=keys[0]) as a,
+        AuditStore.open(tmp_path / "b", journal_url=pg_url, ledger_key=keys[0]) as b,
+    ):
+        in_a, in_b = seal_run(a), seal_run(b)
+        seal_run(a)
     assert not LedgerPaths(tmp_path / "a").entries.exists()  # not the file ledger
     origin, lines, notes = ledger_rows(pg_url)
     state = parse_ledger(origin, b"".join(line + b"\n" for line in lines))
