@@ -24,6 +24,7 @@ from auditjournal.proofs.ledger import LedgerPaths, parse_ledger
 from auditjournal.proofs.pgledger import PgLedger, read_store_id
 from auditjournal.proofs.signednote import read_checkpoint
 from auditjournal.proofs.signing import generate_keypair
+from auditjournal.sql.csvexport import export_csv
 from test_ledger import spec_leaf, spec_root
 
 pytestmark = pytest.mark.postgres
@@ -267,3 +268,34 @@ def test_a_ledger_object_keeps_the_roots_id(tmp_path: Path, pg_url: str) -> None
         assert PgLedger(tmp_path / "other", None, db).store != first.store
     finally:
         db.close()
+
+
+def test_csv_exports_and_replays_of_a_pg_store_go_to_its_ledger(
+    tmp_path: Path, pg_url: str
+) -> None:
+    with AuditStore.open(tmp_path / "a", journal_url=pg_url) as a:
+        run_id = seal_run(a)
+        listing = export_csv(a, run_id, tmp_path / "csv").listing_path
+        store_id = a.ledger.store if isinstance(a.ledger, PgLedger) else None
+    out = CliRunner().invoke(
+        cli,
+        [
+            "replay",
+            str(tmp_path / "a"),
+            run_id,
+            "--journal-url",
+            pg_url,
+            "--out",
+            str(tmp_path / "re"),
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    _, lines, _ = ledger_rows(pg_url)
+    entries = [json.loads(line) for line in lines]
+    assert [(e["kind"], e["path"]) for e in entries[1:]] == [
+        ("csv", str(listing.resolve())),
+        ("export", str((tmp_path / "re" / "audit_trail.manifest.json").resolve())),
+    ]
+    assert store_id is not None and {e["store"] for e in entries} == {store_id}
+    assert not LedgerPaths(tmp_path / "a").entries.exists()
+    assert verify_store(tmp_path / "a", journal_url=pg_url).ok
