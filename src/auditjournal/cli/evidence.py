@@ -249,18 +249,31 @@ def verify_bundle_cmd(
     metavar="CHECKPOINT_FILE",
     help="An earlier ledger checkpoint the ledger must still extend (RFC 9162 consistency).",
 )
+@click.option(
+    "--journal-url",
+    default=None,
+    metavar="URL",
+    help="The store's PostgreSQL journal database (postgresql+psycopg://...): its ledger "
+    "is the one checked.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def verify_store_command(
-    root: Path, public_key: Path | None, since: Path | None, as_json: bool
+    root: Path,
+    public_key: Path | None,
+    since: Path | None,
+    journal_url: str | None,
+    as_json: bool,
 ) -> None:
     """Verify a store: its ledger, checkpoints, and that every sealed run is in it.
 
     One line per check (valid / INVALID: reason) and a summary; exit 1 if
-    anything is invalid.
+    anything is invalid. With --journal-url the ledger is the PostgreSQL journal
+    database's (shared by the roots of its writer hosts): the entries sealed in
+    ROOT are checked on it, the others counted.
     """
     if not (root / "runs").is_dir():
         raise click.UsageError(f"{root} is not an auditjournal root (no runs/ directory)")
-    report = verify_store(root, public_key=public_key, since=since)
+    report = verify_store(root, public_key=public_key, since=since, journal_url=journal_url)
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:

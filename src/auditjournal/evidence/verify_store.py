@@ -28,8 +28,17 @@ import msgspec
 
 from ..errors import AuditJournalError, MalformedEvidenceError
 from ..fs.safeio import MAX_MANIFEST_BYTES, decode_strict, read_regular
-from ..proofs.ledger import LedgerEntry, LedgerPaths, LedgerState, read_ledger
+from ..journal.pgbackend import PgDatabase
+from ..proofs.ledger import (
+    LedgerEntry,
+    LedgerPaths,
+    LedgerState,
+    checkpoint_name,
+    parse_ledger,
+    read_ledger,
+)
 from ..proofs.merkle import MerkleBuilder, consistency_proof, verify_consistency
+from ..proofs.pgledger import read_store_id
 from ..proofs.signednote import Checkpoint, NoteVerifier, open_checkpoint, read_checkpoint
 
 __all__ = ["StoreCheck", "StoreReport", "verify_store"]
@@ -98,14 +107,27 @@ class StoreReport:
 
 
 def verify_store(
-    root: Path, *, public_key: Path | None = None, since: Path | None = None
+    root: Path,
+    *,
+    public_key: Path | None = None,
+    since: Path | None = None,
+    journal_url: str | None = None,
 ) -> StoreReport:
     """Check the store at ``root`` (see the module docstring). ``public_key``: the PEM
-    Ed25519 key the checkpoints must be signed with; ``since``: an earlier checkpoint file."""
+    Ed25519 key the checkpoints must be signed with; ``since``: an earlier checkpoint file;
+    ``journal_url``: the store's PostgreSQL journal database, whose ledger is checked (the
+    entries of the other roots sharing it are counted, not checked)."""
     report = StoreReport(str(root))
-    paths = LedgerPaths(root)
+    notes: list[tuple[str, bytes | str | None]] = []
+    store: str | None = None
     try:
-        state = read_ledger(root)
+        if journal_url is None:
+            state = read_ledger(root)
+            if state is not None:
+                notes = _checkpoint_files(LedgerPaths(root))
+        else:
+            state, notes = _pg_ledger(journal_url)
+            store = read_store_id(root)
     except AuditJournalError as exc:
         report.add("ledger", str(exc))
         state = None
@@ -125,23 +147,55 @@ def verify_store(
         report.tree_root = state.root().hex()
         if public_key is not None:
             verifier = NoteVerifier.from_pem_file(state.origin, public_key)
-        _check_checkpoints(report, paths, state, verifier)
-        _check_entries(report, root, state)
-    _check_sealed_runs(report, root, state)
+        _check_checkpoints(report, notes, state, verifier, pg=journal_url is not None)
+        _check_entries(report, root, state, store, pg=journal_url is not None)
+    _check_sealed_runs(report, root, state, store)
     if since is not None:
         _check_since(report, since, state, verifier)
     return report
+
+
+def _checkpoint_files(paths: LedgerPaths) -> list[tuple[str, bytes | str | None]]:
+    """The file ledger's checkpoints, the latest first: (subject, its bytes, or why it
+    cannot be read, or None if it is missing)."""
+    archived = sorted(paths.checkpoints.glob("*.checkpoint")) if paths.checkpoints.is_dir() else []
+    found: list[tuple[str, bytes | str | None]] = []
+    for path in [paths.checkpoint, *archived]:
+        try:
+            data: bytes | str | None = read_regular(path, "checkpoint", _MAX_NOTE)
+        except FileNotFoundError:
+            data = None
+        except AuditJournalError as exc:
+            data = str(exc)
+        found.append((os.path.relpath(path, paths.root), data))
+    return found
+
+
+def _pg_ledger(url: str) -> tuple[LedgerState | None, list[tuple[str, bytes | str | None]]]:
+    """The journal database's ledger and its checkpoints, the latest first."""
+    db = PgDatabase(url)
+    try:
+        read = db.ledger_read()
+    finally:
+        db.close()
+    if read is None:
+        return None, []
+    origin, lines, checkpoints = read
+    state = parse_ledger(origin, b"".join(line + b"\n" for line in lines))
+    notes: list[tuple[str, bytes | str | None]] = [
+        (f"ledger checkpoint {size}", note) for size, note in reversed(checkpoints)
+    ]
+    return state, notes or [("ledger checkpoint", None)]
 
 
 # -- checkpoints ----------------------------------------------------------------------
 
 
 def _read_checkpoint(
-    path: Path, state: LedgerState, verifier: NoteVerifier | None, report: StoreReport
+    data: bytes, state: LedgerState, verifier: NoteVerifier | None, report: StoreReport
 ) -> Checkpoint:
-    """A checkpoint file of this ledger, its signature checked when a key is given
+    """A checkpoint of this ledger, its signature checked when a key is given
     (AuditJournalError with the reason otherwise)."""
-    data = read_regular(path, "checkpoint", _MAX_NOTE)
     checkpoint, note = read_checkpoint(data)
     if checkpoint.origin != state.origin:
         raise MalformedEvidenceError(
@@ -158,16 +212,20 @@ def _read_checkpoint(
 
 
 def _check_checkpoints(
-    report: StoreReport, paths: LedgerPaths, state: LedgerState, verifier: NoteVerifier | None
+    report: StoreReport,
+    notes: list[tuple[str, bytes | str | None]],
+    state: LedgerState,
+    verifier: NoteVerifier | None,
+    *,
+    pg: bool,
 ) -> None:
-    archived = sorted(paths.checkpoints.glob("*.checkpoint")) if paths.checkpoints.is_dir() else []
     read: list[tuple[str, Checkpoint]] = []
-    for path in [paths.checkpoint, *archived]:
-        subject = os.path.relpath(path, paths.root)
+    for subject, data in notes:
+        if data is None or isinstance(data, str):
+            report.add(subject, data or "missing")
+            continue
         try:
-            read.append((subject, _read_checkpoint(path, state, verifier, report)))
-        except FileNotFoundError:
-            report.add(subject, "missing")
+            read.append((subject, _read_checkpoint(data, state, verifier, report)))
         except AuditJournalError as exc:
             report.add(subject, str(exc))
     roots = _prefix_roots(state, {cp.size for _, cp in read})
@@ -179,13 +237,20 @@ def _check_checkpoints(
                 "(entries were removed: truncated or rolled back)"
             )
         elif latest and checkpoint.size != state.size:
-            reason = (
-                f"it is of {checkpoint.size} entries but the ledger has {state.size} "
-                "(entries no checkpoint covers; opening the store with its key re-signs)"
+            reason = f"it is of {checkpoint.size} entries but the ledger has {state.size} " + (
+                "(entries no checkpoint covers: added outside auditjournal)"
+                if pg
+                else "(entries no checkpoint covers; opening the store with its key re-signs)"
             )
         elif roots[checkpoint.size] != checkpoint.root_hash:
             reason = f"its root is not the ledger's root at {checkpoint.size} entries (rewritten)"
-        elif not latest and subject != f"ledger/checkpoints/{checkpoint.size:020d}.checkpoint":
+        elif pg and subject != f"ledger checkpoint {checkpoint.size}":
+            reason = f"it is the checkpoint of {checkpoint.size} entries, under another size"
+        elif (
+            not pg
+            and not latest
+            and subject != f"ledger/checkpoints/{checkpoint_name(checkpoint.size)}"
+        ):
             reason = f"it is the checkpoint of {checkpoint.size} entries, under another name"
         else:
             reason = None
@@ -214,7 +279,9 @@ def _check_since(
         report.add(subject, "the store has no ledger any more")
         return
     try:
-        old = _read_checkpoint(since, state, verifier, report)
+        old = _read_checkpoint(
+            read_regular(since, "checkpoint", _MAX_NOTE), state, verifier, report
+        )
     except FileNotFoundError:
         report.add(subject, "the checkpoint file does not exist")
         return
@@ -253,10 +320,23 @@ def _entry_file(root: Path, entry: LedgerEntry) -> Path:
     return root.joinpath(*path.parts)
 
 
-def _check_entries(report: StoreReport, root: Path, state: LedgerState) -> None:
+def _check_entries(
+    report: StoreReport, root: Path, state: LedgerState, store: str | None, *, pg: bool
+) -> None:
+    """The entries of this root, checked on it; with ``pg`` (a database's ledger, shared by
+    several roots) the entries sealed in other roots are counted: their files are there."""
+    elsewhere: set[str | None] = set()
     for entry in state.latest().values():
+        if pg and (entry.store is None or entry.store != store):
+            elsewhere.add(entry.store)
+            continue
         subject = f"{entry.kind} {entry.path}"
         report.add(subject, _entry_problem(root, entry))
+    if elsewhere:
+        report.notes.append(
+            f"entries of {len(elsewhere)} other store root(s) not checked here "
+            "(run verify-store on each of them)"
+        )
 
 
 def _entry_problem(root: Path, entry: LedgerEntry) -> str | None:
@@ -288,9 +368,16 @@ def _entry_problem(root: Path, entry: LedgerEntry) -> str | None:
     return None
 
 
-def _check_sealed_runs(report: StoreReport, root: Path, state: LedgerState | None) -> None:
-    """Every run directory with a sealed export manifest is in the ledger."""
-    known = set() if state is None else {e.path for e in state.entries if e.kind == "export"}
+def _check_sealed_runs(
+    report: StoreReport, root: Path, state: LedgerState | None, store: str | None
+) -> None:
+    """Every run directory with a sealed export manifest is in the ledger (as sealed in
+    this root: ``store`` is the root's id for a database's ledger, else None)."""
+    known = (
+        set()
+        if state is None
+        else {e.path for e in state.entries if e.kind == "export" and e.store == store}
+    )
     runs = root / "runs"
     if not runs.is_dir():
         return

@@ -49,8 +49,10 @@ __all__ = [
     "unavailable",
 ]
 
-SCHEMA_VERSION: Final = 2
-"""2: ``auditjournal_claims`` (the lifecycle rules across writers, checked by the server)."""
+SCHEMA_VERSION: Final = 3
+"""2: ``auditjournal_claims`` (the lifecycle rules across writers, checked by the server);
+3: the store ledger's tables (``auditjournal_ledger*``; a version-2 database is upgraded
+in place by adding them)."""
 _SCHEMA_NAME: Final = "auditjournal-journal"
 NOTIFY_CHANNEL: Final = "auditjournal_journal"
 RECONNECT_SECONDS: Final = 30.0
@@ -101,6 +103,33 @@ payloads = sa.Table(
     sa.Column("ref", sa.LargeBinary, primary_key=True),
     sa.Column("data", sa.LargeBinary, nullable=False),
 )
+
+ledger_meta = sa.Table(
+    "auditjournal_ledger_meta",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+"""The store ledger's origin (``name = 'origin'``), written once."""
+ledger_lines = sa.Table(
+    "auditjournal_ledger",
+    metadata,
+    sa.Column("size", sa.BigInteger, primary_key=True),
+    sa.Column("line", sa.LargeBinary, nullable=False),
+)
+"""The store ledger's entry lines: ``size`` is the tree size with the line (1, 2, ...)."""
+ledger_checkpoints = sa.Table(
+    "auditjournal_ledger_checkpoints",
+    metadata,
+    sa.Column("size", sa.BigInteger, primary_key=True),
+    sa.Column("note", sa.LargeBinary, nullable=False),
+)
+"""Every checkpoint of the store ledger (the latest is the largest size)."""
+LedgerStep = tuple[bytes | None, bytes]
+"""What a ledger append adds: the entry line (None: nothing) and the new checkpoint note."""
+_LINES: Final = sa.select(ledger_lines.c.line).order_by(ledger_lines.c.size)
+LEDGER_TABLES: Final = (ledger_meta, ledger_lines, ledger_checkpoints)
+_LEDGER_LOCK: Final = 72657303  # one ledger per database: appends take turns
 
 CONNECTION_ERRORS = (sa.exc.OperationalError, sa.exc.InterfaceError)
 
@@ -188,6 +217,14 @@ class PgDatabase:
                             schema_version.c.name == _SCHEMA_NAME
                         )
                     ).scalar()
+                    if found == 2:  # 2 -> 3 only adds the ledger's tables
+                        metadata.create_all(conn, tables=list(LEDGER_TABLES))
+                        conn.execute(
+                            schema_version.update()
+                            .where(schema_version.c.name == _SCHEMA_NAME)
+                            .values(version=SCHEMA_VERSION)
+                        )
+                        return
                     if found != SCHEMA_VERSION:
                         raise SchemaVersionError(
                             f"{self.url} holds journal tables of schema version {found}; this "
@@ -312,6 +349,66 @@ class PgDatabase:
         query = sa.select(payloads.c.ref, payloads.c.data).where(payloads.c.ref.in_(digests))
         rows = self._read(lambda conn: list(conn.execute(query)), "read payloads")
         return {bytes(r.ref).hex(): bytes(r.data) for r in rows}
+
+    # -- the store ledger ---------------------------------------------------------------
+
+    def ledger_append(self, origin: str, step: Callable[[str, list[bytes]], LedgerStep]) -> bool:
+        """One append to the store ledger, in one transaction under the ledger's advisory
+        lock (writers on several hosts take turns, so the log never forks): the origin
+        (``origin`` is written if there is none yet), then ``step(origin, lines)`` says the
+        line to add (or None) and the checkpoint note of the resulting tree; line and
+        checkpoint commit together. True if a line was added."""
+
+        def work(conn: Connection) -> bool:
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LEDGER_LOCK})
+            conn.execute(
+                pg_insert(ledger_meta)
+                .values(name="origin", value=origin)
+                .on_conflict_do_nothing(index_elements=["name"])
+            )
+            found = conn.execute(
+                sa.select(ledger_meta.c.value).where(ledger_meta.c.name == "origin")
+            ).scalar_one()
+            lines = [bytes(r[0]) for r in conn.execute(_LINES)]
+            line, note = step(found, lines)
+            if line is not None:
+                lines.append(line)
+                conn.execute(ledger_lines.insert(), {"size": len(lines), "line": line})
+            conn.execute(
+                pg_insert(ledger_checkpoints)
+                .values(size=len(lines), note=note)
+                .on_conflict_do_nothing(index_elements=["size"])
+            )
+            return line is not None
+
+        try:
+            with self.engine.begin() as conn:
+                return work(conn)
+        except sa.exc.SQLAlchemyError as exc:
+            raise unavailable(exc, self.url, "append to the store ledger") from None
+
+    def ledger_read(self) -> tuple[str, list[bytes], list[tuple[int, bytes]]] | None:
+        """The store ledger: origin, entry lines in order, checkpoints ``(size, note)`` by
+        size; None if nothing was ever appended. Read in one snapshot."""
+
+        def work(conn: Connection) -> Any:
+            conn.execute(sa.text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+            origin = conn.execute(
+                sa.select(ledger_meta.c.value).where(ledger_meta.c.name == "origin")
+            ).scalar()
+            if origin is None:
+                return None
+            lines = [bytes(r[0]) for r in conn.execute(_LINES)]
+            query = sa.select(ledger_checkpoints.c.size, ledger_checkpoints.c.note)
+            notes = [(int(r[0]), bytes(r[1])) for r in conn.execute(query.order_by("size"))]
+            return origin, lines, notes
+
+        try:
+            with self.engine.begin() as conn:
+                found: tuple[str, list[bytes], list[tuple[int, bytes]]] | None = work(conn)
+                return found
+        except sa.exc.SQLAlchemyError as exc:
+            raise unavailable(exc, self.url, "read the store ledger") from None
 
     def _read(self, work: Callable[[Connection], Any], action: str) -> Any:
         try:

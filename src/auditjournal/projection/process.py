@@ -54,7 +54,7 @@ from ..fs.processes import anonymous_file, fork_server
 from ..journal.filebackend import FileJournalBackend
 from ..model.settings import ExportSettings
 from ..payloads.store import PayloadStore
-from ..proofs.ledger import Ledger
+from ..proofs.pgledger import open_ledger
 from ..sql.projector import SqlProjector
 from ..sql.schema import SqlDatabase
 
@@ -88,8 +88,7 @@ _STOP_SQL: Final = 2
 class ProjectorSpec(msgspec.Struct, frozen=True, kw_only=True):
     """What the projector process needs to open a run's projectors by itself."""
 
-    cwd: str
-    """The recorder's working directory: relative paths (root, database, keys) mean the same."""
+    cwd: str  # the recorder's working directory: relative paths mean the same
     root: str
     run_id: str
     segment_bytes: int
@@ -99,6 +98,7 @@ class ProjectorSpec(msgspec.Struct, frozen=True, kw_only=True):
     export: ExportSettings | None = None
     export_prefix: str = ""
     database_url: str | None = None  # the SQL tables' database (None: no live SQL tables)
+    journal_url: str | None = None  # a PostgreSQL journal's database: its ledger is there
 
 
 # -- the projector process ---------------------------------------------------------------
@@ -118,14 +118,14 @@ class _Child:
         self.sql: SqlProjector | None = None
         self.database: SqlDatabase | None = None
         if spec.export is not None:
-            ledger_key = None if spec.ledger_key is None else Path(spec.ledger_key)
+            key = None if spec.ledger_key is None else Path(spec.ledger_key)
             self.export = ExportProjector(
                 journal_dir=journal,
                 run_id=spec.run_id,
                 payloads=self.payloads,
                 settings=spec.export,
                 prefix=Path(spec.export_prefix),
-                ledger=Ledger(root, ledger_key),
+                ledger=open_ledger(root, key, spec.journal_url),
             )
             shared[_Slot.EXPORT_DONE] = self.export.position.next_seq - 1
         if spec.database_url is not None:

@@ -56,6 +56,8 @@ __all__ = [
     "checkpoint_name",
     "entry_path",
     "ledger_key_file",
+    "new_origin",
+    "parse_ledger",
     "read_ledger",
 ]
 
@@ -69,12 +71,17 @@ _ORIGIN_PREFIX: Final = "auditjournal.ledger/"
 EntryKind = Literal["export", "csv", "import"]
 
 
-class LedgerEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+class LedgerEntry(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, omit_defaults=True
+):
     """One sealed output. ``path``: the manifest (export, import) or the ``sha256`` listing
     (csv), relative to the store root when inside it, else absolute. ``manifest_sha256``:
     that file's SHA-256. ``merkle_root``/``sealed_at``: the export manifest's (None for
     csv). ``import``: the export an imported run was sealed with, recorded by the import
-    (beside the seal's own ``export`` entry), so the ledger says which runs came in that way."""
+    (beside the seal's own ``export`` entry), so the ledger says which runs came in that way.
+    ``store``: the store root the output was sealed in (its ``ledger/store`` id), set only in
+    the ledger of a PostgreSQL journal database, which several roots share; omitted (not
+    in the hashed line) otherwise."""
 
     kind: EntryKind
     run_id: str
@@ -83,16 +90,17 @@ class LedgerEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     merkle_root: str | None
     record_count: int
     sealed_at: str | None
+    store: str | None = None
 
     def line(self) -> bytes:
         """The entry as its ledger line: canonical JSON (RFC 8785), the bytes that are hashed."""
         return canonical_json(msgspec.to_builtins(self))
 
     @property
-    def key(self) -> tuple[str, str, str]:
-        """``(kind, run_id, path)``: what the entry is about; an entry equal to the latest one
-        with its key is not appended again."""
-        return (self.kind, self.run_id, self.path)
+    def key(self) -> tuple[str, str, str, str | None]:
+        """``(kind, run_id, path, store)``: what the entry is about; an entry equal to the
+        latest one with its key is not appended again."""
+        return (self.kind, self.run_id, self.path, self.store)
 
 
 @dataclass(frozen=True)
@@ -148,7 +156,7 @@ class LedgerState:
             builder.add(leaf)
         return builder.root()
 
-    def latest(self) -> dict[tuple[str, str, str], LedgerEntry]:
+    def latest(self) -> dict[tuple[str, str, str, str | None], LedgerEntry]:
         """The latest entry for each (kind, run id, path): what the files must match."""
         return {entry.key: entry for entry in self.entries}
 
@@ -172,6 +180,11 @@ def read_ledger(root: Path) -> LedgerState | None:
         data = read_regular(paths.entries, "ledger", MAX_LEDGER_BYTES)
     except FileNotFoundError:
         data = b""
+    return parse_ledger(origin, data)
+
+
+def parse_ledger(origin: str, data: bytes) -> LedgerState:
+    """The ledger of ``origin`` whose entry lines (each ending in a newline) are ``data``."""
     state = LedgerState(origin)
     end = data.rfind(b"\n") + 1
     state.good_bytes, state.torn_bytes = end, len(data) - end
@@ -271,7 +284,7 @@ class Ledger:
     def _origin(self) -> str:
         path = self.paths.origin
         if not path.exists():
-            atomic_write(path, (_ORIGIN_PREFIX + secrets.token_hex(8) + "\n").encode())
+            atomic_write(path, (new_origin() + "\n").encode())
         return read_regular(path, "ledger origin", 4096).decode().rstrip("\n")
 
     def _truncate(self, size: int) -> None:
@@ -308,10 +321,14 @@ class Ledger:
         except OSError as exc:
             raise storage_error(exc, f"cannot append to {path}") from None
 
-    def _checkpoint(self, origin: str, state: LedgerState) -> None:
+    def _note(self, origin: str, state: LedgerState) -> bytes:
+        """The checkpoint of ``state``: signed with the key, else its text alone."""
         checkpoint = Checkpoint(origin, state.size, state.root())
         signer = self._load_signer(origin)
-        data = checkpoint.text().encode() if signer is None else sign_checkpoint(checkpoint, signer)
+        return checkpoint.text().encode() if signer is None else sign_checkpoint(checkpoint, signer)
+
+    def _checkpoint(self, origin: str, state: LedgerState) -> None:
+        data = self._note(origin, state)
         archived = self.paths.checkpoints / checkpoint_name(state.size)
         if not archived.exists():
             atomic_write(archived, data)
@@ -328,6 +345,11 @@ class Ledger:
         if self._signer is None or self._signer.name != origin:
             self._signer = NoteSigner.from_pem_file(origin, self._key_file)
         return self._signer
+
+
+def new_origin() -> str:
+    """A new ledger's C2SP origin (its name, and the name of the key that signs it)."""
+    return _ORIGIN_PREFIX + secrets.token_hex(8)
 
 
 def ledger_key_file(explicit: str | os.PathLike[str] | None) -> Path | None:

@@ -50,6 +50,7 @@ class LiveSource(Protocol):
     segment_bytes: int
     flush_interval: float
     database_url: str
+    journal_url: str | None
     ledger: Ledger
     payloads: PayloadStore
 
@@ -97,6 +98,7 @@ class LiveStart:
             export=export,
             export_prefix=prefix,
             database_url=store.database_url if sql else None,
+            journal_url=store.journal_url,
         )
 
     def attach(self, live: LiveProjectors) -> None:

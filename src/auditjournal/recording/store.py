@@ -57,6 +57,7 @@ from ..payloads.store import DEFAULT_MAX_PAYLOAD_BYTES, PayloadStore
 from ..projection.live import LiveProjectors
 from ..projection.pgmirror import MirrorThread
 from ..proofs.ledger import Ledger, ledger_key_file
+from ..proofs.pgledger import PgLedger
 from ..proofs.signing import load_ed25519_private_key
 from ..sql.projector import SqlProjector
 from ..sql.schema import SqlDatabase
@@ -142,6 +143,8 @@ class AuditStore:
                 self.payloads.close()
                 raise
         self.pg: PgDatabase | None = None if self.shared is None else self.shared.db
+        if self.pg is not None:  # one ledger per journal database (proofs/pgledger.py)
+            self.ledger = PgLedger(root, key, self.pg)
         """The PostgreSQL journal's database, or None."""
         self._recorders: list[RunRecorder] = []
         self._sql: SqlDatabase | None = None
