@@ -140,3 +140,24 @@ def test_the_journal_is_read_once_for_two_cursors(
     assert polls == list(range(1, COUNT + 1))  # each entry decoded once
     a.close()
     b.close()
+
+
+def test_a_part_with_a_small_step_gets_batches_of_its_size(journal: FileRunJournal) -> None:
+    """The export's live step (256 events) stays its batch size although the SQL part
+    asks for 4096 at a time: batches are read in the smaller step."""
+    reads = SharedReads(journal)
+    small, big = reads.cursor(), reads.cursor()
+    small_sizes: list[int] = []
+    big_sizes: list[int] = []
+    while True:
+        a = small.poll(limit=16)
+        b = big.poll(limit=100)
+        small_sizes.append(len(a))
+        big_sizes.append(len(b))
+        if not a and not b:
+            break
+    assert max(small_sizes) == 16
+    assert max(big_sizes) == 100  # several small batches make one big poll
+    assert sum(small_sizes) == sum(big_sizes) == COUNT
+    small.close()
+    big.close()

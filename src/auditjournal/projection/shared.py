@@ -17,8 +17,9 @@ projector keeps its own position, checkpoints and restart semantics unchanged:
 * a part whose cursor is opened again behind what was already let go (the SQL tables
   re-reading their checkpoint after a conflict) gets a cursor of its own.
 
-A part's poll returns whole batches (a position is known only at a batch's end), so it
-may get more than its ``limit`` when the other part read a bigger batch.
+A part's poll returns whole batches (a position is known only at a batch's end); the
+batches are read no bigger than the smallest ``limit`` the parts ask for, so each gets
+at most its ``limit`` (a part that asks for less than before may get one bigger batch).
 
 One thread drives all the cursors (the projector process's main loop).
 """
@@ -118,7 +119,10 @@ class SharedReads:
             if i >= len(self._batches):
                 if len(out) >= limit or self._held >= MAX_HELD:
                     break  # enough, or the other part must take what is held first
-                if not self._read(limit - len(out)):
+                # in steps no bigger than any part asks for: a part with a small live step
+                # (the export's 256 events) gets batches of that size, as from its own cursor
+                step = min(limit - len(out), *(c.step for c in self._cursors))
+                if not self._read(step):
                     break
                 continue
             batch = self._batches[i]
@@ -174,6 +178,7 @@ class SharedCursor(JournalCursor):
         self.at = position
         """Where its next poll starts (SharedReads moves it as it hands batches over)."""
         self.index = index
+        self.step = MAX_HELD  # the limit of its last poll
         self._unchecked = True  # its position's chain is not yet matched to the stream
         self._error: CorruptJournalError | None = None  # raised at its own next poll
 
@@ -207,7 +212,8 @@ class SharedCursor(JournalCursor):
             raise ValueError("poll() on a closed cursor")
         if self._error is not None:
             raise self._error
-        return self._reads.take(self, limit or MAX_HELD, chains)
+        self.step = limit or MAX_HELD
+        return self._reads.take(self, self.step, chains)
 
     def close(self) -> None:
         reads, self._reads = self._reads, None
