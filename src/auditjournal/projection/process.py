@@ -4,7 +4,7 @@ A run's live export and live SQL tables cost about as much CPU per event as reco
 threads beside the recorder they share its GIL and the run is recorded at a fraction of its
 speed. :class:`ProjectorProcess` runs both in one child process per run (forked by our own
 single-threaded fork server, :class:`~auditjournal.fs.processes.ForkServer`, never by the
-recorder), reading the journal and the payload packs from disk as ``auditjournal project`` does.
+recorder), reading the journal once for both (:mod:`.shared`) and the payload packs from disk.
 
 Between the two processes:
 
@@ -51,12 +51,12 @@ import msgspec
 from ..errors import AuditJournalError, DatabaseError, ExportError, ProjectorProcessError
 from ..export.projector import LIVE_STEP_EVENTS, ExportProjector, SealResult
 from ..fs.processes import anonymous_file, fork_server
-from ..journal.filebackend import FileJournalBackend
 from ..model.settings import ExportSettings
 from ..payloads.store import PayloadStore
 from ..proofs.pgledger import open_ledger
 from ..sql.projector import SqlProjector
 from ..sql.schema import SqlDatabase
+from .shared import shared_journal
 
 __all__ = ["ProcessExport", "ProcessSql", "ProjectorProcess", "ProjectorSpec"]
 
@@ -112,7 +112,7 @@ class _Child:
         self.shared = shared
         self.events = events
         root = Path(spec.root)
-        journal = FileJournalBackend(root, segment_bytes=spec.segment_bytes).journal(spec.run_id)
+        journal = shared_journal(root, spec.run_id, spec.segment_bytes)  # one read, both parts
         self.payloads = PayloadStore(root / "payloads", max_payload_bytes=spec.max_payload_bytes)
         self.export: ExportProjector | None = None
         self.sql: SqlProjector | None = None

@@ -13,9 +13,8 @@ it also completes within the batch); when the run ends, states still open
 get the ``run_completed`` seq, as in the export. The projector holds no state
 besides its journal position, so it can stop and resume anywhere.
 
-Thread-safety: a :class:`SqlProjector` is driven by one thread;
-:class:`~auditjournal.projection.live.LiveSql` drives one on a background thread while a
-run is recorded.
+Thread-safety: a :class:`SqlProjector` is driven by one thread (while a run is recorded,
+the projector process's main loop or :class:`~auditjournal.projection.live.LiveSql`'s thread).
 """
 
 from __future__ import annotations
@@ -114,7 +113,7 @@ def _json(value: Any) -> str | None:
 
 
 def _utc(ts: _dt.datetime) -> _dt.datetime:
-    return ts if ts.utcoffset() == _dt.timedelta(0) else ts.astimezone(_UTC)
+    return ts if ts.tzinfo is _UTC or ts.utcoffset() == _dt.timedelta(0) else ts.astimezone(_UTC)
 
 
 _insert_rows = insert_rows  # tests swap in bulkinsert.insert_rows_generic to compare
@@ -263,6 +262,7 @@ _INSERTS: Final[dict[type[BaseEvent], _Insert]] = {
     ),
 }
 _DROPPED: Final = {kind: spec.dropped(kind) for kind, spec in _INSERTS.items()}
+_APPENDED_AT: Final = frozenset(s.table for s in _INSERTS.values() if "appended_at" in s.table.c)
 
 
 def _row_values(spec: _Insert, event: BaseEvent) -> dict[str, Any]:
@@ -271,7 +271,7 @@ def _row_values(spec: _Insert, event: BaseEvent) -> dict[str, Any]:
     occurred = values.pop("occurred_at")
     if spec.ts_column is not None:
         values[spec.ts_column] = ts if occurred is None else occurred
-    if "appended_at" in spec.table.c:
+    if spec.table in _APPENDED_AT:  # (a set: SQLAlchemy's column lookup costs more)
         values["appended_at"] = None if occurred is None else ts
     for old, new in spec.renamed:
         values[new] = values.pop(old)
