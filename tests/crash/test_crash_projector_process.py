@@ -154,6 +154,7 @@ def kill_projector(tmp_path: Path, rng: random.Random, n: int) -> None:
         killed = 0
         for trial in range(1, n + 1):
             started = read_line(child.stdout)
+            began = time.monotonic()
             assert started[:2] == ["started", f"run-{trial}"], started
             time.sleep(rng.uniform(0, 1.2 * full))
             try:
@@ -162,6 +163,9 @@ def kill_projector(tmp_path: Path, rng: random.Random, n: int) -> None:
             except ProcessLookupError:
                 pass  # it had already finished: the run must be whole all the same
             assert read_line(child.stdout) == ["done", f"run-{trial}", "sealed"]
+            # run-0 also started the fork server, and the load changes: the kills aim at
+            # the quickest run seen so far, so most land whatever the machine does
+            full = min(full, time.monotonic() - began)
         assert child.wait(PATIENCE) == 0
         assert killed >= n // 2, f"only {killed} of {n} kills landed"
     finally:
