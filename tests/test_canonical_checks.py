@@ -12,6 +12,7 @@ import pytest
 import rfc8785
 
 from auditjournal.errors import CanonicalizationError
+from auditjournal.model import canonical
 from auditjournal.model.canonical import MAX_DEPTH, MAX_SAFE_INTEGER, canonical_json, format_float
 
 
@@ -199,18 +200,35 @@ def test_scalars_inside_a_too_deep_value_are_not_a_cycle() -> None:
     assert "cycle" not in str(caught.value)
 
 
-def test_a_caller_already_deep_in_its_stack_gets_a_typed_error() -> None:
+@pytest.mark.parametrize("compiled", [False, True], ids=["python walk", "compiled check"])
+def test_a_caller_already_deep_in_its_stack_gets_a_typed_error(
+    compiled: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Within the depth limit, but the caller's stack is nearly used up: RecursionError
-    inside the walk becomes a CanonicalizationError naming the stack."""
+    inside the walk becomes a CanonicalizationError naming the stack. The optional compiled
+    check (``_canonical_accel.c``) recurses in C: on Python 3.12+ that is not counted against
+    the recursion limit, so it may pass the value without a Python walk and give the bytes;
+    never a bare RecursionError, never other bytes."""
+    if not compiled:
+        monkeypatch.setattr(canonical, "_passes", None)
+    elif canonical._passes is None:
+        pytest.skip("the optional compiled check is not built (or AUDITJOURNAL_PURE_PYTHON)")
+    expected = b"[" * 299 + b"[]" + b"]" * 299
     limit = sys.getrecursionlimit()
 
     def descend(n: int) -> bytes:
         return canonical_json(nested("list", 300)) if n == 0 else descend(n - 1)
 
     sys.setrecursionlimit(len(traceback.extract_stack()) + 200)
+    result: bytes | None = None
     try:
-        with pytest.raises(CanonicalizationError, match="too deeply for this thread's stack"):
-            descend(20)
+        result = descend(20)
+    except CanonicalizationError as exc:
+        assert "too deeply for this thread's stack" in str(exc)
     finally:
         sys.setrecursionlimit(limit)
-    assert descend(20) == b"[" * 299 + b"[]" + b"]" * 299
+    if not compiled:
+        assert result is None, "the Python walk must run out of stack and say so"
+    else:
+        assert result in (None, expected)
+    assert descend(20) == expected
