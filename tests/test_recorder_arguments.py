@@ -1302,3 +1302,38 @@ def test_a_failure_whose_message_has_a_lone_surrogate_is_still_recorded(
         "type": "FileNotFoundError",
         "message": "no such file: 'report-\\udcff.csv'",
     }
+
+
+# -- secret_fields: names only (a None or a number in it used to end in AttributeError) --------
+
+
+@pytest.mark.parametrize("names", [[None], [1], "api_key", ("ok", b"key"), {"api_key"}])
+def test_secret_fields_that_are_not_names_are_a_typed_error(
+    store: AuditStore, run: tuple[RunRecorder, Ids], names: Any
+) -> None:
+    recorder, ids = run
+    message = assert_refused(
+        store,
+        recorder,
+        lambda: recorder.register_node(
+            plugin_name="p", node_type="transform", config={"a": 1}, secret_fields=names
+        ),
+        InvalidEventError,
+    )
+    assert "secret_fields" in message
+    message = assert_refused(
+        store,
+        recorder,
+        lambda: recorder.record_call(
+            state_id=ids.open_state,
+            call_type="http",
+            status="success",
+            request={"a": 1},
+            secret_fields=names,
+        ),
+        InvalidEventError,
+    )
+    assert "secret_fields" in message
+    with pytest.raises(InvalidEventError, match="secret_fields"):
+        store.start_run(run_id="r-names", config={"a": 1}, secret_fields=names, sql=False)
+    assert "r-names" not in store.run_ids()

@@ -180,6 +180,13 @@ def check_sequence(value: object, what: str) -> tuple[Any, ...]:
     return tuple(value)
 
 
+def check_names(value: object, what: str) -> tuple[str, ...]:
+    """A list (or tuple) of field names, as a tuple (a str alone is not a list of names)."""
+    if isinstance(value, list | tuple) and all(type(name) is str for name in value):
+        return tuple(value)
+    raise InvalidEventError(f"{what} must be a list of field names (str), got {shown(value)}")
+
+
 def optional_id(value: object, what: str) -> str | None:
     """None, or an id (:func:`storage.validate_id`: path-safe, as every id is)."""
     return None if value is None else validate_id(value, what)

@@ -34,7 +34,7 @@ from ..model.secretfilter import SecretFilter
 from .arguments import (
     canonical_value,
     check_hash,
-    check_sequence,
+    check_names,
     check_text,
     json_object_bytes,
     shown,
@@ -159,7 +159,7 @@ class CallBase:
         self, config: object, given_hash: object, secret_fields: object, what: str = "config"
     ) -> tuple[bytes, str, tuple[str, ...]]:
         """(canonical bytes of the filtered config, its config_hash, redacted slots)."""
-        extra = check_sequence(secret_fields, "secret_fields")
+        extra = check_names(secret_fields, "secret_fields")
         if config is None:
             config = {}
         if not isinstance(config, dict):

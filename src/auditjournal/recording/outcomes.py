@@ -26,8 +26,8 @@ from .arguments import (
     check_choice,
     check_count,
     check_hash,
+    check_names,
     check_number,
-    check_sequence,
     check_text,
     check_time,
     json_object,
@@ -78,7 +78,7 @@ class OutcomeCalls(CallBase):
         if call_index is not None:
             call_index = check_count(call_index, "call_index")
         secret = self._secrets
-        extra = check_sequence(secret_fields, "secret_fields")
+        extra = check_names(secret_fields, "secret_fields")
         redacted: tuple[str, ...] = ()
         if request is not MISSING:
             request, paths = secret.filter(request, extra)

@@ -61,7 +61,14 @@ from ..proofs.pgledger import PgLedger
 from ..proofs.signing import load_ed25519_private_key
 from ..sql.projector import SqlProjector
 from ..sql.schema import SqlDatabase
-from .arguments import canonical_value, check_text, check_time, json_object, json_object_bytes
+from .arguments import (
+    canonical_value,
+    check_names,
+    check_text,
+    check_time,
+    json_object,
+    json_object_bytes,
+)
 from .lineage import LiveLineage
 from .liveprojectors import LiveStart, Projection, projection_mode
 from .pgruns import SharedRuns
@@ -254,6 +261,7 @@ class AuditStore:
         if type(sql) is not bool:
             raise InvalidSettingsError(f"sql must be True or False, got {sql!r}")
         when = check_time(occurred_at)
+        secret_fields = check_names(secret_fields, "secret_fields")
         if config is not None and not isinstance(config, dict):
             json_object_bytes(config, "config")  # the usual error
         config, paths = self.secret_filter.filter(config or {}, secret_fields)
