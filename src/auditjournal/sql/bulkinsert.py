@@ -50,9 +50,7 @@ class _Compiled:
         self.sql = str(compiled)
         self.named = compiled.positiontup is None  # pyformat/named: dicts, else tuples
         order = tuple(keys) if self.named else tuple(compiled.positiontup or ())
-        self.take: Callable[[dict[str, Any]], Any] = (
-            operator.itemgetter(*order) if len(order) > 1 else lambda row: (row[order[0]],)
-        )
+        self.take = _values(order)
         processed: list[tuple[int, str, _Processor]] = []
         for index, name in enumerate(order):
             process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
@@ -78,6 +76,15 @@ class _Compiled:
                 values[index] = process(values[index])
             out.append(tuple(values))  # the DB-API wants tuples (or dicts)
         return out
+
+
+def _values(keys: Sequence[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """A row's values for ``keys``, in that order, as a tuple (itemgetter of one key
+    would give the bare value)."""
+    if len(keys) == 1:
+        key = keys[0]
+        return lambda row: (row[key],)
+    return operator.itemgetter(*keys)
 
 
 _PROBES: Final = (
@@ -141,7 +148,7 @@ def insert_rows_generic(conn: Connection, table: sa.Table, rows: Sequence[dict[s
 def _copy_rows(
     conn: Connection, table: sa.Table, keys: tuple[str, ...], rows: Sequence[dict[str, Any]]
 ) -> None:
-    take = operator.itemgetter(*keys) if len(keys) > 1 else (lambda row: (row[keys[0]],))
+    take = _values(keys)
     quote = conn.dialect.identifier_preparer
     columns = ", ".join(quote.quote(k) for k in keys)
     statement = f"COPY {quote.format_table(table)} ({columns}) FROM STDIN"
