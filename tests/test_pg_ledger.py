@@ -299,3 +299,49 @@ def test_csv_exports_and_replays_of_a_pg_store_go_to_its_ledger(
     assert store_id is not None and {e["store"] for e in entries} == {store_id}
     assert not LedgerPaths(tmp_path / "a").entries.exists()
     assert verify_store(tmp_path / "a", journal_url=pg_url).ok
+
+
+def _tables(url: str) -> list[str]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return sorted(sa.inspect(conn).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_verify_store_on_a_database_without_a_journal_creates_nothing(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """Checking is read-only: a database holding no journal is a usage error (exit 2,
+    one line), not an INVALID ledger, and no tables are made in it."""
+    (tmp_path / "a" / "runs").mkdir(parents=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "auditjournal", "verify-store", str(tmp_path / "a")]
+        + ["--journal-url", pg_url],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "no auditjournal journal" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert result.stdout == ""
+    assert _tables(pg_url) == []
+
+
+def test_verify_store_with_an_unreachable_journal_database_is_a_usage_error(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "a" / "runs").mkdir(parents=True)
+    dead = "postgresql+psycopg://postgres@127.0.0.1:1/nothing"
+    result = subprocess.run(
+        [sys.executable, "-m", "auditjournal", "verify-store", str(tmp_path / "a")]
+        + ["--journal-url", dead],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "--journal-url" in result.stderr and "127.0.0.1:1" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "INVALID" not in result.stdout

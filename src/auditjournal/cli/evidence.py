@@ -10,7 +10,14 @@ from pathlib import Path
 import click
 from rich.text import Text
 
-from ..errors import DuplicateMemberError, MalformedEvidenceError
+from ..errors import (
+    DuplicateMemberError,
+    InvalidSettingsError,
+    JournalUnavailableError,
+    MalformedEvidenceError,
+    MissingExtraError,
+    SchemaVersionError,
+)
 from ..evidence.consistency import prove_consistency, verify_consistency_file
 from ..evidence.extract import Selection, extract_bundle, read_bundle, verify_bundle, write_bundle
 from ..evidence.verify import verify_export, verify_work
@@ -273,7 +280,16 @@ def verify_store_command(
     """
     if not (root / "runs").is_dir():
         raise click.UsageError(f"{root} is not an auditjournal root (no runs/ directory)")
-    report = verify_store(root, public_key=public_key, since=since, journal_url=journal_url)
+    try:
+        report = verify_store(root, public_key=public_key, since=since, journal_url=journal_url)
+    except (
+        JournalUnavailableError,
+        InvalidSettingsError,
+        MissingExtraError,
+        SchemaVersionError,
+    ) as exc:
+        # the database could not be read: nothing was checked (exit 2), not INVALID (1)
+        raise click.BadParameter(str(exc), param_hint="--journal-url") from None
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:

@@ -26,7 +26,7 @@ from typing import Any, Final
 
 import msgspec
 
-from ..errors import AuditJournalError, MalformedEvidenceError
+from ..errors import AuditJournalError, JournalUnavailableError, MalformedEvidenceError
 from ..fs.safeio import MAX_MANIFEST_BYTES, decode_strict, read_regular
 from ..journal.pgbackend import PgDatabase
 from ..proofs.ledger import (
@@ -120,14 +120,20 @@ def verify_store(
     report = StoreReport(str(root))
     notes: list[tuple[str, bytes | str | None]] = []
     store: str | None = None
+    # A database that cannot be reached, or holds no journal, is not evidence: its error
+    # (JournalUnavailableError, InvalidSettingsError, ...) goes to the caller, not into
+    # the report as an INVALID ledger. Opened read-only: checking never creates tables.
+    database = None if journal_url is None else PgDatabase(journal_url, create=False)
     try:
-        if journal_url is None:
+        if database is None:
             state = read_ledger(root)
             if state is not None:
                 notes = _checkpoint_files(LedgerPaths(root))
         else:
-            state, notes = _pg_ledger(journal_url)
+            state, notes = _pg_ledger(database)
             store = read_store_id(root)
+    except JournalUnavailableError:
+        raise
     except AuditJournalError as exc:
         report.add("ledger", str(exc))
         state = None
@@ -171,9 +177,10 @@ def _checkpoint_files(paths: LedgerPaths) -> list[tuple[str, bytes | str | None]
     return found
 
 
-def _pg_ledger(url: str) -> tuple[LedgerState | None, list[tuple[str, bytes | str | None]]]:
+def _pg_ledger(
+    db: PgDatabase,
+) -> tuple[LedgerState | None, list[tuple[str, bytes | str | None]]]:
     """The journal database's ledger and its checkpoints, the latest first."""
-    db = PgDatabase(url)
     try:
         read = db.ledger_read()
     finally:

@@ -168,7 +168,9 @@ def unavailable(exc: BaseException, url: str, action: str) -> JournalUnavailable
 class PgDatabase:
     """An engine on the journal tables of one PostgreSQL database; schema made on first use."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, create: bool = True) -> None:
+        """``create=False`` (a reader such as ``verify-store``): never create or upgrade
+        tables; a database without the journal schema is :class:`JournalUnavailableError`."""
         if type(url) is not str or not url:
             raise InvalidSettingsError(f"journal_url must be a URL, got {url!r}")
         try:
@@ -198,15 +200,16 @@ class PgDatabase:
             )
         except (sa.exc.SQLAlchemyError, ImportError) as exc:
             raise InvalidSettingsError(f"cannot use journal_url {self.url}: {exc}") from None
-        self.ensure_schema()
+        self.ensure_schema(create=create)
 
     @property
     def conninfo(self) -> str:
         """A libpq connection string (for the LISTEN connection)."""
         return self._conninfo
 
-    def ensure_schema(self) -> None:
-        """Create the tables if none exist; refuse another version (SchemaVersionError)."""
+    def ensure_schema(self, *, create: bool = True) -> None:
+        """Create the tables if none exist; refuse another version (SchemaVersionError).
+        ``create=False``: only check; no journal schema is JournalUnavailableError."""
         try:
             with self.engine.begin() as conn:
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(72657302)"))
@@ -217,7 +220,7 @@ class PgDatabase:
                             schema_version.c.name == _SCHEMA_NAME
                         )
                     ).scalar()
-                    if found == 2:  # 2 -> 3 only adds the ledger's tables
+                    if found == 2 and create:  # 2 -> 3 only adds the ledger's tables
                         metadata.create_all(conn, tables=list(LEDGER_TABLES))
                         conn.execute(
                             schema_version.update()
@@ -231,6 +234,10 @@ class PgDatabase:
                             f"auditjournal uses version {SCHEMA_VERSION} (use another database)"
                         )
                     return
+                if not create:
+                    raise JournalUnavailableError(
+                        f"{self.url} holds no auditjournal journal (no journal tables)"
+                    )
                 clashing = sorted(
                     t.name for t in metadata.sorted_tables if inspector.has_table(t.name)
                 )
