@@ -182,14 +182,20 @@ class ExportProjector:
         events = self._reader.poll(limit=limit, chains=chains)
         if not events:
             return 0
-        writer = self._writer
         make = self._maker.records
+        # the step's records go to the writer in one call (ChunkWriter.add_records)
+        seqs: list[int] = []
+        records: list[bytes] = []
+        add_seq, add_record = seqs.append, records.append
         for index, event in enumerate(events):
             for seq, record in make(event):
-                writer.add(seq, record)
+                add_seq(seq)
+                add_record(record)
             if type(event) is RunCompleted:
+                self._writer.add_records(seqs, records)
                 self._seal(event, chains[index])
                 return index + 1
+        self._writer.add_records(seqs, records)
         self.flush()
         now = time.monotonic()
         if self._use_checkpoint and now - self._last_checkpoint >= _CHECKPOINT_EVERY:
