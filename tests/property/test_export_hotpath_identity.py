@@ -5,7 +5,10 @@ give exactly the bytes of the plain code they replaced.
   (``fs/digests.py``'s Python functions);
 * the Merkle builder fed a batch of leaf hashes (one call a level) against one leaf at
   a time, and the chunk writer fed a batch of records against one record at a time
-  (files, chunk list, root, tree heads).
+  (files, chunk list, root, tree heads);
+* the record maker's handlers that build their dicts with the keys in sorted order and
+  encode them unsorted, against the handlers as they were (kept below: a dict in any
+  order, encoded with the keys sorted).
 
 The compiled module is tested whether or not the checkout has built it: a missing one
 is built from its C source into a temporary directory (skipped without a compiler).
@@ -13,6 +16,7 @@ is built from its C source into a temporary directory (skipped without a compile
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import itertools
 import os
@@ -24,11 +28,24 @@ import msgspec
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from msgspec import Raw
 from test_hotpath_identity import _build_compiled
+from test_roundtrip_properties import events_of
 
 from auditjournal.export.chunks import ChunkWriter
 from auditjournal.fs import digests
 from auditjournal.model import canonical
+from auditjournal.model.canonical import canonical_json
+from auditjournal.model.events import (
+    CallRecorded,
+    NodeStateCompleted,
+    NodeStateStarted,
+    RoutingEventRecorded,
+    RowCreated,
+    TokenCreated,
+    TokenOutcomeRecorded,
+)
+from auditjournal.model.records import RecordMaker, _json
 from auditjournal.proofs.merkle import MerkleBuilder, leaf_hash
 
 EXAMPLES = settings(max_examples=200, deadline=None)
@@ -174,3 +191,248 @@ def test_a_batch_of_records_makes_the_chunks_one_by_one_does(
         files = {p.name: p.read_bytes() for p in sorted(prefix.parent.glob("*.json"))}
         results.append((chunks, files, writer.merkle.root(), writer.tree_heads))
     assert results[0] == results[1]
+
+
+# -- records with their keys in sorted order --------------------------------------------------
+
+
+class PlainMaker(RecordMaker):
+    """The record maker with the handlers as they were before issue 13 (item 2)."""
+
+    def _row(self, e: RowCreated) -> list[tuple[int, bytes]]:
+        self._count("row")
+        r: dict[str, Any] = {
+            "record_type": "row",
+            "run_id": self.run_id,
+            "seq": e.seq,
+            "row_id": e.row_id,
+            "source_node_id": e.source_node_id,
+            "row_index": e.row_index,
+            "source_data_hash": e.source_data_hash,
+            "source_data_ref": e.source_data_ref,
+            "created_at": e.occurred_at or e.ts,
+        }
+        if not e.source_data_retained:
+            r.update(source_data_ref=None, source_data_retained=False)
+        self._payload(r, "source_data", r["source_data_ref"])
+        return self._done(self._appended(r, e))
+
+    def _token(self, e: TokenCreated) -> list[tuple[int, bytes]]:
+        self._count("token")
+        r = {
+            "record_type": "token",
+            "run_id": self.run_id,
+            "seq": e.seq,
+            "token_id": e.token_id,
+            "row_id": e.row_id,
+            "parent_token_ids": list(e.parent_token_ids),
+            "branch_name": e.branch_name,
+            "fork_group_id": e.fork_group_id,
+            "join_group_id": e.join_group_id,
+            "expand_group_id": e.expand_group_id,
+            "created_at": e.occurred_at or e.ts,
+        }
+        if e.step_in_pipeline is not None:
+            r["step_in_pipeline"] = e.step_in_pipeline
+        return self._done(self._appended(r, e))
+
+    def _state_completed(self, e: NodeStateCompleted) -> list[tuple[int, bytes]]:
+        r = {
+            "record_type": "node_state",
+            "run_id": self.run_id,
+            "seq": e.seq,
+            **self.open_states.pop(e.state_id),
+            "status": e.status,
+            "output_hash": e.output_hash,
+            "output_data_ref": e.output_data_ref,
+            "duration_ms": _json(e.duration_ms),
+            "error": _json(e.error),
+            "success_reason": _json(e.success_reason),
+            "completed_at": e.occurred_at or e.ts,
+        }
+        if e.occurred_at is not None:
+            r["appended_at"] = e.ts
+        if e.output_data_ref is None and e.output_hash is not None:
+            r["output_data_retained"] = False
+        if "context_before" in r:
+            r["context_before"] = _json(r["context_before"])
+        if e.context_after is not None:
+            r["context_after"] = _json(e.context_after)
+        get = self._get
+        if get is not None:
+            ref = r["input_data_ref"]
+            r["input_data"] = None if ref is None else Raw(get(ref))
+            ref = e.output_data_ref
+            r["output_data"] = None if ref is None else Raw(get(ref))
+        return [(e.seq, _ENCODER.encode(r))]
+
+    def _routing(self, e: RoutingEventRecorded) -> list[tuple[int, bytes]]:
+        r = {
+            "record_type": "routing_event",
+            "run_id": self.run_id,
+            "seq": e.seq,
+            "routing_event_id": e.routing_event_id,
+            "state_id": e.state_id,
+            "row_id": e.row_id,
+            "edge_id": e.edge_id,
+            "mode": e.mode,
+            "routing_group_id": e.routing_group_id,
+            "ordinal": e.ordinal,
+            "reason_hash": e.reason_hash,
+            "reason_ref": e.reason_ref,
+            "created_at": e.occurred_at or e.ts,
+        }
+        if e.reason_ref is None and e.reason_hash is not None:
+            r["reason_retained"] = False
+        self._payload(r, "reason", e.reason_ref)
+        return self._done(self._appended(r, e))
+
+    def _call(self, e: CallRecorded) -> list[tuple[int, bytes]]:
+        r: dict[str, Any] = {
+            "record_type": "call",
+            "run_id": self.run_id,
+            "seq": e.seq,
+            "call_id": e.call_id,
+            "state_id": e.state_id,
+            "row_id": e.row_id,
+            "operation_id": e.operation_id,
+            "call_index": e.call_index,
+            "call_type": e.call_type,
+            "status": e.status,
+            "latency_ms": _json(e.latency_ms),
+            "request_hash": e.request_hash,
+            "request_ref": e.request_ref,
+            "response_hash": e.response_hash,
+            "response_ref": e.response_ref,
+            "error": _json(e.error),
+            "created_at": e.occurred_at or e.ts,
+        }
+        if not e.request_retained:
+            r.update(request_ref=None, request_retained=False)
+        if e.redacted:
+            r["redacted"] = list(e.redacted)
+        if e.response_ref is None and e.response_hash is not None:
+            r["response_retained"] = False
+        self._payload(r, "request", r["request_ref"])
+        self._payload(r, "response", e.response_ref)
+        return self._done(self._appended(r, e))
+
+    def _outcome(self, e: TokenOutcomeRecorded) -> list[tuple[int, bytes]]:
+        self._count("outcome." + e.outcome)
+        r = {
+            "record_type": "token_outcome",
+            "run_id": self.run_id,
+            "seq": e.seq,
+            "outcome_id": e.outcome_id,
+            "token_id": e.token_id,
+            "row_id": e.row_id,
+            "outcome": e.outcome,
+            "sink_name": e.sink_name,
+            "error_hash": e.error_hash,
+            "context": _json(e.context),
+            "recorded_at": e.occurred_at or e.ts,
+        }
+        for name in _OUTCOME_GROUPS:
+            value = getattr(e, name)
+            if value is not None:
+                r[name] = value
+        if e.expected_branches is not None:
+            r["expected_branches"] = _json(e.expected_branches)
+        return self._done(self._appended(r, e))
+
+
+REF = "ab" * 32
+
+
+def payload(ref: str) -> bytes:
+    """A stand-in payload store: some canonical bytes per ref."""
+    return canonical_json({"ref": ref, "n": [1, 2.5]})
+
+
+def made(maker: RecordMaker, events: list[Any]) -> list[tuple[int, bytes]] | type[Exception]:
+    """The records, or the type of error making them raises (a value with no canonical
+    JSON form: both makers refuse it; with two such fields, each may name another)."""
+    out: list[tuple[int, bytes]] = []
+    try:
+        for event in events:
+            out += maker.records(event)
+    except Exception as exc:
+        return type(exc)
+    return out
+
+
+simple_events = st.one_of(
+    events_of(RowCreated),
+    events_of(TokenCreated),
+    events_of(RoutingEventRecorded),
+    events_of(CallRecorded),
+    events_of(TokenOutcomeRecorded),
+)
+
+
+@given(event=simple_events, with_payloads=st.booleans())
+@settings(max_examples=400, deadline=None)
+def test_records_in_key_order_are_the_plain_records(event: Any, with_payloads: bool) -> None:
+    get = payload if with_payloads else None
+    want = made(PlainMaker("run-1", get), [event])
+    got = made(RecordMaker("run-1", get), [event])
+    assert got == want
+    for _, record in got if isinstance(got, list) else []:  # every key in canonical order
+        keys = list(msgspec.json.decode(record))
+        assert keys == sorted(keys)
+
+
+@given(
+    started=events_of(NodeStateStarted),
+    completed=events_of(NodeStateCompleted),
+    with_payloads=st.booleans(),
+    via_checkpoint=st.booleans(),
+)
+@settings(max_examples=400, deadline=None)
+def test_node_state_records_in_key_order_are_the_plain_records(
+    started: NodeStateStarted,
+    completed: NodeStateCompleted,
+    with_payloads: bool,
+    via_checkpoint: bool,
+) -> None:
+    completed = msgspec.structs.replace(completed, state_id=started.state_id)
+    get = payload if with_payloads else None
+    plain, maker = PlainMaker("run-1", get), RecordMaker("run-1", get)
+    for m in (plain, maker):
+        m.records(started)
+        if via_checkpoint:  # the open state as a checkpoint gives it back
+            m.restore(msgspec.json.decode(msgspec.json.encode(m.snapshot())))
+    want = made(plain, [completed])
+    assert made(maker, [completed]) == want
+    if isinstance(want, list):
+        keys = list(msgspec.json.decode(want[0][1]))
+        assert keys == sorted(keys)
+
+
+def test_a_started_state_with_other_keys_is_encoded_sorted() -> None:
+    """A checkpoint's open state with a key the maker never writes (or without one it
+    does) still makes the record the plain code made: the general path."""
+    started = NodeStateStarted(
+        run_id="r", seq=5, ts=_ts(), state_id="s", token_id="t", row_id="w", node_id="n",
+        step_index=0, attempt=0, input_hash="h", input_data_ref=REF,
+    )  # fmt: skip
+    completed = NodeStateCompleted(
+        run_id="r", seq=6, ts=_ts(), state_id="s", status="completed", output_hash=None,
+        output_data_ref=None, duration_ms=1.5,
+    )  # fmt: skip
+    for change in ({"extra": 1}, {"zzz": "last", "aaa": "first"}):
+        plain, maker = PlainMaker("r", payload), RecordMaker("r", payload)
+        for m in (plain, maker):
+            m.records(started)
+            m.open_states["s"].update(change)
+        assert made(maker, [completed]) == made(plain, [completed])
+    plain, maker = PlainMaker("r", None), RecordMaker("r", None)
+    for m in (plain, maker):
+        m.records(started)
+        del m.open_states["s"]["attempt"]
+        m.open_states["s"]["other"] = 2  # as many keys, but not the same ones
+    assert made(maker, [completed]) == made(plain, [completed])
+
+
+def _ts() -> dt.datetime:
+    return dt.datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=dt.UTC)
