@@ -3,7 +3,8 @@
 ``auditjournal.model._canonical_accel`` is the fast path of the canonical JSON walk and
 of the secret filter in C; ``auditjournal.journal._seal_accel`` seals journal lines
 (needs OpenSSL's headers); ``auditjournal.fs._digest_accel`` hashes the export's
-Merkle leaves and nodes and re-checks payloads (OpenSSL too). Each is built when a C compiler (and its headers) is at hand;
+Merkle leaves and nodes and re-checks payloads, ``auditjournal.payloads._window_accel``
+reads a replay's payloads from the read-ahead window (both OpenSSL too). Each is built when a C compiler (and its headers) is at hand;
 without one the build goes on without it (``optional=True``) and the Python code does
 the same work, with byte-identical results. For a checkout:
 ``python setup.py build_ext --inplace``.
@@ -27,6 +28,12 @@ setup(
         Extension(
             "auditjournal.fs._digest_accel",
             sources=["src/auditjournal/fs/_digest_accel.c"],
+            libraries=["crypto"],
+            optional=True,
+        ),
+        Extension(
+            "auditjournal.payloads._window_accel",
+            sources=["src/auditjournal/payloads/_window_accel.c"],
             libraries=["crypto"],
             optional=True,
         ),

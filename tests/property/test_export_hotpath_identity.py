@@ -6,6 +6,8 @@ give exactly the bytes of the plain code they replaced.
 * the Merkle builder fed a batch of leaf hashes (one call a level) against one leaf at
   a time, and the chunk writer fed a batch of records against one record at a time
   (files, chunk list, root, tree heads);
+* a replay's payload read from the read-ahead window, compiled (``_window_accel.c``),
+  against the Python read (payloads, damaged ones, odd refs);
 * the record maker's handlers that build their dicts with the keys in sorted order and
   encode them unsorted, against the handlers as they were (kept below: a dict in any
   order, encoded with the keys sorted).
@@ -22,6 +24,9 @@ import itertools
 import os
 import subprocess
 import sys
+from array import array
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -46,6 +51,9 @@ from auditjournal.model.events import (
     TokenOutcomeRecorded,
 )
 from auditjournal.model.records import RecordMaker, _json
+from auditjournal.payloads import store as store_module
+from auditjournal.payloads.packs import HEADER_SIZE, pack_records
+from auditjournal.payloads.store import PayloadStore
 from auditjournal.proofs.merkle import MerkleBuilder, leaf_hash
 
 EXAMPLES = settings(max_examples=200, deadline=None)
@@ -110,12 +118,13 @@ def test_the_compiled_helpers_refuse_odd_input(compiled: Any) -> None:
 
 def test_the_environment_can_leave_the_compiled_helpers_unused() -> None:
     code = (
-        "from auditjournal.fs import digests as d; "
-        "print(d.leaf_hashes is d.leaf_hashes_python, d.node_hashes is d.node_hashes_python)"
+        "from auditjournal.fs import digests as d; from auditjournal.payloads import store; "
+        "print(d.leaf_hashes is d.leaf_hashes_python, d.node_hashes is d.node_hashes_python, "
+        "store._in_window is None)"
     )
     env = {**os.environ, canonical.PURE_PYTHON_ENV: "1"}
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert result.stdout.strip() == "True True", result.stderr
+    assert result.stdout.strip() == "True True True", result.stderr
     if digests._compiled is not None:  # and where built, they are used without it
         assert digests.leaf_hashes is digests._compiled.leaf_hashes
 
@@ -436,3 +445,107 @@ def test_a_started_state_with_other_keys_is_encoded_sorted() -> None:
 
 def _ts() -> dt.datetime:
     return dt.datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=dt.UTC)
+
+
+# -- a replay's payload read from the read-ahead window, compiled ------------------------------
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
+    with pytest.MonkeyPatch.context() as patch:  # one for all of a test's examples
+        yield patch
+
+
+@pytest.fixture(scope="module")
+def window_read(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The compiled read: the checkout's build, else one made from its C source."""
+    if store_module._in_window is not None:
+        return store_module._in_window
+    where = tmp_path_factory.mktemp("window")
+    return _build_compiled(where, store_module, "_window_accel", libraries=["crypto"]).in_window
+
+
+def _damage(directory: Path, digest_hex: str, where: str) -> None:
+    """Flip a byte of a stored payload's data (or of its record header's digest)."""
+    pack = sorted(directory.glob("pack-*.dat"))[0]
+    for _, offset, size, digest, _ in pack_records(pack.name, pack.read_bytes()):
+        if digest.hex() == digest_hex:
+            at = offset + size // 2 if where == "data" else offset - HEADER_SIZE + 10
+            with open(pack, "r+b") as fh:
+                fh.seek(at)
+                byte = fh.read(1)
+                fh.seek(at)
+                fh.write(bytes([byte[0] ^ 0x20]))
+            return
+
+
+def _outcome_of(get: Any, ref: Any) -> Any:
+    try:
+        return get(ref)
+    except Exception as exc:  # both paths must agree on the error, and its message
+        return (type(exc), str(exc))
+
+
+@given(
+    values=st.lists(st.integers(0, 10**6), min_size=1, max_size=12, unique=True),
+    asks=st.lists(st.integers(0, 40), max_size=25),
+    damaged=st.sampled_from([None, "data", "header"]),
+    odd=st.sampled_from(["", "AB" * 32, "ab" * 31, "zz" * 32, 7, "ab" * 32]),
+)
+@example(values=[69235, 95303], asks=[0, 1, 0], damaged=None, odd="")  # digest prefixes alike
+@settings(max_examples=60, deadline=None)
+def test_the_compiled_window_read_gives_what_the_python_read_gives(
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch_module: pytest.MonkeyPatch,
+    window_read: Any,
+    values: list[int],
+    asks: list[int],
+    damaged: str | None,
+    odd: Any,
+) -> None:
+    directory = tmp_path_factory.mktemp("payloads")
+    store = PayloadStore(directory)
+    refs = [store.put({"pad": "p" * (v % 300)}) for v in values[:2]]
+    refs += [store.put(v) for v in values]
+    store.close()
+    if damaged is not None:
+        _damage(directory, refs[len(refs) // 2], damaged)
+    wanted = [refs[i % len(refs)] for i in asks] + [odd, refs[0]]
+    results = []
+    for compiled in (None, window_read):
+        monkeypatch_module.setattr(store_module, "_in_window", compiled)
+        store = PayloadStore(directory)  # a fresh store: the window is read again
+        try:
+            results.append([_outcome_of(store.get, ref) for ref in wanted])
+        finally:
+            store.close()
+    assert results[0] == results[1]
+
+
+def test_the_compiled_window_read_leaves_odd_input_to_python(window_read: Any) -> None:
+    keys, values, mask = array("I", bytes(16)), array("Q", bytes(32)), 3
+    ref = "ab" * 32
+    assert window_read(ref, keys, values, mask, 1, 0, b"") is None  # no candidate
+    keys[0xABABABAB & mask] = 0xABABABAB  # a candidate: pack 1, data at 44, 3 bytes
+    values[0xABABABAB & mask] = (1 << 54) | (44 << 26) | 3
+    header = b"AJP1" + bytes.fromhex(ref) + (3).to_bytes(8, "little")
+    assert window_read(ref, keys, values, mask, 1, 0, header + b"abc") is None  # not its data
+    data = b"x"
+    good = hashlib.sha256(data).hexdigest()
+    keys[0xABABABAB & mask] = 0
+    key = int.from_bytes(bytes.fromhex(good)[:4], "little")
+    keys[key & mask], values[key & mask] = key, (1 << 54) | (44 << 26) | 1
+    window = b"AJP1" + bytes.fromhex(good) + (1).to_bytes(8, "little") + data
+    assert window_read(good, keys, values, mask, 1, 0, window) == data
+    assert window_read(good, keys, values, mask, 2, 0, window) is None  # another pack
+    assert window_read(good, keys, values, mask, 1, 1, window) is None  # header cut off
+    assert window_read(good, keys, values, mask, 1, 0, window[:-1]) is None  # data cut off
+    assert window_read(good.upper(), keys, values, mask, 1, 0, window) is None
+    assert window_read(good, keys, values, 7, 1, 0, window) is None  # not the table's mask
+    assert window_read(good, keys, values, -1, 1, 0, window) is None
+    full = array("I", [key] * 4)  # no empty slot and no match: the probe ends all the same
+    assert window_read("00" * 32, full, values, mask, 1, 0, window) is None
+    with pytest.raises(TypeError):
+        window_read(good, keys, values, mask, 1, 0, "text")
+    with pytest.raises(TypeError):
+        window_read(good, keys)

@@ -30,7 +30,7 @@ import fcntl
 import hashlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -53,7 +53,8 @@ from ..fs.storage import (
     storage_error,
     write_in_order,
 )
-from ..model.canonical import MAX_VALUE_DEPTH, canonical_json
+from ..model.canonical import MAX_VALUE_DEPTH, PURE_PYTHON_ENV, canonical_json
+from . import packindex
 from .packindex import CompactIndex
 from .packs import (
     ENTRY,
@@ -70,6 +71,14 @@ from .packs import (
 __all__ = ["DEFAULT_MAX_PAYLOAD_BYTES", "PackRecovery", "PayloadStore"]
 
 _sha256 = hashlib.sha256
+
+_in_window: Callable[..., bytes | None] | None
+try:  # setup.py, optional: get()'s usual case in a replay, compiled (_window_accel.c)
+    from ._window_accel import in_window as _in_window
+except ImportError:  # pragma: no cover - a build without a C compiler or OpenSSL headers
+    _in_window = None
+if os.environ.get(PURE_PYTHON_ENV) or not packindex.layout_is(HEADER_SIZE, 28, 26):
+    _in_window = None  # (the compiled read knows the header size and the index's bit fields)
 DEFAULT_PACK_BYTES: Final = 256 << 20
 _READ_AHEAD: Final = 1 << 20
 DEFAULT_MAX_PAYLOAD_BYTES: Final = 64 << 20
@@ -249,10 +258,14 @@ class PayloadStore:
 
     def get(self, ref: str) -> bytes:
         """The payload's canonical JSON bytes, re-hashed against ``ref`` before returning."""
+        window = self._window
+        if _in_window is not None and window is not None:
+            data = _in_window(ref, *self._table.columns(), *window)
+            if data is not None:  # else the Python path decides (it checks all again)
+                return data
         digest = ref_digest(ref)
         if digest not in self._index:
             first = self._table.first(digest)
-            window = self._window
             if first is not None and window is not None and window[0] == first[0]:
                 # a replay's usual case, inlined (a few us an event less): the record,
                 # header and data, is in the read-ahead window and its header is this one
