@@ -47,6 +47,7 @@ from auditjournal.model.events import (
     NodeStateStarted,
     RoutingEventRecorded,
     RowCreated,
+    RunCompleted,
     TokenCreated,
     TokenOutcomeRecorded,
 )
@@ -549,3 +550,22 @@ def test_the_compiled_window_read_leaves_odd_input_to_python(window_read: Any) -
         window_read(good, keys, values, mask, 1, 0, "text")
     with pytest.raises(TypeError):
         window_read(good, keys)
+
+
+@given(events=st.lists(st.one_of(simple_events, events_of(NodeStateStarted)), max_size=8))
+@settings(max_examples=100, deadline=None)
+def test_a_batch_of_events_makes_the_records_one_by_one_does(events: list[Any]) -> None:
+    completed = RunCompleted(run_id="run-1", seq=99, ts=_ts(), status="completed")
+    batch = [*events, completed, *events]  # what follows run_completed is not used
+    want = made(RecordMaker("run-1", payload), [*events, completed])
+    maker = RecordMaker("run-1", payload)
+    seqs: list[int] = []
+    records: list[bytes] = []
+    try:
+        used = maker.extend(batch, seqs, records)
+    except Exception as exc:
+        assert want is type(exc)
+        return
+    assert used == len(events) + 1
+    assert list(zip(seqs, records, strict=True)) == want
+    assert maker.extend(events, [], []) == len(events)

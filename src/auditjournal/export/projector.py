@@ -182,20 +182,15 @@ class ExportProjector:
         events = self._reader.poll(limit=limit, chains=chains)
         if not events:
             return 0
-        make = self._maker.records
-        # the step's records go to the writer in one call (ChunkWriter.add_records)
+        # the step's records are made, and go to the writer, in one call each
         seqs: list[int] = []
         records: list[bytes] = []
-        add_seq, add_record = seqs.append, records.append
-        for index, event in enumerate(events):
-            for seq, record in make(event):
-                add_seq(seq)
-                add_record(record)
-            if type(event) is RunCompleted:
-                self._writer.add_records(seqs, records)
-                self._seal(event, chains[index])
-                return index + 1
+        used = self._maker.extend(events, seqs, records)
         self._writer.add_records(seqs, records)
+        last = events[used - 1]
+        if type(last) is RunCompleted:
+            self._seal(last, chains[used - 1])
+            return used
         self.flush()
         now = time.monotonic()
         if self._use_checkpoint and now - self._last_checkpoint >= _CHECKPOINT_EVERY:

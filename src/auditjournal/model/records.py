@@ -26,7 +26,7 @@ they are: msgspec sorting each record's keys cost about as much as the rest of i
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import msgspec
@@ -67,12 +67,6 @@ _NODE_SCHEMA: Final = ("schema_hash", "sequence_in_pipeline", "schema_mode", "sc
 _OUTCOME_KEPT: Final = (
     "batch_id", "expand_group_id", "expected_branches", "fork_group_id", "join_group_id"
 )  # fmt: skip
-_STARTED_FIELDS: Final = frozenset(
-    ("state_id", "token_id", "row_id", "node_id", "step_index", "attempt", "input_hash",
-     "input_data_ref", "started_seq", "started_at", "input_data_retained", "context_before")
-)  # fmt: skip
-"""What :meth:`RecordMaker._state_started` keeps of a started state (the last two only
-sometimes)."""
 
 
 def _json(value: Any) -> Any:
@@ -136,6 +130,23 @@ class RecordMaker:
         """The records ``event`` completes (often one, none for a started state)."""
         handler = self._handlers.get(type(event))
         return [] if handler is None else handler(event)
+
+    def extend(self, events: Sequence[BaseEvent], seqs: list[int], records: list[bytes]) -> int:
+        """:meth:`records` of ``events`` in order, appended to ``seqs`` and ``records``
+        (one call a batch, not one an event), up to ``run_completed`` (its records too);
+        return how many events were used."""
+        handlers = self._handlers
+        add_seq, add_record = seqs.append, records.append
+        for index, event in enumerate(events):
+            kind = type(event)
+            handler = handlers.get(kind)
+            if handler is not None:
+                for seq, record in handler(event):
+                    add_seq(seq)
+                    add_record(record)
+                if kind is RunCompleted:
+                    return index + 1
+        return len(events)
 
     # -- state for checkpoints ----------------------------------------------------------
 
@@ -338,10 +349,16 @@ class RecordMaker:
 
     def _state_completed(self, e: NodeStateCompleted) -> list[Record]:
         s = self.open_states.pop(e.state_id)  # _state_started's fields
-        if len(s) - ("context_before" in s) - ("input_data_retained" in s) != 10 or not (
-            s.keys() <= _STARTED_FIELDS
-        ):
-            return self._state_completed_general(e, s)  # other keys (from a checkpoint)
+        # other keys than those (only a checkpoint's state can have them): more keys, or
+        # as many with one of the ten always there missing (a KeyError below)
+        if len(s) - ("context_before" in s) - ("input_data_retained" in s) != 10:
+            return self._state_completed_general(e, s)
+        try:
+            return self._state_record_sorted(e, s)
+        except KeyError:
+            return self._state_completed_general(e, s)
+
+    def _state_record_sorted(self, e: NodeStateCompleted, s: dict[str, Any]) -> list[Record]:
         get = self._get
         in_ref = s["input_data_ref"]
         out_ref = e.output_data_ref
@@ -349,10 +366,10 @@ class RecordMaker:
             "appended_at": e.ts,
             "attempt": s["attempt"],
             "completed_at": e.occurred_at or e.ts,
-            "context_after": _json(e.context_after),
+            "context_after": None if e.context_after is None else _json(e.context_after),
             "context_before": _json(s.get("context_before")),
             "duration_ms": _json(e.duration_ms),
-            "error": _json(e.error),
+            "error": None if e.error is None else _json(e.error),
             "input_data": None if get is None or in_ref is None else Raw(get(in_ref)),
             "input_data_ref": in_ref,
             "input_data_retained": s.get("input_data_retained"),
@@ -371,7 +388,7 @@ class RecordMaker:
             "state_id": s["state_id"],
             "status": e.status,
             "step_index": s["step_index"],
-            "success_reason": _json(e.success_reason),
+            "success_reason": None if e.success_reason is None else _json(e.success_reason),
             "token_id": s["token_id"],
         }
         if e.occurred_at is None:
