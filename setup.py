@@ -2,7 +2,9 @@
 
 ``auditjournal.model._canonical_accel`` is the fast path of the canonical JSON walk and
 of the secret filter in C; ``auditjournal.journal._seal_accel`` seals journal lines
-(needs OpenSSL's headers). Each is built when a C compiler (and its headers) is at hand;
+(needs OpenSSL's headers); ``auditjournal.fs._digest_accel`` hashes the export's
+Merkle leaves and nodes and re-checks payloads, ``auditjournal.payloads._window_accel``
+reads a replay's payloads from the read-ahead window (both OpenSSL too). Each is built when a C compiler (and its headers) is at hand;
 without one the build goes on without it (``optional=True``) and the Python code does
 the same work, with byte-identical results. For a checkout:
 ``python setup.py build_ext --inplace``.
@@ -21,6 +23,18 @@ setup(
             "auditjournal.journal._seal_accel",
             sources=["src/auditjournal/journal/_seal_accel.c"],
             libraries=["crypto"],  # OpenSSL's libcrypto, as Python's hashlib uses
+            optional=True,
+        ),
+        Extension(
+            "auditjournal.fs._digest_accel",
+            sources=["src/auditjournal/fs/_digest_accel.c"],
+            libraries=["crypto"],
+            optional=True,
+        ),
+        Extension(
+            "auditjournal.payloads._window_accel",
+            sources=["src/auditjournal/payloads/_window_accel.c"],
+            libraries=["crypto"],
             optional=True,
         ),
     ]

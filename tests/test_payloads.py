@@ -176,6 +176,27 @@ def test_flipped_byte_is_found_in_the_read_ahead_window(directory: Path) -> None
         store.close()
 
 
+def test_payloads_whose_digests_start_alike_are_told_apart_in_the_window(directory: Path) -> None:
+    """The compact index keys on a digest's first 4 bytes: of two payloads that share
+    them, the index's first candidate is the wrong one for one of them. A reopened store
+    serving both from its read-ahead window checks the record header's whole digest and
+    takes the other candidate."""
+    twins = (69235, 95303)  # canonical JSON "69235" and "95303": SHA-256 prefixes alike
+    digests = [hashlib.sha256(canonical_json(v)).digest() for v in twins]
+    assert digests[0][:4] == digests[1][:4] and digests[0] != digests[1]
+    store = PayloadStore(directory)
+    refs = [store.put({"pad": i}) for i in range(5)] + [store.put(v) for v in twins]
+    store.close()
+    store = PayloadStore(directory)
+    try:
+        assert store.get(refs[0]) == canonical_json({"pad": 0})  # fills the window
+        for value, ref in zip(twins, refs[5:], strict=True):
+            assert store.get(ref) == canonical_json(value)
+        assert store.get(refs[5]) == canonical_json(twins[0])
+    finally:
+        store.close()
+
+
 def test_truncated_pack_fails_get(directory: Path) -> None:
     store = PayloadStore(directory)
     ref = store.put({"v": "y" * 100})

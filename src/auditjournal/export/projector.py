@@ -182,14 +182,15 @@ class ExportProjector:
         events = self._reader.poll(limit=limit, chains=chains)
         if not events:
             return 0
-        writer = self._writer
-        make = self._maker.records
-        for index, event in enumerate(events):
-            for seq, record in make(event):
-                writer.add(seq, record)
-            if type(event) is RunCompleted:
-                self._seal(event, chains[index])
-                return index + 1
+        # the step's records are made, and go to the writer, in one call each
+        seqs: list[int] = []
+        records: list[bytes] = []
+        used = self._maker.extend(events, seqs, records)
+        self._writer.add_records(seqs, records)
+        last = events[used - 1]
+        if type(last) is RunCompleted:
+            self._seal(last, chains[used - 1])
+            return used
         self.flush()
         now = time.monotonic()
         if self._use_checkpoint and now - self._last_checkpoint >= _CHECKPOINT_EVERY:

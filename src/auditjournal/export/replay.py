@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any, Final, Literal, NamedTuple
 
 from ..errors import RunNotFoundError
+from ..fs.digests import leaf_hashes
 from ..fs.processes import anonymous_file, pool_context
 from ..journal.base import JournalPosition, RunJournal
 from ..journal.filebackend import as_run_journal
@@ -55,7 +56,6 @@ from ..model.landscape_records import STATEFUL_EVENTS
 from ..model.records import RecordMaker
 from ..model.settings import ExportSettings
 from ..payloads.store import PayloadStore
-from ..proofs.merkle import leaf_hash
 from .projector import ExportPaths, ExportProjector, SealResult
 
 __all__ = ["RECORDED", "replay_export", "replay_settings"]
@@ -398,10 +398,9 @@ def _project_range(
     maker = RecordMaker(run_id, _worker_payloads.get if include_payloads else None)
     open_states = maker.open_states
     make = maker.records
-    lines = bytearray()
-    lengths: list[int] = []
     seqs: list[int] = []
-    leaves = bytearray()
+    records: list[bytes] = []
+    add_seq, add_record = seqs.append, records.append
     deferred: list[tuple[int, NodeStateCompleted]] = []
     completed: tuple[RunCompleted, bytes] | None = None
     read = 0
@@ -416,7 +415,7 @@ def _project_range(
             read += len(events)
             for index, event in enumerate(events):
                 if type(event) is NodeStateCompleted and event.state_id not in open_states:
-                    deferred.append((len(lengths), event))
+                    deferred.append((len(seqs), event))
                     continue
                 if type(event) is RunCompleted:
                     completed = (event, chains[index])
@@ -424,16 +423,15 @@ def _project_range(
                 if type(event) in STATEFUL_EVENTS:  # needs earlier ranges: one process
                     raise _Inconsistent(f"{type(event).__name__} at seq {event.seq}")
                 for seq, record in make(event):
-                    lines += b","
-                    lines += record
-                    lines += b"\n"
-                    lengths.append(len(record))
-                    seqs.append(seq)
-                    leaves += leaf_hash(record)
+                    add_seq(seq)
+                    add_record(record)
     finally:
         reader.close()
     if count is not None and read != count and completed is None:
         raise _Inconsistent(f"range from seq {start.next_seq}: {read} of {count} entries")
+    # the lines ("," record newline each) in one join, the leaf hashes in one call
+    joined = b"\n,".join([b"", *records, b""])
+    lines = memoryview(joined)[1:-1]
     size = len(lines)
     slot_bytes = _worker_slot_bytes
     if size <= slot_bytes:
@@ -441,9 +439,9 @@ def _project_range(
         _worker_ring[at : at + size] = lines
     return _Range(
         lines=size if size <= slot_bytes else bytes(lines),
-        lengths=lengths,
+        lengths=[len(r) for r in records],
         seqs=seqs,
-        leaves=bytes(leaves),
+        leaves=leaf_hashes(records),
         deferred=deferred,
         still_open=dict(open_states),
         run=maker.run,

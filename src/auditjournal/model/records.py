@@ -17,13 +17,16 @@ Records are encoded as RFC 8785 canonical JSON, so anyone can re-derive a
 record's exact bytes from its parsed value. The hot path lets msgspec write
 the record directly (sorted ASCII keys, strings, ints, UTC datetimes -- which
 msgspec writes exactly as :func:`iso` does); only fields that may hold floats
-or nested JSON go through :func:`canonical_json` first and are spliced in.
+or nested JSON go through :func:`canonical_json` first and are spliced in. The
+records of the events every run has many of (rows, tokens, node states, routing
+events, calls, outcomes) are built with their keys already sorted and written as
+they are: msgspec sorting each record's keys cost about as much as the rest of it.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import msgspec
@@ -56,8 +59,14 @@ Record = tuple[int, bytes]  # (seq, canonical JSON bytes)
 
 
 _ENCODER: Final = msgspec.json.Encoder(order="sorted")
+# The hot handlers build their dicts with the keys already in sorted order and encode
+# them as they are (sorting ~25 keys costs msgspec ~2 us a record): the same bytes, as
+# long as each literal lists its keys sorted (tests/property/test_record_identity.py).
+_IN_ORDER: Final = msgspec.json.Encoder()
 _NODE_SCHEMA: Final = ("schema_hash", "sequence_in_pipeline", "schema_mode", "schema_fields")
-_OUTCOME_GROUPS: Final = ("batch_id", "fork_group_id", "join_group_id", "expand_group_id")
+_OUTCOME_KEPT: Final = (
+    "batch_id", "expand_group_id", "expected_branches", "fork_group_id", "join_group_id"
+)  # fmt: skip
 
 
 def _json(value: Any) -> Any:
@@ -121,6 +130,23 @@ class RecordMaker:
         """The records ``event`` completes (often one, none for a started state)."""
         handler = self._handlers.get(type(event))
         return [] if handler is None else handler(event)
+
+    def extend(self, events: Sequence[BaseEvent], seqs: list[int], records: list[bytes]) -> int:
+        """:meth:`records` of ``events`` in order, appended to ``seqs`` and ``records``
+        (one call a batch, not one an event), up to ``run_completed`` (its records too);
+        return how many events were used."""
+        handlers = self._handlers
+        add_seq, add_record = seqs.append, records.append
+        for index, event in enumerate(events):
+            kind = type(event)
+            handler = handlers.get(kind)
+            if handler is not None:
+                for seq, record in handler(event):
+                    add_seq(seq)
+                    add_record(record)
+                if kind is RunCompleted:
+                    return index + 1
+        return len(events)
 
     # -- state for checkpoints ----------------------------------------------------------
 
@@ -242,42 +268,58 @@ class RecordMaker:
         }
         return self._done(self._appended(r, e))
 
+    # The handlers below list their keys sorted; a key that is absent is dropped after
+    # (deleting keeps the others in order).
+
     def _row(self, e: RowCreated) -> list[Record]:
         self._count("row")
+        retained = e.source_data_retained
+        ref = e.source_data_ref if retained else None
+        get = self._get
         r: dict[str, Any] = {
+            "appended_at": e.ts,
+            "created_at": e.occurred_at or e.ts,
             "record_type": "row",
+            "row_id": e.row_id,
+            "row_index": e.row_index,
             "run_id": self.run_id,
             "seq": e.seq,
-            "row_id": e.row_id,
-            "source_node_id": e.source_node_id,
-            "row_index": e.row_index,
+            "source_data": None if get is None or ref is None else Raw(get(ref)),
             "source_data_hash": e.source_data_hash,
-            "source_data_ref": e.source_data_ref,
-            "created_at": e.occurred_at or e.ts,
+            "source_data_ref": ref,
+            "source_data_retained": False,
+            "source_node_id": e.source_node_id,
         }
-        if not e.source_data_retained:
-            r.update(source_data_ref=None, source_data_retained=False)
-        self._payload(r, "source_data", r["source_data_ref"])
-        return self._done(self._appended(r, e))
+        if e.occurred_at is None:
+            del r["appended_at"]
+        if get is None:
+            del r["source_data"]
+        if retained:
+            del r["source_data_retained"]
+        return [(e.seq, _IN_ORDER.encode(r))]
 
     def _token(self, e: TokenCreated) -> list[Record]:
         self._count("token")
         r = {
-            "record_type": "token",
-            "run_id": self.run_id,
-            "seq": e.seq,
-            "token_id": e.token_id,
-            "row_id": e.row_id,
-            "parent_token_ids": list(e.parent_token_ids),
+            "appended_at": e.ts,
             "branch_name": e.branch_name,
+            "created_at": e.occurred_at or e.ts,
+            "expand_group_id": e.expand_group_id,
             "fork_group_id": e.fork_group_id,
             "join_group_id": e.join_group_id,
-            "expand_group_id": e.expand_group_id,
-            "created_at": e.occurred_at or e.ts,
+            "parent_token_ids": list(e.parent_token_ids),
+            "record_type": "token",
+            "row_id": e.row_id,
+            "run_id": self.run_id,
+            "seq": e.seq,
+            "step_in_pipeline": e.step_in_pipeline,
+            "token_id": e.token_id,
         }
-        if e.step_in_pipeline is not None:
-            r["step_in_pipeline"] = e.step_in_pipeline
-        return self._done(self._appended(r, e))
+        if e.occurred_at is None:
+            del r["appended_at"]
+        if e.step_in_pipeline is None:
+            del r["step_in_pipeline"]
+        return [(e.seq, _IN_ORDER.encode(r))]
 
     def _state_started(self, e: NodeStateStarted) -> list[Record]:
         self.open_states[e.state_id] = {
@@ -306,11 +348,71 @@ class RecordMaker:
         return r
 
     def _state_completed(self, e: NodeStateCompleted) -> list[Record]:
+        s = self.open_states.pop(e.state_id)  # _state_started's fields
+        # other keys than those (only a checkpoint's state can have them): more keys, or
+        # as many with one of the ten always there missing (a KeyError below)
+        if len(s) - ("context_before" in s) - ("input_data_retained" in s) != 10:
+            return self._state_completed_general(e, s)
+        try:
+            return self._state_record_sorted(e, s)
+        except KeyError:
+            return self._state_completed_general(e, s)
+
+    def _state_record_sorted(self, e: NodeStateCompleted, s: dict[str, Any]) -> list[Record]:
+        get = self._get
+        in_ref = s["input_data_ref"]
+        out_ref = e.output_data_ref
+        r = {
+            "appended_at": e.ts,
+            "attempt": s["attempt"],
+            "completed_at": e.occurred_at or e.ts,
+            "context_after": None if e.context_after is None else _json(e.context_after),
+            "context_before": _json(s.get("context_before")),
+            "duration_ms": _json(e.duration_ms),
+            "error": None if e.error is None else _json(e.error),
+            "input_data": None if get is None or in_ref is None else Raw(get(in_ref)),
+            "input_data_ref": in_ref,
+            "input_data_retained": s.get("input_data_retained"),
+            "input_hash": s["input_hash"],
+            "node_id": s["node_id"],
+            "output_data": None if get is None or out_ref is None else Raw(get(out_ref)),
+            "output_data_ref": out_ref,
+            "output_data_retained": False,
+            "output_hash": e.output_hash,
+            "record_type": "node_state",
+            "row_id": s["row_id"],
+            "run_id": self.run_id,
+            "seq": e.seq,
+            "started_at": s["started_at"],
+            "started_seq": s["started_seq"],
+            "state_id": s["state_id"],
+            "status": e.status,
+            "step_index": s["step_index"],
+            "success_reason": None if e.success_reason is None else _json(e.success_reason),
+            "token_id": s["token_id"],
+        }
+        if e.occurred_at is None:
+            del r["appended_at"]
+        if e.context_after is None:
+            del r["context_after"]
+        if "context_before" not in s:
+            del r["context_before"]
+        if get is None:
+            del r["input_data"], r["output_data"]
+        if "input_data_retained" not in s:
+            del r["input_data_retained"]
+        if out_ref is not None or e.output_hash is None:
+            del r["output_data_retained"]
+        return [(e.seq, _IN_ORDER.encode(r))]
+
+    def _state_completed_general(self, e: NodeStateCompleted, s: dict[str, Any]) -> list[Record]:
+        """:meth:`_state_completed` of a started state whose keys are not the usual ones
+        (only a checkpoint can hold such a state): encoded with sorting."""
         r = {
             "record_type": "node_state",
             "run_id": self.run_id,
             "seq": e.seq,
-            **self.open_states.pop(e.state_id),
+            **s,
             "status": e.status,
             "output_hash": e.output_hash,
             "output_data_ref": e.output_data_ref,
@@ -336,55 +438,74 @@ class RecordMaker:
         return [(e.seq, _ENCODER.encode(r))]
 
     def _routing(self, e: RoutingEventRecorded) -> list[Record]:
+        get = self._get
+        ref = e.reason_ref
         r = {
-            "record_type": "routing_event",
-            "run_id": self.run_id,
-            "seq": e.seq,
-            "routing_event_id": e.routing_event_id,
-            "state_id": e.state_id,
-            "row_id": e.row_id,
+            "appended_at": e.ts,
+            "created_at": e.occurred_at or e.ts,
             "edge_id": e.edge_id,
             "mode": e.mode,
-            "routing_group_id": e.routing_group_id,
             "ordinal": e.ordinal,
+            "reason": None if get is None or ref is None else Raw(get(ref)),
             "reason_hash": e.reason_hash,
-            "reason_ref": e.reason_ref,
-            "created_at": e.occurred_at or e.ts,
-        }
-        if e.reason_ref is None and e.reason_hash is not None:
-            r["reason_retained"] = False
-        self._payload(r, "reason", e.reason_ref)
-        return self._done(self._appended(r, e))
-
-    def _call(self, e: CallRecorded) -> list[Record]:
-        r: dict[str, Any] = {
-            "record_type": "call",
+            "reason_ref": ref,
+            "reason_retained": False,
+            "record_type": "routing_event",
+            "routing_event_id": e.routing_event_id,
+            "routing_group_id": e.routing_group_id,
+            "row_id": e.row_id,
             "run_id": self.run_id,
             "seq": e.seq,
-            "call_id": e.call_id,
             "state_id": e.state_id,
-            "row_id": e.row_id,
-            "operation_id": e.operation_id,
+        }
+        if e.occurred_at is None:
+            del r["appended_at"]
+        if get is None:
+            del r["reason"]
+        if ref is not None or e.reason_hash is None:
+            del r["reason_retained"]
+        return [(e.seq, _IN_ORDER.encode(r))]
+
+    def _call(self, e: CallRecorded) -> list[Record]:
+        get = self._get
+        request_ref = e.request_ref if e.request_retained else None
+        response_ref = e.response_ref
+        r: dict[str, Any] = {
+            "appended_at": e.ts,
+            "call_id": e.call_id,
             "call_index": e.call_index,
             "call_type": e.call_type,
-            "status": e.status,
-            "latency_ms": _json(e.latency_ms),
-            "request_hash": e.request_hash,
-            "request_ref": e.request_ref,
-            "response_hash": e.response_hash,
-            "response_ref": e.response_ref,
-            "error": _json(e.error),
             "created_at": e.occurred_at or e.ts,
+            "error": _json(e.error),
+            "latency_ms": _json(e.latency_ms),
+            "operation_id": e.operation_id,
+            "record_type": "call",
+            "redacted": list(e.redacted),
+            "request": None if get is None or request_ref is None else Raw(get(request_ref)),
+            "request_hash": e.request_hash,
+            "request_ref": request_ref,
+            "request_retained": False,
+            "response": None if get is None or response_ref is None else Raw(get(response_ref)),
+            "response_hash": e.response_hash,
+            "response_ref": response_ref,
+            "response_retained": False,
+            "row_id": e.row_id,
+            "run_id": self.run_id,
+            "seq": e.seq,
+            "state_id": e.state_id,
+            "status": e.status,
         }
-        if not e.request_retained:
-            r.update(request_ref=None, request_retained=False)
-        if e.redacted:
-            r["redacted"] = list(e.redacted)
-        if e.response_ref is None and e.response_hash is not None:
-            r["response_retained"] = False
-        self._payload(r, "request", r["request_ref"])
-        self._payload(r, "response", e.response_ref)
-        return self._done(self._appended(r, e))
+        if e.occurred_at is None:
+            del r["appended_at"]
+        if not e.redacted:
+            del r["redacted"]
+        if get is None:
+            del r["request"], r["response"]
+        if e.request_retained:
+            del r["request_retained"]
+        if response_ref is not None or e.response_hash is None:
+            del r["response_retained"]
+        return [(e.seq, _IN_ORDER.encode(r))]
 
     def _artifact(self, e: ArtifactRecorded) -> list[Record]:
         r = {
@@ -412,25 +533,30 @@ class RecordMaker:
     def _outcome(self, e: TokenOutcomeRecorded) -> list[Record]:
         self._count("outcome." + e.outcome)
         r = {
+            "appended_at": e.ts,
+            "batch_id": e.batch_id,
+            "context": _json(e.context),
+            "error_hash": e.error_hash,
+            "expand_group_id": e.expand_group_id,
+            "expected_branches": _json(e.expected_branches),
+            "fork_group_id": e.fork_group_id,
+            "join_group_id": e.join_group_id,
+            "outcome": e.outcome,
+            "outcome_id": e.outcome_id,
             "record_type": "token_outcome",
+            "recorded_at": e.occurred_at or e.ts,
+            "row_id": e.row_id,
             "run_id": self.run_id,
             "seq": e.seq,
-            "outcome_id": e.outcome_id,
-            "token_id": e.token_id,
-            "row_id": e.row_id,
-            "outcome": e.outcome,
             "sink_name": e.sink_name,
-            "error_hash": e.error_hash,
-            "context": _json(e.context),
-            "recorded_at": e.occurred_at or e.ts,
+            "token_id": e.token_id,
         }
-        for name in _OUTCOME_GROUPS:
-            value = getattr(e, name)
-            if value is not None:
-                r[name] = value
-        if e.expected_branches is not None:
-            r["expected_branches"] = _json(e.expected_branches)
-        return self._done(self._appended(r, e))
+        if e.occurred_at is None:
+            del r["appended_at"]
+        for name in _OUTCOME_KEPT:  # present only with a value
+            if r[name] is None:
+                del r[name]
+        return [(e.seq, _IN_ORDER.encode(r))]
 
     def _run_completed(self, e: RunCompleted) -> list[Record]:
         """Still-open states (a failed or interrupted run) as ``open``, then the run."""

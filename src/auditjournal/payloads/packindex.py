@@ -26,13 +26,21 @@ from array import array
 from collections.abc import Iterator
 from typing import Final
 
-__all__ = ["CompactIndex"]
+from .packs import HEADER_SIZE
+
+__all__ = ["CompactIndex", "layout_is"]
 
 _PACK_BITS: Final = 10
 _OFFSET_BITS: Final = 28
 _SIZE_BITS: Final = 26
 _MAX_LOAD: Final = 0.7
 _INITIAL: Final = 1 << 10
+
+
+def layout_is(header_size: int, offset_bits: int, size_bits: int) -> bool:
+    """Whether the values pack offset and length in these bit fields (and a pack record's
+    header has this size): what the compiled read of ``_window_accel.c`` assumes."""
+    return (header_size, offset_bits, size_bits) == (HEADER_SIZE, _OFFSET_BITS, _SIZE_BITS)
 
 
 class CompactIndex:
@@ -71,6 +79,11 @@ class CompactIndex:
         )
         self.count += 1
         return True
+
+    def columns(self) -> tuple[array[int], array[int], int]:
+        """The table as it is: keys, values and the slot mask (for the compiled read of
+        ``_window_accel.c``, which probes it as :meth:`first` does)."""
+        return self._keys, self._values, self._mask
 
     def first(self, digest: bytes) -> tuple[int, int, int] | None:
         """The first candidate (the only one, nearly always), without a generator."""

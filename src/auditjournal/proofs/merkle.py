@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import ConsistencyProofError
+from ..fs.digests import leaf_hashes, node_hashes
 
 __all__ = [
     "EMPTY_ROOT",
@@ -90,9 +91,14 @@ class MerkleBuilder:
 
     def extend(self, leaves: bytes) -> None:
         """Add many leaf hashes given back to back (32 bytes each)."""
-        hashes = [leaves[i : i + 32] for i in range(0, len(leaves), 32)]
-        for size, node in range_subtrees(hashes, self.count):
+        if len(leaves) % 32:
+            raise ValueError("leaf hashes are 32 bytes each")
+        for size, node in _packed_subtrees(leaves, self.count):
             self.add_subtree(size, node)
+
+    def extend_records(self, records: Sequence[bytes | bytearray | memoryview]) -> None:
+        """Add the leaf hashes of many records (:func:`leaf_hash` of each, in order)."""
+        self.extend(leaf_hashes(records))
 
     def add_subtree(self, size: int, node: bytes) -> None:
         """Add the root of a complete subtree of ``size`` leaves (a power of two) that
@@ -154,6 +160,26 @@ def range_subtrees(leaves: Sequence[bytes], start: int) -> list[tuple[int, bytes
             falling.append((size, level.pop()))
         pairs = zip(level[::2], level[1::2], strict=True)  # even length by now
         level = [_sha256(b"\x01" + a + b).digest() for a, b in pairs]
+        position >>= 1
+        size <<= 1
+    return rising + falling[::-1]
+
+
+def _packed_subtrees(level: bytes, position: int) -> list[tuple[int, bytes]]:
+    """:func:`range_subtrees` of leaf hashes given back to back: each level is hashed in
+    one call (:func:`~auditjournal.fs.digests.node_hashes`), not one hash object a node."""
+    rising: list[tuple[int, bytes]] = []
+    falling: list[tuple[int, bytes]] = []
+    size = 1
+    while level:
+        if position & 1:
+            rising.append((size, level[:32]))
+            level = level[32:]
+            position += 1
+        if len(level) & 32:  # an odd number of hashes
+            falling.append((size, level[-32:]))
+            level = level[:-32]
+        level = node_hashes(level)
         position >>= 1
         size <<= 1
     return rising + falling[::-1]

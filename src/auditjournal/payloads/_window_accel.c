@@ -1,0 +1,176 @@
+/* payloads/store.py's read of a payload from the read-ahead window, compiled (optional
+   build, linked with libcrypto). A replay asks for ~50,000 payloads, nearly all already
+   in the window; in Python the ref check, the compact index's probe, the header check
+   and the re-hash cost ~2.5 us each, here ~0.7 (most of it the SHA-256 itself).
+
+   in_window(ref, keys, values, mask, number, start, window) -> bytes | None
+
+   ``ref``: the payload's ref; ``keys``/``values``/``mask``: the compact index's columns
+   (packindex.py: uint32 digest prefix keys, uint64 values of pack number (10 bits) |
+   data offset (28) | length (26)); ``number``/``start``/``window``: the window's pack,
+   its offset in the pack and its bytes. Returns the payload's bytes when its ref is
+   64 lowercase hex digits, the index's first candidate lies in the window, the record
+   header there carries the ref's digest and the data hashes to it. Anything else --
+   an invalid ref, no candidate, another pack, a record outside the window, a header of
+   another payload, data that does not match, a big payload -- is None: the Python path
+   then does it all again and says what is wrong (the same checks, so a damaged payload
+   is refused either way). */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+#include <openssl/evp.h>
+
+static EVP_MD *sha256_md = NULL;
+static EVP_MD_CTX *shared_ctx = NULL; /* used under the GIL only (never released here) */
+
+#define HEADER_SIZE 44 /* magic (4) | digest (32) | length (8), packs.py */
+#define OFFSET_BITS 28
+#define SIZE_BITS 26
+#define BIG_PAYLOAD (64 * 1024) /* hashed by Python, with the GIL released */
+
+static int
+hexval(int c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    return -1; /* upper case is not a ref either */
+}
+
+static PyObject *
+in_window(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError,
+                        "in_window(ref, keys, values, mask, number, start, window)");
+        return NULL;
+    }
+    PyObject *ref = args[0];
+    if (!PyUnicode_CheckExact(ref) || !PyUnicode_IS_ASCII(ref) || PyUnicode_GET_LENGTH(ref) != 64) {
+        Py_RETURN_NONE;
+    }
+    const char *hex = (const char *)PyUnicode_DATA(ref);
+    unsigned char digest[32];
+    for (int i = 0; i < 32; i++) {
+        int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0) {
+            Py_RETURN_NONE;
+        }
+        digest[i] = (unsigned char)(hi << 4 | lo);
+    }
+    Py_ssize_t mask = PyLong_AsSsize_t(args[3]);
+    long long number = PyLong_AsLongLong(args[4]);
+    long long start = PyLong_AsLongLong(args[5]);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_buffer keys, values, window;
+    if (PyObject_GetBuffer(args[1], &keys, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[2], &values, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&keys);
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[6], &window, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&keys);
+        PyBuffer_Release(&values);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    Py_ssize_t slots = mask + 1;
+    /* the columns must be the table's (a table grown meanwhile: the Python path) */
+    if (mask < 0 || (slots & mask) || keys.len != 4 * slots || values.len != 8 * slots) {
+        goto none;
+    }
+    uint32_t key;
+    memcpy(&key, digest, 4); /* little-endian, as int.from_bytes(digest[:4], "little") */
+#if PY_BIG_ENDIAN
+    key = ((key & 0xff) << 24) | ((key & 0xff00) << 8) | ((key >> 8) & 0xff00) | (key >> 24);
+#endif
+    if (key == 0) {
+        key = 1;
+    }
+    const uint32_t *k = (const uint32_t *)keys.buf;
+    const uint64_t *v = (const uint64_t *)values.buf;
+    Py_ssize_t slot = (Py_ssize_t)(key & (uint32_t)mask);
+    uint64_t found = 0;
+    int hit = 0;
+    for (Py_ssize_t probes = 0; probes < slots; probes++) {
+        uint32_t at = k[slot];
+        if (at == 0) {
+            break;
+        }
+        if (at == key) {
+            found = v[slot];
+            hit = 1;
+            break;
+        }
+        slot = (slot + 1) & mask;
+    }
+    if (!hit) {
+        goto none;
+    }
+    long long pack = (long long)(found >> (OFFSET_BITS + SIZE_BITS));
+    long long offset = (long long)((found >> SIZE_BITS) & ((1ULL << OFFSET_BITS) - 1));
+    long long size = (long long)(found & ((1ULL << SIZE_BITS) - 1));
+    long long at = offset - start; /* where the data starts in the window */
+    if (pack != number || size >= BIG_PAYLOAD || at < HEADER_SIZE
+        || at + size > (long long)window.len) {
+        goto none;
+    }
+    const unsigned char *data = (const unsigned char *)window.buf + at;
+    if (memcmp(data - HEADER_SIZE + 4, digest, 32) != 0) { /* another payload's header */
+        goto none;
+    }
+    unsigned char check[32];
+    unsigned int n = 0;
+    if (!EVP_DigestInit_ex(shared_ctx, sha256_md, NULL)
+        || (size && !EVP_DigestUpdate(shared_ctx, data, (size_t)size))
+        || !EVP_DigestFinal_ex(shared_ctx, check, &n) || n != 32) {
+        PyErr_SetString(PyExc_RuntimeError, "libcrypto SHA-256 failed");
+        goto done;
+    }
+    if (memcmp(check, digest, 32) != 0) { /* damaged: the Python path says so */
+        goto none;
+    }
+    result = PyBytes_FromStringAndSize((const char *)data, (Py_ssize_t)size);
+    goto done;
+none:
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyBuffer_Release(&keys);
+    PyBuffer_Release(&values);
+    PyBuffer_Release(&window);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"in_window", (PyCFunction)(void (*)(void))in_window, METH_FASTCALL,
+     "in_window(ref, keys, values, mask, number, start, window) -> the payload's bytes "
+     "from the read-ahead window, checked, or None (the Python path then decides)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_window_accel", NULL, -1, methods,
+};
+
+PyMODINIT_FUNC
+PyInit__window_accel(void)
+{
+    if (sha256_md == NULL) {
+        sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+        shared_ctx = EVP_MD_CTX_new();
+        if (sha256_md == NULL || shared_ctx == NULL) {
+            PyErr_SetString(PyExc_ImportError, "libcrypto has no SHA-256");
+            return NULL;
+        }
+    }
+    return PyModule_Create(&module);
+}
