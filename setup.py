@@ -2,7 +2,8 @@
 
 ``auditjournal.model._canonical_accel`` is the fast path of the canonical JSON walk and
 of the secret filter in C; ``auditjournal.journal._seal_accel`` seals journal lines
-(needs OpenSSL's headers). Each is built when a C compiler (and its headers) is at hand;
+(needs OpenSSL's headers); ``auditjournal.evidence._chunkscan_accel`` does verify's
+per-record chunk work a block at a time (OpenSSL too). Each is built when a C compiler (and its headers) is at hand;
 without one the build goes on without it (``optional=True``) and the Python code does
 the same work, with byte-identical results. For a checkout:
 ``python setup.py build_ext --inplace``.
@@ -21,6 +22,12 @@ setup(
             "auditjournal.journal._seal_accel",
             sources=["src/auditjournal/journal/_seal_accel.c"],
             libraries=["crypto"],  # OpenSSL's libcrypto, as Python's hashlib uses
+            optional=True,
+        ),
+        Extension(
+            "auditjournal.evidence._chunkscan_accel",
+            sources=["src/auditjournal/evidence/_chunkscan_accel.c"],
+            libraries=["crypto"],
             optional=True,
         ),
     ]
