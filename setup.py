@@ -1,9 +1,10 @@
 """The optional compiled parts of auditjournal (all metadata is in pyproject.toml).
 
 ``auditjournal.model._canonical_accel`` is the fast path of the canonical JSON walk and
-of the secret filter in C; ``auditjournal.journal._seal_accel`` seals journal lines
-(needs OpenSSL's headers); ``auditjournal.evidence._chunkscan_accel`` does verify's
-per-record chunk work a block at a time (OpenSSL too). Each is built when a C compiler (and its headers) is at hand;
+of the secret filter in C; ``auditjournal.journal._seal_accel`` seals journal lines and
+checks read ones a batch at a time (needs OpenSSL's headers);
+``auditjournal.evidence._chunkscan_accel`` does verify's per-record chunk work a block
+at a time (OpenSSL too). Each is built when a C compiler (and its headers) is at hand;
 without one the build goes on without it (``optional=True``) and the Python code does
 the same work, with byte-identical results. For a checkout:
 ``python setup.py build_ext --inplace``.

@@ -16,7 +16,10 @@ cheaply: the chain is computed over the *re-encoding* of the decoded event,
 which is the line's own event bytes exactly when the line is as our encoder
 writes that event (no repeated member, nothing else); only a line that is not
 (an older writer, members we do not know) is parsed again with every object's
-members in view.
+members in view. Readers of many lines (the file journal's cursor) first ask the
+optional compiled :data:`check_lines`, which settles the same two questions (chain over
+the line as written, no member named twice) for a whole batch, and read any line it
+leaves with :func:`read_entry`.
 
 Thread-safety: plain functions.
 """
