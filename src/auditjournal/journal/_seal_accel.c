@@ -124,12 +124,17 @@ unique_members(const unsigned char *p, Py_ssize_t n)
             int escaped = 0;
             for (;;) {
                 while (i + 8 <= n) { /* 8 bytes at a time while none is '"' or '\\' */
-                    uint64_t w, q, b;
+                    uint64_t w, q, b, hit;
                     memcpy(&w, p + i, 8);
                     q = w ^ 0x2222222222222222ULL;
                     b = w ^ 0x5c5c5c5c5c5c5c5cULL;
-                    if ((((q - 0x0101010101010101ULL) & ~q) | ((b - 0x0101010101010101ULL) & ~b))
-                        & 0x8080808080808080ULL) {
+                    hit = (((q - 0x0101010101010101ULL) & ~q) | ((b - 0x0101010101010101ULL) & ~b))
+                          & 0x8080808080808080ULL;
+                    if (hit) {
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+                        /* the lowest flagged byte is a true one (a borrow only runs upwards) */
+                        i += __builtin_ctzll(hit) >> 3;
+#endif
                         break;
                     }
                     i += 8;
