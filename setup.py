@@ -1,10 +1,13 @@
 """The optional compiled parts of auditjournal (all metadata is in pyproject.toml).
 
 ``auditjournal.model._canonical_accel`` is the fast path of the canonical JSON walk and
-of the secret filter in C; ``auditjournal.journal._seal_accel`` seals journal lines
-(needs OpenSSL's headers); ``auditjournal.fs._digest_accel`` hashes the export's
-Merkle leaves and nodes and re-checks payloads, ``auditjournal.payloads._window_accel``
-reads a replay's payloads from the read-ahead window (both OpenSSL too). Each is built when a C compiler (and its headers) is at hand;
+of the secret filter in C; ``auditjournal.journal._seal_accel`` seals journal lines and
+checks read ones a batch at a time (needs OpenSSL's headers);
+``auditjournal.fs._digest_accel`` hashes the export's Merkle leaves and nodes and
+re-checks payloads, ``auditjournal.payloads._window_accel`` reads a replay's payloads
+from the read-ahead window, ``auditjournal.evidence._chunkscan_accel`` does verify's
+per-record chunk work a block at a time (all three OpenSSL too). Each is built when a C
+compiler (and its headers) is at hand;
 without one the build goes on without it (``optional=True``) and the Python code does
 the same work, with byte-identical results. For a checkout:
 ``python setup.py build_ext --inplace``.
@@ -34,6 +37,12 @@ setup(
         Extension(
             "auditjournal.payloads._window_accel",
             sources=["src/auditjournal/payloads/_window_accel.c"],
+            libraries=["crypto"],
+            optional=True,
+        ),
+        Extension(
+            "auditjournal.evidence._chunkscan_accel",
+            sources=["src/auditjournal/evidence/_chunkscan_accel.c"],
             libraries=["crypto"],
             optional=True,
         ),

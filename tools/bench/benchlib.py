@@ -383,6 +383,7 @@ def machine_info(workdir: Path) -> dict[str, Any]:
 def compiled_paths() -> dict[str, bool]:
     """Which optional compiled hot paths the measured code uses (setup.py builds them;
     ``AUDITJOURNAL_PURE_PYTHON=1`` or a checkout without ``build_ext --inplace``: none)."""
+    from auditjournal.evidence import chunkscan
     from auditjournal.journal import lines
     from auditjournal.model import canonical, secretfilter
 
@@ -390,6 +391,7 @@ def compiled_paths() -> dict[str, bool]:
         "canonical_check": canonical._passes is not None,
         "secret_check": secretfilter._unfiltered is not None,
         "seal": lines.seal is not lines.seal_python,
+        "chunk_scan": getattr(chunkscan, "_compiled_block", None) is not None,
     }
 
 

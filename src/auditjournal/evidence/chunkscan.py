@@ -15,8 +15,11 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import lru_cache
+from operator import attrgetter
+from operator import gt as _gt
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
 import msgspec
 
@@ -32,11 +35,22 @@ from ..fs.processes import pool_context
 from ..fs.safeio import (
     open_regular,
 )
+from ..model.canonical import PURE_PYTHON_ENV
 from ..model.completeness import scan_tally
 from ..model.recordtypes import RECORD_TYPES
 from ..proofs.merkle import leaf_hasher, range_subtrees
 
 __all__ = ["ChunkScan", "scan_chunk", "scan_chunks"]
+
+_compiled_block: Callable[[bytearray, int, int], tuple[int, bytes, list[bytes]] | None] | None
+_compiled_subtrees: Callable[[bytes, int], list[tuple[int, bytes]]] | None
+try:  # the per-record work of a block in C (setup.py, optional): identical results
+    from ._chunkscan_accel import block as _compiled_block
+    from ._chunkscan_accel import subtrees as _compiled_subtrees
+except ImportError:  # pragma: no cover - a build without a C compiler or OpenSSL headers
+    _compiled_block = _compiled_subtrees = None
+if os.environ.get(PURE_PYTHON_ENV):
+    _compiled_block = _compiled_subtrees = None
 
 _BLOCK: Final = 4 << 20
 _PARALLEL_BYTES: Final = 64 << 20  # smaller exports are verified in this process
@@ -54,6 +68,23 @@ class _RecordHead(msgspec.Struct):
 
 
 _HEAD_DECODER: Final = msgspec.json.Decoder(_RecordHead)
+_SEQ: Final = attrgetter("seq")
+_KIND: Final = attrgetter("record_type")
+
+
+@lru_cache(maxsize=4)
+def _run_head_decoder(run_id: str) -> msgspec.json.Decoder[Any]:
+    """A decoder of :class:`_RecordHead` that refuses another run's record itself (its
+    ``run_id`` a one-value ``Literal``): what the compiled block decodes with, so that
+    no Python loop compares run ids. A refusal sends the block to the Python loop."""
+    head = msgspec.defstruct(
+        "_RunRecordHead",
+        [("run_id", cast(Any, Literal)[run_id])],
+        bases=(_RecordHead,),
+    )
+    return msgspec.json.Decoder(head)
+
+
 _FOREIGN: Final = "line {}: unknown record type or another run's record"
 
 
@@ -107,59 +138,13 @@ def scan_chunk(
     except AuditJournalError as exc:
         return ChunkScan(str(exc), [], 0, None, None, 0, {})
     hasher = hashlib.sha256()
-    subtrees: _Subtrees = []  # each block's leaves as aligned subtrees (range_subtrees)
-    count = previous = 0
-    first = last = None
-    problem = ""
-    lines = ChunkLines(strict=True)
-    decode = _HEAD_DECODER.decode
-    leaf_prefix = leaf_hasher()  # copying merkle's primed leaf hash beats a call per leaf
-    kinds: list[str] = []  # record types, counted at the end (cheaper than per record)
-    add_kind = kinds.append
-    outcomes: list[str | None] = []
-    add_outcome = outcomes.append
-    open_states = 0
+    scan = _Scan(run_id, leaf_offset, cuts)
     with open(fd, "rb") as fh:
         blocks = _LineBlocks(fh, hasher, threaded)
         for data, end in blocks:
-            if problem:
-                continue
-            view = memoryview(data)
-            leaves: list[bytes] = []
-            add_leaf = leaves.append
-            block_start = leaf_offset + count
-            for record in lines.records(data, end, view):
-                try:
-                    head = decode(record)
-                except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
-                    problem = f"line {count + 2} is not a record: {exc}"
-                    if str(exc).startswith("Invalid enum value") and "$.record_type" in str(exc):
-                        problem = _FOREIGN.format(count + 2)  # as before the Literal
-                    break
-                if head.run_id != run_id:
-                    problem = _FOREIGN.format(count + 2)
-                    break
-                seq = head.seq
-                if seq < previous:
-                    problem = f"line {count + 2}: seq {seq} goes backwards"
-                    break
-                previous = last = seq
-                if first is None:
-                    first = seq
-                kind = head.record_type
-                add_kind(kind)
-                if kind == "token_outcome":  # one test for most records, not two attributes
-                    add_outcome(head.outcome)
-                elif kind == "node_state" and head.status == "open":  # not operations
-                    open_states += 1
-                h = leaf_prefix.copy()
-                h.update(record)
-                add_leaf(h.digest())
-                count += 1
-            problem = problem or lines.problem
-            record = b""  # the records' views are dropped before the buffer is reused
-            view.release()
-            subtrees += _cut_subtrees(leaves, block_start, cuts)
+            if not scan.problem and not scan.compiled_block(data, end):
+                scan.python_block(data, end)
+    problem, lines, count, first, last = scan.problem, scan.lines, scan.count, scan.first, scan.last
     size = blocks.size
     if not problem:
         if blocks.leftover:
@@ -176,8 +161,108 @@ def scan_chunk(
             listed = f"{entry.first_seq}..{entry.last_seq}"
             problem = f"seq range {first}..{last}, manifest says {listed}"
     as_listed = size == entry.bytes and hasher.hexdigest() == entry.sha256
-    tally = scan_tally(kinds, [o for o in outcomes if o is not None], open_states)
-    return ChunkScan(problem, subtrees, count, first, last, size, tally, as_listed)
+    tally = scan_tally(scan.kinds, [o for o in scan.outcomes if o is not None], scan.open_states)
+    return ChunkScan(problem, scan.subtrees, count, first, last, size, tally, as_listed)
+
+
+class _Scan:
+    """One chunk's scan so far, fed blocks of whole lines: :meth:`python_block` (the
+    reference, record by record) or :meth:`compiled_block` (a whole block in a few calls,
+    where the optional build is there; it takes a block only if it finds nothing wrong in
+    it, so every problem is found and worded by the Python loop)."""
+
+    def __init__(self, run_id: str, leaf_offset: int, cuts: tuple[int, ...]) -> None:
+        self.run_id, self.leaf_offset, self.cuts = run_id, leaf_offset, cuts
+        self.lines = ChunkLines(strict=True)
+        self.problem = ""
+        self.count = self.previous = self.open_states = 0
+        self.first: int | None = None
+        self.last: int | None = None
+        self.subtrees: _Subtrees = []  # each block's leaves as aligned subtrees
+        self.kinds: list[str] = []  # record types, counted at the end (cheaper per record)
+        self.outcomes: list[str | None] = []
+        self.leaf_prefix = leaf_hasher()  # copying merkle's primed leaf hash beats a call
+
+    def python_block(self, data: bytearray, end: int) -> None:
+        """Check the records of ``data[:end]`` one by one (the reference path)."""
+        run_id, decode, leaf_prefix = self.run_id, _HEAD_DECODER.decode, self.leaf_prefix
+        count, previous, first, last = self.count, self.previous, self.first, self.last
+        add_kind, add_outcome = self.kinds.append, self.outcomes.append
+        problem = ""
+        view = memoryview(data)
+        leaves: list[bytes] = []
+        add_leaf = leaves.append
+        block_start = self.leaf_offset + count
+        for record in self.lines.records(data, end, view):
+            try:
+                head = decode(record)
+            except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+                problem = f"line {count + 2} is not a record: {exc}"
+                if str(exc).startswith("Invalid enum value") and "$.record_type" in str(exc):
+                    problem = _FOREIGN.format(count + 2)  # as before the Literal
+                break
+            if head.run_id != run_id:
+                problem = _FOREIGN.format(count + 2)
+                break
+            seq = head.seq
+            if seq < previous:
+                problem = f"line {count + 2}: seq {seq} goes backwards"
+                break
+            previous = last = seq
+            if first is None:
+                first = seq
+            kind = head.record_type
+            add_kind(kind)
+            if kind == "token_outcome":  # one test for most records, not two attributes
+                add_outcome(head.outcome)
+            elif kind == "node_state" and head.status == "open":  # not operations
+                self.open_states += 1
+            h = leaf_prefix.copy()
+            h.update(record)
+            add_leaf(h.digest())
+            count += 1
+        record = b""  # the records' views are dropped before the buffer is reused
+        view.release()
+        self.problem = problem or self.lines.problem
+        self.count, self.previous, self.first, self.last = count, previous, first, last
+        self.subtrees += _cut_subtrees(leaves, block_start, self.cuts)
+
+    def compiled_block(self, data: bytearray, end: int) -> bool:
+        """Take the block in a few calls (True), or leave it untouched (False): no
+        compiled part, or something in it the Python loop must find and word."""
+        if _compiled_block is None or _compiled_subtrees is None:
+            return False
+        lines = self.lines
+        got = _compiled_block(data, end, lines.state)
+        if got is None:
+            return False
+        state, leaves, records = got
+        try:  # a decoder that also checks the run id (no Python loop for it)
+            heads = list(map(_run_head_decoder(self.run_id).decode, records))
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+            return False
+        n = len(heads)
+        if n:
+            seqs = list(map(_SEQ, heads))
+            if seqs[0] < self.previous or any(map(_gt, seqs, seqs[1:])):
+                return False
+            kinds = list(map(_KIND, heads))
+            self.kinds += kinds
+            if "token_outcome" in kinds:
+                self.outcomes += [h.outcome for h in heads if h.record_type == "token_outcome"]
+            if "node_state" in kinds:
+                self.open_states += sum(
+                    1 for h in heads if h.status == "open" and h.record_type == "node_state"
+                )
+            if self.first is None:
+                self.first = seqs[0]
+            self.previous = self.last = seqs[-1]
+        lines.state = state
+        lines.count += n
+        start = self.leaf_offset + self.count
+        self.subtrees += _cut_packed_subtrees(leaves, start, self.cuts, _compiled_subtrees)
+        self.count += n
+        return True
 
 
 class _LineBlocks:
@@ -230,13 +315,35 @@ def _cut_subtrees(
 ) -> list[tuple[int, bytes]]:
     """:func:`range_subtrees` of the leaves, split at every cut inside them."""
     out: list[tuple[int, bytes]] = []
+    for at, to in _pieces(len(leaves), start, cuts):
+        out += range_subtrees(leaves[at:to], start + at)
+    return out
+
+
+def _cut_packed_subtrees(
+    leaves: bytes,
+    start: int,
+    cuts: tuple[int, ...],
+    subtrees: Callable[[bytes, int], list[tuple[int, bytes]]],
+) -> list[tuple[int, bytes]]:
+    """:func:`_cut_subtrees` of leaves packed in one bytes (32 each), by the compiled
+    ``subtrees`` (:func:`range_subtrees` of packed leaves)."""
+    out: list[tuple[int, bytes]] = []
+    for at, to in _pieces(len(leaves) // 32, start, cuts):
+        out += subtrees(leaves[32 * at : 32 * to], start + at)
+    return out
+
+
+def _pieces(n: int, start: int, cuts: tuple[int, ...]) -> list[tuple[int, int]]:
+    """``range(n)`` (leaves ``start``...) as pieces that no cut falls inside."""
+    pieces = []
     at = 0
     for cut in cuts:
-        if start + at < cut < start + len(leaves):
-            out += range_subtrees(leaves[at : cut - start], start + at)
+        if start + at < cut < start + n:
+            pieces.append((at, cut - start))
             at = cut - start
-    out += range_subtrees(leaves[at:], start + at)
-    return out
+    pieces.append((at, n))
+    return pieces
 
 
 def scan_chunks(

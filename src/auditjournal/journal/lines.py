@@ -16,7 +16,10 @@ cheaply: the chain is computed over the *re-encoding* of the decoded event,
 which is the line's own event bytes exactly when the line is as our encoder
 writes that event (no repeated member, nothing else); only a line that is not
 (an older writer, members we do not know) is parsed again with every object's
-members in view.
+members in view. Readers of many lines (the file journal's cursor) first ask the
+optional compiled :data:`check_lines`, which settles the same two questions (chain over
+the line as written, no member named twice) for a whole batch, and read any line it
+leaves with :func:`read_entry`.
 
 Thread-safety: plain functions.
 """
@@ -29,6 +32,8 @@ from binascii import hexlify
 from collections.abc import Callable
 from typing import Final
 
+import msgspec
+
 from ..fs.safeio import reject_duplicate_members
 from ..model.canonical import PURE_PYTHON_ENV
 from ..model.events import Event, decode_event, encode_event, encode_event_into
@@ -38,7 +43,9 @@ __all__ = [
     "CHAIN_TAIL",
     "LINE_END",
     "SUFFIX_LEN",
+    "check_lines",
     "decode_line",
+    "decode_lines",
     "read_entry",
     "seal",
     "seal_python",
@@ -74,6 +81,39 @@ seal: Final = (
 )  # fmt: skip
 """The journal line for ``event_bytes`` and its chain value: :func:`seal_python`, or
 its compiled twin where the optional build is installed (identical bytes)."""
+
+
+_compiled_check: Callable[[bytes, int, bytes, int], tuple[int, list[bytes], bytes]] | None
+try:  # read_entry's checks for many lines in one call (setup.py, optional)
+    from ._seal_accel import check_lines as _compiled_check
+except ImportError:  # pragma: no cover - a build without a C compiler or OpenSSL headers
+    _compiled_check = None
+check_lines: Final = None if os.environ.get(PURE_PYTHON_ENV) else _compiled_check
+"""``check_lines(data, start, prev_chain, limit) -> (stop, chains, array)``, or None
+without the optional build: the whole lines of ``data[start:]`` (at most ``limit``;
+negative: all) that :func:`read_entry` would take *if they decode*, in order, up to the
+first it might not (a damaged, edited or foreign line, a member named twice, or what its
+scan leaves to Python: escaped member names, deep nesting, huge numbers, a line that is
+not one object). ``stop`` is where that line starts; ``chains`` the lines' chain values;
+``array`` the lines as one JSON array, for :func:`decode_lines`. The caller decodes them
+(and checks their seqs) before taking them, and reads the line at ``stop`` with
+:func:`read_entry`, which words its problem.
+The chain is checked over each line as written, and a line naming no member twice is
+one :func:`read_entry` takes with that same chain (its re-encoding is only a cheaper
+way to settle the same two questions in Python)."""
+
+
+_EVENTS: Final = msgspec.json.Decoder(list[Event])  # one call for a batch (decode_lines)
+
+
+def decode_lines(array: bytes, count: int) -> list[Event] | None:
+    """The ``count`` events of :func:`check_lines`' ``array``, each as :func:`decode_event`
+    gives it; None if one does not decode (:func:`read_entry` then says why)."""
+    try:
+        events = _EVENTS.decode(array)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return None
+    return events if len(events) == count else None  # (one element a line: check_lines)
 
 
 def _line_chain(line: bytes | memoryview, prev_chain: bytes) -> bytes:

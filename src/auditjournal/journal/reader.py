@@ -7,6 +7,7 @@ Thread-safety: one ``JournalReader`` is for one thread.
 from __future__ import annotations
 
 import os
+from operator import attrgetter
 from pathlib import Path
 from typing import BinaryIO, Final
 
@@ -14,7 +15,7 @@ from ..errors import CorruptJournalError
 from ..fs.safeio import open_regular
 from ..model.events import Event
 from .base import JournalCursor, JournalPosition, genesis_chain
-from .lines import read_entry
+from .lines import check_lines, decode_lines, read_entry
 from .segments import journal_segments, last_entry, segment_name
 
 __all__ = ["JournalReader"]
@@ -160,8 +161,24 @@ class JournalReader(JournalCursor):
         chain, seq, run_id = self._chain, self._seq, self.run_id
         scratch = self._scratch
         room = -1 if limit is None else limit - len(out)  # entries still wanted (-1: all)
+        slow = 0  # lines to read one by one (a batch that did not decode or was out of place)
         try:
             while room and (newline := find(b"\n", offset)) >= 0:
+                if check_lines is not None and not slow:
+                    stop, got_chains, array = check_lines(data, offset, chain, room)
+                    if got_chains:
+                        events = _in_place(array, len(got_chains), seq, run_id)
+                        if events is not None:
+                            out += events
+                            if chains is not None:
+                                chains += got_chains
+                            seq += len(events)
+                            chain = got_chains[-1]
+                            offset = stop
+                            room -= len(events)
+                            continue
+                        slow = len(got_chains)  # read_entry finds the line and words its problem
+                    # else the line at offset is one read_entry must judge (below)
                 line = view[offset : newline + 1]
                 try:
                     event, chain = read_entry(line, chain, scratch)
@@ -176,9 +193,26 @@ class JournalReader(JournalCursor):
                 seq += 1
                 offset = newline + 1
                 room -= 1
+                slow = max(slow - 1, 0)
         finally:
             self._chain, self._seq = chain, seq
             view.release()
         if offset:
             self._offset += offset
             self._buf = data[offset:]
+
+
+_SEQ: Final = attrgetter("seq")
+_RUN_ID: Final = attrgetter("run_id")
+
+
+def _in_place(array: bytes, count: int, seq: int, run_id: str) -> list[Event] | None:
+    """The ``count`` events of ``array`` (from :func:`check_lines`) if each decodes and
+    they are entries ``seq``, ``seq + 1``, ... of ``run_id``; else None (read them one by
+    one: :func:`read_entry` and the seq check word the problem)."""
+    events = decode_lines(array, count)
+    if events is None or list(map(_SEQ, events)) != list(range(seq, seq + count)):
+        return None
+    if set(map(_RUN_ID, events)) != {run_id}:
+        return None
+    return events

@@ -1,0 +1,6 @@
+# evidence/chunkscan.py's per-block record work compiled (optional build, _chunkscan_accel.c).
+
+_Bytes = bytes | bytearray | memoryview
+
+def block(data: _Bytes, end: int, state: int, /) -> tuple[int, bytes, list[bytes]] | None: ...
+def subtrees(leaves: _Bytes, start: int, /) -> list[tuple[int, bytes]]: ...
