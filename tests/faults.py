@@ -36,7 +36,7 @@ def kill_and_wait(pid: int, patience: float = 60.0) -> None:
     while True:
         try:
             state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):  # gone (reaped between open and read)
             return
         if state in ("Z", "X"):
             return
