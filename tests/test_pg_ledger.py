@@ -301,6 +301,9 @@ def test_csv_exports_and_replays_of_a_pg_store_go_to_its_ledger(
     assert verify_store(tmp_path / "a", journal_url=pg_url).ok
 
 
+_VERIFY_STORE = [sys.executable, "-m", "auditjournal", "verify-store"]
+
+
 def _tables(url: str) -> list[str]:
     engine = sa.create_engine(url)
     try:
@@ -317,8 +320,7 @@ def test_verify_store_on_a_database_without_a_journal_creates_nothing(
     one line), not an INVALID ledger, and no tables are made in it."""
     (tmp_path / "a" / "runs").mkdir(parents=True)
     result = subprocess.run(
-        [sys.executable, "-m", "auditjournal", "verify-store", str(tmp_path / "a")]
-        + ["--journal-url", pg_url],
+        [*_VERIFY_STORE, str(tmp_path / "a"), "--journal-url", pg_url],
         capture_output=True,
         text=True,
         check=False,
@@ -336,8 +338,7 @@ def test_verify_store_with_an_unreachable_journal_database_is_a_usage_error(
     (tmp_path / "a" / "runs").mkdir(parents=True)
     dead = "postgresql+psycopg://postgres@127.0.0.1:1/nothing"
     result = subprocess.run(
-        [sys.executable, "-m", "auditjournal", "verify-store", str(tmp_path / "a")]
-        + ["--journal-url", dead],
+        [*_VERIFY_STORE, str(tmp_path / "a"), "--journal-url", dead],
         capture_output=True,
         text=True,
         check=False,

@@ -200,3 +200,28 @@ def test_the_projector_gets_the_recorders_environment_of_now(
         assert run.export_result is not None
         manifest = (store.export_dir("after") / "audit_trail.manifest.json").read_text()
         assert "hmac-sha256" in manifest
+
+
+def test_a_pipe_let_go_by_another_thread_while_reaping_kills_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Leaving the run reaps the projector process; another recording thread's pump may
+    see the pipe end meanwhile and let go of it. That is a child that exited, not one that
+    "did not stop" (it used to be reported so, and its pid sent SIGKILL)."""
+    caplog.set_level("WARNING")
+    with AuditStore.open(tmp_path / "audit", projection="process") as store:
+        with store.start_run(run_id="r", export=SETTINGS) as run:
+            host = export_handle(run).host
+            record_rows(run, 30)
+            receive = host._receive
+
+            def released_meanwhile(timeout: float | None) -> tuple[object, ...] | None:
+                message = receive(timeout)
+                if message is None:  # the end: as if another thread's pump saw it first
+                    host._release()
+                    return ()
+                return message
+
+            monkeypatch.setattr(host, "_receive", released_meanwhile)
+        assert run.export_result is not None
+    assert "did not stop" not in caplog.text

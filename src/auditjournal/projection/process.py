@@ -13,8 +13,8 @@ Between the two processes:
   ``flush_interval``, the cadence at which the journal's group commit writes entries without the
   recorder). Its end of file tells the projector that the recorder is gone: it projects what was
   appended (sealing the export if the run completed) and exits;
-* a **shared progress array** (a small shared mapping, :class:`_Slot`): the seqs each projector
-  has taken in, read by the recorder's backpressure
+* a **shared progress array** (a small shared mapping, :class:`~.child.Slot`): the seqs each
+  projector has taken in, read by the recorder's backpressure
   (:meth:`~auditjournal.projection.live.LiveProjectors.throttle`) without a syscall; the target
   seq of the SQL tables; which parts to stop;
 * an **event pipe** (projector -> recorder): "ready", a seal, a failure, the SQL tables caught
@@ -32,31 +32,23 @@ Thread-safety: recording threads throttle at once; :meth:`ProjectorProcess.pump`
 from __future__ import annotations
 
 import contextlib
-import enum
 import logging
 import mmap
 import os
-import pickle
-import select
 import signal
 import threading
 import time
 from collections import deque
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any, Final
 
 import msgspec
 
-from ..errors import AuditJournalError, DatabaseError, ExportError, ProjectorProcessError
-from ..export.projector import LIVE_STEP_EVENTS, ExportProjector, SealResult
+from ..errors import DatabaseError, ExportError, ProjectorProcessError
+from ..export.projector import SealResult
 from ..fs.processes import anonymous_file, fork_server
-from ..model.settings import ExportSettings
-from ..payloads.store import PayloadStore
-from ..proofs.pgledger import open_ledger
-from ..sql.projector import SqlProjector
-from ..sql.schema import SqlDatabase
-from .shared import shared_journal
+from . import child
+from .child import PROGRESS_BYTES, STOP_EXPORT, STOP_SQL, ProjectorSpec, Slot
 
 __all__ = ["ProcessExport", "ProcessSql", "ProjectorProcess", "ProjectorSpec"]
 
@@ -67,198 +59,6 @@ MAX_LAG: Final = 0.02  # seconds a projector process may trail by before the rec
 MAX_BEHIND: Final = 1024  # events it may trail by (threads: 200; docs/decisions.md, issue 13)
 _JOIN_TIMEOUT: Final = 10.0  # seconds a stopped projector may take to exit before it is killed
 _PUMP: Final = 0.5  # seconds between looks at a projector process that says nothing
-
-
-class _Slot(enum.IntEnum):
-    """The shared progress array's slots (signed 64-bit each)."""
-
-    EXPORT_DONE = 0  # last seq the export took in
-    SQL_DONE = 1  # last seq the SQL tables hold
-    SQL_TARGET = 2  # the recorder waits for the tables up to this seq (-1: not yet)
-    STOP = 3  # bits: 1 stop the export, 2 stop the SQL tables (both stay resumable)
-    WAITING = 4  # 1: the recorder waits for progress; send "progress" after a step
-    IDLE = 5  # 1: the projector is blocked on the wake pipe
-
-
-_PROGRESS_BYTES: Final = 8 * len(_Slot)
-_STOP_EXPORT: Final = 1
-_STOP_SQL: Final = 2
-
-
-class ProjectorSpec(msgspec.Struct, frozen=True, kw_only=True):
-    """What the projector process needs to open a run's projectors by itself."""
-
-    cwd: str  # the recorder's working directory: relative paths mean the same
-    root: str
-    run_id: str
-    segment_bytes: int
-    max_payload_bytes: int
-    ledger_key: str | None
-    idle_look: float  # seconds between looks at the journal when nobody wakes the projector
-    export: ExportSettings | None = None
-    export_prefix: str = ""
-    database_url: str | None = None  # the SQL tables' database (None: no live SQL tables)
-    journal_url: str | None = None  # a PostgreSQL journal's database: its ledger is there
-
-
-# -- the projector process ---------------------------------------------------------------
-
-
-class _Child:
-    """The projector process's side: steps its parts, publishes progress, reports."""
-
-    def __init__(self, spec: ProjectorSpec, shared: Any, events: Connection) -> None:
-        os.chdir(spec.cwd)
-        self.shared = shared
-        self.events = events
-        root = Path(spec.root)
-        journal = shared_journal(root, spec.run_id, spec.segment_bytes)  # one read, both parts
-        self.payloads = PayloadStore(root / "payloads", max_payload_bytes=spec.max_payload_bytes)
-        self.export: ExportProjector | None = None
-        self.sql: SqlProjector | None = None
-        self.database: SqlDatabase | None = None
-        if spec.export is not None:
-            key = None if spec.ledger_key is None else Path(spec.ledger_key)
-            self.export = ExportProjector(
-                journal_dir=journal,
-                run_id=spec.run_id,
-                payloads=self.payloads,
-                settings=spec.export,
-                prefix=Path(spec.export_prefix),
-                ledger=open_ledger(root, key, spec.journal_url),
-            )
-            shared[_Slot.EXPORT_DONE] = self.export.position.next_seq - 1
-        if spec.database_url is not None:
-            self.database = SqlDatabase(spec.database_url)
-            self.sql = SqlProjector(database=self.database, journal_dir=journal, run_id=spec.run_id)
-            shared[_Slot.SQL_DONE] = self.sql.applied_seq
-
-    def step(self) -> bool:
-        """One step of each part still running; True if either took something in."""
-        moved = False
-        stop = self.shared[_Slot.STOP]
-        if self.export is not None:
-            if stop & _STOP_EXPORT:
-                self._end_export(None)
-            else:
-                moved = self._step_export()
-        if self.sql is not None:
-            if stop & _STOP_SQL:
-                self._end_sql(None)
-            else:
-                moved = self._step_sql() or moved
-        if moved and self.shared[_Slot.WAITING]:
-            self.send(("progress",))
-        return moved
-
-    def send(self, message: tuple[Any, ...]) -> None:
-        """Tell the recorder (if it is gone, there is nobody to tell: the work goes on)."""
-        with contextlib.suppress(OSError):
-            self.events.send(message)
-
-    def _step_export(self) -> bool:
-        export = self.export
-        assert export is not None
-        try:
-            moved = export.step(LIVE_STEP_EVENTS) > 0
-        except Exception as exc:
-            self._end_export(("export_failed", _portable(exc)))
-            return False
-        self.shared[_Slot.EXPORT_DONE] = export.position.next_seq - 1
-        if export.result is not None:
-            self._end_export(("sealed", export.result))
-        return moved
-
-    def _step_sql(self) -> bool:
-        sql = self.sql
-        assert sql is not None
-        try:
-            moved = sql.step() > 0
-        except Exception as exc:
-            self._end_sql(("sql_failed", _portable(exc)))
-            return False
-        self.shared[_Slot.SQL_DONE] = sql.applied_seq
-        target = self.shared[_Slot.SQL_TARGET]
-        if target >= 0 and sql.applied_seq >= target:
-            self._end_sql(("sql_done", sql.applied_seq))
-        return moved
-
-    def _end_export(self, message: tuple[Any, ...] | None) -> None:
-        export, self.export = self.export, None
-        assert export is not None
-        try:
-            export.close()
-        finally:
-            if message is not None:
-                self.send(message)
-
-    def _end_sql(self, message: tuple[Any, ...] | None) -> None:
-        sql, self.sql = self.sql, None
-        assert sql is not None
-        try:
-            sql.close()
-        finally:
-            if message is not None:
-                self.send(message)
-
-    def running(self) -> bool:
-        return self.export is not None or self.sql is not None
-
-    def close(self) -> None:
-        for part in (self.export, self.sql, self.database):
-            if part is not None:
-                with contextlib.suppress(Exception):
-                    part.close()
-        self.payloads.close()
-
-
-def _portable(exc: BaseException) -> BaseException:
-    """``exc`` if it survives pickling (it crosses the event pipe), else a stand-in."""
-    try:
-        copy: BaseException = pickle.loads(pickle.dumps(exc))
-    except Exception:
-        return AuditJournalError(f"{type(exc).__name__}: {exc}")
-    return copy
-
-
-def serve(spec: ProjectorSpec, wake_fd: int, events_fd: int, progress_fd: int) -> None:
-    """The projector process's main function (forked by the fork server)."""
-    events = Connection(events_fd, readable=False)
-    progress = mmap.mmap(progress_fd, _PROGRESS_BYTES)
-    os.close(progress_fd)
-    shared = memoryview(progress).cast("q")
-    try:
-        _serve(spec, wake_fd, events, shared)
-    finally:
-        shared.release()
-        progress.close()
-        events.close()
-        os.close(wake_fd)
-
-
-def _serve(spec: ProjectorSpec, wake_fd: int, events: Connection, shared: Any) -> None:
-    try:
-        child = _Child(spec, shared, events)
-    except Exception as exc:
-        with contextlib.suppress(OSError):
-            events.send(("init_failed", _portable(exc)))
-        return
-    child.send(("ready",))
-    orphaned = False
-    try:
-        while child.running():
-            if child.step():
-                continue
-            if orphaned:
-                break  # the recorder is gone and everything it appended is taken in
-            shared[_Slot.IDLE] = 1
-            readable, _, _ = select.select([wake_fd], [], [], spec.idle_look)
-            shared[_Slot.IDLE] = 0
-            if readable and not os.read(wake_fd, 4096):
-                orphaned = True  # end of file: look once more, then exit
-    finally:
-        child.close()
-        child.send(("cpu", time.process_time()))  # for the recorder's figures (the bench)
 
 
 # -- the recorder's side -------------------------------------------------------------------
@@ -311,13 +111,13 @@ class ProjectorProcess:
     def _launch(self, spec: ProjectorSpec) -> None:
         wake_r, wake_w = os.pipe()
         events_r, events_w = os.pipe()
-        progress_fd = anonymous_file(_PROGRESS_BYTES)
+        progress_fd = anonymous_file(PROGRESS_BYTES)
         theirs = [wake_r, events_w, progress_fd]
         try:
-            progress = mmap.mmap(progress_fd, _PROGRESS_BYTES)
+            progress = mmap.mmap(progress_fd, PROGRESS_BYTES)
             shared = memoryview(progress).cast("q")
-            shared[_Slot.SQL_TARGET] = self._sql_target
-            self.pid = fork_server().start(__name__, "serve", (spec,), theirs)
+            shared[Slot.SQL_TARGET] = self._sql_target
+            self.pid = fork_server().start(child.__name__, "serve", (spec,), theirs)
         except BaseException:
             for fd in (wake_w, events_r):
                 os.close(fd)
@@ -442,17 +242,24 @@ class ProjectorProcess:
             return
         self.wake()
         deadline = time.monotonic() + _JOIN_TIMEOUT
-        while self._events is not None and time.monotonic() < deadline:
-            message = self._receive(max(deadline - time.monotonic(), 0))
-            if message is None:
-                break  # its end closed: it exited
-            if message:
-                self._apply(message)
-        else:  # pragma: no cover - a projector that does not stop
-            _log.warning("run %s: the projector process did not stop; killing it", self.run_id)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
-        self._release()
+        # the pump's lock: another thread's pump may read the same pipe, see it end and let
+        # go of it; only a child that is still there at the deadline is killed
+        with self._pump_lock:
+            while self._events is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:  # pragma: no cover - a projector that does not stop
+                    _log.warning(
+                        "run %s: the projector process did not stop; killing it", self.run_id
+                    )
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(self.pid, signal.SIGKILL)
+                    break
+                message = self._receive(remaining)
+                if message is None:
+                    break  # its end closed: it exited
+                if message:
+                    self._apply(message)
+            self._release()
 
     # -- what the handles use ----------------------------------------------------------
 
@@ -467,9 +274,9 @@ class ProjectorProcess:
 
     def idle(self) -> bool:
         """The projector is blocked on its wake pipe (it needs a wake to see new entries)."""
-        return self._shared is not None and self._shared[_Slot.IDLE] == 1
+        return self._shared is not None and self._shared[Slot.IDLE] == 1
 
-    def done(self, slot: _Slot) -> int:
+    def done(self, slot: Slot) -> int:
         shared = self._shared
         return -1 if shared is None else int(shared[slot])
 
@@ -479,18 +286,18 @@ class ProjectorProcess:
             self.pump(0)
         return part.running and self._events is not None
 
-    def wait_progress(self, slot: _Slot, timeout: float) -> None:
+    def wait_progress(self, slot: Slot, timeout: float) -> None:
         shared = self._shared
         if shared is None:
             return
         before = shared[slot]
-        shared[_Slot.WAITING] = 1
+        shared[Slot.WAITING] = 1
         try:
             if shared[slot] == before:
                 self.pump(timeout)
         finally:
             if self._shared is not None:
-                self._shared[_Slot.WAITING] = 0
+                self._shared[Slot.WAITING] = 0
 
     def wait_for(self, part: _Part) -> None:
         """Until ``part`` has finished (or failed); restarts a dead child, never hangs on one."""
@@ -504,19 +311,19 @@ class ProjectorProcess:
             return
         part.stopped = True
         if self._shared is not None:
-            self._shared[_Slot.STOP] |= bit
+            self._shared[Slot.STOP] |= bit
         self._reap()
 
     def finish_sql(self, seq: int) -> None:
         self._sql_target = seq
         if self._shared is not None:
-            self._shared[_Slot.SQL_TARGET] = seq
+            self._shared[Slot.SQL_TARGET] = seq
 
 
 class _Handle:
     """The recorder's handle on one part of a :class:`ProjectorProcess`."""
 
-    _slot: _Slot
+    _slot: Slot
     _stop_bit: int
     max_behind = MAX_BEHIND
 
@@ -560,8 +367,8 @@ class _Handle:
 class ProcessExport(_Handle):
     """The recorder's handle on the live export in a :class:`ProjectorProcess`."""
 
-    _slot = _Slot.EXPORT_DONE
-    _stop_bit = _STOP_EXPORT
+    _slot = Slot.EXPORT_DONE
+    _stop_bit = STOP_EXPORT
 
     def wait(self) -> SealResult:
         """Block until the export is sealed; :class:`ExportError` if it failed (its cause:
@@ -579,8 +386,8 @@ class ProcessExport(_Handle):
 class ProcessSql(_Handle):
     """The recorder's handle on the live SQL tables in a :class:`ProjectorProcess`."""
 
-    _slot = _Slot.SQL_DONE
-    _stop_bit = _STOP_SQL
+    _slot = Slot.SQL_DONE
+    _stop_bit = STOP_SQL
 
     def finish(self, seq: int) -> int:
         """Block until the tables hold everything up to ``seq``; the child then lets go."""

@@ -1,0 +1,222 @@
+"""The projector process's own side (:mod:`.process` has the recorder's side and the design).
+
+Forked by the fork server (:func:`serve` is its entry point): it opens the run's export and
+SQL projectors on one shared read of the journal (:mod:`.shared`), steps them, publishes
+their progress in the shared array (:class:`Slot`) and reports seals and failures on the
+event pipe; the end of the wake pipe means the recorder is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import mmap
+import os
+import pickle
+import select
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+
+from ..errors import AuditJournalError
+from ..export.projector import LIVE_STEP_EVENTS, ExportProjector
+from ..model.settings import ExportSettings
+from ..payloads.store import PayloadStore
+from ..proofs.pgledger import open_ledger
+from ..sql.projector import SqlProjector
+from ..sql.schema import SqlDatabase
+from .shared import shared_journal
+
+__all__ = ["PROGRESS_BYTES", "STOP_EXPORT", "STOP_SQL", "ProjectorSpec", "Slot", "serve"]
+
+
+class Slot(enum.IntEnum):
+    """The shared progress array's slots (signed 64-bit each)."""
+
+    EXPORT_DONE = 0  # last seq the export took in
+    SQL_DONE = 1  # last seq the SQL tables hold
+    SQL_TARGET = 2  # the recorder waits for the tables up to this seq (-1: not yet)
+    STOP = 3  # bits: 1 stop the export, 2 stop the SQL tables (both stay resumable)
+    WAITING = 4  # 1: the recorder waits for progress; send "progress" after a step
+    IDLE = 5  # 1: the projector is blocked on the wake pipe
+
+
+PROGRESS_BYTES: Final = 8 * len(Slot)
+STOP_EXPORT: Final = 1
+STOP_SQL: Final = 2
+
+
+class ProjectorSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """What the projector process needs to open a run's projectors by itself."""
+
+    cwd: str  # the recorder's working directory: relative paths mean the same
+    root: str
+    run_id: str
+    segment_bytes: int
+    max_payload_bytes: int
+    ledger_key: str | None
+    idle_look: float  # seconds between looks at the journal when nobody wakes the projector
+    export: ExportSettings | None = None
+    export_prefix: str = ""
+    database_url: str | None = None  # the SQL tables' database (None: no live SQL tables)
+    journal_url: str | None = None  # a PostgreSQL journal's database: its ledger is there
+
+
+class _Child:
+    """The projector process's side: steps its parts, publishes progress, reports."""
+
+    def __init__(self, spec: ProjectorSpec, shared: Any, events: Connection) -> None:
+        os.chdir(spec.cwd)
+        self.shared = shared
+        self.events = events
+        root = Path(spec.root)
+        journal = shared_journal(root, spec.run_id, spec.segment_bytes)  # one read, both parts
+        self.payloads = PayloadStore(root / "payloads", max_payload_bytes=spec.max_payload_bytes)
+        self.export: ExportProjector | None = None
+        self.sql: SqlProjector | None = None
+        self.database: SqlDatabase | None = None
+        if spec.export is not None:
+            key = None if spec.ledger_key is None else Path(spec.ledger_key)
+            self.export = ExportProjector(
+                journal_dir=journal,
+                run_id=spec.run_id,
+                payloads=self.payloads,
+                settings=spec.export,
+                prefix=Path(spec.export_prefix),
+                ledger=open_ledger(root, key, spec.journal_url),
+            )
+            shared[Slot.EXPORT_DONE] = self.export.position.next_seq - 1
+        if spec.database_url is not None:
+            self.database = SqlDatabase(spec.database_url)
+            self.sql = SqlProjector(database=self.database, journal_dir=journal, run_id=spec.run_id)
+            shared[Slot.SQL_DONE] = self.sql.applied_seq
+
+    def step(self) -> bool:
+        """One step of each part still running; True if either took something in."""
+        moved = False
+        stop = self.shared[Slot.STOP]
+        if self.export is not None:
+            if stop & STOP_EXPORT:
+                self._end_export(None)
+            else:
+                moved = self._step_export()
+        if self.sql is not None:
+            if stop & STOP_SQL:
+                self._end_sql(None)
+            else:
+                moved = self._step_sql() or moved
+        if moved and self.shared[Slot.WAITING]:
+            self.send(("progress",))
+        return moved
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        """Tell the recorder (if it is gone, there is nobody to tell: the work goes on)."""
+        with contextlib.suppress(OSError):
+            self.events.send(message)
+
+    def _step_export(self) -> bool:
+        export = self.export
+        assert export is not None
+        try:
+            moved = export.step(LIVE_STEP_EVENTS) > 0
+        except Exception as exc:
+            self._end_export(("export_failed", _portable(exc)))
+            return False
+        self.shared[Slot.EXPORT_DONE] = export.position.next_seq - 1
+        if export.result is not None:
+            self._end_export(("sealed", export.result))
+        return moved
+
+    def _step_sql(self) -> bool:
+        sql = self.sql
+        assert sql is not None
+        try:
+            moved = sql.step() > 0
+        except Exception as exc:
+            self._end_sql(("sql_failed", _portable(exc)))
+            return False
+        self.shared[Slot.SQL_DONE] = sql.applied_seq
+        target = self.shared[Slot.SQL_TARGET]
+        if target >= 0 and sql.applied_seq >= target:
+            self._end_sql(("sql_done", sql.applied_seq))
+        return moved
+
+    def _end_export(self, message: tuple[Any, ...] | None) -> None:
+        export, self.export = self.export, None
+        assert export is not None
+        try:
+            export.close()
+        finally:
+            if message is not None:
+                self.send(message)
+
+    def _end_sql(self, message: tuple[Any, ...] | None) -> None:
+        sql, self.sql = self.sql, None
+        assert sql is not None
+        try:
+            sql.close()
+        finally:
+            if message is not None:
+                self.send(message)
+
+    def running(self) -> bool:
+        return self.export is not None or self.sql is not None
+
+    def close(self) -> None:
+        for part in (self.export, self.sql, self.database):
+            if part is not None:
+                with contextlib.suppress(Exception):
+                    part.close()
+        self.payloads.close()
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """``exc`` if it survives pickling (it crosses the event pipe), else a stand-in."""
+    try:
+        copy: BaseException = pickle.loads(pickle.dumps(exc))
+    except Exception:
+        return AuditJournalError(f"{type(exc).__name__}: {exc}")
+    return copy
+
+
+def serve(spec: ProjectorSpec, wake_fd: int, events_fd: int, progress_fd: int) -> None:
+    """The projector process's main function (forked by the fork server)."""
+    events = Connection(events_fd, readable=False)
+    progress = mmap.mmap(progress_fd, PROGRESS_BYTES)
+    os.close(progress_fd)
+    shared = memoryview(progress).cast("q")
+    try:
+        _serve(spec, wake_fd, events, shared)
+    finally:
+        shared.release()
+        progress.close()
+        events.close()
+        os.close(wake_fd)
+
+
+def _serve(spec: ProjectorSpec, wake_fd: int, events: Connection, shared: Any) -> None:
+    try:
+        child = _Child(spec, shared, events)
+    except Exception as exc:
+        with contextlib.suppress(OSError):
+            events.send(("init_failed", _portable(exc)))
+        return
+    child.send(("ready",))
+    orphaned = False
+    try:
+        while child.running():
+            if child.step():
+                continue
+            if orphaned:
+                break  # the recorder is gone and everything it appended is taken in
+            shared[Slot.IDLE] = 1
+            readable, _, _ = select.select([wake_fd], [], [], spec.idle_look)
+            shared[Slot.IDLE] = 0
+            if readable and not os.read(wake_fd, 4096):
+                orphaned = True  # end of file: look once more, then exit
+    finally:
+        child.close()
+        child.send(("cpu", time.process_time()))  # for the recorder's figures (the bench)
