@@ -17,9 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.dialects import postgresql, sqlite
 
-from auditjournal.model.events import BaseEvent, NodeStateCompleted
+from auditjournal.model.events import BaseEvent, NodeStateCompleted, NodeStateStarted
 from auditjournal.sql import bulkinsert, rowbuild
-from auditjournal.sql.rowmap import COMPLETION_COLUMNS, INSERTS, completion_values
+from auditjournal.sql.rowmap import COMPLETION_COLUMNS, INSERTS, completion_values, row_values
 from auditjournal.sql.schema import node_states
 
 _DIALECTS = {"sqlite": sqlite.dialect(), "postgresql": postgresql.psycopg.dialect()}
@@ -113,8 +113,6 @@ def test_every_event_type_with_a_table_has_a_generated_builder() -> None:
 
 def test_a_started_state_ends_with_the_completion_columns() -> None:
     """The projector merges a completion into its started row by replacing the tail."""
-    from auditjournal.model.events import NodeStateStarted
-
     for makers in (rowbuild.row_makers(_DIALECTS["sqlite"]), rowbuild.reference_makers()):
         columns = makers.makers[NodeStateStarted].columns
         assert columns[-len(COMPLETION_COLUMNS) :] == COMPLETION_COLUMNS
@@ -134,3 +132,49 @@ def test_other_dialects_use_the_reference() -> None:
     assert bulkinsert.fast_path(mysql.dialect()) is None
     makers = rowbuild.row_makers(mysql.dialect())
     assert makers.insert is rowbuild.reference_makers().insert
+
+
+@pytest.mark.parametrize("name", sorted(_DIALECTS))
+@settings(max_examples=150, deadline=None)
+@given(started=_events(NodeStateStarted), completed=_events(NodeStateCompleted))
+def test_a_state_started_and_completed_in_one_batch_is_one_reference_row(
+    name: str, started: NodeStateStarted, completed: NodeStateCompleted
+) -> None:
+    dialect = _DIALECTS[name]
+    path = bulkinsert.fast_path(dialect)
+    assert path is not None
+    fast, reference = rowbuild.row_makers(dialect), rowbuild.reference_makers()
+    columns = reference.makers[NodeStateStarted].columns
+    values = row_values(INSERTS[NodeStateStarted], started) | completion_values(completed)
+    expected = _ready(path, node_states, columns, [values[c] for c in columns])
+    assert [_null(v, path) for v in fast.merged(started, completed)] == expected
+    assert _ready(path, node_states, columns, reference.merged(started, completed)) == expected
+
+
+def test_a_batch_turns_every_started_state_into_a_row() -> None:
+    """Started states wait as events for their completion; at write time each is a row
+    (completed: merged; still open: the open row; a state_id started twice: both)."""
+    import dataclasses
+
+    from auditjournal.sql.projector import _Batch
+
+    ts = dt.datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=dt.UTC)
+
+    def started(state_id: str, seq: int) -> NodeStateStarted:
+        return NodeStateStarted(
+            run_id="r", seq=seq, ts=ts, state_id=state_id, token_id="t", row_id="w",
+            node_id="n", step_index=1, input_hash="h", input_data_ref="h",
+        )  # fmt: skip
+
+    done = NodeStateCompleted(run_id="r", seq=9, ts=ts, state_id="a", status="completed")
+    written: list[Any] = []
+    makers = rowbuild.row_makers(_DIALECTS["sqlite"])
+    makers = dataclasses.replace(makers, insert=lambda c, t, cols, rows: written.append(rows))
+    batch = _Batch("r", makers)
+    for event in (started("a", 1), started("b", 2), started("a", 3), done):
+        batch.add(event)
+    batch.write(None)  # type: ignore[arg-type]
+    (rows,) = written
+    build = makers.makers[NodeStateStarted].build
+    merged = makers.merged(started("a", 3), done)
+    assert rows == [build(started("a", 1)), build(started("b", 2)), merged]

@@ -110,6 +110,11 @@ _PROBES: Final = (
 )
 
 
+DATETIME_TEXT: Final[set[_Processor]] = set()
+"""The processors :func:`_faster` made: a datetime's text is ``isoformat(" ",
+"microseconds")[:26]``, anything else goes to SQLAlchemy's (builders may inline that)."""
+
+
 def _faster(process: _Processor) -> _Processor:
     """SQLite's ``DateTime`` processor formats with ``%`` and a dict per value; the same
     text (``YYYY-MM-DD HH:MM:SS.ffffff``, the zone dropped) comes from ``isoformat``
@@ -123,6 +128,7 @@ def _faster(process: _Processor) -> _Processor:
 
     try:
         if all(fast(probe) == process(probe) for probe in _PROBES):
+            DATETIME_TEXT.add(fast)
             return fast
     except (TypeError, ValueError):  # not a datetime processor
         pass

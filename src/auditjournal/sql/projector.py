@@ -46,7 +46,7 @@ from ..model.events import (
 )
 from .landscape_tables import batch_updated, close_open, operation_completed
 from .rowbuild import RowMakers, row_makers
-from .rowmap import COMPLETION_COLUMNS, completion_values, json_text, utc
+from .rowmap import completion_values, json_text, utc
 from .schema import (
     TABLES,
     SqlDatabase,
@@ -106,10 +106,12 @@ class _Batch:
         self.run_id = run_id
         self.rows = rows
         self.makers = rows.makers
-        self.inserts: dict[sa.Table, list[tuple[Any, ...]]] = {t: [] for t in TABLES}
+        self.inserts: dict[sa.Table, list[Any]] = {t: [] for t in TABLES}
+        """Each table's rows (tuples of ``columns[table]``; see ``started``)"""
         self.columns: dict[sa.Table, tuple[str, ...]] = {}
-        self.new_states: dict[str, int] = {}
-        """state_id -> its row's index in ``inserts[node_states]``"""
+        self.started: dict[str, int] = {}
+        """state_id -> the index in ``inserts[node_states]`` of its ``node_state_started``,
+        kept as the event until it completes in this batch or the batch is written"""
         self.completions: list[dict[str, Any]] = []
         self.run_updates: list[tuple[Any, dict[str, Any]]] = []
 
@@ -121,8 +123,9 @@ class _Batch:
             if not rows:
                 self.columns[maker.table] = maker.columns
             if kind is NodeStateStarted:
-                self.new_states[event.state_id] = len(rows)  # type: ignore[attr-defined]
-            elif kind is TokenCreated:
+                self._state_started(event, rows)  # type: ignore[arg-type]
+                return
+            if kind is TokenCreated:
                 self._parents(event.token_id, event.parent_token_ids)  # type: ignore[attr-defined]
             rows.append(maker.build(event))
         elif kind is NodeStateCompleted:
@@ -133,6 +136,11 @@ class _Batch:
                 self.run_updates += update(event)
 
     def write(self, conn: Connection) -> None:
+        if self.started:  # started, not completed: open rows
+            rows, build = self.inserts[node_states], self.makers[NodeStateStarted].build
+            for index in self.started.values():
+                rows[index] = build(rows[index])
+            self.started.clear()
         insert = self.rows.insert
         for table, rows in self.inserts.items():
             if rows:
@@ -148,11 +156,18 @@ class _Batch:
             run_id = self.run_id
             self.inserts[token_parents] += ((run_id, token_id, i, p) for i, p in enumerate(parents))
 
+    def _state_started(self, e: NodeStateStarted, rows: list[Any]) -> None:
+        earlier = self.started.get(e.state_id)
+        if earlier is not None:  # the same state_id twice: the first stays a row of its own
+            rows[earlier] = self.makers[NodeStateStarted].build(rows[earlier])
+        self.started[e.state_id] = len(rows)
+        rows.append(e)
+
     def _state_completed(self, e: NodeStateCompleted) -> None:
-        index = self.new_states.pop(e.state_id, None)
+        index = self.started.pop(e.state_id, None)
         if index is not None:  # started in this batch: still one INSERT
             rows = self.inserts[node_states]
-            rows[index] = rows[index][:_STARTED] + self.rows.complete(e)
+            rows[index] = self.rows.merged(rows[index], e)
         else:
             values = completion_values(e)
             values.update(b_run_id=self.run_id, b_state_id=e.state_id)
@@ -160,7 +175,6 @@ class _Batch:
 
 
 _PARENT_COLUMNS: Final = ("run_id", "token_id", "ordinal", "parent_token_id")
-_STARTED: Final = -len(COMPLETION_COLUMNS)
 
 
 _Update = tuple[Any, dict[str, Any]]

@@ -24,13 +24,14 @@ idempotently (a race builds twice, both equal); makers hold no state.
 
 from __future__ import annotations
 
+import datetime as _dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
 import sqlalchemy as sa
 
-from ..model.events import BaseEvent, NodeStateCompleted
+from ..model.events import BaseEvent, NodeStateCompleted, NodeStateStarted
 from . import bulkinsert
 from .rowmap import (
     APPENDED_AT,
@@ -74,6 +75,9 @@ class RowMakers:
     makers: dict[type[BaseEvent], Maker]
     complete: Callable[[NodeStateCompleted], Row]
     insert: Insert_
+    merged: Callable[[NodeStateStarted, NodeStateCompleted], Row]
+    """The row of a state started and completed in one batch (the started row, its
+    completion columns replaced)."""
 
 
 # -- the reference: rowmap's dicts through SQLAlchemy ------------------------------------
@@ -100,27 +104,36 @@ def reference_makers() -> RowMakers:
     """:func:`.rowmap.row_values` and SQLAlchemy's own executemany: what the fast path must
     equal, and what dialects without one use."""
     makers = {kind: _reference_maker(kind, spec, _order(kind)) for kind, spec in INSERTS.items()}
-    return RowMakers(makers, lambda e: tuple(completion_values(e).values()), _generic_insert)
+    started = makers[NodeStateStarted].build
+
+    def complete(e: NodeStateCompleted) -> Row:
+        return tuple(completion_values(e).values())
+
+    def merged(s: NodeStateStarted, e: NodeStateCompleted) -> Row:
+        return started(s)[: -len(COMPLETION_COLUMNS)] + complete(e)
+
+    return RowMakers(makers, complete, _generic_insert, merged)
 
 
 # -- the fast path: generated builders ---------------------------------------------------
 
 
-def _attr(name: str) -> str:
+def _attr(name: str, var: str = "e") -> str:
     if not name.isidentifier():  # struct fields are; never splice anything else
         raise ValueError(f"not a field name: {name!r}")
-    return f"e.{name}"
+    return f"{var}.{name}"
 
 
-def _expressions(kind: type[BaseEvent], spec: Insert) -> dict[str, str]:
-    """:func:`.rowmap.row_values`' steps, over expressions: column -> its expression."""
-    values = {f: _attr(f) for f in kind.__struct_fields__}
-    ts = "_utc(e.ts)"
+def _expressions(kind: type[BaseEvent], spec: Insert, e: str = "e") -> dict[str, str]:
+    """:func:`.rowmap.row_values`' steps, over expressions of the event ``e``: column ->
+    its expression."""
+    values = {f: _attr(f, e) for f in kind.__struct_fields__}
+    ts = _UTC_TS.replace("e.", f"{e}.")
     del values["ts"], values["occurred_at"]
     if spec.ts_column is not None:
-        values[spec.ts_column] = f"({ts} if e.occurred_at is None else e.occurred_at)"
+        values[spec.ts_column] = f"({ts} if {e}.occurred_at is None else {e}.occurred_at)"
     if spec.table in APPENDED_AT:
-        values["appended_at"] = f"(None if e.occurred_at is None else {ts})"
+        values["appended_at"] = f"(None if {e}.occurred_at is None else {ts})"
     for old, new in spec.renamed:
         values[new] = values.pop(old)
     for name in spec.json_fields:
@@ -156,6 +169,9 @@ _FIXES: Final[dict[str, Callable[..., None]]] = {
     "retain_is_null": _retain_is_null,
 }
 
+_UTC_TS: Final = "(e.ts if e.ts.tzinfo is _UTC else _utc(e.ts))"
+"""``utc(e.ts)``, without the call for the journal's own (UTC) timestamps."""
+
 _COMPLETION: Final = {
     "status": "e.status",
     "output_hash": "e.output_hash",
@@ -163,9 +179,9 @@ _COMPLETION: Final = {
     "duration_ms": "e.duration_ms",
     "error_json": "(_json(e.error) if e.error is not None else None)",
     "success_reason_json": "(_json(e.success_reason) if e.success_reason is not None else None)",
-    "completed_at": "(_utc(e.ts) if e.occurred_at is None else e.occurred_at)",
+    "completed_at": f"({_UTC_TS} if e.occurred_at is None else e.occurred_at)",
     "seq": "e.seq",
-    "appended_at": "(None if e.occurred_at is None else _utc(e.ts))",
+    "appended_at": f"(None if e.occurred_at is None else {_UTC_TS})",
     "output_data_retained": "(False if e.output_data_ref is None and e.output_hash else None)",
     "context_after_json": "(_json(e.context_after) if e.context_after is not None else None)",
 }
@@ -199,9 +215,11 @@ def _compile(
     processors: _Processors,
     null: Any,
     constants: dict[str, Any] | None = None,
-) -> Callable[[Any], Row]:
+    args: str = "e",
+) -> Callable[..., Row]:
     constants = constants or {}
     namespace: dict[str, Any] = {"_utc": utc, "_json": json_text, "_N": null, **constants}
+    namespace.update(_UTC=_dt.UTC, _DT=_dt.datetime)
     parts = []
     for column in columns:
         expression = expressions[column]
@@ -218,10 +236,12 @@ def _compile(
             parts.append(expression if process is None else f"_p_{column}({expression})")
         else:
             done = "v" if process is None else f"_p_{column}(v)"
+            if process in bulkinsert.DATETIME_TEXT:  # its text, inline (a call less)
+                done = f'(v.isoformat(" ", "microseconds")[:26] if type(v) is _DT else {done})'
             parts.append(f"(_N if (v := {expression}) is None else {done})")
-    source = f"def {name}(e):\n    return ({', '.join(parts)},)\n"
+    source = f"def {name}({args}):\n    return ({', '.join(parts)},)\n"
     exec(compile(source, f"<rowbuild {name}>", "exec"), namespace)
-    build: Callable[[Any], Row] = namespace[name]
+    build: Callable[..., Row] = namespace[name]
     return build
 
 
@@ -244,7 +264,12 @@ def _fast_makers(processors: _Processors, insert: Insert_, null: Any) -> RowMake
     complete = _compile(
         "completion", _COMPLETION, COMPLETION_COLUMNS, node_states, processors, null
     )
-    return RowMakers(makers, complete, insert)
+    started = _expressions(NodeStateStarted, INSERTS[NodeStateStarted], "s")
+    both = {**started, **_COMPLETION}  # completion columns replaced; the order: started's
+    merged = _compile(
+        "merged", both, makers[NodeStateStarted].columns, node_states, processors, null, args="s, e"
+    )
+    return RowMakers(makers, complete, insert, merged)
 
 
 _CACHE: dict[tuple[str, str, str], RowMakers] = {}
