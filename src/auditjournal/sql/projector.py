@@ -1,5 +1,8 @@
 """The SQL projector: keeps the audit tables (:mod:`sqlschema`) current from a journal.
 
+Which row each event makes is declared in :mod:`.rowmap`; :mod:`.rowbuild` compiles
+that into the tuple builders used here (per dialect), :mod:`.bulkinsert` writes them.
+
 Exactly-once: events are applied in batches (``executemany`` per table), one
 transaction per batch, and the run's checkpoint row is moved in the *same*
 transaction, first, guarded by the seq it expects (``UPDATE ... WHERE
