@@ -1,7 +1,8 @@
-"""The SQL projector's bulk inserts (sql/bulkinsert.py, issue 13): COPY on PostgreSQL,
-pre-compiled ``executemany`` elsewhere, must leave exactly the rows SQLAlchemy's own
-``executemany`` leaves -- on SQLite and on PostgreSQL, for a run with every kind of entity
-(including the Landscape tables) and for random values (Hypothesis)."""
+"""The SQL projector's bulk inserts (sql/bulkinsert.py, sql/rowbuild.py, issue 13): COPY
+on PostgreSQL, a raw ``executemany`` of pre-processed tuples on SQLite, must leave exactly
+the rows SQLAlchemy's own ``executemany`` of :func:`rowmap.row_values` leaves -- on SQLite
+and on PostgreSQL, for a run with every kind of entity (including the Landscape tables)
+and for random values (Hypothesis)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from auditjournal import AuditStore, SqlDatabase, replay_sql
-from auditjournal.sql import bulkinsert
+from auditjournal.sql import bulkinsert, rowbuild
 from auditjournal.sql import projector as sqlprojector
 from auditjournal.sql.tables import node_states
 from landscape_run import record_landscape
@@ -46,8 +47,9 @@ def test_bulk_inserts_leave_the_rows_sqlalchemy_leaves(
     database = SqlDatabase(url)
     try:
         dumps: dict[str, list[dict[str, Any]]] = {}
-        for insert in (bulkinsert.insert_rows, bulkinsert.insert_rows_generic):
-            monkeypatch.setattr(sqlprojector, "_insert_rows", insert)
+        makers = {"fast": rowbuild.row_makers, "reference": lambda _: rowbuild.reference_makers()}
+        for kind, make in makers.items():
+            monkeypatch.setattr(sqlprojector, "_row_makers", make)
             for run_id in run_ids:
                 # small batches: states completed in a later batch take the UPDATE path too
                 replay_sql(
@@ -56,8 +58,8 @@ def test_bulk_inserts_leave_the_rows_sqlalchemy_leaves(
                     run_id=run_id,
                     batch_size=7,
                 )
-            dumps[insert.__name__] = [dump_tables(database, r) for r in run_ids]
-        fast, generic = dumps["insert_rows"], dumps["insert_rows_generic"]
+            dumps[kind] = [dump_tables(database, r) for r in run_ids]
+        fast, generic = dumps["fast"], dumps["reference"]
         assert fast == generic
         assert all(sum(len(rows) for rows in d.values()) > 20 for d in fast)
     finally:
@@ -99,6 +101,21 @@ _state = st.fixed_dictionaries(
 )
 
 
+def _fast_insert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """The fast path as the row builders use it: each value through its column's
+    processor, None as the path's NULL, then the path's insert."""
+    path = bulkinsert.fast_path(conn.dialect)
+    assert path is not None
+    columns = tuple(rows[0])
+    processors = [path.processor(table, c) for c in columns]
+    tuples = []
+    for row in rows:
+        pairs = zip(columns, processors, strict=True)
+        values = (row[c] if p is None else p(row[c]) for c, p in pairs)
+        tuples.append(tuple(path.null if v is None else v for v in values))
+    path.insert(conn, table, columns, tuples)
+
+
 def _dump(database: SqlDatabase, run_id: str) -> list[dict[str, Any]]:
     with database.engine.connect() as conn:
         query = sa.select(node_states).where(node_states.c.run_id == run_id)
@@ -119,7 +136,7 @@ def test_random_rows_are_stored_as_sqlalchemy_stores_them(
     try:
         for kind, run_id in runs.items():
             rows = [{"run_id": run_id, **s} for s in states]
-            insert = bulkinsert.insert_rows if kind == "fast" else bulkinsert.insert_rows_generic
+            insert = _fast_insert if kind == "fast" else bulkinsert.insert_rows_generic
             with database.engine.begin() as conn:
                 insert(conn, node_states, rows)
         fast, generic = (_dump(database, run_id) for run_id in runs.values())
@@ -162,11 +179,12 @@ def test_postgresql_rows_go_through_copy(tmp_path: Path, monkeypatch: pytest.Mon
     copied: list[str] = []
     real = bulkinsert._copy_rows
 
-    def spy(conn: Any, table: sa.Table, keys: Any, rows: Any) -> None:
+    def spy(conn: Any, table: sa.Table, columns: Any, rows: Any) -> None:
         copied.append(table.name)
-        real(conn, table, keys, rows)
+        real(conn, table, columns, rows)
 
     monkeypatch.setattr(bulkinsert, "_copy_rows", spy)
+    monkeypatch.setattr(rowbuild, "_CACHE", {})  # makers built now take the spy
     store, run_ids = _record(tmp_path / "root")
     database = SqlDatabase(os.environ[PG_ENV])
     try:
@@ -186,6 +204,6 @@ def test_a_refused_copy_is_reported_as_sqlalchemy_reports_driver_errors() -> Non
     row.update(node_id="n", step_index=1, attempt=0, status="open", started_seq=1)
     try:
         with pytest.raises(sa.exc.DBAPIError), database.engine.begin() as conn:
-            bulkinsert.insert_rows(conn, node_states, [row])
+            _fast_insert(conn, node_states, [row])
     finally:
         database.close()

@@ -593,8 +593,8 @@ def test_live_projection_failure_surfaces_at_complete_and_is_repairable(tmp_path
 def test_every_event_field_has_a_column() -> None:
     """A new event field must get a column (and a schema version), not vanish silently."""
     from auditjournal.model.events import TokenCreated
-    from auditjournal.sql.projector import _DROPPED
+    from auditjournal.sql.rowmap import DROPPED
 
-    assert {kind: fields for kind, fields in _DROPPED.items() if fields} == {
+    assert {kind: fields for kind, fields in DROPPED.items() if fields} == {
         TokenCreated: ("parent_token_ids",)  # its own table, token_parents
     }

@@ -54,6 +54,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="rows of the journal projected by --projection-cost (default 4000)",
     )
     p.add_argument(
+        "--baseline-sql-url",
+        default=None,
+        help="--projection-cost: the baseline's PostgreSQL database (default: the same URL; "
+        "needed when the baseline's schema version differs)",
+    )
+    p.add_argument(
         "--baseline-src",
         type=Path,
         default=None,
@@ -147,6 +153,7 @@ def measure(
     trees: dict[str, Path],
     pg_url: str | None,
     log: Callable[[str], None],
+    pg_urls: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Interleaved rounds of every projection with every tree; µs of CPU per event."""
     root = work / f"store-{wl.NAME}"
@@ -159,7 +166,8 @@ def measure(
         line = [f"[{wl.NAME}] round {r + 1}/{repeats}:"]
         for kind in kinds:
             for label in order:
-                doc = _sample(trees[label], kind, root, work, pg_url or "")
+                url = (pg_urls or {}).get(label) or pg_url or ""
+                doc = _sample(trees[label], kind, root, work, url)
                 us = doc["cpu_seconds"] / events * 1e6
                 samples[kind][label].append(us)
                 line.append(f"{kind}/{label} {us:.2f}")
@@ -231,6 +239,7 @@ def run_projection_cost(
                     trees=trees,
                     pg_url=pg_url,
                     log=lambda s: print(s, file=sys.stderr, flush=True),
+                    pg_urls={"baseline": args.baseline_sql_url} if args.baseline_sql_url else None,
                 )
             )
     finally:

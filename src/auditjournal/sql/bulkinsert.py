@@ -11,80 +11,95 @@ rows per batch, that was most of its CPU per event (issue 13). So:
   round trip per batch. The values are those SQLAlchemy would have sent (psycopg
   adapts ``datetime``/``bool``/``float``/``str``/``int`` itself; the audit
   tables have no type with a bind processor on this dialect).
-* **any other dialect (SQLite)** -- the INSERT is compiled once per table and
-  set of columns; each row becomes a tuple in the compiled order, with the
-  columns' bind processors (SQLite's ``DateTime`` text, ``Boolean`` as 0/1)
-  applied only to the columns that have one; then the driver's ``executemany``.
+* **SQLite** -- one ``INSERT ... VALUES (?, ...)`` per table and columns, and the
+  driver's ``executemany`` over the rows as given: tuples whose values already went
+  through the columns' bind processors (SQLite's ``DateTime`` text, ``Boolean`` as
+  0/1; :func:`fast_path` hands them out, :mod:`.rowbuild` applies them while it
+  builds the rows).
+* **any other dialect** -- no fast path: :func:`insert_rows_generic`.
 
 Either way the tables hold exactly what ``conn.execute(table.insert(), rows)``
-would have written (tests/test_sqlproj.py compares both on SQLite and PostgreSQL).
-Every row of one call must have the same keys (the projector's rows of one
-table do: one event type per table, fixed columns).
+would have written (tests/test_sql_bulkinsert.py compares both on SQLite and
+PostgreSQL).
 
-Thread-safety: the compiled statements are cached per dialect and keys; the cache
-is filled idempotently (a race compiles twice, both equal).
+Thread-safety: the INSERT texts are cached per dialect, table and columns; the cache
+is filled idempotently (a race builds twice, both equal).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
-import operator
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-__all__ = ["insert_rows", "insert_rows_generic"]
+__all__ = ["FastPath", "fast_path", "insert_rows_generic"]
 
 _Processor = Callable[[Any], Any]
 
 
-class _Compiled:
-    """One table's INSERT for one set of keys on one dialect, ready for raw rows."""
+@dataclass(frozen=True)
+class FastPath:
+    """A dialect's fast insert: ``insert(conn, table, columns, rows)`` writes tuples of
+    ``columns`` whose values went through ``processor(table, column)`` (when not None)."""
 
-    __slots__ = ("named", "processed", "sql", "take")
-
-    def __init__(self, table: sa.Table, keys: tuple[str, ...], dialect: sa.Dialect) -> None:
-        compiled = table.insert().compile(dialect=dialect, column_keys=list(keys))
-        self.sql = str(compiled)
-        self.named = compiled.positiontup is None  # pyformat/named: dicts, else tuples
-        order = tuple(keys) if self.named else tuple(compiled.positiontup or ())
-        self.take = _values(order)
-        processed: list[tuple[int, str, _Processor]] = []
-        for index, name in enumerate(order):
-            process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-            if process is not None:
-                processed.append((index, name, _faster(process)))
-        self.processed: Final = tuple(processed)
-
-    def parameters(self, rows: Sequence[dict[str, Any]]) -> list[Any]:
-        processed = self.processed
-        if self.named:
-            out_named = [dict(row) for row in rows]
-            for row in out_named:
-                for _, name, process in processed:
-                    row[name] = process(row[name])
-            return out_named
-        take = self.take
-        if not processed:
-            return [take(row) for row in rows]
-        out: list[Any] = []
-        for row in rows:
-            values = list(take(row))
-            for index, _, process in processed:
-                values[index] = process(values[index])
-            out.append(tuple(values))  # the DB-API wants tuples (or dicts)
-        return out
+    processor: Callable[[sa.Table, str], _Processor | None]
+    insert: Callable[[Connection, sa.Table, tuple[str, ...], list[tuple[Any, ...]]], None]
+    null: Any = None
+    """What the rows hold for NULL (see :data:`_NAN_IS_NULL`)."""
 
 
-def _values(keys: Sequence[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
-    """A row's values for ``keys``, in that order, as a tuple (itemgetter of one key
-    would give the bare value)."""
-    if len(keys) == 1:
-        key = keys[0]
-        return lambda row: (row[key],)
-    return operator.itemgetter(*keys)
+def fast_path(dialect: sa.Dialect) -> FastPath | None:
+    """COPY for PostgreSQL with psycopg, a raw ``executemany`` for SQLite; None for other
+    dialects (they take :func:`insert_rows_generic`)."""
+    if dialect.name == "postgresql" and dialect.driver == "psycopg":
+        return FastPath(lambda table, column: None, _copy_rows)
+    if dialect.name == "sqlite" and dialect.paramstyle == "qmark":
+        null = _NAN if _nan_is_null() else None
+        return FastPath(lambda t, c: _processor(dialect, t, c), _executemany, null)
+    return None
+
+
+_NAN: Final = float("nan")
+
+
+def _nan_is_null() -> bool:
+    """SQLite stores a bound NaN as NULL (``sqlite3VdbeMemSetDouble``: it has no NaN). For
+    the rows of SQLite, NULL is written as NaN: before Python 3.12 the sqlite3 module
+    binds a ``None`` only after its adapter protocol failed (a failed attribute lookup
+    that builds and drops an ``AttributeError``, ~0.4 us; a reference run binds ~250,000
+    of them), a float it binds at once. Checked here, on this sqlite3; else ``None``."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(":memory:")) as probe:
+        row = probe.execute("SELECT ? IS NULL, typeof(?)", (_NAN, _NAN)).fetchone()
+    return bool(row == (1, "null"))
+
+
+def _processor(dialect: sa.Dialect, table: sa.Table, column: str) -> _Processor | None:
+    process = table.c[column].type.dialect_impl(dialect).bind_processor(dialect)
+    return None if process is None else _faster(process)
+
+
+_SQL: dict[tuple[str, str, tuple[str, ...]], str] = {}
+
+
+def _executemany(
+    conn: Connection, table: sa.Table, columns: tuple[str, ...], rows: list[tuple[Any, ...]]
+) -> None:
+    """One ``INSERT ... VALUES (?, ...)`` per table and columns, the rows as they are."""
+    key = (conn.dialect.name, table.name, columns)
+    sql = _SQL.get(key)
+    if sql is None:
+        quote = conn.dialect.identifier_preparer
+        names = ", ".join(quote.quote(c) for c in columns)
+        marks = ", ".join("?" * len(columns))
+        sql = _SQL[key] = f"INSERT INTO {quote.format_table(table)} ({names}) VALUES ({marks})"
+    conn.exec_driver_sql(sql, rows)
 
 
 _PROBES: Final = (
@@ -93,6 +108,11 @@ _PROBES: Final = (
     _dt.datetime(987, 6, 5, 4, 3, 2, 1),
     _dt.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=_dt.timezone(_dt.timedelta(hours=5))),
 )
+
+
+DATETIME_TEXT: Final[set[_Processor]] = set()
+"""The processors :func:`_faster` made: a datetime's text is ``isoformat(" ",
+"microseconds")[:26]``, anything else goes to SQLAlchemy's (builders may inline that)."""
 
 
 def _faster(process: _Processor) -> _Processor:
@@ -108,34 +128,11 @@ def _faster(process: _Processor) -> _Processor:
 
     try:
         if all(fast(probe) == process(probe) for probe in _PROBES):
+            DATETIME_TEXT.add(fast)
             return fast
     except (TypeError, ValueError):  # not a datetime processor
         pass
     return process
-
-
-_COMPILED: dict[tuple[str, str, str, str, tuple[str, ...]], _Compiled] = {}
-
-
-def _compiled(table: sa.Table, keys: tuple[str, ...], dialect: sa.Dialect) -> _Compiled:
-    key = (dialect.name, dialect.driver, dialect.paramstyle, table.name, keys)
-    found = _COMPILED.get(key)
-    if found is None:
-        found = _COMPILED[key] = _Compiled(table, keys, dialect)
-    return found
-
-
-def insert_rows(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert ``rows`` (dicts with the same keys, column names) into ``table``."""
-    if not rows:
-        return
-    keys = tuple(rows[0])
-    dialect = conn.dialect
-    if dialect.name == "postgresql" and dialect.driver == "psycopg":
-        _copy_rows(conn, table, keys, rows)
-        return
-    compiled = _compiled(table, keys, dialect)
-    conn.exec_driver_sql(compiled.sql, compiled.parameters(rows))
 
 
 def insert_rows_generic(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
@@ -146,12 +143,11 @@ def insert_rows_generic(conn: Connection, table: sa.Table, rows: Sequence[dict[s
 
 
 def _copy_rows(
-    conn: Connection, table: sa.Table, keys: tuple[str, ...], rows: Sequence[dict[str, Any]]
+    conn: Connection, table: sa.Table, columns: tuple[str, ...], rows: list[tuple[Any, ...]]
 ) -> None:
-    take = _values(keys)
     quote = conn.dialect.identifier_preparer
-    columns = ", ".join(quote.quote(k) for k in keys)
-    statement = f"COPY {quote.format_table(table)} ({columns}) FROM STDIN"
+    names = ", ".join(quote.quote(c) for c in columns)
+    statement = f"COPY {quote.format_table(table)} ({names}) FROM STDIN"
     raw = conn.connection.driver_connection
     assert raw is not None
     error = conn.dialect.loaded_dbapi.Error
@@ -159,6 +155,6 @@ def _copy_rows(
         with raw.cursor() as cursor, cursor.copy(statement) as copy:
             write = copy.write_row
             for row in rows:
-                write(take(row))
+                write(row)
     except error as exc:  # as SQLAlchemy reports a driver's error (the projector handles it)
         raise sa.exc.DBAPIError.instance(statement, None, exc, error) from exc

@@ -3,7 +3,7 @@
 Operations are inserted ``open`` when they start and updated when they complete;
 batches are inserted ``draft`` and updated with each status (a trigger or state
 given once is kept); at ``run_completed`` those still open get its seq, as in the
-export. The inserts themselves are declared with the others in :mod:`projector`.
+export. The inserts themselves are declared with the others in :mod:`.rowmap`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """The SQL projector: keeps the audit tables (:mod:`sqlschema`) current from a journal.
 
+Which row each event makes is declared in :mod:`.rowmap`; :mod:`.rowbuild` compiles
+that into the tuple builders used here (per dialect), :mod:`.bulkinsert` writes them.
+
 Exactly-once: events are applied in batches (``executemany`` per table), one
 transaction per batch, and the run's checkpoint row is moved in the *same*
 transaction, first, guarded by the seq it expects (``UPDATE ... WHERE
@@ -23,11 +26,9 @@ import datetime as _dt
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import msgspec
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -35,68 +36,28 @@ from ..errors import RunNotFoundError
 from ..journal.base import JournalCursor, JournalPosition, RunJournal
 from ..journal.filebackend import as_run_journal
 from ..model.events import (
-    ArtifactRecorded,
     BaseEvent,
-    BatchCreated,
-    BatchMemberAdded,
-    BatchOutputRecorded,
     BatchUpdated,
-    CallRecorded,
-    CheckpointRecorded,
     CsvExported,
-    EdgeRegistered,
     ExportFailed,
     ExportSealed,
-    FieldResolutionRecorded,
-    NodeRegistered,
     NodeStateCompleted,
     NodeStateStarted,
     OperationCompleted,
-    OperationStarted,
-    PreflightResultRecorded,
-    RoutingEventRecorded,
-    RowCreated,
     RunCompleted,
-    RunInterrupted,
-    RunResumed,
-    RunStarted,
-    SchemaContractRecorded,
-    SecretResolutionRecorded,
     TokenCreated,
-    TokenOutcomeRecorded,
-    TransformErrorRecorded,
-    ValidationErrorRecorded,
 )
-from .bulkinsert import insert_rows
-from .landscape_tables import OPEN_OPERATION, batch_updated, close_open, operation_completed
+from .landscape_tables import batch_updated, close_open, operation_completed
+from .rowbuild import RowMakers, row_makers
+from .rowmap import completion_values, json_text, utc
 from .schema import (
     TABLES,
     SqlDatabase,
-    artifacts,
-    batch_members,
-    batch_outputs,
-    batches,
-    calls,
     checkpoints,
     db_error,
-    edges,
-    field_resolutions,
-    landscape_checkpoints,
     node_states,
-    nodes,
-    operations,
-    preflight_results,
-    routing_events,
-    rows,
-    run_interruptions,
     runs,
-    schema_contracts,
-    secret_resolutions,
-    token_outcomes,
     token_parents,
-    tokens,
-    transform_errors,
-    validation_errors,
 )
 
 __all__ = ["DEFAULT_BATCH", "SqlProjector", "replay_sql", "table_rows"]
@@ -104,19 +65,7 @@ __all__ = ["DEFAULT_BATCH", "SqlProjector", "replay_sql", "table_rows"]
 DEFAULT_BATCH: Final = 4096
 _UTC = _dt.UTC
 
-# -- events -> table rows ----------------------------------------------------------------
-
-
-def _json(value: Any) -> str | None:
-    """Small JSON values as canonical (sorted, compact) JSON text."""
-    return None if value is None else msgspec.json.encode(value, order="sorted").decode()
-
-
-def _utc(ts: _dt.datetime) -> _dt.datetime:
-    return ts if ts.tzinfo is _UTC or ts.utcoffset() == _dt.timedelta(0) else ts.astimezone(_UTC)
-
-
-_insert_rows = insert_rows  # tests swap in bulkinsert.insert_rows_generic to compare
+_row_makers = row_makers  # tests swap in rowbuild.reference_makers to compare
 
 _B_RUN: Final[sa.BindParameter[str]] = sa.bindparam("b_run_id", type_=sa.String())
 _COMPLETE_STATE = (
@@ -150,199 +99,38 @@ _CLOSE_OPEN_STATES = (
 _UPDATE_RUN = sa.update(runs).where(runs.c.run_id == _B_RUN)
 
 
-@dataclass(frozen=True)
-class _Insert:
-    """How an event becomes one row of ``table``: its fields are the columns, except
-    ``ts`` (-> ``ts_column``), ``renamed`` fields, JSON fields (-> ``<name>_json``) and
-    fields the table has no column for (dropped: a newer event field waits for a schema
-    version that has it)."""
-
-    table: sa.Table
-    ts_column: str | None
-    renamed: tuple[tuple[str, str], ...] = ()
-    json_fields: tuple[str, ...] = ()
-    constants: tuple[tuple[str, Any], ...] = ()
-
-    def dropped(self, event_type: type[BaseEvent]) -> tuple[str, ...]:
-        mapped = {"ts", "occurred_at", *(old for old, _ in self.renamed), *self.json_fields}
-        columns = set(self.table.c.keys())
-        return tuple(
-            f for f in event_type.__struct_fields__ if f not in mapped and f not in columns
-        )
-
-
-_OPEN_STATE: Final = tuple(
-    (c, None)
-    for c in (
-        "output_hash",
-        "output_data_ref",
-        "duration_ms",
-        "error_json",
-        "success_reason_json",
-        "completed_at",
-        "seq",
-        "appended_at",
-        "output_data_retained",
-        "context_after_json",
-    )
-)
-_INSERTS: Final[dict[type[BaseEvent], _Insert]] = {
-    RunStarted: _Insert(
-        runs,
-        "started_at",
-        renamed=(("seq", "started_seq"),),
-        json_fields=("config", "settings", "redacted"),
-        constants=(("status", "running"), ("appended_at", None)),
-    ),
-    NodeRegistered: _Insert(
-        nodes,
-        "registered_at",
-        json_fields=("config", "input_schema", "output_schema", "redacted", "schema_fields"),
-    ),
-    EdgeRegistered: _Insert(edges, "created_at"),
-    RowCreated: _Insert(rows, "created_at"),
-    TokenCreated: _Insert(tokens, "created_at"),
-    NodeStateStarted: _Insert(
-        node_states,
-        "started_at",
-        renamed=(("seq", "started_seq"), ("input_retained", "input_data_retained")),
-        json_fields=("context_before",),
-        constants=(("status", "open"), *_OPEN_STATE),
-    ),
-    RoutingEventRecorded: _Insert(routing_events, "created_at"),
-    CallRecorded: _Insert(calls, "created_at", json_fields=("error", "redacted")),
-    ArtifactRecorded: _Insert(artifacts, "created_at"),
-    TokenOutcomeRecorded: _Insert(
-        token_outcomes, "recorded_at", json_fields=("context", "expected_branches")
-    ),
-    OperationStarted: _Insert(
-        operations,
-        "started_at",
-        renamed=(("seq", "started_seq"),),
-        constants=(("status", "open"), *OPEN_OPERATION),
-    ),
-    BatchCreated: _Insert(
-        batches,
-        "created_at",
-        renamed=(("seq", "created_seq"),),
-        constants=(
-            ("status", "draft"),
-            ("trigger_type", None),
-            ("trigger_reason", None),
-            ("aggregation_state_id", None),
-            ("completed_at", None),
-            ("seq", None),
-            ("appended_at", None),
-        ),
-    ),
-    BatchMemberAdded: _Insert(batch_members, None),
-    BatchOutputRecorded: _Insert(batch_outputs, "created_at"),
-    ValidationErrorRecorded: _Insert(validation_errors, "created_at"),
-    TransformErrorRecorded: _Insert(transform_errors, "created_at", json_fields=("error_details",)),
-    CheckpointRecorded: _Insert(landscape_checkpoints, "created_at"),
-    SecretResolutionRecorded: _Insert(secret_resolutions, "resolved_at"),
-    PreflightResultRecorded: _Insert(
-        preflight_results, "created_at", json_fields=("result", "redacted")
-    ),
-    FieldResolutionRecorded: _Insert(field_resolutions, None, json_fields=("mapping",)),
-    SchemaContractRecorded: _Insert(schema_contracts, None, json_fields=("contract",)),
-    RunInterrupted: _Insert(
-        run_interruptions, "at", constants=(("kind", "interrupted"), ("writer_json", None))
-    ),
-    RunResumed: _Insert(
-        run_interruptions,
-        "at",
-        json_fields=("writer",),
-        constants=(
-            ("kind", "resumed"),
-            ("last_seq", None),
-            ("bytes_dropped", None),
-            ("reason", None),
-        ),
-    ),
-}
-_DROPPED: Final = {kind: spec.dropped(kind) for kind, spec in _INSERTS.items()}
-_APPENDED_AT: Final = frozenset(s.table for s in _INSERTS.values() if "appended_at" in s.table.c)
-
-
-def _row_values(spec: _Insert, event: BaseEvent) -> dict[str, Any]:
-    values = msgspec.structs.asdict(event)
-    ts = _utc(values.pop("ts"))
-    occurred = values.pop("occurred_at")
-    if spec.ts_column is not None:
-        values[spec.ts_column] = ts if occurred is None else occurred
-    if spec.table in _APPENDED_AT:  # (a set: SQLAlchemy's column lookup costs more)
-        values["appended_at"] = None if occurred is None else ts
-    for old, new in spec.renamed:
-        values[new] = values.pop(old)
-    for name in spec.json_fields:
-        value = values.pop(name)
-        values[name + "_json"] = _json(value) if value or name != "redacted" else None
-    for name in _DROPPED[type(event)]:
-        del values[name]
-    values.update(spec.constants)
-    fix = _HASH_ONLY.get(type(event))
-    if fix is not None:
-        fix(values)
-    return values
-
-
-def _kept(values: dict[str, Any], slot: str, ref: str, hash_: str) -> None:
-    """``<slot>_retained``: NULL when the data was kept, false for a hash without data."""
-    values[slot + "_retained"] = False if values[ref] is None and values[hash_] else None
-
-
-def _not_kept(values: dict[str, Any], flag: str, ref: str) -> None:
-    """A required ref of a hash-only slot holds the hash: NULL in the table, as in the record."""
-    if values[flag] is False:
-        values[ref] = None
-    else:
-        values[flag] = None
-
-
-def _node_policy(values: dict[str, Any]) -> None:
-    if values["payload_policy"] == "retain":
-        values["payload_policy"] = None
-
-
-def _call_slots(values: dict[str, Any]) -> None:
-    _not_kept(values, "request_retained", "request_ref")
-    _kept(values, "response", "response_ref", "response_hash")
-
-
-_HASH_ONLY: Final[dict[type[BaseEvent], Callable[[dict[str, Any]], None]]] = {
-    NodeRegistered: _node_policy,
-    RowCreated: lambda v: _not_kept(v, "source_data_retained", "source_data_ref"),
-    NodeStateStarted: lambda v: _not_kept(v, "input_data_retained", "input_data_ref"),
-    RoutingEventRecorded: lambda v: _kept(v, "reason", "reason_ref", "reason_hash"),
-    CallRecorded: _call_slots,
-    ArtifactRecorded: lambda v: _kept(v, "sink_input", "sink_input_ref", "sink_input_hash"),
-}
-
-
 class _Batch:
     """The table rows and updates that one batch of events makes, written in one transaction.
 
     A node state that starts and completes within the batch becomes one INSERT.
     """
 
-    def __init__(self, run_id: str) -> None:
+    def __init__(self, run_id: str, rows: RowMakers) -> None:
         self.run_id = run_id
-        self.inserts: dict[sa.Table, list[dict[str, Any]]] = {t: [] for t in TABLES}
-        self.new_states: dict[str, dict[str, Any]] = {}
+        self.rows = rows
+        self.makers = rows.makers
+        self.inserts: dict[sa.Table, list[Any]] = {t: [] for t in TABLES}
+        """Each table's rows (tuples of ``columns[table]``; see ``started``)"""
+        self.columns: dict[sa.Table, tuple[str, ...]] = {}
+        self.started: dict[str, int] = {}
+        """state_id -> the index in ``inserts[node_states]`` of its ``node_state_started``,
+        kept as the event until it completes in this batch or the batch is written"""
         self.completions: list[dict[str, Any]] = []
         self.run_updates: list[tuple[Any, dict[str, Any]]] = []
 
     def add(self, event: BaseEvent) -> None:
         kind = type(event)
-        spec = _INSERTS.get(kind)
-        if spec is not None:
-            values = _row_values(spec, event)
-            self.inserts[spec.table].append(values)
+        maker = self.makers.get(kind)
+        if maker is not None:
+            rows = self.inserts[maker.table]
+            if not rows:
+                self.columns[maker.table] = maker.columns
             if kind is NodeStateStarted:
-                self.new_states[values["state_id"]] = values
-            elif kind is TokenCreated:
-                self._parents(values["token_id"], event.parent_token_ids)  # type: ignore[attr-defined]
+                self._state_started(event, rows)  # type: ignore[arg-type]
+                return
+            if kind is TokenCreated:
+                self._parents(event.token_id, event.parent_token_ids)  # type: ignore[attr-defined]
+            rows.append(maker.build(event))
         elif kind is NodeStateCompleted:
             self._state_completed(event)  # type: ignore[arg-type]
         else:
@@ -351,41 +139,45 @@ class _Batch:
                 self.run_updates += update(event)
 
     def write(self, conn: Connection) -> None:
-        insert = _insert_rows
-        for table, values in self.inserts.items():
-            if values:
-                insert(conn, table, values)
+        if self.started:  # started, not completed: open rows
+            rows, build = self.inserts[node_states], self.makers[NodeStateStarted].build
+            for index in self.started.values():
+                rows[index] = build(rows[index])
+            self.started.clear()
+        insert = self.rows.insert
+        for table, rows in self.inserts.items():
+            if rows:
+                insert(conn, table, self.columns[table], rows)
         if self.completions:
             conn.execute(_COMPLETE_STATE, self.completions)
         for statement, params in self.run_updates:
             conn.execute(statement, params)
 
     def _parents(self, token_id: str, parents: tuple[str, ...]) -> None:
-        self.inserts[token_parents] += (
-            {"run_id": self.run_id, "token_id": token_id, "ordinal": i, "parent_token_id": p}
-            for i, p in enumerate(parents)
-        )
+        if parents:  # (no bind processor on these columns' types, on any dialect)
+            self.columns[token_parents] = _PARENT_COLUMNS
+            run_id = self.run_id
+            self.inserts[token_parents] += ((run_id, token_id, i, p) for i, p in enumerate(parents))
+
+    def _state_started(self, e: NodeStateStarted, rows: list[Any]) -> None:
+        earlier = self.started.get(e.state_id)
+        if earlier is not None:  # the same state_id twice: the first stays a row of its own
+            rows[earlier] = self.makers[NodeStateStarted].build(rows[earlier])
+        self.started[e.state_id] = len(rows)
+        rows.append(e)
 
     def _state_completed(self, e: NodeStateCompleted) -> None:
-        values = {
-            "status": e.status,
-            "output_hash": e.output_hash,
-            "output_data_ref": e.output_data_ref,
-            "duration_ms": e.duration_ms,
-            "error_json": _json(e.error),
-            "success_reason_json": _json(e.success_reason),
-            "completed_at": _utc(e.ts) if e.occurred_at is None else e.occurred_at,
-            "seq": e.seq,
-            "appended_at": None if e.occurred_at is None else _utc(e.ts),
-            "output_data_retained": False if e.output_data_ref is None and e.output_hash else None,
-            "context_after_json": _json(e.context_after),
-        }
-        started = self.new_states.pop(e.state_id, None)
-        if started is not None:
-            started.update(values)  # started in this batch: still one INSERT
+        index = self.started.pop(e.state_id, None)
+        if index is not None:  # started in this batch: still one INSERT
+            rows = self.inserts[node_states]
+            rows[index] = self.rows.merged(rows[index], e)
         else:
+            values = completion_values(e)
             values.update(b_run_id=self.run_id, b_state_id=e.state_id)
             self.completions.append(values)
+
+
+_PARENT_COLUMNS: Final = ("run_id", "token_id", "ordinal", "parent_token_id")
 
 
 _Update = tuple[Any, dict[str, Any]]
@@ -395,11 +187,11 @@ def _run_completed(e: RunCompleted) -> list[_Update]:
     run = {"b_run_id": e.run_id}
     values = {
         "status": e.status,
-        "completed_at": _utc(e.ts) if e.occurred_at is None else e.occurred_at,
+        "completed_at": utc(e.ts) if e.occurred_at is None else e.occurred_at,
         "seq": e.seq,
-        "error_json": _json(e.error),
+        "error_json": json_text(e.error),
         "reproducibility_grade": e.reproducibility_grade,
-        "appended_at": None if e.occurred_at is None else _utc(e.ts),
+        "appended_at": None if e.occurred_at is None else utc(e.ts),
     }
     # states (operations, batches) still open when the run ends keep status "open" (their
     # last status) and get its seq, as in the export
@@ -467,6 +259,7 @@ class SqlProjector:
         self.run_id = run_id
         self.batch_size = batch_size
         self._journal = as_run_journal(journal_dir, run_id)
+        self._rows = _row_makers(database.engine.dialect)
         self.applied_seq = 0
         """The last seq the tables hold (as far as this projector knows)."""
         self.run_completed = False
@@ -483,7 +276,7 @@ class SqlProjector:
         events = self._reader.poll(limit=limit or self.batch_size)
         if not events:
             return 0
-        batch = _Batch(self.run_id)
+        batch = _Batch(self.run_id, self._rows)
         completed = False
         for event in events:
             batch.add(event)
