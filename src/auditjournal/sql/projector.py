@@ -49,7 +49,7 @@ from ..model.events import (
 )
 from .landscape_tables import batch_updated, close_open, operation_completed
 from .rowbuild import RowMakers, row_makers
-from .rowmap import completion_values, json_text, utc
+from .rowmap import COMPLETION_COLUMNS, completion_values, json_text, utc
 from .schema import (
     TABLES,
     SqlDatabase,
@@ -71,24 +71,7 @@ _B_RUN: Final[sa.BindParameter[str]] = sa.bindparam("b_run_id", type_=sa.String(
 _COMPLETE_STATE = (
     sa.update(node_states)
     .where(node_states.c.run_id == _B_RUN, node_states.c.state_id == sa.bindparam("b_state_id"))
-    .values(
-        {
-            c: sa.bindparam(c)
-            for c in (
-                "status",
-                "output_hash",
-                "output_data_ref",
-                "duration_ms",
-                "error_json",
-                "success_reason_json",
-                "completed_at",
-                "seq",
-                "appended_at",
-                "output_data_retained",
-                "context_after_json",
-            )
-        }
-    )
+    .values({c: sa.bindparam(c) for c in COMPLETION_COLUMNS})
 )
 
 _CLOSE_OPEN_STATES = (
