@@ -16,16 +16,16 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from auditjournal import AuditStore, ExportSettings
+from auditjournal import AuditStore
 from auditjournal.cli import cli
-from auditjournal.evidence.verify_store import StoreReport, verify_store
+from auditjournal.evidence.verify_store import verify_store
 from auditjournal.journal.pgbackend import PgDatabase
 from auditjournal.proofs.ledger import LedgerPaths, parse_ledger
 from auditjournal.proofs.pgledger import PgLedger, read_store_id
 from auditjournal.proofs.signednote import read_checkpoint
 from auditjournal.proofs.signing import generate_keypair
 from auditjournal.sql.csvexport import export_csv
-from test_ledger import spec_leaf, spec_root
+from test_ledger import problems, seal_run, spec_leaf, spec_root
 
 pytestmark = pytest.mark.postgres
 
@@ -33,23 +33,6 @@ pytestmark = pytest.mark.postgres
 @pytest.fixture
 def keys(tmp_path: Path) -> tuple[Path, Path]:
     return generate_keypair(tmp_path / "keys")
-
-
-def seal_run(store: AuditStore, rows: int = 2, run_id: str | None = None) -> str:
-    kwargs = {} if run_id is None else {"run_id": run_id}
-    with store.start_run(config={"n": rows}, export=ExportSettings(), **kwargs) as run:
-        src = run.register_node(
-            plugin_name="src", node_type="source", plugin_version="1", config={}
-        )
-        for i in range(rows):
-            row = run.create_row(source_node_id=src, row_index=i, data={"i": i})
-            token = run.create_token(row_id=row)
-            run.record_token_outcome(token_id=token, outcome="completed", sink_name="out")
-        return run.run_id
-
-
-def problems(report: StoreReport) -> list[str]:
-    return [c.line() for c in report.checks if not c.ok]
 
 
 def ledger_rows(url: str) -> tuple[str, list[bytes], list[tuple[int, bytes]]]:

@@ -284,7 +284,7 @@ class PayloadStore:
                             "does not match its hash"
                         )
                     return data
-            loaded = self._get_loaded(digest, ref) if first is not None else None
+            loaded = None if first is None else self._get_loaded(digest, ref, first)
             if loaded is not None:
                 return loaded
         number, offset, size = self._locate(digest, ref)
@@ -392,11 +392,9 @@ class PayloadStore:
                     return number, offset, size
         return None
 
-    def _get_loaded(self, digest: bytes, ref: str) -> bytes | None:
-        """``get`` for a payload of the compact table: header and data in one ``pread``."""
-        first = self._table.first(digest)
-        if first is None:
-            return None
+    def _get_loaded(self, digest: bytes, ref: str, first: tuple[int, int, int]) -> bytes | None:
+        """``get`` for a payload of the compact table (``first``: its first candidate
+        there): header and data in one ``pread``."""
         data = self._fetch_candidate(first, digest, ref)
         if data is None:  # another payload with the same digest prefix: try the others
             for location in self._table.candidates(digest):
