@@ -1069,6 +1069,21 @@ def test_write_behind_keeps_its_failure_for_the_next_append(
     assert read_all(jdir) == [row(1), row(2), row(3)]
 
 
+def test_write_behind_without_waiting_leaves_a_busy_writer_alone(jdir: Path) -> None:
+    """write_behind(wait=False) (the backpressure's hand-over to an idle projector) does
+    nothing while a flush holds the writer (it may be waiting for its fsync), and writes
+    like write_behind() otherwise."""
+    journal = Journal(jdir, RUN, durability="batch", flush_interval=3600)
+    journal.append(row(1))
+    with journal._io_lock:  # a flush under way in another thread
+        journal.write_behind(wait=False)  # returns at once (with wait=True: a deadlock)
+        assert segments(jdir)[0].stat().st_size == 0
+    journal.write_behind(wait=False)
+    assert segments(jdir)[0].stat().st_size > 0
+    journal.close()
+    assert read_all(jdir) == [row(1)]
+
+
 def test_a_failed_payload_flush_counts_as_a_failed_write(jdir: Path) -> None:
     failures = [DiskFullError("cannot write payloads: No space left on device")]
 

@@ -56,6 +56,41 @@ def test_the_default_is_a_projector_process(
         assert store.sql_database().checkpoint("r") is not None
 
 
+def test_an_idle_projector_gets_what_is_buffered_without_waiting_for_the_group_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A projector process that took in everything written waits on its pipe; the
+    recorder's next backpressure check hands it what is buffered (a write without fsync),
+    not the next group commit (an hour away here): else the two sides take turns waiting."""
+    import time
+
+    from auditjournal.projection.live import THROTTLE_EVERY
+
+    # not the time bound either (a projector trailing by over MAX_LAG is written for too)
+    monkeypatch.setattr(process_module, "MAX_LAG", 3600.0)
+    with AuditStore.open(tmp_path / "audit", flush_interval=3600) as store:
+        with store.start_run(run_id="r", export=SETTINGS, sql=False) as run:
+            handle = export_handle(run)
+            deadline = time.monotonic() + 30
+
+            def until_idle() -> None:  # it took in all that was written and waits
+                while not handle.needs_wake() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                assert handle.needs_wake()
+
+            record_rows(run, 5)
+            until_idle()
+            before = handle.done_seq()
+            for batch in range(3):  # each batch: at least one backpressure check
+                record_rows(run, THROTTLE_EVERY, start=5 + batch * THROTTLE_EVERY)
+                if handle.done_seq() < before + THROTTLE_EVERY:
+                    until_idle()
+            # batch 2's first check found it idle and handed it all of batch 1 at least
+            while handle.done_seq() <= before + THROTTLE_EVERY and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert handle.done_seq() > before + THROTTLE_EVERY
+
+
 def test_the_setting_is_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(InvalidSettingsError, match="projection must be one of"):
         AuditStore.open(tmp_path / "a", projection="fork")  # type: ignore[arg-type]

@@ -211,9 +211,10 @@ class JournalWriter(ABC):
         """Write buffered entries (after the payloads they refer to), optionally fsync."""
 
     @abstractmethod
-    def write_behind(self) -> None:
+    def write_behind(self, *, wait: bool = True) -> None:
         """Hand buffered entries on now without waiting for durability; a failure is kept
-        for the next :meth:`append` to report."""
+        for the next :meth:`append` to report. ``wait=False``: not if another thread is
+        writing (a flush in progress, maybe waiting for its fsync) -- do nothing then."""
 
     @abstractmethod
     def close(self) -> None:

@@ -184,10 +184,13 @@ class Journal(JournalWriter):
             return
         self.flush(fsync=self.durability == "always")
 
-    def write_behind(self) -> None:
+    def write_behind(self, *, wait: bool = True) -> None:
         """Hand buffered entries to the OS now, without fsync, for a caller whose own
         append was already accepted: a failure is not raised here but kept, and the next
-        :meth:`append` reports it (and is refused unless the write then succeeds)."""
+        :meth:`append` reports it (and is refused unless the write then succeeds).
+        ``wait=False``: nothing if a flush is under way (it may be waiting for its fsync)."""
+        if not wait and self._io_lock.locked():
+            return  # a flush is writing now; what it did not take waits for the next
         with contextlib.suppress(StorageError):  # kept in _write_error by flush()
             self.flush(fsync=False)
 

@@ -282,7 +282,9 @@ class PgJournal(JournalWriter):
         if error is not None:
             raise error
 
-    def write_behind(self) -> None:
+    def write_behind(self, *, wait: bool = True) -> None:
+        if not wait and self._io_lock.locked():
+            return  # a commit is under way; what it did not take waits for the next
         with contextlib.suppress(JournalUnavailableError):  # kept: the next append says it
             self.flush(fsync=False)
 

@@ -266,8 +266,12 @@ class LiveProjectors:
             late = live.late(last)
             if behind <= bound and not late:
                 if live.needs_wake():
-                    live.wake()  # it reads what the group commit wrote (no write here:
-                continue  # that could wait for the flusher's fsync)
+                    # it has taken in all that was written and waits: hand it what is
+                    # buffered now, not at the next group commit (else both sides take
+                    # turns waiting); never waiting here for a flush's fsync
+                    journal.write_behind(wait=False)
+                    live.wake()
+                continue
             journal.write_behind()
             if journal.write_failed:
                 return  # nothing new reaches the disk now; the next call reports it
