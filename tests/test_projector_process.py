@@ -68,27 +68,29 @@ def test_an_idle_projector_gets_what_is_buffered_without_waiting_for_the_group_c
 
     # not the time bound either (a projector trailing by over MAX_LAG is written for too)
     monkeypatch.setattr(process_module, "MAX_LAG", 3600.0)
-    with AuditStore.open(tmp_path / "audit", flush_interval=3600) as store:
-        with store.start_run(run_id="r", export=SETTINGS, sql=False) as run:
-            handle = export_handle(run)
-            deadline = time.monotonic() + 30
+    with (
+        AuditStore.open(tmp_path / "audit", flush_interval=3600) as store,
+        store.start_run(run_id="r", export=SETTINGS, sql=False) as run,
+    ):
+        handle = export_handle(run)
+        deadline = time.monotonic() + 30
 
-            def until_idle() -> None:  # it took in all that was written and waits
-                while not handle.needs_wake() and time.monotonic() < deadline:
-                    time.sleep(0.01)
-                assert handle.needs_wake()
-
-            record_rows(run, 5)
-            until_idle()
-            before = handle.done_seq()
-            for batch in range(3):  # each batch: at least one backpressure check
-                record_rows(run, THROTTLE_EVERY, start=5 + batch * THROTTLE_EVERY)
-                if handle.done_seq() < before + THROTTLE_EVERY:
-                    until_idle()
-            # batch 2's first check found it idle and handed it all of batch 1 at least
-            while handle.done_seq() <= before + THROTTLE_EVERY and time.monotonic() < deadline:
+        def until_idle() -> None:  # it took in all that was written and waits
+            while not handle.needs_wake() and time.monotonic() < deadline:
                 time.sleep(0.01)
-            assert handle.done_seq() > before + THROTTLE_EVERY
+            assert handle.needs_wake()
+
+        record_rows(run, 5)
+        until_idle()
+        before = handle.done_seq()
+        for batch in range(3):  # each batch: at least one backpressure check
+            record_rows(run, THROTTLE_EVERY, start=5 + batch * THROTTLE_EVERY)
+            if handle.done_seq() < before + THROTTLE_EVERY:
+                until_idle()
+        # batch 2's first check found it idle and handed it all of batch 1 at least
+        while handle.done_seq() <= before + THROTTLE_EVERY and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert handle.done_seq() > before + THROTTLE_EVERY
 
 
 def test_the_setting_is_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
