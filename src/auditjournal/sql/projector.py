@@ -80,6 +80,13 @@ _CLOSE_OPEN_STATES = (
     .values(seq=sa.bindparam("b_seq"))
 )
 _UPDATE_RUN = sa.update(runs).where(runs.c.run_id == _B_RUN)
+_MOVE_CHECKPOINT = (  # built once: building it per step cost ~0.1-0.3 ms of SQLAlchemy
+    sa.update(checkpoints)
+    .where(checkpoints.c.run_id == _B_RUN, checkpoints.c.last_seq == sa.bindparam("b_applied"))
+    .values(
+        {c: sa.bindparam(c) for c in ("last_seq", "segment_first_seq", "segment_offset", "chain")}
+    )
+)
 
 
 class _Batch:
@@ -318,10 +325,7 @@ class SqlProjector:
                 raise _Conflict from None
             return
         moved = conn.execute(
-            sa.update(checkpoints)
-            .where(checkpoints.c.run_id == self.run_id)
-            .where(checkpoints.c.last_seq == self.applied_seq)
-            .values(values)
+            _MOVE_CHECKPOINT, {**values, "b_run_id": self.run_id, "b_applied": self.applied_seq}
         )
         if moved.rowcount != 1:
             raise _Conflict
