@@ -207,3 +207,21 @@ def test_a_refused_copy_is_reported_as_sqlalchemy_reports_driver_errors() -> Non
             _fast_insert(conn, node_states, [row])
     finally:
         database.close()
+
+
+def test_a_refused_sqlite_insert_is_reported_as_sqlalchemy_reports_driver_errors(
+    tmp_path: Path,
+) -> None:
+    """The SQLite path runs the driver's executemany itself: its errors must still be
+    SQLAlchemy's (the projector turns those into DatabaseError), and roll back."""
+    database = SqlDatabase(f"sqlite:///{tmp_path / 'refused.db'}")
+    row = {"run_id": "r", "state_id": "s", "token_id": "t", "row_id": "r", "node_id": "n"}
+    row.update(step_index=1, attempt=0, status=None, started_seq=1)  # status: NOT NULL
+    try:
+        refused = pytest.raises(sa.exc.IntegrityError, match="NOT NULL")
+        with refused, database.engine.begin() as conn:
+            _fast_insert(conn, node_states, [{**row, "state_id": "ok", "status": "open"}, row])
+        with database.engine.connect() as conn:
+            assert conn.execute(sa.select(sa.func.count()).select_from(node_states)).scalar() == 0
+    finally:
+        database.close()
