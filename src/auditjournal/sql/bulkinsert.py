@@ -40,7 +40,7 @@ from sqlalchemy.engine import Connection
 
 from ..model.canonical import PURE_PYTHON_ENV
 
-__all__ = ["FastPath", "datetime_text", "fast_path", "insert_rows_generic"]
+__all__ = ["FastPath", "datetime_text", "driver_update", "fast_path", "insert_rows_generic"]
 
 _Processor = Callable[[Any], Any]
 
@@ -131,6 +131,40 @@ def _executemany(
         raise sa.exc.DBAPIError.instance(sql, None, exc, error) from exc
     finally:
         cursor.close()
+
+
+def driver_update(
+    dialect: sa.Dialect, statement: Any
+) -> Callable[[Connection, dict[str, Any]], int] | None:
+    """For SQLite: ``update(conn, params)`` runs ``statement`` (an UPDATE with bind
+    parameters, none of whose types has a bind processor on SQLite) on the driver's own
+    cursor and returns the rows it matched; SQLAlchemy's execute costs ~0.1 ms more per
+    call, and the projector makes one per step. None on other dialects (they keep
+    ``conn.execute``)."""
+    if dialect.name != "sqlite" or dialect.paramstyle != "qmark":
+        return None
+    compiled = statement.compile(dialect=dialect)
+    sql, names = str(compiled), compiled.positiontup
+    if names is None or any(
+        p.type.dialect_impl(dialect).bind_processor(dialect) is not None
+        for p in compiled.binds.values()
+    ):
+        return None
+    error = dialect.loaded_dbapi.Error
+
+    def update(conn: Connection, params: dict[str, Any]) -> int:
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        cursor = raw.cursor()
+        try:
+            cursor.execute(sql, tuple(params[n] for n in names))
+            return int(cursor.rowcount)
+        except error as exc:  # as SQLAlchemy reports a driver's error
+            raise sa.exc.DBAPIError.instance(sql, None, exc, error) from exc
+        finally:
+            cursor.close()
+
+    return update
 
 
 _PROBES: Final = (

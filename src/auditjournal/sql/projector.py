@@ -47,6 +47,7 @@ from ..model.events import (
     RunCompleted,
     TokenCreated,
 )
+from . import bulkinsert
 from .landscape_tables import batch_updated, close_open, operation_completed
 from .rowbuild import RowMakers, row_makers
 from .rowmap import COMPLETION_COLUMNS, completion_values, json_text, utc
@@ -250,6 +251,7 @@ class SqlProjector:
         self.batch_size = batch_size
         self._journal = as_run_journal(journal_dir, run_id)
         self._rows = _row_makers(database.engine.dialect)
+        self._move = bulkinsert.driver_update(database.engine.dialect, _MOVE_CHECKPOINT)
         self.applied_seq = 0
         """The last seq the tables hold (as far as this projector knows)."""
         self.run_completed = False
@@ -324,10 +326,12 @@ class SqlProjector:
             except sa.exc.IntegrityError:
                 raise _Conflict from None
             return
-        moved = conn.execute(
-            _MOVE_CHECKPOINT, {**values, "b_run_id": self.run_id, "b_applied": self.applied_seq}
-        )
-        if moved.rowcount != 1:
+        values.update(b_run_id=self.run_id, b_applied=self.applied_seq)
+        if self._move is not None:
+            moved = self._move(conn, values)
+        else:
+            moved = conn.execute(_MOVE_CHECKPOINT, values).rowcount
+        if moved != 1:
             raise _Conflict
 
     def _resync(self) -> JournalCursor:
