@@ -550,6 +550,21 @@ def test_the_fork_server_preloads_the_sqlite_row_builders() -> None:
     assert out.stdout.strip() == "[('sqlite', 'pysqlite', 'qmark')]"
 
 
+def test_the_preload_never_stops_the_fork_server() -> None:
+    """Without a usable SQLite (here: creating its engine fails) the preload is skipped:
+    importing it raises nothing, and nothing is built."""
+    code = (
+        "import sqlalchemy as sa\n"
+        "def broken(*args, **kwargs): raise ImportError('no sqlite3 here')\n"
+        "sa.create_engine = broken\n"
+        "import auditjournal.sql.preload\n"
+        "from auditjournal.sql import rowbuild\n"
+        "print(len(rowbuild._CACHE))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "0"
+
+
 def test_store_with_wrong_schema_fails_before_the_run_exists(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'c.db'}"
     SqlDatabase(url).close()

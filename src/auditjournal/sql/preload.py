@@ -18,11 +18,16 @@ __all__: list[str] = []
 
 
 def _preload() -> None:
-    engine = sa.create_engine("sqlite://")  # connects to nothing until used: never here
+    """Build them; if that fails (a Python without ``sqlite3``, ...) the fork server goes on
+    without them: each projector process then builds its own, or reports why it cannot."""
     try:
-        row_makers(engine.dialect)
-    finally:
-        engine.dispose()
+        engine = sa.create_engine("sqlite://")  # connects to nothing until used: never here
+        try:
+            row_makers(engine.dialect)
+        finally:
+            engine.dispose()
+    except Exception:  # never the fork server's end: only a head start was lost
+        return
 
 
 _preload()
