@@ -6,7 +6,9 @@ checks read ones a batch at a time (needs OpenSSL's headers);
 ``auditjournal.fs._digest_accel`` hashes the export's Merkle leaves and nodes and
 re-checks payloads, ``auditjournal.payloads._window_accel`` reads a replay's payloads
 from the read-ahead window, ``auditjournal.evidence._chunkscan_accel`` does verify's
-per-record chunk work a block at a time (all three OpenSSL too). Each is built when a C
+per-record chunk work a block at a time (all three OpenSSL too),
+``auditjournal.sql._rowtext_accel`` writes the SQL projector's datetime text for SQLite.
+Each is built when a C
 compiler (and its headers) is at hand;
 without one the build goes on without it (``optional=True``) and the Python code does
 the same work, with byte-identical results. For a checkout:
@@ -44,6 +46,11 @@ setup(
             "auditjournal.evidence._chunkscan_accel",
             sources=["src/auditjournal/evidence/_chunkscan_accel.c"],
             libraries=["crypto"],
+            optional=True,
+        ),
+        Extension(
+            "auditjournal.sql._rowtext_accel",
+            sources=["src/auditjournal/sql/_rowtext_accel.c"],
             optional=True,
         ),
     ]

@@ -8,6 +8,8 @@ died, the loud failure when it keeps dying, relative paths, and the journal's by
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -262,3 +264,18 @@ def test_a_pipe_let_go_by_another_thread_while_reaping_kills_nothing(
             monkeypatch.setattr(host, "_receive", released_meanwhile)
         assert run.export_result is not None
     assert "did not stop" not in caplog.text
+
+
+def test_the_projector_process_collects_garbage_less_often() -> None:
+    """What the projector process opened is frozen out of the cyclic collector's walks,
+    and its young generation is collected less often (a fresh interpreter: it changes
+    the process's collector)."""
+    code = (
+        "import gc\n"
+        "from auditjournal.projection import child\n"
+        "before = gc.get_threshold()\n"
+        "child._collect_less()\n"
+        "assert gc.get_freeze_count() > 0, 'nothing frozen'\n"
+        "assert gc.get_threshold() == (child.GC_YOUNG_THRESHOLD, *before[1:]), gc.get_threshold()\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

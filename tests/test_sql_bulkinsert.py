@@ -16,12 +16,13 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from auditjournal import AuditStore, SqlDatabase, replay_sql
 from auditjournal.sql import bulkinsert, rowbuild
 from auditjournal.sql import projector as sqlprojector
-from auditjournal.sql.tables import node_states
+from auditjournal.sql.tables import checkpoints, node_states
 from landscape_run import record_landscape
 from test_sqlproj import BACKENDS, backend_url, dump_tables, record_rich_run
 
@@ -205,5 +206,50 @@ def test_a_refused_copy_is_reported_as_sqlalchemy_reports_driver_errors() -> Non
     try:
         with pytest.raises(sa.exc.DBAPIError), database.engine.begin() as conn:
             _fast_insert(conn, node_states, [row])
+    finally:
+        database.close()
+
+
+def test_a_refused_sqlite_insert_is_reported_as_sqlalchemy_reports_driver_errors(
+    tmp_path: Path,
+) -> None:
+    """The SQLite path runs the driver's executemany itself: its errors must still be
+    SQLAlchemy's (the projector turns those into DatabaseError), and roll back."""
+    database = SqlDatabase(f"sqlite:///{tmp_path / 'refused.db'}")
+    row = {"run_id": "r", "state_id": "s", "token_id": "t", "row_id": "r", "node_id": "n"}
+    row.update(step_index=1, attempt=0, status=None, started_seq=1)  # status: NOT NULL
+    try:
+        refused = pytest.raises(sa.exc.IntegrityError, match="NOT NULL")
+        with refused, database.engine.begin() as conn:
+            _fast_insert(conn, node_states, [{**row, "state_id": "ok", "status": "open"}, row])
+        with database.engine.connect() as conn:
+            assert conn.execute(sa.select(sa.func.count()).select_from(node_states)).scalar() == 0
+    finally:
+        database.close()
+
+
+def test_the_checkpoint_update_runs_on_the_sqlite_driver(tmp_path: Path) -> None:
+    """The projector's guarded checkpoint UPDATE on SQLite's own cursor: the rows it
+    matched (0 when another projector moved the checkpoint first), the values stored as
+    SQLAlchemy stores them; other dialects, and statements with processed types, keep
+    SQLAlchemy's execute."""
+    move = sqlprojector._MOVE_CHECKPOINT
+    assert bulkinsert.driver_update(postgresql.psycopg.dialect(), move) is None
+    database = SqlDatabase(f"sqlite:///{tmp_path / 'move.db'}")
+    try:
+        update = bulkinsert.driver_update(database.engine.dialect, move)
+        assert update is not None
+        stored = {"run_id": "r", "last_seq": 5, "segment_first_seq": 1, "segment_offset": 10}
+        moved = {"last_seq": 9, "segment_first_seq": 2, "segment_offset": 20, "chain": "cd"}
+        with database.engine.begin() as conn:
+            conn.execute(checkpoints.insert(), {**stored, "chain": "ab"})
+            assert update(conn, {**moved, "b_run_id": "r", "b_applied": 4}) == 0
+            assert update(conn, {**moved, "b_run_id": "other", "b_applied": 5}) == 0
+            assert update(conn, {**moved, "b_run_id": "r", "b_applied": 5}) == 1
+        with database.engine.connect() as conn:
+            row = conn.execute(sa.select(checkpoints)).one()
+        assert dict(row._mapping) == {"run_id": "r", **moved}
+        processed = sa.update(node_states).values(started_at=sa.bindparam("t"))
+        assert bulkinsert.driver_update(database.engine.dialect, processed) is None
     finally:
         database.close()

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -35,6 +37,7 @@ from auditjournal import (
 from auditjournal.model.events import NodeStateCompleted, NodeStateStarted, RunCompleted
 from auditjournal.projection.service import ProjectionService
 from auditjournal.sql.projector import table_rows
+from auditjournal.sql.schema import SCHEMA_VERSION
 
 PG_ENV = "AUDITJOURNAL_TEST_DATABASE_URL"
 PG_SKIP = (
@@ -504,6 +507,62 @@ def test_foreign_tables_without_schema_version_are_refused(tmp_path: Path) -> No
     engine.dispose()
     with pytest.raises(SchemaVersionError, match="no schema_version"):
         SqlDatabase(url)
+
+
+def test_a_creator_that_wins_between_the_check_and_the_create(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tables are created without a second look per table: when another process
+    creates them after our check, our CREATE fails and the second attempt finds them."""
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    listed = sa.Inspector.get_table_names
+    raced: list[bool] = []
+
+    def stale(self: sa.Inspector, *args: Any, **kwargs: Any) -> list[str]:
+        names = listed(self, *args, **kwargs)
+        if not raced:  # the first look: empty; then the other creator wins
+            raced.append(True)
+            SqlDatabase(url).close()
+        return names
+
+    monkeypatch.setattr(sa.Inspector, "get_table_names", stale)
+    database = SqlDatabase(url)
+    with database.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT name, version FROM schema_version")).all() == [
+            ("auditjournal-landscape", SCHEMA_VERSION)
+        ]
+    database.close()
+    assert raced
+
+
+def test_the_fork_server_preloads_the_sqlite_row_builders() -> None:
+    """Projector processes are forked with SQLite's row builders built (a fresh
+    interpreter: what the fork server imports, and nothing else, builds them)."""
+    code = (
+        "from auditjournal.sql import rowbuild\n"
+        "from auditjournal.fs.processes import SERVER_PRELOAD\n"
+        "import importlib\n"
+        "assert not rowbuild._CACHE\n"
+        "for name in SERVER_PRELOAD: importlib.import_module(name)\n"
+        "print(sorted(rowbuild._CACHE))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[('sqlite', 'pysqlite', 'qmark')]"
+
+
+def test_the_preload_never_stops_the_fork_server() -> None:
+    """Without a usable SQLite (here: creating its engine fails) the preload is skipped:
+    importing it raises nothing, and nothing is built."""
+    code = (
+        "import sqlalchemy as sa\n"
+        "def broken(*args, **kwargs): raise ImportError('no sqlite3 here')\n"
+        "sa.create_engine = broken\n"
+        "import auditjournal.sql.preload\n"
+        "from auditjournal.sql import rowbuild\n"
+        "print(len(rowbuild._CACHE))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "0"
 
 
 def test_store_with_wrong_schema_fails_before_the_run_exists(tmp_path: Path) -> None:

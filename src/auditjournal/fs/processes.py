@@ -56,7 +56,7 @@ __all__ = [
 POOL_PRELOAD: Final = ("auditjournal.export.replay", "auditjournal.evidence.chunkscan")
 """Modules the standard fork server imports once, before it forks pool workers."""
 
-SERVER_PRELOAD: Final = ("auditjournal.projection.child",)
+SERVER_PRELOAD: Final = ("auditjournal.projection.child", "auditjournal.sql.preload")
 """Modules our fork server imports once, before it forks any worker."""
 _MAX_REQUEST: Final = 1 << 20
 _MAX_FDS: Final = 16

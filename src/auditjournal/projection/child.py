@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import gc
 import mmap
 import os
 import pickle
@@ -182,6 +183,21 @@ def _portable(exc: BaseException) -> BaseException:
     return copy
 
 
+GC_YOUNG_THRESHOLD: Final = 10_000
+
+
+def _collect_less() -> None:
+    """The projectors allocate a batch's events and rows, and drop them together: with
+    the default threshold (700) the cyclic collector ran ~4 times per 1,000 events, and
+    its full collections walked every object of SQLAlchemy and the projectors (about
+    0.7 µs per event of the SQL projector's ~10 on the reference workload). What is
+    open now stays for the process's life: frozen, out of every collection; and the
+    young generation is collected less often (most of a batch is freed before)."""
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+
+
 def serve(spec: ProjectorSpec, wake_fd: int, events_fd: int, progress_fd: int) -> None:
     """The projector process's main function (forked by the fork server)."""
     events = Connection(events_fd, readable=False)
@@ -204,6 +220,7 @@ def _serve(spec: ProjectorSpec, wake_fd: int, events: Connection, shared: Any) -
         with contextlib.suppress(OSError):
             events.send(("init_failed", _portable(exc)))
         return
+    _collect_less()
     child.send(("ready",))
     orphaned = False
     try:

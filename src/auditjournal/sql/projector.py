@@ -47,6 +47,7 @@ from ..model.events import (
     RunCompleted,
     TokenCreated,
 )
+from . import bulkinsert
 from .landscape_tables import batch_updated, close_open, operation_completed
 from .rowbuild import RowMakers, row_makers
 from .rowmap import COMPLETION_COLUMNS, completion_values, json_text, utc
@@ -80,6 +81,13 @@ _CLOSE_OPEN_STATES = (
     .values(seq=sa.bindparam("b_seq"))
 )
 _UPDATE_RUN = sa.update(runs).where(runs.c.run_id == _B_RUN)
+_MOVE_CHECKPOINT = (  # built once: building it per step cost ~0.1-0.3 ms of SQLAlchemy
+    sa.update(checkpoints)
+    .where(checkpoints.c.run_id == _B_RUN, checkpoints.c.last_seq == sa.bindparam("b_applied"))
+    .values(
+        {c: sa.bindparam(c) for c in ("last_seq", "segment_first_seq", "segment_offset", "chain")}
+    )
+)
 
 
 class _Batch:
@@ -243,6 +251,7 @@ class SqlProjector:
         self.batch_size = batch_size
         self._journal = as_run_journal(journal_dir, run_id)
         self._rows = _row_makers(database.engine.dialect)
+        self._move = bulkinsert.driver_update(database.engine.dialect, _MOVE_CHECKPOINT)
         self.applied_seq = 0
         """The last seq the tables hold (as far as this projector knows)."""
         self.run_completed = False
@@ -317,13 +326,12 @@ class SqlProjector:
             except sa.exc.IntegrityError:
                 raise _Conflict from None
             return
-        moved = conn.execute(
-            sa.update(checkpoints)
-            .where(checkpoints.c.run_id == self.run_id)
-            .where(checkpoints.c.last_seq == self.applied_seq)
-            .values(values)
-        )
-        if moved.rowcount != 1:
+        values.update(b_run_id=self.run_id, b_applied=self.applied_seq)
+        if self._move is not None:
+            moved = self._move(conn, values)
+        else:
+            moved = conn.execute(_MOVE_CHECKPOINT, values).rowcount
+        if moved != 1:
             raise _Conflict
 
     def _resync(self) -> JournalCursor:

@@ -206,6 +206,12 @@ def _order(kind: type[BaseEvent]) -> tuple[str, ...]:
 
 _Processors = Callable[[sa.Table, str], Callable[[Any], Any] | None]
 
+_TEXT_OF_DT: Final = (
+    'v.isoformat(" ", "microseconds")[:26]' if bulkinsert.COMPILED_TEXT is None else "_text(v)"
+)
+""":func:`.bulkinsert.datetime_text` of an exact datetime ``v``: the compiled call (never
+None for one), else its Python expression."""
+
 
 def _compile(
     name: str,
@@ -219,7 +225,7 @@ def _compile(
 ) -> Callable[..., Row]:
     constants = constants or {}
     namespace: dict[str, Any] = {"_utc": utc, "_json": json_text, "_N": null, **constants}
-    namespace.update(_UTC=_dt.UTC, _DT=_dt.datetime)
+    namespace.update(_UTC=_dt.UTC, _DT=_dt.datetime, _text=bulkinsert.COMPILED_TEXT)
     parts = []
     for column in columns:
         expression = expressions[column]
@@ -237,7 +243,7 @@ def _compile(
         else:
             done = "v" if process is None else f"_p_{column}(v)"
             if process in bulkinsert.DATETIME_TEXT:  # its text, inline (a call less)
-                done = f'(v.isoformat(" ", "microseconds")[:26] if type(v) is _DT else {done})'
+                done = f"({_TEXT_OF_DT} if type(v) is _DT else {done})"
             parts.append(f"(_N if (v := {expression}) is None else {done})")
     source = f"def {name}({args}):\n    return ({', '.join(parts)},)\n"
     exec(compile(source, f"<rowbuild {name}>", "exec"), namespace)

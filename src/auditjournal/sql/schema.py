@@ -187,13 +187,19 @@ class SqlDatabase:
                     "and rebuild them with `auditjournal replay --db`)"
                 )
             return
-        clashing = sorted(t.name for t in metadata.sorted_tables if inspector.has_table(t.name))
+        if conn.dialect.name == "sqlite":  # one query, not one per table (a new connection
+            present = set(inspector.get_table_names())  # has no temporary tables)
+            clashing = sorted(t.name for t in metadata.sorted_tables if t.name in present)
+        else:
+            clashing = sorted(t.name for t in metadata.sorted_tables if inspector.has_table(t.name))
         if clashing:
             raise SchemaVersionError(
                 f"{self.url} has tables {', '.join(clashing)} but no schema_version: "
                 "not an auditjournal database"
             )
-        metadata.create_all(conn)
+        # none of them is there (just checked): no second look per table; a concurrent
+        # creator makes a CREATE fail, and ensure_schema's second attempt then checks
+        metadata.create_all(conn, checkfirst=False)
         conn.execute(schema_version.insert(), {"name": _SCHEMA_NAME, "version": SCHEMA_VERSION})
 
     def _upgrade(self, conn: Connection, inspector: sa.Inspector) -> None:
