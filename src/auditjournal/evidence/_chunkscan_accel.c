@@ -1,16 +1,20 @@
 /* verify's chunk scan, the per-record byte work compiled (optional build, linked with
    libcrypto; evidence/chunkscan.py is the reference and the fallback).
 
-   block(data, end, state) takes a block of whole chunk lines, data[:end], and does for
-   all its records in one call what chunkscan's Python loop does per record through
-   export.chunks.ChunkLines(strict=True): the layout ('[' first, the first record bare,
-   later ones with a leading ',', nothing after ']'), each record's Merkle leaf
-   SHA-256(0x00 || record) (32 bytes each, in one bytes object), and the records as
-   bytes for the caller to decode (one map() over them, not a Python loop). It only
-   ever answers for a block whose layout it accepts whole: at the first line it does
-   not accept it returns None and the caller scans that block with the Python loop,
-   which finds and words the problem. So the compiled path can be faster but never say
-   anything else.
+   heads(data, end, state, run_id, types, previous) takes a block of whole chunk lines,
+   data[:end], and does for all its records in one call what chunkscan's Python loop
+   does per record through export.chunks.ChunkLines(strict=True) and msgspec: the layout
+   ('[' first, the first record bare, later ones with a leading ',', nothing after ']'),
+   each record's head (read by head() below, in place of the msgspec decode: a known
+   record type, this run's id, seqs that never go backwards from `previous`), each
+   record's Merkle leaf SHA-256(0x00 || record) (32 bytes each, in one bytes object), and
+   what the heads add up to: records per type, token outcome kinds, open node states,
+   the first and last seq. It only ever answers for a block it accepts whole: at the
+   first line it does not accept it returns None and the caller scans that block with
+   the Python loop, which finds and words the problem (or takes a record this scan does
+   not judge). So the compiled path can be faster but never say anything else. The
+   records are read and hashed in one pass while they are in cache, without the GIL,
+   and no Python object is made per record.
 
    subtrees(leaves, start) is proofs.merkle.range_subtrees over leaves given as one
    bytes object of 32-byte hashes: the aligned (size, root) subtrees of leaves start,
@@ -24,6 +28,9 @@
 #include <openssl/sha.h>
 #include <stdint.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 
 #define STATE_BEFORE 0
@@ -53,27 +60,483 @@ node(const unsigned char *left, const unsigned char *right, unsigned char *out)
         && SHA256_Update(&c, right, 32) && SHA256_Final(out, &c);
 }
 
-/* The scan of data[:end] without the GIL: the layout, each record's leaf hash and its
-   place (starts[i], lens[i]); 1 accepted, 0 not (the caller falls back), -1 libcrypto
-   failed. */
+/* -- a record line's head: what the Python loop decodes with msgspec ---------------------
+
+   head() reads one record (a line without its leading ',' and newline) as JSON and takes
+   from its top-level object what chunkscan's _RecordHead decode takes: record_type,
+   run_id, seq, outcome, status. It judges only a strict subset of what msgspec accepts
+   and answers 0 for anything else (the caller's block then goes to the Python loop,
+   which decodes it with msgspec and words any problem): no whitespace outside strings;
+   strings of valid UTF-8 without control characters, whose escapes are the JSON ones
+   (a \u escape of a surrogate half: 0); numbers of the JSON grammar up to MAX_NUMBER
+   characters; nesting up to MAX_DEPTH; exactly one object, closing at the line's last
+   byte. The head members must be spelt without an escape (so are all top-level member
+   names: an escaped one might spell a head member), each at most once, with the types
+   _RecordHead declares: record_type one of the known types, run_id this run's, seq a
+   plain non-negative integer up to 18 digits, outcome and status a string or null, their
+   values without escapes (so their bytes are their text). Within that subset msgspec
+   accepts the line and decodes the same values (tests/property/test_readpath_identity.py
+   holds the two to each other). */
+
+#define MAX_DEPTH 64
+#define MAX_NUMBER 64
+#define MAX_SEQ_DIGITS 18
+
+#define HEAD_TYPE 1
+#define HEAD_RUN 2
+#define HEAD_SEQ 4
+#define HEAD_OUTCOME 8
+#define HEAD_STATUS 16
+
+typedef struct {
+    const unsigned char *run_id; /* this run's id, UTF-8 */
+    Py_ssize_t run_id_len;
+    const char *const *types; /* the known record types, UTF-8 (ASCII) */
+    const Py_ssize_t *type_lens;
+    int type_count;
+    int outcome_type, state_type; /* indexes of token_outcome and node_state (-1: none) */
+} Known;
+
+typedef struct {
+    int type;              /* index into Known.types */
+    long long seq;
+    Py_ssize_t outcome_at; /* offset of the outcome's text in the record, -1: null/absent */
+    Py_ssize_t outcome_len;
+    int open;              /* status is "open" */
+} Head;
+
+#if !defined(__SSE2__)
+/* 8 bytes at a time: a flag in the high bit of each byte that is '"', '\\', a control
+   character or not ASCII (the lowest flagged byte is a true one: a borrow only runs
+   upwards) */
+static inline uint64_t
+string_stops(uint64_t w)
+{
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
+    return (((q - ones) & ~q) | ((b - ones) & ~b) | ((w - ones * 0x20) & ~w) | w) & highs;
+}
+#endif
+
 static int
-scan(const unsigned char *data, Py_ssize_t end, int *state,
-     unsigned char *leaves, Py_ssize_t *starts, Py_ssize_t *lens, Py_ssize_t *count)
+hex4(const unsigned char *p, unsigned *out)
+{
+    unsigned v = 0;
+    for (int k = 0; k < 4; k++) {
+        unsigned char c = p[k];
+        v <<= 4;
+        if (c >= '0' && c <= '9') {
+            v |= (unsigned)(c - '0');
+        }
+        else if (c >= 'a' && c <= 'f') {
+            v |= (unsigned)(c - 'a' + 10);
+        }
+        else if (c >= 'A' && c <= 'F') {
+            v |= (unsigned)(c - 'A' + 10);
+        }
+        else {
+            return 0;
+        }
+    }
+    *out = v;
+    return 1;
+}
+
+/* The length of a valid UTF-8 sequence of 2..4 bytes at p[0:avail], 0 if it is not one
+   (overlong forms, surrogates and code points past U+10FFFF are not). */
+static Py_ssize_t
+utf8_sequence(const unsigned char *p, Py_ssize_t avail)
+{
+    unsigned char c = p[0];
+    Py_ssize_t len;
+    unsigned char lo = 0x80, hi = 0xBF; /* the range of the second byte */
+    if (c >= 0xC2 && c <= 0xDF) {
+        len = 2;
+    }
+    else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        if (c == 0xE0) {
+            lo = 0xA0;
+        }
+        else if (c == 0xED) {
+            hi = 0x9F;
+        }
+    }
+    else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        if (c == 0xF0) {
+            lo = 0x90;
+        }
+        else if (c == 0xF4) {
+            hi = 0x8F;
+        }
+    }
+    else {
+        return 0;
+    }
+    if (avail < len || p[1] < lo || p[1] > hi) {
+        return 0;
+    }
+    for (Py_ssize_t k = 2; k < len; k++) {
+        if (p[k] < 0x80 || p[k] > 0xBF) {
+            return 0;
+        }
+    }
+    return len;
+}
+
+/* The string at p[*i] (its opening quote): *i moves past its closing quote; *escaped
+   tells whether it holds an escape. 0 if it is not one this scan judges. */
+static int
+skip_string(const unsigned char *p, Py_ssize_t n, Py_ssize_t *i, int *escaped)
+{
+    Py_ssize_t at = *i + 1;
+    *escaped = 0;
+    for (;;) {
+#if defined(__SSE2__)
+        /* 16 bytes at a time: '"', '\\', and (as signed bytes) below 0x20, which takes
+           the control characters and every byte past ASCII */
+        const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'),
+                      space = _mm_set1_epi8(0x20);
+        while (at + 16 <= n) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(p + at));
+            int hit = _mm_movemask_epi8(_mm_or_si128(
+                _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
+                _mm_cmplt_epi8(v, space)));
+            if (hit) {
+                at += __builtin_ctz((unsigned)hit);
+                break;
+            }
+            at += 16;
+        }
+#else
+        while (at + 8 <= n) {
+            uint64_t w;
+            memcpy(&w, p + at, 8);
+            uint64_t hit = string_stops(w);
+            if (hit) {
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+                at += __builtin_ctzll(hit) >> 3;
+#endif
+                break;
+            }
+            at += 8;
+        }
+#endif
+        if (at >= n) {
+            return 0;
+        }
+        unsigned char c = p[at];
+        if (c == '"') {
+            *i = at + 1;
+            return 1;
+        }
+        if (c == '\\') {
+            if (at + 1 >= n) {
+                return 0;
+            }
+            *escaped = 1;
+            switch (p[at + 1]) {
+            case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+                at += 2;
+                break;
+            case 'u': {
+                unsigned v;
+                if (at + 6 > n || !hex4(p + at + 2, &v) || (v >= 0xD800 && v <= 0xDFFF)) {
+                    return 0;
+                }
+                at += 6;
+                break;
+            }
+            default:
+                return 0;
+            }
+        }
+        else if (c < 0x20) {
+            return 0;
+        }
+        else if (c >= 0x80) {
+            Py_ssize_t len = utf8_sequence(p + at, n - at);
+            if (!len) {
+                return 0;
+            }
+            at += len;
+        }
+        else {
+            at++; /* only reached without the word loop (big-endian or the last bytes) */
+        }
+    }
+}
+
+static int
+skip_number(const unsigned char *p, Py_ssize_t n, Py_ssize_t *i)
+{
+    Py_ssize_t at = *i, start = at;
+#define DIGIT(k) ((k) < n && p[k] >= '0' && p[k] <= '9')
+    if (at < n && p[at] == '-') {
+        at++;
+    }
+    if (!DIGIT(at)) {
+        return 0;
+    }
+    if (p[at] == '0') {
+        at++;
+    }
+    else {
+        while (DIGIT(at)) {
+            at++;
+        }
+    }
+    if (at < n && p[at] == '.') {
+        at++;
+        if (!DIGIT(at)) {
+            return 0;
+        }
+        while (DIGIT(at)) {
+            at++;
+        }
+    }
+    if (at < n && (p[at] == 'e' || p[at] == 'E')) {
+        at++;
+        if (at < n && (p[at] == '+' || p[at] == '-')) {
+            at++;
+        }
+        if (!DIGIT(at)) {
+            return 0;
+        }
+        while (DIGIT(at)) {
+            at++;
+        }
+    }
+#undef DIGIT
+    if (at - start > MAX_NUMBER) {
+        return 0;
+    }
+    *i = at;
+    return 1;
+}
+
+/* Any JSON value at p[*i]; *i moves past it. 0 if it is not one this scan judges. */
+static int
+skip_value(const unsigned char *p, Py_ssize_t n, Py_ssize_t *i, int depth)
+{
+    Py_ssize_t at = *i;
+    int escaped;
+    if (at >= n) {
+        return 0;
+    }
+    switch (p[at]) {
+    case '"':
+        return skip_string(p, n, i, &escaped);
+    case '{':
+    case '[': {
+        unsigned char close = p[at] == '{' ? '}' : ']';
+        if (depth >= MAX_DEPTH) {
+            return 0;
+        }
+        at++;
+        if (at < n && p[at] == close) {
+            *i = at + 1;
+            return 1;
+        }
+        for (;;) {
+            if (close == '}') {
+                if (at >= n || p[at] != '"' || !skip_string(p, n, &at, &escaped)) {
+                    return 0;
+                }
+                if (at >= n || p[at] != ':') {
+                    return 0;
+                }
+                at++;
+            }
+            if (!skip_value(p, n, &at, depth + 1) || at >= n) {
+                return 0;
+            }
+            if (p[at] == close) {
+                *i = at + 1;
+                return 1;
+            }
+            if (p[at] != ',') {
+                return 0;
+            }
+            at++;
+        }
+    }
+    case 't':
+        if (n - at >= 4 && memcmp(p + at, "true", 4) == 0) {
+            *i = at + 4;
+            return 1;
+        }
+        return 0;
+    case 'f':
+        if (n - at >= 5 && memcmp(p + at, "false", 5) == 0) {
+            *i = at + 5;
+            return 1;
+        }
+        return 0;
+    case 'n':
+        if (n - at >= 4 && memcmp(p + at, "null", 4) == 0) {
+            *i = at + 4;
+            return 1;
+        }
+        return 0;
+    default:
+        return skip_number(p, n, i);
+    }
+}
+
+/* A head member's string value without escapes (or null, where allowed): its text at
+   p[*start:*start + *len] (*start -1 for null). */
+static int
+head_string(const unsigned char *p, Py_ssize_t n, Py_ssize_t *i, int nullable,
+            Py_ssize_t *start, Py_ssize_t *len)
+{
+    Py_ssize_t at = *i;
+    int escaped;
+    if (nullable && n - at >= 4 && memcmp(p + at, "null", 4) == 0) {
+        *i = at + 4;
+        *start = -1;
+        *len = 0;
+        return 1;
+    }
+    if (at >= n || p[at] != '"' || !skip_string(p, n, i, &escaped) || escaped) {
+        return 0;
+    }
+    *start = at + 1;
+    *len = *i - at - 2;
+    return 1;
+}
+
+#define NAME_IS(s) (len == (Py_ssize_t)sizeof(s) - 1 && memcmp(name, s, sizeof(s) - 1) == 0)
+
+/* The record at the start of p[0:n] (see above): its length (its object's closing '}'
+   included) and its head in *h, or 0. */
+static Py_ssize_t
+head(const unsigned char *p, Py_ssize_t n, const Known *known, Head *h)
+{
+    Py_ssize_t at = 1, start, len;
+    int seen = 0, escaped;
+    if (n < 2 || p[0] != '{' || p[1] == '}') {
+        return 0; /* (an empty object has no head) */
+    }
+    h->outcome_at = -1;
+    h->outcome_len = 0;
+    h->open = 0;
+    for (;;) {
+        if (at >= n || p[at] != '"') {
+            return 0;
+        }
+        Py_ssize_t name_at = at + 1;
+        if (!skip_string(p, n, &at, &escaped) || escaped || at >= n || p[at] != ':') {
+            return 0;
+        }
+        const unsigned char *name = p + name_at;
+        len = at - 1 - name_at;
+        at++;
+        int member = 0;
+        if (NAME_IS("record_type")) {
+            member = HEAD_TYPE;
+            if (!head_string(p, n, &at, 0, &start, &len)) {
+                return 0;
+            }
+            h->type = -1;
+            for (int k = 0; k < known->type_count; k++) {
+                if (known->type_lens[k] == len && memcmp(known->types[k], p + start, (size_t)len) == 0) {
+                    h->type = k;
+                    break;
+                }
+            }
+            if (h->type < 0) {
+                return 0;
+            }
+        }
+        else if (NAME_IS("run_id")) {
+            member = HEAD_RUN;
+            if (!head_string(p, n, &at, 0, &start, &len) || len != known->run_id_len
+                || memcmp(p + start, known->run_id, (size_t)len) != 0) {
+                return 0;
+            }
+        }
+        else if (NAME_IS("seq")) {
+            member = HEAD_SEQ;
+            long long seq = 0;
+            Py_ssize_t digits = 0;
+            while (at + digits < n && p[at + digits] >= '0' && p[at + digits] <= '9') {
+                seq = 10 * seq + (p[at + digits] - '0');
+                digits++;
+            }
+            if (digits == 0 || digits > MAX_SEQ_DIGITS || (digits > 1 && p[at] == '0')) {
+                return 0;
+            }
+            at += digits; /* a '.' or 'e' next: not a plain integer, refused below */
+            h->seq = seq;
+        }
+        else if (NAME_IS("outcome")) {
+            member = HEAD_OUTCOME;
+            if (!head_string(p, n, &at, 1, &h->outcome_at, &h->outcome_len)) {
+                return 0;
+            }
+        }
+        else if (NAME_IS("status")) {
+            member = HEAD_STATUS;
+            if (!head_string(p, n, &at, 1, &start, &len)) {
+                return 0;
+            }
+            h->open = start >= 0 && len == 4 && memcmp(p + start, "open", 4) == 0;
+        }
+        else if (!skip_value(p, n, &at, 1)) {
+            return 0;
+        }
+        if (seen & member) {
+            return 0; /* named twice: msgspec takes the last, this scan judges neither */
+        }
+        seen |= member;
+        if (at >= n) {
+            return 0;
+        }
+        if (p[at] == '}') {
+            break;
+        }
+        if (p[at] != ',') {
+            return 0;
+        }
+        at++;
+    }
+    if ((seen & (HEAD_TYPE | HEAD_RUN | HEAD_SEQ)) != (HEAD_TYPE | HEAD_RUN | HEAD_SEQ)) {
+        return 0; /* a required member missing */
+    }
+    return at + 1;
+}
+
+#undef NAME_IS
+
+/* What a block's records add up to (filled without the GIL). */
+typedef struct {
+    Py_ssize_t *counts;      /* records per known type */
+    Py_ssize_t *outcome_at;  /* each token_outcome's outcome text (offset in data; -1 null) */
+    Py_ssize_t *outcome_len;
+    Py_ssize_t outcomes;
+    Py_ssize_t open_states;
+    long long first, last;
+} Sums;
+
+/* The scan of data[:end] without the GIL: the layout, each record's head and leaf hash;
+   1 accepted, 0 not (the caller falls back), -1 libcrypto failed. */
+static int
+scan(const unsigned char *data, Py_ssize_t end, int *state, const Known *known,
+     long long previous, unsigned char *leaves, Sums *sums, Py_ssize_t *count)
 {
     Py_ssize_t pos = 0, n = 0;
+    Head h = {0, 0, -1, 0, 0};
     while (pos < end) {
-        const unsigned char *nl = memchr(data + pos, '\n', (size_t)(end - pos));
-        if (nl == NULL) {
-            break; /* bytes after the last newline are not ours (the caller cut at one) */
-        }
-        Py_ssize_t start = pos, newline = nl - data;
-        pos = newline + 1;
-        if (newline - start == 1 && (data[start] == '[' || data[start] == ']')) {
+        Py_ssize_t start = pos;
+        if (end - pos >= 2 && (data[pos] == '[' || data[pos] == ']') && data[pos + 1] == '\n') {
             if (*state == STATE_BEFORE) {
                 if (data[start] != '[') {
                     return 0;
                 }
                 *state = STATE_FIRST;
+                pos += 2;
                 continue;
             }
             if (*state == STATE_CLOSED) {
@@ -81,6 +544,7 @@ scan(const unsigned char *data, Py_ssize_t end, int *state,
             }
             if (data[start] == ']') {
                 *state = STATE_CLOSED;
+                pos += 2;
                 continue;
             }
         }
@@ -96,23 +560,44 @@ scan(const unsigned char *data, Py_ssize_t end, int *state,
         else {
             return 0;
         }
-        if (!leaf(data + start, (size_t)(newline - start), leaves + 32 * n)) {
+        /* a record this scan takes holds no newline (no raw control character in a
+           string, no whitespace outside one): it is the whole line if one follows it */
+        Py_ssize_t len = head(data + start, end - start, known, &h);
+        if (!len || start + len >= end || data[start + len] != '\n' || h.seq < previous) {
+            return 0;
+        }
+        pos = start + len + 1;
+        if (n == 0) {
+            sums->first = h.seq;
+        }
+        sums->last = previous = h.seq;
+        sums->counts[h.type]++;
+        if (h.type == known->outcome_type) {
+            sums->outcome_at[sums->outcomes] = h.outcome_at < 0 ? -1 : start + h.outcome_at;
+            sums->outcome_len[sums->outcomes++] = h.outcome_len;
+        }
+        else if (h.type == known->state_type && h.open) {
+            sums->open_states++;
+        }
+        if (!leaf(data + start, (size_t)len, leaves + 32 * n)) {
             return -1;
         }
-        starts[n] = start;
-        lens[n] = newline - start;
         n++;
     }
     *count = n;
     return 1;
 }
 
-/* block(data, end, state) -> None | (state, leaves, records) */
+/* heads(data, end, state, run_id, types, previous)
+     -> None | (state, leaves, counts, outcomes, open_states, first, last)
+   run_id: bytes (UTF-8); types: tuple of str; counts: records per type, in its order;
+   outcomes: {outcome: count} of the token_outcome records (null ones left out);
+   first, last: the block's first and last seq (None without a record). */
 static PyObject *
-block(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+heads(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "block(data, end, state)");
+    if (nargs != 6 || !PyBytes_Check(args[3]) || !PyTuple_Check(args[4])) {
+        PyErr_SetString(PyExc_TypeError, "heads(data, end, state, run_id: bytes, types: tuple, previous)");
         return NULL;
     }
     Py_ssize_t end = PyLong_AsSsize_t(args[1]);
@@ -123,8 +608,33 @@ block(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (state_in == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    if (state_in < STATE_BEFORE || state_in > STATE_CLOSED) {
-        Py_RETURN_NONE;
+    int overflow = 0;
+    long long previous = PyLong_AsLongLongAndOverflow(args[5], &overflow);
+    if (previous == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_ssize_t type_count = PyTuple_GET_SIZE(args[4]);
+    if (state_in < STATE_BEFORE || state_in > STATE_CLOSED || overflow || type_count > 256) {
+        Py_RETURN_NONE; /* (a previous seq past long long: the Python loop's to judge) */
+    }
+    const char *types[256];
+    Py_ssize_t type_lens[256];
+    Known known = {(const unsigned char *)PyBytes_AS_STRING(args[3]), PyBytes_GET_SIZE(args[3]),
+                   types, type_lens, (int)type_count, -1, -1};
+    for (Py_ssize_t k = 0; k < type_count; k++) {
+        PyObject *t = PyTuple_GET_ITEM(args[4], k);
+        if (!PyUnicode_Check(t) || (types[k] = PyUnicode_AsUTF8AndSize(t, &type_lens[k])) == NULL) {
+            if (!PyErr_Occurred()) {
+                PyErr_SetString(PyExc_TypeError, "types must be str");
+            }
+            return NULL;
+        }
+        if (type_lens[k] == 13 && memcmp(types[k], "token_outcome", 13) == 0) {
+            known.outcome_type = (int)k;
+        }
+        else if (type_lens[k] == 10 && memcmp(types[k], "node_state", 10) == 0) {
+            known.state_type = (int)k;
+        }
     }
     Py_buffer buf;
     if (PyObject_GetBuffer(args[0], &buf, PyBUF_SIMPLE) < 0) {
@@ -142,20 +652,20 @@ block(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         lines++;
     }
     PyObject *leaves = PyBytes_FromStringAndSize(NULL, 32 * lines);
-    Py_ssize_t *starts = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(2 * lines + 1));
-    PyObject *records = NULL, *result = NULL;
-    if (leaves == NULL || starts == NULL) {
+    Py_ssize_t *space = PyMem_Calloc((size_t)(2 * lines + type_count + 1), sizeof(Py_ssize_t));
+    PyObject *counts = NULL, *outcomes = NULL, *result = NULL;
+    if (leaves == NULL || space == NULL) {
         if (!PyErr_Occurred()) {
             PyErr_NoMemory();
         }
         goto done;
     }
-    Py_ssize_t *lens = starts + lines;
+    Sums sums = {space, space + type_count, space + type_count + lines, 0, 0, 0, 0};
     int state = (int)state_in, ok;
     Py_ssize_t count = 0;
     Py_BEGIN_ALLOW_THREADS
-    ok = scan(data, end, &state, (unsigned char *)PyBytes_AS_STRING(leaves), starts, lens,
-              &count);
+    ok = scan(data, end, &state, &known, previous, (unsigned char *)PyBytes_AS_STRING(leaves),
+              &sums, &count);
     Py_END_ALLOW_THREADS
     if (ok < 0) {
         PyErr_SetString(PyExc_RuntimeError, "libcrypto SHA-256 failed");
@@ -168,22 +678,53 @@ block(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (_PyBytes_Resize(&leaves, 32 * count) < 0) {
         goto done;
     }
-    records = PyList_New(count);
-    if (records == NULL) {
+    if ((counts = PyList_New(type_count)) == NULL || (outcomes = PyDict_New()) == NULL) {
         goto done;
     }
-    for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *rec = PyBytes_FromStringAndSize((const char *)data + starts[i], lens[i]);
-        if (rec == NULL) {
+    for (Py_ssize_t k = 0; k < type_count; k++) {
+        PyObject *c = PyLong_FromSsize_t(sums.counts[k]);
+        if (c == NULL) {
             goto done;
         }
-        PyList_SET_ITEM(records, i, rec);
+        PyList_SET_ITEM(counts, k, c);
     }
-    result = Py_BuildValue("(iOO)", state, leaves, records);
+    for (Py_ssize_t k = 0; k < sums.outcomes; k++) {
+        if (sums.outcome_at[k] < 0) {
+            continue; /* null: not an outcome kind (as the Python loop leaves out None) */
+        }
+        PyObject *text = PyUnicode_DecodeUTF8((const char *)data + sums.outcome_at[k],
+                                              sums.outcome_len[k], "strict");
+        if (text == NULL) {
+            goto done;
+        }
+        PyObject *was = PyDict_GetItemWithError(outcomes, text); /* borrowed */
+        PyObject *now = NULL;
+        if (was != NULL) {
+            now = PyLong_FromSsize_t(PyLong_AsSsize_t(was) + 1); /* ours: never overflows */
+        }
+        else if (!PyErr_Occurred()) {
+            now = PyLong_FromLong(1);
+        }
+        int bad = now == NULL || PyDict_SetItem(outcomes, text, now) < 0;
+        Py_DECREF(text);
+        Py_XDECREF(now);
+        if (bad) {
+            goto done;
+        }
+    }
+    if (count) {
+        result = Py_BuildValue("(iOOOnLL)", state, leaves, counts, outcomes, sums.open_states,
+                               sums.first, sums.last);
+    }
+    else {
+        result = Py_BuildValue("(iOOOnOO)", state, leaves, counts, outcomes, sums.open_states,
+                               Py_None, Py_None);
+    }
 done:
-    PyMem_Free(starts);
+    PyMem_Free(space);
     Py_XDECREF(leaves);
-    Py_XDECREF(records);
+    Py_XDECREF(counts);
+    Py_XDECREF(outcomes);
     PyBuffer_Release(&buf);
     return result;
 }
@@ -279,8 +820,9 @@ done:
 }
 
 static PyMethodDef methods[] = {
-    {"block", (PyCFunction)(void (*)(void))block, METH_FASTCALL,
-     "block(data, end, state) -> None | (state, leaves, records); see the module."},
+    {"heads", (PyCFunction)(void (*)(void))heads, METH_FASTCALL,
+     "heads(data, end, state, run_id, types, previous) -> None | (state, leaves, counts, "
+     "outcomes, open_states, first, last); see the module."},
     {"subtrees", (PyCFunction)(void (*)(void))subtrees, METH_FASTCALL,
      "subtrees(leaves, start) -> [(size, root)], as proofs.merkle.range_subtrees."},
     {NULL, NULL, 0, NULL},

@@ -15,11 +15,9 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import lru_cache
-from operator import attrgetter
-from operator import gt as _gt
+from operator import add
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal, cast
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import msgspec
 
@@ -36,16 +34,17 @@ from ..fs.safeio import (
     open_regular,
 )
 from ..model.canonical import PURE_PYTHON_ENV
-from ..model.completeness import scan_tally
+from ..model.completeness import OUTCOME_PREFIX, merge_tally, scan_tally
 from ..model.recordtypes import RECORD_TYPES
 from ..proofs.merkle import leaf_hasher, range_subtrees
 
 __all__ = ["ChunkScan", "scan_chunk", "scan_chunks"]
 
-_compiled_block: Callable[[bytearray, int, int], tuple[int, bytes, list[bytes]] | None] | None
+_Heads = tuple[int, bytes, list[int], dict[str, int], int, int | None, int | None]
+_compiled_block: Callable[[bytearray, int, int, bytes, tuple[str, ...], int], _Heads | None] | None
 _compiled_subtrees: Callable[[bytes, int], list[tuple[int, bytes]]] | None
 try:  # the per-record work of a block in C (setup.py, optional): identical results
-    from ._chunkscan_accel import block as _compiled_block
+    from ._chunkscan_accel import heads as _compiled_block
     from ._chunkscan_accel import subtrees as _compiled_subtrees
 except ImportError:  # pragma: no cover - a build without a C compiler or OpenSSL headers
     _compiled_block = _compiled_subtrees = None
@@ -68,21 +67,7 @@ class _RecordHead(msgspec.Struct):
 
 
 _HEAD_DECODER: Final = msgspec.json.Decoder(_RecordHead)
-_SEQ: Final = attrgetter("seq")
-_KIND: Final = attrgetter("record_type")
-
-
-@lru_cache(maxsize=4)
-def _run_head_decoder(run_id: str) -> msgspec.json.Decoder[Any]:
-    """A decoder of :class:`_RecordHead` that refuses another run's record itself (its
-    ``run_id`` a one-value ``Literal``): what the compiled block decodes with, so that
-    no Python loop compares run ids. A refusal sends the block to the Python loop."""
-    head = msgspec.defstruct(
-        "_RunRecordHead",
-        [("run_id", cast(Any, Literal)[run_id])],
-        bases=(_RecordHead,),
-    )
-    return msgspec.json.Decoder(head)
+_TYPES: Final = tuple(RECORD_TYPES)
 
 
 _FOREIGN: Final = "line {}: unknown record type or another run's record"
@@ -161,8 +146,7 @@ def scan_chunk(
             listed = f"{entry.first_seq}..{entry.last_seq}"
             problem = f"seq range {first}..{last}, manifest says {listed}"
     as_listed = size == entry.bytes and hasher.hexdigest() == entry.sha256
-    tally = scan_tally(scan.kinds, [o for o in scan.outcomes if o is not None], scan.open_states)
-    return ChunkScan(problem, scan.subtrees, count, first, last, size, tally, as_listed)
+    return ChunkScan(problem, scan.subtrees, count, first, last, size, scan.tally(), as_listed)
 
 
 class _Scan:
@@ -182,6 +166,12 @@ class _Scan:
         self.kinds: list[str] = []  # record types, counted at the end (cheaper per record)
         self.outcomes: list[str | None] = []
         self.leaf_prefix = leaf_hasher()  # copying merkle's primed leaf hash beats a call
+        self.type_counts = [0] * len(_TYPES)  # the compiled blocks' records per type
+        self.outcome_counts: dict[str, int] = {}  # and their token outcomes' kinds
+        try:  # the compiled scan compares the run id's bytes; none: the Python loop
+            self.run_id_bytes: bytes | None = run_id.encode()
+        except UnicodeEncodeError:
+            self.run_id_bytes = None
 
     def python_block(self, data: bytearray, end: int) -> None:
         """Check the records of ``data[:end]`` one by one (the reference path)."""
@@ -228,41 +218,39 @@ class _Scan:
         self.subtrees += _cut_subtrees(leaves, block_start, self.cuts)
 
     def compiled_block(self, data: bytearray, end: int) -> bool:
-        """Take the block in a few calls (True), or leave it untouched (False): no
-        compiled part, or something in it the Python loop must find and word."""
-        if _compiled_block is None or _compiled_subtrees is None:
+        """Take the block in one call (True), or leave it untouched (False): no compiled
+        part, or something in it the Python loop must find, word or judge (the compiled
+        scan takes only records it reads exactly as the head decode does)."""
+        if _compiled_block is None or _compiled_subtrees is None or self.run_id_bytes is None:
             return False
         lines = self.lines
-        got = _compiled_block(data, end, lines.state)
+        got = _compiled_block(data, end, lines.state, self.run_id_bytes, _TYPES, self.previous)
         if got is None:
             return False
-        state, leaves, records = got
-        try:  # a decoder that also checks the run id (no Python loop for it)
-            heads = list(map(_run_head_decoder(self.run_id).decode, records))
-        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
-            return False
-        n = len(heads)
-        if n:
-            seqs = list(map(_SEQ, heads))
-            if seqs[0] < self.previous or any(map(_gt, seqs, seqs[1:])):
-                return False
-            kinds = list(map(_KIND, heads))
-            self.kinds += kinds
-            if "token_outcome" in kinds:
-                self.outcomes += [h.outcome for h in heads if h.record_type == "token_outcome"]
-            if "node_state" in kinds:
-                self.open_states += sum(
-                    1 for h in heads if h.status == "open" and h.record_type == "node_state"
-                )
+        state, leaves, counts, outcomes, open_states, first, last = got
+        self.type_counts = list(map(add, self.type_counts, counts))
+        merge_tally(self.outcome_counts, outcomes)
+        self.open_states += open_states
+        if last is not None:
             if self.first is None:
-                self.first = seqs[0]
-            self.previous = self.last = seqs[-1]
+                self.first = first
+            self.previous = self.last = last
+        n = len(leaves) // 32
         lines.state = state
         lines.count += n
         start = self.leaf_offset + self.count
         self.subtrees += _cut_packed_subtrees(leaves, start, self.cuts, _compiled_subtrees)
         self.count += n
         return True
+
+    def tally(self) -> dict[str, int]:
+        """The chunk's completeness counts, both loops' records together."""
+        tally = scan_tally(self.kinds, [o for o in self.outcomes if o is not None], 0)
+        merge_tally(tally, {k: n for k, n in zip(_TYPES, self.type_counts, strict=True) if n})
+        merge_tally(tally, {OUTCOME_PREFIX + k: n for k, n in self.outcome_counts.items()})
+        if self.open_states:
+            tally["open_states"] = self.open_states
+        return tally
 
 
 class _LineBlocks:
