@@ -13,7 +13,7 @@ import io
 import os
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from operator import add
 from pathlib import Path
@@ -52,7 +52,8 @@ if os.environ.get(PURE_PYTHON_ENV):
     _compiled_block = _compiled_subtrees = None
 
 _BLOCK: Final = 4 << 20
-_PARALLEL_BYTES: Final = 64 << 20  # smaller exports are verified in this process
+_PARALLEL_BYTES: Final = 64 << 20  # the Python loop: smaller exports stay in this process
+_WORKERS: Final = 2  # chunks scanned at once (at most: one per core)
 
 
 class _RecordHead(msgspec.Struct):
@@ -337,7 +338,8 @@ def _pieces(n: int, start: int, cuts: tuple[int, ...]) -> list[tuple[int, int]]:
 def scan_chunks(
     directory: Path, manifest: Manifest, progress: Callable[[int], None] | None
 ) -> Iterator[tuple[ChunkEntry, ChunkScan]]:
-    """Every chunk's scan, in order; on a second core (worker processes) for big exports."""
+    """Every chunk's scan, in order; on a second core (threads, or worker processes for
+    the Python loop's big exports)."""
     jobs = []
     cuts = tuple(sorted({h.tree_size for h in manifest.checkpoints or ()}))
     offset = 0  # leaf index of the chunk's first record, if the manifest's counts hold
@@ -345,16 +347,25 @@ def scan_chunks(
         jobs.append((str(directory / c.file), c, manifest.run_id, offset, cuts))
         offset += max(c.record_count, 0)
     total = sum(c.bytes for c in manifest.chunks)
-    workers = min(os.cpu_count() or 1, 2)
-    if workers < 2 or total < _PARALLEL_BYTES or len(jobs) < 2:
+    workers = min(os.cpu_count() or 1, _WORKERS)
+    if workers < 2 or len(jobs) < 2 or (_compiled_block is None and total < _PARALLEL_BYTES):
         for chunk, job in zip(manifest.chunks, jobs, strict=True):
             result = scan_chunk(*job)
             if progress is not None:
                 progress(chunk.bytes)  # as listed: the total is known before (verify_work)
             yield chunk, result
         return
-    context, _ = pool_context()  # never a fork of a multi-threaded process
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    # The compiled scan and hashlib hold the GIL for a few calls per block, not per record:
+    # threads then scan chunks side by side as well as processes would, with no process
+    # to start (nor a fork of a big process), so exports of any size get them. The Python
+    # loop holds the GIL throughout: it gets worker processes, for big exports only.
+    pool: Executor
+    if _compiled_block is not None:
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="verify-scan")
+    else:
+        context, _ = pool_context()  # never a fork of a multi-threaded process
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    with pool:
         pending: deque[Future[ChunkScan]] = deque()
         queued = iter(jobs)
         for chunk in manifest.chunks:
