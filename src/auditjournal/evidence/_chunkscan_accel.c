@@ -462,10 +462,13 @@ head(const unsigned char *p, Py_ssize_t n, const Known *known, Head *h)
             long long seq = 0;
             Py_ssize_t digits = 0;
             while (at + digits < n && p[at + digits] >= '0' && p[at + digits] <= '9') {
+                if (digits == MAX_SEQ_DIGITS) {
+                    return 0; /* (before seq could overflow) */
+                }
                 seq = 10 * seq + (p[at + digits] - '0');
                 digits++;
             }
-            if (digits == 0 || digits > MAX_SEQ_DIGITS || (digits > 1 && p[at] == '0')) {
+            if (digits == 0 || (digits > 1 && p[at] == '0')) {
                 return 0;
             }
             at += digits; /* a '.' or 'e' next: not a plain integer, refused below */
