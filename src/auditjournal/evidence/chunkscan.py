@@ -2,8 +2,9 @@
 
 Each chunk is read in blocks (memory stays flat), hashed, split into record lines with
 the separators of SPEC section 4, each line's record head checked, and its Merkle leaves
-folded into the aligned subtrees of its leaf range; big exports are scanned on worker
-processes. :mod:`auditjournal.evidence.verify` puts the chunks' results together.
+folded into the aligned subtrees of its leaf range; two chunks are scanned at a time, on
+threads (the compiled scan) or, for big exports, worker processes (the Python loop).
+:mod:`auditjournal.evidence.verify` puts the chunks' results together.
 """
 
 from __future__ import annotations
@@ -113,8 +114,9 @@ def scan_chunk(
     them as the aligned subtrees they fill (:func:`range_subtrees`), so the caller
     folds in a few hashes per chunk, not one per record. With ``threaded`` the
     file's SHA-256 runs on a helper thread (hashlib releases the GIL on big blocks)
-    while this thread checks the lines and hashes the tree; worker processes, which
-    already keep every core busy, hash inline. Lines are memoryview slices: no copies.
+    while this thread checks the lines and hashes the tree; the scan pool's threads and
+    processes, which already keep every core busy, hash inline. Lines are memoryview
+    slices: no copies.
     ``cuts``: leaf counts (live checkpoints) no returned subtree may straddle.
     """
     try:
