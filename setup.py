@@ -45,6 +45,7 @@ setup(
         Extension(
             "auditjournal.evidence._chunkscan_accel",
             sources=["src/auditjournal/evidence/_chunkscan_accel.c"],
+            depends=["src/auditjournal/evidence/_chunkscan_head.h"],
             libraries=["crypto"],
             optional=True,
         ),

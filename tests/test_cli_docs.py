@@ -11,7 +11,7 @@ from types import ModuleType
 
 import pytest
 
-from auditjournal.cli import cli
+from auditjournal.cli import load_commands
 from shared import run_cli
 
 TOOL = Path(__file__).resolve().parent.parent / "tools" / "gen_cli_docs.py"
@@ -42,12 +42,12 @@ def test_committed_reference_is_current(gen: ModuleType) -> None:
 
 def test_every_command_has_a_section(gen: ModuleType) -> None:
     documented = sections(gen.render())
-    want = {"auditjournal"} | {f"auditjournal {name}" for name in cli.commands}
+    want = {"auditjournal"} | {f"auditjournal {name}" for name in load_commands()}
     assert set(documented) == want
     assert len(want) > 10
 
 
-@pytest.mark.parametrize("name", sorted(cli.commands))
+@pytest.mark.parametrize("name", sorted(load_commands()))
 def test_a_section_is_what_help_prints_in_an_80_column_terminal(
     gen: ModuleType, name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -65,3 +65,15 @@ def test_the_reference_does_not_depend_on_the_terminal(
     reference = gen.render()
     monkeypatch.setenv("COLUMNS", columns)
     assert gen.render() == reference
+
+
+def test_the_command_table_names_each_command_s_module() -> None:
+    """``auditjournal X`` imports only X's module (``_base.COMMAND_MODULES``): the table
+    must list every command, with the module that defines it."""
+    from auditjournal.cli._base import COMMAND_MODULES
+
+    commands = load_commands()
+    assert set(commands) == set(COMMAND_MODULES)
+    for name, command in commands.items():
+        assert command.callback is not None
+        assert command.callback.__module__ == f"auditjournal.cli.{COMMAND_MODULES[name]}", name

@@ -1,13 +1,17 @@
-"""verify on worker processes (big exports) reports exactly what the in-process path does."""
+"""verify on threads or worker processes reports exactly what the in-process path does."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from auditjournal import AuditStore, ExportSettings, verify_export
 from auditjournal.evidence import chunkscan as verify_module
+
+HOW = ["in-process", "threads", "processes"]
 
 
 @pytest.fixture
@@ -21,10 +25,21 @@ def export_dir(tmp_path: Path) -> Path:
         return store.export_dir(run.run_id)
 
 
-@pytest.mark.parametrize("parallel", [False, True])
-def test_valid_export(export_dir: Path, parallel: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    if parallel:
+def _scan_as(how: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks scanned one after the other, on threads (the compiled scan: any export), or
+    on worker processes (the Python loop: big exports)."""
+    if how == "in-process":
+        monkeypatch.setattr(verify_module, "_WORKERS", 1)
+    elif how == "threads" and verify_module._compiled_block is None:
+        pytest.skip("no compiled chunk scan in this build")
+    elif how == "processes":
+        monkeypatch.setattr(verify_module, "_compiled_block", None)
         monkeypatch.setattr(verify_module, "_PARALLEL_BYTES", 0)
+
+
+@pytest.mark.parametrize("how", HOW)
+def test_valid_export(export_dir: Path, how: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _scan_as(how, monkeypatch)
     seen: list[int] = []
     report = verify_export(export_dir, progress=seen.append)
     assert report.ok, [c.line() for c in report.checks if not c.ok]
@@ -33,12 +48,9 @@ def test_valid_export(export_dir: Path, parallel: bool, monkeypatch: pytest.Monk
     assert sum(seen) == sum(p.stat().st_size for p in export_dir.glob("audit_trail.0*.json"))
 
 
-@pytest.mark.parametrize("parallel", [False, True])
-def test_damaged_chunk_named(
-    export_dir: Path, parallel: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    if parallel:
-        monkeypatch.setattr(verify_module, "_PARALLEL_BYTES", 0)
+@pytest.mark.parametrize("how", HOW)
+def test_damaged_chunk_named(export_dir: Path, how: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _scan_as(how, monkeypatch)
     victim = sorted(export_dir.glob("audit_trail.0*.json"))[3]
     data = bytearray(victim.read_bytes())
     data[len(data) // 2] ^= 0x01
@@ -47,3 +59,25 @@ def test_damaged_chunk_named(
     bad = [c for c in report.checks if not c.ok]
     assert not report.ok
     assert victim.name in {c.file for c in bad}
+
+
+def test_a_small_export_is_scanned_on_threads(
+    export_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the compiled scan, chunks are scanned side by side on threads whatever the
+    export's size, and no worker process is started."""
+    if verify_module._compiled_block is None:
+        pytest.skip("no compiled chunk scan in this build")
+    monkeypatch.setattr(verify_module.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(verify_module, "ProcessPoolExecutor", None)  # called: a TypeError
+    threads: set[str] = set()
+    scan = verify_module.scan_chunk
+
+    def spy(*args: Any, **kwargs: Any) -> verify_module.ChunkScan:
+        threads.add(threading.current_thread().name)
+        return scan(*args, **kwargs)
+
+    monkeypatch.setattr(verify_module, "scan_chunk", spy)
+    report = verify_export(export_dir)
+    assert report.ok, [c.line() for c in report.checks if not c.ok]
+    assert threads and all(name.startswith("verify-scan") for name in threads)

@@ -41,6 +41,8 @@ from auditjournal.model.events import EVENT_TYPES, RowCreated, encode_event
 from auditjournal.model.recordtypes import RECORD_TYPES
 from auditjournal.proofs.merkle import leaf_hash, range_subtrees
 
+_RECORD_TYPES = tuple(RECORD_TYPES)
+
 EXAMPLES = settings(
     max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -128,7 +130,7 @@ def _scan_both(
         mp.setattr(chunkscan, "_compiled_block", None)
         mp.setattr(chunkscan, "_compiled_subtrees", None)
         python = chunkscan.scan_chunk(str(path), entry, "r", 5, cuts)
-        mp.setattr(chunkscan, "_compiled_block", accel.block)
+        mp.setattr(chunkscan, "_compiled_block", accel.heads)
         mp.setattr(chunkscan, "_compiled_subtrees", accel.subtrees)
         if compiled_only:
             mp.setattr(chunkscan._Scan, "python_block", None)
@@ -163,18 +165,29 @@ def test_the_compiled_chunk_scan_takes_a_valid_chunk_whole(tmp_path: Path, scan_
         for s, k in enumerate(["row", "node_state", "token_outcome", "node_state"], 1)
     ]
     data = _chunk(records)
-    taken = scan_accel.block(bytearray(data), len(data), 0)
-    assert taken is not None and taken[2] == records
-    assert taken[1] == b"".join(leaf_hash(r) for r in records)
+    taken = scan_accel.heads(bytearray(data), len(data), 0, b"r", _RECORD_TYPES, 0)
+    assert taken is not None
+    state, leaves, counts, outcomes, open_states, first, last = taken
+    assert (state, first, last, open_states, outcomes) == (3, 1, 4, 2, {})
+    assert leaves == b"".join(leaf_hash(r) for r in records)
+    assert dict(zip(_RECORD_TYPES, counts, strict=True)) == {
+        t: ["row", "node_state", "token_outcome", "node_state"].count(t) for t in _RECORD_TYPES
+    }
     python, compiled = _scan_both(
         tmp_path / "c.json", data, 64, (2,), scan_accel, (4, 1, 4), compiled_only=True
     )
     assert compiled == python and not python.problem and python.tally["open_states"] == 2
-    assert scan_accel.block(bytearray(b"[\nx\n"), 4, 0) is not None  # layout only: not JSON
-    assert scan_accel.block(bytearray(b"{}\n"), 3, 0) is None  # no '[' first
-    assert scan_accel.block(bytearray(b"[\n{}\n{}\n"), 8, 0) is None  # no leading ','
-    with pytest.raises(ValueError):
-        scan_accel.block(bytearray(b"[\n"), 3, 0)
+
+    def heads(data: bytes, previous: int = 0) -> Any:
+        return scan_accel.heads(bytearray(data), len(data), 0, b"r", _RECORD_TYPES, previous)
+
+    assert heads(b"[\nx\n") is None  # a line that is not JSON
+    assert heads(b"{}\n") is None  # no '[' first
+    assert heads(b"[\n{}\n{}\n") is None  # no leading ','
+    assert heads(b"[\n" + records[0] + b"\n", previous=2) is None  # seq goes backwards
+    assert heads(b"[\n" + records[0] + b" \n") is None  # whitespace: the Python loop's
+    with pytest.raises(ValueError):  # end past the data
+        scan_accel.heads(bytearray(b"[\n"), 3, 0, b"r", _RECORD_TYPES, 0)
 
 
 @given(n=st.integers(0, 70), start=st.integers(0, 2**40))

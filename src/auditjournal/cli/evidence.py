@@ -21,7 +21,6 @@ from ..errors import (
 from ..evidence.consistency import prove_consistency, verify_consistency_file
 from ..evidence.extract import Selection, extract_bundle, read_bundle, verify_bundle, write_bundle
 from ..evidence.verify import verify_export, verify_work
-from ..evidence.verify_store import verify_store
 from ..proofs.signing import NOT_CHECKED, generate_keypair
 from ._base import (
     _JOURNAL_URL,
@@ -278,6 +277,10 @@ def verify_store_command(
     database's (shared by the roots of its writer hosts): the entries sealed in
     ROOT are checked on it, the others counted.
     """
+    # here, not at the top: it loads the PostgreSQL journal (SQLAlchemy), which the other
+    # commands of this module (`verify` among them) do without
+    from ..evidence.verify_store import verify_store
+
     if not (root / "runs").is_dir():
         raise click.UsageError(f"{root} is not an auditjournal root (no runs/ directory)")
     try:

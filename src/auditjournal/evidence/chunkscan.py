@@ -2,8 +2,9 @@
 
 Each chunk is read in blocks (memory stays flat), hashed, split into record lines with
 the separators of SPEC section 4, each line's record head checked, and its Merkle leaves
-folded into the aligned subtrees of its leaf range; big exports are scanned on worker
-processes. :mod:`auditjournal.evidence.verify` puts the chunks' results together.
+folded into the aligned subtrees of its leaf range; two chunks are scanned at a time, on
+threads (the compiled scan) or, for big exports, worker processes (the Python loop).
+:mod:`auditjournal.evidence.verify` puts the chunks' results together.
 """
 
 from __future__ import annotations
@@ -13,13 +14,11 @@ import io
 import os
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import lru_cache
-from operator import attrgetter
-from operator import gt as _gt
+from operator import add
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal, cast
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import msgspec
 
@@ -36,16 +35,17 @@ from ..fs.safeio import (
     open_regular,
 )
 from ..model.canonical import PURE_PYTHON_ENV
-from ..model.completeness import scan_tally
+from ..model.completeness import OUTCOME_PREFIX, merge_tally, scan_tally
 from ..model.recordtypes import RECORD_TYPES
 from ..proofs.merkle import leaf_hasher, range_subtrees
 
 __all__ = ["ChunkScan", "scan_chunk", "scan_chunks"]
 
-_compiled_block: Callable[[bytearray, int, int], tuple[int, bytes, list[bytes]] | None] | None
+_Heads = tuple[int, bytes, list[int], dict[str, int], int, int | None, int | None]
+_compiled_block: Callable[[bytearray, int, int, bytes, tuple[str, ...], int], _Heads | None] | None
 _compiled_subtrees: Callable[[bytes, int], list[tuple[int, bytes]]] | None
 try:  # the per-record work of a block in C (setup.py, optional): identical results
-    from ._chunkscan_accel import block as _compiled_block
+    from ._chunkscan_accel import heads as _compiled_block
     from ._chunkscan_accel import subtrees as _compiled_subtrees
 except ImportError:  # pragma: no cover - a build without a C compiler or OpenSSL headers
     _compiled_block = _compiled_subtrees = None
@@ -53,7 +53,8 @@ if os.environ.get(PURE_PYTHON_ENV):
     _compiled_block = _compiled_subtrees = None
 
 _BLOCK: Final = 4 << 20
-_PARALLEL_BYTES: Final = 64 << 20  # smaller exports are verified in this process
+_PARALLEL_BYTES: Final = 64 << 20  # the Python loop: smaller exports stay in this process
+_WORKERS: Final = 2  # chunks scanned at once (at most: one per core)
 
 
 class _RecordHead(msgspec.Struct):
@@ -68,21 +69,7 @@ class _RecordHead(msgspec.Struct):
 
 
 _HEAD_DECODER: Final = msgspec.json.Decoder(_RecordHead)
-_SEQ: Final = attrgetter("seq")
-_KIND: Final = attrgetter("record_type")
-
-
-@lru_cache(maxsize=4)
-def _run_head_decoder(run_id: str) -> msgspec.json.Decoder[Any]:
-    """A decoder of :class:`_RecordHead` that refuses another run's record itself (its
-    ``run_id`` a one-value ``Literal``): what the compiled block decodes with, so that
-    no Python loop compares run ids. A refusal sends the block to the Python loop."""
-    head = msgspec.defstruct(
-        "_RunRecordHead",
-        [("run_id", cast(Any, Literal)[run_id])],
-        bases=(_RecordHead,),
-    )
-    return msgspec.json.Decoder(head)
+_TYPES: Final = tuple(RECORD_TYPES)
 
 
 _FOREIGN: Final = "line {}: unknown record type or another run's record"
@@ -127,8 +114,9 @@ def scan_chunk(
     them as the aligned subtrees they fill (:func:`range_subtrees`), so the caller
     folds in a few hashes per chunk, not one per record. With ``threaded`` the
     file's SHA-256 runs on a helper thread (hashlib releases the GIL on big blocks)
-    while this thread checks the lines and hashes the tree; worker processes, which
-    already keep every core busy, hash inline. Lines are memoryview slices: no copies.
+    while this thread checks the lines and hashes the tree; the scan pool's threads and
+    processes, which already keep every core busy, hash inline. Lines are memoryview
+    slices: no copies.
     ``cuts``: leaf counts (live checkpoints) no returned subtree may straddle.
     """
     try:
@@ -161,8 +149,7 @@ def scan_chunk(
             listed = f"{entry.first_seq}..{entry.last_seq}"
             problem = f"seq range {first}..{last}, manifest says {listed}"
     as_listed = size == entry.bytes and hasher.hexdigest() == entry.sha256
-    tally = scan_tally(scan.kinds, [o for o in scan.outcomes if o is not None], scan.open_states)
-    return ChunkScan(problem, scan.subtrees, count, first, last, size, tally, as_listed)
+    return ChunkScan(problem, scan.subtrees, count, first, last, size, scan.tally(), as_listed)
 
 
 class _Scan:
@@ -182,6 +169,12 @@ class _Scan:
         self.kinds: list[str] = []  # record types, counted at the end (cheaper per record)
         self.outcomes: list[str | None] = []
         self.leaf_prefix = leaf_hasher()  # copying merkle's primed leaf hash beats a call
+        self.type_counts = [0] * len(_TYPES)  # the compiled blocks' records per type
+        self.outcome_counts: dict[str, int] = {}  # and their token outcomes' kinds
+        try:  # the compiled scan compares the run id's bytes; none: the Python loop
+            self.run_id_bytes: bytes | None = run_id.encode()
+        except UnicodeEncodeError:
+            self.run_id_bytes = None
 
     def python_block(self, data: bytearray, end: int) -> None:
         """Check the records of ``data[:end]`` one by one (the reference path)."""
@@ -228,41 +221,39 @@ class _Scan:
         self.subtrees += _cut_subtrees(leaves, block_start, self.cuts)
 
     def compiled_block(self, data: bytearray, end: int) -> bool:
-        """Take the block in a few calls (True), or leave it untouched (False): no
-        compiled part, or something in it the Python loop must find and word."""
-        if _compiled_block is None or _compiled_subtrees is None:
+        """Take the block in one call (True), or leave it untouched (False): no compiled
+        part, or something in it the Python loop must find, word or judge (the compiled
+        scan takes only records it reads exactly as the head decode does)."""
+        if _compiled_block is None or _compiled_subtrees is None or self.run_id_bytes is None:
             return False
         lines = self.lines
-        got = _compiled_block(data, end, lines.state)
+        got = _compiled_block(data, end, lines.state, self.run_id_bytes, _TYPES, self.previous)
         if got is None:
             return False
-        state, leaves, records = got
-        try:  # a decoder that also checks the run id (no Python loop for it)
-            heads = list(map(_run_head_decoder(self.run_id).decode, records))
-        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
-            return False
-        n = len(heads)
-        if n:
-            seqs = list(map(_SEQ, heads))
-            if seqs[0] < self.previous or any(map(_gt, seqs, seqs[1:])):
-                return False
-            kinds = list(map(_KIND, heads))
-            self.kinds += kinds
-            if "token_outcome" in kinds:
-                self.outcomes += [h.outcome for h in heads if h.record_type == "token_outcome"]
-            if "node_state" in kinds:
-                self.open_states += sum(
-                    1 for h in heads if h.status == "open" and h.record_type == "node_state"
-                )
+        state, leaves, counts, outcomes, open_states, first, last = got
+        self.type_counts = list(map(add, self.type_counts, counts))
+        merge_tally(self.outcome_counts, outcomes)
+        self.open_states += open_states
+        if last is not None:
             if self.first is None:
-                self.first = seqs[0]
-            self.previous = self.last = seqs[-1]
+                self.first = first
+            self.previous = self.last = last
+        n = len(leaves) // 32
         lines.state = state
         lines.count += n
         start = self.leaf_offset + self.count
         self.subtrees += _cut_packed_subtrees(leaves, start, self.cuts, _compiled_subtrees)
         self.count += n
         return True
+
+    def tally(self) -> dict[str, int]:
+        """The chunk's completeness counts, both loops' records together."""
+        tally = scan_tally(self.kinds, [o for o in self.outcomes if o is not None], 0)
+        merge_tally(tally, {k: n for k, n in zip(_TYPES, self.type_counts, strict=True) if n})
+        merge_tally(tally, {OUTCOME_PREFIX + k: n for k, n in self.outcome_counts.items()})
+        if self.open_states:
+            tally["open_states"] = self.open_states
+        return tally
 
 
 class _LineBlocks:
@@ -349,7 +340,8 @@ def _pieces(n: int, start: int, cuts: tuple[int, ...]) -> list[tuple[int, int]]:
 def scan_chunks(
     directory: Path, manifest: Manifest, progress: Callable[[int], None] | None
 ) -> Iterator[tuple[ChunkEntry, ChunkScan]]:
-    """Every chunk's scan, in order; on a second core (worker processes) for big exports."""
+    """Every chunk's scan, in order; on a second core (threads, or worker processes for
+    the Python loop's big exports)."""
     jobs = []
     cuts = tuple(sorted({h.tree_size for h in manifest.checkpoints or ()}))
     offset = 0  # leaf index of the chunk's first record, if the manifest's counts hold
@@ -357,16 +349,25 @@ def scan_chunks(
         jobs.append((str(directory / c.file), c, manifest.run_id, offset, cuts))
         offset += max(c.record_count, 0)
     total = sum(c.bytes for c in manifest.chunks)
-    workers = min(os.cpu_count() or 1, 2)
-    if workers < 2 or total < _PARALLEL_BYTES or len(jobs) < 2:
+    workers = min(os.cpu_count() or 1, _WORKERS)
+    if workers < 2 or len(jobs) < 2 or (_compiled_block is None and total < _PARALLEL_BYTES):
         for chunk, job in zip(manifest.chunks, jobs, strict=True):
             result = scan_chunk(*job)
             if progress is not None:
                 progress(chunk.bytes)  # as listed: the total is known before (verify_work)
             yield chunk, result
         return
-    context, _ = pool_context()  # never a fork of a multi-threaded process
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    # The compiled scan and hashlib hold the GIL for a few calls per block, not per record:
+    # threads then scan chunks side by side as well as processes would, with no process
+    # to start (nor a fork of a big process), so exports of any size get them. The Python
+    # loop holds the GIL throughout: it gets worker processes, for big exports only.
+    pool: Executor
+    if _compiled_block is not None:
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="verify-scan")
+    else:
+        context, _ = pool_context()  # never a fork of a multi-threaded process
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    with pool:
         pending: deque[Future[ChunkScan]] = deque()
         queued = iter(jobs)
         for chunk in manifest.chunks:

@@ -23,7 +23,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
@@ -46,17 +46,13 @@ from ..export.manifest import (
     read_manifest,
     sha256sums_text,
 )
-from ..export.replay import replay_export
 from ..fs.safeio import (
     MAX_LISTING_BYTES,
     plain_name,
     read_regular,
 )
-from ..journal.base import RunJournal
-from ..journal.filebackend import as_run_journal
 from ..model.completeness import merge_tally
 from ..model.settings import ExportSettings
-from ..payloads.store import PayloadStore
 from ..proofs.merkle import MerkleBuilder
 from ..proofs.signing import check_signature
 from .chunkscan import scan_chunks
@@ -64,6 +60,10 @@ from .completeness_check import check_completeness, completeness_note
 from .journalcheck import scan_journal
 from .timestamp_check import check_timestamp
 from .treeheads import check_tree_heads
+
+if TYPE_CHECKING:
+    from ..journal.base import RunJournal
+    from ..payloads.store import PayloadStore
 
 __all__ = ["FileCheck", "VerifyReport", "find_manifest", "load_manifest", "verify_export"]
 
@@ -336,6 +336,11 @@ def _check_against_journal(
     manifest_path: Path,
     progress: Callable[[int], None] | None = None,
 ) -> list[FileCheck]:
+    # the journal's reader and the projector only here: `auditjournal verify EXPORT` (no
+    # journal) starts without importing them
+    from ..export.replay import replay_export
+    from ..journal.filebackend import as_run_journal
+
     given, payloads = journal
     run_journal = as_run_journal(given, manifest.run_id)
     # where the store keeps the run's live export (beside a file journal's directory)

@@ -21,6 +21,7 @@ from typing import Any, Final
 
 __all__ = [
     "NON_TERMINAL_OUTCOMES",
+    "OUTCOME_PREFIX",
     "certificate",
     "count_detail",
     "count_record",
@@ -29,7 +30,8 @@ __all__ = [
 ]
 
 NON_TERMINAL_OUTCOMES: Final = frozenset({"buffered"})
-_OUTCOME: Final = "outcome."
+OUTCOME_PREFIX: Final = "outcome."
+"""The tally key of a token outcome kind: ``outcome.<kind>``."""
 
 
 def count_record(tally: dict[str, int], record_type: str, outcome: object, status: object) -> None:
@@ -42,7 +44,7 @@ def count_record(tally: dict[str, int], record_type: str, outcome: object, statu
 def count_detail(tally: dict[str, int], record_type: str, outcome: object, status: object) -> None:
     """A token outcome by its kind, a node state still ``open`` as such."""
     if record_type == "token_outcome":
-        key = _OUTCOME + str(outcome)
+        key = OUTCOME_PREFIX + str(outcome)
         tally[key] = tally.get(key, 0) + 1
     elif status == "open" and record_type == "node_state":
         tally["open_states"] = tally.get("open_states", 0) + 1
@@ -53,7 +55,7 @@ def scan_tally(kinds: list[str], outcomes: list[str], open_states: int) -> dict[
     and counted the open node states (what ``verify`` does, in its hot loop)."""
     tally = dict(Counter(kinds))
     for kind, n in Counter(outcomes).items():
-        tally[_OUTCOME + kind] = n
+        tally[OUTCOME_PREFIX + kind] = n
     if open_states:
         tally["open_states"] = open_states
     return tally
@@ -67,7 +69,11 @@ def merge_tally(into: dict[str, int], other: Mapping[str, int]) -> None:
 def certificate(tally: Mapping[str, int]) -> dict[str, Any]:
     """The manifest's ``completeness`` member from the counts (keys: record types,
     ``outcome.<kind>``, ``open_states``; others are ignored)."""
-    outcomes = {k[len(_OUTCOME) :]: v for k, v in sorted(tally.items()) if k.startswith(_OUTCOME)}
+    outcomes = {
+        k[len(OUTCOME_PREFIX) :]: v
+        for k, v in sorted(tally.items())
+        if k.startswith(OUTCOME_PREFIX)
+    }
     terminal = sum(v for k, v in outcomes.items() if k not in NON_TERMINAL_OUTCOMES)
     tokens = tally.get("token", 0)
     return {
