@@ -25,14 +25,11 @@ they are: msgspec sorting each record's keys cost about as much as the rest of i
 
 from __future__ import annotations
 
-import datetime as _dt
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-import msgspec
 from msgspec import Raw
 
-from .canonical import MAX_SAFE_INTEGER, canonical_json
 from .events import (
     ArtifactRecorded,
     BaseEvent,
@@ -51,42 +48,25 @@ from .events import (
 )
 from .landscape_records import LandscapeRecords
 from .recordtypes import PAYLOAD_FIELDS, RECORD_TYPES
+from .recordvalues import ENCODER as _ENCODER
+from .recordvalues import IN_ORDER as _IN_ORDER
+from .recordvalues import compiled_extend, iso, json_bytes
+from .recordvalues import json_value as _json
 
 __all__ = ["RECORD_TYPES", "RecordMaker", "iso"]
 
 PayloadGetter = Callable[[str], bytes]
 Record = tuple[int, bytes]  # (seq, canonical JSON bytes)
 
-
-_ENCODER: Final = msgspec.json.Encoder(order="sorted")
-# The hot handlers build their dicts with the keys already in sorted order and encode
-# them as they are (sorting ~25 keys costs msgspec ~2 us a record): the same bytes, as
-# long as each literal lists its keys sorted (tests/property/test_record_identity.py).
-_IN_ORDER: Final = msgspec.json.Encoder()
 _NODE_SCHEMA: Final = ("schema_hash", "sequence_in_pipeline", "schema_mode", "schema_fields")
 _OUTCOME_KEPT: Final = (
     "batch_id", "expand_group_id", "expected_branches", "fork_group_id", "join_group_id"
 )  # fmt: skip
-
-
-def _json(value: Any) -> Any:
-    """A field that may hold floats or nested JSON, ready for the record encoder: scalars
-    msgspec already writes canonically as they are, anything else as canonical bytes."""
-    t = type(value)
-    if value is None or t is str or t is bool:
-        return value
-    if t is float and 1e-4 <= abs(value) < 1e16 and not value.is_integer():
-        return value  # written as ECMAScript does (canonical._msgspec_float_ok)
-    if t is int and -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
-        return value
-    return Raw(canonical_json(value))
-
-
-def iso(ts: _dt.datetime) -> str:
-    """UTC timestamp as ISO-8601 with ``Z`` (the same text canonical JSON gives datetimes)."""
-    if ts.utcoffset():
-        ts = ts.astimezone(_dt.UTC)
-    return ts.replace(tzinfo=None).isoformat() + "Z"
+# the events whose records the compiled loop writes itself (its order: _records_accel.c)
+_HOT: Final = (
+    RowCreated, TokenCreated, NodeStateStarted, NodeStateCompleted,
+    RoutingEventRecorded, CallRecorded, TokenOutcomeRecorded, RunCompleted,
+)  # fmt: skip
 
 
 class RecordMaker:
@@ -136,6 +116,13 @@ class RecordMaker:
         (one call a batch, not one an event), up to ``run_completed`` (its records too);
         return how many events were used."""
         handlers = self._handlers
+        if compiled_extend is not None:
+            used = compiled_extend(
+                events, seqs, records, handlers, _HOT, self.run_id, self._get,
+                self.open_states, self.tally, json_bytes,
+            )  # fmt: skip
+            if used is not None:  # else a run id it cannot write: the loop below does
+                return used
         add_seq, add_record = seqs.append, records.append
         for index, event in enumerate(events):
             kind = type(event)
