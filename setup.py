@@ -2,7 +2,8 @@
 
 ``auditjournal.model._canonical_accel`` is the fast path of the canonical JSON walk and
 of the secret filter in C; ``auditjournal.model._records_accel`` writes the export's
-hot records (rows, tokens, node states, routing events, calls, outcomes);
+hot records (rows, tokens, node states, routing events, calls, outcomes) and their
+Merkle leaf hashes (OpenSSL);
 ``auditjournal.journal._seal_accel`` seals journal lines and checks read ones a batch
 at a time (needs OpenSSL's headers);
 ``auditjournal.fs._digest_accel`` hashes the export's Merkle leaves and nodes and
@@ -27,6 +28,7 @@ setup(
         Extension(
             "auditjournal.model._records_accel",
             sources=["src/auditjournal/model/_records_accel.c"],
+            libraries=["crypto"],  # the records' Merkle leaf hashes
             optional=True,
         ),
         Extension(

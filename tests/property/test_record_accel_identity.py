@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 from test_hotpath_identity import _build_compiled
 from test_roundtrip_properties import events_of
 
+from auditjournal.fs.digests import leaf_hashes_python
 from auditjournal.model import records as records_module
 from auditjournal.model import recordvalues
 from auditjournal.model.canonical import canonical_json
@@ -51,10 +52,27 @@ _TS = dt.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=dt.UTC)
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The compiled loop: the checkout's build, else one made from its C source."""
+    return _module(tmp_path_factory).extend
+
+
+@pytest.fixture(scope="module")
+def compiled_lines(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The compiled loop writing lines (extend_lines)."""
+    return _module(tmp_path_factory).extend_lines
+
+
+_built: list[Any] = []
+
+
+def _module(tmp_path_factory: pytest.TempPathFactory) -> Any:
     if recordvalues.compiled_extend is not None:
-        return recordvalues.compiled_extend
-    where = tmp_path_factory.mktemp("records")
-    return _build_compiled(where, recordvalues, "_records_accel").extend
+        from auditjournal.model import _records_accel
+
+        return _records_accel
+    if not _built:
+        where = tmp_path_factory.mktemp("records")
+        _built.append(_build_compiled(where, recordvalues, "_records_accel", libraries=["crypto"]))
+    return _built[0]
 
 
 def payload(ref: str) -> bytes:
@@ -88,6 +106,7 @@ def run(
     loop: Any,
     restore: dict[str, Any] | None = None,
     cut: int | None = None,
+    overrides: Callable[[RecordMaker], dict[type, Any]] | None = None,
 ) -> Any:
     """What ``extend`` does with ``loop`` as the compiled loop (None: the Python one):
     events used, records, open states and counts, or the type of the error. With
@@ -103,7 +122,8 @@ def run(
     try:
         batches = [events] if cut is None else [events[:cut], events[cut:]]
         for batch in batches:
-            used.append(maker.extend(batch, seqs, records))
+            mine = None if overrides is None else overrides(maker)
+            used.append(maker.extend(batch, seqs, records, mine))
             if cut is not None:  # a checkpoint between the batches, as the projector takes
                 snap = msgspec.json.decode(msgspec.json.encode(maker.snapshot()))
                 maker = RecordMaker('run-é"1', get)
@@ -157,7 +177,7 @@ def batches(draw: st.DrawFn) -> list[Any]:
     getter=st.sampled_from(sorted(GETTERS)),
     cut=st.none() | st.integers(0, 12),
 )
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=200, deadline=None)
 def test_the_compiled_loop_makes_what_the_python_loop_makes(
     compiled: Any, events: list[Any], getter: str, cut: int | None
 ) -> None:
@@ -170,7 +190,7 @@ def test_the_compiled_loop_makes_what_the_python_loop_makes(
     getter=st.sampled_from(sorted(GETTERS)),
     change=st.sampled_from([{}, {"extra": 1}, {"attempt": None}, {"context_before": None}]),
 )
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 def test_states_restored_from_a_checkpoint_complete_alike(
     compiled: Any,
     started: NodeStateStarted,
@@ -191,6 +211,54 @@ def test_states_restored_from_a_checkpoint_complete_alike(
             state[key] = value
     completed = msgspec.structs.replace(completed, state_id=started.state_id)
     both([completed], GETTERS[getter], compiled, restore=snap)
+
+
+@given(events=batches(), getter=st.sampled_from(sorted(GETTERS)))
+@settings(max_examples=150, deadline=None)
+def test_overridden_handlers_are_used_alike(compiled: Any, events: list[Any], getter: str) -> None:
+    """The parallel replay's overrides (replay._range_handlers): a completion of a state
+    never started set aside and run_completed left alone, in both loops alike."""
+
+    def overrides(maker: RecordMaker) -> dict[type, Any]:
+        def state_completed(event: NodeStateCompleted) -> list[tuple[int, bytes]]:
+            if event.state_id in maker.open_states:  # what the compiled loop also does
+                return maker.records(event)
+            maker.tally["left"] = maker.tally.get("left", 0) + 1
+            return []
+
+        return {NodeStateCompleted: state_completed, RunCompleted: lambda event: []}
+
+    want = run(events, GETTERS[getter], None, overrides=overrides)
+    assert run(events, GETTERS[getter], compiled, overrides=overrides) == want
+
+
+@given(events=batches(), getter=st.sampled_from(sorted(GETTERS)))
+@settings(max_examples=150, deadline=None)
+def test_the_lines_are_the_records_joined(
+    compiled_lines: Any, events: list[Any], getter: str
+) -> None:
+    """extend_lines: the records of extend as the chunk writer's lines, with their leaf
+    hashes (ChunkWriter.add_records' join and digests.leaf_hashes_python)."""
+    get = GETTERS[getter]
+    want = run(events, get, None)
+    maker = RecordMaker('run-é"1', get)
+    try:
+        got = compiled_lines(
+            events, maker._handlers, _HOT, maker.run_id, get, maker.open_states,
+            maker.tally, recordvalues.json_bytes,
+        )  # fmt: skip
+    except Exception as exc:
+        assert isinstance(want[0], type) and isinstance(exc, want[0])
+        assert (maker.open_states, maker.tally) == want[3:]
+        return
+    used, lines, lengths, seqs, leaves = got
+    records = want[2]
+    assert [used] == want[0] or (not events and used == 0)
+    assert lines == b"".join(b"," + r + b"\n" for r in records)
+    assert lengths == [len(r) for r in records]
+    assert seqs == want[1]
+    assert leaves == leaf_hashes_python(records)
+    assert (maker.open_states, maker.tally) == want[3:]
 
 
 def _odd_values() -> Iterator[Any]:
@@ -262,6 +330,24 @@ def test_the_compiled_loop_refuses_odd_arguments(compiled: Any) -> None:
         compiled(5, *args[1:])
     # a run id it cannot write (a lone surrogate): the Python loop does it all
     assert compiled([], [], [], maker._handlers, _HOT, "\ud800", None, {}, {}, None) is None
+
+
+def test_the_lines_loop_refuses_odd_arguments(compiled_lines: Any) -> None:
+    maker = RecordMaker("r", None)
+    args = ([], maker._handlers, _HOT, "r", None, {}, {}, recordvalues.json_bytes)
+    assert compiled_lines(*args) == (0, b"", [], [], b"")
+    with pytest.raises(TypeError):
+        compiled_lines(*args[:-1])
+    with pytest.raises(TypeError):
+        compiled_lines(args[0], [], *args[2:])
+    assert compiled_lines([], maker._handlers, _HOT, "\ud800", None, {}, {}, None) is None
+    bad = {RowCreated: lambda event: [(1, "not bytes")]}  # a handler's record: a buffer
+    row = RowCreated(
+        run_id="r", ts=_TS, row_id="\ud800", source_node_id="n", row_index=0,
+        source_data_hash="h", source_data_ref="ab",
+    )  # fmt: skip
+    with pytest.raises(TypeError):
+        compiled_lines([row], bad, *args[2:])
 
 
 def test_the_environment_can_leave_the_compiled_loop_unused() -> None:

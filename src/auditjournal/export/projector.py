@@ -182,11 +182,17 @@ class ExportProjector:
         events = self._reader.poll(limit=limit, chains=chains)
         if not events:
             return 0
-        # the step's records are made, and go to the writer, in one call each
-        seqs: list[int] = []
-        records: list[bytes] = []
-        used = self._maker.extend(events, seqs, records)
-        self._writer.add_records(seqs, records)
+        # the step's records are made, and go to the writer, in one call each (as lines
+        # with their leaf hashes when compiled: no bytes object per record, no join)
+        lined = self._maker.extend_lines(events)
+        if lined is None:
+            seqs: list[int] = []
+            records: list[bytes] = []
+            used = self._maker.extend(events, seqs, records)
+            self._writer.add_records(seqs, records)
+        else:
+            used, lines, lengths, seqs, leaves = lined
+            self._writer.add_lines(lines, lengths, seqs, leaves)
         last = events[used - 1]
         if type(last) is RunCompleted:
             self._seal(last, chains[used - 1])

@@ -27,6 +27,8 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#define OPENSSL_SUPPRESS_DEPRECATED /* SHA256_Init & co: no shared context (see Lines) */
+#include <openssl/sha.h>
 
 #define MAX_SAFE_INTEGER 9007199254740991LL
 
@@ -945,8 +947,59 @@ completed(Ctx *c, Attrs *a, PyObject *e, PyObject *s)
 
 /* -- the loop ---------------------------------------------------------------------- */
 
+/* extend_lines' output: the records as lines ("," record newline each, back to back) in
+   one buffer -- the hot records are written there directly, not copied from a bytes
+   object each -- with each one's length and Merkle leaf hash (SHA-256 of 0x00 || record,
+   hashed while the record is in the cache). NULL in ``extend``'s mode (lists). */
+typedef struct {
+    PyObject *lengths;
+    Buf leaves;
+    SHA256_CTX primed; /* after the leaf prefix: a copy per record */
+} Lines;
+
+/* One record made: in lines mode the last ``len`` bytes of ``c->buf`` (after its ","),
+   else ``data``/``len`` (``record``, when a handler made it, is appended as it is). */
 static int
-append_handled(PyObject *handler, PyObject *event, PyObject *seqs, PyObject *records)
+emit(Buf *b, Lines *ln, PyObject *seqs, PyObject *records, PyObject *seq, const char *data,
+     Py_ssize_t len, PyObject *record)
+{
+    if (PyList_Append(seqs, seq) < 0) {
+        return -1;
+    }
+    if (ln == NULL) {
+        PyObject *r = record != NULL ? Py_NewRef(record) : PyBytes_FromStringAndSize(data, len);
+        int rc = r == NULL || PyList_Append(records, r) < 0 ? -1 : 0;
+        Py_XDECREF(r);
+        return rc;
+    }
+    if (record != NULL) { /* a handler's record: copied in after a "," */
+        if (put(b, ",", 1) < 0 || put(b, data, len) < 0) {
+            return -1;
+        }
+    }
+    if (put(b, "\n", 1) < 0 || buf_reserve(&ln->leaves, 32) < 0) {
+        return -1;
+    }
+    PyObject *length = PyLong_FromSsize_t(len);
+    if (length == NULL || PyList_Append(ln->lengths, length) < 0) {
+        Py_XDECREF(length);
+        return -1;
+    }
+    Py_DECREF(length);
+    const char *at = b->data + b->len - 1 - len; /* (the buffer may have moved) */
+    SHA256_CTX h = ln->primed;
+    if (!SHA256_Update(&h, at, (size_t)len) ||
+        !SHA256_Final((unsigned char *)ln->leaves.data + ln->leaves.len, &h)) {
+        PyErr_SetString(PyExc_RuntimeError, "SHA-256 failed");
+        return -1;
+    }
+    ln->leaves.len += 32;
+    return 0;
+}
+
+static int
+append_handled(PyObject *handler, PyObject *event, PyObject *seqs, PyObject *records, Buf *b,
+               Lines *ln)
 {
     PyObject *out = PyObject_CallOneArg(handler, event);
     if (out == NULL) {
@@ -965,8 +1018,20 @@ append_handled(PyObject *handler, PyObject *event, PyObject *seqs, PyObject *rec
             PyErr_SetString(PyExc_ValueError, "a handler's record is not (seq, bytes)");
             return -1;
         }
-        int rc = PyList_Append(seqs, PyTuple_GET_ITEM(item, 0)) < 0 ||
-                 PyList_Append(records, PyTuple_GET_ITEM(item, 1)) < 0;
+        PyObject *record = PyTuple_GET_ITEM(item, 1);
+        int rc;
+        if (ln == NULL) {
+            rc = emit(b, NULL, seqs, records, PyTuple_GET_ITEM(item, 0), NULL, 0, record);
+        }
+        else {
+            Py_buffer view;
+            rc = PyObject_GetBuffer(record, &view, PyBUF_SIMPLE);
+            if (rc == 0) {
+                rc = emit(b, ln, seqs, NULL, PyTuple_GET_ITEM(item, 0), view.buf, view.len,
+                          record);
+                PyBuffer_Release(&view);
+            }
+        }
         Py_DECREF(item);
         if (rc) {
             Py_DECREF(it);
@@ -977,22 +1042,22 @@ append_handled(PyObject *handler, PyObject *event, PyObject *seqs, PyObject *rec
     return PyErr_Occurred() ? -1 : 0;
 }
 
-static PyObject *
-extend(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+/* extend's loop (``ln`` NULL: records appended to the ``records`` list) or
+   extend_lines' (the lines written into ``*lines``); -1 with an exception, -2 for a
+   run id it cannot write, else the events used */
+static Py_ssize_t
+loop(PyObject *const *args, Lines *ln, Buf *lines)
 {
-    if (nargs != 10) {
-        PyErr_SetString(PyExc_TypeError, "extend() takes 10 arguments");
-        return NULL;
-    }
     PyObject *events = args[0], *seqs = args[1], *records = args[2], *handlers = args[3];
     PyObject *hot = args[4], *run_id = args[5];
     Ctx c = {0, args[6], NULL, args[7], args[8], args[9], {NULL, 0, 0}};
-    if (!PyList_CheckExact(seqs) || !PyList_CheckExact(records) || !PyDict_CheckExact(handlers) ||
+    if (!PyList_CheckExact(seqs) || (ln == NULL && !PyList_CheckExact(records)) ||
+        !PyDict_CheckExact(handlers) ||
         !PyTuple_CheckExact(hot) || PyTuple_GET_SIZE(hot) != N_HOT ||
         !PyUnicode_CheckExact(run_id) || !PyDict_CheckExact(c.open_states) ||
         !PyDict_CheckExact(c.tally)) {
         PyErr_SetString(PyExc_TypeError, "extend(): unexpected argument types");
-        return NULL;
+        return -1;
     }
     PyObject *run_json = NULL;
     {
@@ -1000,21 +1065,18 @@ extend(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         if (rc == OK) {
             run_json = PyBytes_FromStringAndSize(c.buf.data, c.buf.len);
         }
+        PyMem_Free(c.buf.data);
         if (run_json == NULL) {
-            PyMem_Free(c.buf.data);
-            if (rc == BAIL) { /* not valid UTF-8: the Python loop does it all */
-                Py_RETURN_NONE;
-            }
-            return NULL;
+            return rc == BAIL ? -2 : -1; /* -2: not valid UTF-8, the Python loop does it all */
         }
         c.run_id_json = run_json;
-        c.buf.len = 0;
+        c.buf = *lines; /* lines mode: the records are written where their lines go */
     }
     PyObject *fast = PySequence_Fast(events, "extend() takes a sequence of events");
     if (fast == NULL) {
         Py_DECREF(run_json);
-        PyMem_Free(c.buf.data);
-        return NULL;
+        *lines = c.buf;
+        return -1;
     }
     PyTypeObject *types[N_HOT];
     for (int k = 0; k < N_HOT; k++) {
@@ -1038,7 +1100,17 @@ extend(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
         int rc = BAIL;
         PyObject *state_id = NULL, *s = NULL, *tally_key = NULL;
-        c.buf.len = 0;
+        Py_ssize_t start = 0; /* where the record starts in c.buf */
+        if (ln == NULL) {
+            c.buf.len = 0;
+        }
+        else if (put(&c.buf, ",", 1) < 0) {
+            rc = ERR;
+            k = N_HOT; /* nothing written: the error below */
+        }
+        else {
+            start = c.buf.len;
+        }
         c.kind = k;
         switch (k) {
         case ROW:
@@ -1114,12 +1186,13 @@ extend(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
         if (rc == OK && k != STARTED) {
             PyObject *seq = field(&a, k, e, N_seq);
-            PyObject *record = seq ? PyBytes_FromStringAndSize(c.buf.data, c.buf.len) : NULL;
-            if (record == NULL || PyList_Append(seqs, seq) < 0 ||
-                PyList_Append(records, record) < 0) {
+            if (seq == NULL || emit(&c.buf, ln, seqs, records, seq, c.buf.data + start,
+                                    c.buf.len - start, NULL) < 0) {
                 rc = ERR;
             }
-            Py_XDECREF(record);
+        }
+        else if (ln != NULL && rc != ERR) { /* no record here: drop the line's "," */
+            c.buf.len = start - 1;
         }
         attrs_clear(&a);
         if (rc == BAIL) {
@@ -1127,15 +1200,16 @@ extend(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             if (handler == NULL && PyErr_Occurred()) {
                 rc = ERR;
             }
-            else if (handler != NULL && append_handled(handler, e, seqs, records) < 0) {
+            else if (handler != NULL &&
+                     append_handled(handler, e, seqs, records, &c.buf, ln) < 0) {
                 rc = ERR;
             }
         }
         if (rc == ERR) {
             Py_DECREF(fast);
             Py_DECREF(run_json);
-            PyMem_Free(c.buf.data);
-            return NULL;
+            *lines = c.buf;
+            return -1;
         }
         if (k == RUN_COMPLETED) {
             used = i + 1;
@@ -1144,14 +1218,74 @@ extend(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     Py_DECREF(fast);
     Py_DECREF(run_json);
-    PyMem_Free(c.buf.data);
-    return PyLong_FromSsize_t(used);
+    *lines = c.buf;
+    return used;
+}
+
+static PyObject *
+extend(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 10) {
+        PyErr_SetString(PyExc_TypeError, "extend() takes 10 arguments");
+        return NULL;
+    }
+    Buf buf = {NULL, 0, 0};
+    Py_ssize_t used = loop(args, NULL, &buf);
+    PyMem_Free(buf.data);
+    if (used == -2) {
+        Py_RETURN_NONE;
+    }
+    return used < 0 ? NULL : PyLong_FromSsize_t(used);
+}
+
+/* extend_lines(events, handlers, hot, run_id, get, open_states, tally, json_bytes)
+   -> (used, lines, lengths, seqs, leaves) | None: extend's records as ChunkWriter.add_lines
+   takes them (None: a run id it cannot write, the Python loop's to do) */
+static PyObject *
+extend_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "extend_lines() takes 8 arguments");
+        return NULL;
+    }
+    PyObject *seqs = PyList_New(0);
+    Lines ln = {PyList_New(0), {NULL, 0, 0}};
+    Buf lines = {NULL, 0, 0};
+    PyObject *result = NULL;
+    if (seqs == NULL || ln.lengths == NULL) {
+        goto done;
+    }
+    static const unsigned char prefix = 0;
+    if (!SHA256_Init(&ln.primed) || !SHA256_Update(&ln.primed, &prefix, 1)) {
+        PyErr_SetString(PyExc_RuntimeError, "SHA-256 failed");
+        goto done;
+    }
+    PyObject *full[10] = {args[0], seqs, NULL, args[1], args[2], args[3],
+                          args[4], args[5], args[6], args[7]};
+    Py_ssize_t used = loop(full, &ln, &lines);
+    if (used == -2) {
+        result = Py_NewRef(Py_None);
+    }
+    else if (used >= 0) {
+        result = Py_BuildValue("(ny#OOy#)", used, lines.data ? lines.data : "", lines.len,
+                               ln.lengths, seqs, ln.leaves.data ? ln.leaves.data : "",
+                               ln.leaves.len);
+    }
+done:
+    PyMem_Free(lines.data);
+    PyMem_Free(ln.leaves.data);
+    Py_XDECREF(ln.lengths);
+    Py_XDECREF(seqs);
+    return result;
 }
 
 static PyMethodDef methods[] = {
     {"extend", (PyCFunction)(void (*)(void))extend, METH_FASTCALL,
      "extend(events, seqs, records, handlers, hot, run_id, get, open_states, tally, "
      "json_bytes) -> events used (RecordMaker.extend's loop, the hot records written here)."},
+    {"extend_lines", (PyCFunction)(void (*)(void))extend_lines, METH_FASTCALL,
+     "extend_lines(events, handlers, hot, run_id, get, open_states, tally, json_bytes) -> "
+     "(used, lines, lengths, seqs, leaves) | None: extend's records as lines."},
     {NULL, NULL, 0, NULL},
 };
 

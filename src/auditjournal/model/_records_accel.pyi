@@ -15,3 +15,14 @@ def extend(
     json_bytes: Callable[[Any], bytes],
     /,
 ) -> int | None: ...
+def extend_lines(
+    events: Sequence[Any],
+    handlers: dict[type, Callable[[Any], list[tuple[int, bytes]]]],
+    hot: tuple[type, ...],
+    run_id: str,
+    get: Callable[[str], bytes] | None,
+    open_states: dict[str, dict[str, Any]],
+    tally: dict[str, int],
+    json_bytes: Callable[[Any], bytes],
+    /,
+) -> tuple[int, bytes, list[int], list[int], bytes] | None: ...

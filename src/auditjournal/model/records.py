@@ -50,7 +50,7 @@ from .landscape_records import LandscapeRecords
 from .recordtypes import PAYLOAD_FIELDS, RECORD_TYPES
 from .recordvalues import ENCODER as _ENCODER
 from .recordvalues import IN_ORDER as _IN_ORDER
-from .recordvalues import compiled_extend, iso, json_bytes
+from .recordvalues import compiled_extend, compiled_extend_lines, iso, json_bytes
 from .recordvalues import json_value as _json
 
 __all__ = ["RECORD_TYPES", "RecordMaker", "iso"]
@@ -111,11 +111,18 @@ class RecordMaker:
         handler = self._handlers.get(type(event))
         return [] if handler is None else handler(event)
 
-    def extend(self, events: Sequence[BaseEvent], seqs: list[int], records: list[bytes]) -> int:
+    def extend(
+        self,
+        events: Sequence[BaseEvent],
+        seqs: list[int],
+        records: list[bytes],
+        overrides: dict[type[BaseEvent], Callable[[Any], list[Record]]] | None = None,
+    ) -> int:
         """:meth:`records` of ``events`` in order, appended to ``seqs`` and ``records``
         (one call a batch, not one an event), up to ``run_completed`` (its records too);
-        return how many events were used."""
-        handlers = self._handlers
+        return how many events were used. ``overrides`` replace handlers (a hot event's
+        is then used only for what the compiled loop leaves to Python)."""
+        handlers = self._handlers if overrides is None else {**self._handlers, **overrides}
         if compiled_extend is not None:
             used = compiled_extend(
                 events, seqs, records, handlers, _HOT, self.run_id, self._get,
@@ -134,6 +141,18 @@ class RecordMaker:
                 if kind is RunCompleted:
                     return index + 1
         return len(events)
+
+    def extend_lines(
+        self, events: Sequence[BaseEvent]
+    ) -> tuple[int, bytes, list[int], list[int], bytes] | None:
+        """:meth:`extend` as ``ChunkWriter.add_lines`` takes records: (events used, lines,
+        lengths, seqs, leaf hashes), written by the compiled loop; None without it."""
+        if compiled_extend_lines is None:
+            return None
+        return compiled_extend_lines(
+            events, self._handlers, _HOT, self.run_id, self._get,
+            self.open_states, self.tally, json_bytes,
+        )  # fmt: skip
 
     # -- state for checkpoints ----------------------------------------------------------
 

@@ -5,7 +5,9 @@ encoder, :func:`iso` writes a timestamp as canonical JSON does. ``compiled_exten
 ``RecordMaker.extend``'s loop in C (``_records_accel.c``, an optional build): it writes
 the records of the events every run has many of straight as bytes -- the same bytes as
 the Python handlers (a property test), which it leaves every other event and every
-value of an unusual shape to. ``AUDITJOURNAL_PURE_PYTHON`` leaves it unused.
+value of an unusual shape to. ``compiled_extend_lines`` writes them as the chunk
+writer's lines instead, with their Merkle leaf hashes (``RecordMaker.extend_lines``).
+``AUDITJOURNAL_PURE_PYTHON`` leaves both unused.
 """
 
 from __future__ import annotations
@@ -20,7 +22,15 @@ from msgspec import Raw
 
 from .canonical import MAX_SAFE_INTEGER, PURE_PYTHON_ENV, canonical_json
 
-__all__ = ["ENCODER", "IN_ORDER", "compiled_extend", "iso", "json_bytes", "json_value"]
+__all__ = [
+    "ENCODER",
+    "IN_ORDER",
+    "compiled_extend",
+    "compiled_extend_lines",
+    "iso",
+    "json_bytes",
+    "json_value",
+]
 
 ENCODER: Final = msgspec.json.Encoder(order="sorted")
 # The hot handlers build their dicts with the keys already in sorted order and encode
@@ -55,9 +65,11 @@ def iso(ts: _dt.datetime) -> str:
 
 
 compiled_extend: Callable[..., int | None] | None
+compiled_extend_lines: Callable[..., tuple[int, bytes, list[int], list[int], bytes] | None] | None
 try:  # setup.py, optional: the record loop compiled (_records_accel.c)
     from ._records_accel import extend as compiled_extend
-except ImportError:  # pragma: no cover - a build without a C compiler
-    compiled_extend = None
+    from ._records_accel import extend_lines as compiled_extend_lines
+except ImportError:  # pragma: no cover - a build without a C compiler or OpenSSL headers
+    compiled_extend = compiled_extend_lines = None
 if os.environ.get(PURE_PYTHON_ENV):
-    compiled_extend = None
+    compiled_extend = compiled_extend_lines = None
