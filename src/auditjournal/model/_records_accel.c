@@ -34,11 +34,14 @@
 
 enum { ROW, TOKEN, STARTED, COMPLETED, ROUTING, CALL, OUTCOME, RUN_COMPLETED, N_HOT };
 
-/* a growable byte buffer (one per extend() call: handlers may run other threads) */
+/* a growable byte buffer (one per extend() call: handlers may run other threads); with
+   ``bytes`` set, the buffer is that bytes object's (extend_lines returns it without a
+   copy, resized to what was written) */
 typedef struct {
     char *data;
     Py_ssize_t len;
     Py_ssize_t cap;
+    PyObject *bytes;
 } Buf;
 
 static int
@@ -54,6 +57,16 @@ buf_reserve(Buf *b, Py_ssize_t more)
             return -1;
         }
         cap *= 2;
+    }
+    if (b->bytes != NULL) { /* (a failed resize frees it) */
+        if (_PyBytes_Resize(&b->bytes, cap) < 0) {
+            b->data = NULL;
+            b->cap = b->len = 0;
+            return -1;
+        }
+        b->data = PyBytes_AS_STRING(b->bytes);
+        b->cap = cap;
+        return 0;
     }
     char *data = PyMem_Realloc(b->data, cap);
     if (data == NULL) {
@@ -1050,7 +1063,7 @@ loop(PyObject *const *args, Lines *ln, Buf *lines)
 {
     PyObject *events = args[0], *seqs = args[1], *records = args[2], *handlers = args[3];
     PyObject *hot = args[4], *run_id = args[5];
-    Ctx c = {0, args[6], NULL, args[7], args[8], args[9], {NULL, 0, 0}};
+    Ctx c = {0, args[6], NULL, args[7], args[8], args[9], {NULL, 0, 0, NULL}};
     if (!PyList_CheckExact(seqs) || (ln == NULL && !PyList_CheckExact(records)) ||
         !PyDict_CheckExact(handlers) ||
         !PyTuple_CheckExact(hot) || PyTuple_GET_SIZE(hot) != N_HOT ||
@@ -1229,7 +1242,7 @@ extend(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "extend() takes 10 arguments");
         return NULL;
     }
-    Buf buf = {NULL, 0, 0};
+    Buf buf = {NULL, 0, 0, NULL};
     Py_ssize_t used = loop(args, NULL, &buf);
     PyMem_Free(buf.data);
     if (used == -2) {
@@ -1249,12 +1262,14 @@ extend_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *seqs = PyList_New(0);
-    Lines ln = {PyList_New(0), {NULL, 0, 0}};
-    Buf lines = {NULL, 0, 0};
+    Lines ln = {PyList_New(0), {NULL, 0, 0, NULL}};
+    Buf lines = {NULL, 0, 0, PyBytes_FromStringAndSize(NULL, 1 << 16)};
     PyObject *result = NULL;
-    if (seqs == NULL || ln.lengths == NULL) {
+    if (seqs == NULL || ln.lengths == NULL || lines.bytes == NULL) {
         goto done;
     }
+    lines.data = PyBytes_AS_STRING(lines.bytes);
+    lines.cap = 1 << 16;
     static const unsigned char prefix = 0;
     if (!SHA256_Init(&ln.primed) || !SHA256_Update(&ln.primed, &prefix, 1)) {
         PyErr_SetString(PyExc_RuntimeError, "SHA-256 failed");
@@ -1266,13 +1281,12 @@ extend_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (used == -2) {
         result = Py_NewRef(Py_None);
     }
-    else if (used >= 0) {
-        result = Py_BuildValue("(ny#OOy#)", used, lines.data ? lines.data : "", lines.len,
-                               ln.lengths, seqs, ln.leaves.data ? ln.leaves.data : "",
-                               ln.leaves.len);
+    else if (used >= 0 && _PyBytes_Resize(&lines.bytes, lines.len) == 0) {
+        result = Py_BuildValue("(nOOOy#)", used, lines.bytes, ln.lengths, seqs,
+                               ln.leaves.data ? ln.leaves.data : "", ln.leaves.len);
     }
 done:
-    PyMem_Free(lines.data);
+    Py_XDECREF(lines.bytes);
     PyMem_Free(ln.leaves.data);
     Py_XDECREF(ln.lengths);
     Py_XDECREF(seqs);
