@@ -242,10 +242,11 @@ def test_the_lines_are_the_records_joined(
     get = GETTERS[getter]
     want = run(events, get, None)
     maker = RecordMaker('run-é"1', get)
+    given_seqs: list[int] = [-1]  # extend_lines(..., seqs) appends to the caller's list
     try:
         got = compiled_lines(
             events, maker._handlers, _HOT, maker.run_id, get, maker.open_states,
-            maker.tally, recordvalues.json_bytes,
+            maker.tally, recordvalues.json_bytes, *([given_seqs] if getter != "none" else []),
         )  # fmt: skip
     except Exception as exc:
         assert isinstance(want[0], type) and isinstance(exc, want[0])
@@ -256,7 +257,8 @@ def test_the_lines_are_the_records_joined(
     assert [used] == want[0] or (not events and used == 0)
     assert lines == b"".join(b"," + r + b"\n" for r in records)
     assert lengths == [len(r) for r in records]
-    assert seqs == want[1]
+    assert seqs == (want[1] if getter == "none" else [-1, *want[1]])
+    assert seqs is given_seqs or getter == "none"
     assert leaves == leaf_hashes_python(records)
     assert (maker.open_states, maker.tally) == want[3:]
 

@@ -184,14 +184,14 @@ class ExportProjector:
             return 0
         # the step's records are made, and go to the writer, in one call each (as lines
         # with their leaf hashes when compiled: no bytes object per record, no join)
-        lined = self._maker.extend_lines(events)
+        seqs: list[int] = []
+        lined = self._maker.extend_lines(events, seqs)
         if lined is None:
-            seqs: list[int] = []
             records: list[bytes] = []
             used = self._maker.extend(events, seqs, records)
             self._writer.add_records(seqs, records)
         else:
-            used, lines, lengths, seqs, leaves = lined
+            used, lines, lengths, leaves = lined
             self._writer.add_lines(lines, lengths, seqs, leaves)
         last = events[used - 1]
         if type(last) is RunCompleted:

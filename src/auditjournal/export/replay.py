@@ -425,7 +425,10 @@ def _project_range(
     assert _worker_payloads is not None and _worker_ring is not None
     maker = RecordMaker(run_id, _worker_payloads.get if include_payloads else None)
     seqs: list[int] = []
-    records: list[bytes] = []
+    records: list[bytes] = []  # (the Python loop's)
+    parts: list[bytes] = []  # (the compiled loop's lines, lengths and leaf hashes)
+    lengths: list[int] = []
+    leaf_parts: list[bytes] = []
     deferred: list[tuple[int, NodeStateCompleted]] = []
     completed: tuple[RunCompleted, bytes] | None = None
     read = 0
@@ -439,27 +442,37 @@ def _project_range(
             if not events:
                 break
             read += len(events)
-            # the batch in one call (the compiled loop where built), up to run_completed
-            used = maker.extend(events, seqs, records, overrides)
+            # the batch in one call, up to run_completed: as lines with their leaf hashes
+            # where the compiled loop is built, else as records
+            lined = maker.extend_lines(events, seqs, overrides)
+            if lined is None:
+                used = maker.extend(events, seqs, records, overrides)
+            else:
+                used = lined[0]
+                parts.append(lined[1])
+                lengths += lined[2]
+                leaf_parts.append(lined[3])
             if type(events[used - 1]) is RunCompleted:
                 completed = (cast(RunCompleted, events[used - 1]), chains[used - 1])
     finally:
         reader.close()
     if count is not None and read != count and completed is None:
         raise _Inconsistent(f"range from seq {start.next_seq}: {read} of {count} entries")
-    # the lines ("," record newline each) in one join, the leaf hashes in one call
-    joined = b"\n,".join([b"", *records, b""])
-    lines = memoryview(joined)[1:-1]
+    if records or not parts:  # the Python loop's records: their lines, leaf hashes
+        parts = [b"\n,".join([b"", *records, b""])[1:-1]]
+        lengths = [len(r) for r in records]
+        leaf_parts = [leaf_hashes(records)]
+    lines = b"".join(parts) if len(parts) > 1 else parts[0]
     size = len(lines)
     slot_bytes = _worker_slot_bytes
     if size <= slot_bytes:
         at = slot * slot_bytes
         _worker_ring[at : at + size] = lines
     return _Range(
-        lines=size if size <= slot_bytes else bytes(lines),
-        lengths=[len(r) for r in records],
+        lines=size if size <= slot_bytes else lines,
+        lengths=lengths,
         seqs=seqs,
-        leaves=leaf_hashes(records),
+        leaves=b"".join(leaf_parts),
         deferred=deferred,
         still_open=dict(maker.open_states),
         run=maker.run,

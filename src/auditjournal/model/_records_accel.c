@@ -1251,17 +1251,18 @@ extend(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return used < 0 ? NULL : PyLong_FromSsize_t(used);
 }
 
-/* extend_lines(events, handlers, hot, run_id, get, open_states, tally, json_bytes)
+/* extend_lines(events, handlers, hot, run_id, get, open_states, tally, json_bytes[, seqs])
    -> (used, lines, lengths, seqs, leaves) | None: extend's records as ChunkWriter.add_lines
-   takes them (None: a run id it cannot write, the Python loop's to do) */
+   takes them (None: a run id it cannot write, the Python loop's to do); the seqs are
+   appended to ``seqs`` when given (a handler may count them as they come) */
 static PyObject *
 extend_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 8) {
-        PyErr_SetString(PyExc_TypeError, "extend_lines() takes 8 arguments");
+    if (nargs != 8 && nargs != 9) {
+        PyErr_SetString(PyExc_TypeError, "extend_lines() takes 8 or 9 arguments");
         return NULL;
     }
-    PyObject *seqs = PyList_New(0);
+    PyObject *seqs = nargs == 9 ? Py_NewRef(args[8]) : PyList_New(0);
     Lines ln = {PyList_New(0), {NULL, 0, 0, NULL}};
     Buf lines = {NULL, 0, 0, PyBytes_FromStringAndSize(NULL, 1 << 16)};
     PyObject *result = NULL;

@@ -24,5 +24,6 @@ def extend_lines(
     open_states: dict[str, dict[str, Any]],
     tally: dict[str, int],
     json_bytes: Callable[[Any], bytes],
+    seqs: list[int] = ...,
     /,
 ) -> tuple[int, bytes, list[int], list[int], bytes] | None: ...

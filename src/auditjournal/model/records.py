@@ -13,14 +13,12 @@ A node state becomes a record when it completes; until then only its
 *open* states, not by the run's size). When the run ends, still-open states
 are exported with status ``open`` and the ``run`` record comes last.
 
-Records are encoded as RFC 8785 canonical JSON, so anyone can re-derive a
-record's exact bytes from its parsed value. The hot path lets msgspec write
-the record directly (sorted ASCII keys, strings, ints, UTC datetimes -- which
-msgspec writes exactly as :func:`iso` does); only fields that may hold floats
-or nested JSON go through :func:`canonical_json` first and are spliced in. The
-records of the events every run has many of (rows, tokens, node states, routing
-events, calls, outcomes) are built with their keys already sorted and written as
-they are: msgspec sorting each record's keys cost about as much as the rest of it.
+Records are encoded as RFC 8785 canonical JSON, so anyone can re-derive a record's exact
+bytes from its parsed value. msgspec writes each record directly (sorted ASCII keys,
+strings, ints, UTC datetimes as :func:`iso` does); fields that may hold floats or nested
+JSON go through :func:`canonical_json` first. The records of the events every run has
+many of are built with their keys already sorted (msgspec sorting them cost as much as
+the rest), and written in C where that is built (``recordvalues.compiled_extend``).
 """
 
 from __future__ import annotations
@@ -49,6 +47,7 @@ from .events import (
 from .landscape_records import LandscapeRecords
 from .recordtypes import PAYLOAD_FIELDS, RECORD_TYPES
 from .recordvalues import ENCODER as _ENCODER
+from .recordvalues import HOT_EVENTS as _HOT
 from .recordvalues import IN_ORDER as _IN_ORDER
 from .recordvalues import compiled_extend, compiled_extend_lines, iso, json_bytes
 from .recordvalues import json_value as _json
@@ -61,11 +60,6 @@ Record = tuple[int, bytes]  # (seq, canonical JSON bytes)
 _NODE_SCHEMA: Final = ("schema_hash", "sequence_in_pipeline", "schema_mode", "schema_fields")
 _OUTCOME_KEPT: Final = (
     "batch_id", "expand_group_id", "expected_branches", "fork_group_id", "join_group_id"
-)  # fmt: skip
-# the events whose records the compiled loop writes itself (its order: _records_accel.c)
-_HOT: Final = (
-    RowCreated, TokenCreated, NodeStateStarted, NodeStateCompleted,
-    RoutingEventRecorded, CallRecorded, TokenOutcomeRecorded, RunCompleted,
 )  # fmt: skip
 
 
@@ -143,16 +137,21 @@ class RecordMaker:
         return len(events)
 
     def extend_lines(
-        self, events: Sequence[BaseEvent]
-    ) -> tuple[int, bytes, list[int], list[int], bytes] | None:
-        """:meth:`extend` as ``ChunkWriter.add_lines`` takes records: (events used, lines,
-        lengths, seqs, leaf hashes), written by the compiled loop; None without it."""
+        self,
+        events: Sequence[BaseEvent],
+        seqs: list[int],
+        overrides: dict[type[BaseEvent], Callable[[Any], list[Record]]] | None = None,
+    ) -> tuple[int, bytes, list[int], bytes] | None:
+        """:meth:`extend` as ``ChunkWriter.add_lines`` takes records (events used, lines,
+        lengths, leaf hashes; seqs to ``seqs``); None without the compiled loop."""
         if compiled_extend_lines is None:
             return None
-        return compiled_extend_lines(
-            events, self._handlers, _HOT, self.run_id, self._get,
-            self.open_states, self.tally, json_bytes,
+        handlers = self._handlers if overrides is None else {**self._handlers, **overrides}
+        out = compiled_extend_lines(
+            events, handlers, _HOT, self.run_id, self._get,
+            self.open_states, self.tally, json_bytes, seqs,
         )  # fmt: skip
+        return None if out is None else (out[0], out[1], out[2], out[4])
 
     # -- state for checkpoints ----------------------------------------------------------
 

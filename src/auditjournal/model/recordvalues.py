@@ -21,9 +21,20 @@ import msgspec
 from msgspec import Raw
 
 from .canonical import MAX_SAFE_INTEGER, PURE_PYTHON_ENV, canonical_json
+from .events import (
+    CallRecorded,
+    NodeStateCompleted,
+    NodeStateStarted,
+    RoutingEventRecorded,
+    RowCreated,
+    RunCompleted,
+    TokenCreated,
+    TokenOutcomeRecorded,
+)
 
 __all__ = [
     "ENCODER",
+    "HOT_EVENTS",
     "IN_ORDER",
     "compiled_extend",
     "compiled_extend_lines",
@@ -32,6 +43,11 @@ __all__ = [
     "json_value",
 ]
 
+# the events whose records the compiled loop writes itself (its order: _records_accel.c)
+HOT_EVENTS: Final = (
+    RowCreated, TokenCreated, NodeStateStarted, NodeStateCompleted,
+    RoutingEventRecorded, CallRecorded, TokenOutcomeRecorded, RunCompleted,
+)  # fmt: skip
 ENCODER: Final = msgspec.json.Encoder(order="sorted")
 # The hot handlers build their dicts with the keys already in sorted order and encode
 # them as they are (sorting ~25 keys costs msgspec ~2 us a record): the same bytes, as
