@@ -357,3 +357,36 @@ def test_the_environment_can_leave_the_compiled_loop_unused() -> None:
     env = {**os.environ, "AUDITJOURNAL_PURE_PYTHON": "1"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.stdout.strip() == "None"
+
+
+def test_a_getter_that_empties_the_open_state_does_not_break_the_loop(compiled: Any) -> None:
+    """The compiled loop holds the open state's values while it calls back into Python
+    (a getter could change the state's dict): it writes the record from the values it
+    read, and nothing it reads is freed under it."""
+    started = NodeStateStarted(
+        run_id="r", seq=1, ts=_TS, state_id="s", token_id="t" * 40, row_id="w" * 40,
+        node_id="n" * 40, step_index=0, input_hash="h" * 64, input_data_ref="ab" * 32,
+    )  # fmt: skip
+    completed = NodeStateCompleted(run_id="r", seq=2, ts=_TS, state_id="s", status="completed")
+    maker = RecordMaker("r", None)
+    maker.records(started)
+    # a checkpoint's state: its values are referenced by its dict only
+    snap = msgspec.json.decode(msgspec.json.encode(maker.snapshot()))
+
+    def emptying(ref: str) -> bytes:
+        maker.open_states.get("s", {}).clear()
+        for state in held:
+            state.clear()
+        return payload(ref)
+
+    held: list[dict[str, Any]] = []
+    maker = RecordMaker("r", emptying)
+    maker.restore(snap)
+    held.append(maker.open_states["s"])
+    seqs: list[int] = []
+    records: list[bytes] = []
+    args = (maker._handlers, _HOT, "r", emptying, maker.open_states, maker.tally)
+    assert compiled([completed], seqs, records, *args, recordvalues.json_bytes) == 1
+    record = msgspec.json.decode(records[0])
+    assert record["input_hash"] == "h" * 64 and record["token_id"] == "t" * 40
+    assert maker.open_states == {}

@@ -412,6 +412,20 @@ attr(Attrs *a, PyObject *obj, PyObject *name)
     return v;
 }
 
+/* ``v`` held until the event is done (a value borrowed from a dict a callback could change) */
+static PyObject *
+hold(Attrs *a, PyObject *v)
+{
+    if (v != NULL && a->n < MAX_ATTRS) {
+        a->v[a->n++] = Py_NewRef(v);
+        return v;
+    }
+    if (v != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "too many attributes");
+    }
+    return NULL;
+}
+
 static Py_ssize_t
 slot_offset(PyTypeObject *type, PyObject *name)
 {
@@ -870,13 +884,20 @@ completed(Ctx *c, Attrs *a, PyObject *e, PyObject *s)
     if (PyDict_GET_SIZE(s) - (ctx_before != NULL) - (in_retained != NULL) != 10) {
         return BAIL;
     }
+    if ((ctx_before != NULL && hold(a, ctx_before) == NULL) ||
+        (in_retained != NULL && hold(a, in_retained) == NULL)) {
+        return ERR;
+    }
     PyObject *names[] = {s_input_data_ref, s_attempt, s_input_hash, s_node_id, s_row_id,
                          s_started_at, s_started_seq, s_state_id, s_step_index, s_token_id};
     PyObject *v[10];
     for (int i = 0; i < 10; i++) {
-        v[i] = PyDict_GetItemWithError(s, names[i]); /* borrowed: s stays in open_states */
+        v[i] = PyDict_GetItemWithError(s, names[i]);
         if (v[i] == NULL) {
             return PyErr_Occurred() ? ERR : BAIL;
+        }
+        if (hold(a, v[i]) == NULL) {
+            return ERR;
         }
     }
     PyObject *in_ref = v[0];
