@@ -1,8 +1,11 @@
 """The optional compiled parts of auditjournal (all metadata is in pyproject.toml).
 
 ``auditjournal.model._canonical_accel`` is the fast path of the canonical JSON walk and
-of the secret filter in C; ``auditjournal.journal._seal_accel`` seals journal lines and
-checks read ones a batch at a time (needs OpenSSL's headers);
+of the secret filter in C; ``auditjournal.model._records_accel`` writes the export's
+hot records (rows, tokens, node states, routing events, calls, outcomes) and their
+Merkle leaf hashes (OpenSSL);
+``auditjournal.journal._seal_accel`` seals journal lines and checks read ones a batch
+at a time (needs OpenSSL's headers);
 ``auditjournal.fs._digest_accel`` hashes the export's Merkle leaves and nodes and
 re-checks payloads, ``auditjournal.payloads._window_accel`` reads a replay's payloads
 from the read-ahead window, ``auditjournal.evidence._chunkscan_accel`` does verify's
@@ -22,6 +25,12 @@ setup(
         Extension(
             "auditjournal.model._canonical_accel",
             sources=["src/auditjournal/model/_canonical_accel.c"],
+            optional=True,
+        ),
+        Extension(
+            "auditjournal.model._records_accel",
+            sources=["src/auditjournal/model/_records_accel.c"],
+            libraries=["crypto"],  # the records' Merkle leaf hashes
             optional=True,
         ),
         Extension(

@@ -8,6 +8,7 @@ import json
 import tempfile
 from pathlib import Path
 
+import pytest
 import rfc8785
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -199,3 +200,41 @@ def test_chunk_writer_restore_keeps_closed_chunks(tmp_path: Path) -> None:
     assert again.restore(snap)
     again.close()
     assert export_files(prefix.parent) == before
+
+
+@pytest.mark.parametrize("chunk_size", [None, 150_000, 5_000])
+def test_big_runs_of_lines_are_written_as_the_records_one_by_one(
+    tmp_path: Path, chunk_size: int | None
+) -> None:
+    """Runs of lines past chunks._DIRECT_BYTES go to the I/O thread from the caller's
+    bytes, between buffered ones (chunk openings, small runs): the files, chunk list and
+    root are those of the records added one at a time."""
+    from auditjournal.export import chunks
+    from auditjournal.fs.digests import leaf_hashes
+
+    records = [json.dumps({"n": i, "pad": "x" * (i % 700)}).encode() for i in range(900)]
+    assert sum(map(len, records)) > 4 * chunks._DIRECT_BYTES
+    results = []
+    for batched in (False, True):
+        prefix = tmp_path / f"b{batched}" / "audit_trail"
+        prefix.parent.mkdir()
+        writer = chunks.ChunkWriter(prefix, chunk_size)
+        try:
+            if batched:
+                # (no flush between: what is buffered goes before a run written as it is)
+                for start, stop in ((0, 3), (3, 400), (400, 401), (401, 900)):
+                    part = records[start:stop]
+                    lines = b"".join(b"," + r + b"\n" for r in part)
+                    seqs = list(range(start, stop))
+                    writer.add_lines(lines, [len(r) for r in part], seqs, leaf_hashes(part))
+                writer.flush()
+            else:
+                for seq, record in enumerate(records):
+                    writer.add(seq, record)
+                writer.flush()
+            infos = [c.as_dict() for c in writer.finish()]
+        finally:
+            writer.close()
+        files = {p.name: p.read_bytes() for p in sorted(prefix.parent.glob("*.json"))}
+        results.append((infos, files, writer.merkle.root()))
+    assert results[0] == results[1]

@@ -45,6 +45,7 @@ from .manifest import chunk_name
 __all__ = ["ChunkInfo", "ChunkLines", "ChunkWriter", "chunk_name", "iter_chunk_records"]
 
 _MAX_QUEUED = 2  # blocks handed to the I/O thread and not yet written
+_DIRECT_BYTES = 64 << 10  # a run of lines this big is written from the caller's bytes
 _MAX_UNSYNCED = 8  # closed chunks handed to the sync thread and not yet fsynced
 _OPEN = b"[\n"
 _CLOSE = b"]\n"
@@ -131,7 +132,7 @@ class _Worker:
                     self._idle.notify_all()
 
 
-def _write_block(item: tuple[int, bytes | bytearray, Any], ok: bool) -> None:
+def _write_block(item: tuple[int, bytes | bytearray | memoryview, Any], ok: bool) -> None:
     """The I/O thread's part: hash a flushed block into its chunk's SHA-256 and write it
     (hashlib and ``write`` release the GIL). After a failure, later blocks must not land."""
     fd, data, hasher = item
@@ -149,7 +150,7 @@ def _sync_closed(fd: int, ok: bool) -> None:
         os.close(fd)
 
 
-def _write_all(fd: int, data: bytes | bytearray) -> None:
+def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
     view = memoryview(data)
     done = 0
     while done < len(view):
@@ -220,7 +221,8 @@ class ChunkWriter:
         """:meth:`add` for many records at once, given as ``lines``: each record as
         ``,`` + record + newline, back to back (``lengths``: each record's length),
         with their Merkle leaf hashes (``leaves``: 32 bytes per record) computed
-        elsewhere. Runs of records that fit the current chunk are copied as one slice."""
+        elsewhere. Runs of records that fit the current chunk go on as one slice (a big
+        one without a copy: ``lines`` must not change afterwards)."""
         count = len(lengths)
         if len(leaves) != 32 * count or len(seqs) != count:
             raise ValueError("one seq and one 32-byte leaf hash per record expected")
@@ -252,7 +254,7 @@ class ChunkWriter:
             if j == i:  # the next record would pass the limit
                 self._close_current()
                 continue
-            self._buf += view[pos:end]
+            self._put(view[pos:end])
             current.bytes = total
             current.record_count += j - i
             current.last_seq = seqs[j - 1]
@@ -270,6 +272,15 @@ class ChunkWriter:
             if not merkle.count % every:
                 self.tree_heads.append((merkle.count, merkle.root()))
             start = cut
+
+    def _put(self, lines: memoryview) -> None:
+        """A run of the caller's lines: a big one goes to the I/O thread as it is (after
+        what is buffered), not copied into the buffer (the caller's bytes do not change)."""
+        if len(lines) < _DIRECT_BYTES:
+            self._buf += lines
+            return
+        self.flush()
+        self._io.submit((self._fd, lines, self._hash))
 
     def _place(self, seq: int, record: bytes) -> None:
         current = self.current

@@ -182,11 +182,17 @@ class ExportProjector:
         events = self._reader.poll(limit=limit, chains=chains)
         if not events:
             return 0
-        # the step's records are made, and go to the writer, in one call each
+        # the step's records are made, and go to the writer, in one call each (as lines
+        # with their leaf hashes when compiled: no bytes object per record, no join)
         seqs: list[int] = []
-        records: list[bytes] = []
-        used = self._maker.extend(events, seqs, records)
-        self._writer.add_records(seqs, records)
+        lined = self._maker.extend_lines(events, seqs)
+        if lined is None:
+            records: list[bytes] = []
+            used = self._maker.extend(events, seqs, records)
+            self._writer.add_records(seqs, records)
+        else:
+            used, lines, lengths, leaves = lined
+            self._writer.add_lines(lines, lengths, seqs, leaves)
         last = events[used - 1]
         if type(last) is RunCompleted:
             self._seal(last, chains[used - 1])

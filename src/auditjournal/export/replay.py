@@ -43,7 +43,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.reduction import DupFd
 from pathlib import Path
-from typing import Any, Final, Literal, NamedTuple
+from typing import Any, Final, Literal, NamedTuple, cast
 
 from ..errors import RunNotFoundError
 from ..fs.digests import leaf_hashes
@@ -51,7 +51,7 @@ from ..fs.processes import anonymous_file, pool_context
 from ..journal.base import JournalPosition, RunJournal
 from ..journal.filebackend import as_run_journal
 from ..model.completeness import merge_tally
-from ..model.events import NodeStateCompleted, RunCompleted
+from ..model.events import BaseEvent, NodeStateCompleted, RunCompleted
 from ..model.landscape_records import STATEFUL_EVENTS
 from ..model.records import RecordMaker
 from ..model.settings import ExportSettings
@@ -384,6 +384,34 @@ def _init_worker(
     _worker_ring = ring
 
 
+def _range_handlers(
+    maker: RecordMaker, seqs: list[int], deferred: list[tuple[int, NodeStateCompleted]]
+) -> dict[type[BaseEvent], Callable[[Any], list[tuple[int, bytes]]]]:
+    """A range's own handling of what it cannot finish alone (RecordMaker.extend's
+    ``overrides``): a completion of a state it never saw started is left for the
+    caller, ``run_completed`` is left for the caller (no records here), and an event
+    that needs earlier ranges stops the parallel replay."""
+    open_states = maker.open_states
+    make = maker.records
+
+    def state_completed(event: NodeStateCompleted) -> list[tuple[int, bytes]]:
+        if event.state_id in open_states:
+            return make(event)
+        deferred.append((len(seqs), event))
+        return []
+
+    def refuse(event: BaseEvent) -> list[tuple[int, bytes]]:
+        raise _Inconsistent(f"{type(event).__name__} at seq {event.seq}")
+
+    overrides: dict[type[BaseEvent], Callable[[Any], list[tuple[int, bytes]]]] = {
+        NodeStateCompleted: state_completed,
+        RunCompleted: lambda event: [],
+    }
+    for kind in STATEFUL_EVENTS:
+        overrides[cast(type[BaseEvent], kind)] = refuse
+    return overrides
+
+
 def _project_range(
     journal: RunJournal,
     run_id: str,
@@ -396,16 +424,17 @@ def _project_range(
     left in the shared ring's ``slot`` when they fit."""
     assert _worker_payloads is not None and _worker_ring is not None
     maker = RecordMaker(run_id, _worker_payloads.get if include_payloads else None)
-    open_states = maker.open_states
-    make = maker.records
     seqs: list[int] = []
-    records: list[bytes] = []
-    add_seq, add_record = seqs.append, records.append
+    records: list[bytes] = []  # (the Python loop's)
+    parts: list[bytes] = []  # (the compiled loop's lines, lengths and leaf hashes)
+    lengths: list[int] = []
+    leaf_parts: list[bytes] = []
     deferred: list[tuple[int, NodeStateCompleted]] = []
     completed: tuple[RunCompleted, bytes] | None = None
     read = 0
     reader = journal.cursor(start)
     try:
+        overrides = _range_handlers(maker, seqs, deferred)
         while completed is None and (count is None or read < count):
             chains: list[bytes] = []
             limit = _POLL if count is None else min(_POLL, count - read)
@@ -413,37 +442,39 @@ def _project_range(
             if not events:
                 break
             read += len(events)
-            for index, event in enumerate(events):
-                if type(event) is NodeStateCompleted and event.state_id not in open_states:
-                    deferred.append((len(seqs), event))
-                    continue
-                if type(event) is RunCompleted:
-                    completed = (event, chains[index])
-                    break
-                if type(event) in STATEFUL_EVENTS:  # needs earlier ranges: one process
-                    raise _Inconsistent(f"{type(event).__name__} at seq {event.seq}")
-                for seq, record in make(event):
-                    add_seq(seq)
-                    add_record(record)
+            # the batch in one call, up to run_completed: as lines with their leaf hashes
+            # where the compiled loop is built, else as records
+            lined = maker.extend_lines(events, seqs, overrides)
+            if lined is None:
+                used = maker.extend(events, seqs, records, overrides)
+            else:
+                used = lined[0]
+                parts.append(lined[1])
+                lengths += lined[2]
+                leaf_parts.append(lined[3])
+            if type(events[used - 1]) is RunCompleted:
+                completed = (cast(RunCompleted, events[used - 1]), chains[used - 1])
     finally:
         reader.close()
     if count is not None and read != count and completed is None:
         raise _Inconsistent(f"range from seq {start.next_seq}: {read} of {count} entries")
-    # the lines ("," record newline each) in one join, the leaf hashes in one call
-    joined = b"\n,".join([b"", *records, b""])
-    lines = memoryview(joined)[1:-1]
+    if records or not parts:  # the Python loop's records: their lines, leaf hashes
+        parts = [b"\n,".join([b"", *records, b""])[1:-1]]
+        lengths = [len(r) for r in records]
+        leaf_parts = [leaf_hashes(records)]
+    lines = b"".join(parts) if len(parts) > 1 else parts[0]
     size = len(lines)
     slot_bytes = _worker_slot_bytes
     if size <= slot_bytes:
         at = slot * slot_bytes
         _worker_ring[at : at + size] = lines
     return _Range(
-        lines=size if size <= slot_bytes else bytes(lines),
-        lengths=[len(r) for r in records],
+        lines=size if size <= slot_bytes else lines,
+        lengths=lengths,
         seqs=seqs,
-        leaves=leaf_hashes(records),
+        leaves=b"".join(leaf_parts),
         deferred=deferred,
-        still_open=dict(open_states),
+        still_open=dict(maker.open_states),
         run=maker.run,
         completed=completed,
         tally=maker.tally,

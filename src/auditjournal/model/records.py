@@ -13,26 +13,21 @@ A node state becomes a record when it completes; until then only its
 *open* states, not by the run's size). When the run ends, still-open states
 are exported with status ``open`` and the ``run`` record comes last.
 
-Records are encoded as RFC 8785 canonical JSON, so anyone can re-derive a
-record's exact bytes from its parsed value. The hot path lets msgspec write
-the record directly (sorted ASCII keys, strings, ints, UTC datetimes -- which
-msgspec writes exactly as :func:`iso` does); only fields that may hold floats
-or nested JSON go through :func:`canonical_json` first and are spliced in. The
-records of the events every run has many of (rows, tokens, node states, routing
-events, calls, outcomes) are built with their keys already sorted and written as
-they are: msgspec sorting each record's keys cost about as much as the rest of it.
+Records are encoded as RFC 8785 canonical JSON, so anyone can re-derive a record's exact
+bytes from its parsed value. msgspec writes each record directly (sorted ASCII keys,
+strings, ints, UTC datetimes as :func:`iso` does); fields that may hold floats or nested
+JSON go through :func:`canonical_json` first. The records of the events every run has
+many of are built with their keys already sorted (msgspec sorting them cost as much as
+the rest), and written in C where that is built (``recordvalues.compiled_extend``).
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-import msgspec
 from msgspec import Raw
 
-from .canonical import MAX_SAFE_INTEGER, canonical_json
 from .events import (
     ArtifactRecorded,
     BaseEvent,
@@ -51,42 +46,21 @@ from .events import (
 )
 from .landscape_records import LandscapeRecords
 from .recordtypes import PAYLOAD_FIELDS, RECORD_TYPES
+from .recordvalues import ENCODER as _ENCODER
+from .recordvalues import HOT_EVENTS as _HOT
+from .recordvalues import IN_ORDER as _IN_ORDER
+from .recordvalues import compiled_extend, compiled_extend_lines, iso, json_bytes
+from .recordvalues import json_value as _json
 
 __all__ = ["RECORD_TYPES", "RecordMaker", "iso"]
 
 PayloadGetter = Callable[[str], bytes]
 Record = tuple[int, bytes]  # (seq, canonical JSON bytes)
 
-
-_ENCODER: Final = msgspec.json.Encoder(order="sorted")
-# The hot handlers build their dicts with the keys already in sorted order and encode
-# them as they are (sorting ~25 keys costs msgspec ~2 us a record): the same bytes, as
-# long as each literal lists its keys sorted (tests/property/test_record_identity.py).
-_IN_ORDER: Final = msgspec.json.Encoder()
 _NODE_SCHEMA: Final = ("schema_hash", "sequence_in_pipeline", "schema_mode", "schema_fields")
 _OUTCOME_KEPT: Final = (
     "batch_id", "expand_group_id", "expected_branches", "fork_group_id", "join_group_id"
 )  # fmt: skip
-
-
-def _json(value: Any) -> Any:
-    """A field that may hold floats or nested JSON, ready for the record encoder: scalars
-    msgspec already writes canonically as they are, anything else as canonical bytes."""
-    t = type(value)
-    if value is None or t is str or t is bool:
-        return value
-    if t is float and 1e-4 <= abs(value) < 1e16 and not value.is_integer():
-        return value  # written as ECMAScript does (canonical._msgspec_float_ok)
-    if t is int and -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
-        return value
-    return Raw(canonical_json(value))
-
-
-def iso(ts: _dt.datetime) -> str:
-    """UTC timestamp as ISO-8601 with ``Z`` (the same text canonical JSON gives datetimes)."""
-    if ts.utcoffset():
-        ts = ts.astimezone(_dt.UTC)
-    return ts.replace(tzinfo=None).isoformat() + "Z"
 
 
 class RecordMaker:
@@ -131,11 +105,25 @@ class RecordMaker:
         handler = self._handlers.get(type(event))
         return [] if handler is None else handler(event)
 
-    def extend(self, events: Sequence[BaseEvent], seqs: list[int], records: list[bytes]) -> int:
+    def extend(
+        self,
+        events: Sequence[BaseEvent],
+        seqs: list[int],
+        records: list[bytes],
+        overrides: dict[type[BaseEvent], Callable[[Any], list[Record]]] | None = None,
+    ) -> int:
         """:meth:`records` of ``events`` in order, appended to ``seqs`` and ``records``
         (one call a batch, not one an event), up to ``run_completed`` (its records too);
-        return how many events were used."""
-        handlers = self._handlers
+        return how many events were used. ``overrides`` replace handlers (a hot event's
+        is then used only for what the compiled loop leaves to Python)."""
+        handlers = self._handlers if overrides is None else {**self._handlers, **overrides}
+        if compiled_extend is not None:
+            used = compiled_extend(
+                events, seqs, records, handlers, _HOT, self.run_id, self._get,
+                self.open_states, self.tally, json_bytes,
+            )  # fmt: skip
+            if used is not None:  # else a run id it cannot write: the loop below does
+                return used
         add_seq, add_record = seqs.append, records.append
         for index, event in enumerate(events):
             kind = type(event)
@@ -147,6 +135,23 @@ class RecordMaker:
                 if kind is RunCompleted:
                     return index + 1
         return len(events)
+
+    def extend_lines(
+        self,
+        events: Sequence[BaseEvent],
+        seqs: list[int],
+        overrides: dict[type[BaseEvent], Callable[[Any], list[Record]]] | None = None,
+    ) -> tuple[int, bytes, list[int], bytes] | None:
+        """:meth:`extend` as ``ChunkWriter.add_lines`` takes records (events used, lines,
+        lengths, leaf hashes; seqs to ``seqs``); None without the compiled loop."""
+        if compiled_extend_lines is None:
+            return None
+        handlers = self._handlers if overrides is None else {**self._handlers, **overrides}
+        out = compiled_extend_lines(
+            events, handlers, _HOT, self.run_id, self._get,
+            self.open_states, self.tally, json_bytes, seqs,
+        )  # fmt: skip
+        return None if out is None else (out[0], out[1], out[2], out[4])
 
     # -- state for checkpoints ----------------------------------------------------------
 
