@@ -31,7 +31,9 @@ PAD = "x" * 500
 
 @pytest.fixture
 def fs(tmp_path: Path) -> Iterator[SmallFilesystem]:
-    with small_filesystem(tmp_path / "fs", size="4m") as mounted:
+    # room, once freed, for all a test recorded while the disk was full: the live
+    # export (payloads inlined) of what the recorder had buffered comes on top of it
+    with small_filesystem(tmp_path / "fs", size="8m") as mounted:
         yield mounted
 
 
