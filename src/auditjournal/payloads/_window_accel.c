@@ -150,7 +150,97 @@ done:
     return result;
 }
 
+/* insert_entries(raw, number, dat_size, keys, values, mask, room) -> (taken, why)
+
+   CompactIndex.load's loop (packindex.py) over a pack index's entries (48 bytes each:
+   digest, data offset, length, little-endian): each entry whose data lies within
+   ``dat_size`` and whose location fits the bit fields goes into the table's columns
+   (linear probing, as CompactIndex._insert), at most ``room`` of them (the table never
+   grows here). Stops at the first entry it does not take: ``why`` 1 = its data is not
+   flushed yet, 2 = it does not fit the bit fields, 3 = no room left, 0 = all taken.
+   ``taken`` counts the entries inserted. */
+static PyObject *
+insert_entries(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError,
+                        "insert_entries(raw, number, dat_size, keys, values, mask, room)");
+        return NULL;
+    }
+    long long number = PyLong_AsLongLong(args[1]);
+    long long dat_size = PyLong_AsLongLong(args[2]);
+    Py_ssize_t mask = PyLong_AsSsize_t(args[5]);
+    Py_ssize_t room = PyLong_AsSsize_t(args[6]);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_buffer raw, keys, values;
+    if (PyObject_GetBuffer(args[0], &raw, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[3], &keys, PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&raw);
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[4], &values, PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&raw);
+        PyBuffer_Release(&keys);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    Py_ssize_t slots = mask + 1;
+    if (mask < 0 || (slots & mask) || keys.len != 4 * slots || values.len != 8 * slots
+        || raw.len % 48 || number < 0) {
+        PyErr_SetString(PyExc_ValueError, "insert_entries: not a table's columns or entries");
+        goto done;
+    }
+    uint32_t *k = (uint32_t *)keys.buf;
+    uint64_t *v = (uint64_t *)values.buf;
+    const unsigned char *at = (const unsigned char *)raw.buf;
+    Py_ssize_t count = raw.len / 48, taken = 0;
+    int why = 0;
+    for (; taken < count; taken++, at += 48) {
+        uint64_t offset = 0, size = 0;
+        for (int i = 7; i >= 0; i--) { /* "<32sQQ" */
+            offset = offset << 8 | at[32 + i];
+            size = size << 8 | at[40 + i];
+        }
+        if (offset + size < offset || offset + size > (uint64_t)(dat_size < 0 ? 0 : dat_size)) {
+            why = 1;
+            break;
+        }
+        if (number >= (1LL << 10) || offset >= (1ULL << OFFSET_BITS) || size >= (1ULL << SIZE_BITS)) {
+            why = 2;
+            break;
+        }
+        if (taken >= room) {
+            why = 3;
+            break;
+        }
+        uint32_t key = (uint32_t)at[0] | (uint32_t)at[1] << 8 | (uint32_t)at[2] << 16
+                       | (uint32_t)at[3] << 24;
+        if (key == 0) {
+            key = 1;
+        }
+        Py_ssize_t slot = (Py_ssize_t)(key & (uint32_t)mask);
+        while (k[slot]) {
+            slot = (slot + 1) & mask;
+        }
+        k[slot] = key;
+        v[slot] = (uint64_t)number << (OFFSET_BITS + SIZE_BITS) | offset << SIZE_BITS | size;
+    }
+    result = Py_BuildValue("(ni)", taken, why);
+done:
+    PyBuffer_Release(&raw);
+    PyBuffer_Release(&keys);
+    PyBuffer_Release(&values);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"insert_entries", (PyCFunction)(void (*)(void))insert_entries, METH_FASTCALL,
+     "insert_entries(raw, number, dat_size, keys, values, mask, room) -> (taken, why): "
+     "a pack index's entries into the compact table's columns (packindex.CompactIndex.load)."},
     {"in_window", (PyCFunction)(void (*)(void))in_window, METH_FASTCALL,
      "in_window(ref, keys, values, mask, number, start, window) -> the payload's bytes "
      "from the read-ahead window, checked, or None (the Python path then decides)."},

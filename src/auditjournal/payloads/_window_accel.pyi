@@ -11,3 +11,13 @@ def in_window(
     window: bytes,
     /,
 ) -> bytes | None: ...
+def insert_entries(
+    raw: object,
+    number: int,
+    dat_size: int,
+    keys: array[int],
+    values: array[int],
+    mask: int,
+    room: int,
+    /,
+) -> tuple[int, int]: ...

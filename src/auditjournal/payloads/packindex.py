@@ -22,11 +22,13 @@ Not thread-safe: the payload store's lock guards writes.
 
 from __future__ import annotations
 
+import os
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Final
 
-from .packs import HEADER_SIZE
+from ..model.canonical import PURE_PYTHON_ENV
+from .packs import ENTRY, HEADER_SIZE
 
 __all__ = ["CompactIndex", "layout_is"]
 
@@ -35,6 +37,14 @@ _OFFSET_BITS: Final = 28
 _SIZE_BITS: Final = 26
 _MAX_LOAD: Final = 0.7
 _INITIAL: Final = 1 << 10
+
+_insert_entries: Callable[..., tuple[int, int]] | None
+try:  # setup.py, optional: load()'s loop compiled (_window_accel.c)
+    from ._window_accel import insert_entries as _insert_entries
+except ImportError:  # pragma: no cover - a build without a C compiler or OpenSSL headers
+    _insert_entries = None
+if os.environ.get(PURE_PYTHON_ENV) or ENTRY.size != 48 or ENTRY.format != "<32sQQ":
+    _insert_entries = None  # (the compiled loop knows the entry layout)
 
 
 def layout_is(header_size: int, offset_bits: int, size_bits: int) -> bool:
@@ -79,6 +89,42 @@ class CompactIndex:
         )
         self.count += 1
         return True
+
+    def load(
+        self, raw: memoryview, number: int, dat_size: int
+    ) -> tuple[int, list[tuple[bytes, int, int]]]:
+        """Add a pack index's entries (``raw``: whole ones) of pack ``number`` in order,
+        up to the first whose data lies beyond ``dat_size`` (not flushed yet): (how many
+        were taken, those among them that do not fit the bit fields: (digest, offset,
+        length) for the caller's dict). The same table as :meth:`add` one at a time:
+        the compiled loop stops where ``add`` would grow the table or refuse an entry,
+        and that entry goes through ``add``."""
+        total = len(raw) // ENTRY.size
+        taken = 0
+        unfit: list[tuple[bytes, int, int]] = []
+        while taken < total:
+            if _insert_entries is not None:
+                room = int(_MAX_LOAD * (self._mask + 1)) - self.count
+                done, why = _insert_entries(
+                    raw[taken * ENTRY.size :],
+                    number,
+                    dat_size,
+                    self._keys,
+                    self._values,
+                    self._mask,
+                    room,
+                )
+                self.count += done
+                taken += done
+                if why <= 1:  # all taken, or the next one is not flushed yet
+                    break
+            digest, offset, size = ENTRY.unpack_from(raw, taken * ENTRY.size)
+            if offset + size > dat_size:
+                break  # its data is not flushed yet: look again later
+            if not self.add(digest, number, offset, size):
+                unfit.append((digest, offset, size))
+            taken += 1
+        return taken, unfit
 
     def columns(self) -> tuple[array[int], array[int], int]:
         """The table as it is: keys, values and the slot mask (for the compiled read of

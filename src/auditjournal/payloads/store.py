@@ -517,15 +517,10 @@ class PayloadStore:
         except OSError as exc:
             raise storage_error(exc, f"cannot read pack-{number:06d}.idx") from None
         usable = len(raw) - len(raw) % ENTRY.size
-        index = self._index
-        add = self._table.add
-        for digest, offset, size in ENTRY.iter_unpack(memoryview(raw)[:usable]):
-            if offset + size > dat_size:
-                break  # its data is not flushed yet: look again later
-            if not add(digest, number, offset, size):
-                index.setdefault(digest, (number, offset, size))
-            done += ENTRY.size
-        self._idx_read[number] = done
+        taken, unfit = self._table.load(memoryview(raw)[:usable], number, dat_size)
+        for digest, offset, size in unfit:
+            self._index.setdefault(digest, (number, offset, size))
+        self._idx_read[number] = done + taken * ENTRY.size
 
     def _roll(self, needed: int) -> _Writer:
         """Lock a pack with room for ``needed`` bytes (or create one) (caller holds the lock)."""
