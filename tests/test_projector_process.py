@@ -279,3 +279,56 @@ def test_the_projector_process_collects_garbage_less_often() -> None:
         "assert gc.get_threshold() == (child.GC_YOUNG_THRESHOLD, *before[1:]), gc.get_threshold()\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_projector_says_ready_before_it_opens_the_sql_tables(tmp_path: Path) -> None:
+    """The recorder waits for the export's lock only: the child says "ready" and then
+    opens the SQL tables (most of the start with the defaults). Tables it cannot open
+    are the tables' failure (``sql_failed``), not the run's start's; the export goes on
+    and seals. (The child's loop in this process, over a finished journal, the wake
+    pipe's writer closed: as when the recorder is gone.)"""
+    import contextlib
+    import gc
+    from multiprocessing.connection import Connection
+
+    from auditjournal.projection import child
+    from auditjournal.projection.child import PROGRESS_BYTES, ProjectorSpec
+
+    with AuditStore.open(tmp_path / "audit") as store:
+        with store.start_run(run_id="r", export=None, sql=False) as run:
+            record_rows(run, 20)
+        prefix = store.export_prefix("r", SETTINGS)
+    spec = ProjectorSpec(
+        cwd=os.getcwd(),
+        root=str(tmp_path / "audit"),
+        run_id="r",
+        segment_bytes=store.segment_bytes,
+        max_payload_bytes=store.payloads.max_payload_bytes,
+        ledger_key=None,
+        idle_look=0.01,
+        export=SETTINGS,
+        export_prefix=str(prefix),
+        database_url=f"sqlite:///{tmp_path / 'no such directory' / 'landscape.db'}",
+    )
+    wake_r, wake_w = os.pipe()
+    os.close(wake_w)
+    events_r, events_w = os.pipe()
+    shared = memoryview(bytearray(PROGRESS_BYTES)).cast("q")
+    threshold = gc.get_threshold()
+    events = Connection(events_w, readable=False)
+    try:
+        child._serve(spec, wake_r, events, shared)
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
+        os.close(wake_r)
+        events.close()
+    received = Connection(events_r, writable=False)
+    messages = []
+    with contextlib.suppress(EOFError):
+        while True:
+            messages.append(received.recv())
+    received.close()
+    kinds = [m[0] for m in messages]
+    assert kinds[:2] == ["ready", "sql_failed"], kinds
+    assert "sealed" in kinds and messages[kinds.index("sealed")][1].record_count == 22

@@ -73,8 +73,10 @@ class _Child:
         os.chdir(spec.cwd)
         self.shared = shared
         self.events = events
+        self.spec = spec
         root = Path(spec.root)
         journal = shared_journal(root, spec.run_id, spec.segment_bytes)  # one read, both parts
+        self.journal = journal
         self.payloads = PayloadStore(root / "payloads", max_payload_bytes=spec.max_payload_bytes)
         self.export: ExportProjector | None = None
         self.sql: SqlProjector | None = None
@@ -90,10 +92,24 @@ class _Child:
                 ledger=open_ledger(root, key, spec.journal_url),
             )
             shared[Slot.EXPORT_DONE] = self.export.position.next_seq - 1
-        if spec.database_url is not None:
-            self.database = SqlDatabase(spec.database_url)
-            self.sql = SqlProjector(database=self.database, journal_dir=journal, run_id=spec.run_id)
-            shared[Slot.SQL_DONE] = self.sql.applied_seq
+
+    def open_sql(self) -> None:
+        """Open the SQL tables' projector (after "ready": the recorder does not wait for
+        it; a failure is the tables' own, reported as ``sql_failed``, the export goes on).
+        The recorder checked the database before starting the run, as threads open
+        their SQL projector only once ``run_started`` is written."""
+        url = self.spec.database_url
+        if url is None:
+            return
+        try:
+            self.database = SqlDatabase(url)
+            self.sql = SqlProjector(
+                database=self.database, journal_dir=self.journal, run_id=self.spec.run_id
+            )
+        except Exception as exc:
+            self.send(("sql_failed", _portable(exc)))
+            return
+        self.shared[Slot.SQL_DONE] = self.sql.applied_seq
 
     def step(self) -> bool:
         """One step of each part still running; True if either took something in."""
@@ -220,8 +236,9 @@ def _serve(spec: ProjectorSpec, wake_fd: int, events: Connection, shared: Any) -
         with contextlib.suppress(OSError):
             events.send(("init_failed", _portable(exc)))
         return
+    child.send(("ready",))  # the export holds its lock: the run may start
+    child.open_sql()  # meanwhile (~35 ms on SQLite, most of the start with the defaults)
     _collect_less()
-    child.send(("ready",))
     orphaned = False
     try:
         while child.running():

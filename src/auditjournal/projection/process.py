@@ -82,8 +82,9 @@ class ProjectorProcess:
     """A run's live projectors in a child process; :attr:`export` and :attr:`sql` are the
     recorder's handles (the interface of ``LiveExport`` / ``LiveSql``).
 
-    Starting it waits until the child has opened its projectors (the export's lock is
-    held from then on) and raises what stopped it from doing so.
+    Starting it waits until the child has opened its export (the export's lock is held
+    from then on) and raises what stopped it from doing so; the child opens the SQL
+    tables after that (a failure there is ``sql_failed``: the tables', not the start's).
     """
 
     def __init__(self, spec: ProjectorSpec, *, restarts: int | None = None) -> None:
