@@ -71,7 +71,7 @@ def test_an_idle_projector_gets_what_is_buffered_without_waiting_for_the_group_c
     # not the time bound either (a projector trailing by over MAX_LAG is written for too)
     monkeypatch.setattr(process_module, "MAX_LAG", 3600.0)
     with (
-        AuditStore.open(tmp_path / "audit", flush_interval=3600) as store,
+        AuditStore.open(tmp_path / "audit", flush_interval=3600, projection="process") as store,
         store.start_run(run_id="r", export=SETTINGS, sql=False) as run,
     ):
         handle = export_handle(run)
