@@ -481,6 +481,13 @@ field(Attrs *a, int kind, PyObject *event, int index)
     if (var == NULL) {                                                                   \
         return ERR;                                                                      \
     }
+/* ``key`` (a literal with its comma and colon), then the field ``name`` as w_plain writes it */
+#define PLAIN(b, key, a, obj, name)                                                      \
+    do {                                                                                 \
+        KEY(b, key);                                                                     \
+        GET(a, obj, name, plain_);                                                       \
+        W(w_plain(b, plain_));                                                           \
+    } while (0)
 
 static int
 w_run_seq(Ctx *c, Buf *b, PyObject *seq)
@@ -541,29 +548,21 @@ row(Ctx *c, Attrs *a, PyObject *e)
     PyObject *ref = retained ? source_ref : Py_None;
     KEY(b, "{");
     W(w_times(b, occurred, ts, "\"created_at\":", 1));
-    KEY(b, ",\"record_type\":\"row\",\"row_id\":");
-    GET(a, e, row_id, row_id);
-    W(w_plain(b, row_id));
-    KEY(b, ",\"row_index\":");
-    GET(a, e, row_index, row_index);
-    W(w_plain(b, row_index));
+    PLAIN(b, ",\"record_type\":\"row\",\"row_id\":", a, e, row_id);
+    PLAIN(b, ",\"row_index\":", a, e, row_index);
     GET(a, e, seq, seq);
     W(w_run_seq(c, b, seq));
     if (c->get != Py_None) {
         KEY(b, ",\"source_data\":");
         W(w_payload(b, c->get, ref));
     }
-    KEY(b, ",\"source_data_hash\":");
-    GET(a, e, source_data_hash, hash);
-    W(w_plain(b, hash));
+    PLAIN(b, ",\"source_data_hash\":", a, e, source_data_hash);
     KEY(b, ",\"source_data_ref\":");
     W(w_plain(b, ref));
     if (!retained) {
         KEY(b, ",\"source_data_retained\":false");
     }
-    KEY(b, ",\"source_node_id\":");
-    GET(a, e, source_node_id, node);
-    W(w_plain(b, node));
+    PLAIN(b, ",\"source_node_id\":", a, e, source_node_id);
     KEY(b, "}");
     return OK;
 }
@@ -580,26 +579,16 @@ token(Ctx *c, Attrs *a, PyObject *e)
         W(w_plain(b, ts));
         KEY(b, ",");
     }
-    KEY(b, "\"branch_name\":");
-    GET(a, e, branch_name, branch);
-    W(w_plain(b, branch));
+    PLAIN(b, "\"branch_name\":", a, e, branch_name);
     KEY(b, ",\"created_at\":");
     W(w_plain(b, occurred != Py_None ? occurred : ts));
-    KEY(b, ",\"expand_group_id\":");
-    GET(a, e, expand_group_id, expand);
-    W(w_plain(b, expand));
-    KEY(b, ",\"fork_group_id\":");
-    GET(a, e, fork_group_id, fork);
-    W(w_plain(b, fork));
-    KEY(b, ",\"join_group_id\":");
-    GET(a, e, join_group_id, join);
-    W(w_plain(b, join));
+    PLAIN(b, ",\"expand_group_id\":", a, e, expand_group_id);
+    PLAIN(b, ",\"fork_group_id\":", a, e, fork_group_id);
+    PLAIN(b, ",\"join_group_id\":", a, e, join_group_id);
     KEY(b, ",\"parent_token_ids\":");
     GET(a, e, parent_token_ids, parents);
     W(w_strings(b, parents));
-    KEY(b, ",\"record_type\":\"token\",\"row_id\":");
-    GET(a, e, row_id, row_id);
-    W(w_plain(b, row_id));
+    PLAIN(b, ",\"record_type\":\"token\",\"row_id\":", a, e, row_id);
     GET(a, e, seq, seq);
     W(w_run_seq(c, b, seq));
     GET(a, e, step_in_pipeline, step);
@@ -607,9 +596,7 @@ token(Ctx *c, Attrs *a, PyObject *e)
         KEY(b, ",\"step_in_pipeline\":");
         W(w_plain(b, step));
     }
-    KEY(b, ",\"token_id\":");
-    GET(a, e, token_id, token_id);
-    W(w_plain(b, token_id));
+    PLAIN(b, ",\"token_id\":", a, e, token_id);
     KEY(b, "}");
     return OK;
 }
@@ -622,15 +609,9 @@ routing(Ctx *c, Attrs *a, PyObject *e)
     GET(a, e, ts, ts);
     KEY(b, "{");
     W(w_times(b, occurred, ts, "\"created_at\":", 1));
-    KEY(b, ",\"edge_id\":");
-    GET(a, e, edge_id, edge);
-    W(w_plain(b, edge));
-    KEY(b, ",\"mode\":");
-    GET(a, e, mode, mode);
-    W(w_plain(b, mode));
-    KEY(b, ",\"ordinal\":");
-    GET(a, e, ordinal, ordinal);
-    W(w_plain(b, ordinal));
+    PLAIN(b, ",\"edge_id\":", a, e, edge_id);
+    PLAIN(b, ",\"mode\":", a, e, mode);
+    PLAIN(b, ",\"ordinal\":", a, e, ordinal);
     GET(a, e, reason_ref, ref);
     if (c->get != Py_None) {
         KEY(b, ",\"reason\":");
@@ -644,20 +625,12 @@ routing(Ctx *c, Attrs *a, PyObject *e)
     if (ref == Py_None && hash != Py_None) {
         KEY(b, ",\"reason_retained\":false");
     }
-    KEY(b, ",\"record_type\":\"routing_event\",\"routing_event_id\":");
-    GET(a, e, routing_event_id, rid);
-    W(w_plain(b, rid));
-    KEY(b, ",\"routing_group_id\":");
-    GET(a, e, routing_group_id, gid);
-    W(w_plain(b, gid));
-    KEY(b, ",\"row_id\":");
-    GET(a, e, row_id, row_id);
-    W(w_plain(b, row_id));
+    PLAIN(b, ",\"record_type\":\"routing_event\",\"routing_event_id\":", a, e, routing_event_id);
+    PLAIN(b, ",\"routing_group_id\":", a, e, routing_group_id);
+    PLAIN(b, ",\"row_id\":", a, e, row_id);
     GET(a, e, seq, seq);
     W(w_run_seq(c, b, seq));
-    KEY(b, ",\"state_id\":");
-    GET(a, e, state_id, state);
-    W(w_plain(b, state));
+    PLAIN(b, ",\"state_id\":", a, e, state_id);
     KEY(b, "}");
     return OK;
 }
@@ -674,15 +647,9 @@ call(Ctx *c, Attrs *a, PyObject *e)
         W(w_plain(b, ts));
         KEY(b, ",");
     }
-    KEY(b, "\"call_id\":");
-    GET(a, e, call_id, call_id);
-    W(w_plain(b, call_id));
-    KEY(b, ",\"call_index\":");
-    GET(a, e, call_index, index);
-    W(w_plain(b, index));
-    KEY(b, ",\"call_type\":");
-    GET(a, e, call_type, kind);
-    W(w_plain(b, kind));
+    PLAIN(b, "\"call_id\":", a, e, call_id);
+    PLAIN(b, ",\"call_index\":", a, e, call_index);
+    PLAIN(b, ",\"call_type\":", a, e, call_type);
     KEY(b, ",\"created_at\":");
     W(w_plain(b, occurred != Py_None ? occurred : ts));
     KEY(b, ",\"error\":");
@@ -691,9 +658,7 @@ call(Ctx *c, Attrs *a, PyObject *e)
     KEY(b, ",\"latency_ms\":");
     GET(a, e, latency_ms, latency);
     W(w_json(b, latency, c->json_bytes));
-    KEY(b, ",\"operation_id\":");
-    GET(a, e, operation_id, op);
-    W(w_plain(b, op));
+    PLAIN(b, ",\"operation_id\":", a, e, operation_id);
     KEY(b, ",\"record_type\":\"call\"");
     GET(a, e, redacted, redacted);
     int any = PyObject_IsTrue(redacted);
@@ -716,9 +681,7 @@ call(Ctx *c, Attrs *a, PyObject *e)
         KEY(b, ",\"request\":");
         W(w_payload(b, c->get, request_ref));
     }
-    KEY(b, ",\"request_hash\":");
-    GET(a, e, request_hash, request_hash);
-    W(w_plain(b, request_hash));
+    PLAIN(b, ",\"request_hash\":", a, e, request_hash);
     KEY(b, ",\"request_ref\":");
     W(w_plain(b, request_ref));
     if (!retained) {
@@ -736,17 +699,11 @@ call(Ctx *c, Attrs *a, PyObject *e)
     if (response_ref == Py_None && response_hash != Py_None) {
         KEY(b, ",\"response_retained\":false");
     }
-    KEY(b, ",\"row_id\":");
-    GET(a, e, row_id, row_id);
-    W(w_plain(b, row_id));
+    PLAIN(b, ",\"row_id\":", a, e, row_id);
     GET(a, e, seq, seq);
     W(w_run_seq(c, b, seq));
-    KEY(b, ",\"state_id\":");
-    GET(a, e, state_id, state);
-    W(w_plain(b, state));
-    KEY(b, ",\"status\":");
-    GET(a, e, status, status);
-    W(w_plain(b, status));
+    PLAIN(b, ",\"state_id\":", a, e, state_id);
+    PLAIN(b, ",\"status\":", a, e, status);
     KEY(b, "}");
     return OK;
 }
@@ -773,9 +730,7 @@ outcome(Ctx *c, Attrs *a, PyObject *e)
     KEY(b, "\"context\":");
     GET(a, e, context, context);
     W(w_json(b, context, c->json_bytes));
-    KEY(b, ",\"error_hash\":");
-    GET(a, e, error_hash, error_hash);
-    W(w_plain(b, error_hash));
+    PLAIN(b, ",\"error_hash\":", a, e, error_hash);
     GET(a, e, expand_group_id, expand);
     if (expand != Py_None) {
         KEY(b, ",\"expand_group_id\":");
@@ -798,22 +753,14 @@ outcome(Ctx *c, Attrs *a, PyObject *e)
     }
     KEY(b, ",\"outcome\":");
     W(w_plain(b, what));
-    KEY(b, ",\"outcome_id\":");
-    GET(a, e, outcome_id, oid);
-    W(w_plain(b, oid));
+    PLAIN(b, ",\"outcome_id\":", a, e, outcome_id);
     KEY(b, ",\"record_type\":\"token_outcome\",\"recorded_at\":");
     W(w_plain(b, occurred != Py_None ? occurred : ts));
-    KEY(b, ",\"row_id\":");
-    GET(a, e, row_id, row_id);
-    W(w_plain(b, row_id));
+    PLAIN(b, ",\"row_id\":", a, e, row_id);
     GET(a, e, seq, seq);
     W(w_run_seq(c, b, seq));
-    KEY(b, ",\"sink_name\":");
-    GET(a, e, sink_name, sink);
-    W(w_plain(b, sink));
-    KEY(b, ",\"token_id\":");
-    GET(a, e, token_id, token_id);
-    W(w_plain(b, token_id));
+    PLAIN(b, ",\"sink_name\":", a, e, sink_name);
+    PLAIN(b, ",\"token_id\":", a, e, token_id);
     KEY(b, "}");
     return OK;
 }
@@ -968,9 +915,7 @@ completed(Ctx *c, Attrs *a, PyObject *e, PyObject *s)
     W(w_plain(b, v[6]));
     KEY(b, ",\"state_id\":");
     W(w_plain(b, v[7]));
-    KEY(b, ",\"status\":");
-    GET(a, e, status, status);
-    W(w_plain(b, status));
+    PLAIN(b, ",\"status\":", a, e, status);
     KEY(b, ",\"step_index\":");
     W(w_plain(b, v[8]));
     KEY(b, ",\"success_reason\":");
