@@ -36,18 +36,21 @@ setup(
         Extension(
             "auditjournal.journal._seal_accel",
             sources=["src/auditjournal/journal/_seal_accel.c"],
+            depends=["src/auditjournal/_sha256_evp.h"],
             libraries=["crypto"],  # OpenSSL's libcrypto, as Python's hashlib uses
             optional=True,
         ),
         Extension(
             "auditjournal.fs._digest_accel",
             sources=["src/auditjournal/fs/_digest_accel.c"],
+            depends=["src/auditjournal/_sha256_evp.h"],
             libraries=["crypto"],
             optional=True,
         ),
         Extension(
             "auditjournal.payloads._window_accel",
             sources=["src/auditjournal/payloads/_window_accel.c"],
+            depends=["src/auditjournal/_sha256_evp.h"],
             libraries=["crypto"],
             optional=True,
         ),

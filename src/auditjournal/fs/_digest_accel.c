@@ -14,8 +14,8 @@
 #include <Python.h>
 #include <openssl/evp.h>
 
-static EVP_MD *sha256_md = NULL;
-static EVP_MD_CTX *shared_ctx = NULL; /* used under the GIL only */
+#include "../_sha256_evp.h" /* sha256_md, shared_ctx, sha256_fetch() */
+
 
 #define BIG_INPUT (64 * 1024)
 
@@ -172,13 +172,8 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__digest_accel(void)
 {
-    if (sha256_md == NULL) {
-        sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
-        shared_ctx = EVP_MD_CTX_new();
-        if (sha256_md == NULL || shared_ctx == NULL) {
-            PyErr_SetString(PyExc_ImportError, "libcrypto has no SHA-256");
-            return NULL;
-        }
+    if (sha256_fetch() < 0) {
+        return NULL;
     }
     return PyModule_Create(&module);
 }

@@ -9,12 +9,12 @@
 #include <Python.h>
 #define OPENSSL_SUPPRESS_DEPRECATED /* SHA256_Init & co, for check_lines (see there) */
 #include <openssl/evp.h>
+
+#include "../_sha256_evp.h" /* sha256_md, shared_ctx, sha256_fetch() */
 #include <openssl/sha.h>
 #include <stdint.h>
 #include <string.h>
 
-static EVP_MD *sha256_md = NULL;
-static EVP_MD_CTX *shared_ctx = NULL; /* used under the GIL only (never released here) */
 
 static const char HEX[] = "0123456789abcdef";
 static const char PREFIX[] = ",\"chain\":\"";
@@ -361,13 +361,8 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__seal_accel(void)
 {
-    if (sha256_md == NULL) {
-        sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
-        shared_ctx = EVP_MD_CTX_new();
-        if (sha256_md == NULL || shared_ctx == NULL) {
-            PyErr_SetString(PyExc_ImportError, "libcrypto has no SHA-256");
-            return NULL;
-        }
+    if (sha256_fetch() < 0) {
+        return NULL;
     }
     return PyModule_Create(&module);
 }

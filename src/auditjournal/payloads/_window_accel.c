@@ -21,8 +21,8 @@
 #include <string.h>
 #include <openssl/evp.h>
 
-static EVP_MD *sha256_md = NULL;
-static EVP_MD_CTX *shared_ctx = NULL; /* used under the GIL only (never released here) */
+#include "../_sha256_evp.h" /* sha256_md, shared_ctx, sha256_fetch() */
+
 
 #define HEADER_SIZE 44 /* magic (4) | digest (32) | length (8), packs.py */
 #define OFFSET_BITS 28
@@ -254,13 +254,8 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__window_accel(void)
 {
-    if (sha256_md == NULL) {
-        sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
-        shared_ctx = EVP_MD_CTX_new();
-        if (sha256_md == NULL || shared_ctx == NULL) {
-            PyErr_SetString(PyExc_ImportError, "libcrypto has no SHA-256");
-            return NULL;
-        }
+    if (sha256_fetch() < 0) {
+        return NULL;
     }
     return PyModule_Create(&module);
 }
