@@ -30,6 +30,7 @@ setup(
         Extension(
             "auditjournal.model._records_accel",
             sources=["src/auditjournal/model/_records_accel.c"],
+            depends=["src/auditjournal/_payload_window.h"],
             libraries=["crypto"],  # the records' Merkle leaf hashes
             optional=True,
         ),
@@ -50,7 +51,7 @@ setup(
         Extension(
             "auditjournal.payloads._window_accel",
             sources=["src/auditjournal/payloads/_window_accel.c"],
-            depends=["src/auditjournal/_sha256_evp.h"],
+            depends=["src/auditjournal/_sha256_evp.h", "src/auditjournal/_payload_window.h"],
             libraries=["crypto"],
             optional=True,
         ),

@@ -146,7 +146,9 @@ class ExportProjector:
         get: Callable[[str], bytes] | None = payloads.get_recent if live else payloads.get
         if not settings.include_payloads:
             get = None
-        self._maker = RecordMaker(run_id, get)
+        # what is not in this process's memory is read from the store's window
+        window = None if live and payloads.keeps_recent else payloads.window_source
+        self._maker = RecordMaker(run_id, get, window)
         self._writer = ChunkWriter(
             prefix, settings.chunk_size_bytes, settings.checkpoint_every_records
         )

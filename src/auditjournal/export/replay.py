@@ -423,7 +423,11 @@ def _project_range(
     """A worker's part: the records of ``count`` entries from ``start`` (or to the end),
     left in the shared ring's ``slot`` when they fit."""
     assert _worker_payloads is not None and _worker_ring is not None
-    maker = RecordMaker(run_id, _worker_payloads.get if include_payloads else None)
+    maker = RecordMaker(
+        run_id,
+        _worker_payloads.get if include_payloads else None,
+        _worker_payloads.window_source,
+    )
     seqs: list[int] = []
     records: list[bytes] = []  # (the Python loop's)
     parts: list[bytes] = []  # (the compiled loop's lines, lengths and leaf hashes)

@@ -13,7 +13,9 @@
    ``hot``: the tuple (RowCreated, TokenCreated, NodeStateStarted, NodeStateCompleted,
    RoutingEventRecorded, CallRecorded, TokenOutcomeRecorded, RunCompleted);
    ``handlers``: event type -> the Python handler (event -> [(seq, record bytes)]);
-   ``get``: ref -> payload bytes (integrity-checked by the caller's store), or None;
+   ``get``: ref -> payload bytes (integrity-checked by the caller's store), or None, or
+   (get, window_source): window_source() -> a payload store's window source or None
+   (_payload_window.h), through which payloads are read here without calling get;
    ``open_states`` and ``tally``: the maker's (updated in place, as the handlers do);
    ``json_bytes``: value -> records._IN_ORDER.encode(records._json(value)), for the
    values written here only in their common shapes (nested JSON, awkward numbers).
@@ -32,6 +34,8 @@
 #include <string.h>
 #define OPENSSL_SUPPRESS_DEPRECATED /* SHA256_Init & co: no shared context (see Lines) */
 #include <openssl/sha.h>
+
+#include "../_payload_window.h"
 
 #define MAX_SAFE_INTEGER 9007199254740991LL
 
@@ -321,14 +325,48 @@ w_strings(Buf *b, PyObject *t)
     return PUTS(b, "]") < 0 ? ERR : OK;
 }
 
-/* a payload inlined: get(ref)'s bytes as they are (Raw), or null without a ref */
+/* where payloads come from: get(ref), and the window source when there is one */
+typedef struct {
+    PyObject *get;       /* borrowed: ref -> bytes */
+    PyObject *source_fn; /* borrowed: () -> a window source or None; NULL: none */
+    PyObject *source;    /* the window source taken last (NULL: take one) */
+} Payloads;
+
+/* a payload inlined: get(ref)'s bytes as they are (Raw), or null without a ref; read
+   through the window source when it has the payload, else from get() -- after which
+   the next payload takes a new source, since get() moves the window */
 static int
-w_payload(Buf *b, PyObject *get, PyObject *ref)
+w_payload(Buf *b, Payloads *p, PyObject *ref)
 {
     if (ref == Py_None) {
         return PUTS(b, "null") < 0 ? ERR : OK;
     }
-    PyObject *data = PyObject_CallOneArg(get, ref);
+    if (p->source_fn != NULL && PyUnicode_CheckExact(ref) && PyUnicode_IS_ASCII(ref)) {
+        if (p->source == NULL) {
+            p->source = PyObject_CallNoArgs(p->source_fn);
+            if (p->source == NULL) {
+                return ERR;
+            }
+        }
+        PyObject *s = p->source;
+        if (PyTuple_CheckExact(s) && PyTuple_GET_SIZE(s) == 7
+            && PyCapsule_IsValid(PyTuple_GET_ITEM(s, 0), PAYLOAD_WINDOW_CAPSULE)) {
+            payload_window_fn read = (payload_window_fn)PyCapsule_GetPointer(
+                PyTuple_GET_ITEM(s, 0), PAYLOAD_WINDOW_CAPSULE);
+            const char *data;
+            Py_ssize_t size;
+            int rc = read(&PyTuple_GET_ITEM(s, 1), (const char *)PyUnicode_DATA(ref),
+                          PyUnicode_GET_LENGTH(ref), &data, &size);
+            if (rc < 0) {
+                return ERR;
+            }
+            if (rc == 1) {
+                return put(b, data, size) < 0 ? ERR : OK;
+            }
+        }
+        Py_CLEAR(p->source); /* get() below may move the window: take a new source */
+    }
+    PyObject *data = PyObject_CallOneArg(p->get, ref);
     if (data == NULL) {
         return ERR;
     }
@@ -378,6 +416,7 @@ static PyObject *tally_keys[3]; /* "row", "token", "outcome." */
 typedef struct {
     int kind;              /* the event's index in ``hot`` */
     PyObject *get;         /* or None */
+    Payloads payloads;     /* get and the window source, when get is not None */
     PyObject *run_id_json; /* bytes: the run id written as a JSON string */
     PyObject *open_states;
     PyObject *tally;
@@ -554,7 +593,7 @@ row(Ctx *c, Attrs *a, PyObject *e)
     W(w_run_seq(c, b, seq));
     if (c->get != Py_None) {
         KEY(b, ",\"source_data\":");
-        W(w_payload(b, c->get, ref));
+        W(w_payload(b, &c->payloads, ref));
     }
     PLAIN(b, ",\"source_data_hash\":", a, e, source_data_hash);
     KEY(b, ",\"source_data_ref\":");
@@ -615,7 +654,7 @@ routing(Ctx *c, Attrs *a, PyObject *e)
     GET(a, e, reason_ref, ref);
     if (c->get != Py_None) {
         KEY(b, ",\"reason\":");
-        W(w_payload(b, c->get, ref));
+        W(w_payload(b, &c->payloads, ref));
     }
     KEY(b, ",\"reason_hash\":");
     GET(a, e, reason_hash, hash);
@@ -679,7 +718,7 @@ call(Ctx *c, Attrs *a, PyObject *e)
     GET(a, e, response_ref, response_ref);
     if (c->get != Py_None) {
         KEY(b, ",\"request\":");
-        W(w_payload(b, c->get, request_ref));
+        W(w_payload(b, &c->payloads, request_ref));
     }
     PLAIN(b, ",\"request_hash\":", a, e, request_hash);
     KEY(b, ",\"request_ref\":");
@@ -689,7 +728,7 @@ call(Ctx *c, Attrs *a, PyObject *e)
     }
     if (c->get != Py_None) {
         KEY(b, ",\"response\":");
-        W(w_payload(b, c->get, response_ref));
+        W(w_payload(b, &c->payloads, response_ref));
     }
     KEY(b, ",\"response_hash\":");
     GET(a, e, response_hash, response_hash);
@@ -880,7 +919,7 @@ completed(Ctx *c, Attrs *a, PyObject *e, PyObject *s)
     W(w_json(b, error, c->json_bytes));
     if (c->get != Py_None) {
         KEY(b, ",\"input_data\":");
-        W(w_payload(b, c->get, in_ref));
+        W(w_payload(b, &c->payloads, in_ref));
     }
     KEY(b, ",\"input_data_ref\":");
     W(w_plain(b, in_ref));
@@ -896,7 +935,7 @@ completed(Ctx *c, Attrs *a, PyObject *e, PyObject *s)
     GET(a, e, output_hash, out_hash);
     if (c->get != Py_None) {
         KEY(b, ",\"output_data\":");
-        W(w_payload(b, c->get, out_ref));
+        W(w_payload(b, &c->payloads, out_ref));
     }
     KEY(b, ",\"output_data_ref\":");
     W(w_plain(b, out_ref));
@@ -1032,7 +1071,13 @@ loop(PyObject *const *args, Lines *ln, Buf *lines)
 {
     PyObject *events = args[0], *seqs = args[1], *records = args[2], *handlers = args[3];
     PyObject *hot = args[4], *run_id = args[5];
-    Ctx c = {0, args[6], NULL, args[7], args[8], args[9], {NULL, 0, 0, NULL}};
+    Ctx c = {.kind = 0, .get = args[6], .run_id_json = NULL, .open_states = args[7],
+             .tally = args[8], .json_bytes = args[9], .buf = {NULL, 0, 0, NULL}};
+    if (PyTuple_CheckExact(c.get) && PyTuple_GET_SIZE(c.get) == 2) { /* (get, source) */
+        c.payloads.source_fn = PyTuple_GET_ITEM(c.get, 1);
+        c.get = PyTuple_GET_ITEM(c.get, 0);
+    }
+    c.payloads.get = c.get;
     if (!PyList_CheckExact(seqs) || (ln == NULL && !PyList_CheckExact(records)) ||
         !PyDict_CheckExact(handlers) ||
         !PyTuple_CheckExact(hot) || PyTuple_GET_SIZE(hot) != N_HOT ||
@@ -1190,6 +1235,7 @@ loop(PyObject *const *args, Lines *ln, Buf *lines)
         if (rc == ERR) {
             Py_DECREF(fast);
             Py_DECREF(run_json);
+            Py_XDECREF(c.payloads.source);
             *lines = c.buf;
             return -1;
         }
@@ -1200,6 +1246,7 @@ loop(PyObject *const *args, Lines *ln, Buf *lines)
     }
     Py_DECREF(fast);
     Py_DECREF(run_json);
+    Py_XDECREF(c.payloads.source);
     *lines = c.buf;
     return used;
 }

@@ -66,18 +66,18 @@ _OUTCOME_KEPT: Final = (
 class RecordMaker:
     """Turns events, in seq order, into encoded records.
 
-    ``get_payload`` (ref -> canonical bytes, integrity-checked) is used when
-    payloads are inlined; ``None`` exports refs only.
+    ``get_payload`` (ref -> canonical bytes, integrity-checked) is used when payloads
+    are inlined (the compiled loop's ``window_source`` first); ``None`` exports refs only.
     """
 
-    def __init__(self, run_id: str, get_payload: PayloadGetter | None) -> None:
+    def __init__(self, run_id: str, get_payload: PayloadGetter | None, window_source: Any = None):
         self.run_id = run_id
         self._get = get_payload
+        self._c_get = get_payload if window_source is None else (get_payload, window_source)
         self.open_states: dict[str, dict[str, Any]] = {}
         self.run: dict[str, Any] = {}
         self.completed: RunCompleted | None = None
-        # the completeness certificate's counts (model/completeness.py)
-        self.tally: dict[str, int] = {}
+        self.tally: dict[str, int] = {}  # the completeness certificate's counts
         self._handlers: dict[type[BaseEvent], Callable[[Any], list[Record]]] = {
             RunStarted: self._run_started,
             NodeRegistered: self._node,
@@ -119,7 +119,7 @@ class RecordMaker:
         handlers = self._handlers if overrides is None else {**self._handlers, **overrides}
         if compiled_extend is not None:
             used = compiled_extend(
-                events, seqs, records, handlers, _HOT, self.run_id, self._get,
+                events, seqs, records, handlers, _HOT, self.run_id, self._c_get,
                 self.open_states, self.tally, json_bytes,
             )  # fmt: skip
             if used is not None:  # else a run id it cannot write: the loop below does
@@ -148,7 +148,7 @@ class RecordMaker:
             return None
         handlers = self._handlers if overrides is None else {**self._handlers, **overrides}
         out = compiled_extend_lines(
-            events, handlers, _HOT, self.run_id, self._get,
+            events, handlers, _HOT, self.run_id, self._c_get,
             self.open_states, self.tally, json_bytes, seqs,
         )  # fmt: skip
         return None if out is None else (out[0], out[1], out[2], out[4])

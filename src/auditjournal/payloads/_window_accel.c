@@ -21,7 +21,8 @@
 #include <string.h>
 #include <openssl/evp.h>
 
-#include "../_sha256_evp.h" /* sha256_md, shared_ctx, sha256_fetch() */
+#include "../_sha256_evp.h"     /* sha256_md, shared_ctx, sha256_fetch() */
+#include "../_payload_window.h" /* the capsule the record loop reads payloads through */
 
 
 #define HEADER_SIZE 44 /* magic (4) | digest (32) | length (8), packs.py */
@@ -29,63 +30,52 @@
 #define SIZE_BITS 26
 #define BIG_PAYLOAD (64 * 1024) /* hashed by Python, with the GIL released */
 
+/* The read itself (see _payload_window.h): ``items`` are keys, values, mask, number,
+   start, window. 1 (found and checked), 0 (the Python path's to do) or -1 (error). */
 static int
-hexval(int c)
+lookup(PyObject *const *items, const char *hex, Py_ssize_t len, const char **data_out,
+       Py_ssize_t *size_out)
 {
-    if (c >= '0' && c <= '9') {
-        return c - '0';
+    static const signed char HEXVAL[256] = {
+        ['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5, ['5'] = 6, ['6'] = 7,
+        ['7'] = 8, ['8'] = 9, ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14,
+        ['e'] = 15, ['f'] = 16, /* value + 1; 0: not a lowercase hex digit */
+    };
+    if (len != 64) {
+        return 0;
     }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    return -1; /* upper case is not a ref either */
-}
-
-static PyObject *
-in_window(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 7) {
-        PyErr_SetString(PyExc_TypeError,
-                        "in_window(ref, keys, values, mask, number, start, window)");
-        return NULL;
-    }
-    PyObject *ref = args[0];
-    if (!PyUnicode_CheckExact(ref) || !PyUnicode_IS_ASCII(ref) || PyUnicode_GET_LENGTH(ref) != 64) {
-        Py_RETURN_NONE;
-    }
-    const char *hex = (const char *)PyUnicode_DATA(ref);
     unsigned char digest[32];
     for (int i = 0; i < 32; i++) {
-        int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
-        if (hi < 0 || lo < 0) {
-            Py_RETURN_NONE;
+        int hi = HEXVAL[(unsigned char)hex[2 * i]], lo = HEXVAL[(unsigned char)hex[2 * i + 1]];
+        if (!hi || !lo) {
+            return 0;
         }
-        digest[i] = (unsigned char)(hi << 4 | lo);
+        digest[i] = (unsigned char)((hi - 1) << 4 | (lo - 1));
     }
-    Py_ssize_t mask = PyLong_AsSsize_t(args[3]);
-    long long number = PyLong_AsLongLong(args[4]);
-    long long start = PyLong_AsLongLong(args[5]);
+    Py_ssize_t mask = PyLong_AsSsize_t(items[2]);
+    long long number = PyLong_AsLongLong(items[3]);
+    long long start = PyLong_AsLongLong(items[4]);
     if (PyErr_Occurred()) {
-        return NULL;
+        return -1;
     }
-    Py_buffer keys, values, window;
-    if (PyObject_GetBuffer(args[1], &keys, PyBUF_SIMPLE) < 0) {
-        return NULL;
+    PyObject *window = items[5];
+    if (!PyBytes_CheckExact(window)) { /* the store's are: their data stays where it is */
+        PyErr_SetString(PyExc_TypeError, "the window must be bytes");
+        return -1;
     }
-    if (PyObject_GetBuffer(args[2], &values, PyBUF_SIMPLE) < 0) {
+    Py_buffer keys, values;
+    if (PyObject_GetBuffer(items[0], &keys, PyBUF_SIMPLE) < 0) {
+        return -1;
+    }
+    if (PyObject_GetBuffer(items[1], &values, PyBUF_SIMPLE) < 0) {
         PyBuffer_Release(&keys);
-        return NULL;
+        return -1;
     }
-    if (PyObject_GetBuffer(args[6], &window, PyBUF_SIMPLE) < 0) {
-        PyBuffer_Release(&keys);
-        PyBuffer_Release(&values);
-        return NULL;
-    }
-    PyObject *result = NULL;
+    int rc = 0;
     Py_ssize_t slots = mask + 1;
     /* the columns must be the table's (a table grown meanwhile: the Python path) */
     if (mask < 0 || (slots & mask) || keys.len != 4 * slots || values.len != 8 * slots) {
-        goto none;
+        goto done;
     }
     uint32_t key;
     memcpy(&key, digest, 4); /* little-endian, as int.from_bytes(digest[:4], "little") */
@@ -113,19 +103,19 @@ in_window(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         slot = (slot + 1) & mask;
     }
     if (!hit) {
-        goto none;
+        goto done;
     }
     long long pack = (long long)(found >> (OFFSET_BITS + SIZE_BITS));
     long long offset = (long long)((found >> SIZE_BITS) & ((1ULL << OFFSET_BITS) - 1));
     long long size = (long long)(found & ((1ULL << SIZE_BITS) - 1));
     long long at = offset - start; /* where the data starts in the window */
     if (pack != number || size >= BIG_PAYLOAD || at < HEADER_SIZE
-        || at + size > (long long)window.len) {
-        goto none;
+        || at + size > (long long)PyBytes_GET_SIZE(window)) {
+        goto done;
     }
-    const unsigned char *data = (const unsigned char *)window.buf + at;
+    const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(window) + at;
     if (memcmp(data - HEADER_SIZE + 4, digest, 32) != 0) { /* another payload's header */
-        goto none;
+        goto done;
     }
     unsigned char check[32];
     unsigned int n = 0;
@@ -133,21 +123,44 @@ in_window(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         || (size && !EVP_DigestUpdate(shared_ctx, data, (size_t)size))
         || !EVP_DigestFinal_ex(shared_ctx, check, &n) || n != 32) {
         PyErr_SetString(PyExc_RuntimeError, "libcrypto SHA-256 failed");
+        rc = -1;
         goto done;
     }
     if (memcmp(check, digest, 32) != 0) { /* damaged: the Python path says so */
-        goto none;
+        goto done;
     }
-    result = PyBytes_FromStringAndSize((const char *)data, (Py_ssize_t)size);
-    goto done;
-none:
-    result = Py_None;
-    Py_INCREF(result);
+    *data_out = (const char *)data;
+    *size_out = (Py_ssize_t)size;
+    rc = 1;
 done:
     PyBuffer_Release(&keys);
     PyBuffer_Release(&values);
-    PyBuffer_Release(&window);
-    return result;
+    return rc;
+}
+
+static PyObject *
+in_window(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError,
+                        "in_window(ref, keys, values, mask, number, start, window)");
+        return NULL;
+    }
+    PyObject *ref = args[0];
+    if (!PyUnicode_CheckExact(ref) || !PyUnicode_IS_ASCII(ref)) {
+        Py_RETURN_NONE;
+    }
+    const char *data;
+    Py_ssize_t size;
+    int rc = lookup(args + 1, (const char *)PyUnicode_DATA(ref), PyUnicode_GET_LENGTH(ref),
+                    &data, &size);
+    if (rc < 0) {
+        return NULL;
+    }
+    if (rc == 0) {
+        Py_RETURN_NONE;
+    }
+    return PyBytes_FromStringAndSize(data, size);
 }
 
 /* insert_entries(raw, number, dat_size, keys, values, mask, room) -> (taken, why)
@@ -257,5 +270,17 @@ PyInit__window_accel(void)
     if (sha256_fetch() < 0) {
         return NULL;
     }
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) {
+        return NULL;
+    }
+    /* the record loop's way in (_payload_window.h) */
+    PyObject *capsule = PyCapsule_New((void *)(payload_window_fn)lookup,
+                                      PAYLOAD_WINDOW_CAPSULE, NULL);
+    if (capsule == NULL || PyModule_AddObject(m, "lookup", capsule) < 0) {
+        Py_XDECREF(capsule);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

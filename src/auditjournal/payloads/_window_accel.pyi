@@ -21,3 +21,6 @@ def insert_entries(
     room: int,
     /,
 ) -> tuple[int, int]: ...
+
+lookup: object
+"""A capsule of in_window's read for the compiled record loop (_payload_window.h)."""

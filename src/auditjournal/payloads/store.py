@@ -73,12 +73,14 @@ __all__ = ["DEFAULT_MAX_PAYLOAD_BYTES", "PackRecovery", "PayloadStore"]
 _sha256 = hashlib.sha256
 
 _in_window: Callable[..., bytes | None] | None
+_lookup: object | None  # the same read for the compiled record loop (window_source)
 try:  # setup.py, optional: get()'s usual case in a replay, compiled (_window_accel.c)
     from ._window_accel import in_window as _in_window
+    from ._window_accel import lookup as _lookup
 except ImportError:  # pragma: no cover - a build without a C compiler or OpenSSL headers
-    _in_window = None
+    _in_window = _lookup = None
 if os.environ.get(PURE_PYTHON_ENV) or not packindex.layout_is(HEADER_SIZE, 28, 26):
-    _in_window = None  # (the compiled read knows the header size and the index's bit fields)
+    _in_window = _lookup = None  # (it knows the header size and the index's bit fields)
 DEFAULT_PACK_BYTES: Final = 256 << 20
 _READ_AHEAD: Final = 1 << 20
 DEFAULT_MAX_PAYLOAD_BYTES: Final = 64 << 20
@@ -189,6 +191,11 @@ class PayloadStore:
         while self._recent_bytes > self._recent_cap and recent:
             self._recent_bytes -= len(recent.pop(next(iter(recent))))
 
+    @property
+    def keeps_recent(self) -> bool:
+        """Whether :meth:`get_recent` serves payloads from memory (:meth:`keep_recent`)."""
+        return self._recent is not None
+
     def get_recent(self, ref: str) -> bytes:
         """Like :meth:`get`, but served from memory when this process wrote the payload
         recently (those bytes were hashed when they were put; nothing was read)."""
@@ -266,24 +273,6 @@ class PayloadStore:
         digest = ref_digest(ref)
         if digest not in self._index:
             first = self._table.first(digest)
-            if first is not None and window is not None and window[0] == first[0]:
-                # a replay's usual case, inlined (a few us an event less): the record,
-                # header and data, is in the read-ahead window and its header is this one
-                buf = window[2]
-                at = first[1] - window[1]  # where its data starts in the window
-                end = at + first[2]
-                if (
-                    at >= HEADER_SIZE
-                    and end <= len(buf)
-                    and buf.startswith(digest, at - HEADER_SIZE + 4)
-                ):
-                    data = buf[at:end]
-                    if _digest(data) != digest:
-                        raise PayloadIntegrityError(
-                            f"payload {ref} in pack-{first[0]:06d}.dat at offset {first[1]} "
-                            "does not match its hash"
-                        )
-                    return data
             loaded = None if first is None else self._get_loaded(digest, ref, first)
             if loaded is not None:
                 return loaded
@@ -294,6 +283,14 @@ class PayloadStore:
                 f"payload {ref} in pack-{number:06d}.dat at offset {offset} does not match its hash"
             )
         return data
+
+    def window_source(self) -> tuple[object, ...] | None:
+        """The compiled read of :meth:`get` with the table and window it reads, for the
+        compiled record loop (``_payload_window.h``); None: no window (or build) yet."""
+        window = self._window
+        if _lookup is None or window is None:
+            return None
+        return (_lookup, *self._table.columns(), *window)
 
     def check_stored(self, ref: str) -> None:
         """Raise unless the pack record of ``ref`` is intact: its header (magic, digest,
