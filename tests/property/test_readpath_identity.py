@@ -217,6 +217,7 @@ _EDITS = (
     "unknown member",  # a member we do not know: taken (not as our encoder writes it)
     "spaces",  # whitespace between members
     "nested repeat",  # a repeat inside a nested object
+    "repeat after disorder",  # names out of order, then a repeat of a name after the last
     "flip a byte",  # chain no longer matches (or not JSON, or not a line)
     "cut",  # the line loses its end
     "seq",  # out of place (sealed properly)
@@ -240,6 +241,8 @@ def _edit(raw: bytes, how: str, at: int) -> bytes:
         return raw.replace(b",", b" ,\t", 2)
     if how == "nested repeat":
         return raw[:-1] + b',"zz":{"a":1,"b":{"a":2},"a":3}}'
+    if how == "repeat after disorder":  # "a" breaks the order; "c" then repeats
+        return raw[:-1] + b',"zz":{"b":1,"c":2,"a":3,"c":4}}'
     if how == "deep":
         return raw[:-1] + b',"zz":' + b"[" * 40 + b"]" * 40 + b"}"
     if how == "big number":
@@ -324,7 +327,8 @@ def test_the_compiled_line_check_takes_our_lines_and_leaves_the_rest(seal_accel:
     assert seal_accel(data, len(sealed[0][0]), chains[0], -1)[1] == chains[1:]
     assert seal_accel(data, 0, b"\0" * 32, -1) == (0, [], b"[]")  # another chain
     raw = encode_event(_row(1))
-    for edited in (_edit(raw, "repeat a member", 0), _edit(raw, "repeat, escaped", 0)):
+    repeats = ("repeat a member", "repeat, escaped", "nested repeat", "repeat after disorder")
+    for edited in (_edit(raw, how, 0) for how in repeats):
         line, _ = lines.seal_python(edited, genesis_chain("r"))
         assert seal_accel(line, 0, genesis_chain("r"), -1)[1] == []
         with pytest.raises(DuplicateMemberError):

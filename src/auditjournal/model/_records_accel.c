@@ -1278,15 +1278,18 @@ extend_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "extend_lines() takes 8 or 9 arguments");
         return NULL;
     }
+    /* the lines of a step are about as long as the last step's: room for them at once
+       (a replay's step is megabytes; grown from 64 KiB it was copied ~7 times) */
+    static Py_ssize_t hint = 1 << 16;
     PyObject *seqs = nargs == 9 ? Py_NewRef(args[8]) : PyList_New(0);
     Lines ln = {PyList_New(0), {NULL, 0, 0, NULL}};
-    Buf lines = {NULL, 0, 0, PyBytes_FromStringAndSize(NULL, 1 << 16)};
+    Buf lines = {NULL, 0, 0, PyBytes_FromStringAndSize(NULL, hint)};
     PyObject *result = NULL;
     if (seqs == NULL || ln.lengths == NULL || lines.bytes == NULL) {
         goto done;
     }
     lines.data = PyBytes_AS_STRING(lines.bytes);
-    lines.cap = 1 << 16;
+    lines.cap = hint;
     static const unsigned char prefix = 0;
     if (!SHA256_Init(&ln.primed) || !SHA256_Update(&ln.primed, &prefix, 1)) {
         PyErr_SetString(PyExc_RuntimeError, "SHA-256 failed");
@@ -1299,6 +1302,8 @@ extend_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         result = Py_NewRef(Py_None);
     }
     else if (used >= 0 && _PyBytes_Resize(&lines.bytes, lines.len) == 0) {
+        Py_ssize_t next = lines.len + lines.len / 8;
+        hint = next < (1 << 16) ? 1 << 16 : next > (64 << 20) ? 64 << 20 : next;
         result = Py_BuildValue("(nOOOy#)", used, lines.bytes, ln.lengths, seqs,
                                ln.leaves.data ? ln.leaves.data : "", ln.leaves.len);
     }
