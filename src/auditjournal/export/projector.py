@@ -80,7 +80,9 @@ __all__ = [
 _log = logging.getLogger("auditjournal")
 
 _CHECKPOINT_EVERY: Final = 1.0  # seconds
-_BATCH: Final = 4096
+# events per step over a finished journal: ~1 MB of records, small enough to stay in the
+# CPU's cache while they are hashed and written (4096: ~15% more CPU per event)
+_BATCH: Final = 1024
 LIVE_STEP_EVENTS: Final = 256  # per step when following a live journal: ~3 ms, then readable
 _LIVE_BATCH: Final = LIVE_STEP_EVENTS
 
