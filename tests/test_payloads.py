@@ -596,3 +596,44 @@ def test_interrupted_repair_never_hides_indexed_payloads(
             assert repaired.get_json(ref) == {"k": k}
     finally:
         repaired.close()
+
+
+def test_a_flush_without_fsync_does_not_wait_for_another_flushs_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13: the recorder hands payloads (then entries) to its projector process while
+    a group commit waits for their fsync: the fsyncs come after the writes, outside the
+    lock that orders them."""
+    syncing, release = threading.Event(), threading.Event()
+    real_sync = AppendFile.sync
+
+    def slow_sync(self: AppendFile) -> None:
+        if threading.current_thread().name == "group-commit":
+            syncing.set()
+            assert release.wait(10)
+        real_sync(self)
+
+    monkeypatch.setattr(AppendFile, "sync", slow_sync)
+    store = PayloadStore(tmp_path)
+    try:
+        first = store.put({"n": 1})
+        slow = threading.Thread(
+            target=store.flush, kwargs={"fsync": True}, name="group-commit", daemon=True
+        )
+        slow.start()
+        assert syncing.wait(10)
+        second = store.put({"n": 2})
+        handing = threading.Thread(target=store.flush, kwargs={"fsync": False}, daemon=True)
+        handing.start()
+        handing.join(5)
+        assert not handing.is_alive()  # not blocked by the fsync under way
+        reader = PayloadStore(tmp_path)  # another process's view: what reached the OS
+        try:
+            assert reader.get(first) == canonical_json({"n": 1})
+            assert reader.get(second) == canonical_json({"n": 2})
+        finally:
+            reader.close()
+    finally:
+        release.set()
+        slow.join(10)
+        store.close()

@@ -99,6 +99,8 @@ class Journal(JournalWriter):
         self._caller_locks = lock is not None
         """The caller holds ``_lock`` around each append (its own lock, given to us)."""
         self._io_lock = threading.Lock()
+        """Held while a flush writes (keeps the writes in order); its fsyncs come after."""
+        self._sync_lock = threading.Lock()
         self._retired: list[AppendFile] = []
         self._new_dirs = False
         try:
@@ -195,7 +197,13 @@ class Journal(JournalWriter):
             self.flush(fsync=False)
 
     def flush(self, *, fsync: bool) -> None:
-        """Write buffered entries (after the payloads they refer to), optionally fsync."""
+        """Write buffered entries (after the payloads they refer to), optionally fsync.
+
+        The fsyncs (payloads first, then entries) come after the writes, outside the lock
+        that keeps the writes in order: a write without fsync (the recorder handing its
+        entries to a projector, :meth:`write_behind`) does not wait for a group commit's
+        fsync, which makes durable all that was written before it. A segment retired in
+        the meantime and closed by another flush was made durable by that flush."""
         with self._io_lock:
             with self._lock:
                 files = [*self._retired, self._file]
@@ -203,37 +211,55 @@ class Journal(JournalWriter):
                 last = self.next_seq - 1
                 work = [(f, f.take()) for f in files if f.pending]
                 new_dirs, self._new_dirs = self._new_dirs, False
-            if not work and not fsync:
+            retired = files[:-1]
+            if not work and not fsync and not retired:
+                if new_dirs:
+                    with self._lock:
+                        self._new_dirs = True
                 return
             try:
-                if self._before_flush is not None:
-                    self._before_flush(fsync)
+                if work and self._before_flush is not None:
+                    self._before_flush(False)  # the payloads reach the OS before the entries
             except BaseException as exc:
-                self._put_back(work, files[:-1], new_dirs)
+                self._put_back(work, retired, new_dirs)
                 self._failed(exc)
                 raise
             try:
                 write_in_order(work)
-                current = files[-1]
-                # not only what this flush wrote: a write without fsync (write_behind) may
-                # have left bytes on the current segment that no fsync has covered yet
-                if fsync and current.written > current.synced:
+            except BaseException as exc:
+                self._put_back([], retired, new_dirs)
+                self._failed(exc)
+                raise
+        if fsync or retired:
+            self._sync(files[-1], retired, new_dirs, fsync)
+        self._write_error = None
+        if fsync:
+            self.durable_seq = max(self.durable_seq, last)
+        elif new_dirs:  # not synced yet: the next fsyncing flush does it
+            with self._lock:
+                self._new_dirs = True
+
+    def _sync(
+        self, current: AppendFile, retired: list[AppendFile], new_dirs: bool, fsync: bool
+    ) -> None:
+        """:meth:`flush`'s fsyncs: the payloads, then (with ``fsync``) the current segment
+        -- not only what this flush wrote: a write without fsync may have left bytes on it
+        that no fsync has covered yet -- and every retired one, which is then closed."""
+        with self._sync_lock:
+            try:
+                if fsync and self._before_flush is not None:
+                    self._before_flush(True)
+                if fsync and current.fd >= 0 and current.written > current.synced:
                     current.sync()
-                for file in files[:-1]:
+                for file in retired:
                     file.sync()
                     file.close()
                 if fsync and new_dirs:
                     self._sync_directory()
             except BaseException as exc:
-                self._put_back([], files[:-1], new_dirs)
+                self._put_back([], retired, new_dirs)
                 self._failed(exc)
                 raise
-            self._write_error = None
-            if fsync:
-                self.durable_seq = max(self.durable_seq, last)
-            elif new_dirs:  # not synced yet: the next fsyncing flush does it
-                with self._lock:
-                    self._new_dirs = True
 
     def _sync_directory(self) -> None:
         try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
@@ -26,6 +26,7 @@ __all__ = [
     "LENGTHS",
     "MAGIC",
     "PackRecovery",
+    "index_problem",
     "pack_header",
     "pack_lengths",
     "pack_records",
@@ -124,3 +125,23 @@ def pack_records(name: str, data: bytes) -> Iterator[tuple[str, int, int, bytes,
         intact = hashlib.sha256(view[start : start + size]).digest() == digest
         yield name, start, size, digest, intact
         cursor = start + size
+
+
+def index_problem(name: str, raw: bytes, dat_size: int, head_at: Callable[[int], bytes]) -> str:
+    """'' if the pack index ``raw`` (file ``name``) is well-formed, else what is wrong.
+
+    A pack is a contiguous run of records, so its index must be too: entries in order,
+    each data offset right after the previous record's data and header, every record
+    inside the pack (``dat_size`` bytes), and each entry equal to the record header
+    ``head_at(data offset)`` reads from the pack.
+    """
+    if len(raw) % ENTRY.size:
+        return f"{name}: {len(raw)} bytes is not a whole number of entries"
+    expected = HEADER_SIZE
+    for i, (digest, offset, size) in enumerate(ENTRY.iter_unpack(raw)):
+        if offset != expected or offset + size > dat_size:
+            return f"{name}: entry {i} points at offset {offset}, expected {expected}"
+        if head_at(offset) != pack_header(MAGIC, digest, size):
+            return f"{name}: entry {i} does not match the record header in its pack"
+        expected = offset + size + HEADER_SIZE
+    return ""

@@ -62,6 +62,7 @@ from .packs import (
     HEADER_SIZE,
     MAGIC,
     PackRecovery,
+    index_problem,
     pack_header,
     pack_lengths,
     pack_records,
@@ -117,6 +118,7 @@ class PayloadStore:
         self._lock = threading.Lock()
         self._fd_lock = threading.Lock()
         self._io_lock = threading.Lock()  # keeps flushes (take + write) in order
+        self._sync_lock = threading.Lock()  # their fsyncs, after the writes (flush())
         # payloads this store wrote, and the few the compact table cannot hold
         self._index: dict[bytes, tuple[int, int, int]] = {}
         # payloads loaded from the packs' .idx files: 16 bytes each (packindex.py)
@@ -207,7 +209,9 @@ class PayloadStore:
         return self.get(ref)
 
     def flush(self, *, fsync: bool) -> None:
-        """Hand buffered payloads to the OS (and fsync them when asked): pack, then index."""
+        """Hand buffered payloads to the OS (and fsync them when asked): pack, then index.
+        The fsyncs follow the writes outside the lock that orders them: a flush without
+        fsync (a hand-over to the projector) never waits for another's fsync."""
         with self._io_lock:
             with self._lock:
                 retired = list(self._retired)
@@ -216,19 +220,28 @@ class PayloadStore:
                 work = [(w, w.dat.take(), w.idx.take()) for w in writers if w.dat.pending or fsync]
             try:
                 write_in_order([s for w, d, i in work for s in ((w.dat, d), (w.idx, i))])
-                for writer, _, _ in work:
-                    if fsync:
-                        writer.dat.sync()
-                        writer.idx.sync()
-                # Only packs retired before the take: one retired since may hold new bytes.
-                for writer in retired:  # make it durable once, then let go
+            except BaseException:
+                self._put_back(retired)
+                raise
+        if not fsync and not retired:
+            return
+        # Only packs retired before the take: one retired since may hold new bytes. A
+        # writer closed meanwhile was retired and made durable by another flush.
+        synced = [w for w, _, _ in work if fsync and w.dat.fd >= 0] + retired
+        with self._sync_lock:
+            try:
+                for writer in synced:
                     writer.dat.sync()
                     writer.idx.sync()
+                for writer in retired:  # durable now: let go
                     writer.close()
             except BaseException:
-                with self._lock:  # the next flush retries, in order
-                    self._retired[0:0] = [w for w in retired if w.dat.fd >= 0]
+                self._put_back(retired)
                 raise
+
+    def _put_back(self, retired: list[_Writer]) -> None:
+        with self._lock:  # the next flush retries, in order
+            self._retired[0:0] = [w for w in retired if w.dat.fd >= 0]
 
     def forked_reader(self) -> None:
         """Make this copy of the store, in a process just forked from its owner, a reader.
@@ -240,6 +253,7 @@ class PayloadStore:
         self._lock = threading.Lock()
         self._fd_lock = threading.Lock()
         self._io_lock = threading.Lock()
+        self._sync_lock = threading.Lock()
         self._writer = None
         self._retired = []
         self._window = None
@@ -310,13 +324,8 @@ class PayloadStore:
             )
 
     def check_indexes(self) -> str:
-        """'' if every pack index is well-formed, else the first problem. For ``verify``.
-
-        A pack is a contiguous run of records, so its index must be too: entries in
-        order, each data offset right after the previous record's data and header,
-        every record inside the pack, and each entry equal to the record header it
-        points at (one small ``pread`` per payload).
-        """
+        """'' if every pack index is well-formed (:func:`packs.index_problem`: one small
+        ``pread`` per payload), else the first problem. For ``verify``."""
         self.flush(fsync=False)
         for number in self._pack_numbers():
             try:
@@ -326,18 +335,15 @@ class PayloadStore:
                 return f"pack-{number:06d}: its .dat or .idx file is missing"
             except StorageError as exc:  # a link or special file, unreadable
                 return str(exc)
-            name = f"pack-{number:06d}.idx"
-            if len(raw) % ENTRY.size:
-                return f"{name}: {len(raw)} bytes is not a whole number of entries"
-            expected = HEADER_SIZE
-            for i, (digest, offset, size) in enumerate(ENTRY.iter_unpack(raw)):
-                if offset != expected or offset + size > dat_size:
-                    return f"{name}: entry {i} points at offset {offset}, expected {expected}"
-                head = self._read_some(number, offset - HEADER_SIZE, HEADER_SIZE)
-                if head != pack_header(MAGIC, digest, size):
-                    return f"{name}: entry {i} does not match the record header in its pack"
-                expected = offset + size + HEADER_SIZE
+            problem = index_problem(
+                f"pack-{number:06d}.idx", raw, dat_size, self._header_reader(number)
+            )
+            if problem:
+                return problem
         return ""
+
+    def _header_reader(self, number: int) -> Callable[[int], bytes]:
+        return lambda offset: self._read_some(number, offset - HEADER_SIZE, HEADER_SIZE)
 
     def get_json(self, ref: str) -> Any:
         """The payload decoded from JSON."""
