@@ -7,6 +7,7 @@ Thread-safety: one ``JournalReader`` is for one thread.
 from __future__ import annotations
 
 import os
+import time
 from operator import attrgetter
 from pathlib import Path
 from typing import BinaryIO, Final
@@ -21,6 +22,7 @@ from .segments import journal_segments, last_entry, segment_name
 __all__ = ["JournalReader"]
 
 _READ_CHUNK: Final = 1 << 20
+_RACY_NS: Final = 100_000_000  # a directory mtime this old is past its clock tick (coarse)
 
 
 class JournalReader(JournalCursor):
@@ -44,6 +46,8 @@ class JournalReader(JournalCursor):
         self._fh: BinaryIO | None = None
         self._buf = b""
         self._scratch = bytearray()  # for re-encoding each event (journalline.read_entry)
+        self._next_path = ("", -1)  # (the path of a segment starting at seq, seq): a cache
+        self._listed = -1  # the directory's mtime (ns) when a listing found no later data
 
     @property
     def position(self) -> JournalPosition:
@@ -92,7 +96,7 @@ class JournalReader(JournalCursor):
             if chunk:
                 self._buf = self._buf + chunk if self._buf else chunk
                 continue
-            if self._seq == self._segment or not os.path.lexists(self._next_segment_path()):
+            if self._seq == self._segment or not os.path.lexists(self._next_path_str()):
                 if not self._later_segment_has_data():
                     return events  # at the live end (a partial line is still being written)
                 chunk = self._fh.read(_READ_CHUNK)  # a writer fills a segment before the next
@@ -123,15 +127,39 @@ class JournalReader(JournalCursor):
     def _next_segment_path(self) -> Path:
         return self.directory / segment_name(self._seq)
 
+    def _next_path_str(self) -> str:
+        """:meth:`_next_segment_path` as a str, made once per seq (a live reader asks at
+        every poll that reaches the end)."""
+        path, seq = self._next_path
+        if seq != self._seq:
+            path = os.path.join(self.directory, segment_name(self._seq))
+            self._next_path = (path, self._seq)
+        return path
+
     def _later_segment_has_data(self) -> bool:
-        """True if a segment after the next expected entry holds bytes: entries are missing."""
+        """True if a segment after the next expected entry holds bytes: entries are missing.
+
+        A live reader asks at every poll that reaches the end, so the listing is skipped
+        while the directory's mtime is the one of a listing that found no later segment --
+        trusted only when that listing came more than _RACY_NS after the mtime (a file made
+        in the same clock tick as the mtime, after the listing, would leave it unchanged)."""
+        try:
+            before = os.stat(self.directory).st_mtime_ns
+        except OSError:
+            before = -1
+        if before >= 0 and before == self._listed:
+            return False
+        later = False  # (an empty one may fill without a change of the directory's mtime)
         for first, path in journal_segments(self.directory):
             if first > self._seq:
+                later = True
                 try:
                     if path.lstat().st_size:
                         return True
                 except FileNotFoundError:
                     continue
+        if not later and before >= 0 and time.time_ns() - before > _RACY_NS:
+            self._listed = before
         return False
 
     def _open_segment(self) -> bool:
