@@ -18,9 +18,13 @@ from auditjournal.proofs.merkle import leaf_hash
 
 
 def write(
-    directory: Path, limit: int | None, records: list[bytes], batches: list[int] | None
+    directory: Path,
+    limit: int | None,
+    records: list[bytes],
+    batches: list[int] | None,
+    io_thread: bool = True,
 ) -> tuple[dict[str, bytes], list[dict[str, object]], bytes]:
-    writer = ChunkWriter(directory / "audit_trail", limit)
+    writer = ChunkWriter(directory / "audit_trail", limit, io_thread=io_thread)
     try:
         if batches is None:
             for seq, record in enumerate(records, start=1):
@@ -134,3 +138,43 @@ def test_a_failed_background_fsync_fails_finish_and_leaks_no_fd(
     finally:
         writer.close()
     assert _open_fds() == before
+
+
+@given(
+    records=st.lists(
+        st.binary(min_size=1, max_size=300).map(lambda b: b.hex().encode()), max_size=40
+    ),
+    limit=st.sampled_from([None, 400, 2_000]),
+    batches=st.lists(st.integers(0, 9), max_size=6),
+)
+@settings(max_examples=40, deadline=None)
+def test_written_in_the_callers_thread_the_chunks_are_the_same(
+    records: list[bytes], limit: int | None, batches: list[int]
+) -> None:
+    """A live projector writes its small steps itself (``io_thread=False``): the same
+    files, chunk infos and root as through the I/O thread."""
+    with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+        threaded = write(Path(a), limit, records, batches)
+        inline = write(Path(b), limit, records, batches, io_thread=False)
+    assert inline == threaded
+
+
+def test_a_writer_in_the_callers_thread_starts_no_io_thread_and_reports_a_failed_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from faults import fail_writes
+
+    before = {t.name for t in threading.enumerate()}
+    writer = ChunkWriter(tmp_path / "audit_trail", 1_000, io_thread=False)
+    try:
+        assert {t.name for t in threading.enumerate()} == before
+        writer.add(1, RECORDS[0])
+        writer.flush()
+        fail_writes(monkeypatch, "audit_trail")
+        writer.add(2, RECORDS[1])
+        with pytest.raises(StorageError, match="cannot write export chunk"):
+            writer.flush()
+    finally:
+        writer.close()

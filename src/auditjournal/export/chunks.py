@@ -27,10 +27,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import queue
 import stat
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -40,6 +38,7 @@ from ..fs.digests import leaf_hashes
 from ..fs.safeio import open_regular
 from ..fs.storage import open_file, storage_error
 from ..proofs.merkle import MerkleBuilder, leaf_hash
+from .chunkio import Inline, Worker, sync_closed, write_block
 from .manifest import chunk_name
 
 __all__ = ["ChunkInfo", "ChunkLines", "ChunkWriter", "chunk_name", "iter_chunk_records"]
@@ -73,95 +72,16 @@ class ChunkInfo:
         }
 
 
-class _Worker:
-    """A daemon thread that handles queued items in order, off the projecting thread.
-
-    ``submit`` waits while ``max_queued`` items are unhandled, so a fast producer
-    (the parallel replay) cannot pile up memory. The first error is kept and
-    raised by the next ``submit`` or ``drain``; ``handle`` is told whether one
-    happened (``ok``), so later items can be skipped or only cleaned up.
-    """
-
-    def __init__(
-        self, name: str, handle: Callable[[Any, bool], None], max_queued: int, what: str
-    ) -> None:
-        self._handle = handle
-        self._max_queued = max_queued
-        self._what = what
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._idle = threading.Condition()
-        self._pending = 0
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-
-    def submit(self, item: Any) -> None:
-        self._raise()
-        with self._idle:
-            while self._pending >= self._max_queued:
-                self._idle.wait()
-            self._pending += 1
-        self._queue.put(item)
-
-    def drain(self) -> None:
-        """Wait until every submitted item is handled."""
-        with self._idle:
-            while self._pending:
-                self._idle.wait()
-        self._raise()
-
-    def stop(self) -> None:
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
-
-    def _raise(self) -> None:
-        if self.error is not None:
-            error, self.error = self.error, None
-            raise error
-
-    def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
-            try:
-                self._handle(item, self.error is None)
-            except OSError as exc:
-                self.error = storage_error(exc, self._what)
-            finally:
-                with self._idle:
-                    self._pending -= 1
-                    self._idle.notify_all()
-
-
-def _write_block(item: tuple[int, bytes | bytearray | memoryview, Any], ok: bool) -> None:
-    """The I/O thread's part: hash a flushed block into its chunk's SHA-256 and write it
-    (hashlib and ``write`` release the GIL). After a failure, later blocks must not land."""
-    fd, data, hasher = item
-    if ok:
-        hasher.update(data)
-        _write_all(fd, data)
-
-
-def _sync_closed(fd: int, ok: bool) -> None:
-    """The sync thread's part: fsync a closed chunk and close its file descriptor."""
-    try:
-        if ok:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
-    view = memoryview(data)
-    done = 0
-    while done < len(view):
-        done += os.write(fd, view[done:])
-
-
 class ChunkWriter:
     """Appends encoded records to the chunk files under ``prefix``. One thread drives it."""
 
     def __init__(
-        self, prefix: Path, chunk_size_bytes: int | None, checkpoint_every: int | None = None
+        self,
+        prefix: Path,
+        chunk_size_bytes: int | None,
+        checkpoint_every: int | None = None,
+        *,
+        io_thread: bool = True,
     ) -> None:
         self.prefix = prefix
         # a tree head (size, root) every ``checkpoint_every`` records: the live checkpoints
@@ -176,10 +96,13 @@ class ChunkWriter:
         self._hash = hashlib.sha256()  # of the current chunk, fed by the I/O thread
         self._buf = bytearray()
         self._fd = -1
-        self._io = _Worker(
-            "auditjournal-chunk-io", _write_block, _MAX_QUEUED, "cannot write export chunk"
+        what = "cannot write export chunk"
+        self._io: Worker | Inline = (
+            Worker("auditjournal-chunk-io", write_block, _MAX_QUEUED, what)
+            if io_thread
+            else Inline(write_block, what)
         )
-        self._syncer: _Worker | None = None  # started at the first closed chunk
+        self._syncer: Worker | None = None  # started at the first closed chunk
         self._synced: set[str] = set()  # closed chunks handed to it (finish() waits for it)
 
     @property
@@ -443,8 +366,8 @@ class ChunkWriter:
         current.sha256 = self._hash.hexdigest()
         # fsync it on the sync thread while the next chunk fills (it closes the fd)
         if self._syncer is None:
-            self._syncer = _Worker(
-                "auditjournal-chunk-sync", _sync_closed, _MAX_UNSYNCED, "cannot fsync export chunk"
+            self._syncer = Worker(
+                "auditjournal-chunk-sync", sync_closed, _MAX_UNSYNCED, "cannot fsync export chunk"
             )
         fd, self._fd = self._fd, -1
         try:

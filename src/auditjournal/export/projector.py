@@ -152,7 +152,10 @@ class ExportProjector:
         window = None if live and payloads.keeps_recent else payloads.window_source
         self._maker = RecordMaker(run_id, get, window)
         self._writer = ChunkWriter(
-            prefix, settings.chunk_size_bytes, settings.checkpoint_every_records
+            prefix,
+            settings.chunk_size_bytes,
+            settings.checkpoint_every_records,
+            io_thread=not live,  # a live step is small: written at once (see chunkio.Inline)
         )
         self._tree_heads = LiveCheckpoints(prefix, run_id, settings)
         self._signer = load_signer(settings.sign, settings.signing_key_file)
