@@ -332,3 +332,97 @@ def test_the_projector_says_ready_before_it_opens_the_sql_tables(tmp_path: Path)
     kinds = [m[0] for m in messages]
     assert kinds[:2] == ["ready", "sql_failed"], kinds
     assert "sealed" in kinds and messages[kinds.index("sealed")][1].record_count == 22
+
+
+def test_beside_the_export_the_sql_tables_take_in_bigger_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13: a SQL transaction costs ~0.6 ms, so beside a live export the child steps
+    the tables only when SQL_EVERY_EVENTS wait for them, SQL_EVERY_SECONDS passed, the
+    recorder waits, or the run ends (SQL_TARGET); meanwhile it sleeps no longer than
+    until they are due. The recorder does not wake it on their account."""
+    import gc
+    from multiprocessing.connection import Connection
+
+    from auditjournal.projection import child
+    from auditjournal.projection.child import PROGRESS_BYTES, ProjectorSpec, Slot
+
+    with AuditStore.open(tmp_path / "audit") as store:
+        with store.start_run(run_id="r", export=None, sql=False) as run:
+            record_rows(run, 20)
+        prefix = store.export_prefix("r", SETTINGS)
+    spec = ProjectorSpec(
+        cwd=os.getcwd(),
+        root=str(tmp_path / "audit"),
+        run_id="r",
+        segment_bytes=store.segment_bytes,
+        max_payload_bytes=store.payloads.max_payload_bytes,
+        ledger_key=None,
+        idle_look=0.01,
+        export=SETTINGS,
+        export_prefix=str(prefix),
+        database_url=f"sqlite:///{tmp_path / 'landscape.db'}",
+    )
+    events_r, events_w = os.pipe()
+    shared = memoryview(bytearray(PROGRESS_BYTES)).cast("q")
+    shared[Slot.SQL_TARGET] = -1
+    events = Connection(events_w, readable=False)
+    clock = [1000.0]
+    monkeypatch.setattr(child.time, "monotonic", lambda: clock[0])
+    part = child._Child(spec, shared, events)
+    try:
+        part.open_sql()
+        assert part.sql is not None
+        assert part.step()  # the export takes in the run; the tables are due at first
+        applied = part.sql.applied_seq
+        assert applied == shared[Slot.EXPORT_DONE] > 0
+        assert part.export is None  # sealed (a finished run): as if it still followed one
+        part.export = following = object()  # type: ignore[assignment]
+        # the export is ahead by a few events (as a live run's): the tables wait
+        shared[Slot.EXPORT_DONE] = applied + 10
+        assert not part._sql_now()
+        assert 0 < part.idle_for(10.0) <= child.SQL_EVERY_SECONDS
+        shared[Slot.WAITING] = 1
+        assert part._sql_now()  # the recorder waits (for either part): no waiting here
+        shared[Slot.WAITING] = 0
+        shared[Slot.SQL_TARGET] = applied + 10
+        assert part._sql_now()  # the run ended: the tables catch up at once
+        shared[Slot.SQL_TARGET] = -1
+        shared[Slot.EXPORT_DONE] = applied + child.SQL_EVERY_EVENTS
+        assert part._sql_now()  # enough for a batch
+        shared[Slot.EXPORT_DONE] = applied + 10
+        clock[0] += child.SQL_EVERY_SECONDS
+        assert part._sql_now()  # time is up
+        assert part.idle_for(10.0) == 0.0
+        shared[Slot.EXPORT_DONE] = applied  # nothing for them: the export's look decides
+        assert part.idle_for(10.0) == 10.0
+        part.export = None
+        assert part._sql_now()  # without an export: at every step, as before
+        del following
+    finally:
+        part.export = None
+        part.close()
+        events.close()
+        os.close(events_r)
+        gc.collect()
+
+
+def test_the_recorder_wakes_the_projector_for_its_sql_tables_only_without_an_export() -> None:
+    idle = [True]
+
+    class Host:
+        run_id = "r"
+        _export_part: object = process_module._Part()
+
+        def idle(self) -> bool:
+            return idle[0]
+
+    host = Host()
+    handle = ProcessSql(host, process_module._Part())  # type: ignore[arg-type]
+    assert not handle.needs_wake()  # the export runs: the child steps the tables itself
+    host._export_part.stopped = True  # type: ignore[attr-defined]
+    assert handle.needs_wake()
+    host._export_part = None
+    assert handle.needs_wake()
+    idle[0] = False
+    assert not handle.needs_wake()

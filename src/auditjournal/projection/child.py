@@ -31,7 +31,16 @@ from ..sql.projector import SqlProjector
 from ..sql.schema import SqlDatabase
 from .shared import shared_journal
 
-__all__ = ["PROGRESS_BYTES", "STOP_EXPORT", "STOP_SQL", "ProjectorSpec", "Slot", "serve"]
+__all__ = [
+    "PROGRESS_BYTES",
+    "SQL_EVERY_EVENTS",
+    "SQL_EVERY_SECONDS",
+    "STOP_EXPORT",
+    "STOP_SQL",
+    "ProjectorSpec",
+    "Slot",
+    "serve",
+]
 
 
 class Slot(enum.IntEnum):
@@ -48,6 +57,12 @@ class Slot(enum.IntEnum):
 PROGRESS_BYTES: Final = 8 * len(Slot)
 STOP_EXPORT: Final = 1
 STOP_SQL: Final = 2
+# Beside a live export the SQL tables take in at least SQL_EVERY_EVENTS events at once, or
+# what there is once SQL_EVERY_SECONDS passed since their last step: a transaction costs
+# about 0.6 ms (SQLite), so the 64..300 events a projector keeping close behind finds at a
+# time cost 11..18 us each, where 2,048 cost 9 (docs/decisions.md, issue 13).
+SQL_EVERY_EVENTS: Final = 2048
+SQL_EVERY_SECONDS: Final = 0.05
 
 
 class ProjectorSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -81,6 +96,7 @@ class _Child:
         self.export: ExportProjector | None = None
         self.sql: SqlProjector | None = None
         self.database: SqlDatabase | None = None
+        self._sql_due = 0.0  # (monotonic) when the SQL tables step again at the latest
         if spec.export is not None:
             key = None if spec.ledger_key is None else Path(spec.ledger_key)
             self.export = ExportProjector(
@@ -123,11 +139,33 @@ class _Child:
         if self.sql is not None:
             if stop & STOP_SQL:
                 self._end_sql(None)
-            else:
+            elif self._sql_now():
                 moved = self._step_sql() or moved
         if moved and self.shared[Slot.WAITING]:
             self.send(("progress",))
         return moved
+
+    def _sql_now(self) -> bool:
+        """Whether the SQL tables step now (see SQL_EVERY_EVENTS): always without a live
+        export, when the recorder waits (for them or for the export), or at the end."""
+        sql = self.sql
+        assert sql is not None
+        shared = self.shared
+        return (
+            self.export is None
+            or shared[Slot.SQL_TARGET] >= 0
+            or shared[Slot.WAITING] != 0
+            or shared[Slot.EXPORT_DONE] - sql.applied_seq >= SQL_EVERY_EVENTS
+            or time.monotonic() >= self._sql_due
+        )
+
+    def idle_for(self, longest: float) -> float:
+        """How long to wait for a wake-up at most: until the SQL tables are due to take
+        in what the export took in before them."""
+        sql = self.sql
+        if sql is None or self.shared[Slot.EXPORT_DONE] <= sql.applied_seq:
+            return longest
+        return max(0.0, min(longest, self._sql_due - time.monotonic()))
 
     def send(self, message: tuple[Any, ...]) -> None:
         """Tell the recorder (if it is gone, there is nobody to tell: the work goes on)."""
@@ -155,6 +193,7 @@ class _Child:
         except Exception as exc:
             self._end_sql(("sql_failed", _portable(exc)))
             return False
+        self._sql_due = time.monotonic() + SQL_EVERY_SECONDS
         self.shared[Slot.SQL_DONE] = sql.applied_seq
         target = self.shared[Slot.SQL_TARGET]
         if target >= 0 and sql.applied_seq >= target:
@@ -247,7 +286,7 @@ def _serve(spec: ProjectorSpec, wake_fd: int, events: Connection, shared: Any) -
             if orphaned:
                 break  # the recorder is gone and everything it appended is taken in
             shared[Slot.IDLE] = 1
-            readable, _, _ = select.select([wake_fd], [], [], spec.idle_look)
+            readable, _, _ = select.select([wake_fd], [], [], child.idle_for(spec.idle_look))
             shared[Slot.IDLE] = 0
             if readable and not os.read(wake_fd, 4096):
                 orphaned = True  # end of file: look once more, then exit

@@ -57,6 +57,10 @@ _log = logging.getLogger(__name__)  # under the "auditjournal" logger
 RESTARTS: Final = 3  # times a dead projector process is started again, per run
 MAX_LAG: Final = 0.02  # seconds a projector process may trail by before the recorder waits
 MAX_BEHIND: Final = 1024  # events it may trail by (threads: 200; docs/decisions.md, issue 13)
+# the SQL tables take in SQL_EVERY_EVENTS at once (child.py): bounds above that, below the
+# shared read's MAX_HELD (the export waits for the tables beyond it)
+SQL_MAX_LAG: Final = 0.25
+SQL_MAX_BEHIND: Final = 2 * child.SQL_EVERY_EVENTS
 _JOIN_TIMEOUT: Final = 10.0  # seconds a stopped projector may take to exit before it is killed
 _PUMP: Final = 0.5  # seconds between looks at a projector process that says nothing
 
@@ -327,6 +331,7 @@ class _Handle:
     _slot: Slot
     _stop_bit: int
     max_behind = MAX_BEHIND
+    max_lag = MAX_LAG
 
     def __init__(self, host: ProjectorProcess, part: _Part) -> None:
         self.host = host
@@ -336,14 +341,14 @@ class _Handle:
         """(last seq, when) at each throttle while it trailed: how long ago it fell behind."""
 
     def late(self, last_seq: int) -> bool:
-        """It trails by more than ``MAX_LAG`` seconds (called every throttle interval)."""
+        """It trails by more than ``max_lag`` seconds (called every throttle interval)."""
         now = time.monotonic()
         marks = self._marks
         marks.append((last_seq, now))
         done = self.done_seq()
         while marks and marks[0][0] <= done:
             marks.popleft()  # taken in (it may have caught up since the caller looked)
-        return bool(marks) and now - marks[0][1] > MAX_LAG
+        return bool(marks) and now - marks[0][1] > self.max_lag
 
     def wake(self) -> None:
         self.host.wake()
@@ -389,6 +394,15 @@ class ProcessSql(_Handle):
 
     _slot = Slot.SQL_DONE
     _stop_bit = STOP_SQL
+    max_behind = SQL_MAX_BEHIND
+    max_lag = SQL_MAX_LAG
+
+    def needs_wake(self) -> bool:
+        """Beside a running export the child steps the tables on its own clock (child.py,
+        SQL_EVERY_SECONDS): they trail by design, and waking it on their account each
+        throttle interval only made it look again and find nothing new for the export."""
+        export = self.host._export_part
+        return (export is None or not export.running) and self.host.idle()
 
     def finish(self, seq: int) -> int:
         """Block until the tables hold everything up to ``seq``; the child then lets go."""
