@@ -103,3 +103,61 @@ def test_a_store_loads_another_writers_index_with_the_compiled_loop(
     finally:
         reader.close()
         writer.close()
+
+
+@pytest.fixture(scope="module")
+def compiled_rehash(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    if packindex._rehash is not None:
+        return packindex._rehash
+    where = tmp_path_factory.mktemp("window_accel_rehash")
+    return _build_compiled(where, packindex, "_window_accel", libraries=["crypto"]).rehash
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    prefixes=st.lists(
+        st.one_of(st.integers(0, 2**32 - 1), st.sampled_from([0, 1, 1024, 2048, 2**32 - 1])),
+        max_size=3000,
+    ),
+    reserve=st.sampled_from([0, 0, 700, 5000]),
+)
+def test_the_compiled_growth_builds_the_same_table(
+    compiled_rehash: Any, prefixes: list[int], reserve: int
+) -> None:
+    """CompactIndex._grow's compiled loop (``rehash``): the same columns as the Python
+    re-insertion, however often the table grows (colliding and zero prefixes too)."""
+    results = []
+    for grow in (compiled_rehash, None):
+        saved = packindex._rehash
+        packindex._rehash = grow
+        try:
+            table = CompactIndex()
+            for i, prefix in enumerate(prefixes):
+                if reserve and i == len(prefixes) // 2:
+                    table.reserve(reserve + i)  # a bulk load's growth in one step
+                table.add(prefix.to_bytes(4, "little") + bytes(28), i % 1024, 44 * i, i % 500)
+            keys, values, mask = table.columns()
+            results.append((bytes(keys), bytes(values), mask, table.count))
+        finally:
+            packindex._rehash = saved
+    assert results[0] == results[1]
+
+
+def test_the_compiled_growth_refuses_what_is_not_a_table(compiled_rehash: Any) -> None:
+    from array import array
+
+    old_k, old_v = array("I", [5, 0, 7, 0]), array("Q", [1, 0, 2, 0])
+    with pytest.raises(ValueError, match="not a table"):
+        compiled_rehash(old_k, old_v, array("I", bytes(4 * 8)), array("Q", bytes(8 * 8)), 6)
+    with pytest.raises(ValueError, match="not a table"):
+        compiled_rehash(old_k, old_v, array("I", bytes(4 * 2)), array("Q", bytes(8 * 2)), 1)
+    with pytest.raises(ValueError, match="not a table"):  # more old slots than new ones
+        compiled_rehash(
+            array("I", [5, 6, 7, 0]), array("Q", [1, 2, 3, 0]),
+            array("I", bytes(8)), array("Q", bytes(16)), 1,
+        )  # fmt: skip
+    keys, values = array("I", bytes(4 * 8)), array("Q", bytes(8 * 8))
+    compiled_rehash(old_k, old_v, keys, values, 7)
+    assert (keys[5], values[5], keys[7], values[7]) == (5, 1, 7, 2)
+    with pytest.raises(TypeError):
+        compiled_rehash(old_k, old_v, keys)

@@ -21,6 +21,9 @@ def insert_entries(
     room: int,
     /,
 ) -> tuple[int, int]: ...
+def rehash(
+    old_keys: array[int], old_values: array[int], keys: array[int], values: array[int], mask: int, /
+) -> None: ...
 
 lookup: object
 """A capsule of in_window's read for the compiled record loop (_payload_window.h)."""

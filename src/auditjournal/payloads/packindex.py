@@ -39,12 +39,14 @@ _MAX_LOAD: Final = 0.7
 _INITIAL: Final = 1 << 10
 
 _insert_entries: Callable[..., tuple[int, int]] | None
-try:  # setup.py, optional: load()'s loop compiled (_window_accel.c)
+_rehash: Callable[..., None] | None
+try:  # setup.py, optional: load()'s and _grow()'s loops compiled (_window_accel.c)
     from ._window_accel import insert_entries as _insert_entries
+    from ._window_accel import rehash as _rehash
 except ImportError:  # pragma: no cover - a build without a C compiler or OpenSSL headers
-    _insert_entries = None
+    _insert_entries = _rehash = None
 if os.environ.get(PURE_PYTHON_ENV) or ENTRY.size != 48 or ENTRY.format != "<32sQQ":
-    _insert_entries = None  # (the compiled loop knows the entry layout)
+    _insert_entries = _rehash = None  # (the compiled loops know the layouts)
 
 
 def layout_is(header_size: int, offset_bits: int, size_bits: int) -> bool:
@@ -186,6 +188,9 @@ class CompactIndex:
         self._keys = array("I", bytes(4 * size))
         self._values = array("Q", bytes(8 * size))
         self._mask = size - 1
+        if _rehash is not None:
+            _rehash(old_keys, old_values, self._keys, self._values, self._mask)
+            return
         for key, value in zip(old_keys, old_values, strict=True):
             if key:
                 self._insert(key, value)
