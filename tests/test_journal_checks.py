@@ -1443,19 +1443,10 @@ def test_a_write_without_fsync_does_not_wait_for_a_flush_fsyncing(jdir: Path) ->
     assert journal.durable_seq == 2
 
 
-def test_a_live_reader_lists_the_directory_again_only_when_it_changed(
-    jdir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """At the live end a reader looks for a later segment holding data (entries missing)
-    at every poll; it lists the directory only when its mtime moved since a listing that
-    found none (an old enough mtime: a newer one may share its clock tick with a file made
-    after the listing). A segment made later still stops the reader."""
+def _count_listings(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How often readers list a journal directory from now on (``[count]``)."""
     from auditjournal.journal import reader as reader_module
 
-    data, _ = chained([row(1), row(2)])
-    write_segment(jdir, 1, data)
-    old = time.time() - 60
-    os.utime(jdir, (old, old))
     listings = [0]
     real = reader_module.journal_segments
 
@@ -1464,6 +1455,21 @@ def test_a_live_reader_lists_the_directory_again_only_when_it_changed(
         return real(directory)
 
     monkeypatch.setattr(reader_module, "journal_segments", counted)
+    return listings
+
+
+def test_a_live_reader_lists_the_directory_again_only_when_it_changed(
+    jdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At the live end a reader looks for a later segment holding data (entries missing)
+    at every poll; it lists the directory only when its mtime moved since a listing that
+    found none (an old enough mtime: a newer one may share its clock tick with a file made
+    after the listing). A segment made later still stops the reader."""
+    data, _ = chained([row(1), row(2)])
+    write_segment(jdir, 1, data)
+    old = time.time() - 60
+    os.utime(jdir, (old, old))
+    listings = _count_listings(monkeypatch)
     reader = JournalReader(jdir, RUN)
     try:
         assert [e.seq for e in reader.poll()] == [1, 2]
@@ -1481,20 +1487,11 @@ def test_a_live_reader_lists_the_directory_again_only_when_it_changed(
 def test_a_fresh_directory_mtime_is_not_trusted(
     jdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from auditjournal.journal import reader as reader_module
-
     data, _ = chained([row(1)])
     write_segment(jdir, 1, data)
     now = time.time()
     os.utime(jdir, (now, now))  # as new as the listings: a file could share its tick
-    listings = [0]
-    real = reader_module.journal_segments
-
-    def counted(directory: Path) -> list[tuple[int, Path]]:
-        listings[0] += 1
-        return real(directory)
-
-    monkeypatch.setattr(reader_module, "journal_segments", counted)
+    listings = _count_listings(monkeypatch)
     reader = JournalReader(jdir, RUN)
     try:
         reader.poll()

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -281,6 +282,29 @@ def test_the_projector_process_collects_garbage_less_often() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def _spec_of_a_recorded_run(tmp_path: Path, database: Path) -> Any:
+    """A finished run of 20 rows and what a projector process needs to project it (its
+    export, and SQL tables in ``database``): for tests of the child's loop in this process."""
+    from auditjournal.projection.child import ProjectorSpec
+
+    with AuditStore.open(tmp_path / "audit") as store:
+        with store.start_run(run_id="r", export=None, sql=False) as run:
+            record_rows(run, 20)
+        prefix = store.export_prefix("r", SETTINGS)
+    return ProjectorSpec(
+        cwd=os.getcwd(),
+        root=str(tmp_path / "audit"),
+        run_id="r",
+        segment_bytes=store.segment_bytes,
+        max_payload_bytes=store.payloads.max_payload_bytes,
+        ledger_key=None,
+        idle_look=0.01,
+        export=SETTINGS,
+        export_prefix=str(prefix),
+        database_url=f"sqlite:///{database}",
+    )
+
+
 def test_the_projector_says_ready_before_it_opens_the_sql_tables(tmp_path: Path) -> None:
     """The recorder waits for the export's lock only: the child says "ready" and then
     opens the SQL tables (most of the start with the defaults). Tables it cannot open
@@ -292,24 +316,9 @@ def test_the_projector_says_ready_before_it_opens_the_sql_tables(tmp_path: Path)
     from multiprocessing.connection import Connection
 
     from auditjournal.projection import child
-    from auditjournal.projection.child import PROGRESS_BYTES, ProjectorSpec
+    from auditjournal.projection.child import PROGRESS_BYTES
 
-    with AuditStore.open(tmp_path / "audit") as store:
-        with store.start_run(run_id="r", export=None, sql=False) as run:
-            record_rows(run, 20)
-        prefix = store.export_prefix("r", SETTINGS)
-    spec = ProjectorSpec(
-        cwd=os.getcwd(),
-        root=str(tmp_path / "audit"),
-        run_id="r",
-        segment_bytes=store.segment_bytes,
-        max_payload_bytes=store.payloads.max_payload_bytes,
-        ledger_key=None,
-        idle_look=0.01,
-        export=SETTINGS,
-        export_prefix=str(prefix),
-        database_url=f"sqlite:///{tmp_path / 'no such directory' / 'landscape.db'}",
-    )
+    spec = _spec_of_a_recorded_run(tmp_path, tmp_path / "no such directory" / "landscape.db")
     wake_r, wake_w = os.pipe()
     os.close(wake_w)
     events_r, events_w = os.pipe()
@@ -345,24 +354,9 @@ def test_beside_the_export_the_sql_tables_take_in_bigger_batches(
     from multiprocessing.connection import Connection
 
     from auditjournal.projection import child
-    from auditjournal.projection.child import PROGRESS_BYTES, ProjectorSpec, Slot
+    from auditjournal.projection.child import PROGRESS_BYTES, Slot
 
-    with AuditStore.open(tmp_path / "audit") as store:
-        with store.start_run(run_id="r", export=None, sql=False) as run:
-            record_rows(run, 20)
-        prefix = store.export_prefix("r", SETTINGS)
-    spec = ProjectorSpec(
-        cwd=os.getcwd(),
-        root=str(tmp_path / "audit"),
-        run_id="r",
-        segment_bytes=store.segment_bytes,
-        max_payload_bytes=store.payloads.max_payload_bytes,
-        ledger_key=None,
-        idle_look=0.01,
-        export=SETTINGS,
-        export_prefix=str(prefix),
-        database_url=f"sqlite:///{tmp_path / 'landscape.db'}",
-    )
+    spec = _spec_of_a_recorded_run(tmp_path, tmp_path / "landscape.db")
     events_r, events_w = os.pipe()
     shared = memoryview(bytearray(PROGRESS_BYTES)).cast("q")
     shared[Slot.SQL_TARGET] = -1

@@ -453,6 +453,21 @@ def _damage(directory: Path, digest_hex: str, where: str) -> None:
             return
 
 
+def stored_payloads(
+    tmp_path_factory: pytest.TempPathFactory, values: list[int], damaged: str | None
+) -> tuple[Path, list[str]]:
+    """A payload store holding two padded objects and ``values`` (their refs), the
+    middle one ``damaged`` (see :func:`_damage`) unless None."""
+    directory = tmp_path_factory.mktemp("payloads")
+    store = PayloadStore(directory)
+    refs = [store.put({"pad": "p" * (v % 300)}) for v in values[:2]]
+    refs += [store.put(v) for v in values]
+    store.close()
+    if damaged is not None:
+        _damage(directory, refs[len(refs) // 2], damaged)
+    return directory, refs
+
+
 def _outcome_of(get: Any, ref: Any) -> Any:
     try:
         return get(ref)
@@ -477,13 +492,7 @@ def test_the_compiled_window_read_gives_what_the_python_read_gives(
     damaged: str | None,
     odd: Any,
 ) -> None:
-    directory = tmp_path_factory.mktemp("payloads")
-    store = PayloadStore(directory)
-    refs = [store.put({"pad": "p" * (v % 300)}) for v in values[:2]]
-    refs += [store.put(v) for v in values]
-    store.close()
-    if damaged is not None:
-        _damage(directory, refs[len(refs) // 2], damaged)
+    directory, refs = stored_payloads(tmp_path_factory, values, damaged)
     wanted = [refs[i % len(refs)] for i in asks] + [odd, refs[0]]
     results = []
     for compiled in (None, window_read):

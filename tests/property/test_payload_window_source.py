@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_export_hotpath_identity import _damage
+from test_export_hotpath_identity import _damage, stored_payloads
 from test_hotpath_identity import _build_compiled
 
 from auditjournal.errors import PayloadIntegrityError
@@ -112,13 +112,7 @@ def test_records_read_through_the_window_are_the_records_read_through_get(
     damaged: str | None,
     odd: str | None,
 ) -> None:
-    directory = tmp_path_factory.mktemp("payloads")
-    store = PayloadStore(directory)
-    refs = [store.put({"pad": "p" * (v % 300)}) for v in values[:2]]
-    refs += [store.put(v) for v in values]
-    store.close()
-    if damaged is not None:
-        _damage(directory, refs[len(refs) // 2], damaged)
+    directory, refs = stored_payloads(tmp_path_factory, values, damaged)
     wanted = [refs[i % len(refs)] for i in asks] + ([] if odd is None else [odd])
     events = _events(wanted)
     loop, lookup = compiled
@@ -169,3 +163,30 @@ def test_the_window_source_is_none_before_a_window_is_read(tmp_path: Path) -> No
             assert source[-1] == store._window[2]  # type: ignore[index]
     finally:
         store.close()
+
+
+def test_without_the_compiled_read_the_loop_gets_no_window_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A source that is always None would cost a Python call per payload for nothing."""
+    from auditjournal import ExportSettings
+    from auditjournal.export.projector import ExportProjector
+
+    with_read = store_module._lookup is not None
+    for lookup in {None} if not with_read else {None, store_module._lookup}:
+        monkeypatch.setattr(store_module, "_lookup", lookup)
+        store = PayloadStore(tmp_path / "payloads")
+        projector = ExportProjector(
+            journal_dir=tmp_path / "journal",
+            run_id="r",
+            payloads=store,
+            settings=ExportSettings(),
+            prefix=tmp_path / f"export-{lookup is None}" / "audit_trail",
+            checkpoint=False,
+        )
+        try:
+            windowed = isinstance(projector.maker._c_get, tuple)
+            assert windowed == (lookup is not None)
+        finally:
+            projector.close()
+            store.close()

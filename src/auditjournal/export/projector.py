@@ -149,7 +149,8 @@ class ExportProjector:
         if not settings.include_payloads:
             get = None
         # what is not in this process's memory is read from the store's window
-        window = None if live and payloads.keeps_recent else payloads.window_source
+        memory = live and payloads.keeps_recent
+        window = payloads.window_source if payloads.window_reads and not memory else None
         self._maker = RecordMaker(run_id, get, window)
         self._writer = ChunkWriter(
             prefix,

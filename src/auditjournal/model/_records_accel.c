@@ -327,9 +327,10 @@ w_strings(Buf *b, PyObject *t)
 
 /* where payloads come from: get(ref), and the window source when there is one */
 typedef struct {
-    PyObject *get;       /* borrowed: ref -> bytes */
-    PyObject *source_fn; /* borrowed: () -> a window source or None; NULL: none */
-    PyObject *source;    /* the window source taken last (NULL: take one) */
+    PyObject *get;          /* borrowed: ref -> bytes */
+    PyObject *source_fn;    /* borrowed: () -> a window source or None; NULL: none */
+    PyObject *source;       /* the window source taken last (NULL: take one) */
+    payload_window_fn read; /* its read (NULL: it holds none, as None) */
 } Payloads;
 
 /* a payload inlined: get(ref)'s bytes as they are (Raw), or null without a ref; read
@@ -343,20 +344,23 @@ w_payload(Buf *b, Payloads *p, PyObject *ref)
     }
     if (p->source_fn != NULL && PyUnicode_CheckExact(ref) && PyUnicode_IS_ASCII(ref)) {
         if (p->source == NULL) {
-            p->source = PyObject_CallNoArgs(p->source_fn);
-            if (p->source == NULL) {
+            PyObject *s = PyObject_CallNoArgs(p->source_fn);
+            if (s == NULL) {
                 return ERR;
             }
+            p->source = s;
+            p->read = NULL;
+            if (PyTuple_CheckExact(s) && PyTuple_GET_SIZE(s) == 7
+                && PyCapsule_IsValid(PyTuple_GET_ITEM(s, 0), PAYLOAD_WINDOW_CAPSULE)) {
+                p->read = (payload_window_fn)PyCapsule_GetPointer(PyTuple_GET_ITEM(s, 0),
+                                                                  PAYLOAD_WINDOW_CAPSULE);
+            }
         }
-        PyObject *s = p->source;
-        if (PyTuple_CheckExact(s) && PyTuple_GET_SIZE(s) == 7
-            && PyCapsule_IsValid(PyTuple_GET_ITEM(s, 0), PAYLOAD_WINDOW_CAPSULE)) {
-            payload_window_fn read = (payload_window_fn)PyCapsule_GetPointer(
-                PyTuple_GET_ITEM(s, 0), PAYLOAD_WINDOW_CAPSULE);
+        if (p->read != NULL) {
             const char *data;
             Py_ssize_t size;
-            int rc = read(&PyTuple_GET_ITEM(s, 1), (const char *)PyUnicode_DATA(ref),
-                          PyUnicode_GET_LENGTH(ref), &data, &size);
+            int rc = p->read(&PyTuple_GET_ITEM(p->source, 1), (const char *)PyUnicode_DATA(ref),
+                             PyUnicode_GET_LENGTH(ref), &data, &size);
             if (rc < 0) {
                 return ERR;
             }

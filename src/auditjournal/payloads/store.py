@@ -214,8 +214,8 @@ class PayloadStore:
         fsync (a hand-over to the projector) never waits for another's fsync."""
         with self._io_lock:
             with self._lock:
-                retired = list(self._retired)
-                writers = [*retired, self._writer] if self._writer else retired
+                retired, current = list(self._retired), self._writer
+                writers = [*retired, current] if current else retired
                 self._retired.clear()
                 work = [(w, w.dat.take(), w.idx.take()) for w in writers if w.dat.pending or fsync]
             try:
@@ -225,9 +225,9 @@ class PayloadStore:
                 raise
         if not fsync and not retired:
             return
-        # Only packs retired before the take: one retired since may hold new bytes. A
-        # writer closed meanwhile was retired and made durable by another flush.
-        synced = [w for w, _, _ in work if fsync and w.dat.fd >= 0] + retired
+        # Only packs retired before the take: one retired since may hold new bytes. The
+        # current pack, if closed meanwhile, was retired and made durable by another flush.
+        synced = [*retired, *([current] if fsync and current and current.dat.fd >= 0 else [])]
         with self._sync_lock:
             try:
                 for writer in synced:
@@ -298,9 +298,14 @@ class PayloadStore:
             )
         return data
 
+    @property
+    def window_reads(self) -> bool:
+        """Whether :meth:`window_source` can give a source (the compiled read is built)."""
+        return _lookup is not None
+
     def window_source(self) -> tuple[object, ...] | None:
         """The compiled read of :meth:`get` with the table and window it reads, for the
-        compiled record loop (``_payload_window.h``); None: no window (or build) yet."""
+        compiled record loop (``_payload_window.h``); None: no window yet."""
         window = self._window
         if _lookup is None or window is None:
             return None
