@@ -160,7 +160,7 @@ def test_the_window_source_is_none_before_a_window_is_read(tmp_path: Path) -> No
         source = store.window_source()
         if store_module._lookup is not None:
             assert source is not None and source[0] is store_module._lookup
-            assert source[-1] == store._window[2]  # type: ignore[index]
+            assert source[-1] == store._ahead.window[2]  # type: ignore[index]
     finally:
         store.close()
 

@@ -68,6 +68,7 @@ from .packs import (
     pack_records,
     repair_pack,
 )
+from .readahead import ReadAhead
 
 __all__ = ["DEFAULT_MAX_PAYLOAD_BYTES", "PackRecovery", "PayloadStore"]
 
@@ -83,7 +84,6 @@ except ImportError:  # pragma: no cover - a build without a C compiler or OpenSS
 if os.environ.get(PURE_PYTHON_ENV) or not packindex.layout_is(HEADER_SIZE, 28, 26):
     _in_window = _lookup = None  # (it knows the header size and the index's bit fields)
 DEFAULT_PACK_BYTES: Final = 256 << 20
-_READ_AHEAD: Final = 1 << 20
 DEFAULT_MAX_PAYLOAD_BYTES: Final = 64 << 20
 
 
@@ -128,7 +128,7 @@ class PayloadStore:
         self._writer: _Writer | None = None  # the pack being appended to
         self._retired: list[_Writer] = []  # full packs with bytes still to flush
         self._recent: dict[bytes, bytes] | None = None  # see keep_recent()
-        self._window: tuple[int, int, bytes] | None = None  # see _read_ahead()
+        self._ahead = ReadAhead(self._read_some)  # the window get() reads through
         self._recent_bytes = 0
         self._recent_cap = 0
         self._closed = False
@@ -256,7 +256,7 @@ class PayloadStore:
         self._sync_lock = threading.Lock()
         self._writer = None
         self._retired = []
-        self._window = None
+        self._ahead.clear()
         self._closed = True  # close() must not touch the owner's packs
 
     def close(self) -> None:
@@ -279,7 +279,7 @@ class PayloadStore:
 
     def get(self, ref: str) -> bytes:
         """The payload's canonical JSON bytes, re-hashed against ``ref`` before returning."""
-        window = self._window
+        window = self._ahead.window
         if _in_window is not None and window is not None:
             data = _in_window(ref, *self._table.columns(), *window)
             if data is not None:  # else the Python path decides (it checks all again)
@@ -306,7 +306,7 @@ class PayloadStore:
     def window_source(self) -> tuple[object, ...] | None:
         """The compiled read of :meth:`get` with the table and window it reads, for the
         compiled record loop (``_payload_window.h``); None: no window yet."""
-        window = self._window
+        window = self._ahead.window
         if _lookup is None or window is None:
             return None
         return (_lookup, *self._table.columns(), *window)
@@ -418,7 +418,7 @@ class PayloadStore:
         number, offset, size = location
         if offset < HEADER_SIZE:
             return None
-        buf, at = self._read_ahead(number, offset - HEADER_SIZE, HEADER_SIZE + size)
+        buf, at = self._ahead.read(number, offset - HEADER_SIZE, HEADER_SIZE + size)
         if buf[at + 4 : at + 36] != digest:  # the record header's digest
             return None
         data = buf[at + HEADER_SIZE : at + HEADER_SIZE + size]
@@ -447,24 +447,6 @@ class PayloadStore:
     def _read_some(self, number: int, offset: int, size: int) -> bytes:
         """Up to ``size`` bytes (fewer at the end of the pack)."""
         return os.pread(self._read_fd(number), size, offset)
-
-    def _read_ahead(self, number: int, offset: int, size: int) -> tuple[bytes, int]:
-        """Like :meth:`_read_some`, from a window of the pack read ahead in one ``pread``:
-        ``(buffer, index)``, the bytes being ``buffer[index : index + size]`` (fewer at the
-        end of the pack), so the caller slices out only what it needs.
-
-        Replays ask for a run's payloads in about the order they were written,
-        so most requests land in the window: one syscall per ~1 MiB instead of
-        one per payload. Written pack bytes never change, so a window stays true.
-        """
-        window = self._window
-        if window is not None and window[0] == number:
-            start = offset - window[1]
-            if start >= 0 and start + size <= len(window[2]):
-                return window[2], start
-        data = self._read_some(number, offset, max(size, _READ_AHEAD))
-        self._window = (number, offset, data)
-        return data, 0
 
     def _read_fd(self, number: int) -> int:
         fd = self._read_fds.get(number)
