@@ -61,10 +61,10 @@ from .projector import ExportPaths, ExportProjector, SealResult
 __all__ = ["RECORDED", "replay_export", "replay_settings"]
 
 _PARALLEL_BYTES: Final = 16 << 20  # smaller journals are replayed in this process
-_RANGE_BYTES: Final = 512 << 10  # of journal per worker task (~1.4 MB of export with payloads)
+_RANGE_BYTES: Final = 1 << 20  # of journal per worker task (~2.3 MB of export, reference)
 _MAX_WORKERS: Final = 4
 _POLL: Final = 4096
-_SLOT_BYTES: Final = 4 << 20  # of shared memory per task in flight (~3x a range's records)
+_SLOT_BYTES: Final = 4 << 20  # of shared memory per task in flight (~1.7x a range's records)
 
 
 @dataclass
