@@ -211,11 +211,14 @@ def measure_lag(
     store_kwargs: dict[str, Any],
     projection: str = "process",
     wl: Any = workload,
+    sql: bool = False,
 ) -> LagSample:
     """One recording at full speed with a follower process timing each sampled row record.
     ``projection``: where the library's live export runs ("process": the default projector
     process; "thread"); ``out_of_process``: no live export, a separate projector child;
-    ``wl``: the workload module, ``workload`` or ``workload_small`` (``plans`` are its)."""
+    ``wl``: the workload module, ``workload`` or ``workload_small`` (``plans`` are its);
+    ``sql``: the SQL tables kept current too (the library's defaults: export and SQL in
+    the projector process)."""
     root = Path(tempfile.mkdtemp(prefix="lag-", dir=workdir)) / "store"
     store = AuditStore.open(root, durability="batch", projection=projection, **store_kwargs)
     settings = ExportSettings()
@@ -235,7 +238,7 @@ def measure_lag(
             run_id=RUN_ID,
             config=config,
             export=None if out_of_process else settings,
-            sql=False,
+            sql=sql and not out_of_process,
         )
         stamped = _Stamped(run, every)
         driven = wl.drive(cast(workload.Recorder, stamped), plans)

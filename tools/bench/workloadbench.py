@@ -16,7 +16,9 @@ reference workload (``workload.py``, SPEC §8), measured the same way, in the sa
   single-core SHA-256), and **live export** (a recording of ``--lag-rows`` rows at full
   speed with the library's live export, ``start_run(config=..., export=ExportSettings(),
   sql=False)``, while a follower process times each sampled row's record: lag p50/p99 and
-  the recording's events/s; ``exportmeasure.measure_lag``).
+  the recording's events/s; ``exportmeasure.measure_lag``), and the same with the
+  library's defaults (``start_run(config=..., export=ExportSettings())``: export and SQL
+  tables in the projector process; ``defaults_lag_*``): the lag at the defaults' rate.
 
 Medians and spread (min..max) over the rounds; the load average at start and end.
 Targets (issue 13): replay on the small workload >= 250,000 records/s, on the reference
@@ -122,10 +124,24 @@ def run_workload_figures(args: argparse.Namespace, *, make_workdir: Any) -> int:
                 got.setdefault("live_lag_p50_ms", []).append(lag.p50_ms)
                 got.setdefault("live_lag_p99_ms", []).append(lag.p99_ms)
                 got.setdefault("live_recording_events_s", []).append(lag.events_per_s)
+                both = measure_lag(  # the library's defaults: export and SQL tables
+                    list(wl.iter_plans(args.lag_rows, args.seed + 7)),
+                    workdir=work,
+                    seed=args.seed,
+                    every=args.lag_every,
+                    out_of_process=False,
+                    store_kwargs={},
+                    wl=wl,
+                    sql=True,
+                )
+                got.setdefault("defaults_lag_p50_ms", []).append(both.p50_ms)
+                got.setdefault("defaults_lag_p99_ms", []).append(both.p99_ms)
+                got.setdefault("defaults_recording_events_s", []).append(both.events_per_s)
                 print(
                     f"round {r + 1}/{args.repeats} {wl.NAME}: replay {rep.mb_s:.0f} MB/s "
                     f"{rep.record_count / rep.seconds:,.0f} records/s, verify {ver.mb_s:.0f} MB/s, "
-                    f"live lag p99 {lag.p99_ms:.1f} ms at {lag.events_per_s:,.0f} events/s",
+                    f"live lag p99 {lag.p99_ms:.1f} ms at {lag.events_per_s:,.0f} events/s, "
+                    f"with SQL tables {both.p99_ms:.1f} ms at {both.events_per_s:,.0f} events/s",
                     file=sys.stderr,
                     flush=True,
                 )
