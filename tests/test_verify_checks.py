@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -650,6 +651,18 @@ def test_with_the_journal_an_untouched_export_is_valid(export: Export) -> None:
         f"journal of run {export.run_id}",
         f"payloads of run {export.run_id}",
     ]
+
+
+def test_verifying_with_the_journal_leaves_nothing_in_the_temp_dir(
+    export: Export, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fresh projection's state directory (lock, checkpoint) is made beside its
+    export directory: it must be inside the temporary directory, not beside it."""
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    assert export.verify(journal=True).ok
+    assert list(temp.iterdir()) == []
 
 
 def test_a_manifest_other_than_the_sealed_one(export: Export) -> None:

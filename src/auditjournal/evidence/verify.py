@@ -368,12 +368,15 @@ def _check_against_journal(
     )
     try:
         with tempfile.TemporaryDirectory(prefix="auditjournal-verify-") as tmp:
+            # one level down: the projection's state directory (lock, checkpoint) goes
+            # beside its export directory, so inside the temporary one, removed with it
+            fresh_prefix = Path(tmp) / "export" / prefix_name
             result = replay_export(
                 journal_dir=run_journal,
                 run_id=manifest.run_id,
                 payloads=payloads,
                 settings=settings,
-                prefix=Path(tmp) / prefix_name,
+                prefix=fresh_prefix,
             )
             if result is None:
                 where = run_journal.where()
@@ -381,7 +384,7 @@ def _check_against_journal(
                     FileCheck(name, False, f"{where}: the journal has no run_completed event"),
                     payload_check,
                 ]
-            fresh = msgspec.json.decode(ExportPaths(Path(tmp) / prefix_name).manifest.read_bytes())
+            fresh = msgspec.json.decode(ExportPaths(fresh_prefix).manifest.read_bytes())
             if progress is not None:
                 progress(size)
     except AuditJournalError as exc:
