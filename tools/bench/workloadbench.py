@@ -112,31 +112,23 @@ def run_workload_figures(args: argparse.Namespace, *, make_workdir: Any) -> int:
                 got.setdefault("replay_peak_rss_mb", []).append(rep.peak_rss_mb)
                 got.setdefault("verify_mb_s", []).append(ver.mb_s)
                 got.setdefault("verify_pct_sha", []).append(100 * ver.mb_s / shas[-1])
-                lag = measure_lag(
-                    list(wl.iter_plans(args.lag_rows, args.seed + 7)),
-                    workdir=work,
-                    seed=args.seed,
-                    every=args.lag_every,
-                    out_of_process=False,
-                    store_kwargs={},
-                    wl=wl,
-                )
-                got.setdefault("live_lag_p50_ms", []).append(lag.p50_ms)
-                got.setdefault("live_lag_p99_ms", []).append(lag.p99_ms)
-                got.setdefault("live_recording_events_s", []).append(lag.events_per_s)
-                both = measure_lag(  # the library's defaults: export and SQL tables
-                    list(wl.iter_plans(args.lag_rows, args.seed + 7)),
-                    workdir=work,
-                    seed=args.seed,
-                    every=args.lag_every,
-                    out_of_process=False,
-                    store_kwargs={},
-                    wl=wl,
-                    sql=True,
-                )
-                got.setdefault("defaults_lag_p50_ms", []).append(both.p50_ms)
-                got.setdefault("defaults_lag_p99_ms", []).append(both.p99_ms)
-                got.setdefault("defaults_recording_events_s", []).append(both.events_per_s)
+                lags = {}
+                for kind, sql in (("live", False), ("defaults", True)):  # defaults: + SQL
+                    lag = measure_lag(
+                        list(wl.iter_plans(args.lag_rows, args.seed + 7)),
+                        workdir=work,
+                        seed=args.seed,
+                        every=args.lag_every,
+                        out_of_process=False,
+                        store_kwargs={},
+                        wl=wl,
+                        sql=sql,
+                    )
+                    got.setdefault(f"{kind}_lag_p50_ms", []).append(lag.p50_ms)
+                    got.setdefault(f"{kind}_lag_p99_ms", []).append(lag.p99_ms)
+                    got.setdefault(f"{kind}_recording_events_s", []).append(lag.events_per_s)
+                    lags[kind] = lag
+                lag, both = lags["live"], lags["defaults"]
                 print(
                     f"round {r + 1}/{args.repeats} {wl.NAME}: replay {rep.mb_s:.0f} MB/s "
                     f"{rep.record_count / rep.seconds:,.0f} records/s, verify {ver.mb_s:.0f} MB/s, "
