@@ -420,3 +420,51 @@ def test_the_recorder_wakes_the_projector_for_its_sql_tables_only_without_an_exp
     assert handle.needs_wake()
     idle[0] = False
     assert not handle.needs_wake()
+
+
+def test_beside_the_export_sqlite_checkpoints_on_a_thread(tmp_path: Path) -> None:
+    """A commit that checkpoints the SQLite log would hold the export back: beside a live
+    export the child's tables commit without checkpoints and a thread makes them (after
+    a commit that moved them); without an export, or with a URL it cannot open by path,
+    SQLite keeps its own."""
+    import time
+    from multiprocessing.connection import Connection
+
+    import msgspec
+    import sqlalchemy as sa
+
+    from auditjournal.projection import child
+    from auditjournal.projection.child import PROGRESS_BYTES, Slot
+
+    spec = _spec_of_a_recorded_run(tmp_path, tmp_path / "landscape.db")
+    events_r, events_w = os.pipe()
+    shared = memoryview(bytearray(PROGRESS_BYTES)).cast("q")
+    shared[Slot.SQL_TARGET] = -1
+    events = Connection(events_w, readable=False)
+    part = child._Child(spec, shared, events)
+    try:
+        part.open_sql()
+        assert part.sql is not None and part.database is not None
+        checkpointer = part.checkpointer
+        assert checkpointer is not None
+        with part.database.engine.connect() as conn:
+            assert conn.execute(sa.text("PRAGMA wal_autocheckpoint")).scalar_one() == 0
+        assert part.step()
+        deadline = time.monotonic() + 10
+        while not checkpointer.checkpoints and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert checkpointer.checkpoints > 0 and checkpointer.error is None
+    finally:
+        part.close()
+    for changed in (
+        {"export": None},
+        {"database_url": f"sqlite:///{tmp_path / 'other.db'}?timeout=20"},
+    ):
+        other = child._Child(msgspec.structs.replace(spec, **changed), shared, events)
+        try:
+            other.open_sql()
+            assert other.sql is not None and other.checkpointer is None
+        finally:
+            other.close()
+    events.close()
+    os.close(events_r)

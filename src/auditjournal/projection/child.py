@@ -29,6 +29,7 @@ from ..payloads.store import PayloadStore
 from ..proofs.pgledger import open_ledger
 from ..sql.projector import SqlProjector
 from ..sql.schema import SqlDatabase
+from ..sql.walcheckpoint import WalCheckpointer
 from .shared import shared_journal
 
 __all__ = [
@@ -96,6 +97,7 @@ class _Child:
         self.export: ExportProjector | None = None
         self.sql: SqlProjector | None = None
         self.database: SqlDatabase | None = None
+        self.checkpointer: WalCheckpointer | None = None  # SQLite: the log's, off this thread
         self._sql_due = 0.0  # (monotonic) when the SQL tables step again at the latest
         if spec.export is not None:
             key = None if spec.ledger_key is None else Path(spec.ledger_key)
@@ -119,6 +121,9 @@ class _Child:
             return
         try:
             self.database = SqlDatabase(url)
+            if self.export is not None and _in_a_file(self.database):
+                # beside a live export: a commit that checkpoints would hold it back
+                self.checkpointer = WalCheckpointer(self.database.engine)
             self.sql = SqlProjector(
                 database=self.database, journal_dir=self.journal, run_id=self.spec.run_id
             )
@@ -194,6 +199,8 @@ class _Child:
             self._end_sql(("sql_failed", _portable(exc)))
             return False
         self._sql_due = time.monotonic() + SQL_EVERY_SECONDS
+        if moved and self.checkpointer is not None:
+            self.checkpointer.poke()
         self.shared[Slot.SQL_DONE] = sql.applied_seq
         target = self.shared[Slot.SQL_TARGET]
         if target >= 0 and sql.applied_seq >= target:
@@ -222,11 +229,22 @@ class _Child:
         return self.export is not None or self.sql is not None
 
     def close(self) -> None:
-        for part in (self.export, self.sql, self.database):
+        for part in (self.export, self.sql, self.checkpointer, self.database):
             if part is not None:
                 with contextlib.suppress(Exception):
                     part.close()
         self.payloads.close()
+
+
+def _in_a_file(database: SqlDatabase) -> bool:
+    """A SQLite database in a plain file (a URL with options, e.g. a ``file:`` URI, keeps
+    SQLite's own checkpoints: the checkpointer opens the file by its path)."""
+    url = database.engine.url
+    return (
+        url.get_backend_name() == "sqlite"
+        and url.database not in (None, "", ":memory:")
+        and not url.query
+    )
 
 
 def _portable(exc: BaseException) -> BaseException:
