@@ -7,6 +7,7 @@ table has to grow on the way."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -20,11 +21,17 @@ from auditjournal.payloads.packs import ENTRY
 
 
 @pytest.fixture(scope="module")
-def compiled(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    if packindex._insert_entries is not None:
-        return packindex._insert_entries
+def window_accel(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The compiled loops: the built module, else one built here (once for both)."""
+    if packindex._insert_entries is not None and packindex._rehash is not None:
+        return SimpleNamespace(insert_entries=packindex._insert_entries, rehash=packindex._rehash)
     where = tmp_path_factory.mktemp("window_accel")
-    return _build_compiled(where, packindex, "_window_accel", libraries=["crypto"]).insert_entries
+    return _build_compiled(where, packindex, "_window_accel", libraries=["crypto"])
+
+
+@pytest.fixture(scope="module")
+def compiled(window_accel: Any) -> Any:
+    return window_accel.insert_entries
 
 
 _prefixes = st.sampled_from([b"\0\0\0\0", b"\1\0\0\0", b"abcd", b"abce", b"\xff\xff\xff\xff"])
@@ -106,11 +113,8 @@ def test_a_store_loads_another_writers_index_with_the_compiled_loop(
 
 
 @pytest.fixture(scope="module")
-def compiled_rehash(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    if packindex._rehash is not None:
-        return packindex._rehash
-    where = tmp_path_factory.mktemp("window_accel_rehash")
-    return _build_compiled(where, packindex, "_window_accel", libraries=["crypto"]).rehash
+def compiled_rehash(window_accel: Any) -> Any:
+    return window_accel.rehash
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -149,8 +149,7 @@ class ExportProjector:
         if not settings.include_payloads:
             get = None
         # what is not in this process's memory is read from the store's window
-        memory = live and payloads.keeps_recent
-        window = payloads.window_source if payloads.window_reads and not memory else None
+        window = None if live and payloads.keeps_recent else payloads.window_sources
         self._maker = RecordMaker(run_id, get, window)
         self._writer = ChunkWriter(
             prefix,

@@ -426,7 +426,7 @@ def _project_range(
     maker = RecordMaker(
         run_id,
         _worker_payloads.get if include_payloads else None,
-        _worker_payloads.window_source if _worker_payloads.window_reads else None,
+        _worker_payloads.window_sources,
     )
     seqs: list[int] = []
     records: list[bytes] = []  # (the Python loop's)

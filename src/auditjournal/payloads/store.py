@@ -299,9 +299,10 @@ class PayloadStore:
         return data
 
     @property
-    def window_reads(self) -> bool:
-        """Whether :meth:`window_source` can give a source (the compiled read is built)."""
-        return _lookup is not None
+    def window_sources(self) -> Callable[[], tuple[object, ...] | None] | None:
+        """:meth:`window_source` for the compiled record loop, or None where the compiled
+        read is not built (a source that is always None would cost a call per payload)."""
+        return self.window_source if _lookup is not None else None
 
     def window_source(self) -> tuple[object, ...] | None:
         """The compiled read of :meth:`get` with the table and window it reads, for the

@@ -29,7 +29,7 @@ from ..payloads.store import PayloadStore
 from ..proofs.pgledger import open_ledger
 from ..sql.projector import SqlProjector
 from ..sql.schema import SqlDatabase
-from ..sql.walcheckpoint import WalCheckpointer
+from ..sql.walcheckpoint import WalCheckpointer, file_of
 from .shared import shared_journal
 
 __all__ = [
@@ -121,7 +121,7 @@ class _Child:
             return
         try:
             self.database = SqlDatabase(url)
-            if self.export is not None and _in_a_file(self.database):
+            if self.export is not None and file_of(self.database.engine) is not None:
                 # beside a live export: a commit that checkpoints would hold it back
                 self.checkpointer = WalCheckpointer(self.database.engine)
             self.sql = SqlProjector(
@@ -234,17 +234,6 @@ class _Child:
                 with contextlib.suppress(Exception):
                     part.close()
         self.payloads.close()
-
-
-def _in_a_file(database: SqlDatabase) -> bool:
-    """A SQLite database in a plain file (a URL with options, e.g. a ``file:`` URI, keeps
-    SQLite's own checkpoints: the checkpointer opens the file by its path)."""
-    url = database.engine.url
-    return (
-        url.get_backend_name() == "sqlite"
-        and url.database not in (None, "", ":memory:")
-        and not url.query
-    )
 
 
 def _portable(exc: BaseException) -> BaseException:

@@ -31,13 +31,23 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 
-__all__ = ["EVERY", "LOG_LIMIT", "WalCheckpointer"]
+__all__ = ["EVERY", "LOG_LIMIT", "WalCheckpointer", "file_of"]
 
 _log = logging.getLogger(__name__)  # under the "auditjournal" logger
 
 EVERY: Final = 0.25  # seconds between checkpoints at most (a log of ~1-5 MB at full speed)
 LOG_LIMIT: Final = 64 << 20  # bytes of log past which the thread empties it (TRUNCATE)
 _JOIN_TIMEOUT: Final = 30.0  # seconds close() waits for a checkpoint under way
+
+
+def file_of(engine: sa.Engine) -> str | None:
+    """The path of ``engine``'s SQLite database if it is a plain file, else None (a
+    URL with options, e.g. a ``file:`` URI, keeps SQLite's own checkpoints: the thread
+    opens the database by its path)."""
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or url.query:
+        return None
+    return None if url.database in (None, "", ":memory:") else url.database
 
 
 def _no_autocheckpoint(dbapi_connection: Any, _record: Any) -> None:
@@ -52,8 +62,8 @@ class WalCheckpointer:
     def __init__(
         self, engine: sa.Engine, *, every: float = EVERY, log_limit: int = LOG_LIMIT
     ) -> None:
-        database = engine.url.database
-        if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        database = file_of(engine)
+        if database is None:
             raise ValueError("a WalCheckpointer needs a SQLite database in a file")
         self._engine = engine
         self._path = database
