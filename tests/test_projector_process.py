@@ -468,3 +468,39 @@ def test_beside_the_export_sqlite_checkpoints_on_a_thread(tmp_path: Path) -> Non
             other.close()
     events.close()
     os.close(events_r)
+
+
+def test_an_orphaned_projector_brings_the_sql_tables_to_the_journals_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Beside a live export the tables wait for a batch; once the recorder is gone (its
+    wake pipe at end of file) the child exits after a step that takes in nothing, so
+    the tables must step then whatever their batch: else they stay behind the journal."""
+    from multiprocessing.connection import Connection
+
+    from auditjournal.projection import child
+    from auditjournal.projection.child import PROGRESS_BYTES, Slot
+
+    spec = _spec_of_a_recorded_run(tmp_path, tmp_path / "landscape.db")
+    events_r, events_w = os.pipe()
+    shared = memoryview(bytearray(PROGRESS_BYTES)).cast("q")
+    shared[Slot.SQL_TARGET] = -1
+    events = Connection(events_w, readable=False)
+    clock = [1000.0]
+    monkeypatch.setattr(child.time, "monotonic", lambda: clock[0])
+    part = child._Child(spec, shared, events)
+    try:
+        part.open_sql()
+        assert part.sql is not None
+        assert part.step()
+        part.export = following = object()  # type: ignore[assignment]
+        shared[Slot.EXPORT_DONE] = part.sql.applied_seq + 10  # a few events, not due
+        assert not part._sql_now()
+        part.orphaned = True
+        assert part._sql_now()
+        del following
+    finally:
+        part.export = None
+        part.close()
+        events.close()
+        os.close(events_r)

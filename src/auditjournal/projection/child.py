@@ -99,6 +99,7 @@ class _Child:
         self.database: SqlDatabase | None = None
         self.checkpointer: WalCheckpointer | None = None  # SQLite: the log's, off this thread
         self._sql_due = 0.0  # (monotonic) when the SQL tables step again at the latest
+        self.orphaned = False  # the recorder is gone: take in what it appended, then exit
         if spec.export is not None:
             key = None if spec.ledger_key is None else Path(spec.ledger_key)
             self.export = ExportProjector(
@@ -152,12 +153,14 @@ class _Child:
 
     def _sql_now(self) -> bool:
         """Whether the SQL tables step now (see SQL_EVERY_EVENTS): always without a live
-        export, when the recorder waits (for them or for the export), or at the end."""
+        export, when the recorder waits (for them or for the export), or at the end (the
+        run's, or the recorder's: an orphan exits once a step takes in nothing)."""
         sql = self.sql
         assert sql is not None
         shared = self.shared
         return (
             self.export is None
+            or self.orphaned
             or shared[Slot.SQL_TARGET] >= 0
             or shared[Slot.WAITING] != 0
             or shared[Slot.EXPORT_DONE] - sql.applied_seq >= SQL_EVERY_EVENTS
@@ -285,18 +288,17 @@ def _serve(spec: ProjectorSpec, wake_fd: int, events: Connection, shared: Any) -
     child.send(("ready",))  # the export holds its lock: the run may start
     child.open_sql()  # meanwhile (~35 ms on SQLite, most of the start with the defaults)
     _collect_less()
-    orphaned = False
     try:
         while child.running():
             if child.step():
                 continue
-            if orphaned:
+            if child.orphaned:
                 break  # the recorder is gone and everything it appended is taken in
             shared[Slot.IDLE] = 1
             readable, _, _ = select.select([wake_fd], [], [], child.idle_for(spec.idle_look))
             shared[Slot.IDLE] = 0
             if readable and not os.read(wake_fd, 4096):
-                orphaned = True  # end of file: look once more, then exit
+                child.orphaned = True  # end of file: look once more, then exit
     finally:
         child.close()
         child.send(("cpu", time.process_time()))  # for the recorder's figures (the bench)
