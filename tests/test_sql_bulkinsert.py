@@ -70,7 +70,8 @@ def test_bulk_inserts_leave_the_rows_sqlalchemy_leaves(
         store.close()
 
 
-_chars = st.characters(blacklist_characters="\x00")  # PostgreSQL text holds no NUL
+# PostgreSQL text holds no NUL; no journal holds a lone surrogate (UTF-8 cannot carry one)
+_chars = st.characters(exclude_categories=("Cs",), exclude_characters="\x00")
 _text = st.text(_chars, min_size=1, max_size=8)
 _texts = st.one_of(st.none(), st.text(_chars, max_size=12))
 _times = st.one_of(

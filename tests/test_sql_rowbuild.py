@@ -24,7 +24,9 @@ from auditjournal.sql.schema import node_states
 
 _DIALECTS = {"sqlite": sqlite.dialect(), "postgresql": postgresql.psycopg.dialect()}
 _ZONES = st.sampled_from([None, dt.UTC, dt.timezone(dt.timedelta(hours=5, minutes=30))])
-_TEXT = st.text(st.characters(blacklist_characters="\x00"), max_size=6)
+# no NUL (PostgreSQL text holds none) and no lone surrogate (no journal holds one: the
+# recorder refuses them, UTF-8 cannot carry them)
+_TEXT = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=6)
 _JSON = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**40), 2**40) | _TEXT,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TEXT, inner, max_size=3),
