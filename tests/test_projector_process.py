@@ -504,3 +504,69 @@ def test_an_orphaned_projector_brings_the_sql_tables_to_the_journals_end(
         part.close()
         events.close()
         os.close(events_r)
+
+
+def test_beside_the_export_the_sql_tables_write_a_slice_between_export_steps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13: a batch's transaction held the export back ~20 ms, and the recorder
+    waited for the export meanwhile. Beside a live export the child makes the rows of
+    what the export took in as it goes and writes them a slice at a time, the export
+    stepping between slices; the tables' progress moves at the commit. Awaited by the
+    recorder, the batch goes in at once."""
+    from multiprocessing.connection import Connection
+
+    from auditjournal.projection import child
+    from auditjournal.projection.child import PROGRESS_BYTES, Slot
+    from auditjournal.sql import projector as sql_projector
+
+    class Following:  # an export that follows the run and finds nothing new
+        result = None
+
+        def __init__(self) -> None:
+            self.steps = 0
+            self.position = sql_projector.JournalPosition(1, 1, 0, b"")
+
+        def step(self, limit: int) -> int:
+            self.steps += 1
+            return 0
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(sql_projector, "WRITE_SLICE_ROWS", 4)
+    spec = _spec_of_a_recorded_run(tmp_path, tmp_path / "landscape.db")
+    events_r, events_w = os.pipe()
+    shared = memoryview(bytearray(PROGRESS_BYTES)).cast("q")
+    shared[Slot.SQL_TARGET] = -1
+    events = Connection(events_w, readable=False)
+    part = child._Child(spec, shared, events)
+    try:
+        part.open_sql()
+        assert part.sql is not None
+        part.export.close()  # type: ignore[union-attr]
+        part.export = following = Following()  # type: ignore[assignment]
+        shared[Slot.EXPORT_DONE] = 10**6  # a batch is due
+        assert part.step()
+        assert part.sql.writing and shared[Slot.SQL_DONE] == 0
+        slices = 1
+        while part.sql.writing:
+            assert part.step()
+            slices += 1
+        assert slices > 3 and following.steps == slices  # one export step per slice
+        last = part.sql.applied_seq
+        assert last > 20 and shared[Slot.SQL_DONE] == last
+        part.export = following = Following()  # type: ignore[assignment]
+        part.sql.close()
+        part.sql = None
+        part.database.delete_run("r")  # type: ignore[union-attr]
+        part.open_sql()  # the tables from the start: with the recorder waiting this time
+        shared[Slot.WAITING] = 1
+        assert part.step()
+        assert not part.sql.writing and shared[Slot.SQL_DONE] == last
+        assert following.steps == 1
+    finally:
+        part.export = None
+        part.close()
+        events.close()
+        os.close(events_r)

@@ -145,8 +145,10 @@ class _Child:
         if self.sql is not None:
             if stop & STOP_SQL:
                 self._end_sql(None)
-            elif self._sql_now():
+            elif self.sql.writing or self._sql_now():
                 moved = self._step_sql() or moved
+            else:
+                moved = self._gather_sql() or moved
         if moved and self.shared[Slot.WAITING]:
             self.send(("progress",))
         return moved
@@ -196,8 +198,23 @@ class _Child:
     def _step_sql(self) -> bool:
         sql = self.sql
         assert sql is not None
+        shared = self.shared
         try:
-            moved = sql.step() > 0
+            if (
+                self.export is None
+                or self.orphaned
+                or shared[Slot.WAITING]
+                or shared[Slot.SQL_TARGET] >= 0
+            ):
+                moved = sql.step() > 0  # at once: nothing to keep going beside, or awaited
+            else:  # a slice at a time between the export's steps
+                if not sql.writing and not sql.begin_write():
+                    moved = False
+                else:
+                    applied = sql.write_some()
+                    if applied is None:
+                        return True  # rows remain: the loop goes on
+                    moved = applied > 0
         except Exception as exc:
             self._end_sql(("sql_failed", _portable(exc)))
             return False
@@ -209,6 +226,19 @@ class _Child:
         if target >= 0 and sql.applied_seq >= target:
             self._end_sql(("sql_done", sql.applied_seq))
         return moved
+
+    def _gather_sql(self) -> bool:
+        """Between the tables' steps, make the rows of what the export just took in; the
+        step then writes them a slice at a time (``SqlProjector.write_some``) between the
+        export's steps: a whole batch at once held the export back ~20 ms, and the
+        recorder waited for it (docs/decisions.md, issue 13)."""
+        sql = self.sql
+        assert sql is not None
+        try:
+            return sql.gather(LIVE_STEP_EVENTS) > 0
+        except Exception as exc:
+            self._end_sql(("sql_failed", _portable(exc)))
+            return False
 
     def _end_export(self, message: tuple[Any, ...] | None) -> None:
         export, self.export = self.export, None

@@ -22,10 +22,12 @@ the projector process's main loop or :class:`~auditjournal.projection.live.LiveS
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -39,6 +41,7 @@ from ..model.events import (
     BaseEvent,
     BatchUpdated,
     CsvExported,
+    Event,
     ExportFailed,
     ExportSealed,
     NodeStateCompleted,
@@ -64,6 +67,9 @@ from .schema import (
 __all__ = ["DEFAULT_BATCH", "SqlProjector", "replay_sql", "table_rows"]
 
 DEFAULT_BATCH: Final = 4096
+# rows per slice of a write that the projector process interleaves with live export
+# steps (write_some): ~1-2 ms on SQLite, where a whole batch held the export ~10 ms
+WRITE_SLICE_ROWS: Final = 256
 _UTC = _dt.UTC
 
 _row_makers = row_makers  # tests swap in rowbuild.reference_makers to compare
@@ -130,15 +136,35 @@ class _Batch:
                 self.run_updates += update(event)
 
     def write(self, conn: Connection) -> None:
+        for _ in self.write_slices(conn, None):
+            pass
+
+    def write_slices(self, conn: Connection, size: int | None) -> Generator[None, None, None]:
+        """Write the batch, pausing (a ``yield``) after each ``size`` rows inserted (None:
+        all at once); the caller resumes it until it ends, then commits."""
         if self.started:  # started, not completed: open rows
             rows, build = self.inserts[node_states], self.makers[NodeStateStarted].build
             for index in self.started.values():
                 rows[index] = build(rows[index])
             self.started.clear()
         insert = self.rows.insert
+        budget = size
         for table, rows in self.inserts.items():
-            if rows:
-                insert(conn, table, self.columns[table], rows)
+            start, count = 0, len(rows)
+            while start < count:
+                end = count if budget is None else min(count, start + budget)
+                insert(
+                    conn,
+                    table,
+                    self.columns[table],
+                    rows[start:end] if start or end < count else rows,
+                )
+                if budget is not None:
+                    budget -= end - start
+                    if budget <= 0:
+                        yield
+                        budget = size
+                start = end
         if self.completions:
             conn.execute(_COMPLETE_STATE, self.completions)
         for statement, params in self.run_updates:
@@ -235,6 +261,20 @@ class _Conflict(Exception):
     """Another projector moved this run's checkpoint first."""
 
 
+@dataclass(slots=True)
+class _Write:
+    """A batch being written: its transaction stays open across :meth:`SqlProjector.write_some`."""
+
+    batch: _Batch
+    count: int  # events
+    last: int  # the seq of its last event
+    completed: bool  # it holds run_completed
+    before: int  # applied_seq when it began
+    conn: Connection | None = None
+    transaction: sa.engine.RootTransaction | None = None
+    slices: Generator[None, None, None] | None = None
+
+
 class SqlProjector:
     """Projects one run's journal into the audit tables, exactly once, restartably."""
 
@@ -257,40 +297,150 @@ class SqlProjector:
         self.run_completed = False
         """True once ``run_completed`` is in the tables."""
         self._reader: JournalCursor | None = self._resync()
+        self._pending: _Batch | None = None  # rows gathered for the next step's transaction
+        self._pending_events = 0
+        self._pending_last = 0  # the seq of the last event gathered
+        self._pending_completed = False
+        self._write: _Write | None = None  # begun, not committed (begin_write)
 
-    def step(self, limit: int | None = None) -> int:
-        """Apply what the journal has now (up to ``limit`` events) in one transaction.
+    @property
+    def gathered(self) -> int:
+        """Events read and made into rows that the next :meth:`step` writes."""
+        return self._pending_events
 
-        Returns how far the tables moved (0 when there was nothing new).
+    def gather(self, limit: int) -> int:
+        """Read what the journal has now (up to ``limit`` events, and no more than a
+        step's batch in all) and make its rows, without writing them: the next
+        :meth:`step` writes them with what it reads itself, in its one transaction.
+
+        Beside a live export (the projector process) the tables take in 2,048 events
+        a transaction; making their rows all at once held the export back ~10 ms
+        (docs/decisions.md, issue 13). Returns the events gathered.
         """
+        room = min(limit, self.batch_size - self._pending_events)
+        if room <= 0:
+            return 0
         if self._reader is None:
             self._reader = self._resync()
-        events = self._reader.poll(limit=limit or self.batch_size)
-        if not events:
-            return 0
-        batch = _Batch(self.run_id, self._rows)
-        completed = False
-        for event in events:
-            batch.add(event)
-            completed = completed or type(event) is RunCompleted
-        last = events[-1].seq
-        before = self.applied_seq
-        try:
-            with self.database.engine.begin() as conn:
-                self._advance_checkpoint(conn, last, self._reader.position)
-                batch.write(conn)
-        except _Conflict:
-            self._reader.close()
-            self._reader = self._resync()
-            return max(self.applied_seq - before, 0)
-        except sa.exc.SQLAlchemyError as exc:
-            self._reader.close()
-            self._reader = None  # re-read the checkpoint before the next step
-            where = f"seqs {events[0].seq}-{last}"
-            raise db_error(exc, f"cannot project {where} of run {self.run_id!r}") from None
-        self.applied_seq = last
-        self.run_completed = self.run_completed or completed
+        events = self._reader.poll(limit=room)
+        if events:
+            self._take(events)
         return len(events)
+
+    def _take(self, events: list[Event]) -> _Batch:
+        batch = self._pending
+        if batch is None:
+            batch = self._pending = _Batch(self.run_id, self._rows)
+        add = batch.add
+        for event in events:
+            add(event)
+        self._pending_events += len(events)
+        self._pending_last = events[-1].seq
+        self._pending_completed = self._pending_completed or any(
+            type(e) is RunCompleted for e in events
+        )
+        return batch
+
+    def _drop_pending(self) -> None:
+        self._pending = None
+        self._pending_events = self._pending_last = 0
+        self._pending_completed = False
+
+    @property
+    def writing(self) -> bool:
+        """A write begun by :meth:`begin_write` is not yet committed."""
+        return self._write is not None
+
+    def begin_write(self, limit: int | None = None) -> int:
+        """Read what the journal has now (with the events gathered, up to ``limit`` in
+        all), open the transaction that writes them and move the checkpoint in it; the
+        rows go in by :meth:`write_some`. Returns the events it holds (0: nothing new)."""
+        if self._write is not None:
+            raise RuntimeError("a write is under way")
+        if self._reader is None:
+            self._reader = self._resync()
+        room = (limit or self.batch_size) - self._pending_events
+        events = self._reader.poll(limit=room) if room > 0 else []
+        if events:
+            self._take(events)
+        batch = self._pending
+        if batch is None:
+            return 0
+        write = _Write(
+            batch,
+            self._pending_events,
+            self._pending_last,
+            self._pending_completed,
+            self.applied_seq,
+        )
+        self._drop_pending()  # written now, or read again after the checkpoint is re-read
+        self._write = write
+        try:
+            write.conn = self.database.engine.connect()
+            write.transaction = write.conn.begin()
+            self._advance_checkpoint(write.conn, write.last, self._reader.position)
+            write.slices = batch.write_slices(write.conn, WRITE_SLICE_ROWS)
+        except BaseException as exc:
+            self._abort(exc)  # raises, or (a conflict) re-reads the checkpoint
+            return 0
+        return write.count
+
+    def write_some(self, *, whole: bool = False) -> int | None:
+        """Insert the next slice of the write under way (``whole``: all of it); None while
+        rows remain, else (committed) how far the tables moved (0 after a conflict with
+        another projector: the checkpoint is read again)."""
+        write = self._write
+        if write is None or write.slices is None or write.transaction is None:
+            raise RuntimeError("no write under way")
+        try:
+            for _ in write.slices:
+                if not whole:
+                    return None
+            write.transaction.commit()
+        except BaseException as exc:
+            return self._abort(exc)
+        self._write = None
+        self._close_connection(write)
+        self.applied_seq = write.last
+        self.run_completed = self.run_completed or write.completed
+        return write.count
+
+    def step(self, limit: int | None = None) -> int:
+        """Apply what the journal has now (up to ``limit`` events) in one transaction
+        (or finish the write under way). Returns how far the tables moved (0 when there
+        was nothing new)."""
+        if self._write is None:
+            before = self.applied_seq
+            if not self.begin_write(limit):
+                return max(self.applied_seq - before, 0)  # (moved by another projector)
+        moved = self.write_some(whole=True)
+        assert moved is not None
+        return moved
+
+    def _abort(self, exc: BaseException) -> int:
+        """The write under way failed (``exc``): roll it back and re-read the checkpoint
+        (now after a conflict; before the next step after an error, then raised)."""
+        write, self._write = self._write, None
+        assert write is not None and self._reader is not None
+        self._close_connection(write)  # closing rolls back what is not committed
+        self._drop_pending()  # gathered after the batch: read again from the checkpoint
+        self._reader.close()
+        if isinstance(exc, _Conflict):
+            self._reader = self._resync()
+            return max(self.applied_seq - write.before, 0)
+        self._reader = None  # re-read the checkpoint before the next step
+        if isinstance(exc, sa.exc.SQLAlchemyError):
+            where = f"seqs {write.last - write.count + 1}-{write.last}"
+            raise db_error(exc, f"cannot project {where} of run {self.run_id!r}") from None
+        raise exc
+
+    @staticmethod
+    def _close_connection(write: _Write) -> None:
+        if write.slices is not None:
+            write.slices.close()
+        if write.conn is not None:
+            with contextlib.suppress(Exception):  # (it may be the failure being reported)
+                write.conn.close()
 
     def run(
         self,
@@ -309,7 +459,12 @@ class SqlProjector:
             time.sleep(poll_interval)
 
     def close(self) -> None:
-        """Close the journal reader; the tables and their checkpoint stay (resumable)."""
+        """Close the journal reader; the tables and their checkpoint stay (resumable; rows
+        gathered and not yet written are read again from the checkpoint)."""
+        self._drop_pending()
+        if self._write is not None:  # rolled back: the checkpoint did not move
+            write, self._write = self._write, None
+            self._close_connection(write)
         if self._reader is not None:
             self._reader.close()
 
