@@ -376,8 +376,10 @@ def test_beside_the_export_the_sql_tables_take_in_bigger_batches(
         shared[Slot.EXPORT_DONE] = applied + 10
         assert not part._sql_now()
         assert 0 < part.idle_for(10.0) <= child.SQL_EVERY_SECONDS
-        shared[Slot.WAITING] = 1
-        assert part._sql_now()  # the recorder waits (for either part): no waiting here
+        shared[Slot.WAITING] = child.WAIT_EXPORT
+        assert not part._sql_now()  # it waits for the export: a batch would hold it back
+        shared[Slot.WAITING] = child.WAIT_SQL
+        assert part._sql_now()  # the recorder waits for the tables: no waiting here
         shared[Slot.WAITING] = 0
         shared[Slot.SQL_TARGET] = applied + 10
         assert part._sql_now()  # the run ended: the tables catch up at once
@@ -547,6 +549,7 @@ def test_beside_the_export_the_sql_tables_write_a_slice_between_export_steps(
         part.export.close()  # type: ignore[union-attr]
         part.export = following = Following()  # type: ignore[assignment]
         shared[Slot.EXPORT_DONE] = 10**6  # a batch is due
+        shared[Slot.WAITING] = child.WAIT_EXPORT  # (waiting for the export changes nothing)
         assert part.step()
         assert part.sql.writing and shared[Slot.SQL_DONE] == 0
         slices = 1
@@ -561,7 +564,7 @@ def test_beside_the_export_the_sql_tables_write_a_slice_between_export_steps(
         part.sql = None
         part.database.delete_run("r")  # type: ignore[union-attr]
         part.open_sql()  # the tables from the start: with the recorder waiting this time
-        shared[Slot.WAITING] = 1
+        shared[Slot.WAITING] = child.WAIT_SQL
         assert part.step()
         assert not part.sql.writing and shared[Slot.SQL_DONE] == last
         assert following.steps == 1
@@ -570,3 +573,18 @@ def test_beside_the_export_the_sql_tables_write_a_slice_between_export_steps(
         part.close()
         events.close()
         os.close(events_r)
+
+
+def test_the_recorder_says_which_part_it_waits_for() -> None:
+    """The child steps the SQL tables at once when the recorder waits for them, not when
+    it waits for the export (a batch would hold the export back further)."""
+    from auditjournal.projection.child import PROGRESS_BYTES, WAIT_EXPORT, WAIT_SQL, Slot
+
+    host = process_module.ProjectorProcess.__new__(process_module.ProjectorProcess)
+    host._shared = memoryview(bytearray(PROGRESS_BYTES)).cast("q")
+    seen: list[int] = []
+    host.pump = lambda timeout: seen.append(host._shared[Slot.WAITING])  # type: ignore[method-assign]
+    host.wait_progress(Slot.EXPORT_DONE, 0.0)
+    host.wait_progress(Slot.SQL_DONE, 0.0)
+    assert seen == [WAIT_EXPORT, WAIT_SQL]
+    assert host._shared[Slot.WAITING] == 0

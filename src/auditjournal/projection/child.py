@@ -38,6 +38,8 @@ __all__ = [
     "SQL_EVERY_SECONDS",
     "STOP_EXPORT",
     "STOP_SQL",
+    "WAIT_EXPORT",
+    "WAIT_SQL",
     "ProjectorSpec",
     "Slot",
     "serve",
@@ -51,13 +53,15 @@ class Slot(enum.IntEnum):
     SQL_DONE = 1  # last seq the SQL tables hold
     SQL_TARGET = 2  # the recorder waits for the tables up to this seq (-1: not yet)
     STOP = 3  # bits: 1 stop the export, 2 stop the SQL tables (both stay resumable)
-    WAITING = 4  # 1: the recorder waits for progress; send "progress" after a step
+    WAITING = 4  # WAIT_* bits: the recorder waits for progress; send "progress" after a step
     IDLE = 5  # 1: the projector is blocked on the wake pipe
 
 
 PROGRESS_BYTES: Final = 8 * len(Slot)
 STOP_EXPORT: Final = 1
 STOP_SQL: Final = 2
+WAIT_EXPORT: Final = 1  # Slot.WAITING: the recorder waits for the export
+WAIT_SQL: Final = 2  # ... for the SQL tables (they step at once then)
 # Beside a live export the SQL tables take in at least SQL_EVERY_EVENTS events at once, or
 # what there is once SQL_EVERY_SECONDS passed since their last step: a transaction costs
 # about 0.6 ms (SQLite), so the 64..300 events a projector keeping close behind finds at a
@@ -147,6 +151,8 @@ class _Child:
                 self._end_sql(None)
             elif self.sql.writing or self._sql_now():
                 moved = self._step_sql() or moved
+                if self.sql is not None and self.sql.writing:
+                    moved = self._gather_sql() or moved  # the next batch's, meanwhile
             else:
                 moved = self._gather_sql() or moved
         if moved and self.shared[Slot.WAITING]:
@@ -155,8 +161,9 @@ class _Child:
 
     def _sql_now(self) -> bool:
         """Whether the SQL tables step now (see SQL_EVERY_EVENTS): always without a live
-        export, when the recorder waits (for them or for the export), or at the end (the
-        run's, or the recorder's: an orphan exits once a step takes in nothing)."""
+        export, when the recorder waits for them, or at the end (the run's, or the
+        recorder's: an orphan exits once a step takes in nothing). Not when it waits for
+        the export: a batch then only held the export back further (docs/decisions.md)."""
         sql = self.sql
         assert sql is not None
         shared = self.shared
@@ -164,7 +171,7 @@ class _Child:
             self.export is None
             or self.orphaned
             or shared[Slot.SQL_TARGET] >= 0
-            or shared[Slot.WAITING] != 0
+            or shared[Slot.WAITING] & WAIT_SQL
             or shared[Slot.EXPORT_DONE] - sql.applied_seq >= SQL_EVERY_EVENTS
             or time.monotonic() >= self._sql_due
         )
@@ -203,12 +210,13 @@ class _Child:
             if (
                 self.export is None
                 or self.orphaned
-                or shared[Slot.WAITING]
+                or shared[Slot.WAITING] & WAIT_SQL
                 or shared[Slot.SQL_TARGET] >= 0
             ):
                 moved = sql.step() > 0  # at once: nothing to keep going beside, or awaited
             else:  # a slice at a time between the export's steps
-                if not sql.writing and not sql.begin_write():
+                # what was gathered (following the export): no batch of rows made at once
+                if not sql.writing and not sql.begin_write(max(sql.gathered, LIVE_STEP_EVENTS)):
                     moved = False
                 else:
                     applied = sql.write_some()

@@ -48,7 +48,15 @@ from ..errors import DatabaseError, ExportError, ProjectorProcessError
 from ..export.projector import SealResult
 from ..fs.processes import anonymous_file, fork_server
 from . import child
-from .child import PROGRESS_BYTES, STOP_EXPORT, STOP_SQL, ProjectorSpec, Slot
+from .child import (
+    PROGRESS_BYTES,
+    STOP_EXPORT,
+    STOP_SQL,
+    WAIT_EXPORT,
+    WAIT_SQL,
+    ProjectorSpec,
+    Slot,
+)
 
 __all__ = ["ProcessExport", "ProcessSql", "ProjectorProcess", "ProjectorSpec"]
 
@@ -296,7 +304,7 @@ class ProjectorProcess:
         if shared is None:
             return
         before = shared[slot]
-        shared[Slot.WAITING] = 1
+        shared[Slot.WAITING] = WAIT_SQL if slot == Slot.SQL_DONE else WAIT_EXPORT
         try:
             if shared[slot] == before:
                 self.pump(timeout)
