@@ -30,6 +30,7 @@ import fcntl
 import hashlib
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Final
@@ -85,6 +86,7 @@ if os.environ.get(PURE_PYTHON_ENV) or not packindex.layout_is(HEADER_SIZE, 28, 2
     _in_window = _lookup = None  # (it knows the header size and the index's bit fields)
 DEFAULT_PACK_BYTES: Final = 256 << 20
 DEFAULT_MAX_PAYLOAD_BYTES: Final = 64 << 20
+_RACY_NS: Final = 100_000_000  # a directory mtime this old is past its clock tick (coarse)
 
 
 class _Writer:
@@ -124,6 +126,7 @@ class PayloadStore:
         # payloads loaded from the packs' .idx files: 16 bytes each (packindex.py)
         self._table = CompactIndex()
         self._idx_read: dict[int, int] = {}  # pack number -> bytes of its .idx loaded
+        self._listing: tuple[int, int, list[int]] = (-1, -1, [])  # (dir mtime, when, packs)
         self._read_fds: dict[int, int] = {}
         self._writer: _Writer | None = None  # the pack being appended to
         self._retired: list[_Writer] = []  # full packs with bytes still to flush
@@ -380,15 +383,36 @@ class PayloadStore:
             if digest not in seen:
                 yield digest.hex()
 
-    def refresh(self) -> None:
-        """Load index entries other writers have flushed since we last looked."""
+    def refresh(self, *, quick: bool = False) -> None:
+        """Load index entries other writers have flushed since we last looked; an ``.idx``
+        whose size is what was loaded is not opened. ``quick`` (a live export's reads,
+        about once a step): the packs listed last time if the directory's mtime is the
+        one that listing saw, 100 ms before it (a pack made in the same coarse clock
+        tick leaves the mtime as it was); a payload still missing gets a full refresh."""
         with self._lock:
             own = {w.number for w in (self._writer, *self._retired) if w is not None}
-            numbers = self._pack_numbers()
-            self._table.reserve(self._table.count + self._unloaded_entries(numbers, own))
+            numbers = self._listed_packs() if quick else self._pack_numbers()
+            sizes: dict[int, int] = {}
             for number in numbers:
                 if number not in own:  # our own packs: the in-memory index is ahead of the file
+                    with contextlib.suppress(FileNotFoundError):
+                        sizes[number] = file_size(self._idx_path(number))
+            unloaded = sum(size - self._idx_read.get(n, 0) for n, size in sizes.items())
+            self._table.reserve(self._table.count + max(unloaded, 0) // ENTRY.size)
+            for number, size in sizes.items():
+                if size != self._idx_read.get(number, 0):
                     self._load_index(number)
+
+    def _listed_packs(self) -> list[int]:
+        """The pack numbers, listed again only if the directory may have changed."""
+        try:
+            mtime = os.stat(self.directory).st_mtime_ns
+        except OSError:  # gone: the full listing finds nothing, as before
+            return self._pack_numbers()
+        listed_mtime, listed_at, numbers = self._listing
+        if mtime != listed_mtime or listed_at - mtime <= _RACY_NS:  # (the time before listing)
+            self._listing = (mtime, time.time_ns(), numbers := self._pack_numbers())
+        return numbers
 
     # -- internals --------------------------------------------------------------------
 
@@ -431,6 +455,9 @@ class PayloadStore:
 
     def _locate(self, digest: bytes, ref: str) -> tuple[int, int, int]:
         loc = self._index.get(digest) or self._loaded(digest)
+        if loc is None:
+            self.refresh(quick=True)
+            loc = self._index.get(digest) or self._loaded(digest)
         if loc is None:
             self.refresh()
             loc = self._index.get(digest) or self._loaded(digest)
@@ -484,16 +511,6 @@ class PayloadStore:
 
     def _idx_path(self, number: int) -> Path:
         return self.directory / f"pack-{number:06d}.idx"
-
-    def _unloaded_entries(self, numbers: list[int], own: set[int]) -> int:
-        """How many index entries the next refresh may load (to size the table once)."""
-        total = 0
-        for number in numbers:
-            if number not in own:
-                with contextlib.suppress(FileNotFoundError):
-                    total += file_size(self._idx_path(number)) // ENTRY.size
-                total -= self._idx_read.get(number, 0) // ENTRY.size
-        return max(total, 0)
 
     def _load_index(self, number: int) -> None:
         """Read new, complete entries of a pack's index (caller holds the lock)."""
