@@ -336,9 +336,7 @@ class SqlProjector:
             add(event)
         self._pending_events += len(events)
         self._pending_last = events[-1].seq
-        self._pending_completed = self._pending_completed or any(
-            type(e) is RunCompleted for e in events
-        )
+        self._pending_completed = self._pending_completed or RunCompleted in map(type, events)
         return batch
 
     def _drop_pending(self) -> None:
@@ -379,7 +377,6 @@ class SqlProjector:
             write.conn = self.database.engine.connect()
             write.transaction = write.conn.begin()
             self._advance_checkpoint(write.conn, write.last, self._reader.position)
-            write.slices = batch.write_slices(write.conn, WRITE_SLICE_ROWS)
         except BaseException as exc:
             self._abort(exc)  # raises, or (a conflict) re-reads the checkpoint
             return 0
@@ -390,8 +387,10 @@ class SqlProjector:
         rows remain, else (committed) how far the tables moved (0 after a conflict with
         another projector: the checkpoint is read again)."""
         write = self._write
-        if write is None or write.slices is None or write.transaction is None:
+        if write is None or write.conn is None or write.transaction is None:
             raise RuntimeError("no write under way")
+        if write.slices is None:  # (all at once: one executemany per table)
+            write.slices = write.batch.write_slices(write.conn, None if whole else WRITE_SLICE_ROWS)
         try:
             for _ in write.slices:
                 if not whole:
