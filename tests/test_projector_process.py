@@ -7,9 +7,11 @@ died, the loud failure when it keeps dying, relative paths, and the journal's by
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -305,6 +307,31 @@ def _spec_of_a_recorded_run(tmp_path: Path, database: Path) -> Any:
     )
 
 
+@contextlib.contextmanager
+def _child_in_this_process(tmp_path: Path) -> Iterator[Any]:
+    """The projector process's loop (``child._Child``) in this process, its SQL tables
+    open, over the finished run of :func:`_spec_of_a_recorded_run`; closed at the end."""
+    from multiprocessing.connection import Connection
+
+    from auditjournal.projection import child
+    from auditjournal.projection.child import PROGRESS_BYTES, Slot
+
+    spec = _spec_of_a_recorded_run(tmp_path, tmp_path / "landscape.db")
+    events_r, events_w = os.pipe()
+    shared = memoryview(bytearray(PROGRESS_BYTES)).cast("q")
+    shared[Slot.SQL_TARGET] = -1
+    events = Connection(events_w, readable=False)
+    part = child._Child(spec, shared, events)
+    try:
+        part.open_sql()
+        yield part
+    finally:
+        part.export = None
+        part.close()
+        events.close()
+        os.close(events_r)
+
+
 def test_the_projector_says_ready_before_it_opens_the_sql_tables(tmp_path: Path) -> None:
     """The recorder waits for the export's lock only: the child says "ready" and then
     opens the SQL tables (most of the start with the defaults). Tables it cannot open
@@ -350,22 +377,13 @@ def test_beside_the_export_the_sql_tables_take_in_bigger_batches(
     the tables only when SQL_EVERY_EVENTS wait for them, SQL_EVERY_SECONDS passed, the
     recorder waits, or the run ends (SQL_TARGET); meanwhile it sleeps no longer than
     until they are due. The recorder does not wake it on their account."""
-    import gc
-    from multiprocessing.connection import Connection
-
     from auditjournal.projection import child
-    from auditjournal.projection.child import PROGRESS_BYTES, Slot
+    from auditjournal.projection.child import Slot
 
-    spec = _spec_of_a_recorded_run(tmp_path, tmp_path / "landscape.db")
-    events_r, events_w = os.pipe()
-    shared = memoryview(bytearray(PROGRESS_BYTES)).cast("q")
-    shared[Slot.SQL_TARGET] = -1
-    events = Connection(events_w, readable=False)
     clock = [1000.0]
     monkeypatch.setattr(child.time, "monotonic", lambda: clock[0])
-    part = child._Child(spec, shared, events)
-    try:
-        part.open_sql()
+    with _child_in_this_process(tmp_path) as part:
+        shared = part.shared
         assert part.sql is not None
         assert part.step()  # the export takes in the run; the tables are due at first
         applied = part.sql.applied_seq
@@ -395,12 +413,6 @@ def test_beside_the_export_the_sql_tables_take_in_bigger_batches(
         part.export = None
         assert part._sql_now()  # without an export: at every step, as before
         del following
-    finally:
-        part.export = None
-        part.close()
-        events.close()
-        os.close(events_r)
-        gc.collect()
 
 
 def test_the_recorder_wakes_the_projector_for_its_sql_tables_only_without_an_export() -> None:
@@ -430,22 +442,13 @@ def test_beside_the_export_sqlite_checkpoints_on_a_thread(tmp_path: Path) -> Non
     a commit that moved them); without an export, or with a URL it cannot open by path,
     SQLite keeps its own."""
     import time
-    from multiprocessing.connection import Connection
 
     import msgspec
     import sqlalchemy as sa
 
     from auditjournal.projection import child
-    from auditjournal.projection.child import PROGRESS_BYTES, Slot
 
-    spec = _spec_of_a_recorded_run(tmp_path, tmp_path / "landscape.db")
-    events_r, events_w = os.pipe()
-    shared = memoryview(bytearray(PROGRESS_BYTES)).cast("q")
-    shared[Slot.SQL_TARGET] = -1
-    events = Connection(events_w, readable=False)
-    part = child._Child(spec, shared, events)
-    try:
-        part.open_sql()
+    with _child_in_this_process(tmp_path) as part:
         assert part.sql is not None and part.database is not None
         checkpointer = part.checkpointer
         assert checkpointer is not None
@@ -456,20 +459,18 @@ def test_beside_the_export_sqlite_checkpoints_on_a_thread(tmp_path: Path) -> Non
         while not checkpointer.checkpoints and time.monotonic() < deadline:
             time.sleep(0.01)
         assert checkpointer.checkpoints > 0 and checkpointer.error is None
-    finally:
         part.close()
-    for changed in (
-        {"export": None},
-        {"database_url": f"sqlite:///{tmp_path / 'other.db'}?timeout=20"},
-    ):
-        other = child._Child(msgspec.structs.replace(spec, **changed), shared, events)
-        try:
-            other.open_sql()
-            assert other.sql is not None and other.checkpointer is None
-        finally:
-            other.close()
-    events.close()
-    os.close(events_r)
+        for changed in (
+            {"export": None},
+            {"database_url": f"sqlite:///{tmp_path / 'other.db'}?timeout=20"},
+        ):
+            spec = msgspec.structs.replace(part.spec, **changed)
+            other = child._Child(spec, part.shared, part.events)
+            try:
+                other.open_sql()
+                assert other.sql is not None and other.checkpointer is None
+            finally:
+                other.close()
 
 
 def test_an_orphaned_projector_brings_the_sql_tables_to_the_journals_end(
@@ -478,21 +479,13 @@ def test_an_orphaned_projector_brings_the_sql_tables_to_the_journals_end(
     """Beside a live export the tables wait for a batch; once the recorder is gone (its
     wake pipe at end of file) the child exits after a step that takes in nothing, so
     the tables must step then whatever their batch: else they stay behind the journal."""
-    from multiprocessing.connection import Connection
-
     from auditjournal.projection import child
-    from auditjournal.projection.child import PROGRESS_BYTES, Slot
+    from auditjournal.projection.child import Slot
 
-    spec = _spec_of_a_recorded_run(tmp_path, tmp_path / "landscape.db")
-    events_r, events_w = os.pipe()
-    shared = memoryview(bytearray(PROGRESS_BYTES)).cast("q")
-    shared[Slot.SQL_TARGET] = -1
-    events = Connection(events_w, readable=False)
     clock = [1000.0]
     monkeypatch.setattr(child.time, "monotonic", lambda: clock[0])
-    part = child._Child(spec, shared, events)
-    try:
-        part.open_sql()
+    with _child_in_this_process(tmp_path) as part:
+        shared = part.shared
         assert part.sql is not None
         assert part.step()
         part.export = following = object()  # type: ignore[assignment]
@@ -501,11 +494,6 @@ def test_an_orphaned_projector_brings_the_sql_tables_to_the_journals_end(
         part.orphaned = True
         assert part._sql_now()
         del following
-    finally:
-        part.export = None
-        part.close()
-        events.close()
-        os.close(events_r)
 
 
 def test_beside_the_export_the_sql_tables_write_a_slice_between_export_steps(
@@ -516,10 +504,8 @@ def test_beside_the_export_the_sql_tables_write_a_slice_between_export_steps(
     what the export took in as it goes and writes them a slice at a time, the export
     stepping between slices; the tables' progress moves at the commit. Awaited by the
     recorder, the batch goes in at once."""
-    from multiprocessing.connection import Connection
-
     from auditjournal.projection import child
-    from auditjournal.projection.child import PROGRESS_BYTES, Slot
+    from auditjournal.projection.child import Slot
     from auditjournal.sql import projector as sql_projector
 
     class Following:  # an export that follows the run and finds nothing new
@@ -537,14 +523,8 @@ def test_beside_the_export_the_sql_tables_write_a_slice_between_export_steps(
             pass
 
     monkeypatch.setattr(sql_projector, "WRITE_SLICE_ROWS", 4)
-    spec = _spec_of_a_recorded_run(tmp_path, tmp_path / "landscape.db")
-    events_r, events_w = os.pipe()
-    shared = memoryview(bytearray(PROGRESS_BYTES)).cast("q")
-    shared[Slot.SQL_TARGET] = -1
-    events = Connection(events_w, readable=False)
-    part = child._Child(spec, shared, events)
-    try:
-        part.open_sql()
+    with _child_in_this_process(tmp_path) as part:
+        shared = part.shared
         assert part.sql is not None
         part.export.close()  # type: ignore[union-attr]
         part.export = following = Following()  # type: ignore[assignment]
@@ -568,11 +548,6 @@ def test_beside_the_export_the_sql_tables_write_a_slice_between_export_steps(
         assert part.step()
         assert not part.sql.writing and shared[Slot.SQL_DONE] == last
         assert following.steps == 1
-    finally:
-        part.export = None
-        part.close()
-        events.close()
-        os.close(events_r)
 
 
 def test_the_recorder_says_which_part_it_waits_for() -> None:

@@ -10,40 +10,41 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from auditjournal import AuditStore, SqlDatabase, replay_sql
+from auditjournal import SqlDatabase, replay_sql
 from auditjournal.sql import projector as projector_module
 from auditjournal.sql.projector import SqlProjector
 from auditjournal.sql.schema import checkpoints
-from test_sqlproj import BACKENDS, Backend, backend_url, record_rich_run
+from test_sqlproj import BACKENDS, Backend, open_backend, record_rich_run
 
 ROWS = 30
 
 
 @pytest.fixture(params=BACKENDS)
 def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    url = backend_url(request.param, tmp_path)
-    store = AuditStore.open(tmp_path / "root", database_url=url)
-    database = SqlDatabase(url)
-    env = Backend(request.param, url, store, database, [])
-    try:
-        yield env
-    finally:
-        store.close()
-        for run_id in env.run_ids:
-            database.delete_run(run_id)
-        database.close()
+    with open_backend(request.param, tmp_path) as backend:
+        yield backend
 
 
-def _reference(env: Backend, run_id: str) -> dict[str, object]:
+def _reference(env: Backend, run_id: str) -> dict[str, Any]:
     """The tables as one plain replay leaves them (then emptied again)."""
     replay_sql(database=env.database, journal_dir=env.store.journal_dir(run_id), run_id=run_id)
     tables = env.dump(run_id)
     env.database.delete_run(run_id)
     return tables
+
+
+def _recorded(env: Backend, monkeypatch: pytest.MonkeyPatch) -> tuple[str, dict[str, Any]]:
+    """A run recorded and its tables as a plain replay leaves them (then emptied), with
+    slices of 16 rows (many slices for the 30-row run)."""
+    monkeypatch.setattr(projector_module, "WRITE_SLICE_ROWS", 16)
+    run_id = env.new_run_id("sliced")
+    record_rich_run(env.store, run_id, rows=ROWS)
+    return run_id, _reference(env, run_id)
 
 
 def _checkpoint(database: SqlDatabase, run_id: str) -> int | None:
@@ -63,11 +64,8 @@ def _projector(env: Backend, run_id: str) -> SqlProjector:
 def test_gathered_rows_are_written_by_the_next_step_in_slices(
     env: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(projector_module, "WRITE_SLICE_ROWS", 16)
-    run_id = env.new_run_id("sliced")
-    record_rich_run(env.store, run_id, rows=ROWS)
-    expected = _reference(env, run_id)
-    last_seq = expected[checkpoints.name][0]["last_seq"]  # type: ignore[index]
+    run_id, expected = _recorded(env, monkeypatch)
+    last_seq = expected[checkpoints.name][0]["last_seq"]
 
     projector = _projector(env, run_id)
     try:
@@ -94,10 +92,7 @@ def test_gathered_rows_are_written_by_the_next_step_in_slices(
 def test_a_projector_closed_in_the_middle_of_a_write_leaves_the_tables_as_they_were(
     env: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(projector_module, "WRITE_SLICE_ROWS", 16)
-    run_id = env.new_run_id("sliced")
-    record_rich_run(env.store, run_id, rows=ROWS)
-    expected = _reference(env, run_id)
+    run_id, expected = _recorded(env, monkeypatch)
 
     first = _projector(env, run_id)
     try:

@@ -10,6 +10,7 @@ here from the journal's events, not from the projector's own mapping.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import subprocess
@@ -81,12 +82,13 @@ class Backend:
         return dump_tables(database or self.database, run_id)
 
 
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    url = backend_url(request.param, tmp_path)
+@contextlib.contextmanager
+def open_backend(name: str, tmp_path: Path) -> Iterator[Backend]:
+    """A store on the backend ``name``; the runs it made are deleted at the end."""
+    url = backend_url(name, tmp_path)
     store = AuditStore.open(tmp_path / "root", database_url=url)
     database = SqlDatabase(url)
-    env = Backend(request.param, url, store, database, [])
+    env = Backend(name, url, store, database, [])
     try:
         yield env
     finally:
@@ -94,6 +96,12 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
         for run_id in env.run_ids:
             database.delete_run(run_id)
         database.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    with open_backend(request.param, tmp_path) as env:
+        yield env
 
 
 def dump_tables(database: SqlDatabase, run_id: str) -> dict[str, Any]:
