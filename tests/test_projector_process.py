@@ -559,7 +559,30 @@ def test_the_recorder_says_which_part_it_waits_for() -> None:
     host._shared = memoryview(bytearray(PROGRESS_BYTES)).cast("q")
     seen: list[int] = []
     host.pump = lambda timeout: seen.append(host._shared[Slot.WAITING])  # type: ignore[method-assign]
-    host.wait_progress(Slot.EXPORT_DONE, 0.0)
+    host.wait_progress(Slot.EXPORT_DONE, 0.0, 1234)
+    assert host._shared[Slot.WAIT_SEQ] == 1234
     host.wait_progress(Slot.SQL_DONE, 0.0)
     assert seen == [WAIT_EXPORT, WAIT_SQL]
     assert host._shared[Slot.WAITING] == 0
+
+
+def test_the_child_says_progress_once_the_awaited_seq_is_reached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A "progress" at every step that moved woke the recorder ~8 times a wait; now it
+    comes when the part the recorder waits for reaches the seq it waits for."""
+    from auditjournal.projection import child
+    from auditjournal.projection.child import WAIT_EXPORT, Slot
+
+    monkeypatch.setattr(child, "LIVE_STEP_EVENTS", 5)
+    with _child_in_this_process(tmp_path) as part:
+        sent: list[tuple[Any, ...]] = []
+        monkeypatch.setattr(part, "send", sent.append)
+        shared = part.shared
+        shared[Slot.WAITING] = WAIT_EXPORT
+        shared[Slot.WAIT_SEQ] = 10**6  # beyond the run's end
+        assert part.step() and shared[Slot.EXPORT_DONE] == 5
+        assert sent == []  # moved, not far enough
+        shared[Slot.WAIT_SEQ] = 10
+        assert part.step() and shared[Slot.EXPORT_DONE] == 10
+        assert sent == [("progress",)]

@@ -62,7 +62,7 @@ class Follower(Protocol):
     def late(self, last_seq: int) -> bool: ...
     def alive(self) -> bool: ...
     def done_seq(self) -> int: ...
-    def wait_progress(self, timeout: float) -> None: ...
+    def wait_progress(self, timeout: float, target: int = 0) -> None: ...
     def stop(self) -> None: ...
 
 
@@ -131,8 +131,9 @@ class LiveThread:
         """False: a thread shares the recorder's GIL, so it trails by events, not time."""
         return False
 
-    def wait_progress(self, timeout: float) -> None:
-        """Wait until the projector took in more (or stopped), at most ``timeout`` s."""
+    def wait_progress(self, timeout: float, target: int = 0) -> None:
+        """Wait until the projector took in more (or stopped), at most ``timeout`` s
+        (``target``, the seq the caller waits for, is a hint a process uses)."""
         self._advanced.wait(timeout)
         self._advanced.clear()
 
@@ -279,7 +280,7 @@ class LiveProjectors:
             deadline = time.monotonic() + _THROTTLE_WAIT
             target = last - min(behind, bound) // 2
             while live.done_seq() < target and live.alive() and time.monotonic() < deadline:
-                live.wait_progress(0.005)
+                live.wait_progress(0.005, target)
 
     def finish(
         self,

@@ -299,11 +299,13 @@ class ProjectorProcess:
             self.pump(0)
         return part.running and self._events is not None
 
-    def wait_progress(self, slot: Slot, timeout: float) -> None:
+    def wait_progress(self, slot: Slot, timeout: float, target: int = 0) -> None:
+        """Until the part in ``slot`` reaches ``target`` (0: moves at all) or ``timeout`` s."""
         shared = self._shared
         if shared is None:
             return
         before = shared[slot]
+        shared[Slot.WAIT_SEQ] = target  # (the child says "progress" once it is reached)
         shared[Slot.WAITING] = WAIT_SQL if slot == Slot.SQL_DONE else WAIT_EXPORT
         try:
             if shared[slot] == before:
@@ -370,8 +372,8 @@ class _Handle:
     def done_seq(self) -> int:
         return self.host.done(self._slot)
 
-    def wait_progress(self, timeout: float) -> None:
-        self.host.wait_progress(self._slot, timeout)
+    def wait_progress(self, timeout: float, target: int = 0) -> None:
+        self.host.wait_progress(self._slot, timeout, target)
 
     def stop(self) -> None:
         """Stop following (the projection stays at its checkpoint, resumable)."""
