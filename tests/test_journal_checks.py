@@ -1411,6 +1411,34 @@ def test_a_reader_reads_on_when_the_writer_fills_a_segment_after_starting_the_ne
     reader.close()
 
 
+def test_a_reader_follows_a_writer_that_rolled_over_twice_while_it_looked(
+    jdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reader is at the end of a full segment and the next does not exist yet; before
+    it lists the directory the writer makes the next segment, fills it and starts a later
+    one. A later segment holds entries, but none is missing: the reader goes on (it called
+    entries missing when a writer in the same process ran between its looks)."""
+    first, chain1 = chained([row(1), row(2)])
+    second, chain2 = chained([row(3), row(4)], chain1)
+    third, _ = chained([row(5)], chain2)
+    write_segment(jdir, 1, first)
+    reader = JournalReader(jdir, RUN)
+    real = reader._later_segment_has_data
+    rolled: list[bool] = []
+
+    def later() -> bool:
+        if not rolled:
+            rolled.append(True)
+            write_segment(jdir, 3, second)
+            write_segment(jdir, 5, third)
+        return real()
+
+    monkeypatch.setattr(reader, "_later_segment_has_data", later)
+    assert reader.poll() == [row(1), row(2), row(3), row(4), row(5)]
+    assert rolled == [True]
+    reader.close()
+
+
 def test_a_write_without_fsync_does_not_wait_for_a_flush_fsyncing(jdir: Path) -> None:
     """Issue 13: the recorder hands entries to its projector process (a write without
     fsync) while the group commit waits for its fsync: the fsync comes after the writes,
@@ -1480,6 +1508,36 @@ def test_a_live_reader_lists_the_directory_again_only_when_it_changed(
         write_segment(jdir, 9, later)  # entries 3..8 are missing
         with pytest.raises(CorruptJournalError, match="entries from seq 3 are missing"):
             reader.poll()
+    finally:
+        reader.close()
+
+
+def test_a_live_reader_at_the_end_makes_one_stat_while_the_listing_holds(
+    jdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13: each poll at the live end also asked whether the next segment exists (an
+    lstat); while the directory is as a trusted listing that found no later segment
+    left it, no segment can have been made, so one stat of the directory answers both.
+    The writer's next segment, made later, is still followed."""
+    from auditjournal.journal import reader as reader_module
+
+    data, chain = chained([row(1), row(2)])
+    write_segment(jdir, 1, data)
+    old = time.time() - 60
+    os.utime(jdir, (old, old))
+    looks: list[str] = []
+    real = reader_module.os.path.lexists
+    monkeypatch.setattr(reader_module.os.path, "lexists", lambda p: looks.append(p) or real(p))
+    reader = JournalReader(jdir, RUN)
+    try:
+        assert [e.seq for e in reader.poll()] == [1, 2]
+        first = len(looks)
+        for _ in range(5):
+            assert reader.poll() == []
+        assert len(looks) == first  # no lstat while the listing holds
+        later, _ = chained([row(3), row(4)], chain)
+        write_segment(jdir, 3, later)  # the writer rolled over
+        assert [e.seq for e in reader.poll()] == [3, 4]
     finally:
         reader.close()
 

@@ -96,6 +96,8 @@ class JournalReader(JournalCursor):
             if chunk:
                 self._buf = self._buf + chunk if self._buf else chunk
                 continue
+            if self._listing_holds():
+                return events  # at the live end: no segment came since a listing saw none
             if self._seq == self._segment or not os.path.lexists(self._next_path_str()):
                 if not self._later_segment_has_data():
                     return events  # at the live end (a partial line is still being written)
@@ -103,10 +105,12 @@ class JournalReader(JournalCursor):
                 if chunk:
                     self._buf = self._buf + chunk if self._buf else chunk
                     continue
-                raise CorruptJournalError(
-                    f"{self._segment_path()}: entries from seq {self._seq} are missing "
-                    "(a later segment holds entries)"
-                )
+                if self._seq == self._segment or not os.path.lexists(self._next_path_str()):
+                    raise CorruptJournalError(
+                        f"{self._segment_path()}: entries from seq {self._seq} are missing "
+                        "(a later segment holds entries)"
+                    )
+                # (the writer made the next segment, and a later one, since we looked)
             if self._buf:
                 raise CorruptJournalError(
                     f"{self._segment_path()}: closed segment ends with an incomplete entry"
@@ -135,6 +139,14 @@ class JournalReader(JournalCursor):
             path = os.path.join(self.directory, segment_name(self._seq))
             self._next_path = (path, self._seq)
         return path
+
+    def _listing_holds(self) -> bool:
+        """The directory is as a trusted listing that found no later segment left it (see
+        :meth:`_later_segment_has_data`): one stat where a live poll at the end made two."""
+        try:
+            return os.stat(self.directory).st_mtime_ns == self._listed
+        except OSError:
+            return False
 
     def _later_segment_has_data(self) -> bool:
         """True if a segment after the next expected entry holds bytes: entries are missing.
