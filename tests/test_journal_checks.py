@@ -15,6 +15,7 @@ import hashlib
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -1395,20 +1396,34 @@ def test_a_reader_reads_on_when_the_writer_fills_a_segment_after_starting_the_ne
     write_segment(jdir, 1, first)
     write_segment(jdir, 3, third)
     reader = JournalReader(jdir, RUN)
-    real = reader._later_segment_has_data
-    appended: list[bool] = []
 
-    def later() -> bool:
-        if not appended:
-            appended.append(True)
-            with open(jdir / segment_name(1), "ab") as fh:
-                fh.write(second)
-        return real()
+    def append() -> None:
+        with open(jdir / segment_name(1), "ab") as fh:
+            fh.write(second)
 
-    monkeypatch.setattr(reader, "_later_segment_has_data", later)
+    appended = _before_the_listing(reader, append, monkeypatch)
     assert reader.poll() == [row(1), row(2), row(3)]
     assert appended == [True]
     reader.close()
+
+
+def _before_the_listing(
+    reader: JournalReader, writer: Callable[[], None], monkeypatch: pytest.MonkeyPatch
+) -> list[bool]:
+    """Run ``writer`` once, just before the reader first lists the directory for later
+    segments (as a writer in the same process may, between the reader's looks); the
+    list gets ``True`` when it ran."""
+    real = reader._later_segment_has_data
+    ran: list[bool] = []
+
+    def later() -> bool:
+        if not ran:
+            ran.append(True)
+            writer()
+        return real()
+
+    monkeypatch.setattr(reader, "_later_segment_has_data", later)
+    return ran
 
 
 def test_a_reader_follows_a_writer_that_rolled_over_twice_while_it_looked(
@@ -1423,17 +1438,12 @@ def test_a_reader_follows_a_writer_that_rolled_over_twice_while_it_looked(
     third, _ = chained([row(5)], chain2)
     write_segment(jdir, 1, first)
     reader = JournalReader(jdir, RUN)
-    real = reader._later_segment_has_data
-    rolled: list[bool] = []
 
-    def later() -> bool:
-        if not rolled:
-            rolled.append(True)
-            write_segment(jdir, 3, second)
-            write_segment(jdir, 5, third)
-        return real()
+    def roll_over_twice() -> None:
+        write_segment(jdir, 3, second)
+        write_segment(jdir, 5, third)
 
-    monkeypatch.setattr(reader, "_later_segment_has_data", later)
+    rolled = _before_the_listing(reader, roll_over_twice, monkeypatch)
     assert reader.poll() == [row(1), row(2), row(3), row(4), row(5)]
     assert rolled == [True]
     reader.close()

@@ -98,14 +98,14 @@ class JournalReader(JournalCursor):
                 continue
             if self._listing_holds():
                 return events  # at the live end: no segment came since a listing saw none
-            if self._seq == self._segment or not os.path.lexists(self._next_path_str()):
+            if self._no_next_segment():
                 if not self._later_segment_has_data():
                     return events  # at the live end (a partial line is still being written)
                 chunk = self._fh.read(_READ_CHUNK)  # a writer fills a segment before the next
                 if chunk:
                     self._buf = self._buf + chunk if self._buf else chunk
                     continue
-                if self._seq == self._segment or not os.path.lexists(self._next_path_str()):
+                if self._no_next_segment():
                     raise CorruptJournalError(
                         f"{self._segment_path()}: entries from seq {self._seq} are missing "
                         "(a later segment holds entries)"
@@ -139,6 +139,10 @@ class JournalReader(JournalCursor):
             path = os.path.join(self.directory, segment_name(self._seq))
             self._next_path = (path, self._seq)
         return path
+
+    def _no_next_segment(self) -> bool:
+        """No segment starts at the next seq (or this segment holds no entry yet)."""
+        return self._seq == self._segment or not os.path.lexists(self._next_path_str())
 
     def _listing_holds(self) -> bool:
         """The directory is as a trusted listing that found no later segment left it (see

@@ -175,14 +175,21 @@ class _Child:
         the export: a batch then only held the export back further (docs/decisions.md)."""
         sql = self.sql
         assert sql is not None
-        shared = self.shared
         return (
+            self._sql_at_once()
+            or self.shared[Slot.EXPORT_DONE] - sql.applied_seq >= SQL_EVERY_EVENTS
+            or time.monotonic() >= self._sql_due
+        )
+
+    def _sql_at_once(self) -> bool:
+        """The tables take in what there is at once, unsliced: without a live export,
+        once orphaned, or when the recorder waits for them (the run's end included)."""
+        shared = self.shared
+        return bool(
             self.export is None
             or self.orphaned
             or shared[Slot.SQL_TARGET] >= 0
             or shared[Slot.WAITING] & WAIT_SQL
-            or shared[Slot.EXPORT_DONE] - sql.applied_seq >= SQL_EVERY_EVENTS
-            or time.monotonic() >= self._sql_due
         )
 
     def idle_for(self, longest: float) -> float:
@@ -214,14 +221,8 @@ class _Child:
     def _step_sql(self) -> bool:
         sql = self.sql
         assert sql is not None
-        shared = self.shared
         try:
-            if (
-                self.export is None
-                or self.orphaned
-                or shared[Slot.WAITING] & WAIT_SQL
-                or shared[Slot.SQL_TARGET] >= 0
-            ):
+            if self._sql_at_once():
                 moved = sql.step() > 0  # at once: nothing to keep going beside, or awaited
             else:  # a slice at a time between the export's steps
                 # what was gathered (following the export): no batch of rows made at once

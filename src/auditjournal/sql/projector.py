@@ -114,6 +114,9 @@ class _Batch:
         kept as the event until it completes in this batch or the batch is written"""
         self.completions: list[dict[str, Any]] = []
         self.run_updates: list[tuple[Any, dict[str, Any]]] = []
+        self.events = 0  # how many events made it (set by SqlProjector._take)
+        self.last = 0  # the seq of the last
+        self.completed = False  # run_completed is among them
 
     def add(self, event: BaseEvent) -> None:
         kind = type(event)
@@ -266,9 +269,6 @@ class _Write:
     """A batch being written: its transaction stays open across :meth:`SqlProjector.write_some`."""
 
     batch: _Batch
-    count: int  # events
-    last: int  # the seq of its last event
-    completed: bool  # it holds run_completed
     before: int  # applied_seq when it began
     conn: Connection | None = None
     transaction: sa.engine.RootTransaction | None = None
@@ -298,15 +298,12 @@ class SqlProjector:
         """True once ``run_completed`` is in the tables."""
         self._reader: JournalCursor | None = self._resync()
         self._pending: _Batch | None = None  # rows gathered for the next step's transaction
-        self._pending_events = 0
-        self._pending_last = 0  # the seq of the last event gathered
-        self._pending_completed = False
         self._write: _Write | None = None  # begun, not committed (begin_write)
 
     @property
     def gathered(self) -> int:
         """Events read and made into rows that the next :meth:`step` writes."""
-        return self._pending_events
+        return 0 if self._pending is None else self._pending.events
 
     def gather(self, limit: int) -> int:
         """Read what the journal has now (up to ``limit`` events, and no more than a
@@ -317,32 +314,27 @@ class SqlProjector:
         a transaction; making their rows all at once held the export back ~10 ms
         (docs/decisions.md, issue 13). Returns the events gathered.
         """
-        room = min(limit, self.batch_size - self._pending_events)
+        return self._take(min(limit, self.batch_size - self.gathered))
+
+    def _take(self, room: int) -> int:
+        """Read up to ``room`` events and add them to the pending batch; how many."""
         if room <= 0:
             return 0
         if self._reader is None:
             self._reader = self._resync()
-        events = self._reader.poll(limit=room)
-        if events:
-            self._take(events)
-        return len(events)
-
-    def _take(self, events: list[Event]) -> _Batch:
+        events: list[Event] = self._reader.poll(limit=room)
+        if not events:
+            return 0
         batch = self._pending
         if batch is None:
             batch = self._pending = _Batch(self.run_id, self._rows)
         add = batch.add
         for event in events:
             add(event)
-        self._pending_events += len(events)
-        self._pending_last = events[-1].seq
-        self._pending_completed = self._pending_completed or RunCompleted in map(type, events)
-        return batch
-
-    def _drop_pending(self) -> None:
-        self._pending = None
-        self._pending_events = self._pending_last = 0
-        self._pending_completed = False
+        batch.events += len(events)
+        batch.last = events[-1].seq
+        batch.completed = batch.completed or RunCompleted in map(type, events)
+        return len(events)
 
     @property
     def writing(self) -> bool:
@@ -355,32 +347,20 @@ class SqlProjector:
         rows go in by :meth:`write_some`. Returns the events it holds (0: nothing new)."""
         if self._write is not None:
             raise RuntimeError("a write is under way")
-        if self._reader is None:
-            self._reader = self._resync()
-        room = (limit or self.batch_size) - self._pending_events
-        events = self._reader.poll(limit=room) if room > 0 else []
-        if events:
-            self._take(events)
-        batch = self._pending
+        self._take((limit or self.batch_size) - self.gathered)
+        batch, self._pending = self._pending, None  # (read again after a failed write)
         if batch is None:
             return 0
-        write = _Write(
-            batch,
-            self._pending_events,
-            self._pending_last,
-            self._pending_completed,
-            self.applied_seq,
-        )
-        self._drop_pending()  # written now, or read again after the checkpoint is re-read
-        self._write = write
+        assert self._reader is not None
+        write = self._write = _Write(batch, self.applied_seq)
         try:
             write.conn = self.database.engine.connect()
             write.transaction = write.conn.begin()
-            self._advance_checkpoint(write.conn, write.last, self._reader.position)
+            self._advance_checkpoint(write.conn, batch.last, self._reader.position)
         except BaseException as exc:
             self._abort(exc)  # raises, or (a conflict) re-reads the checkpoint
             return 0
-        return write.count
+        return batch.events
 
     def write_some(self, *, whole: bool = False) -> int | None:
         """Insert the next slice of the write under way (``whole``: all of it); None while
@@ -400,9 +380,9 @@ class SqlProjector:
             return self._abort(exc)
         self._write = None
         self._close_connection(write)
-        self.applied_seq = write.last
-        self.run_completed = self.run_completed or write.completed
-        return write.count
+        self.applied_seq = write.batch.last
+        self.run_completed = self.run_completed or write.batch.completed
+        return write.batch.events
 
     def step(self, limit: int | None = None) -> int:
         """Apply what the journal has now (up to ``limit`` events) in one transaction
@@ -422,14 +402,15 @@ class SqlProjector:
         write, self._write = self._write, None
         assert write is not None and self._reader is not None
         self._close_connection(write)  # closing rolls back what is not committed
-        self._drop_pending()  # gathered after the batch: read again from the checkpoint
+        self._pending = None  # gathered after the batch: read again from the checkpoint
         self._reader.close()
         if isinstance(exc, _Conflict):
             self._reader = self._resync()
             return max(self.applied_seq - write.before, 0)
         self._reader = None  # re-read the checkpoint before the next step
         if isinstance(exc, sa.exc.SQLAlchemyError):
-            where = f"seqs {write.last - write.count + 1}-{write.last}"
+            last = write.batch.last
+            where = f"seqs {last - write.batch.events + 1}-{last}"
             raise db_error(exc, f"cannot project {where} of run {self.run_id!r}") from None
         raise exc
 
@@ -460,7 +441,7 @@ class SqlProjector:
     def close(self) -> None:
         """Close the journal reader; the tables and their checkpoint stay (resumable; rows
         gathered and not yet written are read again from the checkpoint)."""
-        self._drop_pending()
+        self._pending = None
         if self._write is not None:  # rolled back: the checkpoint did not move
             write, self._write = self._write, None
             self._close_connection(write)
