@@ -637,3 +637,42 @@ def test_a_flush_without_fsync_does_not_wait_for_another_flushs_fsync(
         release.set()
         slow.join(10)
         store.close()
+
+
+def test_an_append_file_keeps_what_was_appended_not_a_buffer_changed_later(
+    tmp_path: Path,
+) -> None:
+    # the tail buffer holds the appended pieces until a flush takes them: a bytearray
+    # the caller reuses must not change what was appended
+    file = AppendFile(tmp_path / "f", 0)
+    reused = bytearray(b"abc")
+    assert file.append(reused) == 0
+    reused[:] = b"XYZ"
+    assert file.append_record(b"<h>", b"data") == 6
+    assert file.append(memoryview(b"--tail")[2:]) == 10
+    assert (file.pending, file.size, file.written) == (14, 14, 0)
+    taken = file.take()
+    assert taken == b"abc<h>datatail" and file.pending == 0
+    file.append(b"+new")
+    file.give_back(taken)  # not written after all: ahead of what came since
+    assert file.pending == 18
+    file.write_out()
+    file.close()
+    assert (tmp_path / "f").read_bytes() == b"abc<h>datatail+new"
+    assert file.written == file.size == 18
+
+
+def test_put_canonical_stores_the_bytes_given_not_a_buffer_changed_later(
+    tmp_path: Path,
+) -> None:
+    store = PayloadStore(tmp_path / "p")
+    data = bytearray(b'{"a":1}')
+    ref = store.put_canonical(data)
+    data[:] = b'{"a":2}'
+    store.flush(fsync=False)
+    assert ref == hashlib.sha256(b'{"a":1}').hexdigest()
+    assert store.get(ref) == b'{"a":1}'
+    store.close()
+    reopened = PayloadStore(tmp_path / "p")
+    assert reopened.get(ref) == b'{"a":1}'
+    reopened.close()

@@ -197,7 +197,7 @@ class AppendFile:
     is dropped.
     """
 
-    __slots__ = ("_buf", "fd", "path", "size", "synced", "written")
+    __slots__ = ("_parts", "_pending", "fd", "path", "size", "synced", "written")
 
     def __init__(self, path: Path, size: int) -> None:
         self.path = path
@@ -206,41 +206,53 @@ class AppendFile:
         self.written = size
         self.synced = size
         """Bytes known to be on disk: up to here as of the last successful :meth:`sync`."""
-        self._buf = bytearray()
+        # the appended pieces, joined once when taken: a bytearray grown piece by piece
+        # is reallocated (and copied) every ~12 % of growth, ~8 copies of each byte
+        # between two flushes (~7 % of the recorder's time on the reference workload)
+        self._parts: list[bytes] = []
+        self._pending = 0
 
     def append(self, data: bytes | bytearray | memoryview) -> int:
-        """Buffer ``data``; return the offset it starts at."""
+        """Buffer ``data`` (a mutable buffer is copied); return the offset it starts at."""
         offset = self.size
-        self._buf += data
-        self.size += len(data)
+        if type(data) is not bytes:
+            data = bytes(data)
+        self._parts.append(data)
+        size = len(data)
+        self._pending += size
+        self.size += size
         return offset
 
     def append_record(self, header: bytes, data: bytes) -> int:
-        """Buffer ``header`` then ``data``; return the offset ``data`` starts at."""
-        buf = self._buf
-        buf += header
-        buf += data
+        """Buffer ``header`` then ``data`` (both ``bytes``); return the offset ``data``
+        starts at."""
+        parts = self._parts
+        parts.append(header)
+        parts.append(data)
         start = self.size + len(header)
-        self.size = start + len(data)
+        end = start + len(data)
+        self._pending += end - self.size
+        self.size = end
         return start
 
     @property
     def pending(self) -> int:
-        return len(self._buf)
+        return self._pending
 
-    def take(self) -> bytearray:
+    def take(self) -> bytes:
         """Remove and return the buffered bytes (for a caller that writes them later).
 
-        The buffer itself changes hands (no copy while the caller holds its lock);
-        appends go to a fresh one.
+        One copy (the pieces joined); appends go to a fresh list.
         """
-        data = self._buf
-        self._buf = bytearray()
-        return data
+        parts = self._parts
+        self._parts = []
+        self._pending = 0
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def give_back(self, data: bytes | bytearray) -> None:
         """Return bytes taken earlier but not written, ahead of anything appended since."""
-        self._buf[0:0] = data
+        self._parts.insert(0, bytes(data))
+        self._pending += len(data)
 
     def write_out(self, data: bytes | bytearray | None = None) -> None:
         """Write the buffer (or ``data`` taken earlier) to the OS, in order."""

@@ -273,7 +273,7 @@ class Journal(JournalWriter):
 
     def _put_back(
         self,
-        unwritten: list[tuple[AppendFile, bytearray]],
+        unwritten: list[tuple[AppendFile, bytes]],
         retired: list[AppendFile],
         new_dirs: bool,
     ) -> None:

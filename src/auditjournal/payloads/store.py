@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
 import threading
 import time
@@ -73,7 +72,6 @@ from .readahead import ReadAhead
 
 __all__ = ["DEFAULT_MAX_PAYLOAD_BYTES", "PackRecovery", "PayloadStore"]
 
-_sha256 = hashlib.sha256
 
 _in_window: Callable[..., bytes | None] | None
 _lookup: object | None  # the same read for the compiled record loop (window_source)
@@ -154,12 +152,14 @@ class PayloadStore:
 
     def put_canonical(self, data: bytes) -> str:
         """Store bytes that are already canonical JSON; return their ref (sha256 hex)."""
+        if type(data) is not bytes:  # kept by reference until written: not a mutable buffer
+            data = bytes(data)
         size = len(data)
         if size > self.max_payload_bytes:
             raise PayloadTooLargeError(
                 f"payload of {size:,} bytes exceeds the limit of {self.max_payload_bytes:,} bytes"
             )
-        digest = _sha256(data).digest()
+        digest = _digest(data)
         index = self._index
         if digest in index:  # dedup without the lock: entries are only ever added
             return digest.hex()
@@ -325,7 +325,7 @@ class PayloadStore:
         if (
             len(raw) != HEADER.size + size
             or HEADER.unpack_from(raw) != (MAGIC, digest, size)
-            or hashlib.sha256(memoryview(raw)[HEADER.size :]).digest() != digest
+            or _digest(memoryview(raw)[HEADER.size :]) != digest
         ):
             raise PayloadIntegrityError(
                 f"pack-{number:06d}.dat: the record of payload {ref} at offset {max(start, 0)} "
