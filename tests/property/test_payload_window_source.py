@@ -190,3 +190,55 @@ def test_without_the_compiled_read_the_loop_gets_no_window_source(
         finally:
             projector.close()
             store.close()
+
+
+@pytest.fixture(scope="module")
+def in_window(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The compiled window read callable from Python: the checkout's build, else built here."""
+    if store_module._in_window is not None:
+        return store_module._in_window
+    where = tmp_path_factory.mktemp("window-read")
+    return _build_compiled(where, store_module, "_window_accel", libraries=["crypto"]).in_window
+
+
+def test_the_record_after_the_last_one_served_is_found_without_the_index(
+    tmp_path: Path, in_window: Any
+) -> None:
+    """A replay reads payloads mostly in the order they were stored: after a payload the
+    index found, the next record in the window is tried first, and served if its header
+    names the ref and its data hashes to it -- here with an index that holds only the
+    first payload (as a table taken before the others were stored), so only that guess
+    can find them; a payload that is not next, or damaged, is still refused."""
+    values = [{"n": n, "pad": "x" * 50} for n in range(4)]
+    first = PayloadStore(tmp_path / "first")
+    first.put(values[0])
+    first.close()
+    full = PayloadStore(tmp_path / "full")
+    refs = [full.put(v) for v in values]
+    full.close()
+    first, full = PayloadStore(tmp_path / "first"), PayloadStore(tmp_path / "full")
+    try:
+        first.get(refs[0])
+        full.get(refs[0])  # both read their window
+        _, *table = first.window_source() or (None, *[None] * 3)
+        _, *all_columns = full.window_source() or (None, *[None] * 6)
+        if not table:  # no compiled read in the store: take the columns ourselves
+            table = [*first._table.columns(), *first._ahead.window]  # type: ignore[misc]
+            all_columns = [*full._table.columns(), *full._ahead.window]  # type: ignore[misc]
+        window = all_columns[3:]
+        keys, values_column, mask = table[:3]
+        stored = [full.get(ref) for ref in refs]  # (before: get() reads through the guess too)
+        number, start, data = window
+        damaged = bytearray(data)
+        damaged[data.index(stored[1])] ^= 0x01
+        broken = (number, start, bytes(damaged))
+        assert in_window(refs[0], keys, values_column, mask, *broken) == stored[0]
+        assert in_window(refs[1], keys, values_column, mask, *broken) is None  # does not hash
+        assert in_window(refs[2], keys, values_column, mask, *window) is None  # not next
+        assert in_window(refs[0], keys, values_column, mask, *window) == stored[0]
+        assert in_window(refs[1], keys, values_column, mask, *window) == stored[1]
+        assert in_window(refs[2], keys, values_column, mask, *window) == stored[2]
+        assert in_window(refs[3], keys, values_column, mask, *window) == stored[3]
+    finally:
+        first.close()
+        full.close()
