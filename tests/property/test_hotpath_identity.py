@@ -275,11 +275,71 @@ def test_what_the_compiled_check_passes_the_walk_returns_as_is(
 def test_canonical_json_is_the_same_with_and_without_the_compiled_check(
     compiled: Any, monkeypatch_module: pytest.MonkeyPatch, value: Any
 ) -> None:
+    monkeypatch_module.setattr(canonical, "_normalized", None)
     monkeypatch_module.setattr(canonical, "_passes", None)
     want = _outcome(canonical.canonical_json, value)
     monkeypatch_module.setattr(canonical, "_passes", compiled)
     got = _outcome(canonical.canonical_json, value)
     assert repr(got) == repr(want)
+
+
+@given(value=checked_values, start=st.sampled_from([0, 1, 500, 511, 512]))
+@with_edges(start=0)
+@EXAMPLES
+def test_what_the_compiled_walk_returns_the_walk_returns(
+    accel: Any, value: Any, start: int
+) -> None:
+    """``normalized`` gives the walk's result (the value itself when plain, else an equal
+    copy with ints for integral floats, of the same types all the way down) or WALK."""
+    got = accel.normalized(value, start)
+    if got is accel.WALK:
+        return
+    want = canonical._normalize(value, start)
+    assert _typed(got) == _typed(want)
+    assert (got is value) == (want is value)
+    if accel.plain(value, start):
+        assert got is value
+
+
+@given(value=checked_values)
+@with_edges()
+@EXAMPLES
+def test_canonical_json_is_the_same_with_and_without_the_compiled_walk(
+    accel: Any, monkeypatch_module: pytest.MonkeyPatch, value: Any
+) -> None:
+    monkeypatch_module.setattr(canonical, "_normalized", None)
+    monkeypatch_module.setattr(canonical, "_passes", None)
+    want = _outcome(canonical.canonical_json, value)
+    monkeypatch_module.setattr(canonical, "_normalized", accel.normalized)
+    got = _outcome(canonical.canonical_json, value)
+    assert repr(got) == repr(want)
+
+
+def test_the_compiled_walk_makes_ints_of_integral_floats_and_leaves_the_rest(
+    accel: Any,
+) -> None:
+    row = {"price": 3.0, "qty": [1, -0.0, 2.5, {"total": 9007199254740991.0}], "s": "x"}
+    got = accel.normalized(row, 0)
+    assert _typed(got) == _typed(
+        {"price": 3, "qty": [1, 0, 2.5, {"total": 9007199254740991}], "s": "x"}
+    )
+    assert row["price"] == 3.0 and type(row["price"]) is float  # the caller's value as it was
+    plain = {"a": [1, "b", 2.5]}
+    assert accel.normalized(plain, 0) is plain
+    for walked in (9007199254740992.0, 1e-5, 1e16 + 1.5, float("nan"), (1,), {1: 2}, [[[]]]):
+        assert accel.normalized(walked, 0 if walked != [[[]]] else 511) is accel.WALK
+    assert canonical.canonical_json(row) == (
+        b'{"price":3,"qty":[1,0,2.5,{"total":9007199254740991}],"s":"x"}'
+    )
+
+
+def _typed(value: Any) -> Any:
+    """``value`` with the type of every leaf beside it (3 == 3.0, but not as JSON)."""
+    if type(value) is dict:
+        return ("dict", sorted((k, _typed(v)) for k, v in value.items()))
+    if type(value) is list:
+        return ("list", [_typed(v) for v in value])
+    return (type(value).__name__, repr(value))
 
 
 @given(plain_values, st.integers(0, 500))
@@ -307,7 +367,10 @@ def test_the_compiled_check_leaves_the_depth_limit_and_cycles_to_the_walk(compil
 
 
 def test_the_environment_can_leave_the_compiled_check_unused() -> None:
-    code = "from auditjournal.model import canonical; print(canonical._passes is None)"
+    code = (
+        "from auditjournal.model import canonical; "
+        "print(canonical._passes is None and canonical._normalized is None)"
+    )
     env = {**os.environ, canonical.PURE_PYTHON_ENV: "1"}
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert result.stdout.strip() == "True", result.stderr

@@ -6,7 +6,8 @@ Each round runs one child process per version (order ABBA across rounds, so drif
 busy machine cancels), each recording ``--rows`` rows (``batch``, the recorder alone:
 ``export=None, sql=False``; plans built untimed) and then replaying the run into a fresh
 export in one process (``workers=1``). A child's ``sys.path`` starts with its version's
-``src`` (the old one from ``git archive``). Prints, per figure and version, the median and
+``src`` (the old one from ``git archive``, its optional C modules built as this
+checkout's are, where it has them). Prints, per figure and version, the median and
 spread (min..max) of wall-clock rates and of CPU-time rates (less disturbed by other load
 on a shared machine), and the median of the same-round ratios new/old.
 ``--recording-only`` skips the replay; ``--new-env NAME=VALUE`` sets the environment of
@@ -64,6 +65,26 @@ print(json.dumps(out))
 """
 
 
+def _build_old(commit: str, tree: Path) -> bool:
+    """Build the old version's optional C modules in place, as this checkout's are (else
+    the A/B would compare a C build with pure Python); False where it has none or the
+    build fails (then it runs as pure Python, and the report says so)."""
+    for name in ("setup.py", "pyproject.toml", "README.md"):  # setup.py reads the metadata
+        got = subprocess.run(
+            ["git", "-C", str(REPO), "show", f"{commit}:{name}"], capture_output=True, check=False
+        )
+        if got.returncode:
+            return False
+        (tree / name).write_bytes(got.stdout)
+    done = subprocess.run(
+        [sys.executable, "setup.py", "build_ext", "--inplace"],
+        cwd=tree,
+        capture_output=True,
+        check=False,
+    )
+    return done.returncode == 0 and any((tree / "src").rglob("*.so"))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--old-commit", required=True)
@@ -91,6 +112,8 @@ def main() -> int:
         ).stdout
         with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
             tar.extractall(work / "old", filter="data")
+        built = _build_old(args.old_commit, work / "old")
+        print(f"old version: {'with' if built else 'WITHOUT'} its optional C build", flush=True)
         versions = {"old": str(work / "old" / "src"), "new": str(REPO / "src")}
         for n in range(args.rounds):
             order = ["old", "new"] if n % 2 == 0 else ["new", "old"]

@@ -81,6 +81,100 @@ plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return PyBool_FromLong(is_plain(args[0], (int)depth));
 }
 
+/* normalized(value, depth): the walk's result where it is cheap to know -- value itself
+   when plain (as above), or a copy in which each integral float within +-(2**53 - 1)
+   is the int the walk makes of it (ECMAScript writes 3.0 as 3; ~10 % of the payloads of
+   a pipeline with prices and amounts hold one) -- else the module's WALK marker: the
+   Python walk converts the value or names what is wrong with it. Copies are made as the
+   walk makes them (dict(o) / list(o), the changed items set), only where something
+   changed. Nothing here runs Python code (exact dicts, exact str keys). */
+static PyObject *WALK; /* the marker: "take the walk" */
+
+static PyObject *
+normalized_of(PyObject *o, int depth)
+{
+    if (PyFloat_CheckExact(o)) {
+        double v = PyFloat_AS_DOUBLE(o);
+        double a = fabs(v);
+        if (floor(v) != v) { /* also NaN */
+            return Py_NewRef(a >= 1e-4 && a < 1e16 ? o : WALK);
+        }
+        return a <= (double)MAX_SAFE_INTEGER ? PyLong_FromDouble(v) : Py_NewRef(WALK);
+    }
+    if (!PyDict_CheckExact(o) && !PyList_CheckExact(o)) {
+        return Py_NewRef(is_plain(o, depth) ? o : WALK); /* a scalar, or not JSON's */
+    }
+    if (depth >= MAX_DEPTH) {
+        return Py_NewRef(WALK);
+    }
+    PyObject *copy = NULL;
+    if (PyDict_CheckExact(o)) {
+        Py_ssize_t pos = 0;
+        PyObject *key, *item;
+        while (PyDict_Next(o, &pos, &key, &item)) {
+            if (!PyUnicode_CheckExact(key)) {
+                Py_XDECREF(copy);
+                return Py_NewRef(WALK);
+            }
+            PyObject *got = normalized_of(item, depth + 1);
+            if (got == item) {
+                Py_DECREF(got);
+                continue;
+            }
+            if (got == NULL || got == WALK) {
+                Py_XDECREF(copy);
+                return got;
+            }
+            if (copy == NULL && (copy = PyDict_Copy(o)) == NULL) {
+                Py_DECREF(got);
+                return NULL;
+            }
+            int rc = PyDict_SetItem(copy, key, got);
+            Py_DECREF(got);
+            if (rc < 0) {
+                Py_DECREF(copy);
+                return NULL;
+            }
+        }
+        return copy != NULL ? copy : Py_NewRef(o);
+    }
+    Py_ssize_t n = PyList_GET_SIZE(o);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PyList_GET_ITEM(o, i);
+        PyObject *got = normalized_of(item, depth + 1);
+        if (got == item) {
+            Py_DECREF(got);
+            continue;
+        }
+        if (got == NULL || got == WALK) {
+            Py_XDECREF(copy);
+            return got;
+        }
+        if (copy == NULL && (copy = PyList_GetSlice(o, 0, n)) == NULL) {
+            Py_DECREF(got);
+            return NULL;
+        }
+        PyList_SET_ITEM(copy, i, got); /* steals got; the copy's old item: */
+        Py_DECREF(item);
+    }
+    return copy != NULL ? copy : Py_NewRef(o);
+}
+
+static PyObject *
+normalized(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyLong_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "normalized(value, depth: int)");
+        return NULL;
+    }
+    int overflow = 0;
+    long depth = PyLong_AsLongAndOverflow(args[1], &overflow);
+    if (overflow || depth < 0 || depth > MAX_DEPTH) {
+        return Py_NewRef(WALK);
+    }
+    return normalized_of(args[0], (int)depth);
+}
+
 /* The secret filter's fast path: 1 when nothing in o can hold a secret field, that is
    every dict (exact) has only exact-str keys found in `names` (names the filter has
    seen not to be secret) and every value is an exact scalar or such a dict, list or
@@ -144,6 +238,8 @@ unfiltered(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 static PyMethodDef methods[] = {
     {"plain", (PyCFunction)(void (*)(void))plain, METH_FASTCALL,
      "plain(value, depth) -> True if the canonical walk would pass value unchanged."},
+    {"normalized", (PyCFunction)(void (*)(void))normalized, METH_FASTCALL,
+     "normalized(value, depth) -> the walk's result where cheap to know, else WALK."},
     {"unfiltered", (PyCFunction)(void (*)(void))unfiltered, METH_FASTCALL,
      "unfiltered(value, names) -> True if the secret filter would find nothing in value."},
     {NULL, NULL, 0, NULL},
@@ -156,5 +252,17 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__canonical_accel(void)
 {
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) {
+        return NULL;
+    }
+    if (WALK == NULL && (WALK = PyObject_CallNoArgs((PyObject *)&PyBaseObject_Type)) == NULL) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    if (PyModule_AddObjectRef(m, "WALK", WALK) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

@@ -69,12 +69,19 @@ PURE_PYTHON_ENV = "AUDITJOURNAL_PURE_PYTHON"
 _INTEGER_TEXT_END = 1e21  # from here on ECMAScript writes numbers with an exponent
 
 _compiled_plain: Callable[[Any, int], bool] | None
+_compiled_normalized: Callable[[Any, int], Any] | None
+_WALK: object = object()
 try:  # the walk's fast path compiled (setup.py, optional); the Python walk otherwise
+    from ._canonical_accel import WALK as _WALK
+    from ._canonical_accel import normalized as _compiled_normalized
     from ._canonical_accel import plain as _compiled_plain
 except ImportError:  # pragma: no cover - a build without a C compiler
-    _compiled_plain = None
+    _compiled_plain = _compiled_normalized = None
 _passes = None if os.environ.get(PURE_PYTHON_ENV) else _compiled_plain
 """The compiled check in use, if any: True when the walk would return the value as is."""
+_normalized = None if os.environ.get(PURE_PYTHON_ENV) else _compiled_normalized
+"""The compiled walk in use, if any: the walk's result for plain values and integral
+floats (as ints), else ``_WALK`` (the Python walk decides). Tried before ``_passes``."""
 
 _SORTED = msgspec.json.Encoder(order="sorted")
 _AS_GIVEN = msgspec.json.Encoder()
@@ -94,9 +101,14 @@ def canonical_json(obj: Any, *, max_depth: int = MAX_DEPTH) -> bytes:
     # counting from the offset keeps the walk's depth test against one constant
     start = MAX_DEPTH - max_depth
     try:
-        # the compiled check passes what the walk would return unchanged (the common
-        # payload); anything else, and every error, takes the walk
-        value = obj if _passes is not None and _passes(obj, start) else _normalize(obj, start)
+        # the compiled walk returns what the walk would for the common payload (as it is,
+        # or with integral floats as ints); anything else, and every error, takes the walk
+        if _normalized is not None:
+            value = _normalized(obj, start)
+            if value is _WALK:
+                value = _normalize(obj, start)
+        else:
+            value = obj if _passes is not None and _passes(obj, start) else _normalize(obj, start)
     except _PathError as exc:
         message = exc.message or f"value is nested deeper than {max_depth} levels"
         raise CanonicalizationError(f"{message} at {exc.path()}") from None
