@@ -197,7 +197,7 @@ class AppendFile:
     is dropped.
     """
 
-    __slots__ = ("_parts", "_pending", "fd", "path", "size", "synced", "written")
+    __slots__ = ("_parts", "fd", "path", "pending", "size", "synced", "written")
 
     def __init__(self, path: Path, size: int) -> None:
         self.path = path
@@ -210,7 +210,8 @@ class AppendFile:
         # is reallocated (and copied) every ~12 % of growth, ~8 copies of each byte
         # between two flushes (~7 % of the recorder's time on the reference workload)
         self._parts: list[bytes] = []
-        self._pending = 0
+        self.pending = 0
+        """Bytes buffered, not yet taken (an attribute: read after every append)."""
 
     def append(self, data: bytes | bytearray | memoryview) -> int:
         """Buffer ``data`` (a mutable buffer is copied); return the offset it starts at."""
@@ -219,7 +220,7 @@ class AppendFile:
             data = bytes(data)
         self._parts.append(data)
         size = len(data)
-        self._pending += size
+        self.pending += size
         self.size += size
         return offset
 
@@ -231,13 +232,9 @@ class AppendFile:
         parts.append(data)
         start = self.size + len(header)
         end = start + len(data)
-        self._pending += end - self.size
+        self.pending += end - self.size
         self.size = end
         return start
-
-    @property
-    def pending(self) -> int:
-        return self._pending
 
     def take(self) -> bytes:
         """Remove and return the buffered bytes (for a caller that writes them later).
@@ -246,13 +243,13 @@ class AppendFile:
         """
         parts = self._parts
         self._parts = []
-        self._pending = 0
+        self.pending = 0
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def give_back(self, data: bytes | bytearray) -> None:
         """Return bytes taken earlier but not written, ahead of anything appended since."""
         self._parts.insert(0, bytes(data))
-        self._pending += len(data)
+        self.pending += len(data)
 
     def write_out(self, data: bytes | bytearray | None = None) -> None:
         """Write the buffer (or ``data`` taken earlier) to the OS, in order."""

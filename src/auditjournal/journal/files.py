@@ -98,6 +98,8 @@ class Journal(JournalWriter):
         """Held while appending and while a flush takes what is buffered."""
         self._caller_locks = lock is not None
         """The caller holds ``_lock`` around each append (its own lock, given to us)."""
+        if lock is not None:  # then append is _append, one Python frame less an event
+            self.append = self._append  # type: ignore[method-assign]
         self._io_lock = threading.Lock()
         """Held while a flush writes (keeps the writes in order); its fsyncs come after."""
         self._sync_lock = threading.Lock()
