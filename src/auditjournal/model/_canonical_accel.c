@@ -63,22 +63,34 @@ is_plain(PyObject *o, int depth)
     return 0;
 }
 
+/* The (value, depth) arguments of plain() and normalized(): 1 and *depth when the depth
+   is one to check here, 0 when it is a limit the walk handles (the C stack stays short),
+   -1 (TypeError set) when the arguments are not (value, int). */
+static int
+depth_arg(PyObject *const *args, Py_ssize_t nargs, const char *usage, int *depth)
+{
+    if (nargs != 2 || !PyLong_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, usage);
+        return -1;
+    }
+    int overflow = 0;
+    long value = PyLong_AsLongAndOverflow(args[1], &overflow);
+    if (overflow || value < 0 || value > MAX_DEPTH) {
+        return 0;
+    }
+    *depth = (int)value;
+    return 1;
+}
+
 static PyObject *
 plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2 || !PyLong_CheckExact(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "plain(value, depth: int)");
-        return NULL;
+    int depth = 0;
+    int rc = depth_arg(args, nargs, "plain(value, depth: int)", &depth);
+    if (rc <= 0) {
+        return rc < 0 ? NULL : Py_NewRef(Py_False);
     }
-    int overflow = 0;
-    long depth = PyLong_AsLongAndOverflow(args[1], &overflow);
-    if (overflow) {
-        Py_RETURN_FALSE;
-    }
-    if (depth < 0 || depth > MAX_DEPTH) {  /* a limit the walk handles (the C stack stays short) */
-        Py_RETURN_FALSE;
-    }
-    return PyBool_FromLong(is_plain(args[0], (int)depth));
+    return PyBool_FromLong(is_plain(args[0], depth));
 }
 
 /* normalized(value, depth): the walk's result where it is cheap to know -- value itself
@@ -89,6 +101,21 @@ plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
    walk makes them (dict(o) / list(o), the changed items set), only where something
    changed. Nothing here runs Python code (exact dicts, exact str keys). */
 static PyObject *WALK; /* the marker: "take the walk" */
+
+static PyObject *normalized_of(PyObject *o, int depth);
+
+/* An item's normalized value: 0 when it is the item itself, 1 when *got is a new value
+   for it, -1 when the caller stops and returns *got (WALK, or NULL with an error set) */
+static int
+normalized_item(PyObject *item, int depth, PyObject **got)
+{
+    *got = normalized_of(item, depth);
+    if (*got == item) {
+        Py_DECREF(*got);
+        return 0;
+    }
+    return *got == NULL || *got == WALK ? -1 : 1;
+}
 
 static PyObject *
 normalized_of(PyObject *o, int depth)
@@ -116,12 +143,12 @@ normalized_of(PyObject *o, int depth)
                 Py_XDECREF(copy);
                 return Py_NewRef(WALK);
             }
-            PyObject *got = normalized_of(item, depth + 1);
-            if (got == item) {
-                Py_DECREF(got);
-                continue;
-            }
-            if (got == NULL || got == WALK) {
+            PyObject *got;
+            int changed = normalized_item(item, depth + 1, &got);
+            if (changed <= 0) {
+                if (changed == 0) {
+                    continue;
+                }
                 Py_XDECREF(copy);
                 return got;
             }
@@ -140,13 +167,12 @@ normalized_of(PyObject *o, int depth)
     }
     Py_ssize_t n = PyList_GET_SIZE(o);
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *item = PyList_GET_ITEM(o, i);
-        PyObject *got = normalized_of(item, depth + 1);
-        if (got == item) {
-            Py_DECREF(got);
+        PyObject *item = PyList_GET_ITEM(o, i), *got;
+        int changed = normalized_item(item, depth + 1, &got);
+        if (changed == 0) {
             continue;
         }
-        if (got == NULL || got == WALK) {
+        if (changed < 0) {
             Py_XDECREF(copy);
             return got;
         }
@@ -163,16 +189,12 @@ normalized_of(PyObject *o, int depth)
 static PyObject *
 normalized(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2 || !PyLong_CheckExact(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "normalized(value, depth: int)");
-        return NULL;
+    int depth = 0;
+    int rc = depth_arg(args, nargs, "normalized(value, depth: int)", &depth);
+    if (rc <= 0) {
+        return rc < 0 ? NULL : Py_NewRef(WALK);
     }
-    int overflow = 0;
-    long depth = PyLong_AsLongAndOverflow(args[1], &overflow);
-    if (overflow || depth < 0 || depth > MAX_DEPTH) {
-        return Py_NewRef(WALK);
-    }
-    return normalized_of(args[0], (int)depth);
+    return normalized_of(args[0], depth);
 }
 
 /* The secret filter's fast path: 1 when nothing in o can hold a secret field, that is
