@@ -586,3 +586,18 @@ def test_the_child_says_progress_once_the_awaited_seq_is_reached(
         shared[Slot.WAIT_SEQ] = 10
         assert part.step() and shared[Slot.EXPORT_DONE] == 10
         assert sent == [("progress",)]
+
+
+def test_the_projector_process_writes_its_export_steps_itself(tmp_path: Path) -> None:
+    """Beside a recorder that keeps the other core busy, the child's export writes each
+    small step's chunk block in its own thread, as a live export in the recorder's
+    process does: no chunk I/O thread (a queue, a wake-up and the GIL handed back and
+    forth per step); a replay over a finished journal keeps its thread."""
+    import threading
+
+    with _child_in_this_process(tmp_path) as part:
+        assert part.export is not None
+        assert "auditjournal-chunk-io" not in {t.name for t in threading.enumerate()}
+        while part.export.result is None and part.export.step(256):
+            pass
+        assert part.export.result is not None  # sealed, written inline

@@ -136,6 +136,7 @@ class ExportProjector:
         checkpoint: bool = True,
         live: bool = False,
         ledger: Ledger | None = None,
+        io_thread: bool | None = None,
     ) -> None:
         self.run_id = run_id
         self._ledger = ledger
@@ -155,7 +156,9 @@ class ExportProjector:
             prefix,
             settings.chunk_size_bytes,
             settings.checkpoint_every_records,
-            io_thread=not live,  # a live step is small: written at once (see chunkio.Inline)
+            # a live step is small: written at once (see chunkio.Inline); so is a step of a
+            # projector process that follows a live journal (``io_thread=False``)
+            io_thread=not live if io_thread is None else io_thread,
         )
         self._tree_heads = LiveCheckpoints(prefix, run_id, settings)
         self._signer = load_signer(settings.sign, settings.signing_key_file)

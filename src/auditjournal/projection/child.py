@@ -114,6 +114,7 @@ class _Child:
                 settings=spec.export,
                 prefix=Path(spec.export_prefix),
                 ledger=open_ledger(root, key, spec.journal_url),
+                io_thread=False,  # small steps beside a busy recorder (docs/decisions.md)
             )
             shared[Slot.EXPORT_DONE] = self.export.position.next_seq - 1
 
