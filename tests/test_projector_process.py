@@ -595,9 +595,11 @@ def test_the_projector_process_writes_its_export_steps_itself(tmp_path: Path) ->
     forth per step); a replay over a finished journal keeps its thread."""
     import threading
 
+    before = set(threading.enumerate())  # (another test's may still be ending)
     with _child_in_this_process(tmp_path) as part:
         assert part.export is not None
-        assert "auditjournal-chunk-io" not in {t.name for t in threading.enumerate()}
+        started = set(threading.enumerate()) - before
+        assert "auditjournal-chunk-io" not in {t.name for t in started}
         while part.export.result is None and part.export.step(256):
             pass
         assert part.export.result is not None  # sealed, written inline
