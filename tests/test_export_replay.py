@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -347,10 +348,14 @@ def test_an_older_projector_holding_the_old_lock_keeps_the_export(
     prefix.parent.mkdir()
     paths = ExportPaths(prefix)
     held = lock_file(paths.legacy_lock, "an older projector")
+    before = set(threading.enumerate())
     try:
         with pytest.raises(JournalLockedError):
             store.export_projector(finished_run, RESUME_SETTINGS, prefix=prefix)
     finally:
         os.close(held)
+    # the refused projector's chunk writer is closed: its I/O thread does not linger
+    left = {t.name for t in set(threading.enumerate()) - before if t.is_alive()}
+    assert "auditjournal-chunk-io" not in left
     store.export_projector(finished_run, RESUME_SETTINGS, prefix=prefix).close()
     assert not paths.legacy_lock.exists()

@@ -160,13 +160,14 @@ class ExportProjector:
             # projector process that follows a live journal (``io_thread=False``)
             io_thread=not live if io_thread is None else io_thread,
         )
-        self._tree_heads = LiveCheckpoints(prefix, run_id, settings)
-        self._signer = load_signer(settings.sign, settings.signing_key_file)
-        self.paths.directory.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = lock_export(self.paths, f"export {prefix}")
+        self._lock_fd = -1
         self.result: SealResult | None = None
         self._last_checkpoint = 0.0
-        try:
+        try:  # the writer may have started its I/O thread: closed if the rest fails
+            self._tree_heads = LiveCheckpoints(prefix, run_id, settings)
+            self._signer = load_signer(settings.sign, settings.signing_key_file)
+            self.paths.directory.mkdir(parents=True, exist_ok=True)
+            self._lock_fd = lock_export(self.paths, f"export {prefix}")
             self._reader = self._resume()
         except BaseException:
             self.close()
