@@ -178,7 +178,7 @@ def _build_compiled(
 @pytest.fixture(scope="module")
 def accel(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The compiled module: the checkout's build, else one made from its C source."""
-    if canonical._compiled_plain is not None:
+    if canonical._compiled_normalized is not None:
         return importlib.import_module("auditjournal.model._canonical_accel")
     return _build_compiled(tmp_path_factory.mktemp("accel"))
 
@@ -272,15 +272,12 @@ def test_what_the_compiled_check_passes_the_walk_returns_as_is(
 @given(value=checked_values)
 @with_edges()
 @EXAMPLES
-def test_canonical_json_is_the_same_with_and_without_the_compiled_check_and_walk(
+def test_canonical_json_is_the_same_with_and_without_the_compiled_walk(
     accel: Any, monkeypatch_module: pytest.MonkeyPatch, value: Any
 ) -> None:
     monkeypatch_module.setattr(canonical, "_normalized", None)
-    monkeypatch_module.setattr(canonical, "_passes", None)
     want = repr(_outcome(canonical.canonical_json, value))
-    monkeypatch_module.setattr(canonical, "_passes", accel.plain)  # the check alone
-    assert repr(_outcome(canonical.canonical_json, value)) == want
-    monkeypatch_module.setattr(canonical, "_normalized", accel.normalized)  # tried first
+    monkeypatch_module.setattr(canonical, "_normalized", accel.normalized)
     assert repr(_outcome(canonical.canonical_json, value)) == want
 
 
@@ -354,10 +351,7 @@ def test_the_compiled_check_leaves_the_depth_limit_and_cycles_to_the_walk(compil
 
 
 def test_the_environment_can_leave_the_compiled_check_unused() -> None:
-    code = (
-        "from auditjournal.model import canonical; "
-        "print(canonical._passes is None and canonical._normalized is None)"
-    )
+    code = "from auditjournal.model import canonical; print(canonical._normalized is None)"
     env = {**os.environ, canonical.PURE_PYTHON_ENV: "1"}
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert result.stdout.strip() == "True", result.stderr

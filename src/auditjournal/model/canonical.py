@@ -20,11 +20,11 @@ msgspec would not:
 Containers are copied only when something inside them had to change, so the
 common payload (dicts of str/int/bool) is encoded straight from the caller's
 object. Where the optional C build is installed (``_canonical_accel.c``, see
-``setup.py``), a compiled check first tells whether the walk would return the value
-unchanged, which it does about six times faster; only values it does not pass are
-walked in Python (identical bytes either way: a property test). Objects with a key
-outside the Basic Multilingual Plane take a slower path that sorts keys by UTF-16
-code units, as RFC 8785 requires.
+``setup.py``), a compiled walk first returns the value unchanged, or with its integral
+floats as ints, where the Python walk would, about six times faster; only values it
+leaves to the walk are walked in Python (identical bytes either way: a property test).
+Objects with a key outside the Basic Multilingual Plane take a slower path that sorts
+keys by UTF-16 code units, as RFC 8785 requires.
 """
 
 from __future__ import annotations
@@ -68,20 +68,17 @@ PURE_PYTHON_ENV = "AUDITJOURNAL_PURE_PYTHON"
 """Set (non-empty) to leave the compiled fast path unused (for comparisons, tests)."""
 _INTEGER_TEXT_END = 1e21  # from here on ECMAScript writes numbers with an exponent
 
-_compiled_plain: Callable[[Any, int], bool] | None
 _compiled_normalized: Callable[[Any, int], Any] | None
 _WALK: object = object()
 try:  # the walk's fast path compiled (setup.py, optional); the Python walk otherwise
     from ._canonical_accel import WALK as _WALK
     from ._canonical_accel import normalized as _compiled_normalized
-    from ._canonical_accel import plain as _compiled_plain
 except ImportError:  # pragma: no cover - a build without a C compiler
-    _compiled_plain = _compiled_normalized = None
-_passes = None if os.environ.get(PURE_PYTHON_ENV) else _compiled_plain
-"""The compiled check in use, if any: True when the walk would return the value as is."""
+    _compiled_normalized = None
 _normalized = None if os.environ.get(PURE_PYTHON_ENV) else _compiled_normalized
-"""The compiled walk in use, if any: the walk's result for plain values and integral
-floats (as ints), else ``_WALK`` (the Python walk decides). Tried before ``_passes``."""
+"""The compiled walk in use, if any: the walk's result for plain values (``plain``, the
+compiled check, passes them as they are) and integral floats (as ints), else ``_WALK``
+(the Python walk decides)."""
 
 _SORTED = msgspec.json.Encoder(order="sorted")
 _AS_GIVEN = msgspec.json.Encoder()
@@ -103,12 +100,9 @@ def canonical_json(obj: Any, *, max_depth: int = MAX_DEPTH) -> bytes:
     try:
         # the compiled walk returns what the walk would for the common payload (as it is,
         # or with integral floats as ints); anything else, and every error, takes the walk
-        if _normalized is not None:
-            value = _normalized(obj, start)
-            if value is _WALK:
-                value = _normalize(obj, start)
-        else:
-            value = obj if _passes is not None and _passes(obj, start) else _normalize(obj, start)
+        value = _WALK if _normalized is None else _normalized(obj, start)
+        if value is _WALK:
+            value = _normalize(obj, start)
     except _PathError as exc:
         message = exc.message or f"value is nested deeper than {max_depth} levels"
         raise CanonicalizationError(f"{message} at {exc.path()}") from None

@@ -27,6 +27,7 @@
 
 
 #define HEADER_SIZE 44 /* magic (4) | digest (32) | length (8), packs.py */
+#define MAGIC "AJP1"    /* packs.MAGIC */
 #define OFFSET_BITS 28
 #define SIZE_BITS 26
 #define BIG_PAYLOAD (64 * 1024) /* hashed by Python, with the GIL released */
@@ -40,8 +41,8 @@ static const PyObject *guess_window;
 static Py_ssize_t guess_at = -1;
 
 /* 1 and the data when the record at ``at`` in ``window`` is the payload of ``digest``
-   (its header is a record's and names the digest, its data lies in the window, is not big and hashes to
-   it); 0 when not; -1 on error */
+   (its header is a record's and names the digest, its data lies in the window, is not
+   big and hashes to it); 0 when not; -1 on error */
 static int
 record_at(const unsigned char *window, Py_ssize_t window_len, long long at,
           const unsigned char *digest, const char **data_out, Py_ssize_t *size_out)
@@ -50,7 +51,7 @@ record_at(const unsigned char *window, Py_ssize_t window_len, long long at,
         return 0;
     }
     const unsigned char *head = window + at;
-    if (memcmp(head, "AJP1", 4) != 0 || memcmp(head + 4, digest, 32) != 0) { /* packs.MAGIC */
+    if (memcmp(head, MAGIC, 4) != 0 || memcmp(head + 4, digest, 32) != 0) {
         return 0;
     }
     uint64_t size = 0;
@@ -98,12 +99,6 @@ lookup(PyObject *const *items, const char *hex, Py_ssize_t len, const char **dat
         }
         digest[i] = (unsigned char)((hi - 1) << 4 | (lo - 1));
     }
-    Py_ssize_t mask = PyLong_AsSsize_t(items[2]);
-    long long number = PyLong_AsLongLong(items[3]);
-    long long start = PyLong_AsLongLong(items[4]);
-    if (PyErr_Occurred()) {
-        return -1;
-    }
     PyObject *window = items[5];
     if (!PyBytes_CheckExact(window)) { /* the store's are: their data stays where it is */
         PyErr_SetString(PyExc_TypeError, "the window must be bytes");
@@ -111,7 +106,7 @@ lookup(PyObject *const *items, const char *hex, Py_ssize_t len, const char **dat
     }
     const unsigned char *wbuf = (const unsigned char *)PyBytes_AS_STRING(window);
     Py_ssize_t wlen = PyBytes_GET_SIZE(window);
-    if (window == guess_window) {
+    if (window == guess_window) { /* before the index's columns are even read */
         int guessed = record_at(wbuf, wlen, guess_at, digest, data_out, size_out);
         if (guessed != 0) {
             if (guessed == 1) {
@@ -119,6 +114,12 @@ lookup(PyObject *const *items, const char *hex, Py_ssize_t len, const char **dat
             }
             return guessed;
         }
+    }
+    Py_ssize_t mask = PyLong_AsSsize_t(items[2]);
+    long long number = PyLong_AsLongLong(items[3]);
+    long long start = PyLong_AsLongLong(items[4]);
+    if (PyErr_Occurred()) {
+        return -1;
     }
     Py_buffer keys, values;
     if (PyObject_GetBuffer(items[0], &keys, PyBUF_SIMPLE) < 0) {
